@@ -1,0 +1,67 @@
+# overboot: `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+GO      ?= go
+BUILD   ?= $(CURDIR)/build
+GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
+
+# Debian packages the tests, the demo and the benchmarks need.
+APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
+	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install the Debian packages the tests need (apt-get, only what is missing)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install packages: $$missing" >&2; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+.PHONY: build
+build: $(BUILD)/overboot $(BUILD)/overboot-init ## build the binaries into build/
+
+$(BUILD)/overboot: FORCE
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ ./cmd/overboot
+
+$(BUILD)/overboot-init: FORCE
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ ./cmd/overboot-init
+
+.PHONY: check
+check: ## gofmt and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:" $$unformatted >&2; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: unit
+unit: ## tiers 1 and 2: go test ./... (tier 2 needs root: loop, squashfs, overlayfs)
+	$(GO) test -count=1 ./...
+
+.PHONY: test
+test: deps check build unit ## every tier, QEMU boots included (installs packages when missing)
+
+.PHONY: fuzz
+fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${FUZZTIME:-30s} $$pkg; \
+		done; \
+	done
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf $(BUILD)
+
+.PHONY: FORCE
+FORCE:

@@ -1,0 +1,19 @@
+// Package boot is the contract between the overboot server and the overboot
+// agent (the /init in the initramfs). Both sides import it, so they cannot
+// drift apart:
+//
+//   - Params: the kernel command-line parameters, all under the "overboot."
+//     prefix, parsed and formatted by the same code (Parse, Params.Format).
+//   - Document: the JSON boot document the agent may fetch from the server,
+//     naming the lower and upper layers and, for iSCSI, the credentials.
+//   - Script rendering for iPXE (KernelScript, ChainScript) and the query the
+//     iPXE bootstrap script sends back to the server (ParseQuery).
+//
+// Everything here is pure: no I/O, no syscalls. Parsing is strict: an unknown
+// overboot.* key or a malformed value is an error that names the key.
+//
+// Secrets never travel on the kernel command line, which every user of the
+// booted system can read in /proc/cmdline. A machine that needs secrets gets
+// an overboot.doc URL carrying a single-use token and receives the secrets in
+// the document.
+package boot

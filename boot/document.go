@@ -1,0 +1,280 @@
+package boot
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// DocumentVersion is the version of the boot document this package speaks.
+const DocumentVersion = 1
+
+// MaxDocumentSize bounds a boot document; anything larger is refused unread.
+const MaxDocumentSize = 64 << 10
+
+// Document is the boot document the agent fetches from overboot.doc. It names
+// the lower (read-only image) and upper (writable) layers. It may carry CHAP
+// secrets, so it is served once per token and never logged whole: use
+// Document.LogValue or Redacted.
+type Document struct {
+	Version int    `json:"version"`
+	Machine string `json:"machine,omitempty"` // the server's name for this machine, for messages
+	Lower   Source `json:"lower"`
+	Upper   Upper  `json:"upper"`
+	Init    string `json:"init,omitempty"`   // default /sbin/init
+	Report  string `json:"report,omitempty"` // URL the agent POSTs boot events to
+}
+
+// Source is where a layer comes from: exactly one of the fields is set.
+type Source struct {
+	HTTP  *HTTPSource  `json:"http,omitempty"`
+	ISCSI *ISCSISource `json:"iscsi,omitempty"`
+}
+
+// HTTPSource is an image downloaded over HTTP into RAM and verified.
+type HTTPSource struct {
+	URL    string `json:"url"`
+	Digest Digest `json:"digest"`
+	Size   int64  `json:"size,omitempty"` // bytes; checked when given
+}
+
+// ISCSISource is a LUN attached through the kernel's iSCSI initiator.
+type ISCSISource struct {
+	Portal    string `json:"portal"`    // host:port
+	Target    string `json:"target"`    // target IQN
+	LUN       int    `json:"lun"`       // usually 0
+	Initiator string `json:"initiator"` // the initiator IQN the target expects
+	CHAP      *CHAP  `json:"chap,omitempty"`
+	Digest    Digest `json:"digest,omitempty"` // for a read-only lower: verified before use
+	Size      int64  `json:"size,omitempty"`   // bytes of image on the LUN, with Digest
+}
+
+// CHAP holds the credentials for an iSCSI login (RFC 1994, RFC 7143 12.1.3).
+// TargetUser and TargetSecret, when set, make the authentication mutual.
+type CHAP struct {
+	User         string `json:"user"`
+	Secret       string `json:"secret"`
+	TargetUser   string `json:"target_user,omitempty"`
+	TargetSecret string `json:"target_secret,omitempty"`
+}
+
+// String never shows the secrets.
+func (c CHAP) String() string {
+	if c.TargetUser != "" {
+		return fmt.Sprintf("CHAP user %s (mutual, target user %s)", c.User, c.TargetUser)
+	}
+	return "CHAP user " + c.User
+}
+
+// LogValue keeps secrets out of structured logs.
+func (c CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Upper is the writable layer: exactly one field is set.
+type Upper struct {
+	Tmpfs *TmpfsUpper  `json:"tmpfs,omitempty"`
+	ISCSI *ISCSISource `json:"iscsi,omitempty"`
+}
+
+// TmpfsUpper is a RAM upper layer; everything written is lost at reboot.
+type TmpfsUpper struct {
+	Size Size `json:"size,omitempty"` // default 50% of RAM
+}
+
+// ParseDocument decodes and validates a boot document. Unknown fields are
+// errors, as are documents of another version.
+func ParseDocument(r io.Reader) (Document, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxDocumentSize+1))
+	if err != nil {
+		return Document{}, fmt.Errorf("read boot document: %w", err)
+	}
+	if len(data) > MaxDocumentSize {
+		return Document{}, fmt.Errorf("boot document larger than %d bytes", MaxDocumentSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var d Document
+	if err := dec.Decode(&d); err != nil {
+		return Document{}, fmt.Errorf("boot document: %w", err)
+	}
+	if dec.More() {
+		return Document{}, errors.New("boot document: trailing data after the JSON object")
+	}
+	if err := d.Validate(); err != nil {
+		return Document{}, err
+	}
+	return d, nil
+}
+
+// Marshal encodes a valid document.
+func (d Document) Marshal() ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(d)
+}
+
+// Validate checks that the document is complete and well-formed. Errors name
+// the field, in JSON path form ("lower.http.digest").
+func (d Document) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("boot document: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if d.Version != DocumentVersion {
+		bad("version", "is %d, this agent speaks version %d", d.Version, DocumentVersion)
+	}
+	switch {
+	case d.Lower.HTTP != nil && d.Lower.ISCSI != nil:
+		bad("lower", "give http or iscsi, not both")
+	case d.Lower.HTTP != nil:
+		h := d.Lower.HTTP
+		if err := checkURL(h.URL); err != nil {
+			bad("lower.http.url", "%v", err)
+		}
+		if _, err := ParseDigest(string(h.Digest)); err != nil {
+			bad("lower.http.digest", "%v", err)
+		}
+		if h.Size < 0 {
+			bad("lower.http.size", "is negative")
+		}
+	case d.Lower.ISCSI != nil:
+		checkISCSI("lower.iscsi", d.Lower.ISCSI, bad)
+		if d.Lower.ISCSI.Digest != "" {
+			if _, err := ParseDigest(string(d.Lower.ISCSI.Digest)); err != nil {
+				bad("lower.iscsi.digest", "%v", err)
+			}
+			if d.Lower.ISCSI.Size <= 0 {
+				bad("lower.iscsi.size", "is needed with digest: how many bytes of the LUN the digest covers")
+			}
+		}
+	default:
+		bad("lower", "missing: give http or iscsi")
+	}
+	switch {
+	case d.Upper.Tmpfs != nil && d.Upper.ISCSI != nil:
+		bad("upper", "give tmpfs or iscsi, not both")
+	case d.Upper.ISCSI != nil:
+		checkISCSI("upper.iscsi", d.Upper.ISCSI, bad)
+		if d.Upper.ISCSI.Digest != "" {
+			bad("upper.iscsi.digest", "a writable upper cannot have a digest")
+		}
+	case d.Upper.Tmpfs != nil:
+		// Size was validated by its UnmarshalText; check values set in code.
+		if s := d.Upper.Tmpfs.Size; s.Bytes < 0 || s.Percent < 0 || s.Percent > 100 || (s.Bytes != 0 && s.Percent != 0) {
+			bad("upper.tmpfs.size", "invalid size %+v", s)
+		}
+	default:
+		bad("upper", "missing: give tmpfs or iscsi")
+	}
+	if d.Init != "" && (!path.IsAbs(d.Init) || path.Clean(d.Init) != d.Init) {
+		bad("init", "%q: want a clean absolute path", d.Init)
+	}
+	if d.Report != "" {
+		if err := checkURL(d.Report); err != nil {
+			bad("report", "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkISCSI(field string, s *ISCSISource, bad func(string, string, ...any)) {
+	host, port, err := net.SplitHostPort(s.Portal)
+	if err != nil || host == "" {
+		bad(field+".portal", "%q: want host:port", s.Portal)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		bad(field+".portal", "%q: bad port", s.Portal)
+	}
+	if !validIQN(s.Target) {
+		bad(field+".target", "%q: want an iSCSI name like iqn.2024-01.org.example:disk", s.Target)
+	}
+	if !validIQN(s.Initiator) {
+		bad(field+".initiator", "%q: want an iSCSI name like iqn.2024-01.org.example:client", s.Initiator)
+	}
+	if s.LUN < 0 || s.LUN > 16383 {
+		bad(field+".lun", "%d: want 0..16383", s.LUN)
+	}
+	if s.Size < 0 {
+		bad(field+".size", "is negative")
+	}
+	if c := s.CHAP; c != nil {
+		if c.User == "" || c.Secret == "" {
+			bad(field+".chap", "needs user and secret")
+		}
+		if (c.TargetUser == "") != (c.TargetSecret == "") {
+			bad(field+".chap", "mutual CHAP needs both target_user and target_secret")
+		}
+	}
+}
+
+// validIQN accepts the name forms of RFC 7143 section 4.2.7.2: "iqn." names
+// in the lowercase form (RFC 3722 stringprep folds case), and "eui." and "naa."
+// names with hex digits.
+func validIQN(s string) bool {
+	switch {
+	case strings.HasPrefix(s, "iqn."):
+		if len(s) > 223 || len(s) < len("iqn.yyyy-mm.x") {
+			return false
+		}
+		for _, c := range s {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':') {
+				return false
+			}
+		}
+		return true
+	case strings.HasPrefix(s, "eui.") && len(s) == 20,
+		strings.HasPrefix(s, "naa.") && (len(s) == 20 || len(s) == 36):
+		for _, c := range s[4:] {
+			if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// ValidIQN reports whether s is an iSCSI name overboot accepts.
+func ValidIQN(s string) bool { return validIQN(s) }
+
+// InitPath returns the init to run in the new root.
+func (d Document) InitPath() string { return or(d.Init, DefaultInit) }
+
+// Redacted returns a copy with every secret replaced, fit for logs and
+// for the agent's dry-run output.
+func (d Document) Redacted() Document {
+	r := d
+	redact := func(s *ISCSISource) *ISCSISource {
+		if s == nil || s.CHAP == nil {
+			return s
+		}
+		c := *s
+		chap := *s.CHAP
+		chap.Secret = redactedSecret(chap.Secret)
+		chap.TargetSecret = redactedSecret(chap.TargetSecret)
+		c.CHAP = &chap
+		return &c
+	}
+	r.Lower.ISCSI = redact(d.Lower.ISCSI)
+	r.Upper.ISCSI = redact(d.Upper.ISCSI)
+	return r
+}
+
+func redactedSecret(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "(redacted)"
+}
+
+// LogValue keeps secrets out of structured logs.
+func (d Document) LogValue() slog.Value {
+	b, _ := json.Marshal(d.Redacted())
+	return slog.StringValue(string(b))
+}

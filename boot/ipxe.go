@@ -1,0 +1,308 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// iPXE scripts. iPXE splits a script line on whitespace, with no quoting (the
+// Debian 2019 build; src/core/exec.c split_command), treats a token starting
+// with '#' as a comment, "||", "&&" and ";" as command separators, and expands
+// "${...}" repeatedly until none is left. There is no escape, so values that
+// would be misread are refused rather than mangled.
+
+// Defaults for script rendering.
+const (
+	DefaultScriptAttempts   = 3
+	DefaultScriptRetryDelay = 3 * time.Second
+)
+
+// KernelScript is an iPXE script that loads a kernel and its initrds over
+// HTTP and boots them. Every download is retried; when all attempts fail the
+// script exits non-zero so the firmware falls through to its next boot device.
+type KernelScript struct {
+	Comment    string        // one line shown at the top, e.g. the machine and profile
+	Kernel     string        // kernel URL
+	Initrds    []string      // initrd URLs, in order
+	Args       []string      // kernel command-line arguments
+	Attempts   int           // default 3
+	RetryDelay time.Duration // whole seconds; default 3s
+}
+
+// Render returns the script text.
+func (k KernelScript) Render() (string, error) {
+	var errs []error
+	if err := scriptURL("kernel", k.Kernel); err != nil {
+		errs = append(errs, err)
+	}
+	if len(k.Initrds) == 0 {
+		errs = append(errs, errors.New("ipxe script: no initrd"))
+	}
+	for i, u := range k.Initrds {
+		if err := scriptURL(fmt.Sprintf("initrd %d", i), u); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, a := range k.Args {
+		if err := scriptToken(a); err != nil {
+			errs = append(errs, fmt.Errorf("ipxe script: kernel argument %q: %w", a, err))
+		}
+	}
+	if err := checkComment(k.Comment); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	attempts := orInt(k.Attempts, DefaultScriptAttempts)
+	delay := int(orDur(k.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
+
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	if k.Comment != "" {
+		fmt.Fprintf(&b, "# overboot: %s\n", k.Comment)
+	}
+	b.WriteString("set overboot-try:int32 0\n")
+	b.WriteString(":overboot-retry\n")
+	fmt.Fprintf(&b, "iseq ${overboot-try} %d && goto overboot-failed ||\n", attempts)
+	b.WriteString("inc overboot-try\n")
+	fmt.Fprintf(&b, "echo overboot: loading kernel and initrd, attempt ${overboot-try} of %d\n", attempts)
+	b.WriteString("imgfree overboot-kernel ||\n")
+	names := make([]string, len(k.Initrds))
+	for i := range k.Initrds {
+		names[i] = fmt.Sprintf("overboot-initrd%d", i)
+		fmt.Fprintf(&b, "imgfree %s ||\n", names[i])
+	}
+	// initrd=NAME tells an EFI-stub kernel which images are its initrds;
+	// BIOS kernels get every loaded initrd and ignore it.
+	kargs := []string{"kernel", "--name", "overboot-kernel", k.Kernel}
+	for _, n := range names {
+		kargs = append(kargs, "initrd="+n)
+	}
+	kargs = append(kargs, k.Args...)
+	fmt.Fprintf(&b, "%s || goto overboot-again\n", strings.Join(kargs, " "))
+	for i, u := range k.Initrds {
+		fmt.Fprintf(&b, "initrd --name %s %s || goto overboot-again\n", names[i], u)
+	}
+	b.WriteString("echo overboot: booting\n")
+	b.WriteString("boot || goto overboot-again\n")
+	b.WriteString(":overboot-again\n")
+	fmt.Fprintf(&b, "sleep %d ||\n", delay)
+	b.WriteString("goto overboot-retry\n")
+	b.WriteString(":overboot-failed\n")
+	fmt.Fprintf(&b, "echo overboot: boot failed after %d attempts, falling through to the next boot device\n", attempts)
+	b.WriteString("exit 1\n")
+	return b.String(), nil
+}
+
+// ChainScript is the bootstrap script a client runs first (from TFTP, or
+// embedded in iPXE): it asks the server for this machine's own script,
+// identifying the machine with the settings named in QueryKeys.
+type ChainScript struct {
+	Server     string // base URL of the overboot server, e.g. http://10.0.2.100
+	Attempts   int
+	RetryDelay time.Duration
+}
+
+// ScriptPath is where the server answers the bootstrap's query.
+const ScriptPath = "/ipxe"
+
+// Render returns the script text.
+func (c ChainScript) Render() (string, error) {
+	if err := scriptURL("server", c.Server); err != nil {
+		return "", err
+	}
+	attempts := orInt(c.Attempts, DefaultScriptAttempts)
+	delay := int(orDur(c.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
+	var q []string
+	for _, k := range queryKeys {
+		q = append(q, k.name+"="+k.ipxe)
+	}
+	target := strings.TrimSuffix(c.Server, "/") + ScriptPath + "?" + strings.Join(q, "&")
+
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	b.WriteString("# overboot bootstrap: fetch this machine's script from the server\n")
+	b.WriteString("set overboot-try:int32 0\n")
+	b.WriteString(":overboot-retry\n")
+	fmt.Fprintf(&b, "iseq ${overboot-try} %d && goto overboot-failed ||\n", attempts)
+	b.WriteString("inc overboot-try\n")
+	b.WriteString("isset ${net0/ip} || dhcp || goto overboot-again\n")
+	fmt.Fprintf(&b, "imgfetch --name overboot-script %s || goto overboot-again\n", target)
+	b.WriteString("imgexec overboot-script || goto overboot-failed\n")
+	b.WriteString(":overboot-again\n")
+	fmt.Fprintf(&b, "sleep %d ||\n", delay)
+	b.WriteString("goto overboot-retry\n")
+	b.WriteString(":overboot-failed\n")
+	b.WriteString("echo overboot: no boot script from the server, falling through to the next boot device\n")
+	b.WriteString("exit 1\n")
+	return b.String(), nil
+}
+
+// FailScript is served when the server knows the machine cannot boot (no
+// profile, missing image): it says why and exits non-zero.
+func FailScript(reason string) string {
+	clean := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '$' || r == '#' {
+			return ' '
+		}
+		return r
+	}, reason)
+	return "#!ipxe\necho overboot: " + clean + "\nexit 1\n"
+}
+
+func scriptURL(what, u string) error {
+	if err := checkURL(u); err != nil {
+		return fmt.Errorf("ipxe script: %s URL: %w", what, err)
+	}
+	return scriptToken(u)
+}
+
+// scriptToken checks that s survives iPXE's tokenizer as one literal token.
+func scriptToken(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if why := checkToken(s); why != "" {
+		return errors.New(why)
+	}
+	if strings.HasPrefix(s, "#") {
+		return errors.New("starts with #, which iPXE reads as a comment")
+	}
+	switch s {
+	case "||", "&&", ";":
+		return errors.New("is an iPXE command separator")
+	}
+	return nil
+}
+
+func checkComment(s string) error {
+	if strings.ContainsAny(s, "\r\n") || strings.Contains(s, "${") {
+		return fmt.Errorf("ipxe script: comment %q: must be one line without ${", s)
+	}
+	return nil
+}
+
+// Client identifies a machine asking for its script: what the bootstrap
+// script's query says about it.
+type Client struct {
+	MAC       net.HardwareAddr // net0's MAC address
+	UUID      string           // SMBIOS UUID, lowercase, or ""
+	Hostname  string           // from DHCP, or ""
+	BuildArch string           // iPXE's ${buildarch}: i386, x86_64, arm64, ...
+	Platform  string           // iPXE's ${platform}: pcbios, efi, ...
+}
+
+// queryKeys lists the bootstrap query: the parameter name and the iPXE
+// setting that fills it. ${net0/mac:hexhyp} avoids ':' in the query.
+var queryKeys = []struct{ name, ipxe string }{
+	{"mac", "${net0/mac:hexhyp}"},
+	{"uuid", "${uuid}"},
+	{"hostname", "${hostname}"},
+	{"buildarch", "${buildarch}"},
+	{"platform", "${platform}"},
+}
+
+var (
+	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+	wordRE     = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+)
+
+// ParseQuery reads the bootstrap script's query. iPXE expands unset settings
+// to "", so empty values mean "unknown". Unknown parameters and malformed
+// values are errors naming the parameter.
+func ParseQuery(q url.Values) (Client, error) {
+	var c Client
+	var errs []error
+	bad := func(k, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("query parameter %s: %s", k, fmt.Sprintf(format, args...)))
+	}
+	for k, vs := range q {
+		known := false
+		for _, qk := range queryKeys {
+			known = known || qk.name == k
+		}
+		if !known {
+			bad(k, "unknown")
+			continue
+		}
+		if len(vs) != 1 {
+			bad(k, "given %d times", len(vs))
+			continue
+		}
+		v := strings.ToLower(vs[0])
+		if v == "" {
+			continue
+		}
+		switch k {
+		case "mac":
+			mac, err := ParseMAC(v)
+			if err != nil {
+				bad(k, "%v", err)
+			}
+			c.MAC = mac
+		case "uuid":
+			if !uuidRE.MatchString(v) {
+				bad(k, "%q is not a UUID", vs[0])
+			}
+			c.UUID = v
+		case "hostname":
+			if len(v) > 253 || !hostnameRE.MatchString(v) {
+				bad(k, "%q is not a host name", vs[0])
+			}
+			c.Hostname = v
+		case "buildarch":
+			if !wordRE.MatchString(v) {
+				bad(k, "%q is not an architecture name", vs[0])
+			}
+			c.BuildArch = v
+		case "platform":
+			if !wordRE.MatchString(v) {
+				bad(k, "%q is not a platform name", vs[0])
+			}
+			c.Platform = v
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Client{}, err
+	}
+	return c, nil
+}
+
+// Query encodes the client as the bootstrap script would; ParseQuery reads it back.
+func (c Client) Query() url.Values {
+	q := url.Values{}
+	if c.MAC != nil {
+		q.Set("mac", strings.ReplaceAll(c.MAC.String(), ":", "-"))
+	}
+	for _, kv := range [][2]string{{"uuid", c.UUID}, {"hostname", c.Hostname}, {"buildarch", c.BuildArch}, {"platform", c.Platform}} {
+		if kv[1] != "" {
+			q.Set(kv[0], kv[1])
+		}
+	}
+	return q
+}
+
+// ParseMAC reads a 6-byte Ethernet address written with ':' or '-' separators.
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
+	if err != nil || len(mac) != 6 || strings.Count(s, ":")+strings.Count(s, "-") != 5 {
+		return nil, fmt.Errorf("%q is not a MAC address like 52:54:00:12:34:56", s)
+	}
+	return mac, nil
+}
+
+// URLPath joins a base URL and a path, for scripts and documents.
+func URLPath(base string, elem ...string) string {
+	u := strings.TrimSuffix(base, "/")
+	for _, e := range elem {
+		u += "/" + url.PathEscape(e)
+	}
+	return u
+}

@@ -1,0 +1,152 @@
+package boot
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestKernelScript(t *testing.T) {
+	s := KernelScript{
+		Comment:  "machine 52:54:00:12:34:56, profile lab",
+		Kernel:   "http://10.0.2.100/blobs/sha256/aa",
+		Initrds:  []string{"http://10.0.2.100/blobs/sha256/bb"},
+		Args:     []string{"console=ttyS0", "overboot.doc=http://10.0.2.100/doc/tok"},
+		Attempts: 2, RetryDelay: 5 * time.Second,
+	}
+	got, err := s.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `#!ipxe
+# overboot: machine 52:54:00:12:34:56, profile lab
+set overboot-try:int32 0
+:overboot-retry
+iseq ${overboot-try} 2 && goto overboot-failed ||
+inc overboot-try
+echo overboot: loading kernel and initrd, attempt ${overboot-try} of 2
+imgfree overboot-kernel ||
+imgfree overboot-initrd0 ||
+kernel --name overboot-kernel http://10.0.2.100/blobs/sha256/aa initrd=overboot-initrd0 console=ttyS0 overboot.doc=http://10.0.2.100/doc/tok || goto overboot-again
+initrd --name overboot-initrd0 http://10.0.2.100/blobs/sha256/bb || goto overboot-again
+echo overboot: booting
+boot || goto overboot-again
+:overboot-again
+sleep 5 ||
+goto overboot-retry
+:overboot-failed
+echo overboot: boot failed after 2 attempts, falling through to the next boot device
+exit 1
+`
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("script (-want +got):\n%s", diff)
+	}
+}
+
+func TestKernelScriptRefusesUnsafe(t *testing.T) {
+	base := KernelScript{Kernel: "http://h/k", Initrds: []string{"http://h/i"}}
+	for name, mod := range map[string]func(*KernelScript){
+		"space in arg":       func(k *KernelScript) { k.Args = []string{"a b"} },
+		"expansion in arg":   func(k *KernelScript) { k.Args = []string{"x=${net0/mac}"} },
+		"comment arg":        func(k *KernelScript) { k.Args = []string{"#x"} },
+		"separator arg":      func(k *KernelScript) { k.Args = []string{"||"} },
+		"newline in comment": func(k *KernelScript) { k.Comment = "a\nexit 0" },
+		"no initrd":          func(k *KernelScript) { k.Initrds = nil },
+		"bad kernel url":     func(k *KernelScript) { k.Kernel = "tftp://h/k" },
+	} {
+		k := base
+		mod(&k)
+		if _, err := k.Render(); err == nil {
+			t.Errorf("%s: Render succeeded", name)
+		}
+	}
+}
+
+func TestChainScript(t *testing.T) {
+	got, err := ChainScript{Server: "http://10.0.2.100/"}.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `#!ipxe
+# overboot bootstrap: fetch this machine's script from the server
+set overboot-try:int32 0
+:overboot-retry
+iseq ${overboot-try} 3 && goto overboot-failed ||
+inc overboot-try
+isset ${net0/ip} || dhcp || goto overboot-again
+imgfetch --name overboot-script http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&hostname=${hostname}&buildarch=${buildarch}&platform=${platform} || goto overboot-again
+imgexec overboot-script || goto overboot-failed
+:overboot-again
+sleep 3 ||
+goto overboot-retry
+:overboot-failed
+echo overboot: no boot script from the server, falling through to the next boot device
+exit 1
+`
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("script (-want +got):\n%s", diff)
+	}
+}
+
+func TestFailScript(t *testing.T) {
+	got := FailScript("no profile for ${x}\nexit 0 # hi")
+	if strings.Count(got, "\n") != 3 || strings.Contains(got, "${") || !strings.HasSuffix(got, "exit 1\n") {
+		t.Errorf("FailScript = %q", got)
+	}
+}
+
+func TestParseQuery(t *testing.T) {
+	q, _ := url.ParseQuery("mac=52-54-00-12-34-56&uuid=&hostname=lab1.example&buildarch=x86_64&platform=pcbios")
+	c, err := ParseQuery(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MAC.String() != "52:54:00:12:34:56" || c.UUID != "" || c.Hostname != "lab1.example" || c.BuildArch != "x86_64" || c.Platform != "pcbios" {
+		t.Errorf("ParseQuery = %+v", c)
+	}
+	c2, err := ParseQuery(c.Query())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c, c2); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	for raw, want := range map[string]string{
+		"mac=52-54-00":                "mac",
+		"uuid=nope":                   "uuid",
+		"hostname=a_b":                "hostname",
+		"colour=red":                  "colour: unknown",
+		"mac=52-54-00-12-34-56&mac=x": "given 2 times",
+		"platform=efi%20x":            "platform",
+	} {
+		q, _ := url.ParseQuery(raw)
+		if _, err := ParseQuery(q); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseQuery(%s) error = %v, want %q", raw, err, want)
+		}
+	}
+}
+
+func FuzzParseQuery(f *testing.F) {
+	f.Add("mac=52-54-00-12-34-56&uuid=12345678-1234-1234-1234-123456789abc&hostname=h&buildarch=x86_64&platform=efi")
+	f.Add("mac=52:54:00:12:34:56")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		c, err := ParseQuery(q)
+		if err != nil {
+			return
+		}
+		c2, err := ParseQuery(c.Query())
+		if err != nil {
+			t.Fatalf("re-parse of %v: %v", c.Query(), err)
+		}
+		if diff := cmp.Diff(c, c2); diff != "" {
+			t.Fatalf("round trip (-want +got):\n%s", diff)
+		}
+	})
+}

@@ -1,0 +1,433 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix starts every overboot kernel command-line parameter.
+const Prefix = "overboot."
+
+// Defaults for zero-valued Params fields. The zero value of a field always
+// means "the default"; defaults are never written back into a Params.
+const (
+	DefaultInit          = "/sbin/init"
+	DefaultLinkTimeout   = 10 * time.Second
+	DefaultDHCPTimeout   = 5 * time.Second
+	DefaultDHCPAttempts  = 4
+	DefaultFetchTimeout  = 30 * time.Second
+	DefaultFetchAttempts = 6
+	DefaultFailAction    = ActionReboot
+	DefaultFailDelay     = 30 * time.Second
+)
+
+// DefaultUpperSize is the tmpfs upper's limit when none is given.
+var DefaultUpperSize = Size{Percent: 50}
+
+// Params are the overboot.* kernel command-line parameters. The zero value of
+// each field means its documented default. There are two modes:
+//
+//   - static: Lower and Digest name the image directly (any HTTP server works,
+//     no overboot server needed);
+//   - document: Doc names a boot document on the overboot server, which then
+//     decides the layers; Lower, Digest, Size, UpperSize and Init must be unset.
+type Params struct {
+	Doc       string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Lower     string // overboot.lower: http(s) URL of the squashfs image
+	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
+	Size      int64  // overboot.size: image size in bytes, checked when given
+	UpperSize Size   // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
+	Init      string // overboot.init: the image's init (default /sbin/init)
+
+	Iface         string        // overboot.iface: interface to configure (default: first with a link)
+	LinkTimeout   time.Duration // overboot.link.timeout: wait for a carrier (default 10s)
+	DHCPTimeout   time.Duration // overboot.dhcp.timeout: per DHCP attempt (default 5s)
+	DHCPAttempts  int           // overboot.dhcp.attempts: DHCP attempts (default 4)
+	FetchTimeout  time.Duration // overboot.fetch.timeout: a download attempt may stall this long (default 30s)
+	FetchAttempts int           // overboot.fetch.attempts: download attempts, resumed with Range (default 6)
+	Modules       []string      // overboot.modules: extra kernel modules to load, comma-separated
+
+	OnFail    Action        // overboot.onfail: reboot, shell or poweroff (default reboot)
+	FailDelay time.Duration // overboot.onfail.delay: wait before reboot or poweroff (default 30s)
+}
+
+// param describes one overboot.* key: how to read it and how to write it.
+type param struct {
+	key    string
+	parse  func(p *Params, v string) error
+	format func(p *Params) string // "" means unset: not written
+}
+
+// params lists every key in the order Format writes them.
+var params = []param{
+	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
+	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
+	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
+	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
+	{"upper.size", func(p *Params, v string) (err error) { p.UpperSize, err = ParseSize(v); return err }, func(p *Params) string { return p.UpperSize.String() }},
+	{"init", setInit, func(p *Params) string { return p.Init }},
+	{"iface", setIface, func(p *Params) string { return p.Iface }},
+	{"link.timeout", func(p *Params, v string) error { return setDuration(&p.LinkTimeout, v) }, func(p *Params) string { return fmtDuration(p.LinkTimeout) }},
+	{"dhcp.timeout", func(p *Params, v string) error { return setDuration(&p.DHCPTimeout, v) }, func(p *Params) string { return fmtDuration(p.DHCPTimeout) }},
+	{"dhcp.attempts", func(p *Params, v string) error { return setPositive(&p.DHCPAttempts, v) }, func(p *Params) string { return itoa(p.DHCPAttempts) }},
+	{"fetch.timeout", func(p *Params, v string) error { return setDuration(&p.FetchTimeout, v) }, func(p *Params) string { return fmtDuration(p.FetchTimeout) }},
+	{"fetch.attempts", func(p *Params, v string) error { return setPositive(&p.FetchAttempts, v) }, func(p *Params) string { return itoa(p.FetchAttempts) }},
+	{"modules", setModules, func(p *Params) string { return strings.Join(p.Modules, ",") }},
+	{"onfail", func(p *Params, v string) (err error) { p.OnFail, err = ParseAction(v); return err }, func(p *Params) string { return string(p.OnFail) }},
+	{"onfail.delay", func(p *Params, v string) error { return setDuration(&p.FailDelay, v) }, func(p *Params) string { return fmtDuration(p.FailDelay) }},
+}
+
+// Keys returns every accepted key, with the prefix, in canonical order.
+func Keys() []string {
+	keys := make([]string, len(params))
+	for i, p := range params {
+		keys[i] = Prefix + p.key
+	}
+	return keys
+}
+
+// ParamError is a problem with one kernel command-line parameter.
+type ParamError struct {
+	Key string // the full key, e.g. "overboot.dhcp.timeout"
+	Err error
+}
+
+func (e *ParamError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *ParamError) Unwrap() error { return e.Err }
+
+// ErrUnknownKey is wrapped by the error for an overboot.* key that does not exist.
+var ErrUnknownKey = errors.New("unknown parameter")
+
+// Parse reads the overboot.* parameters from a kernel command line (the
+// contents of /proc/cmdline). Other parameters belong to the kernel or to the
+// image and are ignored; so is everything after "--", which the kernel hands to
+// init. Every problem is reported, each naming its key.
+func Parse(cmdline string) (Params, error) {
+	var p Params
+	var errs []error
+	seen := map[string]bool{}
+	for _, arg := range SplitCmdline(cmdline) {
+		if arg.Key == "--" && !arg.HasValue {
+			break
+		}
+		name, ok := strings.CutPrefix(arg.Key, Prefix)
+		if !ok {
+			continue
+		}
+		def := lookup(name)
+		if def == nil {
+			errs = append(errs, &ParamError{arg.Key, fmt.Errorf("%w (known: %s)", ErrUnknownKey, strings.Join(Keys(), " "))})
+			continue
+		}
+		if seen[name] {
+			errs = append(errs, &ParamError{arg.Key, errors.New("given more than once")})
+			continue
+		}
+		seen[name] = true
+		if !arg.HasValue || arg.Value == "" {
+			errs = append(errs, &ParamError{arg.Key, errors.New("needs a value (key=value)")})
+			continue
+		}
+		if err := def.parse(&p, arg.Value); err != nil {
+			errs = append(errs, &ParamError{arg.Key, err})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Params{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Params{}, err
+	}
+	return p, nil
+}
+
+func lookup(name string) *param {
+	for i := range params {
+		if params[i].key == name {
+			return &params[i]
+		}
+	}
+	return nil
+}
+
+// Validate checks the combination of parameters: each value on its own and
+// the two modes (static or document).
+func (p Params) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, &ParamError{Prefix + key, fmt.Errorf(format, args...)})
+	}
+	for _, def := range params {
+		v := def.format(&p)
+		if v == "" {
+			continue
+		}
+		if why := checkToken(v); why != "" {
+			bad(def.key, "value %q %s", v, why)
+			continue
+		}
+		var q Params
+		if err := def.parse(&q, v); err != nil {
+			errs = append(errs, &ParamError{Prefix + def.key, err})
+		}
+	}
+	switch {
+	case p.Doc != "" && p.Lower != "":
+		bad("lower", "cannot be combined with overboot.doc: the document names the image")
+	case p.Doc == "" && p.Lower == "":
+		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, or overboot.doc=URL")})
+	case p.Lower != "" && p.Digest == "":
+		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
+	}
+	if p.Doc != "" {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}, {"init", p.Init != ""}} {
+			if k.set {
+				bad(k.key, "cannot be combined with overboot.doc: the document decides it")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Format writes the parameters as kernel command-line arguments in canonical
+// order, leaving out unset ones. Parse(p.Format()) returns p for valid p.
+func (p Params) Format() string {
+	return strings.Join(p.Args(), " ")
+}
+
+// Args is Format as a list of "key=value" arguments.
+func (p Params) Args() []string {
+	var args []string
+	for _, def := range params {
+		if v := def.format(&p); v != "" {
+			args = append(args, Prefix+def.key+"="+v)
+		}
+	}
+	return args
+}
+
+// Effective accessors: each returns the field or its default.
+
+// InitPath returns the init to run in the new root.
+func (p Params) InitPath() string { return or(p.Init, DefaultInit) }
+
+// LinkWait returns how long to wait for a carrier.
+func (p Params) LinkWait() time.Duration { return orDur(p.LinkTimeout, DefaultLinkTimeout) }
+
+// DHCPWait returns the timeout of one DHCP attempt.
+func (p Params) DHCPWait() time.Duration { return orDur(p.DHCPTimeout, DefaultDHCPTimeout) }
+
+// DHCPTries returns the number of DHCP attempts.
+func (p Params) DHCPTries() int { return orInt(p.DHCPAttempts, DefaultDHCPAttempts) }
+
+// FetchStall returns how long a download may make no progress.
+func (p Params) FetchStall() time.Duration { return orDur(p.FetchTimeout, DefaultFetchTimeout) }
+
+// FetchTries returns the number of download attempts.
+func (p Params) FetchTries() int { return orInt(p.FetchAttempts, DefaultFetchAttempts) }
+
+// FailAction returns what to do after a failure.
+func (p Params) FailAction() Action {
+	if p.OnFail == "" {
+		return DefaultFailAction
+	}
+	return p.OnFail
+}
+
+// FailWait returns the delay before rebooting or powering off.
+func (p Params) FailWait() time.Duration { return orDur(p.FailDelay, DefaultFailDelay) }
+
+// UpperLimit returns the tmpfs upper's size.
+func (p Params) UpperLimit() Size {
+	if p.UpperSize.IsZero() {
+		return DefaultUpperSize
+	}
+	return p.UpperSize
+}
+
+// Document returns the boot document a static command line stands for. It is
+// only meaningful when p.Doc is empty.
+func (p Params) Document() Document {
+	return Document{
+		Version: DocumentVersion,
+		Lower:   Source{HTTP: &HTTPSource{URL: p.Lower, Digest: p.Digest, Size: p.Size}},
+		Upper:   Upper{Tmpfs: &TmpfsUpper{Size: p.UpperSize}},
+		Init:    p.Init,
+	}
+}
+
+// Arg is one kernel command-line argument.
+type Arg struct {
+	Key      string
+	Value    string
+	HasValue bool // "key=" has an empty value; "key" has none
+}
+
+// SplitCmdline splits a kernel command line the way the kernel does
+// (lib/cmdline.c next_arg): arguments are separated by whitespace outside
+// double quotes, and quotes around a value are removed.
+func SplitCmdline(s string) []Arg {
+	var args []Arg
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i >= len(s) {
+			return args
+		}
+		start := i
+		inQuote := false
+		for i < len(s) && (inQuote || !isSpace(s[i])) {
+			if s[i] == '"' {
+				inQuote = !inQuote
+			}
+			i++
+		}
+		tok := s[start:i]
+		quoted := strings.HasPrefix(tok, `"`)
+		if quoted {
+			tok = strings.TrimSuffix(tok[1:], `"`)
+		}
+		key, val, has := strings.Cut(tok, "=")
+		if has && !quoted && strings.HasPrefix(val, `"`) {
+			val = strings.TrimSuffix(val[1:], `"`)
+		}
+		args = append(args, Arg{Key: key, Value: val, HasValue: has})
+	}
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func setURL(dst *string, v string) error {
+	if err := checkURL(v); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+// checkURL accepts absolute http and https URLs with a host.
+func checkURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", v, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: want an http:// or https:// URL", v)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: URL has no host", v)
+	}
+	if why := checkToken(v); why != "" {
+		return fmt.Errorf("%q %s", v, why)
+	}
+	return nil
+}
+
+func setInit(p *Params, v string) error {
+	if !path.IsAbs(v) || path.Clean(v) != v {
+		return fmt.Errorf("%q: want a clean absolute path like /sbin/init", v)
+	}
+	p.Init = v
+	return nil
+}
+
+func setIface(p *Params, v string) error {
+	// Linux interface names: at most 15 bytes, no '/', no whitespace, not "." or "..".
+	if len(v) > 15 || v == "." || v == ".." || strings.ContainsAny(v, "/:") || checkToken(v) != "" {
+		return fmt.Errorf("%q is not a valid interface name", v)
+	}
+	p.Iface = v
+	return nil
+}
+
+func setModules(p *Params, v string) error {
+	mods := strings.Split(v, ",")
+	for _, m := range mods {
+		if m == "" || strings.ContainsAny(m, "/.") || checkToken(m) != "" {
+			return fmt.Errorf("%q: want comma-separated module names like virtio_net,e1000", v)
+		}
+	}
+	p.Modules = mods
+	return nil
+}
+
+func setDuration(dst *time.Duration, v string) error {
+	d, err := parseDuration(v)
+	if err != nil {
+		return err
+	}
+	*dst = d
+	return nil
+}
+
+func setPositive(dst *int, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || v != strconv.Itoa(n) {
+		return fmt.Errorf("%q: want a positive whole number", v)
+	}
+	*dst = n
+	return nil
+}
+
+func setPositive64(dst *int64, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || v != strconv.FormatInt(n, 10) {
+		return fmt.Errorf("%q: want a positive number of bytes", v)
+	}
+	*dst = n
+	return nil
+}
+
+func fmtDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+func itoa64(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func orInt(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}

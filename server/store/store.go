@@ -1,0 +1,310 @@
+// Package store keeps overboot's artifacts (root images, kernels, initramfs
+// images, disk images) content-addressed on disk, with a small manifest per
+// name:
+//
+//	DIR/blobs/sha256/HEX     the artifact, named by its SHA-256, read-only
+//	DIR/names/NAME.json      the manifest a name currently points to
+//	DIR/tmp/                 work files; a crash leaves only garbage here
+//
+// Publishing a new version moves a name to a new digest with one rename, so a
+// reader sees the old manifest or the new one, never a mix. Blobs are never
+// rewritten: a machine that booted the old digest keeps reading it.
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Kind says what an artifact is for.
+type Kind string
+
+// Artifact kinds.
+const (
+	KindRoot      Kind = "root"      // squashfs root image
+	KindKernel    Kind = "kernel"    // bootable kernel (bzImage)
+	KindInitramfs Kind = "initramfs" // compressed newc cpio
+	KindDisk      Kind = "disk"      // raw disk image for sanboot
+)
+
+// ParseKind checks a kind.
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindRoot, KindKernel, KindInitramfs, KindDisk:
+		return k, nil
+	}
+	return "", fmt.Errorf("kind %q: want root, kernel, initramfs or disk", s)
+}
+
+// Manifest describes one published artifact.
+type Manifest struct {
+	Name          string      `json:"name"`
+	Version       int         `json:"version"` // 1 for the first publish of a name, then +1
+	Kind          Kind        `json:"kind"`
+	Digest        boot.Digest `json:"digest"`
+	Size          int64       `json:"size"`
+	Compression   string      `json:"compression,omitempty"`    // e.g. zstd, xz, gzip
+	KernelRelease string      `json:"kernel_release,omitempty"` // for kernels and initramfs images
+	Created       time.Time   `json:"created"`
+}
+
+// ErrNotFound is returned for names and digests the store does not have.
+var ErrNotFound = errors.New("not found")
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// CheckName checks an artifact name: lowercase letters, digits, '.', '_'
+// and '-', starting with a letter or digit, at most 64 characters.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("name %q: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 64", name)
+	}
+	return nil
+}
+
+// Store is a directory of artifacts. Its methods are safe for concurrent use
+// by several processes: every change is a rename.
+type Store struct {
+	dir string
+}
+
+// Open opens the store at dir, creating its layout if needed.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("store: no directory given")
+	}
+	for _, d := range []string{"blobs/sha256", "names", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// BlobPath returns where the blob with digest d lives (whether or not it exists).
+func (s *Store) BlobPath(d boot.Digest) string {
+	return filepath.Join(s.dir, "blobs", "sha256", d.Hex())
+}
+
+// TempFile creates a work file inside the store, on the same filesystem as
+// the blobs so Commit can rename it. The caller removes it if it is not
+// committed.
+func (s *Store) TempFile(pattern string) (*os.File, error) {
+	return os.CreateTemp(filepath.Join(s.dir, "tmp"), pattern)
+}
+
+// Commit hashes the file at path (which must be in the store's tmp
+// directory, e.g. from TempFile), and moves it into place as a blob. The
+// file is gone from path afterwards, whether or not Commit succeeds.
+func (s *Store) Commit(path string) (boot.Digest, int64, error) {
+	defer os.Remove(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("store: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", 0, fmt.Errorf("store: hash %s: %w", path, err)
+	}
+	d := boot.DigestFromSum(h.Sum(nil))
+	if err := s.place(path, d); err != nil {
+		return "", 0, err
+	}
+	return d, n, nil
+}
+
+// Ingest copies r into the store as a blob, hashing while it copies.
+func (s *Store) Ingest(r io.Reader) (boot.Digest, int64, error) {
+	f, err := s.TempFile("ingest-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("store: %w", err)
+	}
+	defer os.Remove(f.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("store: ingest: %w", err)
+	}
+	d := boot.DigestFromSum(h.Sum(nil))
+	if err := s.place(f.Name(), d); err != nil {
+		return "", 0, err
+	}
+	return d, n, nil
+}
+
+// place makes the file at tmp the blob for d. An existing blob with the same
+// digest has the same content and is kept.
+func (s *Store) place(tmp string, d boot.Digest) error {
+	dst := s.BlobPath(d)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	if err := os.Chmod(tmp, 0o444); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// OpenBlob opens the blob with digest d for reading.
+func (s *Store) OpenBlob(d boot.Digest) (*os.File, error) {
+	if _, err := boot.ParseDigest(string(d)); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.BlobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
+	}
+	return f, err
+}
+
+// Publish points m.Name at m.Digest, atomically. The blob must exist with
+// m.Size bytes. Version is set to one more than the name's current version;
+// Created is set to now when zero. It returns the manifest as stored.
+func (s *Store) Publish(m Manifest) (Manifest, error) {
+	if err := CheckName(m.Name); err != nil {
+		return Manifest{}, err
+	}
+	if _, err := ParseKind(string(m.Kind)); err != nil {
+		return Manifest{}, err
+	}
+	st, err := os.Stat(s.BlobPath(m.Digest))
+	if err != nil {
+		return Manifest{}, fmt.Errorf("publish %s: blob %s: %w", m.Name, m.Digest, ErrNotFound)
+	}
+	if st.Size() != m.Size {
+		return Manifest{}, fmt.Errorf("publish %s: blob %s has %d bytes, manifest says %d", m.Name, m.Digest, st.Size(), m.Size)
+	}
+	m.Version = 1
+	if old, err := s.Get(m.Name); err == nil {
+		m.Version = old.Version + 1
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return Manifest{}, err
+	}
+	f, err := s.TempFile("manifest-*")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("publish %s: %w", m.Name, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), s.namePath(m.Name))
+	}
+	if err != nil {
+		return Manifest{}, fmt.Errorf("publish %s: %w", m.Name, err)
+	}
+	return m, syncDir(filepath.Join(s.dir, "names"))
+}
+
+func (s *Store) namePath(name string) string {
+	return filepath.Join(s.dir, "names", name+".json")
+}
+
+// Get returns the manifest name points to.
+func (s *Store) Get(name string) (Manifest, error) {
+	if err := CheckName(name); err != nil {
+		return Manifest{}, err
+	}
+	b, err := os.ReadFile(s.namePath(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Manifest{}, fmt.Errorf("artifact %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, fmt.Errorf("manifest %s: %w", s.namePath(name), err)
+	}
+	return m, nil
+}
+
+// Resolve finds an artifact by name, or by "sha256:HEX" for a blob with no
+// name (its manifest then only has Digest and Size).
+func (s *Store) Resolve(ref string) (Manifest, error) {
+	if strings.HasPrefix(ref, boot.DigestAlgorithm+":") {
+		d, err := boot.ParseDigest(ref)
+		if err != nil {
+			return Manifest{}, err
+		}
+		st, err := os.Stat(s.BlobPath(d))
+		if err != nil {
+			return Manifest{}, fmt.Errorf("blob %s: %w", d, ErrNotFound)
+		}
+		return Manifest{Digest: d, Size: st.Size()}, nil
+	}
+	return s.Get(ref)
+}
+
+// List returns every published manifest, sorted by name.
+func (s *Store) List() ([]Manifest, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "names"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Manifest
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || CheckName(name) != nil {
+			continue
+		}
+		m, err := s.Get(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
