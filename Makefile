@@ -65,3 +65,8 @@ clean: ## remove build outputs
 
 .PHONY: FORCE
 FORCE:
+
+.PHONY: bench
+bench: deps build ## benchmarks side by side with mksquashfs, nginx, tgtd; prints ratios
+	CGO_ENABLED=0 $(GO) build -o $(BUILD)/overboot-bench ./cmd/overboot-bench
+	$(BUILD)/overboot-bench -build $(BUILD) -work $(BUILD)/bench $(if $(ONLY),-only $(ONLY))
