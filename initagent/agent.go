@@ -1,0 +1,195 @@
+package initagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Executor performs the plan's steps. The real one makes syscalls
+// (exec_linux.go); tests use a fake that records steps and injects failures.
+type Executor interface {
+	// Do performs one step and returns a short note for the console, such as
+	// "eth0 10.0.2.15/24 via 10.0.2.2".
+	Do(ctx context.Context, s Step) (note string, err error)
+	// Document fetches, parses and validates the boot document.
+	Document(ctx context.Context, s FetchDocument) (boot.Document, error)
+}
+
+// Console markers: vmtest and people watching a serial console look for these.
+const (
+	MarkerPrefix   = "overboot: "
+	MarkerFailed   = "overboot: BOOT FAILED"
+	MarkerSwitch   = "overboot: switching root"
+	MarkerTiming   = "overboot: timing:"
+	MarkerStarting = "overboot: agent starting"
+)
+
+// Agent runs a boot.
+type Agent struct {
+	Exec    Executor
+	Console io.Writer
+	// Uptime returns the time since the kernel started, for console stamps
+	// that line up with the kernel's own.
+	Uptime func() time.Duration
+}
+
+// PhaseError is a failed boot: the phase, the step and why.
+type PhaseError struct {
+	Phase Phase
+	Step  Step // nil when the failure is not one step's (e.g. a bad command line)
+	Err   error
+}
+
+func (e *PhaseError) Error() string {
+	return fmt.Sprintf("%s: %v", e.Phase, e.Err)
+}
+
+func (e *PhaseError) Unwrap() error { return e.Err }
+
+// ErrCmdline wraps kernel command-line problems.
+var ErrCmdline = errors.New("kernel command line")
+
+// Boot parses the command line, runs the plan and hands over to the image's
+// init. It returns only on failure (on success the process becomes init),
+// or, with the fake executors of tests, after the SwitchRoot step.
+func (a *Agent) Boot(ctx context.Context, cmdline string) error {
+	start := a.uptime()
+	a.printf("%s (kernel uptime %.3fs)", MarkerStarting, start.Seconds())
+	p, err := boot.Parse(cmdline)
+	if err != nil {
+		return &PhaseError{Phase: PhaseEarly, Err: fmt.Errorf("%w: %v", ErrCmdline, err)}
+	}
+	timings := &phaseTimer{a: a}
+	if err := a.run(ctx, EarlyPlan(p), timings); err != nil {
+		return err
+	}
+	doc := p.Document()
+	if p.Doc != "" {
+		s := FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()}
+		timings.enter(PhaseDocument)
+		doc, err = a.Exec.Document(ctx, s)
+		if err != nil {
+			return &PhaseError{Phase: PhaseDocument, Step: s, Err: err}
+		}
+		timings.note(PhaseDocument, "machine "+or(doc.Machine, "(unnamed)"))
+	}
+	steps, err := RootPlan(p, doc)
+	if err != nil {
+		return &PhaseError{Phase: PhaseDocument, Err: err}
+	}
+	// SwitchRoot is last: run everything before it, print the timing
+	// summary, then switch.
+	if err := a.run(ctx, steps[:len(steps)-1], timings); err != nil {
+		return err
+	}
+	timings.finish()
+	a.printf("%s %s (%.3fs since kernel start)", MarkerTiming, timings.summary(), a.uptime().Seconds())
+	sw := steps[len(steps)-1]
+	a.printf("%s to %s", MarkerSwitch, strings.TrimPrefix(sw.String(), "switch_root "))
+	if _, err := a.Exec.Do(ctx, sw); err != nil {
+		return &PhaseError{Phase: PhaseSwitchRoot, Step: sw, Err: err}
+	}
+	return nil
+}
+
+// run performs steps in order, skipping FetchDocument (Boot handles it).
+func (a *Agent) run(ctx context.Context, steps []Step, t *phaseTimer) error {
+	for _, s := range steps {
+		if _, ok := s.(FetchDocument); ok {
+			continue
+		}
+		t.enter(s.Phase())
+		note, err := a.Exec.Do(ctx, s)
+		if err != nil {
+			return &PhaseError{Phase: s.Phase(), Step: s, Err: err}
+		}
+		if note != "" {
+			t.note(s.Phase(), note)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) uptime() time.Duration {
+	if a.Uptime == nil {
+		return 0
+	}
+	return a.Uptime()
+}
+
+func (a *Agent) printf(format string, args ...any) {
+	if a.Console == nil {
+		return
+	}
+	fmt.Fprintf(a.Console, format+"\n", args...)
+}
+
+// Progressf prints a progress line stamped with the uptime, e.g. for downloads.
+func (a *Agent) Progressf(phase Phase, format string, args ...any) {
+	a.printf("overboot: [%8.3f] %s: %s", a.uptime().Seconds(), phase, fmt.Sprintf(format, args...))
+}
+
+// phaseTimer prints a line when a phase ends and keeps each phase's duration.
+type phaseTimer struct {
+	a       *Agent
+	cur     Phase
+	started time.Duration
+	notes   []string
+	done    []phaseTime
+}
+
+type phaseTime struct {
+	phase Phase
+	took  time.Duration
+}
+
+func (t *phaseTimer) enter(p Phase) {
+	if p == t.cur {
+		return
+	}
+	t.finish()
+	t.cur, t.started, t.notes = p, t.a.uptime(), nil
+}
+
+func (t *phaseTimer) note(p Phase, n string) {
+	t.enter(p)
+	t.notes = append(t.notes, n)
+}
+
+func (t *phaseTimer) finish() {
+	if t.cur == "" {
+		return
+	}
+	took := t.a.uptime() - t.started
+	t.done = append(t.done, phaseTime{t.cur, took})
+	line := fmt.Sprintf("%s ok in %.3fs", t.cur, took.Seconds())
+	if len(t.notes) > 0 {
+		line += ": " + strings.Join(t.notes, "; ")
+	}
+	t.a.Progressf(t.cur, "%s", strings.TrimPrefix(line, string(t.cur)+" "))
+	t.cur = ""
+}
+
+func (t *phaseTimer) summary() string {
+	var parts []string
+	var total time.Duration
+	for _, d := range t.done {
+		parts = append(parts, fmt.Sprintf("%s=%.3fs", d.phase, d.took.Seconds()))
+		total += d.took
+	}
+	parts = append(parts, fmt.Sprintf("agent=%.3fs", total.Seconds()))
+	return strings.Join(parts, " ")
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

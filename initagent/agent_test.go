@@ -1,0 +1,249 @@
+package initagent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/overboot/overboot/boot"
+)
+
+const digest = boot.Digest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+
+// fakeExec records steps and fails the step whose String contains failOn.
+type fakeExec struct {
+	steps  []string
+	failOn string
+	doc    boot.Document
+	docErr error
+}
+
+func (f *fakeExec) Do(ctx context.Context, s Step) (string, error) {
+	f.steps = append(f.steps, s.String())
+	if f.failOn != "" && strings.Contains(s.String(), f.failOn) {
+		return "", fmt.Errorf("injected failure")
+	}
+	if _, ok := s.(Network); ok {
+		return "eth0 10.0.2.15/24", nil
+	}
+	return "", nil
+}
+
+func (f *fakeExec) Document(ctx context.Context, s FetchDocument) (boot.Document, error) {
+	f.steps = append(f.steps, s.String())
+	return f.doc, f.docErr
+}
+
+// tick is a fake uptime that advances 10ms per call.
+func tick() func() time.Duration {
+	var t time.Duration
+	return func() time.Duration { t += 10 * time.Millisecond; return t }
+}
+
+func TestBootStatic(t *testing.T) {
+	var console bytes.Buffer
+	ex := &fakeExec{}
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick()}
+	cmdline := "console=ttyS0 overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest) + " overboot.size=5000000 overboot.upper.size=256M"
+	if err := a.Boot(context.Background(), cmdline); err != nil {
+		t.Fatalf("Boot: %v\n%s", err, console.String())
+	}
+	want := []string{
+		"mount -t proc -o nosuid,nodev,noexec proc /proc",
+		"mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
+		"mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
+		"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
+		"mkdir -p /run/overboot",
+		"modprobe -a $(cat /etc/overboot/modules)",
+		"dhcp (first with link) (link wait 10s, 4 attempts of 5s)",
+		"mkdir -p /run/overboot/image /run/overboot/lower",
+		"mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=6291456 tmpfs /run/overboot/image",
+		"fetch http://10.0.2.100/img -> /run/overboot/image/lower.squashfs (verify sha256:e3b0c44298fc, 5000000 bytes, 6 attempts)",
+		"mount -t squashfs -o loop,ro /run/overboot/image/lower.squashfs /run/overboot/lower",
+		"mkdir -p /run/overboot/rw",
+		"mount -t tmpfs -o mode=0755,size=268435456 tmpfs /run/overboot/rw",
+		"mkdir -p /run/overboot/rw/upper /run/overboot/rw/work",
+		"mkdir -p /newroot",
+		"mount -t overlay -o lowerdir=/run/overboot/lower,upperdir=/run/overboot/rw/upper,workdir=/run/overboot/rw/work overlay /newroot",
+		"test -x /newroot/sbin/init",
+		"switch_root /newroot /sbin/init",
+	}
+	if diff := cmp.Diff(want, ex.steps); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	out := console.String()
+	for _, m := range []string{MarkerStarting, "network: ok in", "eth0 10.0.2.15/24", MarkerTiming, "lower=", MarkerSwitch + " to /newroot /sbin/init"} {
+		if !strings.Contains(out, m) {
+			t.Errorf("console lacks %q:\n%s", m, out)
+		}
+	}
+}
+
+func TestBootDocument(t *testing.T) {
+	ex := &fakeExec{doc: boot.Document{
+		Version: 1, Machine: "lab1",
+		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/blob", Digest: digest}},
+		Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}},
+		Init:  "/lib/systemd/systemd",
+	}}
+	var console bytes.Buffer
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick()}
+	if err := a.Boot(context.Background(), "overboot.doc=http://s/doc/secret-token"); err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(ex.steps, "\n")
+	for _, want := range []string{"fetch boot document http://s/doc/...", "size=90%", "tmpfs /run/overboot/image", "mode=0755,size=50%", "switch_root /newroot /lib/systemd/systemd"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("steps lack %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(console.String(), "secret-token") {
+		t.Errorf("token on the console:\n%s", console.String())
+	}
+}
+
+func TestBootFailures(t *testing.T) {
+	static := "overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest)
+	tests := []struct {
+		name      string
+		cmdline   string
+		failOn    string
+		docErr    error
+		wantPhase Phase
+		lastStep  string
+	}{
+		{"bad cmdline", "overboot.lower=http://x/i overboot.digest=nope", "", nil, PhaseEarly, ""},
+		{"modules", static, "modprobe", nil, PhaseModules, "modprobe -a $(cat /etc/overboot/modules)"},
+		{"network", static, "dhcp", nil, PhaseNetwork, "dhcp"},
+		{"download", static, "fetch http", nil, PhaseLower, "fetch http"},
+		{"document", "overboot.doc=http://s/d/t", "", errors.New("HTTP 410"), PhaseDocument, "fetch boot document"},
+		{"overlay", static, "overlay /newroot", nil, PhaseOverlay, "mount -t overlay"},
+		{"init missing", static, "test -x", nil, PhaseOverlay, "test -x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ex := &fakeExec{failOn: tt.failOn, docErr: tt.docErr}
+			a := &Agent{Exec: ex, Uptime: tick()}
+			err := a.Boot(context.Background(), tt.cmdline)
+			var pe *PhaseError
+			if !errors.As(err, &pe) || pe.Phase != tt.wantPhase {
+				t.Fatalf("Boot error = %v, want a PhaseError in %s", err, tt.wantPhase)
+			}
+			if tt.lastStep != "" {
+				if n := len(ex.steps); n == 0 || !strings.HasPrefix(ex.steps[n-1], tt.lastStep) {
+					t.Errorf("last step = %v, want it to start with %q (nothing after the failure)", ex.steps, tt.lastStep)
+				}
+			} else if len(ex.steps) != 0 {
+				t.Errorf("steps ran despite a bad command line: %v", ex.steps)
+			}
+			for _, s := range ex.steps {
+				if strings.HasPrefix(s, "switch_root") {
+					t.Errorf("switched root after a failure")
+				}
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	err := &PhaseError{Phase: PhaseLower, Step: Download{URL: "http://s/i", Digest: digest, Dest: "/d", Attempts: 6}, Err: errors.New("image http://s/i: digest mismatch")}
+	tests := []struct {
+		cmdline    string
+		wantAction boot.Action
+		wantDelay  time.Duration
+		wantLast   string
+	}{
+		{"", boot.ActionReboot, 30 * time.Second, "rebooting in 30s"},
+		{"overboot.onfail=shell", boot.ActionShell, 30 * time.Second, "rescue shell"},
+		{"overboot.onfail=poweroff overboot.onfail.delay=2s", boot.ActionPoweroff, 2 * time.Second, "powering off in 2s"},
+		// A broken command line still gets its failure policy.
+		{"overboot.bogus=1 overboot.onfail=reboot overboot.onfail.delay=5s", boot.ActionReboot, 5 * time.Second, "rebooting in 5s"},
+		{"overboot.onfail=explode overboot.onfail.delay=-1s", boot.ActionReboot, 30 * time.Second, "rebooting in 30s"},
+		{"-- overboot.onfail=shell", boot.ActionReboot, 30 * time.Second, "rebooting"},
+	}
+	for _, tt := range tests {
+		o := Decide(tt.cmdline, err)
+		if o.Action != tt.wantAction || o.Delay != tt.wantDelay {
+			t.Errorf("Decide(%q) = %v after %v, want %v after %v", tt.cmdline, o.Action, o.Delay, tt.wantAction, tt.wantDelay)
+		}
+		if !strings.HasPrefix(o.Lines[0], MarkerFailed+" in phase lower") || !strings.Contains(o.Lines[1], "digest mismatch") ||
+			!strings.Contains(o.Lines[2], "while: fetch http://s/i") || !strings.Contains(o.Lines[len(o.Lines)-1], tt.wantLast) {
+			t.Errorf("Decide(%q) lines:\n%s", tt.cmdline, strings.Join(o.Lines, "\n"))
+		}
+	}
+}
+
+func TestResolveIn(t *testing.T) {
+	root := t.TempDir()
+	mk := func(p string, mode os.FileMode) {
+		t.Helper()
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln := func(target, p string) {
+		t.Helper()
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.Symlink(target, full); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("lib/systemd/systemd", 0o755)
+	mk("etc/passwd", 0o644)
+	ln("/lib/systemd/systemd", "sbin/init")       // absolute: inside root, not the host's
+	ln("../lib/systemd/systemd", "bin/init-rel")  // relative
+	ln("../../../../../etc/passwd", "bin/escape") // .. stops at root
+	ln("/sbin/loop2", "sbin/loop1")               // a loop
+	ln("/sbin/loop1", "sbin/loop2")
+	ln("usr/bin", "bin2") // relative dir link
+	mk("usr/bin/tool", 0o755)
+
+	for name, want := range map[string]string{
+		"/sbin/init":         "lib/systemd/systemd",
+		"/bin/init-rel":      "lib/systemd/systemd",
+		"/bin/escape":        "etc/passwd",
+		"/bin2/tool":         "usr/bin/tool",
+		"/sbin/../sbin/init": "lib/systemd/systemd",
+	} {
+		got, err := ResolveIn(root, name)
+		if err != nil || got != filepath.Join(root, want) {
+			t.Errorf("ResolveIn(%s) = %q, %v; want %q", name, got, err, filepath.Join(root, want))
+		}
+	}
+	if _, err := ResolveIn(root, "/sbin/loop1"); err == nil || !strings.Contains(err.Error(), "too many levels") {
+		t.Errorf("loop: err = %v", err)
+	}
+	if err := checkInit(root, "/sbin/init"); err != nil {
+		t.Errorf("checkInit(/sbin/init) = %v", err)
+	}
+	if err := checkInit(root, "/etc/passwd"); err == nil || !strings.Contains(err.Error(), "not an executable") {
+		t.Errorf("checkInit(/etc/passwd) = %v", err)
+	}
+	if err := checkInit(root, "/sbin/nope"); err == nil || !strings.Contains(err.Error(), "overboot.init=") {
+		t.Errorf("checkInit(/sbin/nope) = %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://s/doc/tok123":       "http://s/doc/...",
+		"http://s/doc/tok?x=secret": "http://s/doc/...?...",
+		"http://s/":                 "http://s/",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

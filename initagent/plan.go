@@ -1,0 +1,290 @@
+package initagent
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Phase names a stage of the boot, as shown on the console and reported to
+// the server.
+type Phase string
+
+// The phases, in order.
+const (
+	PhaseEarly      Phase = "early"       // /proc /sys /dev /run
+	PhaseModules    Phase = "modules"     // kernel modules from the initramfs
+	PhaseNetwork    Phase = "network"     // link and DHCPv4
+	PhaseDocument   Phase = "document"    // boot document from the server
+	PhaseLower      Phase = "lower"       // the read-only image
+	PhaseUpper      Phase = "upper"       // the writable layer
+	PhaseOverlay    Phase = "overlay"     // overlayfs as the new root
+	PhaseSwitchRoot Phase = "switch_root" // hand over to the image's init
+)
+
+// Fixed paths inside the initramfs. Everything the agent mounts lives under
+// /run/overboot, so it moves into the new root with /run and stays visible
+// to the booted system (e.g. /run/overboot/lower is the image, read-only).
+const (
+	RunDir      = "/run/overboot"
+	ImageDir    = RunDir + "/image" // tmpfs holding the downloaded image
+	ImageFile   = ImageDir + "/lower.squashfs"
+	LowerMount  = RunDir + "/lower" // the squashfs, read-only
+	RWMount     = RunDir + "/rw"    // tmpfs (or disk) for the upper layer
+	UpperDir    = RWMount + "/upper"
+	WorkDir     = RWMount + "/work"
+	NewRoot     = "/newroot"
+	ModulesList = "/etc/overboot/modules" // written by mkimage initramfs
+)
+
+// Step is one action of the boot plan: a value that tests inspect without
+// root and whose String reads like the shell command doing the same.
+type Step interface {
+	fmt.Stringer
+	Phase() Phase
+}
+
+// Mount mounts a filesystem.
+type Mount struct {
+	Source, Target, FSType string
+	Options                []string // flags (ro, nosuid, nodev, noexec) and data (size=, mode=, lowerdir=...)
+	PhaseOf                Phase
+}
+
+func (m Mount) String() string {
+	s := "mount -t " + m.FSType
+	if len(m.Options) > 0 {
+		s += " -o " + strings.Join(m.Options, ",")
+	}
+	return s + " " + m.Source + " " + m.Target
+}
+
+// Phase implements Step.
+func (m Mount) Phase() Phase { return m.PhaseOf }
+
+// Mkdir creates directories (mkdir -p).
+type Mkdir struct {
+	Paths   []string
+	PhaseOf Phase
+}
+
+func (m Mkdir) String() string { return "mkdir -p " + strings.Join(m.Paths, " ") }
+
+// Phase implements Step.
+func (m Mkdir) Phase() Phase { return m.PhaseOf }
+
+// LoadModules loads the modules listed in ListFile, then Extra, each with
+// its dependencies from modules.dep.
+type LoadModules struct {
+	ListFile string
+	Extra    []string
+}
+
+func (l LoadModules) String() string {
+	s := "modprobe -a $(cat " + l.ListFile + ")"
+	if len(l.Extra) > 0 {
+		s += " " + strings.Join(l.Extra, " ")
+	}
+	return s
+}
+
+// Phase implements Step.
+func (LoadModules) Phase() Phase { return PhaseModules }
+
+// Network brings up an interface and configures it with DHCPv4.
+type Network struct {
+	Iface       string // "" = the first interface with a carrier
+	LinkTimeout time.Duration
+	DHCPTimeout time.Duration // per attempt
+	Attempts    int
+}
+
+func (n Network) String() string {
+	iface := n.Iface
+	if iface == "" {
+		iface = "(first with link)"
+	}
+	return fmt.Sprintf("dhcp %s (link wait %v, %d attempts of %v)", iface, n.LinkTimeout, n.Attempts, n.DHCPTimeout)
+}
+
+// Phase implements Step.
+func (Network) Phase() Phase { return PhaseNetwork }
+
+// FetchDocument fetches and validates the boot document.
+type FetchDocument struct {
+	URL      string
+	Attempts int
+	Stall    time.Duration
+}
+
+func (f FetchDocument) String() string { return "fetch boot document " + RedactURL(f.URL) }
+
+// Phase implements Step.
+func (FetchDocument) Phase() Phase { return PhaseDocument }
+
+// Download fetches the image over HTTP into Dest, verifying it.
+type Download struct {
+	URL      string
+	Digest   boot.Digest
+	Size     int64
+	Dest     string
+	Attempts int
+	Stall    time.Duration
+}
+
+func (d Download) String() string {
+	s := fmt.Sprintf("fetch %s -> %s (verify %s", d.URL, d.Dest, d.Digest.Short())
+	if d.Size > 0 {
+		s += fmt.Sprintf(", %d bytes", d.Size)
+	}
+	return s + fmt.Sprintf(", %d attempts)", d.Attempts)
+}
+
+// Phase implements Step.
+func (Download) Phase() Phase { return PhaseLower }
+
+// LoopMount attaches File to a read-only loop device and mounts it.
+type LoopMount struct {
+	File, Target, FSType string
+}
+
+func (l LoopMount) String() string {
+	return "mount -t " + l.FSType + " -o loop,ro " + l.File + " " + l.Target
+}
+
+// Phase implements Step.
+func (LoopMount) Phase() Phase { return PhaseLower }
+
+// CheckInit checks that Init is an executable file inside Root, resolving
+// symlinks as the new root will see them.
+type CheckInit struct {
+	Root, Init string
+}
+
+func (c CheckInit) String() string { return "test -x " + path.Join(c.Root, c.Init) }
+
+// Phase implements Step.
+func (CheckInit) Phase() Phase { return PhaseOverlay }
+
+// SwitchRoot moves /dev /proc /sys /run into Root, deletes the initramfs,
+// makes Root the new / and executes Init.
+type SwitchRoot struct {
+	Root, Init string
+}
+
+func (s SwitchRoot) String() string { return "switch_root " + s.Root + " " + s.Init }
+
+// Phase implements Step.
+func (SwitchRoot) Phase() Phase { return PhaseSwitchRoot }
+
+// EarlyPlan is what runs before the boot document is known: the kernel's
+// filesystems, modules, network and, in document mode, the document itself.
+func EarlyPlan(p boot.Params) []Step {
+	steps := []Step{
+		Mount{Source: "proc", Target: "/proc", FSType: "proc", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly},
+		Mount{Source: "sysfs", Target: "/sys", FSType: "sysfs", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly},
+		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
+		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
+		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
+		LoadModules{ListFile: ModulesList, Extra: p.Modules},
+		Network{Iface: p.Iface, LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
+	}
+	if p.Doc != "" {
+		steps = append(steps, FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()})
+	}
+	return steps
+}
+
+// RootPlan is what the document (or the static command line) decides: the
+// lower and upper layers, the overlay and the hand-over.
+func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	var steps []Step
+	switch {
+	case d.Lower.HTTP != nil:
+		h := d.Lower.HTTP
+		imgSize := "size=90%"
+		if h.Size > 0 {
+			// Room for the image and nothing else: tmpfs counts pages.
+			imgSize = fmt.Sprintf("size=%d", roundUp(h.Size, 1<<20)+1<<20)
+		}
+		steps = append(steps,
+			Mkdir{Paths: []string{ImageDir, LowerMount}, PhaseOf: PhaseLower},
+			Mount{Source: "tmpfs", Target: ImageDir, FSType: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=0700", imgSize}, PhaseOf: PhaseLower},
+			Download{URL: h.URL, Digest: h.Digest, Size: h.Size, Dest: ImageFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
+			LoopMount{File: ImageFile, Target: LowerMount, FSType: "squashfs"},
+		)
+	default:
+		return nil, fmt.Errorf("lower layer: only http is supported by this agent so far")
+	}
+	switch {
+	case d.Upper.Tmpfs != nil:
+		size := d.Upper.Tmpfs.Size
+		if size.IsZero() {
+			size = boot.DefaultUpperSize
+		}
+		steps = append(steps,
+			Mkdir{Paths: []string{RWMount}, PhaseOf: PhaseUpper},
+			Mount{Source: "tmpfs", Target: RWMount, FSType: "tmpfs", Options: []string{"mode=0755", "size=" + tmpfsSize(size)}, PhaseOf: PhaseUpper},
+			Mkdir{Paths: []string{UpperDir, WorkDir}, PhaseOf: PhaseUpper},
+		)
+	default:
+		return nil, fmt.Errorf("upper layer: only tmpfs is supported by this agent so far")
+	}
+	init := d.InitPath()
+	steps = append(steps,
+		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseOverlay},
+		Mount{Source: "overlay", Target: NewRoot, FSType: "overlay",
+			Options: []string{"lowerdir=" + LowerMount, "upperdir=" + UpperDir, "workdir=" + WorkDir}, PhaseOf: PhaseOverlay},
+		CheckInit{Root: NewRoot, Init: init},
+		SwitchRoot{Root: NewRoot, Init: init},
+	)
+	return steps, nil
+}
+
+// tmpfsSize writes a boot.Size the way tmpfs's size= option reads it.
+func tmpfsSize(s boot.Size) string {
+	if s.Percent != 0 {
+		return fmt.Sprintf("%d%%", s.Percent)
+	}
+	return fmt.Sprintf("%d", s.Bytes)
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// RedactURL hides a URL's last path element, which for a boot document is a
+// single-use token, and any query.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if i := strings.LastIndex(u.Path, "/"); i >= 0 && i < len(u.Path)-1 {
+		u.Path = u.Path[:i+1] + "..."
+	}
+	u.RawPath = ""
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	return u.String()
+}
+
+// FormatPlan prints steps one per line, grouped by phase, for -dry-run.
+func FormatPlan(steps []Step) string {
+	var b strings.Builder
+	var last Phase
+	for _, s := range steps {
+		if s.Phase() != last {
+			fmt.Fprintf(&b, "# %s\n", s.Phase())
+			last = s.Phase()
+		}
+		fmt.Fprintf(&b, "%s\n", s)
+	}
+	return b.String()
+}
