@@ -1,12 +1,85 @@
 // Command overboot-init is the overboot agent: the /init of the initramfs.
+// As PID 1 it boots the machine (package initagent). Anywhere else it only
+// prints the boot plan a command line would produce:
+//
+//	overboot-init -dry-run -cmdline 'overboot.lower=http://... overboot.digest=sha256:...'
+//	overboot-init -dry-run -cmdline 'overboot.doc=http://...' -doc document.json
 package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "overboot-init: not implemented yet")
-	os.Exit(1)
+	if os.Getpid() == 1 {
+		bootMachine() // never returns
+	}
+	if err := dryRun(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "overboot-init:", err)
+		os.Exit(2)
+	}
+}
+
+func dryRun(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("overboot-init", flag.ContinueOnError)
+	fs.SetOutput(out)
+	dry := fs.Bool("dry-run", false, "print the boot plan and exit (the only thing to do when not PID 1)")
+	cmdline := fs.String("cmdline", "", "kernel command line to plan for (default: this machine's /proc/cmdline)")
+	docFile := fs.String("doc", "", "boot document (JSON) to plan with, for an overboot.doc= command line")
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: overboot-init -dry-run [-cmdline STRING] [-doc FILE]")
+		fmt.Fprintln(out, "\noverboot-init is the /init of an overboot initramfs and boots the machine when it")
+		fmt.Fprintln(out, "runs as PID 1. Elsewhere it prints the plan a kernel command line would produce.")
+		fmt.Fprintln(out)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if !*dry {
+		fs.Usage()
+		return fmt.Errorf("not PID 1: nothing to boot; use -dry-run to print the plan")
+	}
+	if *cmdline == "" {
+		b, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return err
+		}
+		*cmdline = string(b)
+	}
+	p, err := boot.Parse(*cmdline)
+	if err != nil {
+		return fmt.Errorf("kernel command line:\n%v", err)
+	}
+	fmt.Fprint(out, initagent.FormatPlan(initagent.EarlyPlan(p)))
+	doc := p.Document()
+	if p.Doc != "" {
+		if *docFile == "" {
+			fmt.Fprintln(out, "# then the steps the boot document decides (give -doc FILE to see them)")
+			return nil
+		}
+		f, err := os.Open(*docFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if doc, err = boot.ParseDocument(f); err != nil {
+			return fmt.Errorf("%s: %w", *docFile, err)
+		}
+	}
+	steps, err := initagent.RootPlan(p, doc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, initagent.FormatPlan(steps))
+	return nil
 }

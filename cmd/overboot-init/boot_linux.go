@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/overboot/overboot/initagent"
+)
+
+// bootMachine runs the agent as PID 1 and never returns.
+func bootMachine() {
+	console := os.Stdout
+	a := &initagent.Agent{Console: console, Uptime: initagent.Uptime}
+	a.Exec = &initagent.LinuxExecutor{
+		Console:  console,
+		Progress: func(p initagent.Phase, line string) { a.Progressf(p, "%s", line) },
+	}
+	cmdline := readCmdline()
+	err := a.Boot(context.Background(), cmdline)
+	// Boot returns only on failure: on success init has replaced us.
+	initagent.Apply(initagent.Decide(cmdline, err), console)
+}
+
+// readCmdline reads the kernel command line, mounting /proc first.
+func readCmdline() string {
+	_ = initagent.MountProc()
+	b, _ := os.ReadFile("/proc/cmdline")
+	return string(b)
+}

@@ -1,0 +1,66 @@
+package initagent
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestFetchDocument(t *testing.T) {
+	var slept []time.Duration
+	orig := sleepCtx
+	sleepCtx = func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	t.Cleanup(func() { sleepCtx = orig })
+	good := `{"version":1,"machine":"m1","lower":{"http":{"url":"http://s/i","digest":"` + string(digest) + `"}},"upper":{"tmpfs":{}}}`
+	tests := []struct {
+		name      string
+		responses []int // status per request; the last repeats
+		body      string
+		wantErr   string
+		wantReqs  int32
+	}{
+		{"ok", []int{200}, good, "", 1},
+		{"retry 503 then ok", []int{503, 503, 200}, good, "", 3},
+		{"used token", []int{410}, good, "already used", 1},
+		{"forbidden", []int{403}, good, "403", 1},
+		{"bad document", []int{200}, `{"version":1}`, "disagree", 1},
+		{"always 500", []int{500}, good, "no answer after 2 attempts", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			slept = nil
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				i := int(n.Add(1)) - 1
+				code := tt.responses[min(i, len(tt.responses)-1)]
+				w.WriteHeader(code)
+				if code == 200 {
+					w.Write([]byte(tt.body))
+				}
+			}))
+			defer srv.Close()
+			attempts := 3
+			if tt.name == "always 500" {
+				attempts = 2
+			}
+			doc, err := fetchDocument(context.Background(), FetchDocument{URL: srv.URL + "/doc/tok", Attempts: attempts}, srv.Client())
+			if tt.wantErr == "" {
+				if err != nil || doc.Machine != "m1" {
+					t.Fatalf("fetchDocument = %+v, %v", doc, err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "/doc/tok") {
+				t.Errorf("error shows the token: %v", err)
+			}
+			if got := n.Load(); got != tt.wantReqs || len(slept) != int(got)-1 {
+				t.Errorf("%d requests and %d backoff waits, want %d requests", got, len(slept), tt.wantReqs)
+			}
+		})
+	}
+}

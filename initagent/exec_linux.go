@@ -1,0 +1,382 @@
+package initagent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/u-root/u-root/pkg/mount/loop"
+	"golang.org/x/sys/unix"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// LinuxExecutor performs plan steps with real syscalls. It only makes sense
+// as PID 1 in an initramfs.
+type LinuxExecutor struct {
+	Console  io.Writer
+	Progress func(Phase, string) // download progress lines
+	Client   *http.Client        // nil: a default client
+
+	iface string // the interface Network configured
+}
+
+// Do implements Executor.
+func (e *LinuxExecutor) Do(ctx context.Context, s Step) (string, error) {
+	switch s := s.(type) {
+	case Mount:
+		// The kernel command line was read before the plan ran, which may
+		// have needed /proc already.
+		if s.PhaseOf == PhaseEarly && isMountPoint(s.Target) {
+			return "", nil
+		}
+		return "", doMount(s.Source, s.Target, s.FSType, s.Options)
+	case Mkdir:
+		for _, p := range s.Paths {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return "", err
+			}
+		}
+		return "", nil
+	case LoadModules:
+		return loadModules(s)
+	case Network:
+		note, iface, err := bringUpNetwork(ctx, s)
+		e.iface = iface
+		return note, err
+	case Download:
+		return download(ctx, s, e.Client, e.progress)
+	case LoopMount:
+		return loopMount(s)
+	case CheckInit:
+		return "", checkInit(s.Root, s.Init)
+	case SwitchRoot:
+		return "", switchRoot(s.Root, s.Init)
+	}
+	return "", fmt.Errorf("step %T cannot run here", s)
+}
+
+// Document implements Executor.
+func (e *LinuxExecutor) Document(ctx context.Context, s FetchDocument) (boot.Document, error) {
+	return fetchDocument(ctx, s, e.Client)
+}
+
+func (e *LinuxExecutor) progress(p Phase, line string) {
+	if e.Progress != nil {
+		e.Progress(p, line)
+	}
+}
+
+// mountFlags splits mount(8)-style options into MS_* flags and the data
+// string the filesystem reads.
+func mountFlags(opts []string) (uintptr, string) {
+	var flags uintptr
+	var data []string
+	for _, o := range opts {
+		switch o {
+		case "ro":
+			flags |= unix.MS_RDONLY
+		case "nosuid":
+			flags |= unix.MS_NOSUID
+		case "nodev":
+			flags |= unix.MS_NODEV
+		case "noexec":
+			flags |= unix.MS_NOEXEC
+		default:
+			data = append(data, o)
+		}
+	}
+	return flags, strings.Join(data, ",")
+}
+
+func doMount(source, target, fstype string, opts []string) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	flags, data := mountFlags(opts)
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		err = &os.PathError{Op: "mount " + fstype + " " + source + " on", Path: target, Err: err}
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("%w: the kernel does not know %s: is its module in the initramfs (overboot mkimage initramfs --modules)?", err, fstype)
+		}
+		return err
+	}
+	return nil
+}
+
+// isMountPoint reports whether dir is on another filesystem than its parent.
+func isMountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Join(dir, ".."), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// MountProc mounts /proc, for reading the kernel command line before the
+// plan runs.
+func MountProc() error {
+	if isMountPoint("/proc") {
+		return nil
+	}
+	return doMount("proc", "/proc", "proc", []string{"nosuid", "nodev", "noexec"})
+}
+
+// loadModules loads the initramfs's module list and any extra modules, with
+// their dependencies from modules.dep.
+func loadModules(s LoadModules) (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	names, err := readModuleList(s.ListFile)
+	if err != nil {
+		return "", err
+	}
+	names = append(names, s.Extra...)
+	if len(names) == 0 {
+		return "no modules listed", nil
+	}
+	if _, err := os.Stat(filepath.Join("/lib/modules", release, "modules.dep")); err != nil {
+		have, _ := filepath.Glob("/lib/modules/*/modules.dep")
+		for i, h := range have {
+			have[i] = filepath.Base(filepath.Dir(h))
+		}
+		return "", fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
+	}
+	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		return "", fmt.Errorf("read modules.dep: %w", err)
+	}
+	// Modules without dependencies between them load concurrently; the
+	// prober orders dependencies itself and is safe for concurrent use.
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := prober.Probe(n, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+				errs[i] = fmt.Errorf("load module %s: %w", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d modules for %s", len(names), release), nil
+}
+
+// readModuleList reads one module name per line; '#' starts a comment. A
+// missing file means no modules.
+func readModuleList(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var names []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			names = append(names, line)
+		}
+	}
+	return names, sc.Err()
+}
+
+// loopMount attaches the image to a read-only loop device (LOOP_CONFIGURE,
+// Linux 5.8+) and mounts it read-only.
+func loopMount(s LoopMount) (string, error) {
+	f, err := os.Open(s.File)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var dev string
+	var lf *os.File
+	// Another process could take the free device first; retry a few times.
+	for try := 0; ; try++ {
+		dev, err = loop.FindDevice()
+		if err != nil {
+			return "", fmt.Errorf("find a free loop device: %w: is the loop module in the initramfs?", err)
+		}
+		lf, err = os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return "", err
+		}
+		cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
+		cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
+		copy(cfg.Info.File_name[:], s.File)
+		err = unix.IoctlLoopConfigure(int(lf.Fd()), &cfg)
+		if err == nil {
+			break
+		}
+		lf.Close()
+		if !errors.Is(err, unix.EBUSY) || try == 4 {
+			return "", &os.PathError{Op: "configure loop device", Path: dev, Err: err}
+		}
+	}
+	// With AUTOCLEAR, the device detaches when the last user goes: keep our
+	// fd until the mount holds it.
+	defer lf.Close()
+	if err := doMount(dev, s.Target, s.FSType, []string{"ro"}); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return "", fmt.Errorf("%w: the image is not a valid %s filesystem", err, s.FSType)
+		}
+		return "", err
+	}
+	return dev + " read-only", nil
+}
+
+// switchRoot makes root the new "/" and executes init as PID 1, like
+// util-linux switch_root: move the kernel filesystems, move root over "/",
+// chroot, delete the initramfs's files (they would hold RAM forever), exec.
+func switchRoot(root, init string) error {
+	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
+		dst := filepath.Join(root, m)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m, dst, "", unix.MS_MOVE, ""); err != nil {
+			return &os.PathError{Op: "move mount " + m + " to", Path: dst, Err: err}
+		}
+	}
+	old, err := os.Open("/")
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.Mount(root, "/", "", unix.MS_MOVE, ""); err != nil {
+		return &os.PathError{Op: "move mount to /", Path: root, Err: err}
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(old.Fd()), &st); err == nil {
+		// Best effort: a leftover file costs RAM, not correctness.
+		_ = removeAllOnDevice(int(old.Fd()), st.Dev)
+	}
+	argv := append([]string{init}, os.Args[1:]...)
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "UROOT_") {
+			env = append(env, kv)
+		}
+	}
+	return &os.PathError{Op: "exec", Path: init, Err: unix.Exec(init, argv, env)}
+}
+
+// removeAllOnDevice deletes everything below the directory dirfd that lives
+// on device dev, without crossing into other filesystems.
+func removeAllOnDevice(dirfd int, dev uint64) error {
+	d := os.NewFile(uintptr(dirfd), "dir")
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Dev != dev {
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			fd, err := unix.Openat(dirfd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			_ = removeAllOnDevice(fd, dev)
+			unix.Close(fd)
+			_ = unix.Unlinkat(dirfd, n, unix.AT_REMOVEDIR)
+			continue
+		}
+		_ = unix.Unlinkat(dirfd, n, 0)
+	}
+	return nil
+}
+
+// Uptime returns the time since boot (CLOCK_BOOTTIME), which is what the
+// kernel's own console timestamps count.
+func Uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// Apply carries out a failure outcome. It never returns: PID 1 must not exit.
+func Apply(o Outcome, console io.Writer) {
+	for _, l := range o.Lines {
+		fmt.Fprintln(console, l)
+	}
+	if o.Action == boot.ActionShell {
+		if err := rescueShell(console); err != nil {
+			fmt.Fprintf(console, "overboot: no rescue shell: %v; rebooting in %v\n", err, o.Delay)
+			time.Sleep(o.Delay)
+		} else {
+			fmt.Fprintln(console, "overboot: rescue shell exited; rebooting")
+		}
+		o.Action = boot.ActionReboot
+	} else {
+		time.Sleep(o.Delay)
+	}
+	unix.Sync()
+	cmd := unix.LINUX_REBOOT_CMD_RESTART
+	if o.Action == boot.ActionPoweroff {
+		cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
+	}
+	err := unix.Reboot(cmd)
+	fmt.Fprintf(console, "overboot: %s failed: %v; halting here\n", o.Action, err)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// RescueShell is where mkimage initramfs puts u-root's gosh.
+const RescueShell = "/bin/sh"
+
+func rescueShell(console io.Writer) error {
+	if _, err := os.Stat(RescueShell); err != nil {
+		return fmt.Errorf("%s is not in this initramfs (build it with --rescue-shell)", RescueShell)
+	}
+	tty, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer tty.Close()
+	cmd := exec.Command(RescueShell)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.Env = append(os.Environ(), "PS1=overboot-rescue# ", "HOME=/", "PATH=/bin:/sbin:/usr/bin:/usr/sbin")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	return cmd.Run()
+}
+
+// download is a placeholder until initagent/fetch lands.
+func download(ctx context.Context, s Download, client *http.Client, progress func(Phase, string)) (string, error) {
+	return "", errors.New("download: not wired yet")
+}

@@ -1,0 +1,125 @@
+package initagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/vishvananda/netlink"
+)
+
+func init() {
+	// insomniacslk/dhcp draws transaction IDs from u-root/uio's rand, which
+	// spins on getrandom(GRND_NONBLOCK) until the kernel's CRNG is ready: on
+	// an emulated machine without RDRAND or virtio-rng that is minutes. A
+	// DHCP transaction ID needs no cryptographic quality; this makes uio
+	// read /dev/urandom, which never blocks.
+	os.Setenv("UROOT_NOHWRNG", "1")
+}
+
+// bringUpNetwork waits for a carrier, runs DHCPv4 and configures the
+// address, routes and resolv.conf. It returns a note for the console and
+// the interface it used.
+func bringUpNetwork(ctx context.Context, s Network) (string, string, error) {
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		_ = netlink.LinkSetUp(lo)
+	}
+	link, err := waitForLink(ctx, s.Iface, s.LinkTimeout)
+	if err != nil {
+		return "", "", err
+	}
+	name := link.Attrs().Name
+	client, err := nclient4.New(name, nclient4.WithTimeout(s.DHCPTimeout), nclient4.WithRetry(s.Attempts))
+	if err != nil {
+		return "", name, fmt.Errorf("dhcp on %s: %w", name, err)
+	}
+	defer client.Close()
+	lease, err := client.Request(ctx, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("overboot")))
+	if err != nil {
+		return "", name, fmt.Errorf("no DHCPv4 lease on %s after %d attempts of %v (%v): is the cable in, and does a DHCP server answer on this network?", name, s.Attempts, s.DHCPTimeout, err)
+	}
+	if err := dhclient.Configure4(link, lease.ACK); err != nil {
+		return "", name, fmt.Errorf("configure %s with the DHCP lease: %w", name, err)
+	}
+	ack := lease.ACK
+	mask, _ := ack.SubnetMask().Size()
+	note := fmt.Sprintf("%s %s %s/%d from %s", name, link.Attrs().HardwareAddr, ack.YourIPAddr, mask, ack.ServerIdentifier())
+	if r := ack.Router(); len(r) > 0 {
+		note += fmt.Sprintf(" via %s", r[0])
+	}
+	return note, name, nil
+}
+
+// waitForLink brings every candidate interface up and returns the first
+// with a carrier. A named interface is waited for even if its driver has
+// not created it yet.
+func waitForLink(ctx context.Context, want string, timeout time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(timeout)
+	up := map[string]bool{}
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return nil, fmt.Errorf("list network interfaces: %w", err)
+		}
+		var seen []string
+		for _, l := range candidates(links, want) {
+			a := l.Attrs()
+			seen = append(seen, a.Name)
+			if !up[a.Name] {
+				if err := netlink.LinkSetUp(l); err != nil {
+					return nil, fmt.Errorf("bring up %s: %w", a.Name, err)
+				}
+				up[a.Name] = true
+			}
+			if a.OperState == netlink.OperUp || (a.OperState == netlink.OperUnknown && a.RawFlags&0x10000 != 0) { // IFF_LOWER_UP
+				return l, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, linkError(want, seen, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// candidates returns the interfaces DHCP may run on: the named one, or every
+// Ethernet-like interface that is not loopback, sorted by index.
+func candidates(links []netlink.Link, want string) []netlink.Link {
+	var out []netlink.Link
+	for _, l := range links {
+		a := l.Attrs()
+		if want != "" {
+			if a.Name == want {
+				out = append(out, l)
+			}
+			continue
+		}
+		if a.Flags&0x8 != 0 || len(a.HardwareAddr) != 6 { // net.FlagLoopback
+			continue
+		}
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Attrs().Index < out[j].Attrs().Index })
+	return out
+}
+
+func linkError(want string, seen []string, timeout time.Duration) error {
+	switch {
+	case want != "" && len(seen) == 0:
+		return fmt.Errorf("no interface %s after %v: is its driver in the initramfs (overboot.modules=), or is the name different?", want, timeout)
+	case len(seen) == 0:
+		return errors.New("no network interface found after " + timeout.String() + ": is the NIC's driver in the initramfs (add it with overboot.modules= or mkimage initramfs --modules)?")
+	}
+	return fmt.Errorf("no link on %s after %v: is the cable in and the switch port up?", strings.Join(seen, ", "), timeout)
+}
