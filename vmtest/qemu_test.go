@@ -1,0 +1,76 @@
+package vmtest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestCmdline(t *testing.T) {
+	common := []string{"-accel", "tcg", "-m", "1024", "-smp", "1",
+		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nodefaults",
+		"-device", "virtio-rng-pci"}
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want []string
+		err  string
+	}{
+		{
+			name: "direct",
+			o:    Options{Kernel: "/k", Initrd: "/i", Append: "console=ttyS0", Forwards: []Forward{{80, "127.0.0.1:8080"}}, Relay: "/r"},
+			want: append(append([]string{"-accel", "tcg", "-cpu", "max"}, common[2:]...),
+				"-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/r 127.0.0.1:8080",
+				"-device", "virtio-net-pci,netdev=n0",
+				"-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0"),
+		},
+		{
+			name: "pxe",
+			o:    Options{PXE: true, TFTPDir: "/t", BootFile: "boot.ipxe", MAC: "52:54:00:aa:bb:cc", MemoryMB: 512},
+			want: append(append([]string(nil), strings.Fields(strings.Replace(strings.Join(common, " "), "-m 1024", "-m 512", 1))...),
+				"-netdev", "user,id=n0,restrict=on,tftp=/t,bootfile=boot.ipxe",
+				"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:cc",
+				"-boot", "n"),
+		},
+		{name: "neither", o: Options{}, err: "exactly one"},
+		{name: "both", o: Options{Kernel: "/k", PXE: true}, err: "exactly one"},
+		{name: "non-loopback forward", o: Options{Kernel: "/k", Forwards: []Forward{{80, "10.1.2.3:80"}}, Relay: "/r"}, err: "only loopback"},
+		{name: "bad forward", o: Options{Kernel: "/k", Forwards: []Forward{{80, "nope"}}, Relay: "/r"}, err: "forward 80"},
+		{name: "forward without relay", o: Options{Kernel: "/k", Forwards: []Forward{{80, "127.0.0.1:1"}}}, err: "Relay"},
+		{name: "pxe without tftp", o: Options{PXE: true}, err: "TFTPDir"},
+		{name: "bad mac", o: Options{Kernel: "/k", MAC: "zz"}, err: "MAC"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.o.Cmdline()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("Cmdline (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"6.1.0-9-amd64", "6.1.0-56-amd64", true},
+		{"6.1.0-56-amd64", "6.1.0-9-amd64", false},
+		{"5.10.0-1-amd64", "6.1.0-1-amd64", true},
+		{"6.1.0-1-amd64", "6.1.0-1-amd64", false},
+	} {
+		if got := versionLess(tc.a, tc.b); got != tc.want {
+			t.Errorf("versionLess(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

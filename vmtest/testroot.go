@@ -1,0 +1,132 @@
+package vmtest
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Console markers printed by the test root's init.
+const (
+	MarkerPass = "OVERBOOT-TEST-PASS"
+	MarkerFail = "OVERBOOT-TEST-FAIL"
+	MarkerInit = "OVERBOOT-TEST-INIT" // first line of the root's init, with the uptime
+)
+
+// testInit is the root's /sbin/init: it proves the root is what the agent
+// promised, then powers off. Every check prints its own failure.
+const testInit = `#!/bin/sh
+export PATH=/bin
+read up idle < /proc/uptime
+echo "` + MarkerInit + ` uptime=$up"
+fail() { echo "` + MarkerFail + `: $*"; cat /proc/mounts; poweroff -f; sleep 10; }
+
+root=$(awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)
+[ "$root" = overlay ] || fail "/ is $root, not overlay"
+
+lower=$(awk '$2 == "/run/overboot/lower" { print $3 " " $4 }' /proc/mounts)
+case "$lower" in
+squashfs\ ro,*) ;;
+*) fail "lower /run/overboot/lower is '$lower', not a read-only squashfs" ;;
+esac
+touch /run/overboot/lower/probe 2>/dev/null && fail "the lower layer accepted a write"
+
+upper=$(awk '$2 == "/run/overboot/rw" { print $3 }' /proc/mounts)
+[ "$upper" = tmpfs ] || [ -n "$OVERBOOT_TEST_UPPER" ] || fail "upper /run/overboot/rw is '$upper', not tmpfs"
+
+[ "$(cat /etc/marker)" = original ] || fail "/etc/marker is not the image's"
+echo changed > /etc/marker || fail "cannot write /etc/marker"
+echo new > /new-file || fail "cannot create /new-file"
+[ "$(cat /etc/marker)" = changed ] || fail "write to /etc/marker did not stick"
+[ "$(cat /run/overboot/lower/etc/marker)" = original ] || fail "the lower layer changed"
+[ -e /run/overboot/lower/new-file ] && fail "a new file reached the lower layer"
+[ "$(cat /run/overboot/rw/upper/etc/marker)" = changed ] || fail "the write is not in the upper layer"
+[ $$ = 1 ] || fail "init is pid $$, not 1"
+if [ -f /pad ]; then
+	[ "$(sha256sum /pad | cut -d' ' -f1)" = "$(cat /pad.sha256)" ] || fail "/pad is corrupted"
+fi
+
+echo "` + MarkerPass + ` root=$root lower=squashfs-ro upper=$upper"
+poweroff -f
+sleep 10
+`
+
+// TestRootOptions shape the test root.
+type TestRootOptions struct {
+	Busybox string // static busybox (default /bin/busybox)
+	// PadBytes adds an incompressible /pad of this size, so a download
+	// takes long enough to be interrupted.
+	PadBytes int64
+}
+
+// BuildTestRoot writes a tiny busybox root into dir whose /sbin/init
+// checks the overlay and prints MarkerPass or MarkerFail.
+func BuildTestRoot(dir string, o TestRootOptions) error {
+	bb := o.Busybox
+	if bb == "" {
+		bb = "/bin/busybox"
+	}
+	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := copyFile(bb, filepath.Join(dir, "bin", "busybox"), 0o755); err != nil {
+		return fmt.Errorf("test root: %w (install busybox-static)", err)
+	}
+	for _, c := range []string{"sh", "awk", "cat", "cut", "echo", "touch", "poweroff", "sleep", "sha256sum", "mount", "ls", "grep", "sync"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", c)); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sbin", "init"), []byte(testInit), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc", "marker"), []byte("original\n"), 0o644); err != nil {
+		return err
+	}
+	// An fstab with a root entry: mkimage must drop it.
+	fstab := "# test root\nUUID=0000 / ext4 defaults 0 1\n/dev/sda2 none swap sw 0 0\nproc /proc proc defaults 0 0\n"
+	if err := os.WriteFile(filepath.Join(dir, "etc", "fstab"), []byte(fstab), 0o644); err != nil {
+		return err
+	}
+	if o.PadBytes > 0 {
+		return writePad(dir, o.PadBytes)
+	}
+	return nil
+}
+
+func writePad(dir string, n int64) error {
+	f, err := os.Create(filepath.Join(dir, "pad"))
+	if err != nil {
+		return err
+	}
+	h := newSHA256()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, n); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "pad.sha256"), []byte(fmt.Sprintf("%x\n", h.Sum(nil))), 0o644)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
