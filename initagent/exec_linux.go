@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 // LinuxExecutor performs plan steps with real syscalls. It only makes sense
@@ -377,6 +378,31 @@ func rescueShell(console io.Writer) error {
 }
 
 // download is a placeholder until initagent/fetch lands.
+// download fetches the image into s.Dest (on the image tmpfs), verified.
+// A failed download leaves nothing behind.
 func download(ctx context.Context, s Download, client *http.Client, progress func(Phase, string)) (string, error) {
-	return "", errors.New("download: not wired yet")
+	if err := os.MkdirAll(filepath.Dir(s.Dest), 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(s.Dest, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	res, err := fetch.Fetch(ctx, s.URL, s.Digest, s.Size, f, fetch.Options{
+		Client:   client,
+		Attempts: s.Attempts,
+		Stall:    s.Stall,
+		Progress: func(p fetch.Progress) { progress(PhaseLower, "fetch "+p.String()) },
+	})
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write %s: %w", s.Dest, cerr)
+	}
+	if err != nil {
+		os.Remove(s.Dest)
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: the image does not fit in RAM: give the machine more memory", err)
+		}
+		return "", err
+	}
+	return res.String(), nil
 }

@@ -1,0 +1,407 @@
+// Package fetch downloads an image over HTTP into a file, verifying its
+// SHA-256 while the bytes stream in. A dropped connection, a stall or a
+// server error is retried with backoff; bytes already received are kept
+// and the download resumes with a Range request guarded by If-Range, so a
+// changed image restarts from zero instead of splicing two versions.
+//
+// It is pure Go (no syscalls) and tested against httptest servers.
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrDigestMismatch: the bytes arrived but are not the image named.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrSizeMismatch: the server sent fewer or more bytes than expected.
+	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrNotFound: the server answered 404 or 410.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: every attempt failed, or the server refused the
+	// request with a status retrying cannot fix.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Options tune Fetch. Zero values are the documented defaults.
+type Options struct {
+	Client   *http.Client  // nil: dial and header timeouts, no overall timeout
+	Attempts int           // total attempts including the first (<= 0: 5)
+	Backoff  time.Duration // first retry delay, doubling, capped at 5s (<= 0: 500ms)
+	Stall    time.Duration // abort an attempt when no byte arrives for this long (<= 0: 30s)
+	// Progress is called about once a second while bytes arrive, and once
+	// at the end (nil: never).
+	Progress func(Progress)
+	// Sleep waits between attempts; tests replace it (nil: a real timer).
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+const (
+	defaultAttempts = 5
+	defaultBackoff  = 500 * time.Millisecond
+	maxBackoff      = 5 * time.Second
+	defaultStall    = 30 * time.Second
+	bufSize         = 256 << 10
+	progressEvery   = time.Second
+)
+
+// Progress is a snapshot of a running download.
+type Progress struct {
+	Done, Total int64 // Total is 0 when unknown
+	Elapsed     time.Duration
+	Attempt     int
+}
+
+func (p Progress) String() string {
+	s := mib(p.Done)
+	if p.Total > 0 {
+		s += fmt.Sprintf(" of %s (%d%%)", mib(p.Total), p.Done*100/p.Total)
+	}
+	if p.Elapsed > 0 {
+		s += fmt.Sprintf(" at %.1f MiB/s", float64(p.Done)/(1<<20)/p.Elapsed.Seconds())
+	}
+	if p.Attempt > 1 {
+		s += fmt.Sprintf(", attempt %d", p.Attempt)
+	}
+	return s
+}
+
+// Result describes a finished, verified download.
+type Result struct {
+	Size     int64
+	Digest   boot.Digest
+	Attempts int
+	Resumes  int // attempts that continued with a Range request
+	Elapsed  time.Duration
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("%s in %.1fs", mib(r.Size), r.Elapsed.Seconds())
+	if r.Elapsed > 0 {
+		s += fmt.Sprintf(" (%.1f MiB/s)", float64(r.Size)/(1<<20)/r.Elapsed.Seconds())
+	}
+	s += ", " + r.Digest.Short() + " verified"
+	switch {
+	case r.Resumes == 1:
+		s += ", 1 resume"
+	case r.Resumes > 1:
+		s += fmt.Sprintf(", %d resumes", r.Resumes)
+	}
+	if r.Attempts > 1 && r.Attempts-1 != r.Resumes {
+		s += fmt.Sprintf(", %d attempts", r.Attempts)
+	}
+	return s
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Redact returns rawURL without user information and query, for messages:
+// a URL may carry a token.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		if i := strings.IndexAny(rawURL, "?#"); i >= 0 {
+			return rawURL[:i]
+		}
+		return rawURL
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	u.Fragment = ""
+	return u.String()
+}
+
+// download is the state of one Fetch across attempts.
+type download struct {
+	url, where string
+	want       boot.Digest
+	size       int64 // expected size, 0 if unknown
+	f          *os.File
+	opt        Options
+	client     *http.Client
+
+	h         hash.Hash
+	done      int64  // bytes written to f and hashed
+	validator string // ETag or Last-Modified of the first response, for If-Range
+	ranges    bool   // the server takes Range requests
+	total     int64  // size the server announced, 0 if unknown
+	start     time.Time
+	lastProg  time.Time
+	attempt   int
+	resumes   int
+}
+
+// Fetch downloads url into f (from offset 0, truncating it), verifies the
+// SHA-256 against want and, when size > 0, the length. On error the file
+// holds an unspecified prefix; the caller removes it.
+func Fetch(ctx context.Context, url string, want boot.Digest, size int64, f *os.File, opt Options) (Result, error) {
+	if _, err := boot.ParseDigest(string(want)); err != nil {
+		return Result{}, fmt.Errorf("fetch %s: %w", Redact(url), err)
+	}
+	if opt.Attempts <= 0 {
+		opt.Attempts = defaultAttempts
+	}
+	if opt.Backoff <= 0 {
+		opt.Backoff = defaultBackoff
+	}
+	if opt.Stall <= 0 {
+		opt.Stall = defaultStall
+	}
+	if opt.Sleep == nil {
+		opt.Sleep = sleep
+	}
+	d := &download{url: url, where: Redact(url), want: want, size: size, f: f, opt: opt, client: opt.Client, h: sha256.New(), start: time.Now()}
+	d.lastProg = d.start
+	if d.client == nil {
+		d.client = defaultClient(opt.Stall)
+	}
+	if err := d.reset(); err != nil {
+		return Result{}, err
+	}
+	var last error
+	delay := opt.Backoff
+	for d.attempt = 1; d.attempt <= opt.Attempts; d.attempt++ {
+		if d.attempt > 1 {
+			if err := opt.Sleep(ctx, delay); err != nil {
+				return Result{}, fmt.Errorf("fetch %s: %w", d.where, err)
+			}
+			delay = min(delay*2, maxBackoff)
+		}
+		err := d.try(ctx)
+		if err == nil {
+			return d.finish()
+		}
+		if ctx.Err() != nil {
+			return Result{}, fmt.Errorf("fetch %s: %w", d.where, ctx.Err())
+		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return Result{}, perm.err
+		}
+		last = err
+	}
+	return Result{}, fmt.Errorf("fetch %s: %w after %d attempts: %v: is the server running and reachable from this machine?", d.where, ErrUnavailable, opt.Attempts, last)
+}
+
+// permanentError wraps failures that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+
+// reset starts over from byte zero.
+func (d *download) reset() error {
+	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("fetch %s: %w", d.where, err)
+	}
+	if err := d.f.Truncate(0); err != nil {
+		return fmt.Errorf("fetch %s: %w", d.where, err)
+	}
+	d.h.Reset()
+	d.done = 0
+	return nil
+}
+
+// try runs one HTTP request, appending what arrives.
+func (d *download) try(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
+	if err != nil {
+		return permanentError{fmt.Errorf("fetch %s: %w", d.where, err)}
+	}
+	resuming := d.done > 0 && d.ranges && d.validator != ""
+	if resuming {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", d.done))
+		req.Header.Set("If-Range", d.validator)
+	}
+	// The stall timer covers the wait for headers as well as the body.
+	stall := time.AfterFunc(d.opt.Stall, cancel)
+	defer stall.Stop()
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if !stall.Stop() {
+			return fmt.Errorf("no answer for %v", d.opt.Stall)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && resuming:
+		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != d.done {
+			// Not the bytes we asked for: start over.
+			if err := d.reset(); err != nil {
+				return permanentError{err}
+			}
+			return fmt.Errorf("bad Content-Range %q for bytes=%d-", resp.Header.Get("Content-Range"), d.done)
+		}
+		d.resumes++
+		if total > 0 {
+			d.total = total
+		}
+	case resp.StatusCode == http.StatusOK:
+		if d.done > 0 {
+			// The server ignored the Range, or If-Range said the image
+			// changed: the bytes so far may belong to another version.
+			if err := d.reset(); err != nil {
+				return permanentError{err}
+			}
+		}
+		d.total = resp.ContentLength
+		if d.total < 0 {
+			d.total = 0
+		}
+		d.ranges = resp.Header.Get("Accept-Ranges") == "bytes"
+		d.validator = resp.Header.Get("ETag")
+		if d.validator == "" || strings.HasPrefix(d.validator, "W/") {
+			// If-Range needs a strong validator; a date is one when
+			// the server sends it (RFC 9110 13.1.5).
+			d.validator = resp.Header.Get("Last-Modified")
+		}
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return permanentError{fmt.Errorf("fetch %s: %w: HTTP %s: is the image published, and the URL right?", d.where, ErrNotFound, resp.Status)}
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return permanentError{fmt.Errorf("fetch %s: %w: HTTP %s", d.where, ErrUnavailable, resp.Status)}
+	default:
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	if d.size > 0 && d.total > 0 && d.total != d.size {
+		what := "truncated"
+		if d.total > d.size {
+			what = "too large"
+		}
+		return permanentError{fmt.Errorf("fetch %s: %w: %s: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", d.where, ErrSizeMismatch, what, d.total, d.size)}
+	}
+	return d.copy(resp.Body, stall)
+}
+
+// copy appends body to the file and the hash, resetting the stall timer on
+// every read.
+func (d *download) copy(body io.Reader, stall *time.Timer) error {
+	buf := make([]byte, bufSize)
+	limit := d.size
+	if limit == 0 {
+		limit = d.total
+	}
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			stall.Reset(d.opt.Stall)
+			if limit > 0 && d.done+int64(n) > limit {
+				return permanentError{fmt.Errorf("fetch %s: %w: more than the expected %d bytes", d.where, ErrSizeMismatch, limit)}
+			}
+			if _, werr := d.f.Write(buf[:n]); werr != nil {
+				return permanentError{fmt.Errorf("fetch %s: write %s: %w", d.where, d.f.Name(), werr)}
+			}
+			d.h.Write(buf[:n])
+			d.done += int64(n)
+			if d.opt.Progress != nil && time.Since(d.lastProg) >= progressEvery {
+				d.lastProg = time.Now()
+				d.opt.Progress(d.progress())
+			}
+		}
+		if err == io.EOF {
+			if d.total > 0 && d.done < d.total {
+				return fmt.Errorf("connection closed at byte %d of %d", d.done, d.total)
+			}
+			return nil
+		}
+		if err != nil {
+			if !stall.Stop() {
+				return fmt.Errorf("no data for %v at byte %d", d.opt.Stall, d.done)
+			}
+			return fmt.Errorf("at byte %d: %w", d.done, err)
+		}
+	}
+}
+
+func (d *download) progress() Progress {
+	total := d.size
+	if total == 0 {
+		total = d.total
+	}
+	return Progress{Done: d.done, Total: total, Elapsed: time.Since(d.start), Attempt: d.attempt}
+}
+
+// finish checks the length and digest of a complete download.
+func (d *download) finish() (Result, error) {
+	if d.opt.Progress != nil {
+		d.opt.Progress(d.progress())
+	}
+	if d.size > 0 && d.done != d.size {
+		return Result{}, fmt.Errorf("fetch %s: %w: truncated: got %d bytes, expected %d", d.where, ErrSizeMismatch, d.done, d.size)
+	}
+	got := boot.DigestFromSum(d.h.Sum(nil))
+	if got != d.want {
+		return Result{}, fmt.Errorf("image %s: %w: sha256 is %s, expected %s: the image is corrupted or truncated, or the command line names another image", d.where, ErrDigestMismatch, got.Hex(), d.want.Hex())
+	}
+	return Result{Size: d.done, Digest: got, Attempts: d.attempt, Resumes: d.resumes, Elapsed: time.Since(d.start)}, nil
+}
+
+// parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
+func parseContentRange(s string) (start, total int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	span, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	first, last, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(first, 10, 64)
+	end, err2 := strconv.ParseInt(last, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, false
+	}
+	if tot != "*" {
+		t, err := strconv.ParseInt(tot, 10, 64)
+		if err != nil || t <= end {
+			return 0, 0, false
+		}
+		total = t
+	}
+	return start, total, true
+}
+
+func defaultClient(stall time.Duration) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 nil, // an initramfs has no proxy settings to honour
+		DialContext:           (&net.Dialer{Timeout: stall, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   stall,
+		ResponseHeaderTimeout: stall,
+		DisableCompression:    true, // we hash the bytes the server stores
+		ReadBufferSize:        bufSize,
+	}}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
