@@ -80,6 +80,7 @@ type tailWriter struct {
 	log  *slog.Logger
 	max  int
 	buf  []byte
+	cut  bool   // buf has lost its beginning
 	part []byte // an unfinished line
 }
 
@@ -87,6 +88,7 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 	w.buf = append(w.buf, p...)
 	if len(w.buf) > 2*w.max {
 		w.buf = append([]byte(nil), w.buf[len(w.buf)-w.max:]...)
+		w.cut = true
 	}
 	w.part = append(w.part, p...)
 	for {
@@ -109,8 +111,10 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 func (w *tailWriter) String() string {
 	b := w.buf
 	if len(b) > w.max {
-		b = b[len(b)-w.max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b, w.cut = b[len(b)-w.max:], true
+	}
+	if w.cut {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
 			b = b[i+1:]
 		}
 	}
