@@ -28,11 +28,16 @@ deps: ## install the Debian packages the tests need (apt-get, only what is missi
 	fi
 
 .PHONY: build
-build: $(BUILD)/overboot $(BUILD)/overboot-init ## build the binaries into build/
+build: $(BUILD)/overboot $(BUILD)/overboot-init $(BUILD)/gosh ## build the binaries into build/
 
 $(BUILD)/overboot: FORCE
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ ./cmd/overboot
+
+# u-root's shell, the agent's rescue shell (/bin/sh in the initramfs).
+$(BUILD)/gosh: FORCE
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ github.com/u-root/u-root/cmds/core/gosh
 
 $(BUILD)/overboot-init: FORCE
 	@mkdir -p $(BUILD)
@@ -48,8 +53,12 @@ check: ## gofmt and go vet
 unit: ## tiers 1 and 2: go test ./... (tier 2 needs root: loop, squashfs, overlayfs)
 	$(GO) test -count=1 ./...
 
+.PHONY: vmtest
+vmtest: deps ## tier 3: boot QEMU machines (TCG) from the server and check the root
+	OVERBOOT_VMTEST=1 $(GO) test -count=1 -timeout 45m -v ./vmtest/
+
 .PHONY: test
-test: deps check build unit ## every tier, QEMU boots included (installs packages when missing)
+test: deps check build unit vmtest ## every tier, QEMU boots included (installs packages when missing)
 
 .PHONY: fuzz
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)

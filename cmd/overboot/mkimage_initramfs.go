@@ -1,12 +1,130 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/store"
 )
 
-// runMkimageInitramfs is not built yet.
+// runMkimageInitramfs is "overboot mkimage initramfs".
 func runMkimageInitramfs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("mkimage_initramfs: not implemented yet")
+	fs := flag.NewFlagSet("mkimage initramfs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		agent   = fs.String("agent", "build/overboot-init", "the static agent `binary` (make build makes it)")
+		shell   = fs.String("shell", "", "a static rescue shell `binary` for /bin/sh, e.g. build/gosh (default: none)")
+		release = fs.String("kernel-release", "", "kernel `release` whose modules to ship (default: the newest in /lib/modules)")
+		modDir  = fs.String("modules-dir", "/lib/modules", "where the kernels' module trees are")
+		mods    = fs.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma-separated `modules` to load at boot (dependencies are added)")
+		add     = fs.String("add-modules", "", "comma-separated `modules` to load in addition to -modules")
+		comp    = fs.String("comp", "zstd", "compression: "+strings.Join(initramfs.Compressions, ", "))
+		out     = fs.String("o", "", "write the initramfs to this `file`")
+		dir     = fs.String("store", "", "store `directory` to add it to (with -name)")
+		name    = fs.String("name", "", "`name` to publish it under in the store")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: overboot mkimage initramfs [flags] (-o FILE | -store DIR -name NAME)
+
+Builds the overboot initramfs: the agent as /init, optionally a rescue shell as
+/bin/sh, and the kernel modules the agent loads at boot with everything they
+depend on (modules.dep of the kernel release), as a compressed newc cpio.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{"mkimage initramfs: " + err.Error()}
+	}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("mkimage initramfs: unexpected argument %q", pos[0])}
+	}
+	if (*out == "") == (*dir == "") || (*dir != "" && *name == "") || (*out != "" && *name != "") {
+		return usageError{"mkimage initramfs: give either -o FILE or -store DIR -name NAME"}
+	}
+	o := initramfs.Options{Agent: *agent, Shell: *shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp}
+	o.Modules = splitList(*mods)
+	o.Modules = append(o.Modules, splitList(*add)...)
+	if o.Modules == nil {
+		o.Modules = []string{}
+	}
+	if o.KernelRelease == "" && len(o.Modules) > 0 {
+		if o.KernelRelease, err = newestRelease(*modDir); err != nil {
+			return err
+		}
+	}
+	if *out != "" {
+		f, err := os.CreateTemp(filepath.Dir(*out), ".initramfs-*")
+		if err != nil {
+			return fmt.Errorf("mkimage initramfs: %w", err)
+		}
+		defer os.Remove(f.Name())
+		bw := bufio.NewWriterSize(f, 1<<20)
+		sum, err := initramfs.Build(ctx, bw, o)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(f.Name(), 0o644)
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), *out)
+		}
+		if err != nil {
+			return fmt.Errorf("mkimage initramfs: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s %s %d bytes (%s; %d bytes uncompressed), %d files, %d module files for %s\n",
+			*out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
+		return nil
+	}
+	st, err := store.Open(*dir)
+	if err != nil {
+		return fmt.Errorf("mkimage initramfs: %w", err)
+	}
+	m, err := initramfs.BuildToStore(ctx, st, *name, o)
+	if err != nil {
+		return fmt.Errorf("mkimage initramfs: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s) for %s\n", m.Name, m.Version, m.Digest, m.Size, m.Compression, m.KernelRelease)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// newestRelease picks the last kernel release with a modules.dep in dir.
+func newestRelease(dir string) (string, error) {
+	deps, _ := filepath.Glob(filepath.Join(dir, "*", "modules.dep"))
+	if len(deps) == 0 {
+		return "", fmt.Errorf("mkimage initramfs: no kernel modules in %s: install a kernel (linux-image-amd64) or give -kernel-release and -modules-dir", dir)
+	}
+	// Glob sorts; version order matters only with several kernels, and
+	// then -kernel-release says which.
+	if len(deps) > 1 {
+		return "", fmt.Errorf("mkimage initramfs: several kernels in %s: choose one with -kernel-release", dir)
+	}
+	return filepath.Base(filepath.Dir(deps[0])), nil
 }
