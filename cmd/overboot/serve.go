@@ -3,10 +3,80 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/store"
 )
 
-// runServe is not built yet.
+// runServe is "overboot serve".
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("serve: not implemented yet")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfgPath = fs.String("config", "", "configuration `file` (default: none; then flags only, and no profiles)")
+		listen  = fs.String("listen", "", "listen `address` (overrides the config; default "+config.DefaultListen+")")
+		data    = fs.String("data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
+		verbose = fs.Bool("v", false, "log every request")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: overboot serve [-config FILE] [flags]
+
+Serves iPXE scripts (/boot.ipxe, /ipxe?mac=...), artifacts by digest
+(/blobs/sha256/HEX, with Range and ETag), /api/machines, /status and /metrics.
+An invalid configuration is refused at start with FILE:LINE and the reason.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{"serve: " + err.Error()}
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("serve: unexpected argument %q", pos[0])}
+	}
+	cfg := config.Default()
+	if *cfgPath != "" {
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	}
+	if *listen != "" {
+		if _, _, err := net.SplitHostPort(*listen); err != nil {
+			return usageError{fmt.Sprintf("serve: -listen %q: %v", *listen, err)}
+		}
+		cfg.Listen = *listen
+	}
+	if *data != "" {
+		cfg.Data = *data
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	st, err := store.Open(cfg.Data)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "overboot: serving on http://%s (%d profiles, %d machines, store %s)\n", ln.Addr(), len(cfg.Profiles), len(cfg.Machines), cfg.Data)
+	return srv.Serve(ctx, ln)
 }

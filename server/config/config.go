@@ -1,0 +1,382 @@
+// Package config reads the overboot server's configuration file: INI-like
+// sections [server], [profile NAME] and [machine MAC] with "key = value"
+// lines. Parsing is strict: an unknown section or key, a duplicate, or a
+// malformed value is an error naming the file and line.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Defaults.
+const (
+	DefaultListen  = "127.0.0.1:8080"
+	DefaultData    = "/var/lib/overboot"
+	DefaultProfile = "default" // the profile of machines the file does not name
+)
+
+// Config is a parsed, validated configuration.
+type Config struct {
+	File     string
+	Listen   string // host:port
+	Data     string // store directory
+	URL      string // base URL machines reach the server at; "" = from each request's Host
+	Profiles map[string]*Profile
+	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
+}
+
+// Profile says how a machine boots.
+type Profile struct {
+	Name string
+	Line int
+
+	// Artifacts: a store name, sha256:HEX, or an absolute file path.
+	Kernel, Initramfs, Root string
+
+	UpperSize     boot.Size
+	Init          string
+	OnFail        boot.Action
+	OnFailDelay   time.Duration
+	FetchAttempts int
+	Cmdline       []string // extra kernel arguments (never overboot.*)
+}
+
+// Machine is a known machine.
+type Machine struct {
+	MAC      net.HardwareAddr
+	Line     int
+	Profile  string
+	Hostname string
+}
+
+// Error is a configuration error at a line ("FILE:LINE: reason").
+type Error struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	}
+	return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+}
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads and parses path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Parse(path, f)
+}
+
+// Default is the configuration without a file.
+func Default() *Config {
+	return &Config{File: "(defaults)", Listen: DefaultListen, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}}
+}
+
+const maxLine = 4096
+
+// Parse reads a configuration; name is used in error messages.
+func Parse(name string, r io.Reader) (*Config, error) {
+	c := Default()
+	c.File = name
+	var errs []error
+	fail := func(line int, format string, args ...any) {
+		errs = append(errs, &Error{name, line, fmt.Errorf(format, args...)})
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, maxLine), maxLine)
+	section := ""
+	var prof *Profile
+	var mach *Machine
+	seenKeys := map[string]int{}
+	seenSections := map[string]int{}
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || text[0] == '#' || text[0] == ';' {
+			continue
+		}
+		if !isPrintable(text) {
+			fail(line, "control or non-UTF-8 characters")
+			continue
+		}
+		if text[0] == '[' {
+			if !strings.HasSuffix(text, "]") {
+				fail(line, "section header %q: missing ]", text)
+				section, prof, mach = "!", nil, nil
+				continue
+			}
+			head := strings.Fields(text[1 : len(text)-1])
+			prof, mach = nil, nil
+			seenKeys = map[string]int{}
+			key := strings.Join(head, " ")
+			if first, dup := seenSections[key]; dup {
+				fail(line, "section [%s] again (first at line %d)", key, first)
+				section = "!"
+				continue
+			}
+			seenSections[key] = line
+			switch {
+			case len(head) == 1 && head[0] == "server":
+				section = "server"
+			case len(head) == 2 && head[0] == "profile":
+				if !validName(head[1]) {
+					fail(line, "profile name %q: use letters, digits, '.', '_' and '-'", head[1])
+					section = "!"
+					continue
+				}
+				section = "profile"
+				prof = &Profile{Name: head[1], Line: line}
+				c.Profiles[head[1]] = prof
+			case len(head) == 2 && head[0] == "machine":
+				mac, err := boot.ParseMAC(head[1])
+				if err != nil {
+					fail(line, "machine %q: %v", head[1], err)
+					section = "!"
+					continue
+				}
+				if m, dup := c.Machines[mac.String()]; dup {
+					fail(line, "machine %s again (first at line %d)", mac, m.Line)
+					section = "!"
+					continue
+				}
+				section = "machine"
+				mach = &Machine{MAC: mac, Line: line, Profile: DefaultProfile}
+				c.Machines[mac.String()] = mach
+			default:
+				fail(line, "unknown section [%s]: want [server], [profile NAME] or [machine MAC]", key)
+				section = "!"
+			}
+			continue
+		}
+		k, v, ok := strings.Cut(text, "=")
+		if !ok {
+			fail(line, "%q: want key = value", text)
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch section {
+		case "":
+			fail(line, "%s outside a section: start with [server] or [profile NAME]", k)
+			continue
+		case "!":
+			continue // the section header was already reported
+		}
+		if first, dup := seenKeys[k]; dup {
+			fail(line, "%s set again (first at line %d)", k, first)
+			continue
+		}
+		seenKeys[k] = line
+		var err error
+		switch section {
+		case "server":
+			err = c.setServer(k, v)
+		case "profile":
+			err = prof.set(k, v)
+		case "machine":
+			err = mach.set(k, v)
+		}
+		if err != nil {
+			fail(line, "%s: %v", k, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			fail(line+1, "line longer than %d bytes", maxLine)
+		} else {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, c.validate()...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setServer(k, v string) error {
+	switch k {
+	case "listen":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080: %v", v, err)
+		}
+		c.Listen = v
+	case "data":
+		if v == "" {
+			return errors.New("empty")
+		}
+		c.Data = v
+	case "url":
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q: want http://HOST[:PORT], the address machines reach this server at", v)
+		}
+		c.URL = strings.TrimSuffix(v, "/")
+	default:
+		return errors.New("unknown key in [server]: want listen, data or url")
+	}
+	return nil
+}
+
+func (p *Profile) set(k, v string) error {
+	var err error
+	switch k {
+	case "kernel", "initramfs", "root":
+		if v == "" {
+			return errors.New("empty: want a store name, sha256:HEX or an absolute file path")
+		}
+		if strings.HasPrefix(v, "sha256:") {
+			if _, err := boot.ParseDigest(v); err != nil {
+				return err
+			}
+		}
+		switch k {
+		case "kernel":
+			p.Kernel = v
+		case "initramfs":
+			p.Initramfs = v
+		default:
+			p.Root = v
+		}
+	case "upper-size":
+		p.UpperSize, err = boot.ParseSize(v)
+	case "init":
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " \t\"$") {
+			return fmt.Errorf("%q: want an absolute path", v)
+		}
+		p.Init = v
+	case "onfail":
+		p.OnFail, err = boot.ParseAction(v)
+	case "onfail-delay":
+		p.OnFailDelay, err = time.ParseDuration(v)
+		if err == nil && p.OnFailDelay < 0 {
+			err = errors.New("negative")
+		}
+	case "fetch-attempts":
+		p.FetchAttempts, err = strconv.Atoi(v)
+		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
+			err = errors.New("want 1 to 100")
+		}
+	case "cmdline":
+		for _, a := range boot.SplitCmdline(v) {
+			if strings.HasPrefix(a.Key, boot.Prefix) {
+				return fmt.Errorf("%s: overboot.* arguments come from the profile's other keys", a.Key)
+			}
+		}
+		p.Cmdline = strings.Fields(v)
+		for _, a := range p.Cmdline {
+			if strings.ContainsAny(a, "\"$") {
+				return fmt.Errorf("%q: no quotes or $ in kernel arguments", a)
+			}
+		}
+	default:
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper-size, init, onfail, onfail-delay, fetch-attempts or cmdline")
+	}
+	return err
+}
+
+func (m *Machine) set(k, v string) error {
+	switch k {
+	case "profile":
+		if !validName(v) {
+			return fmt.Errorf("%q: not a profile name", v)
+		}
+		m.Profile = v
+	case "hostname":
+		if !validName(v) {
+			return fmt.Errorf("%q: want letters, digits, '.', '_' and '-'", v)
+		}
+		m.Hostname = v
+	default:
+		return errors.New("unknown key in [machine]: want profile or hostname")
+	}
+	return nil
+}
+
+// validate checks what spans sections.
+func (c *Config) validate() []error {
+	var errs []error
+	names := make([]string, 0, len(c.Profiles))
+	for n := range c.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := c.Profiles[n]
+		var missing []string
+		for _, kv := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
+			if kv[1] == "" {
+				missing = append(missing, kv[0])
+			}
+		}
+		if len(missing) > 0 {
+			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: missing %s", n, strings.Join(missing, ", "))})
+		}
+	}
+	macs := make([]string, 0, len(c.Machines))
+	for m := range c.Machines {
+		macs = append(macs, m)
+	}
+	sort.Strings(macs)
+	for _, mac := range macs {
+		m := c.Machines[mac]
+		if _, ok := c.Profiles[m.Profile]; !ok {
+			errs = append(errs, &Error{c.File, m.Line, fmt.Errorf("machine %s: no [profile %s]", mac, m.Profile)})
+		}
+	}
+	return errs
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isPrintable(s string) bool {
+	for _, r := range s {
+		if r == '\t' {
+			continue
+		}
+		if r < 0x20 || r == 0x7f || r == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// Profile returns the profile for a machine by MAC: its own, else the
+// default profile, else nil.
+func (c *Config) ProfileFor(mac net.HardwareAddr) (*Profile, *Machine) {
+	if m, ok := c.Machines[mac.String()]; ok {
+		return c.Profiles[m.Profile], m
+	}
+	return c.Profiles[DefaultProfile], nil
+}

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+const good = `# lab
+[server]
+listen = 0.0.0.0:80
+data = /srv/overboot
+url = http://192.0.2.1
+
+[profile default]
+kernel = /boot/vmlinuz
+initramfs = overboot-initramfs
+root = sha256:` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `
+upper-size = 25%
+init = /lib/systemd/systemd
+onfail = shell
+onfail-delay = 10s
+fetch-attempts = 4
+cmdline = console=ttyS0 quiet
+
+[machine 52-54-00-AA-BB-CC]
+profile = default
+hostname = lab-01
+`
+
+func TestParseGood(t *testing.T) {
+	c, err := Parse("lab.conf", strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Profiles["default"]
+	if c.Listen != "0.0.0.0:80" || c.Data != "/srv/overboot" || c.URL != "http://192.0.2.1" {
+		t.Errorf("server: %+v", c)
+	}
+	if p.UpperSize != (boot.Size{Percent: 25}) || p.OnFail != boot.ActionShell || p.OnFailDelay != 10*time.Second || p.FetchAttempts != 4 || strings.Join(p.Cmdline, " ") != "console=ttyS0 quiet" {
+		t.Errorf("profile: %+v", p)
+	}
+	m := c.Machines["52:54:00:aa:bb:cc"]
+	if m == nil || m.Hostname != "lab-01" || m.Line != 18 {
+		t.Errorf("machine: %+v", m)
+	}
+	if got, _ := c.ProfileFor(m.MAC); got != p {
+		t.Errorf("ProfileFor: %v", got)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse("x", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != DefaultListen || c.Data != DefaultData {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const prof = "[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"
+	for _, tc := range []struct{ name, in, want string }{
+		{"key outside section", "listen = x\n", "f:1: listen outside a section"},
+		{"unknown section", "[servers]\n", "f:1: unknown section [servers]"},
+		{"unterminated section", "[server\n", "f:1: section header"},
+		{"unknown key", "[server]\nport = 80\n", "f:2: port: unknown key in [server]"},
+		{"duplicate key", "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n", "f:3: listen set again (first at line 2)"},
+		{"duplicate section", "[server]\n[server]\n", "f:2: section [server] again"},
+		{"bad listen", "[server]\nlisten = 8080\n", "f:2: listen: \"8080\": want host:port"},
+		{"bad url", "[server]\nurl = ftp://x\n", "f:2: url:"},
+		{"no equals", "[server]\nlisten\n", "f:2: \"listen\": want key = value"},
+		{"bad size", prof + "upper-size = lots\n", "f:5: upper-size:"},
+		{"bad action", prof + "onfail = explode\n", "f:5: onfail:"},
+		{"bad delay", prof + "onfail-delay = soon\n", "f:5: onfail-delay:"},
+		{"bad attempts", prof + "fetch-attempts = 0\n", "f:5: fetch-attempts: want 1 to 100"},
+		{"overboot in cmdline", prof + "cmdline = quiet overboot.lower=x\n", "f:5: cmdline: overboot.lower"},
+		{"bad digest", "[profile p]\nroot = sha256:xyz\n", "f:2: root:"},
+		{"relative init", prof + "init = sbin/init\n", "f:5: init:"},
+		{"missing artifacts", "[profile p]\nkernel = k\n", "f:1: profile p: missing initramfs, root"},
+		{"bad mac", "[machine zz]\n", "f:1: machine \"zz\""},
+		{"machine without profile", "[machine 52:54:00:00:00:01]\nprofile = nope\n", "f:1: machine 52:54:00:00:00:01: no [profile nope]"},
+		{"duplicate machine", prof + "[machine 52:54:00:00:00:01]\n[machine 52-54-00-00-00-01]\n", "f:6: machine 52:54:00:00:00:01 again (first at line 5)"},
+		{"control character", "[server]\nlisten = 127.0.0.1:1\x01\n", "f:2: control"},
+		{"bad profile name", "[profile a/b]\n", "f:1: profile name"},
+		{"long line", "[server]\n" + strings.Repeat("x", 5000) + "\n", "f:2: line longer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f", strings.NewReader(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(good)
+	f.Add("[server]\nlisten = :1\n[profile default]\nkernel=a\ninitramfs=b\nroot=c\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse("fuzz", strings.NewReader(s))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		for _, p := range c.Profiles {
+			if p.Kernel == "" || p.Initramfs == "" || p.Root == "" {
+				t.Fatalf("accepted a profile without artifacts: %+v", p)
+			}
+		}
+	})
+}
