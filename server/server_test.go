@@ -66,7 +66,6 @@ func body(t *testing.T, r *http.Response) string {
 	return string(b)
 }
 
-
 func TestScript(t *testing.T) {
 	s, _ := fixture(t, "[machine 52:54:00:12:34:56]\nhostname = lab-01\n")
 	h := s.Handler()
