@@ -117,6 +117,11 @@ func expectPass(t *testing.T, vm *VM) {
 	if _, err := vm.Wait(time.Minute); err != nil {
 		t.Fatalf("after %s: %v", MarkerPass, err)
 	}
+	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, "overboot: [") && (strings.Contains(l.Text, " lower: ") || strings.Contains(l.Text, "network: ok")) || strings.Contains(l.Text, "overboot: timing:") || strings.Contains(l.Text, MarkerInit) {
+			t.Logf("console %s", l)
+		}
+	}
 }
 
 // TestDirectStaticCmdline boots with the kernel and initramfs given to

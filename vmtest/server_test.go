@@ -1,0 +1,218 @@
+package vmtest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/store"
+)
+
+// newServer makes an in-process overboot server whose default profile
+// boots the shared artifacts.
+func newServer(t *testing.T, a *Artifacts) *server.Server {
+	t.Helper()
+	conf := fmt.Sprintf(`[profile default]
+kernel = %s
+initramfs = %s
+root = %s
+onfail = poweroff
+onfail-delay = 1s
+cmdline = console=ttyS0 panic=-1
+`, a.Kernel, a.Initramfs, a.Root)
+	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestPXE boots through QEMU's iPXE option ROM: QEMU's DHCP and TFTP hand
+// iPXE a one-line script chaining to the server's /boot.ipxe, which asks
+// for this machine's script, which loads kernel and initramfs, whose agent
+// fetches the root; the root's init checks the overlay and powers off.
+func TestPXE(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	s := newServer(t, a)
+	addr := serveHTTP(t, s.Handler())
+	tftp := t.TempDir()
+	script := "#!ipxe\nchain http://" + GuestServer + "/boot.ipxe || exit 1\n"
+	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vm := startVM(t, Options{
+		PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:01",
+		Forwards: []Forward{{GuestPort: 80, HostAddr: addr}},
+	})
+	expectPass(t, vm)
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := string(raw)
+	if !strings.Contains(status, "52:54:00:0b:00:01") || !strings.Contains(status, "script > kernel > initramfs > root") {
+		t.Errorf("the server did not follow the boot:\n%s", status)
+	}
+}
+
+// stopper wraps the server's handler: once the image download has sent
+// more than a third of the image, it stops the whole HTTP server (every
+// connection dropped), waits, and starts it again on the same address.
+type stopper struct {
+	h         http.Handler
+	imagePath string
+	cut       int64
+	addr      string
+
+	mu      sync.Mutex // guards srv, stopped, ranges
+	srv     *http.Server
+	stopped bool
+	ranges  []string
+}
+
+func (s *stopper) start(t *testing.T) {
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the old socket may linger a moment
+		if ln, err = net.Listen("tcp", s.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		if t != nil {
+			t.Errorf("start the server: %v", err)
+		}
+		return
+	}
+	s.addr = ln.Addr().String()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+func (s *stopper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != s.imagePath {
+		s.h.ServeHTTP(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.ranges = append(s.ranges, r.Header.Get("Range"))
+	armed := !s.stopped
+	s.mu.Unlock()
+	if armed {
+		w = &cutWriter{ResponseWriter: w, left: s.cut, cut: s.stop}
+	}
+	s.h.ServeHTTP(w, r)
+}
+
+// stop closes the server and every connection, then restarts it.
+func (s *stopper) stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	srv := s.srv
+	s.mu.Unlock()
+	srv.Close()
+	go func() {
+		time.Sleep(2 * time.Second) // the agent retries meanwhile
+		s.start(nil)
+	}()
+}
+
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+	cut  func()
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.left -= int64(n)
+	if c.left <= 0 {
+		if f, ok := c.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		c.cut()
+		return n, http.ErrAbortHandler
+	}
+	return n, err
+}
+
+// TestServerRestartMidDownload stops the overboot server while the agent
+// downloads the image and starts it again: the agent resumes with a Range
+// request and boots.
+func TestServerRestartMidDownload(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	s := newServer(t, a)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	st := &stopper{h: s.Handler(), imagePath: server.BlobPrefix + a.RootSum.Hex(), cut: a.RootSize / 3, addr: addr}
+	st.start(t)
+	t.Cleanup(func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.srv.Close()
+	})
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs,
+		Append: directCmdline(
+			"overboot.lower=http://"+GuestServer+st.imagePath,
+			"overboot.digest="+a.RootSum.String(),
+			fmt.Sprintf("overboot.size=%d", a.RootSize),
+			"overboot.onfail=poweroff", "overboot.onfail.delay=1s"),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: addr}},
+	})
+	expectPass(t, vm)
+	if !vm.Contains("1 resume") {
+		t.Errorf("the agent did not report a resumed download")
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.stopped {
+		t.Fatalf("the server was never stopped: the test proved nothing")
+	}
+	resumed := false
+	for _, r := range st.ranges {
+		resumed = resumed || strings.HasPrefix(r, "bytes=")
+	}
+	if !resumed {
+		t.Errorf("no Range request after the restart: %q", st.ranges)
+	}
+}
