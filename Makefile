@@ -60,6 +60,11 @@ vmtest: deps ## tier 3: boot QEMU machines (TCG) from the server and check the r
 .PHONY: test
 test: deps check build unit vmtest ## every tier, QEMU boots included (installs packages when missing)
 
+.PHONY: demo
+demo: deps build ## build everything, start the server, PXE-boot one QEMU machine, show each phase
+	CGO_ENABLED=0 $(GO) build -o $(BUILD)/overboot-demo ./cmd/overboot-demo
+	$(BUILD)/overboot-demo -work $(BUILD)/demo
+
 .PHONY: fuzz
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

@@ -27,7 +27,7 @@ type MachineState struct {
 	Address  string  `json:"address"`
 	Boots    int     `json:"boots"`
 	Stages   []Stage `json:"stages"` // of the latest boot
-	LastSeen time.Time
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // tracker follows boots: the script request names the MAC; blob requests
