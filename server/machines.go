@@ -22,11 +22,11 @@ type Stage struct {
 
 // MachineState is what /api/machines reports per machine.
 type MachineState struct {
-	MAC      string  `json:"mac"`
-	Profile  string  `json:"profile"`
-	Address  string  `json:"address"`
-	Boots    int     `json:"boots"`
-	Stages   []Stage `json:"stages"` // of the latest boot
+	MAC      string    `json:"mac"`
+	Profile  string    `json:"profile"`
+	Address  string    `json:"address"`
+	Boots    int       `json:"boots"`
+	Stages   []Stage   `json:"stages"` // of the latest boot
 	LastSeen time.Time `json:"last_seen"`
 }
 
