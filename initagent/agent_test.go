@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestBootStatic(t *testing.T) {
 		"mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
 		"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
 		"mkdir -p /run/overboot",
-		"modprobe -a $(cat /etc/overboot/modules)",
+		"modprobe -a $(cat /etc/overboot/modules) # except iscsi_tcp sd_mod ext4 crc32c_generic",
 		"dhcp (first with link) (link wait 10s, 4 attempts of 5s)",
 		"mkdir -p /run/overboot/image /run/overboot/lower",
 		"mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=6291456 tmpfs /run/overboot/image",
@@ -245,5 +246,11 @@ func TestRedactURL(t *testing.T) {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestDeferredModules(t *testing.T) {
+	if got := deferred([]string{"ext4"}); slices.Contains(got, "ext4") || !slices.Contains(got, "iscsi_tcp") {
+		t.Errorf("deferred(ext4) = %v: a module the command line asks for must load in the modules phase", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -147,6 +148,9 @@ func loadModules(s LoadModules) (string, error) {
 		return "", err
 	}
 	names = append(names, s.Extra...)
+	names = slices.DeleteFunc(names, func(n string) bool {
+		return slices.Contains(s.Skip, strings.ReplaceAll(n, "-", "_"))
+	})
 	if len(names) == 0 {
 		return "no modules listed", nil
 	}

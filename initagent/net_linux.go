@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -31,10 +32,12 @@ func bringUpNetwork(ctx context.Context, s Network) (string, string, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
+	t0 := time.Now()
 	link, err := waitForLink(ctx, s.Iface, s.LinkTimeout)
 	if err != nil {
 		return "", "", err
 	}
+	linkTook := time.Since(t0)
 	name := link.Attrs().Name
 	client, err := nclient4.New(name, nclient4.WithTimeout(s.DHCPTimeout), nclient4.WithRetry(s.Attempts))
 	if err != nil {
@@ -54,6 +57,7 @@ func bringUpNetwork(ctx context.Context, s Network) (string, string, error) {
 	if r := ack.Router(); len(r) > 0 {
 		note += fmt.Sprintf(" via %s", r[0])
 	}
+	note += fmt.Sprintf(" (link %.2fs, dhcp %.2fs)", linkTook.Seconds(), time.Since(t0).Seconds()-linkTook.Seconds())
 	return note, name, nil
 }
 
@@ -78,7 +82,11 @@ func waitForLink(ctx context.Context, want string, timeout time.Duration) (netli
 				}
 				up[a.Name] = true
 			}
-			if a.OperState == netlink.OperUp || (a.OperState == netlink.OperUnknown && a.RawFlags&0x10000 != 0) { // IFF_LOWER_UP
+			// IFF_UP and IFF_LOWER_UP: the carrier is on. The operstate
+			// follows only when the kernel's linkwatch runs, up to a second
+			// later; the device transmits already (dev_open activated its
+			// queues, or the carrier-on event did).
+			if a.OperState == netlink.OperUp || (a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0) {
 				return l, nil
 			}
 		}

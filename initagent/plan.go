@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,10 +79,11 @@ func (m Mkdir) String() string { return "mkdir -p " + strings.Join(m.Paths, " ")
 func (m Mkdir) Phase() Phase { return m.PhaseOf }
 
 // LoadModules loads the modules listed in ListFile, then Extra, each with
-// its dependencies from modules.dep.
+// its dependencies from modules.dep, except those in Skip.
 type LoadModules struct {
 	ListFile string
 	Extra    []string
+	Skip     []string // listed but loaded later, by the step that needs them
 }
 
 func (l LoadModules) String() string {
@@ -89,8 +91,16 @@ func (l LoadModules) String() string {
 	if len(l.Extra) > 0 {
 		s += " " + strings.Join(l.Extra, " ")
 	}
+	if len(l.Skip) > 0 {
+		s += " # except " + strings.Join(l.Skip, " ")
+	}
 	return s
 }
+
+// DeferredModules are in the initramfs for iSCSI roots and uppers; the
+// modules phase skips them (loading ext4 alone costs a noticeable part of
+// a second under emulation) and the iSCSI steps load them when needed.
+var DeferredModules = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic"}
 
 // Phase implements Step.
 func (LoadModules) Phase() Phase { return PhaseModules }
@@ -190,7 +200,7 @@ func EarlyPlan(p boot.Params) []Step {
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
-		LoadModules{ListFile: ModulesList, Extra: p.Modules},
+		LoadModules{ListFile: ModulesList, Extra: p.Modules, Skip: deferred(p.Modules)},
 		Network{Iface: p.Iface, LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
 	}
 	if p.Doc != "" {
@@ -287,4 +297,15 @@ func FormatPlan(steps []Step) string {
 		fmt.Fprintf(&b, "%s\n", s)
 	}
 	return b.String()
+}
+
+// deferred is DeferredModules minus those the command line asks for.
+func deferred(asked []string) []string {
+	var out []string
+	for _, m := range DeferredModules {
+		if !slices.Contains(asked, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }

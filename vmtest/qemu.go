@@ -116,6 +116,11 @@ func (o Options) Cmdline() ([]string, error) {
 		}
 		nic += ",mac=" + o.MAC
 	}
+	if !o.PXE {
+		// No iPXE option ROM: the firmware would initialise it for
+		// nothing (about a second under TCG) before the direct boot.
+		nic += ",romfile="
+	}
 	args = append(args, "-netdev", netdev, "-device", nic)
 	if o.PXE {
 		args = append(args, "-boot", "n")

@@ -22,7 +22,7 @@ func TestCmdline(t *testing.T) {
 			o:    Options{Kernel: "/k", Initrd: "/i", Append: "console=ttyS0", Forwards: []Forward{{80, "127.0.0.1:8080"}}, Relay: "/r"},
 			want: append(append([]string{"-accel", "tcg", "-cpu", "max"}, common[2:]...),
 				"-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/r 127.0.0.1:8080",
-				"-device", "virtio-net-pci,netdev=n0",
+				"-device", "virtio-net-pci,netdev=n0,romfile=",
 				"-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0"),
 		},
 		{

@@ -16,7 +16,7 @@ import (
 )
 
 func sections() []bench.Section {
-	return []bench.Section{}
+	return []bench.Section{bootSection()}
 }
 
 func main() {
