@@ -179,7 +179,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-
 // benchCPUs is the guest's CPU count (default 2, as many as the host has;
 // the agent hashes the image while it receives it); OVERBOOT_BENCH_CPUS
 // overrides it.
