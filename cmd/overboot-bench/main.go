@@ -16,7 +16,7 @@ import (
 )
 
 func sections() []bench.Section {
-	return []bench.Section{bootSection()}
+	return []bench.Section{mkimageSection(), httpSection(), bootSection()}
 }
 
 func main() {
