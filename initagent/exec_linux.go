@@ -161,6 +161,15 @@ func loadModules(s LoadModules) (string, error) {
 		}
 		return "", fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
 	}
+	var skipped []string
+	if f, err := os.Open(filepath.Join("/lib/modules", release, "modules.alias")); err == nil {
+		aliases, err := ParseAliases(f)
+		f.Close()
+		if err == nil {
+			skipped = aliases.WithoutHardware(names, pciModaliases())
+			names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(skipped, n) })
+		}
+	}
 	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
 	if err != nil {
 		return "", fmt.Errorf("read modules.dep: %w", err)
@@ -182,7 +191,23 @@ func loadModules(s LoadModules) (string, error) {
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d modules for %s", len(names), release), nil
+	note := fmt.Sprintf("%d modules for %s", len(names), release)
+	if len(skipped) > 0 {
+		note += fmt.Sprintf(" (no hardware for %s)", strings.Join(skipped, ", "))
+	}
+	return note, nil
+}
+
+// pciModaliases lists the modalias strings of the machine's PCI devices.
+func pciModaliases() []string {
+	files, _ := filepath.Glob("/sys/bus/pci/devices/*/modalias")
+	var out []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	return out
 }
 
 // readModuleList reads one module name per line; '#' starts a comment. A

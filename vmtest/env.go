@@ -33,6 +33,8 @@ type Artifacts struct {
 // BuildOptions shape Build.
 type BuildOptions struct {
 	PadBytes int64     // size of the incompressible /pad in the test root
+	// InitramfsCompression: zstd (default), gzip, xz or none.
+	InitramfsCompression string
 	Log      io.Writer // progress (nil: discard)
 }
 
@@ -79,7 +81,7 @@ func Build(ctx context.Context, dir string, o BuildOptions) (*Artifacts, error) 
 	if err != nil {
 		return nil, err
 	}
-	sum, err := initramfs.Build(ctx, f, initramfs.Options{Agent: a.Agent, Shell: a.Shell, KernelRelease: a.Release})
+	sum, err := initramfs.Build(ctx, f, initramfs.Options{Agent: a.Agent, Shell: a.Shell, KernelRelease: a.Release, Compression: o.InitramfsCompression})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -40,6 +40,12 @@ echo o > /proc/sysrq-trigger
 sleep 30
 `
 
+// bootSection measures the time from QEMU's start to the first program of
+// a Debian minbase image served by the overboot server (direct kernel
+// boot, TCG). Knobs for experiments, all optional: OVERBOOT_BENCH_CPUS
+// (guest CPUs, default 2), OVERBOOT_BENCH_CPU (QEMU -cpu model, default
+// max), OVERBOOT_BENCH_INITRAMFS_COMP (zstd, gzip, xz, none) and
+// OVERBOOT_BENCH_APPEND (extra kernel arguments).
 func bootSection() bench.Section {
 	return bench.Section{Name: "boot", Run: runBoot}
 }
@@ -81,7 +87,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := vmtest.Build(ctx, filepath.Join(env.WorkDir, "boot"), vmtest.BuildOptions{})
+	a, err := vmtest.Build(ctx, filepath.Join(env.WorkDir, "boot"), vmtest.BuildOptions{InitramfsCompression: os.Getenv("OVERBOOT_BENCH_INITRAMFS_COMP")})
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +125,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 			Append: strings.Join([]string{"console=ttyS0", "quiet", "random.trust_cpu=on", "panic=-1",
 				"overboot.lower=http://" + vmtest.GuestServer + server.BlobPrefix + imgRes.hex,
 				"overboot.digest=sha256:" + imgRes.hex, fmt.Sprintf("overboot.size=%d", imgRes.size),
-				"overboot.init=/sbin/overboot-bench-init", "overboot.onfail=poweroff", "overboot.onfail.delay=1s"}, " "),
+				"overboot.init=/sbin/overboot-bench-init", "overboot.onfail=poweroff", "overboot.onfail.delay=1s", os.Getenv("OVERBOOT_BENCH_APPEND")}, " "),
 			Forwards: []vmtest.Forward{{GuestPort: 80, HostAddr: ln.Addr().String()}},
 		}, nil)
 		if err != nil {

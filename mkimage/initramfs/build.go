@@ -157,6 +157,9 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 			tree[path.Join(base, rel)] = &node{mode: modeFile | 0o644, src: filepath.Join(dir, o.KernelRelease, rel)}
 		}
 		tree[path.Join(base, "modules.dep")] = &node{mode: modeFile | 0o644, data: mods.dep}
+		if mods.alias != nil {
+			tree[path.Join(base, "modules.alias")] = &node{mode: modeFile | 0o644, data: mods.alias}
+		}
 		if mods.builtinFile != nil {
 			tree[path.Join(base, "modules.builtin")] = &node{mode: modeFile | 0o644, data: mods.builtinFile}
 		}

@@ -17,6 +17,7 @@ type moduleSet struct {
 	dep         []byte   // modules.dep trimmed to files
 	builtin     []string // requested names the kernel has built in
 	builtinFile []byte   // modules.builtin as is (nil if absent)
+	alias       []byte   // modules.alias lines of the shipped modules
 }
 
 // modName is a module's name as the kernel spells it: file name without
@@ -93,6 +94,20 @@ func resolveModules(relDir string, names []string) (moduleSet, error) {
 		dep.WriteByte('\n')
 	}
 	set.dep = dep.Bytes()
+	// The agent skips PCI drivers for hardware the machine does not have.
+	if b, err := os.ReadFile(filepath.Join(relDir, "modules.alias")); err == nil {
+		shipped := map[string]bool{}
+		for _, f := range set.files {
+			shipped[modName(f)] = true
+		}
+		var out bytes.Buffer
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "alias" && shipped[strings.ReplaceAll(f[2], "-", "_")] {
+				out.WriteString(l + "\n")
+			}
+		}
+		set.alias = out.Bytes()
+	}
 	return set, nil
 }
 
