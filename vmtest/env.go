@@ -32,10 +32,10 @@ type Artifacts struct {
 
 // BuildOptions shape Build.
 type BuildOptions struct {
-	PadBytes int64     // size of the incompressible /pad in the test root
+	PadBytes int64 // size of the incompressible /pad in the test root
 	// InitramfsCompression: zstd (default), gzip, xz or none.
 	InitramfsCompression string
-	Log      io.Writer // progress (nil: discard)
+	Log                  io.Writer // progress (nil: discard)
 }
 
 // Build compiles the agent and the shell, and makes the initramfs and the
