@@ -173,7 +173,7 @@ func Parse(name string, r io.Reader) (*Config, error) {
 			fail(line, "%q: want key = value", text)
 			continue
 		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		k, v = strings.TrimSpace(k), strings.TrimSpace(stripComment(v))
 		switch section {
 		case "":
 			fail(line, "%s outside a section: start with [server] or [profile NAME]", k)
@@ -379,4 +379,14 @@ func (c *Config) ProfileFor(mac net.HardwareAddr) (*Profile, *Machine) {
 		return c.Profiles[m.Profile], m
 	}
 	return c.Profiles[DefaultProfile], nil
+}
+
+// stripComment drops a trailing comment: '#' or ';' after whitespace.
+func stripComment(v string) string {
+	for i := 1; i < len(v); i++ {
+		if (v[i] == '#' || v[i] == ';') && (v[i-1] == ' ' || v[i-1] == '\t') {
+			return v[:i]
+		}
+	}
+	return v
 }

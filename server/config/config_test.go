@@ -71,6 +71,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n", "f:3: listen set again (first at line 2)"},
 		{"duplicate section", "[server]\n[server]\n", "f:2: section [server] again"},
 		{"bad listen", "[server]\nlisten = 8080\n", "f:2: listen: \"8080\": want host:port"},
+		{"comment is not a value", "[server]\nlisten = # nothing\n", "f:2: listen: \"\": want host:port"},
 		{"bad url", "[server]\nurl = ftp://x\n", "f:2: url:"},
 		{"no equals", "[server]\nlisten\n", "f:2: \"listen\": want key = value"},
 		{"bad size", prof + "upper-size = lots\n", "f:5: upper-size:"},
@@ -114,4 +115,14 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../../testdata/overboot.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Profiles) != 2 || len(c.Machines) != 1 || c.Profiles["kiosk"].UpperSize.String() != "256M" {
+		t.Errorf("%+v", c)
+	}
 }
