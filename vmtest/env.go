@@ -2,7 +2,6 @@ package vmtest
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -125,19 +124,4 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// digestFile returns the SHA-256 digest of a file.
-func digestFile(path string) (boot.Digest, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return boot.DigestFromSum(h.Sum(nil)), n, nil
 }

@@ -1,9 +1,7 @@
 package vmtest
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,5 +54,3 @@ func versionLess(a, b string) bool {
 	}
 	return len(as) < len(bs)
 }
-
-func newSHA256() hash.Hash { return sha256.New() }

@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -103,7 +104,7 @@ func writePad(dir string, n int64) error {
 	if err != nil {
 		return err
 	}
-	h := newSHA256()
+	h := sha256.New()
 	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, n); err != nil {
 		f.Close()
 		return err
