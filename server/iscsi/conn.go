@@ -1,0 +1,455 @@
+package iscsi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Our limits, declared at login.
+const (
+	ourMaxRecvData   = 256 << 10
+	ourMaxBurst      = 1 << 20
+	ourFirstBurst    = 256 << 10
+	loginMaxData     = 8192
+	cmdWindow        = 64
+	maxWriteTransfer = 16 << 20
+)
+
+// Login status classes and details (RFC 7143 11.13.5).
+const (
+	loginSuccess         = 0x0000
+	loginAuthFailure     = 0x0201
+	loginAuthzFailure    = 0x0202
+	loginNotFound        = 0x0203
+	loginInitiatorError  = 0x0200
+	loginMissingParam    = 0x0207
+	loginUnsupportedVers = 0x0205
+	loginTargetError     = 0x0300
+)
+
+// loginError ends a login with a status.
+type loginError struct {
+	status uint16
+	err    error
+}
+
+func (e *loginError) Error() string { return e.err.Error() }
+
+func loginFail(status uint16, format string, args ...any) error {
+	return &loginError{status, fmt.Errorf(format, args...)}
+}
+
+// params are the negotiated operational parameters.
+type params struct {
+	digests       Digests
+	maxSendData   int // the initiator's MaxRecvDataSegmentLength
+	maxBurst      int
+	firstBurst    int
+	immediateData bool
+	initialR2T    bool
+}
+
+// conn is one connection (one session: MaxConnections=1).
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	r   *bufio.Reader
+
+	initiator string
+	discovery bool
+	tgt       *target
+	isid      [6]byte
+	tsih      uint16
+	p         params
+
+	wmu    sync.Mutex // guards the socket's write side and statSN
+	statSN uint32
+
+	smu      sync.Mutex // guards expCmdSN
+	expCmdSN uint32
+
+	closeOnce     sync.Once
+	tmu           sync.Mutex // guards tname and discoveryUser
+	tname         string
+	discoveryUser string
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{srv: s, nc: nc, r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
+}
+
+func (c *conn) targetName() string {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	return c.tname
+}
+
+func (c *conn) close() { c.closeOnce.Do(func() { c.nc.Close() }) }
+
+func (c *conn) serve(ctx context.Context) {
+	defer c.close()
+	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
+	if err := c.login(); err != nil {
+		log.Info("iscsi login refused", "initiator", c.initiator, "err", err)
+		return
+	}
+	log.Info("iscsi login", "initiator", c.initiator, "target", c.targetName(), "discovery", c.discovery)
+	if err := c.fullFeature(ctx); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.Info("iscsi session ended", "initiator", c.initiator, "err", err)
+	}
+}
+
+func (c *conn) send(p *PDU, withStatSN bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if withStatSN {
+		p.put32(24, c.statSN)
+		c.statSN++
+	} else {
+		p.put32(24, c.statSN)
+	}
+	c.smu.Lock()
+	p.put32(28, c.expCmdSN)
+	p.put32(32, c.expCmdSN+cmdWindow-1)
+	c.smu.Unlock()
+	wire, err := p.Marshal(c.p.digests)
+	if err != nil {
+		return err
+	}
+	_, err = c.nc.Write(wire)
+	return err
+}
+
+// login runs the login phase (RFC 7143 section 6.3) up to full feature.
+func (c *conn) login() error {
+	var (
+		chapID        byte
+		chapChallenge []byte
+		authed        bool
+		stage         = -1
+		pending       []byte // text of PDUs with the C bit
+		kv            = map[string]string{}
+		first         = true
+	)
+	for {
+		p, err := ReadPDU(c.r, Digests{}, loginMaxData)
+		if err != nil {
+			return err
+		}
+		if p.Opcode() != OpLogin {
+			return fmt.Errorf("opcode 0x%02x during login", p.Opcode())
+		}
+		transit, cont := p.BHS[1]&0x80 != 0, p.BHS[1]&0x40 != 0
+		csg, nsg := int(p.BHS[1]>>2&3), int(p.BHS[1]&3)
+		if first {
+			copy(c.isid[:], p.BHS[8:14])
+			c.tsih = p.u16(14)
+			c.statSN = p.ExpStatSN()
+			c.expCmdSN = p.CmdSN()
+			if p.BHS[3] > 0 { // version-min
+				return c.loginReject(p, loginFail(loginUnsupportedVers, "iSCSI version %d", p.BHS[3]))
+			}
+			first = false
+		}
+		pending = append(pending, p.Data...)
+		if cont {
+			// More text follows: acknowledge with an empty response.
+			if err := c.loginRespond(p, false, csg, csg, nil, loginSuccess); err != nil {
+				return err
+			}
+			continue
+		}
+		kvs, err := ParseText(pending)
+		pending = nil
+		if err != nil {
+			return c.loginReject(p, loginFail(loginInitiatorError, "%v", err))
+		}
+		for _, x := range kvs {
+			kv[x.Key] = x.Value
+		}
+		if stage == -1 {
+			if err := c.identify(kvs); err != nil {
+				return c.loginReject(p, err)
+			}
+		}
+		stage = csg
+		var answer []KV
+		switch csg {
+		case 0: // security negotiation
+			answer, authed, chapID, chapChallenge, err = c.security(kvs, authed, chapID, chapChallenge)
+			if err != nil {
+				return c.loginReject(p, err)
+			}
+			if !authed && transit {
+				transit = false // stay until CHAP is done
+			}
+		case 1: // operational negotiation
+			if !authed {
+				return c.loginReject(p, loginFail(loginAuthFailure, "operational negotiation before authentication: CHAP is required"))
+			}
+			answer = c.negotiate(kvs)
+		default:
+			return c.loginReject(p, loginFail(loginInitiatorError, "login stage %d", csg))
+		}
+		if transit && nsg == 3 && authed {
+			c.negotiateDefaults(kv)
+			c.srv.mu.Lock()
+			c.srv.nextTSIH++
+			if c.srv.nextTSIH == 0 {
+				c.srv.nextTSIH = 1
+			}
+			c.tsih = c.srv.nextTSIH
+			c.srv.mu.Unlock()
+			if err := c.loginRespond(p, true, csg, 3, answer, loginSuccess); err != nil {
+				return err
+			}
+			c.p.digests = negotiatedDigests(kv)
+			c.statSN++
+			if c.tgt != nil {
+				c.tmu.Lock()
+				c.tname = c.tgt.cfg.IQN
+				c.tmu.Unlock()
+			}
+			return nil
+		}
+		if err := c.loginRespond(p, transit, csg, nsg, answer, loginSuccess); err != nil {
+			return err
+		}
+	}
+}
+
+// identify checks the first PDU's InitiatorName, SessionType and
+// TargetName.
+func (c *conn) identify(kvs []KV) error {
+	name, ok := lookup(kvs, "InitiatorName")
+	if !ok || name == "" {
+		return loginFail(loginMissingParam, "no InitiatorName")
+	}
+	c.initiator = name
+	st, _ := lookup(kvs, "SessionType")
+	switch st {
+	case "Discovery":
+		c.discovery = true
+		return nil
+	case "", "Normal":
+	default:
+		return loginFail(loginInitiatorError, "SessionType %q", st)
+	}
+	tn, ok := lookup(kvs, "TargetName")
+	if !ok {
+		return loginFail(loginMissingParam, "no TargetName")
+	}
+	t := c.srv.lookup(tn)
+	if t == nil {
+		return loginFail(loginNotFound, "no target %s", tn)
+	}
+	if !t.allows(name) {
+		return loginFail(loginAuthzFailure, "initiator %s may not log in to %s", name, tn)
+	}
+	c.tgt = t
+	return nil
+}
+
+// security runs AuthMethod and CHAP.
+func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV, bool, byte, []byte, error) {
+	var answer []KV
+	if m, ok := lookup(kvs, "AuthMethod"); ok {
+		if !strings.Contains(","+m+",", ",CHAP,") {
+			return nil, false, 0, nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
+		}
+		answer = append(answer, KV{"AuthMethod", "CHAP"})
+		if !c.discovery {
+			answer = append(answer, KV{"TargetPortalGroupTag", "1"})
+		}
+	}
+	if a, ok := lookup(kvs, "CHAP_A"); ok {
+		if !strings.Contains(","+a+",", ","+chapMD5+",") {
+			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_A %q: only MD5 (5) is supported", a)
+		}
+		var err error
+		id, challenge, err = newChallenge()
+		if err != nil {
+			return nil, false, 0, nil, loginFail(loginTargetError, "%v", err)
+		}
+		answer = append(answer, KV{"CHAP_A", chapMD5}, KV{"CHAP_I", strconv.Itoa(int(id))}, KV{"CHAP_C", encodeBinary(challenge)})
+	}
+	if r, ok := lookup(kvs, "CHAP_R"); ok {
+		if challenge == nil {
+			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
+		}
+		user, _ := lookup(kvs, "CHAP_N")
+		creds, mutual, err := c.credentials(user)
+		if err != nil {
+			return nil, false, 0, nil, err
+		}
+		if err := verifyCHAP(creds, id, challenge, user, r); err != nil {
+			return nil, false, 0, nil, &loginError{loginAuthFailure, err}
+		}
+		if ci, ok := lookup(kvs, "CHAP_I"); ok { // mutual CHAP
+			cc, _ := lookup(kvs, "CHAP_C")
+			ch, err := decodeBinary(cc)
+			n, ierr := strconv.Atoi(ci)
+			switch {
+			case mutual == nil:
+				return nil, false, 0, nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", user)
+			case err != nil || ierr != nil || n < 0 || n > 255 || len(ch) == 0:
+				return nil, false, 0, nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
+			case string(ch) == string(challenge):
+				return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
+			}
+			answer = append(answer, KV{"CHAP_N", mutual.User}, KV{"CHAP_R", encodeBinary(chapResponse(byte(n), mutual.Secret, ch))})
+		}
+		authed = true
+		challenge = nil
+	}
+	return answer, authed, id, challenge, nil
+}
+
+// credentials returns the CHAP the initiator must prove: the target's,
+// or for discovery those of any target the initiator may use with that
+// CHAP user.
+func (c *conn) credentials(user string) (CHAP, *CHAP, error) {
+	if !c.discovery {
+		return c.tgt.cfg.CHAP, c.tgt.cfg.MutualCHAP, nil
+	}
+	vis := c.srv.visible(c.initiator, user)
+	if len(vis) == 0 {
+		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", c.initiator, user)
+	}
+	c.tmu.Lock()
+	c.discoveryUser = user
+	c.tmu.Unlock()
+	return vis[0].cfg.CHAP, vis[0].cfg.MutualCHAP, nil
+}
+
+// negotiate answers operational keys (RFC 7143 section 13).
+func (c *conn) negotiate(kvs []KV) []KV {
+	var out []KV
+	for _, x := range kvs {
+		k, v := x.Key, x.Value
+		switch k {
+		case "HeaderDigest", "DataDigest":
+			out = append(out, KV{k, chooseDigest(v)})
+		case "MaxRecvDataSegmentLength":
+			// Declarative: what we may send. Ours is declared below.
+		case "MaxBurstLength":
+			out = append(out, KV{k, strconv.Itoa(minNum(v, ourMaxBurst))})
+		case "FirstBurstLength":
+			out = append(out, KV{k, strconv.Itoa(minNum(v, ourFirstBurst))})
+		case "ImmediateData":
+			out = append(out, KV{k, and(v)})
+		case "InitialR2T":
+			out = append(out, KV{k, v}) // OR with our No
+		case "MaxOutstandingR2T", "MaxConnections":
+			out = append(out, KV{k, "1"})
+		case "DataPDUInOrder", "DataSequenceInOrder":
+			out = append(out, KV{k, "Yes"})
+		case "ErrorRecoveryLevel", "DefaultTime2Retain":
+			out = append(out, KV{k, "0"})
+		case "DefaultTime2Wait":
+			out = append(out, KV{k, "2"})
+		case "IFMarker", "OFMarker":
+			out = append(out, KV{k, "No"})
+		case "InitiatorName", "InitiatorAlias", "TargetName", "SessionType", "AuthMethod":
+		default:
+			if !strings.HasPrefix(k, "X-") && !strings.HasPrefix(k, "X#") {
+				out = append(out, KV{k, "NotUnderstood"})
+			}
+		}
+	}
+	return append(out, KV{"MaxRecvDataSegmentLength", strconv.Itoa(ourMaxRecvData)})
+}
+
+func chooseDigest(offer string) string {
+	for _, d := range strings.Split(offer, ",") {
+		if d == "None" || d == "CRC32C" {
+			return d
+		}
+	}
+	return "Reject"
+}
+
+func minNum(v string, ours int) int {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return ours
+	}
+	return min(n, ours)
+}
+
+func and(v string) string {
+	if v == "Yes" {
+		return "Yes"
+	}
+	return "No"
+}
+
+// negotiateDefaults records the outcome of negotiation from every key
+// the initiator sent.
+func (c *conn) negotiateDefaults(kv map[string]string) {
+	if v, ok := kv["MaxRecvDataSegmentLength"]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 512 {
+			c.p.maxSendData = min(n, MaxDataSegment)
+		}
+	}
+	if v, ok := kv["MaxBurstLength"]; ok {
+		c.p.maxBurst = minNum(v, ourMaxBurst)
+	}
+	if v, ok := kv["FirstBurstLength"]; ok {
+		c.p.firstBurst = minNum(v, ourFirstBurst)
+	}
+	if v, ok := kv["ImmediateData"]; ok {
+		c.p.immediateData = v == "Yes"
+	}
+	if v, ok := kv["InitialR2T"]; ok {
+		c.p.initialR2T = v == "Yes"
+	}
+}
+
+func negotiatedDigests(kv map[string]string) Digests {
+	return Digests{Header: chooseDigest(kv["HeaderDigest"]) == "CRC32C", Data: chooseDigest(kv["DataDigest"]) == "CRC32C"}
+}
+
+func (c *conn) loginRespond(req *PDU, transit bool, csg, nsg int, kvs []KV, status uint16) error {
+	r := &PDU{Data: MarshalText(kvs)}
+	r.BHS[0] = OpLoginResp
+	b1 := byte(csg << 2)
+	if transit {
+		b1 |= 0x80 | byte(nsg)
+	}
+	r.BHS[1] = b1
+	copy(r.BHS[8:14], c.isid[:])
+	r.put16(14, c.tsih)
+	r.SetITT(req.ITT())
+	r.BHS[36], r.BHS[37] = byte(status>>8), byte(status)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	r.put32(24, c.statSN)
+	r.put32(28, c.expCmdSN)
+	r.put32(32, c.expCmdSN+cmdWindow-1)
+	wire, err := r.Marshal(Digests{})
+	if err != nil {
+		return err
+	}
+	_, err = c.nc.Write(wire)
+	return err
+}
+
+// loginReject answers a failed login with its status and returns the
+// error.
+func (c *conn) loginReject(req *PDU, err error) error {
+	status := uint16(loginInitiatorError)
+	var le *loginError
+	if errors.As(err, &le) {
+		status = le.status
+	}
+	c.loginRespond(req, false, int(req.BHS[1]>>2&3), 0, nil, status)
+	return err
+}

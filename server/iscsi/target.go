@@ -1,0 +1,220 @@
+package iscsi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"slices"
+	"sync"
+)
+
+// TargetConfig describes one target: its LUNs and who may log in.
+type TargetConfig struct {
+	IQN        string
+	LUNs       []Backing // LUN 0, 1, ...
+	Initiators []string  // initiator names allowed; empty = any that knows the CHAP secret
+	CHAP       CHAP      // required: the initiator proves it knows this secret
+	MutualCHAP *CHAP     // optional: the target proves itself to the initiator
+}
+
+var iqnRE = regexp.MustCompile(`^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$`)
+
+func (tc TargetConfig) validate() error {
+	if !iqnRE.MatchString(tc.IQN) || len(tc.IQN) > 223 {
+		return fmt.Errorf("target name %q: want iqn.YYYY-MM.reversed.domain[:name] (RFC 7143 4.2.7)", tc.IQN)
+	}
+	if len(tc.LUNs) == 0 || len(tc.LUNs) > 255 {
+		return fmt.Errorf("target %s: want 1 to 255 LUNs, have %d", tc.IQN, len(tc.LUNs))
+	}
+	if err := tc.CHAP.Validate(); err != nil {
+		return fmt.Errorf("target %s: CHAP is required: %w", tc.IQN, err)
+	}
+	if tc.MutualCHAP != nil {
+		if err := tc.MutualCHAP.Validate(); err != nil {
+			return fmt.Errorf("target %s: mutual CHAP: %w", tc.IQN, err)
+		}
+		if tc.MutualCHAP.Secret == tc.CHAP.Secret {
+			return fmt.Errorf("target %s: the mutual CHAP secret must differ from the initiator's (RFC 7143 12.1.3)", tc.IQN)
+		}
+	}
+	return nil
+}
+
+// target is a configured target with its LUNs.
+type target struct {
+	cfg  TargetConfig
+	luns []*lun
+}
+
+// Server is the embedded iSCSI target. It has no global state and never
+// exits the process; it listens where its caller listens.
+type Server struct {
+	log *slog.Logger
+
+	mu       sync.Mutex // guards targets and sessions
+	targets  map[string]*target
+	sessions map[*conn]struct{}
+	nextTSIH uint16
+}
+
+// New returns a server with no targets.
+func New(log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{log: log, targets: map[string]*target{}, sessions: map[*conn]struct{}{}}
+}
+
+// AddTarget adds or replaces a target; replacing ends its sessions.
+func (s *Server) AddTarget(tc TargetConfig) error {
+	if err := tc.validate(); err != nil {
+		return err
+	}
+	t := &target{cfg: tc}
+	for i, b := range tc.LUNs {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", tc.IQN, i)))
+		l := &lun{b: b, serial: fmt.Sprintf("%x", sum[:8])}
+		copy(l.naa[:], sum[8:16])
+		l.naa[0] = 0x60 | l.naa[0]&0x0f // NAA 6 (IEEE registered extended) form
+		t.luns = append(t.luns, l)
+	}
+	s.EndSessions(tc.IQN)
+	s.mu.Lock()
+	s.targets[tc.IQN] = t
+	s.mu.Unlock()
+	return nil
+}
+
+// RemoveTarget ends the target's sessions and forgets it.
+func (s *Server) RemoveTarget(iqn string) {
+	s.mu.Lock()
+	delete(s.targets, iqn)
+	s.mu.Unlock()
+	s.EndSessions(iqn)
+}
+
+// EndSessions closes every session logged in to iqn.
+func (s *Server) EndSessions(iqn string) {
+	s.mu.Lock()
+	var victims []*conn
+	for c := range s.sessions {
+		if c.targetName() == iqn {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.close()
+	}
+}
+
+// Session describes a logged-in session.
+type Session struct {
+	Target, Initiator, Remote string
+}
+
+// Sessions lists the normal sessions.
+func (s *Server) Sessions() []Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Session
+	for c := range s.sessions {
+		if n := c.targetName(); n != "" {
+			out = append(out, Session{Target: n, Initiator: c.initiator, Remote: c.nc.RemoteAddr().String()})
+		}
+	}
+	slices.SortFunc(out, func(a, b Session) int {
+		if a.Target != b.Target {
+			if a.Target < b.Target {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (s *Server) lookup(iqn string) *target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.targets[iqn]
+}
+
+// visible lists the targets an initiator may see in discovery: those it
+// is allowed on whose CHAP user is the one it authenticated as.
+func (s *Server) visible(initiator, chapUser string) []*target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*target
+	for _, t := range s.targets {
+		if t.allows(initiator) && t.cfg.CHAP.User == chapUser {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b *target) int {
+		switch {
+		case a.cfg.IQN < b.cfg.IQN:
+			return -1
+		case a.cfg.IQN > b.cfg.IQN:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (t *target) allows(initiator string) bool {
+	return len(t.cfg.Initiators) == 0 || slices.Contains(t.cfg.Initiators, initiator)
+}
+
+// Serve accepts connections on ln until ctx is done, then closes every
+// session.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer func() {
+		s.mu.Lock()
+		var all []*conn
+		for c := range s.sessions {
+			all = append(all, c)
+		}
+		s.mu.Unlock()
+		for _, c := range all {
+			c.close()
+		}
+		wg.Wait()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		s.sessions[c] = struct{}{}
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.serve(ctx)
+			s.mu.Lock()
+			delete(s.sessions, c)
+			s.mu.Unlock()
+		}()
+	}
+}
