@@ -33,10 +33,17 @@ func (c *conn) fullFeature(ctx context.Context) error {
 		}
 		if !p.Immediate() && p.Opcode() != OpDataOut && p.Opcode() != OpSNACK {
 			c.smu.Lock()
-			if p.CmdSN() == c.expCmdSN {
-				c.expCmdSN++
+			// RFC 7143 4.2.2.1: a command outside the window
+			// [ExpCmdSN, MaxCmdSN] is silently dropped.
+			ahead := p.CmdSN() - c.expCmdSN
+			inWindow := ahead < cmdWindow
+			if inWindow {
+				c.expCmdSN = p.CmdSN() + 1
 			}
 			c.smu.Unlock()
+			if !inWindow {
+				continue
+			}
 		}
 		switch p.Opcode() {
 		case OpNOPOut:
@@ -96,7 +103,7 @@ func (c *conn) fullFeature(ctx context.Context) error {
 				c.respond(p, good(c.reportLUNs()))
 			case l == nil:
 				c.respond(p, errBadLUN)
-			case isWrite(cdb[0]):
+			case needsDataOut(cdb):
 				w, res := c.startWrite(p, l)
 				if w == nil {
 					c.respond(p, res)
@@ -179,9 +186,13 @@ func (c *conn) reportLUNs() []byte {
 
 // startWrite sets up a WRITE's buffer with its immediate data.
 func (c *conn) startWrite(p *PDU, l *lun) (*writeTask, result) {
-	_, n, _ := rw(p.BHS[32:48])
-	if l.b.ReadOnly() {
+	cdb := p.BHS[32:48]
+	_, n, _ := rw(cdb)
+	if isWrite(cdb[0]) && l.b.ReadOnly() {
 		return nil, errWriteProtect
+	}
+	if protectField(cdb) {
+		return nil, errInvalidField
 	}
 	size := int(n) * BlockSize
 	if size > maxWriteTransfer {

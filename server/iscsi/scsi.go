@@ -15,6 +15,7 @@ const (
 	senseMediumError    = 0x03
 	senseIllegalRequest = 0x05
 	senseDataProtect    = 0x07
+	senseMiscompare     = 0x0e
 
 	BlockSize = 512
 )
@@ -87,6 +88,22 @@ func rw(cdb []byte) (lba uint64, n uint32, ok bool) {
 
 func isWrite(op byte) bool { return op == 0x0a || op == 0x2a || op == 0x8a }
 
+// needsDataOut reports commands that carry Data-Out: writes, and VERIFY
+// with BYTCHK (the initiator sends the data to compare).
+func needsDataOut(cdb []byte) bool {
+	return isWrite(cdb[0]) || (cdb[0] == 0x2f || cdb[0] == 0x8f) && cdb[1]&0x06 != 0
+}
+
+// protectField reports a nonzero RDPROTECT/WRPROTECT/VRPROTECT: this
+// target has no protection information (SBC-3 5.x).
+func protectField(cdb []byte) bool {
+	switch cdb[0] {
+	case 0x28, 0x2a, 0x2f, 0x88, 0x8a, 0x8f:
+		return cdb[1]&0xe0 != 0
+	}
+	return false
+}
+
 // exec runs one command. data is the Data-Out of a write.
 func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 	switch op := cdb[0]; op {
@@ -127,6 +144,9 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		}
 		return good(nil)
 	case 0x08, 0x28, 0x88:
+		if protectField(cdb) {
+			return errInvalidField
+		}
 		lba, n, _ := rw(cdb)
 		if lba+uint64(n) > l.blocks() || lba+uint64(n) < lba {
 			return errLBARange
@@ -137,6 +157,9 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		}
 		return good(buf)
 	case 0x0a, 0x2a, 0x8a:
+		if protectField(cdb) {
+			return errInvalidField
+		}
 		lba, n, _ := rw(cdb)
 		if l.b.ReadOnly() {
 			return errWriteProtect
@@ -156,10 +179,31 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 			}
 		}
 		return good(nil)
-	case 0x2f, 0x8f: // VERIFY: the data is always what the backing holds
+	case 0x2f, 0x8f: // VERIFY
+		if protectField(cdb) {
+			return errInvalidField
+		}
 		lba, n, _ := rw(cdb)
-		if lba+uint64(n) > l.blocks() {
+		if lba+uint64(n) > l.blocks() || lba+uint64(n) < lba {
 			return errLBARange
+		}
+		if cdb[1]&0x06 == 0 {
+			return good(nil) // the medium is always readable
+		}
+		if len(data) != int(n)*BlockSize {
+			return errInvalidField
+		}
+		buf := make([]byte, len(data))
+		if _, err := l.b.ReadAt(buf, int64(lba)*BlockSize); err != nil && err != io.EOF {
+			return errReadFailed
+		}
+		for i := range buf {
+			if buf[i] != data[i] {
+				r := checkCondition(senseMiscompare, 0x1d, 0x00)
+				r.sense[0] |= 0x80 // VALID: information is the offset
+				binary.BigEndian.PutUint32(r.sense[3:], uint32(i))
+				return r
+			}
 		}
 		return good(nil)
 	}
@@ -224,9 +268,9 @@ func (l *lun) modeSense(cdb []byte) result {
 	default:
 		return errInvalidField
 	}
-	wp := byte(0)
+	wp := byte(0x10) // DPOFUA: DPO and FUA are accepted
 	if l.b.ReadOnly() {
-		wp = 0x80
+		wp |= 0x80
 	}
 	if cdb[0] == 0x1a {
 		h := []byte{byte(3 + len(pages)), 0, wp, 0}
