@@ -1,0 +1,265 @@
+package iscsi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sync"
+)
+
+// CowChunk is the copy-on-write granularity.
+const CowChunk = 64 << 10
+
+// A log record is one write: a header (magic, count) then count pairs
+// (chunk, slot), then a CRC32C of everything before it. A record is
+// valid only when complete and its CRC matches, so a write torn by a
+// crash is ignored as a whole.
+const (
+	cowMagic     = 0x4f42434f // "OBCO"
+	cowHeaderLen = 8
+	cowPairLen   = 16
+)
+
+// CowBacking is a machine's private view of a shared, read-only raw disk
+// image: reads come from the base unless a chunk was written; written
+// chunks live in a delta file, located by a log. Crash-safe: new data
+// always goes to a fresh slot of the delta and is synced before the log
+// record that points at it, and the record is synced before the write is
+// acknowledged; a slot is reused only after the record replacing it is
+// durable. After a crash at any point, each write reads back entirely old
+// or entirely new.
+type CowBacking struct {
+	base  *os.File
+	delta *os.File
+	log   *os.File
+	size  int64
+
+	mu      sync.RWMutex // guards m, free, next and the log's end
+	m       map[uint64]uint64
+	free    []uint64
+	next    uint64 // first never-used slot
+	logSize int64
+}
+
+// OpenCow opens (creating when missing, mode 0600) the copy-on-write
+// layer deltaPath + deltaPath.log over base.
+func OpenCow(base, deltaPath string) (*CowBacking, error) {
+	bf, err := os.Open(base)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := bf.Stat()
+	if err != nil {
+		bf.Close()
+		return nil, err
+	}
+	c := &CowBacking{base: bf, size: fi.Size() / BlockSize * BlockSize, m: map[uint64]uint64{}}
+	if c.size == 0 {
+		bf.Close()
+		return nil, fmt.Errorf("%s: smaller than a block", base)
+	}
+	if c.delta, err = os.OpenFile(deltaPath, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		bf.Close()
+		return nil, err
+	}
+	if c.log, err = os.OpenFile(deltaPath+".log", os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		bf.Close()
+		c.delta.Close()
+		return nil, err
+	}
+	if err := c.replay(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", deltaPath, err)
+	}
+	return c, nil
+}
+
+// replay rebuilds the map from the log, stopping at the first torn or
+// corrupt record (and cutting the log there).
+func (c *CowBacking) replay() error {
+	data, err := io.ReadAll(c.log)
+	if err != nil {
+		return err
+	}
+	off := 0
+	for {
+		if off+cowHeaderLen > len(data) {
+			break
+		}
+		if binary.LittleEndian.Uint32(data[off:]) != cowMagic {
+			break
+		}
+		n := int(binary.LittleEndian.Uint32(data[off+4:]))
+		end := off + cowHeaderLen + n*cowPairLen + 4
+		if n == 0 || n > 1<<20 || end > len(data) {
+			break
+		}
+		if crc32.Checksum(data[off:end-4], castagnoli) != binary.LittleEndian.Uint32(data[end-4:]) {
+			break
+		}
+		for i := 0; i < n; i++ {
+			p := data[off+cowHeaderLen+i*cowPairLen:]
+			chunk, slot := binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
+			c.m[chunk] = slot
+		}
+		off = end
+	}
+	c.logSize = int64(off)
+	if err := c.log.Truncate(c.logSize); err != nil {
+		return err
+	}
+	used := map[uint64]bool{}
+	for _, s := range c.m {
+		used[s] = true
+		c.next = max(c.next, s+1)
+	}
+	for s := uint64(0); s < c.next; s++ {
+		if !used[s] {
+			c.free = append(c.free, s)
+		}
+	}
+	return nil
+}
+
+func (c *CowBacking) Size() int64    { return c.size }
+func (c *CowBacking) ReadOnly() bool { return false }
+func (c *CowBacking) Sync() error    { return nil } // every write is durable when acknowledged
+
+// Close closes the files.
+func (c *CowBacking) Close() error {
+	return errors.Join(c.base.Close(), c.delta.Close(), c.log.Close())
+}
+
+// ReadAt reads from the delta where written, else from the base.
+func (c *CowBacking) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > c.size {
+		return 0, fmt.Errorf("cow: read %d bytes at %d beyond %d", len(p), off, c.size)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		chunk := uint64(pos / CowChunk)
+		in := pos % CowChunk
+		n := min(int64(len(p)-done), CowChunk-in)
+		var err error
+		if slot, ok := c.m[chunk]; ok {
+			_, err = c.delta.ReadAt(p[done:done+int(n)], int64(slot)*CowChunk+in)
+		} else {
+			_, err = c.base.ReadAt(p[done:done+int(n)], pos)
+		}
+		if err != nil && err != io.EOF {
+			return done, err
+		}
+		done += int(n)
+	}
+	return done, nil
+}
+
+// WriteAt writes p atomically: all of it or, after a crash, none.
+func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > c.size {
+		return 0, fmt.Errorf("cow: write %d bytes at %d beyond %d", len(p), off, c.size)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type change struct{ chunk, slot uint64 }
+	var changes []change
+	var old []uint64
+	buf := make([]byte, CowChunk)
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		chunk := uint64(pos / CowChunk)
+		in := pos % CowChunk
+		n := min(int64(len(p)-done), CowChunk-in)
+		if n < CowChunk {
+			// A partial chunk: start from its current contents.
+			start := int64(chunk) * CowChunk
+			if err := c.readChunk(chunk, buf, start); err != nil {
+				return 0, err
+			}
+		}
+		copy(buf[in:in+n], p[done:done+int(n)])
+		slot := c.allocSlot()
+		if _, err := c.delta.WriteAt(buf, int64(slot)*CowChunk); err != nil {
+			return 0, err
+		}
+		if s, ok := c.m[chunk]; ok {
+			old = append(old, s)
+		}
+		changes = append(changes, change{chunk, slot})
+		done += int(n)
+	}
+	if err := c.delta.Sync(); err != nil {
+		return 0, err
+	}
+	rec := make([]byte, cowHeaderLen, cowHeaderLen+len(changes)*cowPairLen+4)
+	binary.LittleEndian.PutUint32(rec, cowMagic)
+	binary.LittleEndian.PutUint32(rec[4:], uint32(len(changes)))
+	for _, ch := range changes {
+		rec = binary.LittleEndian.AppendUint64(rec, ch.chunk)
+		rec = binary.LittleEndian.AppendUint64(rec, ch.slot)
+	}
+	rec = binary.LittleEndian.AppendUint32(rec, crc32.Checksum(rec, castagnoli))
+	if _, err := c.log.WriteAt(rec, c.logSize); err != nil {
+		return 0, err
+	}
+	if err := c.log.Sync(); err != nil {
+		return 0, err
+	}
+	c.logSize += int64(len(rec))
+	for _, ch := range changes {
+		c.m[ch.chunk] = ch.slot
+	}
+	c.free = append(c.free, old...) // durable now: the old slots are unreferenced
+	return len(p), nil
+}
+
+func (c *CowBacking) readChunk(chunk uint64, buf []byte, start int64) error {
+	var err error
+	if slot, ok := c.m[chunk]; ok {
+		_, err = c.delta.ReadAt(buf, int64(slot)*CowChunk)
+	} else {
+		clear(buf)
+		n := min(int64(CowChunk), c.size-start)
+		_, err = c.base.ReadAt(buf[:n], start)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return err
+}
+
+// allocSlot takes a free slot, or a new one at the end of the delta. A
+// slot freed by this same write is not reused before its record is
+// durable: frees are added after the log sync.
+func (c *CowBacking) allocSlot() uint64 {
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free = c.free[:n-1]
+		return s
+	}
+	c.next++
+	return c.next - 1
+}
+
+// Reset drops every write: the machine sees the base image again.
+func (c *CowBacking) Reset() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.log.Truncate(0); err != nil {
+		return err
+	}
+	if err := c.log.Sync(); err != nil {
+		return err
+	}
+	if err := c.delta.Truncate(0); err != nil {
+		return err
+	}
+	c.m, c.free, c.next, c.logSize = map[uint64]uint64{}, nil, 0, 0
+	return nil
+}
