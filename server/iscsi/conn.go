@@ -119,11 +119,12 @@ func (c *conn) send(p *PDU, withStatSN bool) error {
 	p.put32(28, c.expCmdSN)
 	p.put32(32, c.expCmdSN+cmdWindow-1)
 	c.smu.Unlock()
-	wire, err := p.Marshal(c.p.digests)
+	bufs, err := p.Buffers(c.p.digests)
 	if err != nil {
 		return err
 	}
-	_, err = c.nc.Write(wire)
+	nb := net.Buffers(bufs)
+	_, err = nb.WriteTo(c.nc)
 	return err
 }
 

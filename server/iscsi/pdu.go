@@ -178,3 +178,27 @@ func (p *PDU) Marshal(d Digests) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// Buffers returns the PDU as wire pieces without copying the data
+// segment, for a vectored write (writev) of large Data-In.
+func (p *PDU) Buffers(d Digests) ([][]byte, error) {
+	if len(p.AHS)%4 != 0 || len(p.AHS) > 255*4 || len(p.Data) > MaxDataSegment {
+		return nil, fmt.Errorf("%w: AHS of %d bytes, data of %d", ErrProtocol, len(p.AHS), len(p.Data))
+	}
+	p.BHS[4] = byte(len(p.AHS) / 4)
+	p.setDataSegmentLength(len(p.Data))
+	hdr := make([]byte, 0, BHSLen+len(p.AHS)+4)
+	hdr = append(hdr, p.BHS[:]...)
+	hdr = append(hdr, p.AHS...)
+	if d.Header {
+		hdr = binary.LittleEndian.AppendUint32(hdr, crc(p.BHS[:], p.AHS))
+	}
+	if len(p.Data) == 0 {
+		return [][]byte{hdr}, nil
+	}
+	tailb := make([]byte, pad4(len(p.Data)), pad4(len(p.Data))+4)
+	if d.Data {
+		tailb = binary.LittleEndian.AppendUint32(tailb, crc(p.Data, tailb))
+	}
+	return [][]byte{hdr, p.Data, tailb}, nil
+}

@@ -23,6 +23,10 @@ func TestPDURoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			bufs, err := p.Buffers(d)
+			if err != nil || !bytes.Equal(bytes.Join(bufs, nil), wire) {
+				t.Fatalf("%+v %d: Buffers differ from Marshal: %v", d, n, err)
+			}
 			if len(wire)%4 != 0 {
 				t.Errorf("%+v %d: wire length %d not a multiple of 4", d, n, len(wire))
 			}

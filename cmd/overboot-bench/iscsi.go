@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/internal/bench"
+	"github.com/overboot/overboot/server/iscsi"
+)
+
+func iscsiSection() bench.Section {
+	return bench.Section{Name: "iscsi", Run: runISCSI}
+}
+
+const (
+	iscsiLUNSize  = 512 << 20
+	iscsiUser     = "bench"
+	iscsiSecret   = "bench-secret-16b"
+	iscsiPerfSecs = 8
+	iscsiOurIQN   = "iqn.2026-11.org.overboot:bench"
+	iscsiCowIQN   = "iqn.2026-11.org.overboot:bench-cow"
+	iscsiTgtdIQN  = "iqn.2026-11.org.overboot:tgtd"
+)
+
+var perfRE = regexp.MustCompile(`iops average ([0-9]+) \(([0-9]+) MB/s\)`)
+
+// iscsiPerf runs iscsi-perf for a while and returns the last average IOPS
+// and MB/s.
+func iscsiPerf(ctx context.Context, url string, args ...string) (float64, float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, (iscsiPerfSecs+20)*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "iscsi-perf", append(append([]string{"-t", "10", "-m", "32"}, args...), url)...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return 0, 0, fmt.Errorf("iscsi-perf (apt-get install libiscsi-bin): %w", err)
+	}
+	timer := time.AfterFunc(iscsiPerfSecs*time.Second, func() { cmd.Process.Signal(os.Interrupt) })
+	defer timer.Stop()
+	b, _ := io.ReadAll(out)
+	cmd.Wait()
+	m := perfRE.FindAllStringSubmatch(strings.ReplaceAll(string(b), "\r", "\n"), -1)
+	if len(m) == 0 {
+		return 0, 0, fmt.Errorf("iscsi-perf %s: no figures:\n%s", url, tail(string(b), 10))
+	}
+	iops, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+	mbs, _ := strconv.ParseFloat(m[len(m)-1][2], 64)
+	return iops, mbs, nil
+}
+
+func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+	dir := filepath.Join(env.WorkDir, "iscsi")
+	os.MkdirAll(dir, 0o755)
+	file := filepath.Join(dir, "lun.img")
+	if fileSize(file) != iscsiLUNSize {
+		f, err := os.Create(file)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.CopyN(f, rand.Reader, iscsiLUNSize); err != nil {
+			return nil, err
+		}
+		f.Close()
+	}
+	// overboot's target, in this process: a plain read-only file LUN and a
+	// copy-on-write LUN over the same file.
+	plain, err := iscsi.OpenFile(file, true)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(filepath.Join(dir, "cow.delta"))
+	os.Remove(filepath.Join(dir, "cow.delta.log"))
+	cow, err := iscsi.OpenCow(file, filepath.Join(dir, "cow.delta"))
+	if err != nil {
+		return nil, err
+	}
+	srv := iscsi.New(nil)
+	chap := iscsi.CHAP{User: iscsiUser, Secret: iscsiSecret}
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiOurIQN, LUNs: []iscsi.Backing{plain}, CHAP: chap}); err != nil {
+		return nil, err
+	}
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiCowIQN, LUNs: []iscsi.Backing{cow}, CHAP: chap}); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go srv.Serve(sctx, ln)
+
+	// tgtd serving the same file.
+	tgtPort := freePort()
+	stopTgtd, err := startTgtd(ctx, tgtPort, file)
+	if err != nil {
+		return nil, err
+	}
+	defer stopTgtd()
+
+	url := func(addr, iqn string, lun int) string {
+		return fmt.Sprintf("iscsi://%s%%%s@%s/%s/%d", iscsiUser, iscsiSecret, addr, iqn, lun)
+	}
+	ours, cowURL, ref := url(ln.Addr().String(), iscsiOurIQN, 0), url(ln.Addr().String(), iscsiCowIQN, 0), url("127.0.0.1:"+tgtPort, iscsiTgtdIQN, 1)
+	type fig struct{ iops, mbs float64 }
+	measure := func(u string, args ...string) (fig, error) {
+		i, m, err := iscsiPerf(ctx, u, args...)
+		return fig{i, m}, err
+	}
+	var res [3][2]fig // [ours, tgtd, cow][seq, rand]
+	for i, u := range []string{ours, ref, cowURL} {
+		if res[i][0], err = measure(u, "-b", "256"); err != nil {
+			return nil, err
+		}
+		if res[i][1], err = measure(u, "-r"); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(env.Out, "%s: sequential 128 KiB %.0f MB/s, random 4 KiB %.0f IOPS\n", []string{"overboot", "tgtd", "overboot cow"}[i], res[i][0].mbs, res[i][1].iops)
+	}
+	return []bench.Result{
+		{Section: "iscsi", Metric: "iscsi-perf sequential 128 KiB, MB/s", Ours: res[0][0].mbs, Ref: res[1][0].mbs, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
+		{Section: "iscsi", Metric: "iscsi-perf random 4 KiB, IOPS", Ours: res[0][1].iops, Ref: res[1][1].iops, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
+		{Section: "iscsi", Metric: "COW LUN random 4 KiB, IOPS", Ours: res[2][1].iops, Ref: res[0][1].iops, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
+		{Section: "iscsi", Metric: "COW LUN sequential 128 KiB, MB/s", Ours: res[2][0].mbs, Ref: res[0][0].mbs, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
+	}, nil
+}
+
+// startTgtd runs tgtd on 127.0.0.1:port with the file as LUN 1 behind
+// CHAP, and returns how to stop it (tgtd ignores SIGTERM: ENV.md).
+func startTgtd(ctx context.Context, port, file string) (func(), error) {
+	cmd := exec.CommandContext(ctx, "tgtd", "-f", "--iscsi", "portal=127.0.0.1:"+port)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("tgtd (apt-get install tgt): %w", err)
+	}
+	stop := func() {
+		exec.Command("tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1", "--force").Run()
+		exec.Command("tgtadm", "--op", "delete", "--mode", "system").Run()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	adm := func(args ...string) error {
+		var err error
+		for i := 0; i < 50; i++ { // tgtd needs a moment to open its control socket
+			var out []byte
+			out, err = exec.Command("tgtadm", append([]string{"--lld", "iscsi"}, args...)...).CombinedOutput()
+			if err == nil {
+				return nil
+			}
+			err = fmt.Errorf("tgtadm %s: %v: %s", strings.Join(args, " "), err, out)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return err
+	}
+	for _, a := range [][]string{
+		{"--op", "new", "--mode", "target", "--tid", "1", "-T", iscsiTgtdIQN},
+		{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", file},
+		{"--op", "new", "--mode", "account", "--user", iscsiUser, "--password", iscsiSecret},
+		{"--op", "bind", "--mode", "account", "--tid", "1", "--user", iscsiUser},
+		{"--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"},
+	} {
+		if err := adm(a...); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
