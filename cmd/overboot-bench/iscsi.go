@@ -106,7 +106,12 @@ func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer stopTgtd()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopTgtd()
+		}
+	}()
 
 	url := func(addr, iqn string, lun int) string {
 		return fmt.Sprintf("iscsi://%s%%%s@%s/%s/%d", iscsiUser, iscsiSecret, addr, iqn, lun)
@@ -127,7 +132,36 @@ func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		}
 		fmt.Fprintf(env.Out, "%s: sequential 128 KiB %.0f MB/s, random 4 KiB %.0f IOPS\n", []string{"overboot", "tgtd", "overboot cow"}[i], res[i][0].mbs, res[i][1].iops)
 	}
+	stopTgtd()
+	stopped = true
+
+	// iscsi-test-cu over every family, on fresh 64 MB LUNs, both targets.
+	cuOurs, err := cuOverboot(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	cuFile := filepath.Join(dir, "cu-tgtd.img")
+	os.Remove(cuFile)
+	if err := os.WriteFile(cuFile, nil, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(cuFile, 64<<20); err != nil {
+		return nil, err
+	}
+	stopCu, err := startTgtd(ctx, tgtPort, cuFile)
+	if err != nil {
+		return nil, err
+	}
+	cuRef, err := cuRun(ctx, url("127.0.0.1:"+tgtPort, iscsiTgtdIQN, 1))
+	stopCu()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Out, "iscsi-test-cu -d (all families): overboot %d ran, %d passed, %d failed; tgtd %d ran, %d passed, %d failed\n",
+		cuOurs[0], cuOurs[1], cuOurs[2], cuRef[0], cuRef[1], cuRef[2])
+
 	return []bench.Result{
+		{Section: "iscsi", Metric: "iscsi-test-cu -d: tests passed (CUnit count)", Ours: float64(cuOurs[1]), Ref: float64(cuRef[1]), RefName: "tgtd", Better: "higher", Goal: "report", Note: fmt.Sprintf("failed: ours %d, tgtd %d", cuOurs[2], cuRef[2])},
 		{Section: "iscsi", Metric: "iscsi-perf sequential 128 KiB, MB/s", Ours: res[0][0].mbs, Ref: res[1][0].mbs, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
 		{Section: "iscsi", Metric: "iscsi-perf random 4 KiB, IOPS", Ours: res[0][1].iops, Ref: res[1][1].iops, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
 		{Section: "iscsi", Metric: "COW LUN random 4 KiB, IOPS", Ours: res[2][1].iops, Ref: res[0][1].iops, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
@@ -180,4 +214,45 @@ func startTgtd(ctx context.Context, port, file string) (func(), error) {
 		}
 	}
 	return stop, nil
+}
+
+var cuSummaryRE = regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`)
+
+// cuRun runs iscsi-test-cu over every family and returns ran, passed,
+// failed (CUnit counts skipped tests as passed).
+func cuRun(ctx context.Context, url string) ([3]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "iscsi-test-cu", "-d", url).CombinedOutput()
+	m := cuSummaryRE.FindStringSubmatch(string(out))
+	if m == nil {
+		return [3]int{}, fmt.Errorf("iscsi-test-cu %s: no summary:\n%s", url, tail(string(out), 20))
+	}
+	var r [3]int
+	r[0], _ = strconv.Atoi(m[2])
+	r[1], _ = strconv.Atoi(m[3])
+	r[2], _ = strconv.Atoi(m[4])
+	return r, nil
+}
+
+func cuOverboot(ctx context.Context, dir string) ([3]int, error) {
+	path := filepath.Join(dir, "cu-overboot.img")
+	os.Remove(path)
+	b, err := iscsi.CreateSparse(path, 64<<20)
+	if err != nil {
+		return [3]int{}, err
+	}
+	defer b.Close()
+	srv := iscsi.New(nil)
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiOurIQN, LUNs: []iscsi.Backing{b}, CHAP: iscsi.CHAP{User: iscsiUser, Secret: iscsiSecret}}); err != nil {
+		return [3]int{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return [3]int{}, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go srv.Serve(sctx, ln)
+	return cuRun(ctx, fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", iscsiUser, iscsiSecret, ln.Addr(), iscsiOurIQN))
 }
