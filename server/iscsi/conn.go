@@ -200,6 +200,11 @@ func (c *conn) login() error {
 			return c.loginReject(p, loginFail(loginInitiatorError, "login stage %d", csg))
 		}
 		if transit && nsg == 3 && authed {
+			if c.tgt != nil {
+				if err := c.srv.claim(c); err != nil {
+					return c.loginReject(p, err)
+				}
+			}
 			c.negotiateDefaults(kv)
 			c.srv.mu.Lock()
 			c.srv.nextTSIH++

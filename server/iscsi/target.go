@@ -218,3 +218,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 }
+
+// claim applies the one-machine-per-target rule before a login completes:
+// a new login by the same initiator ends its old session (the machine
+// rebooted); another initiator is refused while a session is active.
+func (s *Server) claim(c *conn) error {
+	iqn := c.tgt.cfg.IQN
+	s.mu.Lock()
+	var old []*conn
+	for o := range s.sessions {
+		if o == c || o.targetName() != iqn {
+			continue
+		}
+		if o.initiator != c.initiator {
+			s.mu.Unlock()
+			return loginFail(loginAuthzFailure, "target %s is in use by %s", iqn, o.initiator)
+		}
+		old = append(old, o)
+	}
+	s.mu.Unlock()
+	for _, o := range old {
+		s.log.Info("iscsi: new login ends the old session", "target", iqn, "initiator", c.initiator)
+		o.close()
+	}
+	return nil
+}

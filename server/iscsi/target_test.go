@@ -21,6 +21,12 @@ const (
 // startTarget serves a read-only LUN of random data and a writable one.
 func startTarget(t *testing.T) (string, []byte, string) {
 	t.Helper()
+	_, addr, data, ro := startTargetServer(t)
+	return addr, data, ro
+}
+
+func startTargetServer(t *testing.T) (*Server, string, []byte, string) {
+	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, 4<<20)
 	rand.Read(data)
@@ -51,7 +57,7 @@ func startTarget(t *testing.T) (string, []byte, string) {
 	done := make(chan struct{})
 	go func() { s.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String(), data, ro
+	return s, ln.Addr().String(), data, ro
 }
 
 func needTool(t *testing.T, name string) string {
