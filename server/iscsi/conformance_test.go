@@ -33,7 +33,7 @@ func TestIscsiTestCu(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := New(nil)
-			if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{testUser, testPass}}); err != nil {
+			if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{User: testUser, Secret: testPass}}); err != nil {
 				t.Fatal(err)
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/overboot/overboot/internal/iscsiwire"
 )
 
 // Our limits, declared at login.
@@ -110,14 +112,14 @@ func (c *conn) send(p *PDU, withStatSN bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if withStatSN {
-		p.put32(24, c.statSN)
+		p.PutUint32At(24, c.statSN)
 		c.statSN++
 	} else {
-		p.put32(24, c.statSN)
+		p.PutUint32At(24, c.statSN)
 	}
 	c.smu.Lock()
-	p.put32(28, c.expCmdSN)
-	p.put32(32, c.expCmdSN+cmdWindow-1)
+	p.PutUint32At(28, c.expCmdSN)
+	p.PutUint32At(32, c.expCmdSN+cmdWindow-1)
 	c.smu.Unlock()
 	bufs, err := p.Buffers(c.p.digests)
 	if err != nil {
@@ -151,7 +153,7 @@ func (c *conn) login() error {
 		csg, nsg := int(p.BHS[1]>>2&3), int(p.BHS[1]&3)
 		if first {
 			copy(c.isid[:], p.BHS[8:14])
-			c.tsih = p.u16(14)
+			c.tsih = p.Uint16At(14)
 			c.statSN = p.ExpStatSN()
 			c.expCmdSN = p.CmdSN()
 			if p.BHS[3] > 0 { // version-min
@@ -234,12 +236,12 @@ func (c *conn) login() error {
 // identify checks the first PDU's InitiatorName, SessionType and
 // TargetName.
 func (c *conn) identify(kvs []KV) error {
-	name, ok := lookup(kvs, "InitiatorName")
+	name, ok := iscsiwire.Lookup(kvs, "InitiatorName")
 	if !ok || name == "" {
 		return loginFail(loginMissingParam, "no InitiatorName")
 	}
 	c.initiator = name
-	st, _ := lookup(kvs, "SessionType")
+	st, _ := iscsiwire.Lookup(kvs, "SessionType")
 	switch st {
 	case "Discovery":
 		c.discovery = true
@@ -248,11 +250,11 @@ func (c *conn) identify(kvs []KV) error {
 	default:
 		return loginFail(loginInitiatorError, "SessionType %q", st)
 	}
-	tn, ok := lookup(kvs, "TargetName")
+	tn, ok := iscsiwire.Lookup(kvs, "TargetName")
 	if !ok {
 		return loginFail(loginMissingParam, "no TargetName")
 	}
-	t := c.srv.lookup(tn)
+	t := c.srv.findTarget(tn)
 	if t == nil {
 		return loginFail(loginNotFound, "no target %s", tn)
 	}
@@ -266,41 +268,41 @@ func (c *conn) identify(kvs []KV) error {
 // security runs AuthMethod and CHAP.
 func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV, bool, byte, []byte, error) {
 	var answer []KV
-	if m, ok := lookup(kvs, "AuthMethod"); ok {
+	if m, ok := iscsiwire.Lookup(kvs, "AuthMethod"); ok {
 		if !strings.Contains(","+m+",", ",CHAP,") {
 			return nil, false, 0, nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
 		}
-		answer = append(answer, KV{"AuthMethod", "CHAP"})
+		answer = append(answer, KV{Key: "AuthMethod", Value: "CHAP"})
 		if !c.discovery {
-			answer = append(answer, KV{"TargetPortalGroupTag", "1"})
+			answer = append(answer, KV{Key: "TargetPortalGroupTag", Value: "1"})
 		}
 	}
-	if a, ok := lookup(kvs, "CHAP_A"); ok {
-		if !strings.Contains(","+a+",", ","+chapMD5+",") {
+	if a, ok := iscsiwire.Lookup(kvs, "CHAP_A"); ok {
+		if !strings.Contains(","+a+",", ","+iscsiwire.ChapMD5+",") {
 			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_A %q: only MD5 (5) is supported", a)
 		}
 		var err error
-		id, challenge, err = newChallenge()
+		id, challenge, err = iscsiwire.NewChallenge()
 		if err != nil {
 			return nil, false, 0, nil, loginFail(loginTargetError, "%v", err)
 		}
-		answer = append(answer, KV{"CHAP_A", chapMD5}, KV{"CHAP_I", strconv.Itoa(int(id))}, KV{"CHAP_C", encodeBinary(challenge)})
+		answer = append(answer, KV{Key: "CHAP_A", Value: iscsiwire.ChapMD5}, KV{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, KV{Key: "CHAP_C", Value: iscsiwire.EncodeBinary(challenge)})
 	}
-	if r, ok := lookup(kvs, "CHAP_R"); ok {
+	if r, ok := iscsiwire.Lookup(kvs, "CHAP_R"); ok {
 		if challenge == nil {
 			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
 		}
-		user, _ := lookup(kvs, "CHAP_N")
+		user, _ := iscsiwire.Lookup(kvs, "CHAP_N")
 		creds, mutual, err := c.credentials(user)
 		if err != nil {
 			return nil, false, 0, nil, err
 		}
-		if err := verifyCHAP(creds, id, challenge, user, r); err != nil {
+		if err := iscsiwire.VerifyCHAP(creds, id, challenge, user, r); err != nil {
 			return nil, false, 0, nil, &loginError{loginAuthFailure, err}
 		}
-		if ci, ok := lookup(kvs, "CHAP_I"); ok { // mutual CHAP
-			cc, _ := lookup(kvs, "CHAP_C")
-			ch, err := decodeBinary(cc)
+		if ci, ok := iscsiwire.Lookup(kvs, "CHAP_I"); ok { // mutual CHAP
+			cc, _ := iscsiwire.Lookup(kvs, "CHAP_C")
+			ch, err := iscsiwire.DecodeBinary(cc)
 			n, ierr := strconv.Atoi(ci)
 			switch {
 			case mutual == nil:
@@ -310,7 +312,7 @@ func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV,
 			case string(ch) == string(challenge):
 				return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
 			}
-			answer = append(answer, KV{"CHAP_N", mutual.User}, KV{"CHAP_R", encodeBinary(chapResponse(byte(n), mutual.Secret, ch))})
+			answer = append(answer, KV{Key: "CHAP_N", Value: mutual.User}, KV{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(iscsiwire.ChapResponse(byte(n), mutual.Secret, ch))})
 		}
 		authed = true
 		challenge = nil
@@ -342,35 +344,35 @@ func (c *conn) negotiate(kvs []KV) []KV {
 		k, v := x.Key, x.Value
 		switch k {
 		case "HeaderDigest", "DataDigest":
-			out = append(out, KV{k, chooseDigest(v)})
+			out = append(out, KV{Key: k, Value: chooseDigest(v)})
 		case "MaxRecvDataSegmentLength":
 			// Declarative: what we may send. Ours is declared below.
 		case "MaxBurstLength":
-			out = append(out, KV{k, strconv.Itoa(minNum(v, ourMaxBurst))})
+			out = append(out, KV{Key: k, Value: strconv.Itoa(minNum(v, ourMaxBurst))})
 		case "FirstBurstLength":
-			out = append(out, KV{k, strconv.Itoa(minNum(v, ourFirstBurst))})
+			out = append(out, KV{Key: k, Value: strconv.Itoa(minNum(v, ourFirstBurst))})
 		case "ImmediateData":
-			out = append(out, KV{k, and(v)})
+			out = append(out, KV{Key: k, Value: and(v)})
 		case "InitialR2T":
-			out = append(out, KV{k, v}) // OR with our No
+			out = append(out, KV{Key: k, Value: v}) // OR with our No
 		case "MaxOutstandingR2T", "MaxConnections":
-			out = append(out, KV{k, "1"})
+			out = append(out, KV{Key: k, Value: "1"})
 		case "DataPDUInOrder", "DataSequenceInOrder":
-			out = append(out, KV{k, "Yes"})
+			out = append(out, KV{Key: k, Value: "Yes"})
 		case "ErrorRecoveryLevel", "DefaultTime2Retain":
-			out = append(out, KV{k, "0"})
+			out = append(out, KV{Key: k, Value: "0"})
 		case "DefaultTime2Wait":
-			out = append(out, KV{k, "2"})
+			out = append(out, KV{Key: k, Value: "2"})
 		case "IFMarker", "OFMarker":
-			out = append(out, KV{k, "No"})
+			out = append(out, KV{Key: k, Value: "No"})
 		case "InitiatorName", "InitiatorAlias", "TargetName", "SessionType", "AuthMethod":
 		default:
 			if !strings.HasPrefix(k, "X-") && !strings.HasPrefix(k, "X#") {
-				out = append(out, KV{k, "NotUnderstood"})
+				out = append(out, KV{Key: k, Value: "NotUnderstood"})
 			}
 		}
 	}
-	return append(out, KV{"MaxRecvDataSegmentLength", strconv.Itoa(ourMaxRecvData)})
+	return append(out, KV{Key: "MaxRecvDataSegmentLength", Value: strconv.Itoa(ourMaxRecvData)})
 }
 
 func chooseDigest(offer string) string {
@@ -402,7 +404,7 @@ func and(v string) string {
 func (c *conn) negotiateDefaults(kv map[string]string) {
 	if v, ok := kv["MaxRecvDataSegmentLength"]; ok {
 		if n, err := strconv.Atoi(v); err == nil && n >= 512 {
-			c.p.maxSendData = min(n, MaxDataSegment)
+			c.p.maxSendData = min(n, iscsiwire.MaxDataSegment)
 		}
 	}
 	if v, ok := kv["MaxBurstLength"]; ok {
@@ -432,14 +434,14 @@ func (c *conn) loginRespond(req *PDU, transit bool, csg, nsg int, kvs []KV, stat
 	}
 	r.BHS[1] = b1
 	copy(r.BHS[8:14], c.isid[:])
-	r.put16(14, c.tsih)
+	r.PutUint16At(14, c.tsih)
 	r.SetITT(req.ITT())
 	r.BHS[36], r.BHS[37] = byte(status>>8), byte(status)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	r.put32(24, c.statSN)
-	r.put32(28, c.expCmdSN)
-	r.put32(32, c.expCmdSN+cmdWindow-1)
+	r.PutUint32At(24, c.statSN)
+	r.PutUint32At(28, c.expCmdSN)
+	r.PutUint32At(32, c.expCmdSN+cmdWindow-1)
 	wire, err := r.Marshal(Digests{})
 	if err != nil {
 		return err

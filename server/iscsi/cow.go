@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/overboot/overboot/internal/iscsiwire"
 )
 
 // CowChunk is the copy-on-write granularity.
@@ -97,7 +99,7 @@ func (c *CowBacking) replay() error {
 		if n == 0 || n > 1<<20 || end > len(data) {
 			break
 		}
-		if crc32.Checksum(data[off:end-4], castagnoli) != binary.LittleEndian.Uint32(data[end-4:]) {
+		if crc32.Checksum(data[off:end-4], iscsiwire.Castagnoli) != binary.LittleEndian.Uint32(data[end-4:]) {
 			break
 		}
 		for i := 0; i < n; i++ {
@@ -204,7 +206,7 @@ func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
 		rec = binary.LittleEndian.AppendUint64(rec, ch.chunk)
 		rec = binary.LittleEndian.AppendUint64(rec, ch.slot)
 	}
-	rec = binary.LittleEndian.AppendUint32(rec, crc32.Checksum(rec, castagnoli))
+	rec = binary.LittleEndian.AppendUint32(rec, crc32.Checksum(rec, iscsiwire.Castagnoli))
 	if _, err := c.log.WriteAt(rec, c.logSize); err != nil {
 		return 0, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/overboot/overboot/internal/iscsiwire"
 )
 
 // writeTask is a WRITE waiting for its Data-Out.
@@ -54,7 +56,7 @@ func (c *conn) fullFeature(ctx context.Context) error {
 			r.BHS[0], r.BHS[1] = OpNOPIn, 0x80
 			r.SetLUN(p.LUN())
 			r.SetITT(p.ITT())
-			r.put32(20, 0xffffffff)
+			r.PutUint32At(20, 0xffffffff)
 			if err := c.send(r, true); err != nil {
 				return err
 			}
@@ -77,8 +79,8 @@ func (c *conn) fullFeature(ctx context.Context) error {
 			switch fn := p.BHS[1] & 0x7f; fn {
 			case 1, 2, 4, 5, 6, 7: // abort task/task set, clear task set, LU reset, target warm/cold reset
 				if fn == 1 {
-					if _, ok := writes[p.u32(20)]; ok {
-						delete(writes, p.u32(20))
+					if _, ok := writes[p.Uint32At(20)]; ok {
+						delete(writes, p.Uint32At(20))
 					}
 				}
 				r.BHS[2] = 0 // function complete
@@ -136,7 +138,7 @@ func (c *conn) fullFeature(ctx context.Context) error {
 			if w == nil {
 				continue // for an aborted task
 			}
-			off := int(p.u32(40))
+			off := int(p.Uint32At(40))
 			if off != w.got || off+len(p.Data) > len(w.buf) {
 				return fmt.Errorf("Data-Out at offset %d, expected %d", off, w.got)
 			}
@@ -198,7 +200,7 @@ func (c *conn) startWrite(p *PDU, l *lun) (*writeTask, result) {
 	if size > maxWriteTransfer {
 		return nil, errInvalidField
 	}
-	if exp := int(p.u32(20)); exp < size {
+	if exp := int(p.Uint32At(20)); exp < size {
 		return nil, errInvalidField
 	}
 	w := &writeTask{cmd: p, lun: l, buf: make([]byte, size)}
@@ -217,10 +219,10 @@ func (c *conn) r2t(w *writeTask) error {
 	r.BHS[0], r.BHS[1] = OpR2T, 0x80
 	r.SetLUN(w.cmd.LUN())
 	r.SetITT(w.cmd.ITT())
-	r.put32(20, w.ttt)
-	r.put32(36, w.r2tSN)
-	r.put32(40, uint32(w.got))
-	r.put32(44, uint32(want))
+	r.PutUint32At(20, w.ttt)
+	r.PutUint32At(36, w.r2tSN)
+	r.PutUint32At(40, uint32(w.got))
+	r.PutUint32At(44, uint32(want))
 	w.r2tSN++
 	w.solicited = w.got + want
 	return c.send(r, false)
@@ -233,7 +235,7 @@ func (c *conn) finishWrite(w *writeTask) {
 // respond sends a command's Data-In and status. Reads with good status
 // carry the status in the last Data-In (phase collapse).
 func (c *conn) respond(cmd *PDU, res result) {
-	expected := int(cmd.u32(20))
+	expected := int(cmd.Uint32At(20))
 	data := res.data
 	if lim := allocationLength(cmd.BHS[32:48]); lim > 0 && len(data) > int(lim) {
 		data = data[:lim]
@@ -264,13 +266,13 @@ func (c *conn) respond(cmd *PDU, res result) {
 				if over {
 					flags |= 0x04
 				}
-				r.put32(44, uint32(residual))
+				r.PutUint32At(44, uint32(residual))
 			}
 			r.BHS[1] = flags
 			r.SetITT(cmd.ITT())
-			r.put32(20, 0xffffffff)
-			r.put32(36, dataSN)
-			r.put32(40, uint32(off))
+			r.PutUint32At(20, 0xffffffff)
+			r.PutUint32At(36, dataSN)
+			r.PutUint32At(40, uint32(off))
 			dataSN++
 			if err := c.send(r, last); err != nil {
 				c.close()
@@ -296,7 +298,7 @@ func (c *conn) respond(cmd *PDU, res result) {
 	r.BHS[3] = res.status
 	r.SetITT(cmd.ITT())
 	if under || over {
-		r.put32(44, uint32(residual))
+		r.PutUint32At(44, uint32(residual))
 	}
 	if err := c.send(r, true); err != nil {
 		c.close()
@@ -310,7 +312,7 @@ func (c *conn) text(p *PDU) error {
 		return c.reject(p, 0x04)
 	}
 	var out []KV
-	if v, ok := lookup(kvs, "SendTargets"); ok {
+	if v, ok := iscsiwire.Lookup(kvs, "SendTargets"); ok {
 		var ts []*target
 		if c.discovery {
 			c.tmu.Lock()
@@ -323,14 +325,14 @@ func (c *conn) text(p *PDU) error {
 		addr := c.nc.LocalAddr().String()
 		for _, t := range ts {
 			if v == "All" || v == t.cfg.IQN || (v == "" && !c.discovery) {
-				out = append(out, KV{"TargetName", t.cfg.IQN}, KV{"TargetAddress", addr + ",1"})
+				out = append(out, KV{Key: "TargetName", Value: t.cfg.IQN}, KV{Key: "TargetAddress", Value: addr + ",1"})
 			}
 		}
 	}
 	r := &PDU{Data: marshalTextList(out)}
 	r.BHS[0], r.BHS[1] = OpTextResp, 0x80
 	r.SetITT(p.ITT())
-	r.put32(20, 0xffffffff)
+	r.PutUint32At(20, 0xffffffff)
 	return c.send(r, true)
 }
 

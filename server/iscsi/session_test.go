@@ -1,70 +1,39 @@
 package iscsi
 
 import (
-	"bufio"
+	"errors"
 	"net"
-	"strconv"
 	"testing"
 	"time"
+
+	initiatorpkg "github.com/overboot/overboot/initagent/iscsi"
 )
 
-// testLogin logs in to iqn as initiator with CHAP, the way an initiator
-// does (security stage straight to full feature), and returns the
-// connection or the login status.
+// testLogin logs in to iqn as initiator with the agent's initiator code
+// and returns the connection or the login status.
 func testLogin(t *testing.T, addr, initiator, iqn string, chap CHAP) (net.Conn, uint16) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := bufio.NewReader(nc)
-	exchange := func(transit bool, nsg int, kvs []KV) (*PDU, []KV) {
-		p := &PDU{Data: MarshalText(kvs)}
-		p.BHS[0] = OpLogin | 0x40
-		if transit {
-			p.BHS[1] = 0x80 | byte(nsg)
-		}
-		p.BHS[8] = 0x80 // ISID type
-		p.SetITT(1)
-		w, _ := p.Marshal(Digests{})
-		if _, err := nc.Write(w); err != nil {
-			t.Fatal(err)
-		}
-		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := ReadPDU(r, Digests{}, 1<<16)
-		if err != nil {
-			t.Fatalf("login response: %v", err)
-		}
-		out, _ := ParseText(resp.Data)
-		return resp, out
-	}
-	status := func(p *PDU) uint16 { return uint16(p.BHS[36])<<8 | uint16(p.BHS[37]) }
-	resp, _ := exchange(false, 0, []KV{{"InitiatorName", initiator}, {"SessionType", "Normal"}, {"TargetName", iqn}, {"AuthMethod", "CHAP,None"}})
-	if st := status(resp); st != 0 {
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = initiatorpkg.Login(&initiatorpkg.TCP{Conn: nc}, initiatorpkg.Options{Initiator: initiator, Target: iqn, CHAP: chap})
+	var le *initiatorpkg.LoginError
+	if errors.As(err, &le) {
 		nc.Close()
-		return nil, st
+		return nil, uint16(le.Class)<<8 | uint16(le.Detail)
 	}
-	resp, kvs := exchange(false, 0, []KV{{"CHAP_A", "5"}})
-	if st := status(resp); st != 0 {
-		nc.Close()
-		return nil, st
+	if err != nil {
+		t.Fatalf("login: %v", err)
 	}
-	id, _ := lookup(kvs, "CHAP_I")
-	ch, _ := lookup(kvs, "CHAP_C")
-	n, _ := strconv.Atoi(id)
-	challenge, _ := decodeBinary(ch)
-	resp, _ = exchange(true, 3, []KV{{"CHAP_N", chap.User}, {"CHAP_R", encodeBinary(chapResponse(byte(n), chap.Secret, challenge))}})
-	if st := status(resp); st != 0 {
-		nc.Close()
-		return nil, st
-	}
-	nc.SetReadDeadline(time.Time{})
+	nc.SetDeadline(time.Time{})
 	return nc, 0
 }
 
 func TestOneSessionPerTarget(t *testing.T) {
 	addr, _, _ := startTarget(t)
-	chap := CHAP{testUser, testPass}
+	chap := CHAP{User: testUser, Secret: testPass}
 	first, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	if st != 0 {
 		t.Fatalf("first login: status 0x%04x", st)
@@ -89,7 +58,7 @@ func TestOneSessionPerTarget(t *testing.T) {
 		t.Errorf("the old session is still open")
 	}
 	// Wrong secret: authentication failure.
-	if c, st := testLogin(t, addr, "iqn.2026-11.test:m3", testIQN+"-other", CHAP{"machine2", "wrong-secret-123"}); st != loginAuthFailure {
+	if c, st := testLogin(t, addr, "iqn.2026-11.test:m3", testIQN+"-other", CHAP{User: "machine2", Secret: "wrong-secret-123"}); st != loginAuthFailure {
 		if c != nil {
 			c.Close()
 		}
@@ -106,7 +75,7 @@ func TestOneSessionPerTarget(t *testing.T) {
 
 func TestEndSessionsOnRemove(t *testing.T) {
 	s, addr, _, _ := startTargetServer(t)
-	c, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, CHAP{testUser, testPass})
+	c, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, CHAP{User: testUser, Secret: testPass})
 	if st != 0 {
 		t.Fatalf("login: 0x%04x", st)
 	}
@@ -119,7 +88,7 @@ func TestEndSessionsOnRemove(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("the session outlived its target")
 	}
-	if c2, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, CHAP{testUser, testPass}); st != loginNotFound {
+	if c2, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, CHAP{User: testUser, Secret: testPass}); st != loginNotFound {
 		if c2 != nil {
 			c2.Close()
 		}

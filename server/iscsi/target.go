@@ -139,7 +139,7 @@ func (s *Server) Sessions() []Session {
 	return out
 }
 
-func (s *Server) lookup(iqn string) *target {
+func (s *Server) findTarget(iqn string) *target {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.targets[iqn]

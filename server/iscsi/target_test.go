@@ -43,10 +43,10 @@ func startTargetServer(t *testing.T) (*Server, string, []byte, string) {
 		t.Fatal(err)
 	}
 	s := New(nil)
-	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{rob, rw}, CHAP: CHAP{testUser, testPass}}); err != nil {
+	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{rob, rw}, CHAP: CHAP{User: testUser, Secret: testPass}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddTarget(TargetConfig{IQN: testIQN + "-other", LUNs: []Backing{rob}, CHAP: CHAP{"machine2", "another-secret-16"}}); err != nil {
+	if err := s.AddTarget(TargetConfig{IQN: testIQN + "-other", LUNs: []Backing{rob}, CHAP: CHAP{User: "machine2", Secret: "another-secret-16"}}); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,11 +82,11 @@ func TestAddTargetValidation(t *testing.T) {
 	s := New(nil)
 	b := &FileBacking{size: 512}
 	for _, tc := range []TargetConfig{
-		{IQN: "bogus", LUNs: []Backing{b}, CHAP: CHAP{"u", "twelve-bytes-x"}},
-		{IQN: testIQN, CHAP: CHAP{"u", "twelve-bytes-x"}},
+		{IQN: "bogus", LUNs: []Backing{b}, CHAP: CHAP{User: "u", Secret: "twelve-bytes-x"}},
+		{IQN: testIQN, CHAP: CHAP{User: "u", Secret: "twelve-bytes-x"}},
 		{IQN: testIQN, LUNs: []Backing{b}},
-		{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{"u", "short"}},
-		{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{"u", "twelve-bytes-x"}, MutualCHAP: &CHAP{"t", "twelve-bytes-x"}},
+		{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{User: "u", Secret: "short"}},
+		{IQN: testIQN, LUNs: []Backing{b}, CHAP: CHAP{User: "u", Secret: "twelve-bytes-x"}, MutualCHAP: &CHAP{User: "t", Secret: "twelve-bytes-x"}},
 	} {
 		if err := s.AddTarget(tc); err == nil {
 			t.Errorf("%+v accepted", tc)

@@ -1,4 +1,4 @@
-package iscsi
+package iscsiwire
 
 import (
 	"crypto/md5"
@@ -15,7 +15,7 @@ import (
 // CHAP (RFC 1994) as iSCSI uses it (RFC 7143 section 12.1.3): MD5 only
 // (CHAP_A=5), challenge and response as 0x-hex or 0b-base64 numbers.
 const (
-	chapMD5         = "5"
+	ChapMD5         = "5"
 	chapChallengeSz = 16
 	// MinSecretLen: RFC 7143 section 12.1.3 requires secrets of at least
 	// 96 bits when IPsec is not used.
@@ -52,7 +52,7 @@ func (c CHAP) Validate() error {
 }
 
 // chapResponse is MD5(id || secret || challenge).
-func chapResponse(id byte, secret Secret, challenge []byte) []byte {
+func ChapResponse(id byte, secret Secret, challenge []byte) []byte {
 	h := md5.New()
 	h.Write([]byte{id})
 	h.Write([]byte(secret))
@@ -61,7 +61,7 @@ func chapResponse(id byte, secret Secret, challenge []byte) []byte {
 }
 
 // newChallenge returns a fresh identifier and challenge.
-func newChallenge() (byte, []byte, error) {
+func NewChallenge() (byte, []byte, error) {
 	b := make([]byte, 1+chapChallengeSz)
 	if _, err := rand.Read(b); err != nil {
 		return 0, nil, err
@@ -70,10 +70,10 @@ func newChallenge() (byte, []byte, error) {
 }
 
 // encodeBinary writes a binary value as iSCSI 0x-hex.
-func encodeBinary(b []byte) string { return "0x" + hex.EncodeToString(b) }
+func EncodeBinary(b []byte) string { return "0x" + hex.EncodeToString(b) }
 
 // decodeBinary reads a 0x-hex or 0b-base64 value (RFC 7143 section 6.1).
-func decodeBinary(s string) ([]byte, error) {
+func DecodeBinary(s string) ([]byte, error) {
 	switch {
 	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
 		h := s[2:]
@@ -84,17 +84,17 @@ func decodeBinary(s string) ([]byte, error) {
 	case len(s) > 2 && (s[:2] == "0b" || s[:2] == "0B"):
 		return base64.StdEncoding.DecodeString(s[2:])
 	}
-	return nil, fmt.Errorf("binary value %q: want 0x<hex> or 0b<base64>", trunc(s))
+	return nil, fmt.Errorf("binary value %q: want 0x<hex> or 0b<base64>", Trunc(s))
 }
 
 // verifyCHAP checks an initiator's CHAP_N/CHAP_R against the expected
 // credentials for a challenge, in constant time.
-func verifyCHAP(want CHAP, id byte, challenge []byte, name, resp string) error {
-	r, err := decodeBinary(resp)
+func VerifyCHAP(want CHAP, id byte, challenge []byte, name, resp string) error {
+	r, err := DecodeBinary(resp)
 	if err != nil {
 		return fmt.Errorf("%w: CHAP_R: %v", ErrAuth, err)
 	}
-	expected := chapResponse(id, want.Secret, challenge)
+	expected := ChapResponse(id, want.Secret, challenge)
 	okName := subtle.ConstantTimeCompare([]byte(name), []byte(want.User)) == 1
 	okResp := subtle.ConstantTimeCompare(r, expected) == 1
 	if !okName || !okResp {

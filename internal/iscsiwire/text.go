@@ -1,4 +1,4 @@
-package iscsi
+package iscsiwire
 
 import (
 	"bytes"
@@ -43,9 +43,9 @@ func ParseText(b []byte) ([]KV, error) {
 		k, v, ok := strings.Cut(string(item), "=")
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: text item %q has no '='", ErrProtocol, trunc(string(item)))
+			return nil, fmt.Errorf("%w: text item %q has no '='", ErrProtocol, Trunc(string(item)))
 		case k == "" || len(k) > maxKeyLen:
-			return nil, fmt.Errorf("%w: text key %q", ErrProtocol, trunc(k))
+			return nil, fmt.Errorf("%w: text key %q", ErrProtocol, Trunc(k))
 		case len(v) > maxValueLen:
 			return nil, fmt.Errorf("%w: value of %s longer than %d bytes", ErrProtocol, k, maxValueLen)
 		case seen[k]:
@@ -53,7 +53,7 @@ func ParseText(b []byte) ([]KV, error) {
 		}
 		for _, c := range k {
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == '@' || c == '_') {
-				return nil, fmt.Errorf("%w: text key %q", ErrProtocol, trunc(k))
+				return nil, fmt.Errorf("%w: text key %q", ErrProtocol, Trunc(k))
 			}
 		}
 		seen[k] = true
@@ -62,7 +62,7 @@ func ParseText(b []byte) ([]KV, error) {
 	return out, nil
 }
 
-func trunc(s string) string {
+func Trunc(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "..."
 	}
@@ -82,7 +82,7 @@ func MarshalText(kvs []KV) []byte {
 }
 
 // lookup returns the value of key in kvs.
-func lookup(kvs []KV, key string) (string, bool) {
+func Lookup(kvs []KV, key string) (string, bool) {
 	for _, kv := range kvs {
 		if kv.Key == key {
 			return kv.Value, true

@@ -1,4 +1,4 @@
-package iscsi
+package iscsiwire
 
 import (
 	"bytes"
@@ -76,7 +76,7 @@ func TestText(t *testing.T) {
 	}
 	for _, bad := range []string{"a=1\x00a=2\x00", "noequals\x00", "=v\x00", strings.Repeat("k", 64) + "=v\x00", "k=" + strings.Repeat("v", 8193), "k\xff=v", "bad key=v"} {
 		if _, err := ParseText([]byte(bad)); !errors.Is(err, ErrProtocol) {
-			t.Errorf("%q: %v", trunc(bad), err)
+			t.Errorf("%q: %v", Trunc(bad), err)
 		}
 	}
 }
@@ -86,20 +86,20 @@ func TestCHAP(t *testing.T) {
 	secret := Secret("twelve-bytes-secret")
 	ch := []byte{1, 2, 3, 4}
 	want := md5.Sum(append(append([]byte{7}, secret...), ch...))
-	if got := chapResponse(7, secret, ch); !bytes.Equal(got, want[:]) {
+	if got := ChapResponse(7, secret, ch); !bytes.Equal(got, want[:]) {
 		t.Fatalf("response %x, want %x", got, want)
 	}
 	c := CHAP{User: "m1", Secret: secret}
-	if err := verifyCHAP(c, 7, ch, "m1", encodeBinary(want[:])); err != nil {
+	if err := VerifyCHAP(c, 7, ch, "m1", EncodeBinary(want[:])); err != nil {
 		t.Errorf("good response refused: %v", err)
 	}
-	if err := verifyCHAP(c, 7, ch, "m2", encodeBinary(want[:])); !errors.Is(err, ErrAuth) {
+	if err := VerifyCHAP(c, 7, ch, "m2", EncodeBinary(want[:])); !errors.Is(err, ErrAuth) {
 		t.Errorf("wrong name accepted")
 	}
-	if err := verifyCHAP(c, 8, ch, "m1", encodeBinary(want[:])); !errors.Is(err, ErrAuth) {
+	if err := VerifyCHAP(c, 8, ch, "m1", EncodeBinary(want[:])); !errors.Is(err, ErrAuth) {
 		t.Errorf("wrong id accepted")
 	}
-	if b, err := decodeBinary("0b" + "AQID"); err != nil || !bytes.Equal(b, []byte{1, 2, 3}) {
+	if b, err := DecodeBinary("0b" + "AQID"); err != nil || !bytes.Equal(b, []byte{1, 2, 3}) {
 		t.Errorf("base64: %x %v", b, err)
 	}
 	if s := fmt.Sprintf("%v %s %+v", secret, secret, c); strings.Contains(s, "twelve") {

@@ -1,4 +1,4 @@
-package iscsi
+package iscsiwire
 
 import (
 	"encoding/binary"
@@ -41,7 +41,7 @@ const MaxDataSegment = 1<<24 - 1
 // ErrProtocol marks malformed PDUs.
 var ErrProtocol = errors.New("iscsi protocol error")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var Castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // PDU is one iSCSI protocol data unit: the 48-byte basic header, any
 // additional header segments, and the data segment (without padding).
@@ -61,17 +61,17 @@ func (p *PDU) Immediate() bool { return p.BHS[0]&0x40 != 0 }
 func (p *PDU) Final() bool { return p.BHS[1]&0x80 != 0 }
 
 // Field accessors: offsets are those of RFC 7143 section 11.
-func (p *PDU) u32(off int) uint32      { return binary.BigEndian.Uint32(p.BHS[off:]) }
-func (p *PDU) put32(off int, v uint32) { binary.BigEndian.PutUint32(p.BHS[off:], v) }
-func (p *PDU) u16(off int) uint16      { return binary.BigEndian.Uint16(p.BHS[off:]) }
-func (p *PDU) put16(off int, v uint16) { binary.BigEndian.PutUint16(p.BHS[off:], v) }
-func (p *PDU) LUN() uint64             { return binary.BigEndian.Uint64(p.BHS[8:]) }
-func (p *PDU) SetLUN(v uint64)         { binary.BigEndian.PutUint64(p.BHS[8:], v) }
-func (p *PDU) ITT() uint32             { return p.u32(16) }
-func (p *PDU) SetITT(v uint32)         { p.put32(16, v) }
-func (p *PDU) CmdSN() uint32           { return p.u32(24) }
-func (p *PDU) ExpStatSN() uint32       { return p.u32(28) }
-func (p *PDU) dataSegmentLength() int  { return int(p.BHS[5])<<16 | int(p.BHS[6])<<8 | int(p.BHS[7]) }
+func (p *PDU) Uint32At(off int) uint32       { return binary.BigEndian.Uint32(p.BHS[off:]) }
+func (p *PDU) PutUint32At(off int, v uint32) { binary.BigEndian.PutUint32(p.BHS[off:], v) }
+func (p *PDU) Uint16At(off int) uint16       { return binary.BigEndian.Uint16(p.BHS[off:]) }
+func (p *PDU) PutUint16At(off int, v uint16) { binary.BigEndian.PutUint16(p.BHS[off:], v) }
+func (p *PDU) LUN() uint64                   { return binary.BigEndian.Uint64(p.BHS[8:]) }
+func (p *PDU) SetLUN(v uint64)               { binary.BigEndian.PutUint64(p.BHS[8:], v) }
+func (p *PDU) ITT() uint32                   { return p.Uint32At(16) }
+func (p *PDU) SetITT(v uint32)               { p.PutUint32At(16, v) }
+func (p *PDU) CmdSN() uint32                 { return p.Uint32At(24) }
+func (p *PDU) ExpStatSN() uint32             { return p.Uint32At(28) }
+func (p *PDU) dataSegmentLength() int        { return int(p.BHS[5])<<16 | int(p.BHS[6])<<8 | int(p.BHS[7]) }
 func (p *PDU) setDataSegmentLength(n int) {
 	p.BHS[5], p.BHS[6], p.BHS[7] = byte(n>>16), byte(n>>8), byte(n)
 }
@@ -84,7 +84,7 @@ type Digests struct{ Header, Data bool }
 func crc(b ...[]byte) uint32 {
 	var c uint32
 	for _, x := range b {
-		c = crc32.Update(c, castagnoli, x)
+		c = crc32.Update(c, Castagnoli, x)
 	}
 	return c
 }
