@@ -1,0 +1,82 @@
+package machines
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestMachineState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := net.ParseMAC("52:54:00:12:34:56")
+	c1, err := s.CHAP(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Validate(); err != nil {
+		t.Fatalf("generated credentials invalid: %v", err)
+	}
+	c2, _ := s.CHAP(mac)
+	if c1.Secret != c2.Secret {
+		t.Errorf("the secret changed without a rotation")
+	}
+	c3, _ := s.Rotate(mac)
+	if c3.Secret == c1.Secret || c3.User != c1.User {
+		t.Errorf("rotation kept the secret or changed the user")
+	}
+	for _, p := range []string{dir, s.Dir(mac), filepath.Join(s.Dir(mac), "secret")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", p, fi.Mode().Perm(), want)
+		}
+	}
+	path, created, err := s.UpperPath(mac, 1<<30)
+	if err != nil || !created {
+		t.Fatalf("first upper: %v %v", created, err)
+	}
+	os.WriteFile(path, []byte("data"), 0o600)
+	if _, created, _ := s.UpperPath(mac, 1<<30); created {
+		t.Errorf("the upper disk was created again")
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("upper mode %o", fi.Mode().Perm())
+	}
+	if err := s.Reset(mac); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("reset kept the upper disk")
+	}
+	if c, _ := s.CHAP(mac); c.Secret != c3.Secret {
+		t.Errorf("reset changed the secret")
+	}
+	if l, _ := s.List(); len(l) != 1 || l[0].String() != mac.String() {
+		t.Errorf("list: %v", l)
+	}
+	if err := s.Delete(mac); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := net.ParseMAC("52:54:00:00:00:09")
+	if err := s.Reset(other); !errors.Is(err, ErrUnknown) {
+		t.Errorf("reset of an unknown machine: %v", err)
+	}
+	if IQN(mac) != "iqn.2026-11.org.overboot:m-525400123456" {
+		t.Errorf("IQN %s", IQN(mac))
+	}
+	if _, _, err := s.UpperPath(mac, 1000); err == nil {
+		t.Errorf("odd size accepted")
+	}
+}
