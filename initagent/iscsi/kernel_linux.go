@@ -1,0 +1,162 @@
+package iscsi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/u-root/iscsinl"
+
+	"github.com/overboot/overboot/internal/iscsiwire"
+)
+
+// kernelPDU adapts a login PDU to iscsinl's netlink SEND_PDU: header then
+// unpadded data, no digests (login PDUs never carry them).
+type kernelPDU struct{ p *iscsiwire.PDU }
+
+func (k kernelPDU) HeaderLen() uint32 { return iscsiwire.BHSLen }
+func (k kernelPDU) DataLen() uint32   { return uint32(len(k.p.Data)) }
+func (k kernelPDU) Serialize() []byte {
+	wire, _ := k.p.Marshal(iscsiwire.Digests{})
+	return wire[:iscsiwire.BHSLen+len(k.p.Data)]
+}
+
+// netlinkTransport sends and receives login PDUs through the kernel's
+// iscsi_tcp connection, which owns the socket.
+type netlinkTransport struct {
+	nl       *iscsinl.IscsiIpcConn
+	sid, cid uint32
+}
+
+func (t *netlinkTransport) Send(p *iscsiwire.PDU) error {
+	return t.nl.SendPDU(t.sid, t.cid, kernelPDU{p})
+}
+
+func (t *netlinkTransport) Recv() (*iscsiwire.PDU, error) {
+	raw, err := t.nl.RecvPDU(t.sid, t.cid)
+	if err != nil {
+		return nil, err
+	}
+	return iscsiwire.ReadPDU(bytes.NewReader(raw), iscsiwire.Digests{}, iscsiwire.MaxDataSegment)
+}
+
+// Attachment is an iSCSI LUN the kernel now has as a block device.
+type Attachment struct {
+	Device   string // /dev/sdX
+	SID, CID uint32
+}
+
+// Attach logs in to the target at portal through the kernel's iscsi_tcp
+// initiator (module iscsi_tcp loaded), and returns the block device of
+// LUN lun. The kernel keeps the session after this process is gone: it
+// survives switch_root.
+func Attach(ctx context.Context, portal string, lun int, o Options, scanTimeout time.Duration) (Attachment, error) {
+	nl, err := iscsinl.ConnectNetlink()
+	if err != nil {
+		return Attachment{}, fmt.Errorf("iscsi netlink (is iscsi_tcp loaded?): %w", err)
+	}
+	sid, hostID, err := nl.CreateSession(128, 32)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("iscsi: create session: %w", err)
+	}
+	cid, err := nl.CreateConnection(sid)
+	if err != nil {
+		nl.DestroySession(sid)
+		return Attachment{}, fmt.Errorf("iscsi: create connection: %w", err)
+	}
+	fail := func(err error) (Attachment, error) {
+		nl.StopConnection(sid, cid)
+		nl.DestroyConnection(sid, cid)
+		nl.DestroySession(sid)
+		return Attachment{}, err
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", portal)
+	if err != nil {
+		return fail(fmt.Errorf("iscsi: connect to %s: %w: is the server's iSCSI portal reachable?", portal, err))
+	}
+	f, err := conn.(*net.TCPConn).File()
+	conn.Close() // the kernel holds its own reference through the fd
+	if err != nil {
+		return fail(err)
+	}
+	err = nl.BindConnection(sid, cid, int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return fail(fmt.Errorf("iscsi: bind connection: %w", err))
+	}
+	o.ISID = [6]byte{0x80, 0x00, 0x23, 0x42, byte(sid >> 8), byte(sid)}
+	n, err := Login(&netlinkTransport{nl: nl, sid: sid, cid: cid}, o)
+	if err != nil {
+		return fail(fmt.Errorf("%s at %s: %w", o.Target, portal, err))
+	}
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	for _, p := range []struct {
+		k iscsinl.IscsiParam
+		v string
+	}{
+		{iscsinl.ISCSI_PARAM_TARGET_NAME, o.Target},
+		{iscsinl.ISCSI_PARAM_INITIATOR_NAME, o.Initiator},
+		{iscsinl.ISCSI_PARAM_MAX_RECV_DLENGTH, strconv.Itoa(n.MaxRecvDataSegmentLength)},
+		{iscsinl.ISCSI_PARAM_MAX_XMIT_DLENGTH, strconv.Itoa(n.MaxXmitDataSegmentLength)},
+		{iscsinl.ISCSI_PARAM_FIRST_BURST, strconv.Itoa(n.FirstBurstLength)},
+		{iscsinl.ISCSI_PARAM_MAX_BURST, strconv.Itoa(n.MaxBurstLength)},
+		{iscsinl.ISCSI_PARAM_PDU_INORDER_EN, "1"},
+		{iscsinl.ISCSI_PARAM_DATASEQ_INORDER_EN, "1"},
+		{iscsinl.ISCSI_PARAM_INITIAL_R2T_EN, b(n.InitialR2T)},
+		{iscsinl.ISCSI_PARAM_IMM_DATA_EN, b(n.ImmediateData)},
+		{iscsinl.ISCSI_PARAM_EXP_STATSN, strconv.FormatUint(uint64(n.ExpStatSN), 10)},
+		{iscsinl.ISCSI_PARAM_HDRDGST_EN, b(n.HeaderDigest)},
+		{iscsinl.ISCSI_PARAM_DATADGST_EN, b(n.DataDigest)},
+		{iscsinl.ISCSI_PARAM_PING_TMO, "5"},
+		{iscsinl.ISCSI_PARAM_RECV_TMO, "5"},
+	} {
+		if err := nl.SetParam(sid, cid, p.k, p.v); err != nil {
+			return fail(fmt.Errorf("iscsi: set %s: %w", p.k, err))
+		}
+	}
+	if err := nl.StartConnection(sid, cid); err != nil {
+		return fail(fmt.Errorf("iscsi: start connection: %w", err))
+	}
+	dev, err := scan(hostID, sid, lun, scanTimeout)
+	if err != nil {
+		return Attachment{SID: sid, CID: cid}, err
+	}
+	// Current kernels have no "noop" scheduler: "none" (blk-mq).
+	os.WriteFile(filepath.Join("/sys/block", filepath.Base(dev), "queue/scheduler"), []byte("none"), 0)
+	return Attachment{Device: dev, SID: sid, CID: cid}, nil
+}
+
+// scan asks the SCSI host for the target's LUNs and waits for LUN lun's
+// block device.
+func scan(hostID, sid uint32, lun int, timeout time.Duration) (string, error) {
+	if err := os.WriteFile(fmt.Sprintf("/sys/class/scsi_host/host%d/scan", hostID), []byte("- - -"), 0); err != nil {
+		return "", fmt.Errorf("iscsi: scan host%d: %w", hostID, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		// .../session<sid>/target<h>:<c>:<t>/<h>:<c>:<t>:<lun>/block/<dev>
+		matches, _ := filepath.Glob(fmt.Sprintf("/sys/class/iscsi_session/session%d/device/target*/*:%d/block/*", sid, lun))
+		for _, m := range matches {
+			name := filepath.Base(m)
+			if _, err := os.Stat("/dev/" + name); err == nil {
+				return "/dev/" + name, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("iscsi: no block device for LUN " + strconv.Itoa(lun) + " after " + timeout.String() + ": is sd_mod loaded, and does the target have that LUN?")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
