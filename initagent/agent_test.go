@@ -254,3 +254,28 @@ func TestDeferredModules(t *testing.T) {
 		t.Errorf("deferred(ext4) = %v: a module the command line asks for must load in the modules phase", got)
 	}
 }
+
+func TestISCSILowerPlan(t *testing.T) {
+	doc := boot.Document{Version: 1, Lower: boot.Source{ISCSI: &boot.ISCSISource{
+		Portal: "10.0.2.100:3260", Target: "iqn.2026-11.org.overboot:m-1", Initiator: "iqn.2026-11.org.overboot:i-1",
+		CHAP:   &boot.CHAP{User: "m1", Secret: "very-secret-value"},
+		Digest: boot.Digest("sha256:" + strings.Repeat("ab", 32)), Size: 4096,
+	}}, Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}}}
+	steps, err := RootPlan(boot.Params{}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := FormatPlan(steps)
+	for _, want := range []string{"modprobe -a iscsi_tcp sd_mod crc32c_generic", "iscsi login iqn.2026-11.org.overboot:m-1 at 10.0.2.100:3260 lun 0 as iqn.2026-11.org.overboot:i-1 (chap user m1) -> /run/overboot/lower.dev", "verify /run/overboot/lower.dev: first 4096 bytes", "mount -t squashfs -o ro /run/overboot/lower.dev /run/overboot/lower"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("plan has no %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "very-secret-value") {
+		t.Errorf("the plan shows the CHAP secret:\n%s", text)
+	}
+	doc.Lower.ISCSI.Digest, doc.Lower.ISCSI.Size = "", 0
+	if _, err := RootPlan(boot.Params{}, doc); err == nil {
+		t.Errorf("an unverifiable iSCSI lower was planned")
+	}
+}

@@ -3,6 +3,7 @@ package initagent
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent/fetch"
+	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/internal/iscsiwire"
 )
 
 // LinuxExecutor performs plan steps with real syscalls. It only makes sense
@@ -61,6 +64,10 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (string, error) {
 		return download(ctx, s, e.Client, e.progress)
 	case LoopMount:
 		return loopMount(s)
+	case ISCSIAttach:
+		return iscsiAttach(ctx, s)
+	case VerifyDevice:
+		return verifyDevice(s)
 	case CheckInit:
 		return "", checkInit(s.Root, s.Init)
 	case SwitchRoot:
@@ -434,4 +441,48 @@ func download(ctx context.Context, s Download, client *http.Client, progress fun
 		return "", err
 	}
 	return res.String(), nil
+}
+
+// iscsiAttach logs in through the kernel initiator and links the device.
+func iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
+	src := s.Source
+	o := iscsi.Options{Initiator: src.Initiator, Target: src.Target}
+	if src.CHAP == nil {
+		return "", fmt.Errorf("iscsi %s: no CHAP credentials in the boot document", src.Target)
+	}
+	o.CHAP = iscsiwire.CHAP{User: src.CHAP.User, Secret: iscsiwire.Secret(src.CHAP.Secret)}
+	if src.CHAP.TargetUser != "" {
+		o.TargetCHAP = &iscsiwire.CHAP{User: src.CHAP.TargetUser, Secret: iscsiwire.Secret(src.CHAP.TargetSecret)}
+	}
+	a, err := iscsi.Attach(ctx, src.Portal, src.LUN, o, 20*time.Second)
+	if err != nil {
+		return "", err
+	}
+	os.Remove(s.Link)
+	if err := os.Symlink(a.Device, s.Link); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s lun %d is %s (session %d)", src.Target, src.LUN, a.Device, a.SID), nil
+}
+
+// verifyDevice hashes the first Size bytes of the device.
+func verifyDevice(v VerifyDevice) (string, error) {
+	f, err := os.Open(v.Path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	start := time.Now()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, io.LimitReader(f, v.Size), make([]byte, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", v.Path, err)
+	}
+	if n != v.Size {
+		return "", fmt.Errorf("%s: %d bytes, the image has %d: is the LUN the right one?", v.Path, n, v.Size)
+	}
+	if got := boot.DigestFromSum(h.Sum(nil)); got != v.Digest {
+		return "", fmt.Errorf("%s: sha256 is %s, expected %s: the LUN does not hold the image the document names", v.Path, got.Hex(), v.Digest.Hex())
+	}
+	return fmt.Sprintf("%d bytes verified in %.1fs", n, time.Since(start).Seconds()), nil
 }

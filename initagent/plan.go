@@ -40,6 +40,7 @@ const (
 	WorkDir     = RWMount + "/work"
 	NewRoot     = "/newroot"
 	ModulesList = "/etc/overboot/modules" // written by mkimage initramfs
+	LowerDevice = RunDir + "/lower.dev"   // symlink to the lower's block device (iSCSI)
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -81,13 +82,17 @@ func (m Mkdir) Phase() Phase { return m.PhaseOf }
 // LoadModules loads the modules listed in ListFile, then Extra, each with
 // its dependencies from modules.dep, except those in Skip.
 type LoadModules struct {
-	ListFile string
+	ListFile string // "" = none
 	Extra    []string
 	Skip     []string // listed but loaded later, by the step that needs them
+	PhaseOf  Phase    // "" = PhaseModules
 }
 
 func (l LoadModules) String() string {
-	s := "modprobe -a $(cat " + l.ListFile + ")"
+	s := "modprobe -a"
+	if l.ListFile != "" {
+		s += " $(cat " + l.ListFile + ")"
+	}
 	if len(l.Extra) > 0 {
 		s += " " + strings.Join(l.Extra, " ")
 	}
@@ -102,8 +107,54 @@ func (l LoadModules) String() string {
 // a second under emulation) and the iSCSI steps load them when needed.
 var DeferredModules = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic"}
 
+// ISCSIModules are what an iSCSI disk needs (dependencies follow).
+var ISCSIModules = []string{"iscsi_tcp", "sd_mod", "crc32c_generic"}
+
+// ISCSIAttach logs in to an iSCSI target through the kernel's initiator
+// and links the LUN's block device at Link. Its String never shows the
+// CHAP secret.
+type ISCSIAttach struct {
+	Source  boot.ISCSISource
+	Link    string
+	PhaseOf Phase
+}
+
+func (a ISCSIAttach) String() string {
+	s := fmt.Sprintf("iscsi login %s at %s lun %d as %s", a.Source.Target, a.Source.Portal, a.Source.LUN, a.Source.Initiator)
+	if a.Source.CHAP != nil {
+		s += " (chap user " + a.Source.CHAP.User
+		if a.Source.CHAP.TargetUser != "" {
+			s += ", mutual"
+		}
+		s += ")"
+	}
+	return s + " -> " + a.Link
+}
+
 // Phase implements Step.
-func (LoadModules) Phase() Phase { return PhaseModules }
+func (a ISCSIAttach) Phase() Phase { return a.PhaseOf }
+
+// VerifyDevice checks the SHA-256 of the first Size bytes of a device.
+type VerifyDevice struct {
+	Path   string
+	Digest boot.Digest
+	Size   int64
+}
+
+func (v VerifyDevice) String() string {
+	return fmt.Sprintf("verify %s: first %d bytes are %s", v.Path, v.Size, v.Digest.Short())
+}
+
+// Phase implements Step.
+func (VerifyDevice) Phase() Phase { return PhaseLower }
+
+// Phase implements Step.
+func (l LoadModules) Phase() Phase {
+	if l.PhaseOf != "" {
+		return l.PhaseOf
+	}
+	return PhaseModules
+}
 
 // Network brings up an interface and configures it with DHCPv4.
 type Network struct {
@@ -230,8 +281,20 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 			Download{URL: h.URL, Digest: h.Digest, Size: h.Size, Dest: ImageFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
 			LoopMount{File: ImageFile, Target: LowerMount, FSType: "squashfs"},
 		)
+	case d.Lower.ISCSI != nil:
+		src := d.Lower.ISCSI
+		if src.Digest == "" {
+			return nil, fmt.Errorf("lower.iscsi: a read-only lower needs a digest and a size to be verified")
+		}
+		steps = append(steps,
+			LoadModules{Extra: ISCSIModules, PhaseOf: PhaseLower},
+			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
+			ISCSIAttach{Source: *src, Link: LowerDevice, PhaseOf: PhaseLower},
+			VerifyDevice{Path: LowerDevice, Digest: src.Digest, Size: src.Size},
+			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
+		)
 	default:
-		return nil, fmt.Errorf("lower layer: only http is supported by this agent so far")
+		return nil, fmt.Errorf("lower layer: none in the boot document")
 	}
 	switch {
 	case d.Upper.Tmpfs != nil:
