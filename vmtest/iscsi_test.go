@@ -58,7 +58,7 @@ func TestISCSILower(t *testing.T) {
 	}))
 	vm := startVM(t, Options{
 		Kernel: a.Kernel, Initrd: a.Initramfs, MemoryMB: 512,
-		Append: directCmdline("overboot.doc=http://"+GuestServer+"/doc", "overboot.onfail=poweroff", "overboot.onfail.delay=1s"),
+		Append:   directCmdline("overboot.doc=http://"+GuestServer+"/doc", "overboot.onfail=poweroff", "overboot.onfail.delay=1s"),
 		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: ln.Addr().String()}},
 	})
 	expectPass(t, vm)
