@@ -102,6 +102,14 @@ func mountFlags(opts []string) (uintptr, string) {
 			flags |= unix.MS_NODEV
 		case "noexec":
 			flags |= unix.MS_NOEXEC
+		case "noatime":
+			flags |= unix.MS_NOATIME
+		case "nodiratime":
+			flags |= unix.MS_NODIRATIME
+		case "relatime":
+			flags |= unix.MS_RELATIME
+		case "sync":
+			flags |= unix.MS_SYNCHRONOUS
 		default:
 			data = append(data, o)
 		}

@@ -37,3 +37,11 @@ func TestUptime(t *testing.T) {
 		t.Errorf("Uptime not monotonic and positive: %v then %v", a, b)
 	}
 }
+
+func TestMountFlagsAtime(t *testing.T) {
+	// ext4 refuses "noatime" as data ("Unknown parameter"): it is a flag.
+	flags, data := mountFlags([]string{"noatime", "relatime", "errors=remount-ro"})
+	if flags&unix.MS_NOATIME == 0 || flags&unix.MS_RELATIME == 0 || data != "errors=remount-ro" {
+		t.Errorf("mountFlags = %#x, %q", flags, data)
+	}
+}

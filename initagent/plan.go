@@ -41,6 +41,7 @@ const (
 	NewRoot     = "/newroot"
 	ModulesList = "/etc/overboot/modules" // written by mkimage initramfs
 	LowerDevice = RunDir + "/lower.dev"   // symlink to the lower's block device (iSCSI)
+	UpperDevice = RunDir + "/upper.dev"   // symlink to the upper's block device (iSCSI)
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -307,8 +308,19 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 			Mount{Source: "tmpfs", Target: RWMount, FSType: "tmpfs", Options: []string{"mode=0755", "size=" + tmpfsSize(size)}, PhaseOf: PhaseUpper},
 			Mkdir{Paths: []string{UpperDir, WorkDir}, PhaseOf: PhaseUpper},
 		)
+	case d.Upper.ISCSI != nil:
+		mods := append(append([]string(nil), ISCSIModules...), "ext4")
+		steps = append(steps,
+			LoadModules{Extra: mods, PhaseOf: PhaseUpper},
+			Mkdir{Paths: []string{RWMount}, PhaseOf: PhaseUpper},
+			ISCSIAttach{Source: *d.Upper.ISCSI, Link: UpperDevice, PhaseOf: PhaseUpper},
+			// The server formats a machine's disk when it creates it; a
+			// disk without ext4 fails here with the mount's error.
+			Mount{Source: UpperDevice, Target: RWMount, FSType: "ext4", Options: []string{"noatime"}, PhaseOf: PhaseUpper},
+			Mkdir{Paths: []string{UpperDir, WorkDir}, PhaseOf: PhaseUpper},
+		)
 	default:
-		return nil, fmt.Errorf("upper layer: only tmpfs is supported by this agent so far")
+		return nil, fmt.Errorf("upper layer: none in the boot document")
 	}
 	init := d.InitPath()
 	steps = append(steps,

@@ -14,6 +14,9 @@ const (
 	MarkerPass = "OVERBOOT-TEST-PASS"
 	MarkerFail = "OVERBOOT-TEST-FAIL"
 	MarkerInit = "OVERBOOT-TEST-INIT" // first line of the root's init, with the uptime
+
+	MarkerPersistNew   = "OVERBOOT-TEST-PERSIST-NEW"   // no /persist from an earlier boot
+	MarkerPersistFound = "OVERBOOT-TEST-PERSIST-FOUND" // /persist survived a reboot
 )
 
 // testInit is the root's /sbin/init: it proves the root is what the agent
@@ -35,9 +38,22 @@ esac
 touch /run/overboot/lower/probe 2>/dev/null && fail "the lower layer accepted a write"
 
 upper=$(awk '$2 == "/run/overboot/rw" { print $3 }' /proc/mounts)
-[ "$upper" = tmpfs ] || [ -n "$OVERBOOT_TEST_UPPER" ] || fail "upper /run/overboot/rw is '$upper', not tmpfs"
+case "${OVERBOOT_TEST_UPPER:-tmpfs}" in
+tmpfs) [ "$upper" = tmpfs ] || fail "upper /run/overboot/rw is '$upper', not tmpfs" ;;
+iscsi) [ "$upper" = ext4 ] || fail "upper /run/overboot/rw is '$upper', not the ext4 iSCSI disk" ;;
+esac
 
-[ "$(cat /etc/marker)" = original ] || fail "/etc/marker is not the image's"
+# A persistent upper keeps /persist from one boot to the next.
+persisted=
+if [ -f /persist ]; then
+	echo "` + MarkerPersistFound + ` $(cat /persist)"
+	persisted=1
+else
+	echo "` + MarkerPersistNew + `"
+fi
+echo "boot-at-$up" > /persist || fail "cannot write /persist"
+
+[ -n "$persisted" ] || [ "$(cat /etc/marker)" = original ] || fail "/etc/marker is not the image's"
 echo changed > /etc/marker || fail "cannot write /etc/marker"
 echo new > /new-file || fail "cannot create /new-file"
 [ "$(cat /etc/marker)" = changed ] || fail "write to /etc/marker did not stick"
@@ -49,6 +65,7 @@ if [ -f /pad ]; then
 	[ "$(sha256sum /pad | cut -d' ' -f1)" = "$(cat /pad.sha256)" ] || fail "/pad is corrupted"
 fi
 
+sync
 echo "` + MarkerPass + ` root=$root lower=squashfs-ro upper=$upper"
 poweroff -f
 sleep 10

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -92,7 +93,8 @@ func (s *Store) rotateLocked(mac net.HardwareAddr) (iscsiwire.CHAP, error) {
 }
 
 // UpperPath returns the machine's upper disk file, creating it sparse
-// with size bytes (0600) when missing. created says whether it was new.
+// with size bytes (0600) and an empty ext4 filesystem (mkfs.ext4 from
+// e2fsprogs) when missing. created says whether it was new.
 func (s *Store) UpperPath(mac net.HardwareAddr, size int64) (path string, created bool, err error) {
 	if size <= 0 || size%512 != 0 {
 		return "", false, fmt.Errorf("upper disk size %d: want a positive multiple of 512", size)
@@ -110,12 +112,19 @@ func (s *Store) UpperPath(mac net.HardwareAddr, size int64) (path string, create
 	if err != nil {
 		return "", false, err
 	}
-	defer f.Close()
 	if err := f.Truncate(size); err != nil {
+		f.Close()
 		os.Remove(path)
 		return "", false, err
 	}
-	return path, true, f.Sync()
+	f.Close()
+	// lazy_itable_init keeps the file sparse; the label says whose it is.
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "overboot-upper", "-E", "lazy_itable_init=1,lazy_journal_init=1", path).CombinedOutput()
+	if err != nil {
+		os.Remove(path)
+		return "", false, fmt.Errorf("format the upper disk of %s (mkfs.ext4, package e2fsprogs): %v: %s", mac, err, strings.TrimSpace(string(out)))
+	}
+	return path, true, nil
 }
 
 // CowPath is where the machine's copy-on-write layer lives.

@@ -47,6 +47,14 @@ func TestMachineState(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("first upper: %v %v", created, err)
 	}
+	sb := make([]byte, 2)
+	if f, err := os.Open(path); err == nil {
+		f.ReadAt(sb, 1024+56) // the ext4 superblock's magic
+		f.Close()
+	}
+	if sb[0] != 0x53 || sb[1] != 0xef {
+		t.Errorf("the new upper disk has no ext4 filesystem")
+	}
 	os.WriteFile(path, []byte("data"), 0o600)
 	if _, created, _ := s.UpperPath(mac, 1<<30); created {
 		t.Errorf("the upper disk was created again")

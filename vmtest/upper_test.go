@@ -1,0 +1,135 @@
+package vmtest
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	target "github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/machines"
+)
+
+// iscsiServer is the embedded target serving one machine's upper disk,
+// stoppable and restartable on the same address.
+type iscsiServer struct {
+	t      *testing.T
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+	lun    target.Backing
+}
+
+func (s *iscsiServer) start(iqn, initiator, disk string, chap target.CHAP) {
+	s.t.Helper()
+	lun, err := target.OpenFile(disk, false)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	srv := target.New(nil)
+	if err := srv.AddTarget(target.TargetConfig{IQN: iqn, LUNs: []target.Backing{lun}, CHAP: chap, Initiators: []string{initiator}}); err != nil {
+		s.t.Fatal(err)
+	}
+	addr := s.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done, s.lun = cancel, make(chan struct{}), lun
+	go func() { srv.Serve(ctx, ln); close(s.done) }()
+}
+
+func (s *iscsiServer) stop() {
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+		s.lun.Close()
+		s.cancel = nil
+	}
+}
+
+// TestISCSIUpperPersists: lower over HTTP, upper on the machine's private
+// iSCSI disk. A file written in one boot is there in the next, still
+// there after the server restarts, and gone after the disk is reset.
+func TestISCSIUpperPersists(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	mac, _ := net.ParseMAC("52:54:00:0b:00:02")
+	const initiator = "iqn.2026-11.org.overboot:i-5254000b0002"
+	state, err := machines.Open(filepath.Join(t.TempDir(), "machines"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chap, err := state.CHAP(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, created, err := state.UpperPath(mac, 256<<20)
+	if err != nil || !created {
+		t.Fatalf("upper disk: %v %v", created, err)
+	}
+	iq := &iscsiServer{t: t}
+	iq.start(machines.IQN(mac), initiator, disk, chap)
+	t.Cleanup(iq.stop)
+
+	doc := boot.Document{Version: 1,
+		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://" + GuestServer + "/" + filepath.Base(a.Root), Digest: a.RootSum, Size: a.RootSize}},
+		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: GuestServer + ":3260", Target: machines.IQN(mac), Initiator: initiator,
+			CHAP: &boot.CHAP{User: chap.User, Secret: string(chap.Secret)}}},
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := http.FileServer(http.Dir(filepath.Dir(a.Root)))
+	httpAddr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/doc" {
+			w.Write(body)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	boot := func(want string) {
+		t.Helper()
+		vm := startVM(t, Options{
+			Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac.String(),
+			Append:   directCmdline("overboot.doc=http://"+GuestServer+"/doc", "overboot.onfail=poweroff", "overboot.onfail.delay=1s", "OVERBOOT_TEST_UPPER=iscsi"),
+			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iq.addr}},
+		})
+		if l, err := vm.Expect(want, bootTimeout); err != nil {
+			t.Fatalf("no %s: %v", want, err)
+		} else {
+			t.Logf("console: %s", l.Text)
+		}
+		expectPass(t, vm)
+	}
+	boot(MarkerPersistNew)
+	boot(MarkerPersistFound)
+	iq.stop()
+	iq.start(machines.IQN(mac), initiator, disk, chap)
+	boot(MarkerPersistFound)
+	iq.stop()
+	if err := state.Reset(mac); err != nil {
+		t.Fatal(err)
+	}
+	if disk, created, err = state.UpperPath(mac, 256<<20); err != nil || !created {
+		t.Fatalf("upper disk after reset: %v %v", created, err)
+	}
+	iq.start(machines.IQN(mac), initiator, disk, chap)
+	boot(MarkerPersistNew)
+}
