@@ -58,6 +58,17 @@ func (t *tracker) script(mac, profile, addr string) {
 	t.byAddr[addr] = mac
 }
 
+// stage records a boot stage of a machine known by MAC.
+func (t *tracker) stage(mac, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if m := t.byMAC[mac]; m != nil {
+		now := t.nowClock()
+		m.LastSeen = now
+		m.Stages = append(m.Stages, Stage{Name: name, At: now})
+	}
+}
+
 func (t *tracker) blob(addr, kind string, n int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -179,7 +190,11 @@ func (s *Server) logged(h http.Handler) http.Handler {
 			sw.code = http.StatusOK
 		}
 		s.metrics.request(endpoint(r.URL.Path), sw.code)
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		path := r.URL.Path
+		if strings.HasPrefix(path, "/doc/") {
+			path = "/doc/[token]" // a live token is a credential
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("method", r.Method), slog.String("path", path),
 			slog.Int("code", sw.code), slog.String("remote", r.RemoteAddr), slog.Duration("took", time.Since(start)))
 	})
 }
@@ -189,6 +204,8 @@ func endpoint(p string) string {
 	switch {
 	case strings.HasPrefix(p, BlobPrefix):
 		return "blobs"
+	case strings.HasPrefix(p, "/doc/"):
+		return "doc"
 	case p == "/boot.ipxe", p == "/ipxe", p == "/api/machines", p == "/status", p == "/metrics":
 		return p
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/machines"
 	"github.com/overboot/overboot/server/store"
 )
 
@@ -44,6 +46,7 @@ type Server struct {
 	kinds    map[boot.Digest]string // what each served digest is, for boot stages
 	metrics  *metrics
 	machines *tracker
+	disks    *disks
 }
 
 // New resolves every profile's artifacts (ingesting files given by path
@@ -54,6 +57,18 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, st: st, log: log, profiles: map[string]*profile{}, kinds: map[boot.Digest]string{}, metrics: newMetrics(), machines: newTracker()}
+	s.disks = newDisks(nil)
+	s.disks.target = iscsi.New(log)
+	for _, p := range cfg.Profiles {
+		if p.Upper == "iscsi" && s.disks.state == nil {
+			// Machines' secrets and disks: only when a profile needs them.
+			state, err := machines.Open(filepath.Join(cfg.Data, "machines"))
+			if err != nil {
+				return nil, err
+			}
+			s.disks.state = state
+		}
+	}
 	var errs []error
 	ingested := map[string]artifact{}
 	for name, p := range cfg.Profiles {
@@ -128,6 +143,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /boot.ipxe", s.bootstrap)
 	mux.HandleFunc("GET "+boot.ScriptPath, s.script)
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
+	mux.HandleFunc("GET /doc/{token}", s.document)
 	mux.HandleFunc("GET /api/machines", s.apiMachines)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /metrics", s.metrics.serve)
@@ -247,6 +263,15 @@ func (s *Server) renderScript(r *http.Request, c boot.Client) (string, string, e
 		Lower: blob(p.root), Digest: p.root.Digest, Size: p.root.Size,
 		UpperSize: p.UpperSize, Init: p.Init, OnFail: p.OnFail, FailDelay: p.OnFailDelay,
 		FetchAttempts: p.FetchAttempts,
+	}
+	if p.Upper == "iscsi" {
+		// The document carries the machine's CHAP secret: never the
+		// command line, which every user of the booted system can read.
+		tok, err := s.disks.newToken(c.MAC, p.Name)
+		if err != nil {
+			return "", "", err
+		}
+		params = boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts}
 	}
 	if err := params.Validate(); err != nil {
 		return "", "", fmt.Errorf("profile %s: %w", p.Name, err)

@@ -22,6 +22,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfgPath = fs.String("config", "", "configuration `file` (default: none; then flags only, and no profiles)")
 		listen  = fs.String("listen", "", "listen `address` (overrides the config; default "+config.DefaultListen+")")
 		data    = fs.String("data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
+		iscsiAt = fs.String("iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi)")
 		verbose = fs.Bool("v", false, "log every request")
 	)
 	fs.Usage = func() {
@@ -60,6 +61,12 @@ flags:
 	if *data != "" {
 		cfg.Data = *data
 	}
+	if *iscsiAt != "" {
+		if _, _, err := net.SplitHostPort(*iscsiAt); err != nil {
+			return usageError{fmt.Sprintf("serve: -iscsi %q: %v", *iscsiAt, err)}
+		}
+		cfg.ISCSI = *iscsiAt
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -78,5 +85,20 @@ flags:
 		return err
 	}
 	fmt.Fprintf(stdout, "overboot: serving on http://%s (%d profiles, %d machines, store %s)\n", ln.Addr(), len(cfg.Profiles), len(cfg.Machines), cfg.Data)
+	if srv.NeedsISCSI() {
+		iln, err := net.Listen("tcp", cfg.ISCSI)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("iscsi: %w", err)
+		}
+		fmt.Fprintf(stdout, "overboot: iSCSI on %s\n", iln.Addr())
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ServeISCSI(ctx, iln) }()
+		err = srv.Serve(ctx, ln)
+		if ierr := <-errc; err == nil {
+			err = ierr
+		}
+		return err
+	}
 	return srv.Serve(ctx, ln)
 }

@@ -22,6 +22,7 @@ import (
 
 // Defaults.
 const (
+	DefaultISCSI   = "127.0.0.1:3260"
 	DefaultListen  = "127.0.0.1:8080"
 	DefaultData    = "/var/lib/overboot"
 	DefaultProfile = "default" // the profile of machines the file does not name
@@ -33,6 +34,8 @@ type Config struct {
 	Listen   string // host:port
 	Data     string // store directory
 	URL      string // base URL machines reach the server at; "" = from each request's Host
+	ISCSI    string // iSCSI listen address (host:port)
+	Portal   string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
 }
@@ -51,6 +54,11 @@ type Profile struct {
 	OnFailDelay   time.Duration
 	FetchAttempts int
 	Cmdline       []string // extra kernel arguments (never overboot.*)
+
+	// Upper is "tmpfs" (default) or "iscsi": the machine's private disk,
+	// created (UpperDiskSize, ext4) on its first boot and kept.
+	Upper         string
+	UpperDiskSize int64
 }
 
 // Machine is a known machine.
@@ -88,7 +96,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}}
 }
 
 const maxLine = 4096
@@ -222,6 +230,15 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080: %v", v, err)
 		}
 		c.Listen = v
+	case "iscsi", "iscsi-portal":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:3260: %v", v, err)
+		}
+		if k == "iscsi" {
+			c.ISCSI = v
+		} else {
+			c.Portal = v
+		}
 	case "data":
 		if v == "" {
 			return errors.New("empty")
@@ -234,7 +251,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data or url")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi or iscsi-portal")
 	}
 	return nil
 }
@@ -273,6 +290,17 @@ func (p *Profile) set(k, v string) error {
 		if err == nil && p.OnFailDelay < 0 {
 			err = errors.New("negative")
 		}
+	case "upper":
+		if v != "tmpfs" && v != "iscsi" {
+			return fmt.Errorf("%q: want tmpfs or iscsi", v)
+		}
+		p.Upper = v
+	case "upper-disk-size":
+		var sz boot.Size
+		if sz, err = boot.ParseSize(v); err == nil && (sz.Bytes == 0 || sz.Bytes%512 != 0) {
+			err = fmt.Errorf("%q: want bytes (a multiple of 512) like 4G, not a percentage", v)
+		}
+		p.UpperDiskSize = sz.Bytes
 	case "fetch-attempts":
 		p.FetchAttempts, err = strconv.Atoi(v)
 		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
@@ -291,7 +319,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper-size, init, onfail, onfail-delay, fetch-attempts or cmdline")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts or cmdline")
 	}
 	return err
 }

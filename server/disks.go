@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/machines"
+)
+
+// DefaultUpperDiskSize is a machine's private disk when the profile does
+// not say (sparse: it takes what is written).
+const DefaultUpperDiskSize = 4 << 30
+
+// tokenTTL bounds how long a boot document waits for its machine.
+const tokenTTL = 10 * time.Minute
+
+// disks serves per-machine iSCSI disks and the boot documents that carry
+// their credentials behind single-use tokens.
+type disks struct {
+	target *iscsi.Server
+	state  *machines.Store
+
+	mu      sync.Mutex // guards tokens and luns
+	tokens  map[string]docToken
+	luns    map[string]iscsi.Backing // by MAC, open while the target exists
+	nowFunc func() time.Time
+}
+
+type docToken struct {
+	mac     net.HardwareAddr
+	profile string
+	expires time.Time
+}
+
+func newDisks(state *machines.Store) *disks {
+	return &disks{state: state, tokens: map[string]docToken{}, luns: map[string]iscsi.Backing{}, nowFunc: time.Now}
+}
+
+// newToken makes a single-use token for mac's boot document.
+func (d *disks) newToken(mac net.HardwareAddr, profile string) (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.nowFunc()
+	for k, t := range d.tokens {
+		if now.After(t.expires) {
+			delete(d.tokens, k)
+		}
+	}
+	d.tokens[tok] = docToken{mac: mac, profile: profile, expires: now.Add(tokenTTL)}
+	return tok, nil
+}
+
+// take consumes a token.
+func (d *disks) take(tok string) (docToken, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.tokens[tok]
+	delete(d.tokens, tok)
+	if !ok || d.nowFunc().After(t.expires) {
+		return docToken{}, false
+	}
+	return t, true
+}
+
+// InitiatorIQN is the initiator name a machine uses.
+func InitiatorIQN(mac net.HardwareAddr) string {
+	return "iqn.2026-11.org.overboot:i-" + strings.ReplaceAll(mac.String(), ":", "")
+}
+
+// ensureTarget creates the machine's disk on its first boot and exports
+// it as the machine's target (only its initiator, its CHAP).
+func (d *disks) ensureTarget(mac net.HardwareAddr, size int64) (iscsi.CHAP, error) {
+	chap, err := d.state.CHAP(mac)
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.luns[mac.String()]; ok {
+		return chap, nil
+	}
+	path, _, err := d.state.UpperPath(mac, size)
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	lun, err := iscsi.OpenFile(path, false)
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	if err := d.target.AddTarget(iscsi.TargetConfig{IQN: machines.IQN(mac), LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{InitiatorIQN(mac)}}); err != nil {
+		lun.Close()
+		return iscsi.CHAP{}, err
+	}
+	d.luns[mac.String()] = lun
+	return chap, nil
+}
+
+// drop ends the machine's sessions and closes its disk.
+func (d *disks) drop(mac net.HardwareAddr) {
+	d.target.RemoveTarget(machines.IQN(mac))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if lun, ok := d.luns[mac.String()]; ok {
+		lun.Close()
+		delete(d.luns, mac.String())
+	}
+}
+
+// portal is the iSCSI address a machine uses: configured, or the host it
+// reached HTTP at with the iSCSI port.
+func (s *Server) portal(base string) (string, error) {
+	if s.cfg.Portal != "" {
+		return s.cfg.Portal, nil
+	}
+	_, port, err := net.SplitHostPort(s.cfg.ISCSI)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// document answers GET /doc/{token}: once per token.
+func (s *Server) document(w http.ResponseWriter, r *http.Request) {
+	tok, ok := s.disks.take(r.PathValue("token"))
+	if !ok {
+		http.Error(w, "unknown, used or expired token: reboot the machine for a new one", http.StatusNotFound)
+		return
+	}
+	p := s.profiles[tok.profile]
+	base, err := s.base(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	portal, err := s.portal(base)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	size := p.UpperDiskSize
+	if size == 0 {
+		size = DefaultUpperDiskSize
+	}
+	chap, err := s.disks.ensureTarget(tok.mac, size)
+	if err != nil {
+		s.log.Error("machine disk", "mac", tok.mac.String(), "err", err)
+		http.Error(w, "cannot prepare the machine's disk", http.StatusInternalServerError)
+		return
+	}
+	doc := boot.Document{Version: 1, Machine: tok.mac.String(),
+		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + p.root.Digest.Hex(), Digest: p.root.Digest, Size: p.root.Size}},
+		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: machines.IQN(tok.mac), Initiator: InitiatorIQN(tok.mac),
+			CHAP: &boot.CHAP{User: chap.User, Secret: string(chap.Secret)}}},
+		Init: p.Init,
+	}
+	if err := doc.Validate(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(doc)
+	s.machines.stage(tok.mac.String(), "document")
+}
+
+// ServeISCSI serves the machines' disks on ln until ctx is done.
+func (s *Server) ServeISCSI(ctx context.Context, ln net.Listener) error {
+	return s.disks.target.Serve(ctx, ln)
+}
+
+// NeedsISCSI reports whether a profile puts an upper on iSCSI.
+func (s *Server) NeedsISCSI() bool {
+	for _, p := range s.profiles {
+		if p.Upper == "iscsi" {
+			return true
+		}
+	}
+	return false
+}
