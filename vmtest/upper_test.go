@@ -3,15 +3,21 @@ package vmtest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
 	target "github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/machines"
+	"github.com/overboot/overboot/server/store"
 )
 
 // iscsiServer is the embedded target serving one machine's upper disk,
@@ -132,4 +138,68 @@ func TestISCSIUpperPersists(t *testing.T) {
 	}
 	iq.start(machines.IQN(mac), initiator, disk, chap)
 	boot(MarkerPersistNew)
+}
+
+// TestPXEISCSIUpper is the whole path through `overboot serve`'s pieces:
+// PXE, the machine's script with a single-use document URL, the document
+// with its CHAP, its private disk created on first boot and exported by
+// the server's iSCSI target, and the root on top.
+func TestPXEISCSIUpper(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`[server]
+data = %s
+iscsi-portal = %s:3260
+
+[profile default]
+kernel = %s
+initramfs = %s
+root = %s
+upper = iscsi
+upper-disk-size = 128M
+onfail = poweroff
+onfail-delay = 1s
+cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
+`, dir, GuestServer, a.Kernel, a.Initramfs, a.Root)
+	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := serveHTTP(t, s.Handler())
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.ServeISCSI(ctx, iln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	tftp := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nchain http://"+GuestServer+"/boot.ipxe || exit 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vm := startVM(t, Options{
+		PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:03",
+		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+	})
+	if _, err := vm.Expect(MarkerPersistNew, bootTimeout); err != nil {
+		t.Fatalf("first boot on a new disk: %v", err)
+	}
+	expectPass(t, vm)
+	secret, err := os.ReadFile(filepath.Join(dir, "machines", "52-54-00-0b-00-03", "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Contains(strings.TrimSpace(string(secret))) {
+		t.Errorf("the machine's CHAP secret appeared on the console")
+	}
 }
