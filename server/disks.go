@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -195,4 +196,52 @@ func (s *Server) NeedsISCSI() bool {
 		}
 	}
 	return false
+}
+
+// machineAction answers POST /api/machines/{mac}/{reset|rotate} and
+// DELETE /api/machines/{mac}. They change a machine's private state, so
+// they answer loopback clients only. Sessions end first, then the disk
+// or secret changes.
+func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) {
+	if ip := net.ParseIP(remoteIP(r)); ip == nil || !ip.IsLoopback() {
+		http.Error(w, "machine state changes are allowed from this host only", http.StatusForbidden)
+		return
+	}
+	mac, err := boot.ParseMAC(r.PathValue("mac"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.disks.state == nil {
+		http.Error(w, "no profile keeps machine state (upper = iscsi)", http.StatusNotFound)
+		return
+	}
+	action := r.PathValue("action")
+	if r.Method == http.MethodDelete {
+		action = "delete"
+	}
+	s.disks.drop(mac)
+	switch action {
+	case "reset":
+		err = s.disks.state.Reset(mac)
+	case "delete":
+		err = s.disks.state.Delete(mac)
+	case "rotate":
+		_, err = s.disks.state.Rotate(mac)
+	default:
+		http.Error(w, "unknown action: want reset, rotate or DELETE", http.StatusNotFound)
+		return
+	}
+	if errors.Is(err, machines.ErrUnknown) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.log.Error("machine "+action, "mac", mac.String(), "err", err)
+		http.Error(w, "failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.log.Info("machine "+action, "mac", mac.String())
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(mac.String() + ": " + action + " done\n"))
 }

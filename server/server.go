@@ -145,6 +145,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET /doc/{token}", s.document)
 	mux.HandleFunc("GET /api/machines", s.apiMachines)
+	mux.HandleFunc("POST /api/machines/{mac}/{action}", s.machineAction)
+	mux.HandleFunc("DELETE /api/machines/{mac}", s.machineAction)
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /metrics", s.metrics.serve)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -30,6 +30,7 @@ func commands() []command {
 		{"serve", "serve iPXE scripts, kernels, initramfs and images over HTTP", runServe},
 		{"mkimage", "build a root image or an initramfs into a store", runMkimage},
 		{"inspect", "list the contents of an initramfs (several segments, any compression)", runInspect},
+		{"machine", "reset, rotate or delete a machine's private state (through the running server)", runMachine},
 	}
 }
 
