@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 
 	"github.com/overboot/overboot/boot"
@@ -17,6 +18,10 @@ import (
 )
 
 func main() {
+	// Libraries that log through the standard logger (u-root's iscsinl
+	// prints every PDU length) would clutter the console between the
+	// agent's own phase lines; the agent reports everything itself.
+	log.SetOutput(io.Discard)
 	if os.Getpid() == 1 {
 		bootMachine() // never returns
 	}
