@@ -23,6 +23,9 @@ func TestISCSILower(t *testing.T) {
 	if vm.Contains(string(chap.Secret)) {
 		t.Errorf("the CHAP secret appeared on the console")
 	}
+	if vm.Contains("Response length") {
+		t.Errorf("library log lines on the console")
+	}
 }
 
 // TestISCSIRefused: a wrong CHAP secret, no CHAP, and another machine's
