@@ -103,7 +103,7 @@ func (d *disks) ensureTarget(mac net.HardwareAddr, size int64) (iscsi.CHAP, erro
 	if err != nil {
 		return iscsi.CHAP{}, err
 	}
-	if err := d.target.AddTarget(iscsi.TargetConfig{IQN: machines.IQN(mac), LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{InitiatorIQN(mac)}}); err != nil {
+	if err := d.target.AddTarget(iscsi.TargetConfig{IQN: machines.IQN(mac), LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{InitiatorIQN(mac)}, Exclusive: true}); err != nil {
 		lun.Close()
 		return iscsi.CHAP{}, err
 	}

@@ -95,3 +95,18 @@ func TestEndSessionsOnRemove(t *testing.T) {
 		t.Errorf("login to a removed target: 0x%04x", st)
 	}
 }
+
+func TestSharedTargetAllowsSessions(t *testing.T) {
+	addr, _, _ := startTarget(t)
+	chap := CHAP{User: "machine2", Secret: "another-secret-16"}
+	a, st := testLogin(t, addr, "iqn.2026-11.test:a", testIQN+"-other", chap)
+	if st != 0 {
+		t.Fatalf("first: 0x%04x", st)
+	}
+	defer a.Close()
+	b, st := testLogin(t, addr, "iqn.2026-11.test:b", testIQN+"-other", chap)
+	if st != 0 {
+		t.Fatalf("a second initiator on a shared (not Exclusive) target: 0x%04x", st)
+	}
+	defer b.Close()
+}

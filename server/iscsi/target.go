@@ -19,6 +19,10 @@ type TargetConfig struct {
 	Initiators []string  // initiator names allowed; empty = any that knows the CHAP secret
 	CHAP       CHAP      // required: the initiator proves it knows this secret
 	MutualCHAP *CHAP     // optional: the target proves itself to the initiator
+	// Exclusive: one session at a time (a machine's private disk). A new
+	// login by the same initiator ends its old session (the machine
+	// rebooted); another initiator is refused while a session lives.
+	Exclusive bool
 }
 
 var iqnRE = regexp.MustCompile(`^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$`)
@@ -219,10 +223,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// claim applies the one-machine-per-target rule before a login completes:
+// claim applies the one-machine-per-target rule of Exclusive targets
+// before a login completes:
 // a new login by the same initiator ends its old session (the machine
 // rebooted); another initiator is refused while a session is active.
 func (s *Server) claim(c *conn) error {
+	if !c.tgt.cfg.Exclusive {
+		return nil
+	}
 	iqn := c.tgt.cfg.IQN
 	s.mu.Lock()
 	var old []*conn

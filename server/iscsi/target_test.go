@@ -43,7 +43,7 @@ func startTargetServer(t *testing.T) (*Server, string, []byte, string) {
 		t.Fatal(err)
 	}
 	s := New(nil)
-	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{rob, rw}, CHAP: CHAP{User: testUser, Secret: testPass}}); err != nil {
+	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: []Backing{rob, rw}, CHAP: CHAP{User: testUser, Secret: testPass}, Exclusive: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddTarget(TargetConfig{IQN: testIQN + "-other", LUNs: []Backing{rob}, CHAP: CHAP{User: "machine2", Secret: "another-secret-16"}}); err != nil {
