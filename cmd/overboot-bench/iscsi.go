@@ -84,6 +84,15 @@ func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A machine that has been used: a quarter of the disk rewritten, in
+	// 1 MiB pieces spread over it, so reads hit the delta and the base.
+	piece := make([]byte, 1<<20)
+	for off := int64(0); off < iscsiLUNSize; off += 4 << 20 {
+		rand.Read(piece)
+		if _, err := cow.WriteAt(piece, off); err != nil {
+			return nil, fmt.Errorf("populate the COW layer: %w", err)
+		}
+	}
 	srv := iscsi.New(nil)
 	chap := iscsi.CHAP{User: iscsiUser, Secret: iscsiSecret}
 	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiOurIQN, LUNs: []iscsi.Backing{plain}, CHAP: chap}); err != nil {
@@ -164,8 +173,8 @@ func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		{Section: "iscsi", Metric: "iscsi-test-cu -d: tests passed (CUnit count)", Ours: float64(cuOurs[1]), Ref: float64(cuRef[1]), RefName: "tgtd", Better: "higher", Goal: "report", Note: fmt.Sprintf("failed: ours %d, tgtd %d", cuOurs[2], cuRef[2])},
 		{Section: "iscsi", Metric: "iscsi-perf sequential 128 KiB, MB/s", Ours: res[0][0].mbs, Ref: res[1][0].mbs, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
 		{Section: "iscsi", Metric: "iscsi-perf random 4 KiB, IOPS", Ours: res[0][1].iops, Ref: res[1][1].iops, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
-		{Section: "iscsi", Metric: "COW LUN random 4 KiB, IOPS", Ours: res[2][1].iops, Ref: res[0][1].iops, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
-		{Section: "iscsi", Metric: "COW LUN sequential 128 KiB, MB/s", Ours: res[2][0].mbs, Ref: res[0][0].mbs, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
+		{Section: "iscsi", Metric: "COW LUN (25% rewritten) random 4 KiB, IOPS", Ours: res[2][1].iops, Ref: res[0][1].iops, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
+		{Section: "iscsi", Metric: "COW LUN (25% rewritten) seq 128 KiB, MB/s", Ours: res[2][0].mbs, Ref: res[0][0].mbs, RefName: "file LUN", Better: "higher", Goal: ">= 0.9x"},
 	}, nil
 }
 
