@@ -306,3 +306,100 @@ func URLPath(base string, elem ...string) string {
 	}
 	return u
 }
+
+// SANScript boots a whole disk with iPXE's sanboot over iSCSI. It carries
+// the machine's CHAP secret, so the server serves it once, behind a
+// single-use URL. iPXE also publishes the target, the initiator name and
+// the credentials in the iBFT, where the booted system finds its disk
+// (overboot.root=ibft:N, or open-iscsi's iBFT support).
+type SANScript struct {
+	Comment   string
+	Portal    string // host:port of the target; host is an IPv4 address or a DNS name
+	Target    string // target IQN
+	LUN       int
+	Initiator string // initiator IQN, which the target's ACL names
+	CHAP      CHAP   // User and Secret required; TargetUser/TargetSecret for mutual CHAP
+}
+
+// Render returns the script text.
+func (s SANScript) Render() (string, error) {
+	var errs []error
+	host, port, err := net.SplitHostPort(s.Portal)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("ipxe sanboot: portal %q: want host:port", s.Portal))
+	case strings.Contains(host, ":") || host == "":
+		errs = append(errs, fmt.Errorf("ipxe sanboot: portal %q: iPXE's iscsi: URI takes an IPv4 address or a host name", s.Portal))
+	}
+	if s.LUN < 0 || s.LUN > 255 {
+		errs = append(errs, fmt.Errorf("ipxe sanboot: LUN %d: want 0 to 255", s.LUN))
+	}
+	for _, f := range []struct{ name, val string }{
+		{"target", s.Target}, {"initiator", s.Initiator}, {"chap user", s.CHAP.User}, {"chap secret", s.CHAP.Secret},
+	} {
+		if err := scriptToken(f.val); err != nil {
+			errs = append(errs, fmt.Errorf("ipxe sanboot: %s: %w", f.name, err))
+		}
+	}
+	mutual := s.CHAP.TargetUser != "" || s.CHAP.TargetSecret != ""
+	if mutual {
+		for _, f := range []struct{ name, val string }{{"target chap user", s.CHAP.TargetUser}, {"target chap secret", s.CHAP.TargetSecret}} {
+			if err := scriptToken(f.val); err != nil {
+				errs = append(errs, fmt.Errorf("ipxe sanboot: %s: %w", f.name, err))
+			}
+		}
+	}
+	if err := checkComment(s.Comment); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	if s.Comment != "" {
+		fmt.Fprintf(&b, "# overboot: %s\n", s.Comment)
+	}
+	fmt.Fprintf(&b, "set initiator-iqn %s\n", s.Initiator)
+	fmt.Fprintf(&b, "set username %s\n", s.CHAP.User)
+	fmt.Fprintf(&b, "set password %s\n", s.CHAP.Secret)
+	if mutual {
+		fmt.Fprintf(&b, "set reverse-username %s\n", s.CHAP.TargetUser)
+		fmt.Fprintf(&b, "set reverse-password %s\n", s.CHAP.TargetSecret)
+	}
+	// iscsi:<server>:<protocol>:<port>:<LUN>:<target>; an empty protocol is TCP.
+	fmt.Fprintf(&b, "echo overboot: sanboot %s at %s\n", s.Target, s.Portal)
+	fmt.Fprintf(&b, "sanboot iscsi:%s::%s:%d:%s || goto overboot-failed\n", host, port, s.LUN, s.Target)
+	b.WriteString(":overboot-failed\n")
+	b.WriteString("echo overboot: sanboot failed, falling through to the next boot device\n")
+	b.WriteString("exit 1\n")
+	return b.String(), nil
+}
+
+// ChainOnceScript fetches and runs one script from a single-use URL (which
+// a retry could not fetch again): on failure it exits non-zero, and the
+// next boot asks the server for a new URL.
+type ChainOnceScript struct {
+	Comment string
+	URL     string
+}
+
+// Render returns the script text.
+func (c ChainOnceScript) Render() (string, error) {
+	if err := scriptURL("chain", c.URL); err != nil {
+		return "", err
+	}
+	if err := checkComment(c.Comment); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	if c.Comment != "" {
+		fmt.Fprintf(&b, "# overboot: %s\n", c.Comment)
+	}
+	fmt.Fprintf(&b, "chain --autofree %s || goto overboot-failed\n", c.URL)
+	b.WriteString(":overboot-failed\n")
+	b.WriteString("echo overboot: no sanboot script from the server, falling through to the next boot device\n")
+	b.WriteString("exit 1\n")
+	return b.String(), nil
+}

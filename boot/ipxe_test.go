@@ -150,3 +150,68 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+func TestSANScript(t *testing.T) {
+	s := SANScript{
+		Comment: "52:54:00:0b:00:05, profile win",
+		Portal:  "10.0.2.100:3260", Target: "iqn.2026-11.org.overboot:m-525400", LUN: 0,
+		Initiator: "iqn.2026-11.org.overboot:i-525400",
+		CHAP:      CHAP{User: "m1", Secret: "0123456789abcdef"},
+	}
+	text, err := s.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"set initiator-iqn iqn.2026-11.org.overboot:i-525400\n",
+		"set username m1\n", "set password 0123456789abcdef\n",
+		"sanboot iscsi:10.0.2.100::3260:0:iqn.2026-11.org.overboot:m-525400 || goto overboot-failed\n",
+		"exit 1\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("script lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "reverse") {
+		t.Errorf("one-way CHAP set reverse credentials:\n%s", text)
+	}
+	s.CHAP.TargetUser, s.CHAP.TargetSecret = "tgt", "fedcba9876543210"
+	if text, err = s.Render(); err != nil || !strings.Contains(text, "set reverse-username tgt\nset reverse-password fedcba9876543210\n") {
+		t.Errorf("mutual CHAP: %v\n%s", err, text)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(*SANScript)
+		want   string
+	}{
+		{"ipv6 portal", func(s *SANScript) { s.Portal = "[fe80::1]:3260" }, "IPv4 address or a host name"},
+		{"no port", func(s *SANScript) { s.Portal = "10.0.2.100" }, "want host:port"},
+		{"secret expands", func(s *SANScript) { s.CHAP.Secret = "abc${x}defghijk" }, "chap secret: contains ${"},
+		{"no user", func(s *SANScript) { s.CHAP.User = "" }, "chap user: empty"},
+		{"spaces in target", func(s *SANScript) { s.Target = "iqn.x y" }, "target: contains whitespace"},
+		{"half mutual", func(s *SANScript) { s.CHAP.TargetUser = "" }, "target chap user: empty"},
+		{"lun", func(s *SANScript) { s.LUN = 300 }, "LUN 300"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := s
+			tc.change(&c)
+			if _, err := c.Render(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestChainOnceScript(t *testing.T) {
+	text, err := ChainOnceScript{Comment: "m", URL: "http://10.0.2.100/san/abc"}.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "chain --autofree http://10.0.2.100/san/abc || goto overboot-failed\n") || !strings.HasSuffix(text, "exit 1\n") {
+		t.Errorf("script:\n%s", text)
+	}
+	if _, err := (ChainOnceScript{URL: "http://x/a b"}).Render(); err == nil {
+		t.Errorf("a URL with a space was accepted")
+	}
+}

@@ -35,9 +35,14 @@ var DefaultUpperSize = Size{Percent: 50}
 //   - static: Lower and Digest name the image directly (any HTTP server works,
 //     no overboot server needed);
 //   - document: Doc names a boot document on the overboot server, which then
-//     decides the layers; Lower, Digest, Size, UpperSize and Init must be unset.
+//     decides the layers; Lower, Digest, Size, UpperSize and Init must be unset;
+//   - disk: Root names a partition of the iSCSI disk the firmware booted
+//     from (iPXE's sanboot, described by the iBFT), mounted read-write as
+//     the root with no overlay; Doc, Lower, Digest, Size and UpperSize must
+//     be unset.
 type Params struct {
 	Doc       string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Root      Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
 	Lower     string // overboot.lower: http(s) URL of the squashfs image
 	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
 	Size      int64  // overboot.size: image size in bytes, checked when given
@@ -66,6 +71,7 @@ type param struct {
 // params lists every key in the order Format writes them.
 var params = []param{
 	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
+	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
 	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
@@ -176,11 +182,22 @@ func (p Params) Validate() error {
 			errs = append(errs, &ParamError{Prefix + def.key, err})
 		}
 	}
+	if !p.Root.IsZero() {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"doc", p.Doc != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
+			if k.set {
+				bad(k.key, "cannot be combined with overboot.root: the root is a disk partition, no image and no overlay")
+			}
+		}
+		return errors.Join(errs...)
+	}
 	switch {
 	case p.Doc != "" && p.Lower != "":
 		bad("lower", "cannot be combined with overboot.doc: the document names the image")
 	case p.Doc == "" && p.Lower == "":
-		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, or overboot.doc=URL")})
+		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, or overboot.root=ibft:N")})
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
 	}

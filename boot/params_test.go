@@ -42,6 +42,11 @@ func TestParse(t *testing.T) {
 			want:    Params{},
 		},
 		{
+			name:    "disk mode",
+			cmdline: "root=/dev/nfs overboot.root=ibft:2 overboot.init=/bin/sh overboot.onfail=shell",
+			want:    Params{Root: Root{Partition: 2}, Init: "/bin/sh", OnFail: ActionShell},
+		},
+		{
 			name:    "quoted value",
 			cmdline: `overboot.doc="http://10.0.2.100/doc/abc"`,
 			want:    Params{Doc: "http://10.0.2.100/doc/abc"},
@@ -107,6 +112,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad size", "overboot.lower=http://h/i" + d + " overboot.upper.size=lots", "overboot.upper.size", "size"},
 		{"bad percent", "overboot.lower=http://h/i" + d + " overboot.upper.size=150%", "overboot.upper.size", "1%..100%"},
 		{"bad module", "overboot.lower=http://h/i" + d + " overboot.modules=a,,b", "overboot.modules", "comma-separated"},
+		{"root not ibft", "overboot.root=/dev/sda1", "overboot.root", "want ibft:N"},
+		{"root partition 0", "overboot.root=ibft:0", "overboot.root", "1 to 128"},
+		{"root partition 02", "overboot.root=ibft:02", "overboot.root", "1 to 128"},
+		{"root and doc", "overboot.root=ibft:1 overboot.doc=http://h/d", "overboot.doc", "cannot be combined with overboot.root"},
+		{"root and lower", "overboot.root=ibft:1 overboot.lower=http://h/i" + d, "overboot.lower", "cannot be combined with overboot.root"},
 		{"bad iface", "overboot.lower=http://h/i" + d + " overboot.iface=a/b", "overboot.iface", "interface"},
 	}
 	for _, tt := range tests {
@@ -215,6 +225,7 @@ func TestSize(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("overboot.lower=http://10.0.2.100/i overboot.digest=" + string(testDigest))
 	f.Add(`overboot.doc="http://h/d" overboot.upper.size=50% overboot.modules=a,b -- x`)
+	f.Add(`overboot.root=ibft:1 overboot.init=/sbin/init`)
 	f.Add(`overboot.doc=http://h/d overboot.dhcp.timeout=1m30s overboot.onfail=shell overboot.onfail.delay=1s`)
 	f.Fuzz(func(t *testing.T, cmdline string) {
 		p, err := Parse(cmdline)

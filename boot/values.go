@@ -230,3 +230,33 @@ func checkToken(s string) string {
 	}
 	return ""
 }
+
+// Root is a root filesystem on a disk rather than an image: today a
+// partition of the iSCSI disk the firmware booted from, as the iBFT
+// describes it. The zero value means "no disk root".
+type Root struct {
+	Partition int // 1-based partition number on the iBFT disk
+}
+
+// ParseRoot reads "ibft:N" (N a partition number, 1 to 128).
+func ParseRoot(v string) (Root, error) {
+	n, ok := strings.CutPrefix(v, "ibft:")
+	if !ok {
+		return Root{}, fmt.Errorf("%q: want ibft:N, partition N of the iSCSI disk the firmware booted from", v)
+	}
+	part, err := strconv.Atoi(n)
+	if err != nil || part < 1 || part > 128 || strconv.Itoa(part) != n {
+		return Root{}, fmt.Errorf("%q: partition %q: want a number from 1 to 128", v, n)
+	}
+	return Root{Partition: part}, nil
+}
+
+// IsZero reports whether no disk root is set.
+func (r Root) IsZero() bool { return r.Partition == 0 }
+
+func (r Root) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	return "ibft:" + strconv.Itoa(r.Partition)
+}

@@ -70,7 +70,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 		return err
 	}
 	doc := p.Document()
-	if p.Doc != "" {
+	if p.Doc != "" && p.Root.IsZero() {
 		s := FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()}
 		timings.enter(PhaseDocument)
 		doc, err = a.Exec.Document(ctx, s)
@@ -79,8 +79,10 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 		}
 		timings.note(PhaseDocument, "machine "+or(doc.Machine, "(unnamed)"))
 	}
-	steps, err := RootPlan(p, doc)
-	if err != nil {
+	var steps []Step
+	if !p.Root.IsZero() {
+		steps = DiskPlan(p)
+	} else if steps, err = RootPlan(p, doc); err != nil {
 		return &PhaseError{Phase: PhaseDocument, Err: err}
 	}
 	// SwitchRoot is last: run everything before it, print the timing

@@ -62,7 +62,7 @@ func TestBootStatic(t *testing.T) {
 		"mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
 		"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
 		"mkdir -p /run/overboot",
-		"modprobe -a $(cat /etc/overboot/modules) # except iscsi_tcp sd_mod ext4 crc32c_generic",
+		"modprobe -a $(cat /etc/overboot/modules) # except iscsi_tcp sd_mod ext4 crc32c_generic iscsi_ibft",
 		"dhcp (first with link) (link wait 10s, 4 attempts of 5s)",
 		"mkdir -p /run/overboot/image /run/overboot/lower",
 		"mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=6291456 tmpfs /run/overboot/image",
@@ -84,6 +84,36 @@ func TestBootStatic(t *testing.T) {
 		if !strings.Contains(out, m) {
 			t.Errorf("console lacks %q:\n%s", m, out)
 		}
+	}
+}
+
+// TestBootDisk: overboot.root=ibft:N mounts a partition of the firmware's
+// iSCSI disk as the root, read-write, with no document, image or overlay.
+func TestBootDisk(t *testing.T) {
+	ex := &fakeExec{}
+	var console bytes.Buffer
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick()}
+	if err := a.Boot(context.Background(), "overboot.root=ibft:2 overboot.init=/bin/init"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"modprobe -a iscsi_ibft iscsi_tcp sd_mod crc32c_generic ext4",
+		"mkdir -p /newroot",
+		"iscsi login to the iBFT's boot target (/sys/firmware/ibft) -> partition 2 -> /run/overboot/root.dev",
+		"mount -t ext4 /run/overboot/root.dev /newroot",
+		"test -x /newroot/bin/init",
+		"switch_root /newroot /bin/init",
+	}
+	if diff := cmp.Diff(want, ex.steps[len(ex.steps)-len(want):]); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	for _, s := range ex.steps {
+		if strings.Contains(s, "document") || strings.Contains(s, "overlay") {
+			t.Errorf("disk root ran %q", s)
+		}
+	}
+	if !strings.Contains(console.String(), "disk: ok in") {
+		t.Errorf("console lacks the disk phase:\n%s", console.String())
 	}
 }
 

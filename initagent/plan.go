@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/iscsi"
 )
 
 // Phase names a stage of the boot, as shown on the console and reported to
@@ -21,6 +22,7 @@ const (
 	PhaseModules    Phase = "modules"     // kernel modules from the initramfs
 	PhaseNetwork    Phase = "network"     // link and DHCPv4
 	PhaseDocument   Phase = "document"    // boot document from the server
+	PhaseDisk       Phase = "disk"        // a root partition on the firmware's iSCSI disk
 	PhaseLower      Phase = "lower"       // the read-only image
 	PhaseUpper      Phase = "upper"       // the writable layer
 	PhaseOverlay    Phase = "overlay"     // overlayfs as the new root
@@ -42,6 +44,7 @@ const (
 	ModulesList = "/etc/overboot/modules" // written by mkimage initramfs
 	LowerDevice = RunDir + "/lower.dev"   // symlink to the lower's block device (iSCSI)
 	UpperDevice = RunDir + "/upper.dev"   // symlink to the upper's block device (iSCSI)
+	RootDevice  = RunDir + "/root.dev"    // symlink to the root partition (overboot.root)
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -106,7 +109,7 @@ func (l LoadModules) String() string {
 // DeferredModules are in the initramfs for iSCSI roots and uppers; the
 // modules phase skips them (loading ext4 alone costs a noticeable part of
 // a second under emulation) and the iSCSI steps load them when needed.
-var DeferredModules = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic"}
+var DeferredModules = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft"}
 
 // ISCSIModules are what an iSCSI disk needs (dependencies follow).
 var ISCSIModules = []string{"iscsi_tcp", "sd_mod", "crc32c_generic"}
@@ -134,6 +137,22 @@ func (a ISCSIAttach) String() string {
 
 // Phase implements Step.
 func (a ISCSIAttach) Phase() Phase { return a.PhaseOf }
+
+// IBFTAttach reads the iBFT (the iSCSI disk the firmware booted from, with
+// its initiator name and CHAP), logs in like ISCSIAttach and links
+// partition Partition of the disk at Link.
+type IBFTAttach struct {
+	Dir       string // /sys/firmware/ibft
+	Partition int
+	Link      string
+}
+
+func (a IBFTAttach) String() string {
+	return fmt.Sprintf("iscsi login to the iBFT's boot target (%s) -> partition %d -> %s", a.Dir, a.Partition, a.Link)
+}
+
+// Phase implements Step.
+func (IBFTAttach) Phase() Phase { return PhaseDisk }
 
 // VerifyDevice checks the SHA-256 of the first Size bytes of a device.
 type VerifyDevice struct {
@@ -331,6 +350,23 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 		SwitchRoot{Root: NewRoot, Init: init},
 	)
 	return steps, nil
+}
+
+// DiskPlan is the plan after EarlyPlan for overboot.root=ibft:N: the root
+// is partition N of the iSCSI disk the firmware booted from, read-write,
+// with no image and no overlay (iPXE's sanboot of a machine's
+// copy-on-write disk gives each machine its own).
+func DiskPlan(p boot.Params) []Step {
+	mods := append(append([]string{"iscsi_ibft"}, ISCSIModules...), "ext4")
+	init := p.InitPath()
+	return []Step{
+		LoadModules{Extra: mods, PhaseOf: PhaseDisk},
+		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseDisk},
+		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice},
+		Mount{Source: RootDevice, Target: NewRoot, FSType: "ext4", PhaseOf: PhaseDisk},
+		CheckInit{Root: NewRoot, Init: init},
+		SwitchRoot{Root: NewRoot, Init: init},
+	}
 }
 
 // tmpfsSize writes a boot.Size the way tmpfs's size= option reads it.

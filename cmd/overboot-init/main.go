@@ -66,6 +66,10 @@ func dryRun(args []string, out io.Writer) error {
 		return fmt.Errorf("kernel command line:\n%v", err)
 	}
 	fmt.Fprint(out, initagent.FormatPlan(initagent.EarlyPlan(p)))
+	if !p.Root.IsZero() {
+		fmt.Fprint(out, initagent.FormatPlan(initagent.DiskPlan(p)))
+		return nil
+	}
 	doc := p.Document()
 	if p.Doc != "" {
 		if *docFile == "" {

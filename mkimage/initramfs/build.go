@@ -25,13 +25,13 @@ import (
 
 // DefaultModules are loaded at boot when Options.Modules is nil: what an
 // HTTP root (squashfs, loop, overlay) and an iSCSI root or upper (iscsi_tcp,
-// sd_mod, ext4, CRC32C for digests) need, the virtio NIC of QEMU and the
+// sd_mod, ext4, CRC32C for digests, iscsi_ibft for a sanbooted disk) need, the virtio NIC of QEMU and the
 // Intel NICs many lab machines have (r8169 needs firmware files: add it with -add-modules and the firmware with Files). Names absent from a kernel's modules.dep but
 // built into it are skipped.
 var DefaultModules = []string{
 	"squashfs", "loop", "overlay",
 	"virtio_pci", "virtio_net",
-	"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic",
+	"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft",
 	"e1000", "e1000e", "igb",
 }
 

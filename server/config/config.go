@@ -59,6 +59,12 @@ type Profile struct {
 	// created (UpperDiskSize, ext4) on its first boot and kept.
 	Upper         string
 	UpperDiskSize int64
+
+	// Sanboot, when set, is a raw disk image (absolute path) that machines
+	// of this profile boot whole with iPXE's sanboot: each machine gets a
+	// private copy-on-write view of it over iSCSI. Such a profile has none
+	// of the keys above.
+	Sanboot string
 }
 
 // Machine is a known machine.
@@ -301,6 +307,11 @@ func (p *Profile) set(k, v string) error {
 			err = fmt.Errorf("%q: want bytes (a multiple of 512) like 4G, not a percentage", v)
 		}
 		p.UpperDiskSize = sz.Bytes
+	case "sanboot":
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "\"$") {
+			return fmt.Errorf("%q: want the absolute path of a raw disk image", v)
+		}
+		p.Sanboot = v
 	case "fetch-attempts":
 		p.FetchAttempts, err = strconv.Atoi(v)
 		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
@@ -319,7 +330,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts or cmdline")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline or sanboot")
 	}
 	return err
 }
@@ -352,6 +363,12 @@ func (c *Config) validate() []error {
 	sort.Strings(names)
 	for _, n := range names {
 		p := c.Profiles[n]
+		if p.Sanboot != "" {
+			if extra := p.notForSanboot(); len(extra) > 0 {
+				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: sanboot boots a whole disk; %s do not apply", n, strings.Join(extra, ", "))})
+			}
+			continue
+		}
 		var missing []string
 		for _, kv := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
 			if kv[1] == "" {
@@ -374,6 +391,25 @@ func (c *Config) validate() []error {
 		}
 	}
 	return errs
+}
+
+// notForSanboot lists the keys a sanboot profile has set but cannot use.
+func (p *Profile) notForSanboot() []string {
+	var set []string
+	for _, kv := range []struct {
+		key string
+		set bool
+	}{
+		{"kernel", p.Kernel != ""}, {"initramfs", p.Initramfs != ""}, {"root", p.Root != ""},
+		{"upper", p.Upper != ""}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
+		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
+		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},
+	} {
+		if kv.set {
+			set = append(set, kv.key)
+		}
+	}
+	return set
 }
 
 func validName(s string) bool {

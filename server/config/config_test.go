@@ -87,6 +87,8 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate machine", prof + "[machine 52:54:00:00:00:01]\n[machine 52-54-00-00-00-01]\n", "f:6: machine 52:54:00:00:00:01 again (first at line 5)"},
 		{"control character", "[server]\nlisten = 127.0.0.1:1\x01\n", "f:2: control"},
 		{"bad profile name", "[profile a/b]\n", "f:1: profile name"},
+		{"relative sanboot", "[profile p]\nsanboot = disk.img\n", "f:2: sanboot: \"disk.img\": want the absolute path"},
+		{"sanboot with kernel", "[profile p]\nsanboot = /srv/disk.img\nkernel = k\ncmdline = quiet\n", "f:1: profile p: sanboot boots a whole disk; kernel, cmdline do not apply"},
 		{"long line", "[server]\n" + strings.Repeat("x", 5000) + "\n", "f:2: line longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +112,12 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, p := range c.Profiles {
+			if p.Sanboot != "" {
+				if p.Kernel != "" || p.Root != "" || p.Upper != "" {
+					t.Fatalf("accepted a sanboot profile with a kernel, root or upper: %+v", p)
+				}
+				continue
+			}
 			if p.Kernel == "" || p.Initramfs == "" || p.Root == "" {
 				t.Fatalf("accepted a profile without artifacts: %+v", p)
 			}
@@ -122,7 +130,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Profiles) != 2 || len(c.Machines) != 1 || c.Profiles["kiosk"].UpperSize.String() != "256M" {
+	if len(c.Profiles) != 4 || len(c.Machines) != 3 || c.Profiles["kiosk"].UpperSize.String() != "256M" ||
+		c.Profiles["workstation"].Upper != "iscsi" || c.Profiles["windows"].Sanboot == "" {
 		t.Errorf("%+v", c)
 	}
 }
