@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -84,8 +85,10 @@ func InitiatorIQN(mac net.HardwareAddr) string {
 }
 
 // ensureTarget creates the machine's disk on its first boot and exports
-// it as the machine's target (only its initiator, its CHAP).
-func (d *disks) ensureTarget(mac net.HardwareAddr, size int64) (iscsi.CHAP, error) {
+// it as the machine's target (only its initiator, its CHAP): a sparse
+// upper disk of size bytes, or, when base is set, a copy-on-write layer
+// over the raw disk image base.
+func (d *disks) ensureTarget(mac net.HardwareAddr, size int64, base string) (iscsi.CHAP, error) {
 	chap, err := d.state.CHAP(mac)
 	if err != nil {
 		return iscsi.CHAP{}, err
@@ -95,13 +98,23 @@ func (d *disks) ensureTarget(mac net.HardwareAddr, size int64) (iscsi.CHAP, erro
 	if _, ok := d.luns[mac.String()]; ok {
 		return chap, nil
 	}
-	path, _, err := d.state.UpperPath(mac, size)
-	if err != nil {
-		return iscsi.CHAP{}, err
-	}
-	lun, err := iscsi.OpenFile(path, false)
-	if err != nil {
-		return iscsi.CHAP{}, err
+	var lun iscsi.Backing
+	if base != "" {
+		path, err := d.state.CowPath(mac)
+		if err != nil {
+			return iscsi.CHAP{}, err
+		}
+		if lun, err = iscsi.OpenCow(base, path); err != nil {
+			return iscsi.CHAP{}, err
+		}
+	} else {
+		path, _, err := d.state.UpperPath(mac, size)
+		if err != nil {
+			return iscsi.CHAP{}, err
+		}
+		if lun, err = iscsi.OpenFile(path, false); err != nil {
+			return iscsi.CHAP{}, err
+		}
 	}
 	if err := d.target.AddTarget(iscsi.TargetConfig{IQN: machines.IQN(mac), LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{InitiatorIQN(mac)}, Exclusive: true}); err != nil {
 		lun.Close()
@@ -142,11 +155,11 @@ func (s *Server) portal(base string) (string, error) {
 // document answers GET /doc/{token}: once per token.
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	tok, ok := s.disks.take(r.PathValue("token"))
-	if !ok {
+	p := s.profiles[tok.profile]
+	if !ok || p == nil || p.Sanboot != "" {
 		http.Error(w, "unknown, used or expired token: reboot the machine for a new one", http.StatusNotFound)
 		return
 	}
-	p := s.profiles[tok.profile]
 	base, err := s.base(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -161,7 +174,7 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	if size == 0 {
 		size = DefaultUpperDiskSize
 	}
-	chap, err := s.disks.ensureTarget(tok.mac, size)
+	chap, err := s.disks.ensureTarget(tok.mac, size, "")
 	if err != nil {
 		s.log.Error("machine disk", "mac", tok.mac.String(), "err", err)
 		http.Error(w, "cannot prepare the machine's disk", http.StatusInternalServerError)
@@ -183,15 +196,54 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	s.machines.stage(tok.mac.String(), "document")
 }
 
+// sanboot answers GET /san/{token}, once per token: the iPXE script that
+// sanboots the machine's copy-on-write disk, with its CHAP credentials.
+// The disk is created on the machine's first boot.
+func (s *Server) sanboot(w http.ResponseWriter, r *http.Request) {
+	tok, ok := s.disks.take(r.PathValue("token"))
+	p := s.profiles[tok.profile]
+	if !ok || p == nil || p.Sanboot == "" {
+		s.ipxe(w, http.StatusNotFound, boot.FailScript("unknown, used or expired sanboot URL: reboot the machine for a new one"))
+		return
+	}
+	base, err := s.base(r)
+	if err != nil {
+		s.ipxe(w, http.StatusBadRequest, boot.FailScript(err.Error()))
+		return
+	}
+	portal, err := s.portal(base)
+	if err != nil {
+		s.ipxe(w, http.StatusInternalServerError, boot.FailScript(err.Error()))
+		return
+	}
+	chap, err := s.disks.ensureTarget(tok.mac, 0, p.Sanboot)
+	if err != nil {
+		s.log.Error("machine disk", "mac", tok.mac.String(), "err", err)
+		s.ipxe(w, http.StatusInternalServerError, boot.FailScript("cannot prepare the machine's disk"))
+		return
+	}
+	text, err := boot.SANScript{
+		Comment: fmt.Sprintf("%s, profile %s", tok.mac, p.Name),
+		Portal:  portal, Target: machines.IQN(tok.mac), Initiator: InitiatorIQN(tok.mac),
+		CHAP: boot.CHAP{User: chap.User, Secret: string(chap.Secret)},
+	}.Render()
+	if err != nil {
+		s.ipxe(w, http.StatusInternalServerError, boot.FailScript(err.Error()))
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+	s.machines.stage(tok.mac.String(), "sanboot")
+}
+
 // ServeISCSI serves the machines' disks on ln until ctx is done.
 func (s *Server) ServeISCSI(ctx context.Context, ln net.Listener) error {
 	return s.disks.target.Serve(ctx, ln)
 }
 
-// NeedsISCSI reports whether a profile puts an upper on iSCSI.
+// NeedsISCSI reports whether a profile puts an upper on iSCSI or sanboots.
 func (s *Server) NeedsISCSI() bool {
 	for _, p := range s.profiles {
-		if p.Upper == "iscsi" {
+		if p.Upper == "iscsi" || p.Sanboot != "" {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -119,5 +120,100 @@ func TestMachineActions(t *testing.T) {
 	}
 	if code := do("POST", "/api/machines/zz/reset", "127.0.0.1:4000"); code != http.StatusBadRequest {
 		t.Errorf("bad MAC: %d", code)
+	}
+}
+
+// TestSanboot: a sanboot profile's script chains a single-use URL whose
+// script sanboots the machine's copy-on-write disk with its CHAP; the disk
+// is created on first boot and reset drops its writes.
+func TestSanboot(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := "[server]\ndata = " + dir + "/data\niscsi-portal = 10.0.2.100:3260\n[profile default]\nsanboot = " + disk + "\n"
+	cfg, err := config.Parse("t.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := store.Open(filepath.Join(dir, "data"))
+	var logs strings.Builder
+	s, err := New(cfg, st, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.NeedsISCSI() {
+		t.Fatal("NeedsISCSI = false for a sanboot profile")
+	}
+	h := s.Handler()
+	script := body(t, get(t, h, "/ipxe?mac=52-54-00-12-34-56"))
+	m := regexp.MustCompile(`chain --autofree (http://10\.0\.2\.100/san/([0-9a-f]{48}))`).FindStringSubmatch(script)
+	if m == nil {
+		t.Fatalf("no single-use sanboot URL in the script:\n%s", script)
+	}
+	if r := get(t, h, "/doc/"+m[2]); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a sanboot token fetched a boot document: %d", r.StatusCode)
+	}
+	// That spent the token: get a new one.
+	script = body(t, get(t, h, "/ipxe?mac=52-54-00-12-34-56"))
+	tok := regexp.MustCompile(`/san/([0-9a-f]{48})`).FindStringSubmatch(script)[1]
+	r := get(t, h, "/san/"+tok)
+	san := body(t, r)
+	if r.StatusCode != 200 {
+		t.Fatalf("sanboot script: %d\n%s", r.StatusCode, san)
+	}
+	mdir := filepath.Join(dir, "data", "machines", "52-54-00-12-34-56")
+	secret, err := os.ReadFile(filepath.Join(mdir, "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"set initiator-iqn iqn.2026-11.org.overboot:i-525400123456\n",
+		"set username 52-54-00-12-34-56\n",
+		"set password " + strings.TrimSpace(string(secret)) + "\n",
+		"sanboot iscsi:10.0.2.100::3260:0:iqn.2026-11.org.overboot:m-525400123456 ",
+	} {
+		if !strings.Contains(san, want) {
+			t.Errorf("sanboot script lacks %q:\n%s", want, san)
+		}
+	}
+	if r := get(t, h, "/san/"+tok); r.StatusCode != http.StatusNotFound || !strings.Contains(body(t, r), "exit 1") {
+		t.Errorf("a sanboot URL worked twice")
+	}
+	if _, err := os.Stat(filepath.Join(mdir, "cow.delta")); err != nil {
+		t.Errorf("no copy-on-write layer after the first boot: %v", err)
+	}
+	if strings.Contains(logs.String(), tok) || strings.Contains(logs.String(), strings.TrimSpace(string(secret))) {
+		t.Errorf("the log shows the token or the secret:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "/san/[token]") {
+		t.Errorf("the log does not show the sanboot request:\n%s", logs.String())
+	}
+	req := httptest.NewRequest("POST", "/api/machines/52:54:00:12:34:56/reset", nil)
+	req.RemoteAddr = "127.0.0.1:1"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("reset: %d", rec.Code)
+	}
+	if _, err := os.Stat(filepath.Join(mdir, "cow.delta")); !os.IsNotExist(err) {
+		t.Errorf("reset kept the copy-on-write layer")
+	}
+}
+
+func TestSanbootBadDisk(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "odd.raw")
+	os.WriteFile(disk, make([]byte, 1000), 0o644)
+	for _, path := range []string{disk, filepath.Join(dir, "missing.raw"), dir} {
+		cfg, err := config.Parse("t.conf", strings.NewReader("[server]\ndata = "+dir+"/data\n[profile default]\nsanboot = "+path+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := store.Open(filepath.Join(dir, "data"))
+		if _, err := New(cfg, st, nil); err == nil || !strings.Contains(err.Error(), "t.conf:3: profile default: sanboot") {
+			t.Errorf("%s: err = %v", path, err)
+		}
 	}
 }

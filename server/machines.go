@@ -191,8 +191,10 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		}
 		s.metrics.request(endpoint(r.URL.Path), sw.code)
 		path := r.URL.Path
-		if strings.HasPrefix(path, "/doc/") {
-			path = "/doc/[token]" // a live token is a credential
+		for _, pre := range []string{"/doc/", "/san/"} {
+			if strings.HasPrefix(path, pre) {
+				path = pre + "[token]" // a live token is a credential
+			}
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("method", r.Method), slog.String("path", path),
 			slog.Int("code", sw.code), slog.String("remote", r.RemoteAddr), slog.Duration("took", time.Since(start)))
@@ -206,6 +208,8 @@ func endpoint(p string) string {
 		return "blobs"
 	case strings.HasPrefix(p, "/doc/"):
 		return "doc"
+	case strings.HasPrefix(p, "/san/"):
+		return "san"
 	case p == "/boot.ipxe", p == "/ipxe", p == "/api/machines", p == "/status", p == "/metrics":
 		return p
 	}

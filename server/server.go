@@ -60,7 +60,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Server, error)
 	s.disks = newDisks(nil)
 	s.disks.target = iscsi.New(log)
 	for _, p := range cfg.Profiles {
-		if p.Upper == "iscsi" && s.disks.state == nil {
+		if (p.Upper == "iscsi" || p.Sanboot != "") && s.disks.state == nil {
 			// Machines' secrets and disks: only when a profile needs them.
 			state, err := machines.Open(filepath.Join(cfg.Data, "machines"))
 			if err != nil {
@@ -73,6 +73,13 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Server, error)
 	ingested := map[string]artifact{}
 	for name, p := range cfg.Profiles {
 		rp := &profile{Profile: p}
+		if p.Sanboot != "" {
+			if err := checkDisk(p.Sanboot); err != nil {
+				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: sanboot %w", name, err)})
+			}
+			s.profiles[name] = rp
+			continue
+		}
 		for _, ref := range []struct {
 			kind string
 			val  string
@@ -93,6 +100,27 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Server, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkDisk checks that a sanboot base disk is a readable file of whole
+// 512-byte blocks.
+func checkDisk(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s: not a regular file (a raw disk image)", path)
+	case fi.Size() == 0 || fi.Size()%512 != 0:
+		return fmt.Errorf("%s: %d bytes, not a whole number of 512-byte blocks", path, fi.Size())
+	}
+	return nil
 }
 
 // resolve turns a store name, sha256:HEX or absolute path into a digest.
@@ -144,6 +172,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+boot.ScriptPath, s.script)
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET /doc/{token}", s.document)
+	mux.HandleFunc("GET /san/{token}", s.sanboot)
 	mux.HandleFunc("GET /api/machines", s.apiMachines)
 	mux.HandleFunc("POST /api/machines/{mac}/{action}", s.machineAction)
 	mux.HandleFunc("DELETE /api/machines/{mac}", s.machineAction)
@@ -260,6 +289,20 @@ func (s *Server) renderScript(r *http.Request, c boot.Client) (string, string, e
 	if err != nil {
 		return "", "", err
 	}
+	comment := fmt.Sprintf("%s, profile %s", c.MAC, p.Name)
+	if m != nil && m.Hostname != "" {
+		comment = fmt.Sprintf("%s (%s), profile %s", m.Hostname, c.MAC, p.Name)
+	}
+	if p.Sanboot != "" {
+		// The sanboot script carries the machine's CHAP secret: served
+		// once, behind a single-use URL.
+		tok, err := s.disks.newToken(c.MAC, p.Name)
+		if err != nil {
+			return "", "", err
+		}
+		text, err := boot.ChainOnceScript{Comment: comment, URL: base + "/san/" + tok}.Render()
+		return text, p.Name, err
+	}
 	blob := func(a artifact) string { return base + BlobPrefix + a.Digest.Hex() }
 	params := boot.Params{
 		Lower: blob(p.root), Digest: p.root.Digest, Size: p.root.Size,
@@ -277,10 +320,6 @@ func (s *Server) renderScript(r *http.Request, c boot.Client) (string, string, e
 	}
 	if err := params.Validate(); err != nil {
 		return "", "", fmt.Errorf("profile %s: %w", p.Name, err)
-	}
-	comment := fmt.Sprintf("%s, profile %s", c.MAC, p.Name)
-	if m != nil && m.Hostname != "" {
-		comment = fmt.Sprintf("%s (%s), profile %s", m.Hostname, c.MAC, p.Name)
 	}
 	text, err := boot.KernelScript{
 		Comment: comment,
