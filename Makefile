@@ -11,7 +11,8 @@ GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
 
 # Debian packages the tests, the demo and the benchmarks need.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
-	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd
+	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
+	syslinux syslinux-common mtools
 
 .PHONY: help
 help: ## list the targets

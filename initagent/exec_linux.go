@@ -124,6 +124,13 @@ func doMount(source, target, fstype string, opts []string) error {
 		return err
 	}
 	flags, data := mountFlags(opts)
+	// The kernel shows the source as given: mount the device a link such
+	// as /run/overboot/root.dev points to, so /proc/mounts names /dev/sdX.
+	if strings.HasPrefix(source, RunDir+"/") {
+		if dev, err := filepath.EvalSymlinks(source); err == nil {
+			source = dev
+		}
+	}
 	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
 		err = &os.PathError{Op: "mount " + fstype + " " + source + " on", Path: target, Err: err}
 		if errors.Is(err, unix.ENODEV) {

@@ -17,6 +17,11 @@ const (
 
 	MarkerPersistNew   = "OVERBOOT-TEST-PERSIST-NEW"   // no /persist from an earlier boot
 	MarkerPersistFound = "OVERBOOT-TEST-PERSIST-FOUND" // /persist survived a reboot
+
+	// MarkerSan starts the line a sanbooted root prints (OVERBOOT_TEST=san):
+	// "OVERBOOT-TEST-SAN me=MAC saw=[MAC ...]", the machines whose files it
+	// found before writing its own.
+	MarkerSan = "OVERBOOT-TEST-SAN"
 )
 
 // testInit is the root's /sbin/init: it proves the root is what the agent
@@ -26,6 +31,24 @@ export PATH=/bin
 read up idle < /proc/uptime
 echo "` + MarkerInit + ` uptime=$up"
 fail() { echo "` + MarkerFail + `: $*"; cat /proc/mounts; poweroff -f; sleep 10; }
+
+# A whole disk booted with sanboot: / is its ext4 partition 2, read-write.
+# Each machine writes /san-MAC and reports the files it found first.
+if [ "$OVERBOOT_TEST" = san ]; then
+	root=$(awk '$2 == "/" { r = $1 " " $3 " " $4 } END { print r }' /proc/mounts)
+	case "$root" in
+	/dev/sd?2\ ext4\ rw,*) ;;
+	*) fail "/ is '$root', not the iSCSI disk's ext4 partition 2 read-write" ;;
+	esac
+	me=$(tr -d : < /sys/class/net/eth0/address)
+	saw=$(cd / && ls -d san-* 2>/dev/null | sed 's/^san-//' | tr '\n' ' ')
+	echo "` + MarkerSan + ` me=$me saw=[$saw]"
+	echo "$me" > /san-$me || fail "cannot write /san-$me"
+	sync
+	echo "` + MarkerPass + ` root=$root"
+	poweroff -f
+	sleep 10
+fi
 
 root=$(awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)
 [ "$root" = overlay ] || fail "/ is $root, not overlay"
@@ -94,7 +117,7 @@ func BuildTestRoot(dir string, o TestRootOptions) error {
 	if err := copyFile(bb, filepath.Join(dir, "bin", "busybox"), 0o755); err != nil {
 		return fmt.Errorf("test root: %w (install busybox-static)", err)
 	}
-	for _, c := range []string{"sh", "awk", "cat", "cut", "echo", "touch", "poweroff", "sleep", "sha256sum", "mount", "ls", "grep", "sync"} {
+	for _, c := range []string{"sh", "awk", "cat", "cut", "echo", "touch", "poweroff", "sleep", "sha256sum", "mount", "ls", "grep", "sync", "tr", "sed"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", c)); err != nil && !os.IsExist(err) {
 			return err
 		}

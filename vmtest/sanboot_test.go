@@ -1,0 +1,160 @@
+package vmtest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/store"
+)
+
+// TestSanboot: two machines sanboot the same bootable disk (MBR, SYSLINUX,
+// the kernel and the agent's initramfs, an ext4 root; built in the test)
+// through the server's iPXE script, each on its own copy-on-write layer.
+// The agent finds the disk in the iBFT iPXE left and mounts its root
+// partition. Each machine writes a file; on its second boot each finds its
+// own file and not the other's; the base disk is unchanged.
+func TestSanboot(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "root")
+	if err := BuildTestRoot(tree, TestRootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "base.raw")
+	err := BuildSanDisk(context.Background(), disk, SanDiskOptions{
+		Kernel: a.Kernel, Initramfs: a.Initramfs, RootDir: tree,
+		Append: fmt.Sprintf("console=ttyS0 panic=-1 overboot.root=ibft:%d overboot.onfail=poweroff overboot.onfail.delay=1s OVERBOOT_TEST=san", SanRootPartition),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fileSum(t, disk)
+
+	conf := fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\n", filepath.Join(dir, "data"), GuestServer, disk)
+	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := serveHTTP(t, s.Handler())
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.ServeISCSI(ctx, iln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	tftp := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nchain http://"+GuestServer+"/boot.ipxe || exit 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	macs := []string{"52:54:00:0b:00:05", "52:54:00:0b:00:06"}
+	id := func(mac string) string { return strings.ReplaceAll(mac, ":", "") }
+	sanLine := regexp.MustCompile(MarkerSan + ` me=([0-9a-f]{12}) saw=\[([0-9a-f ]*)\]`)
+	// round boots both machines at once and returns what each saw.
+	round := func(n int) map[string]string {
+		saw := map[string]string{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, mac := range macs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				vm := startVM(t, Options{
+					PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: mac, MemoryMB: 512,
+					Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+				})
+				l, i, err := vm.ExpectAny(bootTimeout, MarkerSan, MarkerFail, "overboot: BOOT FAILED")
+				if err != nil || i != 0 {
+					t.Errorf("boot %d of %s: %v %s", n, mac, err, l.Text)
+					return
+				}
+				m := sanLine.FindStringSubmatch(l.Text)
+				if m == nil || m[1] != id(mac) {
+					t.Errorf("boot %d of %s: %q", n, mac, l.Text)
+					return
+				}
+				if _, i, err := vm.ExpectAny(bootTimeout, MarkerPass, MarkerFail); err != nil || i != 0 {
+					t.Errorf("boot %d of %s: no pass: %v", n, mac, err)
+				}
+				if _, err := vm.Wait(bootTimeout); err != nil {
+					t.Errorf("boot %d of %s: %v", n, mac, err)
+				}
+				for _, l := range vm.Lines() {
+					if strings.Contains(l.Text, "overboot: sanboot") || strings.Contains(l.Text, "SYSLINUX") || strings.Contains(l.Text, "Loading /") ||
+						strings.Contains(l.Text, "overboot: [") && strings.Contains(l.Text, "disk") || strings.Contains(l.Text, MarkerSan) {
+						t.Logf("%s boot %d console %s", mac, n, l)
+					}
+				}
+				secret, err := os.ReadFile(filepath.Join(dir, "data", "machines", strings.ReplaceAll(mac, ":", "-"), "secret"))
+				if err != nil || vm.Contains(strings.TrimSpace(string(secret))) {
+					t.Errorf("%s: the machine's CHAP secret (%v) appeared on the console", mac, err)
+				}
+				mu.Lock()
+				saw[mac] = strings.TrimSpace(m[2])
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		return saw
+	}
+	first := round(1)
+	for _, mac := range macs {
+		if first[mac] != "" {
+			t.Errorf("first boot of %s found files: %q", mac, first[mac])
+		}
+	}
+	second := round(2)
+	for _, mac := range macs {
+		if second[mac] != id(mac) {
+			t.Errorf("second boot of %s found %q, want only its own file %s", mac, second[mac], id(mac))
+		}
+	}
+	if after := fileSum(t, disk); after != before {
+		t.Errorf("the base disk changed")
+	}
+	for _, mac := range macs {
+		fi, err := os.Stat(filepath.Join(dir, "data", "machines", strings.ReplaceAll(mac, ":", "-"), "cow.delta"))
+		if err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s copy-on-write layer: %v %v", mac, fi, err)
+		}
+	}
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
