@@ -12,7 +12,7 @@ GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
 # Debian packages the tests, the demo and the benchmarks need.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
-	syslinux syslinux-common mtools
+	syslinux syslinux-common mtools debootstrap
 
 .PHONY: help
 help: ## list the targets
@@ -56,7 +56,7 @@ unit: ## tiers 1 and 2: go test ./... (tier 2 needs root: loop, squashfs, overla
 
 .PHONY: vmtest
 vmtest: deps ## tier 3: boot QEMU machines (TCG) from the server and check the root
-	OVERBOOT_VMTEST=1 $(GO) test -count=1 -timeout 45m -v ./vmtest/
+	OVERBOOT_VMTEST=1 OVERBOOT_VMTEST_CACHE=$(CURDIR)/build/cache $(GO) test -count=1 -timeout 45m -v ./vmtest/
 
 .PHONY: test
 test: deps check build unit vmtest ## every tier, QEMU boots included (installs packages when missing)

@@ -1,0 +1,133 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/mkimage"
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/store"
+)
+
+// vmtestCache is where slow, reusable inputs (the debootstrap tree) are
+// kept between runs.
+func vmtestCache() string {
+	if d := os.Getenv("OVERBOOT_VMTEST_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = os.TempDir()
+	}
+	return filepath.Join(d, "overboot-vmtest")
+}
+
+// TestSystemdISCSIUpper boots a Debian image whose init is systemd, with
+// the upper layer on the machine's private iSCSI disk, through the
+// server's document path (the command line comes from the server's
+// script). Once systemd reports the system up, the test service counts
+// the boot in /var without sync and powers off through systemd; the
+// second boot finds the count: the kernel's iSCSI session outlived
+// switch_root, all of systemd's start-up and its shutdown (which wrote
+// the counter to the disk).
+func TestSystemdISCSIUpper(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	ctx := context.Background()
+	tree, err := SystemdRoot(ctx, vmtestCache(), testLogWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "systemd.squashfs")
+	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nupper-disk-size = 512M\nonfail = poweroff\nonfail-delay = 1s\n",
+		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
+	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := serveHTTP(t, s.Handler())
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.ServeISCSI(sctx, iln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const mac = "52:54:00:0b:00:07"
+	argsRE := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`)
+	line := regexp.MustCompile(MarkerSystemd + ` boots=(\d+) pid1=(\S+) state=(\S+) sessions=\[(.*)\] upper=\[(.*)\]`)
+	for n := 1; n <= 2; n++ {
+		// The server's script for this machine, as iPXE would get it; its
+		// kernel arguments (with a fresh single-use document URL) go to a
+		// direct kernel boot.
+		resp, err := http.Get("http://" + httpAddr + "/ipxe?mac=" + strings.ReplaceAll(mac, ":", "-"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		script, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := argsRE.FindSubmatch(script)
+		if m == nil {
+			t.Fatalf("no kernel arguments in the script:\n%s", script)
+		}
+		vm := startVM(t, Options{
+			Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 1024, CPUs: 2,
+			Append:   directCmdline(string(m[1])),
+			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+		})
+		l, i, err := vm.ExpectAny(2*bootTimeout, MarkerSystemd, "overboot: BOOT FAILED")
+		if err != nil || i != 0 {
+			t.Fatalf("boot %d: systemd did not report: %v %s", n, err, l.Text)
+		}
+		t.Logf("boot %d: %s", n, l)
+		f := line.FindStringSubmatch(l.Text)
+		switch {
+		case f == nil:
+			t.Fatalf("boot %d: unreadable report %q", n, l.Text)
+		case f[1] != fmt.Sprint(n):
+			t.Errorf("boot %d: the counter says %s: the previous boot's write did not reach the iSCSI disk", n, f[1])
+		case f[2] != "systemd":
+			t.Errorf("boot %d: pid 1 is %s, not systemd", n, f[2])
+		case f[3] != "running" && f[3] != "degraded":
+			t.Errorf("boot %d: systemd state %s", n, f[3])
+		case !strings.HasPrefix(f[4], "session"):
+			t.Errorf("boot %d: no iSCSI session once systemd is up: %q", n, f[4])
+		case !regexp.MustCompile(`^/dev/sd[a-z]+ ext4$`).MatchString(f[5]):
+			t.Errorf("boot %d: the upper is %q, not the iSCSI disk", n, f[5])
+		}
+		if f != nil && f[3] == "degraded" {
+			for _, l := range vm.Lines() {
+				if strings.Contains(l.Text, "FAILED") {
+					t.Logf("boot %d: %s", n, l)
+				}
+			}
+		}
+		if _, err := vm.Wait(2 * time.Minute); err != nil {
+			t.Fatalf("boot %d: systemd did not power off: %v", n, err)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// MarkerSystemd starts the line the systemd test root prints once systemd
+// has finished starting: "OVERBOOT-TEST-SYSTEMD boots=N pid1=... state=...
+// sessions=[...] upper=[...]".
+const MarkerSystemd = "OVERBOOT-TEST-SYSTEMD"
+
+// systemdTest runs as a service once the system is up: it reports on the
+// console and powers off through systemd. The boot counter is written
+// without sync: only systemd's shutdown flushes it to the iSCSI upper, so
+// the next boot sees it only if the session outlived all of systemd.
+const systemdTest = `#!/bin/sh
+state=$(systemctl is-system-running --wait)
+n=$(cat /var/lib/overboot-test/boots 2>/dev/null || echo 0)
+n=$((n + 1))
+mkdir -p /var/lib/overboot-test
+echo $n > /var/lib/overboot-test/boots
+sessions=$(ls /sys/class/iscsi_session 2>/dev/null | tr '\n' ' ')
+upper=$(awk '$2 == "/run/overboot/rw" { print $1 " " $3 }' /proc/mounts)
+echo "` + MarkerSystemd + ` boots=$n pid1=$(cat /proc/1/comm) state=$state sessions=[$sessions] upper=[$upper]" > /dev/ttyS0
+systemctl poweroff
+`
+
+const systemdUnit = `[Unit]
+Description=overboot test: report and power off
+After=basic.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/overboot-test
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// SystemdRoot returns a Debian bookworm tree with systemd as its init
+// (debootstrap --variant=minbase --include=systemd-sysv from Debian's
+// mirror, made once and kept in cacheDir) with the test service added.
+func SystemdRoot(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
+	tree := filepath.Join(cacheDir, "systemd-root")
+	if _, err := os.Stat(filepath.Join(tree, "lib/systemd/systemd")); err != nil {
+		t0 := time.Now()
+		fmt.Fprintf(log, "vmtest: debootstrap --variant=minbase --include=systemd-sysv bookworm %s (once)\n", tree)
+		tmp := tree + ".tmp"
+		os.RemoveAll(tmp)
+		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+			return "", err
+		}
+		cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=systemd-sysv", "bookworm", tmp, "http://deb.debian.org/debian")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			return "", fmt.Errorf("debootstrap (apt-get install debootstrap): %w\n%s", err, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
+		debs, _ := filepath.Glob(filepath.Join(tmp, "var/cache/apt/archives/*.deb"))
+		for _, d := range debs {
+			os.Remove(d)
+		}
+		os.RemoveAll(tree)
+		if err := os.Rename(tmp, tree); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(log, "vmtest: debootstrap done in %.0fs\n", time.Since(t0).Seconds())
+	}
+	files := []struct {
+		path string
+		data string
+		mode os.FileMode
+	}{
+		{"usr/local/sbin/overboot-test", systemdTest, 0o755},
+		{"etc/systemd/system/overboot-test.service", systemdUnit, 0o644},
+		// No login prompts on the console: the test owns it.
+		{"etc/systemd/system/serial-getty@ttyS0.service", "", 0},
+		{"etc/hostname", "overboot-test\n", 0o644},
+	}
+	for _, f := range files {
+		p := filepath.Join(tree, f.path)
+		os.Remove(p)
+		if f.mode == 0 {
+			if err := os.Symlink("/dev/null", p); err != nil {
+				return "", err
+			}
+			continue
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			return "", err
+		}
+	}
+	wants := filepath.Join(tree, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		return "", err
+	}
+	link := filepath.Join(wants, "overboot-test.service")
+	os.Remove(link)
+	if err := os.Symlink("/etc/systemd/system/overboot-test.service", link); err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(tree)
+}
