@@ -14,11 +14,13 @@ import (
 type writeTask struct {
 	cmd       *PDU
 	lun       *lun
-	buf       []byte
-	got       int
+	buf       []byte // what is written: min(expected length, the CDB's length)
+	got       int    // bytes received, up to the expected length
 	r2tSN     uint32
 	ttt       uint32
-	solicited int // end offset of the outstanding R2T
+	solicited int    // end offset of the outstanding R2T
+	dataSN    uint32 // next DataSN of the current sequence (RFC 7143 11.7.5)
+	unsolSN   uint32 // next DataSN of the unsolicited sequence
 }
 
 // fullFeature serves commands until logout or error.
@@ -111,7 +113,7 @@ func (c *conn) fullFeature(ctx context.Context) error {
 					c.respond(p, res)
 					continue
 				}
-				if w.got == len(w.buf) {
+				if w.got >= len(w.buf) {
 					c.finishWrite(w)
 					continue
 				}
@@ -138,13 +140,25 @@ func (c *conn) fullFeature(ctx context.Context) error {
 			if w == nil {
 				continue // for an aborted task
 			}
+			// ErrorRecoveryLevel 0: a gap or a wrong DataSN is a
+			// protocol error, which ends the connection.
 			off := int(p.Uint32At(40))
-			if off != w.got || off+len(p.Data) > len(w.buf) {
+			if off != w.got || off+len(p.Data) > int(w.cmd.Uint32At(20)) {
 				return fmt.Errorf("Data-Out at offset %d, expected %d", off, w.got)
 			}
-			copy(w.buf[off:], p.Data)
+			sn := &w.dataSN
+			if p.Uint32At(20) == 0xffffffff {
+				sn = &w.unsolSN
+			}
+			if got := p.Uint32At(36); got != *sn {
+				return fmt.Errorf("Data-Out DataSN %d, expected %d", got, *sn)
+			}
+			*sn++
+			if off < len(w.buf) {
+				copy(w.buf[off:], p.Data)
+			}
 			w.got += len(p.Data)
-			if w.got == len(w.buf) {
+			if w.got >= len(w.buf) {
 				delete(writes, p.ITT())
 				c.finishWrite(w)
 				continue
@@ -200,21 +214,24 @@ func (c *conn) startWrite(p *PDU, l *lun) (*writeTask, result) {
 	if size > maxWriteTransfer {
 		return nil, errInvalidField
 	}
-	if exp := int(p.Uint32At(20)); exp < size {
-		return nil, errInvalidField
-	}
-	w := &writeTask{cmd: p, lun: l, buf: make([]byte, size)}
+	// Only what both the CDB and the iSCSI expected length allow is
+	// transferred and written; respond reports the difference as a
+	// residual (RFC 7143 11.4.5.1).
+	exp := int(p.Uint32At(20))
+	w := &writeTask{cmd: p, lun: l, buf: make([]byte, min(size, exp))}
 	if len(p.Data) > 0 {
-		if !c.p.immediateData || len(p.Data) > size {
+		if !c.p.immediateData || len(p.Data) > exp {
 			return nil, errInvalidField
 		}
-		w.got = copy(w.buf, p.Data)
+		copy(w.buf, p.Data)
+		w.got = len(p.Data)
 	}
 	return w, result{}
 }
 
 func (c *conn) r2t(w *writeTask) error {
 	want := min(len(w.buf)-w.got, c.p.maxBurst)
+	w.dataSN = 0 // each R2T starts a sequence
 	r := &PDU{}
 	r.BHS[0], r.BHS[1] = OpR2T, 0x80
 	r.SetLUN(w.cmd.LUN())
@@ -246,6 +263,20 @@ func (c *conn) respond(cmd *PDU, res result) {
 		data = data[:expected]
 	} else if len(data) < expected && cmd.BHS[1]&0x40 != 0 {
 		residual, under = expected-len(data), true
+	}
+	// A command with Data-Out: the residual compares the iSCSI expected
+	// length with the CDB's, whatever the status.
+	writeResidual := false
+	if cdb := cmd.BHS[32:48]; cmd.BHS[1]&0x20 != 0 && needsDataOut(cdb) {
+		_, n, _ := rw(cdb)
+		want := int(n) * BlockSize
+		writeResidual = true
+		switch {
+		case expected > want:
+			residual, under = expected-want, true
+		case expected < want:
+			residual, over = want-expected, true
+		}
 	}
 	if cmd.BHS[1]&0x40 != 0 && len(data) > 0 && res.status == statusGood {
 		var dataSN uint32
@@ -288,10 +319,10 @@ func (c *conn) respond(cmd *PDU, res result) {
 	}
 	r.BHS[0] = OpSCSIResponse
 	flags := byte(0x80)
-	if under && res.status == statusGood {
+	if under && (res.status == statusGood || writeResidual) {
 		flags |= 0x02
 	}
-	if over && res.status == statusGood {
+	if over && (res.status == statusGood || writeResidual) {
 		flags |= 0x04
 	}
 	r.BHS[1] = flags

@@ -57,6 +57,8 @@ var (
 	errBadLUN        = checkCondition(senseIllegalRequest, 0x25, 0x00)
 	errReadFailed    = checkCondition(senseMediumError, 0x11, 0x00)
 	errWriteFailed   = checkCondition(senseMediumError, 0x0c, 0x00)
+	// The iSCSI expected length ends inside a block (SAM-5 5.3.3).
+	errInvalidIU = checkCondition(senseIllegalRequest, 0x0e, 0x03)
 )
 
 // lun is one logical unit.
@@ -167,8 +169,14 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		if lba+uint64(n) > l.blocks() || lba+uint64(n) < lba {
 			return errLBARange
 		}
-		if len(data) != int(n)*BlockSize {
+		// The initiator may send less than the CDB says (its expected
+		// transfer length is shorter: a residual overflow); only whole
+		// blocks are written.
+		switch {
+		case len(data) > int(n)*BlockSize:
 			return errInvalidField
+		case len(data)%BlockSize != 0:
+			return errInvalidIU
 		}
 		if _, err := l.b.WriteAt(data, int64(lba)*BlockSize); err != nil {
 			return errWriteFailed
@@ -217,15 +225,20 @@ func (l *lun) inquiry(cdb []byte) result {
 		if page != 0 {
 			return errInvalidField
 		}
-		b := make([]byte, 36)
+		b := make([]byte, 96)
 		b[0] = 0x00 // direct access block device
 		b[2] = 0x06 // SPC-4
 		b[3] = 0x02 // response data format
-		b[4] = 31
+		b[4] = byte(len(b) - 5)
 		b[7] = 0x02 // CmdQue
 		copy(b[8:16], pad("OVERBOOT", 8))
 		copy(b[16:32], pad("overboot disk", 16))
 		copy(b[32:36], pad("0001", 4))
+		// Version descriptors (SPC-4 6.4.2, table 148): SAM-5, iSCSI
+		// (RFC 7143), SPC-4, SBC-3, each with no version claimed.
+		for i, v := range []uint16{0x00a0, 0x0960, 0x0460, 0x04c0} {
+			binary.BigEndian.PutUint16(b[58+2*i:], v)
+		}
 		return good(b)
 	}
 	switch page {
@@ -241,8 +254,8 @@ func (l *lun) inquiry(cdb []byte) result {
 	case 0xb0: // block limits
 		b := make([]byte, 64)
 		b[1], b[3] = 0xb0, 0x3c
-		binary.BigEndian.PutUint32(b[8:], 0)    // maximum transfer length: none
-		binary.BigEndian.PutUint32(b[12:], 128) // optimal transfer length: 64 KiB
+		binary.BigEndian.PutUint32(b[8:], maxWriteTransfer/BlockSize) // maximum transfer length
+		binary.BigEndian.PutUint32(b[12:], 128)                       // optimal transfer length: 64 KiB
 		return good(b)
 	case 0xb1: // block device characteristics: non-rotating
 		b := make([]byte, 64)
