@@ -95,16 +95,20 @@ func (d *disks) ensureTarget(mac net.HardwareAddr, size int64, base string) (isc
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var cowPath string
+	if base != "" {
+		// Checked at every boot: the image may have changed under a
+		// running target.
+		if cowPath, err = d.state.CowPath(mac, base); err != nil {
+			return iscsi.CHAP{}, err
+		}
+	}
 	if _, ok := d.luns[mac.String()]; ok {
 		return chap, nil
 	}
 	var lun iscsi.Backing
 	if base != "" {
-		path, err := d.state.CowPath(mac)
-		if err != nil {
-			return iscsi.CHAP{}, err
-		}
-		if lun, err = iscsi.OpenCow(base, path); err != nil {
+		if lun, err = iscsi.OpenCow(base, cowPath); err != nil {
 			return iscsi.CHAP{}, err
 		}
 	} else {
@@ -219,7 +223,11 @@ func (s *Server) sanboot(w http.ResponseWriter, r *http.Request) {
 	chap, err := s.disks.ensureTarget(tok.mac, 0, p.Sanboot)
 	if err != nil {
 		s.log.Error("machine disk", "mac", tok.mac.String(), "err", err)
-		s.ipxe(w, http.StatusInternalServerError, boot.FailScript("cannot prepare the machine's disk"))
+		why := "cannot prepare the machine's disk: see the server's log"
+		if errors.Is(err, machines.ErrBaseChanged) {
+			why = "the disk image changed since this machine's copy was made: reset the machine on the server (overboot machine reset " + tok.mac.String() + ")"
+		}
+		s.ipxe(w, http.StatusInternalServerError, boot.FailScript(why))
 		return
 	}
 	text, err := boot.SANScript{

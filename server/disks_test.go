@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
@@ -190,6 +191,17 @@ func TestSanboot(t *testing.T) {
 	if !strings.Contains(logs.String(), "/san/[token]") {
 		t.Errorf("the log does not show the sanboot request:\n%s", logs.String())
 	}
+	// The image changes: the machine's layer no longer fits; its boot
+	// stops with a message saying what to do.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(disk, later, later); err != nil {
+		t.Fatal(err)
+	}
+	script = body(t, get(t, h, "/ipxe?mac=52-54-00-12-34-56"))
+	tok = regexp.MustCompile(`/san/([0-9a-f]{48})`).FindStringSubmatch(script)[1]
+	if r := get(t, h, "/san/"+tok); r.StatusCode != http.StatusInternalServerError || !strings.Contains(body(t, r), "overboot machine reset 52:54:00:12:34:56") {
+		t.Errorf("a changed image was served")
+	}
 	req := httptest.NewRequest("POST", "/api/machines/52:54:00:12:34:56/reset", nil)
 	req.RemoteAddr = "127.0.0.1:1"
 	rec := httptest.NewRecorder()
@@ -199,6 +211,11 @@ func TestSanboot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mdir, "cow.delta")); !os.IsNotExist(err) {
 		t.Errorf("reset kept the copy-on-write layer")
+	}
+	script = body(t, get(t, h, "/ipxe?mac=52-54-00-12-34-56"))
+	tok = regexp.MustCompile(`/san/([0-9a-f]{48})`).FindStringSubmatch(script)[1]
+	if r := get(t, h, "/san/"+tok); r.StatusCode != 200 {
+		t.Errorf("after reset, over the new image: %d", r.StatusCode)
 	}
 }
 

@@ -127,12 +127,41 @@ func (s *Store) UpperPath(mac net.HardwareAddr, size int64) (path string, create
 	return path, true, nil
 }
 
-// CowPath is where the machine's copy-on-write layer lives.
-func (s *Store) CowPath(mac net.HardwareAddr) (string, error) {
+// ErrBaseChanged means a machine's copy-on-write layer was made over a
+// base image that has changed since: its blocks no longer fit.
+var ErrBaseChanged = errors.New("base image changed")
+
+// CowPath is where the machine's copy-on-write layer over the raw disk
+// image base lives. The layer records which base it was made over (path,
+// size, modification time): a layer whose base has changed since is an
+// error wrapping ErrBaseChanged, never a silently corrupt disk.
+func (s *Store) CowPath(mac net.HardwareAddr, base string) (string, error) {
+	fi, err := os.Stat(base)
+	if err != nil {
+		return "", err
+	}
+	want := fmt.Sprintf("%s %d %d\n", base, fi.Size(), fi.ModTime().UnixNano())
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := os.MkdirAll(s.Dir(mac), 0o700); err != nil {
 		return "", err
 	}
-	return filepath.Join(s.Dir(mac), "cow.delta"), nil
+	path := filepath.Join(s.Dir(mac), "cow.delta")
+	stamp := filepath.Join(s.Dir(mac), "cow.base")
+	have, err := os.ReadFile(stamp)
+	switch {
+	case err == nil && string(have) == want:
+		return path, nil
+	case err == nil || !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("%s: its copy-on-write layer was made over %q, now %q: %w; overboot machine reset %s starts it over from the image", mac, strings.TrimSpace(string(have)), strings.TrimSpace(want), ErrBaseChanged, mac)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("%s: a copy-on-write layer without a record of its base: %w; overboot machine reset %s starts it over", mac, ErrBaseChanged, mac)
+	}
+	if err := writeFile0600(stamp, []byte(want)); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // Reset removes the machine's disks (its next boot starts blank / from
@@ -144,7 +173,7 @@ func (s *Store) Reset(mac net.HardwareAddr) error {
 		return fmt.Errorf("%s: %w", mac, ErrUnknown)
 	}
 	var errs []error
-	for _, f := range []string{"upper.img", "cow.delta", "cow.delta.log"} {
+	for _, f := range []string{"upper.img", "cow.delta", "cow.delta.log", "cow.base"} {
 		if err := os.Remove(filepath.Join(s.Dir(mac), f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

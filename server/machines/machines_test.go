@@ -5,7 +5,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestMachineState(t *testing.T) {
@@ -86,5 +88,43 @@ func TestMachineState(t *testing.T) {
 	}
 	if _, _, err := s.UpperPath(mac, 1000); err == nil {
 		t.Errorf("odd size accepted")
+	}
+}
+
+func TestCowPathBase(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := net.ParseMAC("52:54:00:00:00:09")
+	base := filepath.Join(t.TempDir(), "base.raw")
+	if err := os.WriteFile(base, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.CowPath(mac, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(p), "cow.base")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("base record: %v %v", fi, err)
+	}
+	os.WriteFile(p, []byte("delta"), 0o600)
+	if _, err := s.CowPath(mac, base); err != nil {
+		t.Fatalf("same base: %v", err)
+	}
+	// The image is replaced: the layer no longer fits it.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(base, later, later); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.CowPath(mac, base)
+	if !errors.Is(err, ErrBaseChanged) || !strings.Contains(err.Error(), "overboot machine reset 52:54:00:00:00:09") {
+		t.Fatalf("changed base: %v", err)
+	}
+	if err := s.Reset(mac); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CowPath(mac, base); err != nil {
+		t.Fatalf("after reset: %v", err)
 	}
 }
