@@ -22,7 +22,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfgPath = fs.String("config", "", "configuration `file` (default: none; then flags only, and no profiles)")
 		listen  = fs.String("listen", "", "listen `address` (overrides the config; default "+config.DefaultListen+")")
 		data    = fs.String("data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
-		iscsiAt = fs.String("iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi)")
+		iscsiAt = fs.String("iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi or sanboot)")
 		verbose = fs.Bool("v", false, "log every request")
 	)
 	fs.Usage = func() {
@@ -30,7 +30,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 Serves iPXE scripts (/boot.ipxe, /ipxe?mac=...), artifacts by digest
 (/blobs/sha256/HEX, with Range and ETag), /api/machines, /status and /metrics.
-An invalid configuration is refused at start with FILE:LINE and the reason.
+With a profile that has upper = iscsi or sanboot = DISK, it also runs the
+iSCSI target (machines' private disks and copy-on-write layers, CHAP always)
+and serves their credentials once each, behind single-use URLs (/doc/TOKEN,
+/san/TOKEN). An invalid configuration is refused at start with FILE:LINE and
+the reason. testdata/overboot.conf in the source is an annotated example.
 
 flags:
 `)
