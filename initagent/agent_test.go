@@ -309,3 +309,19 @@ func TestISCSILowerPlan(t *testing.T) {
 		t.Errorf("an unverifiable iSCSI lower was planned")
 	}
 }
+
+func TestClassifyDisk(t *testing.T) {
+	head := make([]byte, BlankCheckBytes)
+	if ClassifyDisk(head) != DiskBlank {
+		t.Errorf("zeros are not blank")
+	}
+	head[1024+56], head[1024+57] = 0x53, 0xef
+	if ClassifyDisk(head) != DiskExt4 {
+		t.Errorf("an ext4 superblock is not ext4")
+	}
+	head[1024+56], head[1024+57] = 0, 0
+	head[510], head[511] = 0x55, 0xaa // a partition table
+	if ClassifyDisk(head) != DiskOther {
+		t.Errorf("an MBR is blank")
+	}
+}

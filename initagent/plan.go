@@ -154,6 +154,49 @@ func (a IBFTAttach) String() string {
 // Phase implements Step.
 func (IBFTAttach) Phase() Phase { return PhaseDisk }
 
+// FormatBlank makes an ext4 filesystem on Device when the device is
+// blank (its first 64 KiB are zeros), leaves an ext4 device alone, and
+// refuses anything else rather than destroy data.
+type FormatBlank struct {
+	Device, Label string
+}
+
+func (f FormatBlank) String() string {
+	return "mkfs.ext4 -L " + f.Label + " " + f.Device + " # only if blank"
+}
+
+// Phase implements Step.
+func (FormatBlank) Phase() Phase { return PhaseUpper }
+
+// BlankCheckBytes is how much of a device must be zeros for FormatBlank
+// to call it blank: partition tables, boot sectors and the superblocks
+// of common filesystems all live there.
+const BlankCheckBytes = 64 << 10
+
+// DiskContent says what the start of a device holds.
+type DiskContent int
+
+// What ClassifyDisk finds.
+const (
+	DiskBlank DiskContent = iota // all zeros
+	DiskExt4                     // an ext2/3/4 superblock
+	DiskOther                    // anything else: not ours to format
+)
+
+// ClassifyDisk looks at the first BlankCheckBytes of a device.
+func ClassifyDisk(head []byte) DiskContent {
+	// ext2/3/4: the superblock at 1024, its magic 0xEF53 at byte 56.
+	if len(head) >= 1024+58 && head[1024+56] == 0x53 && head[1024+57] == 0xef {
+		return DiskExt4
+	}
+	for _, b := range head {
+		if b != 0 {
+			return DiskOther
+		}
+	}
+	return DiskBlank
+}
+
 // VerifyDevice checks the SHA-256 of the first Size bytes of a device.
 type VerifyDevice struct {
 	Path   string
@@ -333,8 +376,9 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 			LoadModules{Extra: mods, PhaseOf: PhaseUpper},
 			Mkdir{Paths: []string{RWMount}, PhaseOf: PhaseUpper},
 			ISCSIAttach{Source: *d.Upper.ISCSI, Link: UpperDevice, PhaseOf: PhaseUpper},
-			// The server formats a machine's disk when it creates it; a
-			// disk without ext4 fails here with the mount's error.
+			// The overboot server formats the disks it creates; another
+			// target's blank disk is formatted here.
+			FormatBlank{Device: UpperDevice, Label: "overboot-upper"},
 			Mount{Source: UpperDevice, Target: RWMount, FSType: "ext4", Options: []string{"noatime"}, PhaseOf: PhaseUpper},
 			Mkdir{Paths: []string{UpperDir, WorkDir}, PhaseOf: PhaseUpper},
 		)

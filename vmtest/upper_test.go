@@ -85,9 +85,17 @@ func TestISCSIUpperPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk, created, err := state.UpperPath(mac, 256<<20)
-	if err != nil || !created {
-		t.Fatalf("upper disk: %v %v", created, err)
+	// The first disk is blank (not the server's pre-formatted kind): the
+	// agent formats it.
+	disk := filepath.Join(state.Dir(mac), "upper.img")
+	if err := os.MkdirAll(filepath.Dir(disk), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 256<<20); err != nil {
+		t.Fatal(err)
 	}
 	iq := &iscsiServer{t: t}
 	iq.start(machines.IQN(mac), initiator, disk, chap)
@@ -110,6 +118,7 @@ func TestISCSIUpperPersists(t *testing.T) {
 		}
 		files.ServeHTTP(w, r)
 	}))
+	formatted := 0
 	boot := func(want string) {
 		t.Helper()
 		vm := startVM(t, Options{
@@ -123,8 +132,14 @@ func TestISCSIUpperPersists(t *testing.T) {
 			t.Logf("console: %s", l.Text)
 		}
 		expectPass(t, vm)
+		if vm.Contains("blank: formatted") {
+			formatted++
+		}
 	}
 	boot(MarkerPersistNew)
+	if formatted != 1 {
+		t.Fatalf("the agent did not format the blank disk")
+	}
 	boot(MarkerPersistFound)
 	iq.stop()
 	iq.start(machines.IQN(mac), initiator, disk, chap)
@@ -133,11 +148,14 @@ func TestISCSIUpperPersists(t *testing.T) {
 	if err := state.Reset(mac); err != nil {
 		t.Fatal(err)
 	}
-	if disk, created, err = state.UpperPath(mac, 256<<20); err != nil || !created {
+	if disk, created, err := state.UpperPath(mac, 256<<20); err != nil || !created || disk == "" {
 		t.Fatalf("upper disk after reset: %v %v", created, err)
 	}
 	iq.start(machines.IQN(mac), initiator, disk, chap)
 	boot(MarkerPersistNew)
+	if formatted != 1 {
+		t.Errorf("the agent formatted a disk that was not blank (%d formats)", formatted)
+	}
 }
 
 // TestPXEISCSIUpper is the whole path through `overboot serve`'s pieces:
