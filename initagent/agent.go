@@ -70,7 +70,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 		return err
 	}
 	doc := p.Document()
-	if p.Doc != "" && p.Root.IsZero() {
+	if p.Doc != "" {
 		s := FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()}
 		timings.enter(PhaseDocument)
 		doc, err = a.Exec.Document(ctx, s)

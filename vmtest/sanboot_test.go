@@ -5,17 +5,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/overboot/overboot/server"
-	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
 )
 
 // TestSanboot: two machines sanboot the same bootable disk (MBR, SYSLINUX,
@@ -43,31 +38,8 @@ func TestSanboot(t *testing.T) {
 	before := fileSum(t, disk)
 
 	conf := fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\n", filepath.Join(dir, "data"), GuestServer, disk)
-	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := serveHTTP(t, s.Handler())
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.ServeISCSI(ctx, iln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	tftp := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nchain http://"+GuestServer+"/boot.ipxe || exit 1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
+	tftp := bootstrapTFTP(t)
 
 	macs := []string{"52:54:00:0b:00:05", "52:54:00:0b:00:06"}
 	id := func(mac string) string { return strings.ReplaceAll(mac, ":", "") }
@@ -83,7 +55,7 @@ func TestSanboot(t *testing.T) {
 				defer wg.Done()
 				vm := startVM(t, Options{
 					PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: mac, MemoryMB: 512,
-					Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+					Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
 				})
 				l, i, err := vm.ExpectAny(bootTimeout, MarkerSan, MarkerFail, "overboot: BOOT FAILED")
 				if err != nil || i != 0 {

@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -29,11 +30,18 @@ onfail = poweroff
 onfail-delay = 1s
 cmdline = console=ttyS0 panic=-1
 `, a.Kernel, a.Initramfs, a.Root)
+	return configServer(t, conf, filepath.Join(t.TempDir(), "store"))
+}
+
+// configServer makes an in-process overboot server from a configuration
+// text, with its store in data.
+func configServer(t *testing.T, conf, data string) *server.Server {
+	t.Helper()
 	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "store"))
+	st, err := store.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +50,35 @@ cmdline = console=ttyS0 panic=-1
 		t.Fatal(err)
 	}
 	return s
+}
+
+// startServer serves conf's server over HTTP and iSCSI on fresh 127.0.0.1
+// ports until the test ends, and returns both addresses.
+func startServer(t *testing.T, conf, data string) (httpAddr, iscsiAddr string) {
+	t.Helper()
+	s := configServer(t, conf, data)
+	httpAddr = serveHTTP(t, s.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.ServeISCSI(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return httpAddr, ln.Addr().String()
+}
+
+// bootstrapTFTP is a TFTP directory whose boot.ipxe chains the server's
+// /boot.ipxe, as a site's DHCP/TFTP would hand iPXE.
+func bootstrapTFTP(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	script := "#!ipxe\nchain http://" + GuestServer + "/boot.ipxe || exit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "boot.ipxe"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestPXE boots through QEMU's iPXE option ROM: QEMU's DHCP and TFTP hand
@@ -53,13 +90,8 @@ func TestPXE(t *testing.T) {
 	a := needVM(t)
 	s := newServer(t, a)
 	addr := serveHTTP(t, s.Handler())
-	tftp := t.TempDir()
-	script := "#!ipxe\nchain http://" + GuestServer + "/boot.ipxe || exit 1\n"
-	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	vm := startVM(t, Options{
-		PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:01",
+		PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:01",
 		Forwards: []Forward{{GuestPort: 80, HostAddr: addr}},
 	})
 	expectPass(t, vm)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,9 +13,6 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/mkimage"
-	"github.com/overboot/overboot/server"
-	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
 )
 
 // vmtestCache is where slow, reusable inputs (the debootstrap tree) are
@@ -55,27 +51,7 @@ func TestSystemdISCSIUpper(t *testing.T) {
 	}
 	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nupper-disk-size = 512M\nonfail = poweroff\nonfail-delay = 1s\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
-	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := serveHTTP(t, s.Handler())
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { s.ServeISCSI(sctx, iln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 
 	const mac = "52:54:00:0b:00:07"
 	argsRE := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`)
@@ -97,7 +73,7 @@ func TestSystemdISCSIUpper(t *testing.T) {
 		vm := startVM(t, Options{
 			Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 1024, CPUs: 2,
 			Append:   directCmdline(string(m[1])),
-			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
 		})
 		l, i, err := vm.ExpectAny(2*bootTimeout, MarkerSystemd, "overboot: BOOT FAILED")
 		if err != nil || i != 0 {

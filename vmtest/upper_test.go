@@ -13,11 +13,8 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/server"
-	"github.com/overboot/overboot/server/config"
 	target "github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/machines"
-	"github.com/overboot/overboot/server/store"
 )
 
 // iscsiServer is the embedded target serving one machine's upper disk,
@@ -180,34 +177,10 @@ onfail = poweroff
 onfail-delay = 1s
 cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
 `, dir, GuestServer, a.Kernel, a.Initramfs, a.Root)
-	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := serveHTTP(t, s.Handler())
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.ServeISCSI(ctx, iln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	tftp := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nchain http://"+GuestServer+"/boot.ipxe || exit 1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	httpAddr, iscsiAddr := startServer(t, conf, dir)
 	vm := startVM(t, Options{
-		PXE: true, TFTPDir: tftp, BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:03",
-		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iln.Addr().String()}},
+		PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:03",
+		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
 	})
 	if _, err := vm.Expect(MarkerPersistNew, bootTimeout); err != nil {
 		t.Fatalf("first boot on a new disk: %v", err)
