@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/u-root/iscsinl"
@@ -34,8 +35,21 @@ type netlinkTransport struct {
 	sid, cid uint32
 }
 
+// Send passes a login PDU to the kernel. The kernel hands us a login
+// response over netlink before it retires the login task that carried
+// the request (libiscsi.c: iscsi_recv_pdu, then iscsi_complete_task), so
+// a quick next request can be refused with -EPERM ("Login/Text in
+// progress"); the PDU was not sent then, and is tried again briefly.
 func (t *netlinkTransport) Send(p *iscsiwire.PDU) error {
-	return t.nl.SendPDU(t.sid, t.cid, kernelPDU{p})
+	var err error
+	for range 100 {
+		err = t.nl.SendPDU(t.sid, t.cid, kernelPDU{p})
+		if err == nil || !strings.HasSuffix(err.Error(), "error code -1") {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("iscsi: the kernel kept refusing a login PDU: %w", err)
 }
 
 func (t *netlinkTransport) Recv() (*iscsiwire.PDU, error) {
