@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // Errors callers can branch on with errors.Is.
@@ -249,29 +249,29 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 
 // BuildRootToStore builds a root image into st and publishes it as name
 // (Kind root, with its compression), returning the manifest as stored.
-func BuildRootToStore(ctx context.Context, st *store.Store, name string, opt RootOptions) (store.Manifest, error) {
-	if err := store.CheckName(name); err != nil {
-		return store.Manifest{}, err
+func BuildRootToStore(ctx context.Context, st *blobstore.Store, name string, opt RootOptions) (blobstore.Manifest, error) {
+	if err := blobstore.CheckName(name); err != nil {
+		return blobstore.Manifest{}, err
 	}
 	f, err := st.TempFile("root-*.sqfs")
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	tmp := f.Name()
 	f.Close()
 	defer os.Remove(tmp)
 	res, err := BuildRoot(ctx, tmp, opt)
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	d, n, err := st.Commit(tmp)
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	if d != res.Digest || n != res.Size {
-		return store.Manifest{}, fmt.Errorf("store %s: image changed between build (%s, %d bytes) and commit (%s, %d bytes)", st.Dir(), res.Digest, res.Size, d, n)
+		return blobstore.Manifest{}, fmt.Errorf("store %s: image changed between build (%s, %d bytes) and commit (%s, %d bytes)", st.Dir(), res.Digest, res.Size, d, n)
 	}
-	return st.Publish(store.Manifest{Name: name, Kind: store.KindRoot, Digest: d, Size: n, Compression: opt.compression()})
+	return st.Publish(blobstore.Manifest{Name: name, Kind: blobstore.KindRoot, Digest: d, Size: n, Compression: opt.compression()})
 }
 
 // build is one BuildRoot run.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 func TestISCSIUpperDocument(t *testing.T) {
@@ -26,7 +26,7 @@ func TestISCSIUpperDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := store.Open(filepath.Join(dir, "data"))
+	st, _ := blobstore.Open(filepath.Join(dir, "data"))
 	s, err := New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestMachineActions(t *testing.T) {
 	}
 	conf := "[server]\ndata = " + dir + "/data\n[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\nupper = iscsi\nupper-disk-size = 64M\n"
 	cfg, _ := config.Parse("t.conf", strings.NewReader(conf))
-	st, _ := store.Open(filepath.Join(dir, "data"))
+	st, _ := blobstore.Open(filepath.Join(dir, "data"))
 	s, err := New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestSanboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := store.Open(filepath.Join(dir, "data"))
+	st, _ := blobstore.Open(filepath.Join(dir, "data"))
 	var logs strings.Builder
 	s, err := New(cfg, st, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -228,7 +228,7 @@ func TestSanbootBadDisk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, _ := store.Open(filepath.Join(dir, "data"))
+		st, _ := blobstore.Open(filepath.Join(dir, "data"))
 		if _, err := New(cfg, st, nil); err == nil || !strings.Contains(err.Error(), "t.conf:3: profile default: sanboot") {
 			t.Errorf("%s: err = %v", path, err)
 		}

@@ -18,7 +18,7 @@ import (
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/machines"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // BlobPrefix is where artifacts are served by digest.
@@ -40,7 +40,7 @@ type profile struct {
 // Server serves one configuration from one store.
 type Server struct {
 	cfg      *config.Config
-	st       *store.Store
+	st       *blobstore.Store
 	log      *slog.Logger
 	profiles map[string]*profile
 	kinds    map[boot.Digest]string // what each served digest is, for boot stages
@@ -52,7 +52,7 @@ type Server struct {
 // New resolves every profile's artifacts (ingesting files given by path
 // into the store) and returns a server; a reference that does not resolve
 // is an error naming the profile's line.
-func New(cfg *config.Config, st *store.Store, log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, st *blobstore.Store, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -340,7 +340,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.st.OpenBlob(d)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, blobstore.ErrNotFound) {
 			http.NotFound(w, r)
 			return
 		}

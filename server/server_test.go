@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // fixture is a server with one profile whose artifacts are small files.
@@ -34,7 +34,7 @@ func fixture(t *testing.T, extra string) (*Server, map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "store"))
+	st, err := blobstore.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestNoProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := store.Open(t.TempDir())
+	st, _ := blobstore.Open(t.TempDir())
 	s, err := New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestMissingArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := store.Open(t.TempDir())
+	st, _ := blobstore.Open(t.TempDir())
 	_, err = New(cfg, st, nil)
 	for _, want := range []string{"x.conf:2: profile default: kernel /nonexistent/k", "x.conf:2: profile default: initramfs ird", "x.conf:2: profile default: root sha256:0123"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

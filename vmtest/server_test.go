@@ -15,7 +15,7 @@ import (
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // newServer makes an in-process overboot server whose default profile
@@ -41,7 +41,7 @@ func configServer(t *testing.T, conf, data string) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(data)
+	st, err := blobstore.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}

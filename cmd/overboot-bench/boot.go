@@ -17,7 +17,7 @@ import (
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/vmtest"
 )
 
@@ -96,7 +96,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(env.WorkDir, "boot", "store"))
+	st, err := blobstore.Open(filepath.Join(env.WorkDir, "boot", "store"))
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/internal/bench"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 func httpSection() bench.Section {
@@ -51,7 +51,7 @@ func runHTTP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 			return nil, err
 		}
 	}
-	st, err := store.Open(filepath.Join(dir, "store"))
+	st, err := blobstore.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/vmtest"
 )
 
@@ -54,7 +54,7 @@ cmdline = console=ttyS0 quiet panic=-1
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(filepath.Join(work, "store"))
+	st, err := blobstore.Open(filepath.Join(work, "store"))
 	if err != nil {
 		return err
 	}

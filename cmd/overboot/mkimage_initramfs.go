@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/overboot/overboot/mkimage/initramfs"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // runMkimageInitramfs is "overboot mkimage initramfs".
@@ -93,7 +93,7 @@ flags:
 			*out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
 		return nil
 	}
-	st, err := store.Open(*dir)
+	st, err := blobstore.Open(*dir)
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"io"
 
 	"github.com/overboot/overboot/mkimage"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // runMkimageRoot is "overboot mkimage root".
@@ -88,7 +88,7 @@ flags:
 			fmt.Fprintf(stdout, "%s %s %d bytes, %d entries\n", *out, res.Digest, res.Size, res.Entries)
 		}
 	} else {
-		st, err := store.Open(*dir)
+		st, err := blobstore.Open(*dir)
 		if err != nil {
 			return fmt.Errorf("mkimage root: %w", err)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // runServe is "overboot serve".
@@ -76,7 +76,7 @@ flags:
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	st, err := store.Open(cfg.Data)
+	st, err := blobstore.Open(cfg.Data)
 	if err != nil {
 		return err
 	}

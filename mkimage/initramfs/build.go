@@ -20,7 +20,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/server/store"
+	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // DefaultModules are loaded at boot when Options.Modules is nil: what an
@@ -304,13 +304,13 @@ func contains(list []string, s string) bool {
 }
 
 // BuildToStore builds into st and publishes it as name (Kind initramfs).
-func BuildToStore(ctx context.Context, st *store.Store, name string, o Options) (store.Manifest, error) {
-	if err := store.CheckName(name); err != nil {
-		return store.Manifest{}, err
+func BuildToStore(ctx context.Context, st *blobstore.Store, name string, o Options) (blobstore.Manifest, error) {
+	if err := blobstore.CheckName(name); err != nil {
+		return blobstore.Manifest{}, err
 	}
 	f, err := st.TempFile("initramfs-*")
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	defer os.Remove(f.Name())
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -322,24 +322,24 @@ func BuildToStore(ctx context.Context, st *store.Store, name string, o Options) 
 		err = cerr
 	}
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	comp := o.Compression
 	if comp == "" {
 		comp = "zstd"
 	}
-	return commit(st, f.Name(), store.Manifest{Name: name, Kind: store.KindInitramfs, Digest: sum.Digest, Size: sum.Compressed, Compression: comp, KernelRelease: o.KernelRelease})
+	return commit(st, f.Name(), blobstore.Manifest{Name: name, Kind: blobstore.KindInitramfs, Digest: sum.Digest, Size: sum.Compressed, Compression: comp, KernelRelease: o.KernelRelease})
 }
 
 // commit moves the temporary file into the store by digest and publishes
 // the manifest.
-func commit(st *store.Store, tmp string, m store.Manifest) (store.Manifest, error) {
+func commit(st *blobstore.Store, tmp string, m blobstore.Manifest) (blobstore.Manifest, error) {
 	d, size, err := st.Commit(tmp)
 	if err != nil {
-		return store.Manifest{}, err
+		return blobstore.Manifest{}, err
 	}
 	if d != m.Digest || size != m.Size {
-		return store.Manifest{}, fmt.Errorf("store: %s changed while being stored (%s, %d bytes)", tmp, d, size)
+		return blobstore.Manifest{}, fmt.Errorf("store: %s changed while being stored (%s, %d bytes)", tmp, d, size)
 	}
 	return st.Publish(m)
 }

@@ -251,3 +251,12 @@ func (s *Server) claim(c *conn) error {
 	}
 	return nil
 }
+
+// HasTarget reports whether iqn is exported with exactly these CHAP
+// credentials and this one allowed initiator.
+func (s *Server) HasTarget(iqn string, chap CHAP, initiator string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[iqn]
+	return t != nil && t.cfg.CHAP == chap && len(t.cfg.Initiators) == 1 && t.cfg.Initiators[0] == initiator
+}

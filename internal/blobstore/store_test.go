@@ -1,4 +1,4 @@
-package store
+package blobstore
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-// Package store keeps overboot's artifacts (root images, kernels, initramfs
+// Package blobstore keeps overboot's artifacts (root images, kernels, initramfs
 // images, disk images) content-addressed on disk, with a small manifest per
 // name:
 //
@@ -9,7 +9,7 @@
 // Publishing a new version moves a name to a new digest with one rename, so a
 // reader sees the old manifest or the new one, never a mix. Blobs are never
 // rewritten: a machine that booted the old digest keeps reading it.
-package store
+package blobstore
 
 import (
 	"crypto/sha256"

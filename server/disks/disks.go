@@ -1,0 +1,460 @@
+package disks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/state"
+)
+
+// IQNPrefix starts every name this server gives a target or an initiator.
+const IQNPrefix = "iqn.2026-11.org.overboot:"
+
+// DefaultUpperSize is an upper disk's size when the profile does not say
+// (sparse: it takes what is written).
+const DefaultUpperSize = 4 << 30
+
+// ErrBaseChanged means a copy-on-write layer was made over a base image
+// that has changed since: its blocks no longer fit.
+var ErrBaseChanged = errors.New("base image changed")
+
+// Owner is whose a disk is.
+type Owner struct {
+	Kind string // state.OwnerMachine or state.OwnerUser
+	Name string // a MAC (aa:bb:cc:dd:ee:ff) or a user name
+}
+
+func (o Owner) String() string { return o.Kind + " " + o.Name }
+
+// Spec says which disk a boot needs.
+type Spec struct {
+	Owner   Owner
+	Profile string
+	Kind    string // state.DiskUpper or state.DiskCow
+	Size    int64  // upper: bytes (default DefaultUpperSize)
+	Base    string // cow: the raw disk image (absolute path)
+	Quota   state.Quota
+}
+
+// Export is a disk exported as a target: what a machine needs to log in.
+type Export struct {
+	Disk      state.Disk
+	Target    string // target IQN
+	Initiator string // the only initiator allowed
+	CHAP      iscsi.CHAP
+}
+
+// InitiatorIQN is the initiator name a machine uses.
+func InitiatorIQN(mac string) string {
+	return IQNPrefix + "i-" + strings.ReplaceAll(mac, ":", "")
+}
+
+// TargetIQN names a disk's target: whose it is and its row, so no two
+// disks share a name.
+func TargetIQN(k state.Disk) string {
+	who := "u-" + k.Owner
+	if k.OwnerKind == state.OwnerMachine {
+		who = "m-" + strings.ReplaceAll(k.Owner, ":", "")
+	}
+	return fmt.Sprintf("%s%s-d%d", IQNPrefix, who, k.ID)
+}
+
+// CHAPUser is the CHAP name an owner logs in with.
+func CHAPUser(o Owner) string {
+	if o.Kind == state.OwnerMachine {
+		return strings.ReplaceAll(o.Name, ":", "-")
+	}
+	return "u-" + o.Name
+}
+
+// NewSecret is a random CHAP secret: 24 characters, 144 bits.
+func NewSecret() (iscsi.Secret, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return iscsi.Secret(base64.RawURLEncoding.EncodeToString(b)), nil
+}
+
+// Manager keeps disk files, rows and targets in step.
+type Manager struct {
+	db     *state.DB
+	target *iscsi.Server
+	dir    string // DATA/disks
+	log    *slog.Logger
+
+	mu   sync.Mutex // guards luns and serialises creation, reset and export
+	luns map[int64]iscsi.Backing
+}
+
+// New returns a manager of the disks under dir.
+func New(db *state.DB, target *iscsi.Server, dir string, log *slog.Logger) (*Manager, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return &Manager{db: db, target: target, dir: dir, log: log, luns: map[int64]iscsi.Backing{}}, nil
+}
+
+// Target is the iSCSI target the disks are exported from.
+func (m *Manager) Target() *iscsi.Server { return m.target }
+
+func (m *Manager) diskDir(id int64) string { return filepath.Join(m.dir, fmt.Sprint(id)) }
+
+func fileName(kind string) string {
+	if kind == state.DiskCow {
+		return "cow.delta"
+	}
+	return "upper.img"
+}
+
+// MachineCHAP returns a machine's credentials, creating its secret on
+// first use. The machine must have a row.
+func (m *Manager) MachineCHAP(ctx context.Context, mac string) (iscsi.CHAP, error) {
+	mc, err := m.db.Machine(ctx, mac)
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	if mc.Secret != "" {
+		return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerMachine, mac}), Secret: iscsi.Secret(mc.Secret)}, nil
+	}
+	return m.RotateMachine(ctx, mac)
+}
+
+// RotateMachine gives a machine a new CHAP secret and ends its sessions:
+// the old secret no longer opens anything.
+func (m *Manager) RotateMachine(ctx context.Context, mac string) (iscsi.CHAP, error) {
+	sec, err := NewSecret()
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	if err := m.db.SetMachineSecret(ctx, mac, string(sec)); err != nil {
+		return iscsi.CHAP{}, err
+	}
+	m.Drop(ctx, Owner{state.OwnerMachine, mac})
+	return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerMachine, mac}), Secret: sec}, nil
+}
+
+// NewUserCHAP gives a user a new CHAP secret (at every login).
+func (m *Manager) NewUserCHAP(ctx context.Context, user string) (iscsi.CHAP, error) {
+	sec, err := NewSecret()
+	if err != nil {
+		return iscsi.CHAP{}, err
+	}
+	if err := m.db.SetUserSecret(ctx, user, string(sec)); err != nil {
+		return iscsi.CHAP{}, err
+	}
+	return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerUser, user}), Secret: sec}, nil
+}
+
+// Ensure creates the disk sp names when it does not exist yet (within the
+// quota; past it nothing is created and the error wraps state.ErrQuota)
+// and exports it with chap to initiator only. An export that already
+// has these credentials and initiator is kept (its session lives on);
+// otherwise the target is replaced, which ends its sessions: one machine
+// at a time per disk.
+func (m *Manager) Ensure(ctx context.Context, sp Spec, chap iscsi.CHAP, initiator string) (Export, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, err := m.db.Disk(ctx, sp.Owner.Kind, sp.Owner.Name, sp.Profile)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		if k, err = m.create(ctx, sp); err != nil {
+			return Export{}, err
+		}
+	case err != nil:
+		return Export{}, err
+	case k.Status != state.DiskReady:
+		return Export{}, fmt.Errorf("%s's disk %d is %s: try again shortly", sp.Owner, k.ID, k.Status)
+	case k.Kind != sp.Kind:
+		return Export{}, fmt.Errorf("%s's disk %d for profile %s is a %s disk, the profile now wants %s: reset it", sp.Owner, k.ID, sp.Profile, k.Kind, sp.Kind)
+	}
+	if k.Kind == state.DiskCow {
+		stamp, err := baseStamp(sp.Base)
+		if err != nil {
+			return Export{}, err
+		}
+		if stamp != k.Base {
+			return Export{}, fmt.Errorf("%s: its copy-on-write layer was made over %q, now %q: %w; a reset starts it over from the image", sp.Owner, k.Base, stamp, ErrBaseChanged)
+		}
+	}
+	ex := Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, CHAP: chap}
+	if _, open := m.luns[k.ID]; open && m.target.HasTarget(ex.Target, chap, initiator) {
+		return ex, nil
+	}
+	lun := m.luns[k.ID]
+	if lun == nil {
+		if k.Kind == state.DiskCow {
+			lun, err = iscsi.OpenCow(sp.Base, k.Path)
+		} else {
+			lun, err = iscsi.OpenFile(k.Path, false)
+		}
+		if err != nil {
+			return Export{}, fmt.Errorf("open %s's disk: %w", sp.Owner, err)
+		}
+	}
+	if err := m.target.AddTarget(iscsi.TargetConfig{IQN: ex.Target, LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{initiator}, Exclusive: true}); err != nil {
+		if m.luns[k.ID] == nil {
+			lun.Close()
+		}
+		return Export{}, err
+	}
+	m.luns[k.ID] = lun
+	return ex, nil
+}
+
+// create makes a new disk: row first (creating), then the file, then the
+// row ready. A failure removes both.
+func (m *Manager) create(ctx context.Context, sp Spec) (state.Disk, error) {
+	k := state.Disk{OwnerKind: sp.Owner.Kind, Owner: sp.Owner.Name, Profile: sp.Profile, Kind: sp.Kind, Size: sp.Size}
+	switch sp.Kind {
+	case state.DiskUpper:
+		if k.Size == 0 {
+			k.Size = DefaultUpperSize
+		}
+		if k.Size < 0 || k.Size%512 != 0 {
+			return state.Disk{}, fmt.Errorf("upper disk size %d: want a positive multiple of 512", k.Size)
+		}
+	case state.DiskCow:
+		fi, err := os.Stat(sp.Base)
+		if err != nil {
+			return state.Disk{}, err
+		}
+		k.Size = fi.Size()
+		if k.Base, err = baseStamp(sp.Base); err != nil {
+			return state.Disk{}, err
+		}
+	default:
+		return state.Disk{}, fmt.Errorf("disk kind %q: want upper or cow", sp.Kind)
+	}
+	k, err := m.db.BeginDisk(ctx, k, sp.Quota, func(id int64) string { return filepath.Join(m.diskDir(id), fileName(sp.Kind)) })
+	if err != nil {
+		return state.Disk{}, err
+	}
+	if err := m.makeFile(k); err != nil {
+		os.RemoveAll(m.diskDir(k.ID))
+		if rerr := m.db.RemoveDisk(context.WithoutCancel(ctx), k.ID); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return state.Disk{}, err
+	}
+	if err := m.db.SetDiskStatus(context.WithoutCancel(ctx), k.ID, state.DiskReady); err != nil {
+		return state.Disk{}, err
+	}
+	k.Status = state.DiskReady
+	m.log.Info("disk created", "owner", sp.Owner.String(), "profile", sp.Profile, "kind", sp.Kind, "id", k.ID, "bytes", k.Size)
+	return k, nil
+}
+
+// makeFile creates a disk's file: an upper disk is formatted under a
+// temporary name and renamed into place, so its name exists only whole.
+func (m *Manager) makeFile(k state.Disk) error {
+	dir := filepath.Dir(k.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if k.Kind == state.DiskCow {
+		return nil // iscsi.OpenCow creates the delta and its log (0600)
+	}
+	tmp := k.Path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(k.Size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	// lazy_itable_init keeps the file sparse; the label says whose it is.
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "overboot-upper", "-E", "lazy_itable_init=1,lazy_journal_init=1", tmp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("format an upper disk (mkfs.ext4, package e2fsprogs): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	if err := syncPath(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, k.Path); err != nil {
+		return err
+	}
+	return syncPath(dir)
+}
+
+// baseStamp identifies a base image's version: path, size and mtime.
+func baseStamp(base string) (string, error) {
+	fi, err := os.Stat(base)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d %d", base, fi.Size(), fi.ModTime().UnixNano()), nil
+}
+
+// Drop ends the sessions on an owner's disks and closes them; the disks
+// stay.
+func (m *Manager) Drop(ctx context.Context, o Owner) {
+	ks, err := m.db.DisksOf(ctx, o.Kind, o.Name)
+	if err != nil {
+		m.log.Error("list disks", "owner", o.String(), "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range ks {
+		m.dropLocked(k)
+	}
+}
+
+func (m *Manager) dropLocked(k state.Disk) {
+	m.target.RemoveTarget(TargetIQN(k))
+	if lun, ok := m.luns[k.ID]; ok {
+		lun.Close()
+		delete(m.luns, k.ID)
+	}
+}
+
+// Reset ends the sessions on an owner's disks and removes them (their next
+// boot starts blank, or from the base image). It returns how many went.
+func (m *Manager) Reset(ctx context.Context, o Owner) (int, error) {
+	ks, err := m.db.DisksOf(ctx, o.Kind, o.Name)
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, k := range ks {
+		m.dropLocked(k)
+		if err := m.remove(ctx, k); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// RemoveDisk ends the sessions on one disk and removes it.
+func (m *Manager) RemoveDisk(ctx context.Context, id int64) error {
+	k, err := m.db.DiskByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropLocked(k)
+	return m.remove(ctx, k)
+}
+
+// remove deletes a disk: row marked deleting, files gone, row gone.
+func (m *Manager) remove(ctx context.Context, k state.Disk) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := m.db.SetDiskStatus(ctx, k.ID, state.DiskDeleting); err != nil {
+		return err
+	}
+	if err := m.removeFiles(k); err != nil {
+		return err
+	}
+	if err := m.db.RemoveDisk(ctx, k.ID); err != nil {
+		return err
+	}
+	m.log.Info("disk removed", "owner", k.OwnerKind+" "+k.Owner, "id", k.ID)
+	return nil
+}
+
+// removeFiles deletes a disk's files. A disk in its own directory under
+// ours goes with the directory; a legacy disk (imported where it was)
+// loses its files only.
+func (m *Manager) removeFiles(k state.Disk) error {
+	if filepath.Dir(k.Path) == m.diskDir(k.ID) {
+		return os.RemoveAll(m.diskDir(k.ID))
+	}
+	var errs []error
+	for _, p := range []string{k.Path, k.Path + ".new", k.Path + ".log", filepath.Join(filepath.Dir(k.Path), "cow.base")} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Recover finishes what a crash interrupted: disks still creating are
+// undone (their file may be partial), disks deleting are removed, and
+// directories under DATA/disks that no row names are reported and moved
+// to DATA/disks/orphans (never deleted: a person decides).
+func (m *Manager) Recover(ctx context.Context) error {
+	ks, err := m.db.Disks(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, k := range ks {
+		switch k.Status {
+		case state.DiskCreating, state.DiskDeleting:
+			m.log.Warn("disk: finishing an interrupted change", "id", k.ID, "status", k.Status, "owner", k.OwnerKind+" "+k.Owner)
+			if err := m.removeFiles(k); err != nil {
+				return err
+			}
+			if err := m.db.RemoveDisk(ctx, k.ID); err != nil {
+				return err
+			}
+		default:
+			known[fmt.Sprint(k.ID)] = true
+			if _, err := os.Stat(k.Path); err != nil {
+				m.log.Error("disk: its file is missing", "id", k.ID, "path", k.Path, "err", err)
+			}
+		}
+	}
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == "orphans" || known[e.Name()] {
+			continue
+		}
+		orph := filepath.Join(m.dir, "orphans")
+		if err := os.MkdirAll(orph, 0o700); err != nil {
+			return err
+		}
+		m.log.Warn("disk: a directory no disk row names, moved aside", "dir", e.Name(), "to", orph)
+		if err := os.Rename(filepath.Join(m.dir, e.Name()), filepath.Join(orph, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes every open disk (after the target has stopped).
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, lun := range m.luns {
+		lun.Close()
+		delete(m.luns, id)
+	}
+}
+
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

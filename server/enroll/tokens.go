@@ -1,0 +1,86 @@
+package enroll
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/overboot/overboot/server/state"
+)
+
+// Token purposes: what a single-use token may be spent on.
+const (
+	PurposeDoc    = "doc"    // GET /doc/TOKEN: the boot document
+	PurposeSan    = "san"    // GET /san/TOKEN: the sanboot script
+	PurposeLogin  = "login"  // GET /login/TOKEN?username=&password=: a login attempt
+	PurposeReport = "report" // POST /report/TOKEN: the agent's phase reports (not single use)
+)
+
+// TokenTTL is how long a boot token waits for its machine: long enough
+// for a kernel and an initramfs to load over a slow link, short enough
+// that a leaked one is soon worthless.
+const TokenTTL = 5 * time.Minute
+
+// LoginTTL is how long a login form's token waits for the user to type.
+const LoginTTL = 10 * time.Minute
+
+// TokenStore is where tokens live (server/state).
+type TokenStore interface {
+	PutBootToken(ctx context.Context, hash string, t state.BootToken) error
+	TakeBootToken(ctx context.Context, hash, purpose, address string) (state.BootToken, error)
+}
+
+// Tokens issues and spends single-use boot tokens. Only a token's SHA-256
+// is stored: a copy of the store does not hold live credentials.
+type Tokens struct {
+	Store TokenStore
+	Now   func() time.Time // default time.Now
+}
+
+func (t *Tokens) now() time.Time {
+	if t.Now == nil {
+		return time.Now()
+	}
+	return t.Now()
+}
+
+// HashToken is how a token is stored and looked up.
+func HashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// NewToken is 32 random bytes in hex (URL- and iPXE-safe).
+func NewToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// Issue makes a token for bt (its Address is the only one that may spend
+// it) valid for ttl.
+func (t *Tokens) Issue(ctx context.Context, bt state.BootToken, ttl time.Duration) (string, error) {
+	tok, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	bt.Expires = t.now().Add(ttl)
+	if err := t.Store.PutBootToken(ctx, HashToken(tok), bt); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Spend spends a token for purpose from address. Errors wrap
+// state.ErrNotFound (unknown, used, expired or for another purpose) or
+// state.ErrWrongAddress (the token stays valid for its machine).
+func (t *Tokens) Spend(ctx context.Context, tok, purpose, address string) (state.BootToken, error) {
+	if len(tok) != 64 {
+		return state.BootToken{}, state.ErrNotFound
+	}
+	return t.Store.TakeBootToken(ctx, HashToken(tok), purpose, address)
+}

@@ -1,0 +1,187 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Boot is one boot of one machine: it starts when the machine asks for its
+// script, and its phase and outcome follow the latest event.
+type Boot struct {
+	ID      int64     `json:"id"`
+	MAC     string    `json:"mac"`
+	Profile string    `json:"profile"`
+	User    string    `json:"user,omitempty"`
+	Address string    `json:"address"`
+	Image   string    `json:"image,omitempty"` // digest of the root it was given
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	Phase   string    `json:"phase"`
+	Outcome string    `json:"outcome"` // running, ok, failed
+	Message string    `json:"message,omitempty"`
+}
+
+// BootEvent is one step of a boot, seen by the server (script, kernel,
+// initramfs, root, document, ...) or reported by the agent (its phases).
+type BootEvent struct {
+	At      time.Time `json:"at"`
+	Source  string    `json:"source"` // server or agent
+	Phase   string    `json:"phase"`
+	Outcome string    `json:"outcome"`
+	Seconds float64   `json:"seconds,omitempty"`
+	Bytes   int64     `json:"bytes,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// KeepBoots is how many boots per machine the store keeps.
+const KeepBoots = 50
+
+const bootCols = `id, mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message`
+
+func scanBoot(row interface{ Scan(...any) error }) (Boot, error) {
+	var b Boot
+	var s, u int64
+	err := row.Scan(&b.ID, &b.MAC, &b.Profile, &b.User, &b.Address, &b.Image, &s, &u, &b.Phase, &b.Outcome, &b.Message)
+	b.Started, b.Updated = fromMillis(s), fromMillis(u)
+	return b, err
+}
+
+// StartBoot records a new boot with its first event and returns it,
+// dropping the machine's boots beyond KeepBoots.
+func (d *DB) StartBoot(ctx context.Context, b Boot, first BootEvent) (Boot, error) {
+	now := d.millis()
+	b.Started, b.Updated = fromMillis(now), fromMillis(now)
+	b.Phase, b.Outcome, b.Message = first.Phase, first.Outcome, first.Message
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO boots (mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.MAC, b.Profile, b.User, b.Address, b.Image, now, now, b.Phase, b.Outcome, b.Message)
+		if err != nil {
+			return err
+		}
+		if b.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if err := insertEvent(ctx, tx, b.ID, now, first); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM boots WHERE mac = ? AND id <= (SELECT id FROM boots WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, b.MAC, b.MAC, KeepBoots)
+		return err
+	})
+	return b, err
+}
+
+func insertEvent(ctx context.Context, tx *sql.Tx, bootID, at int64, e BootEvent) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO boot_events (boot_id, at, source, phase, outcome, seconds, bytes, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		bootID, at, e.Source, e.Phase, e.Outcome, e.Seconds, e.Bytes, e.Message)
+	return err
+}
+
+// AddBootEvent appends an event to a boot and makes it the boot's current
+// phase. It returns the boot as updated.
+func (d *DB) AddBootEvent(ctx context.Context, bootID int64, e BootEvent) (Boot, error) {
+	now := d.millis()
+	var b Boot
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE boots SET updated_at = ?, phase = ?, outcome = ?, message = ? WHERE id = ?`, now, e.Phase, e.Outcome, e.Message, bootID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("boot %d: %w", bootID, ErrNotFound)
+		}
+		if err := insertEvent(ctx, tx, bootID, now, e); err != nil {
+			return err
+		}
+		b, err = scanBoot(tx.QueryRowContext(ctx, `SELECT `+bootCols+` FROM boots WHERE id = ?`, bootID))
+		return err
+	})
+	return b, err
+}
+
+// SetBootUser records who logged in on a boot.
+func (d *DB) SetBootUser(ctx context.Context, bootID int64, user string) error {
+	_, err := d.sql.ExecContext(ctx, `UPDATE boots SET user_name = ? WHERE id = ?`, user, bootID)
+	return err
+}
+
+// BootByID returns one boot.
+func (d *DB) BootByID(ctx context.Context, id int64) (Boot, error) {
+	b, err := scanBoot(d.sql.QueryRowContext(ctx, `SELECT `+bootCols+` FROM boots WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Boot{}, fmt.Errorf("boot %d: %w", id, ErrNotFound)
+	}
+	return b, err
+}
+
+func (d *DB) queryBoots(ctx context.Context, q string, args ...any) ([]Boot, error) {
+	rows, err := d.sql.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Boot
+	for rows.Next() {
+		b, err := scanBoot(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// Boots lists a machine's boots, newest first ("" = every machine's), at
+// most limit.
+func (d *DB) Boots(ctx context.Context, mac string, limit int) ([]Boot, error) {
+	if mac == "" {
+		return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots ORDER BY id DESC LIMIT ?`, limit)
+	}
+	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE mac = ? ORDER BY id DESC LIMIT ?`, mac, limit)
+}
+
+// LatestBoots returns each machine's latest boot, by MAC.
+func (d *DB) LatestBoots(ctx context.Context) ([]Boot, error) {
+	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE id IN (SELECT MAX(id) FROM boots GROUP BY mac) ORDER BY mac`)
+}
+
+// BootEvents lists a boot's events in order.
+func (d *DB) BootEvents(ctx context.Context, bootID int64) ([]BootEvent, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT at, source, phase, outcome, seconds, bytes, message FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []BootEvent
+	for rows.Next() {
+		var e BootEvent
+		var at int64
+		if err := rows.Scan(&at, &e.Source, &e.Phase, &e.Outcome, &e.Seconds, &e.Bytes, &e.Message); err != nil {
+			return nil, err
+		}
+		e.At = fromMillis(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// BootImages lists the root digests of boots updated since since: the
+// blobs machines may still be reading.
+func (d *DB) BootImages(ctx context.Context, since time.Time) (map[string]bool, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT DISTINCT image FROM boots WHERE image <> '' AND updated_at >= ?`, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out[s] = true
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,174 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Owner kinds: a disk belongs to a machine (by MAC) or to a user (by name).
+const (
+	OwnerMachine = "machine"
+	OwnerUser    = "user"
+)
+
+// Disk kinds.
+const (
+	DiskUpper = "upper" // a writable ext4 disk: the overlay's upper layer
+	DiskCow   = "cow"   // a copy-on-write layer over a shared raw disk (sanboot)
+)
+
+// Disk statuses. A disk is "creating" from the moment its row is written
+// until its file is complete, "deleting" from the moment its removal
+// starts until the row goes: after a crash, server/disks finishes or
+// undoes what these say.
+const (
+	DiskCreating = "creating"
+	DiskReady    = "ready"
+	DiskDeleting = "deleting"
+)
+
+// Disk is one private disk and whose it is.
+type Disk struct {
+	ID        int64     `json:"id"`
+	OwnerKind string    `json:"owner_kind"`
+	Owner     string    `json:"owner"`
+	Profile   string    `json:"profile"`
+	Kind      string    `json:"kind"`
+	Path      string    `json:"path"`
+	Size      int64     `json:"size_bytes"`
+	Base      string    `json:"base,omitempty"` // for cow: the base image it was made over (path size mtime)
+	Status    string    `json:"status"`
+	Created   time.Time `json:"created"`
+}
+
+const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at`
+
+func scanDisk(row interface{ Scan(...any) error }) (Disk, error) {
+	var k Disk
+	var c int64
+	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c)
+	k.Created = fromMillis(c)
+	return k, err
+}
+
+// Disk returns an owner's disk for a profile.
+func (d *DB) Disk(ctx context.Context, ownerKind, owner, profile string) (Disk, error) {
+	k, err := scanDisk(d.sql.QueryRowContext(ctx, `SELECT `+diskCols+` FROM disks WHERE owner_kind = ? AND owner = ? AND profile = ?`, ownerKind, owner, profile))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Disk{}, fmt.Errorf("%s %s's disk for profile %s: %w", ownerKind, owner, profile, ErrNotFound)
+	}
+	return k, err
+}
+
+func (d *DB) queryDisks(ctx context.Context, where string, args ...any) ([]Disk, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT `+diskCols+` FROM disks `+where+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Disk
+	for rows.Next() {
+		k, err := scanDisk(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Disks lists every disk.
+func (d *DB) Disks(ctx context.Context) ([]Disk, error) { return d.queryDisks(ctx, "") }
+
+// DisksOf lists an owner's disks.
+func (d *DB) DisksOf(ctx context.Context, ownerKind, owner string) ([]Disk, error) {
+	return d.queryDisks(ctx, "WHERE owner_kind = ? AND owner = ?", ownerKind, owner)
+}
+
+// DiskByID returns one disk.
+func (d *DB) DiskByID(ctx context.Context, id int64) (Disk, error) {
+	k, err := scanDisk(d.sql.QueryRowContext(ctx, `SELECT `+diskCols+` FROM disks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Disk{}, fmt.Errorf("disk %d: %w", id, ErrNotFound)
+	}
+	return k, err
+}
+
+// BeginDisk records a disk about to be created (status creating), within
+// the profile's quota, and returns it with its ID. pathFor names its file
+// from the ID. Past the quota nothing is written and the error wraps
+// ErrQuota.
+func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int64) string) (Disk, error) {
+	var out Disk
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		var bytes int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM disks WHERE profile = ?`, k.Profile).Scan(&n, &bytes); err != nil {
+			return err
+		}
+		if q.Disks > 0 && n >= q.Disks {
+			return fmt.Errorf("profile %s has its %d disks: %w", k.Profile, q.Disks, ErrQuota)
+		}
+		if q.DiskBytes > 0 && bytes+k.Size > q.DiskBytes {
+			return fmt.Errorf("profile %s: a %d-byte disk would pass its %d bytes of disks (%d used): %w", k.Profile, k.Size, q.DiskBytes, bytes, ErrQuota)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)`,
+			k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Base, DiskCreating, d.millis())
+		if isUnique(err) {
+			return fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE disks SET path = ? WHERE id = ?`, pathFor(id), id); err != nil {
+			return err
+		}
+		out, err = scanDisk(tx.QueryRowContext(ctx, `SELECT `+diskCols+` FROM disks WHERE id = ?`, id))
+		return err
+	})
+	return out, err
+}
+
+// AddDisk records an existing disk file as ready (migration).
+func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
+	res, err := d.sql.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis())
+	if isUnique(err) {
+		return 0, fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// SetDiskStatus moves a disk to status.
+func (d *DB) SetDiskStatus(ctx context.Context, id int64, status string) error {
+	res, err := d.sql.ExecContext(ctx, `UPDATE disks SET status = ? WHERE id = ?`, status, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("disk %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// RemoveDisk forgets a disk (its file already gone).
+func (d *DB) RemoveDisk(ctx context.Context, id int64) error {
+	_, err := d.sql.ExecContext(ctx, `DELETE FROM disks WHERE id = ?`, id)
+	return err
+}
+
+// DiskUsage is a profile's disk count and total size.
+func (d *DB) DiskUsage(ctx context.Context, profile string) (n int, bytes int64, err error) {
+	err = d.sql.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM disks WHERE profile = ?`, profile).Scan(&n, &bytes)
+	return n, bytes, err
+}

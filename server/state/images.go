@@ -1,0 +1,116 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Image is one version of a published name: the blob it points to.
+type Image struct {
+	Name          string    `json:"name"`
+	Version       int       `json:"version"`
+	Digest        string    `json:"digest"` // sha256:HEX
+	Size          int64     `json:"size_bytes"`
+	Kind          string    `json:"kind"` // root, kernel, initramfs, disk
+	Compression   string    `json:"compression,omitempty"`
+	KernelRelease string    `json:"kernel_release,omitempty"`
+	Note          string    `json:"note,omitempty"` // e.g. "rollback to 3"
+	Published     time.Time `json:"published"`
+}
+
+const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at`
+
+func scanImage(row interface{ Scan(...any) error }) (Image, error) {
+	var m Image
+	var p int64
+	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p)
+	m.Published = fromMillis(p)
+	return m, err
+}
+
+// PublishImage makes m the name's next version, atomically: a reader sees
+// the old version or the new one. Version and Published are set here.
+func (d *DB) PublishImage(ctx context.Context, m Image) (Image, error) {
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM images WHERE name = ?`, m.Name).Scan(&v); err != nil {
+			return err
+		}
+		m.Version = v + 1
+		m.Published = fromMillis(d.millis())
+		_, err := tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli())
+		return err
+	})
+	return m, err
+}
+
+// Image returns the name's current version.
+func (d *DB) Image(ctx context.Context, name string) (Image, error) {
+	m, err := scanImage(d.sql.QueryRowContext(ctx, `SELECT `+imageCols+` FROM images WHERE name = ? ORDER BY version DESC LIMIT 1`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Image{}, fmt.Errorf("image %q: %w", name, ErrNotFound)
+	}
+	return m, err
+}
+
+// ImageVersion returns one version of a name.
+func (d *DB) ImageVersion(ctx context.Context, name string, version int) (Image, error) {
+	m, err := scanImage(d.sql.QueryRowContext(ctx, `SELECT `+imageCols+` FROM images WHERE name = ? AND version = ?`, name, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Image{}, fmt.Errorf("image %s version %d: %w", name, version, ErrNotFound)
+	}
+	return m, err
+}
+
+func (d *DB) queryImages(ctx context.Context, q string, args ...any) ([]Image, error) {
+	rows, err := d.sql.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Image
+	for rows.Next() {
+		m, err := scanImage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Images lists every name at its current version.
+func (d *DB) Images(ctx context.Context) ([]Image, error) {
+	return d.queryImages(ctx, `SELECT `+imageCols+` FROM images i WHERE version = (SELECT MAX(version) FROM images WHERE name = i.name) ORDER BY name`)
+}
+
+// ImageHistory lists a name's versions, newest first.
+func (d *DB) ImageHistory(ctx context.Context, name string) ([]Image, error) {
+	out, err := d.queryImages(ctx, `SELECT `+imageCols+` FROM images WHERE name = ? ORDER BY version DESC`, name)
+	if err == nil && len(out) == 0 {
+		return nil, fmt.Errorf("image %q: %w", name, ErrNotFound)
+	}
+	return out, err
+}
+
+// ImageDigests lists every digest any name's history refers to.
+func (d *DB) ImageDigests(ctx context.Context) (map[string]bool, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT DISTINCT digest FROM images`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out[s] = true
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,135 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// migrations are the schema, one step per version: migrations[i] takes the
+// store from version i to i+1. Never edit a step that has shipped; add one.
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE machines (
+		mac         TEXT PRIMARY KEY,
+		profile     TEXT NOT NULL DEFAULT '',
+		enrolment   TEXT NOT NULL,
+		address     TEXT NOT NULL DEFAULT '',
+		hostname    TEXT NOT NULL DEFAULT '',
+		uuid        TEXT NOT NULL DEFAULT '',
+		chap_secret TEXT NOT NULL DEFAULT '',
+		created_at  INTEGER NOT NULL,
+		seen_at     INTEGER NOT NULL
+	);
+	CREATE TABLE users (
+		name          TEXT PRIMARY KEY,
+		password_hash TEXT NOT NULL,
+		chap_secret   TEXT NOT NULL DEFAULT '',
+		created_at    INTEGER NOT NULL,
+		updated_at    INTEGER NOT NULL
+	);
+	CREATE TABLE disks (
+		id         INTEGER PRIMARY KEY,
+		owner_kind TEXT NOT NULL,
+		owner      TEXT NOT NULL,
+		profile    TEXT NOT NULL,
+		kind       TEXT NOT NULL,
+		path       TEXT NOT NULL,
+		size_bytes INTEGER NOT NULL,
+		base       TEXT NOT NULL DEFAULT '',
+		status     TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		UNIQUE (owner_kind, owner, profile)
+	);
+	CREATE TABLE boot_tokens (
+		hash       TEXT PRIMARY KEY,
+		purpose    TEXT NOT NULL,
+		mac        TEXT NOT NULL,
+		user_name  TEXT NOT NULL DEFAULT '',
+		profile    TEXT NOT NULL,
+		address    TEXT NOT NULL,
+		boot_id    INTEGER NOT NULL DEFAULT 0,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_tokens (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		hash       TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		used_at    INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE images (
+		name           TEXT NOT NULL,
+		version        INTEGER NOT NULL,
+		digest         TEXT NOT NULL,
+		size_bytes     INTEGER NOT NULL,
+		kind           TEXT NOT NULL,
+		compression    TEXT NOT NULL DEFAULT '',
+		kernel_release TEXT NOT NULL DEFAULT '',
+		note           TEXT NOT NULL DEFAULT '',
+		published_at   INTEGER NOT NULL,
+		PRIMARY KEY (name, version)
+	);
+	CREATE TABLE boots (
+		id         INTEGER PRIMARY KEY,
+		mac        TEXT NOT NULL,
+		profile    TEXT NOT NULL,
+		user_name  TEXT NOT NULL DEFAULT '',
+		address    TEXT NOT NULL,
+		image      TEXT NOT NULL DEFAULT '',
+		started_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		phase      TEXT NOT NULL,
+		outcome    TEXT NOT NULL,
+		message    TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX boots_by_mac ON boots (mac, id);
+	CREATE TABLE boot_events (
+		id      INTEGER PRIMARY KEY,
+		boot_id INTEGER NOT NULL REFERENCES boots (id) ON DELETE CASCADE,
+		at      INTEGER NOT NULL,
+		source  TEXT NOT NULL,
+		phase   TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		seconds REAL NOT NULL DEFAULT 0,
+		bytes   INTEGER NOT NULL DEFAULT 0,
+		message TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX boot_events_by_boot ON boot_events (boot_id, id);`,
+}
+
+// SchemaVersion is the version Open brings a store to.
+var SchemaVersion = len(migrations)
+
+func (d *DB) migrate(ctx context.Context) error {
+	if _, err := d.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		var v int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+				return err
+			}
+		case err != nil:
+			return fmt.Errorf("schema: %w", err)
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this overboot knows (%d): use the newer overboot", v, len(migrations))
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("schema step %d: %w", i+1, err)
+			}
+		}
+		if v < len(migrations) {
+			if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,140 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// BootToken is a single-use credential handed to one machine in a script:
+// only its hash is stored.
+type BootToken struct {
+	Purpose string // what it may be spent on: doc, san, login, ...
+	MAC     string
+	User    string // for a login's document
+	Profile string
+	Address string // the client address that fetched the script: only it may spend the token
+	BootID  int64
+	Expires time.Time
+}
+
+// ErrWrongAddress: a token spent from another address than the one it was
+// handed to. The token stays valid for its own machine.
+var ErrWrongAddress = errors.New("token spent from another address")
+
+// PutBootToken stores a token by its hash, dropping expired ones.
+func (d *DB) PutBootToken(ctx context.Context, hash string, t BootToken) error {
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires_at < ?`, d.millis()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO boot_tokens (hash, purpose, mac, user_name, profile, address, boot_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			hash, t.Purpose, t.MAC, t.User, t.Profile, t.Address, t.BootID, t.Expires.UnixMilli())
+		return err
+	})
+}
+
+// TakeBootToken spends a token: it must exist, be for purpose, not have
+// expired and be spent from address; then it is gone. A token spent from
+// another address is refused (ErrWrongAddress) and kept.
+func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (BootToken, error) {
+	var t BootToken
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		var exp int64
+		err := tx.QueryRowContext(ctx, `SELECT purpose, mac, user_name, profile, address, boot_id, expires_at FROM boot_tokens WHERE hash = ?`, hash).
+			Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("token: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		t.Expires = fromMillis(exp)
+		switch {
+		case t.Purpose != purpose:
+			return fmt.Errorf("token for %s spent on %s: %w", t.Purpose, purpose, ErrNotFound)
+		case d.millis() > exp:
+			tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE hash = ?`, hash)
+			return fmt.Errorf("token expired: %w", ErrNotFound)
+		case t.Address != address:
+			return fmt.Errorf("%w: handed to %s, spent from %s", ErrWrongAddress, t.Address, address)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE hash = ?`, hash)
+		return err
+	})
+	if err != nil && errors.Is(err, ErrNotFound) {
+		// A rolled-back expiry delete is harmless: the next Put prunes it.
+		return BootToken{}, err
+	}
+	return t, err
+}
+
+// APIToken is an admin credential: an ID and the hash of its secret.
+type APIToken struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Hash    string    `json:"-"`
+	Created time.Time `json:"created"`
+	Used    time.Time `json:"used,omitempty"`
+}
+
+// AddAPIToken stores an admin token.
+func (d *DB) AddAPIToken(ctx context.Context, t APIToken) error {
+	_, err := d.sql.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, t.ID, t.Name, t.Hash, d.millis())
+	if isUnique(err) {
+		return fmt.Errorf("token %s: %w", t.ID, ErrExists)
+	}
+	return err
+}
+
+// APITokenByID returns one admin token.
+func (d *DB) APITokenByID(ctx context.Context, id string) (APIToken, error) {
+	var t APIToken
+	var c, u int64
+	err := d.sql.QueryRowContext(ctx, `SELECT id, name, hash, created_at, used_at FROM api_tokens WHERE id = ?`, id).Scan(&t.ID, &t.Name, &t.Hash, &c, &u)
+	if errors.Is(err, sql.ErrNoRows) {
+		return APIToken{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	t.Created, t.Used = fromMillis(c), fromMillis(u)
+	return t, err
+}
+
+// TouchAPIToken records a token's use.
+func (d *DB) TouchAPIToken(ctx context.Context, id string) error {
+	_, err := d.sql.ExecContext(ctx, `UPDATE api_tokens SET used_at = ? WHERE id = ?`, d.millis(), id)
+	return err
+}
+
+// APITokens lists admin tokens.
+func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, name, hash, created_at, used_at FROM api_tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []APIToken
+	for rows.Next() {
+		var t APIToken
+		var c, u int64
+		if err := rows.Scan(&t.ID, &t.Name, &t.Hash, &c, &u); err != nil {
+			return nil, err
+		}
+		t.Created, t.Used = fromMillis(c), fromMillis(u)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAPIToken revokes an admin token.
+func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
+	res, err := d.sql.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
