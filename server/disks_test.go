@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/config"
 )
 
 func TestISCSIUpperDocument(t *testing.T) {

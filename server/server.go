@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/machines"
-	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // BlobPrefix is where artifacts are served by digest.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/config"
 )
 
 // fixture is a server with one profile whose artifacts are small files.

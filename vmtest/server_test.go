@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // newServer makes an in-process overboot server whose default profile

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/internal/bench"
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/vmtest"
 )
 

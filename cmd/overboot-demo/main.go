@@ -18,9 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/vmtest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/mkimage/initramfs"
 )
 
 // runMkimageInitramfs is "overboot mkimage initramfs".

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/mkimage"
 )
 
 // runMkimageRoot is "overboot mkimage root".

@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/internal/blobstore"
 )
 
 // runServe is "overboot serve".
