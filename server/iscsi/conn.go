@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,9 +61,12 @@ type params struct {
 
 // conn is one connection (one session: MaxConnections=1).
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	r   *bufio.Reader
+	srv  *Server
+	nc   net.Conn
+	r    *bufio.Reader
+	host string // the remote IP address, for the per-address cap
+
+	loggedIn bool // in Full Feature Phase; guarded by srv.mu
 
 	initiator string
 	discovery bool
@@ -99,7 +103,15 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.close()
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	if err := c.login(); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			log.Info("iscsi login timed out", "initiator", c.initiator)
+			return
+		}
 		log.Info("iscsi login refused", "initiator", c.initiator, "err", err)
+		return
+	}
+	if err := c.srv.enterFullFeature(c); err != nil {
+		log.Info("iscsi login failed", "initiator", c.initiator, "err", err)
 		return
 	}
 	log.Info("iscsi login", "initiator", c.initiator, "target", c.targetName(), "discovery", c.discovery)

@@ -7,14 +7,35 @@
 // None or CRC32C), SendTargets discovery that shows an initiator only the
 // targets its CHAP credentials open, the SBC/SPC commands initiators use
 // (INQUIRY with VPD pages, READ CAPACITY 10/16, READ/WRITE/VERIFY 6/10/16,
-// MODE SENSE, REPORT LUNS, SYNCHRONIZE CACHE, ...), R2T and immediate
-// data, NOP, task management answers, logout. LUNs are files: read-only,
-// or writable sparse files.
+// MODE SENSE, REPORT LUNS, SYNCHRONIZE CACHE, ...), R2T and immediate or
+// unsolicited data with offset and DataSN checks of every Data-Out, NOP,
+// task management, logout. ErrorRecoveryLevel is 0: a protocol error
+// such as a wrong DataSN ends the connection. One connection per session
+// (MaxConnections=1).
 //
-// Not yet: copy-on-write LUNs, one-session-per-machine rules, async
-// abort, DataSN checks of Data-Out (see the iscsi-test-cu failures in the
-// tests' notes). ErrorRecoveryLevel is 0.
+// LUNs (Backing) are files, read-only or writable sparse (FileBacking),
+// or a machine's copy-on-write layer over a shared read-only image
+// (CowBacking), crash-safe: after a crash each write reads back entirely
+// old or entirely new. An Exclusive target is one machine's disk: one
+// session at a time; a new login by the same initiator ends its old
+// session (the machine rebooted), another initiator is refused while a
+// session lives.
 //
-// Secrets (type Secret) never print. It needs no root; tests use libiscsi's
-// tools (package libiscsi-bin) on 127.0.0.1.
+// Before CHAP any TCP peer looks like a machine, so Limits bound what a
+// peer that never logs in can hold: a connection not logged in (normal
+// or discovery session) within LoginTimeout of its accept, 5s by
+// default, is closed; a logged-in session then idles as long as it likes.
+// Connections per remote IP address (16 by default) and in total (1024)
+// are capped, logged in or not, a connection over a cap closed right
+// after the accept with a warning in the log; since idle ones expire, a
+// real machine gets a slot. Stats counts connections and sessions.
+//
+// Not done: task management answers every abort and reset as complete,
+// but only ABORT TASK acts, dropping a WRITE still waiting for its data;
+// a command already running finishes (see the iscsi-test-cu known
+// failures in the tests).
+//
+// Secrets (type Secret) never print. It needs no root; tests log in with
+// the agent's initiator (initagent/iscsi) and libiscsi's tools (package
+// libiscsi-bin) on 127.0.0.1.
 package iscsi

@@ -74,7 +74,7 @@ func TestOneSessionPerTarget(t *testing.T) {
 }
 
 func TestEndSessionsOnRemove(t *testing.T) {
-	s, addr, _, _ := startTargetServer(t)
+	s, addr, _, _ := startTargetServer(t, nil)
 	c, st := testLogin(t, addr, "iqn.2026-11.test:m1", testIQN, CHAP{User: testUser, Secret: testPass})
 	if st != 0 {
 		t.Fatalf("login: 0x%04x", st)

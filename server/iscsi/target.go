@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"time"
 )
 
 // TargetConfig describes one target: its LUNs and who may log in.
@@ -54,23 +55,91 @@ type target struct {
 	luns []*lun
 }
 
+// Limits bound what peers can hold, above all those that never log in:
+// any TCP peer can connect, and before CHAP nothing tells a machine from
+// an attacker. A zero (or negative) field takes its default.
+type Limits struct {
+	// LoginTimeout: a connection not in Full Feature Phase (of a normal
+	// or a discovery session) this long after it was accepted is
+	// closed. Once logged in, a session may idle as long as it likes.
+	// Default 5s.
+	LoginTimeout time.Duration
+	// PerAddress caps the connections from one IP address, logged in or
+	// not. Default 16: a machine uses a few (discovery, its disks), and
+	// machines behind one NAT share an address.
+	PerAddress int
+	// Total caps all connections, logged in or not. Default 1024.
+	Total int
+}
+
+const (
+	defaultLoginTimeout = 5 * time.Second
+	defaultPerAddress   = 16
+	defaultTotal        = 1024
+)
+
+// orDefaults returns l with its unset fields at their defaults. It works
+// on a copy: the caller's Limits keep their zeros.
+func (l Limits) orDefaults() Limits {
+	if l.LoginTimeout <= 0 {
+		l.LoginTimeout = defaultLoginTimeout
+	}
+	if l.PerAddress <= 0 {
+		l.PerAddress = defaultPerAddress
+	}
+	if l.Total <= 0 {
+		l.Total = defaultTotal
+	}
+	return l
+}
+
+// Stats are the server's current connection counts.
+type Stats struct {
+	Connections int // open connections, logged in or not
+	LoggedIn    int // of those, in Full Feature Phase (normal and discovery sessions)
+}
+
 // Server is the embedded iSCSI target. It has no global state and never
 // exits the process; it listens where its caller listens.
 type Server struct {
 	log *slog.Logger
 
-	mu       sync.Mutex // guards targets and sessions
+	mu       sync.Mutex // guards targets, sessions, perAddr, limits, nextTSIH and each conn's loggedIn
 	targets  map[string]*target
-	sessions map[*conn]struct{}
+	sessions map[*conn]struct{} // every accepted connection, logged in or not
+	perAddr  map[string]int     // connections by remote IP address
+	limits   Limits             // as the caller set them: zero fields mean defaults
 	nextTSIH uint16
 }
 
-// New returns a server with no targets.
+// New returns a server with no targets and the default Limits.
 func New(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{log: log, targets: map[string]*target{}, sessions: map[*conn]struct{}{}}
+	return &Server{log: log, targets: map[string]*target{}, sessions: map[*conn]struct{}{}, perAddr: map[string]int{}}
+}
+
+// SetLimits sets the connection limits; zero fields mean the defaults.
+// Call it before Serve: connections accepted earlier keep their login
+// deadline and count against the new caps.
+func (s *Server) SetLimits(l Limits) {
+	s.mu.Lock()
+	s.limits = l
+	s.mu.Unlock()
+}
+
+// Stats counts the open connections and the logged-in sessions.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Connections: len(s.sessions)}
+	for c := range s.sessions {
+		if c.loggedIn {
+			st.LoggedIn++
+		}
+	}
+	return st
 }
 
 // AddTarget adds or replaces a target; replacing ends its sessions.
@@ -208,19 +277,82 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		c := newConn(s, nc)
-		s.mu.Lock()
-		s.sessions[c] = struct{}{}
-		s.mu.Unlock()
+		c, over, allowed := s.admit(nc)
+		if c == nil {
+			// Closed before reading a byte: a peer over a cap holds
+			// nothing but the accept.
+			s.log.Warn("iscsi connection refused: over the limit", "remote", nc.RemoteAddr().String(), "limit", over, "max", allowed)
+			nc.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c.serve(ctx)
-			s.mu.Lock()
-			delete(s.sessions, c)
-			s.mu.Unlock()
+			s.release(c)
 		}()
 	}
+}
+
+// admit registers a new connection and starts its login deadline, or
+// returns nil and the cap it is over ("per address" or "total") when it
+// would exceed one. Every connection counts, logged in or not; the caps
+// leave room for real machines because idle ones expire after
+// LoginTimeout.
+func (s *Server) admit(nc net.Conn) (c *conn, over string, allowed int) {
+	host := remoteHost(nc.RemoteAddr())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lim := s.limits.orDefaults()
+	switch {
+	case s.perAddr[host] >= lim.PerAddress:
+		return nil, "per address", lim.PerAddress
+	case len(s.sessions) >= lim.Total:
+		return nil, "total", lim.Total
+	}
+	// The deadline counts from the accept, across every login PDU: a
+	// peer trickling bytes cannot stretch it. serve lifts it once the
+	// login completes.
+	nc.SetDeadline(time.Now().Add(lim.LoginTimeout))
+	c = newConn(s, nc)
+	c.host = host
+	s.sessions[c] = struct{}{}
+	s.perAddr[host]++
+	return c, "", 0
+}
+
+// release forgets a connection that has ended.
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, c)
+	if s.perAddr[c.host]--; s.perAddr[c.host] <= 0 {
+		delete(s.perAddr, c.host)
+	}
+}
+
+// enterFullFeature marks c logged in: its login deadline no longer
+// applies (a session may idle) and Stats counts it.
+func (s *Server) enterFullFeature(c *conn) error {
+	if err := c.nc.SetDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("lift the login deadline: %w", err)
+	}
+	s.mu.Lock()
+	c.loggedIn = true
+	s.mu.Unlock()
+	return nil
+}
+
+// remoteHost is the IP address a connection comes from, the key of the
+// per-address cap. IPv4 through an IPv6 listener counts as IPv4.
+func remoteHost(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap().String()
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
 }
 
 // claim applies the one-machine-per-target rule of Exclusive targets

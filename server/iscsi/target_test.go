@@ -21,11 +21,13 @@ const (
 // startTarget serves a read-only LUN of random data and a writable one.
 func startTarget(t *testing.T) (string, []byte, string) {
 	t.Helper()
-	_, addr, data, ro := startTargetServer(t)
+	_, addr, data, ro := startTargetServer(t, nil)
 	return addr, data, ro
 }
 
-func startTargetServer(t *testing.T) (*Server, string, []byte, string) {
+// startTargetServer is startTarget that also returns the server; setup,
+// when not nil, runs before Serve (to set limits, a logger).
+func startTargetServer(t *testing.T, setup func(*Server)) (*Server, string, []byte, string) {
 	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, 4<<20)
@@ -48,6 +50,9 @@ func startTargetServer(t *testing.T) (*Server, string, []byte, string) {
 	}
 	if err := s.AddTarget(TargetConfig{IQN: testIQN + "-other", LUNs: []Backing{rob}, CHAP: CHAP{User: "machine2", Secret: "another-secret-16"}}); err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(s)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
