@@ -272,6 +272,8 @@ func TestRedactURL(t *testing.T) {
 		"http://s/doc/tok123":       "http://s/doc/...",
 		"http://s/doc/tok?x=secret": "http://s/doc/...?...",
 		"http://s/":                 "http://s/",
+		"http://u:pw@s/report/tok":  "http://s/report/...",
+		"https://s:8443/r/tok#frag": "https://s:8443/r/...",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
