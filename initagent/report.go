@@ -159,8 +159,7 @@ type reporter struct {
 
 	mu       sync.Mutex // guards the sender's results
 	handled  int
-	failed   int
-	firstErr error
+	firstErr error // the first report that did not go
 }
 
 type reportJob struct {
@@ -327,7 +326,6 @@ func (r *reporter) run(work <-chan reportJob, url string) {
 func (r *reporter) result(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.failed++
 	if r.firstErr == nil {
 		r.firstErr = err
 	}
