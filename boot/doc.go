@@ -6,6 +6,9 @@
 //     prefix, parsed and formatted by the same code (Parse, Params.Format).
 //   - Document: the JSON boot document the agent may fetch from the server,
 //     naming the lower and upper layers and, for iSCSI, the credentials.
+//   - PhaseReport: the JSON the agent POSTs to the report URL (overboot.report
+//     or the document's report) for each boot phase that starts and ends,
+//     with the phase names (Phases) both sides agree on.
 //   - Script rendering for iPXE (KernelScript, ChainScript) and the query the
 //     iPXE bootstrap script sends back to the server (ParseQuery).
 //

@@ -40,8 +40,13 @@ var DefaultUpperSize = Size{Percent: 50}
 //     from (iPXE's sanboot, described by the iBFT), mounted read-write as
 //     the root with no overlay; Doc, Lower, Digest, Size and UpperSize must
 //     be unset.
+//
+// Report (overboot.report) goes with every mode. Its token only lets the
+// machine post phase reports; a server that hands out a boot document
+// should rather put the report URL there (Document.Report), which wins.
 type Params struct {
 	Doc       string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Report    string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
 	Root      Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
 	Lower     string // overboot.lower: http(s) URL of the squashfs image
 	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
@@ -71,6 +76,7 @@ type param struct {
 // params lists every key in the order Format writes them.
 var params = []param{
 	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
+	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
@@ -262,6 +268,12 @@ func (p Params) FailAction() Action {
 // FailWait returns the delay before rebooting or powering off.
 func (p Params) FailWait() time.Duration { return orDur(p.FailDelay, DefaultFailDelay) }
 
+// ReportURL returns where the agent sends its phase reports, given the boot
+// document it boots with (the zero Document when there is none yet): the
+// document's report URL when it has one, else overboot.report. "" means no
+// reports.
+func (p Params) ReportURL(d Document) string { return or(d.Report, p.Report) }
+
 // UpperLimit returns the tmpfs upper's size.
 func (p Params) UpperLimit() Size {
 	if p.UpperSize.IsZero() {
@@ -278,6 +290,7 @@ func (p Params) Document() Document {
 		Lower:   Source{HTTP: &HTTPSource{URL: p.Lower, Digest: p.Digest, Size: p.Size}},
 		Upper:   Upper{Tmpfs: &TmpfsUpper{Size: p.UpperSize}},
 		Init:    p.Init,
+		Report:  p.Report,
 	}
 }
 

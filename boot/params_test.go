@@ -47,6 +47,21 @@ func TestParse(t *testing.T) {
 			want:    Params{Root: Root{Partition: 2}, Init: "/bin/sh", OnFail: ActionShell},
 		},
 		{
+			name:    "static with report",
+			cmdline: "overboot.lower=http://h/i overboot.digest=" + string(testDigest) + " overboot.report=http://10.0.2.100/report/tok123",
+			want:    Params{Lower: "http://h/i", Digest: testDigest, Report: "http://10.0.2.100/report/tok123"},
+		},
+		{
+			name:    "document with report",
+			cmdline: "overboot.report=https://s:8443/report/tok?x=1 overboot.doc=http://s/doc/abc",
+			want:    Params{Doc: "http://s/doc/abc", Report: "https://s:8443/report/tok?x=1"},
+		},
+		{
+			name:    "disk with report",
+			cmdline: "overboot.root=ibft:1 overboot.report=http://s/report/t",
+			want:    Params{Root: Root{Partition: 1}, Report: "http://s/report/t"},
+		},
+		{
 			name:    "quoted value",
 			cmdline: `overboot.doc="http://10.0.2.100/doc/abc"`,
 			want:    Params{Doc: "http://10.0.2.100/doc/abc"},
@@ -117,6 +132,10 @@ func TestParseErrors(t *testing.T) {
 		{"root partition 02", "overboot.root=ibft:02", "overboot.root", "1 to 128"},
 		{"root and doc", "overboot.root=ibft:1 overboot.doc=http://h/d", "overboot.doc", "cannot be combined with overboot.root"},
 		{"root and lower", "overboot.root=ibft:1 overboot.lower=http://h/i" + d, "overboot.lower", "cannot be combined with overboot.root"},
+		{"report not http", "overboot.doc=http://h/d overboot.report=ftp://h/r", "overboot.report", "http"},
+		{"report without host", "overboot.doc=http://h/d overboot.report=http:///r", "overboot.report", "no host"},
+		{"report empty", "overboot.doc=http://h/d overboot.report=", "overboot.report", "needs a value"},
+		{"report twice", "overboot.doc=http://h/d overboot.report=http://h/a overboot.report=http://h/b", "overboot.report", "more than once"},
 		{"bad iface", "overboot.lower=http://h/i" + d + " overboot.iface=a/b", "overboot.iface", "interface"},
 	}
 	for _, tt := range tests {
@@ -154,6 +173,23 @@ func TestValidateRefusesUnsafeValues(t *testing.T) {
 		if err := p.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", p)
 		}
+	}
+}
+
+func TestReportURL(t *testing.T) {
+	p := Params{Doc: "http://s/doc/a", Report: "http://s/report/cmdline"}
+	if got := p.ReportURL(Document{}); got != p.Report {
+		t.Errorf("no document: ReportURL = %q, want the command line's", got)
+	}
+	if got := p.ReportURL(Document{Report: "http://s/report/doc"}); got != "http://s/report/doc" {
+		t.Errorf("ReportURL = %q, want the document's, which overrides the command line's", got)
+	}
+	if got := (Params{}).ReportURL(Document{}); got != "" {
+		t.Errorf("nothing set: ReportURL = %q", got)
+	}
+	static := Params{Lower: "http://h/i", Digest: testDigest, Report: "http://s/report/t"}
+	if got := static.Document().Report; got != static.Report {
+		t.Errorf("static Document().Report = %q, want %q", got, static.Report)
 	}
 }
 
@@ -225,7 +261,9 @@ func TestSize(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("overboot.lower=http://10.0.2.100/i overboot.digest=" + string(testDigest))
 	f.Add(`overboot.doc="http://h/d" overboot.upper.size=50% overboot.modules=a,b -- x`)
-	f.Add(`overboot.root=ibft:1 overboot.init=/sbin/init`)
+	f.Add(`overboot.root=ibft:1 overboot.init=/sbin/init overboot.report=http://h/report/t`)
+	f.Add(`overboot.doc=http://h/doc/a overboot.report="https://h:8443/report/t?k=v"`)
+	f.Add("overboot.lower=http://h/i overboot.digest=" + string(testDigest) + " overboot.report=http://h/r")
 	f.Add(`overboot.doc=http://h/d overboot.dhcp.timeout=1m30s overboot.onfail=shell overboot.onfail.delay=1s`)
 	f.Fuzz(func(t *testing.T, cmdline string) {
 		p, err := Parse(cmdline)

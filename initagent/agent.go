@@ -37,6 +37,9 @@ type Agent struct {
 	// Uptime returns the time since the kernel started, for console stamps
 	// that line up with the kernel's own.
 	Uptime func() time.Duration
+	// Reports sends the phase reports to the report URL (report.go);
+	// nil sends none.
+	Reports ReportSender
 }
 
 // PhaseError is a failed boot: the phase, the step and why.
@@ -57,7 +60,8 @@ var ErrCmdline = errors.New("kernel command line")
 
 // Boot parses the command line, runs the plan and hands over to the image's
 // init. It returns only on failure (on success the process becomes init),
-// or, with the fake executors of tests, after the SwitchRoot step.
+// or, with the fake executors of tests, after the SwitchRoot step. A failure
+// has been reported to the report URL, if any, when Boot returns.
 func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	start := a.uptime()
 	a.printf("%s (kernel uptime %.3fs)", MarkerStarting, start.Seconds())
@@ -65,34 +69,62 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	if err != nil {
 		return &PhaseError{Phase: PhaseEarly, Err: fmt.Errorf("%w: %v", ErrCmdline, err)}
 	}
-	timings := &phaseTimer{a: a}
+	rep := newReporter(ctx, a.Reports, a.printf)
+	defer rep.close()
+	rep.hideURL(p.Doc)
+	rep.hideURL(p.Report)
+	timings := &phaseTimer{a: a, rep: rep}
+	err = a.boot(ctx, p, timings)
+	if err != nil {
+		var pe *PhaseError
+		if errors.As(err, &pe) {
+			timings.fail(pe.Phase, pe.Err)
+		}
+		rep.end(p.Report)
+	}
+	return err
+}
+
+func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) error {
+	doc := p.Document()
+	if p.Doc == "" {
+		// The destination is known; reports wait for the network.
+		timings.rep.decide(p.ReportURL(doc))
+	}
 	if err := a.run(ctx, EarlyPlan(p), timings); err != nil {
 		return err
 	}
-	doc := p.Document()
 	if p.Doc != "" {
 		s := FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()}
 		timings.enter(PhaseDocument)
+		var err error
 		doc, err = a.Exec.Document(ctx, s)
 		if err != nil {
 			return &PhaseError{Phase: PhaseDocument, Step: s, Err: err}
 		}
+		timings.rep.hideDocument(doc)
+		timings.rep.decide(p.ReportURL(doc))
 		timings.note(PhaseDocument, "machine "+or(doc.Machine, "(unnamed)"))
 	}
 	var steps []Step
 	if !p.Root.IsZero() {
 		steps = DiskPlan(p)
-	} else if steps, err = RootPlan(p, doc); err != nil {
-		return &PhaseError{Phase: PhaseDocument, Err: err}
+	} else {
+		var err error
+		if steps, err = RootPlan(p, doc); err != nil {
+			return &PhaseError{Phase: PhaseDocument, Err: err}
+		}
 	}
 	// SwitchRoot is last: run everything before it, print the timing
-	// summary, then switch.
+	// summary, let the reports so far leave, then switch.
 	if err := a.run(ctx, steps[:len(steps)-1], timings); err != nil {
 		return err
 	}
 	timings.finish()
 	a.printf("%s %s (%.3fs since kernel start)", MarkerTiming, timings.summary(), a.uptime().Seconds())
 	sw := steps[len(steps)-1]
+	timings.enter(PhaseSwitchRoot)
+	timings.rep.flush()
 	a.printf("%s to %s", MarkerSwitch, strings.TrimPrefix(sw.String(), "switch_root "))
 	if _, err := a.Exec.Do(ctx, sw); err != nil {
 		return &PhaseError{Phase: PhaseSwitchRoot, Step: sw, Err: err}
@@ -110,6 +142,9 @@ func (a *Agent) run(ctx context.Context, steps []Step, t *phaseTimer) error {
 		note, err := a.Exec.Do(ctx, s)
 		if err != nil {
 			return &PhaseError{Phase: s.Phase(), Step: s, Err: err}
+		}
+		if _, ok := s.(Network); ok {
+			t.rep.networkUp()
 		}
 		if note != "" {
 			t.note(s.Phase(), note)
@@ -137,9 +172,11 @@ func (a *Agent) Progressf(phase Phase, format string, args ...any) {
 	a.printf("overboot: [%8.3f] %s: %s", a.uptime().Seconds(), phase, fmt.Sprintf(format, args...))
 }
 
-// phaseTimer prints a line when a phase ends and keeps each phase's duration.
+// phaseTimer prints a line when a phase ends, keeps each phase's duration
+// and reports each phase's start and end.
 type phaseTimer struct {
 	a       *Agent
+	rep     *reporter // nil: no reports
 	cur     Phase
 	started time.Duration
 	notes   []string
@@ -157,6 +194,7 @@ func (t *phaseTimer) enter(p Phase) {
 	}
 	t.finish()
 	t.cur, t.started, t.notes = p, t.a.uptime(), nil
+	t.rep.event(boot.PhaseReport{Phase: string(p), Outcome: boot.OutcomeRunning, Uptime: t.started.Seconds()})
 }
 
 func (t *phaseTimer) note(p Phase, n string) {
@@ -168,13 +206,31 @@ func (t *phaseTimer) finish() {
 	if t.cur == "" {
 		return
 	}
-	took := t.a.uptime() - t.started
+	now := t.a.uptime()
+	took := now - t.started
 	t.done = append(t.done, phaseTime{t.cur, took})
+	note := strings.Join(t.notes, "; ")
 	line := fmt.Sprintf("%s ok in %.3fs", t.cur, took.Seconds())
-	if len(t.notes) > 0 {
-		line += ": " + strings.Join(t.notes, "; ")
+	if note != "" {
+		line += ": " + note
 	}
 	t.a.Progressf(t.cur, "%s", strings.TrimPrefix(line, string(t.cur)+" "))
+	t.rep.event(boot.PhaseReport{Phase: string(t.cur), Outcome: boot.OutcomeOK, Seconds: took.Seconds(), Uptime: now.Seconds(), Message: note})
+	t.cur = ""
+}
+
+// fail reports phase p failed with err; the console message is Decide's.
+// A phase still open that is not p ended well before p failed.
+func (t *phaseTimer) fail(p Phase, err error) {
+	if t.cur != p {
+		t.finish()
+	}
+	now := t.a.uptime()
+	var took time.Duration
+	if p == t.cur {
+		took = now - t.started
+	}
+	t.rep.event(boot.PhaseReport{Phase: string(p), Outcome: boot.OutcomeFailed, Seconds: took.Seconds(), Uptime: now.Seconds(), Message: err.Error()})
 	t.cur = ""
 }
 

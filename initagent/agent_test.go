@@ -51,8 +51,9 @@ func tick() func() time.Duration {
 func TestBootStatic(t *testing.T) {
 	var console bytes.Buffer
 	ex := &fakeExec{}
-	a := &Agent{Exec: ex, Console: &console, Uptime: tick()}
-	cmdline := "console=ttyS0 overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest) + " overboot.size=5000000 overboot.upper.size=256M"
+	reports := &fakeReports{}
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick(), Reports: reports}
+	cmdline := "console=ttyS0 overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest) + " overboot.size=5000000 overboot.upper.size=256M overboot.report=http://10.0.2.100/report/tok-0123456789"
 	if err := a.Boot(context.Background(), cmdline); err != nil {
 		t.Fatalf("Boot: %v\n%s", err, console.String())
 	}
@@ -80,10 +81,34 @@ func TestBootStatic(t *testing.T) {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}
 	out := console.String()
-	for _, m := range []string{MarkerStarting, "network: ok in", "eth0 10.0.2.15/24", MarkerTiming, "lower=", MarkerSwitch + " to /newroot /sbin/init"} {
+	for _, m := range []string{MarkerStarting, "network: ok in", "eth0 10.0.2.15/24", MarkerTiming, "lower=", MarkerSwitch + " to /newroot /sbin/init",
+		"overboot: phase reports go to http://10.0.2.100/report/...\n"} {
 		if !strings.Contains(out, m) {
 			t.Errorf("console lacks %q:\n%s", m, out)
 		}
+	}
+	// Every phase reports its start and its end, in order; all are sent
+	// before switch_root, which never ends (init replaces the agent).
+	wantReports := []string{
+		"early running", "early ok",
+		"modules running", "modules ok",
+		"network running", "network ok: eth0 10.0.2.15/24",
+		"lower running", "lower ok",
+		"upper running", "upper ok",
+		"overlay running", "overlay ok",
+		"switch_root running",
+	}
+	if diff := cmp.Diff(wantReports, reports.lines()); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+	checkTimes(t, reports.sent)
+	for _, u := range reports.urls {
+		if u != "http://10.0.2.100/report/tok-0123456789" {
+			t.Errorf("report sent to %q", u)
+		}
+	}
+	if strings.Contains(out, "tok-0123456789") || strings.Contains(out, "warning") {
+		t.Errorf("console shows the report token or a warning:\n%s", out)
 	}
 }
 
@@ -120,13 +145,15 @@ func TestBootDisk(t *testing.T) {
 func TestBootDocument(t *testing.T) {
 	ex := &fakeExec{doc: boot.Document{
 		Version: 1, Machine: "lab1",
-		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/blob", Digest: digest}},
-		Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}},
-		Init:  "/lib/systemd/systemd",
+		Lower:  boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/blob", Digest: digest}},
+		Upper:  boot.Upper{Tmpfs: &boot.TmpfsUpper{}},
+		Init:   "/lib/systemd/systemd",
+		Report: "http://s/report/doc-report-token",
 	}}
 	var console bytes.Buffer
-	a := &Agent{Exec: ex, Console: &console, Uptime: tick()}
-	if err := a.Boot(context.Background(), "overboot.doc=http://s/doc/secret-token"); err != nil {
+	reports := &fakeReports{}
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick(), Reports: reports}
+	if err := a.Boot(context.Background(), "overboot.doc=http://s/doc/secret-token overboot.report=http://s/report/cmdline-token"); err != nil {
 		t.Fatal(err)
 	}
 	joined := strings.Join(ex.steps, "\n")
@@ -135,34 +162,96 @@ func TestBootDocument(t *testing.T) {
 			t.Errorf("steps lack %q:\n%s", want, joined)
 		}
 	}
-	if strings.Contains(console.String(), "secret-token") {
-		t.Errorf("token on the console:\n%s", console.String())
+	for _, secret := range []string{"secret-token", "report-token", "cmdline-token"} {
+		if strings.Contains(console.String(), secret) {
+			t.Errorf("token on the console:\n%s", console.String())
+		}
+	}
+	// The reports wait for the document, whose report URL wins over the
+	// command line's, then go in order.
+	wantReports := []string{
+		"early running", "early ok",
+		"modules running", "modules ok",
+		"network running", "network ok: eth0 10.0.2.15/24",
+		"document running", "document ok: machine lab1",
+		"lower running", "lower ok",
+		"upper running", "upper ok",
+		"overlay running", "overlay ok",
+		"switch_root running",
+	}
+	if diff := cmp.Diff(wantReports, reports.lines()); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+	checkTimes(t, reports.sent)
+	if want := slices.Repeat([]string{"http://s/report/doc-report-token"}, len(wantReports)); !slices.Equal(reports.urls, want) {
+		t.Errorf("reports sent to %q, want the document's report URL", reports.urls)
+	}
+	if n := strings.Count(console.String(), "phase reports go to http://s/report/...\n"); n != 1 {
+		t.Errorf("the report destination is on the console %d times, want once:\n%s", n, console.String())
 	}
 }
 
 func TestBootFailures(t *testing.T) {
-	static := "overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest)
+	report := " overboot.report=http://10.0.2.100/report/tok-0123456789"
+	static := "overboot.lower=http://10.0.2.100/img overboot.digest=" + string(digest) + report
+	// What a static boot reports once the network is up.
+	early := func(more ...string) []string {
+		return append([]string{"early running", "early ok", "modules running", "modules ok", "network running", "network ok: eth0 10.0.2.15/24"}, more...)
+	}
+	notSent := func(n int) string {
+		return fmt.Sprintf("overboot: warning: %d phase reports to http://10.0.2.100/report/... not sent: the network is not up; the boot goes on (no further report warnings)", n)
+	}
 	tests := []struct {
-		name      string
-		cmdline   string
-		failOn    string
-		docErr    error
-		wantPhase Phase
-		lastStep  string
+		name        string
+		cmdline     string
+		failOn      string
+		docErr      error
+		wantPhase   Phase
+		lastStep    string
+		wantReports []string // what reached the report URL, in order
+		wantWarning string   // the console's one line about reports, if any
 	}{
-		{"bad cmdline", "overboot.lower=http://x/i overboot.digest=nope", "", nil, PhaseEarly, ""},
-		{"modules", static, "modprobe", nil, PhaseModules, "modprobe -a $(cat /etc/overboot/modules)"},
-		{"network", static, "dhcp", nil, PhaseNetwork, "dhcp"},
-		{"download", static, "fetch http", nil, PhaseLower, "fetch http"},
-		{"document", "overboot.doc=http://s/d/t", "", errors.New("HTTP 410"), PhaseDocument, "fetch boot document"},
-		{"overlay", static, "overlay /newroot", nil, PhaseOverlay, "mount -t overlay"},
-		{"init missing", static, "test -x", nil, PhaseOverlay, "test -x"},
+		{"bad cmdline", "overboot.lower=http://x/i overboot.digest=nope" + report, "", nil, PhaseEarly, "", nil, ""},
+		// Before the network is up nothing can be sent: the console says so, once.
+		{"modules", static, "modprobe", nil, PhaseModules, "modprobe -a $(cat /etc/overboot/modules)", nil, notSent(4)},
+		{"network", static, "dhcp", nil, PhaseNetwork, "dhcp", nil, notSent(6)},
+		{"download", static, "fetch http", nil, PhaseLower, "fetch http",
+			early("lower running", "lower failed: injected failure"), ""},
+		{"document", "overboot.doc=http://s/d/token-0123456789" + report, "", errors.New(`Get "http://s/d/token-0123456789": HTTP 410`), PhaseDocument, "fetch boot document",
+			early("document running", `document failed: Get "http://s/d/...": HTTP 410`), ""},
+		{"document without report", "overboot.doc=http://s/d/t", "", errors.New("HTTP 410"), PhaseDocument, "fetch boot document", nil, ""},
+		{"overlay", static, "overlay /newroot", nil, PhaseOverlay, "mount -t overlay",
+			early("lower running", "lower ok", "upper running", "upper ok", "overlay running", "overlay failed: injected failure"), ""},
+		{"init missing", static, "test -x", nil, PhaseOverlay, "test -x",
+			early("lower running", "lower ok", "upper running", "upper ok", "overlay running", "overlay failed: injected failure"), ""},
+		{"switch_root", static, "switch_root", nil, PhaseSwitchRoot, "switch_root",
+			early("lower running", "lower ok", "upper running", "upper ok", "overlay running", "overlay ok", "switch_root running", "switch_root failed: injected failure"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ex := &fakeExec{failOn: tt.failOn, docErr: tt.docErr}
-			a := &Agent{Exec: ex, Uptime: tick()}
+			reports := &fakeReports{}
+			var console bytes.Buffer
+			a := &Agent{Exec: ex, Uptime: tick(), Reports: reports, Console: &console}
 			err := a.Boot(context.Background(), tt.cmdline)
+			// The failure has been reported when Boot returns: before
+			// the caller applies the failure policy.
+			if diff := cmp.Diff(tt.wantReports, reports.lines()); diff != "" {
+				t.Errorf("reports (-want +got):\n%s", diff)
+			}
+			checkTimes(t, reports.sent)
+			var warnings []string
+			for _, l := range strings.Split(console.String(), "\n") {
+				if strings.Contains(l, "warning") {
+					warnings = append(warnings, l)
+				}
+			}
+			if tt.wantWarning == "" && len(warnings) > 0 || tt.wantWarning != "" && !slices.Equal(warnings, []string{tt.wantWarning}) {
+				t.Errorf("warnings on the console: %q, want %q", warnings, tt.wantWarning)
+			}
+			if strings.Contains(console.String(), "0123456789") {
+				t.Errorf("a token on the console:\n%s", console.String())
+			}
 			var pe *PhaseError
 			if !errors.As(err, &pe) || pe.Phase != tt.wantPhase {
 				t.Fatalf("Boot error = %v, want a PhaseError in %s", err, tt.wantPhase)
@@ -175,7 +264,7 @@ func TestBootFailures(t *testing.T) {
 				t.Errorf("steps ran despite a bad command line: %v", ex.steps)
 			}
 			for _, s := range ex.steps {
-				if strings.HasPrefix(s, "switch_root") {
+				if strings.HasPrefix(s, "switch_root") && tt.wantPhase != PhaseSwitchRoot {
 					t.Errorf("switched root after a failure")
 				}
 			}
@@ -272,6 +361,8 @@ func TestRedactURL(t *testing.T) {
 		"http://s/doc/tok123":       "http://s/doc/...",
 		"http://s/doc/tok?x=secret": "http://s/doc/...?...",
 		"http://s/":                 "http://s/",
+		"http://u:pw@s/report/tok":  "http://s/report/...",
+		"https://s:8443/r/tok#frag": "https://s:8443/r/...",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

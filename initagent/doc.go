@@ -9,6 +9,14 @@
 // tmpfs upper and overlayfs as the new root, move /dev /proc /sys /run into
 // it and switch_root to the image's init.
 //
+// With a report URL (overboot.report, or the document's report, which wins)
+// the agent POSTs a boot.PhaseReport when each phase starts and ends
+// (report.go): best effort, in order, never failing the boot and delaying
+// it at most ReportTimeout, at its end. Reports wait for the network and,
+// in document mode, for the document; a failure is reported before the
+// failure policy runs. Their messages never carry the URLs' tokens or the
+// document's secrets.
+//
 // The plan, the failure policy (Decide) and the console reporting are pure
 // and tested without root; the syscalls live in the *_linux.go files and
 // run only as PID 1 in an initramfs (vmtest boots them in QEMU).

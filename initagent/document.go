@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/overboot/overboot/boot"
@@ -75,7 +76,7 @@ func getDocument(ctx context.Context, client *http.Client, url string) (boot.Doc
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return boot.Document{}, err
+		return boot.Document{}, withoutURL(err)
 	}
 	defer resp.Body.Close()
 	switch {
@@ -92,4 +93,15 @@ func getDocument(ctx context.Context, client *http.Client, url string) (boot.Doc
 		return boot.Document{}, permanent("%w: the server and this agent disagree on the boot document: are they the same overboot version?", err)
 	}
 	return doc, nil
+}
+
+// withoutURL drops the URL that the HTTP client quotes in its errors
+// (Get "http://server/doc/TOKEN": ...): it may carry a token, and the
+// caller names the URL itself, redacted.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }

@@ -64,3 +64,21 @@ func TestFetchDocument(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchDocumentUnreachable: the HTTP client's own errors quote the URL;
+// the token must not reach the console that way either.
+func TestFetchDocumentUnreachable(t *testing.T) {
+	orig := sleepCtx
+	sleepCtx = func(ctx context.Context, d time.Duration) error { return nil }
+	t.Cleanup(func() { sleepCtx = orig })
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL + "/doc/secret-token-1234"
+	srv.Close()
+	_, err := fetchDocument(context.Background(), FetchDocument{URL: url, Attempts: 2}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no answer after 2 attempts") {
+		t.Fatalf("error = %v, want no answer after 2 attempts", err)
+	}
+	if strings.Contains(err.Error(), "secret-token-1234") {
+		t.Errorf("error shows the token: %v", err)
+	}
+}

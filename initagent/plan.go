@@ -13,20 +13,21 @@ import (
 )
 
 // Phase names a stage of the boot, as shown on the console and reported to
-// the server.
+// the server. The names are the contract's (boot.Phases): the agent has no
+// phase of its own.
 type Phase string
 
 // The phases, in order.
 const (
-	PhaseEarly      Phase = "early"       // /proc /sys /dev /run
-	PhaseModules    Phase = "modules"     // kernel modules from the initramfs
-	PhaseNetwork    Phase = "network"     // link and DHCPv4
-	PhaseDocument   Phase = "document"    // boot document from the server
-	PhaseDisk       Phase = "disk"        // a root partition on the firmware's iSCSI disk
-	PhaseLower      Phase = "lower"       // the read-only image
-	PhaseUpper      Phase = "upper"       // the writable layer
-	PhaseOverlay    Phase = "overlay"     // overlayfs as the new root
-	PhaseSwitchRoot Phase = "switch_root" // hand over to the image's init
+	PhaseEarly      Phase = boot.PhaseEarly      // /proc /sys /dev /run
+	PhaseModules    Phase = boot.PhaseModules    // kernel modules from the initramfs
+	PhaseNetwork    Phase = boot.PhaseNetwork    // link and DHCPv4
+	PhaseDocument   Phase = boot.PhaseDocument   // boot document from the server
+	PhaseDisk       Phase = boot.PhaseDisk       // a root partition on the firmware's iSCSI disk
+	PhaseLower      Phase = boot.PhaseLower      // the read-only image
+	PhaseUpper      Phase = boot.PhaseUpper      // the writable layer
+	PhaseOverlay    Phase = boot.PhaseOverlay    // overlayfs as the new root
+	PhaseSwitchRoot Phase = boot.PhaseSwitchRoot // hand over to the image's init
 )
 
 // Fixed paths inside the initramfs. Everything the agent mounts lives under
@@ -423,13 +424,16 @@ func tmpfsSize(s boot.Size) string {
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
-// RedactURL hides a URL's last path element, which for a boot document is a
-// single-use token, and any query.
+// RedactURL hides a URL's last path element, which for a boot document or
+// a report URL is a token, any query, and any user name and password. It
+// is the agent's one redactor for URLs it shows or reports.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
 	}
+	u.User = nil
+	u.Fragment, u.RawFragment = "", ""
 	if i := strings.LastIndex(u.Path, "/"); i >= 0 && i < len(u.Path)-1 {
 		u.Path = u.Path[:i+1] + "..."
 	}

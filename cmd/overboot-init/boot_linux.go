@@ -10,14 +10,15 @@ import (
 // bootMachine runs the agent as PID 1 and never returns.
 func bootMachine() {
 	console := os.Stdout
-	a := &initagent.Agent{Console: console, Uptime: initagent.Uptime}
+	a := &initagent.Agent{Console: console, Uptime: initagent.Uptime, Reports: initagent.HTTPReports{}}
 	a.Exec = &initagent.LinuxExecutor{
 		Console:  console,
 		Progress: func(p initagent.Phase, line string) { a.Progressf(p, "%s", line) },
 	}
 	cmdline := readCmdline()
 	err := a.Boot(context.Background(), cmdline)
-	// Boot returns only on failure: on success init has replaced us.
+	// Boot returns only on failure (on success init has replaced us),
+	// having reported it: now the failure policy.
 	initagent.Apply(initagent.Decide(cmdline, err), console)
 }
 

@@ -68,12 +68,16 @@ func dryRun(args []string, out io.Writer) error {
 	fmt.Fprint(out, initagent.FormatPlan(initagent.EarlyPlan(p)))
 	if !p.Root.IsZero() {
 		fmt.Fprint(out, initagent.FormatPlan(initagent.DiskPlan(p)))
+		printReports(out, p.ReportURL(boot.Document{}))
 		return nil
 	}
 	doc := p.Document()
 	if p.Doc != "" {
 		if *docFile == "" {
 			fmt.Fprintln(out, "# then the steps the boot document decides (give -doc FILE to see them)")
+			if p.Report != "" {
+				fmt.Fprintf(out, "# phase reports go to %s, unless the boot document names another report URL\n", initagent.RedactURL(p.Report))
+			}
 			return nil
 		}
 		f, err := os.Open(*docFile)
@@ -90,5 +94,13 @@ func dryRun(args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprint(out, initagent.FormatPlan(steps))
+	printReports(out, p.ReportURL(doc))
 	return nil
+}
+
+// printReports says where the phase reports go, as the boot's console would.
+func printReports(out io.Writer, url string) {
+	if url != "" {
+		fmt.Fprintf(out, "# phase reports go to %s\n", initagent.RedactURL(url))
+	}
 }

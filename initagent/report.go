@@ -1,0 +1,401 @@
+package initagent
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Phase reports: the agent POSTs a boot.PhaseReport to the report URL
+// (overboot.report, or the boot document's report, which wins) when a
+// phase starts and when it ends. Reporting is best effort: one attempt per
+// report, none longer than ReportTimeout, and the boot never waits for the
+// server except, at most ReportTimeout, at its end (before switch_root, and
+// before the failure policy runs) so that the last reports leave.
+//
+// The parts: reportQueue decides what may go when (pure); reporter sends
+// what the queue releases, in order, from one goroutine, through a
+// ReportSender (HTTPReports, or a fake in tests), and keeps secrets out of
+// the messages.
+
+// ReportTimeout bounds one report, and the wait at the end of a boot for
+// the reports still on their way.
+const ReportTimeout = 2 * time.Second
+
+// ReportSender delivers one report to url.
+type ReportSender interface {
+	Send(ctx context.Context, url string, r boot.PhaseReport) error
+}
+
+// HTTPReports sends a report as one POST with the JSON body,
+// Content-Type application/json; any 2xx answer is success.
+type HTTPReports struct {
+	Client *http.Client // nil: no proxy, redirects not followed, ReportTimeout per request
+}
+
+var defaultReportClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy:                 nil, // an initramfs has no proxy settings to honour
+		DialContext:           (&net.Dialer{Timeout: ReportTimeout}).DialContext,
+		TLSHandshakeTimeout:   ReportTimeout,
+		ResponseHeaderTimeout: ReportTimeout,
+	},
+	Timeout: ReportTimeout,
+	// A redirected POST would arrive as a GET elsewhere: a 3xx is a failure.
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// Send implements ReportSender. Its errors do not quote the URL, which
+// carries a token.
+func (h HTTPReports) Send(ctx context.Context, url string, r boot.PhaseReport) error {
+	body, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, ReportTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return withoutURL(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	client := h.Client
+	if client == nil {
+		client = defaultReportClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return withoutURL(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // lets the connection serve the next report
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// reportQueue decides which reports go when. Reports wait until the
+// network is up and the destination is decided (in document mode, by the
+// document), then leave in the order they were made. A decided empty
+// destination turns reports off. It is pure: tests drive it directly.
+type reportQueue struct {
+	url     string // the destination, once decided
+	decided bool
+	netUp   bool
+	waiting []boot.PhaseReport
+}
+
+// add queues r and returns the reports that may go now, oldest first.
+func (q *reportQueue) add(r boot.PhaseReport) []boot.PhaseReport {
+	if q.off() {
+		return nil
+	}
+	q.waiting = append(q.waiting, r)
+	return q.release()
+}
+
+// networkUp says reports can travel, and returns those that may go now.
+func (q *reportQueue) networkUp() []boot.PhaseReport {
+	q.netUp = true
+	return q.release()
+}
+
+// decide fixes the destination ("" = no reports) and returns the reports
+// that may go now. Only the first decision counts.
+func (q *reportQueue) decide(url string) []boot.PhaseReport {
+	if q.decided {
+		return nil
+	}
+	q.decided, q.url = true, url
+	if q.off() {
+		q.waiting = nil
+	}
+	return q.release()
+}
+
+func (q *reportQueue) off() bool { return q.decided && q.url == "" }
+
+func (q *reportQueue) release() []boot.PhaseReport {
+	if !q.decided || q.off() || !q.netUp {
+		return nil
+	}
+	out := q.waiting
+	q.waiting = nil
+	return out
+}
+
+// stuck returns how many reports wait for a destination or a network
+// that never came.
+func (q *reportQueue) stuck() int { return len(q.waiting) }
+
+// reporter sends what its reportQueue releases. All methods but run are
+// called from the boot's goroutine; a nil *reporter does nothing.
+type reporter struct {
+	ctx     context.Context
+	send    ReportSender
+	printf  func(format string, args ...any)
+	timeout time.Duration // per report, and for flush
+
+	q      reportQueue
+	hidden map[string]string // secret -> what messages show instead
+	hide   *strings.Replacer
+	where  string // the destination, redacted
+
+	work   chan reportJob // to run; nil until a report goes
+	queued int            // reports put on work
+	warned bool
+
+	mu       sync.Mutex // guards the sender's results
+	handled  int
+	firstErr error // the first report that did not go
+}
+
+type reportJob struct {
+	report  boot.PhaseReport
+	flushed chan struct{} // set: not a report but a marker, closed when reached
+}
+
+// reportBacklog is more than the events of a whole boot: a full work
+// queue drops a report rather than wait.
+const reportBacklog = 64
+
+// newReporter returns nil (no reports) when send is nil.
+func newReporter(ctx context.Context, send ReportSender, printf func(string, ...any)) *reporter {
+	if send == nil {
+		return nil
+	}
+	return &reporter{ctx: ctx, send: send, printf: printf, timeout: ReportTimeout, hidden: map[string]string{}}
+}
+
+// minTokenLen: a URL's last path element, query or query value this long
+// or longer is taken for a token and hidden wherever it shows up in a
+// message, even outside the URL; shorter ones ("doc", "x=1") are hidden
+// only as part of the whole URL. Passwords and CHAP secrets are hidden
+// whatever their length.
+const minTokenLen = 8
+
+// hideURL keeps raw, and the token it may carry, out of every message.
+func (r *reporter) hideURL(raw string) {
+	if r == nil || raw == "" {
+		return
+	}
+	red := RedactURL(raw)
+	r.hidden[raw] = red
+	if u, err := url.Parse(raw); err == nil {
+		// The forms the HTTP client quotes in its errors.
+		r.hidden[u.String()] = red
+		r.hidden[u.Redacted()] = red
+		for _, p := range []string{u.Path, u.EscapedPath()} {
+			if tok := p[strings.LastIndex(p, "/")+1:]; len(tok) >= minTokenLen {
+				r.hidden[tok] = "..."
+			}
+		}
+		if len(u.RawQuery) >= minTokenLen {
+			r.hidden[u.RawQuery] = "..."
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				if len(v) >= minTokenLen {
+					r.hidden[v] = "..."
+				}
+			}
+		}
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			r.hidden[pw] = "(redacted)"
+		}
+	}
+	r.hide = nil
+}
+
+// hideDocument keeps the document's secrets out of every message.
+func (r *reporter) hideDocument(d boot.Document) {
+	if r == nil {
+		return
+	}
+	r.hideURL(d.Report)
+	for _, s := range []*boot.ISCSISource{d.Lower.ISCSI, d.Upper.ISCSI} {
+		if s == nil || s.CHAP == nil {
+			continue
+		}
+		for _, secret := range []string{s.CHAP.Secret, s.CHAP.TargetSecret} {
+			if secret != "" {
+				r.hidden[secret] = "(redacted)"
+			}
+		}
+	}
+	r.hide = nil
+}
+
+// scrub returns s with every secret replaced, longest first.
+func (r *reporter) scrub(s string) string {
+	if r.hide == nil {
+		secrets := make([]string, 0, len(r.hidden))
+		for k := range r.hidden {
+			secrets = append(secrets, k)
+		}
+		slices.SortFunc(secrets, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+		var pairs []string
+		for _, k := range secrets {
+			pairs = append(pairs, k, r.hidden[k])
+		}
+		r.hide = strings.NewReplacer(pairs...)
+	}
+	return r.hide.Replace(s)
+}
+
+// event reports a phase event: sent now if it can be, else queued.
+func (r *reporter) event(rep boot.PhaseReport) {
+	if r == nil {
+		return
+	}
+	rep.Message = boot.ReportMessage(r.scrub(rep.Message))
+	r.dispatch(r.q.add(rep))
+	r.warnSendFailure()
+}
+
+// networkUp releases the reports waiting for the network.
+func (r *reporter) networkUp() {
+	if r == nil {
+		return
+	}
+	r.dispatch(r.q.networkUp())
+}
+
+// decide fixes where reports go ("" = nowhere) and says so on the console.
+func (r *reporter) decide(url string) {
+	if r == nil || r.q.decided {
+		return
+	}
+	r.hideURL(url)
+	if url != "" {
+		r.where = RedactURL(url)
+		r.printf("%sphase reports go to %s", MarkerPrefix, r.where)
+	}
+	r.dispatch(r.q.decide(url))
+}
+
+func (r *reporter) dispatch(reps []boot.PhaseReport) {
+	if len(reps) == 0 {
+		return
+	}
+	if r.work == nil {
+		r.work = make(chan reportJob, reportBacklog)
+		go r.run(r.work, r.q.url)
+	}
+	for _, rep := range reps {
+		select {
+		case r.work <- reportJob{report: rep}:
+			r.queued++
+		default:
+			r.result(fmt.Errorf("more than %d reports waiting", reportBacklog))
+		}
+	}
+}
+
+// run sends the reports in order, one attempt each.
+func (r *reporter) run(work <-chan reportJob, url string) {
+	for j := range work {
+		if j.flushed != nil {
+			close(j.flushed)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+		err := r.send.Send(ctx, url, j.report)
+		cancel()
+		r.mu.Lock()
+		r.handled++
+		r.mu.Unlock()
+		if err != nil {
+			r.result(err)
+		}
+	}
+}
+
+func (r *reporter) result(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+}
+
+// warnf prints the boot's one line about reports that did not go.
+func (r *reporter) warnf(format string, args ...any) {
+	if r.warned {
+		return
+	}
+	r.warned = true
+	r.printf("%swarning: %s; the boot goes on (no further report warnings)", MarkerPrefix, r.scrub(fmt.Sprintf(format, args...)))
+}
+
+func (r *reporter) warnSendFailure() {
+	r.mu.Lock()
+	err := r.firstErr
+	r.mu.Unlock()
+	if err != nil {
+		r.warnf("a phase report to %s was not sent: %v", r.where, err)
+	}
+}
+
+// flush waits until the reports released so far have been handled, at
+// most r.timeout, and warns about those that did not go.
+func (r *reporter) flush() {
+	if r == nil {
+		return
+	}
+	if r.work != nil {
+		done := make(chan struct{})
+		select {
+		case r.work <- reportJob{flushed: done}:
+			t := time.NewTimer(r.timeout)
+			select {
+			case <-done:
+			case <-t.C:
+			}
+			t.Stop()
+		default: // the backlog is full: its reports were counted as failed
+		}
+	}
+	r.warnSendFailure()
+	r.mu.Lock()
+	late := r.queued - r.handled
+	r.mu.Unlock()
+	if late > 0 {
+		r.warnf("%d phase reports to %s not sent within %v", late, r.where, r.timeout)
+	}
+}
+
+// end finishes a failed boot's reports before the failure policy runs: the
+// command line's destination applies when the document did not decide one,
+// what can go goes (waiting at most r.timeout), and reports that waited for
+// a network that never came up are dropped with a warning.
+func (r *reporter) end(fallbackURL string) {
+	if r == nil {
+		return
+	}
+	r.decide(fallbackURL)
+	r.flush()
+	if n := r.q.stuck(); n > 0 {
+		r.warnf("%d phase reports to %s not sent: the network is not up", n, r.where)
+	}
+}
+
+// close stops the sender once it has handled what it has.
+func (r *reporter) close() {
+	if r != nil && r.work != nil {
+		close(r.work)
+		r.work = nil
+	}
+}
