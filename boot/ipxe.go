@@ -32,6 +32,9 @@ type KernelScript struct {
 	Args       []string      // kernel command-line arguments
 	Attempts   int           // default 3
 	RetryDelay time.Duration // whole seconds; default 3s
+	// ForgetLogin clears the password iPXE's login form left in its
+	// settings (the script answers a login).
+	ForgetLogin bool
 }
 
 // Render returns the script text.
@@ -66,6 +69,9 @@ func (k KernelScript) Render() (string, error) {
 	b.WriteString("#!ipxe\n")
 	if k.Comment != "" {
 		fmt.Fprintf(&b, "# overboot: %s\n", k.Comment)
+	}
+	if k.ForgetLogin {
+		b.WriteString("clear password ||\n")
 	}
 	b.WriteString("set overboot-try:int32 0\n")
 	b.WriteString(":overboot-retry\n")
@@ -119,11 +125,7 @@ func (c ChainScript) Render() (string, error) {
 	}
 	attempts := orInt(c.Attempts, DefaultScriptAttempts)
 	delay := int(orDur(c.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
-	var q []string
-	for _, k := range queryKeys {
-		q = append(q, k.name+"="+k.ipxe)
-	}
-	target := strings.TrimSuffix(c.Server, "/") + ScriptPath + "?" + strings.Join(q, "&")
+	target := ScriptQueryURL(c.Server)
 
 	var b strings.Builder
 	b.WriteString("#!ipxe\n")

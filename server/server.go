@@ -4,180 +4,195 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/iscsi"
-	"github.com/overboot/overboot/server/machines"
+	"github.com/overboot/overboot/server/profiles"
+	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/telemetry"
 )
 
 // BlobPrefix is where artifacts are served by digest.
 const BlobPrefix = "/blobs/sha256/"
 
-// artifact is a resolved profile reference.
-type artifact struct {
-	Digest boot.Digest
-	Size   int64
-	Kind   string // kernel, initramfs or root
-}
+// Rate limits. A machine's boot asks for /boot.ipxe, /ipxe and /doc or
+// /san once each, a few more times on retries or at a menu: a burst of 20
+// then one every 2 s is far above that and far below a flood. Logins cost
+// an argon2id hash each: 5 tries per user then one per 20 s, 10 per
+// address then one per 6 s.
+var (
+	scriptEvery, scriptBurst       = 2 * time.Second, 20
+	loginUserEvery, loginUserBurst = 20 * time.Second, 5
+	loginAddrEvery, loginAddrBurst = 6 * time.Second, 10
+)
 
-// profile is a config profile with its artifacts resolved.
-type profile struct {
-	*config.Profile
-	kernel, initramfs, root artifact
-}
-
-// Server serves one configuration from one store.
+// Server serves one configuration from one data directory.
 type Server struct {
-	cfg      *config.Config
-	st       *blobstore.Store
-	log      *slog.Logger
-	profiles map[string]*profile
-	kinds    map[boot.Digest]string // what each served digest is, for boot stages
-	metrics  *metrics
-	machines *tracker
-	disks    *disks
+	cfg   atomic.Pointer[config.Config]
+	sets  atomic.Pointer[profiles.Set]
+	log   *slog.Logger
+	blobs *blobstore.Store
+	db    *state.DB
+	disks *disks.Manager
+
+	tokens     *enroll.Tokens
+	scriptRate *enroll.Limiter // per client address
+	loginUser  *enroll.Limiter // per user name
+	loginAddr  *enroll.Limiter // per client address
+	reportRate *enroll.Limiter // per report token
+
+	metrics *telemetry.Metrics
+	rec     *telemetry.Recorder
+	status  *telemetry.StatusPage
+	api     *api.API
+
+	// Drain bounds a graceful shutdown (0 = DefaultDrain).
+	Drain time.Duration
 }
 
-// New resolves every profile's artifacts (ingesting files given by path
-// into the store) and returns a server; a reference that does not resolve
-// is an error naming the profile's line.
-func New(cfg *config.Config, st *blobstore.Store, log *slog.Logger) (*Server, error) {
+// Open opens the data directory cfg.Data (the blob store and the state
+// store, migrating what older versions kept in files) and returns a server
+// for cfg. Close it when done.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, st: st, log: log, profiles: map[string]*profile{}, kinds: map[boot.Digest]string{}, metrics: newMetrics(), machines: newTracker()}
-	s.disks = newDisks(nil)
-	s.disks.target = iscsi.New(log)
-	for _, p := range cfg.Profiles {
-		if (p.Upper == "iscsi" || p.Sanboot != "") && s.disks.state == nil {
-			// Machines' secrets and disks: only when a profile needs them.
-			state, err := machines.Open(filepath.Join(cfg.Data, "machines"))
-			if err != nil {
-				return nil, err
-			}
-			s.disks.state = state
-		}
+	blobs, err := blobstore.Open(cfg.Data)
+	if err != nil {
+		return nil, err
 	}
-	var errs []error
-	ingested := map[string]artifact{}
-	for name, p := range cfg.Profiles {
-		rp := &profile{Profile: p}
-		if p.Sanboot != "" {
-			if err := checkDisk(p.Sanboot); err != nil {
-				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: sanboot %w", name, err)})
-			}
-			s.profiles[name] = rp
-			continue
-		}
-		for _, ref := range []struct {
-			kind string
-			val  string
-			dst  *artifact
-		}{{"kernel", p.Kernel, &rp.kernel}, {"initramfs", p.Initramfs, &rp.initramfs}, {"root", p.Root, &rp.root}} {
-			a, err := s.resolve(ref.val, ingested)
-			if err != nil {
-				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: %s %s: %w", name, ref.kind, ref.val, err)})
-				continue
-			}
-			a.Kind = ref.kind
-			*ref.dst = a
-			s.kinds[a.Digest] = ref.kind
-		}
-		s.profiles[name] = rp
+	db, err := state.Open(filepath.Join(cfg.Data, state.FileName))
+	if err != nil {
+		return nil, err
 	}
-	if err := errors.Join(errs...); err != nil {
+	s, err := New(ctx, cfg, blobs, db, log)
+	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// checkDisk checks that a sanboot base disk is a readable file of whole
-// 512-byte blocks.
-func checkDisk(path string) error {
-	f, err := os.Open(path)
+// New returns a server for cfg over blobs and db: it imports what older
+// versions kept in files (image names, machines' secrets and disks),
+// finishes disk changes a crash interrupted, and resolves every profile
+// (an artifact that does not resolve is an error naming the profile's
+// line).
+func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *state.DB, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: log, blobs: blobs, db: db,
+		tokens:     &enroll.Tokens{Store: db},
+		scriptRate: enroll.NewLimiter(scriptEvery, scriptBurst),
+		loginUser:  enroll.NewLimiter(loginUserEvery, loginUserBurst),
+		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
+		reportRate: enroll.NewLimiter(time.Second, 60),
+	}
+	if err := importLegacyNames(ctx, blobs, db, log); err != nil {
+		return nil, fmt.Errorf("import image names: %w", err)
+	}
+	target := iscsi.New(log)
+	dm, err := disks.New(db, target, filepath.Join(cfg.Data, "disks"), log)
+	if err != nil {
+		return nil, err
+	}
+	s.disks = dm
+	if err := dm.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover disks: %w", err)
+	}
+	if n, err := dm.MigrateLegacy(ctx, filepath.Join(cfg.Data, "machines"), func(mac string) string {
+		if p, _ := cfg.ProfileFor(mustMAC(mac)); p != nil {
+			return p.Name
+		}
+		return config.DefaultProfile
+	}); err != nil {
+		return nil, fmt.Errorf("import machines from %s: %w", filepath.Join(cfg.Data, "machines"), err)
+	} else if n > 0 {
+		log.Warn("imported machines kept in files by an older overboot", "machines", n, "dir", filepath.Join(cfg.Data, "machines"))
+	}
+	if err := s.Reload(ctx, cfg); err != nil {
+		return nil, err
+	}
+	s.metrics = telemetry.NewMetrics(telemetry.Gauges{
+		ISCSIConnections: func() int { return target.Stats().Connections },
+		ISCSISessions:    func() int { return target.Stats().LoggedIn },
+		DiskBytes: func() int64 {
+			ks, err := db.Disks(context.Background())
+			if err != nil {
+				return 0
+			}
+			var n int64
+			for _, k := range ks {
+				n += k.Size
+			}
+			return n
+		},
+	})
+	s.rec = telemetry.NewRecorder(db, s.metrics, log)
+	s.status = &telemetry.StatusPage{View: db, Rec: s.rec, Log: log}
+	s.api = api.New(api.Deps{DB: db, Disks: dm, Blobs: blobs, Recorder: s.rec, Profiles: s.sets.Load, Log: log})
+	return s, nil
+}
+
+// Reload switches to cfg: its profiles are resolved first, and on any
+// error the server keeps the configuration it has. Listen addresses and
+// the data directory do not change while running.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	if old := s.cfg.Load(); old != nil && (old.Listen != cfg.Listen || old.Data != cfg.Data || old.ISCSI != cfg.ISCSI) {
+		return fmt.Errorf("%s: listen, iscsi and data cannot change while the server runs: restart it", cfg.File)
+	}
+	set, err := profiles.New(ctx, cfg, s.blobs, s.db)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
+	for _, name := range sortedKeys(cfg.Profiles) {
+		if p := cfg.Profiles[name]; p.Policy() == config.EnrollOpenInsecure {
+			s.log.Warn("profile hands private disks to anyone who names a MAC address (enroll = open-insecure)", "profile", name, "config", fmt.Sprintf("%s:%d", cfg.File, p.Line))
+		}
 	}
-	switch {
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: not a regular file (a raw disk image)", path)
-	case fi.Size() == 0 || fi.Size()%512 != 0:
-		return fmt.Errorf("%s: %d bytes, not a whole number of 512-byte blocks", path, fi.Size())
-	}
+	s.cfg.Store(cfg)
+	s.sets.Store(set)
 	return nil
 }
 
-// resolve turns a store name, sha256:HEX or absolute path into a digest.
-func (s *Server) resolve(ref string, ingested map[string]artifact) (artifact, error) {
-	if filepath.IsAbs(ref) {
-		if a, ok := ingested[ref]; ok {
-			return a, nil
-		}
-		f, err := os.Open(ref)
-		if err != nil {
-			return artifact{}, err
-		}
-		defer f.Close()
-		d, n, err := s.st.Ingest(f)
-		if err != nil {
-			return artifact{}, err
-		}
-		a := artifact{Digest: d, Size: n}
-		ingested[ref] = a
-		return a, nil
-	}
-	if strings.HasPrefix(ref, "sha256:") {
-		d, err := boot.ParseDigest(ref)
-		if err != nil {
-			return artifact{}, err
-		}
-		f, err := s.st.OpenBlob(d)
-		if err != nil {
-			return artifact{}, err
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return artifact{}, err
-		}
-		return artifact{Digest: d, Size: fi.Size()}, nil
-	}
-	m, err := s.st.Resolve(ref)
-	if err != nil {
-		return artifact{}, fmt.Errorf("%w (publish it with overboot mkimage ... -store %s -name %s)", err, s.st.Dir(), ref)
-	}
-	return artifact{Digest: m.Digest, Size: m.Size}, nil
+// Close closes the state store and the disks (after Serve and ServeISCSI
+// have returned).
+func (s *Server) Close() error {
+	s.disks.Close()
+	return s.db.Close()
 }
+
+// DB is the server's state store.
+func (s *Server) DB() *state.DB { return s.db }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot.ipxe", s.bootstrap)
-	mux.HandleFunc("GET "+boot.ScriptPath, s.script)
+	mux.HandleFunc("GET /ipxe", s.script)
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET /doc/{token}", s.document)
 	mux.HandleFunc("GET /san/{token}", s.sanboot)
-	mux.HandleFunc("GET /api/machines", s.apiMachines)
-	mux.HandleFunc("POST /api/machines/{mac}/{action}", s.machineAction)
-	mux.HandleFunc("DELETE /api/machines/{mac}", s.machineAction)
-	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("GET /metrics", s.metrics.serve)
+	mux.HandleFunc("GET /login/{token}", s.login)
+	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
+	mux.HandleFunc("POST /report/{token}", s.report)
+	mux.HandleFunc("GET /status", s.status.Page)
+	mux.HandleFunc("GET /status/rows", s.status.RowsJSON)
+	mux.HandleFunc("GET /status/events", s.status.Events)
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.api.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -189,8 +204,17 @@ func (s *Server) Handler() http.Handler {
 	return s.logged(mux)
 }
 
-// Serve serves on ln until ctx is done, then shuts down (bounded).
+// DefaultDrain is how long a shutdown waits for transfers in flight.
+const DefaultDrain = 30 * time.Second
+
+// Serve serves HTTP on ln until ctx is done, then shuts down gracefully:
+// new connections are refused and requests in flight, downloads included,
+// get up to Drain (default DefaultDrain) to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	drain := s.Drain
+	if drain == 0 {
+		drain = DefaultDrain
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -205,29 +229,40 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("shutdown: transfers still running were cut", "after", drain)
 		srv.Close()
 	}
-	<-errc
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
 	return nil
 }
 
-// ListenAndServe listens on the configured address and serves until ctx
-// is done.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return err
+// ServeISCSI serves the private disks on ln until ctx is done.
+func (s *Server) ServeISCSI(ctx context.Context, ln net.Listener) error {
+	return s.disks.Target().Serve(ctx, ln)
+}
+
+// SetISCSILimits bounds what unauthenticated iSCSI peers can hold.
+func (s *Server) SetISCSILimits(l iscsi.Limits) { s.disks.Target().SetLimits(l) }
+
+// NeedsISCSI reports whether a profile puts an upper on iSCSI or sanboots.
+func (s *Server) NeedsISCSI() bool {
+	for _, p := range s.cfg.Load().Profiles {
+		if p.PrivateDisk() {
+			return true
+		}
 	}
-	return s.Serve(ctx, ln)
+	return false
 }
 
 // base is the URL machines reach us at: configured, or the request's Host.
 func (s *Server) base(r *http.Request) (string, error) {
-	if s.cfg.URL != "" {
-		return s.cfg.URL, nil
+	if u := s.cfg.Load().URL; u != "" {
+		return u, nil
 	}
 	host := r.Host
 	if host == "" || len(host) > 255 || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != "" {
@@ -236,137 +271,22 @@ func (s *Server) base(r *http.Request) (string, error) {
 	return "http://" + host, nil
 }
 
-func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
-	base, err := s.base(r)
+// portal is the iSCSI address a machine uses: configured, or the host it
+// reached HTTP at with the iSCSI port.
+func (s *Server) portal(base string) (string, error) {
+	cfg := s.cfg.Load()
+	if cfg.Portal != "" {
+		return cfg.Portal, nil
+	}
+	_, port, err := net.SplitHostPort(cfg.ISCSI)
 	if err != nil {
-		s.ipxe(w, http.StatusBadRequest, boot.FailScript(err.Error()))
-		return
+		return "", err
 	}
-	text, err := boot.ChainScript{Server: base}.Render()
-	if err != nil {
-		s.ipxe(w, http.StatusInternalServerError, boot.FailScript(err.Error()))
-		return
+	host := strings.TrimPrefix(base, "http://")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
 	}
-	s.ipxe(w, http.StatusOK, text)
-}
-
-func (s *Server) ipxe(w http.ResponseWriter, code int, text string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	w.Write([]byte(text))
-}
-
-// script renders a machine's iPXE script. Errors are scripts too: iPXE
-// shows their message and exits non-zero, so the firmware falls through.
-func (s *Server) script(w http.ResponseWriter, r *http.Request) {
-	c, err := boot.ParseQuery(r.URL.Query())
-	if err != nil {
-		s.ipxe(w, http.StatusBadRequest, boot.FailScript(err.Error()))
-		return
-	}
-	if c.MAC == nil {
-		s.ipxe(w, http.StatusBadRequest, boot.FailScript("query parameter mac: missing"))
-		return
-	}
-	text, profName, err := s.renderScript(r, c)
-	if err != nil {
-		s.log.Warn("no script", "mac", c.MAC.String(), "err", err)
-		s.ipxe(w, http.StatusNotFound, boot.FailScript(err.Error()))
-		return
-	}
-	s.machines.script(c.MAC.String(), profName, remoteIP(r))
-	s.ipxe(w, http.StatusOK, text)
-}
-
-func (s *Server) renderScript(r *http.Request, c boot.Client) (string, string, error) {
-	cp, m := s.cfg.ProfileFor(c.MAC)
-	if cp == nil {
-		return "", "", fmt.Errorf("no profile for %s and no [profile %s] in %s", c.MAC, config.DefaultProfile, s.cfg.File)
-	}
-	p := s.profiles[cp.Name]
-	base, err := s.base(r)
-	if err != nil {
-		return "", "", err
-	}
-	comment := fmt.Sprintf("%s, profile %s", c.MAC, p.Name)
-	if m != nil && m.Hostname != "" {
-		comment = fmt.Sprintf("%s (%s), profile %s", m.Hostname, c.MAC, p.Name)
-	}
-	if p.Sanboot != "" {
-		// The sanboot script carries the machine's CHAP secret: served
-		// once, behind a single-use URL.
-		tok, err := s.disks.newToken(c.MAC, p.Name)
-		if err != nil {
-			return "", "", err
-		}
-		text, err := boot.ChainOnceScript{Comment: comment, URL: base + "/san/" + tok}.Render()
-		return text, p.Name, err
-	}
-	blob := func(a artifact) string { return base + BlobPrefix + a.Digest.Hex() }
-	params := boot.Params{
-		Lower: blob(p.root), Digest: p.root.Digest, Size: p.root.Size,
-		UpperSize: p.UpperSize, Init: p.Init, OnFail: p.OnFail, FailDelay: p.OnFailDelay,
-		FetchAttempts: p.FetchAttempts,
-	}
-	if p.Upper == "iscsi" {
-		// The document carries the machine's CHAP secret: never the
-		// command line, which every user of the booted system can read.
-		tok, err := s.disks.newToken(c.MAC, p.Name)
-		if err != nil {
-			return "", "", err
-		}
-		params = boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts}
-	}
-	if err := params.Validate(); err != nil {
-		return "", "", fmt.Errorf("profile %s: %w", p.Name, err)
-	}
-	text, err := boot.KernelScript{
-		Comment: comment,
-		Kernel:  blob(p.kernel),
-		Initrds: []string{blob(p.initramfs)},
-		Args:    append(append([]string(nil), p.Cmdline...), params.Args()...),
-	}.Render()
-	return text, p.Name, err
-}
-
-// blob serves an artifact by digest. The path is never built from the
-// request: only a parsed digest reaches the store.
-func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
-	d, err := boot.ParseDigest("sha256:" + r.PathValue("hex"))
-	if err != nil {
-		http.Error(w, "bad digest: want /blobs/sha256/<64 lowercase hex digits>", http.StatusBadRequest)
-		return
-	}
-	f, err := s.st.OpenBlob(d)
-	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
-			http.NotFound(w, r)
-			return
-		}
-		s.log.Error("open blob", "digest", d.String(), "err", err)
-		http.Error(w, "cannot open the artifact", http.StatusInternalServerError)
-		return
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		http.Error(w, "cannot stat the artifact", http.StatusInternalServerError)
-		return
-	}
-	// Blobs are immutable: a strong ETag makes If-Range resumes safe.
-	w.Header().Set("ETag", `"`+d.String()+`"`)
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	w.Header().Set("Content-Type", "application/octet-stream")
-	kind := s.kinds[d]
-	s.metrics.downloads.Add(1)
-	defer s.metrics.downloads.Add(-1)
-	cw := &countingWriter{ResponseWriter: w}
-	http.ServeContent(cw, r, "", fi.ModTime(), f)
-	s.metrics.addBytes(cw.n)
-	if kind != "" && r.Method == http.MethodGet {
-		s.machines.blob(remoteIP(r), kind, cw.n)
-	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
 }
 
 func remoteIP(r *http.Request) string {
@@ -377,38 +297,7 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// countingWriter counts body bytes. It implements io.ReaderFrom by
-// delegating, so http.ServeContent's copy from the file still reaches
-// net.TCPConn.ReadFrom: sendfile, zero-copy.
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	var n int64
-	var err error
-	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
-	}
-	c.n += n
-	return n, err
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+func mustMAC(s string) net.HardwareAddr {
+	mac, _ := net.ParseMAC(s)
+	return mac
 }

@@ -2,14 +2,16 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,44 +19,93 @@ import (
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/profiles"
+	"github.com/overboot/overboot/server/state"
 )
 
-// fixture is a server with one profile whose artifacts are small files.
-func fixture(t *testing.T, extra string) (*Server, map[string]string) {
+// fix is a server on a fresh data directory with small artifact files.
+type fix struct {
+	t     *testing.T
+	s     *Server
+	h     http.Handler
+	dir   string
+	files map[string]string
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// newFix makes a server whose default profile boots the files kernel,
+// initramfs and root; conf is appended to that profile's section (and may
+// add sections), with $DIR standing for the test's directory.
+func newFix(t *testing.T, conf string) *fix {
+	t.Helper()
+	return newFixPre(t, conf, nil)
+}
+
+// newFixPre is newFix with pre run on the data directory before the
+// server opens it.
+func newFixPre(t *testing.T, conf string, pre func(data string)) *fix {
 	t.Helper()
 	dir := t.TempDir()
+	if pre != nil {
+		pre(filepath.Join(dir, "data"))
+	}
 	files := map[string]string{"kernel": "KERNEL", "initramfs": "INITRAMFS", "root": "ROOT-IMAGE-0123456789"}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conf := "[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\ncmdline = console=ttyS0\n" + extra
-	cfg, err := config.Parse("test.conf", strings.NewReader(conf))
+	text := "[server]\ndata = " + dir + "/data\niscsi-portal = 10.0.2.100:3260\n[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\ncmdline = console=ttyS0\n" + strings.ReplaceAll(conf, "$DIR", dir)
+	cfg, err := config.Parse("test.conf", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blobstore.Open(filepath.Join(dir, "store"))
+	logs := &syncBuffer{}
+	s, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, files
+	t.Cleanup(func() { s.Close() })
+	return &fix{t: t, s: s, h: s.Handler(), dir: dir, files: files, logs: logs}
 }
 
-func get(t *testing.T, h http.Handler, target string, hdr ...string) *http.Response {
-	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, target, nil)
+// do sends a request from remote (default 192.0.2.10) with Host 10.0.2.100.
+func (f *fix) do(method, target, remote string, body io.Reader, hdr ...string) *http.Response {
+	f.t.Helper()
+	req := httptest.NewRequest(method, target, body)
 	req.Host = "10.0.2.100"
+	if remote == "" {
+		remote = "192.0.2.10"
+	}
+	req.RemoteAddr = remote + ":40000"
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	f.h.ServeHTTP(rec, req)
 	return rec.Result()
+}
+
+func (f *fix) get(target string, hdr ...string) *http.Response {
+	f.t.Helper()
+	return f.do(http.MethodGet, target, "", nil, hdr...)
 }
 
 func body(t *testing.T, r *http.Response) string {
@@ -66,15 +117,26 @@ func body(t *testing.T, r *http.Response) string {
 	return string(b)
 }
 
+func (f *fix) arts() profiles.Artifacts {
+	f.t.Helper()
+	set := f.s.sets.Load()
+	a, err := set.Resolve(context.Background(), set.Profile("default"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return a
+}
+
+var tokenRE = regexp.MustCompile(`/(doc|san|report|login|entry)/[0-9a-f]{64}`)
+
 func TestScript(t *testing.T) {
-	s, _ := fixture(t, "[machine 52:54:00:12:34:56]\nhostname = lab-01\n")
-	h := s.Handler()
-	p := s.profiles["default"]
-	r := get(t, h, "/ipxe?mac=52-54-00-12-34-56&uuid=&hostname=&buildarch=x86_64&platform=pcbios")
+	f := newFix(t, "[machine 52:54:00:12:34:56]\nhostname = lab-01\n")
+	a := f.arts()
+	r := f.get("/ipxe?mac=52-54-00-12-34-56&uuid=&hostname=&buildarch=x86_64&platform=pcbios")
 	if r.StatusCode != 200 {
 		t.Fatalf("status %d: %s", r.StatusCode, body(t, r))
 	}
-	blob := func(a artifact) string { return "http://10.0.2.100/blobs/sha256/" + a.Digest.Hex() }
+	blob := "http://10.0.2.100/blobs/sha256/"
 	want := `#!ipxe
 # overboot: lab-01 (52:54:00:12:34:56), profile default
 set overboot-try:int32 0
@@ -84,8 +146,8 @@ inc overboot-try
 echo overboot: loading kernel and initrd, attempt ${overboot-try} of 3
 imgfree overboot-kernel ||
 imgfree overboot-initrd0 ||
-kernel --name overboot-kernel ` + blob(p.kernel) + ` initrd=overboot-initrd0 console=ttyS0 overboot.lower=` + blob(p.root) + ` overboot.digest=` + p.root.Digest.String() + ` overboot.size=21 || goto overboot-again
-initrd --name overboot-initrd0 ` + blob(p.initramfs) + ` || goto overboot-again
+kernel --name overboot-kernel ` + blob + a.Kernel.Digest.Hex() + ` initrd=overboot-initrd0 console=ttyS0 overboot.report=http://10.0.2.100/report/TOKEN overboot.lower=` + blob + a.Root.Digest.Hex() + ` overboot.digest=` + a.Root.Digest.String() + ` overboot.size=21 || goto overboot-again
+initrd --name overboot-initrd0 ` + blob + a.Initramfs.Digest.Hex() + ` || goto overboot-again
 echo overboot: booting
 boot || goto overboot-again
 :overboot-again
@@ -95,48 +157,52 @@ goto overboot-retry
 echo overboot: boot failed after 3 attempts, falling through to the next boot device
 exit 1
 `
-	if d := cmp.Diff(want, body(t, r)); d != "" {
+	got := tokenRE.ReplaceAllString(body(t, r), "/$1/TOKEN")
+	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("script (-want +got):\n%s", d)
 	}
-	// An unknown machine gets the default profile.
-	if r := get(t, h, "/ipxe?mac=52-54-00-00-00-09"); r.StatusCode != 200 || !strings.Contains(body(t, r), "# overboot: 52:54:00:00:00:09, profile default") {
+	// An unknown machine gets the default profile and is recorded.
+	if r := f.get("/ipxe?mac=52-54-00-00-00-09"); r.StatusCode != 200 || !strings.Contains(body(t, r), "# overboot: 52:54:00:00:00:09, profile default") {
 		t.Errorf("default profile not used")
 	}
+	if m, err := f.s.db.Machine(context.Background(), "52:54:00:00:00:09"); err != nil || m.Enrolment != state.Enrolled || m.Address != "192.0.2.10" {
+		t.Errorf("machine record: %+v %v", m, err)
+	}
 	// A bad query is a script that explains and exits 1.
-	r = get(t, h, "/ipxe?mac=zz")
+	r = f.get("/ipxe?mac=zz")
 	if b := body(t, r); r.StatusCode != 400 || !strings.Contains(b, "echo overboot: query parameter mac") || !strings.HasSuffix(b, "exit 1\n") {
 		t.Errorf("bad query: %d %q", r.StatusCode, b)
 	}
 	// The bootstrap chains to /ipxe on the Host the client used.
-	if b := body(t, get(t, h, "/boot.ipxe")); !strings.Contains(b, "http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}") {
+	if b := body(t, f.get("/boot.ipxe")); !strings.Contains(b, "http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}") {
 		t.Errorf("bootstrap:\n%s", b)
 	}
 }
 
 func TestNoProfile(t *testing.T) {
-	cfg, err := config.Parse("empty.conf", strings.NewReader(""))
+	cfg, err := config.Parse("empty.conf", strings.NewReader("[server]\ndata = "+t.TempDir()+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := blobstore.Open(t.TempDir())
-	s, err := New(cfg, st, nil)
+	s, err := Open(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := get(t, s.Handler(), "/ipxe?mac=52-54-00-00-00-01")
+	defer s.Close()
+	f := &fix{t: t, s: s, h: s.Handler()}
+	r := f.get("/ipxe?mac=52-54-00-00-00-01")
 	if b := body(t, r); r.StatusCode != 404 || !strings.Contains(b, "no profile for 52:54:00:00:00:01") || !strings.HasSuffix(b, "exit 1\n") {
 		t.Errorf("%d %q", r.StatusCode, b)
 	}
 }
 
 func TestMissingArtifact(t *testing.T) {
-	cfg, err := config.Parse("x.conf", strings.NewReader("\n[profile default]\nkernel = /nonexistent/k\ninitramfs = ird\nroot = sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"))
+	cfg, err := config.Parse("x.conf", strings.NewReader("[server]\ndata = "+t.TempDir()+"\n[profile default]\nkernel = /nonexistent/k\ninitramfs = ird\nroot = sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := blobstore.Open(t.TempDir())
-	_, err = New(cfg, st, nil)
-	for _, want := range []string{"x.conf:2: profile default: kernel /nonexistent/k", "x.conf:2: profile default: initramfs ird", "x.conf:2: profile default: root sha256:0123"} {
+	_, err = Open(context.Background(), cfg, nil)
+	for _, want := range []string{"x.conf:3: profile default: kernel /nonexistent/k", "x.conf:3: profile default: initramfs ird: no image of that name", "x.conf:3: profile default: root sha256:0123"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
 		}
@@ -144,25 +210,24 @@ func TestMissingArtifact(t *testing.T) {
 }
 
 func TestBlobs(t *testing.T) {
-	s, files := fixture(t, "")
-	h := s.Handler()
-	root := s.profiles["default"].root
+	f := newFix(t, "")
+	root := f.arts().Root
 	path := "/blobs/sha256/" + root.Digest.Hex()
 	etag := `"` + root.Digest.String() + `"`
-	r := get(t, h, path)
-	if b := body(t, r); r.StatusCode != 200 || b != files["root"] || r.Header.Get("ETag") != etag || r.Header.Get("Accept-Ranges") != "bytes" {
+	r := f.get(path)
+	if b := body(t, r); r.StatusCode != 200 || b != f.files["root"] || r.Header.Get("ETag") != etag || r.Header.Get("Accept-Ranges") != "bytes" {
 		t.Fatalf("GET: %d %q %v", r.StatusCode, b, r.Header)
 	}
-	r = get(t, h, path, "Range", "bytes=5-")
-	if b := body(t, r); r.StatusCode != 206 || b != files["root"][5:] {
+	r = f.get(path, "Range", "bytes=5-")
+	if b := body(t, r); r.StatusCode != 206 || b != f.files["root"][5:] {
 		t.Errorf("Range: %d %q", r.StatusCode, b)
 	}
-	r = get(t, h, path, "Range", "bytes=5-", "If-Range", etag)
-	if b := body(t, r); r.StatusCode != 206 || b != files["root"][5:] {
+	r = f.get(path, "Range", "bytes=5-", "If-Range", etag)
+	if b := body(t, r); r.StatusCode != 206 || b != f.files["root"][5:] {
 		t.Errorf("If-Range match: %d %q", r.StatusCode, b)
 	}
-	r = get(t, h, path, "Range", "bytes=5-", "If-Range", `"other"`)
-	if b := body(t, r); r.StatusCode != 200 || b != files["root"] {
+	r = f.get(path, "Range", "bytes=5-", "If-Range", `"other"`)
+	if b := body(t, r); r.StatusCode != 200 || b != f.files["root"] {
 		t.Errorf("If-Range mismatch: %d %q", r.StatusCode, b)
 	}
 	for _, bad := range []string{
@@ -173,61 +238,100 @@ func TestBlobs(t *testing.T) {
 		"/blobs/sha256/" + strings.Repeat("0", 64),
 	} {
 		// ServeMux answers unclean paths with a redirect to the clean one.
-		if r := get(t, h, bad); r.StatusCode != 400 && r.StatusCode != 404 && r.StatusCode != http.StatusTemporaryRedirect {
+		if r := f.get(bad); r.StatusCode != 400 && r.StatusCode != 404 && r.StatusCode != http.StatusTemporaryRedirect {
 			t.Errorf("%s: status %d", bad, r.StatusCode)
 		} else if b := body(t, r); strings.Contains(b, "root:") {
 			t.Errorf("%s: leaked a file", bad)
 		}
 	}
-	req := httptest.NewRequest(http.MethodPost, path, nil)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 405 {
-		t.Errorf("POST: %d", rec.Code)
+	if r := f.do(http.MethodPost, path, "", nil); r.StatusCode != 405 {
+		t.Errorf("POST: %d", r.StatusCode)
 	}
 }
 
-func TestMachinesAPI(t *testing.T) {
-	s, _ := fixture(t, "")
-	h := s.Handler()
-	p := s.profiles["default"]
-	get(t, h, "/ipxe?mac=52-54-00-12-34-56")
-	for _, a := range []artifact{p.kernel, p.initramfs, p.root} {
-		get(t, h, "/blobs/sha256/"+a.Digest.Hex())
+// TestBootRecorded: the server records a boot from the script request on,
+// with each artifact download and the agent's reports, and counts them in
+// the metrics.
+func TestBootRecorded(t *testing.T) {
+	f := newFix(t, "")
+	a := f.arts()
+	script := body(t, f.get("/ipxe?mac=52-54-00-12-34-56"))
+	for _, d := range []string{a.Kernel.Digest.Hex(), a.Initramfs.Digest.Hex(), a.Root.Digest.Hex()} {
+		f.get("/blobs/sha256/" + d)
 	}
-	var got []MachineState
-	if err := json.NewDecoder(get(t, h, "/api/machines").Body).Decode(&got); err != nil {
-		t.Fatal(err)
+	rep := regexp.MustCompile(`overboot\.report=http://10\.0\.2\.100(/report/[0-9a-f]{64})`).FindStringSubmatch(script)
+	if rep == nil {
+		t.Fatalf("no report URL:\n%s", script)
 	}
-	if len(got) != 1 || got[0].MAC != "52:54:00:12:34:56" || got[0].Profile != "default" {
-		t.Fatalf("%+v", got)
+	post := func(b string) int {
+		return f.do(http.MethodPost, rep[1], "198.51.100.7", strings.NewReader(b)).StatusCode
 	}
-	var stages []string
-	for _, st := range got[0].Stages {
-		stages = append(stages, st.Name)
+	if c := post(`{"phase":"lower","outcome":"ok","seconds":1.5,"uptime":6.1,"message":"52 MiB verified"}`); c != http.StatusNoContent {
+		t.Errorf("report: %d", c)
 	}
-	if d := cmp.Diff([]string{"script", "kernel", "initramfs", "root"}, stages); d != "" {
-		t.Errorf("stages (-want +got):\n%s", d)
+	if c := post(`{"phase":"switch_root","outcome":"running","seconds":0,"uptime":6.2}`); c != http.StatusNoContent {
+		t.Errorf("report: %d", c)
 	}
-	if b := body(t, get(t, h, "/metrics")); !strings.Contains(b, `overboot_http_requests_total{endpoint="blobs",code="200"} 3`) {
-		t.Errorf("metrics:\n%s", b)
+	if c := post(`{"phase":"lower","outcome":"ok","seconds":1.5,"uptime":6.1,"extra":1}`); c != http.StatusBadRequest {
+		t.Errorf("a malformed report: %d", c)
+	}
+	if c := f.do(http.MethodPost, "/report/"+strings.Repeat("a", 64), "", strings.NewReader(`{}`)).StatusCode; c != http.StatusNotFound {
+		t.Errorf("a report for no boot: %d", c)
+	}
+	ctx := context.Background()
+	bs, err := f.s.db.Boots(ctx, "52:54:00:12:34:56", 10)
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("boots: %+v %v", bs, err)
+	}
+	if bs[0].Image != a.Root.Digest.String() || bs[0].Phase != "switch_root" || bs[0].Outcome != "running" {
+		t.Errorf("boot: %+v", bs[0])
+	}
+	ev, _ := f.s.db.BootEvents(ctx, bs[0].ID)
+	var got []string
+	for _, e := range ev {
+		got = append(got, e.Source+":"+e.Phase+":"+e.Outcome)
+	}
+	want := []string{"server:script:ok", "server:kernel:ok", "server:initramfs:ok", "server:root:ok", "agent:lower:ok", "agent:switch_root:running"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	m := body(t, f.get("/metrics"))
+	for _, want := range []string{
+		`overboot_http_requests_total{code="200",endpoint="blobs"} 3`,
+		`overboot_boots_total{outcome="ok"} 1`,
+		`overboot_boot_phase_seconds_count{phase="lower"} 1`,
+		"overboot_iscsi_connections 0",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// The status page shows the machine and where its boot is.
+	page := body(t, f.get("/status"))
+	for _, want := range []string{"52:54:00:12:34:56", "switch_root", "default"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "http://") && regexp.MustCompile(`(src|href)="https?://`).MatchString(page) {
+		t.Errorf("status page loads an external asset")
 	}
 }
 
 func TestServeShutdown(t *testing.T) {
-	s, files := fixture(t, "")
+	f := newFix(t, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/blobs/sha256/" + s.profiles["default"].kernel.Digest.Hex())
+	go func() { done <- f.s.Serve(ctx, ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/blobs/sha256/" + f.arts().Kernel.Digest.Hex())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := body(t, resp); b != files["kernel"] {
+	if b := body(t, resp); b != f.files["kernel"] {
 		t.Errorf("got %q", b)
 	}
 	resp.Body.Close()
@@ -237,7 +341,60 @@ func TestServeShutdown(t *testing.T) {
 		if err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+// publishFile stores content as a blob in data and publishes it as name.
+func publishFile(t *testing.T, data, name, kind, content string) {
+	t.Helper()
+	blobs, err := blobstore.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, n, err := blobs.Ingest(strings.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(filepath.Join(data, state.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.PublishImage(context.Background(), state.Image{Name: name, Digest: d.String(), Size: n, Kind: kind}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLegacyDataDir: a data directory of an older overboot (names as JSON
+// files, a machine's secret and disk in DATA/machines/MAC/) is imported
+// on first start: the name resolves, the machine keeps its secret and its
+// disk.
+func TestLegacyDataDir(t *testing.T) {
+	f := newFixPre(t, iscsiUpper+"enroll = open-insecure\n[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = oldname\n", func(data string) {
+		blobs, err := blobstore.Open(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, n, _ := blobs.Ingest(strings.NewReader("hsqs-old"))
+		if _, err := blobs.Publish(blobstore.Manifest{Name: "oldname", Kind: blobstore.KindRoot, Digest: d, Size: n}); err != nil {
+			t.Fatal(err)
+		}
+		mdir := filepath.Join(data, "machines", "52-54-00-12-34-56")
+		os.MkdirAll(mdir, 0o700)
+		os.WriteFile(filepath.Join(mdir, "secret"), []byte("oldsecret-0123456789\n"), 0o600)
+		os.WriteFile(filepath.Join(mdir, "upper.img"), make([]byte, 1<<20), 0o600)
+	})
+	ctx := context.Background()
+	if im, err := f.s.db.Image(ctx, "oldname"); err != nil || im.Kind != "root" {
+		t.Errorf("name not imported: %+v %v", im, err)
+	}
+	_, doc := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", "192.0.2.10")), "192.0.2.10")
+	if u := doc.Upper.ISCSI; u == nil || u.CHAP.Secret != "oldsecret-0123456789" {
+		t.Errorf("the machine lost its secret: %+v", u)
+	}
+	if k, err := f.s.db.Disk(ctx, state.OwnerMachine, "52:54:00:12:34:56", "default"); err != nil || k.Path != filepath.Join(f.dir, "data", "machines", "52-54-00-12-34-56", "upper.img") {
+		t.Errorf("the machine lost its disk: %+v %v", k, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/overboot/overboot/server/state"
 )
 
 // TestSanboot: two machines sanboot the same bootable disk (MBR, SYSLINUX,
@@ -37,8 +39,8 @@ func TestSanboot(t *testing.T) {
 	}
 	before := fileSum(t, disk)
 
-	conf := fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\n", filepath.Join(dir, "data"), GuestServer, disk)
-	httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
+	conf := fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\nenroll = open-insecure\n", filepath.Join(dir, "data"), GuestServer, disk)
+	srv, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 	tftp := bootstrapTFTP(t)
 
 	macs := []string{"52:54:00:0b:00:05", "52:54:00:0b:00:06"}
@@ -79,9 +81,8 @@ func TestSanboot(t *testing.T) {
 						t.Logf("%s boot %d console %s", mac, n, l)
 					}
 				}
-				secret, err := os.ReadFile(filepath.Join(dir, "data", "machines", strings.ReplaceAll(mac, ":", "-"), "secret"))
-				if err != nil || vm.Contains(strings.TrimSpace(string(secret))) {
-					t.Errorf("%s: the machine's CHAP secret (%v) appeared on the console", mac, err)
+				if vm.Contains(machineSecret(t, srv, mac)) {
+					t.Errorf("%s: the machine's CHAP secret appeared on the console", mac)
 				}
 				mu.Lock()
 				saw[mac] = strings.TrimSpace(m[2])
@@ -110,7 +111,11 @@ func TestSanboot(t *testing.T) {
 		t.Errorf("the base disk changed")
 	}
 	for _, mac := range macs {
-		fi, err := os.Stat(filepath.Join(dir, "data", "machines", strings.ReplaceAll(mac, ":", "-"), "cow.delta"))
+		k, err := srv.DB().Disk(context.Background(), state.OwnerMachine, mac, "default")
+		if err != nil {
+			t.Fatalf("%s: no disk row: %v", mac, err)
+		}
+		fi, err := os.Stat(k.Path)
 		if err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s copy-on-write layer: %v %v", mac, fi, err)
 		}

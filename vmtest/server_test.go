@@ -3,7 +3,7 @@ package vmtest
 import (
 	"context"
 	"fmt"
-	"io"
+	"github.com/google/go-cmp/cmp"
 	"net"
 	"net/http"
 	"os"
@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 )
@@ -34,29 +33,27 @@ cmdline = console=ttyS0 panic=-1
 }
 
 // configServer makes an in-process overboot server from a configuration
-// text, with its store in data.
+// text, with its data directory (blobs and state store) in data.
 func configServer(t *testing.T, conf, data string) *server.Server {
 	t.Helper()
 	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blobstore.Open(data)
+	cfg.Data = data
+	s, err := server.Open(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 // startServer serves conf's server over HTTP and iSCSI on fresh 127.0.0.1
-// ports until the test ends, and returns both addresses.
-func startServer(t *testing.T, conf, data string) (httpAddr, iscsiAddr string) {
+// ports until the test ends, and returns it and both addresses.
+func startServer(t *testing.T, conf, data string) (s *server.Server, httpAddr, iscsiAddr string) {
 	t.Helper()
-	s := configServer(t, conf, data)
+	s = configServer(t, conf, data)
 	httpAddr = serveHTTP(t, s.Handler())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +63,17 @@ func startServer(t *testing.T, conf, data string) (httpAddr, iscsiAddr string) {
 	done := make(chan struct{})
 	go func() { s.ServeISCSI(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return httpAddr, ln.Addr().String()
+	return s, httpAddr, ln.Addr().String()
+}
+
+// machineSecret is the CHAP secret the server keeps for a machine.
+func machineSecret(t *testing.T, s *server.Server, mac string) string {
+	t.Helper()
+	m, err := s.DB().Machine(context.Background(), mac)
+	if err != nil || m.Secret == "" {
+		t.Fatalf("machine %s: no secret (%v)", mac, err)
+	}
+	return m.Secret
 }
 
 // bootstrapTFTP is a TFTP directory whose boot.ipxe chains the server's
@@ -95,18 +102,30 @@ func TestPXE(t *testing.T) {
 		Forwards: []Forward{{GuestPort: 80, HostAddr: addr}},
 	})
 	expectPass(t, vm)
-	resp, err := http.Get("http://" + addr + "/status")
+	// The server followed the boot: its own steps, then the agent's
+	// phase reports, up to the hand-over to the image's init.
+	ctx := context.Background()
+	bs, err := s.DB().Boots(ctx, "52:54:00:0b:00:01", 1)
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("boots: %v %v", bs, err)
+	}
+	ev, err := s.DB().BootEvents(ctx, bs[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	// Each source in its order (the two interleave as the boot goes).
+	got := map[string][]string{}
+	for _, e := range ev {
+		if e.Outcome != "running" || e.Phase == "switch_root" {
+			got[e.Source] = append(got[e.Source], e.Phase+":"+e.Outcome)
+		}
 	}
-	status := string(raw)
-	if !strings.Contains(status, "52:54:00:0b:00:01") || !strings.Contains(status, "script > kernel > initramfs > root") {
-		t.Errorf("the server did not follow the boot:\n%s", status)
+	want := map[string][]string{
+		"server": {"script:ok", "kernel:ok", "initramfs:ok", "root:ok"},
+		"agent":  {"early:ok", "modules:ok", "network:ok", "lower:ok", "upper:ok", "overlay:ok", "switch_root:running"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("boot events by source (-want +got):\n%s", d)
 	}
 }
 

@@ -49,9 +49,9 @@ func TestSystemdISCSIUpper(t *testing.T) {
 	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nupper-disk-size = 512M\nonfail = poweroff\nonfail-delay = 1s\n",
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 512M\nonfail = poweroff\nonfail-delay = 1s\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
-	httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
+	_, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 
 	const mac = "52:54:00:0b:00:07"
 	argsRE := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`)

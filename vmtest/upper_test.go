@@ -8,13 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/iscsi"
 	target "github.com/overboot/overboot/server/iscsi"
-	"github.com/overboot/overboot/server/machines"
+	"github.com/overboot/overboot/server/state"
 )
 
 // iscsiServer is the embedded target serving one machine's upper disk,
@@ -74,20 +75,15 @@ func TestISCSIUpperPersists(t *testing.T) {
 	a := needVM(t)
 	mac, _ := net.ParseMAC("52:54:00:0b:00:02")
 	const initiator = "iqn.2026-11.org.overboot:i-5254000b0002"
-	state, err := machines.Open(filepath.Join(t.TempDir(), "machines"))
+	const target = disks.IQNPrefix + "m-5254000b0002-d1"
+	secret, err := disks.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	chap, err := state.CHAP(mac)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chap := iscsi.CHAP{User: "52-54-00-0b-00-02", Secret: secret}
 	// The first disk is blank (not the server's pre-formatted kind): the
 	// agent formats it.
-	disk := filepath.Join(state.Dir(mac), "upper.img")
-	if err := os.MkdirAll(filepath.Dir(disk), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	disk := filepath.Join(t.TempDir(), "upper.img")
 	if err := os.WriteFile(disk, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +91,12 @@ func TestISCSIUpperPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	iq := &iscsiServer{t: t}
-	iq.start(machines.IQN(mac), initiator, disk, chap)
+	iq.start(target, initiator, disk, chap)
 	t.Cleanup(iq.stop)
 
 	doc := boot.Document{Version: 1,
 		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://" + GuestServer + "/" + filepath.Base(a.Root), Digest: a.RootSum, Size: a.RootSize}},
-		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: GuestServer + ":3260", Target: machines.IQN(mac), Initiator: initiator,
+		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: GuestServer + ":3260", Target: target, Initiator: initiator,
 			CHAP: &boot.CHAP{User: chap.User, Secret: string(chap.Secret)}}},
 	}
 	body, err := json.Marshal(doc)
@@ -139,16 +135,13 @@ func TestISCSIUpperPersists(t *testing.T) {
 	}
 	boot(MarkerPersistFound)
 	iq.stop()
-	iq.start(machines.IQN(mac), initiator, disk, chap)
+	iq.start(target, initiator, disk, chap)
 	boot(MarkerPersistFound)
 	iq.stop()
-	if err := state.Reset(mac); err != nil {
-		t.Fatal(err)
-	}
-	if disk, created, err := state.UpperPath(mac, 256<<20); err != nil || !created || disk == "" {
-		t.Fatalf("upper disk after reset: %v %v", created, err)
-	}
-	iq.start(machines.IQN(mac), initiator, disk, chap)
+	// Reset: the server makes a new disk (formatted by mkfs.ext4) in
+	// place of the old one.
+	disk = serverMadeDisk(t, mac.String(), 256<<20)
+	iq.start(target, initiator, disk, chap)
 	boot(MarkerPersistNew)
 	if formatted != 1 {
 		t.Errorf("the agent formatted a disk that was not blank (%d formats)", formatted)
@@ -172,12 +165,13 @@ kernel = %s
 initramfs = %s
 root = %s
 upper = iscsi
+enroll = open-insecure
 upper-disk-size = 128M
 onfail = poweroff
 onfail-delay = 1s
 cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
 `, dir, GuestServer, a.Kernel, a.Initramfs, a.Root)
-	httpAddr, iscsiAddr := startServer(t, conf, dir)
+	srv, httpAddr, iscsiAddr := startServer(t, conf, dir)
 	vm := startVM(t, Options{
 		PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: "52:54:00:0b:00:03",
 		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
@@ -186,11 +180,30 @@ cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
 		t.Fatalf("first boot on a new disk: %v", err)
 	}
 	expectPass(t, vm)
-	secret, err := os.ReadFile(filepath.Join(dir, "machines", "52-54-00-0b-00-03", "secret"))
+	if vm.Contains(machineSecret(t, srv, "52:54:00:0b:00:03")) {
+		t.Errorf("the machine's CHAP secret appeared on the console")
+	}
+}
+
+// serverMadeDisk is an upper disk as the server makes it for a machine
+// (sparse, mkfs.ext4), through package disks.
+func serverMadeDisk(t *testing.T, mac string, size int64) string {
+	t.Helper()
+	data := t.TempDir()
+	db, err := state.Open(filepath.Join(data, state.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vm.Contains(strings.TrimSpace(string(secret))) {
-		t.Errorf("the machine's CHAP secret appeared on the console")
+	defer db.Close()
+	m, err := disks.New(db, iscsi.New(nil), filepath.Join(data, "disks"), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer m.Close()
+	chap := iscsi.CHAP{User: "u", Secret: "0123456789abcdef"}
+	ex, err := m.Ensure(context.Background(), disks.Spec{Owner: disks.Owner{Kind: state.OwnerMachine, Name: mac}, Profile: "default", Kind: state.DiskUpper, Size: size}, chap, disks.InitiatorIQN(mac))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ex.Disk.Path
 }

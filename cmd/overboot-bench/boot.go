@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/internal/bench"
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
@@ -96,14 +95,12 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := blobstore.Open(filepath.Join(env.WorkDir, "boot", "store"))
+	cfg.Data = filepath.Join(env.WorkDir, "boot", "store")
+	srv, err := server.Open(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(cfg, st, nil)
-	if err != nil {
-		return nil, err
-	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/vmtest"
@@ -54,14 +53,12 @@ cmdline = console=ttyS0 quiet panic=-1
 	if err != nil {
 		return err
 	}
-	st, err := blobstore.Open(filepath.Join(work, "store"))
+	cfg.Data = filepath.Join(work, "store")
+	srv, err := server.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return err
-	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -52,12 +52,13 @@ func TestMachineCommand(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
+	t.Setenv("OVERBOOT_TOKEN", "obt_test")
 	for _, args := range [][]string{{"reset", "52:54:00:00:00:01"}, {"rotate", "52:54:00:00:00:01"}, {"delete", "52:54:00:00:00:01"}} {
 		if err := runMachine(ctx, append(args, "-server", srv.URL), io.Discard, io.Discard); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
 	}
-	want := []string{"POST /api/machines/52:54:00:00:00:01/reset", "POST /api/machines/52:54:00:00:00:01/rotate", "DELETE /api/machines/52:54:00:00:00:01"}
+	want := []string{"POST /api/v1/machines/52:54:00:00:00:01/reset", "POST /api/v1/machines/52:54:00:00:00:01/rotate", "DELETE /api/v1/machines/52:54:00:00:00:01"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("requests (-want +got):\n%s", d)
 	}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 )
@@ -76,14 +75,11 @@ flags:
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	st, err := blobstore.Open(cfg.Data)
+	srv, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, st, log)
-	if err != nil {
-		return err
-	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

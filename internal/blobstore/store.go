@@ -308,3 +308,65 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// Blob is one stored blob.
+type Blob struct {
+	Digest  boot.Digest
+	Size    int64
+	ModTime time.Time
+}
+
+// Blobs lists every blob.
+func (s *Store) Blobs() ([]Blob, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "blobs", "sha256"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Blob
+	for _, e := range ents {
+		d, err := boot.ParseDigest("sha256:" + e.Name())
+		if err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, Blob{Digest: d, Size: fi.Size(), ModTime: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// Remove deletes a blob. Its caller has made sure nothing refers to it.
+func (s *Store) Remove(d boot.Digest) error {
+	if _, err := boot.ParseDigest(string(d)); err != nil {
+		return err
+	}
+	if err := os.Remove(s.BlobPath(d)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("blob %s: %w", d, ErrNotFound)
+		}
+		return err
+	}
+	return syncDir(filepath.Join(s.dir, "blobs", "sha256"))
+}
+
+// Sniff guesses what a blob is from its first bytes: a squashfs root, a
+// bzImage kernel, a (compressed) cpio initramfs, else a raw disk.
+func Sniff(r io.ReaderAt) Kind {
+	b := make([]byte, 0x210)
+	n, _ := r.ReadAt(b, 0)
+	b = b[:n]
+	switch {
+	case len(b) >= 4 && string(b[:4]) == "hsqs":
+		return KindRoot
+	case len(b) >= 0x206 && string(b[0x202:0x206]) == "HdrS":
+		return KindKernel
+	case len(b) >= 6 && (string(b[:6]) == "070701" || string(b[:6]) == "070702"),
+		len(b) >= 4 && string(b[:4]) == "\x28\xb5\x2f\xfd", // zstd
+		len(b) >= 2 && string(b[:2]) == "\x1f\x8b",         // gzip
+		len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00":     // xz
+		return KindInitramfs
+	}
+	return KindDisk
+}

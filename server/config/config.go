@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +66,59 @@ type Profile struct {
 	// private copy-on-write view of it over iSCSI. Such a profile has none
 	// of the keys above.
 	Sanboot string
+
+	// Enroll says who may boot the profile (default open; a profile with
+	// a private disk must say).
+	Enroll Enroll
+	// Quotas: machine records, disks and their total bytes (0 = no limit).
+	MaxMachines  int
+	MaxDisks     int
+	MaxDiskBytes int64
+
+	// Menu lists other profiles offered as entries of this profile's boot
+	// menu (a login profile always has a menu, with a login item first).
+	Menu        []string
+	MenuTimeout time.Duration // default DefaultMenuTimeout; then MenuDefault boots
+	MenuDefault string        // "login" or one of Menu; default the first item
 }
+
+// Enroll is a profile's enrolment policy.
+type Enroll string
+
+// Enrolment policies.
+const (
+	// EnrollOpen: any machine that matches boots the profile. Refused for
+	// a profile with a private disk: naming a MAC would hand out its disk.
+	EnrollOpen Enroll = "open"
+	// EnrollOpenInsecure: open, with private disks, said explicitly (a
+	// test rig on a trusted network); the server warns at start.
+	EnrollOpenInsecure Enroll = "open-insecure"
+	// EnrollApprove: an unknown machine waits, pending, until an
+	// administrator approves it; the approval pins the address it asked
+	// from.
+	EnrollApprove Enroll = "approve"
+	// EnrollLogin: a boot menu asks for a username and a password; the
+	// user's own disk is attached with a CHAP secret new at every login.
+	EnrollLogin Enroll = "login"
+)
+
+// DefaultMenuTimeout is how long a menu waits before its default.
+const DefaultMenuTimeout = 10 * time.Second
+
+// PrivateDisk reports whether the profile gives each machine or user a
+// disk of its own.
+func (p *Profile) PrivateDisk() bool { return p.Upper == "iscsi" || p.Sanboot != "" }
+
+// Policy is the profile's enrolment policy with its default.
+func (p *Profile) Policy() Enroll {
+	if p.Enroll == "" {
+		return EnrollOpen
+	}
+	return p.Enroll
+}
+
+// HasMenu reports whether the profile's script is a menu.
+func (p *Profile) HasMenu() bool { return p.Policy() == EnrollLogin || len(p.Menu) > 0 }
 
 // Machine is a known machine.
 type Machine struct {
@@ -312,6 +365,47 @@ func (p *Profile) set(k, v string) error {
 			return fmt.Errorf("%q: want the absolute path of a raw disk image", v)
 		}
 		p.Sanboot = v
+	case "enroll":
+		switch e := Enroll(v); e {
+		case EnrollOpen, EnrollOpenInsecure, EnrollApprove, EnrollLogin:
+			p.Enroll = e
+		default:
+			return fmt.Errorf("%q: want open, open-insecure, approve or login", v)
+		}
+	case "max-machines", "max-disks":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q: want a positive count", v)
+		}
+		if k == "max-machines" {
+			p.MaxMachines = n
+		} else {
+			p.MaxDisks = n
+		}
+	case "max-disk-bytes":
+		sz, err := boot.ParseSize(v)
+		if err != nil || sz.Bytes <= 0 {
+			return fmt.Errorf("%q: want bytes like 500G, not a percentage", v)
+		}
+		p.MaxDiskBytes = sz.Bytes
+	case "menu":
+		for _, e := range strings.Split(v, ",") {
+			e = strings.TrimSpace(e)
+			if !validName(e) {
+				return fmt.Errorf("%q: not a profile name", e)
+			}
+			p.Menu = append(p.Menu, e)
+		}
+	case "menu-timeout":
+		p.MenuTimeout, err = time.ParseDuration(v)
+		if err == nil && (p.MenuTimeout < time.Second || p.MenuTimeout > time.Hour) {
+			err = errors.New("want 1s to 1h")
+		}
+	case "menu-default":
+		if v != "login" && !validName(v) {
+			return fmt.Errorf("%q: want login or a profile of the menu", v)
+		}
+		p.MenuDefault = v
 	case "fetch-attempts":
 		p.FetchAttempts, err = strconv.Atoi(v)
 		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
@@ -330,7 +424,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline or sanboot")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, menu, menu-timeout or menu-default")
 	}
 	return err
 }
@@ -363,6 +457,33 @@ func (c *Config) validate() []error {
 	sort.Strings(names)
 	for _, n := range names {
 		p := c.Profiles[n]
+		if p.PrivateDisk() && p.Policy() == EnrollOpen {
+			what := "upper = iscsi"
+			if p.Sanboot != "" {
+				what = "sanboot"
+			}
+			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: %s gives each machine a private disk, and enroll = open would hand it to anyone who names a MAC address: set enroll = login or approve (or open-insecure on a network you trust)", n, what)})
+		}
+		for _, e := range p.Menu {
+			q, ok := c.Profiles[e]
+			switch {
+			case !ok:
+				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s: no [profile %s]", n, e, e)})
+			case e == n:
+				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s: a profile cannot be its own entry", n, e)})
+			case q.HasMenu():
+				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s has a menu itself: menus do not nest", n, e)})
+			}
+		}
+		if p.MenuDefault != "" {
+			ok := (p.MenuDefault == "login" && p.Policy() == EnrollLogin) || slices.Contains(p.Menu, p.MenuDefault)
+			if !ok {
+				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu-default %s is not an item of its menu", n, p.MenuDefault)})
+			}
+		}
+		if (p.MenuTimeout != 0 || p.MenuDefault != "") && !p.HasMenu() {
+			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu-timeout and menu-default need a menu (menu = ... or enroll = login)", n)})
+		}
 		if p.Sanboot != "" {
 			if extra := p.notForSanboot(); len(extra) > 0 {
 				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: sanboot boots a whole disk; %s do not apply", n, strings.Join(extra, ", "))})
@@ -404,6 +525,7 @@ func (p *Profile) notForSanboot() []string {
 		{"upper", p.Upper != ""}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
 		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
 		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},
+		{"menu", len(p.Menu) > 0},
 	} {
 		if kv.set {
 			set = append(set, kv.key)

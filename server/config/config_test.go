@@ -89,6 +89,17 @@ func TestParseErrors(t *testing.T) {
 		{"bad profile name", "[profile a/b]\n", "f:1: profile name"},
 		{"relative sanboot", "[profile p]\nsanboot = disk.img\n", "f:2: sanboot: \"disk.img\": want the absolute path"},
 		{"sanboot with kernel", "[profile p]\nsanboot = /srv/disk.img\nkernel = k\ncmdline = quiet\n", "f:1: profile p: sanboot boots a whole disk; kernel, cmdline do not apply"},
+		{"private disk open", prof + "upper = iscsi\n", "f:1: profile default: upper = iscsi gives each machine a private disk, and enroll = open would hand it to anyone"},
+		{"sanboot open", "[profile p]\nsanboot = /srv/disk.img\n", "f:1: profile p: sanboot gives each machine a private disk"},
+		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve or login"},
+		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count"},
+		{"percent disk bytes", prof + "max-disk-bytes = 50%\n", "f:5: max-disk-bytes:"},
+		{"menu unknown profile", prof + "menu = nope\n", "f:1: profile default: menu entry nope: no [profile nope]"},
+		{"menu self", prof + "menu = default\n", "a profile cannot be its own entry"},
+		{"menu nests", prof + "menu = b\n[profile b]\nkernel = k\ninitramfs = i\nroot = r\nenroll = login\n", "menu entry b has a menu itself"},
+		{"menu default not an item", prof + "enroll = login\nmenu-default = other\n", "menu-default other is not an item of its menu"},
+		{"menu timeout without menu", prof + "menu-timeout = 5s\n", "need a menu"},
+		{"menu timeout range", prof + "enroll = login\nmenu-timeout = 2h\n", "f:6: menu-timeout: want 1s to 1h"},
 		{"long line", "[server]\n" + strings.Repeat("x", 5000) + "\n", "f:2: line longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,8 +141,18 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Profiles) != 4 || len(c.Machines) != 3 || c.Profiles["kiosk"].UpperSize.String() != "256M" ||
+	if len(c.Profiles) != 5 || len(c.Machines) != 3 || c.Profiles["kiosk"].UpperSize.String() != "256M" ||
 		c.Profiles["workstation"].Upper != "iscsi" || c.Profiles["windows"].Sanboot == "" {
 		t.Errorf("%+v", c)
+	}
+	cl := c.Profiles["classroom"]
+	if cl.Policy() != EnrollLogin || !cl.HasMenu() || strings.Join(cl.Menu, ",") != "default,kiosk" || cl.MenuTimeout != 15*time.Second || cl.MenuDefault != "login" || cl.MaxDisks != 500 {
+		t.Errorf("classroom: %+v", cl)
+	}
+	if w := c.Profiles["workstation"]; w.Policy() != EnrollApprove || w.MaxMachines != 200 || w.MaxDiskBytes != 2<<40 {
+		t.Errorf("workstation: %+v", w)
+	}
+	if c.Profiles["default"].Policy() != EnrollOpen {
+		t.Errorf("default policy: %v", c.Profiles["default"].Policy())
 	}
 }

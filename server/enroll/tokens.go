@@ -14,7 +14,7 @@ import (
 const (
 	PurposeDoc    = "doc"    // GET /doc/TOKEN: the boot document
 	PurposeSan    = "san"    // GET /san/TOKEN: the sanboot script
-	PurposeLogin  = "login"  // GET /login/TOKEN?username=&password=: a login attempt
+	PurposeMenu   = "menu"   // GET /login/TOKEN?username=&password= or /entry/TOKEN/PROFILE: one choice at a menu
 	PurposeReport = "report" // POST /report/TOKEN: the agent's phase reports (not single use)
 )
 
@@ -23,13 +23,17 @@ const (
 // that a leaked one is soon worthless.
 const TokenTTL = 5 * time.Minute
 
-// LoginTTL is how long a login form's token waits for the user to type.
-const LoginTTL = 10 * time.Minute
+// MenuTTL is how long a menu's token waits for a choice (a user typing).
+const MenuTTL = 10 * time.Minute
+
+// ReportTTL is how long an agent may report its boot's phases.
+const ReportTTL = time.Hour
 
 // TokenStore is where tokens live (server/state).
 type TokenStore interface {
 	PutBootToken(ctx context.Context, hash string, t state.BootToken) error
 	TakeBootToken(ctx context.Context, hash, purpose, address string) (state.BootToken, error)
+	PeekBootToken(ctx context.Context, hash, purpose string) (state.BootToken, error)
 }
 
 // Tokens issues and spends single-use boot tokens. Only a token's SHA-256
@@ -73,6 +77,14 @@ func (t *Tokens) Issue(ctx context.Context, bt state.BootToken, ttl time.Duratio
 		return "", err
 	}
 	return tok, nil
+}
+
+// Peek reads a token for purpose without spending it (reports).
+func (t *Tokens) Peek(ctx context.Context, tok, purpose string) (state.BootToken, error) {
+	if len(tok) != 64 {
+		return state.BootToken{}, state.ErrNotFound
+	}
+	return t.Store.PeekBootToken(ctx, HashToken(tok), purpose)
 }
 
 // Spend spends a token for purpose from address. Errors wrap

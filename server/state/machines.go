@@ -151,6 +151,12 @@ func (d *DB) Repend(ctx context.Context, mac, address string) error {
 	return err
 }
 
+// PinAddress records the address an enrolled machine is admitted from.
+func (d *DB) PinAddress(ctx context.Context, mac, address string) error {
+	_, err := d.sql.ExecContext(ctx, `UPDATE machines SET address = ? WHERE mac = ?`, address, mac)
+	return err
+}
+
 // SetMachineSecret stores a machine's CHAP secret.
 func (d *DB) SetMachineSecret(ctx context.Context, mac, secret string) error {
 	res, err := d.sql.ExecContext(ctx, `UPDATE machines SET chap_secret = ? WHERE mac = ?`, secret, mac)

@@ -64,11 +64,12 @@ func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (
 		_, err = tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE hash = ?`, hash)
 		return err
 	})
-	if err != nil && errors.Is(err, ErrNotFound) {
-		// A rolled-back expiry delete is harmless: the next Put prunes it.
+	if err != nil {
+		// An expired token's delete was rolled back with the error:
+		// harmless, the next Put prunes it.
 		return BootToken{}, err
 	}
-	return t, err
+	return t, nil
 }
 
 // APIToken is an admin credential: an ID and the hash of its secret.
@@ -137,4 +138,18 @@ func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
 		return fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
 	return nil
+}
+
+// PeekBootToken reads a token without spending it: for tokens used many
+// times within their life (an agent's phase reports).
+func (d *DB) PeekBootToken(ctx context.Context, hash, purpose string) (BootToken, error) {
+	var t BootToken
+	var exp int64
+	err := d.sql.QueryRowContext(ctx, `SELECT purpose, mac, user_name, profile, address, boot_id, expires_at FROM boot_tokens WHERE hash = ?`, hash).
+		Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (t.Purpose != purpose || d.millis() > exp)) {
+		return BootToken{}, fmt.Errorf("token: %w", ErrNotFound)
+	}
+	t.Expires = fromMillis(exp)
+	return t, err
 }

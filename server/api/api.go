@@ -1,0 +1,194 @@
+// Package api is the overboot server's admin API: JSON under /api/v1,
+// every request authenticated with a bearer token (overboot token create;
+// stored hashed, package server/enroll). Where a request comes from grants
+// nothing: a loopback client without a token is refused like any other.
+//
+// Resources: machines (list, show with boot history, approve, reset,
+// rotate, delete), users (add, password, reset, delete), disks, images
+// (publish a name to a blob, history, rollback; blob upload), boots with
+// their events, admin tokens, gc of unreferenced blobs, and a consistent
+// backup of the state store. Errors are JSON, {"error": "..."}, with a
+// message that names what was wrong. A request that is refused changes
+// nothing: inputs are parsed and checked before anything is touched.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/profiles"
+	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/telemetry"
+)
+
+// Prefix is where the API lives.
+const Prefix = "/api/v1"
+
+// MaxBody bounds a JSON request body.
+const MaxBody = 64 << 10
+
+// Deps are what the API works on.
+type Deps struct {
+	DB       *state.DB
+	Disks    *disks.Manager
+	Blobs    *blobstore.Store
+	Recorder *telemetry.Recorder
+	Profiles func() *profiles.Set // the configuration in force
+	Log      *slog.Logger
+}
+
+// API serves the admin API.
+type API struct {
+	d Deps
+}
+
+// New returns the API over d.
+func New(d Deps) *API {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &API{d: d}
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, r := range []struct {
+		pattern string
+		h       func(http.ResponseWriter, *http.Request) error
+	}{
+		{"GET /machines", a.machines},
+		{"GET /machines/{mac}", a.machine},
+		{"POST /machines/{mac}/approve", a.approve},
+		{"POST /machines/{mac}/reset", a.machineReset},
+		{"POST /machines/{mac}/rotate", a.rotate},
+		{"DELETE /machines/{mac}", a.machineDelete},
+		{"GET /users", a.users},
+		{"POST /users", a.userAdd},
+		{"PUT /users/{name}/password", a.userPassword},
+		{"POST /users/{name}/reset", a.userReset},
+		{"DELETE /users/{name}", a.userDelete},
+		{"GET /disks", a.disks},
+		{"DELETE /disks/{id}", a.diskDelete},
+		{"GET /images", a.images},
+		{"GET /images/{name}", a.imageHistory},
+		{"POST /images", a.imagePublish},
+		{"POST /images/{name}/rollback", a.imageRollback},
+		{"POST /blobs", a.blobUpload},
+		{"POST /gc", a.gc},
+		{"GET /boots", a.boots},
+		{"GET /boots/{id}", a.boot},
+		{"GET /tokens", a.tokens},
+		{"POST /tokens", a.tokenCreate},
+		{"DELETE /tokens/{id}", a.tokenDelete},
+		{"GET /backup", a.backup},
+	} {
+		method, path, _ := strings.Cut(r.pattern, " ")
+		mux.Handle(method+" "+Prefix+path, a.auth(r.h))
+	}
+	mux.Handle(Prefix+"/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, "%s %s: no such API call (see overboot --help)", r.Method, r.URL.Path)
+	}))
+}
+
+// Error is an API error with its HTTP status.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(code int, format string, args ...any) error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// auth checks the bearer token, then runs h and answers its error as JSON.
+func (a *API) auth(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="overboot"`)
+			writeError(w, errorf(http.StatusUnauthorized, "no admin token: send Authorization: Bearer TOKEN (overboot token create makes one)"))
+			return
+		}
+		t, err := enroll.CheckAPIToken(r.Context(), a.d.DB, strings.TrimSpace(tok))
+		if err != nil {
+			if errors.Is(err, enroll.ErrBadToken) {
+				a.d.Log.Warn("api: refused a bad admin token", "remote", r.RemoteAddr, "path", r.URL.Path)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="overboot", error="invalid_token"`)
+				writeError(w, errorf(http.StatusUnauthorized, "invalid admin token"))
+				return
+			}
+			writeError(w, err)
+			return
+		}
+		a.d.DB.TouchAPIToken(r.Context(), t.ID)
+		if err := h(w, r); err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code >= 500 {
+				a.d.Log.Error("api", "method", r.Method, "path", r.URL.Path, "token", t.Name, "err", err)
+			}
+			writeError(w, err)
+			return
+		}
+		if r.Method != http.MethodGet {
+			a.d.Log.Info("api", "method", r.Method, "path", r.URL.Path, "token", t.Name)
+		}
+	})
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code, msg := http.StatusInternalServerError, err.Error()
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		code = e.Code
+	case errors.Is(err, state.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, state.ErrExists):
+		code = http.StatusConflict
+	}
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// DecodeJSON reads one JSON object into v strictly: unknown fields,
+// trailing data and bodies over MaxBody are errors naming the problem.
+func DecodeJSON(r io.Reader, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "read the request body: %v", err)
+	}
+	if len(data) > MaxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", MaxBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "request body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "request body: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func background(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/state"
+)
+
+// PublishRequest points a name at a blob.
+type PublishRequest struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`         // sha256:HEX of a blob in the store (upload it first: POST /blobs)
+	Kind   string `json:"kind,omitempty"` // root, kernel, initramfs or disk; default: guessed from the blob's first bytes
+	Note   string `json:"note,omitempty"`
+}
+
+// RollbackRequest moves a name back to an earlier version's blob.
+type RollbackRequest struct {
+	Version int `json:"version,omitempty"` // default: the version before the current one
+}
+
+// BlobView is an uploaded blob.
+type BlobView struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size_bytes"`
+	Kind   string `json:"kind"` // guessed
+}
+
+func (a *API) images(w http.ResponseWriter, r *http.Request) error {
+	ims, err := a.d.DB.Images(r.Context())
+	if err != nil {
+		return err
+	}
+	if ims == nil {
+		ims = []state.Image{}
+	}
+	return writeJSON(w, http.StatusOK, ims)
+}
+
+func nameParam(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := blobstore.CheckName(name); err != nil {
+		return "", errorf(http.StatusBadRequest, "image %v", err)
+	}
+	return name, nil
+}
+
+func (a *API) imageHistory(w http.ResponseWriter, r *http.Request) error {
+	name, err := nameParam(r)
+	if err != nil {
+		return err
+	}
+	h, err := a.d.DB.ImageHistory(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, h)
+}
+
+// imagePublish makes a name's next version point at a blob, atomically:
+// the next boot that asks for the name gets it; machines running the old
+// blob keep reading it.
+func (a *API) imagePublish(w http.ResponseWriter, r *http.Request) error {
+	var req PublishRequest
+	if err := DecodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	if err := blobstore.CheckName(req.Name); err != nil {
+		return errorf(http.StatusBadRequest, "image %v", err)
+	}
+	d, err := boot.ParseDigest(req.Digest)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "digest: %v", err)
+	}
+	if len(req.Note) > 200 {
+		return errorf(http.StatusBadRequest, "note: at most 200 bytes")
+	}
+	f, err := a.d.Blobs.OpenBlob(d)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return errorf(http.StatusNotFound, "blob %s is not in the store: upload it first (overboot image publish NAME FILE does)", d)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	kind := blobstore.Sniff(f)
+	if req.Kind != "" {
+		k, err := blobstore.ParseKind(req.Kind)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		kind = k
+	}
+	im, err := a.d.DB.PublishImage(background(r.Context()), state.Image{Name: req.Name, Digest: d.String(), Size: fi.Size(), Kind: string(kind), Note: req.Note})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, im)
+}
+
+func (a *API) imageRollback(w http.ResponseWriter, r *http.Request) error {
+	name, err := nameParam(r)
+	if err != nil {
+		return err
+	}
+	var req RollbackRequest
+	if err := DecodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	cur, err := a.d.DB.Image(ctx, name)
+	if err != nil {
+		return err
+	}
+	to := req.Version
+	if to == 0 {
+		to = cur.Version - 1
+	}
+	if to < 1 || to >= cur.Version {
+		return errorf(http.StatusBadRequest, "image %s: no version %d to roll back to (current is %d)", name, to, cur.Version)
+	}
+	old, err := a.d.DB.ImageVersion(ctx, name, to)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(a.d.Blobs.BlobPath(boot.Digest(old.Digest))); err != nil {
+		return errorf(http.StatusConflict, "image %s version %d: its blob %s is gone from the store", name, to, old.Digest)
+	}
+	old.Note = "rollback to " + strconv.Itoa(to)
+	im, err := a.d.DB.PublishImage(background(ctx), old)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, im)
+}
+
+// blobUpload stores the request body as a blob (hashed as it streams).
+func (a *API) blobUpload(w http.ResponseWriter, r *http.Request) error {
+	d, n, err := a.d.Blobs.Ingest(r.Body)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "upload: %v", err)
+	}
+	f, err := a.d.Blobs.OpenBlob(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return writeJSON(w, http.StatusCreated, BlobView{Digest: d.String(), Size: n, Kind: string(blobstore.Sniff(f))})
+}
+
+// GCRequest asks to remove unreferenced blobs.
+type GCRequest struct {
+	Grace  string `json:"grace,omitempty"` // default 24h: blobs younger, and blobs of boots seen since, are kept
+	DryRun bool   `json:"dry_run,omitempty"`
+}
+
+// GCResult says what a collection removed and kept.
+type GCResult struct {
+	Removed []string `json:"removed"`
+	Freed   int64    `json:"freed_bytes"`
+	Kept    int      `json:"kept"`
+}
+
+// gc removes blobs that no name's history, no profile and no boot within
+// the grace period refers to, and that are older than the grace period
+// (an upload not yet published is kept).
+func (a *API) gc(w http.ResponseWriter, r *http.Request) error {
+	var req GCRequest
+	if err := DecodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	grace := 24 * time.Hour
+	if req.Grace != "" {
+		g, err := time.ParseDuration(req.Grace)
+		if err != nil || g < 0 {
+			return errorf(http.StatusBadRequest, "grace %q: want a duration like 24h", req.Grace)
+		}
+		grace = g
+	}
+	ctx := r.Context()
+	keep, err := a.d.DB.ImageDigests(ctx)
+	if err != nil {
+		return err
+	}
+	since := time.Now().Add(-grace)
+	inUse, err := a.d.DB.BootImages(ctx, since)
+	if err != nil {
+		return err
+	}
+	for d := range a.d.Profiles().Digests() {
+		keep[d.String()] = true
+	}
+	blobs, err := a.d.Blobs.Blobs()
+	if err != nil {
+		return err
+	}
+	res := GCResult{Removed: []string{}}
+	for _, b := range blobs {
+		if keep[b.Digest.String()] || inUse[b.Digest.String()] || b.ModTime.After(since) {
+			res.Kept++
+			continue
+		}
+		if !req.DryRun {
+			if err := a.d.Blobs.Remove(b.Digest); err != nil {
+				return err
+			}
+		}
+		res.Removed = append(res.Removed, b.Digest.String())
+		res.Freed += b.Size
+	}
+	return writeJSON(w, http.StatusOK, res)
+}

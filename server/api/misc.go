@@ -1,0 +1,164 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/state"
+)
+
+func (a *API) disks(w http.ResponseWriter, r *http.Request) error {
+	ks, err := a.d.DB.Disks(r.Context())
+	if err != nil {
+		return err
+	}
+	if ks == nil {
+		ks = []state.Disk{}
+	}
+	return writeJSON(w, http.StatusOK, ks)
+}
+
+func (a *API) diskDelete(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return errorf(http.StatusBadRequest, "disk id %q: want a positive number (overboot disk ls)", r.PathValue("id"))
+	}
+	if err := a.d.Disks.RemoveDisk(background(r.Context()), id); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+// BootDetail is one boot with its events.
+type BootDetail struct {
+	state.Boot
+	Events []state.BootEvent `json:"events"`
+}
+
+func (a *API) boots(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "mac" && k != "limit" {
+			return errorf(http.StatusBadRequest, "query parameter %q: want mac or limit", k)
+		}
+	}
+	mac := ""
+	if v := q.Get("mac"); v != "" {
+		m, err := boot.ParseMAC(v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "mac: %v", err)
+		}
+		mac = m.String()
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return errorf(http.StatusBadRequest, "limit %q: want 1 to 10000", v)
+		}
+		limit = n
+	}
+	bs, err := a.d.DB.Boots(r.Context(), mac, limit)
+	if err != nil {
+		return err
+	}
+	if bs == nil {
+		bs = []state.Boot{}
+	}
+	return writeJSON(w, http.StatusOK, bs)
+}
+
+func (a *API) boot(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return errorf(http.StatusBadRequest, "boot id %q: want a positive number", r.PathValue("id"))
+	}
+	b, err := a.d.DB.BootByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	ev, err := a.d.DB.BootEvents(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		ev = []state.BootEvent{}
+	}
+	return writeJSON(w, http.StatusOK, BootDetail{Boot: b, Events: ev})
+}
+
+// TokenRequest names a new admin token.
+type TokenRequest struct {
+	Name string `json:"name"`
+}
+
+func (a *API) tokens(w http.ResponseWriter, r *http.Request) error {
+	ts, err := a.d.DB.APITokens(r.Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []state.APIToken{}
+	}
+	return writeJSON(w, http.StatusOK, ts)
+}
+
+func (a *API) tokenCreate(w http.ResponseWriter, r *http.Request) error {
+	var req TokenRequest
+	if err := DecodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	tok, t, err := enroll.NewAPIToken(background(r.Context()), a.d.DB, req.Name)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	return writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "token": tok})
+}
+
+func (a *API) tokenDelete(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if len(id) != 16 {
+		return errorf(http.StatusBadRequest, "token id %q: want the 16-character id (overboot token ls)", id)
+	}
+	if err := a.d.DB.DeleteAPIToken(background(r.Context()), id); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+// backup streams a consistent copy of the state store (SQLite's VACUUM
+// INTO reads one snapshot while the server keeps running).
+func (a *API) backup(w http.ResponseWriter, r *http.Request) error {
+	dir, err := os.MkdirTemp(filepath.Dir(a.d.DB.Path()), ".backup-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "state.db")
+	if err := a.d.DB.Backup(r.Context(), tmp); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/vnd.sqlite3")
+	w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
+	w.Header().Set("Cache-Control", "no-store")
+	_, err = io.Copy(w, f)
+	if err != nil {
+		a.d.Log.Warn("backup: the client went away", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/overboot/overboot/server/api"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/state"
+)
+
+// admin is an API client with a token.
+type admin struct {
+	f   *fix
+	tok string
+}
+
+func newAdmin(f *fix) *admin {
+	f.t.Helper()
+	tok, _, err := enroll.NewAPIToken(context.Background(), f.s.db, "test")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &admin{f: f, tok: tok}
+}
+
+// call sends an API request from loopback and decodes the JSON answer.
+func (a *admin) call(method, path, reqBody string, out any) (int, string) {
+	a.f.t.Helper()
+	var r io.Reader
+	if reqBody != "" {
+		r = strings.NewReader(reqBody)
+	}
+	resp := a.f.do(method, api.Prefix+path, "127.0.0.1", r, "Authorization", "Bearer "+a.tok)
+	b := body(a.f.t, resp)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			a.f.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode, b
+}
+
+func TestAPIAuth(t *testing.T) {
+	f := newFix(t, "")
+	for _, hdr := range [][]string{nil, {"Authorization", "Bearer obt_0000000000000000_" + strings.Repeat("0", 64)}, {"Authorization", "Basic YWRtaW46YWRtaW4="}} {
+		// Loopback grants nothing.
+		r := f.do(http.MethodGet, "/api/v1/machines", "127.0.0.1", nil, hdr...)
+		if b := body(t, r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, `"error"`) || r.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%v: %d %s", hdr, r.StatusCode, b)
+		}
+	}
+	a := newAdmin(f)
+	if c, b := a.call(http.MethodGet, "/machines", "", nil); c != 200 {
+		t.Errorf("with a token: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodGet, "/nope", "", nil); c != 404 || !strings.Contains(b, "no such API call") {
+		t.Errorf("unknown call: %d %s", c, b)
+	}
+	// A revoked token stops working.
+	var tokens []state.APIToken
+	a.call(http.MethodGet, "/tokens", "", &tokens)
+	if len(tokens) != 1 {
+		t.Fatalf("tokens: %+v", tokens)
+	}
+	if c, _ := a.call(http.MethodDelete, "/tokens/"+tokens[0].ID, "", nil); c != 200 {
+		t.Fatalf("revoke: %d", c)
+	}
+	if c, _ := a.call(http.MethodGet, "/machines", "", nil); c != http.StatusUnauthorized {
+		t.Errorf("a revoked token: %d", c)
+	}
+}
+
+// TestAPIMachines: approve, reset, rotate, delete; a typo in the action
+// is refused before anything is touched (it used to end the machine's
+// sessions first).
+func TestAPIMachines(t *testing.T) {
+	f := newFix(t, iscsiUpper+"enroll = approve\n")
+	a := newAdmin(f)
+	ctx := context.Background()
+	const mac = "52:54:00:12:34:56"
+	f.script("52-54-00-12-34-56", "192.0.2.10")
+	var m state.Machine
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-56/approve", "", &m); c != 200 || m.Enrolment != state.Enrolled {
+		t.Fatalf("approve: %d %s", c, b)
+	}
+	_, doc := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", "192.0.2.10")), "192.0.2.10")
+	u := doc.Upper.ISCSI
+	chap := iscsi.CHAP{User: u.CHAP.User, Secret: iscsi.Secret(u.CHAP.Secret)}
+	target := f.s.disks.Target()
+	if !target.HasTarget(u.Target, chap, u.Initiator) {
+		t.Fatal("the machine's disk is not exported")
+	}
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-56/rset", "", nil); c != 404 || !strings.Contains(b, "no such API call") {
+		t.Errorf("typo: %d %s", c, b)
+	}
+	if !target.HasTarget(u.Target, chap, u.Initiator) {
+		t.Error("a typo ended the machine's export")
+	}
+	if c, b := a.call(http.MethodPost, "/machines/zz/reset", "", nil); c != 400 || !strings.Contains(b, `not a MAC address`) {
+		t.Errorf("bad MAC: %d %s", c, b)
+	}
+	var d api.MachineDetail
+	if c, _ := a.call(http.MethodGet, "/machines/"+mac, "", &d); c != 200 || len(d.Boots) != 1 || len(d.Disks) != 1 || len(d.Events) == 0 {
+		t.Errorf("show: %d %+v", c, d)
+	}
+	if c, b := a.call(http.MethodPost, "/machines/"+mac+"/rotate", "", nil); c != 200 || strings.Contains(b, u.CHAP.Secret) {
+		t.Errorf("rotate: %d %s", c, b)
+	}
+	if target.HasTarget(u.Target, chap, u.Initiator) {
+		t.Error("rotate kept the old secret's export")
+	}
+	if mm, _ := f.s.db.Machine(ctx, mac); mm.Secret == u.CHAP.Secret {
+		t.Error("rotate kept the secret")
+	}
+	var res map[string]any
+	if c, _ := a.call(http.MethodPost, "/machines/"+mac+"/reset", "", &res); c != 200 || res["disks_removed"] != float64(1) {
+		t.Errorf("reset: %d %v", c, res)
+	}
+	if _, err := os.Stat(d.Disks[0].Path); !os.IsNotExist(err) {
+		t.Error("reset kept the disk file")
+	}
+	if c, _ := a.call(http.MethodDelete, "/machines/"+mac, "", nil); c != 200 {
+		t.Errorf("delete: %d", c)
+	}
+	if c, b := a.call(http.MethodDelete, "/machines/"+mac, "", nil); c != 404 || !strings.Contains(b, "not found") {
+		t.Errorf("delete again: %d %s", c, b)
+	}
+}
+
+func TestAPIUsers(t *testing.T) {
+	f := loginFix(t, "")
+	a := newAdmin(f)
+	for _, tc := range []struct{ body, want string }{
+		{`{"name":"Bob","password":"long enough"}`, "user name"},
+		{`{"name":"bob","password":"short"}`, "at least 8"},
+		{`{"name":"bob","password":"long enough","admin":true}`, "unknown field"},
+		{`{"name":"bob","password":"long enough"} {}`, "trailing data"},
+		{`{"name":"alice","password":"long enough"}`, "already exists"},
+	} {
+		if c, b := a.call(http.MethodPost, "/users", tc.body, nil); c < 400 || !strings.Contains(b, tc.want) {
+			t.Errorf("%s: %d %s", tc.body, c, b)
+		}
+	}
+	if n, _ := f.s.db.CountUsers(context.Background()); n != 1 {
+		t.Fatalf("refused requests added users: %d", n)
+	}
+	if c, b := a.call(http.MethodPost, "/users", `{"name":"bob","password":"long enough"}`, nil); c != 201 || strings.Contains(b, "argon2") {
+		t.Errorf("add: %d %s", c, b)
+	}
+	if c, _ := a.call(http.MethodPut, "/users/bob/password", `{"password":"another one"}`, nil); c != 200 {
+		t.Errorf("passwd: %d", c)
+	}
+	// Bob logs in with the new password and gets a disk; deleting him
+	// removes it.
+	ok := f.login(f.loginURL("52-54-00-00-00-05", "192.0.2.5"), "192.0.2.5", "bob", "another one")
+	f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, ok), "192.0.2.5")
+	var users []api.UserView
+	a.call(http.MethodGet, "/users", "", &users)
+	if len(users) != 2 || users[1].Name != "bob" || len(users[1].Disks) != 1 {
+		t.Fatalf("users: %+v", users)
+	}
+	if c, _ := a.call(http.MethodDelete, "/users/bob", "", nil); c != 200 {
+		t.Errorf("delete: %d", c)
+	}
+	if _, err := os.Stat(users[1].Disks[0].Path); !os.IsNotExist(err) {
+		t.Error("deleting a user kept their disk")
+	}
+}
+
+// TestAPIImages: a name published through the API is what the next
+// script boots, with no restart; history and rollback; gc keeps what a
+// name's history refers to and removes the rest.
+func TestAPIImages(t *testing.T) {
+	f := newFixPre(t, "[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = demo\n[machine 52:54:00:00:00:07]\nprofile = named\n", func(data string) {
+		publishFile(t, data, "demo", "root", "hsqs-version-1")
+	})
+	a := newAdmin(f)
+	rootOf := func() string {
+		return find(t, `overboot\.digest=(sha256:[0-9a-f]{64})`, f.script("52-54-00-00-00-07", "192.0.2.7"))
+	}
+	v1 := rootOf()
+	var blob api.BlobView
+	if c, b := a.call(http.MethodPost, "/blobs", "hsqs-version-2", &blob); c != 201 || blob.Kind != "root" {
+		t.Fatalf("upload: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"sha256:`+strings.Repeat("1", 64)+`"}`, nil); c != 404 || !strings.Contains(b, "upload it first") {
+		t.Errorf("publish a missing blob: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"Demo!","digest":"`+blob.Digest+`"}`, nil); c != 400 || !strings.Contains(b, "name") {
+		t.Errorf("publish a bad name: %d %s", c, b)
+	}
+	var im state.Image
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+blob.Digest+`"}`, &im); c != 201 || im.Version != 2 {
+		t.Fatalf("publish: %d %s", c, b)
+	}
+	if got := rootOf(); got != blob.Digest {
+		t.Errorf("the next boot got %s, want the new version %s", got, blob.Digest)
+	}
+	if c, _ := a.call(http.MethodPost, "/images/demo/rollback", `{}`, &im); c != 201 || im.Version != 3 || im.Digest != v1 || im.Note != "rollback to 1" {
+		t.Errorf("rollback: %d %+v", c, im)
+	}
+	if got := rootOf(); got != v1 {
+		t.Errorf("after rollback the next boot got %s, want %s", got, v1)
+	}
+	var hist []state.Image
+	if a.call(http.MethodGet, "/images/demo", "", &hist); len(hist) != 3 {
+		t.Errorf("history: %+v", hist)
+	}
+	if c, b := a.call(http.MethodPost, "/images/demo/rollback", `{"version":9}`, nil); c != 400 || !strings.Contains(b, "no version 9") {
+		t.Errorf("rollback to nothing: %d %s", c, b)
+	}
+	// An unreferenced upload goes after the grace period; the versions
+	// and the configuration's files stay.
+	var orphan api.BlobView
+	a.call(http.MethodPost, "/blobs", "nobody wants me", &orphan)
+	var gc api.GCResult
+	if c, b := a.call(http.MethodPost, "/gc", `{"grace":"0s"}`, &gc); c != 200 || len(gc.Removed) != 1 || gc.Removed[0] != orphan.Digest {
+		t.Errorf("gc: %d %s", c, b)
+	}
+	if got := rootOf(); got != v1 {
+		t.Errorf("after gc: %s", got)
+	}
+	if r := f.get("/blobs/sha256/" + strings.TrimPrefix(blob.Digest, "sha256:")); r.StatusCode != 200 {
+		t.Errorf("gc removed a blob in a name's history: %d", r.StatusCode)
+	}
+}
+
+func TestAPIBackup(t *testing.T) {
+	f := loginFix(t, "")
+	a := newAdmin(f)
+	r := f.do(http.MethodGet, api.Prefix+"/backup", "127.0.0.1", nil, "Authorization", "Bearer "+a.tok)
+	if r.StatusCode != 200 {
+		t.Fatalf("backup: %d", r.StatusCode)
+	}
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	b, _ := io.ReadAll(r.Body)
+	os.WriteFile(dst, b, 0o600)
+	c, err := state.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.User(context.Background(), "alice"); err != nil {
+		t.Errorf("the backup lacks alice: %v", err)
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"name":"bob","password":"x"}`, `{"name":1}`, `{}`, `{"name":"a"} x`, `[`, `{"password":"p","extra":true}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, v := range []any{&api.UserRequest{}, &api.PublishRequest{}, &api.RollbackRequest{}, &api.GCRequest{}, &api.TokenRequest{}} {
+			if err := api.DecodeJSON(strings.NewReader(in), v); err == nil {
+				if b, _ := json.Marshal(v); len(b) > api.MaxBody*2 {
+					t.Errorf("decoded more than it was given")
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,559 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/telemetry"
+)
+
+// WaitForApproval is how long a pending machine's script waits before it
+// asks again.
+const WaitForApproval = 30 * time.Second
+
+func (s *Server) ipxe(w http.ResponseWriter, code int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(text))
+}
+
+func (s *Server) fail(w http.ResponseWriter, code int, why string) {
+	s.ipxe(w, code, boot.FailScript(why))
+}
+
+func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
+	base, err := s.base(r)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	text, err := boot.ChainScript{Server: base}.Render()
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+}
+
+// script answers /ipxe?mac=...: the machine's profile's enrolment policy
+// decides what it gets.
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	addr := remoteIP(r)
+	if !s.scriptRate.Allow(addr) {
+		s.metrics.Refused("rate_limit")
+		s.fail(w, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
+		return
+	}
+	c, err := boot.ParseQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if c.MAC == nil {
+		s.fail(w, http.StatusBadRequest, "query parameter mac: missing")
+		return
+	}
+	p, cm, err := s.sets.Load().Select(c.MAC)
+	if err != nil {
+		s.log.Warn("no script", "mac", c.MAC.String(), "err", err)
+		s.fail(w, http.StatusNotFound, err.Error())
+		return
+	}
+	hostname := c.Hostname
+	if cm != nil && cm.Hostname != "" {
+		hostname = cm.Hostname
+	}
+	s.admit(w, r, bootReq{mac: c.MAC.String(), hostname: hostname, uuid: c.UUID, addr: addr}, p, false)
+}
+
+// bootReq is one machine's request for a script.
+type bootReq struct {
+	mac, hostname, uuid, addr string
+	bootID                    int64  // a boot already started (at a menu)
+	user                      string // who logged in, for a login's boot
+}
+
+func quota(p *config.Profile) state.Quota {
+	return state.Quota{Machines: p.MaxMachines, Disks: p.MaxDisks, DiskBytes: p.MaxDiskBytes}
+}
+
+// admit applies p's enrolment policy to the request, then answers a menu
+// or the boot script. fromMenu: the request is a menu's choice.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile, fromMenu bool) {
+	ctx := r.Context()
+	rec := state.Machine{MAC: q.mac, Profile: p.Name, Address: q.addr, Hostname: q.hostname, UUID: q.uuid}
+	enrol := state.Enrolled
+	if p.Policy() == config.EnrollApprove {
+		enrol = state.Pending
+	}
+	m, err := s.db.SeeMachine(ctx, rec, enrol, quota(p))
+	if errors.Is(err, state.ErrQuota) {
+		s.metrics.Refused("quota")
+		s.log.Warn("machine refused", "mac", q.mac, "profile", p.Name, "err", err)
+		s.fail(w, http.StatusForbidden, err.Error()+": ask the administrator")
+		return
+	}
+	if err != nil {
+		s.log.Error("record machine", "mac", q.mac, "err", err)
+		s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
+		return
+	}
+	if p.Policy() == config.EnrollApprove {
+		adm := enroll.Admit(m, q.addr)
+		if adm.Pin {
+			if err := s.db.PinAddress(ctx, q.mac, q.addr); err != nil {
+				s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
+				return
+			}
+		}
+		if !adm.Boot {
+			if m.Enrolment == state.Enrolled {
+				// Approved elsewhere: pending again, from here.
+				if err := s.db.Repend(ctx, q.mac, q.addr); err != nil {
+					s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
+					return
+				}
+			}
+			s.metrics.Refused("pending")
+			s.log.Warn("machine waits for approval", "mac", q.mac, "address", q.addr, "why", adm.Why)
+			s.rec.Changed(q.mac)
+			s.again(w, r, adm.Why, "", WaitForApproval)
+			return
+		}
+	}
+	if p.HasMenu() && !fromMenu {
+		s.menu(w, r, q, p)
+		return
+	}
+	s.bootScript(w, r, q, p)
+}
+
+// again answers a script that shows why, waits and asks for the
+// machine's script again.
+func (s *Server) again(w http.ResponseWriter, r *http.Request, why, notice string, wait time.Duration) {
+	base, err := s.base(r)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	text, err := boot.AgainScript{Server: base, Message: scriptText(why), Notice: notice, Wait: wait}.Render()
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+}
+
+// scriptText makes any message safe to show from a script.
+func scriptText(m string) string {
+	m = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '$' || r == '#' {
+			return ' '
+		}
+		return r
+	}, m)
+	if m == "" {
+		return "-"
+	}
+	return m
+}
+
+func (s *Server) comment(q bootReq, p *config.Profile) string {
+	who := q.mac
+	if q.hostname != "" {
+		who = fmt.Sprintf("%s (%s)", q.hostname, q.mac)
+	}
+	if q.user != "" {
+		who += " user " + q.user
+	}
+	return fmt.Sprintf("%s, profile %s", who, p.Name)
+}
+
+// menu answers a profile's menu: a login item (login profiles) and its
+// entries, each behind one single-use token bound to this address.
+func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile) {
+	ctx := r.Context()
+	base, err := s.base(r)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if q.bootID == 0 {
+		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, Address: q.addr}, "menu")
+	}
+	tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeMenu, MAC: q.mac, Profile: p.Name, Address: q.addr, BootID: q.bootID}, enroll.MenuTTL)
+	if err != nil {
+		s.log.Error("issue token", "err", err)
+		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
+		return
+	}
+	m := boot.MenuScript{Title: scriptText("overboot: " + s.comment(q, p)), Timeout: p.MenuTimeout}
+	if m.Timeout == 0 {
+		m.Timeout = config.DefaultMenuTimeout
+	}
+	if p.Policy() == config.EnrollLogin {
+		m.LoginURL = base + "/login/" + tok
+	}
+	for _, e := range p.Menu {
+		m.Items = append(m.Items, boot.MenuItem{Key: "p-" + strings.ToLower(strings.ReplaceAll(e, "_", "-")), Label: "Boot " + e, URL: base + "/entry/" + tok + "/" + e})
+	}
+	switch d := p.MenuDefault; {
+	case d == "login":
+		m.Default = "login"
+	case d != "":
+		m.Default = "p-" + strings.ToLower(strings.ReplaceAll(d, "_", "-"))
+	}
+	text, err := m.Render()
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+}
+
+// entry answers a menu's choice of another profile: that profile's own
+// policy applies.
+func (s *Server) entry(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	from, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeMenu, true)
+	if !ok {
+		return
+	}
+	set := s.sets.Load()
+	menu, name := set.Profile(from.Profile), r.PathValue("profile")
+	p := set.Profile(name)
+	if menu == nil || p == nil || !slices.Contains(menu.Menu, name) {
+		s.fail(w, http.StatusNotFound, fmt.Sprintf("profile %s is not an entry of this menu", name))
+		return
+	}
+	s.rec.Event(ctx, from.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "entry", Outcome: telemetry.OK, Message: name})
+	m, _ := s.db.Machine(ctx, from.MAC)
+	s.admit(w, r, bootReq{mac: from.MAC, hostname: m.Hostname, uuid: m.UUID, addr: from.Address, bootID: from.BootID}, p, true)
+}
+
+// spend spends a token from the request's address, answering the refusal
+// itself (as an iPXE script when script is set). A token spent from
+// another address is logged as an attempt.
+func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose string, script bool) (state.BootToken, bool) {
+	addr := remoteIP(r)
+	t, err := s.tokens.Spend(r.Context(), tok, purpose, addr)
+	if err == nil {
+		return t, true
+	}
+	code, why := http.StatusInternalServerError, "the server cannot read its tokens: see its log"
+	switch {
+	case errors.Is(err, state.ErrWrongAddress):
+		s.metrics.Refused("wrong_address")
+		s.log.Warn("token refused: spent from another address than the one it was handed to", "purpose", purpose, "err", err)
+		code, why = http.StatusForbidden, "this URL belongs to another machine"
+	case errors.Is(err, state.ErrNotFound):
+		s.metrics.Refused("bad_token")
+		code, why = http.StatusNotFound, "unknown, used or expired URL: reboot the machine for a new one"
+	default:
+		s.log.Error("spend token", "err", err)
+	}
+	if script {
+		s.fail(w, code, why)
+	} else {
+		http.Error(w, why, code)
+	}
+	return state.BootToken{}, false
+}
+
+// bootScript answers the script that boots p: a kernel (with its
+// document's single-use URL when the upper is an iSCSI disk) or a chain to
+// the single-use sanboot script.
+func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile) {
+	ctx := r.Context()
+	base, err := s.base(r)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var image string
+	var arts struct {
+		kernel, initramfs, root string
+		rootDigest              boot.Digest
+		rootSize                int64
+	}
+	if p.Sanboot == "" {
+		a, err := s.sets.Load().Resolve(ctx, p)
+		if err != nil {
+			s.log.Error("resolve profile", "profile", p.Name, "err", err)
+			s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
+			return
+		}
+		blob := func(d boot.Digest) string { return base + BlobPrefix + d.Hex() }
+		arts.kernel, arts.initramfs, arts.root = blob(a.Kernel.Digest), blob(a.Initramfs.Digest), blob(a.Root.Digest)
+		arts.rootDigest, arts.rootSize = a.Root.Digest, a.Root.Size
+		image = a.Root.Digest.String()
+	}
+	if q.bootID == 0 {
+		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, User: q.user, Address: q.addr, Image: image}, "script")
+	} else {
+		s.rec.Event(ctx, q.bootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "script", Outcome: telemetry.OK, Message: p.Name})
+	}
+	issue := func(purpose string, ttl time.Duration) (string, bool) {
+		tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: purpose, MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}, ttl)
+		if err != nil {
+			s.log.Error("issue token", "err", err)
+			s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
+			return "", false
+		}
+		return tok, true
+	}
+	if p.Sanboot != "" {
+		// The sanboot script carries the CHAP secret: served once,
+		// behind a single-use URL.
+		tok, ok := issue(enroll.PurposeSan, enroll.TokenTTL)
+		if !ok {
+			return
+		}
+		text, err := boot.ChainOnceScript{Comment: s.comment(q, p), URL: base + "/san/" + tok}.Render()
+		if err != nil {
+			s.fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		s.ipxe(w, http.StatusOK, text)
+		return
+	}
+	params := boot.Params{
+		Lower: arts.root, Digest: arts.rootDigest, Size: arts.rootSize,
+		UpperSize: p.UpperSize, Init: p.Init, OnFail: p.OnFail, FailDelay: p.OnFailDelay,
+		FetchAttempts: p.FetchAttempts,
+	}
+	if p.Upper == "iscsi" {
+		// The document carries the CHAP secret: never the command line,
+		// which every user of the booted system can read.
+		tok, ok := issue(enroll.PurposeDoc, enroll.TokenTTL)
+		if !ok {
+			return
+		}
+		params = boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts}
+	} else {
+		// Reports only: this token lets its holder post phase reports
+		// for this one boot, nothing else.
+		tok, ok := issue(enroll.PurposeReport, enroll.ReportTTL)
+		if !ok {
+			return
+		}
+		params.Report = base + "/report/" + tok
+	}
+	if err := params.Validate(); err != nil {
+		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
+		return
+	}
+	text, err := boot.KernelScript{
+		Comment:     s.comment(q, p),
+		Kernel:      arts.kernel,
+		Initrds:     []string{arts.initramfs},
+		Args:        append(append([]string(nil), p.Cmdline...), params.Args()...),
+		ForgetLogin: q.user != "",
+	}.Render()
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+}
+
+// owner is whose disk a token's boot gets: the user who logged in, else
+// the machine.
+func owner(t state.BootToken) disks.Owner {
+	if t.User != "" {
+		return disks.Owner{Kind: state.OwnerUser, Name: t.User}
+	}
+	return disks.Owner{Kind: state.OwnerMachine, Name: t.MAC}
+}
+
+// attach creates (on first use) and exports the disk of t's boot.
+func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profile) (disks.Export, error) {
+	o := owner(t)
+	var chap iscsi.CHAP
+	var err error
+	if o.Kind == state.OwnerUser {
+		chap, err = s.disks.NewUserCHAP(ctx, o.Name)
+	} else {
+		chap, err = s.disks.MachineCHAP(ctx, o.Name)
+	}
+	if err != nil {
+		return disks.Export{}, err
+	}
+	sp := disks.Spec{Owner: o, Profile: p.Name, Kind: state.DiskUpper, Size: p.UpperDiskSize, Quota: quota(p)}
+	if p.Sanboot != "" {
+		sp.Kind, sp.Base, sp.Size = state.DiskCow, p.Sanboot, 0
+	}
+	return s.disks.Ensure(ctx, sp, chap, disks.InitiatorIQN(t.MAC))
+}
+
+// diskError answers why a disk could not be had.
+func (s *Server) diskError(t state.BootToken, err error) (int, string) {
+	switch {
+	case errors.Is(err, state.ErrQuota):
+		s.metrics.Refused("quota")
+		s.log.Warn("disk refused", "owner", owner(t).String(), "profile", t.Profile, "err", err)
+		return http.StatusForbidden, err.Error() + ": ask the administrator"
+	case errors.Is(err, disks.ErrBaseChanged):
+		s.log.Error("disk", "owner", owner(t).String(), "err", err)
+		if t.User != "" {
+			return http.StatusConflict, "the disk image changed since your copy was made: ask the administrator to reset it (overboot user reset " + t.User + ")"
+		}
+		return http.StatusConflict, "the disk image changed since this machine's copy was made: reset the machine on the server (overboot machine reset " + t.MAC + ")"
+	}
+	s.log.Error("disk", "owner", owner(t).String(), "err", err)
+	return http.StatusInternalServerError, "cannot prepare the disk: see the server's log"
+}
+
+// document answers GET /doc/{token}, once, to the address the token was
+// handed to.
+func (s *Server) document(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeDoc, false)
+	if !ok {
+		return
+	}
+	set := s.sets.Load()
+	p := set.Profile(t.Profile)
+	if p == nil || p.Upper != "iscsi" {
+		http.Error(w, "the profile of this boot changed: reboot the machine", http.StatusConflict)
+		return
+	}
+	base, err := s.base(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	portal, err := s.portal(base)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	a, err := set.Resolve(ctx, p)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("profile %s: %v", p.Name, err), http.StatusInternalServerError)
+		return
+	}
+	ex, err := s.attach(ctx, t, p)
+	if err != nil {
+		code, why := s.diskError(t, err)
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
+		http.Error(w, why, code)
+		return
+	}
+	rep, err := s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL)
+	if err != nil {
+		http.Error(w, "cannot issue a token", http.StatusInternalServerError)
+		return
+	}
+	doc := boot.Document{Version: 1, Machine: t.MAC,
+		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size}},
+		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
+			CHAP: &boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)}}},
+		Init:   p.Init,
+		Report: base + "/report/" + rep,
+	}
+	if t.User != "" {
+		doc.Machine = t.MAC + " (user " + t.User + ")"
+	}
+	if err := doc.Validate(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(doc)
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: "disk " + ex.Target})
+}
+
+// sanboot answers GET /san/{token}, once, to the address the token was
+// handed to: the iPXE script that sanboots the boot's copy-on-write disk
+// with its CHAP credentials.
+func (s *Server) sanboot(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeSan, true)
+	if !ok {
+		return
+	}
+	p := s.sets.Load().Profile(t.Profile)
+	if p == nil || p.Sanboot == "" {
+		s.fail(w, http.StatusConflict, "the profile of this boot changed: reboot the machine")
+		return
+	}
+	s.sanScript(w, r, t, p)
+}
+
+func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootToken, p *config.Profile) {
+	ctx := r.Context()
+	base, err := s.base(r)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	portal, err := s.portal(base)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	ex, err := s.attach(ctx, t, p)
+	if err != nil {
+		code, why := s.diskError(t, err)
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.Failed, Message: why})
+		s.fail(w, code, why)
+		return
+	}
+	comment := fmt.Sprintf("%s, profile %s", t.MAC, p.Name)
+	if t.User != "" {
+		comment += ", user " + t.User
+	}
+	text, err := boot.SANScript{
+		Comment: comment, Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
+		CHAP: boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)},
+	}.Render()
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.ipxe(w, http.StatusOK, text)
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.OK, Message: "disk " + ex.Target})
+}
+
+// report answers POST /report/{token}: one of the agent's phase reports.
+// The token names the boot; it is not bound to an address (the booted
+// kernel's DHCP lease may differ from iPXE's) and lets its holder report
+// on that boot only.
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, err := s.tokens.Peek(ctx, r.PathValue("token"), enroll.PurposeReport)
+	if err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			http.Error(w, "unknown or expired report URL", http.StatusNotFound)
+			return
+		}
+		http.Error(w, "cannot read tokens", http.StatusInternalServerError)
+		return
+	}
+	if !s.reportRate.Allow(r.PathValue("token")) {
+		http.Error(w, "too many reports", http.StatusTooManyRequests)
+		return
+	}
+	rep, err := boot.ParsePhaseReport(io.LimitReader(r.Body, boot.MaxPhaseReportSize+1))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceAgent, Phase: rep.Phase, Outcome: rep.Outcome, Seconds: rep.Seconds, Message: rep.Message})
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,414 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/state"
+)
+
+const iscsiUpper = "upper = iscsi\nupper-disk-size = 64M\n"
+
+func find(t *testing.T, re, s string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", re, s)
+	}
+	return m[1]
+}
+
+func (f *fix) script(mac, remote string) string {
+	f.t.Helper()
+	r := f.do(http.MethodGet, "/ipxe?mac="+mac, remote, nil)
+	return body(f.t, r)
+}
+
+func (f *fix) doc(path, remote string) (*http.Response, boot.Document) {
+	f.t.Helper()
+	r := f.do(http.MethodGet, path, remote, nil)
+	if r.StatusCode != 200 {
+		return r, boot.Document{}
+	}
+	d, err := boot.ParseDocument(r.Body)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r, d
+}
+
+// TestDocumentTokenBound: the single-use document URL answers only the
+// address that fetched the script, once.
+func TestDocumentTokenBound(t *testing.T) {
+	f := newFix(t, iscsiUpper+"enroll = open-insecure\n")
+	if !f.s.NeedsISCSI() {
+		t.Fatal("NeedsISCSI = false")
+	}
+	script := f.script("52-54-00-12-34-56", "192.0.2.10")
+	path := find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script)
+	if strings.Contains(script, "overboot.lower=") {
+		t.Errorf("doc mode and a lower on the command line:\n%s", script)
+	}
+	// Spent from elsewhere: refused, logged, and still good for its machine.
+	if r, _ := f.doc(path, "192.0.2.66"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("token spent from another address: %d", r.StatusCode)
+	}
+	if !strings.Contains(f.logs.String(), "spent from another address") {
+		t.Errorf("the attempt was not logged:\n%s", f.logs.String())
+	}
+	r, doc := f.doc(path, "192.0.2.10")
+	if r.StatusCode != 200 {
+		t.Fatalf("document: %d", r.StatusCode)
+	}
+	u := doc.Upper.ISCSI
+	if u == nil || u.Portal != "10.0.2.100:3260" || !strings.HasPrefix(u.Target, "iqn.2026-11.org.overboot:m-525400123456-d") || u.Initiator != "iqn.2026-11.org.overboot:i-525400123456" || u.CHAP == nil || len(u.CHAP.Secret) < 12 {
+		t.Fatalf("upper: %+v", u)
+	}
+	if doc.Lower.HTTP == nil || doc.Lower.HTTP.Size != 21 || !strings.Contains(doc.Report, "/report/") {
+		t.Errorf("lower/report: %+v %q", doc.Lower, doc.Report)
+	}
+	if r, _ := f.doc(path, "192.0.2.10"); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a token worked twice: %d", r.StatusCode)
+	}
+	k, err := f.s.db.Disk(context.Background(), state.OwnerMachine, "52:54:00:12:34:56", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(k.Path); err != nil || fi.Size() != 64<<20 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("upper disk: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(f.dir, "data", state.FileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state store: %v %v", fi, err)
+	}
+	if strings.Contains(f.logs.String(), u.CHAP.Secret) || strings.Contains(f.logs.String(), path[5:]) {
+		t.Errorf("the log shows a secret or a token")
+	}
+}
+
+// TestApprove: under approve, naming a MAC gets a waiting script and no
+// secret until an administrator approves; the approval pins the address,
+// so the same MAC named from elsewhere waits again.
+func TestApprove(t *testing.T) {
+	f := newFix(t, iscsiUpper+"enroll = approve\n")
+	ctx := context.Background()
+	const mac, victim, attacker = "52:54:00:12:34:56", "192.0.2.10", "192.0.2.66"
+	wait := f.script("52-54-00-12-34-56", victim)
+	for _, want := range []string{"waits for approval (overboot machine approve 52:54:00:12:34:56)", "sleep 30", "chain --autofree http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}"} {
+		if !strings.Contains(wait, want) {
+			t.Errorf("waiting script lacks %q:\n%s", want, wait)
+		}
+	}
+	if strings.Contains(wait, "/doc/") {
+		t.Fatalf("a pending machine got a document URL")
+	}
+	if m, err := f.s.db.Machine(ctx, mac); err != nil || m.Enrolment != state.Pending {
+		t.Fatalf("pending record: %+v %v", m, err)
+	}
+	if _, err := f.s.db.Approve(ctx, mac); err != nil {
+		t.Fatal(err)
+	}
+	script := f.script("52-54-00-12-34-56", victim)
+	path := find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script)
+	if r, _ := f.doc(path, victim); r.StatusCode != 200 {
+		t.Fatalf("approved machine's document: %d", r.StatusCode)
+	}
+	// The attack: name the victim's MAC from another address.
+	if s := f.script("52-54-00-12-34-56", attacker); strings.Contains(s, "/doc/") || !strings.Contains(s, "was approved at 192.0.2.10 and now asks from 192.0.2.66") {
+		t.Fatalf("the victim's MAC from another address:\n%s", s)
+	}
+	if m, _ := f.s.db.Machine(ctx, mac); m.Enrolment != state.Pending {
+		t.Errorf("an approved machine asking from elsewhere is %s, want pending", m.Enrolment)
+	}
+	// And the victim itself now waits for a new approval: an attempt is visible.
+	if s := f.script("52-54-00-12-34-56", victim); strings.Contains(s, "/doc/") {
+		t.Errorf("pending again, yet booted")
+	}
+}
+
+// TestMadeUpMACs: fifty requests with made-up MACs create no disk under
+// approve or login; under open-insecure the quota bounds them and a
+// refusal creates nothing.
+func TestMadeUpMACs(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf string
+		disks      int
+	}{
+		{"approve", iscsiUpper + "enroll = approve\n", 0},
+		{"login", iscsiUpper + "enroll = login\n", 0},
+		{"open-insecure with a quota", iscsiUpper + "enroll = open-insecure\nmax-disks = 5\n", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFix(t, tc.conf)
+			refused := 0
+			for i := 0; i < 50; i++ {
+				remote := fmt.Sprintf("198.51.100.%d", i+1)
+				s := f.script(fmt.Sprintf("02-00-00-00-00-%02x", i), remote)
+				m := regexp.MustCompile(`http://10\.0\.2\.100(/doc/[0-9a-f]{64})`).FindStringSubmatch(s)
+				if m == nil {
+					continue
+				}
+				if r, _ := f.doc(m[1], remote); r.StatusCode == http.StatusForbidden {
+					refused++
+				}
+			}
+			ks, _ := f.s.db.Disks(context.Background())
+			ents, _ := os.ReadDir(filepath.Join(f.dir, "data", "disks"))
+			if len(ks) != tc.disks || len(ents) != tc.disks {
+				t.Errorf("%d disk rows, %d disk directories; want %d", len(ks), len(ents), tc.disks)
+			}
+			if tc.disks > 0 && refused != 50-tc.disks {
+				t.Errorf("%d refused past the quota, want %d", refused, 50-tc.disks)
+			}
+		})
+	}
+}
+
+// loginFix is a login profile with one user.
+func loginFix(t *testing.T, extra string) *fix {
+	t.Helper()
+	f := newFix(t, iscsiUpper+"enroll = login\nmenu = guest\nmenu-timeout = 5s\n"+extra+
+		"[profile guest]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\n")
+	hash, err := enroll.HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.db.AddUser(context.Background(), "alice", hash); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fix) loginURL(mac, remote string) string {
+	f.t.Helper()
+	return find(f.t, `chain --autofree http://10\.0\.2\.100(/login/[0-9a-f]{64})\?username=`, f.script(mac, remote))
+}
+
+func (f *fix) login(path, remote, user, pw string) string {
+	f.t.Helper()
+	q := url.Values{"username": {user}, "password": {pw}}
+	return body(f.t, f.do(http.MethodGet, path+"?"+q.Encode(), remote, nil))
+}
+
+func TestLoginPersonalRoot(t *testing.T) {
+	f := loginFix(t, "")
+	ctx := context.Background()
+	menu := f.script("52-54-00-00-00-01", "192.0.2.1")
+	for _, want := range []string{"item login Log in", "item p-guest Boot guest", "choose --timeout 5000 --default login", "login || goto overboot-menu", "${username:uristring}&password=${password:uristring}", "/entry/"} {
+		if !strings.Contains(menu, want) {
+			t.Errorf("menu lacks %q:\n%s", want, menu)
+		}
+	}
+	// A wrong password: back to the menu with a notice; nothing attached.
+	path := f.loginURL("52-54-00-00-00-01", "192.0.2.1")
+	wrong := f.login(path, "192.0.2.1", "alice", "battery staple")
+	for _, want := range []string{"clear password", "wrong username or password", "set overboot-notice Wrong username or password", "chain --autofree http://10.0.2.100/ipxe?mac="} {
+		if !strings.Contains(wrong, want) {
+			t.Errorf("wrong password answer lacks %q:\n%s", want, wrong)
+		}
+	}
+	if strings.Contains(wrong, "/doc/") {
+		t.Fatal("a wrong password booted")
+	}
+	if again := f.login(path, "192.0.2.1", "alice", "correct horse"); strings.Contains(again, "/doc/") {
+		t.Fatal("a login URL worked twice")
+	}
+	// A login URL spent from another address is refused.
+	path = f.loginURL("52-54-00-00-00-01", "192.0.2.1")
+	if s := f.login(path, "192.0.2.99", "alice", "correct horse"); !strings.Contains(s, "belongs to another machine") {
+		t.Errorf("login from another address:\n%s", s)
+	}
+	// The right password: the user's boot, with their own disk.
+	ok := f.login(path, "192.0.2.1", "alice", "correct horse")
+	if !strings.Contains(ok, "clear password") || !strings.Contains(ok, "user alice") {
+		t.Errorf("login answer:\n%s", ok)
+	}
+	_, doc1 := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, ok), "192.0.2.1")
+	u1 := doc1.Upper.ISCSI
+	if u1 == nil || !strings.HasPrefix(u1.Target, "iqn.2026-11.org.overboot:u-alice-d") || u1.CHAP.User != "u-alice" {
+		t.Fatalf("user's disk: %+v", u1)
+	}
+	// The same user on another machine: the same disk, a new secret,
+	// and the first machine's export ends.
+	path = f.loginURL("52-54-00-00-00-02", "192.0.2.2")
+	ok2 := f.login(path, "192.0.2.2", "alice", "correct horse")
+	_, doc2 := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, ok2), "192.0.2.2")
+	u2 := doc2.Upper.ISCSI
+	if u2 == nil || u2.Target != u1.Target || u2.CHAP.Secret == u1.CHAP.Secret || u2.Initiator != "iqn.2026-11.org.overboot:i-525400000002" {
+		t.Fatalf("second login: %+v (first %+v)", u2, u1)
+	}
+	target := f.s.disks.Target()
+	if target.HasTarget(u1.Target, iscsi.CHAP{User: u1.CHAP.User, Secret: iscsi.Secret(u1.CHAP.Secret)}, u1.Initiator) {
+		t.Error("the first machine's login still opens the user's disk")
+	}
+	if !target.HasTarget(u2.Target, iscsi.CHAP{User: u2.CHAP.User, Secret: iscsi.Secret(u2.CHAP.Secret)}, u2.Initiator) {
+		t.Error("the second login's credentials do not open the user's disk")
+	}
+	ks, _ := f.s.db.DisksOf(ctx, state.OwnerUser, "alice")
+	if len(ks) != 1 {
+		t.Errorf("alice has %d disks, want 1", len(ks))
+	}
+	if strings.Contains(f.logs.String(), "correct horse") || strings.Contains(f.logs.String(), "battery") || strings.Contains(f.logs.String(), "password=") {
+		t.Errorf("the log shows a password:\n%s", f.logs.String())
+	}
+	bs, _ := f.s.db.Boots(ctx, "52:54:00:00:00:02", 1)
+	if len(bs) != 1 || bs[0].User != "alice" {
+		t.Errorf("boot user: %+v", bs)
+	}
+	// A menu entry boots the other profile under its own policy (open).
+	entry := find(t, `chain --autofree http://10\.0\.2\.100(/entry/[0-9a-f]{64}/guest)`, f.script("52-54-00-00-00-03", "192.0.2.3"))
+	if s := body(t, f.do(http.MethodGet, entry, "192.0.2.3", nil)); !strings.Contains(s, "profile guest") || !strings.Contains(s, "overboot.lower=") {
+		t.Errorf("entry guest:\n%s", s)
+	}
+}
+
+func TestLoginRateLimited(t *testing.T) {
+	f := loginFix(t, "")
+	limited := false
+	for i := 0; i < 8; i++ {
+		remote := fmt.Sprintf("192.0.2.%d", 10+i) // several addresses, one user
+		s := f.login(f.loginURL("52-54-00-00-00-01", remote), remote, "alice", "not it at all")
+		if strings.Contains(s, "too many login attempts") {
+			limited = true
+			// The right password does not get through while limited.
+			if s := f.login(f.loginURL("52-54-00-00-00-01", remote), remote, "alice", "correct horse"); strings.Contains(s, "/doc/") {
+				t.Error("a limited user logged in")
+			}
+			break
+		}
+	}
+	if !limited {
+		t.Error("eight wrong passwords for one user were never limited")
+	}
+}
+
+func TestLoginSanboot(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFix(t, "[profile classroom]\nsanboot = "+disk+"\nenroll = login\n[machine 52:54:00:00:00:01]\nprofile = classroom\n")
+	hash, _ := enroll.HashPassword("correct horse")
+	f.s.db.AddUser(context.Background(), "bob", hash)
+	san := f.login(f.loginURL("52-54-00-00-00-01", "192.0.2.1"), "192.0.2.1", "bob", "correct horse")
+	for _, want := range []string{"set username u-bob\n", "sanboot iscsi:10.0.2.100::3260:0:iqn.2026-11.org.overboot:u-bob-d"} {
+		if !strings.Contains(san, want) {
+			t.Errorf("sanboot script lacks %q:\n%s", want, san)
+		}
+	}
+	if k, err := f.s.db.Disk(context.Background(), state.OwnerUser, "bob", "classroom"); err != nil || k.Kind != state.DiskCow {
+		t.Errorf("bob's disk: %+v %v", k, err)
+	}
+}
+
+// TestSanboot: a sanboot profile's script chains a single-use URL whose
+// script sanboots the machine's copy-on-write disk with its CHAP; the disk
+// is created on first boot and a reset drops its writes.
+func TestSanboot(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFix(t, "[profile classroom]\nsanboot = "+disk+"\nenroll = open-insecure\n[machine 52:54:00:12:34:56]\nprofile = classroom\n")
+	ctx := context.Background()
+	const mac, me = "52:54:00:12:34:56", "192.0.2.10"
+	path := find(t, `chain --autofree http://10\.0\.2\.100(/san/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", me))
+	if r := f.do(http.MethodGet, "/doc/"+path[5:], me, nil); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a sanboot token fetched a boot document: %d", r.StatusCode)
+	}
+	path = find(t, `(/san/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", me))
+	r := f.do(http.MethodGet, path, me, nil)
+	san := body(t, r)
+	if r.StatusCode != 200 {
+		t.Fatalf("sanboot script: %d\n%s", r.StatusCode, san)
+	}
+	m, _ := f.s.db.Machine(ctx, mac)
+	for _, want := range []string{
+		"set initiator-iqn iqn.2026-11.org.overboot:i-525400123456\n",
+		"set username 52-54-00-12-34-56\n",
+		"set password " + m.Secret + "\n",
+		"sanboot iscsi:10.0.2.100::3260:0:iqn.2026-11.org.overboot:m-525400123456-d",
+	} {
+		if !strings.Contains(san, want) {
+			t.Errorf("sanboot script lacks %q:\n%s", want, san)
+		}
+	}
+	if r := f.do(http.MethodGet, path, me, nil); r.StatusCode != http.StatusNotFound || !strings.Contains(body(t, r), "exit 1") {
+		t.Errorf("a sanboot URL worked twice")
+	}
+	if strings.Contains(f.logs.String(), path[5:]) || strings.Contains(f.logs.String(), m.Secret) || !strings.Contains(f.logs.String(), "/san/[token]") {
+		t.Errorf("the log shows the token or the secret, or not the request:\n%s", f.logs.String())
+	}
+	// The image changes: the machine's layer no longer fits.
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(disk, later, later)
+	path = find(t, `(/san/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", me))
+	if r := f.do(http.MethodGet, path, me, nil); r.StatusCode != http.StatusConflict || !strings.Contains(body(t, r), "overboot machine reset 52:54:00:12:34:56") {
+		t.Errorf("a changed image was served")
+	}
+	if _, err := f.s.disks.Reset(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac}); err != nil {
+		t.Fatal(err)
+	}
+	path = find(t, `(/san/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", me))
+	if r := f.do(http.MethodGet, path, me, nil); r.StatusCode != 200 {
+		t.Errorf("after reset, over the new image: %d", r.StatusCode)
+	}
+}
+
+func TestSanbootBadDisk(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "odd.raw")
+	os.WriteFile(disk, make([]byte, 1000), 0o644)
+	for _, path := range []string{disk, filepath.Join(dir, "missing.raw"), dir} {
+		_, err := openConf(t, "[server]\ndata = "+dir+"/data\n[profile default]\nsanboot = "+path+"\nenroll = login\n")
+		if err == nil || !strings.Contains(err.Error(), "t.conf:3: profile default: sanboot") {
+			t.Errorf("%s: err = %v", path, err)
+		}
+	}
+}
+
+func openConf(t *testing.T, text string) (*Server, error) {
+	t.Helper()
+	cfg, err := config.Parse("t.conf", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), cfg, nil)
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
+	}
+	return s, err
+}
+
+func FuzzParseLoginForm(f *testing.F) {
+	for _, s := range []string{"username=alice&password=x", "username=a&password=", "username=A", "password=p", "username=alice&username=bob&password=x", "username=alice&password=%00%ff&x=1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		form, err := ParseLoginForm(q)
+		if err != nil {
+			return
+		}
+		if enroll.CheckUserName(form.User) != nil || len(form.Password) > enroll.MaxPasswordLen {
+			t.Errorf("accepted %+v", form)
+		}
+	})
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/telemetry"
+)
+
+// LoginForm is what iPXE's login form sends: exactly a username and a
+// password, each once.
+type LoginForm struct {
+	User     string
+	Password string
+}
+
+// ParseLoginForm reads a login query strictly: unknown or repeated
+// parameters, a malformed user name and an over-long password are errors
+// naming the parameter (never showing the password).
+func ParseLoginForm(q url.Values) (LoginForm, error) {
+	var f LoginForm
+	for k, vs := range q {
+		if k != "username" && k != "password" {
+			return LoginForm{}, fmt.Errorf("login form: unknown parameter %q", k)
+		}
+		if len(vs) != 1 {
+			return LoginForm{}, fmt.Errorf("login form: %s given %d times", k, len(vs))
+		}
+	}
+	f.User, f.Password = q.Get("username"), q.Get("password")
+	if f.User == "" {
+		return LoginForm{}, errors.New("login form: username missing")
+	}
+	if err := enroll.CheckUserName(f.User); err != nil {
+		return LoginForm{}, fmt.Errorf("login form: %w", err)
+	}
+	if len(f.Password) > enroll.MaxPasswordLen {
+		return LoginForm{}, fmt.Errorf("login form: password longer than %d bytes", enroll.MaxPasswordLen)
+	}
+	return f, nil
+}
+
+// login answers GET /login/{token}?username=U&password=P, the menu's login
+// item (Debian's iPXE has no POST forms: no params/param commands). The
+// URL is single use, bound to the address that got the menu, never
+// logged with its query. A wrong password goes back to the menu with a
+// notice; tries are rate limited per user and per address before any
+// password is hashed; the user's boot gets the user's own disk with a new
+// CHAP secret.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	addr := remoteIP(r)
+	form, err := ParseLoginForm(r.URL.Query())
+	if err != nil {
+		// Validate before acting: the token stays for the next try.
+		s.again(w, r, err.Error(), "The login form was malformed: try again", 2*time.Second)
+		return
+	}
+	if !s.loginAddr.Allow(addr) || !s.loginUser.Allow(form.User) {
+		s.metrics.Login("limited")
+		s.log.Warn("login refused: too many attempts", "user", form.User, "address", addr)
+		s.again(w, r, "too many login attempts: wait a minute", "Too many attempts: wait a minute, then try again", 20*time.Second)
+		return
+	}
+	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeMenu, true)
+	if !ok {
+		return
+	}
+	p := s.sets.Load().Profile(t.Profile)
+	if p == nil || p.Policy() != config.EnrollLogin {
+		s.fail(w, http.StatusConflict, "this profile no longer takes logins: reboot the machine")
+		return
+	}
+	u, err := s.db.User(ctx, form.User)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		s.log.Error("login", "err", err)
+		s.fail(w, http.StatusInternalServerError, "the server cannot check logins: see its log")
+		return
+	}
+	good, err := enroll.CheckPassword(u.PasswordHash, form.Password) // u is zero for an unknown user: a dummy hash is checked
+	if err != nil {
+		s.log.Error("login: stored hash", "user", form.User, "err", err)
+	}
+	if !good {
+		s.metrics.Login("wrong")
+		who := form.User
+		if u.Name == "" {
+			who = "(no such user)"
+		}
+		s.log.Warn("login failed", "user", who, "address", addr, "mac", t.MAC)
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "login", Outcome: telemetry.Failed, Message: "wrong username or password"})
+		s.again(w, r, "wrong username or password", "Wrong username or password: try again", 2*time.Second)
+		return
+	}
+	s.metrics.Login("ok")
+	s.log.Info("login", "user", u.Name, "address", addr, "mac", t.MAC)
+	if err := s.db.SetBootUser(ctx, t.BootID, u.Name); err != nil {
+		s.log.Error("record login", "err", err)
+	}
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "login", Outcome: telemetry.OK, Message: u.Name})
+	t.User = u.Name
+	if p.Sanboot != "" {
+		// The login URL is itself single use and bound to this address:
+		// the sanboot script (with the user's new CHAP secret) answers it.
+		s.sanScript(w, r, t, p)
+		return
+	}
+	m, _ := s.db.Machine(ctx, t.MAC)
+	s.bootScript(w, r, bootReq{mac: t.MAC, hostname: m.Hostname, uuid: m.UUID, addr: t.Address, bootID: t.BootID, user: u.Name}, p)
+}

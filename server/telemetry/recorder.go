@@ -1,0 +1,147 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+
+	"github.com/overboot/overboot/server/state"
+)
+
+// Store is where boots are kept (server/state).
+type Store interface {
+	StartBoot(ctx context.Context, b state.Boot, first state.BootEvent) (state.Boot, error)
+	AddBootEvent(ctx context.Context, bootID int64, e state.BootEvent) (state.Boot, error)
+}
+
+// Event sources.
+const (
+	SourceServer = "server"
+	SourceAgent  = "agent"
+)
+
+// Outcomes, as the agent reports them (boot.PhaseReport) and the server
+// records its own steps.
+const (
+	Running = "running"
+	OK      = "ok"
+	Failed  = "failed"
+)
+
+// Recorder records boots and their events, and tells the status page.
+type Recorder struct {
+	store   Store
+	metrics *Metrics
+	hub     *hub
+	log     *slog.Logger
+
+	mu     sync.Mutex       // guards byAddr
+	byAddr map[string]int64 // client address -> its latest boot, to attribute downloads
+}
+
+// NewRecorder records into store; metrics may be nil.
+func NewRecorder(store Store, metrics *Metrics, log *slog.Logger) *Recorder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{store: store, metrics: metrics, hub: newHub(), log: log, byAddr: map[string]int64{}}
+}
+
+// Start records a new boot (a machine asked for its script) and returns
+// its ID; 0 when it could not be recorded (logged: telemetry never fails
+// a boot).
+func (r *Recorder) Start(ctx context.Context, b state.Boot, phase string) int64 {
+	b, err := r.store.StartBoot(ctx, b, state.BootEvent{Source: SourceServer, Phase: phase, Outcome: OK})
+	if err != nil {
+		r.log.Error("record boot", "mac", b.MAC, "err", err)
+		return 0
+	}
+	r.mu.Lock()
+	r.byAddr[b.Address] = b.ID
+	r.mu.Unlock()
+	r.publish(b)
+	return b.ID
+}
+
+// Event adds an event to boot id.
+func (r *Recorder) Event(ctx context.Context, id int64, e state.BootEvent) {
+	if id == 0 {
+		return
+	}
+	b, err := r.store.AddBootEvent(ctx, id, e)
+	if err != nil {
+		r.log.Error("record boot event", "boot", id, "phase", e.Phase, "err", err)
+		return
+	}
+	if r.metrics != nil {
+		r.metrics.event(e)
+	}
+	r.publish(b)
+}
+
+// Download attributes a finished artifact download to the latest boot of
+// the address it went to (a machine booted with a static command line
+// has none).
+func (r *Recorder) Download(ctx context.Context, addr, kind string, n int64) {
+	r.mu.Lock()
+	id := r.byAddr[addr]
+	r.mu.Unlock()
+	r.Event(ctx, id, state.BootEvent{Source: SourceServer, Phase: kind, Outcome: OK, Bytes: n})
+}
+
+// Changed tells the status page that a machine's row changed (approval,
+// reset, delete) without a boot event.
+func (r *Recorder) Changed(mac string) {
+	r.hub.send(update{MAC: mac})
+}
+
+func (r *Recorder) publish(b state.Boot) {
+	r.hub.send(update{MAC: b.MAC, Boot: &b})
+}
+
+// update is one server-sent event: a machine whose row changed, with its
+// latest boot when the change was one.
+type update struct {
+	MAC  string      `json:"mac"`
+	Boot *state.Boot `json:"boot,omitempty"`
+}
+
+// hub fans updates out to the status page's open streams.
+type hub struct {
+	mu   sync.Mutex // guards subs
+	subs map[chan []byte]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
+
+func (h *hub) subscribe() chan []byte {
+	c := make(chan []byte, 64)
+	h.mu.Lock()
+	h.subs[c] = struct{}{}
+	h.mu.Unlock()
+	return c
+}
+
+func (h *hub) unsubscribe(c chan []byte) {
+	h.mu.Lock()
+	delete(h.subs, c)
+	h.mu.Unlock()
+}
+
+// send never blocks: a stream too slow to keep up misses updates (the
+// page reloads its table when it notices a gap; see status.html).
+func (h *hub) send(u update) {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.subs {
+		select {
+		case c <- b:
+		default:
+		}
+	}
+}
