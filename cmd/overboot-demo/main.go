@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -92,10 +91,12 @@ cmdline = console=ttyS0 quiet panic=-1
 		return err
 	}
 	vm.Wait(time.Minute)
-	fmt.Fprintln(out, "\n== what the server saw (GET /api/machines)")
-	if resp, err := http.Get("http://" + addr + "/api/machines"); err == nil {
-		io.Copy(out, resp.Body)
-		resp.Body.Close()
+	fmt.Fprintln(out, "\n== what the server saw: its own steps and the agent's phase reports (overboot boot show, /status)")
+	if bs, err := srv.DB().Boots(ctx, "52:54:00:de:00:01", 1); err == nil && len(bs) == 1 {
+		ev, _ := srv.DB().BootEvents(ctx, bs[0].ID)
+		for _, e := range ev {
+			fmt.Fprintf(out, "   %s  %-6s %-12s %-8s %s\n", e.At.Format("15:04:05.000"), e.Source, e.Phase, e.Outcome, e.Message)
+		}
 	}
 	if i != 0 {
 		return fmt.Errorf("the machine did not boot: see the console above")
