@@ -247,12 +247,10 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 	return res, nil
 }
 
-// BuildRootToStore builds a root image into st and publishes it as name
-// (Kind root, with its compression), returning the manifest as stored.
-func BuildRootToStore(ctx context.Context, st *blobstore.Store, name string, opt RootOptions) (blobstore.Manifest, error) {
-	if err := blobstore.CheckName(name); err != nil {
-		return blobstore.Manifest{}, err
-	}
+// BuildRootToStore builds a root image into st as a blob and returns its
+// manifest (Kind root, with its compression; no name: names are published
+// in the server's state store).
+func BuildRootToStore(ctx context.Context, st *blobstore.Store, opt RootOptions) (blobstore.Manifest, error) {
 	f, err := st.TempFile("root-*.sqfs")
 	if err != nil {
 		return blobstore.Manifest{}, err
@@ -271,7 +269,7 @@ func BuildRootToStore(ctx context.Context, st *blobstore.Store, name string, opt
 	if d != res.Digest || n != res.Size {
 		return blobstore.Manifest{}, fmt.Errorf("store %s: image changed between build (%s, %d bytes) and commit (%s, %d bytes)", st.Dir(), res.Digest, res.Size, d, n)
 	}
-	return st.Publish(blobstore.Manifest{Name: name, Kind: blobstore.KindRoot, Digest: d, Size: n, Compression: opt.compression()})
+	return blobstore.Manifest{Kind: blobstore.KindRoot, Digest: d, Size: n, Compression: opt.compression()}, nil
 }
 
 // build is one BuildRoot run.

@@ -1,42 +1,41 @@
-// Command overboot is the overboot server and image tool.
+// Command overboot is the overboot server, its image tool and its admin
+// client.
 //
-//	overboot serve      run the HTTP (and later iSCSI) server
-//	overboot mkimage    build root images and initramfs images into a store
+//	overboot serve      run the server (HTTP, iSCSI)
+//	overboot mkimage    build root images and initramfs images into a data directory
 //	overboot inspect    list the contents of an initramfs
+//	overboot machine    machines: list, show, approve, reset, rotate, delete
+//	overboot user       users who log in at a boot menu
+//	overboot image      image names: publish, list, history, rollback
+//	overboot disk       private disks
+//	overboot boot       boots and their events
+//	overboot token      admin API tokens
+//	overboot gc         remove blobs nothing refers to
+//	overboot backup     a consistent copy of the state store
 //
-// main only wires: each subcommand parses its flags into a struct and calls a
-// run function that returns an error.
+// The admin commands talk to a running server's API (/api/v1) with a
+// bearer token; `overboot token create --data DIR` makes the first one.
+// main only wires: each command parses its flags and calls a function
+// that returns an error. The command tree is cobra's; serve, mkimage and
+// inspect keep their own flag sets (-flag and --flag both work there).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
-
-// command is one subcommand. run gets the arguments after the subcommand name.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
-
-func commands() []command {
-	return []command{
-		{"serve", "serve iPXE scripts, kernels, initramfs and images over HTTP", runServe},
-		{"mkimage", "build a root image or an initramfs into a store", runMkimage},
-		{"inspect", "list the contents of an initramfs (several segments, any compression)", runInspect},
-		{"machine", "reset, rotate or delete a machine's private state (through the running server)", runMachine},
-	}
-}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "overboot:", err)
@@ -50,38 +49,65 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func exitCode(err error) int {
-	if _, ok := err.(usageError); ok {
+	var u usageError
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return usageError{"no command given"}
-		}
-		return nil
-	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
-		}
-	}
-	usage(stderr)
-	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+// io is what a command reads and writes.
+type stdio struct {
+	in          io.Reader
+	out, errOut io.Writer
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: overboot <command> [flags]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "commands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	root := newRoot(stdio{stdin, stdout, stderr})
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetIn(stdin)
+	return root.ExecuteContext(ctx)
+}
+
+func newRoot(sio stdio) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "overboot",
+		Short: "diskless network boot: server, images and administration",
+		Long: `overboot boots diskless machines over the network into a shared read-only
+squashfs image with a writable layer in RAM or on a private iSCSI disk.
+
+The admin commands (machine, user, image, disk, boot, token, gc, backup)
+talk to a running server's API with an admin token: --server URL (or
+$OVERBOOT_SERVER; default http://127.0.0.1:8080) and --token-file FILE (or
+$OVERBOOT_TOKEN). 'overboot token create NAME --data DIR' makes the first
+token from the server's data directory.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'overboot <command> -h' for a command's flags.")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{c.CommandPath() + ": " + err.Error()}
+	})
+	root.AddCommand(
+		flagCommand(sio, "serve", "run the server: iPXE scripts, artifacts, the iSCSI target, the admin API", runServe),
+		flagCommand(sio, "mkimage", "build a root image or an initramfs into a data directory", runMkimage),
+		flagCommand(sio, "inspect", "list the contents of an initramfs (several segments, any compression)", runInspect),
+		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
+	)
+	return root
+}
+
+// flagCommand wraps a command that parses its own flags with package flag.
+func flagCommand(sio stdio, name, short string, fn func(ctx context.Context, args []string, stdout, stderr io.Writer) error) *cobra.Command {
+	return &cobra.Command{
+		Use:                name,
+		Short:              short,
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			return fn(c.Context(), args, sio.out, sio.errOut)
+		},
+	}
 }
 
 // parseFlags parses args with fs, allowing flags after positional

@@ -7,10 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -40,32 +45,98 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestMachineCommand(t *testing.T) {
-	var got []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = append(got, r.Method+" "+r.URL.Path)
-		if strings.Contains(r.URL.Path, "99") {
-			http.Error(w, "no such machine", http.StatusNotFound)
-			return
+// cli runs the command line against an in-process server whose data
+// directory is data, and returns stdout.
+func cli(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut strings.Builder
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), err
+}
+
+// TestAdminCommands drives the admin commands against a real server: the
+// first token from the data directory, users, machines, images, backup.
+func TestAdminCommands(t *testing.T) {
+	data := t.TempDir()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"kernel": "K", "initramfs": "I", "root": "hsqs-1"} {
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
+	}
+	cfg, err := config.Parse("t.conf", strings.NewReader("[server]\ndata = "+data+"\n[profile default]\nkernel = "+dir+"/kernel\ninitramfs = "+dir+"/initramfs\nroot = "+dir+"/root\nupper = iscsi\nenroll = approve\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	t.Setenv("OVERBOOT_SERVER", hs.URL)
+	t.Setenv("OVERBOOT_TOKEN", "")
+	if _, err := cli(t, "", "machine", "ls"); err == nil || !strings.Contains(err.Error(), "no admin token") {
+		t.Fatalf("without a token: %v", err)
+	}
+	tok, err := cli(t, "", "token", "create", "admin", "--data", data)
+	if err != nil || !strings.HasPrefix(tok, "obt_") {
+		t.Fatalf("token create: %q %v", tok, err)
+	}
+	t.Setenv("OVERBOOT_TOKEN", strings.TrimSpace(tok))
+	if _, err := cli(t, "correct horse\n", "user", "add", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("user add: %v", err)
+	}
+	if _, err := cli(t, "short\n", "user", "add", "bob", "--password-stdin"); !errors.As(err, new(usageError)) {
+		t.Errorf("a short password: %v", err)
+	}
+	if out, err := cli(t, "", "user", "ls"); err != nil || !strings.Contains(out, "alice") || strings.Contains(out, "bob") {
+		t.Errorf("user ls: %q %v", out, err)
+	}
+	// A machine asks to boot: pending; approve it from the command line.
+	req := httptest.NewRequest(http.MethodGet, "/ipxe?mac=52-54-00-00-00-01", nil)
+	req.RemoteAddr = "192.0.2.1:1000"
+	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+	if out, err := cli(t, "", "machine", "ls"); err != nil || !strings.Contains(out, "52:54:00:00:00:01") || !strings.Contains(out, "pending") {
+		t.Errorf("machine ls: %q %v", out, err)
+	}
+	if out, err := cli(t, "", "machine", "approve", "52-54-00-00-00-01"); err != nil || !strings.Contains(out, "approve done") {
+		t.Errorf("approve: %q %v", out, err)
+	}
+	if _, err := cli(t, "", "machine", "approve", "52:54:00:00:00:99"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("approve unknown: %v", err)
+	}
+	if _, err := cli(t, "", "machine", "explode", "x"); err == nil {
+		t.Errorf("unknown action accepted")
+	}
+	// Publish a file as an image name; its history has it.
+	img := filepath.Join(dir, "v2.sqfs")
+	os.WriteFile(img, []byte("hsqs-2"), 0o644)
+	if out, err := cli(t, "", "image", "publish", "bookworm", img); err != nil || !strings.Contains(out, "bookworm version 1") || !strings.Contains(out, "root") {
+		t.Errorf("publish: %q %v", out, err)
+	}
+	if out, err := cli(t, "", "image", "history", "bookworm", "--json"); err != nil || !strings.Contains(out, `"version": 1`) {
+		t.Errorf("history: %q %v", out, err)
+	}
+	dst := filepath.Join(t.TempDir(), "backup.db")
+	if _, err := cli(t, "", "backup", dst); err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v %v", fi, err)
+	}
+	if _, err := cli(t, "", "backup", dst); err == nil {
+		t.Errorf("backup overwrote a file")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"machine", "approve"}, {"user", "add"}, {"image", "publish", "x"}, {"nope"}} {
+		_, err := cli(t, "", args...)
+		if err == nil {
+			t.Errorf("%v: accepted", args)
 		}
-		w.Write([]byte("ok\n"))
-	}))
-	defer srv.Close()
-	ctx := context.Background()
-	t.Setenv("OVERBOOT_TOKEN", "obt_test")
-	for _, args := range [][]string{{"reset", "52:54:00:00:00:01"}, {"rotate", "52:54:00:00:00:01"}, {"delete", "52:54:00:00:00:01"}} {
-		if err := runMachine(ctx, append(args, "-server", srv.URL), io.Discard, io.Discard); err != nil {
-			t.Errorf("%v: %v", args, err)
-		}
 	}
-	want := []string{"POST /api/v1/machines/52:54:00:00:00:01/reset", "POST /api/v1/machines/52:54:00:00:00:01/rotate", "DELETE /api/v1/machines/52:54:00:00:00:01"}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("requests (-want +got):\n%s", d)
-	}
-	if err := runMachine(ctx, []string{"reset", "52:54:00:00:00:99", "-server", srv.URL}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no such machine") {
-		t.Errorf("404 not reported: %v", err)
-	}
-	if err := runMachine(ctx, []string{"explode", "x"}, io.Discard, io.Discard); !errors.As(err, new(usageError)) {
-		t.Errorf("bad action: %v", err)
+	if out, err := cli(t, "", "--help"); err != nil || !strings.Contains(out, "machine") || !strings.Contains(out, "token") {
+		t.Errorf("--help: %q %v", out, err)
 	}
 }

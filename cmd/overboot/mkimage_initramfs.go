@@ -97,11 +97,18 @@ flags:
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
-	m, err := initramfs.BuildToStore(ctx, st, *name, o)
+	if err := blobstore.CheckName(*name); err != nil {
+		return usageError{"mkimage initramfs: " + err.Error()}
+	}
+	m, err := initramfs.BuildToStore(ctx, st, o)
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
-	fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s) for %s\n", m.Name, m.Version, m.Digest, m.Size, m.Compression, m.KernelRelease)
+	im, err := publishLocal(ctx, *dir, *name, m)
+	if err != nil {
+		return fmt.Errorf("mkimage initramfs: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s) for %s\n", im.Name, im.Version, im.Digest, im.Size, im.Compression, im.KernelRelease)
 	return nil
 }
 

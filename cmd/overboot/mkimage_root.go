@@ -37,8 +37,10 @@ xattrs, hardlinks and device nodes are kept. Netboot fix-up, in the image only
 (the source is never changed): /etc/fstab loses its root and swap entries, which
 would otherwise make systemd wait for disks a diskless machine does not have.
 
-Output: -o FILE, or -store DIR -name NAME (content-addressed by sha256, with a
-manifest; publishing again moves NAME to the new image atomically).
+Output: -o FILE, or -store DIR -name NAME: the image goes into the data
+directory DIR by its sha256 and NAME is published in DIR's state store
+(publishing again moves NAME to the new image atomically; a running server
+gives it to the next machine that boots).
 
 flags:
 `)
@@ -92,13 +94,20 @@ flags:
 		if err != nil {
 			return fmt.Errorf("mkimage root: %w", err)
 		}
-		m, err := mkimage.BuildRootToStore(ctx, st, *name, opt)
+		if err := blobstore.CheckName(*name); err != nil {
+			return usageError{"mkimage root: " + err.Error()}
+		}
+		m, err := mkimage.BuildRootToStore(ctx, st, opt)
 		if err != nil {
 			return fmt.Errorf("mkimage root: %w", err)
 		}
-		result = m
+		im, err := publishLocal(ctx, *dir, *name, m)
+		if err != nil {
+			return fmt.Errorf("mkimage root: %w", err)
+		}
+		result = im
 		if !*jsonOut {
-			fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s)\n", m.Name, m.Version, m.Digest, m.Size, m.Compression)
+			fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s)\n", im.Name, im.Version, im.Digest, im.Size, im.Compression)
 		}
 	}
 	if *jsonOut {

@@ -8,6 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
@@ -23,6 +26,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		data    = fs.String("data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
 		iscsiAt = fs.String("iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi or sanboot)")
 		verbose = fs.Bool("v", false, "log every request")
+		drain   = fs.Duration("drain", server.DefaultDrain, "on SIGTERM or SIGINT, how long transfers in flight get to finish")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: overboot serve [-config FILE] [flags]
@@ -34,6 +38,20 @@ iSCSI target (machines' private disks and copy-on-write layers, CHAP always)
 and serves their credentials once each, behind single-use URLs (/doc/TOKEN,
 /san/TOKEN). An invalid configuration is refused at start with FILE:LINE and
 the reason. testdata/overboot.conf in the source is an annotated example.
+
+Profiles say who may boot them (enroll = open, open-insecure, approve or
+login): a MAC address proves nothing, so a profile with private disks needs
+approve (an administrator admits each machine: overboot machine approve MAC)
+or login (a boot menu asks for a username and a password: overboot user
+add). State (machines, users, disks, secrets, image names, boots) is in
+DATA/state.db; the admin API (/api/v1) needs a token (overboot token create
+NAME --data DATA makes the first). /status is a live page of the machines,
+/metrics Prometheus metrics.
+
+Signals: SIGHUP reloads the configuration file (checked first: a bad one
+is refused with FILE:LINE and the old one keeps running; listen, data and
+iscsi need a restart); SIGTERM or SIGINT stop accepting and let transfers
+in flight finish (up to -drain).
 
 flags:
 `)
@@ -84,7 +102,12 @@ flags:
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "overboot: serving on http://%s (%d profiles, %d machines, store %s)\n", ln.Addr(), len(cfg.Profiles), len(cfg.Machines), cfg.Data)
+	fmt.Fprintf(stdout, "overboot: serving on http://%s (%d profiles, %d machines, data %s)\n", ln.Addr(), len(cfg.Profiles), len(cfg.Machines), cfg.Data)
+	srv.Drain = *drain
+	if *cfgPath != "" {
+		stop := reloadOnHUP(ctx, *cfgPath, srv, cfgOverrides{listen: *listen, data: *data, iscsi: *iscsiAt}, stdout, log)
+		defer stop()
+	}
 	if srv.NeedsISCSI() {
 		iln, err := net.Listen("tcp", cfg.ISCSI)
 		if err != nil {
@@ -101,4 +124,48 @@ flags:
 		return err
 	}
 	return srv.Serve(ctx, ln)
+}
+
+// cfgOverrides are the command-line values that replace the file's on
+// every load ("" = the file's).
+type cfgOverrides struct{ listen, data, iscsi string }
+
+// reloadOnHUP reloads the configuration file on SIGHUP until ctx ends or
+// stop is called: a file that does not parse, or whose profiles do not
+// resolve, is refused (logged with FILE:LINE) and the running
+// configuration stays.
+func reloadOnHUP(ctx context.Context, path string, srv *server.Server, o cfgOverrides, stdout io.Writer, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				cfg, err := config.Load(path)
+				if err == nil {
+					for _, kv := range []struct {
+						flag string
+						dst  *string
+					}{{o.listen, &cfg.Listen}, {o.data, &cfg.Data}, {o.iscsi, &cfg.ISCSI}} {
+						if kv.flag != "" {
+							*kv.dst = kv.flag
+						}
+					}
+					err = srv.Reload(ctx, cfg)
+				}
+				if err != nil {
+					log.Error("reload refused: the running configuration stays", "config", path, "err", err)
+					fmt.Fprintf(stdout, "overboot: reload of %s refused, the running configuration stays: %v\n", path, err)
+					continue
+				}
+				fmt.Fprintf(stdout, "overboot: reloaded %s (%d profiles, %d machines)\n", path, len(cfg.Profiles), len(cfg.Machines))
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }

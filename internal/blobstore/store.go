@@ -1,14 +1,15 @@
 // Package blobstore keeps overboot's artifacts (root images, kernels, initramfs
-// images, disk images) content-addressed on disk, with a small manifest per
-// name:
+// images, disk images) content-addressed on disk:
 //
 //	DIR/blobs/sha256/HEX     the artifact, named by its SHA-256, read-only
-//	DIR/names/NAME.json      the manifest a name currently points to
 //	DIR/tmp/                 work files; a crash leaves only garbage here
+//	DIR/names/NAME.json      names as overboot kept them before its state
+//	                         store (read once and imported by the server)
 //
-// Publishing a new version moves a name to a new digest with one rename, so a
-// reader sees the old manifest or the new one, never a mix. Blobs are never
-// rewritten: a machine that booted the old digest keeps reading it.
+// Blobs are never rewritten: a machine that booted a digest keeps reading
+// it. Image names, their versions and history live in the server's state
+// store (server/state); this package is imported by mkimage and the server
+// alike and depends on neither.
 package blobstore
 
 import (
@@ -183,7 +184,8 @@ func (s *Store) OpenBlob(d boot.Digest) (*os.File, error) {
 	return f, err
 }
 
-// Publish points m.Name at m.Digest, atomically. The blob must exist with
+// Publish points m.Name at m.Digest, atomically, in the names/ format of
+// older versions (kept for reading those and for tests of their import). The blob must exist with
 // m.Size bytes. Version is set to one more than the name's current version;
 // Created is set to now when zero. It returns the manifest as stored.
 func (s *Store) Publish(m Manifest) (Manifest, error) {

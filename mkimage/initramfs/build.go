@@ -303,11 +303,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// BuildToStore builds into st and publishes it as name (Kind initramfs).
-func BuildToStore(ctx context.Context, st *blobstore.Store, name string, o Options) (blobstore.Manifest, error) {
-	if err := blobstore.CheckName(name); err != nil {
-		return blobstore.Manifest{}, err
-	}
+// BuildToStore builds into st as a blob and returns its manifest (Kind
+// initramfs, no name: names are published in the server's state store).
+func BuildToStore(ctx context.Context, st *blobstore.Store, o Options) (blobstore.Manifest, error) {
 	f, err := st.TempFile("initramfs-*")
 	if err != nil {
 		return blobstore.Manifest{}, err
@@ -328,11 +326,10 @@ func BuildToStore(ctx context.Context, st *blobstore.Store, name string, o Optio
 	if comp == "" {
 		comp = "zstd"
 	}
-	return commit(st, f.Name(), blobstore.Manifest{Name: name, Kind: blobstore.KindInitramfs, Digest: sum.Digest, Size: sum.Compressed, Compression: comp, KernelRelease: o.KernelRelease})
+	return commit(st, f.Name(), blobstore.Manifest{Kind: blobstore.KindInitramfs, Digest: sum.Digest, Size: sum.Compressed, Compression: comp, KernelRelease: o.KernelRelease})
 }
 
-// commit moves the temporary file into the store by digest and publishes
-// the manifest.
+// commit moves the temporary file into the store by digest.
 func commit(st *blobstore.Store, tmp string, m blobstore.Manifest) (blobstore.Manifest, error) {
 	d, size, err := st.Commit(tmp)
 	if err != nil {
@@ -341,5 +338,5 @@ func commit(st *blobstore.Store, tmp string, m blobstore.Manifest) (blobstore.Ma
 	if d != m.Digest || size != m.Size {
 		return blobstore.Manifest{}, fmt.Errorf("store: %s changed while being stored (%s, %d bytes)", tmp, d, size)
 	}
-	return st.Publish(m)
+	return m, nil
 }

@@ -1,0 +1,609 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/api"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/state"
+)
+
+func table(w io.Writer, head string, rows func(tw *tabwriter.Writer)) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, head)
+	rows(tw)
+	tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func machineCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	c := group("machine", "machines: list, show, approve, reset, rotate, delete")
+	f.add(c)
+	c.AddCommand(&cobra.Command{
+		Use: "ls", Short: "list machines with their latest boot", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var ms []api.MachineView
+			if err := cl.do(cmd.Context(), http.MethodGet, "/machines", nil, &ms); err != nil {
+				return err
+			}
+			return show(sio, f.json, ms, func(w io.Writer) {
+				table(w, "MAC\tPROFILE\tENROLMENT\tADDRESS\tPHASE\tOUTCOME\tUSER\tSEEN", func(tw *tabwriter.Writer) {
+					for _, m := range ms {
+						phase, outcome, user := "-", "-", ""
+						if b := m.Latest; b != nil {
+							phase, outcome, user = b.Phase, b.Outcome, b.User
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, phase, outcome, user, ago(m.Seen))
+					}
+				})
+			})
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use: "show MAC", Short: "a machine with its boot history, latest boot's events and disks", Args: exactArgs(1, "a MAC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var d api.MachineDetail
+			if err := cl.do(cmd.Context(), http.MethodGet, "/machines/"+args[0], nil, &d); err != nil {
+				return err
+			}
+			return show(sio, f.json, d, func(w io.Writer) {
+				fmt.Fprintf(w, "machine %s  profile %s  %s  address %s  host %s\n\n", d.MAC, d.Profile, d.Enrolment, d.Address, d.Hostname)
+				table(w, "BOOT\tSTARTED\tUSER\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
+					for _, b := range d.Boots {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, ago(b.Started), b.User, b.Phase, b.Outcome, b.Message)
+					}
+				})
+				fmt.Fprintln(w)
+				printEvents(w, d.Events)
+				for _, k := range d.Disks {
+					fmt.Fprintf(w, "\ndisk %d: %s, %d bytes, %s\n", k.ID, k.Kind, k.Size, k.Path)
+				}
+			})
+		},
+	})
+	for _, a := range []struct{ name, short, method, path string }{
+		{"approve", "admit a machine that waits for approval (enroll = approve); pins the address it asked from", http.MethodPost, "/approve"},
+		{"reset", "end the machine's sessions and remove its private disks (next boot starts blank)", http.MethodPost, "/reset"},
+		{"rotate", "give the machine a new CHAP secret and end its sessions", http.MethodPost, "/rotate"},
+		{"delete", "end its sessions, remove its disks and forget it", http.MethodDelete, ""},
+	} {
+		c.AddCommand(&cobra.Command{
+			Use: a.name + " MAC", Short: a.short, Args: exactArgs(1, "a MAC"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				mac, err := boot.ParseMAC(args[0])
+				if err != nil {
+					return usageError{"machine " + a.name + ": " + err.Error()}
+				}
+				cl, err := f.client()
+				if err != nil {
+					return err
+				}
+				var out json.RawMessage
+				if err := cl.do(cmd.Context(), a.method, "/machines/"+mac.String()+a.path, nil, &out); err != nil {
+					return fmt.Errorf("machine %s %s: %w", a.name, mac, err)
+				}
+				return show(sio, f.json, out, func(w io.Writer) { fmt.Fprintf(w, "%s: %s done\n", mac, a.name) })
+			},
+		})
+	}
+	return c
+}
+
+func printEvents(w io.Writer, ev []state.BootEvent) {
+	table(w, "AT\tSOURCE\tPHASE\tOUTCOME\tSECONDS\tMESSAGE", func(tw *tabwriter.Writer) {
+		for _, e := range ev {
+			secs := ""
+			if e.Seconds > 0 {
+				secs = fmt.Sprintf("%.3f", e.Seconds)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), e.Source, e.Phase, e.Outcome, secs, e.Message)
+		}
+	})
+}
+
+// readPassword reads a new password: from the terminal twice without echo,
+// or one line from stdin with --password-stdin.
+func readPassword(sio stdio, fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(sio.in).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("read the password from stdin: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	f, ok := sio.in.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usageError{"stdin is not a terminal: give the password on stdin with --password-stdin"}
+	}
+	fmt.Fprint(sio.errOut, "password: ")
+	p1, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(sio.errOut)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(sio.errOut, "again: ")
+	p2, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(sio.errOut)
+	if err != nil {
+		return "", err
+	}
+	if string(p1) != string(p2) {
+		return "", fmt.Errorf("the passwords differ")
+	}
+	return string(p1), nil
+}
+
+func userCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	var fromStdin bool
+	c := group("user", "users who log in at a boot menu (enroll = login) and get their own disk")
+	f.add(c)
+	c.AddCommand(&cobra.Command{
+		Use: "ls", Short: "list users and their disks", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var us []api.UserView
+			if err := cl.do(cmd.Context(), http.MethodGet, "/users", nil, &us); err != nil {
+				return err
+			}
+			return show(sio, f.json, us, func(w io.Writer) {
+				table(w, "USER\tCREATED\tDISKS", func(tw *tabwriter.Writer) {
+					for _, u := range us {
+						var ds []string
+						for _, k := range u.Disks {
+							ds = append(ds, fmt.Sprintf("%d (%s, %s)", k.ID, k.Profile, k.Kind))
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, ago(u.Created), strings.Join(ds, ", "))
+					}
+				})
+			})
+		},
+	})
+	add := &cobra.Command{
+		Use: "add NAME", Short: "add a user (asks for the password, or reads it with --password-stdin)", Args: exactArgs(1, "a user name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := enroll.CheckUserName(args[0]); err != nil {
+				return usageError{"user add: " + err.Error()}
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(sio, fromStdin)
+			if err != nil {
+				return err
+			}
+			if err := enroll.CheckNewPassword(pw); err != nil {
+				return usageError{"user add: " + err.Error()}
+			}
+			var u state.User
+			if err := cl.do(cmd.Context(), http.MethodPost, "/users", api.UserRequest{Name: args[0], Password: pw}, &u); err != nil {
+				return fmt.Errorf("user add %s: %w", args[0], err)
+			}
+			return show(sio, f.json, u, func(w io.Writer) { fmt.Fprintf(w, "user %s added\n", u.Name) })
+		},
+	}
+	passwd := &cobra.Command{
+		Use: "passwd NAME", Short: "set a user's password", Args: exactArgs(1, "a user name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(sio, fromStdin)
+			if err != nil {
+				return err
+			}
+			if err := enroll.CheckNewPassword(pw); err != nil {
+				return usageError{"user passwd: " + err.Error()}
+			}
+			if err := cl.do(cmd.Context(), http.MethodPut, "/users/"+args[0]+"/password", api.UserRequest{Password: pw}, nil); err != nil {
+				return fmt.Errorf("user passwd %s: %w", args[0], err)
+			}
+			fmt.Fprintf(sio.out, "password of %s changed\n", args[0])
+			return nil
+		},
+	}
+	for _, sc := range []*cobra.Command{add, passwd} {
+		sc.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of stdin")
+		c.AddCommand(sc)
+	}
+	for _, a := range []struct{ name, short, method, path string }{
+		{"reset", "end the user's sessions and remove their disks (their next login starts blank)", http.MethodPost, "/reset"},
+		{"del", "end the user's sessions, remove their disks and the user", http.MethodDelete, ""},
+	} {
+		c.AddCommand(&cobra.Command{
+			Use: a.name + " NAME", Short: a.short, Args: exactArgs(1, "a user name"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := f.client()
+				if err != nil {
+					return err
+				}
+				if err := cl.do(cmd.Context(), a.method, "/users/"+args[0]+a.path, nil, nil); err != nil {
+					return fmt.Errorf("user %s %s: %w", a.name, args[0], err)
+				}
+				fmt.Fprintf(sio.out, "%s: %s done\n", args[0], a.name)
+				return nil
+			},
+		})
+	}
+	return c
+}
+
+func imageCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	c := group("image", "image names: publish, list, history, rollback (a publish takes effect at the next boot)")
+	f.add(c)
+	c.AddCommand(&cobra.Command{
+		Use: "ls", Short: "list names at their current version", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var ims []state.Image
+			if err := cl.do(cmd.Context(), http.MethodGet, "/images", nil, &ims); err != nil {
+				return err
+			}
+			return show(sio, f.json, ims, func(w io.Writer) { printImages(w, ims) })
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use: "history NAME", Short: "a name's versions, newest first", Args: exactArgs(1, "an image name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var ims []state.Image
+			if err := cl.do(cmd.Context(), http.MethodGet, "/images/"+args[0], nil, &ims); err != nil {
+				return err
+			}
+			return show(sio, f.json, ims, func(w io.Writer) { printImages(w, ims) })
+		},
+	})
+	var kind, note string
+	pub := &cobra.Command{
+		Use:   "publish NAME FILE|sha256:HEX",
+		Short: "point NAME at a file (uploaded) or a blob already stored, as its next version",
+		Args:  exactArgs(2, "a name and a FILE or sha256:HEX"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			digest := args[1]
+			if !strings.HasPrefix(digest, "sha256:") {
+				file, err := os.Open(args[1])
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				var b api.BlobView
+				if err := cl.do(cmd.Context(), http.MethodPost, "/blobs", file, &b); err != nil {
+					return fmt.Errorf("upload %s: %w", args[1], err)
+				}
+				digest = b.Digest
+			} else if _, err := boot.ParseDigest(digest); err != nil {
+				return usageError{"image publish: " + err.Error()}
+			}
+			var im state.Image
+			if err := cl.do(cmd.Context(), http.MethodPost, "/images", api.PublishRequest{Name: args[0], Digest: digest, Kind: kind, Note: note}, &im); err != nil {
+				return fmt.Errorf("image publish %s: %w", args[0], err)
+			}
+			return show(sio, f.json, im, func(w io.Writer) {
+				fmt.Fprintf(w, "%s version %d: %s (%s, %d bytes)\n", im.Name, im.Version, im.Digest, im.Kind, im.Size)
+			})
+		},
+	}
+	pub.Flags().StringVar(&kind, "kind", "", "root, kernel, initramfs or disk (default: guessed from the first bytes)")
+	pub.Flags().StringVar(&note, "note", "", "a note kept in the history")
+	c.AddCommand(pub)
+	var to int
+	rb := &cobra.Command{
+		Use: "rollback NAME", Short: "publish an earlier version's blob again (default: the version before the current one)", Args: exactArgs(1, "an image name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var im state.Image
+			if err := cl.do(cmd.Context(), http.MethodPost, "/images/"+args[0]+"/rollback", api.RollbackRequest{Version: to}, &im); err != nil {
+				return fmt.Errorf("image rollback %s: %w", args[0], err)
+			}
+			return show(sio, f.json, im, func(w io.Writer) {
+				fmt.Fprintf(w, "%s version %d: %s (%s)\n", im.Name, im.Version, im.Digest, im.Note)
+			})
+		},
+	}
+	rb.Flags().IntVar(&to, "to", 0, "the `version` to go back to")
+	c.AddCommand(rb)
+	return c
+}
+
+func printImages(w io.Writer, ims []state.Image) {
+	table(w, "NAME\tVERSION\tKIND\tDIGEST\tSIZE\tPUBLISHED\tNOTE", func(tw *tabwriter.Writer) {
+		for _, m := range ims {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", m.Name, m.Version, m.Kind, m.Digest, m.Size, ago(m.Published), m.Note)
+		}
+	})
+}
+
+func diskCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	c := group("disk", "private disks: whose each is")
+	f.add(c)
+	c.AddCommand(&cobra.Command{
+		Use: "ls", Short: "list disks", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var ks []state.Disk
+			if err := cl.do(cmd.Context(), http.MethodGet, "/disks", nil, &ks); err != nil {
+				return err
+			}
+			return show(sio, f.json, ks, func(w io.Writer) {
+				table(w, "ID\tOWNER\tPROFILE\tKIND\tSIZE\tSTATUS\tPATH", func(tw *tabwriter.Writer) {
+					for _, k := range ks {
+						fmt.Fprintf(tw, "%d\t%s %s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Status, k.Path)
+					}
+				})
+			})
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use: "rm ID", Short: "end the disk's sessions and remove it", Args: exactArgs(1, "a disk ID (overboot disk ls)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.do(cmd.Context(), http.MethodDelete, "/disks/"+args[0], nil, nil); err != nil {
+				return fmt.Errorf("disk rm %s: %w", args[0], err)
+			}
+			fmt.Fprintf(sio.out, "disk %s removed\n", args[0])
+			return nil
+		},
+	})
+	return c
+}
+
+func bootCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	var mac string
+	var limit int
+	c := group("boot", "boots as the server saw them: its steps and the agents' phase reports")
+	f.add(c)
+	ls := &cobra.Command{
+		Use: "ls", Short: "list boots, newest first", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			q := fmt.Sprintf("/boots?limit=%d", limit)
+			if mac != "" {
+				q += "&mac=" + mac
+			}
+			var bs []state.Boot
+			if err := cl.do(cmd.Context(), http.MethodGet, q, nil, &bs); err != nil {
+				return err
+			}
+			return show(sio, f.json, bs, func(w io.Writer) {
+				table(w, "BOOT\tMAC\tPROFILE\tUSER\tSTARTED\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
+					for _, b := range bs {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.MAC, b.Profile, b.User, ago(b.Started), b.Phase, b.Outcome, b.Message)
+					}
+				})
+			})
+		},
+	}
+	ls.Flags().StringVar(&mac, "mac", "", "only this machine's")
+	ls.Flags().IntVar(&limit, "limit", 50, "at most this many")
+	c.AddCommand(ls)
+	c.AddCommand(&cobra.Command{
+		Use: "show ID", Short: "one boot with its events", Args: exactArgs(1, "a boot ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var b api.BootDetail
+			if err := cl.do(cmd.Context(), http.MethodGet, "/boots/"+args[0], nil, &b); err != nil {
+				return err
+			}
+			return show(sio, f.json, b, func(w io.Writer) {
+				fmt.Fprintf(w, "boot %d of %s, profile %s, user %s, from %s, image %s\n\n", b.ID, b.MAC, b.Profile, b.User, b.Address, b.Image)
+				printEvents(w, b.Events)
+			})
+		},
+	})
+	return c
+}
+
+func tokenCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	var data string
+	c := group("token", "admin API tokens (stored hashed; shown once when created)")
+	f.add(c)
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "make an admin token; with --data DIR, in the server's data directory itself (the first token)",
+		Args:  exactArgs(1, "a name for the token, e.g. who holds it"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data != "" {
+				db, err := state.Open(filepath.Join(data, state.FileName))
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				tok, _, err := enroll.NewAPIToken(cmd.Context(), db, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(sio.out, tok)
+				return nil
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Token string `json:"token"`
+			}
+			if err := cl.do(cmd.Context(), http.MethodPost, "/tokens", api.TokenRequest{Name: args[0]}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintln(sio.out, out.Token)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&data, "data", "", "the server's data `directory` (write access needed): make the token there, without a running server")
+	c.AddCommand(create)
+	c.AddCommand(&cobra.Command{
+		Use: "ls", Short: "list tokens (their IDs and names; never the secrets)", Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var ts []state.APIToken
+			if err := cl.do(cmd.Context(), http.MethodGet, "/tokens", nil, &ts); err != nil {
+				return err
+			}
+			return show(sio, f.json, ts, func(w io.Writer) {
+				table(w, "ID\tNAME\tCREATED\tLAST USED", func(tw *tabwriter.Writer) {
+					for _, t := range ts {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, ago(t.Created), ago(t.Used))
+					}
+				})
+			})
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use: "revoke ID", Short: "revoke a token", Args: exactArgs(1, "a token ID (overboot token ls)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.do(cmd.Context(), http.MethodDelete, "/tokens/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(sio.out, "token %s revoked\n", args[0])
+			return nil
+		},
+	})
+	return c
+}
+
+func gcCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	var grace string
+	var dry bool
+	c := &cobra.Command{
+		Use:   "gc",
+		Short: "remove blobs that no image name's history, no profile and no recent boot refers to",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var res api.GCResult
+			if err := cl.do(cmd.Context(), http.MethodPost, "/gc", api.GCRequest{Grace: grace, DryRun: dry}, &res); err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			return show(sio, f.json, res, func(w io.Writer) {
+				verb := "removed"
+				if dry {
+					verb = "would remove"
+				}
+				for _, d := range res.Removed {
+					fmt.Fprintf(w, "%s %s\n", verb, d)
+				}
+				fmt.Fprintf(w, "%s %d blobs (%d bytes), kept %d\n", verb, len(res.Removed), res.Freed, res.Kept)
+			})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&grace, "grace", "24h", "keep blobs younger than this, and blobs of boots seen within it")
+	c.Flags().BoolVar(&dry, "dry-run", false, "say what would go, remove nothing")
+	return c
+}
+
+func backupCmd(sio stdio) *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "backup FILE",
+		Short: "write a consistent copy of the running server's state store to FILE (0600)",
+		Args:  exactArgs(1, "a FILE to write"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst := args[0]
+			if _, err := os.Stat(dst); err == nil {
+				return fmt.Errorf("backup: %s exists: not overwriting it", dst)
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			tmp := dst + ".partial"
+			out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp)
+			err = cl.do(cmd.Context(), http.MethodGet, "/backup", nil, out)
+			if err == nil {
+				err = out.Sync()
+			}
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("backup: %w", err)
+			}
+			if err := os.Rename(tmp, dst); err != nil {
+				return err
+			}
+			fi, _ := os.Stat(dst)
+			fmt.Fprintf(sio.out, "%s: %d bytes\n", dst, fi.Size())
+			return nil
+		},
+	}
+	f.add(c)
+	return c
+}
