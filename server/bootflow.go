@@ -250,6 +250,15 @@ func (s *Server) entry(w http.ResponseWriter, r *http.Request) {
 // another address is logged as an attempt.
 func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose string, script bool) (state.BootToken, bool) {
 	addr := remoteIP(r)
+	if !s.scriptRate.Allow(addr) {
+		s.metrics.Refused("rate_limit")
+		if script {
+			s.fail(w, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
+		} else {
+			http.Error(w, "too many requests from "+addr+": wait a minute and retry", http.StatusTooManyRequests)
+		}
+		return state.BootToken{}, false
+	}
 	t, err := s.tokens.Spend(r.Context(), tok, purpose, addr)
 	if err == nil {
 		return t, true

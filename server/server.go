@@ -224,6 +224,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	jctx, stopJanitor := context.WithCancel(ctx)
+	defer stopJanitor()
+	go s.janitor(jctx)
 	select {
 	case err := <-errc:
 		return err
@@ -239,6 +242,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// PendingTTL is how long a pending machine that stopped asking is kept.
+const PendingTTL = 24 * time.Hour
+
+// janitor forgets, every few minutes, pending machines that stopped asking
+// (made-up MACs must not hold a profile's quota forever).
+func (s *Server) janitor(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.db.PrunePending(ctx, time.Now().Add(-PendingTTL)); err != nil {
+				s.log.Error("prune pending machines", "err", err)
+			} else if n > 0 {
+				s.log.Info("forgot pending machines that stopped asking", "machines", n, "after", PendingTTL)
+			}
+		}
+	}
 }
 
 // ServeISCSI serves the private disks on ln until ctx is done.

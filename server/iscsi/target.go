@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -265,18 +266,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		wg.Wait()
 	}()
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// Out of file descriptors (EMFILE) and the like pass: wait
+			// and accept again, as net/http does, rather than stop
+			// serving every machine's disk.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("iscsi: accept failed, retrying", "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return nil
+				}
 				continue
 			}
 			return err
 		}
+		backoff = 0
 		c, over, allowed := s.admit(nc)
 		if c == nil {
 			// Closed before reading a byte: a peer over a cap holds
