@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -100,6 +101,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
 		reportRate: enroll.NewLimiter(time.Second, 60),
 	}
+	cleanLeftovers(cfg.Data, log)
 	if err := importLegacyNames(ctx, blobs, db, log); err != nil {
 		return nil, fmt.Errorf("import image names: %w", err)
 	}
@@ -144,6 +146,24 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	s.status = &telemetry.StatusPage{View: db, Rec: s.rec, Log: log}
 	s.api = api.New(api.Deps{DB: db, Disks: dm, Blobs: blobs, Recorder: s.rec, Profiles: s.sets.Load, Log: log})
 	return s, nil
+}
+
+// cleanLeftovers removes what a crash can leave in the data directory:
+// backups the API was writing (.backup-*) and work files in tmp/ older
+// than a day (younger ones may be an mkimage running now).
+func cleanLeftovers(data string, log *slog.Logger) {
+	left, _ := filepath.Glob(filepath.Join(data, ".backup-*"))
+	for _, p := range left {
+		log.Info("removing an interrupted backup", "path", p)
+		os.RemoveAll(p)
+	}
+	ents, _ := os.ReadDir(filepath.Join(data, "tmp"))
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
+			log.Info("removing an old work file", "path", filepath.Join(data, "tmp", e.Name()))
+			os.RemoveAll(filepath.Join(data, "tmp", e.Name()))
+		}
+	}
 }
 
 // Reload switches to cfg: its profiles are resolved first, and on any
