@@ -67,7 +67,11 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names 
 			}
 		}
 		if _, err := s.Resolve(ctx, p); err != nil {
-			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			errList := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errList = j.Unwrap()
+			}
+			for _, e := range errList {
 				if pe, ok := e.(*refError); ok && filepath.IsAbs(pe.ref) {
 					continue // reported above
 				}
