@@ -389,6 +389,12 @@ func (s *Server) claim(c *conn) error {
 		}
 		old = append(old, o)
 	}
+	// The target is this connection's from here, before its login
+	// response goes out: a second initiator's claim racing this one sees
+	// it (it used to be set after the response, and both got in).
+	c.tmu.Lock()
+	c.tname = iqn
+	c.tmu.Unlock()
 	s.mu.Unlock()
 	for _, o := range old {
 		s.log.Info("iscsi: new login ends the old session", "target", iqn, "initiator", c.initiator)
