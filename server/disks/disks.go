@@ -89,7 +89,7 @@ func NewSecret() (iscsi.Secret, error) {
 // Manager keeps disk files, rows and targets in step.
 type Manager struct {
 	db     *state.DB
-	target *iscsi.Server
+	target *iscsi.Target
 	dir    string // DATA/disks
 	log    *slog.Logger
 
@@ -98,7 +98,7 @@ type Manager struct {
 }
 
 // New returns a manager of the disks under dir.
-func New(db *state.DB, target *iscsi.Server, dir string, log *slog.Logger) (*Manager, error) {
+func New(db *state.DB, target *iscsi.Target, dir string, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +112,7 @@ func New(db *state.DB, target *iscsi.Server, dir string, log *slog.Logger) (*Man
 }
 
 // Target is the iSCSI target the disks are exported from.
-func (m *Manager) Target() *iscsi.Server { return m.target }
+func (m *Manager) Target() *iscsi.Target { return m.target }
 
 func (m *Manager) diskDir(id int64) string { return filepath.Join(m.dir, fmt.Sprint(id)) }
 

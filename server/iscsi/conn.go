@@ -61,7 +61,7 @@ type params struct {
 
 // conn is one connection (one session: MaxConnections=1).
 type conn struct {
-	srv  *Server
+	srv  *Target
 	nc   net.Conn
 	r    *bufio.Reader
 	host string // the remote IP address, for the per-address cap
@@ -70,7 +70,7 @@ type conn struct {
 
 	initiator string
 	discovery bool
-	tgt       *target
+	tgt       *node
 	isid      [6]byte
 	tsih      uint16
 	p         params
@@ -87,7 +87,7 @@ type conn struct {
 	discoveryUser string
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(s *Target, nc net.Conn) *conn {
 	return &conn{srv: s, nc: nc, r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
 }
 

@@ -344,14 +344,14 @@ func (c *conn) text(p *PDU) error {
 	}
 	var out []KV
 	if v, ok := iscsiwire.Lookup(kvs, "SendTargets"); ok {
-		var ts []*target
+		var ts []*node
 		if c.discovery {
 			c.tmu.Lock()
 			user := c.discoveryUser
 			c.tmu.Unlock()
 			ts = c.srv.visible(c.initiator, user)
 		} else {
-			ts = []*target{c.tgt}
+			ts = []*node{c.tgt}
 		}
 		addr := c.nc.LocalAddr().String()
 		for _, t := range ts {

@@ -56,7 +56,7 @@ func closedByServer(t *testing.T, nc net.Conn) bool {
 }
 
 // waitStats waits until the server's Stats are want.
-func waitStats(t *testing.T, s *Server, want Stats) {
+func waitStats(t *testing.T, s *Target, want Stats) {
 	t.Helper()
 	end := time.Now().Add(patience)
 	for {
@@ -184,7 +184,7 @@ func TestLoginTimeout(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, addr, _, _ := startTargetServer(t, func(s *Server) { s.SetLimits(Limits{LoginTimeout: 200 * time.Millisecond}) })
+			s, addr, _, _ := startTargetServer(t, func(s *Target) { s.SetLimits(Limits{LoginTimeout: 200 * time.Millisecond}) })
 			nc := dialIdle(t, addr)
 			tc.idle(t, nc)
 			if !closedByServer(t, nc) {
@@ -198,7 +198,7 @@ func TestLoginTimeout(t *testing.T) {
 // TestLoggedInOutlivesLoginTimeout: the login deadline ends with the
 // login; a session then idles as long as it likes.
 func TestLoggedInOutlivesLoginTimeout(t *testing.T) {
-	s, addr, _, _ := startTargetServer(t, func(s *Server) { s.SetLimits(Limits{LoginTimeout: 200 * time.Millisecond}) })
+	s, addr, _, _ := startTargetServer(t, func(s *Target) { s.SetLimits(Limits{LoginTimeout: 200 * time.Millisecond}) })
 	sess := mustLogin(t, addr, "iqn.2026-11.test:a")
 	// A connection accepted after the login has a later deadline: once
 	// the server closed it, the session's deadline, had it kept one,
@@ -245,7 +245,7 @@ func TestConnectionCaps(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log logBuffer
-			s, addr, _, _ := startTargetServer(t, func(s *Server) {
+			s, addr, _, _ := startTargetServer(t, func(s *Target) {
 				s.SetLimits(tc.lim)
 				s.log = slog.New(slog.NewTextHandler(&log, nil))
 			})

@@ -50,8 +50,9 @@ func (tc TargetConfig) validate() error {
 	return nil
 }
 
-// target is a configured target with its LUNs.
-type target struct {
+// node is one exported target (an iSCSI target node, RFC 7143 2.1: a
+// name, LUNs and who may log in).
+type node struct {
 	cfg  TargetConfig
 	luns []*lun
 }
@@ -100,13 +101,14 @@ type Stats struct {
 	LoggedIn    int // of those, in Full Feature Phase (normal and discovery sessions)
 }
 
-// Server is the embedded iSCSI target. It has no global state and never
+// Target is the embedded iSCSI target: its nodes (one per exported disk)
+// and their sessions. It has no global state and never
 // exits the process; it listens where its caller listens.
-type Server struct {
+type Target struct {
 	log *slog.Logger
 
 	mu       sync.Mutex // guards targets, sessions, perAddr, limits, nextTSIH and each conn's loggedIn
-	targets  map[string]*target
+	targets  map[string]*node
 	sessions map[*conn]struct{} // every accepted connection, logged in or not
 	perAddr  map[string]int     // connections by remote IP address
 	limits   Limits             // as the caller set them: zero fields mean defaults
@@ -114,24 +116,24 @@ type Server struct {
 }
 
 // New returns a server with no targets and the default Limits.
-func New(log *slog.Logger) *Server {
+func New(log *slog.Logger) *Target {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{log: log, targets: map[string]*target{}, sessions: map[*conn]struct{}{}, perAddr: map[string]int{}}
+	return &Target{log: log, targets: map[string]*node{}, sessions: map[*conn]struct{}{}, perAddr: map[string]int{}}
 }
 
 // SetLimits sets the connection limits; zero fields mean the defaults.
 // Call it before Serve: connections accepted earlier keep their login
 // deadline and count against the new caps.
-func (s *Server) SetLimits(l Limits) {
+func (s *Target) SetLimits(l Limits) {
 	s.mu.Lock()
 	s.limits = l
 	s.mu.Unlock()
 }
 
 // Stats counts the open connections and the logged-in sessions.
-func (s *Server) Stats() Stats {
+func (s *Target) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Connections: len(s.sessions)}
@@ -144,11 +146,11 @@ func (s *Server) Stats() Stats {
 }
 
 // AddTarget adds or replaces a target; replacing ends its sessions.
-func (s *Server) AddTarget(tc TargetConfig) error {
+func (s *Target) AddTarget(tc TargetConfig) error {
 	if err := tc.validate(); err != nil {
 		return err
 	}
-	t := &target{cfg: tc}
+	t := &node{cfg: tc}
 	for i, b := range tc.LUNs {
 		sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", tc.IQN, i)))
 		l := &lun{b: b, serial: fmt.Sprintf("%x", sum[:8])}
@@ -164,7 +166,7 @@ func (s *Server) AddTarget(tc TargetConfig) error {
 }
 
 // RemoveTarget ends the target's sessions and forgets it.
-func (s *Server) RemoveTarget(iqn string) {
+func (s *Target) RemoveTarget(iqn string) {
 	s.mu.Lock()
 	delete(s.targets, iqn)
 	s.mu.Unlock()
@@ -172,7 +174,7 @@ func (s *Server) RemoveTarget(iqn string) {
 }
 
 // EndSessions closes every session logged in to iqn.
-func (s *Server) EndSessions(iqn string) {
+func (s *Target) EndSessions(iqn string) {
 	s.mu.Lock()
 	var victims []*conn
 	for c := range s.sessions {
@@ -192,7 +194,7 @@ type Session struct {
 }
 
 // Sessions lists the normal sessions.
-func (s *Server) Sessions() []Session {
+func (s *Target) Sessions() []Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Session
@@ -213,7 +215,7 @@ func (s *Server) Sessions() []Session {
 	return out
 }
 
-func (s *Server) findTarget(iqn string) *target {
+func (s *Target) findTarget(iqn string) *node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.targets[iqn]
@@ -221,16 +223,16 @@ func (s *Server) findTarget(iqn string) *target {
 
 // visible lists the targets an initiator may see in discovery: those it
 // is allowed on whose CHAP user is the one it authenticated as.
-func (s *Server) visible(initiator, chapUser string) []*target {
+func (s *Target) visible(initiator, chapUser string) []*node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*target
+	var out []*node
 	for _, t := range s.targets {
 		if t.allows(initiator) && t.cfg.CHAP.User == chapUser {
 			out = append(out, t)
 		}
 	}
-	slices.SortFunc(out, func(a, b *target) int {
+	slices.SortFunc(out, func(a, b *node) int {
 		switch {
 		case a.cfg.IQN < b.cfg.IQN:
 			return -1
@@ -242,13 +244,13 @@ func (s *Server) visible(initiator, chapUser string) []*target {
 	return out
 }
 
-func (t *target) allows(initiator string) bool {
+func (t *node) allows(initiator string) bool {
 	return len(t.cfg.Initiators) == 0 || slices.Contains(t.cfg.Initiators, initiator)
 }
 
 // Serve accepts connections on ln until ctx is done, then closes every
 // session.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+func (s *Target) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -312,7 +314,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // would exceed one. Every connection counts, logged in or not; the caps
 // leave room for real machines because idle ones expire after
 // LoginTimeout.
-func (s *Server) admit(nc net.Conn) (c *conn, over string, allowed int) {
+func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	host := remoteHost(nc.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -335,7 +337,7 @@ func (s *Server) admit(nc net.Conn) (c *conn, over string, allowed int) {
 }
 
 // release forgets a connection that has ended.
-func (s *Server) release(c *conn) {
+func (s *Target) release(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, c)
@@ -346,7 +348,7 @@ func (s *Server) release(c *conn) {
 
 // enterFullFeature marks c logged in: its login deadline no longer
 // applies (a session may idle) and Stats counts it.
-func (s *Server) enterFullFeature(c *conn) error {
+func (s *Target) enterFullFeature(c *conn) error {
 	if err := c.nc.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("lift the login deadline: %w", err)
 	}
@@ -372,7 +374,7 @@ func remoteHost(a net.Addr) string {
 // before a login completes:
 // a new login by the same initiator ends its old session (the machine
 // rebooted); another initiator is refused while a session is active.
-func (s *Server) claim(c *conn) error {
+func (s *Target) claim(c *conn) error {
 	if !c.tgt.cfg.Exclusive {
 		return nil
 	}
@@ -405,7 +407,7 @@ func (s *Server) claim(c *conn) error {
 
 // HasTarget reports whether iqn is exported with exactly these CHAP
 // credentials and this one allowed initiator.
-func (s *Server) HasTarget(iqn string, chap CHAP, initiator string) bool {
+func (s *Target) HasTarget(iqn string, chap CHAP, initiator string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.targets[iqn]

@@ -27,7 +27,7 @@ func startTarget(t *testing.T) (string, []byte, string) {
 
 // startTargetServer is startTarget that also returns the server; setup,
 // when not nil, runs before Serve (to set limits, a logger).
-func startTargetServer(t *testing.T, setup func(*Server)) (*Server, string, []byte, string) {
+func startTargetServer(t *testing.T, setup func(*Target)) (*Target, string, []byte, string) {
 	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, 4<<20)
