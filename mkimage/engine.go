@@ -159,18 +159,6 @@ func hashFile(p string) (boot.Digest, int64, error) {
 	return boot.DigestFromSum(h.Sum(nil)), n, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // envWithout returns env without the variable named key.
 func envWithout(env []string, key string) []string {
 	out := make([]string, 0, len(env))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/overboot/overboot/internal/durable"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -239,7 +240,7 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 	if err := os.Rename(img, absOut); err != nil {
 		return RootResult{}, fmt.Errorf("output: %w", err)
 	}
-	if err := syncDir(filepath.Dir(absOut)); err != nil {
+	if err := durable.Sync(filepath.Dir(absOut)); err != nil {
 		return RootResult{}, err
 	}
 	res.Elapsed = time.Since(start)

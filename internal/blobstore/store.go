@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/overboot/overboot/internal/durable"
 	"io"
 	"io/fs"
 	"os"
@@ -169,7 +170,7 @@ func (s *Store) place(tmp string, d boot.Digest) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return durable.Sync(filepath.Dir(dst))
 }
 
 // OpenBlob opens the blob with digest d for reading.
@@ -234,7 +235,7 @@ func (s *Store) Publish(m Manifest) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, fmt.Errorf("publish %s: %w", m.Name, err)
 	}
-	return m, syncDir(filepath.Join(s.dir, "names"))
+	return m, durable.Sync(filepath.Join(s.dir, "names"))
 }
 
 func (s *Store) namePath(name string) string {
@@ -299,18 +300,6 @@ func (s *Store) List() ([]Manifest, error) {
 	return out, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // Blob is one stored blob.
 type Blob struct {
 	Digest  boot.Digest
@@ -350,7 +339,7 @@ func (s *Store) Remove(d boot.Digest) error {
 		}
 		return err
 	}
-	return syncDir(filepath.Join(s.dir, "blobs", "sha256"))
+	return durable.Sync(filepath.Join(s.dir, "blobs", "sha256"))
 }
 
 // Sniff guesses what a blob is from its first bytes: a squashfs root, a

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/overboot/overboot/internal/durable"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -288,13 +289,13 @@ func (m *Manager) makeFile(k state.Disk) error {
 	if err != nil {
 		return fmt.Errorf("format an upper disk (mkfs.ext4, package e2fsprogs): %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	if err := syncPath(tmp); err != nil {
+	if err := durable.Sync(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, k.Path); err != nil {
 		return err
 	}
-	return syncPath(dir)
+	return durable.Sync(dir)
 }
 
 // baseStamp identifies a base image's version: path, size and mtime.
@@ -448,13 +449,4 @@ func (m *Manager) Close() {
 		lun.Close()
 		delete(m.luns, id)
 	}
-}
-
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/overboot/overboot/internal/durable"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -120,13 +121,13 @@ func (d *DB) Backup(ctx context.Context, dst string) error {
 	if _, err := d.sql.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
 		return fmt.Errorf("backup to %s: %w", dst, err)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := durable.Sync(tmp); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	return syncFile(filepath.Dir(dst))
+	return durable.Sync(filepath.Dir(dst))
 }
 
 // Check runs SQLite's integrity check and the store's own invariants.
@@ -145,15 +146,6 @@ func (d *DB) Check(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // isUnique reports a unique-constraint violation (portable enough: both
