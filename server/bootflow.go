@@ -563,6 +563,10 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceAgent, Phase: rep.Phase, Outcome: rep.Outcome, Seconds: rep.Seconds, Message: rep.Message})
+	if err := s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceAgent, Phase: rep.Phase, Outcome: rep.Outcome, Seconds: rep.Seconds, Message: rep.Message}); err != nil {
+		// The agent should know: it was not recorded.
+		http.Error(w, "the server could not record the report: see its log", http.StatusServiceUnavailable)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }

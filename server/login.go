@@ -83,7 +83,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "the server cannot check logins: see its log")
 		return
 	}
+	// Each check holds 64 MiB (argon2id): at most a few run at once, the
+	// others wait their turn (20 at once took 1.4 GB unbounded).
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
 	good, err := enroll.CheckPassword(u.PasswordHash, form.Password) // u is zero for an unknown user: a dummy hash is checked
+	<-s.hashing
 	if err != nil {
 		s.log.Error("login: stored hash", "user", form.User, "err", err)
 	}

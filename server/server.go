@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,7 @@ type Server struct {
 	loginUser  *enroll.Limiter // per user name
 	loginAddr  *enroll.Limiter // per client address
 	reportRate *enroll.Limiter // per report token
+	hashing    chan struct{}   // a slot per password check allowed at once
 
 	metrics *telemetry.Metrics
 	rec     *telemetry.Recorder
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		loginUser:  enroll.NewLimiter(loginUserEvery, loginUserBurst),
 		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
 		reportRate: enroll.NewLimiter(time.Second, 60),
+		hashing:    make(chan struct{}, runtime.NumCPU()),
 	}
 	cleanLeftovers(cfg.Data, log)
 	if err := importLegacyNames(ctx, blobs, db, log); err != nil {

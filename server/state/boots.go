@@ -103,7 +103,7 @@ func (d *DB) AddBootEvent(ctx context.Context, bootID int64, e BootEvent) (Boot,
 
 // SetBootUser records who logged in on a boot.
 func (d *DB) SetBootUser(ctx context.Context, bootID int64, user string) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE boots SET user_name = ? WHERE id = ?`, user, bootID)
+	_, err := d.w.ExecContext(ctx, `UPDATE boots SET user_name = ? WHERE id = ?`, user, bootID)
 	return err
 }
 

@@ -24,9 +24,14 @@ var ErrNotFound = errors.New("not found")
 // ErrExists is wrapped by errors for rows that already exist.
 var ErrExists = errors.New("already exists")
 
-// DB is an open store.
+// DB is an open store. Writes go through one connection, so writers
+// queue in Go (in order, without limit of time) instead of meeting in
+// SQLite's busy handler, which sleeps and retries and let some of 200
+// machines booting at once wait past busy_timeout (SQLITE_BUSY). Reads use
+// a pool: WAL lets them run beside the writer.
 type DB struct {
-	sql  *sql.DB
+	sql  *sql.DB // readers
+	w    *sql.DB // the writer: one connection
 	path string
 	now  func() time.Time
 }
@@ -54,18 +59,27 @@ func Open(path string) (*DB, error) {
 	// Write transactions take the write lock at BEGIN, so two writers
 	// wait for each other instead of failing on the upgrade from reader.
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-	d := &DB{sql: db, path: path, now: time.Now}
+	w.SetMaxOpenConns(1)
+	// Another process (the CLI's offline commands) may still meet this
+	// one in SQLite's busy handler; busy_timeout bounds that wait.
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	d := &DB{sql: r, w: w, path: path, now: time.Now}
 	if err := d.migrate(context.Background()); err != nil {
-		db.Close()
+		d.Close()
 		return nil, fmt.Errorf("state: %s: %w", path, err)
 	}
 	for _, sfx := range []string{"-wal", "-shm"} {
 		if err := os.Chmod(path+sfx, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-			db.Close()
+			d.Close()
 			return nil, fmt.Errorf("state: %w", err)
 		}
 	}
@@ -73,7 +87,7 @@ func Open(path string) (*DB, error) {
 }
 
 // Close closes the store.
-func (d *DB) Close() error { return d.sql.Close() }
+func (d *DB) Close() error { return errors.Join(d.sql.Close(), d.w.Close()) }
 
 // Path is the store's file.
 func (d *DB) Path() string { return d.path }
@@ -92,7 +106,7 @@ func fromMillis(ms int64) time.Time {
 
 // tx runs fn in one write transaction: all of it or none.
 func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := d.sql.BeginTx(ctx, nil)
+	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

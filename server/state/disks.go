@@ -138,7 +138,7 @@ func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int
 
 // AddDisk records an existing disk file as ready (migration).
 func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := d.w.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis())
 	if isUnique(err) {
 		return 0, fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
@@ -151,7 +151,7 @@ func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
 
 // SetDiskStatus moves a disk to status.
 func (d *DB) SetDiskStatus(ctx context.Context, id int64, status string) error {
-	res, err := d.sql.ExecContext(ctx, `UPDATE disks SET status = ? WHERE id = ?`, status, id)
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET status = ? WHERE id = ?`, status, id)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (d *DB) SetDiskStatus(ctx context.Context, id int64, status string) error {
 
 // RemoveDisk forgets a disk (its file already gone).
 func (d *DB) RemoveDisk(ctx context.Context, id int64) error {
-	_, err := d.sql.ExecContext(ctx, `DELETE FROM disks WHERE id = ?`, id)
+	_, err := d.w.ExecContext(ctx, `DELETE FROM disks WHERE id = ?`, id)
 	return err
 }
 

@@ -147,19 +147,19 @@ func (d *DB) Approve(ctx context.Context, mac string) (Machine, error) {
 // Repend puts an enrolled machine back to pending, recording the address
 // it now asks from (an approved machine asking from another address).
 func (d *DB) Repend(ctx context.Context, mac, address string) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE machines SET enrolment = ?, address = ?, seen_at = ? WHERE mac = ?`, Pending, address, d.millis(), mac)
+	_, err := d.w.ExecContext(ctx, `UPDATE machines SET enrolment = ?, address = ?, seen_at = ? WHERE mac = ?`, Pending, address, d.millis(), mac)
 	return err
 }
 
 // PinAddress records the address an enrolled machine is admitted from.
 func (d *DB) PinAddress(ctx context.Context, mac, address string) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE machines SET address = ? WHERE mac = ?`, address, mac)
+	_, err := d.w.ExecContext(ctx, `UPDATE machines SET address = ? WHERE mac = ?`, address, mac)
 	return err
 }
 
 // SetMachineSecret stores a machine's CHAP secret.
 func (d *DB) SetMachineSecret(ctx context.Context, mac, secret string) error {
-	res, err := d.sql.ExecContext(ctx, `UPDATE machines SET chap_secret = ? WHERE mac = ?`, secret, mac)
+	res, err := d.w.ExecContext(ctx, `UPDATE machines SET chap_secret = ? WHERE mac = ?`, secret, mac)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (d *DB) SetMachineSecret(ctx context.Context, mac, secret string) error {
 // AddMachine inserts a machine record as is (migration, tests).
 func (d *DB) AddMachine(ctx context.Context, m Machine) error {
 	now := d.millis()
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.MAC, m.Profile, m.Enrolment, m.Address, m.Hostname, m.UUID, m.Secret, now, now)
 	if isUnique(err) {
 		return fmt.Errorf("machine %s: %w", m.MAC, ErrExists)
@@ -183,7 +183,7 @@ func (d *DB) AddMachine(ctx context.Context, m Machine) error {
 // DeleteMachine forgets a machine (its disks are the caller's to remove
 // first: see server/disks).
 func (d *DB) DeleteMachine(ctx context.Context, mac string) error {
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM machines WHERE mac = ?`, mac)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM machines WHERE mac = ?`, mac)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (d *DB) DeleteMachine(ctx context.Context, mac string) error {
 // PrunePending forgets pending machines not seen since before, so made-up
 // requests do not fill the table.
 func (d *DB) PrunePending(ctx context.Context, before time.Time) (int64, error) {
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM machines WHERE enrolment = ? AND seen_at < ? AND mac NOT IN (SELECT owner FROM disks WHERE owner_kind = 'machine')`, Pending, before.UnixMilli())
+	res, err := d.w.ExecContext(ctx, `DELETE FROM machines WHERE enrolment = ? AND seen_at < ? AND mac NOT IN (SELECT owner FROM disks WHERE owner_kind = 'machine')`, Pending, before.UnixMilli())
 	if err != nil {
 		return 0, err
 	}

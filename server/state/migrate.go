@@ -103,7 +103,7 @@ var migrations = []string{
 var SchemaVersion = len(migrations)
 
 func (d *DB) migrate(ctx context.Context) error {
-	if _, err := d.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("schema: %w", err)
 	}
 	return d.tx(ctx, func(tx *sql.Tx) error {

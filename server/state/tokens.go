@@ -83,7 +83,7 @@ type APIToken struct {
 
 // AddAPIToken stores an admin token.
 func (d *DB) AddAPIToken(ctx context.Context, t APIToken) error {
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, t.ID, t.Name, t.Hash, d.millis())
+	_, err := d.w.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, t.ID, t.Name, t.Hash, d.millis())
 	if isUnique(err) {
 		return fmt.Errorf("token %s: %w", t.ID, ErrExists)
 	}
@@ -104,7 +104,7 @@ func (d *DB) APITokenByID(ctx context.Context, id string) (APIToken, error) {
 
 // TouchAPIToken records a token's use.
 func (d *DB) TouchAPIToken(ctx context.Context, id string) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE api_tokens SET used_at = ? WHERE id = ?`, d.millis(), id)
+	_, err := d.w.ExecContext(ctx, `UPDATE api_tokens SET used_at = ? WHERE id = ?`, d.millis(), id)
 	return err
 }
 
@@ -130,7 +130,7 @@ func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
 
 // DeleteAPIToken revokes an admin token.
 func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // AddUser adds a user with a password hash.
 func (d *DB) AddUser(ctx context.Context, name, hash string) error {
 	now := d.millis()
-	_, err := d.sql.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, '', ?, ?)`, name, hash, now, now)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, '', ?, ?)`, name, hash, now, now)
 	if isUnique(err) {
 		return fmt.Errorf("user %s: %w", name, ErrExists)
 	}
@@ -72,7 +72,7 @@ func (d *DB) CountUsers(ctx context.Context) (int, error) {
 }
 
 func (d *DB) updateUser(ctx context.Context, name, set string, args ...any) error {
-	res, err := d.sql.ExecContext(ctx, `UPDATE users SET `+set+`, updated_at = ? WHERE name = ?`, append(args, d.millis(), name)...)
+	res, err := d.w.ExecContext(ctx, `UPDATE users SET `+set+`, updated_at = ? WHERE name = ?`, append(args, d.millis(), name)...)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (d *DB) SetUserSecret(ctx context.Context, name, secret string) error {
 
 // DeleteUser forgets a user (the caller removes the user's disks first).
 func (d *DB) DeleteUser(ctx context.Context, name string) error {
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
 	if err != nil {
 		return err
 	}

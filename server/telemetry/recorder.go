@@ -64,20 +64,23 @@ func (r *Recorder) Start(ctx context.Context, b state.Boot, phase string) int64 
 	return b.ID
 }
 
-// Event adds an event to boot id.
-func (r *Recorder) Event(ctx context.Context, id int64, e state.BootEvent) {
+// Event adds an event to boot id. The error (also logged) is for callers
+// that answer for the event, like the agent's reports: the server's own
+// steps never fail a boot for telemetry.
+func (r *Recorder) Event(ctx context.Context, id int64, e state.BootEvent) error {
 	if id == 0 {
-		return
+		return nil
 	}
 	b, err := r.store.AddBootEvent(ctx, id, e)
 	if err != nil {
 		r.log.Error("record boot event", "boot", id, "phase", e.Phase, "err", err)
-		return
+		return err
 	}
 	if r.metrics != nil {
 		r.metrics.event(e)
 	}
 	r.publish(b)
+	return nil
 }
 
 // Download attributes a finished artifact download to the latest boot of
@@ -87,7 +90,7 @@ func (r *Recorder) Download(ctx context.Context, addr, kind string, n int64) {
 	r.mu.Lock()
 	id := r.byAddr[addr]
 	r.mu.Unlock()
-	r.Event(ctx, id, state.BootEvent{Source: SourceServer, Phase: kind, Outcome: OK, Bytes: n})
+	r.Event(ctx, id, state.BootEvent{Source: SourceServer, Phase: kind, Outcome: OK, Bytes: n}) // logged there
 }
 
 // Changed tells the status page that a machine's row changed (approval,
