@@ -78,7 +78,7 @@ func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	}
 	data := filepath.Join(tmp, "data")
 	t0 := time.Now()
-	cached, err := seedStore(ctx, env, data)
+	seed, params, cached, err := seedStore(ctx, env, data)
 	if err != nil {
 		return nil, fmt.Errorf("seed the store: %w", err)
 	}
@@ -86,8 +86,8 @@ func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if cached {
 		how = "copied from the cache"
 	}
-	fmt.Fprintf(env.Out, "store: %d users, %d enrolled machines (%s in %.1fs; %s)\n", ctlUsers, ctlMachines, how, time.Since(t0).Seconds(), seedPath(env))
-	fmt.Fprintf(env.Out, "users share one argon2id hash (m=65536,t=3,p=4) copied %d times: hashing each at the real cost would take long, and a login verifies one hash either way\n", ctlUsers)
+	fmt.Fprintf(env.Out, "store: %d users, %d enrolled machines (%s in %.1fs; %s)\n", ctlUsers, ctlMachines, how, time.Since(t0).Seconds(), seed)
+	fmt.Fprintf(env.Out, "users share one argon2id hash (%s, made by enroll.HashPassword) copied %d times: hashing each at the real cost would take long, and a login verifies one hash either way\n", params, ctlUsers)
 	fmt.Fprintf(env.Out, "server: %s serve -config FILE (child process; the client is this process); data %s\n", bin, data)
 
 	var rs []bench.Result
@@ -107,26 +107,32 @@ func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	return rs, errors.Join(errs...)
 }
 
-// seedPath is the cached seed store: 10,000 users and 1,000 machines take
-// a while to insert one fsync'd transaction at a time.
-func seedPath(env *bench.Env) string {
-	return filepath.Join(env.WorkDir, "control", fmt.Sprintf("seed-v%d-%du-%dm-schema%d.db", ctlSeedVersion, ctlUsers, ctlMachines, state.SchemaVersion))
-}
-
-// seedStore puts the seed store at data/state.db: copied from the cache,
-// else made through the state API (AddUser, SeeMachine) and cached.
-func seedStore(ctx context.Context, env *bench.Env, data string) (cached bool, err error) {
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return false, err
-	}
-	dst := filepath.Join(data, state.FileName)
-	seed := seedPath(env)
-	if _, err := os.Stat(seed); err == nil {
-		return true, copyFile(seed, dst, 0o600)
-	}
+// seedStore puts the seed store at data/state.db: copied from the cache
+// (10,000 users and 1,000 machines take a while to insert one fsync'd
+// transaction at a time), else made through the state API (AddUser,
+// SeeMachine) and cached. The cache's name carries the hash's parameters
+// (from a hash made now) and the schema version, so a change to either
+// makes a new one. It returns the cache's path and the parameters.
+func seedStore(ctx context.Context, env *bench.Env, data string) (seed, params string, cached bool, err error) {
 	hash, err := enroll.HashPassword(ctlPassword)
 	if err != nil {
+		return "", "", false, err
+	}
+	if f := strings.Split(hash, "$"); len(f) == 6 {
+		params = f[3]
+	}
+	seed = filepath.Join(env.WorkDir, "control", fmt.Sprintf("seed-v%d-%du-%dm-schema%d-%s.db",
+		ctlSeedVersion, ctlUsers, ctlMachines, state.SchemaVersion, strings.NewReplacer("=", "", ",", "-").Replace(params)))
+	cached, err = makeSeed(ctx, seed, hash, filepath.Join(data, state.FileName))
+	return seed, params, cached, err
+}
+
+func makeSeed(ctx context.Context, seed, hash, dst string) (cached bool, err error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return false, err
+	}
+	if _, err := os.Stat(seed); err == nil {
+		return true, copyFile(seed, dst, 0o600)
 	}
 	db, err := state.Open(dst)
 	if err != nil {
@@ -291,31 +297,92 @@ func (c *child) logIssues() (lines []string, busy int) {
 	return lines, busy
 }
 
+var (
+	logMsgRE = regexp.MustCompile(`msg=("[^"]*"|\S+)`)
+	logErrRE = regexp.MustCompile(`err=("[^"]*"|\S+)`)
+)
+
+// printIssues prints the server log's WARN and ERROR lines grouped by
+// message and error, with a count and one example each.
 func printIssues(env *bench.Env, c *child) (int, int) {
 	lines, busy := c.logIssues()
 	fmt.Fprintf(env.Out, "server log: %d WARN/ERROR lines (%d about SQLITE_BUSY or a locked database)\n", len(lines), busy)
-	seen := map[string]bool{}
-	shown := 0
+	count := map[string]int{}
+	example := map[string]string{}
+	var keys []string
 	for _, l := range lines {
-		// One line per distinct message.
-		msg := l
-		if i := strings.Index(l, "msg="); i >= 0 {
-			msg = l[i:]
-			if j := strings.Index(msg, " err="); j >= 0 {
-				msg = msg[:j]
-			}
+		key := logMsgRE.FindString(l) + " " + logErrRE.FindString(l)
+		if count[key] == 0 {
+			keys = append(keys, key)
+			example[key] = l
 		}
-		if seen[msg] || shown >= 8 {
-			continue
+		count[key]++
+	}
+	slices.SortStableFunc(keys, func(a, b string) int { return count[b] - count[a] })
+	for i, k := range keys {
+		if i == 10 {
+			fmt.Fprintf(env.Out, "  ... %d more kinds\n", len(keys)-10)
+			break
 		}
-		seen[msg] = true
-		shown++
+		l := example[k]
 		if len(l) > 300 {
 			l = l[:300] + "..."
 		}
-		fmt.Fprintf(env.Out, "  %s\n", l)
+		fmt.Fprintf(env.Out, "  %d x, e.g. %s\n", count[k], l)
 	}
 	return len(lines), busy
+}
+
+// printErrors prints how many errors of each kind, then the first few.
+func printErrors(env *bench.Env, errs []error) {
+	count := map[string]int{}
+	var keys []string
+	for _, err := range errs {
+		k := errKind(err)
+		if count[k] == 0 {
+			keys = append(keys, k)
+		}
+		count[k]++
+	}
+	for _, k := range keys {
+		fmt.Fprintf(env.Out, "  errors: %d x %s\n", count[k], k)
+	}
+	for i, err := range errs {
+		if i == 3 {
+			fmt.Fprintf(env.Out, "  ... %d more errors\n", len(errs)-3)
+			break
+		}
+		fmt.Fprintf(env.Out, "  error: %v\n", err)
+	}
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	method, path, status, body string // path without its query, tokens hidden
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s %s: %s: %s", e.method, e.path, e.status, e.body)
+}
+
+var machinePrefixRE = regexp.MustCompile(`^machine [0-9]+: `)
+
+// errKind names an error for counting: the request and its status, or
+// what else went wrong.
+func errKind(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.method + " " + se.path + ": " + se.status
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return "transport: " + ne.Error()
+	}
+	msg := machinePrefixRE.ReplaceAllString(err.Error(), "")
+	if i := strings.IndexAny(msg, ":\n"); i > 0 {
+		msg = msg[:i]
+	}
+	return msg
 }
 
 // clientFrom is an HTTP client whose connections come from ip.
@@ -344,6 +411,10 @@ func call(ctx context.Context, c *http.Client, method, u string, body []byte) ([
 	t := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) { // its message would show the URL's token
+			err = fmt.Errorf("%s %s: %w", method, redact(req.URL.Path), ue.Err)
+		}
 		return nil, time.Since(t), err
 	}
 	b, err := io.ReadAll(resp.Body)
@@ -353,7 +424,7 @@ func call(ctx context.Context, c *http.Client, method, u string, body []byte) ([
 		return b, d, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return b, d, fmt.Errorf("%s %s: %s: %s", method, redact(u), resp.Status, strings.TrimSpace(tail(string(b), 3)))
+		return b, d, &statusError{method, redact(req.URL.Path), resp.Status, strings.ReplaceAll(strings.TrimSpace(tail(string(b), 3)), "\n", " | ")}
 	}
 	return b, d, nil
 }
@@ -363,7 +434,7 @@ var tokenRE = regexp.MustCompile(`/(doc|login|report|san|entry)/[0-9a-f]{64}`)
 // redact hides tokens and query strings (passwords) in error messages.
 func redact(u string) string {
 	u, _, _ = strings.Cut(u, "?")
-	return tokenRE.ReplaceAllString(u, "/$1/[token]")
+	return tokenRE.ReplaceAllString(u, "/$1/TOKEN")
 }
 
 // pct is the nearest-rank percentile of ds, in ms.
@@ -498,13 +569,7 @@ func runLogins(ctx context.Context, env *bench.Env, bin, dir, data string) ([]be
 	fmt.Fprintf(env.Out, "logins, %d at once: %d ok in %.2fs; p50 %.1f ms, max %.1f ms\n", len(burst), len(bok), burstWall.Seconds(), pct(bok, 50), pct(bok, 100))
 	fmt.Fprintf(env.Out, "login server VmHWM: %.0f MB at start, %.0f MB after the one-at-a-time logins, %.0f MB after %d at once (VmRSS at the end %.0f MB)\n",
 		hwm0, hwmSeq, hwmBurst, len(burst), rssEnd)
-	for i, err := range errs {
-		if i == 5 {
-			fmt.Fprintf(env.Out, "  ... %d more errors\n", len(errs)-5)
-			break
-		}
-		fmt.Fprintf(env.Out, "  error: %v\n", err)
-	}
+	printErrors(env, errs)
 	nIssues, nBusy := printIssues(env, srv)
 	rs := []bench.Result{
 		ctlResult(fmt.Sprintf("login to personal root, p50, ms (n=%d)", len(times)), pct(times, 50), "report", "10k users; GET /login/TOKEN to the kernel script"),
@@ -669,13 +734,7 @@ func runBoots(ctx context.Context, env *bench.Env, bin, dir, data string) ([]ben
 	} else {
 		fmt.Fprintf(env.Out, "  reports recorded as boot events: %d of %d answered 2xx\n", recorded, len(all[kReport]))
 	}
-	for i, err := range errs {
-		if i == 5 {
-			fmt.Fprintf(env.Out, "  ... %d more errors\n", len(errs)-5)
-			break
-		}
-		fmt.Fprintf(env.Out, "  error: %v\n", err)
-	}
+	printErrors(env, errs)
 	nIssues, nBusy := printIssues(env, srv)
 
 	rs := []bench.Result{
