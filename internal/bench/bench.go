@@ -53,6 +53,11 @@ func Print(w io.Writer, rs []Result) {
 	fmt.Fprintf(w, "%-10s %-44s %14s %14s %-11s %7s  %s\n", "section", "metric", "overboot", "reference", "ref tool", "ratio", "goal")
 	fmt.Fprintln(w, strings.Repeat("-", 120))
 	for _, r := range rs {
+		if r.RefName == "" || r.RefName == "-" {
+			// A figure of ours alone (no tool does the same job to compare).
+			fmt.Fprintf(w, "%-10s %-44s %14.3f %14s %-11s %7s  %s %s\n", r.Section, r.Metric, r.Ours, "-", "-", "-", r.Goal, r.Note)
+			continue
+		}
 		fmt.Fprintf(w, "%-10s %-44s %14.3f %14.3f %-11s %6.3fx  %s %s\n", r.Section, r.Metric, r.Ours, r.Ref, r.RefName, r.Ratio(), r.Goal, r.Note)
 	}
 }
