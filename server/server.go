@@ -109,6 +109,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		return nil, fmt.Errorf("import image names: %w", err)
 	}
 	target := iscsi.New(log)
+	target.SetLimits(iscsi.Limits{LoginTimeout: cfg.ISCSILoginTimeout, PerAddress: cfg.ISCSIPerAddress, Total: cfg.ISCSIConnections})
 	dm, err := disks.New(db, target, filepath.Join(cfg.Data, "disks"), log)
 	if err != nil {
 		return nil, err
@@ -293,9 +294,6 @@ func (s *Server) janitor(ctx context.Context) {
 func (s *Server) ServeISCSI(ctx context.Context, ln net.Listener) error {
 	return s.disks.Target().Serve(ctx, ln)
 }
-
-// SetISCSILimits bounds what unauthenticated iSCSI peers can hold.
-func (s *Server) SetISCSILimits(l iscsi.Limits) { s.disks.Target().SetLimits(l) }
 
 // NeedsISCSI reports whether a profile puts an upper on iSCSI or sanboots.
 func (s *Server) NeedsISCSI() bool {

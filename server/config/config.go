@@ -37,6 +37,12 @@ type Config struct {
 	URL      string // base URL machines reach the server at; "" = from each request's Host
 	ISCSI    string // iSCSI listen address (host:port)
 	Portal   string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
+	// ISCSILoginTimeout, ISCSIPerAddress and ISCSIConnections bound what
+	// peers that never log in can hold (0 = the target's defaults: 5s,
+	// 16, 1024).
+	ISCSILoginTimeout time.Duration
+	ISCSIPerAddress   int
+	ISCSIConnections  int
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
 }
@@ -298,6 +304,22 @@ func (c *Config) setServer(k, v string) error {
 		} else {
 			c.Portal = v
 		}
+	case "iscsi-login-timeout":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 5*time.Minute {
+			return fmt.Errorf("%q: want a duration from 1s to 5m", v)
+		}
+		c.ISCSILoginTimeout = d
+	case "iscsi-max-per-address", "iscsi-max-connections":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			return fmt.Errorf("%q: want a positive count", v)
+		}
+		if k == "iscsi-max-per-address" {
+			c.ISCSIPerAddress = n
+		} else {
+			c.ISCSIConnections = n
+		}
 	case "data":
 		if v == "" {
 			return errors.New("empty")
@@ -310,7 +332,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi or iscsi-portal")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address or iscsi-max-connections")
 	}
 	return nil
 }

@@ -89,6 +89,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad profile name", "[profile a/b]\n", "f:1: profile name"},
 		{"relative sanboot", "[profile p]\nsanboot = disk.img\n", "f:2: sanboot: \"disk.img\": want the absolute path"},
 		{"sanboot with kernel", "[profile p]\nsanboot = /srv/disk.img\nkernel = k\ncmdline = quiet\n", "f:1: profile p: sanboot boots a whole disk; kernel, cmdline do not apply"},
+		{"iscsi login timeout", "[server]\niscsi-login-timeout = 0s\n", "f:2: iscsi-login-timeout: \"0s\": want a duration from 1s to 5m"},
+		{"iscsi cap", "[server]\niscsi-max-per-address = none\n", "f:2: iscsi-max-per-address:"},
 		{"private disk open", prof + "upper = iscsi\n", "f:1: profile default: upper = iscsi gives each machine a private disk, and enroll = open would hand it to anyone"},
 		{"sanboot open", "[profile p]\nsanboot = /srv/disk.img\n", "f:1: profile p: sanboot gives each machine a private disk"},
 		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve or login"},
