@@ -133,7 +133,7 @@ func (h *hub) unsubscribe(c chan []byte) {
 }
 
 // send never blocks: a stream too slow to keep up misses updates (the
-// page reloads its table when it notices a gap; see status.html).
+// page also fetches its whole table every 30 s; see status.html).
 func (h *hub) send(u update) {
 	b, err := json.Marshal(u)
 	if err != nil {
