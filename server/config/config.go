@@ -31,20 +31,20 @@ const (
 
 // Config is a parsed, validated configuration.
 type Config struct {
-	File     string
-	Listen   string // host:port
-	Data     string // store directory
-	URL      string // base URL machines reach the server at; "" = from each request's Host
-	ISCSI    string // iSCSI listen address (host:port)
-	Portal   string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
+	File   string
+	Listen string // host:port
+	Data   string // store directory
+	URL    string // base URL machines reach the server at; "" = from each request's Host
+	ISCSI  string // iSCSI listen address (host:port)
+	Portal string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
 	// ISCSILoginTimeout, ISCSIPerAddress and ISCSIConnections bound what
 	// peers that never log in can hold (0 = the target's defaults: 5s,
 	// 16, 1024).
 	ISCSILoginTimeout time.Duration
 	ISCSIPerAddress   int
 	ISCSIConnections  int
-	Profiles map[string]*Profile
-	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
+	Profiles          map[string]*Profile
+	Machines          map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
 }
 
 // Profile says how a machine boots.
