@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"strings"
 	"time"
 
@@ -163,9 +164,19 @@ func scan(hostID, sid uint32, lun int, timeout time.Duration) (string, error) {
 		// .../session<sid>/target<h>:<c>:<t>/<h>:<c>:<t>:<lun>/block/<dev>
 		matches, _ := filepath.Glob(fmt.Sprintf("/sys/class/iscsi_session/session%d/device/target*/*:%d/block/*", sid, lun))
 		for _, m := range matches {
-			name := filepath.Base(m)
-			if _, err := os.Stat("/dev/" + name); err == nil {
-				return "/dev/" + name, nil
+			// The node can exist before the disk is live: sd registers
+			// it, then reads capacity and attaches; opening it meanwhile
+			// fails with ENXIO (seen: "open /run/overboot/upper.dev: no
+			// such device or address" 40 ms before "Attached SCSI
+			// disk"). Ready means it opens.
+			dev := "/dev/" + filepath.Base(m)
+			f, err := os.Open(dev)
+			if err == nil {
+				f.Close()
+				return dev, nil
+			}
+			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENXIO) {
+				return "", fmt.Errorf("iscsi: LUN %d: %w", lun, err)
 			}
 		}
 		if time.Now().After(deadline) {
