@@ -45,6 +45,15 @@ type Options struct {
 	// Relay is the qemurelay binary QEMU runs for each guest connection
 	// of a forward (required with Forwards).
 	Relay string
+
+	// VGA adds a standard VGA card (QEMU's "VGA" device): iPXE draws its
+	// menus and forms there, not on the serial console. The display stays
+	// "none": tests read the screen with QMP screendump.
+	VGA bool
+	// QMP is the path of a unix socket QEMU listens on for QMP (see
+	// DialQMP): send-key and screendump drive and read the VGA screen.
+	QMP string
+
 	Extra []string // appended verbatim
 }
 
@@ -122,6 +131,17 @@ func (o Options) Cmdline() ([]string, error) {
 		nic += ",romfile="
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
+	if o.VGA {
+		args = append(args, "-device", "VGA")
+	}
+	if o.QMP != "" {
+		if strings.ContainsAny(o.QMP, ", ") {
+			return nil, fmt.Errorf("qemu: QMP socket path %q must not contain commas or spaces", o.QMP)
+		}
+		// wait=off: the guest starts at once; the test connects when
+		// it likes (DialQMP retries until the socket exists).
+		args = append(args, "-qmp", "unix:"+o.QMP+",server=on,wait=off")
+	}
 	if o.PXE {
 		args = append(args, "-boot", "n")
 	} else {

@@ -33,6 +33,28 @@ func TestCmdline(t *testing.T) {
 				"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:cc",
 				"-boot", "n"),
 		},
+		{
+			// The login test's machine: PXE with a VGA card and a QMP
+			// socket; still no window.
+			name: "pxe vga qmp",
+			o:    Options{PXE: true, TFTPDir: "/t", BootFile: "boot.ipxe", VGA: true, QMP: "/tmp/x/qmp.sock"},
+			want: append(append([]string(nil), common...),
+				"-netdev", "user,id=n0,restrict=on,tftp=/t,bootfile=boot.ipxe",
+				"-device", "virtio-net-pci,netdev=n0",
+				"-device", "VGA",
+				"-qmp", "unix:/tmp/x/qmp.sock,server=on,wait=off",
+				"-boot", "n"),
+		},
+		{
+			name: "direct vga",
+			o:    Options{Kernel: "/k", VGA: true, Extra: []string{"-S"}},
+			want: append(append([]string{"-accel", "tcg", "-cpu", "max"}, common[2:]...),
+				"-netdev", "user,id=n0,restrict=on",
+				"-device", "virtio-net-pci,netdev=n0,romfile=",
+				"-device", "VGA",
+				"-kernel", "/k", "-S"),
+		},
+		{name: "qmp path with a comma", o: Options{Kernel: "/k", QMP: "/tmp/a,b"}, err: "QMP socket"},
 		{name: "neither", o: Options{}, err: "exactly one"},
 		{name: "both", o: Options{Kernel: "/k", PXE: true}, err: "exactly one"},
 		{name: "non-loopback forward", o: Options{Kernel: "/k", Forwards: []Forward{{80, "10.1.2.3:80"}}, Relay: "/r"}, err: "only loopback"},
