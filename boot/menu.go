@@ -26,7 +26,7 @@ type MenuItem struct {
 // firmware tries its next boot device.
 type MenuScript struct {
 	Title    string
-	LoginURL string // "" = no login item; the form's username and password are appended as a query
+	LoginURL string // "" = no login item; the form's username and password are appended as a query, in hex
 	Items    []MenuItem
 	Default  string        // "login" or an item key; "" = the first item
 	Timeout  time.Duration // 0 = wait for a choice
@@ -101,8 +101,9 @@ func (m MenuScript) Render() (string, error) {
 	if m.LoginURL != "" {
 		b.WriteString(":overboot-login\n")
 		b.WriteString("login || goto overboot-menu\n")
-		// uristring: any character of a password survives the query.
-		fmt.Fprintf(&b, "chain --autofree %s?username=${username:uristring}&password=${password:uristring} || goto overboot-menu\n", m.LoginURL)
+		// hexraw: every byte of a password survives the query. uristring
+		// does not: Debian's iPXE (2019) leaves '&', '+' and ';' raw.
+		fmt.Fprintf(&b, "chain --autofree %s?username=${username:hexraw}&password=${password:hexraw} || goto overboot-menu\n", m.LoginURL)
 	}
 	for _, it := range m.Items {
 		fmt.Fprintf(&b, ":overboot-%s\n", it.Key)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -198,7 +199,7 @@ func (f *fix) loginURL(mac, remote string) string {
 
 func (f *fix) login(path, remote, user, pw string) string {
 	f.t.Helper()
-	q := url.Values{"username": {user}, "password": {pw}}
+	q := url.Values{"username": {hex.EncodeToString([]byte(user))}, "password": {hex.EncodeToString([]byte(pw))}}
 	return body(f.t, f.do(http.MethodGet, path+"?"+q.Encode(), remote, nil))
 }
 
@@ -206,7 +207,7 @@ func TestLoginPersonalRoot(t *testing.T) {
 	f := loginFix(t, "")
 	ctx := context.Background()
 	menu := f.script("52-54-00-00-00-01", "192.0.2.1")
-	for _, want := range []string{"item login Log in", "item p-guest Boot guest", "choose --timeout 5000 --default login", "login || goto overboot-menu", "${username:uristring}&password=${password:uristring}", "/entry/"} {
+	for _, want := range []string{"item login Log in", "item p-guest Boot guest", "choose --timeout 5000 --default login", "login || goto overboot-menu", "${username:hexraw}&password=${password:hexraw}", "/entry/"} {
 		if !strings.Contains(menu, want) {
 			t.Errorf("menu lacks %q:\n%s", want, menu)
 		}
@@ -395,7 +396,7 @@ func openConf(t *testing.T, text string) (*Server, error) {
 }
 
 func FuzzParseLoginForm(f *testing.F) {
-	for _, s := range []string{"username=alice&password=x", "username=a&password=", "username=A", "password=p", "username=alice&username=bob&password=x", "username=alice&password=%00%ff&x=1", ""} {
+	for _, s := range []string{"username=616c696365&password=78", "username=61&password=", "username=41", "password=70", "username=616c696365&username=626f62&password=78", "username=616c696365&password=00ff&x=1", "username=zz&password=00", "username=alice&password=x", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

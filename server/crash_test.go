@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,7 +104,7 @@ func crashChild(dir string) {
 		remote := fmt.Sprintf("192.0.2.%d", 1+i%200)
 		_, menu := do(http.MethodGet, fmt.Sprintf("/ipxe?mac=02-00-00-00-00-%02x", i%200), remote, nil)
 		if m := loginRE.FindStringSubmatch(menu); m != nil {
-			q := url.Values{"username": {user}, "password": {"crash password"}}
+			q := url.Values{"username": {hex.EncodeToString([]byte(user))}, "password": {hex.EncodeToString([]byte("crash password"))}}
 			_, ok := do(http.MethodGet, m[1]+"?"+q.Encode(), remote, nil)
 			if d := docRE.FindStringSubmatch(ok); d != nil {
 				do(http.MethodGet, d[1], remote, nil)

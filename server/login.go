@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +15,9 @@ import (
 )
 
 // LoginForm is what iPXE's login form sends: exactly a username and a
-// password, each once.
+// password, each once, in hex (the menu asks for ${username:hexraw}: any
+// byte of a password survives, where uristring left '&', '+' and ';' raw
+// in Debian's iPXE and split the query).
 type LoginForm struct {
 	User     string
 	Password string
@@ -33,7 +36,18 @@ func ParseLoginForm(q url.Values) (LoginForm, error) {
 			return LoginForm{}, fmt.Errorf("login form: %s given %d times", k, len(vs))
 		}
 	}
-	f.User, f.Password = q.Get("username"), q.Get("password")
+	user, err := hex.DecodeString(q.Get("username"))
+	if err != nil {
+		return LoginForm{}, errors.New("login form: username is not hex (the menu sends ${username:hexraw})")
+	}
+	if len(q.Get("password")) > 2*enroll.MaxPasswordLen {
+		return LoginForm{}, fmt.Errorf("login form: password longer than %d bytes", enroll.MaxPasswordLen)
+	}
+	pw, err := hex.DecodeString(q.Get("password"))
+	if err != nil {
+		return LoginForm{}, errors.New("login form: password is not hex (the menu sends ${password:hexraw})")
+	}
+	f.User, f.Password = string(user), string(pw)
 	if f.User == "" {
 		return LoginForm{}, errors.New("login form: username missing")
 	}
@@ -46,7 +60,7 @@ func ParseLoginForm(q url.Values) (LoginForm, error) {
 	return f, nil
 }
 
-// login answers GET /login/{token}?username=U&password=P, the menu's login
+// login answers GET /login/{token}?username=HEX&password=HEX, the menu's login
 // item (Debian's iPXE has no POST forms: no params/param commands). The
 // URL is single use, bound to the address that got the menu, never
 // logged with its query. A wrong password goes back to the menu with a

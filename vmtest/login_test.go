@@ -141,11 +141,10 @@ func TestLoginMenu(t *testing.T) {
 	const (
 		mac  = "52:54:00:0b:00:08"
 		user = "alice"
-		// Escaped by ${password:uristring} (space, ':' and '%'), or
-		// not (!), or typed with shift. Not '&', '+' or ';': this iPXE
-		// (the NIC ROM, 1.0.0+git-20190125) sends them raw in the query,
-		// where they split it, read as a space, or drop the pair.
-		right = "Open Sesame: 42%!"
+		// Every character that broke the query when the form sent
+		// ${password:uristring} ('&', '+', ';' went raw in this iPXE,
+		// the NIC ROM 1.0.0+git-20190125): the form now sends hex.
+		right = "Open & 4+2; 42%!" // the form field shows 20 characters
 		wrong = "open sesame"
 	)
 	dir := t.TempDir()
