@@ -267,3 +267,33 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestExplain: the API says which profile a machine boots, by which rule
+// at which line; a boot from that subnet gets that profile.
+func TestExplain(t *testing.T) {
+	f := newFix(t, "[profile lab]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\n[subnet 192.0.2.0/24]\nprofile = lab\n[select uefi]\nplatform = efi\nprofile = lab\n")
+	a := newAdmin(f)
+	var e api.Explanation
+	if c, b := a.call(http.MethodGet, "/machines/52-54-00-00-00-01/explain?ip=192.0.2.9", "", &e); c != 200 || e.Because != "profile lab because subnet 192.0.2.0/24 at test.conf:13" {
+		t.Errorf("explain: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodGet, "/machines/52-54-00-00-00-01/explain?platform=efi&ip=198.51.100.1", "", &e); c != 200 || e.Rule != "select uefi" {
+		t.Errorf("explain select: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodGet, "/machines/52-54-00-00-00-01/explain?ip=198.51.100.1", "", &e); c != 200 || e.Profile != "default" || e.Enroll != "open" {
+		t.Errorf("explain default: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodGet, "/machines/52-54-00-00-00-01/explain?ip=nope", "", nil); c != 400 || !strings.Contains(b, `ip \"nope\"`) {
+		t.Errorf("bad ip: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodGet, "/machines/52-54-00-00-00-01/explain?mac=x", "", nil); c != 400 || !strings.Contains(b, "query parameter") {
+		t.Errorf("bad query: %d %s", c, b)
+	}
+	if s := f.script("52-54-00-00-00-02", "192.0.2.50"); !strings.Contains(s, "profile lab") {
+		t.Errorf("a boot from the subnet:\n%s", s)
+	}
+	// Without an ip, the machine's last address stands in.
+	if c, _ := a.call(http.MethodGet, "/machines/52-54-00-00-00-02/explain", "", &e); c != 200 || e.Profile != "lab" {
+		t.Errorf("explain from the last address: %+v", e)
+	}
+}

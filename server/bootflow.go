@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/telemetry"
 )
@@ -67,12 +69,14 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "query parameter mac: missing")
 		return
 	}
-	p, cm, err := s.sets.Load().Select(c.MAC)
+	ip, _ := netip.ParseAddr(addr)
+	p, cm, why, err := s.sets.Load().Select(profiles.Who{MAC: c.MAC, UUID: c.UUID, Hostname: c.Hostname, Arch: c.BuildArch, Platform: c.Platform, IP: ip})
 	if err != nil {
 		s.log.Warn("no script", "mac", c.MAC.String(), "err", err)
 		s.fail(w, http.StatusNotFound, err.Error())
 		return
 	}
+	s.log.Debug("profile chosen", "mac", c.MAC.String(), "profile", p.Name, "because", why.String())
 	hostname := c.Hostname
 	if cm != nil && cm.Hostname != "" {
 		hostname = cm.Hostname

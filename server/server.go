@@ -119,8 +119,9 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		return nil, fmt.Errorf("recover disks: %w", err)
 	}
 	if n, err := dm.MigrateLegacy(ctx, filepath.Join(cfg.Data, "machines"), func(mac string) string {
-		if p, _ := cfg.ProfileFor(mustMAC(mac)); p != nil {
-			return p.Name
+		// Older versions chose by MAC or took the default.
+		if m := cfg.Machines[mac]; m != nil && m.Profile != "" {
+			return m.Profile
 		}
 		return config.DefaultProfile
 	}); err != nil {
@@ -341,9 +342,4 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func mustMAC(s string) net.HardwareAddr {
-	mac, _ := net.ParseMAC(s)
-	return mac
 }

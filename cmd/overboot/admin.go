@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,41 @@ func machineCmd(sio stdio) *cobra.Command {
 			})
 		},
 	})
+	var ex struct{ uuid, hostname, arch, platform, ip string }
+	explain := &cobra.Command{
+		Use: "explain MAC", Short: "which profile the machine boots and why (the rule and its FILE:LINE)", Args: exactArgs(1, "a MAC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mac, err := boot.ParseMAC(args[0])
+			if err != nil {
+				return usageError{"machine explain: " + err.Error()}
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"uuid": ex.uuid, "hostname": ex.hostname, "arch": ex.arch, "platform": ex.platform, "ip": ex.ip} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			path := "/machines/" + mac.String() + "/explain"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			var e api.Explanation
+			if err := cl.do(cmd.Context(), http.MethodGet, path, nil, &e); err != nil {
+				return fmt.Errorf("machine explain %s: %w", mac, err)
+			}
+			return show(sio, f.json, e, func(w io.Writer) { fmt.Fprintf(w, "%s: %s (enroll = %s)\n", e.MAC, e.Because, e.Enroll) })
+		},
+	}
+	explain.Flags().StringVar(&ex.uuid, "uuid", "", "the SMBIOS UUID its boot reports")
+	explain.Flags().StringVar(&ex.hostname, "hostname", "", "the host name its boot reports (DHCP)")
+	explain.Flags().StringVar(&ex.arch, "arch", "", "iPXE's ${buildarch}: i386, x86_64, arm64")
+	explain.Flags().StringVar(&ex.platform, "platform", "", "iPXE's ${platform}: pcbios or efi")
+	explain.Flags().StringVar(&ex.ip, "ip", "", "the address it boots from (default: the last one seen)")
+	c.AddCommand(explain)
 	for _, a := range []struct{ name, short, method, path string }{
 		{"approve", "admit a machine that waits for approval (enroll = approve); pins the address it asked from", http.MethodPost, "/approve"},
 		{"reset", "end the machine's sessions and remove its private disks (next boot starts blank)", http.MethodPost, "/reset"},

@@ -108,6 +108,9 @@ func TestAdminCommands(t *testing.T) {
 	if _, err := cli(t, "", "machine", "explode", "x"); err == nil {
 		t.Errorf("unknown action accepted")
 	}
+	if out, err := cli(t, "", "machine", "explain", "52:54:00:00:00:01"); err != nil || !strings.Contains(out, "profile default because default at t.conf:3") || !strings.Contains(out, "enroll = approve") {
+		t.Errorf("explain: %q %v", out, err)
+	}
 	// Publish a file as an image name; its history has it.
 	img := filepath.Join(dir, "v2.sqfs")
 	os.WriteFile(img, []byte("hsqs-2"), 0o644)

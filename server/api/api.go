@@ -56,6 +56,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	}{
 		{"GET /machines", a.machines},
 		{"GET /machines/{mac}", a.machine},
+		{"GET /machines/{mac}/explain", a.explain},
 		{"POST /machines/{mac}/approve", a.approve},
 		{"POST /machines/{mac}/reset", a.machineReset},
 		{"POST /machines/{mac}/rotate", a.rotate},

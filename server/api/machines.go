@@ -2,9 +2,12 @@ package api
 
 import (
 	"net/http"
+	"net/netip"
+	"net/url"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -148,4 +151,59 @@ func (a *API) machineDelete(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.d.Recorder.Changed(mac)
 	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "deleted": true, "disks_removed": n})
+}
+
+// Explanation says which profile a machine gets and why.
+type Explanation struct {
+	MAC     string `json:"mac"`
+	Profile string `json:"profile"`
+	Rule    string `json:"rule"` // e.g. "subnet 192.0.2.0/24"
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Enroll  string `json:"enroll"`
+	Because string `json:"because"` // "profile lab because subnet 192.0.2.0/24 at FILE:LINE"
+}
+
+// explain answers which profile the machine would boot, given what its
+// boot would say: ?uuid=&hostname=&arch=&platform=&ip= (any may be left
+// out; the machine's last known address stands in for ip).
+func (a *API) explain(w http.ResponseWriter, r *http.Request) error {
+	mac, err := a.macParam(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	for k, vs := range q {
+		switch k {
+		case "uuid", "hostname", "arch", "platform", "ip":
+		default:
+			return errorf(http.StatusBadRequest, "query parameter %q: want uuid, hostname, arch, platform or ip", k)
+		}
+		if len(vs) != 1 {
+			return errorf(http.StatusBadRequest, "query parameter %s given %d times", k, len(vs))
+		}
+	}
+	// The same checks as a boot's own query.
+	c, err := boot.ParseQuery(url.Values{"mac": {mac}, "uuid": {q.Get("uuid")}, "hostname": {q.Get("hostname")}, "buildarch": {q.Get("arch")}, "platform": {q.Get("platform")}})
+	if err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	who := profiles.Who{MAC: c.MAC, UUID: c.UUID, Hostname: c.Hostname, Arch: c.BuildArch, Platform: c.Platform}
+	ipText := q.Get("ip")
+	if ipText == "" {
+		if m, err := a.d.DB.Machine(r.Context(), mac); err == nil {
+			ipText = m.Address
+		}
+	}
+	if ipText != "" {
+		if who.IP, err = netip.ParseAddr(ipText); err != nil {
+			return errorf(http.StatusBadRequest, "ip %q: not an IP address", ipText)
+		}
+	}
+	p, _, why, err := a.d.Profiles().Select(who)
+	if err != nil {
+		return errorf(http.StatusNotFound, "%v", err)
+	}
+	return writeJSON(w, http.StatusOK, Explanation{MAC: mac, Profile: p.Name, Rule: why.Rule, File: why.File, Line: why.Line,
+		Enroll: string(p.Policy()), Because: "profile " + p.Name + " because " + why.String()})
 }

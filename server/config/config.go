@@ -9,9 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -43,8 +47,31 @@ type Config struct {
 	ISCSILoginTimeout time.Duration
 	ISCSIPerAddress   int
 	ISCSIConnections  int
-	Profiles          map[string]*Profile
-	Machines          map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
+
+	Profiles map[string]*Profile
+	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
+	UUIDs    map[string]*Machine // [machine UUID] sections, by lowercase SMBIOS UUID
+	Subnets  []*Subnet           // [subnet CIDR] sections, in file order
+	Selects  []*Select           // [select NAME] sections, in file order
+}
+
+// Subnet gives the machines of an IP prefix a profile.
+type Subnet struct {
+	Prefix  netip.Prefix
+	Line    int
+	Profile string
+}
+
+// Select gives a profile to the machines that match all of its keys (a
+// key lists values, any of which matches).
+type Select struct {
+	Name     string
+	Line     int
+	Profile  string
+	Arch     []string // iPXE's ${buildarch}: i386, x86_64, arm64, ...
+	Platform []string // iPXE's ${platform}: pcbios, efi
+	Hostname []string // shell patterns (path.Match): lab-*
+	Label    []string // labels of the machine's [machine] section
 }
 
 // Profile says how a machine boots.
@@ -126,12 +153,22 @@ func (p *Profile) Policy() Enroll {
 // HasMenu reports whether the profile's script is a menu.
 func (p *Profile) HasMenu() bool { return p.Policy() == EnrollLogin || len(p.Menu) > 0 }
 
-// Machine is a known machine.
+// Machine is a known machine, named by MAC or by SMBIOS UUID.
 type Machine struct {
-	MAC      net.HardwareAddr
+	MAC      net.HardwareAddr // nil for a [machine UUID] section
+	UUID     string
 	Line     int
-	Profile  string
+	Profile  string // "" = chosen by the other rules (subnet, select, default)
 	Hostname string
+	Labels   []string
+}
+
+// Name is how the config names the machine.
+func (m *Machine) Name() string {
+	if m.MAC != nil {
+		return m.MAC.String()
+	}
+	return m.UUID
 }
 
 // Error is a configuration error at a line ("FILE:LINE: reason").
@@ -161,7 +198,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
 const maxLine = 4096
@@ -179,6 +216,8 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	section := ""
 	var prof *Profile
 	var mach *Machine
+	var sub *Subnet
+	var sel *Select
 	seenKeys := map[string]int{}
 	seenSections := map[string]int{}
 	line := 0
@@ -193,13 +232,14 @@ func Parse(name string, r io.Reader) (*Config, error) {
 			continue
 		}
 		if text[0] == '[' {
+			text = strings.TrimSpace(stripComment(text)) // "[machine X]   # a note"
 			if !strings.HasSuffix(text, "]") {
 				fail(line, "section header %q: missing ]", text)
 				section, prof, mach = "!", nil, nil
 				continue
 			}
 			head := strings.Fields(text[1 : len(text)-1])
-			prof, mach = nil, nil
+			prof, mach, sub, sel = nil, nil, nil, nil
 			seenKeys = map[string]int{}
 			key := strings.Join(head, " ")
 			if first, dup := seenSections[key]; dup {
@@ -220,10 +260,20 @@ func Parse(name string, r io.Reader) (*Config, error) {
 				section = "profile"
 				prof = &Profile{Name: head[1], Line: line}
 				c.Profiles[head[1]] = prof
+			case len(head) == 2 && head[0] == "machine" && uuidRE.MatchString(strings.ToLower(head[1])):
+				u := strings.ToLower(head[1])
+				if m, dup := c.UUIDs[u]; dup {
+					fail(line, "machine %s again (first at line %d)", u, m.Line)
+					section = "!"
+					continue
+				}
+				section = "machine"
+				mach = &Machine{UUID: u, Line: line}
+				c.UUIDs[u] = mach
 			case len(head) == 2 && head[0] == "machine":
 				mac, err := boot.ParseMAC(head[1])
 				if err != nil {
-					fail(line, "machine %q: %v", head[1], err)
+					fail(line, "machine %q: want a MAC address like 52:54:00:12:34:56 or an SMBIOS UUID", head[1])
 					section = "!"
 					continue
 				}
@@ -233,10 +283,34 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					continue
 				}
 				section = "machine"
-				mach = &Machine{MAC: mac, Line: line, Profile: DefaultProfile}
+				mach = &Machine{MAC: mac, Line: line}
 				c.Machines[mac.String()] = mach
+			case len(head) == 2 && head[0] == "subnet":
+				pfx, err := netip.ParsePrefix(head[1])
+				if err != nil || pfx != pfx.Masked() {
+					fail(line, "subnet %q: want a network like 192.0.2.0/24 (host bits zero)", head[1])
+					section = "!"
+					continue
+				}
+				for _, o := range c.Subnets {
+					if o.Prefix == pfx {
+						fail(line, "subnet %s again (first at line %d)", pfx, o.Line)
+					}
+				}
+				section = "subnet"
+				sub = &Subnet{Prefix: pfx, Line: line}
+				c.Subnets = append(c.Subnets, sub)
+			case len(head) == 2 && head[0] == "select":
+				if !validName(head[1]) {
+					fail(line, "select name %q: use letters, digits, '.', '_' and '-'", head[1])
+					section = "!"
+					continue
+				}
+				section = "select"
+				sel = &Select{Name: head[1], Line: line}
+				c.Selects = append(c.Selects, sel)
 			default:
-				fail(line, "unknown section [%s]: want [server], [profile NAME] or [machine MAC]", key)
+				fail(line, "unknown section [%s]: want [server], [profile NAME], [machine MAC|UUID], [subnet CIDR] or [select NAME]", key)
 				section = "!"
 			}
 			continue
@@ -267,6 +341,10 @@ func Parse(name string, r io.Reader) (*Config, error) {
 			err = prof.set(k, v)
 		case "machine":
 			err = mach.set(k, v)
+		case "subnet":
+			err = sub.set(k, v)
+		case "select":
+			err = sel.set(k, v)
 		}
 		if err != nil {
 			fail(line, "%s: %v", k, err)
@@ -463,11 +541,71 @@ func (m *Machine) set(k, v string) error {
 			return fmt.Errorf("%q: want letters, digits, '.', '_' and '-'", v)
 		}
 		m.Hostname = v
+	case "labels":
+		ls, err := nameList(v)
+		if err != nil {
+			return err
+		}
+		m.Labels = ls
 	default:
-		return errors.New("unknown key in [machine]: want profile or hostname")
+		return errors.New("unknown key in [machine]: want profile, hostname or labels")
 	}
 	return nil
 }
+
+func (sn *Subnet) set(k, v string) error {
+	if k != "profile" {
+		return errors.New("unknown key in [subnet]: want profile")
+	}
+	if !validName(v) {
+		return fmt.Errorf("%q: not a profile name", v)
+	}
+	sn.Profile = v
+	return nil
+}
+
+func (sl *Select) set(k, v string) error {
+	var err error
+	switch k {
+	case "profile":
+		if !validName(v) {
+			return fmt.Errorf("%q: not a profile name", v)
+		}
+		sl.Profile = v
+	case "arch":
+		sl.Arch, err = nameList(v)
+	case "platform":
+		sl.Platform, err = nameList(v)
+	case "label":
+		sl.Label, err = nameList(v)
+	case "hostname":
+		for _, h := range strings.Split(v, ",") {
+			h = strings.ToLower(strings.TrimSpace(h))
+			if _, perr := path.Match(h, ""); perr != nil || h == "" || strings.ContainsAny(h, "/ ") {
+				return fmt.Errorf("%q: want host name patterns like lab-* (shell patterns, comma-separated)", v)
+			}
+			sl.Hostname = append(sl.Hostname, h)
+		}
+	default:
+		return errors.New("unknown key in [select]: want profile, arch, platform, hostname or label")
+	}
+	return err
+}
+
+// nameList reads "a, b, c" of names.
+func nameList(v string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if !validName(e) {
+			return nil, fmt.Errorf("%q: want names (letters, digits, '.', '_', '-') separated by commas", v)
+		}
+		out = append(out, strings.ToLower(e))
+	}
+	return out, nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // validate checks what spans sections.
 func (c *Config) validate() []error {
@@ -527,10 +665,29 @@ func (c *Config) validate() []error {
 		macs = append(macs, m)
 	}
 	sort.Strings(macs)
+	ms := make([]*Machine, 0, len(macs)+len(c.UUIDs))
 	for _, mac := range macs {
-		m := c.Machines[mac]
-		if _, ok := c.Profiles[m.Profile]; !ok {
-			errs = append(errs, &Error{c.File, m.Line, fmt.Errorf("machine %s: no [profile %s]", mac, m.Profile)})
+		ms = append(ms, c.Machines[mac])
+	}
+	for _, u := range slices.Sorted(maps.Keys(c.UUIDs)) {
+		ms = append(ms, c.UUIDs[u])
+	}
+	for _, m := range ms {
+		if _, ok := c.Profiles[m.Profile]; m.Profile != "" && !ok {
+			errs = append(errs, &Error{c.File, m.Line, fmt.Errorf("machine %s: no [profile %s]", m.Name(), m.Profile)})
+		}
+	}
+	for _, sn := range c.Subnets {
+		if _, ok := c.Profiles[sn.Profile]; !ok {
+			errs = append(errs, &Error{c.File, sn.Line, fmt.Errorf("subnet %s: no [profile %s]", sn.Prefix, or(sn.Profile, "(profile = missing)"))})
+		}
+	}
+	for _, sl := range c.Selects {
+		if _, ok := c.Profiles[sl.Profile]; !ok {
+			errs = append(errs, &Error{c.File, sl.Line, fmt.Errorf("select %s: no [profile %s]", sl.Name, or(sl.Profile, "(profile = missing)"))})
+		}
+		if len(sl.Arch)+len(sl.Platform)+len(sl.Hostname)+len(sl.Label) == 0 {
+			errs = append(errs, &Error{c.File, sl.Line, fmt.Errorf("select %s: matches every machine: give arch, platform, hostname or label (the default profile is for everyone else)", sl.Name)})
 		}
 	}
 	return errs
@@ -580,13 +737,11 @@ func isPrintable(s string) bool {
 	return true
 }
 
-// Profile returns the profile for a machine by MAC: its own, else the
-// default profile, else nil.
-func (c *Config) ProfileFor(mac net.HardwareAddr) (*Profile, *Machine) {
-	if m, ok := c.Machines[mac.String()]; ok {
-		return c.Profiles[m.Profile], m
+func or(s, def string) string {
+	if s == "" {
+		return def
 	}
-	return c.Profiles[DefaultProfile], nil
+	return s
 }
 
 // stripComment drops a trailing comment: '#' or ';' after whitespace.

@@ -46,8 +46,53 @@ func TestParseGood(t *testing.T) {
 	if m == nil || m.Hostname != "lab-01" || m.Line != 18 {
 		t.Errorf("machine: %+v", m)
 	}
-	if got, _ := c.ProfileFor(m.MAC); got != p {
-		t.Errorf("ProfileFor: %v", got)
+	if m.Profile != "default" {
+		t.Errorf("machine profile %q", m.Profile)
+	}
+}
+
+func TestParseSelectors(t *testing.T) {
+	const prof = "[profile default]\nkernel = k\ninitramfs = i\nroot = r\n[profile lab]\nkernel = k\ninitramfs = i\nroot = r\n"
+	c, err := Parse("s.conf", strings.NewReader(prof+`[machine 4C4C4544-0000-1000-8000-000000000001]
+profile = lab
+[machine 52:54:00:00:00:01]
+labels = gpu, Lab2
+[subnet 192.0.2.0/24]
+profile = lab
+[select efi-gpu]
+platform = efi
+label = gpu
+hostname = lab-*, node?
+profile = lab
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := c.UUIDs["4c4c4544-0000-1000-8000-000000000001"]; u == nil || u.Profile != "lab" || u.Line != 9 {
+		t.Errorf("uuid machine: %+v", u)
+	}
+	if m := c.Machines["52:54:00:00:00:01"]; m.Profile != "" || strings.Join(m.Labels, ",") != "gpu,lab2" {
+		t.Errorf("labels: %+v", m)
+	}
+	if len(c.Subnets) != 1 || c.Subnets[0].Prefix.String() != "192.0.2.0/24" || c.Subnets[0].Line != 13 {
+		t.Errorf("subnets: %+v", c.Subnets)
+	}
+	if sl := c.Selects[0]; sl.Name != "efi-gpu" || strings.Join(sl.Hostname, ",") != "lab-*,node?" || sl.Line != 15 {
+		t.Errorf("select: %+v", sl)
+	}
+	for _, tc := range []struct{ name, in, want string }{
+		{"host bits", "[subnet 192.0.2.1/24]\nprofile = lab\n", "s:9: subnet \"192.0.2.1/24\": want a network"},
+		{"subnet without profile", "[subnet 192.0.2.0/24]\n", "s:9: subnet 192.0.2.0/24: no [profile (profile = missing)]"},
+		{"select matches all", "[select all]\nprofile = lab\n", "s:9: select all: matches every machine"},
+		{"select bad pattern", "[select x]\nhostname = [\n", "s:10: hostname:"},
+		{"select unknown key", "[select x]\nmac = 1\n", "s:10: mac: unknown key in [select]"},
+		{"uuid twice", "[machine 4c4c4544-0000-1000-8000-000000000001]\n[machine 4C4C4544-0000-1000-8000-000000000001]\n", "s:10: machine 4c4c4544-0000-1000-8000-000000000001 again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse("s", strings.NewReader(prof+tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -82,7 +127,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad digest", "[profile p]\nroot = sha256:xyz\n", "f:2: root:"},
 		{"relative init", prof + "init = sbin/init\n", "f:5: init:"},
 		{"missing artifacts", "[profile p]\nkernel = k\n", "f:1: profile p: missing initramfs, root"},
-		{"bad mac", "[machine zz]\n", "f:1: machine \"zz\""},
+		{"bad mac", "[machine zz]\n", "f:1: machine \"zz\": want a MAC address like 52:54:00:12:34:56 or an SMBIOS UUID"},
 		{"machine without profile", "[machine 52:54:00:00:00:01]\nprofile = nope\n", "f:1: machine 52:54:00:00:00:01: no [profile nope]"},
 		{"duplicate machine", prof + "[machine 52:54:00:00:00:01]\n[machine 52-54-00-00-00-01]\n", "f:6: machine 52:54:00:00:00:01 again (first at line 5)"},
 		{"control character", "[server]\nlisten = 127.0.0.1:1\x01\n", "f:2: control"},
@@ -143,7 +188,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Profiles) != 5 || len(c.Machines) != 3 || c.Profiles["kiosk"].UpperSize.String() != "256M" ||
+	if len(c.Profiles) != 5 || len(c.Machines) != 4 || len(c.UUIDs) != 1 || len(c.Subnets) != 1 || len(c.Selects) != 1 || c.Profiles["kiosk"].UpperSize.String() != "256M" ||
 		c.Profiles["workstation"].Upper != "iscsi" || c.Profiles["windows"].Sanboot == "" {
 		t.Errorf("%+v", c)
 	}

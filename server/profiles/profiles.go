@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -108,14 +110,137 @@ func (s *Set) Config() *config.Config { return s.cfg }
 // Profile returns a profile by name, or nil.
 func (s *Set) Profile(name string) *config.Profile { return s.cfg.Profiles[name] }
 
-// Select returns the profile of the machine with this MAC: its own, else
-// the default profile. m is its [machine] section, if any.
-func (s *Set) Select(mac net.HardwareAddr) (p *config.Profile, m *config.Machine, err error) {
-	p, m = s.cfg.ProfileFor(mac)
-	if p == nil {
-		return nil, nil, fmt.Errorf("no profile for %s and no [profile %s] in %s", mac, config.DefaultProfile, s.cfg.File)
+// Who is what a request says about a machine: names, not proofs (they
+// choose a profile; the profile's enrolment policy decides what it gets).
+type Who struct {
+	MAC      net.HardwareAddr // of the NIC that booted
+	UUID     string           // SMBIOS UUID, lowercase; "" or all zeros = unknown
+	Hostname string
+	Arch     string // iPXE's ${buildarch}
+	Platform string // iPXE's ${platform}
+	IP       netip.Addr
+}
+
+// Reason says which rule chose a profile and where it is written.
+type Reason struct {
+	Rule string // e.g. "machine 52:54:00:12:34:56", "subnet 192.0.2.0/24", "select gpu", "default"
+	File string
+	Line int
+}
+
+func (r Reason) String() string {
+	if r.Line == 0 {
+		return r.Rule
 	}
-	return p, m, nil
+	return fmt.Sprintf("%s at %s:%d", r.Rule, r.File, r.Line)
+}
+
+const zeroUUID = "00000000-0000-0000-0000-000000000000"
+
+// Machine is the [machine] section naming w: by MAC, else by UUID.
+func (s *Set) Machine(w Who) *config.Machine {
+	if w.MAC != nil {
+		if m := s.cfg.Machines[w.MAC.String()]; m != nil {
+			return m
+		}
+	}
+	if w.UUID != "" && w.UUID != zeroUUID {
+		return s.cfg.UUIDs[w.UUID]
+	}
+	return nil
+}
+
+// Select chooses w's profile, in this order (pxelinux's, with selectors):
+//  1. its [machine MAC] section's profile;
+//  2. its [machine UUID] section's profile (iPXE reports ${uuid}: all
+//     zeros when the firmware has none, which matches nothing);
+//  3. the longest [subnet CIDR] holding its address;
+//  4. the first [select NAME] in the file whose keys all match (a key's
+//     values are alternatives; labels are its [machine] section's);
+//  5. [profile default].
+//
+// m is w's [machine] section, if any (its hostname and labels).
+func (s *Set) Select(w Who) (p *config.Profile, m *config.Machine, why Reason, err error) {
+	file := s.cfg.File
+	m = s.Machine(w)
+	if w.MAC != nil {
+		if mm := s.cfg.Machines[w.MAC.String()]; mm != nil && mm.Profile != "" {
+			return s.cfg.Profiles[mm.Profile], m, Reason{"machine " + mm.Name(), file, mm.Line}, nil
+		}
+	}
+	if w.UUID != "" && w.UUID != zeroUUID {
+		if mm := s.cfg.UUIDs[w.UUID]; mm != nil && mm.Profile != "" {
+			return s.cfg.Profiles[mm.Profile], m, Reason{"machine " + mm.Name(), file, mm.Line}, nil
+		}
+	}
+	if w.IP.IsValid() {
+		var best *config.Subnet
+		for _, sn := range s.cfg.Subnets {
+			if sn.Prefix.Contains(w.IP.Unmap()) && (best == nil || sn.Prefix.Bits() > best.Prefix.Bits()) {
+				best = sn
+			}
+		}
+		if best != nil {
+			return s.cfg.Profiles[best.Profile], m, Reason{"subnet " + best.Prefix.String(), file, best.Line}, nil
+		}
+	}
+	var labels []string
+	if m != nil {
+		labels = m.Labels
+	}
+	hostname := strings.ToLower(w.Hostname)
+	if m != nil && m.Hostname != "" {
+		hostname = strings.ToLower(m.Hostname)
+	}
+	for _, sl := range s.cfg.Selects {
+		if matchAny(sl.Arch, w.Arch, eq) && matchAny(sl.Platform, w.Platform, eq) &&
+			matchAny(sl.Hostname, hostname, glob) && matchLabels(sl.Label, labels) {
+			return s.cfg.Profiles[sl.Profile], m, Reason{"select " + sl.Name, file, sl.Line}, nil
+		}
+	}
+	if p := s.cfg.Profiles[config.DefaultProfile]; p != nil {
+		return p, m, Reason{"default", file, p.Line}, nil
+	}
+	who := "this machine"
+	if w.MAC != nil {
+		who = w.MAC.String()
+	}
+	return nil, m, Reason{}, fmt.Errorf("no profile for %s and no [profile %s] in %s", who, config.DefaultProfile, file)
+}
+
+func eq(pattern, v string) bool { return pattern == strings.ToLower(v) }
+
+func glob(pattern, v string) bool {
+	ok, _ := path.Match(pattern, v)
+	return ok
+}
+
+// matchAny: an absent key matches; a present one needs one of its values.
+func matchAny(values []string, v string, match func(pattern, v string) bool) bool {
+	if len(values) == 0 {
+		return true
+	}
+	if v == "" {
+		return false
+	}
+	for _, p := range values {
+		if match(p, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchLabels(want, have []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	for _, w := range want {
+		if slices.Contains(have, w) {
+			return true
+		}
+	}
+	return false
 }
 
 type refError struct {

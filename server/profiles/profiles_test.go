@@ -2,6 +2,8 @@ package profiles
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +58,70 @@ func TestResolveNow(t *testing.T) {
 	}
 	if !set.Digests()[a1.Initramfs.Digest] {
 		t.Errorf("the file reference is not among the digests to keep")
+	}
+}
+
+// TestSelectOrder: MAC, then UUID, then the longest subnet, then the
+// first matching select, then default; each answer names its rule and line.
+func TestSelectOrder(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	blobs, _ := blobstore.Open(filepath.Join(dir, "data"))
+	var text strings.Builder
+	for _, p := range []string{"default", "bymac", "byuuid", "wide", "narrow", "efi", "gpu"} {
+		text.WriteString("[profile " + p + "]\nkernel = " + dir + "/f\ninitramfs = " + dir + "/f\nroot = " + dir + "/f\n")
+	}
+	text.WriteString(`[machine 52:54:00:00:00:01]
+profile = bymac
+[machine 11111111-2222-3333-4444-555555555555]
+profile = byuuid
+[machine 52:54:00:00:00:03]
+labels = gpu
+[subnet 192.0.2.0/24]
+profile = wide
+[subnet 192.0.2.128/25]
+profile = narrow
+[select uefi]
+platform = efi
+arch = x86_64
+profile = efi
+[select gpus]
+label = gpu
+hostname = node-*
+profile = gpu
+`)
+	cfg, err := config.Parse("sel.conf", strings.NewReader(text.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := New(context.Background(), cfg, blobs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
+	ip := netip.MustParseAddr
+	for _, tc := range []struct {
+		name, want string
+		who        Who
+	}{
+		{"mac first", "profile bymac because machine 52:54:00:00:00:01 at sel.conf:29", Who{MAC: mac("52:54:00:00:00:01"), UUID: "11111111-2222-3333-4444-555555555555", IP: ip("192.0.2.200")}},
+		{"uuid second", "profile byuuid because machine 11111111-2222-3333-4444-555555555555 at sel.conf:31", Who{MAC: mac("52:54:00:00:00:09"), UUID: "11111111-2222-3333-4444-555555555555", IP: ip("192.0.2.200")}},
+		{"zero uuid is none", "profile narrow because subnet 192.0.2.128/25 at sel.conf:37", Who{MAC: mac("52:54:00:00:00:09"), UUID: "00000000-0000-0000-0000-000000000000", IP: ip("192.0.2.200")}},
+		{"longest prefix", "profile narrow because subnet 192.0.2.128/25 at sel.conf:37", Who{MAC: mac("52:54:00:00:00:09"), IP: ip("192.0.2.200")}},
+		{"wider prefix", "profile wide because subnet 192.0.2.0/24 at sel.conf:35", Who{MAC: mac("52:54:00:00:00:09"), IP: ip("192.0.2.7"), Platform: "efi", Arch: "x86_64"}},
+		{"select all keys", "profile efi because select uefi at sel.conf:39", Who{MAC: mac("52:54:00:00:00:09"), IP: ip("198.51.100.1"), Platform: "efi", Arch: "x86_64"}},
+		{"select one key missing", "profile default because default at sel.conf:1", Who{MAC: mac("52:54:00:00:00:09"), IP: ip("198.51.100.1"), Platform: "efi", Arch: "i386"}},
+		{"labels and hostname", "profile gpu because select gpus at sel.conf:43", Who{MAC: mac("52:54:00:00:00:03"), Hostname: "node-7"}},
+		{"label without hostname", "profile default because default at sel.conf:1", Who{MAC: mac("52:54:00:00:00:03"), Hostname: "lab-7"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, why, err := set.Select(tc.who)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := "profile " + p.Name + " because " + why.String(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
