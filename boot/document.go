@@ -30,6 +30,8 @@ type Document struct {
 	Upper   Upper  `json:"upper"`
 	Init    string `json:"init,omitempty"`   // default /sbin/init
 	Report  string `json:"report,omitempty"` // URL the agent POSTs boot events to
+	// Identity makes the machine itself in the booted system (optional).
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Source is where a layer comes from: exactly one of the fields is set.
@@ -181,6 +183,9 @@ func (d Document) Validate() error {
 			bad("report", "%v", err)
 		}
 	}
+	if d.Identity != nil {
+		d.Identity.validate(bad)
+	}
 	return errors.Join(errs...)
 }
 
@@ -263,6 +268,15 @@ func (d Document) Redacted() Document {
 	}
 	r.Lower.ISCSI = redact(d.Lower.ISCSI)
 	r.Upper.ISCSI = redact(d.Upper.ISCSI)
+	if d.Identity != nil {
+		// Files may be keys: only their sizes show.
+		id := *d.Identity
+		id.Files = make([]IdentityFile, len(d.Identity.Files))
+		for i, f := range d.Identity.Files {
+			id.Files[i] = IdentityFile{Path: f.Path, Mode: f.Mode, Data: fmt.Sprintf("(%d bytes)", len(f.Data))}
+		}
+		r.Identity = &id
+	}
 	return r
 }
 

@@ -3,6 +3,7 @@ package boot
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -133,4 +134,48 @@ func FuzzParseDocument(f *testing.F) {
 			t.Fatalf("round trip (-want +got):\n%s", diff)
 		}
 	})
+}
+
+func TestIdentity(t *testing.T) {
+	base := func() Document {
+		return Document{Version: 1, Lower: Source{HTTP: &HTTPSource{URL: "http://h/i", Digest: Digest("sha256:" + strings.Repeat("a", 64))}}, Upper: Upper{Tmpfs: &TmpfsUpper{}},
+			Identity: &Identity{Hostname: "lab-01", MachineID: strings.Repeat("ab", 16), Files: []IdentityFile{{Path: "/etc/ssh/ssh_host_ed25519_key", Mode: 0o600, Data: "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n"}}}}
+	}
+	d := base()
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseDocument(strings.NewReader(string(b)))
+	if err != nil || back.Identity.Files[0].Data != d.Identity.Files[0].Data {
+		t.Fatalf("round trip: %v", err)
+	}
+	if r := d.Redacted(); strings.Contains(fmt.Sprint(r.LogValue()), "secret") || r.Identity.Files[0].Data != "(43 bytes)" || d.Identity.Files[0].Data == "(43 bytes)" {
+		t.Errorf("redacted: %+v", r.Identity)
+	}
+	for name, tc := range map[string]struct {
+		mod  func(*Identity)
+		want string
+	}{
+		"bad hostname":     {func(i *Identity) { i.Hostname = "Lab_01" }, "identity.hostname"},
+		"zero machine id":  {func(i *Identity) { i.MachineID = strings.Repeat("0", 32) }, "identity.machine_id"},
+		"short machine id": {func(i *Identity) { i.MachineID = "abc" }, "identity.machine_id"},
+		"relative path":    {func(i *Identity) { i.Files[0].Path = "etc/x" }, "identity.files[0].path"},
+		"dotdot path":      {func(i *Identity) { i.Files[0].Path = "/etc/../x" }, "identity.files[0].path"},
+		"proc":             {func(i *Identity) { i.Files[0].Path = "/proc/sys/x" }, "not under /proc"},
+		"hostname file":    {func(i *Identity) { i.Files[0].Path = "/etc/hostname" }, "given by hostname"},
+		"twice":            {func(i *Identity) { i.Files = append(i.Files, i.Files[0]) }, "given twice"},
+		"mode":             {func(i *Identity) { i.Files[0].Mode = 0o100600 }, "permission bits only"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := base()
+			tc.mod(d.Identity)
+			if err := d.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
