@@ -74,6 +74,8 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (string, error) {
 		return verifyDevice(s)
 	case FormatBlank:
 		return formatBlank(s)
+	case WriteFiles:
+		return writeFiles(s)
 	case CheckInit:
 		return "", checkInit(s.Root, s.Init)
 	case SwitchRoot:

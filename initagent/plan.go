@@ -295,6 +295,42 @@ func (c CheckInit) String() string { return "test -x " + path.Join(c.Root, c.Ini
 // Phase implements Step.
 func (CheckInit) Phase() Phase { return PhaseOverlay }
 
+// WriteFiles writes the machine's identity into Root (the overlay, so
+// into the upper layer): its host name, machine-id and files such as SSH
+// host keys. Paths are resolved inside Root: a symlink in the image cannot
+// send a write outside it. The plan shows paths, modes and sizes only.
+type WriteFiles struct {
+	Root  string
+	Files []boot.IdentityFile
+}
+
+func (w WriteFiles) String() string {
+	parts := make([]string, len(w.Files))
+	for i, f := range w.Files {
+		parts[i] = fmt.Sprintf("%s (%04o, %d bytes)", f.Path, f.Mode, len(f.Data))
+	}
+	return fmt.Sprintf("write into %s: %s", w.Root, strings.Join(parts, ", "))
+}
+
+// Phase implements Step.
+func (WriteFiles) Phase() Phase { return PhaseOverlay }
+
+// IdentityFiles lists what an identity writes: /etc/hostname (0644) and
+// /etc/machine-id (0444, as systemd makes it) when given, then its files.
+func IdentityFiles(id *boot.Identity) []boot.IdentityFile {
+	if id == nil {
+		return nil
+	}
+	var out []boot.IdentityFile
+	if id.Hostname != "" {
+		out = append(out, boot.IdentityFile{Path: "/etc/hostname", Mode: 0o644, Data: id.Hostname + "\n"})
+	}
+	if id.MachineID != "" {
+		out = append(out, boot.IdentityFile{Path: "/etc/machine-id", Mode: 0o444, Data: id.MachineID + "\n"})
+	}
+	return append(out, id.Files...)
+}
+
 // SwitchRoot moves /dev /proc /sys /run into Root, deletes the initramfs,
 // makes Root the new / and executes Init.
 type SwitchRoot struct {
@@ -391,6 +427,11 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseOverlay},
 		Mount{Source: "overlay", Target: NewRoot, FSType: "overlay",
 			Options: []string{"lowerdir=" + LowerMount, "upperdir=" + UpperDir, "workdir=" + WorkDir}, PhaseOf: PhaseOverlay},
+	)
+	if files := IdentityFiles(d.Identity); len(files) > 0 {
+		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
+	}
+	steps = append(steps,
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	)
