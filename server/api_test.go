@@ -184,7 +184,8 @@ func TestAPIImages(t *testing.T) {
 	})
 	a := newAdmin(f)
 	rootOf := func() string {
-		return find(t, `overboot\.digest=(sha256:[0-9a-f]{64})`, f.script("52-54-00-00-00-07", "192.0.2.7"))
+		_, doc := f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-00-00-07", "192.0.2.7")), "192.0.2.7")
+		return doc.Lower.HTTP.Digest.String()
 	}
 	v1 := rootOf()
 	var blob api.BlobView

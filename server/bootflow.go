@@ -298,11 +298,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		return
 	}
 	var image string
-	var arts struct {
-		kernel, initramfs, root string
-		rootDigest              boot.Digest
-		rootSize                int64
-	}
+	var arts struct{ kernel, initramfs string }
 	if p.Sanboot == "" {
 		a, err := s.sets.Load().Resolve(ctx, p)
 		if err != nil {
@@ -311,8 +307,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			return
 		}
 		blob := func(d boot.Digest) string { return base + BlobPrefix + d.Hex() }
-		arts.kernel, arts.initramfs, arts.root = blob(a.Kernel.Digest), blob(a.Initramfs.Digest), blob(a.Root.Digest)
-		arts.rootDigest, arts.rootSize = a.Root.Digest, a.Root.Size
+		arts.kernel, arts.initramfs = blob(a.Kernel.Digest), blob(a.Initramfs.Digest)
 		image = a.Root.Digest.String()
 	}
 	if q.bootID == 0 {
@@ -344,28 +339,15 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		s.ipxe(w, http.StatusOK, text)
 		return
 	}
-	params := boot.Params{
-		Lower: arts.root, Digest: arts.rootDigest, Size: arts.rootSize,
-		UpperSize: p.UpperSize, Init: p.Init, OnFail: p.OnFail, FailDelay: p.OnFailDelay,
-		FetchAttempts: p.FetchAttempts,
+	// Every kernel boot fetches its single-use document: it names the
+	// layers, carries the machine's identity (host keys may be secret)
+	// and, for an iSCSI upper, the CHAP secret: never the command line,
+	// which every user of the booted system can read.
+	tok, ok := issue(enroll.PurposeDoc, enroll.TokenTTL)
+	if !ok {
+		return
 	}
-	if p.Upper == "iscsi" {
-		// The document carries the CHAP secret: never the command line,
-		// which every user of the booted system can read.
-		tok, ok := issue(enroll.PurposeDoc, enroll.TokenTTL)
-		if !ok {
-			return
-		}
-		params = boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts}
-	} else {
-		// Reports only: this token lets its holder post phase reports
-		// for this one boot, nothing else.
-		tok, ok := issue(enroll.PurposeReport, enroll.ReportTTL)
-		if !ok {
-			return
-		}
-		params.Report = base + "/report/" + tok
-	}
+	params := boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts}
 	if err := params.Validate(); err != nil {
 		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 		return
@@ -441,7 +423,7 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	}
 	set := s.sets.Load()
 	p := set.Profile(t.Profile)
-	if p == nil || p.Upper != "iscsi" {
+	if p == nil || p.Sanboot != "" {
 		http.Error(w, "the profile of this boot changed: reboot the machine", http.StatusConflict)
 		return
 	}
@@ -460,11 +442,25 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("profile %s: %v", p.Name, err), http.StatusInternalServerError)
 		return
 	}
-	ex, err := s.attach(ctx, t, p)
+	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
+	note := "tmpfs upper"
+	if p.Upper == "iscsi" {
+		ex, err := s.attach(ctx, t, p)
+		if err != nil {
+			code, why := s.diskError(t, err)
+			s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
+			http.Error(w, why, code)
+			return
+		}
+		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
+			CHAP: &boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)}}}
+		note = "disk " + ex.Target
+	}
+	id, err := s.identity(ctx, t, p)
 	if err != nil {
-		code, why := s.diskError(t, err)
-		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
-		http.Error(w, why, code)
+		s.log.Error("identity", "mac", t.MAC, "err", err)
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: "identity: see the server's log"})
+		http.Error(w, "cannot make the machine's identity: see the server's log", http.StatusInternalServerError)
 		return
 	}
 	rep, err := s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL)
@@ -474,10 +470,10 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	}
 	doc := boot.Document{Version: 1, Machine: t.MAC,
 		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size}},
-		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
-			CHAP: &boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)}}},
-		Init:   p.Init,
-		Report: base + "/report/" + rep,
+		Upper:    upper,
+		Init:     p.Init,
+		Report:   base + "/report/" + rep,
+		Identity: id,
 	}
 	if t.User != "" {
 		doc.Machine = t.MAC + " (user " + t.User + ")"
@@ -489,7 +485,7 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(doc)
-	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: "disk " + ex.Target})
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: note + ", host " + id.Hostname})
 }
 
 // sanboot answers GET /san/{token}, once, to the address the token was

@@ -17,6 +17,7 @@ import (
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/identity"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
 )
@@ -270,7 +271,7 @@ func TestLoginPersonalRoot(t *testing.T) {
 	}
 	// A menu entry boots the other profile under its own policy (open).
 	entry := find(t, `chain --autofree http://10\.0\.2\.100(/entry/[0-9a-f]{64}/guest)`, f.script("52-54-00-00-00-03", "192.0.2.3"))
-	if s := body(t, f.do(http.MethodGet, entry, "192.0.2.3", nil)); !strings.Contains(s, "profile guest") || !strings.Contains(s, "overboot.lower=") {
+	if s := body(t, f.do(http.MethodGet, entry, "192.0.2.3", nil)); !strings.Contains(s, "profile guest") || !strings.Contains(s, "overboot.doc=") {
 		t.Errorf("entry guest:\n%s", s)
 	}
 }
@@ -412,4 +413,68 @@ func FuzzParseLoginForm(f *testing.F) {
 			t.Errorf("accepted %+v", form)
 		}
 	})
+}
+
+// TestIdentityInDocument: each machine gets its own host name, machine-id
+// and host key, the same at its next boot when it was admitted (approve);
+// under open the key is new at every boot (a MAC proves nothing) while
+// the machine-id stays; the profile's templates are rendered for it.
+func TestIdentityInDocument(t *testing.T) {
+	tdir := t.TempDir()
+	os.MkdirAll(filepath.Join(tdir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(tdir, "etc/motd"), []byte("{{.Hostname}} on {{.Profile}}\n"), 0o644)
+	f := newFix(t, "enroll = approve\nfiles = "+tdir+"\n[profile kiosk]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\n[machine 52:54:00:00:00:01]\nhostname = lab-01\n[machine 52:54:00:00:00:03]\nprofile = kiosk\n")
+	ctx := context.Background()
+	boot1 := func(mac, remote string) boot.Document {
+		t.Helper()
+		_, d := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script(mac, remote)), remote)
+		if d.Identity == nil {
+			t.Fatalf("%s: no identity", mac)
+		}
+		return d
+	}
+	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
+		f.script(strings.ReplaceAll(m, ":", "-"), "192.0.2.1")
+		f.s.db.Approve(ctx, m)
+	}
+	a1, b1 := boot1("52-54-00-00-00-01", "192.0.2.1"), boot1("52-54-00-00-00-02", "192.0.2.1")
+	a2 := boot1("52-54-00-00-00-01", "192.0.2.1")
+	key := func(d boot.Document) string {
+		for _, fl := range d.Identity.Files {
+			if fl.Path == identity.HostKeyPath {
+				if fl.Mode != 0o600 {
+					t.Errorf("host key mode %o", fl.Mode)
+				}
+				return fl.Data
+			}
+		}
+		t.Fatalf("no host key in %+v", d.Identity)
+		return ""
+	}
+	if a1.Identity.Hostname != "lab-01" || b1.Identity.Hostname != "ob-525400000002" {
+		t.Errorf("host names: %q %q", a1.Identity.Hostname, b1.Identity.Hostname)
+	}
+	if a1.Identity.MachineID == b1.Identity.MachineID || key(a1) == key(b1) {
+		t.Error("two machines share a machine-id or a host key")
+	}
+	if a2.Identity.MachineID != a1.Identity.MachineID || key(a2) != key(a1) {
+		t.Error("an admitted machine's identity changed between its boots")
+	}
+	var motd string
+	for _, fl := range a1.Identity.Files {
+		if fl.Path == "/etc/motd" {
+			motd = fl.Data
+		}
+	}
+	if motd != "lab-01 on default\n" {
+		t.Errorf("template: %q", motd)
+	}
+	// Open: the key is new at every boot, the machine-id is kept.
+	k1, k2 := boot1("52-54-00-00-00-03", "192.0.2.3"), boot1("52-54-00-00-00-03", "192.0.2.3")
+	if key(k1) == key(k2) || k1.Identity.MachineID != k2.Identity.MachineID {
+		t.Errorf("open profile: keys equal %v, machine-ids %s %s", key(k1) == key(k2), k1.Identity.MachineID, k2.Identity.MachineID)
+	}
+	if strings.Contains(f.logs.String(), "PRIVATE KEY") {
+		t.Error("a private key in the log")
+	}
 }

@@ -146,7 +146,7 @@ inc overboot-try
 echo overboot: loading kernel and initrd, attempt ${overboot-try} of 3
 imgfree overboot-kernel ||
 imgfree overboot-initrd0 ||
-kernel --name overboot-kernel ` + blob + a.Kernel.Digest.Hex() + ` initrd=overboot-initrd0 console=ttyS0 overboot.report=http://10.0.2.100/report/TOKEN overboot.lower=` + blob + a.Root.Digest.Hex() + ` overboot.digest=` + a.Root.Digest.String() + ` overboot.size=21 || goto overboot-again
+kernel --name overboot-kernel ` + blob + a.Kernel.Digest.Hex() + ` initrd=overboot-initrd0 console=ttyS0 overboot.doc=http://10.0.2.100/doc/TOKEN || goto overboot-again
 initrd --name overboot-initrd0 ` + blob + a.Initramfs.Digest.Hex() + ` || goto overboot-again
 echo overboot: booting
 boot || goto overboot-again
@@ -259,9 +259,10 @@ func TestBootRecorded(t *testing.T) {
 	for _, d := range []string{a.Kernel.Digest.Hex(), a.Initramfs.Digest.Hex(), a.Root.Digest.Hex()} {
 		f.get("/blobs/sha256/" + d)
 	}
-	rep := regexp.MustCompile(`overboot\.report=http://10\.0\.2\.100(/report/[0-9a-f]{64})`).FindStringSubmatch(script)
-	if rep == nil {
-		t.Fatalf("no report URL:\n%s", script)
+	_, doc := f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script), "")
+	rep := regexp.MustCompile(`http://10\.0\.2\.100(/report/[0-9a-f]{64})`).FindStringSubmatch(doc.Report)
+	if rep == nil || doc.Lower.HTTP == nil || doc.Lower.HTTP.Digest != a.Root.Digest || doc.Upper.Tmpfs == nil {
+		t.Fatalf("document: %+v", doc)
 	}
 	post := func(b string) int {
 		return f.do(http.MethodPost, rep[1], "198.51.100.7", strings.NewReader(b)).StatusCode
@@ -291,7 +292,7 @@ func TestBootRecorded(t *testing.T) {
 	for _, e := range ev {
 		got = append(got, e.Source+":"+e.Phase+":"+e.Outcome)
 	}
-	want := []string{"server:script:ok", "server:kernel:ok", "server:initramfs:ok", "server:root:ok", "agent:lower:ok", "agent:switch_root:running"}
+	want := []string{"server:script:ok", "server:kernel:ok", "server:initramfs:ok", "server:root:ok", "server:document:ok", "agent:lower:ok", "agent:switch_root:running"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}

@@ -121,8 +121,8 @@ func TestPXE(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"server": {"script:ok", "kernel:ok", "initramfs:ok", "root:ok"},
-		"agent":  {"early:ok", "modules:ok", "network:ok", "lower:ok", "upper:ok", "overlay:ok", "switch_root:running"},
+		"server": {"script:ok", "kernel:ok", "initramfs:ok", "document:ok", "root:ok"},
+		"agent":  {"early:ok", "modules:ok", "network:ok", "document:ok", "lower:ok", "upper:ok", "overlay:ok", "switch_root:running"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("boot events by source (-want +got):\n%s", d)

@@ -18,6 +18,10 @@ const (
 	MarkerPersistNew   = "OVERBOOT-TEST-PERSIST-NEW"   // no /persist from an earlier boot
 	MarkerPersistFound = "OVERBOOT-TEST-PERSIST-FOUND" // /persist survived a reboot
 
+	// MarkerID reports the identity the server gave the machine:
+	// "OVERBOOT-TEST-ID host=H machine-id=M key=FPR mode=600".
+	MarkerID = "OVERBOOT-TEST-ID"
+
 	// MarkerSan starts the line a sanbooted root prints (OVERBOOT_TEST=san):
 	// "OVERBOOT-TEST-SAN me=MAC saw=[MAC ...]", the machines whose files it
 	// found before writing its own.
@@ -88,6 +92,10 @@ if [ -f /pad ]; then
 	[ "$(sha256sum /pad | cut -d' ' -f1)" = "$(cat /pad.sha256)" ] || fail "/pad is corrupted"
 fi
 
+if [ -f /etc/ssh/ssh_host_ed25519_key.pub ]; then
+	echo "` + MarkerID + ` host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id) key=$(sha256sum /etc/ssh/ssh_host_ed25519_key.pub | cut -c1-16) mode=$(stat -c %a /etc/ssh/ssh_host_ed25519_key)"
+fi
+
 sync
 echo "` + MarkerPass + ` root=$root lower=squashfs-ro upper=$upper"
 poweroff -f
@@ -117,7 +125,7 @@ func BuildTestRoot(dir string, o TestRootOptions) error {
 	if err := copyFile(bb, filepath.Join(dir, "bin", "busybox"), 0o755); err != nil {
 		return fmt.Errorf("test root: %w (install busybox-static)", err)
 	}
-	for _, c := range []string{"sh", "awk", "cat", "cut", "echo", "touch", "poweroff", "sleep", "sha256sum", "mount", "ls", "grep", "sync", "tr", "sed"} {
+	for _, c := range []string{"sh", "awk", "cat", "cut", "echo", "touch", "poweroff", "sleep", "sha256sum", "mount", "ls", "grep", "sync", "tr", "sed", "stat"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", c)); err != nil && !os.IsExist(err) {
 			return err
 		}

@@ -108,6 +108,10 @@ type Profile struct {
 	MaxDisks     int
 	MaxDiskBytes int64
 
+	// Files is a directory of templates rendered per machine into its
+	// root (server/identity), e.g. DIR/etc/motd.d/lab.
+	Files string
+
 	// Menu lists other profiles offered as entries of this profile's boot
 	// menu (a login profile always has a menu, with a login item first).
 	Menu        []string
@@ -488,6 +492,11 @@ func (p *Profile) set(k, v string) error {
 			return fmt.Errorf("%q: want bytes like 500G, not a percentage", v)
 		}
 		p.MaxDiskBytes = sz.Bytes
+	case "files":
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%q: want the absolute path of a directory of templates", v)
+		}
+		p.Files = v
 	case "menu":
 		for _, e := range strings.Split(v, ",") {
 			e = strings.TrimSpace(e)
@@ -524,7 +533,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, menu, menu-timeout or menu-default")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, files, menu, menu-timeout or menu-default")
 	}
 	return err
 }
@@ -704,7 +713,7 @@ func (p *Profile) notForSanboot() []string {
 		{"upper", p.Upper != ""}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
 		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
 		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},
-		{"menu", len(p.Menu) > 0},
+		{"menu", len(p.Menu) > 0}, {"files", p.Files != ""},
 	} {
 		if kv.set {
 			set = append(set, kv.key)

@@ -17,6 +17,7 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/identity"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -43,6 +44,8 @@ type Set struct {
 	names Names
 	files map[string]Artifact // absolute paths, copied into the blob store at New
 
+	templates map[string]*identity.Templates // by profile, for those with files = DIR
+
 	mu    sync.Mutex // guards kinds
 	kinds map[boot.Digest]string
 }
@@ -51,7 +54,7 @@ type Set struct {
 // is an error naming the profile's line) and copies file references into
 // the blob store.
 func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names Names) (*Set, error) {
-	s := &Set{cfg: cfg, blobs: blobs, names: names, files: map[string]Artifact{}, kinds: map[boot.Digest]string{}}
+	s := &Set{cfg: cfg, blobs: blobs, names: names, files: map[string]Artifact{}, kinds: map[boot.Digest]string{}, templates: map[string]*identity.Templates{}}
 	var errs []error
 	for _, name := range sortedNames(cfg.Profiles) {
 		p := cfg.Profiles[name]
@@ -60,6 +63,13 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names 
 				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: sanboot %w", name, err)})
 			}
 			continue
+		}
+		if p.Files != "" {
+			ts, err := identity.LoadTemplates(p.Files)
+			if err != nil {
+				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: files: %w", name, err)})
+			}
+			s.templates[name] = ts
 		}
 		for _, ref := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
 			if filepath.IsAbs(ref[1]) {
@@ -103,6 +113,9 @@ func (s *Set) ingest(path string) error {
 	s.files[path] = Artifact{Digest: d, Size: n}
 	return nil
 }
+
+// Templates are a profile's files to render per machine, or nil.
+func (s *Set) Templates(profile string) *identity.Templates { return s.templates[profile] }
 
 // Config is the configuration the set was made from.
 func (s *Set) Config() *config.Config { return s.cfg }

@@ -33,14 +33,18 @@ type Machine struct {
 	Secret   string    `json:"-"` // CHAP secret of its own disk; "" until it has one
 	Created  time.Time `json:"created"`
 	Seen     time.Time `json:"seen"`
+	// MachineID is stable across its boots (machine-id(5)); HostKeys are
+	// its SSH host keys (JSON, server/identity), made once it is admitted.
+	MachineID string `json:"machine_id,omitempty"`
+	HostKeys  string `json:"-"`
 }
 
-const machineCols = `mac, profile, enrolment, address, hostname, uuid, chap_secret, created_at, seen_at`
+const machineCols = `mac, profile, enrolment, address, hostname, uuid, chap_secret, created_at, seen_at, machine_id, host_keys`
 
 func scanMachine(row interface{ Scan(...any) error }) (Machine, error) {
 	var m Machine
 	var created, seen int64
-	err := row.Scan(&m.MAC, &m.Profile, &m.Enrolment, &m.Address, &m.Hostname, &m.UUID, &m.Secret, &created, &seen)
+	err := row.Scan(&m.MAC, &m.Profile, &m.Enrolment, &m.Address, &m.Hostname, &m.UUID, &m.Secret, &created, &seen, &m.MachineID, &m.HostKeys)
 	m.Created, m.Seen = fromMillis(created), fromMillis(seen)
 	return m, err
 }
@@ -103,7 +107,7 @@ func (d *DB) SeeMachine(ctx context.Context, m Machine, e Enrolment, q Quota) (M
 					return fmt.Errorf("profile %s has its %d machines: %w", m.Profile, q.Machines, ErrQuota)
 				}
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?)`,
+			_, err := tx.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, '', '')`,
 				m.MAC, m.Profile, e, m.Address, m.Hostname, m.UUID, now, now)
 			if err != nil {
 				return err
@@ -157,6 +161,27 @@ func (d *DB) PinAddress(ctx context.Context, mac, address string) error {
 	return err
 }
 
+// SetIdentity stores a machine's machine-id and host keys; an empty
+// argument leaves that column as it is. A value already set is kept: the
+// first boot's identity stays (it returns the machine as stored).
+func (d *DB) SetIdentity(ctx context.Context, mac, machineID, hostKeys string) (Machine, error) {
+	var out Machine
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE machines SET
+			machine_id = CASE WHEN machine_id = '' THEN ? ELSE machine_id END,
+			host_keys = CASE WHEN host_keys = '' THEN ? ELSE host_keys END WHERE mac = ?`, machineID, hostKeys, mac); err != nil {
+			return err
+		}
+		var err error
+		out, err = scanMachine(tx.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE mac = ?`, mac))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("machine %s: %w", mac, ErrNotFound)
+		}
+		return err
+	})
+	return out, err
+}
+
 // SetMachineSecret stores a machine's CHAP secret.
 func (d *DB) SetMachineSecret(ctx context.Context, mac, secret string) error {
 	res, err := d.w.ExecContext(ctx, `UPDATE machines SET chap_secret = ? WHERE mac = ?`, secret, mac)
@@ -172,8 +197,8 @@ func (d *DB) SetMachineSecret(ctx context.Context, mac, secret string) error {
 // AddMachine inserts a machine record as is (migration, tests).
 func (d *DB) AddMachine(ctx context.Context, m Machine) error {
 	now := d.millis()
-	_, err := d.w.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.MAC, m.Profile, m.Enrolment, m.Address, m.Hostname, m.UUID, m.Secret, now, now)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.MAC, m.Profile, m.Enrolment, m.Address, m.Hostname, m.UUID, m.Secret, now, now, m.MachineID, m.HostKeys)
 	if isUnique(err) {
 		return fmt.Errorf("machine %s: %w", m.MAC, ErrExists)
 	}

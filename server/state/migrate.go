@@ -97,6 +97,10 @@ var migrations = []string{
 		message TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX boot_events_by_boot ON boot_events (boot_id, id);`,
+	// 2: each machine's identity: a stable machine-id, and its SSH host
+	// keys (JSON) once it has been admitted.
+	`ALTER TABLE machines ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE machines ADD COLUMN host_keys TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.
