@@ -469,7 +469,7 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc := boot.Document{Version: 1, Machine: t.MAC,
-		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size}},
+		Lower:    boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size}},
 		Upper:    upper,
 		Init:     p.Init,
 		Report:   base + "/report/" + rep,

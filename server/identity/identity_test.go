@@ -76,9 +76,15 @@ func TestTemplates(t *testing.T) {
 	for name, setup := range map[string]func(d string){
 		"parse error":   func(d string) { os.WriteFile(filepath.Join(d, "x"), []byte("{{.Hostname"), 0o644) },
 		"unknown field": func(d string) { os.WriteFile(filepath.Join(d, "x"), []byte("{{.Nope}}"), 0o644) },
-		"hostname file": func(d string) { os.MkdirAll(filepath.Join(d, "etc"), 0o755); os.WriteFile(filepath.Join(d, "etc/hostname"), nil, 0o644) },
-		"under proc":    func(d string) { os.MkdirAll(filepath.Join(d, "proc"), 0o755); os.WriteFile(filepath.Join(d, "proc/x"), nil, 0o644) },
-		"symlink out":   func(d string) { os.Symlink("/etc/passwd", filepath.Join(d, "passwd")) },
+		"hostname file": func(d string) {
+			os.MkdirAll(filepath.Join(d, "etc"), 0o755)
+			os.WriteFile(filepath.Join(d, "etc/hostname"), nil, 0o644)
+		},
+		"under proc": func(d string) {
+			os.MkdirAll(filepath.Join(d, "proc"), 0o755)
+			os.WriteFile(filepath.Join(d, "proc/x"), nil, 0o644)
+		},
+		"symlink out": func(d string) { os.Symlink("/etc/passwd", filepath.Join(d, "passwd")) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := t.TempDir()
