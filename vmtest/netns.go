@@ -1,0 +1,116 @@
+package vmtest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// A NetNS is a network namespace of the test's own with a bridge in it:
+// QEMU machines join it through tap devices and overboot's DHCP, TFTP
+// and HTTP listen on the bridge's address, so firmware PXE (DHCP
+// broadcasts included) runs as on a real LAN, and no packet leaves the
+// namespace. Addresses come from 192.0.2.0/24 (ENV.md). Needs root and
+// iproute2; the namespace and its devices go when the test ends.
+type NetNS struct {
+	Name   string
+	Bridge string // "br0"
+	Addr   string // the bridge's address, 192.0.2.1
+	handle netns.NsHandle
+	taps   atomic.Int32
+}
+
+var nsSeq atomic.Int32
+
+// NewNetNS makes a namespace with a bridge at 192.0.2.1/24 and loopback up.
+func NewNetNS(t *testing.T) *NetNS {
+	t.Helper()
+	n := &NetNS{Name: fmt.Sprintf("obtest%d-%d", os.Getpid(), nsSeq.Add(1)), Bridge: "br0", Addr: "192.0.2.1"}
+	runCmd(t, "ip", "netns", "add", n.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.Name).Run() })
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", n.Bridge, "type", "bridge"},
+		{"addr", "add", n.Addr + "/24", "dev", n.Bridge},
+		{"link", "set", n.Bridge, "up"},
+	} {
+		runCmd(t, "ip", append([]string{"-n", n.Name}, args...)...)
+	}
+	h, err := netns.GetFromName(n.Name)
+	if err != nil {
+		t.Fatalf("netns %s: %v", n.Name, err)
+	}
+	n.handle = h
+	t.Cleanup(func() { h.Close() })
+	return n
+}
+
+// Tap adds a tap device on the bridge for one QEMU machine and returns
+// its name. QEMU opens it from inside the namespace (Exec).
+func (n *NetNS) Tap(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("tap%d", n.taps.Add(1))
+	runCmd(t, "ip", "-n", n.Name, "tuntap", "add", "name", name, "mode", "tap")
+	runCmd(t, "ip", "-n", n.Name, "link", "set", name, "master", n.Bridge)
+	runCmd(t, "ip", "-n", n.Name, "link", "set", name, "up")
+	return name
+}
+
+// Exec wraps a command to run inside the namespace.
+func (n *NetNS) Exec(name string, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", n.Name, name}, args...)
+}
+
+// Do runs fn on an OS thread that has entered the namespace: sockets fn
+// opens belong to the namespace for their whole life, wherever they are
+// used afterwards. The thread is discarded, never reused outside.
+func (n *NetNS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Locked and never unlocked: the goroutine's thread ends with
+		// it, so no other goroutine runs in the namespace by accident.
+		runtime.LockOSThread()
+		if err := netns.Set(n.handle); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", n.Name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Listen opens a TCP listener inside the namespace.
+func (n *NetNS) Listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ListenPacket opens a UDP socket inside the namespace.
+func (n *NetNS) ListenPacket(t *testing.T, addr string) net.PacketConn {
+	t.Helper()
+	var pc net.PacketConn
+	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+func runCmd(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
