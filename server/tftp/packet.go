@@ -156,7 +156,7 @@ func ParseRequest(b []byte) (Request, error) {
 		return Request{}, err
 	}
 	// RFC 1350: the mode is case-insensitive.
-	r.Mode = strings.ToLower(mode)
+	r.Mode = asciiLower(mode)
 	switch r.Mode {
 	case "octet", "netascii", "mail":
 	default:
@@ -203,7 +203,7 @@ func parseOptions(b []byte) ([]Option, error) {
 		if err != nil {
 			return nil, err
 		}
-		name = strings.ToLower(name)
+		name = asciiLower(name)
 		for _, o := range opts {
 			if o.Name == name {
 				// Which one would the client mean? Refuse rather than guess.
@@ -222,6 +222,20 @@ func appendOptions(b []byte, opts []Option) []byte {
 		b = append(append(b, o.Value...), 0)
 	}
 	return b
+}
+
+// asciiLower folds ASCII letters only: names are netascii (RFC 1350),
+// and strings.ToLower would turn a stray invalid UTF-8 byte into a
+// 3-byte U+FFFD, changing what the client sent (found by
+// FuzzParseRequest).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func allZero(b []byte) bool {
