@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -287,6 +288,11 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 		conn.Write((&Error{Code: ErrUndefined, Message: "server shutting down"}).marshal())
 		log.Info("tftp transfer stopped: server shutting down", "bytes", n, "duration", d)
 	default:
+		if errors.Is(err, errGaveUp) {
+			// The client may be alive with only its ACKs lost: tell it
+			// to stop waiting.
+			conn.Write((&Error{Code: ErrUndefined, Message: "no ACK: transfer timed out"}).marshal())
+		}
 		log.Warn("tftp transfer failed", "bytes", n, "duration", d, "err", err)
 	}
 }
@@ -301,7 +307,9 @@ func open(root *os.Root, name string) (*os.File, int64, *Error) {
 	if !filepath.IsLocal(name) {
 		return nil, 0, &Error{Code: ErrAccess, Message: fmt.Sprintf("%q is not a path inside the served directory", name)}
 	}
-	f, err := root.Open(name)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer, holding the slot; it changes nothing for a regular file.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, 0, &Error{Code: ErrNotFound, Message: fmt.Sprintf("%s: file not found", name)}
