@@ -48,6 +48,11 @@ DATA/state.db; the admin API (/api/v1) needs a token (overboot token create
 NAME --data DATA makes the first). /status is a live page of the machines,
 /metrics Prometheus metrics.
 
+With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
+for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
+/usr/lib/ipxe from Debian's ipxe package, copied into DATA/tftp at start),
+read only.
+
 Signals: SIGHUP reloads the configuration file (checked first: a bad one
 is refused with FILE:LINE and the old one keeps running; listen, data and
 iscsi need a restart); SIGTERM or SIGINT stop accepting and let transfers
@@ -108,6 +113,10 @@ flags:
 		stop := reloadOnHUP(ctx, *cfgPath, srv, cfgOverrides{listen: *listen, data: *data, iscsi: *iscsiAt}, stdout, log)
 		defer stop()
 	}
+	// Each service in its own goroutine; the first to fail stops them all.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var services []func() error
 	if srv.NeedsISCSI() {
 		iln, err := net.Listen("tcp", cfg.ISCSI)
 		if err != nil {
@@ -115,15 +124,34 @@ flags:
 			return fmt.Errorf("iscsi: %w", err)
 		}
 		fmt.Fprintf(stdout, "overboot: iSCSI on %s\n", iln.Addr())
-		errc := make(chan error, 1)
-		go func() { errc <- srv.ServeISCSI(ctx, iln) }()
-		err = srv.Serve(ctx, ln)
-		if ierr := <-errc; err == nil {
-			err = ierr
-		}
-		return err
+		services = append(services, func() error { return srv.ServeISCSI(ctx, iln) })
 	}
-	return srv.Serve(ctx, ln)
+	if cfg.TFTP != "" {
+		pc, err := net.ListenPacket("udp", cfg.TFTP)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tftp: %w", err)
+		}
+		defer pc.Close()
+		fmt.Fprintf(stdout, "overboot: TFTP on %s (files of %s)\n", pc.LocalAddr(), cfg.TFTPRoot)
+		services = append(services, func() error { return srv.ServeTFTP(ctx, pc) })
+	}
+	services = append(services, func() error { return srv.Serve(ctx, ln) })
+	errc := make(chan error, len(services))
+	for _, run := range services {
+		go func() {
+			err := run()
+			cancel()
+			errc <- err
+		}()
+	}
+	var first error
+	for range services {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // cfgOverrides are the command-line values that replace the file's on

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"regexp"
+
 	"context"
+	"github.com/overboot/overboot/server/tftp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,5 +77,41 @@ func TestServeReloadOnHUP(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+// TestServeTFTP: serve answers TFTP with the files of tftp-root, a
+// symlinked one included (as Debian's ipxe.efi is), and nothing else.
+func TestServeTFTP(t *testing.T) {
+	dir := t.TempDir()
+	k := filepath.Join(dir, "k")
+	os.WriteFile(k, []byte("K"), 0o644)
+	root := filepath.Join(dir, "ipxe")
+	os.MkdirAll(root, 0o755)
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), []byte("BIOS iPXE"), 0o644)
+	os.WriteFile(filepath.Join(dir, "real.efi"), []byte("EFI iPXE"), 0o644)
+	os.Symlink(filepath.Join(dir, "real.efi"), filepath.Join(root, "ipxe.efi"))
+	conf := filepath.Join(dir, "overboot.conf")
+	os.WriteFile(conf, []byte("[server]\nlisten = 127.0.0.1:0\ndata = "+dir+"/data\ntftp = 127.0.0.1:0\ntftp-root = "+root+"\n[profile default]\nkernel = "+k+"\ninitramfs = "+k+"\nroot = "+k+"\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, []string{"-config", conf}, out, out) }()
+	waitFor(t, out, "TFTP on 127.0.0.1:")
+	addr := regexp.MustCompile(`TFTP on (127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())[1]
+	for name, want := range map[string]string{"undionly.kpxe": "BIOS iPXE", "ipxe.efi": "EFI iPXE"} {
+		var b bytes.Buffer
+		if _, err := (&tftp.Client{}).Get(ctx, addr, name, &b); err != nil || b.String() != want {
+			t.Errorf("%s: %q %v", name, b.String(), err)
+		}
+	}
+	var b bytes.Buffer
+	if _, err := (&tftp.Client{}).Get(ctx, addr, "../overboot.conf", &b); err == nil {
+		t.Error("a file outside the TFTP root was served")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }

@@ -31,6 +31,9 @@ const (
 	DefaultListen  = "127.0.0.1:8080"
 	DefaultData    = "/var/lib/overboot"
 	DefaultProfile = "default" // the profile of machines the file does not name
+	// DefaultTFTPRoot is where Debian's ipxe package puts undionly.kpxe,
+	// ipxe.efi and snponly.efi.
+	DefaultTFTPRoot = "/usr/lib/ipxe"
 )
 
 // Config is a parsed, validated configuration.
@@ -47,6 +50,11 @@ type Config struct {
 	ISCSILoginTimeout time.Duration
 	ISCSIPerAddress   int
 	ISCSIConnections  int
+	// TFTP is where the TFTP server for the iPXE binaries listens
+	// ("" = none); TFTPRoot the directory it serves (copied into
+	// DATA/tftp at start: Debian's ipxe.efi is a symlink out of it).
+	TFTP     string
+	TFTPRoot string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -202,7 +210,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
 const maxLine = 4096
@@ -386,6 +394,16 @@ func (c *Config) setServer(k, v string) error {
 		} else {
 			c.Portal = v
 		}
+	case "tftp":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 192.0.2.10:69: %v", v, err)
+		}
+		c.TFTP = v
+	case "tftp-root":
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%q: want an absolute directory", v)
+		}
+		c.TFTPRoot = v
 	case "iscsi-login-timeout":
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second || d > 5*time.Minute {
@@ -414,7 +432,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address or iscsi-max-connections")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp or tftp-root")
 	}
 	return nil
 }
