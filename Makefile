@@ -12,7 +12,8 @@ GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
 # Debian packages the tests, the demo and the benchmarks need.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
-	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa
+	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
+	dnsmasq-base iproute2 ovmf
 
 .PHONY: help
 help: ## list the targets

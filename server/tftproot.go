@@ -76,13 +76,14 @@ func copyFileAtomic(src, dst string) error {
 }
 
 // ServeTFTP serves the iPXE binaries (tftp-root, copied into DATA/tftp)
-// over TFTP on pc until ctx is done.
-func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn) error {
+// over TFTP on pc until ctx is done. dial opens each transfer's socket
+// (nil: the default; see tftp.Server.DialTransfer).
+func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn, dial func(laddr, raddr *net.UDPAddr) (*net.UDPConn, error)) error {
 	cfg := s.cfg.Load()
 	dir := filepath.Join(cfg.Data, TFTPDir)
 	if _, err := prepareTFTP(cfg.TFTPRoot, dir, s.log); err != nil {
 		return err
 	}
-	srv := &tftp.Server{Root: dir, Log: s.log}
+	srv := &tftp.Server{Root: dir, Log: s.log, DialTransfer: dial}
 	return srv.Serve(ctx, pc)
 }

@@ -40,7 +40,13 @@ type Options struct {
 	TFTPDir  string
 	BootFile string
 
-	MAC      string // default QEMU's 52:54:00:12:34:56
+	MAC string // default QEMU's 52:54:00:12:34:56
+	// Tap puts the NIC on this tap device (of NetNS) instead of QEMU's
+	// user network: the firmware's DHCP and TFTP then go to whatever
+	// serves the namespace's bridge (overboot, dnsmasq), as on a LAN.
+	Tap string
+	// NetNS is the network namespace QEMU runs in (with Tap).
+	NetNS    string
 	Forwards []Forward
 	// Relay is the qemurelay binary QEMU runs for each guest connection
 	// of a forward (required with Forwards).
@@ -90,6 +96,12 @@ func (o Options) Cmdline() ([]string, error) {
 		"-device", "virtio-rng-pci",
 	)
 	netdev := "user,id=n0,restrict=on"
+	if o.Tap != "" {
+		if len(o.Forwards) > 0 || o.TFTPDir != "" || o.NetNS == "" || strings.ContainsAny(o.Tap, ", ") {
+			return nil, fmt.Errorf("qemu: a tap NIC takes no forwards and no user-network TFTP, and needs its namespace")
+		}
+		netdev = "tap,id=n0,ifname=" + o.Tap + ",script=no,downscript=no"
+	}
 	if len(o.Forwards) > 0 && (o.Relay == "" || strings.ContainsAny(o.Relay, ", ")) {
 		return nil, fmt.Errorf("qemu: forwards need a Relay binary path without commas or spaces, have %q", o.Relay)
 	}
@@ -109,7 +121,7 @@ func (o Options) Cmdline() ([]string, error) {
 		// One relay process per guest connection (see internal/qemurelay).
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s %s", GuestServer, f.GuestPort, o.Relay, net.JoinHostPort(host, port))
 	}
-	if o.PXE {
+	if o.PXE && o.Tap == "" {
 		if o.TFTPDir == "" || o.BootFile == "" {
 			return nil, fmt.Errorf("qemu: PXE needs TFTPDir and BootFile")
 		}
@@ -162,4 +174,17 @@ func (o Options) Program() string {
 		return o.QEMU
 	}
 	return "qemu-system-x86_64"
+}
+
+// Argv is the whole command: QEMU, inside NetNS when set.
+func (o Options) Argv() ([]string, error) {
+	args, err := o.Cmdline()
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{o.Program()}, args...)
+	if o.NetNS != "" {
+		argv = append([]string{"ip", "netns", "exec", o.NetNS}, argv...)
+	}
+	return argv, nil
 }

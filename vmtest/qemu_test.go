@@ -54,6 +54,17 @@ func TestCmdline(t *testing.T) {
 				"-device", "VGA",
 				"-kernel", "/k", "-S"),
 		},
+		{
+			// Firmware PXE on a LAN of the test's own: a tap in a namespace.
+			name: "pxe tap",
+			o:    Options{PXE: true, Tap: "tap1", NetNS: "ns1", MAC: "52:54:00:aa:bb:cc"},
+			want: append(append([]string(nil), common...),
+				"-netdev", "tap,id=n0,ifname=tap1,script=no,downscript=no",
+				"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:cc",
+				"-boot", "n"),
+		},
+		{name: "tap without namespace", o: Options{PXE: true, Tap: "tap1"}, err: "needs its namespace"},
+		{name: "tap with forwards", o: Options{PXE: true, Tap: "tap1", NetNS: "n", Forwards: []Forward{{80, "127.0.0.1:1"}}, Relay: "/r"}, err: "no forwards"},
 		{name: "qmp path with a comma", o: Options{Kernel: "/k", QMP: "/tmp/a,b"}, err: "QMP socket"},
 		{name: "neither", o: Options{}, err: "exactly one"},
 		{name: "both", o: Options{Kernel: "/k", PXE: true}, err: "exactly one"},

@@ -46,14 +46,14 @@ var ErrTimeout = errors.New("timed out")
 // Start runs QEMU with o. Every console line is also written to log (nil:
 // nowhere). The VM is killed when ctx is done.
 func Start(ctx context.Context, o Options, log io.Writer) (*VM, error) {
-	args, err := o.Cmdline()
+	argv, err := o.Argv()
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = io.Discard
 	}
-	cmd := exec.CommandContext(ctx, o.Program(), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = nil
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -63,10 +63,10 @@ func Start(ctx context.Context, o Options, log io.Writer) (*VM, error) {
 	cmd.Stderr = &stderr
 	vm := &VM{cmd: cmd, log: log, exited: make(chan struct{})}
 	vm.cond = sync.NewCond(&vm.mu)
-	fmt.Fprintf(log, "# %s %s\n", o.Program(), strings.Join(args, " "))
+	fmt.Fprintf(log, "# %s\n", strings.Join(argv, " "))
 	vm.start = time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.Program(), err)
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	go func() {
 		sc := bufio.NewScanner(out)

@@ -134,7 +134,7 @@ flags:
 		}
 		defer pc.Close()
 		fmt.Fprintf(stdout, "overboot: TFTP on %s (files of %s)\n", pc.LocalAddr(), cfg.TFTPRoot)
-		services = append(services, func() error { return srv.ServeTFTP(ctx, pc) })
+		services = append(services, func() error { return srv.ServeTFTP(ctx, pc, nil) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))

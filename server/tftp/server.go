@@ -52,6 +52,10 @@ type Server struct {
 	// Retries is how many times one packet is sent again before the
 	// transfer is given up; -1 means never.
 	Retries int
+	// DialTransfer opens a transfer's connected socket (nil: net.DialUDP).
+	// A server listening in another network namespace than the one its
+	// goroutines run in (vmtest's LANs) opens them there.
+	DialTransfer func(laddr, raddr *net.UDPAddr) (*net.UDPConn, error)
 
 	mu sync.Mutex // guards active, perIP, dropLogged and dropped
 	// active holds the transfers in flight by client address and port
@@ -253,7 +257,11 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 	// transfer (RFC 1350 would answer them with ERROR 5; dropping them
 	// is quieter and as safe), and an ICMP port unreachable ends the
 	// transfer at once instead of after every retry.
-	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: local}, net.UDPAddrFromAddrPort(client))
+	dial := s.DialTransfer
+	if dial == nil {
+		dial = func(l, r *net.UDPAddr) (*net.UDPConn, error) { return net.DialUDP("udp", l, r) }
+	}
+	conn, err := dial(&net.UDPAddr{IP: local}, net.UDPAddrFromAddrPort(client))
 	if err != nil {
 		log.Warn("tftp transfer socket", "err", err)
 		return

@@ -1,0 +1,156 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/tftp"
+)
+
+// lan is a LAN of the test's own: a namespace with a bridge at 192.0.2.1,
+// the overboot server's HTTP (port 80) and TFTP (port 69) listening there,
+// and a DHCP server given by the test.
+type lan struct {
+	ns   *NetNS
+	srv  *server.Server
+	logs *lockedLog
+}
+
+// lockedLog collects the server's log lines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newLAN starts conf's server with its HTTP and TFTP on the namespace's
+// bridge address.
+func newLAN(t *testing.T, conf, data string) *lan {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("LAN tests need root for network namespaces (CI runs as root)")
+	}
+	ns := NewNetNS(t)
+	cfg, err := config.Parse("lan.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Data = data
+	logs := &lockedLog{}
+	s, err := server.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	httpLn := ns.Listen(t, ns.Addr+":80")
+	tftpPC := ns.ListenPacket(t, ns.Addr+":69")
+	done := make(chan struct{}, 2)
+	go func() { s.Serve(ctx, httpLn); done <- struct{}{} }()
+	dial := func(l, r *net.UDPAddr) (c *net.UDPConn, err error) {
+		err = ns.Do(func() error { c, err = net.DialUDP("udp", l, r); return err })
+		return c, err
+	}
+	go func() { s.ServeTFTP(ctx, tftpPC, dial); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return &lan{ns: ns, srv: s, logs: logs}
+}
+
+// dnsmasq runs Debian's dnsmasq in the namespace as a DHCP server only
+// (no DNS: port=0), with the given extra options, until the test ends.
+func (l *lan) dnsmasq(t *testing.T, extra ...string) {
+	t.Helper()
+	bin, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		t.Fatalf("dnsmasq (package dnsmasq-base) is needed: %v", err)
+	}
+	dir := t.TempDir()
+	args := append([]string{"--no-daemon", "--port=0", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--interface=" + l.ns.Bridge, "--bind-interfaces", "--dhcp-authoritative",
+		"--dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
+		"--log-dhcp", "--log-facility=" + filepath.Join(dir, "log")}, extra...)
+	argv := l.ns.Exec(bin, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			t.Logf("dnsmasq:\n%s%s", out.String(), log)
+		}
+	})
+}
+
+// TestLANSiteDHCP boots over a LAN of the test's own the way a lab whose
+// site DHCP server is configured for overboot does: the NIC's PXE
+// firmware (QEMU's ROMs are iPXE) asks DHCP (dnsmasq here), is recognised
+// by its user class and sent to overboot's /boot.ipxe over HTTP (a plain
+// PXE ROM would get undionly.kpxe over overboot's TFTP first: the TFTP
+// server is up, and answers from the namespace); then the machine's
+// script, kernel, initramfs, document and root. The agent's own DHCP gets
+// its address from the same server.
+func TestLANSiteDHCP(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		filepath.Join(dir, "data"), a.Kernel, a.Initramfs, a.Root)
+	l := newLAN(t, conf, filepath.Join(dir, "data"))
+	l.dnsmasq(t, "--dhcp-userclass=set:ipxe,iPXE",
+		"--dhcp-boot=tag:!ipxe,undionly.kpxe,,192.0.2.1",
+		"--dhcp-boot=tag:ipxe,http://192.0.2.1/boot.ipxe")
+	const mac = "52:54:00:0c:00:01"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac})
+	expectPass(t, vm)
+	ctx := context.Background()
+	bs, err := l.srv.DB().Boots(ctx, mac, 1)
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("boots: %v %v", bs, err)
+	}
+	if !strings.HasPrefix(bs[0].Address, "192.0.2.1") || bs[0].Phase != "switch_root" {
+		t.Errorf("the boot as recorded: %+v", bs[0])
+	}
+	// TFTP answers on the LAN as a plain PXE ROM would ask.
+	var b bytes.Buffer
+	if err := l.ns.Do(func() error {
+		_, err := (&tftp.Client{BlockSize: 1456}).Get(ctx, l.ns.Addr+":69", "undionly.kpxe", &b)
+		return err
+	}); err != nil || b.Len() < 1000 {
+		t.Errorf("TFTP undionly.kpxe on the LAN: %d bytes, %v", b.Len(), err)
+	}
+}
