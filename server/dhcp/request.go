@@ -23,6 +23,12 @@ type Booter interface {
 	Boot(ctx context.Context, r Request) (Answer, error)
 }
 
+// BooterFunc adapts a function to Booter.
+type BooterFunc func(ctx context.Context, r Request) (Answer, error)
+
+// Boot implements Booter.
+func (f BooterFunc) Boot(ctx context.Context, r Request) (Answer, error) { return f(ctx, r) }
+
 // Request is what a boot client's DHCP packet says about it.
 type Request struct {
 	MAC net.HardwareAddr // chaddr
