@@ -85,6 +85,7 @@ type view struct {
 	Mask                 string // 1
 	Router, DNS          string // 3, 6
 	LeaseSeconds         int    // 51
+	T1, T2               int    // 58, 59, in seconds
 	Message              string // 56
 	Other                []int  // any other option present
 }
@@ -126,7 +127,13 @@ func viewOf(t testing.TB, p *dhcpv4.DHCPv4) view {
 	if q.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
 		v.LeaseSeconds = int(q.IPAddressLeaseTime(0).Seconds())
 	}
-	known := map[uint8]bool{1: true, 3: true, 6: true, 43: true, 51: true, 53: true, 54: true, 56: true, 60: true, 66: true, 67: true, 97: true}
+	if q.Options.Has(dhcpv4.OptionRenewTimeValue) {
+		v.T1 = int(q.IPAddressRenewalTime(0).Seconds())
+	}
+	if q.Options.Has(dhcpv4.OptionRebindingTimeValue) {
+		v.T2 = int(q.IPAddressRebindingTime(0).Seconds())
+	}
+	known := map[uint8]bool{1: true, 3: true, 6: true, 43: true, 51: true, 53: true, 54: true, 56: true, 58: true, 59: true, 60: true, 66: true, 67: true, 97: true}
 	for code := range q.Options {
 		if !known[code] {
 			v.Other = append(v.Other, int(code))
