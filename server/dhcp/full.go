@@ -168,8 +168,9 @@ func (c FullConfig) check() error {
 }
 
 // Serve answers DHCP clients on conn, the DHCP server port 67 of the
-// interface (see ListenInterface). It returns nil when ctx ends or conn
-// is closed, and leaves conn open.
+// interface (see ListenInterface). It returns nil when ctx ends (conn's
+// read deadline is then in the past) or conn is closed; it never closes
+// conn.
 func (f *Full) Serve(ctx context.Context, conn net.PacketConn) error {
 	return serve(ctx, conn, f.log, func(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
 		return f.handle(ctx, b, peer)
@@ -184,6 +185,12 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 	}
 	if len(req.ClientHWAddr) == 0 {
 		f.log.Debug("dhcp ignored a packet without a client hardware address", "peer", peer)
+		return nil, nil
+	}
+	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
+		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
+		// this server has only its own.
+		f.log.Debug("dhcp ignored a packet relayed from another subnet", "mac", req.ClientHWAddr, "giaddr", gi)
 		return nil, nil
 	}
 	mt := req.MessageType()
@@ -261,13 +268,18 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 	if err != nil {
 		return nil, err
 	}
-	exp := now.Add(offerHold)
+	exp, host := now.Add(offerHold), req.HostName()
 	if l, ok, err := f.leases.Get(mac); err != nil {
 		return nil, fmt.Errorf("read lease: %w", err)
-	} else if ok && l.IP == ip && l.Expires.After(exp) {
-		exp = l.Expires
+	} else if ok && l.IP == ip {
+		if l.Expires.After(exp) {
+			exp = l.Expires
+		}
+		if host == "" {
+			host = l.Hostname
+		}
 	}
-	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: exp, Hostname: req.HostName()}); err != nil {
+	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: exp, Hostname: host}); err != nil {
 		return nil, fmt.Errorf("hold offered address %v: %w", ip, err)
 	}
 	return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
@@ -326,7 +338,11 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	} else if why != "" {
 		return f.nak(req, why), nil
 	}
-	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: req.HostName()}); err != nil {
+	host := req.HostName()
+	if host == "" && hasRec {
+		host = rec.Hostname
+	}
+	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host}); err != nil {
 		return nil, fmt.Errorf("store lease of %v: %w", ip, err)
 	}
 	p := f.withAddress(newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP), ip)

@@ -159,7 +159,23 @@ func TestFullDORA(t *testing.T) {
 	if again := h.send(macA, dhcpv4.MessageTypeDiscover); again.YourIPAddr.String() != "192.0.2.100" {
 		t.Errorf("the same client's second offer is %s, want 192.0.2.100", again.YourIPAddr)
 	}
-	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(2*time.Second + time.Hour)})
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(2*time.Second + time.Hour), Hostname: "node1"})
+
+	// A renewal without option 12 keeps the host name.
+	h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100"))
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: h.now.Add(time.Hour), Hostname: "node1"})
+
+	// Through a relay on this subnet: the same; from another subnet: not ours.
+	relayed := h.send(macB, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250)))
+	if v := viewOf(t, relayed); v.YIAddr != "192.0.2.101" || v.GIAddr != "192.0.2.250" {
+		t.Errorf("relayed offer: %+v", v)
+	}
+	if r := h.send(macC, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(net.IPv4(198, 51, 100, 1))); r != nil {
+		t.Errorf("offer relayed to another subnet: %s", r.Summary())
+	}
+	if h.log.find(slog.LevelDebug, "another subnet", "198.51.100.1") == "" {
+		t.Errorf("no Debug record of the foreign relay; the log:\n%s", h.log.all())
+	}
 }
 
 // TestFullBoot checks that netboot clients get the boot answer with

@@ -28,8 +28,8 @@ type Proxy struct {
 // Serve answers DHCPDISCOVERs from netboot clients on conn, the DHCP
 // server port 67 of Interface (see ListenInterface), with ProxyDHCP
 // offers; it ignores every other packet, the DHCPREQUESTs to the site's
-// DHCP server included. It returns nil when ctx ends or conn is closed,
-// and leaves conn open.
+// DHCP server included. It returns nil when ctx ends (conn's read
+// deadline is then in the past) or conn is closed; it never closes conn.
 func (p *Proxy) Serve(ctx context.Context, conn net.PacketConn) error {
 	if err := p.check(); err != nil {
 		return err
@@ -42,10 +42,11 @@ func (p *Proxy) Serve(ctx context.Context, conn net.PacketConn) error {
 
 // ServeBootServer answers DHCPREQUESTs on conn, the PXE boot server port
 // 4011 (PXE 2.1 section 2.2.6), with a DHCPACK carrying the same answer as
-// the offer. Firmware asks there when the offer had no option 43 or when
-// it does boot server discovery regardless (much UEFI firmware, the
-// "BINL" path of EDK2), and iPXE sends its ProxyDHCPREQUEST there. Run it
-// beside Serve, or beside Full's Serve: it gives no addresses either.
+// the offer. Firmware asks there when the offer had no option 43 (EDK2's
+// "BINL" offer), some UEFI firmware asks there anyway (pixiecore answers
+// every UEFI client that way), and iPXE sends its ProxyDHCPREQUEST there.
+// Run it beside Serve, or beside Full's Serve: it gives no addresses
+// either. It returns as Serve does.
 func (p *Proxy) ServeBootServer(ctx context.Context, conn net.PacketConn) error {
 	if err := p.check(); err != nil {
 		return err

@@ -21,9 +21,10 @@ import (
 //     (only option 67 when it is longer than the file field's 127 bytes).
 //
 // It fails with ErrNotNetboot when req is not a netboot client's DISCOVER
-// or REQUEST, and when a does not suit the client (a URL to a PXE ROM, a
-// TFTP file to a UEFI HTTP Boot client). It is pure: no I/O, no clock, no
-// randomness.
+// or REQUEST, and with other errors when an option PXE needs is malformed
+// (option 93 or 97) or when a does not suit the client (a URL to a PXE
+// ROM, a TFTP file to a UEFI HTTP Boot client, both or neither). It is
+// pure: no I/O, no clock, no randomness.
 func ProxyReply(req *dhcpv4.DHCPv4, a Answer, serverIP netip.Addr) (*dhcpv4.DHCPv4, error) {
 	r, err := parseRequest(req, "")
 	if err != nil {
