@@ -1,0 +1,41 @@
+// Package dhcp is the DHCP side of PXE booting: it tells network boot
+// firmware, and iPXE after it, what to download. The server wires it; a
+// Booter the server provides decides, per client, the answer: a TFTP
+// file or a URL (Policy is a default: iPXE binaries by architecture, the
+// script URL to iPXE).
+//
+//	Proxy{ServerIP, Interface, Booter}.Serve(ctx, conn)        port 67
+//	Proxy{...}.ServeBootServer(ctx, conn)                       port 4011
+//	NewFull(FullConfig, Leases, Booter, log).Serve(ctx, conn)   port 67
+//
+// Two modes, one or the other on each interface, never both: two DHCP
+// answers to one DISCOVER from the same host confuse firmware.
+//
+//   - ProxyDHCP (Proxy, PXE 2.1 section 2.2.3, RFC 4578) where the site
+//     has a DHCP server: it never hands out addresses. It answers only
+//     DHCPDISCOVERs whose option 60 starts with "PXEClient" or
+//     "HTTPClient", with an offer without an address that carries the
+//     boot answer (see ProxyReply, the pure reply builder), and the PXE
+//     boot server requests on port 4011 with an ACK of the same.
+//   - Full DHCP (Full, RFC 2131) on an isolated network that has no DHCP
+//     server: addresses from a pool or reservations, router and DNS
+//     options, leases kept through the Leases interface (MemLeases in
+//     memory; the server backs it with its store), DECLINE and RELEASE
+//     honoured, and the same boot answer in the OFFER and ACK of boot
+//     clients. Run Proxy.ServeBootServer beside it for firmware that asks
+//     on port 4011.
+//
+// The caller opens the sockets: ListenInterface (Linux) binds a broadcast
+// socket to one interface (SO_BINDTODEVICE); port 67 needs
+// CAP_NET_BIND_SERVICE. Serve handles packets concurrently and returns
+// when its context ends. Logging is log/slog: packets that are not ours
+// or malformed at Debug, answers at Info, store and Booter failures at
+// Warn.
+//
+// Not done: Full does not ping or ARP an address before offering it
+// (RFC 2131 section 2.2 suggests it): an address some other host took
+// by hand is offered anyway, and the client's DHCPDECLINE then takes it
+// out of the pool for ten minutes, a mark kept in memory only. No DHCPv6,
+// no option overload (RFC 2131 option 52), no failover between servers,
+// no relay-agent specific policy (option 82 is echoed, nothing more).
+package dhcp

@@ -1,0 +1,561 @@
+package dhcp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// FullConfig is the network a Full DHCP server hands out addresses on.
+type FullConfig struct {
+	// Interface names the interface the socket is bound to, for
+	// Request.Interface and the log.
+	Interface string
+	// ServerIP is this host's address on Interface, inside Subnet:
+	// option 54, and the TFTP server when an Answer names none.
+	ServerIP netip.Addr
+	// Subnet is the link's prefix (option 1, the subnet mask).
+	Subnet netip.Prefix
+	// Start and End bound the pool, both included, inside Subnet. The
+	// server's and the router's addresses are skipped if inside.
+	Start, End netip.Addr
+	// Router is option 3; the zero Addr sends none.
+	Router netip.Addr
+	// DNS is option 6; empty sends none.
+	DNS []netip.Addr
+	// LeaseTime is option 51; 0 means one hour.
+	LeaseTime time.Duration
+	// Reservations give these MACs these addresses, inside Subnet and
+	// inside or outside the pool; no other client gets them.
+	Reservations []Reservation
+}
+
+// Reservation is a static address: MAC always gets IP.
+type Reservation struct {
+	MAC net.HardwareAddr
+	IP  netip.Addr
+}
+
+const (
+	defaultLeaseTime = time.Hour
+	// offerHold is how long an offered address waits for the client's
+	// REQUEST before another client may get it (RFC 2131 section 4.3.1
+	// leaves it to the server). PXE firmware waits seconds for ProxyDHCP
+	// offers before it requests.
+	offerHold = time.Minute
+	// declineHold is how long an address a client declined (another host
+	// answered ARP for it, RFC 2131 section 4.3.3) is not offered.
+	declineHold = 10 * time.Minute
+)
+
+// Full is a DHCP server (RFC 2131) for an isolated network: it gives
+// addresses from a pool or reservations, keeps leases in Leases, and adds
+// Booter's answer to the OFFER and ACK of network boot clients. Use
+// NewFull.
+type Full struct {
+	cfg      FullConfig
+	leases   Leases
+	booter   Booter
+	log      *slog.Logger
+	now      func() time.Time
+	reserved map[string]netip.Addr // MAC.String() -> IP
+	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
+
+	mu       sync.Mutex               // serialises lease decisions; guards declined
+	declined map[netip.Addr]time.Time // address -> not offered until
+}
+
+// NewFull checks cfg and returns a server for it. booter may be nil (no
+// boot answers, addresses only); log may be nil.
+func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*Full, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if leases == nil {
+		return nil, errors.New("dhcp: no Leases store")
+	}
+	f := &Full{
+		cfg:      cfg,
+		leases:   leases,
+		booter:   booter,
+		log:      discardIfNil(log),
+		now:      time.Now,
+		reserved: map[string]netip.Addr{},
+		byIP:     map[netip.Addr]string{},
+		declined: map[netip.Addr]time.Time{},
+	}
+	f.cfg.DNS = slices.Clone(cfg.DNS)
+	if f.cfg.LeaseTime == 0 {
+		f.cfg.LeaseTime = defaultLeaseTime
+	}
+	for _, r := range cfg.Reservations {
+		f.reserved[r.MAC.String()] = r.IP
+		f.byIP[r.IP] = r.MAC.String()
+	}
+	return f, nil
+}
+
+func (c FullConfig) check() error {
+	if !c.ServerIP.Is4() {
+		return fmt.Errorf("dhcp: server address %v is not IPv4", c.ServerIP)
+	}
+	if !c.Subnet.IsValid() || !c.Subnet.Addr().Is4() || c.Subnet.Bits() > 30 {
+		return fmt.Errorf("dhcp: subnet %v is not an IPv4 prefix of /30 or wider", c.Subnet)
+	}
+	host := func(what string, a netip.Addr) error {
+		switch {
+		case !a.Is4() || !c.Subnet.Contains(a):
+			return fmt.Errorf("dhcp: %s %v is not in subnet %v", what, a, c.Subnet)
+		case a == c.Subnet.Masked().Addr() || a == lastAddr(c.Subnet):
+			return fmt.Errorf("dhcp: %s %v is subnet %v's network or broadcast address", what, a, c.Subnet)
+		}
+		return nil
+	}
+	if err := host("server address", c.ServerIP); err != nil {
+		return err
+	}
+	if err := host("pool start", c.Start); err != nil {
+		return err
+	}
+	if err := host("pool end", c.End); err != nil {
+		return err
+	}
+	if c.End.Less(c.Start) {
+		return fmt.Errorf("dhcp: pool end %v is before its start %v", c.End, c.Start)
+	}
+	if c.Router.IsValid() {
+		if err := host("router", c.Router); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.DNS {
+		if !d.Is4() {
+			return fmt.Errorf("dhcp: DNS server %v is not IPv4", d)
+		}
+	}
+	if c.LeaseTime < 0 || c.LeaseTime > time.Duration(1<<32-2)*time.Second {
+		return fmt.Errorf("dhcp: lease time %v out of range (0 for the default, at most 2^32-2 s)", c.LeaseTime)
+	}
+	macs, ips := map[string]bool{}, map[netip.Addr]bool{}
+	for _, r := range c.Reservations {
+		if len(r.MAC) == 0 {
+			return fmt.Errorf("dhcp: reservation of %v has no MAC", r.IP)
+		}
+		if err := host("reserved address of "+r.MAC.String(), r.IP); err != nil {
+			return err
+		}
+		if r.IP == c.ServerIP || r.IP == c.Router {
+			return fmt.Errorf("dhcp: reserved address %v of %s is the server's or the router's", r.IP, r.MAC)
+		}
+		if macs[r.MAC.String()] {
+			return fmt.Errorf("dhcp: %s is reserved twice", r.MAC)
+		}
+		if ips[r.IP] {
+			return fmt.Errorf("dhcp: %v is reserved twice", r.IP)
+		}
+		macs[r.MAC.String()], ips[r.IP] = true, true
+	}
+	return nil
+}
+
+// Serve answers DHCP clients on conn, the DHCP server port 67 of the
+// interface (see ListenInterface). It returns nil when ctx ends (conn's
+// read deadline is then in the past) or conn is closed; it never closes
+// conn.
+func (f *Full) Serve(ctx context.Context, conn net.PacketConn) error {
+	return serve(ctx, conn, f.log, func(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+		return f.handle(ctx, b, peer)
+	})
+}
+
+// handle answers one datagram b from peer.
+func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	req := parsePacket(f.log, b, peer)
+	if req == nil {
+		return nil, nil
+	}
+	if len(req.ClientHWAddr) == 0 {
+		f.log.Debug("dhcp ignored a packet without a client hardware address", "peer", peer)
+		return nil, nil
+	}
+	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
+		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
+		// this server has only its own.
+		f.log.Debug("dhcp ignored a packet relayed from another subnet", "mac", req.ClientHWAddr, "giaddr", gi)
+		return nil, nil
+	}
+	mt := req.MessageType()
+	reply, err := f.decide(req, mt)
+	if err != nil {
+		f.log.Warn("dhcp not answering", "type", mt, "mac", req.ClientHWAddr, "iface", f.cfg.Interface, "err", err)
+		return nil, nil
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	var boot Answer
+	if t := reply.MessageType(); t == dhcpv4.MessageTypeOffer || t == dhcpv4.MessageTypeAck {
+		boot = f.boot(ctx, req, reply)
+	}
+	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr, "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
+	return reply, replyAddr(req, reply, peer)
+}
+
+// boot adds Booter's answer to reply when req is a netboot client's, and
+// returns it.
+func (f *Full) boot(ctx context.Context, req, reply *dhcpv4.DHCPv4) Answer {
+	if f.booter == nil {
+		return Answer{}
+	}
+	r, err := parseRequest(req, f.cfg.Interface)
+	if err != nil {
+		f.log.Debug("dhcp no boot answer", "mac", req.ClientHWAddr, "err", err)
+		return Answer{}
+	}
+	a, err := f.booter.Boot(ctx, r)
+	if err != nil {
+		f.log.Warn("dhcp booter failed, address without a boot answer", "mac", r.MAC, "arch", r.Arch, "err", err)
+		return Answer{}
+	}
+	if a.IsZero() {
+		return Answer{}
+	}
+	if err := a.check(r); err != nil {
+		f.log.Warn("dhcp address without a boot answer", "mac", r.MAC, "arch", r.Arch, "err", err)
+		return Answer{}
+	}
+	applyBoot(reply, req, r, a, f.cfg.ServerIP)
+	return a
+}
+
+// decide applies req to the leases and returns the reply, or nil for
+// none (RFC 2131 section 4.3).
+func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		return f.discover(req, now)
+	case dhcpv4.MessageTypeRequest:
+		return f.request(req, now)
+	case dhcpv4.MessageTypeDecline:
+		return nil, f.decline(req, now)
+	case dhcpv4.MessageTypeRelease:
+		return nil, f.release(req, now)
+	case dhcpv4.MessageTypeInform:
+		return f.inform(req), nil
+	}
+	f.log.Debug("dhcp ignored a message", "type", mt, "mac", req.ClientHWAddr)
+	return nil, nil
+}
+
+// discover offers an address (RFC 2131 section 4.3.1) and holds it for
+// offerHold, or for longer when the client's lease on it runs longer.
+func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
+	mac := req.ClientHWAddr
+	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
+	ip, err := f.allocate(mac, want, now)
+	if err != nil {
+		return nil, err
+	}
+	exp, host := now.Add(offerHold), req.HostName()
+	if l, ok, err := f.leases.Get(mac); err != nil {
+		return nil, fmt.Errorf("read lease: %w", err)
+	} else if ok && l.IP == ip {
+		if l.Expires.After(exp) {
+			exp = l.Expires
+		}
+		if host == "" {
+			host = l.Hostname
+		}
+	}
+	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: exp, Hostname: host}); err != nil {
+		return nil, fmt.Errorf("hold offered address %v: %w", ip, err)
+	}
+	return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
+}
+
+// request answers the three kinds of DHCPREQUEST (RFC 2131 section
+// 4.3.2): SELECTING (option 54 set), INIT-REBOOT (option 50, no 54) and
+// RENEWING or REBINDING (ciaddr, no 50).
+func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
+	mac := req.ClientHWAddr
+	sid := req.ServerIdentifier()
+	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
+	ciaddr, _ := netip.AddrFromSlice(req.ClientIPAddr.To4())
+	rec, hasRec, err := f.leases.Get(mac)
+	if err != nil {
+		return nil, fmt.Errorf("read lease: %w", err)
+	}
+	var ip netip.Addr
+	switch {
+	case sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()):
+		// The client took another server's offer: free ours.
+		if hasRec {
+			if err := f.leases.Delete(mac); err != nil {
+				return nil, fmt.Errorf("free offered address %v: %w", rec.IP, err)
+			}
+		}
+		f.log.Debug("dhcp client chose another server", "mac", mac, "server", sid)
+		return nil, nil
+	case sid != nil:
+		if !want.IsValid() {
+			return f.nak(req, "no requested address (option 50) in a DHCPREQUEST"), nil
+		}
+		ip = want
+	case want.IsValid():
+		// INIT-REBOOT: "If the DHCP server has no record of this client,
+		// then it MUST remain silent", unless we know its address anyway.
+		if !f.cfg.Subnet.Contains(want) {
+			return f.nak(req, fmt.Sprintf("%v is not on this network", want)), nil
+		}
+		if !hasRec && f.reserved[mac.String()] != want {
+			f.log.Debug("dhcp INIT-REBOOT of a client we have no record of", "mac", mac, "ip", want)
+			return nil, nil
+		}
+		ip = want
+	case ciaddr.IsValid() && !ciaddr.IsUnspecified():
+		ip = ciaddr
+	default:
+		f.log.Debug("dhcp ignored a DHCPREQUEST without an address", "mac", mac)
+		return nil, nil
+	}
+	if hasRec && rec.IP != ip {
+		return f.nak(req, fmt.Sprintf("%v is not the address of %s", ip, mac)), nil
+	}
+	if why, err := f.unavailable(mac, ip, now); err != nil {
+		return nil, err
+	} else if why != "" {
+		return f.nak(req, why), nil
+	}
+	host := req.HostName()
+	if host == "" && hasRec {
+		host = rec.Hostname
+	}
+	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host}); err != nil {
+		return nil, fmt.Errorf("store lease of %v: %w", ip, err)
+	}
+	p := f.withAddress(newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP), ip)
+	p.ClientIPAddr = ip4(req.ClientIPAddr)
+	return p, nil
+}
+
+// decline marks the address a client found in use (RFC 2131 section
+// 4.3.3) as not to be offered for declineHold, in memory only.
+func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) error {
+	if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()) {
+		return nil
+	}
+	mac := req.ClientHWAddr
+	ip, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
+	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac, "ip", ip)
+		return nil
+	}
+	if rec, ok, err := f.leases.Get(mac); err != nil {
+		return fmt.Errorf("read lease: %w", err)
+	} else if ok && rec.IP == ip {
+		if err := f.leases.Delete(mac); err != nil {
+			return fmt.Errorf("drop declined lease of %v: %w", ip, err)
+		}
+	}
+	f.declined[ip] = now.Add(declineHold)
+	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac, "for", declineHold)
+	return nil
+}
+
+// release ends a client's lease (RFC 2131 section 4.3.4). The record
+// stays, expired, so the client gets the same address back next time.
+func (f *Full) release(req *dhcpv4.DHCPv4, now time.Time) error {
+	if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()) {
+		return nil
+	}
+	mac := req.ClientHWAddr
+	ip, _ := netip.AddrFromSlice(req.ClientIPAddr.To4())
+	rec, ok, err := f.leases.Get(mac)
+	if err != nil {
+		return fmt.Errorf("read lease: %w", err)
+	}
+	if !ok || rec.IP != ip {
+		return nil
+	}
+	rec.Expires = now
+	if err := f.leases.Put(rec); err != nil {
+		return fmt.Errorf("release %v: %w", ip, err)
+	}
+	return nil
+}
+
+// inform answers a client with an address of its own (RFC 2131 section
+// 4.3.5): the network's options, no address, no lease time.
+func (f *Full) inform(req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	p := newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP)
+	p.ClientIPAddr = ip4(req.ClientIPAddr)
+	f.networkOptions(p)
+	return p
+}
+
+// nak is a DHCPNAK with why in option 56 (RFC 2131 section 4.3.2, table
+// 3). Through a relay it asks for a broadcast on the client's link.
+func (f *Full) nak(req *dhcpv4.DHCPv4, why string) *dhcpv4.DHCPv4 {
+	p := newReply(req, dhcpv4.MessageTypeNak, f.cfg.ServerIP)
+	p.UpdateOption(dhcpv4.OptMessage(why))
+	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
+		p.SetBroadcast()
+	}
+	return p
+}
+
+// withAddress gives p the address ip and the network's options with the
+// lease time and its renewal (T1, half) and rebinding (T2, 7/8) times
+// (RFC 2131 section 4.4.5, RFC 2132 sections 9.2, 9.11, 9.12).
+func (f *Full) withAddress(p *dhcpv4.DHCPv4, ip netip.Addr) *dhcpv4.DHCPv4 {
+	p.YourIPAddr = ip.AsSlice()
+	f.networkOptions(p)
+	lt := f.cfg.LeaseTime
+	p.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lt))
+	p.UpdateOption(dhcpv4.OptRenewTimeValue(lt / 2))
+	p.UpdateOption(dhcpv4.OptRebindingTimeValue(lt * 7 / 8))
+	return p
+}
+
+// networkOptions adds options 1, 3 and 6 (RFC 2132 sections 3.3, 3.5, 3.8).
+func (f *Full) networkOptions(p *dhcpv4.DHCPv4) {
+	p.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(f.cfg.Subnet.Bits(), 32)))
+	if f.cfg.Router.IsValid() {
+		p.UpdateOption(dhcpv4.OptRouter(f.cfg.Router.AsSlice()))
+	}
+	if len(f.cfg.DNS) > 0 {
+		ips := make([]net.IP, len(f.cfg.DNS))
+		for i, d := range f.cfg.DNS {
+			ips[i] = d.AsSlice()
+		}
+		p.UpdateOption(dhcpv4.OptDNS(ips...))
+	}
+}
+
+// ErrPoolExhausted is returned (and logged) when no address is free.
+var ErrPoolExhausted = errors.New("dhcp: no free address in the pool")
+
+// allocate picks mac's address for an offer: its reservation; else its
+// previous address, or the one it asks for (option 50), when free; else
+// a pool address no one has had; else the one whose lease expired
+// longest ago, whose old record it deletes.
+func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (netip.Addr, error) {
+	if ip, ok := f.reserved[mac.String()]; ok {
+		why, err := f.unavailable(mac, ip, now)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if why != "" {
+			return netip.Addr{}, fmt.Errorf("reserved address of %s: %s", mac, why)
+		}
+		return ip, nil
+	}
+	all, err := f.leases.All()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("list leases: %w", err)
+	}
+	held := map[netip.Addr][]Lease{}
+	var own []netip.Addr
+	for _, l := range all {
+		held[l.IP] = append(held[l.IP], l)
+		if slices.Equal(l.MAC, mac) {
+			own = append(own, l.IP)
+		}
+	}
+	free := func(ip netip.Addr) bool { return f.whyNot(mac, ip, held[ip], now) == "" }
+	for _, ip := range append(own, want) {
+		if ip.IsValid() && free(ip) {
+			return ip, nil
+		}
+	}
+	var stale Lease
+	for ip := f.cfg.Start; ip.IsValid() && !f.cfg.End.Less(ip); ip = ip.Next() {
+		if !free(ip) {
+			continue
+		}
+		if len(held[ip]) == 0 {
+			return ip, nil
+		}
+		for _, l := range held[ip] {
+			if !stale.IP.IsValid() || l.Expires.Before(stale.Expires) {
+				stale = l
+			}
+		}
+	}
+	if !stale.IP.IsValid() {
+		return netip.Addr{}, ErrPoolExhausted
+	}
+	for _, l := range held[stale.IP] {
+		if err := f.leases.Delete(l.MAC); err != nil {
+			return netip.Addr{}, fmt.Errorf("reuse %v, expired lease of %s: %w", l.IP, l.MAC, err)
+		}
+	}
+	return stale.IP, nil
+}
+
+// unavailable says why mac may not have ip now, "" when it may.
+func (f *Full) unavailable(mac net.HardwareAddr, ip netip.Addr, now time.Time) (string, error) {
+	all, err := f.leases.All()
+	if err != nil {
+		return "", fmt.Errorf("list leases: %w", err)
+	}
+	var held []Lease
+	for _, l := range all {
+		if l.IP == ip {
+			held = append(held, l)
+		}
+	}
+	return f.whyNot(mac, ip, held, now), nil
+}
+
+// whyNot says why mac may not have ip now given the leases held on ip,
+// "" when it may: an address reserved for another MAC, outside the pool
+// (unless reserved for mac), the server's or router's, recently
+// declined, or leased to another MAC until later than now.
+func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, held []Lease, now time.Time) string {
+	key := mac.String()
+	if owner, ok := f.byIP[ip]; ok && owner != key {
+		return fmt.Sprintf("%v is reserved for %s", ip, owner)
+	}
+	if r, ok := f.reserved[key]; ok && r != ip {
+		return fmt.Sprintf("%s has the reserved address %v, not %v", mac, r, ip)
+	}
+	if _, ok := f.byIP[ip]; !ok && (ip.Less(f.cfg.Start) || f.cfg.End.Less(ip)) {
+		return fmt.Sprintf("%v is outside the pool %v-%v", ip, f.cfg.Start, f.cfg.End)
+	}
+	if ip == f.cfg.ServerIP || ip == f.cfg.Router {
+		return fmt.Sprintf("%v is the server's or the router's", ip)
+	}
+	if until, ok := f.declined[ip]; ok {
+		if now.Before(until) {
+			return fmt.Sprintf("%v was declined: another host uses it", ip)
+		}
+		delete(f.declined, ip)
+	}
+	for _, l := range held {
+		if !slices.Equal(l.MAC, mac) && l.Expires.After(now) {
+			return fmt.Sprintf("%v is leased to %s until %s", ip, l.MAC, l.Expires.UTC().Format(time.RFC3339))
+		}
+	}
+	return ""
+}
+
+// lastAddr is p's last (broadcast) address.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(a[:]) | (1<<(32-p.Bits()) - 1)
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
+}

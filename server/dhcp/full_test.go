@@ -1,0 +1,582 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+var (
+	macA = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0a}
+	macB = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0b}
+	macC = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0c}
+	macD = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0d}
+	macE = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x0e}
+	macR = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x99} // has a reservation
+
+	t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+)
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// testNet is a /24 with a pool of four and one reservation outside it.
+func testNet() FullConfig {
+	return FullConfig{
+		Interface:    "eth1",
+		ServerIP:     addr("192.0.2.1"),
+		Subnet:       netip.MustParsePrefix("192.0.2.0/24"),
+		Start:        addr("192.0.2.100"),
+		End:          addr("192.0.2.103"),
+		Router:       addr("192.0.2.254"),
+		DNS:          []netip.Addr{addr("192.0.2.53"), addr("192.0.2.54")},
+		LeaseTime:    time.Hour,
+		Reservations: []Reservation{{MAC: macR, IP: addr("192.0.2.10")}},
+	}
+}
+
+// harness drives a Full through handle with a clock of its own.
+type harness struct {
+	t      *testing.T
+	f      *Full
+	leases *MemLeases
+	now    time.Time
+	log    *logRecorder
+}
+
+func newHarness(t *testing.T, cfg FullConfig, booter Booter) *harness {
+	t.Helper()
+	h := &harness{t: t, leases: &MemLeases{}, now: t0, log: &logRecorder{}}
+	f, err := NewFull(cfg, h.leases, booter, h.log.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = func() time.Time { return h.now }
+	h.f = f
+	return h
+}
+
+// send handles a message of type typ from mac, sent from 0.0.0.0:68, and
+// returns the reply or nil.
+func (h *harness) send(mac net.HardwareAddr, typ dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	h.t.Helper()
+	req := pkt(h.t, typ, append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac)}, mods...)...)
+	reply, dst := h.f.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68})
+	if (reply == nil) != (dst == nil) {
+		h.t.Fatalf("reply %v to %v", reply, dst)
+	}
+	return reply
+}
+
+// dora runs DISCOVER, then REQUEST of the offered address, and returns
+// the address.
+func (h *harness) dora(mac net.HardwareAddr, mods ...dhcpv4.Modifier) string {
+	h.t.Helper()
+	offer := h.send(mac, dhcpv4.MessageTypeDiscover, mods...)
+	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
+		h.t.Fatalf("%s: no offer (%v); the log:\n%s", mac, offer, h.log.all())
+	}
+	ack := h.send(mac, dhcpv4.MessageTypeRequest, append(mods, selecting(offer.YourIPAddr.String()))...)
+	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		h.t.Fatalf("%s: no ACK for %s (%v); the log:\n%s", mac, offer.YourIPAddr, ack, h.log.all())
+	}
+	return ack.YourIPAddr.String()
+}
+
+func (h *harness) wantLeases(want ...Lease) {
+	h.t.Helper()
+	got, err := h.leases.All()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
+		h.t.Errorf("leases (-want +got):\n%s", diff)
+	}
+}
+
+// selecting is a REQUEST in SELECTING state: our server identifier and
+// the offered address.
+func selecting(ip string) dhcpv4.Modifier {
+	return func(d *dhcpv4.DHCPv4) {
+		d.UpdateOption(dhcpv4.OptServerIdentifier(net.ParseIP("192.0.2.1")))
+		d.UpdateOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip)))
+	}
+}
+
+// kind is r's message type, "none" for no reply.
+func kind(r *dhcpv4.DHCPv4) string {
+	if r == nil {
+		return "none"
+	}
+	return r.MessageType().String()
+}
+
+func requested(ip string) dhcpv4.Modifier {
+	return dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip)))
+}
+
+func ciaddr(ip string) dhcpv4.Modifier { return dhcpv4.WithClientIP(net.ParseIP(ip)) }
+
+func serverID(ip string) dhcpv4.Modifier {
+	return dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP(ip)))
+}
+
+func TestFullDORA(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	offer := h.send(macA, dhcpv4.MessageTypeDiscover, dhcpv4.WithOption(dhcpv4.OptHostName("node1")))
+	want := view{
+		Type: "OFFER", XID: "0xdeadbeef", CIAddr: "0.0.0.0", YIAddr: "192.0.2.100", SIAddr: "0.0.0.0", GIAddr: "0.0.0.0",
+		ServerID: "192.0.2.1", Mask: "255.255.255.0", Router: "192.0.2.254", DNS: "192.0.2.53,192.0.2.54",
+		LeaseSeconds: 3600, T1: 1800, T2: 3150,
+	}
+	if diff := cmp.Diff(want, viewOf(t, offer)); diff != "" {
+		t.Errorf("offer (-want +got):\n%s", diff)
+	}
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(offerHold), Hostname: "node1"})
+
+	h.now = t0.Add(2 * time.Second)
+	ack := h.send(macA, dhcpv4.MessageTypeRequest, selecting("192.0.2.100"), dhcpv4.WithOption(dhcpv4.OptHostName("node1")))
+	want.Type = "ACK"
+	if diff := cmp.Diff(want, viewOf(t, ack)); diff != "" {
+		t.Errorf("ack (-want +got):\n%s", diff)
+	}
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: h.now.Add(time.Hour), Hostname: "node1"})
+	if h.log.find(slog.LevelInfo, "dhcp answer", "ACK", "192.0.2.100") == "" {
+		t.Errorf("no Info record of the ACK; the log:\n%s", h.log.all())
+	}
+
+	// A bound client that starts over is offered its address again, its
+	// lease kept as long as it was.
+	h.now = t0.Add(time.Minute)
+	if again := h.send(macA, dhcpv4.MessageTypeDiscover); again.YourIPAddr.String() != "192.0.2.100" {
+		t.Errorf("the same client's second offer is %s, want 192.0.2.100", again.YourIPAddr)
+	}
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(2*time.Second + time.Hour), Hostname: "node1"})
+
+	// A renewal without option 12 keeps the host name.
+	h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100"))
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: h.now.Add(time.Hour), Hostname: "node1"})
+
+	// Through a relay on this subnet: the same; from another subnet: not ours.
+	relayed := h.send(macB, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250)))
+	if v := viewOf(t, relayed); v.YIAddr != "192.0.2.101" || v.GIAddr != "192.0.2.250" {
+		t.Errorf("relayed offer: %+v", v)
+	}
+	if r := h.send(macC, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(net.IPv4(198, 51, 100, 1))); r != nil {
+		t.Errorf("offer relayed to another subnet: %s", r.Summary())
+	}
+	if h.log.find(slog.LevelDebug, "another subnet", "198.51.100.1") == "" {
+		t.Errorf("no Debug record of the foreign relay; the log:\n%s", h.log.all())
+	}
+}
+
+// TestFullBoot checks that netboot clients get the boot answer with
+// their address, and other clients the address alone.
+func TestFullBoot(t *testing.T) {
+	h := newHarness(t, testNet(), testPolicy)
+	offer := h.send(macA, dhcpv4.MessageTypeDiscover, with(pxe(vcBIOS, ArchBIOS), ipxeClass)...)
+	want := view{
+		Type: "OFFER", XID: "0xdeadbeef", CIAddr: "0.0.0.0", YIAddr: "192.0.2.100", SIAddr: "192.0.2.1", GIAddr: "0.0.0.0",
+		File: "http://192.0.2.1/boot.ipxe", ServerID: "192.0.2.1", VendorClass: "PXEClient", Vendor: []byte{6, 1, 8, 255},
+		BootFile: "http://192.0.2.1/boot.ipxe", MachineID: testGUID,
+		Mask: "255.255.255.0", Router: "192.0.2.254", DNS: "192.0.2.53,192.0.2.54", LeaseSeconds: 3600, T1: 1800, T2: 3150,
+	}
+	if diff := cmp.Diff(want, viewOf(t, offer)); diff != "" {
+		t.Errorf("offer to iPXE (-want +got):\n%s", diff)
+	}
+	ack := h.send(macA, dhcpv4.MessageTypeRequest, with(pxe(vcBIOS, ArchBIOS), ipxeClass, selecting("192.0.2.100"))...)
+	want.Type = "ACK"
+	if diff := cmp.Diff(want, viewOf(t, ack)); diff != "" {
+		t.Errorf("ack to iPXE (-want +got):\n%s", diff)
+	}
+
+	offer = h.send(macB, dhcpv4.MessageTypeDiscover, pxe(vcBIOS, ArchBIOS)...)
+	if v := viewOf(t, offer); v.YIAddr != "192.0.2.101" || v.File != "undionly.kpxe" || v.TFTPServer != "192.0.2.1" {
+		t.Errorf("offer to a BIOS PXE ROM: %+v", v)
+	}
+	for name, mods := range map[string][]dhcpv4.Modifier{
+		"the agent":        {dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vcAgent))},
+		"an unknown arch":  pxe("PXEClient:Arch:00011:UNDI:003016", 11),
+		"a bad option 97":  with(pxe(vcBIOS, ArchBIOS), dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, []byte{1})),
+		"a plain OS stack": nil,
+	} {
+		offer := h.send(macC, dhcpv4.MessageTypeDiscover, mods...)
+		v := viewOf(t, offer)
+		if v.YIAddr != "192.0.2.102" || v.File != "" || v.BootFile != "" || v.VendorClass != "" || v.Vendor != nil {
+			t.Errorf("offer to %s: %+v, want an address and no boot answer", name, v)
+		}
+	}
+
+	// A Booter that fails leaves the address: DHCP still works.
+	failing := BooterFunc(func(context.Context, Request) (Answer, error) { return Answer{}, errors.New("store is down") })
+	h2 := newHarness(t, testNet(), failing)
+	offer = h2.send(macA, dhcpv4.MessageTypeDiscover, pxe(vcBIOS, ArchBIOS)...)
+	if v := viewOf(t, offer); v.YIAddr != "192.0.2.100" || v.File != "" {
+		t.Errorf("offer with a failing Booter: %+v", v)
+	}
+	if h2.log.find(slog.LevelWarn, "booter failed", "store is down") == "" {
+		t.Errorf("no Warn of the Booter's failure; the log:\n%s", h2.log.all())
+	}
+}
+
+func TestFullAllocation(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	for _, c := range []struct {
+		mac  net.HardwareAddr
+		want string
+	}{{macA, "192.0.2.100"}, {macB, "192.0.2.101"}, {macR, "192.0.2.10"}, {macC, "192.0.2.102"}, {macD, "192.0.2.103"}} {
+		if got := h.dora(c.mac); got != c.want {
+			t.Errorf("%s got %s, want %s", c.mac, got, c.want)
+		}
+		h.now = h.now.Add(time.Second) // so the leases end in this order
+	}
+	// The pool is full: a fifth client gets nothing, and a Warn says why.
+	if r := h.send(macE, dhcpv4.MessageTypeDiscover); r != nil {
+		t.Errorf("offer from a full pool: %s", r.Summary())
+	}
+	if h.log.find(slog.LevelWarn, "not answering", ErrPoolExhausted.Error()) == "" {
+		t.Errorf("no Warn of the full pool; the log:\n%s", h.log.all())
+	}
+
+	// B releases: its record stays, expired, and it gets its address back.
+	h.now = t0.Add(10 * time.Minute)
+	if r := h.send(macB, dhcpv4.MessageTypeRelease, ciaddr("192.0.2.101"), serverID("192.0.2.1")); r != nil {
+		t.Errorf("reply to a RELEASE: %s", r.Summary())
+	}
+	if l, _, _ := h.leases.Get(macB); !l.Expires.Equal(h.now) {
+		t.Errorf("released lease expires %v, want %v", l.Expires, h.now)
+	}
+	// Meanwhile E takes the only free address, B's old one.
+	if got := h.dora(macE); got != "192.0.2.101" {
+		t.Errorf("E got %s, want B's released 192.0.2.101", got)
+	}
+	if _, ok, _ := h.leases.Get(macB); ok {
+		t.Errorf("B's old record was kept after E took its address")
+	}
+
+	// When every lease has expired, a new client gets the address whose
+	// lease expired first, and the old owners keep theirs when they ask.
+	h.now = t0.Add(3 * time.Hour)
+	if got := h.dora(macB); got != "192.0.2.100" {
+		t.Errorf("B got %s, want A's 192.0.2.100 (expired first)", got)
+	}
+	if got := h.dora(macC); got != "192.0.2.102" {
+		t.Errorf("C got %s, want its own 192.0.2.102 back", got)
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" {
+		t.Errorf("A renewing the address B now has: %s, want a NAK", kind(r))
+	}
+}
+
+func TestFullReservations(t *testing.T) {
+	cfg := testNet()
+	// A reservation inside the pool too.
+	cfg.Reservations = append(cfg.Reservations, Reservation{MAC: macD, IP: addr("192.0.2.100")})
+	h := newHarness(t, cfg, nil)
+	if got := h.dora(macA, requested("192.0.2.100")); got != "192.0.2.101" {
+		t.Errorf("A asking for D's reserved address got %s, want 192.0.2.101", got)
+	}
+	if got := h.dora(macB, requested("192.0.2.10")); got != "192.0.2.102" {
+		t.Errorf("B asking for R's reserved address got %s, want 192.0.2.102", got)
+	}
+	if got := h.dora(macD); got != "192.0.2.100" {
+		t.Errorf("D got %s, want its reserved 192.0.2.100", got)
+	}
+	if got := h.dora(macR, requested("192.0.2.103")); got != "192.0.2.10" {
+		t.Errorf("R got %s, want its reserved 192.0.2.10", got)
+	}
+	// A reserved client cannot take a pool address, nor anyone a reserved one.
+	if r := h.send(macR, dhcpv4.MessageTypeRequest, selecting("192.0.2.103")); kind(r) != "NAK" {
+		t.Errorf("R requesting a pool address: %s, want a NAK", kind(r))
+	}
+	if r := h.send(macE, dhcpv4.MessageTypeRequest, selecting("192.0.2.10")); kind(r) != "NAK" {
+		t.Errorf("E requesting R's address: %s, want a NAK", kind(r))
+	}
+	// A reserved client in INIT-REBOOT with no record is known anyway.
+	h.leases.Delete(macR)
+	if r := h.send(macR, dhcpv4.MessageTypeRequest, requested("192.0.2.10")); kind(r) != "ACK" {
+		t.Errorf("R rebooting: %s, want an ACK", kind(r))
+	}
+}
+
+// TestFullReservedAddressTaken: a reservation added while another client
+// holds the address is not offered until that lease ends.
+func TestFullReservedAddressTaken(t *testing.T) {
+	cfg := testNet()
+	cfg.Reservations = nil
+	h := newHarness(t, cfg, nil)
+	if got := h.dora(macA); got != "192.0.2.100" {
+		t.Fatalf("A got %s", got)
+	}
+	cfg.Reservations = []Reservation{{MAC: macD, IP: addr("192.0.2.100")}}
+	h2 := newHarness(t, cfg, nil)
+	h2.leases, h2.f.leases = h.leases, h.leases
+	if r := h2.send(macD, dhcpv4.MessageTypeDiscover); r != nil {
+		t.Errorf("offered %s while A holds it", r.YourIPAddr)
+	}
+	if h2.log.find(slog.LevelWarn, "reserved address", "leased to 52:54:00:00:00:0a") == "" {
+		t.Errorf("no Warn; the log:\n%s", h2.log.all())
+	}
+	if r := h2.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" {
+		t.Errorf("A renewing an address now reserved for D: %s, want a NAK", kind(r))
+	}
+	h2.now = t0.Add(2 * time.Hour)
+	if got := h2.dora(macD); got != "192.0.2.100" {
+		t.Errorf("D got %s after A's lease ended, want 192.0.2.100", got)
+	}
+}
+
+func TestFullRequests(t *testing.T) {
+	relay := dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))
+	for _, tc := range []struct {
+		name string
+		// setup leaves A bound to .100 and B bound to .101 unless skip.
+		mods      []dhcpv4.Modifier
+		mac       net.HardwareAddr
+		wantType  string // "" for no reply
+		wantIP    string
+		wantWords string // in option 56 for a NAK
+		broadcast bool
+	}{
+		{"SELECTING our offer", []dhcpv4.Modifier{selecting("192.0.2.100")}, macA, "ACK", "192.0.2.100", "", false},
+		{"SELECTING another address than offered", []dhcpv4.Modifier{selecting("192.0.2.102")}, macA, "NAK", "0.0.0.0", "not the address of", false},
+		{"SELECTING without option 50", []dhcpv4.Modifier{serverID("192.0.2.1")}, macA, "NAK", "0.0.0.0", "no requested address", false},
+		{"SELECTING another server's offer", []dhcpv4.Modifier{serverID("192.0.2.7"), requested("192.0.2.77")}, macA, "", "", "", false},
+		{"INIT-REBOOT with the right address", []dhcpv4.Modifier{requested("192.0.2.100")}, macA, "ACK", "192.0.2.100", "", false},
+		{"INIT-REBOOT with the wrong address", []dhcpv4.Modifier{requested("192.0.2.103")}, macA, "NAK", "0.0.0.0", "not the address of", false},
+		{"INIT-REBOOT from another network", []dhcpv4.Modifier{requested("198.51.100.7")}, macA, "NAK", "0.0.0.0", "not on this network", false},
+		{"INIT-REBOOT of a client we do not know: silence", []dhcpv4.Modifier{requested("192.0.2.103")}, macC, "", "", "", false},
+		{"INIT-REBOOT of a stranger with another's address: silence", []dhcpv4.Modifier{requested("192.0.2.101")}, macC, "", "", "", false},
+		{"RENEWING", []dhcpv4.Modifier{ciaddr("192.0.2.100")}, macA, "ACK", "192.0.2.100", "", false},
+		{"RENEWING another's address", []dhcpv4.Modifier{ciaddr("192.0.2.101")}, macC, "NAK", "0.0.0.0", "leased to 52:54:00:00:00:0b", false},
+		{"RENEWING, unknown, a free pool address: granted", []dhcpv4.Modifier{ciaddr("192.0.2.103")}, macC, "ACK", "192.0.2.103", "", false},
+		{"RENEWING, unknown, outside the pool", []dhcpv4.Modifier{ciaddr("192.0.2.50")}, macC, "NAK", "0.0.0.0", "outside the pool", false},
+		{"RENEWING the router's address", []dhcpv4.Modifier{ciaddr("192.0.2.254")}, macC, "NAK", "0.0.0.0", "outside the pool", false},
+		{"no address at all", nil, macA, "", "", "", false},
+		{"a NAK through a relay asks it to broadcast", []dhcpv4.Modifier{requested("192.0.2.103"), relay}, macA, "NAK", "0.0.0.0", "not the address of", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testNet(), nil)
+			h.dora(macA)
+			h.dora(macB)
+			h.now = t0.Add(time.Minute)
+			r := h.send(tc.mac, dhcpv4.MessageTypeRequest, tc.mods...)
+			if tc.wantType == "" {
+				if r != nil {
+					t.Fatalf("replied %s, want silence", r.Summary())
+				}
+				return
+			}
+			if r == nil {
+				t.Fatalf("no reply, want %s; the log:\n%s", tc.wantType, h.log.all())
+			}
+			v := viewOf(t, r)
+			got := struct{ Type, IP string }{v.Type, v.YIAddr}
+			want := struct{ Type, IP string }{tc.wantType, tc.wantIP}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("reply (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(v.Message, tc.wantWords) || (tc.wantWords == "") != (v.Message == "") {
+				t.Errorf("message %q, want one saying %q", v.Message, tc.wantWords)
+			}
+			if v.Broadcast != tc.broadcast {
+				t.Errorf("broadcast flag %v, want %v", v.Broadcast, tc.broadcast)
+			}
+			if tc.wantType == "NAK" && (v.LeaseSeconds != 0 || v.Mask != "" || v.ServerID != "192.0.2.1") {
+				t.Errorf("a NAK with lease options or without option 54: %+v", v)
+			}
+		})
+	}
+
+	// The client that took another server's offer loses ours.
+	h := newHarness(t, testNet(), nil)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeRequest, serverID("192.0.2.7"), requested("192.0.2.77"))
+	h.wantLeases()
+}
+
+func TestFullDecline(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	if got := h.dora(macA); got != "192.0.2.100" {
+		t.Fatalf("A got %s", got)
+	}
+	// A finds .100 in use (ARP) and declines it.
+	if r := h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1")); r != nil {
+		t.Errorf("reply to a DECLINE: %s", r.Summary())
+	}
+	if h.log.find(slog.LevelWarn, "declined", "192.0.2.100") == "" {
+		t.Errorf("no Warn of the decline; the log:\n%s", h.log.all())
+	}
+	h.wantLeases()
+	if got := h.dora(macA); got != "192.0.2.101" {
+		t.Errorf("A after declining got %s, want 192.0.2.101", got)
+	}
+	if got := h.dora(macB, requested("192.0.2.100")); got != "192.0.2.102" {
+		t.Errorf("B asking for the declined address got %s, want 192.0.2.102", got)
+	}
+	h.now = t0.Add(declineHold + time.Second)
+	if got := h.dora(macC); got != "192.0.2.100" {
+		t.Errorf("C after the decline hold got %s, want 192.0.2.100", got)
+	}
+
+	// A DECLINE to another server, or of an address not ours, changes nothing.
+	h = newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.7"))
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("198.51.100.1"), serverID("192.0.2.1"))
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)})
+	if len(h.f.declined) != 0 {
+		t.Errorf("declined: %v", h.f.declined)
+	}
+}
+
+func TestFullReleaseOfAnother(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.now = t0.Add(time.Minute)
+	// C claims to release A's address; B releases to another server.
+	h.send(macC, dhcpv4.MessageTypeRelease, ciaddr("192.0.2.100"))
+	h.send(macA, dhcpv4.MessageTypeRelease, ciaddr("192.0.2.100"), serverID("192.0.2.7"))
+	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)})
+}
+
+func TestFullInform(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	r := h.send(macA, dhcpv4.MessageTypeInform, ciaddr("192.0.2.50"))
+	want := view{
+		Type: "ACK", XID: "0xdeadbeef", CIAddr: "192.0.2.50", YIAddr: "0.0.0.0", SIAddr: "0.0.0.0", GIAddr: "0.0.0.0",
+		ServerID: "192.0.2.1", Mask: "255.255.255.0", Router: "192.0.2.254", DNS: "192.0.2.53,192.0.2.54",
+	}
+	if diff := cmp.Diff(want, viewOf(t, r)); diff != "" {
+		t.Errorf("ACK to an INFORM (-want +got):\n%s", diff)
+	}
+	h.wantLeases()
+}
+
+// TestFullSkipsOwnAddresses: the server's and router's addresses inside
+// the pool are never offered.
+func TestFullSkipsOwnAddresses(t *testing.T) {
+	cfg := testNet()
+	cfg.ServerIP, cfg.Router = addr("192.0.2.100"), addr("192.0.2.102")
+	cfg.DNS, cfg.LeaseTime = nil, 0
+	h := newHarness(t, cfg, nil)
+	offer := h.send(macA, dhcpv4.MessageTypeDiscover, requested("192.0.2.100"))
+	if v := viewOf(t, offer); v.YIAddr != "192.0.2.101" || v.LeaseSeconds != 3600 || v.DNS != "" {
+		t.Errorf("offer: %+v, want 192.0.2.101 for the default hour and no DNS", v)
+	}
+	h.send(macA, dhcpv4.MessageTypeRequest, requested("192.0.2.101"), serverID("192.0.2.100"))
+	if offer := h.send(macB, dhcpv4.MessageTypeDiscover); offer.YourIPAddr.String() != "192.0.2.103" {
+		t.Errorf("B was offered %s, want 192.0.2.103", offer.YourIPAddr)
+	}
+}
+
+// brokenLeases fails every call.
+type brokenLeases struct{}
+
+var errBroken = errors.New("disk on fire")
+
+func (brokenLeases) Get(net.HardwareAddr) (Lease, bool, error) { return Lease{}, false, errBroken }
+func (brokenLeases) Put(Lease) error                           { return errBroken }
+func (brokenLeases) Delete(net.HardwareAddr) error             { return errBroken }
+func (brokenLeases) All() ([]Lease, error)                     { return nil, errBroken }
+
+func TestFullBrokenStore(t *testing.T) {
+	rec := &logRecorder{}
+	f, err := NewFull(testNet(), brokenLeases{}, nil, rec.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline, dhcpv4.MessageTypeRelease} {
+		req := pkt(t, typ, selecting("192.0.2.100"), ciaddr("192.0.2.100"))
+		if r, _ := f.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68}); r != nil {
+			t.Errorf("%s answered %s with a broken store", typ, r.Summary())
+		}
+		if rec.find(slog.LevelWarn, typ.String(), "disk on fire") == "" {
+			t.Errorf("%s: no Warn naming the store's error; the log:\n%s", typ, rec.all())
+		}
+	}
+	// Reservations need the store too: is the address leased to another?
+	f2, _ := NewFull(testNet(), brokenLeases{}, nil, rec.logger())
+	req := pkt(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(macR))
+	if r, _ := f2.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68}); r != nil {
+		t.Errorf("reserved client answered with a broken store: %s", r.Summary())
+	}
+}
+
+func TestNewFullChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(c *FullConfig)
+		want   string
+	}{
+		{"no server address", func(c *FullConfig) { c.ServerIP = netip.Addr{} }, "server address invalid IP is not IPv4"},
+		{"server outside the subnet", func(c *FullConfig) { c.ServerIP = addr("198.51.100.1") }, "server address 198.51.100.1 is not in subnet"},
+		{"server on the network address", func(c *FullConfig) { c.ServerIP = addr("192.0.2.0") }, "network or broadcast"},
+		{"no subnet", func(c *FullConfig) { c.Subnet = netip.Prefix{} }, "not an IPv4 prefix"},
+		{"IPv6 subnet", func(c *FullConfig) { c.Subnet = netip.MustParsePrefix("2001:db8::/64") }, "not an IPv4 prefix"},
+		{"a /31", func(c *FullConfig) { c.Subnet = netip.MustParsePrefix("192.0.2.0/31") }, "/30 or wider"},
+		{"pool start outside", func(c *FullConfig) { c.Start = addr("198.51.100.1") }, "pool start 198.51.100.1 is not in subnet"},
+		{"pool end on broadcast", func(c *FullConfig) { c.End = addr("192.0.2.255") }, "pool end 192.0.2.255 is subnet 192.0.2.0/24's network or broadcast"},
+		{"pool backwards", func(c *FullConfig) { c.Start, c.End = c.End, c.Start }, "before its start"},
+		{"router outside", func(c *FullConfig) { c.Router = addr("198.51.100.1") }, "router 198.51.100.1 is not in subnet"},
+		{"IPv6 DNS", func(c *FullConfig) { c.DNS = []netip.Addr{addr("2001:db8::53")} }, "DNS server 2001:db8::53 is not IPv4"},
+		{"negative lease", func(c *FullConfig) { c.LeaseTime = -time.Second }, "lease time -1s out of range"},
+		{"endless lease", func(c *FullConfig) { c.LeaseTime = 1 << 62 }, "out of range"},
+		{"reservation without a MAC", func(c *FullConfig) { c.Reservations = []Reservation{{IP: addr("192.0.2.10")}} }, "has no MAC"},
+		{"reservation outside", func(c *FullConfig) { c.Reservations[0].IP = addr("198.51.100.1") }, "reserved address of 52:54:00:00:00:99 198.51.100.1 is not in subnet"},
+		{"reservation of the server's address", func(c *FullConfig) { c.Reservations[0].IP = c.ServerIP }, "the server's or the router's"},
+		{"MAC reserved twice", func(c *FullConfig) {
+			c.Reservations = append(c.Reservations, Reservation{MAC: macR, IP: addr("192.0.2.11")})
+		}, "52:54:00:00:00:99 is reserved twice"},
+		{"address reserved twice", func(c *FullConfig) {
+			c.Reservations = append(c.Reservations, Reservation{MAC: macA, IP: addr("192.0.2.10")})
+		}, "192.0.2.10 is reserved twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testNet()
+			cfg.Reservations = append([]Reservation(nil), cfg.Reservations...)
+			tc.change(&cfg)
+			_, err := NewFull(cfg, &MemLeases{}, nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewFull = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := NewFull(testNet(), nil, nil, nil); err == nil {
+		t.Errorf("NewFull without Leases succeeded")
+	}
+	// The caller's config is not written back into.
+	cfg := testNet()
+	cfg.LeaseTime = 0
+	if _, err := NewFull(cfg, &MemLeases{}, nil, nil); err != nil || cfg.LeaseTime != 0 {
+		t.Errorf("NewFull: %v, LeaseTime now %v", err, cfg.LeaseTime)
+	}
+}
+
+// TestFullServe runs DISCOVER, OFFER, REQUEST, ACK over loopback sockets.
+func TestFullServe(t *testing.T) {
+	f, err := NewFull(testNet(), &MemLeases{}, testPolicy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := loopback(t), loopback(t)
+	serveOn(t, server, f.Serve)
+	offer := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeDiscover, with(pxe(vcEFI, ArchEFI64), withXID(1))...))
+	ack := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeRequest, with(pxe(vcEFI, ArchEFI64), withXID(2), selecting(offer.YourIPAddr.String()))...))
+	for _, v := range []view{viewOf(t, offer), viewOf(t, ack)} {
+		if v.YIAddr != "192.0.2.100" || v.File != "ipxe.efi" || v.ServerID != "192.0.2.1" {
+			t.Errorf("%s: %+v", v.Type, v)
+		}
+	}
+	if offer.MessageType() != dhcpv4.MessageTypeOffer || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Errorf("got %s then %s", offer.MessageType(), ack.MessageType())
+	}
+}

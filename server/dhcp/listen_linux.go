@@ -1,0 +1,52 @@
+package dhcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ListenInterface opens a UDP socket on 0.0.0.0:port that only sees
+// ifname's packets (SO_BINDTODEVICE) and may broadcast (SO_BROADCAST),
+// for Proxy.Serve and Full.Serve (port 67) and Proxy.ServeBootServer
+// (port 4011).
+//
+// A DHCP server must listen on the wildcard address: clients without an
+// address send to 255.255.255.255 from 0.0.0.0. Binding to the device
+// keeps one interface's clients apart from another's, makes replies to
+// 255.255.255.255 leave by that interface rather than the default
+// route's, and lets one socket per interface share the port
+// (SO_REUSEADDR too). Port 67 needs CAP_NET_BIND_SERVICE, and
+// SO_BINDTODEVICE may need CAP_NET_RAW.
+func ListenInterface(ctx context.Context, ifname string, port int) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			s := int(fd)
+			if serr = unix.BindToDevice(s, ifname); serr != nil {
+				serr = fmt.Errorf("SO_BINDTODEVICE %s: %w", ifname, serr)
+				return
+			}
+			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				serr = fmt.Errorf("SO_BROADCAST: %w", serr)
+				return
+			}
+			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				serr = fmt.Errorf("SO_REUSEADDR: %w", serr)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort("0.0.0.0", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: listen on %s port %d: %w", ifname, port, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
