@@ -206,6 +206,7 @@ func (s *Server) DB() *state.DB { return s.db }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot.ipxe", s.bootstrap)
+	mux.HandleFunc("GET /boot/{file}", s.bootFile)
 	mux.HandleFunc("GET /ipxe", s.script)
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET /doc/{token}", s.document)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/dhcp"
 	"github.com/overboot/overboot/server/tftp"
 )
 
@@ -89,17 +91,23 @@ func newLAN(t *testing.T, conf, data string) *lan {
 // (no DNS: port=0), with the given extra options, until the test ends.
 func (l *lan) dnsmasq(t *testing.T, extra ...string) {
 	t.Helper()
+	runDnsmasq(t, l.ns, extra...)
+}
+
+// runDnsmasq runs dnsmasq as a DHCP server on ns's Bridge interface.
+func runDnsmasq(t *testing.T, ns *NetNS, extra ...string) {
+	t.Helper()
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		t.Fatalf("dnsmasq (package dnsmasq-base) is needed: %v", err)
 	}
 	dir := t.TempDir()
 	args := append([]string{"--no-daemon", "--port=0", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-		"--interface=" + l.ns.Bridge, "--bind-interfaces", "--dhcp-authoritative",
+		"--interface=" + ns.Bridge, "--bind-interfaces", "--dhcp-authoritative",
 		"--dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h",
 		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
 		"--log-dhcp", "--log-facility=" + filepath.Join(dir, "log")}, extra...)
-	argv := l.ns.Exec(bin, args...)
+	argv := ns.Exec(bin, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -152,5 +160,49 @@ func TestLANSiteDHCP(t *testing.T) {
 		return err
 	}); err != nil || b.Len() < 1000 {
 		t.Errorf("TFTP undionly.kpxe on the LAN: %d bytes, %v", b.Len(), err)
+	}
+}
+
+// TestLANProxyDHCP: a site's DHCP server (dnsmasq on another host of the
+// LAN) gives addresses and knows nothing of network boot; overboot's
+// ProxyDHCP answers the PXE firmware with the boot file (iPXE, by its user
+// class, gets /boot.ipxe: no chainload loop), and the machine boots.
+func TestLANProxyDHCP(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\nproxy-dhcp = br0\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		filepath.Join(dir, "data"), a.Kernel, a.Initramfs, a.Root)
+	l := newLAN(t, conf, filepath.Join(dir, "data"))
+	site := l.ns.Host(t, "192.0.2.2")
+	runDnsmasq(t, site, "--dhcp-option=3,192.0.2.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	var c67, c4011 net.PacketConn
+	if err := l.ns.Do(func() (err error) {
+		if c67, err = dhcp.ListenInterface(ctx, "br0", 67); err != nil {
+			return err
+		}
+		c4011, err = dhcp.ListenInterface(ctx, "br0", 4011)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.srv.ServeProxyDHCP(ctx, c67, c4011, netip.MustParseAddr("192.0.2.1")) }()
+	t.Cleanup(func() { cancel(); <-done; c67.Close(); c4011.Close() })
+	const mac = "52:54:00:0c:00:02"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac})
+	expectPass(t, vm)
+	bs, err := l.srv.DB().Boots(context.Background(), mac, 1)
+	if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
+		t.Fatalf("boots: %+v %v", bs, err)
+	}
+	// The address came from the site's server, not from overboot.
+	if !strings.HasPrefix(bs[0].Address, "192.0.2.1") || bs[0].Address == "192.0.2.1" {
+		t.Errorf("boot from %s: not a lease of the site's range", bs[0].Address)
+	}
+	// dnsmasq named no boot file: the one iPXE followed was overboot's.
+	if !strings.Contains(l.logs.String(), `msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:02`) || !strings.Contains(l.logs.String(), "url=http://192.0.2.1/boot.ipxe") {
+		t.Errorf("no ProxyDHCP offer with the script URL in the server's log")
 	}
 }

@@ -114,3 +114,36 @@ func runCmd(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 }
+
+// Host adds another host to the LAN: a namespace of its own joined to the
+// bridge by a veth pair, with address addr/24 on its end (Bridge names
+// that end). A site's DHCP server runs there, apart from overboot, as it
+// would on a real network (both want UDP port 67).
+func (n *NetNS) Host(t *testing.T, addr string) *NetNS {
+	t.Helper()
+	seq := nsSeq.Add(1)
+	h := &NetNS{Name: fmt.Sprintf("obtest%d-%d", os.Getpid(), seq), Bridge: "eth0", Addr: addr}
+	runCmd(t, "ip", "netns", "add", h.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", h.Name).Run() })
+	a, b := fmt.Sprintf("obva%d", seq), fmt.Sprintf("obvb%d", seq)
+	runCmd(t, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
+	runCmd(t, "ip", "link", "set", a, "netns", n.Name)
+	runCmd(t, "ip", "link", "set", b, "netns", h.Name)
+	for _, args := range [][]string{
+		{"-n", n.Name, "link", "set", a, "master", n.Bridge},
+		{"-n", n.Name, "link", "set", a, "up"},
+		{"-n", h.Name, "link", "set", "lo", "up"},
+		{"-n", h.Name, "link", "set", b, "name", h.Bridge},
+		{"-n", h.Name, "addr", "add", addr + "/24", "dev", h.Bridge},
+		{"-n", h.Name, "link", "set", h.Bridge, "up"},
+	} {
+		runCmd(t, "ip", args...)
+	}
+	hd, err := netns.GetFromName(h.Name)
+	if err != nil {
+		t.Fatalf("netns %s: %v", h.Name, err)
+	}
+	h.handle = hd
+	t.Cleanup(func() { hd.Close() })
+	return h
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/dhcp"
 )
 
 // runServe is "overboot serve".
@@ -47,6 +48,11 @@ add). State (machines, users, disks, secrets, image names, boots) is in
 DATA/state.db; the admin API (/api/v1) needs a token (overboot token create
 NAME --data DATA makes the first). /status is a live page of the machines,
 /metrics Prometheus metrics.
+
+With proxy-dhcp = IFACE in [server], it answers PXE clients on that
+interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving
+those): BIOS firmware gets undionly.kpxe and UEFI ipxe.efi over TFTP, iPXE
+/boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi. It needs url in [server].
 
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
@@ -135,6 +141,24 @@ flags:
 		defer pc.Close()
 		fmt.Fprintf(stdout, "overboot: TFTP on %s (files of %s)\n", pc.LocalAddr(), cfg.TFTPRoot)
 		services = append(services, func() error { return srv.ServeTFTP(ctx, pc, nil) })
+	}
+	if cfg.ProxyDHCP != "" {
+		ip, err := server.InterfaceAddr(cfg.ProxyDHCP)
+		if err != nil {
+			return fmt.Errorf("proxy-dhcp: %w", err)
+		}
+		c67, err := dhcp.ListenInterface(ctx, cfg.ProxyDHCP, 67)
+		if err != nil {
+			return fmt.Errorf("proxy-dhcp: %w", err)
+		}
+		defer c67.Close()
+		c4011, err := dhcp.ListenInterface(ctx, cfg.ProxyDHCP, 4011)
+		if err != nil {
+			return fmt.Errorf("proxy-dhcp: %w", err)
+		}
+		defer c4011.Close()
+		fmt.Fprintf(stdout, "overboot: ProxyDHCP on %s (%s), PXE boot server on port 4011\n", cfg.ProxyDHCP, ip)
+		services = append(services, func() error { return srv.ServeProxyDHCP(ctx, c67, c4011, ip) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))

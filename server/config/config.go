@@ -55,6 +55,10 @@ type Config struct {
 	// DATA/tftp at start: Debian's ipxe.efi is a symlink out of it).
 	TFTP     string
 	TFTPRoot string
+	// ProxyDHCP names the interface overboot answers PXE clients on
+	// (ProxyDHCP: it never hands out addresses; the site's DHCP server
+	// does). "" = none.
+	ProxyDHCP string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -399,6 +403,11 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want host:port, e.g. 192.0.2.10:69: %v", v, err)
 		}
 		c.TFTP = v
+	case "proxy-dhcp":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth0", v)
+		}
+		c.ProxyDHCP = v
 	case "tftp-root":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want an absolute directory", v)
@@ -432,7 +441,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp or tftp-root")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root or proxy-dhcp")
 	}
 	return nil
 }
@@ -686,6 +695,9 @@ func (c *Config) validate() []error {
 		if len(missing) > 0 {
 			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: missing %s", n, strings.Join(missing, ", "))})
 		}
+	}
+	if c.ProxyDHCP != "" && c.URL == "" {
+		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})
 	}
 	macs := make([]string, 0, len(c.Machines))
 	for m := range c.Machines {

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/overboot/overboot/server/dhcp"
+)
+
+// ServeProxyDHCP answers PXE clients on the configured interface with
+// ProxyDHCP (it hands out no addresses: the site's DHCP server does): a
+// BIOS PXE ROM gets undionly.kpxe and a UEFI one ipxe.efi over this
+// server's TFTP, iPXE (by its user class) /boot.ipxe, a UEFI HTTP Boot
+// client the EFI iPXE over HTTP (/boot/ipxe.efi). conn is port 67 of the
+// interface, boot its port 4011 (the PXE boot server some firmware asks),
+// both opened by the caller (dhcp.ListenInterface); ip is the
+// interface's address.
+func (s *Server) ServeProxyDHCP(ctx context.Context, conn, boot net.PacketConn, ip netip.Addr) error {
+	cfg := s.cfg.Load()
+	if cfg.URL == "" {
+		return errors.New("proxy-dhcp needs url in [server]")
+	}
+	p := &dhcp.Proxy{ServerIP: ip, Interface: cfg.ProxyDHCP, Log: s.log,
+		Booter: dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}}
+	errc := make(chan error, 2)
+	go func() { errc <- p.Serve(ctx, conn) }()
+	go func() { errc <- p.ServeBootServer(ctx, boot) }()
+	err := <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+// InterfaceAddr is an interface's first IPv4 address.
+func InterfaceAddr(name string) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p.Addr(), nil
+		}
+	}
+	return netip.Addr{}, errors.New(name + ": no IPv4 address")
+}
+
+// bootFile serves the iPXE binaries over HTTP (/boot/FILE), for UEFI HTTP
+// Boot clients: the files TFTP serves, confined to that directory.
+func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
+	root, err := os.OpenRoot(filepath.Join(s.cfg.Load().Data, TFTPDir))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer root.Close()
+	f, err := root.Open(r.PathValue("file"))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/efi")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
