@@ -203,6 +203,6 @@ func TestLANProxyDHCP(t *testing.T) {
 	}
 	// dnsmasq named no boot file: the one iPXE followed was overboot's.
 	if !strings.Contains(l.logs.String(), `msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:02`) || !strings.Contains(l.logs.String(), "url=http://192.0.2.1/boot.ipxe") {
-		t.Errorf("no ProxyDHCP offer with the script URL in the server's log")
+		t.Errorf("no ProxyDHCP offer with the script URL in the server log:\n%s", l.logs.String())
 	}
 }

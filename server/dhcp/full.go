@@ -190,13 +190,13 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
 		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
 		// this server has only its own.
-		f.log.Debug("dhcp ignored a packet relayed from another subnet", "mac", req.ClientHWAddr, "giaddr", gi)
+		f.log.Debug("dhcp ignored a packet relayed from another subnet", "mac", req.ClientHWAddr.String(), "giaddr", gi)
 		return nil, nil
 	}
 	mt := req.MessageType()
 	reply, err := f.decide(req, mt)
 	if err != nil {
-		f.log.Warn("dhcp not answering", "type", mt, "mac", req.ClientHWAddr, "iface", f.cfg.Interface, "err", err)
+		f.log.Warn("dhcp not answering", "type", mt, "mac", req.ClientHWAddr.String(), "iface", f.cfg.Interface, "err", err)
 		return nil, nil
 	}
 	if reply == nil {
@@ -206,7 +206,7 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 	if t := reply.MessageType(); t == dhcpv4.MessageTypeOffer || t == dhcpv4.MessageTypeAck {
 		boot = f.boot(ctx, req, reply)
 	}
-	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr, "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
+	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
 	return reply, replyAddr(req, reply, peer)
 }
 
@@ -218,19 +218,19 @@ func (f *Full) boot(ctx context.Context, req, reply *dhcpv4.DHCPv4) Answer {
 	}
 	r, err := parseRequest(req, f.cfg.Interface)
 	if err != nil {
-		f.log.Debug("dhcp no boot answer", "mac", req.ClientHWAddr, "err", err)
+		f.log.Debug("dhcp no boot answer", "mac", req.ClientHWAddr.String(), "err", err)
 		return Answer{}
 	}
 	a, err := f.booter.Boot(ctx, r)
 	if err != nil {
-		f.log.Warn("dhcp booter failed, address without a boot answer", "mac", r.MAC, "arch", r.Arch, "err", err)
+		f.log.Warn("dhcp booter failed, address without a boot answer", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
 		return Answer{}
 	}
 	if a.IsZero() {
 		return Answer{}
 	}
 	if err := a.check(r); err != nil {
-		f.log.Warn("dhcp address without a boot answer", "mac", r.MAC, "arch", r.Arch, "err", err)
+		f.log.Warn("dhcp address without a boot answer", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
 		return Answer{}
 	}
 	applyBoot(reply, req, r, a, f.cfg.ServerIP)
@@ -255,7 +255,7 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 	case dhcpv4.MessageTypeInform:
 		return f.inform(req), nil
 	}
-	f.log.Debug("dhcp ignored a message", "type", mt, "mac", req.ClientHWAddr)
+	f.log.Debug("dhcp ignored a message", "type", mt, "mac", req.ClientHWAddr.String())
 	return nil, nil
 }
 
@@ -306,7 +306,7 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 				return nil, fmt.Errorf("free offered address %v: %w", rec.IP, err)
 			}
 		}
-		f.log.Debug("dhcp client chose another server", "mac", mac, "server", sid)
+		f.log.Debug("dhcp client chose another server", "mac", mac.String(), "server", sid)
 		return nil, nil
 	case sid != nil:
 		if !want.IsValid() {
@@ -320,14 +320,14 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 			return f.nak(req, fmt.Sprintf("%v is not on this network", want)), nil
 		}
 		if !hasRec && f.reserved[mac.String()] != want {
-			f.log.Debug("dhcp INIT-REBOOT of a client we have no record of", "mac", mac, "ip", want)
+			f.log.Debug("dhcp INIT-REBOOT of a client we have no record of", "mac", mac.String(), "ip", want)
 			return nil, nil
 		}
 		ip = want
 	case ciaddr.IsValid() && !ciaddr.IsUnspecified():
 		ip = ciaddr
 	default:
-		f.log.Debug("dhcp ignored a DHCPREQUEST without an address", "mac", mac)
+		f.log.Debug("dhcp ignored a DHCPREQUEST without an address", "mac", mac.String())
 		return nil, nil
 	}
 	if hasRec && rec.IP != ip {

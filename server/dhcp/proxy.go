@@ -75,29 +75,29 @@ func (p *Proxy) handle(ctx context.Context, log *slog.Logger, b []byte, peer *ne
 		return nil, nil
 	}
 	if mt := req.MessageType(); mt != want {
-		log.Debug("proxydhcp ignored a message", "type", mt, "mac", req.ClientHWAddr, "iface", p.Interface)
+		log.Debug("proxydhcp ignored a message", "type", mt, "mac", req.ClientHWAddr.String(), "iface", p.Interface)
 		return nil, nil
 	}
 	r, err := parseRequest(req, p.Interface)
 	if err != nil {
-		log.Debug("proxydhcp ignored a client", "mac", req.ClientHWAddr, "iface", p.Interface, "err", err)
+		log.Debug("proxydhcp ignored a client", "mac", req.ClientHWAddr.String(), "iface", p.Interface, "err", err)
 		return nil, nil
 	}
 	if want == dhcpv4.MessageTypeRequest {
 		// A boot server request names the server it is for (iPXE does);
 		// one naming another is not ours.
 		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(p.ServerIP.AsSlice()) {
-			log.Debug("proxydhcp ignored a request for another server", "mac", r.MAC, "server", sid)
+			log.Debug("proxydhcp ignored a request for another server", "mac", r.MAC.String(), "server", sid)
 			return nil, nil
 		}
 	}
 	a, err := p.Booter.Boot(ctx, r)
 	if err != nil {
-		log.Warn("proxydhcp booter failed, not answering", "mac", r.MAC, "arch", r.Arch, "err", err)
+		log.Warn("proxydhcp booter failed, not answering", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
 		return nil, nil
 	}
 	if a.IsZero() {
-		log.Debug("proxydhcp not ours to boot", "mac", r.MAC, "arch", r.Arch, "userclass", r.UserClass)
+		log.Debug("proxydhcp not ours to boot", "mac", r.MAC.String(), "arch", r.Arch, "userclass", r.UserClass)
 		return nil, nil
 	}
 	reply, err := proxyReply(req, r, a, p.ServerIP)
@@ -106,9 +106,9 @@ func (p *Proxy) handle(ctx context.Context, log *slog.Logger, b []byte, peer *ne
 		if errors.Is(err, ErrNotNetboot) {
 			lvl = slog.LevelDebug
 		}
-		log.Log(ctx, lvl, "proxydhcp not answering", "mac", r.MAC, "arch", r.Arch, "err", err)
+		log.Log(ctx, lvl, "proxydhcp not answering", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
 		return nil, nil
 	}
-	log.Info("proxydhcp answer", "type", reply.MessageType(), "mac", r.MAC, "arch", r.Arch, "userclass", r.UserClass, "iface", p.Interface, "file", a.File, "url", a.URL)
+	log.Info("proxydhcp answer", "type", reply.MessageType(), "mac", r.MAC.String(), "arch", r.Arch, "userclass", r.UserClass, "iface", p.Interface, "file", a.File, "url", a.URL)
 	return reply, replyAddr(req, reply, peer)
 }
