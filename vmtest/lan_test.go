@@ -170,6 +170,28 @@ func TestLANSiteDHCP(t *testing.T) {
 func TestLANProxyDHCP(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
+	l := proxyLAN(t, a)
+	const mac = "52:54:00:0c:00:02"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac})
+	expectPass(t, vm)
+	bs, err := l.srv.DB().Boots(context.Background(), mac, 1)
+	if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
+		t.Fatalf("boots: %+v %v", bs, err)
+	}
+	// The address came from the site's server, not from overboot.
+	if !strings.HasPrefix(bs[0].Address, "192.0.2.1") || bs[0].Address == "192.0.2.1" {
+		t.Errorf("boot from %s: not a lease of the site's range", bs[0].Address)
+	}
+	// dnsmasq named no boot file: the one iPXE followed was overboot's.
+	if !strings.Contains(l.logs.String(), `msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:02`) || !strings.Contains(l.logs.String(), "url=http://192.0.2.1/boot.ipxe") {
+		t.Errorf("no ProxyDHCP offer with the script URL in the server log:\n%s", l.logs.String())
+	}
+}
+
+// proxyLAN is a LAN whose site DHCP server (another host) gives addresses
+// and whose overboot answers PXE with ProxyDHCP and TFTP.
+func proxyLAN(t *testing.T, a *Artifacts) *lan {
+	t.Helper()
 	dir := t.TempDir()
 	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\nproxy-dhcp = br0\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
 		filepath.Join(dir, "data"), a.Kernel, a.Initramfs, a.Root)
@@ -190,19 +212,32 @@ func TestLANProxyDHCP(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.srv.ServeProxyDHCP(ctx, c67, c4011, netip.MustParseAddr("192.0.2.1")) }()
 	t.Cleanup(func() { cancel(); <-done; c67.Close(); c4011.Close() })
-	const mac = "52:54:00:0c:00:02"
-	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac})
+	return l
+}
+
+// TestLANUEFI: UEFI firmware's own PXE (OVMF, the NIC without iPXE's
+// ROM) asks DHCP; overboot's ProxyDHCP names ipxe.efi, the firmware
+// fetches it over overboot's TFTP, iPXE asks again and gets the script;
+// the kernel boots through its EFI stub with the initramfs.
+func TestLANUEFI(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	l := proxyLAN(t, a)
+	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+	if err := copyFile(OVMFVars, vars, 0o644); err != nil {
+		t.Fatalf("OVMF (package ovmf): %v", err)
+	}
+	const mac = "52:54:00:0c:00:03"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac, UEFIVars: vars, NoNICROM: true})
 	expectPass(t, vm)
-	bs, err := l.srv.DB().Boots(context.Background(), mac, 1)
-	if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
-		t.Fatalf("boots: %+v %v", bs, err)
-	}
-	// The address came from the site's server, not from overboot.
-	if !strings.HasPrefix(bs[0].Address, "192.0.2.1") || bs[0].Address == "192.0.2.1" {
-		t.Errorf("boot from %s: not a lease of the site's range", bs[0].Address)
-	}
-	// dnsmasq named no boot file: the one iPXE followed was overboot's.
-	if !strings.Contains(l.logs.String(), `msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:02`) || !strings.Contains(l.logs.String(), "url=http://192.0.2.1/boot.ipxe") {
-		t.Errorf("no ProxyDHCP offer with the script URL in the server log:\n%s", l.logs.String())
+	logs := l.logs.String()
+	for _, want := range []string{
+		`msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:03 arch=7 userclass="" iface=br0 file=ipxe.efi`,
+		`msg="tftp transfer"`,
+		`msg="proxydhcp answer" type=OFFER mac=52:54:00:0c:00:03 arch=7 userclass=iPXE iface=br0 file="" url=http://192.0.2.1/boot.ipxe`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("server log lacks %s:\n%s", want, logs)
+		}
 	}
 }

@@ -7,6 +7,12 @@ import (
 	"strings"
 )
 
+// OVMFCode is Debian's UEFI firmware for QEMU (package ovmf).
+const OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+
+// OVMFVars is the variable store template a machine copies.
+const OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
 // GuestServer is the address the guest uses for the host's services:
 // QEMU user networking forwards its ports to 127.0.0.1 (guestfwd).
 const GuestServer = "10.0.2.100"
@@ -46,7 +52,15 @@ type Options struct {
 	// serves the namespace's bridge (overboot, dnsmasq), as on a LAN.
 	Tap string
 	// NetNS is the network namespace QEMU runs in (with Tap).
-	NetNS    string
+	NetNS string
+	// UEFIVars boots UEFI firmware (Debian's OVMF, OVMF_CODE_4M.fd)
+	// instead of SeaBIOS, with this copy of OVMF_VARS_4M.fd as its
+	// variable store ("" = BIOS).
+	UEFIVars string
+	// NoNICROM leaves the NIC without its iPXE option ROM: the
+	// firmware's own network stack does PXE (OVMF's PxeBcDxe), so the
+	// firmware fetches a boot file over TFTP as on real hardware.
+	NoNICROM bool
 	Forwards []Forward
 	// Relay is the qemurelay binary QEMU runs for each guest connection
 	// of a forward (required with Forwards).
@@ -137,10 +151,18 @@ func (o Options) Cmdline() ([]string, error) {
 		}
 		nic += ",mac=" + o.MAC
 	}
-	if !o.PXE {
+	if !o.PXE || o.NoNICROM {
 		// No iPXE option ROM: the firmware would initialise it for
 		// nothing (about a second under TCG) before the direct boot.
 		nic += ",romfile="
+	}
+	if o.UEFIVars != "" {
+		if strings.Contains(o.UEFIVars, ",") {
+			return nil, fmt.Errorf("qemu: UEFI vars path %q must not contain commas", o.UEFIVars)
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+o.UEFIVars)
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
 	if o.VGA {
