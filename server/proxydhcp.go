@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/overboot/overboot/server/dhcp"
+	"github.com/overboot/overboot/server/state"
 )
 
 // ServeProxyDHCP answers PXE clients on the configured interface with
@@ -39,20 +41,8 @@ func (s *Server) ServeProxyDHCP(ctx context.Context, conn, boot net.PacketConn, 
 
 // InterfaceAddr is an interface's first IPv4 address.
 func InterfaceAddr(name string) (netip.Addr, error) {
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			return p.Addr(), nil
-		}
-	}
-	return netip.Addr{}, errors.New(name + ": no IPv4 address")
+	p, err := InterfacePrefix(name)
+	return p.Addr(), err
 }
 
 // bootFile serves the iPXE binaries over HTTP (/boot/FILE), for UEFI HTTP
@@ -77,4 +67,91 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/efi")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// leaseStore keeps the DHCP server's leases in the state store.
+type leaseStore struct{ s *Server }
+
+func (l leaseStore) Get(mac net.HardwareAddr) (dhcp.Lease, bool, error) {
+	sl, ok, err := l.s.db.Lease(context.Background(), mac.String())
+	if !ok || err != nil {
+		return dhcp.Lease{}, ok, err
+	}
+	return toLease(sl)
+}
+
+func toLease(sl state.Lease) (dhcp.Lease, bool, error) {
+	mac, err := net.ParseMAC(sl.MAC)
+	if err != nil {
+		return dhcp.Lease{}, false, err
+	}
+	ip, err := netip.ParseAddr(sl.IP)
+	if err != nil {
+		return dhcp.Lease{}, false, err
+	}
+	return dhcp.Lease{MAC: mac, IP: ip, Expires: sl.Expires, Hostname: sl.Hostname}, true, nil
+}
+
+func (l leaseStore) Put(d dhcp.Lease) error {
+	return l.s.db.PutLease(context.Background(), state.Lease{MAC: d.MAC.String(), IP: d.IP.String(), Expires: d.Expires, Hostname: d.Hostname})
+}
+
+func (l leaseStore) Delete(mac net.HardwareAddr) error {
+	return l.s.db.DeleteLease(context.Background(), mac.String())
+}
+
+func (l leaseStore) All() ([]dhcp.Lease, error) {
+	sls, err := l.s.db.Leases(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dhcp.Lease, 0, len(sls))
+	for _, sl := range sls {
+		d, _, err := toLease(sl)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// ServeDHCP is overboot's own DHCP server, for isolated networks: it gives
+// addresses from dhcp-range on the configured interface (leases kept in
+// the state store across restarts, [machine] ip reservations) with the
+// same boot answers as ProxyDHCP. conn is the interface's port 67; ip and
+// subnet are the interface's address and prefix.
+func (s *Server) ServeDHCP(ctx context.Context, conn net.PacketConn, ip netip.Addr, subnet netip.Prefix) error {
+	cfg := s.cfg.Load()
+	var res []dhcp.Reservation
+	for _, m := range cfg.Machines {
+		if m.IP.IsValid() {
+			res = append(res, dhcp.Reservation{MAC: m.MAC, IP: m.IP})
+		}
+	}
+	full, err := dhcp.NewFull(dhcp.FullConfig{Interface: cfg.DHCP, ServerIP: ip, Subnet: subnet.Masked(), Start: cfg.DHCPStart, End: cfg.DHCPEnd,
+		Router: cfg.DHCPRouter, DNS: cfg.DHCPDNS, LeaseTime: cfg.DHCPLease, Reservations: res},
+		leaseStore{s}, dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}, s.log)
+	if err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	return full.Serve(ctx, conn)
+}
+
+// InterfacePrefix is an interface's first IPv4 address with its prefix.
+func InterfacePrefix(name string) (netip.Prefix, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, errors.New(name + ": no IPv4 address")
 }

@@ -241,3 +241,95 @@ func TestLANUEFI(t *testing.T) {
 		}
 	}
 }
+
+// fullDHCPServer runs conf's server on ns with overboot's own DHCP server
+// on the bridge (full mode), and returns a stop function.
+func fullDHCPServer(t *testing.T, ns *NetNS, conf, data string) (*server.Server, *lockedLog, func()) {
+	t.Helper()
+	cfg, err := config.Parse("lan.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Data = data
+	logs := &lockedLog{}
+	s, err := server.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var httpLn net.Listener
+	var c67 net.PacketConn
+	if err := ns.Do(func() (err error) {
+		if httpLn, err = net.Listen("tcp", ns.Addr+":80"); err != nil {
+			return err
+		}
+		c67, err = dhcp.ListenInterface(ctx, ns.Bridge, 67)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { s.Serve(ctx, httpLn); done <- struct{}{} }()
+	go func() {
+		if err := s.ServeDHCP(ctx, c67, netip.MustParseAddr(ns.Addr), netip.MustParsePrefix(ns.Addr+"/24")); err != nil {
+			t.Errorf("dhcp: %v", err)
+		}
+		done <- struct{}{}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			<-done
+			httpLn.Close()
+			c67.Close()
+			s.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return s, logs, stop
+}
+
+// TestLANFullDHCP: on an isolated network overboot is the DHCP server
+// (full mode): it gives the machine its address (the firmware's, iPXE's
+// and the agent's requests alike) with the boot answer, keeps the lease
+// in its store, and gives the same address after a restart of the server.
+func TestLANFullDHCP(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	if os.Getuid() != 0 {
+		t.Fatal("LAN tests need root for network namespaces (CI runs as root)")
+	}
+	ns := NewNetNS(t)
+	data := filepath.Join(t.TempDir(), "data")
+	conf := fmt.Sprintf("[server]\nurl = http://192.0.2.1\ndhcp = br0\ndhcp-range = 192.0.2.50-192.0.2.59\ndhcp-router = 192.0.2.1\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		a.Kernel, a.Initramfs, a.Root)
+	const mac = "52:54:00:0c:00:04"
+	boot := func(s *server.Server) string {
+		t.Helper()
+		vm := startVM(t, Options{PXE: true, Tap: ns.Tap(t), NetNS: ns.Name, MAC: mac})
+		expectPass(t, vm)
+		bs, err := s.DB().Boots(context.Background(), mac, 1)
+		if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
+			t.Fatalf("boots: %+v %v", bs, err)
+		}
+		return bs[0].Address
+	}
+	s1, logs, stop := fullDHCPServer(t, ns, conf, data)
+	addr1 := boot(s1)
+	if l, ok, err := s1.DB().Lease(context.Background(), mac); !ok || err != nil || l.IP != addr1 {
+		t.Errorf("lease in the store: %+v %v %v (booted from %s)", l, ok, err, addr1)
+	}
+	if !strings.Contains(logs.String(), `msg="dhcp answer" type=ACK mac=52:54:00:0c:00:04 ip=`+addr1) {
+		t.Errorf("no DHCP ACK of %s in the log:\n%s", addr1, logs.String())
+	}
+	stop()
+	s2, _, _ := fullDHCPServer(t, ns, conf, data)
+	if addr2 := boot(s2); addr2 != addr1 {
+		t.Errorf("after a restart the machine got %s, before %s", addr2, addr1)
+	}
+	if !strings.HasPrefix(addr1, "192.0.2.5") {
+		t.Errorf("address %s is not from the range", addr1)
+	}
+}

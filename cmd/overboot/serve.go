@@ -54,6 +54,11 @@ interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving
 those): BIOS firmware gets undionly.kpxe and UEFI ipxe.efi over TFTP, iPXE
 /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi. It needs url in [server].
 
+With dhcp = IFACE (and dhcp-range, url) in [server], it is the DHCP server
+of an isolated network instead: addresses from the range, leases kept in
+the state store across restarts, [machine] ip reservations, and the same
+boot answers. One or the other per interface.
+
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
 /usr/lib/ipxe from Debian's ipxe package, copied into DATA/tftp at start),
@@ -159,6 +164,19 @@ flags:
 		defer c4011.Close()
 		fmt.Fprintf(stdout, "overboot: ProxyDHCP on %s (%s), PXE boot server on port 4011\n", cfg.ProxyDHCP, ip)
 		services = append(services, func() error { return srv.ServeProxyDHCP(ctx, c67, c4011, ip) })
+	}
+	if cfg.DHCP != "" {
+		pfx, err := server.InterfacePrefix(cfg.DHCP)
+		if err != nil {
+			return fmt.Errorf("dhcp: %w", err)
+		}
+		c67, err := dhcp.ListenInterface(ctx, cfg.DHCP, 67)
+		if err != nil {
+			return fmt.Errorf("dhcp: %w", err)
+		}
+		defer c67.Close()
+		fmt.Fprintf(stdout, "overboot: DHCP on %s (%s), addresses %s-%s\n", cfg.DHCP, pfx, cfg.DHCPStart, cfg.DHCPEnd)
+		services = append(services, func() error { return srv.ServeDHCP(ctx, c67, pfx.Addr(), pfx) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))

@@ -59,6 +59,15 @@ type Config struct {
 	// (ProxyDHCP: it never hands out addresses; the site's DHCP server
 	// does). "" = none.
 	ProxyDHCP string
+	// DHCP names the interface overboot's own DHCP server gives
+	// addresses on, for isolated networks (one or the other per
+	// interface); its pool, router, DNS and lease time.
+	DHCP       string
+	DHCPStart  netip.Addr
+	DHCPEnd    netip.Addr
+	DHCPRouter netip.Addr
+	DHCPDNS    []netip.Addr
+	DHCPLease  time.Duration
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -177,6 +186,7 @@ type Machine struct {
 	Profile  string // "" = chosen by the other rules (subnet, select, default)
 	Hostname string
 	Labels   []string
+	IP       netip.Addr // reserved by overboot's own DHCP server (full mode)
 }
 
 // Name is how the config names the machine.
@@ -408,6 +418,39 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want a network interface name, e.g. eth0", v)
 		}
 		c.ProxyDHCP = v
+	case "dhcp":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
+		}
+		c.DHCP = v
+	case "dhcp-range":
+		a, b, ok := strings.Cut(v, "-")
+		start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+		end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || !start.Is4() || !end.Is4() || end.Less(start) {
+			return fmt.Errorf("%q: want FIRST-LAST IPv4 addresses, e.g. 192.0.2.100-192.0.2.199", v)
+		}
+		c.DHCPStart, c.DHCPEnd = start, end
+	case "dhcp-router":
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("%q: want an IPv4 address", v)
+		}
+		c.DHCPRouter = a
+	case "dhcp-dns":
+		for _, f := range strings.Split(v, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil || !a.Is4() {
+				return fmt.Errorf("%q: want IPv4 addresses separated by commas", v)
+			}
+			c.DHCPDNS = append(c.DHCPDNS, a)
+		}
+	case "dhcp-lease":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > 30*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1m to 720h", v)
+		}
+		c.DHCPLease = d
 	case "tftp-root":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want an absolute directory", v)
@@ -441,7 +484,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root or proxy-dhcp")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns or dhcp-lease")
 	}
 	return nil
 }
@@ -583,8 +626,14 @@ func (m *Machine) set(k, v string) error {
 			return err
 		}
 		m.Labels = ls
+	case "ip":
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("%q: want an IPv4 address (a reservation of [server] dhcp)", v)
+		}
+		m.IP = a
 	default:
-		return errors.New("unknown key in [machine]: want profile, hostname or labels")
+		return errors.New("unknown key in [machine]: want profile, hostname, labels or ip")
 	}
 	return nil
 }
@@ -698,6 +747,14 @@ func (c *Config) validate() []error {
 	}
 	if c.ProxyDHCP != "" && c.URL == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})
+	}
+	switch {
+	case c.DHCP != "" && c.DHCP == c.ProxyDHCP:
+		errs = append(errs, &Error{c.File, 0, fmt.Errorf("dhcp and proxy-dhcp on the same interface %s: one or the other", c.DHCP)})
+	case c.DHCP != "" && (c.URL == "" || !c.DHCPStart.IsValid()):
+		errs = append(errs, &Error{c.File, 0, errors.New("dhcp needs url and dhcp-range in [server]")})
+	case c.DHCP == "" && (c.DHCPStart.IsValid() || c.DHCPRouter.IsValid() || len(c.DHCPDNS) > 0 || c.DHCPLease != 0):
+		errs = append(errs, &Error{c.File, 0, errors.New("dhcp-range, dhcp-router, dhcp-dns and dhcp-lease need dhcp = IFACE in [server]")})
 	}
 	macs := make([]string, 0, len(c.Machines))
 	for m := range c.Machines {

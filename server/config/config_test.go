@@ -203,3 +203,28 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("default policy: %v", c.Profiles["default"].Policy())
 	}
 }
+
+func TestParseDHCP(t *testing.T) {
+	c, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\ndhcp = br0\ndhcp-range = 192.0.2.50-192.0.2.59\ndhcp-dns = 192.0.2.1, 192.0.2.2\ndhcp-lease = 2h\nproxy-dhcp = eth0\n[machine 52:54:00:00:00:01]\nip = 192.0.2.40\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DHCP != "br0" || c.DHCPStart.String() != "192.0.2.50" || c.DHCPEnd.String() != "192.0.2.59" || len(c.DHCPDNS) != 2 || c.DHCPLease != 2*time.Hour || c.ProxyDHCP != "eth0" {
+		t.Errorf("%+v", c)
+	}
+	if c.Machines["52:54:00:00:00:01"].IP.String() != "192.0.2.40" {
+		t.Errorf("reservation: %+v", c.Machines["52:54:00:00:00:01"])
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"[server]\nurl = http://h\ndhcp = br0\nproxy-dhcp = br0\ndhcp-range = 192.0.2.1-192.0.2.2\n", "one or the other"},
+		{"[server]\nurl = http://h\ndhcp = br0\n", "dhcp needs url and dhcp-range"},
+		{"[server]\ndhcp-range = 192.0.2.1-192.0.2.2\n", "need dhcp = IFACE"},
+		{"[server]\ndhcp-range = 192.0.2.9-192.0.2.2\n", "d:2: dhcp-range:"},
+		{"[server]\nproxy-dhcp = eth0\n", "proxy-dhcp needs url"},
+		{"[machine 52:54:00:00:00:01]\nip = fe80::1\n", "d:2: ip:"},
+	} {
+		if _, err := Parse("d", strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}

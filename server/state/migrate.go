@@ -101,6 +101,14 @@ var migrations = []string{
 	// keys (JSON) once it has been admitted.
 	`ALTER TABLE machines ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
 	ALTER TABLE machines ADD COLUMN host_keys TEXT NOT NULL DEFAULT '';`,
+	// 3: the leases of overboot's own DHCP server (full mode), kept
+	// across restarts.
+	`CREATE TABLE leases (
+		mac        TEXT PRIMARY KEY,
+		ip         TEXT NOT NULL,
+		expires_at INTEGER NOT NULL,
+		hostname   TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 // SchemaVersion is the version Open brings a store to.

@@ -259,3 +259,26 @@ func TestBackup(t *testing.T) {
 		t.Errorf("backup lacks the user: %v", err)
 	}
 }
+
+func TestLeases(t *testing.T) {
+	d := open(t)
+	ctx := context.Background()
+	if _, ok, err := d.Lease(ctx, "52:54:00:00:00:01"); ok || err != nil {
+		t.Fatalf("no lease yet: %v %v", ok, err)
+	}
+	exp := time.UnixMilli(1_800_000_000_000).UTC()
+	d.PutLease(ctx, Lease{MAC: "52:54:00:00:00:01", IP: "192.0.2.100", Expires: exp})
+	d.PutLease(ctx, Lease{MAC: "52:54:00:00:00:01", IP: "192.0.2.101", Expires: exp, Hostname: "pc1"})
+	l, ok, err := d.Lease(ctx, "52:54:00:00:00:01")
+	if !ok || err != nil || l.IP != "192.0.2.101" || l.Hostname != "pc1" || !l.Expires.Equal(exp) {
+		t.Errorf("lease: %+v %v %v", l, ok, err)
+	}
+	all, _ := d.Leases(ctx)
+	if len(all) != 1 {
+		t.Errorf("all: %+v", all)
+	}
+	d.DeleteLease(ctx, "52:54:00:00:00:01")
+	if _, ok, _ := d.Lease(ctx, "52:54:00:00:00:01"); ok {
+		t.Error("deleted lease kept")
+	}
+}
