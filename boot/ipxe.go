@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -198,16 +199,53 @@ type Client struct {
 	Hostname  string           // from DHCP, or ""
 	BuildArch string           // iPXE's ${buildarch}: i386, x86_64, arm64, ...
 	Platform  string           // iPXE's ${platform}: pcbios, efi, ...
+	NIC       PCIID            // the booting NIC's PCI vendor and device; zero = unknown
+}
+
+// PCIID is a PCI function's vendor and device ID (PCI Local Bus
+// Specification 3.0, section 6.2.1: configuration space offsets 0x00 and
+// 0x02). The zero value means unknown: vendor 0x0000 is never assigned.
+type PCIID struct {
+	Vendor, Device uint16
+}
+
+// IsZero reports whether the ID is unknown.
+func (p PCIID) IsZero() bool { return p == PCIID{} }
+
+// String returns "vvvv:dddd" in lowercase hex, as lspci -n prints it.
+func (p PCIID) String() string { return fmt.Sprintf("%04x:%04x", p.Vendor, p.Device) }
+
+// parsePCIWord reads one 16-bit ID as iPXE's :hexraw type prints a PCI
+// setting: exactly 4 hex digits, most significant first.
+func parsePCIWord(v string) (uint16, error) {
+	if len(v) != 4 {
+		return 0, fmt.Errorf("%q: want 4 hex digits", v)
+	}
+	n, err := strconv.ParseUint(v, 16, 16)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want 4 hex digits", v)
+	}
+	return uint16(n), nil
 }
 
 // queryKeys lists the bootstrap query: the parameter name and the iPXE
 // setting that fills it. ${net0/mac:hexhyp} avoids ':' in the query.
+//
+// pcivendor and pcidevice read the booting NIC's PCI configuration space
+// through iPXE's pci settings (${pci/BUSLOC.OFFSET.LENGTH}, big-endian):
+// with :hexraw, Debian's iPXE 1.0.0+git-20190125 prints "10ec" and "8139"
+// for QEMU's rtl8139 (untyped it prints the same; :uint16 would print
+// "0x8139", :hex "81:39"). When ${net0/busloc} is unset (a NIC that is not
+// on PCI) the setting reads bus 0 device 0, the host bridge: the server
+// only ever matches the ID against network drivers.
 var queryKeys = []struct{ name, ipxe string }{
 	{"mac", "${net0/mac:hexhyp}"},
 	{"uuid", "${uuid}"},
 	{"hostname", "${hostname}"},
 	{"buildarch", "${buildarch}"},
 	{"platform", "${platform}"},
+	{"pcivendor", "${pci/${net0/busloc}.0.2:hexraw}"},
+	{"pcidevice", "${pci/${net0/busloc}.2.2:hexraw}"},
 }
 
 var (
@@ -218,7 +256,8 @@ var (
 
 // ParseQuery reads the bootstrap script's query. iPXE expands unset settings
 // to "", so empty values mean "unknown". Unknown parameters and malformed
-// values are errors naming the parameter.
+// values are errors naming the parameter. pcivendor and pcidevice come
+// together or not at all, and vendor 0000 and ffff (no device) are refused.
 func ParseQuery(q url.Values) (Client, error) {
 	var c Client
 	var errs []error
@@ -269,7 +308,29 @@ func ParseQuery(q url.Values) (Client, error) {
 				bad(k, "%q is not a platform name", vs[0])
 			}
 			c.Platform = v
+		case "pcivendor":
+			n, err := parsePCIWord(v)
+			switch {
+			case err != nil:
+				bad(k, "%v", err)
+			case n == 0 || n == 0xffff:
+				bad(k, "%q is not a PCI vendor ID", vs[0])
+			}
+			c.NIC.Vendor = n
+		case "pcidevice":
+			n, err := parsePCIWord(v)
+			if err != nil {
+				bad(k, "%v", err)
+			}
+			c.NIC.Device = n
 		}
+	}
+	vendor, device := q.Get("pcivendor") != "", q.Get("pcidevice") != ""
+	switch {
+	case vendor && !device:
+		bad("pcidevice", "missing, and pcivendor is given")
+	case device && !vendor:
+		bad("pcivendor", "missing, and pcidevice is given")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Client{}, err
@@ -287,6 +348,10 @@ func (c Client) Query() url.Values {
 		if kv[1] != "" {
 			q.Set(kv[0], kv[1])
 		}
+	}
+	if !c.NIC.IsZero() {
+		q.Set("pcivendor", fmt.Sprintf("%04x", c.NIC.Vendor))
+		q.Set("pcidevice", fmt.Sprintf("%04x", c.NIC.Device))
 	}
 	return q
 }

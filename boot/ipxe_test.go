@@ -77,7 +77,7 @@ set overboot-try:int32 0
 iseq ${overboot-try} 3 && goto overboot-failed ||
 inc overboot-try
 isset ${net0/ip} || dhcp || goto overboot-again
-imgfetch --name overboot-script http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&hostname=${hostname}&buildarch=${buildarch}&platform=${platform} || goto overboot-again
+imgfetch --name overboot-script http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}&uuid=${uuid}&hostname=${hostname}&buildarch=${buildarch}&platform=${platform}&pcivendor=${pci/${net0/busloc}.0.2:hexraw}&pcidevice=${pci/${net0/busloc}.2.2:hexraw} || goto overboot-again
 imgexec overboot-script || goto overboot-failed
 :overboot-again
 sleep 3 ||
@@ -98,14 +98,44 @@ func TestFailScript(t *testing.T) {
 	}
 }
 
+func TestParseQueryPCI(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw string
+		want      PCIID
+	}{
+		{"virtio-net", "pcivendor=1af4&pcidevice=1000", PCIID{0x1af4, 0x1000}},
+		{"upper case", "pcivendor=8086&pcidevice=10D3", PCIID{0x8086, 0x10d3}},
+		{"device 0000", "pcivendor=1234&pcidevice=0000", PCIID{0x1234, 0}},
+		{"both unset", "pcivendor=&pcidevice=", PCIID{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, _ := url.ParseQuery(tc.raw)
+			c, err := ParseQuery(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NIC != tc.want {
+				t.Errorf("NIC = %v, want %v", c.NIC, tc.want)
+			}
+			c2, err := ParseQuery(c.Query())
+			if err != nil || c2.NIC != c.NIC {
+				t.Errorf("round trip: %v %v", c2.NIC, err)
+			}
+		})
+	}
+}
+
 func TestParseQuery(t *testing.T) {
-	q, _ := url.ParseQuery("mac=52-54-00-12-34-56&uuid=&hostname=lab1.example&buildarch=x86_64&platform=pcbios")
+	q, _ := url.ParseQuery("mac=52-54-00-12-34-56&uuid=&hostname=lab1.example&buildarch=x86_64&platform=pcbios&pcivendor=10EC&pcidevice=8139")
 	c, err := ParseQuery(q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.MAC.String() != "52:54:00:12:34:56" || c.UUID != "" || c.Hostname != "lab1.example" || c.BuildArch != "x86_64" || c.Platform != "pcbios" {
 		t.Errorf("ParseQuery = %+v", c)
+	}
+	if c.NIC != (PCIID{0x10ec, 0x8139}) || c.NIC.String() != "10ec:8139" {
+		t.Errorf("NIC = %v", c.NIC)
 	}
 	c2, err := ParseQuery(c.Query())
 	if err != nil {
@@ -115,12 +145,19 @@ func TestParseQuery(t *testing.T) {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 	for raw, want := range map[string]string{
-		"mac=52-54-00":                "mac",
-		"uuid=nope":                   "uuid",
-		"hostname=a_b":                "hostname",
-		"colour=red":                  "colour: unknown",
-		"mac=52-54-00-12-34-56&mac=x": "given 2 times",
-		"platform=efi%20x":            "platform",
+		"mac=52-54-00":                   "mac",
+		"uuid=nope":                      "uuid",
+		"hostname=a_b":                   "hostname",
+		"colour=red":                     "colour: unknown",
+		"mac=52-54-00-12-34-56&mac=x":    "given 2 times",
+		"platform=efi%20x":               "platform",
+		"pcivendor=10ec":                 "pcidevice: missing",
+		"pcidevice=8139":                 "pcivendor: missing",
+		"pcivendor=10e&pcidevice=8139":   "pcivendor: \"10e\": want 4 hex digits",
+		"pcivendor=10ec&pcidevice=81390": "pcidevice: \"81390\": want 4 hex digits",
+		"pcivendor=0x10&pcidevice=8139":  "pcivendor",
+		"pcivendor=ffff&pcidevice=ffff":  "pcivendor: \"ffff\" is not a PCI vendor ID",
+		"pcivendor=10ec&pcidevice=81:3":  "pcidevice",
 	} {
 		q, _ := url.ParseQuery(raw)
 		if _, err := ParseQuery(q); err == nil || !strings.Contains(err.Error(), want) {
@@ -132,6 +169,9 @@ func TestParseQuery(t *testing.T) {
 func FuzzParseQuery(f *testing.F) {
 	f.Add("mac=52-54-00-12-34-56&uuid=12345678-1234-1234-1234-123456789abc&hostname=h&buildarch=x86_64&platform=efi")
 	f.Add("mac=52:54:00:12:34:56")
+	f.Add("mac=52-54-00-12-34-56&pcivendor=10ec&pcidevice=8139")
+	f.Add("pcivendor=8086&pcidevice=10D3")
+	f.Add("pcivendor=1af4&pcidevice=")
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {

@@ -166,13 +166,30 @@ func MountProc() error {
 }
 
 // loadModules loads the initramfs's module list and any extra modules, with
-// their dependencies from modules.dep.
+// their dependencies from modules.dep, then the driver segments' modules
+// (modules_linux.go).
 func loadModules(s LoadModules) (string, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return "", err
 	}
 	release := unix.ByteSliceToString(u.Release[:])
+	note, err := loadListed(s, release)
+	if err != nil {
+		return "", err
+	}
+	seg, err := loadSegments(s.SegmentDir, release)
+	if err != nil {
+		return "", err
+	}
+	if seg != "" {
+		note += "; " + seg
+	}
+	return note, nil
+}
+
+// loadListed loads the modules of ListFile and Extra with the prober.
+func loadListed(s LoadModules, release string) (string, error) {
 	names, err := readModuleList(s.ListFile)
 	if err != nil {
 		return "", err

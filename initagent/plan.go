@@ -42,10 +42,12 @@ const (
 	UpperDir    = RWMount + "/upper"
 	WorkDir     = RWMount + "/work"
 	NewRoot     = "/newroot"
-	ModulesList = "/etc/overboot/modules" // written by mkimage initramfs
-	LowerDevice = RunDir + "/lower.dev"   // symlink to the lower's block device (iSCSI)
-	UpperDevice = RunDir + "/upper.dev"   // symlink to the upper's block device (iSCSI)
-	RootDevice  = RunDir + "/root.dev"    // symlink to the root partition (overboot.root)
+	ModulesList = "/" + boot.InitramfsModules // written by mkimage initramfs
+	// ExtraModulesDir holds the lists of the server's driver segments.
+	ExtraModulesDir = "/" + boot.InitramfsExtraModulesDir
+	LowerDevice     = RunDir + "/lower.dev" // symlink to the lower's block device (iSCSI)
+	UpperDevice     = RunDir + "/upper.dev" // symlink to the upper's block device (iSCSI)
+	RootDevice      = RunDir + "/root.dev"  // symlink to the root partition (overboot.root)
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -85,12 +87,15 @@ func (m Mkdir) String() string { return "mkdir -p " + strings.Join(m.Paths, " ")
 func (m Mkdir) Phase() Phase { return m.PhaseOf }
 
 // LoadModules loads the modules listed in ListFile, then Extra, each with
-// its dependencies from modules.dep, except those in Skip.
+// its dependencies from modules.dep, except those in Skip; then the
+// module files every list in SegmentDir names, in their order (a driver
+// segment's list is complete: dependencies first, no modules.dep).
 type LoadModules struct {
-	ListFile string // "" = none
-	Extra    []string
-	Skip     []string // listed but loaded later, by the step that needs them
-	PhaseOf  Phase    // "" = PhaseModules
+	ListFile   string // "" = none
+	Extra      []string
+	Skip       []string // listed but loaded later, by the step that needs them
+	SegmentDir string   // "" = none; a missing directory means no segment
+	PhaseOf    Phase    // "" = PhaseModules
 }
 
 func (l LoadModules) String() string {
@@ -100,6 +105,9 @@ func (l LoadModules) String() string {
 	}
 	if len(l.Extra) > 0 {
 		s += " " + strings.Join(l.Extra, " ")
+	}
+	if l.SegmentDir != "" {
+		s += "; cat " + l.SegmentDir + "/* | xargs -n1 insmod"
 	}
 	if len(l.Skip) > 0 {
 		s += " # except " + strings.Join(l.Skip, " ")
@@ -351,7 +359,7 @@ func EarlyPlan(p boot.Params) []Step {
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
-		LoadModules{ListFile: ModulesList, Extra: p.Modules, Skip: deferred(p.Modules)},
+		LoadModules{ListFile: ModulesList, Extra: p.Modules, Skip: deferred(p.Modules), SegmentDir: ExtraModulesDir},
 		Network{Iface: p.Iface, LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
 	}
 	if p.Doc != "" {

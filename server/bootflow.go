@@ -15,6 +15,7 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/profiles"
@@ -81,14 +82,16 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	if cm != nil && cm.Hostname != "" {
 		hostname = cm.Hostname
 	}
-	s.admit(w, r, bootReq{mac: c.MAC.String(), hostname: hostname, uuid: c.UUID, addr: addr}, p, false)
+	s.nics.Seen(c.MAC.String(), c.NIC)
+	s.admit(w, r, bootReq{mac: c.MAC.String(), hostname: hostname, uuid: c.UUID, addr: addr, nic: c.NIC}, p, false)
 }
 
 // bootReq is one machine's request for a script.
 type bootReq struct {
 	mac, hostname, uuid, addr string
-	bootID                    int64  // a boot already started (at a menu)
-	user                      string // who logged in, for a login's boot
+	bootID                    int64      // a boot already started (at a menu)
+	user                      string     // who logged in, for a login's boot
+	nic                       boot.PCIID // the booting NIC, from the query; zero after a menu
 }
 
 func quota(p *config.Profile) state.Quota {
@@ -298,7 +301,10 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		return
 	}
 	var image string
-	var arts struct{ kernel, initramfs string }
+	var arts struct {
+		kernel  string
+		initrds []string
+	}
 	if p.Sanboot == "" {
 		a, err := s.sets.Load().Resolve(ctx, p)
 		if err != nil {
@@ -307,7 +313,10 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			return
 		}
 		blob := func(d boot.Digest) string { return base + BlobPrefix + d.Hex() }
-		arts.kernel, arts.initramfs = blob(a.Kernel.Digest), blob(a.Initramfs.Digest)
+		arts.kernel, arts.initrds = blob(a.Kernel.Digest), []string{blob(a.Initramfs.Digest)}
+		if seg := s.driverSegment(ctx, q, a.Initramfs.Digest); seg != nil {
+			arts.initrds = append(arts.initrds, blob(seg.Digest))
+		}
 		image = a.Root.Digest.String()
 	}
 	if q.bootID == 0 {
@@ -355,7 +364,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	text, err := boot.KernelScript{
 		Comment:     s.comment(q, p),
 		Kernel:      arts.kernel,
-		Initrds:     []string{arts.initramfs},
+		Initrds:     arts.initrds,
 		Args:        append(append([]string(nil), p.Cmdline...), params.Args()...),
 		ForgetLogin: q.user != "",
 	}.Render()
@@ -364,6 +373,28 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		return
 	}
 	s.ipxe(w, http.StatusOK, text)
+}
+
+// driverSegment is the second initrd a machine needs when the base
+// initramfs lacks its NIC's driver (package server/drivers), or nil. The
+// boot goes on without one when it cannot be had: the machine may still
+// find its NIC (a driver built into the kernel, a generic initramfs).
+func (s *Server) driverSegment(ctx context.Context, q bootReq, base boot.Digest) *drivers.Segment {
+	nic := q.nic
+	if nic.IsZero() {
+		nic = s.nics.NIC(q.mac)
+	}
+	c, err := s.nics.For(ctx, base, nic)
+	if err != nil {
+		s.log.Warn("no driver segment: the machine boots with the base initramfs alone", "mac", q.mac, "pci", nic.String(), "err", err)
+		return nil
+	}
+	if c.Segment == nil {
+		s.log.Debug("no driver segment", "mac", q.mac, "pci", nic.String(), "why", c.Why)
+		return nil
+	}
+	s.log.Info("driver segment", "mac", q.mac, "pci", nic.String(), "segment", c.Segment.Name, "bytes", c.Segment.Size, "built", c.Built, "why", c.Why)
+	return c.Segment
 }
 
 // owner is whose disk a token's boot gets: the user who logged in, else

@@ -18,6 +18,7 @@ import (
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/profiles"
@@ -54,6 +55,8 @@ type Server struct {
 	loginAddr  *enroll.Limiter // per client address
 	reportRate *enroll.Limiter // per report token
 	hashing    chan struct{}   // a slot per password check allowed at once
+
+	nics *drivers.Segments // NIC driver segments for the kernel script
 
 	metrics *telemetry.Metrics
 	rec     *telemetry.Recorder
@@ -103,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
 		reportRate: enroll.NewLimiter(time.Second, 60),
 		hashing:    make(chan struct{}, runtime.NumCPU()),
+		nics:       &drivers.Segments{Blobs: blobs, Log: log},
 	}
 	cleanLeftovers(cfg.Data, log)
 	if err := importLegacyNames(ctx, blobs, db, log); err != nil {

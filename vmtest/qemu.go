@@ -61,6 +61,10 @@ type Options struct {
 	// firmware's own network stack does PXE (OVMF's PxeBcDxe), so the
 	// firmware fetches a boot file over TFTP as on real hardware.
 	NoNICROM bool
+	// NIC is QEMU's network device model: virtio-net-pci (default),
+	// e1000e, rtl8139, ... (qemu-system-x86_64 -device help lists them;
+	// the ipxe-qemu package has the option ROMs for PXE).
+	NIC      string
 	Forwards []Forward
 	// Relay is the qemurelay binary QEMU runs for each guest connection
 	// of a forward (required with Forwards).
@@ -144,7 +148,14 @@ func (o Options) Cmdline() ([]string, error) {
 		}
 		netdev += ",tftp=" + o.TFTPDir + ",bootfile=" + o.BootFile
 	}
-	nic := "virtio-net-pci,netdev=n0"
+	model := o.NIC
+	if model == "" {
+		model = "virtio-net-pci"
+	}
+	if strings.ContainsAny(model, ", =") {
+		return nil, fmt.Errorf("qemu: NIC model %q: want a device name such as e1000e", model)
+	}
+	nic := model + ",netdev=n0"
 	if o.MAC != "" {
 		if _, err := net.ParseMAC(o.MAC); err != nil {
 			return nil, fmt.Errorf("qemu: MAC %q: %w", o.MAC, err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/overboot/overboot/internal/blobstore"
@@ -26,6 +27,9 @@ func runMkimageInitramfs(ctx context.Context, args []string, stdout, stderr io.W
 		modDir  = fs.String("modules-dir", "/lib/modules", "where the kernels' module trees are")
 		mods    = fs.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma-separated `modules` to load at boot (dependencies are added)")
 		add     = fs.String("add-modules", "", "comma-separated `modules` to load in addition to -modules")
+		generic = fs.Bool("generic", false, "add every wired network driver of the kernel ("+strings.Join(initramfs.NetworkDriverDirs, ", ")+") and their firmware: for machines that boot without iPXE, which cannot get a driver segment from the server")
+		fw      = fs.Bool("firmware", false, "add the firmware files the shipped modules name, from -firmware-dir (implied by -generic)")
+		fwDir   = fs.String("firmware-dir", initramfs.DefaultFirmwareDir, "where the firmware files are")
 		comp    = fs.String("comp", "zstd", "compression: "+strings.Join(initramfs.Compressions, ", "))
 		out     = fs.String("o", "", "write the initramfs to this `file`")
 		dir     = fs.String("store", "", "store `directory` to add it to (with -name)")
@@ -55,15 +59,31 @@ flags:
 	if (*out == "") == (*dir == "") || (*dir != "" && *name == "") || (*out != "" && *name != "") {
 		return usageError{"mkimage initramfs: give either -o FILE or -store DIR -name NAME"}
 	}
-	o := initramfs.Options{Agent: *agent, Shell: *shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp}
+	o := initramfs.Options{Agent: *agent, Shell: *shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp,
+		Firmware: *fw || *generic, FirmwareDir: *fwDir}
 	o.Modules = splitList(*mods)
 	o.Modules = append(o.Modules, splitList(*add)...)
 	if o.Modules == nil {
 		o.Modules = []string{}
 	}
-	if o.KernelRelease == "" && len(o.Modules) > 0 {
+	if o.KernelRelease == "" && (len(o.Modules) > 0 || *generic) {
 		if o.KernelRelease, err = newestRelease(*modDir); err != nil {
 			return err
+		}
+	}
+	if *generic {
+		mt, err := initramfs.OpenModuleTree(*modDir, o.KernelRelease)
+		if err != nil {
+			return fmt.Errorf("mkimage initramfs: %w", err)
+		}
+		nets, err := mt.NetworkDrivers()
+		if err != nil {
+			return fmt.Errorf("mkimage initramfs: -generic: %w", err)
+		}
+		for _, n := range nets {
+			if !slices.Contains(o.Modules, n) {
+				o.Modules = append(o.Modules, n)
+			}
 		}
 	}
 	if *out != "" {
@@ -91,6 +111,7 @@ flags:
 		}
 		fmt.Fprintf(stdout, "%s %s %d bytes (%s; %d bytes uncompressed), %d files, %d module files for %s\n",
 			*out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
+		firmwareNote(stdout, o, sum)
 		return nil
 	}
 	st, err := blobstore.Open(*dir)
@@ -110,6 +131,19 @@ flags:
 	}
 	fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s) for %s\n", im.Name, im.Version, im.Digest, im.Size, im.Compression, im.KernelRelease)
 	return nil
+}
+
+// firmwareNote says which firmware went in and which the modules name
+// but -firmware-dir lacks.
+func firmwareNote(w io.Writer, o initramfs.Options, sum initramfs.Summary) {
+	if !o.Firmware {
+		return
+	}
+	fmt.Fprintf(w, "firmware: %d files from %s", len(sum.Firmware), o.FirmwareDir)
+	if n := len(sum.MissingFirmware); n > 0 {
+		fmt.Fprintf(w, "; %d named by the modules are not there (install the firmware packages for the NICs that need them): %s", n, strings.Join(sum.MissingFirmware, " "))
+	}
+	fmt.Fprintln(w)
 }
 
 func splitList(s string) []string {

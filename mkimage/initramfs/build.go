@@ -37,7 +37,7 @@ var DefaultModules = []string{
 
 // Paths inside the initramfs; the agent reads the same ones.
 const (
-	ModulesList = "etc/overboot/modules"
+	ModulesList = boot.InitramfsModules
 	InitPath    = "init"
 	ShellPath   = "bin/sh"
 )
@@ -58,18 +58,25 @@ type Options struct {
 	ModulesDir    string   // default /lib/modules
 	Modules       []string // loaded at boot, written to /etc/overboot/modules; nil = DefaultModules
 	Compression   string   // zstd (default), gzip, xz or none
-	Files         []File
-	Log           *slog.Logger // nil: discard
+	// Firmware adds the firmware files the shipped modules name
+	// (.modinfo firmware=) that FirmwareDir has, under lib/firmware.
+	Firmware    bool
+	FirmwareDir string // default DefaultFirmwareDir
+	Files       []File
+	Log         *slog.Logger // nil: discard
 }
 
 // Summary describes a built initramfs.
 type Summary struct {
-	Files        int      // records, directories included
-	Modules      []string // .ko files shipped (dependencies included), sorted
-	Builtin      []string // requested modules the kernel has built in
-	Uncompressed int64
-	Compressed   int64
-	Digest       boot.Digest
+	Files   int      // records, directories included
+	Modules []string // .ko files shipped (dependencies included), sorted
+	Builtin []string // requested modules the kernel has built in
+	// With Options.Firmware: the firmware files shipped (under
+	// lib/firmware) and those the modules name that were not found.
+	Firmware, MissingFirmware []string
+	Uncompressed              int64
+	Compressed                int64
+	Digest                    boot.Digest
 }
 
 // Errors callers branch on.
@@ -142,11 +149,11 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		if o.KernelRelease == "" {
 			return Summary{}, fmt.Errorf("kernel release: none given, and modules are wanted: %w", ErrOption)
 		}
-		dir := o.ModulesDir
-		if dir == "" {
-			dir = "/lib/modules"
+		mt, err := OpenModuleTree(o.ModulesDir, o.KernelRelease)
+		if err != nil {
+			return Summary{}, err
 		}
-		mods, err := resolveModules(filepath.Join(dir, o.KernelRelease), names)
+		mods, err := resolveModules(mt, names)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -154,10 +161,10 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		mkdirs(tree, base)
 		for _, rel := range mods.files {
 			mkdirs(tree, path.Dir(path.Join(base, rel)))
-			tree[path.Join(base, rel)] = &node{mode: modeFile | 0o644, src: filepath.Join(dir, o.KernelRelease, rel)}
+			tree[path.Join(base, rel)] = &node{mode: modeFile | 0o644, src: filepath.Join(mt.Dir, rel)}
 		}
 		tree[path.Join(base, "modules.dep")] = &node{mode: modeFile | 0o644, data: mods.dep}
-		if mods.alias != nil {
+		if len(mods.alias) > 0 {
 			tree[path.Join(base, "modules.alias")] = &node{mode: modeFile | 0o644, data: mods.alias}
 		}
 		if mods.builtinFile != nil {
@@ -165,9 +172,27 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		}
 		sum.Modules = mods.files
 		sum.Builtin = mods.builtin
+		if o.Firmware {
+			if sum.Firmware, sum.MissingFirmware, err = addFirmware(tree, mt.Dir, mods.files, o.FirmwareDir); err != nil {
+				return Summary{}, err
+			}
+		}
 	}
 	tree[ModulesList] = &node{mode: modeFile | 0o644, data: []byte(moduleList(names))}
 
+	a, err := writeArchive(ctx, w, tree, comp)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum.Files, sum.Uncompressed, sum.Compressed, sum.Digest = a.Files, a.Uncompressed, a.Compressed, a.Digest
+	return sum, nil
+}
+
+// writeArchive writes tree as one compressed newc archive, its paths in
+// sorted order (so parents come before their children) and every time
+// zero: the bytes depend only on the tree. Only Files, Uncompressed,
+// Compressed and Digest are set.
+func writeArchive(ctx context.Context, w io.Writer, tree map[string]*node, comp string) (Summary, error) {
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, h)}
 	zw, err := compressor(cw, comp)
@@ -194,11 +219,7 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 	if err := zw.Close(); err != nil {
 		return Summary{}, err
 	}
-	sum.Files = cp.count
-	sum.Uncompressed = cp.n
-	sum.Compressed = cw.n
-	sum.Digest = boot.DigestFromSum(h.Sum(nil))
-	return sum, nil
+	return Summary{Files: cp.count, Uncompressed: cp.n, Compressed: cw.n, Digest: boot.DigestFromSum(h.Sum(nil))}, nil
 }
 
 func moduleList(names []string) string {

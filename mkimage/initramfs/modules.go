@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -30,80 +28,36 @@ func modName(p string) string {
 	return strings.ReplaceAll(b, "-", "_")
 }
 
-// resolveModules reads relDir/modules.dep and returns the files of names
-// and of everything they depend on.
-func resolveModules(relDir string, names []string) (moduleSet, error) {
-	depData, err := os.ReadFile(filepath.Join(relDir, "modules.dep"))
+// resolveModules returns the files of names and of everything they
+// depend on in t.
+func resolveModules(t *ModuleTree, names []string) (moduleSet, error) {
+	files, err := t.LoadOrder(names)
 	if err != nil {
-		return moduleSet{}, fmt.Errorf("kernel modules: %w (is the kernel's modules package installed, and the release right?)", err)
+		return moduleSet{}, err
 	}
-	deps, err := parseModulesDep(depData)
-	if err != nil {
-		return moduleSet{}, fmt.Errorf("%s: %w", filepath.Join(relDir, "modules.dep"), err)
-	}
-	byName := map[string]string{}
-	for file := range deps {
-		byName[modName(file)] = file
-	}
-	var set moduleSet
-	builtins := map[string]bool{}
-	if b, err := os.ReadFile(filepath.Join(relDir, "modules.builtin")); err == nil {
-		set.builtinFile = b
-		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				builtins[modName(l)] = true
-			}
-		}
-	}
-	want := map[string]bool{}
-	var visit func(file string)
-	visit = func(file string) {
-		if want[file] {
-			return
-		}
-		want[file] = true
-		for _, d := range deps[file] {
-			visit(d)
-		}
-	}
-	var missing []string
+	set := moduleSet{files: files, builtinFile: t.builtinFile}
 	for _, n := range names {
-		key := strings.ReplaceAll(n, "-", "_")
-		switch file, ok := byName[key]; {
-		case ok:
-			visit(file)
-		case builtins[key]:
+		if _, ok := t.File(n); !ok && t.Builtin(n) {
 			set.builtin = append(set.builtin, n)
-		default:
-			missing = append(missing, n)
 		}
-	}
-	if len(missing) > 0 {
-		return moduleSet{}, fmt.Errorf("%w in %s: %s (neither in modules.dep nor built in)", ErrNoModule, relDir, strings.Join(missing, ", "))
-	}
-	for f := range want {
-		set.files = append(set.files, f)
 	}
 	sort.Strings(set.files)
 	var dep bytes.Buffer
 	for _, f := range set.files {
 		fmt.Fprintf(&dep, "%s:", f)
-		for _, d := range deps[f] {
+		for _, d := range t.Deps(f) {
 			fmt.Fprintf(&dep, " %s", d)
 		}
 		dep.WriteByte('\n')
 	}
 	set.dep = dep.Bytes()
 	// The agent skips PCI drivers for hardware the machine does not have.
-	if b, err := os.ReadFile(filepath.Join(relDir, "modules.alias")); err == nil {
-		shipped := map[string]bool{}
-		for _, f := range set.files {
-			shipped[modName(f)] = true
-		}
+	if aliases, err := t.Aliases(); err == nil {
 		var out bytes.Buffer
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) == 3 && f[0] == "alias" && shipped[strings.ReplaceAll(f[2], "-", "_")] {
-				out.WriteString(l + "\n")
+		for _, f := range set.files {
+			name := ModuleName(f)
+			for _, a := range aliases[name] {
+				fmt.Fprintf(&out, "alias %s %s\n", a, name)
 			}
 		}
 		set.alias = out.Bytes()

@@ -1,0 +1,95 @@
+package boot
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// The initramfs layout: paths inside the initramfs (relative, as cpio
+// records name them) that mkimage writes and the agent reads.
+//
+// The kernel unpacks every initrd the boot loader hands it into the same
+// rootfs, in order (a later file of the same name replaces an earlier
+// one). The base initramfs holds the agent and the modules it loads; a
+// driver segment, an extra initrd the server adds for a machine whose NIC
+// driver the base lacks, adds module files and one list in
+// InitramfsExtraModulesDir, and changes nothing of the base.
+const (
+	// InitramfsModules lists the modules the agent loads at boot, one
+	// name per line ('#' starts a comment); their files and dependencies
+	// are in lib/modules/RELEASE/modules.dep.
+	InitramfsModules = "etc/overboot/modules"
+	// InitramfsExtraModulesDir holds one list per driver segment, named
+	// after its drivers (e.g. "8139cp+8139too"): module files in load
+	// order, dependencies first (FormatModuleFiles). The agent loads them
+	// after InitramfsModules, with no modules.dep: a segment's list is
+	// complete in itself, whatever base it is unpacked over.
+	InitramfsExtraModulesDir = "etc/overboot/modules.d"
+)
+
+// Module file names end in one of these (the kernel's module compressions).
+var moduleSuffixes = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
+
+// CheckModuleFile checks one entry of a segment's list: a clean relative
+// path under lib/modules/RELEASE/ naming a module file.
+func CheckModuleFile(p string) error {
+	rest, ok := strings.CutPrefix(p, "lib/modules/")
+	release, _, _ := strings.Cut(rest, "/")
+	switch {
+	case !ok || release == "" || strings.Count(rest, "/") < 1:
+		return fmt.Errorf("module file %q: want lib/modules/RELEASE/...", p)
+	case path.Clean(p) != p || strings.Contains(p, "/../") || strings.ContainsAny(p, " \t\r\n#\x00"):
+		return fmt.Errorf("module file %q: want a clean path without spaces or '#'", p)
+	}
+	for _, s := range moduleSuffixes {
+		if strings.HasSuffix(p, s) && len(path.Base(p)) > len(s) {
+			return nil
+		}
+	}
+	return fmt.Errorf("module file %q: want a name ending in %s", p, strings.Join(moduleSuffixes, ", "))
+}
+
+// FormatModuleFiles writes a segment's list: a comment naming what it is
+// for, then one module file per line, in load order.
+func FormatModuleFiles(comment string, files []string) ([]byte, error) {
+	var b bytes.Buffer
+	if strings.ContainsAny(comment, "\r\n") {
+		return nil, fmt.Errorf("module list comment %q: want one line", comment)
+	}
+	if comment != "" {
+		fmt.Fprintf(&b, "# %s\n", comment)
+	}
+	for _, f := range files {
+		if err := CheckModuleFile(f); err != nil {
+			return nil, err
+		}
+		b.WriteString(f + "\n")
+	}
+	return b.Bytes(), nil
+}
+
+// MaxModuleList bounds a list the agent reads.
+const MaxModuleList = 64 << 10
+
+// ParseModuleFiles reads a segment's list. Blank lines and '#' comments
+// are skipped; any other line must pass CheckModuleFile (errors name the
+// line).
+func ParseModuleFiles(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(io.LimitReader(r, MaxModuleList))
+	var out []string
+	for n := 1; sc.Scan(); n++ {
+		l, _, _ := strings.Cut(sc.Text(), "#")
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if err := CheckModuleFile(l); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, l)
+	}
+	return out, sc.Err()
+}

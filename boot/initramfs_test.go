@@ -1,0 +1,71 @@
+package boot
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestModuleFiles(t *testing.T) {
+	files := []string{
+		"lib/modules/6.1.0-56-amd64/kernel/drivers/net/mii.ko",
+		"lib/modules/6.1.0-56-amd64/kernel/drivers/net/ethernet/realtek/8139cp.ko.xz",
+	}
+	b, err := FormatModuleFiles("driver segment 8139cp for 10ec:8139", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# driver segment 8139cp for 10ec:8139\n" + strings.Join(files, "\n") + "\n"
+	if d := cmp.Diff(want, string(b)); d != "" {
+		t.Errorf("list (-want +got):\n%s", d)
+	}
+	got, err := ParseModuleFiles(strings.NewReader(string(b) + "\n  # trailing comment\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(files, got); d != "" {
+		t.Errorf("round trip (-want +got):\n%s", d)
+	}
+	for _, bad := range []string{
+		"kernel/drivers/net/mii.ko",
+		"lib/modules/6.1/../../../etc/passwd.ko",
+		"lib/modules/6.1/kernel/mii.txt",
+		"lib/modules/6.1/.ko",
+		"lib/modules/mii.ko",
+		"/lib/modules/6.1/mii.ko",
+		"lib/modules/6.1//mii.ko",
+	} {
+		if _, err := FormatModuleFiles("", []string{bad}); err == nil {
+			t.Errorf("FormatModuleFiles accepted %q", bad)
+		}
+		if _, err := ParseModuleFiles(strings.NewReader("# c\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("ParseModuleFiles(%q) error = %v, want one naming line 2", bad, err)
+		}
+	}
+	if _, err := FormatModuleFiles("two\nlines", nil); err == nil {
+		t.Errorf("a two-line comment was accepted")
+	}
+}
+
+func FuzzParseModuleFiles(f *testing.F) {
+	f.Add("# c\nlib/modules/6.1.0-56-amd64/kernel/drivers/net/mii.ko\n")
+	f.Add("lib/modules/x/y.ko.zst # z\n\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		files, err := ParseModuleFiles(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		b, err := FormatModuleFiles("", files)
+		if err != nil {
+			t.Fatalf("format %q: %v", files, err)
+		}
+		again, err := ParseModuleFiles(strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(files, again); d != "" && len(files) > 0 {
+			t.Fatalf("round trip (-want +got):\n%s", d)
+		}
+	})
+}
