@@ -192,9 +192,15 @@ func TestLANProxyDHCP(t *testing.T) {
 // and whose overboot answers PXE with ProxyDHCP and TFTP.
 func proxyLAN(t *testing.T, a *Artifacts) *lan {
 	t.Helper()
+	return proxyLANConf(t, fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		a.Kernel, a.Initramfs, a.Root))
+}
+
+// proxyLANConf is proxyLAN with profiles of the test's own.
+func proxyLANConf(t *testing.T, profiles string) *lan {
+	t.Helper()
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\nproxy-dhcp = br0\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
-		filepath.Join(dir, "data"), a.Kernel, a.Initramfs, a.Root)
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\nproxy-dhcp = br0\n\n%s", filepath.Join(dir, "data"), profiles)
 	l := newLAN(t, conf, filepath.Join(dir, "data"))
 	site := l.ns.Host(t, "192.0.2.2")
 	runDnsmasq(t, site, "--dhcp-option=3,192.0.2.1")
