@@ -16,7 +16,7 @@ import (
 )
 
 func sections() []bench.Section {
-	return []bench.Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection()}
+	return []bench.Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection(), dhcpSection(), driversSection()}
 }
 
 func main() {
