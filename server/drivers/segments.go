@@ -56,6 +56,7 @@ type Segments struct {
 	segs     map[string]*Segment              // by release + "/" + name
 	building map[string]chan struct{}         // closed when that build ends
 	nics     map[string]boot.PCIID            // by MAC: the NIC it last booted from
+	matches  map[string][]string              // by release + "/" + PCI id: Match's answer
 }
 
 // base is what a base initramfs ships: its kernel release and modules.
@@ -126,7 +127,7 @@ func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id boot.PCII
 	if err != nil {
 		return Choice{}, err
 	}
-	drivers, err := Match(mt, id)
+	drivers, err := s.match(b.release, mt, id)
 	if err != nil {
 		return Choice{}, err
 	}
@@ -147,6 +148,30 @@ func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id boot.PCII
 		return Choice{}, err
 	}
 	return Choice{Segment: seg, Built: built, Why: fmt.Sprintf("%s not in the base initramfs", strings.Join(lack, ", "))}, nil
+}
+
+// match is Match, remembered per release and PCI id: it runs every
+// network driver's alias patterns (about 2 ms), and each machine's script
+// asks again.
+func (s *Segments) match(release string, mt *initramfs.ModuleTree, id boot.PCIID) ([]string, error) {
+	key := release + "/" + id.String()
+	s.mu.Lock()
+	d, ok := s.matches[key]
+	s.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := Match(mt, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.matches == nil {
+		s.matches = map[string][]string{}
+	}
+	s.matches[key] = d
+	s.mu.Unlock()
+	return d, nil
 }
 
 // base reads a base initramfs's listing, once per digest.
