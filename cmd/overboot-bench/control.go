@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -488,7 +489,8 @@ func runLogins(ctx context.Context, env *bench.Env, bin, dir, data string) ([]be
 		if m == nil {
 			return prepared{}, fmt.Errorf("menu without a login URL:\n%s", tail(string(menu), 10))
 		}
-		q := url.Values{"username": {ctlUser(u)}, "password": {ctlPassword}}
+		// The menu sends the form in hex (${username:hexraw}).
+		q := url.Values{"username": {hex.EncodeToString([]byte(ctlUser(u)))}, "password": {hex.EncodeToString([]byte(ctlPassword))}}
 		return prepared{c: c, user: ctlUser(u), loginURL: srv.base + m[1] + "?" + q.Encode()}, nil
 	}
 	login := func(p prepared) (time.Duration, error) {
