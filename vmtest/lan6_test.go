@@ -101,9 +101,9 @@ func dualLAN(t *testing.T, a *Artifacts) *lan {
 }
 
 // sendRAs sends router advertisements (RFC 4861 section 4.2) on ns's
-// bridge every second until ctx ends: the M flag, router lifetime 0 (no
-// default router), and prefix as on-link (L) without SLAAC (no A flag),
-// so hosts take their address from DHCPv6. The kernel fills in the
+// bridge every second until ctx ends: the M flag, the bridge as default
+// router, and prefix as on-link (L) without SLAAC (no A flag), so hosts
+// take their address from DHCPv6. The kernel fills in the
 // ICMPv6 checksum; the hop limit must be 255.
 func sendRAs(t *testing.T, ctx context.Context, ns *NetNS, prefix netip.Prefix) {
 	t.Helper()
@@ -139,6 +139,10 @@ func sendRAs(t *testing.T, ctx context.Context, ns *NetNS, prefix netip.Prefix) 
 	ra[0] = 134    // type: router advertisement
 	ra[4] = 64     // current hop limit
 	ra[5] = 1 << 7 // M: addresses by DHCPv6
+	// A default router (the bridge; nothing is forwarded anywhere): OVMF's
+	// HTTPv6 boot looks for a route to the server among its routes and
+	// waits 10 s for one when the on-link prefix is all there is.
+	binary.BigEndian.PutUint16(ra[6:], 1800)
 	pi := make([]byte, 32)
 	pi[0], pi[1] = 3, 4 // prefix information, 4 units of 8 bytes
 	pi[2] = byte(prefix.Bits())
