@@ -25,6 +25,9 @@ type Forward struct {
 	HostAddr  string // 127.0.0.1:PORT
 }
 
+// FwCfg is one fw_cfg item the firmware reads: a name and a string.
+type FwCfg struct{ Name, Value string }
+
 // Options describe one QEMU machine. The zero value plus either Kernel or
 // PXE is a valid machine.
 type Options struct {
@@ -64,7 +67,11 @@ type Options struct {
 	// NIC is QEMU's network device model: virtio-net-pci (default),
 	// e1000e, rtl8139, ... (qemu-system-x86_64 -device help lists them;
 	// the ipxe-qemu package has the option ROMs for PXE).
-	NIC      string
+	NIC string
+	// FwCfg are named strings for the firmware (QEMU's -fw_cfg), e.g.
+	// OVMF's "opt/org.tianocore/IPv4PXESupport" = "n", which leaves
+	// out the UEFI PXEv4 boot option (edk2 OvmfPkg/RUNTIME_CONFIG.md).
+	FwCfg    []FwCfg
 	Forwards []Forward
 	// Relay is the qemurelay binary QEMU runs for each guest connection
 	// of a forward (required with Forwards).
@@ -176,6 +183,12 @@ func (o Options) Cmdline() ([]string, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+o.UEFIVars)
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
+	for _, f := range o.FwCfg {
+		if f.Name == "" || strings.ContainsAny(f.Name+f.Value, ",") {
+			return nil, fmt.Errorf("qemu: fw_cfg %q=%q: want a name, and no commas", f.Name, f.Value)
+		}
+		args = append(args, "-fw_cfg", "name="+f.Name+",string="+f.Value)
+	}
 	if o.VGA {
 		args = append(args, "-device", "VGA")
 	}

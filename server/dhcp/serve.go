@@ -23,11 +23,28 @@ const maxPacket = 4096
 // or nil for no reply.
 type handleFunc func(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr)
 
-// serve reads datagrams from conn and answers each with h, up to
+// serve reads DHCPv4 datagrams from conn and answers each with h (see
+// serveDatagrams).
+func serve(ctx context.Context, conn net.PacketConn, log *slog.Logger, h handleFunc) error {
+	return serveDatagrams(ctx, conn, log, func(ctx context.Context, b []byte, peer *net.UDPAddr) ([]byte, *net.UDPAddr, []any) {
+		reply, dst := h(ctx, b, peer)
+		if reply == nil {
+			return nil, nil, nil
+		}
+		return reply.ToBytes(), dst, []any{"type", reply.MessageType(), "mac", reply.ClientHWAddr}
+	})
+}
+
+// datagramFunc answers one datagram from peer: the reply's bytes, where
+// they go and what names the reply in a log record, or nil bytes for no
+// reply.
+type datagramFunc func(ctx context.Context, b []byte, peer *net.UDPAddr) (reply []byte, dst *net.UDPAddr, attrs []any)
+
+// serveDatagrams reads datagrams from conn and answers each with h, up to
 // maxInFlight at once, until ctx ends (it then sets conn's read deadline
 // to unblock the read; it does not close conn) or the read fails. It
-// returns nil when ctx ended or conn was closed.
-func serve(ctx context.Context, conn net.PacketConn, log *slog.Logger, h handleFunc) error {
+// returns nil when ctx ended or conn was closed. DHCPv4 and DHCPv6 alike.
+func serveDatagrams(ctx context.Context, conn net.PacketConn, log *slog.Logger, h datagramFunc) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var wg sync.WaitGroup
@@ -51,12 +68,12 @@ func serve(ctx context.Context, conn net.PacketConn, log *slog.Logger, h handleF
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			reply, dst := h(ctx, b, peer)
+			reply, dst, attrs := h(ctx, b, peer)
 			if reply == nil {
 				return
 			}
-			if _, err := conn.WriteTo(reply.ToBytes(), dst); err != nil {
-				log.Warn("dhcp send reply failed", "type", reply.MessageType(), "mac", reply.ClientHWAddr, "to", dst, "err", err)
+			if _, err := conn.WriteTo(reply, dst); err != nil {
+				log.Warn("dhcp send reply failed", append(attrs, "to", dst, "err", err)...)
 			}
 		})
 	}

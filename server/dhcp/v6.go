@@ -1,0 +1,537 @@
+package dhcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// EnterpriseIntel is the enterprise number (IANA's Private Enterprise
+// Numbers; 343 is Intel) in the DHCPv6 vendor class option (16) of PXE
+// and UEFI HTTP Boot clients: EDK2 and iPXE send
+// "PXEClient:Arch:..." or "HTTPClient:Arch:..." under it, and EDK2's
+// HTTP Boot takes an offer as an HTTP Boot offer only when option 16
+// carries "HTTPClient" back.
+const EnterpriseIntel = 343
+
+// Config6 configures a Server6 on one interface.
+type Config6 struct {
+	// Interface names the interface the socket is bound to, for
+	// Request.Interface and the log.
+	Interface string
+	// ServerIP is this host's global IPv6 address on Interface: the
+	// TFTP server of tftp:// answers whose Answer names none.
+	ServerIP netip.Addr
+	// HardwareAddr is Interface's MAC: the server's DUID-LL (option 2,
+	// RFC 8415 section 11.4), stable across restarts.
+	HardwareAddr net.HardwareAddr
+	// Start and End bound the address pool, both included, in one /64
+	// (the prefix the network's router advertises as on-link).
+	Start, End netip.Addr
+	// LeaseTime is an address's preferred and valid lifetime; T1 is half
+	// of it, T2 four fifths (RFC 8415 section 21.4). 0 means one hour.
+	LeaseTime time.Duration
+	// DNS servers (option 23, RFC 3646), if any.
+	DNS []netip.Addr
+}
+
+// maxPool6 bounds the pool: an allocation walks it.
+const maxPool6 = 1 << 16
+
+// declineHold6 is how long an address a client declined (someone else
+// has it) stays out of the pool.
+const declineHold6 = 10 * time.Minute
+
+// offerHold6 is how long an address advertised to a Solicit stays the
+// client's before its Request.
+const offerHold6 = 2 * time.Minute
+
+// Server6 is a DHCPv6 server (RFC 8415) for network boot on an isolated
+// network: it gives addresses from a pool (IA_NA; leases in memory) to
+// any client, and to network boot clients the boot file URL (option 59,
+// RFC 5970) that Booter gives them: iPXE (user class "iPXE") its script,
+// a UEFI HTTP Boot client (vendor class HTTPClient, arch 16) an http URL
+// of an EFI iPXE, a UEFI PXE client a tftp:// URL. It answers
+// Information-requests (stateless DHCPv6) with the same boot options.
+// The network's router advertisements must say "managed" (M flag) for
+// clients to ask for addresses, and carry the pool's /64 as on-link:
+// this server sends no router advertisements.
+type Server6 struct {
+	cfg      Config6
+	serverID dhcpv6.DUID
+	booter   Booter
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu       sync.Mutex // guards leases, byAddr and declined
+	leases   map[bindingKey]binding6
+	byAddr   map[netip.Addr]bindingKey
+	declined map[netip.Addr]time.Time
+}
+
+// bindingKey names one identity association of one client (RFC 8415
+// section 12): its DUID and the IA's IAID.
+type bindingKey struct {
+	duid string // DUID bytes
+	iaid [4]byte
+}
+
+type binding6 struct {
+	addr    netip.Addr
+	expires time.Time
+}
+
+// NewServer6 checks cfg and returns a server with no leases. log nil
+// means no log.
+func NewServer6(cfg Config6, b Booter, log *slog.Logger) (*Server6, error) {
+	if b == nil {
+		return nil, errors.New("dhcpv6: no Booter")
+	}
+	if len(cfg.HardwareAddr) == 0 {
+		return nil, errors.New("dhcpv6: no hardware address for the server's DUID")
+	}
+	if cfg.ServerIP.IsValid() && (!cfg.ServerIP.Is6() || cfg.ServerIP.Is4In6()) {
+		return nil, fmt.Errorf("dhcpv6: server address %s is not IPv6", cfg.ServerIP)
+	}
+	for _, a := range []netip.Addr{cfg.Start, cfg.End} {
+		if !a.Is6() || a.Is4In6() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
+			return nil, fmt.Errorf("dhcpv6: pool bound %v is not a global IPv6 unicast address", a)
+		}
+	}
+	p := netip.PrefixFrom(cfg.Start, 64).Masked()
+	if !p.Contains(cfg.End) || cfg.End.Less(cfg.Start) {
+		return nil, fmt.Errorf("dhcpv6: pool %s-%s: want Start <= End in one /64", cfg.Start, cfg.End)
+	}
+	if n := poolSize6(cfg.Start, cfg.End); n > maxPool6 {
+		return nil, fmt.Errorf("dhcpv6: pool %s-%s has more than %d addresses", cfg.Start, cfg.End, maxPool6)
+	}
+	for _, d := range cfg.DNS {
+		if !d.Is6() || d.Is4In6() {
+			return nil, fmt.Errorf("dhcpv6: DNS server %s is not IPv6", d)
+		}
+	}
+	if cfg.LeaseTime <= 0 {
+		cfg.LeaseTime = time.Hour
+	}
+	return &Server6{
+		cfg:      cfg,
+		serverID: &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: slices.Clone(cfg.HardwareAddr)},
+		booter:   b,
+		log:      discardIfNil(log),
+		now:      time.Now,
+		leases:   map[bindingKey]binding6{},
+		byAddr:   map[netip.Addr]bindingKey{},
+		declined: map[netip.Addr]time.Time{},
+	}, nil
+}
+
+// poolSize6 is the number of addresses from start to end, capped above
+// maxPool6.
+func poolSize6(start, end netip.Addr) int {
+	a, b := start.As16(), end.As16()
+	if !bytes.Equal(a[:12], b[:12]) {
+		return maxPool6 + 1
+	}
+	lo := uint64(a[12])<<24 | uint64(a[13])<<16 | uint64(a[14])<<8 | uint64(a[15])
+	hi := uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	if hi-lo >= maxPool6 {
+		return maxPool6 + 1
+	}
+	return int(hi-lo) + 1
+}
+
+// Serve answers DHCPv6 clients on conn, port 547 of Interface with the
+// All_DHCP_Relay_Agents_and_Servers group joined (ListenInterface6),
+// until ctx ends (conn's read deadline is then in the past) or conn is
+// closed; it never closes conn.
+func (s *Server6) Serve(ctx context.Context, conn net.PacketConn) error {
+	return serveDatagrams(ctx, conn, s.log, func(ctx context.Context, b []byte, peer *net.UDPAddr) ([]byte, *net.UDPAddr, []any) {
+		reply, dst := s.Handle(ctx, b, peer)
+		if reply == nil {
+			return nil, nil, nil
+		}
+		return reply.ToBytes(), dst, []any{"type", reply.Type()}
+	})
+}
+
+// Handle answers one datagram b from peer: the reply and where it goes
+// (back to peer, the client's link-local address and port 546), or nil.
+func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv6.Message, *net.UDPAddr) {
+	d, err := dhcpv6.FromBytes(b)
+	if err != nil {
+		s.log.Debug("dhcpv6 ignored a malformed packet", "peer", peer, "len", len(b), "err", err)
+		return nil, nil
+	}
+	if d.IsRelay() {
+		s.log.Debug("dhcpv6 ignored a relayed packet: relays are not supported", "peer", peer)
+		return nil, nil
+	}
+	m, ok := d.(*dhcpv6.Message)
+	if !ok {
+		return nil, nil
+	}
+	reply, err := s.reply(ctx, m, peer)
+	if err != nil {
+		s.log.Debug("dhcpv6 not answering", "type", m.Type(), "peer", peer, "err", err)
+		return nil, nil
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	return reply, peer
+}
+
+// errNotForUs marks messages this server must not answer: another
+// server's, or malformed for their type (RFC 8415 section 16).
+var errNotForUs = errors.New("not for this server")
+
+func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAddr) (*dhcpv6.Message, error) {
+	cid := m.Options.ClientID()
+	sid := m.Options.ServerID()
+	ours := sid != nil && sid.Equal(s.serverID)
+	switch t := m.Type(); t {
+	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeRebind:
+		if cid == nil || sid != nil {
+			return nil, fmt.Errorf("%s with no client ID or with a server ID: %w", t, errNotForUs)
+		}
+	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
+		if cid == nil || !ours {
+			return nil, fmt.Errorf("%s with no client ID or for another server (%v): %w", t, sid, errNotForUs)
+		}
+	case dhcpv6.MessageTypeInformationRequest:
+		if sid != nil && !ours || m.Options.OneIANA() != nil {
+			return nil, fmt.Errorf("%s for another server or with an IA: %w", t, errNotForUs)
+		}
+	default:
+		return nil, fmt.Errorf("message type %s: %w", t, errNotForUs)
+	}
+
+	typ := dhcpv6.MessageTypeReply
+	if m.Type() == dhcpv6.MessageTypeSolicit && m.GetOneOption(dhcpv6.OptionRapidCommit) == nil {
+		typ = dhcpv6.MessageTypeAdvertise
+	}
+	out := &dhcpv6.Message{MessageType: typ, TransactionID: m.TransactionID}
+	if cid != nil {
+		out.AddOption(dhcpv6.OptClientID(cid))
+	}
+	out.AddOption(dhcpv6.OptServerID(s.serverID))
+
+	var ips []string
+	switch m.Type() {
+	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
+		if typ == dhcpv6.MessageTypeAdvertise {
+			// RFC 8415 section 18.2.1: 255 makes the client take this
+			// advertise at once rather than wait for others.
+			out.AddOption(dhcpv6.OptPreference(255))
+		} else if m.Type() == dhcpv6.MessageTypeSolicit {
+			out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
+		}
+		for _, ia := range m.Options.IANA() {
+			o := s.bind(m.Type(), typ, cid, ia)
+			out.AddOption(o)
+			if a := o.Options.OneAddress(); a != nil {
+				ips = append(ips, a.IPv6Addr.String())
+			}
+		}
+	case dhcpv6.MessageTypeConfirm:
+		// RFC 8415 section 18.3.3: are the client's addresses on this
+		// link? Without any, no reply.
+		status, n := s.confirm(m)
+		if n == 0 {
+			return nil, fmt.Errorf("confirm without addresses: %w", errNotForUs)
+		}
+		out.AddOption(status)
+		return s.logged(m, out, Request{MAC: clientMAC(cid, peer)}, Answer{}, ips), nil
+	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
+		s.release(m.Type(), cid, m.Options.IANA())
+		out.AddOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess})
+		return s.logged(m, out, Request{MAC: clientMAC(cid, peer)}, Answer{}, ips), nil
+	}
+
+	if len(s.cfg.DNS) > 0 {
+		dns := make([]net.IP, len(s.cfg.DNS))
+		for i, d := range s.cfg.DNS {
+			dns[i] = d.AsSlice()
+		}
+		out.AddOption(dhcpv6.OptDNS(dns...))
+	}
+
+	r, err := parseRequest6(m, peer, s.cfg.Interface)
+	if err != nil {
+		// Not a network boot client: the address alone.
+		s.log.Debug("dhcpv6 no boot answer", "mac", r.MAC.String(), "err", err)
+		return s.logged(m, out, r, Answer{}, ips), nil
+	}
+	a, err := s.booter.Boot(ctx, r)
+	if err != nil {
+		s.log.Warn("dhcpv6 booter failed, answering without a boot file", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
+		return s.logged(m, out, r, Answer{}, ips), nil
+	}
+	if a.IsZero() {
+		return s.logged(m, out, r, a, ips), nil
+	}
+	u, err := bootURL6(r, a, s.cfg.ServerIP)
+	if err != nil {
+		s.log.Warn("dhcpv6 boot answer unusable, answering without it", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
+		return s.logged(m, out, r, Answer{}, ips), nil
+	}
+	if r.IsHTTPClient() {
+		out.AddOption(&dhcpv6.OptVendorClass{EnterpriseNumber: EnterpriseIntel, Data: [][]byte{[]byte(ClassHTTP)}})
+	}
+	// Last, on purpose: EDK2's HTTP Boot reads option 59 as a
+	// NUL-terminated string (AsciiStrLen on the option's data), so an
+	// option after it would run into the URL; what follows the last
+	// option in its buffer is zero.
+	out.AddOption(dhcpv6.OptBootFileURL(u))
+	return s.logged(m, out, r, Answer{URL: u}, ips), nil
+}
+
+func (s *Server6) logged(m, out *dhcpv6.Message, r Request, a Answer, ips []string) *dhcpv6.Message {
+	s.log.Info("dhcpv6 answer", "type", out.Type(), "to", m.Type(), "mac", r.MAC.String(), "arch", r.Arch,
+		"userclass", r.UserClass, "iface", s.cfg.Interface, "ip", strings.Join(ips, ","), "url", a.URL)
+	return out
+}
+
+// bind gives the IA ia of client cid an address, or says why not, in an
+// IA_NA for the reply. A Solicit's address is held for offerHold6, a
+// Request's (or a rapid-commit Solicit's), a Renew's and a Rebind's for
+// the lease time.
+func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, ia *dhcpv6.OptIANA) *dhcpv6.OptIANA {
+	lt := s.cfg.LeaseTime
+	out := &dhcpv6.OptIANA{IaId: ia.IaId}
+	key := bindingKey{duid: string(cid.ToBytes()), iaid: ia.IaId}
+	var hint netip.Addr
+	if a := ia.Options.OneAddress(); a != nil {
+		hint, _ = netip.AddrFromSlice(a.IPv6Addr)
+		hint = hint.Unmap()
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr, ok := s.pick(key, hint, now, req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind)
+	if !ok {
+		code, msg := iana.StatusNoAddrsAvail, "no address free in the pool"
+		if req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind {
+			code, msg = iana.StatusNoBinding, "no binding for this IA"
+		}
+		out.Options.Add(&dhcpv6.OptStatusCode{StatusCode: code, StatusMessage: msg})
+		return out
+	}
+	hold := lt
+	if reply == dhcpv6.MessageTypeAdvertise {
+		hold = offerHold6
+		if b, ok := s.leases[key]; ok && b.addr == addr && b.expires.After(now.Add(hold)) {
+			hold = b.expires.Sub(now)
+		}
+	}
+	if old, ok := s.leases[key]; ok && old.addr != addr {
+		delete(s.byAddr, old.addr)
+	}
+	s.leases[key] = binding6{addr: addr, expires: now.Add(hold)}
+	s.byAddr[addr] = key
+	out.T1, out.T2 = lt/2, lt*4/5
+	out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: addr.AsSlice(), PreferredLifetime: lt, ValidLifetime: lt})
+	return out
+}
+
+// pick chooses key's address: its binding's, else the client's hint when
+// free, else (unless renewing, which needs a binding or the hint) the
+// first free address of the pool. s.mu is held.
+func (s *Server6) pick(key bindingKey, hint netip.Addr, now time.Time, renew bool) (netip.Addr, bool) {
+	if b, ok := s.leases[key]; ok && (b.expires.After(now) || s.free(b.addr, key, now)) {
+		return b.addr, true
+	}
+	if hint.IsValid() && s.inPool(hint) && s.free(hint, key, now) {
+		return hint, true
+	}
+	if renew {
+		return netip.Addr{}, false
+	}
+	for a, n := s.cfg.Start, 0; n < maxPool6 && !s.cfg.End.Less(a); a, n = a.Next(), n+1 {
+		if s.free(a, key, now) {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (s *Server6) inPool(a netip.Addr) bool {
+	return a.Is6() && !a.Less(s.cfg.Start) && !s.cfg.End.Less(a)
+}
+
+// free reports whether a may go to key: nobody else holds it unexpired
+// and no client declined it lately. s.mu is held.
+func (s *Server6) free(a netip.Addr, key bindingKey, now time.Time) bool {
+	if until, ok := s.declined[a]; ok {
+		if now.Before(until) {
+			return false
+		}
+		delete(s.declined, a)
+	}
+	other, ok := s.byAddr[a]
+	if !ok || other == key {
+		return true
+	}
+	return !s.leases[other].expires.After(now)
+}
+
+// release ends the bindings of a Release, or of a Decline, whose
+// addresses then stay out of the pool for declineHold6.
+func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.OptIANA) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ia := range ias {
+		key := bindingKey{duid: string(cid.ToBytes()), iaid: ia.IaId}
+		for _, o := range ia.Options.Addresses() {
+			a, ok := netip.AddrFromSlice(o.IPv6Addr)
+			if !ok {
+				continue
+			}
+			a = a.Unmap()
+			if t == dhcpv6.MessageTypeDecline && s.inPool(a) {
+				s.declined[a] = now.Add(declineHold6)
+			}
+			if b, ok := s.leases[key]; ok && b.addr == a {
+				delete(s.leases, key)
+				delete(s.byAddr, a)
+			}
+		}
+	}
+}
+
+// confirm answers a Confirm: Success when every address is in the pool's
+// /64, NotOnLink otherwise; n is the number of addresses.
+func (s *Server6) confirm(m *dhcpv6.Message) (*dhcpv6.OptStatusCode, int) {
+	link := netip.PrefixFrom(s.cfg.Start, 64).Masked()
+	n, on := 0, true
+	for _, ia := range m.Options.IANA() {
+		for _, o := range ia.Options.Addresses() {
+			n++
+			a, ok := netip.AddrFromSlice(o.IPv6Addr)
+			if !ok || !link.Contains(a.Unmap()) {
+				on = false
+			}
+		}
+	}
+	if !on {
+		return &dhcpv6.OptStatusCode{StatusCode: iana.StatusNotOnLink, StatusMessage: "not on this link"}, n
+	}
+	return &dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess}, n
+}
+
+// parseRequest6 reads what a DHCPv6 network boot client says about
+// itself (RFC 5970): option 61, client architecture; 15, user class
+// ("iPXE"); 16, vendor class ("PXEClient:Arch:..." or "HTTPClient:..."
+// under any enterprise number). The MAC comes from a DUID-LL or DUID-LLT
+// or else from peer's EUI-64 link-local address; UUID from a DUID-UUID
+// (iPXE's). It fails with ErrNotNetboot for other clients, returning the
+// MAC all the same.
+func parseRequest6(m *dhcpv6.Message, peer *net.UDPAddr, ifname string) (Request, error) {
+	cid := m.Options.ClientID()
+	r := Request{MAC: clientMAC(cid, peer), Interface: ifname, Arch: archUnspecified}
+	var uc []string
+	for _, c := range m.Options.UserClasses() {
+		uc = append(uc, string(c))
+	}
+	r.UserClass = strings.Join(uc, ",")
+	var vcArch Arch
+	var vcHasArch bool
+	for _, vc := range m.Options.VendorClasses() {
+		for _, d := range vc.Data {
+			if class, a, has := parseVendorClass(string(d)); class != "" && r.VendorClass == "" {
+				r.VendorClass, vcArch, vcHasArch = string(d), a, has
+			}
+		}
+	}
+	if archs := m.Options.ArchTypes(); len(archs) > 0 {
+		r.Arch = Arch(archs[0])
+	} else if vcHasArch {
+		r.Arch = vcArch
+	}
+	if u, ok := cid.(*dhcpv6.DUIDUUID); ok {
+		h := hex.EncodeToString(u.UUID[:])
+		r.UUID = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	}
+	if r.VendorClass == "" && !r.IsIPXE() {
+		return r, fmt.Errorf("vendor class %q, user class %q: %w", r.VendorClass, r.UserClass, ErrNotNetboot)
+	}
+	return r, nil
+}
+
+// clientMAC is the MAC in a DUID-LL or DUID-LLT, else the one in peer's
+// modified EUI-64 interface identifier (RFC 4291 appendix A) when its
+// address is link-local and has one, else nil.
+func clientMAC(cid dhcpv6.DUID, peer *net.UDPAddr) net.HardwareAddr {
+	switch d := cid.(type) {
+	case *dhcpv6.DUIDLL:
+		if len(d.LinkLayerAddr) == 6 {
+			return slices.Clone(d.LinkLayerAddr)
+		}
+	case *dhcpv6.DUIDLLT:
+		if len(d.LinkLayerAddr) == 6 {
+			return slices.Clone(d.LinkLayerAddr)
+		}
+	}
+	if peer == nil {
+		return nil
+	}
+	ip := peer.IP.To16()
+	if ip == nil || !ip.IsLinkLocalUnicast() || ip.To4() != nil || ip[11] != 0xff || ip[12] != 0xfe {
+		return nil
+	}
+	return net.HardwareAddr{ip[8] ^ 2, ip[9], ip[10], ip[13], ip[14], ip[15]}
+}
+
+// bootURL6 is option 59 for a, checked against the client r: a URL as
+// is (http or https, for iPXE and HTTP Boot clients), a TFTP file as
+// tftp://[server]/file (RFC 5970 section 3.1), the server being a's
+// TFTPServer or else serverIP.
+func bootURL6(r Request, a Answer, serverIP netip.Addr) (string, error) {
+	switch {
+	case a.File != "" && a.URL != "":
+		return "", errors.New("answer has both a TFTP file and a URL")
+	case a.File != "":
+		if r.IsHTTPClient() {
+			return "", fmt.Errorf("TFTP file %q for a UEFI HTTP Boot client, which needs a URL", a.File)
+		}
+		srv := a.TFTPServer
+		if !srv.IsValid() {
+			srv = serverIP
+		}
+		if !srv.Is6() || srv.Is4In6() {
+			return "", fmt.Errorf("TFTP server %v of %q is not IPv6", srv, a.File)
+		}
+		u := url.URL{Scheme: "tftp", Host: "[" + srv.String() + "]", Path: "/" + strings.TrimPrefix(a.File, "/")}
+		return u.String(), nil
+	case a.URL != "":
+		u, err := url.Parse(a.URL)
+		if err != nil {
+			return "", fmt.Errorf("answer's URL: %w", err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return "", fmt.Errorf("answer's URL %q is not an http or https URL", a.URL)
+		}
+		if strings.IndexByte(a.URL, 0) >= 0 {
+			return "", errors.New("answer's URL has a NUL byte")
+		}
+		if !r.IsIPXE() && !r.IsHTTPClient() {
+			return "", fmt.Errorf("URL %q for a client that is neither iPXE nor a UEFI HTTP Boot client: it can only use TFTP", a.URL)
+		}
+		return a.URL, nil
+	}
+	return "", errors.New("answer has neither a TFTP file nor a URL")
+}

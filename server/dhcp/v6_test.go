@@ -1,0 +1,385 @@
+package dhcp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+var (
+	srvMAC6  = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	cliMAC6  = net.HardwareAddr{0x52, 0x54, 0, 0x0c, 0, 0x09}
+	peer6    = &net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:9"), Port: 546, Zone: "br0"}
+	policy6  = Policy{ScriptURL: "http://[2001:db8::1]/boot.ipxe", HTTPBootURL: "http://[2001:db8::1]/boot/ipxe.efi"}
+	llt6     = &dhcpv6.DUIDLLT{HWType: iana.HWTypeEthernet, Time: 837080962, LinkLayerAddr: cliMAC6}
+	uuid6    = &dhcpv6.DUIDUUID{UUID: [16]byte{0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}
+	vcHTTP6  = dhcpv6.WithOption(&dhcpv6.OptVendorClass{EnterpriseNumber: 343, Data: [][]byte{[]byte("HTTPClient:Arch:00016:UNDI:003001")}})
+	vcPXE6   = dhcpv6.WithOption(&dhcpv6.OptVendorClass{EnterpriseNumber: 343, Data: [][]byte{[]byte("PXEClient:Arch:00007:UNDI:003016")}})
+	ipxeUC6  = dhcpv6.WithUserClass([]byte("iPXE"))
+	bootORO6 = dhcpv6.WithRequestedOptions(dhcpv6.OptionBootfileURL, dhcpv6.OptionBootfileParam, dhcpv6.OptionDNSRecursiveNameServer, dhcpv6.OptionVendorClass)
+)
+
+// newServer6 is a server for 2001:db8::100-102 (three addresses) whose
+// clock stands still until the test moves it.
+func newServer6(t testing.TB, b Booter) (*Server6, *time.Time) {
+	t.Helper()
+	s, err := NewServer6(Config6{Interface: "br0", ServerIP: netip.MustParseAddr("2001:db8::1"), HardwareAddr: srvMAC6,
+		Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::102"), LeaseTime: time.Hour}, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	return s, &now
+}
+
+// msg6 is a client message of type typ from duid with IA_NA iaid (none
+// when iaid is 0).
+func msg6(typ dhcpv6.MessageType, duid dhcpv6.DUID, iaid byte, mods ...dhcpv6.Modifier) *dhcpv6.Message {
+	m := &dhcpv6.Message{MessageType: typ, TransactionID: dhcpv6.TransactionID{1, 2, byte(typ)}}
+	if duid != nil {
+		m.AddOption(dhcpv6.OptClientID(duid))
+	}
+	if iaid != 0 {
+		m.AddOption(&dhcpv6.OptIANA{IaId: [4]byte{0, 0, 0, iaid}})
+	}
+	for _, mod := range mods {
+		mod(m)
+	}
+	return m
+}
+
+func withServerID6(d dhcpv6.DUID) dhcpv6.Modifier { return dhcpv6.WithServerID(d) }
+
+var ourID6 = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: srvMAC6}
+
+// withAddr6 puts addr in the message's IA_NA.
+func withAddr6(addr string) dhcpv6.Modifier {
+	return func(d dhcpv6.DHCPv6) {
+		m := d.(*dhcpv6.Message)
+		ia := m.Options.OneIANA()
+		ia.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP(addr)})
+	}
+}
+
+// summary6 is what a test checks of a reply.
+type summary6 struct {
+	Type        string
+	XIDSame     bool
+	ClientID    bool
+	ServerID    bool // ours
+	Preference  int  // -1: none
+	RapidCommit bool
+	IAs         []string // an address with its lifetimes, or a status
+	Status      string   // top level
+	VendorClass string
+	URL         string
+	LastOption  int // its code
+}
+
+func summarize6(req, m *dhcpv6.Message) *summary6 {
+	if m == nil {
+		return nil
+	}
+	s := &summary6{Type: m.Type().String(), XIDSame: m.TransactionID == req.TransactionID, Preference: -1,
+		ClientID: m.Options.ClientID() != nil, ServerID: m.Options.ServerID() != nil && m.Options.ServerID().Equal(ourID6),
+		RapidCommit: m.GetOneOption(dhcpv6.OptionRapidCommit) != nil, URL: m.Options.BootFileURL()}
+	if m.GetOneOption(dhcpv6.OptionPreference) != nil {
+		s.Preference = int(m.Options.Preference())
+	}
+	for _, ia := range m.Options.IANA() {
+		if a := ia.Options.OneAddress(); a != nil {
+			s.IAs = append(s.IAs, a.IPv6Addr.String()+" "+a.ValidLifetime.String()+" T1="+ia.T1.String())
+		} else if st := ia.Options.Status(); st != nil {
+			s.IAs = append(s.IAs, st.StatusCode.String())
+		}
+	}
+	if st := m.Options.Status(); st != nil {
+		s.Status = st.StatusCode.String()
+	}
+	for _, vc := range m.Options.VendorClasses() {
+		for _, d := range vc.Data {
+			s.VendorClass += string(d)
+		}
+	}
+	if n := len(m.Options.Options); n > 0 {
+		s.LastOption = int(m.Options.Options[n-1].Code())
+	}
+	return s
+}
+
+func TestServer6Handle(t *testing.T) {
+	adv := func(ia, url, vc string, last int) *summary6 {
+		return &summary6{Type: "ADVERTISE", XIDSame: true, ClientID: true, ServerID: true, Preference: 255,
+			IAs: []string{ia}, URL: url, VendorClass: vc, LastOption: last}
+	}
+	const first = "2001:db8::100 1h0m0s T1=30m0s"
+	for _, tc := range []struct {
+		name string
+		req  *dhcpv6.Message
+		peer *net.UDPAddr
+		want *summary6
+	}{
+		{
+			// As OVMF's HTTPv6 boot option asks (edk2 HttpBootDhcp6.c).
+			name: "uefi http boot solicit",
+			req: msg6(dhcpv6.MessageTypeSolicit, llt6, 7, bootORO6, vcHTTP6, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP),
+				dhcpv6.WithOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionNII, OptionData: []byte{1, 3, 1}})),
+			want: adv(first, "http://[2001:db8::1]/boot/ipxe.efi", "HTTPClient", 59),
+		},
+		{
+			name: "ipxe solicit",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, bootORO6, vcPXE6, ipxeUC6, dhcpv6.WithArchType(iana.EFI_X86_64)),
+			want: adv(first, "http://[2001:db8::1]/boot.ipxe", "", 59),
+		},
+		{
+			name: "uefi pxe solicit",
+			req:  msg6(dhcpv6.MessageTypeSolicit, llt6, 7, bootORO6, vcPXE6, dhcpv6.WithArchType(iana.EFI_X86_64)),
+			want: adv(first, "tftp://[2001:db8::1]/ipxe.efi", "", 59),
+		},
+		{
+			name: "not a boot client: the address alone",
+			req:  msg6(dhcpv6.MessageTypeSolicit, llt6, 7),
+			want: adv(first, "", "", 3),
+		},
+		{
+			name: "rapid commit",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6, dhcpv6.WithRapidCommit),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, RapidCommit: true,
+				IAs: []string{first}, URL: "http://[2001:db8::1]/boot.ipxe", LastOption: 59},
+		},
+		{
+			name: "information request from ipxe",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6, bootORO6),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1,
+				URL: "http://[2001:db8::1]/boot.ipxe", LastOption: 59},
+		},
+		{
+			name: "request for us",
+			req:  msg6(dhcpv6.MessageTypeRequest, llt6, 7, vcHTTP6, withServerID6(ourID6), withAddr6("2001:db8::101")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1,
+				IAs: []string{"2001:db8::101 1h0m0s T1=30m0s"}, URL: "http://[2001:db8::1]/boot/ipxe.efi", VendorClass: "HTTPClient", LastOption: 59},
+		},
+		{
+			name: "request for another server",
+			req:  msg6(dhcpv6.MessageTypeRequest, llt6, 7, withServerID6(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: cliMAC6})),
+		},
+		{
+			name: "request without server id",
+			req:  msg6(dhcpv6.MessageTypeRequest, llt6, 7),
+		},
+		{
+			name: "solicit naming a server",
+			req:  msg6(dhcpv6.MessageTypeSolicit, llt6, 7, withServerID6(ourID6)),
+		},
+		{
+			name: "solicit without client id",
+			req:  msg6(dhcpv6.MessageTypeSolicit, nil, 7),
+		},
+		{
+			name: "hint outside the pool",
+			req:  msg6(dhcpv6.MessageTypeSolicit, llt6, 7, withAddr6("2001:db8::9999")),
+			want: adv(first, "", "", 3),
+		},
+		{
+			name: "renew of an unknown binding",
+			req:  msg6(dhcpv6.MessageTypeRenew, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::9999")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, IAs: []string{"NoBinding"}, LastOption: 3},
+		},
+		{
+			name: "confirm on link",
+			req:  msg6(dhcpv6.MessageTypeConfirm, llt6, 7, withAddr6("2001:db8::ab")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "Success", LastOption: 13},
+		},
+		{
+			name: "confirm elsewhere",
+			req:  msg6(dhcpv6.MessageTypeConfirm, llt6, 7, withAddr6("2001:db8:1::ab")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "NotOnLink", LastOption: 13},
+		},
+		{
+			name: "confirm without addresses",
+			req:  msg6(dhcpv6.MessageTypeConfirm, llt6, 7),
+		},
+		{
+			name: "release",
+			req:  msg6(dhcpv6.MessageTypeRelease, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::100")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "Success", LastOption: 13},
+		},
+		{
+			name: "a server's message",
+			req:  msg6(dhcpv6.MessageTypeAdvertise, llt6, 7, withServerID6(ourID6)),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newServer6(t, policy6)
+			peer := tc.peer
+			if peer == nil {
+				peer = peer6
+			}
+			reply, dst := s.Handle(context.Background(), tc.req.ToBytes(), peer)
+			if diff := cmp.Diff(tc.want, summarize6(tc.req, reply)); diff != "" {
+				t.Errorf("reply (-want +got):\n%s", diff)
+			}
+			if reply != nil && dst != peer {
+				t.Errorf("reply to %v, want back to the client %v", dst, peer)
+			}
+		})
+	}
+}
+
+func TestServer6Bindings(t *testing.T) {
+	s, now := newServer6(t, policy6)
+	ctx := context.Background()
+	duid := func(n byte) dhcpv6.DUID {
+		return &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, n}}
+	}
+	ask := func(typ dhcpv6.MessageType, n byte, mods ...dhcpv6.Modifier) string {
+		t.Helper()
+		if typ != dhcpv6.MessageTypeSolicit {
+			mods = append(mods, withServerID6(ourID6))
+		}
+		req := msg6(typ, duid(n), 1, mods...)
+		reply, _ := s.Handle(ctx, req.ToBytes(), peer6)
+		if reply == nil {
+			return "no reply"
+		}
+		sum := summarize6(req, reply)
+		if len(sum.IAs) == 0 {
+			return sum.Status
+		}
+		return strings.Fields(sum.IAs[0])[0]
+	}
+	steps := []struct {
+		do   func() string
+		want string
+	}{
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 1) }, "2001:db8::100"},
+		{func() string { return ask(dhcpv6.MessageTypeRequest, 1) }, "2001:db8::100"},
+		// An advertised address is held for its client.
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 2) }, "2001:db8::101"},
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 3) }, "2001:db8::102"},
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 4) }, "NoAddrsAvail"},
+		// The advertise holds lapse; the lease does not.
+		{func() string { *now = now.Add(3 * time.Minute); return ask(dhcpv6.MessageTypeSolicit, 4) }, "2001:db8::101"},
+		{func() string { return ask(dhcpv6.MessageTypeRenew, 1, withAddr6("2001:db8::100")) }, "2001:db8::100"},
+		// A declined address stays out of the pool; a released one
+		// comes back.
+		{func() string { return ask(dhcpv6.MessageTypeDecline, 4, withAddr6("2001:db8::101")) }, "Success"},
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 5) }, "2001:db8::102"},
+		{func() string { return ask(dhcpv6.MessageTypeRelease, 1, withAddr6("2001:db8::100")) }, "Success"},
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 6) }, "2001:db8::100"},
+		// Every advertise hold has lapsed by now, and the decline's too.
+		{func() string { *now = now.Add(11 * time.Minute); return ask(dhcpv6.MessageTypeSolicit, 7) }, "2001:db8::100"},
+		{func() string { return ask(dhcpv6.MessageTypeSolicit, 9) }, "2001:db8::101"},
+		// An expired lease goes to whoever asks; its client can renew
+		// only what is still free.
+		{func() string {
+			*now = now.Add(2 * time.Hour)
+			return ask(dhcpv6.MessageTypeRenew, 8, withAddr6("2001:db8::101"))
+		}, "2001:db8::101"},
+	}
+	for i, st := range steps {
+		if got := st.do(); got != st.want {
+			t.Errorf("step %d: %s, want %s", i, got, st.want)
+		}
+	}
+}
+
+func TestParseRequest6(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *dhcpv6.Message
+		peer *net.UDPAddr
+		want Request
+		err  bool
+	}{
+		{"http boot", msg6(dhcpv6.MessageTypeSolicit, llt6, 1, vcHTTP6, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP)), nil,
+			Request{MAC: cliMAC6, Arch: ArchEFI64HTTP, VendorClass: "HTTPClient:Arch:00016:UNDI:003001", Interface: "br0"}, false},
+		{"ipxe with a uuid duid: mac from the link-local address", msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6, vcPXE6), peer6,
+			Request{MAC: cliMAC6, Arch: ArchEFI64, UserClass: "iPXE", VendorClass: "PXEClient:Arch:00007:UNDI:003016", UUID: "deadbeef-0001-0203-0405-060708090a0b", Interface: "br0"}, false},
+		{"arch only in the vendor class", msg6(dhcpv6.MessageTypeSolicit, llt6, 1, vcPXE6), nil,
+			Request{MAC: cliMAC6, Arch: ArchEFI64, VendorClass: "PXEClient:Arch:00007:UNDI:003016", Interface: "br0"}, false},
+		{"another vendor", msg6(dhcpv6.MessageTypeSolicit, llt6, 1, dhcpv6.WithOption(&dhcpv6.OptVendorClass{EnterpriseNumber: 1, Data: [][]byte{[]byte("foo")}})), nil,
+			Request{MAC: cliMAC6, Arch: archUnspecified, Interface: "br0"}, true},
+		{"no mac anywhere", msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), &net.UDPAddr{IP: net.ParseIP("2001:db8::5")},
+			Request{Arch: archUnspecified, UserClass: "iPXE", UUID: "deadbeef-0001-0203-0405-060708090a0b", Interface: "br0"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseRequest6(tc.m, tc.peer, "br0")
+			if (err != nil) != tc.err {
+				t.Errorf("err %v, want error %v", err, tc.err)
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBootURL6(t *testing.T) {
+	srv := netip.MustParseAddr("2001:db8::1")
+	ipxe := Request{UserClass: "iPXE"}
+	pxe := Request{VendorClass: "PXEClient:Arch:00007"}
+	http := Request{VendorClass: "HTTPClient:Arch:00016"}
+	for _, tc := range []struct {
+		name string
+		r    Request
+		a    Answer
+		srv  netip.Addr
+		want string
+	}{
+		{"pxe file", pxe, Answer{File: "ipxe.efi"}, srv, "tftp://[2001:db8::1]/ipxe.efi"},
+		{"pxe file, named server", pxe, Answer{File: "/x/ipxe.efi", TFTPServer: netip.MustParseAddr("2001:db8::2")}, srv, "tftp://[2001:db8::2]/x/ipxe.efi"},
+		{"pxe file, no ipv6 server", pxe, Answer{File: "ipxe.efi"}, netip.Addr{}, ""},
+		{"pxe file, ipv4 server", pxe, Answer{File: "ipxe.efi", TFTPServer: netip.MustParseAddr("192.0.2.1")}, srv, ""},
+		{"pxe url", pxe, Answer{URL: "http://[2001:db8::1]/x"}, srv, ""},
+		{"http file", http, Answer{File: "ipxe.efi"}, srv, ""},
+		{"http url", http, Answer{URL: "http://[2001:db8::1]/boot/ipxe.efi"}, srv, "http://[2001:db8::1]/boot/ipxe.efi"},
+		{"ipxe url", ipxe, Answer{URL: "https://boot.example/x.ipxe"}, srv, "https://boot.example/x.ipxe"},
+		{"ipxe ftp", ipxe, Answer{URL: "ftp://[2001:db8::1]/x"}, srv, ""},
+		{"both", ipxe, Answer{URL: "http://a/x", File: "x"}, srv, ""},
+		{"neither", ipxe, Answer{}, srv, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bootURL6(tc.r, tc.a, tc.srv)
+			if got != tc.want || (err == nil) != (tc.want != "") {
+				t.Errorf("bootURL6 = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewServer6Config(t *testing.T) {
+	ok := Config6{HardwareAddr: srvMAC6, Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::1ff")}
+	if _, err := NewServer6(ok, policy6, nil); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, mod := range map[string]func(*Config6){
+		"no mac":            func(c *Config6) { c.HardwareAddr = nil },
+		"ipv4 pool":         func(c *Config6) { c.Start, c.End = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.9") },
+		"reversed":          func(c *Config6) { c.Start, c.End = c.End, c.Start },
+		"two /64s":          func(c *Config6) { c.End = netip.MustParseAddr("2001:db8:0:1::1") },
+		"too big":           func(c *Config6) { c.End = netip.MustParseAddr("2001:db8::1:0:0") },
+		"link-local":        func(c *Config6) { c.Start, c.End = netip.MustParseAddr("fe80::1"), netip.MustParseAddr("fe80::9") },
+		"ipv4 server":       func(c *Config6) { c.ServerIP = netip.MustParseAddr("192.0.2.1") },
+		"ipv4 dns":          func(c *Config6) { c.DNS = []netip.Addr{netip.MustParseAddr("192.0.2.1")} },
+		"mapped pool bound": func(c *Config6) { c.Start = netip.MustParseAddr("::ffff:192.0.2.1") },
+	} {
+		c := ok
+		mod(&c)
+		if _, err := NewServer6(c, policy6, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := NewServer6(ok, nil, nil); err == nil {
+		t.Errorf("no booter: accepted")
+	}
+}
