@@ -59,6 +59,11 @@ of an isolated network instead: addresses from the range, leases kept in
 the state store across restarts, [machine] ip reservations, and the same
 boot answers. One or the other per interface.
 
+With dhcpv6 = IFACE (and dhcpv6-range, url6 or url) in [server], it
+answers DHCPv6 (RFC 8415) with addresses from the range and the boot URL
+of RFC 5970: iPXE gets /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi. (The
+agent itself speaks DHCPv4: the kernel and root still come over IPv4.)
+
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
 /usr/lib/ipxe from Debian's ipxe package, copied into DATA/tftp at start),
@@ -177,6 +182,21 @@ flags:
 		defer c67.Close()
 		fmt.Fprintf(stdout, "overboot: DHCP on %s (%s), addresses %s-%s\n", cfg.DHCP, pfx, cfg.DHCPStart, cfg.DHCPEnd)
 		services = append(services, func() error { return srv.ServeDHCP(ctx, c67, pfx.Addr(), pfx) })
+	}
+	if cfg.DHCPv6 != "" {
+		ifi, err := net.InterfaceByName(cfg.DHCPv6)
+		if err != nil {
+			return fmt.Errorf("dhcpv6: %w", err)
+		}
+		c547, err := dhcp.ListenInterface6(ctx, cfg.DHCPv6, 547)
+		if err != nil {
+			return fmt.Errorf("dhcpv6: %w", err)
+		}
+		defer c547.Close()
+		fmt.Fprintf(stdout, "overboot: DHCPv6 on %s, addresses %s-%s\n", cfg.DHCPv6, cfg.DHCPv6Start, cfg.DHCPv6End)
+		o := server.DHCPv6Options{Interface: cfg.DHCPv6, URL: cfg.URL6, HardwareAddr: ifi.HardwareAddr,
+			Start: cfg.DHCPv6Start, End: cfg.DHCPv6End, LeaseTime: cfg.DHCPv6Lease, DNS: cfg.DHCPv6DNS}
+		services = append(services, func() error { return srv.ServeDHCPv6(ctx, c547, o) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))

@@ -68,6 +68,16 @@ type Config struct {
 	DHCPRouter netip.Addr
 	DHCPDNS    []netip.Addr
 	DHCPLease  time.Duration
+	// DHCPv6 names the interface overboot's DHCPv6 server (RFC 8415, boot
+	// URL option 59 of RFC 5970) answers on; its pool within one /64,
+	// lease time and DNS; URL6 the server's address over IPv6 for the
+	// URLs it hands out (default url).
+	DHCPv6      string
+	DHCPv6Start netip.Addr
+	DHCPv6End   netip.Addr
+	DHCPv6Lease time.Duration
+	DHCPv6DNS   []netip.Addr
+	URL6        string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -451,6 +461,39 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want a duration from 1m to 720h", v)
 		}
 		c.DHCPLease = d
+	case "dhcpv6":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
+		}
+		c.DHCPv6 = v
+	case "dhcpv6-range":
+		a, b, ok := strings.Cut(v, "-")
+		start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+		end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || !start.Is6() || !end.Is6() || start.Is4In6() || end.Less(start) {
+			return fmt.Errorf("%q: want FIRST-LAST IPv6 addresses, e.g. 2001:db8::100-2001:db8::1ff", v)
+		}
+		c.DHCPv6Start, c.DHCPv6End = start, end
+	case "dhcpv6-lease":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > 30*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1m to 720h", v)
+		}
+		c.DHCPv6Lease = d
+	case "dhcpv6-dns":
+		for _, f := range strings.Split(v, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil || !a.Is6() {
+				return fmt.Errorf("%q: want IPv6 addresses separated by commas", v)
+			}
+			c.DHCPv6DNS = append(c.DHCPv6DNS, a)
+		}
+	case "url6":
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || !strings.HasPrefix(u.Host, "[") || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q: want http://[IPv6][:PORT], the address machines reach this server at over IPv6", v)
+		}
+		c.URL6 = strings.TrimSuffix(v, "/")
 	case "tftp-root":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want an absolute directory", v)
@@ -484,7 +527,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns or dhcp-lease")
+		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns, dhcp-lease, dhcpv6, dhcpv6-range, dhcpv6-lease, dhcpv6-dns or url6")
 	}
 	return nil
 }
@@ -755,6 +798,12 @@ func (c *Config) validate() []error {
 		errs = append(errs, &Error{c.File, 0, errors.New("dhcp needs url and dhcp-range in [server]")})
 	case c.DHCP == "" && (c.DHCPStart.IsValid() || c.DHCPRouter.IsValid() || len(c.DHCPDNS) > 0 || c.DHCPLease != 0):
 		errs = append(errs, &Error{c.File, 0, errors.New("dhcp-range, dhcp-router, dhcp-dns and dhcp-lease need dhcp = IFACE in [server]")})
+	}
+	switch {
+	case c.DHCPv6 != "" && (!c.DHCPv6Start.IsValid() || (c.URL == "" && c.URL6 == "")):
+		errs = append(errs, &Error{c.File, 0, errors.New("dhcpv6 needs dhcpv6-range and url6 (or url) in [server]")})
+	case c.DHCPv6 == "" && (c.DHCPv6Start.IsValid() || c.DHCPv6Lease != 0 || len(c.DHCPv6DNS) > 0):
+		errs = append(errs, &Error{c.File, 0, errors.New("dhcpv6-range, dhcpv6-lease and dhcpv6-dns need dhcpv6 = IFACE in [server]")})
 	}
 	macs := make([]string, 0, len(c.Machines))
 	for m := range c.Machines {

@@ -228,3 +228,23 @@ func TestParseDHCP(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDHCPv6(t *testing.T) {
+	c, err := Parse("d", strings.NewReader("[server]\nurl6 = http://[2001:db8::1]\ndhcpv6 = br0\ndhcpv6-range = 2001:db8::100-2001:db8::1ff\ndhcpv6-lease = 2h\ndhcpv6-dns = 2001:db8::1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DHCPv6 != "br0" || c.DHCPv6Start.String() != "2001:db8::100" || c.DHCPv6End.String() != "2001:db8::1ff" || c.DHCPv6Lease != 2*time.Hour || len(c.DHCPv6DNS) != 1 || c.URL6 != "http://[2001:db8::1]" {
+		t.Errorf("%+v", c)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"[server]\ndhcpv6 = br0\n", "dhcpv6 needs dhcpv6-range"},
+		{"[server]\ndhcpv6-range = 2001:db8::1-2001:db8::2\n", "need dhcpv6 = IFACE"},
+		{"[server]\ndhcpv6-range = 192.0.2.1-192.0.2.2\n", "d:2: dhcpv6-range:"},
+		{"[server]\nurl6 = http://192.0.2.1\n", "d:2: url6:"},
+	} {
+		if _, err := Parse("d", strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
