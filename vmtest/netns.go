@@ -2,15 +2,13 @@ package vmtest
 
 import (
 	"fmt"
+	"github.com/overboot/overboot/internal/netnsrun"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/vishvananda/netns"
 )
 
 // A NetNS is a network namespace of the test's own with a bridge in it:
@@ -23,7 +21,6 @@ type NetNS struct {
 	Name   string
 	Bridge string // "br0"
 	Addr   string // the bridge's address, 192.0.2.1
-	handle netns.NsHandle
 	taps   atomic.Int32
 }
 
@@ -43,12 +40,6 @@ func NewNetNS(t *testing.T) *NetNS {
 	} {
 		runCmd(t, "ip", append([]string{"-n", n.Name}, args...)...)
 	}
-	h, err := netns.GetFromName(n.Name)
-	if err != nil {
-		t.Fatalf("netns %s: %v", n.Name, err)
-	}
-	n.handle = h
-	t.Cleanup(func() { h.Close() })
 	return n
 }
 
@@ -68,22 +59,12 @@ func (n *NetNS) Exec(name string, args ...string) []string {
 	return append([]string{"ip", "netns", "exec", n.Name, name}, args...)
 }
 
-// Do runs fn on an OS thread that has entered the namespace: sockets fn
-// opens belong to the namespace for their whole life, wherever they are
-// used afterwards. The thread is discarded, never reused outside.
+// Do runs fn inside the namespace (internal/netnsrun): sockets fn opens
+// belong to the namespace for their whole life, wherever they are used
+// afterwards.
 func (n *NetNS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Locked and never unlocked: the goroutine's thread ends with
-		// it, so no other goroutine runs in the namespace by accident.
-		runtime.LockOSThread()
-		if err := netns.Set(n.handle); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", n.Name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	_, err := netnsrun.Do(n.Name, func() (struct{}, error) { return struct{}{}, fn() })
+	return err
 }
 
 // Listen opens a TCP listener inside the namespace.
@@ -139,11 +120,5 @@ func (n *NetNS) Host(t *testing.T, addr string) *NetNS {
 	} {
 		runCmd(t, "ip", args...)
 	}
-	hd, err := netns.GetFromName(h.Name)
-	if err != nil {
-		t.Fatalf("netns %s: %v", h.Name, err)
-	}
-	h.handle = hd
-	t.Cleanup(func() { hd.Close() })
 	return h
 }

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/overboot/overboot/internal/netnsrun"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -579,34 +579,8 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
-// inNetNS runs fn on an OS thread inside network namespace ns (made by
-// ip netns add). Sockets fn opens stay in ns whichever thread uses them
-// later. The thread is never given back to the runtime: it ends with its
-// goroutine.
-func inNetNS[T any](ns string, fn func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			c <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			c <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		v, err := fn()
-		c <- result{v, err}
-	}()
-	r := <-c
-	return r.v, r.err
-}
+// inNetNS runs fn inside network namespace ns.
+func inNetNS[T any](ns string, fn func() (T, error)) (T, error) { return netnsrun.Do(ns, fn) }
 
 // setRcvBufForce sets SO_RCVBUFFORCE (root: above net.core.rmem_max).
 func setRcvBufForce(c *net.UDPConn, n int) error {

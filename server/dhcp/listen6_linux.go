@@ -27,27 +27,17 @@ func ListenInterface6(ctx context.Context, ifname string, port int) (*net.UDPCon
 		return nil, fmt.Errorf("dhcpv6: %w", err)
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			s := int(fd)
-			if serr = unix.BindToDevice(s, ifname); serr != nil {
-				serr = fmt.Errorf("SO_BINDTODEVICE %s: %w", ifname, serr)
-				return
-			}
-			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				serr = fmt.Errorf("SO_REUSEADDR: %w", serr)
-				return
+		return control(c, func(s int) error {
+			if err := interfaceSocket(s, ifname); err != nil {
+				return err
 			}
 			mreq := &unix.IPv6Mreq{Interface: uint32(ifi.Index)}
 			copy(mreq.Multiaddr[:], AllDHCPRelayAgentsAndServers)
-			if serr = unix.SetsockoptIPv6Mreq(s, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, mreq); serr != nil {
-				serr = fmt.Errorf("join %s on %s: %w", AllDHCPRelayAgentsAndServers, ifname, serr)
+			if err := unix.SetsockoptIPv6Mreq(s, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, mreq); err != nil {
+				return fmt.Errorf("join %s on %s: %w", AllDHCPRelayAgentsAndServers, ifname, err)
 			}
+			return nil
 		})
-		if err != nil {
-			return err
-		}
-		return serr
 	}}
 	pc, err := lc.ListenPacket(ctx, "udp6", net.JoinHostPort("::", strconv.Itoa(port)))
 	if err != nil {

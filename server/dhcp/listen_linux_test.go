@@ -3,11 +3,11 @@ package dhcp
 import (
 	"context"
 	"fmt"
+	"github.com/overboot/overboot/internal/netnsrun"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +16,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
-	"golang.org/x/sys/unix"
 )
 
 // These tests need root: they make two network namespaces joined by veth
@@ -84,36 +83,14 @@ func (l *lab) link(n int, srvAddr, cliAddr string) (srv, cli string, mac net.Har
 	return srv, cli, mac
 }
 
-// in runs fn on an OS thread inside namespace ns. Sockets fn opens stay
-// in ns whichever thread uses them later. The thread is never given back
-// to the runtime: it ends with its goroutine.
+// in runs fn inside namespace ns, failing the test on an error.
 func in[T any](t *testing.T, ns string, fn func() (T, error)) T {
 	t.Helper()
-	type result struct {
-		v   T
-		err error
+	v, err := netnsrun.Do(ns, fn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			c <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			c <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		v, err := fn()
-		c <- result{v, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.v
+	return v
 }
 
 // listen opens ListenInterface(ifname, port) in the server namespace.
