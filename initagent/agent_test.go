@@ -74,6 +74,7 @@ func TestBootStatic(t *testing.T) {
 		"mkdir -p /run/overboot/rw/upper /run/overboot/rw/work",
 		"mkdir -p /newroot",
 		"mount -t overlay -o lowerdir=/run/overboot/lower,upperdir=/run/overboot/rw/upper,workdir=/run/overboot/rw/work overlay /newroot",
+		"hand the boot interface to the booted system: /run/systemd/network/10-overboot-IFACE.link",
 		"test -x /newroot/sbin/init",
 		"switch_root /newroot /sbin/init",
 	}
@@ -126,6 +127,7 @@ func TestBootDisk(t *testing.T) {
 		"mkdir -p /newroot",
 		"iscsi login to the iBFT's boot target (/sys/firmware/ibft) -> partition 2 -> /run/overboot/root.dev",
 		"mount -t ext4 /run/overboot/root.dev /newroot",
+		"hand the boot interface to the booted system: /run/systemd/network/10-overboot-IFACE.link, 10-overboot-IFACE.network (KeepConfiguration=yes), /run/NetworkManager/conf.d/10-overboot.conf (unmanaged)",
 		"test -x /newroot/bin/init",
 		"switch_root /newroot /bin/init",
 	}

@@ -76,6 +76,8 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (string, error) {
 		return formatBlank(s)
 	case WriteFiles:
 		return writeFiles(s)
+	case HandOverNetwork:
+		return handOverNetwork(s, e.iface)
 	case CheckInit:
 		return "", checkInit(s.Root, s.Init)
 	case SwitchRoot:

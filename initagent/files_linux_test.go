@@ -60,10 +60,10 @@ func TestRootPlanWritesIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kinds []string
-	for _, s := range steps[len(steps)-3:] {
+	for _, s := range steps[len(steps)-4:] {
 		kinds = append(kinds, strings.Fields(s.String())[0])
 	}
-	if strings.Join(kinds, " ") != "write test switch_root" {
+	if strings.Join(kinds, " ") != "write hand test switch_root" {
 		t.Errorf("last steps: %q\n%s", kinds, FormatPlan(steps))
 	}
 }

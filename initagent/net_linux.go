@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -130,4 +131,31 @@ func linkError(want string, seen []string, timeout time.Duration) error {
 		return errors.New("no network interface found after " + timeout.String() + ": is the NIC's driver in the initramfs (add it with overboot.modules= or mkimage initramfs --modules)?")
 	}
 	return fmt.Errorf("no link on %s after %v: is the cable in and the switch port up?", strings.Join(seen, ", "), timeout)
+}
+
+// handOverNetwork writes HandOverFiles for the interface Network used.
+func handOverNetwork(s HandOverNetwork, iface string) (string, error) {
+	if iface == "" {
+		return "no interface to hand over", nil
+	}
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		return "", fmt.Errorf("hand over %s: %w", iface, err)
+	}
+	files, err := HandOverFiles(iface, link.Attrs().HardwareAddr.String(), s.Keep)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for p, data := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			return "", err
+		}
+		names = append(names, filepath.Base(p))
+	}
+	sort.Strings(names)
+	return strings.Join(names, " "), nil
 }

@@ -440,6 +440,7 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
 	}
 	steps = append(steps,
+		HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	)
@@ -458,6 +459,7 @@ func DiskPlan(p boot.Params) []Step {
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseDisk},
 		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice},
 		Mount{Source: RootDevice, Target: NewRoot, FSType: "ext4", PhaseOf: PhaseDisk},
+		HandOverNetwork{Keep: true},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -45,19 +46,41 @@ WantedBy=multi-user.target
 `
 
 // SystemdRoot returns a Debian bookworm tree with systemd as its init
-// (debootstrap --variant=minbase --include=systemd-sysv from Debian's
+// (debootstrap --variant=minbase --include=systemd-sysv,udev from Debian's
 // mirror, made once and kept in cacheDir) with the test service added.
+// Tests running in parallel share the tree: it is made and written once
+// per process, never while another test builds an image from it.
 func SystemdRoot(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
+	systemdRootMu.Lock()
+	defer systemdRootMu.Unlock()
+	if p, ok := systemdRootDone[cacheDir]; ok {
+		return p, nil
+	}
+	p, err := systemdRoot(ctx, cacheDir, log)
+	if err == nil {
+		systemdRootDone[cacheDir] = p
+	}
+	return p, err
+}
+
+var (
+	systemdRootMu   sync.Mutex
+	systemdRootDone = map[string]string{}
+)
+
+func systemdRoot(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
 	tree := filepath.Join(cacheDir, "systemd-root")
-	if _, err := os.Stat(filepath.Join(tree, "lib/systemd/systemd")); err != nil {
+	// udev is part of any real systemd install (and what renames NICs
+	// under the agent's feet, which the hand-over has to survive).
+	if _, err := os.Stat(filepath.Join(tree, "lib/systemd/systemd-udevd")); err != nil {
 		t0 := time.Now()
-		fmt.Fprintf(log, "vmtest: debootstrap --variant=minbase --include=systemd-sysv bookworm %s (once)\n", tree)
+		fmt.Fprintf(log, "vmtest: debootstrap --variant=minbase --include=systemd-sysv,udev bookworm %s (once)\n", tree)
 		tmp := tree + ".tmp"
 		os.RemoveAll(tmp)
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 			return "", err
 		}
-		cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=systemd-sysv", "bookworm", tmp, "http://deb.debian.org/debian")
+		cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=systemd-sysv,udev", "bookworm", tmp, "http://deb.debian.org/debian")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			return "", fmt.Errorf("debootstrap (apt-get install debootstrap): %w\n%s", err, strings.Join(lines[max(0, len(lines)-15):], "\n"))
