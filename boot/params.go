@@ -3,6 +3,7 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -58,6 +59,7 @@ type Params struct {
 	LinkTimeout   time.Duration // overboot.link.timeout: wait for a carrier (default 10s)
 	DHCPTimeout   time.Duration // overboot.dhcp.timeout: per DHCP attempt (default 5s)
 	DHCPAttempts  int           // overboot.dhcp.attempts: DHCP attempts (default 4)
+	DHCP          int           // overboot.dhcp: 4 (DHCPv4) or 6 (DHCPv6); default 6 when the server's URL is an IPv6 literal, else 4
 	FetchTimeout  time.Duration // overboot.fetch.timeout: a download attempt may stall this long (default 30s)
 	FetchAttempts int           // overboot.fetch.attempts: download attempts, resumed with Range (default 6)
 	Modules       []string      // overboot.modules: extra kernel modules to load, comma-separated
@@ -87,6 +89,7 @@ var params = []param{
 	{"link.timeout", func(p *Params, v string) error { return setDuration(&p.LinkTimeout, v) }, func(p *Params) string { return fmtDuration(p.LinkTimeout) }},
 	{"dhcp.timeout", func(p *Params, v string) error { return setDuration(&p.DHCPTimeout, v) }, func(p *Params) string { return fmtDuration(p.DHCPTimeout) }},
 	{"dhcp.attempts", func(p *Params, v string) error { return setPositive(&p.DHCPAttempts, v) }, func(p *Params) string { return itoa(p.DHCPAttempts) }},
+	{"dhcp", setDHCP, func(p *Params) string { return itoa(p.DHCP) }},
 	{"fetch.timeout", func(p *Params, v string) error { return setDuration(&p.FetchTimeout, v) }, func(p *Params) string { return fmtDuration(p.FetchTimeout) }},
 	{"fetch.attempts", func(p *Params, v string) error { return setPositive(&p.FetchAttempts, v) }, func(p *Params) string { return itoa(p.FetchAttempts) }},
 	{"modules", setModules, func(p *Params) string { return strings.Join(p.Modules, ",") }},
@@ -248,6 +251,38 @@ func (p Params) LinkWait() time.Duration { return orDur(p.LinkTimeout, DefaultLi
 // DHCPWait returns the timeout of one DHCP attempt.
 func (p Params) DHCPWait() time.Duration { return orDur(p.DHCPTimeout, DefaultDHCPTimeout) }
 
+// DHCPFamily returns 4 or 6: overboot.dhcp if given, else 6 when the
+// server the agent talks to first (the document's or the image's URL) is
+// named by an IPv6 literal, which only IPv6 can reach, else 4.
+func (p Params) DHCPFamily() int {
+	if p.DHCP != 0 {
+		return p.DHCP
+	}
+	if ip := p.ServerAddr(); ip.IsValid() && ip.Is6() && !ip.Is4In6() {
+		return 6
+	}
+	return 4
+}
+
+// ServerAddr returns the IP literal in the host of the first URL the agent
+// fetches (the document's, else the image's), or the zero Addr when that
+// host is a name or there is no URL.
+func (p Params) ServerAddr() netip.Addr {
+	raw := p.Doc
+	if raw == "" {
+		raw = p.Lower
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip
+}
+
 // DHCPTries returns the number of DHCP attempts.
 func (p Params) DHCPTries() int { return orInt(p.DHCPAttempts, DefaultDHCPAttempts) }
 
@@ -370,6 +405,18 @@ func setInit(p *Params, v string) error {
 		return fmt.Errorf("%q: want a clean absolute path like /sbin/init", v)
 	}
 	p.Init = v
+	return nil
+}
+
+func setDHCP(p *Params, v string) error {
+	switch v {
+	case "4":
+		p.DHCP = 4
+	case "6":
+		p.DHCP = 6
+	default:
+		return fmt.Errorf("%q: want 4 (DHCPv4) or 6 (DHCPv6)", v)
+	}
 	return nil
 }
 

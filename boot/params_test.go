@@ -283,3 +283,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDHCPFamily(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		want    int
+	}{
+		{"overboot.doc=http://192.0.2.1/d/x", 4},
+		{"overboot.doc=http://[2001:db8::1]/d/x", 6},
+		{"overboot.doc=http://[2001:db8::1]:8080/d/x overboot.dhcp=4", 4},
+		{"overboot.doc=http://boot.example/d/x", 4},
+		{"overboot.doc=http://boot.example/d/x overboot.dhcp=6", 6},
+		{"overboot.lower=http://[fe80::1%25eth0]/i overboot.digest=sha256:" + strings.Repeat("a", 64), 6},
+		{"overboot.doc=http://[::ffff:192.0.2.1]/d/x", 4},
+	} {
+		p, err := Parse(tc.cmdline)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cmdline, err)
+		}
+		if got := p.DHCPFamily(); got != tc.want {
+			t.Errorf("%s: DHCPv%d, want v%d", tc.cmdline, got, tc.want)
+		}
+	}
+	if _, err := Parse("overboot.dhcp=5"); err == nil || !strings.Contains(err.Error(), "overboot.dhcp") {
+		t.Errorf("overboot.dhcp=5: %v", err)
+	}
+}

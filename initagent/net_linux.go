@@ -40,6 +40,13 @@ func bringUpNetwork(ctx context.Context, s Network) (string, string, error) {
 	}
 	linkTook := time.Since(t0)
 	name := link.Attrs().Name
+	if s.Family == 6 {
+		note, err := dhcp6(ctx, link, s)
+		if err != nil {
+			return "", name, err
+		}
+		return note + fmt.Sprintf(" (link %.2fs, dhcpv6 %.2fs)", linkTook.Seconds(), time.Since(t0).Seconds()-linkTook.Seconds()), name, nil
+	}
 	client, err := nclient4.New(name, nclient4.WithTimeout(s.DHCPTimeout), nclient4.WithRetry(s.Attempts))
 	if err != nil {
 		return "", name, fmt.Errorf("dhcp on %s: %w", name, err)

@@ -2,6 +2,7 @@ package initagent
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -231,6 +232,8 @@ func (l LoadModules) Phase() Phase {
 // Network brings up an interface and configures it with DHCPv4.
 type Network struct {
 	Iface       string // "" = the first interface with a carrier
+	Family      int    // 4: DHCPv4, 6: DHCPv6
+	Server      netip.Addr // the first server's address, if a literal: DHCPv6 makes sure it has a route
 	LinkTimeout time.Duration
 	DHCPTimeout time.Duration // per attempt
 	Attempts    int
@@ -241,7 +244,11 @@ func (n Network) String() string {
 	if iface == "" {
 		iface = "(first with link)"
 	}
-	return fmt.Sprintf("dhcp %s (link wait %v, %d attempts of %v)", iface, n.LinkTimeout, n.Attempts, n.DHCPTimeout)
+	dhcp := "dhcp"
+	if n.Family == 6 {
+		dhcp = "dhcpv6"
+	}
+	return fmt.Sprintf("%s %s (link wait %v, %d attempts of %v)", dhcp, iface, n.LinkTimeout, n.Attempts, n.DHCPTimeout)
 }
 
 // Phase implements Step.
@@ -360,7 +367,7 @@ func EarlyPlan(p boot.Params) []Step {
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
 		LoadModules{ListFile: ModulesList, Extra: p.Modules, Skip: deferred(p.Modules), SegmentDir: ExtraModulesDir},
-		Network{Iface: p.Iface, LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
+		Network{Iface: p.Iface, Family: p.DHCPFamily(), Server: p.ServerAddr(), LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
 	}
 	if p.Doc != "" {
 		steps = append(steps, FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()})

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -476,5 +479,31 @@ func TestIdentityInDocument(t *testing.T) {
 	}
 	if strings.Contains(f.logs.String(), "PRIVATE KEY") {
 		t.Error("a private key in the log")
+	}
+}
+
+// TestBaseURL6: with url and url6 both set, a machine that reached us over
+// IPv6 gets URLs with url6 (an IPv6-only machine cannot use url), one that
+// came over IPv4 (also on a dual-stack socket) gets url.
+func TestBaseURL6(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"k", "i", "r"} {
+		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
+	}
+	s, err := openConf(t, fmt.Sprintf("[server]\ndata = %[1]s/data\nurl = http://192.0.2.1\nurl6 = http://[2001:db8::1]\n\n[profile default]\nkernel = %[1]s/k\ninitramfs = %[1]s/i\nroot = %[1]s/r\n", dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for local, want := range map[string]string{
+		"[2001:db8::1]:80":      "http://[2001:db8::1]",
+		"192.0.2.1:80":          "http://192.0.2.1",
+		"[::ffff:192.0.2.1]:80": "http://192.0.2.1",
+		"[fe80::1%br0]:80":      "http://[2001:db8::1]",
+	} {
+		r := httptest.NewRequest("GET", "/boot.ipxe", nil)
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local))))
+		if got, err := s.base(r); err != nil || got != want {
+			t.Errorf("request to %s: base %q %v, want %q", local, got, err, want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -311,10 +312,15 @@ func (s *Server) NeedsISCSI() bool {
 	return false
 }
 
-// base is the URL machines reach us at: configured, or the request's Host.
+// base is the URL machines reach us at: url6 for a request that came over
+// IPv6 when it is set, url, or the request's Host.
 func (s *Server) base(r *http.Request) (string, error) {
-	if u := s.cfg.Load().URL; u != "" {
-		return u, nil
+	cfg := s.cfg.Load()
+	if cfg.URL6 != "" && (cfg.URL == "" || overIPv6(r)) {
+		return cfg.URL6, nil
+	}
+	if cfg.URL != "" {
+		return cfg.URL, nil
 	}
 	host := r.Host
 	if host == "" || len(host) > 255 || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != "" {
@@ -339,6 +345,16 @@ func (s *Server) portal(base string) (string, error) {
 		host = h
 	}
 	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
+}
+
+// overIPv6 reports whether r reached us at an IPv6 address.
+func overIPv6(r *http.Request) bool {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6()
 }
 
 func remoteIP(r *http.Request) string {

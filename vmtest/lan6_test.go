@@ -32,7 +32,11 @@ const addr6 = "2001:db8::1"
 // router advertisements for 2001:db8::/64 with the M flag ("ask DHCPv6
 // for an address"), which no package here sends without serving DHCPv6
 // too: sendRAs.
-func dualLAN(t *testing.T, a *Artifacts) *lan {
+func dualLAN(t *testing.T, a *Artifacts) *lan { return lan6(t, a, true) }
+
+// lan6 is dualLAN, or with v4 false a LAN with no DHCPv4 server at all,
+// where overboot gives its URLs with url6 only.
+func lan6(t *testing.T, a *Artifacts, v4 bool) *lan {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Fatal("LAN tests need root for network namespaces (CI runs as root)")
@@ -40,8 +44,12 @@ func dualLAN(t *testing.T, a *Artifacts) *lan {
 	ns := NewNetNS(t)
 	runCmd(t, "ip", "-n", ns.Name, "addr", "add", addr6+"/64", "dev", ns.Bridge, "nodad")
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://192.0.2.1\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
-		filepath.Join(dir, "data"), a.Kernel, a.Initramfs, a.Root)
+	url := "url = http://192.0.2.1"
+	if !v4 {
+		url = "url6 = http://[" + addr6 + "]"
+	}
+	conf := fmt.Sprintf("[server]\ndata = %s\n%s\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		filepath.Join(dir, "data"), url, a.Kernel, a.Initramfs, a.Root)
 	cfg, err := config.Parse("lan.conf", strings.NewReader(conf))
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +60,10 @@ func dualLAN(t *testing.T, a *Artifacts) *lan {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	site := ns.Host(t, "192.0.2.2")
-	runDnsmasq(t, site, "--dhcp-option=3,192.0.2.1")
+	if v4 {
+		site := ns.Host(t, "192.0.2.2")
+		runDnsmasq(t, site, "--dhcp-option=3,192.0.2.1")
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	httpLn := ns.Listen(t, "[::]:80")
@@ -244,5 +254,29 @@ func TestLANIPXEv6(t *testing.T) {
 	bs, err := l.srv.DB().Boots(context.Background(), mac, 1)
 	if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
 		t.Fatalf("boots: %+v %v", bs, err)
+	}
+}
+
+// TestLANIPv6Only: a LAN with no DHCPv4 at all. iPXE gets the script's
+// URL by DHCPv6; the script names the kernel, the initramfs and the boot
+// document by url6; the agent sees an IPv6 server in its command line,
+// asks DHCPv6 for its own address (routes from the router
+// advertisements) and boots the root over IPv6.
+func TestLANIPv6Only(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	l := lan6(t, a, false)
+	const mac = "52:54:00:0c:00:09"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac})
+	if _, err := vm.Expect("/128 by DHCPv6", bootTimeout); err != nil {
+		t.Fatalf("the agent did not configure IPv6 by DHCPv6: %v", err)
+	}
+	expectPass(t, vm)
+	bs, err := l.srv.DB().Boots(context.Background(), mac, 1)
+	if err != nil || len(bs) != 1 || bs[0].Phase != "switch_root" {
+		t.Fatalf("boots: %+v %v", bs, err)
+	}
+	if !strings.HasPrefix(bs[0].Address, "2001:db8::") {
+		t.Errorf("the agent reported from %s, want its DHCPv6 address", bs[0].Address)
 	}
 }

@@ -92,6 +92,7 @@ type bindingKey struct {
 type binding6 struct {
 	addr    netip.Addr
 	expires time.Time
+	mac     string // the client's hardware address, when known
 }
 
 // NewServer6 checks cfg and returns a server with no leases. log nil
@@ -240,7 +241,7 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 			out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
 		}
 		for _, ia := range m.Options.IANA() {
-			o := s.bind(m.Type(), typ, cid, ia)
+			o := s.bind(m.Type(), typ, cid, clientMAC(cid, peer), ia)
 			out.AddOption(o)
 			if a := o.Options.OneAddress(); a != nil {
 				ips = append(ips, a.IPv6Addr.String())
@@ -309,7 +310,14 @@ func (s *Server6) logged(m, out *dhcpv6.Message, r Request, a Answer, ips []stri
 // IA_NA for the reply. A Solicit's address is held for offerHold6, a
 // Request's (or a rapid-commit Solicit's), a Renew's and a Rebind's for
 // the lease time.
-func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, ia *dhcpv6.OptIANA) *dhcpv6.OptIANA {
+//
+// One machine keeps one address from firmware to booted system, as with
+// DHCPv4, where leases go by hardware address: its firmware, iPXE, the
+// agent and the booted system each send their own DUID (iPXE's is the
+// SMBIOS UUID), and the boot document's token is bound to the address
+// iPXE had. So an IA new to us from a known hardware address takes over
+// that address's binding.
+func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, mac net.HardwareAddr, ia *dhcpv6.OptIANA) *dhcpv6.OptIANA {
 	lt := s.cfg.LeaseTime
 	out := &dhcpv6.OptIANA{IaId: ia.IaId}
 	key := bindingKey{duid: string(cid.ToBytes()), iaid: ia.IaId}
@@ -321,6 +329,16 @@ func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, ia *dhcpv
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.leases[key]; !ok && len(mac) > 0 {
+		for k, b := range s.leases {
+			if b.mac == mac.String() {
+				delete(s.leases, k)
+				s.leases[key] = b
+				s.byAddr[b.addr] = key
+				break
+			}
+		}
+	}
 	addr, ok := s.pick(key, hint, now, req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind)
 	if !ok {
 		code, msg := iana.StatusNoAddrsAvail, "no address free in the pool"
@@ -340,7 +358,7 @@ func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, ia *dhcpv
 	if old, ok := s.leases[key]; ok && old.addr != addr {
 		delete(s.byAddr, old.addr)
 	}
-	s.leases[key] = binding6{addr: addr, expires: now.Add(hold)}
+	s.leases[key] = binding6{addr: addr, expires: now.Add(hold), mac: mac.String()}
 	s.byAddr[addr] = key
 	out.T1, out.T2 = lt/2, lt*4/5
 	out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: addr.AsSlice(), PreferredLifetime: lt, ValidLifetime: lt})

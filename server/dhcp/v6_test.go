@@ -383,3 +383,35 @@ func TestNewServer6Config(t *testing.T) {
 		t.Errorf("no booter: accepted")
 	}
 }
+
+// TestServer6OneAddressPerMachine: iPXE (DUID-UUID; its MAC from the
+// link-local source) and then the agent (DUID-LL, another IAID) on the
+// same NIC get the same address, which the boot document's token is bound
+// to; another machine does not.
+func TestServer6OneAddressPerMachine(t *testing.T) {
+	s, _ := newServer6(t, policy6)
+	ctx := context.Background()
+	get := func(duid dhcpv6.DUID, iaid byte, peer *net.UDPAddr) string {
+		t.Helper()
+		reply, _ := s.Handle(ctx, msg6(dhcpv6.MessageTypeSolicit, duid, iaid, dhcpv6.WithRapidCommit).ToBytes(), peer)
+		if reply == nil {
+			t.Fatal("no reply")
+		}
+		sum := summarize6(msg6(dhcpv6.MessageTypeSolicit, duid, iaid), reply)
+		if len(sum.IAs) == 0 {
+			return sum.Status
+		}
+		return strings.Fields(sum.IAs[0])[0]
+	}
+	uuid := &dhcpv6.DUIDUUID{UUID: [16]byte{}}
+	ipxe := get(uuid, 7, peer6)
+	agent := get(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0x0c, 0, 9}}, 1, peer6)
+	if ipxe != "2001:db8::100" || agent != ipxe {
+		t.Errorf("iPXE got %s, the agent on the same NIC %s", ipxe, agent)
+	}
+	other := get(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0x0c, 0, 10}}, 1,
+		&net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"})
+	if other == agent {
+		t.Errorf("another machine got the same address %s", other)
+	}
+}
