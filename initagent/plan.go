@@ -231,8 +231,8 @@ func (l LoadModules) Phase() Phase {
 
 // Network brings up an interface and configures it with DHCPv4.
 type Network struct {
-	Iface       string // "" = the first interface with a carrier
-	Family      int    // 4: DHCPv4, 6: DHCPv6
+	Iface       string     // "" = the first interface with a carrier
+	Family      int        // 4: DHCPv4, 6: DHCPv6
 	Server      netip.Addr // the first server's address, if a literal: DHCPv6 makes sure it has a route
 	LinkTimeout time.Duration
 	DHCPTimeout time.Duration // per attempt

@@ -23,6 +23,7 @@ type Artifacts struct {
 	Agent     string // static overboot-init
 	Shell     string // static u-root gosh
 	Relay     string // qemurelay, for Options.Relay
+	Overboot  string // the overboot command, for tests of `overboot serve` itself
 	Initramfs string
 	Root      string // the test root squashfs
 	RootSum   boot.Digest
@@ -59,9 +60,11 @@ func Build(ctx context.Context, dir string, o BuildOptions) (*Artifacts, error) 
 	a.Agent = filepath.Join(dir, "overboot-init")
 	a.Shell = filepath.Join(dir, "gosh")
 	a.Relay = filepath.Join(dir, "qemurelay")
+	a.Overboot = filepath.Join(dir, "overboot")
 	for _, b := range []struct{ out, pkg string }{
 		{a.Agent, "./cmd/overboot-init"},
 		{a.Relay, "./internal/qemurelay"},
+		{a.Overboot, "./cmd/overboot"},
 		{a.Shell, "github.com/u-root/u-root/cmds/core/gosh"},
 	} {
 		t0 := time.Now()

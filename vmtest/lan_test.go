@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
@@ -337,5 +339,58 @@ func TestLANFullDHCP(t *testing.T) {
 	}
 	if !strings.HasPrefix(addr1, "192.0.2.5") {
 		t.Errorf("address %s is not from the range", addr1)
+	}
+}
+
+// TestLANServeCommand: `overboot serve` itself, run inside the LAN's
+// namespace from a config file, opens its DHCP (full mode), TFTP and HTTP
+// sockets on the bridge, and a machine PXE-boots from it alone.
+func TestLANServeCommand(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	if os.Getuid() != 0 {
+		t.Fatal("LAN tests need root for network namespaces (CI runs as root)")
+	}
+	ns := NewNetNS(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "overboot.conf")
+	text := fmt.Sprintf("[server]\nlisten = %[1]s:80\nurl = http://%[1]s\ndata = %[2]s\ntftp = %[1]s:69\ndhcp = %[3]s\ndhcp-range = 192.0.2.70-192.0.2.79\ndhcp-router = %[1]s\n\n[profile default]\nkernel = %[4]s\ninitramfs = %[5]s\nroot = %[6]s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		ns.Addr, filepath.Join(dir, "data"), ns.Bridge, a.Kernel, a.Initramfs, a.Root)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	argv := ns.Exec(a.Overboot, "serve", "-v", "-config", conf)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	out := &lockedLog{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		if t.Failed() {
+			t.Logf("overboot serve:\n%s", out.String())
+		}
+	})
+	// serve prints its services once every socket is open.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "overboot: DHCP on "+ns.Bridge) {
+		select {
+		case err := <-exited:
+			t.Fatalf("overboot serve exited: %v\n%s", err, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("overboot serve did not start:\n%s", out.String())
+		}
+	}
+	const mac = "52:54:00:0c:00:0a"
+	vm := startVM(t, Options{PXE: true, Tap: ns.Tap(t), NetNS: ns.Name, MAC: mac})
+	expectPass(t, vm)
+	if !strings.Contains(out.String(), `msg="dhcp answer" type=ACK mac=`+mac) {
+		t.Errorf("serve's log shows no DHCP ACK to the machine:\n%s", out.String())
 	}
 }
