@@ -40,11 +40,53 @@ type Source struct {
 	ISCSI *ISCSISource `json:"iscsi,omitempty"`
 }
 
-// HTTPSource is an image downloaded over HTTP into RAM and verified.
+// HTTPSource is an image read over HTTP. In mode ram (the default) it is
+// downloaded into RAM and its SHA-256 checked before it is mounted; in
+// modes lazy and fill it is read on demand with Range requests, block by
+// block, each block checked by dm-verity against Verity's root hash (fill
+// also completes the copy in RAM in the background).
 type HTTPSource struct {
-	URL    string `json:"url"`
-	Digest Digest `json:"digest"`
-	Size   int64  `json:"size,omitempty"` // bytes; checked when given
+	URL    string    `json:"url"`
+	Digest Digest    `json:"digest"`
+	Size   int64     `json:"size,omitempty"` // bytes; checked when given, required for lazy and fill
+	Mode   LowerMode `json:"mode,omitempty"` // "" means ram
+	Verity *Verity   `json:"verity,omitempty"`
+}
+
+// LowerMode is how the agent reads an HTTP lower.
+type LowerMode string
+
+// The lower modes.
+const (
+	LowerRAM  LowerMode = "ram"  // download, check the SHA-256, loop-mount from RAM
+	LowerLazy LowerMode = "lazy" // read blocks on demand (images larger than RAM boot)
+	LowerFill LowerMode = "fill" // lazy, and complete the copy in RAM in the background
+)
+
+// ParseLowerMode reads a mode name.
+func ParseLowerMode(s string) (LowerMode, error) {
+	switch m := LowerMode(s); m {
+	case LowerRAM, LowerLazy, LowerFill:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q: want ram, lazy or fill", s)
+}
+
+// OnDemand reports whether the image is read block by block (lazy, fill).
+func (m LowerMode) OnDemand() bool { return m == LowerLazy || m == LowerFill }
+
+// Verity is the dm-verity hash tree of an image (veritysetup's format 1,
+// sha256, 4 KiB blocks, its superblock at offset 0 of the hash file). The
+// root hash is the trust anchor; the salt and the data size are given
+// here too so that the superblock, which the tree does not cover, cannot
+// change the table. The hash file's own digest is checked after it is
+// fetched, so a wrong tree is named as such before any block is read.
+type Verity struct {
+	HashURL    string `json:"hash_url"`
+	HashDigest Digest `json:"hash_digest"`
+	HashSize   int64  `json:"hash_size"`
+	RootHash   string `json:"root_hash"` // hex, 64 digits
+	Salt       string `json:"salt"`      // hex
 }
 
 // ISCSISource is a LUN attached through the kernel's iSCSI initiator.
@@ -145,6 +187,36 @@ func (d Document) Validate() error {
 		}
 		if h.Size < 0 {
 			bad("lower.http.size", "is negative")
+		}
+		if h.Mode != "" {
+			if _, err := ParseLowerMode(string(h.Mode)); err != nil {
+				bad("lower.http.mode", "%v", err)
+			}
+		}
+		if h.Mode.OnDemand() {
+			if h.Verity == nil {
+				bad("lower.http.verity", "is needed in mode %s: every block read on demand is checked against the tree", h.Mode)
+			}
+			if h.Size <= 0 || h.Size%4096 != 0 {
+				bad("lower.http.size", "%d: mode %s needs the size, a multiple of 4096", h.Size, h.Mode)
+			}
+		}
+		if v := h.Verity; v != nil {
+			if err := checkURL(v.HashURL); err != nil {
+				bad("lower.http.verity.hash_url", "%v", err)
+			}
+			if _, err := ParseDigest(string(v.HashDigest)); err != nil {
+				bad("lower.http.verity.hash_digest", "%v", err)
+			}
+			if v.HashSize <= 0 {
+				bad("lower.http.verity.hash_size", "is %d", v.HashSize)
+			}
+			if !isHex(v.RootHash, 64) {
+				bad("lower.http.verity.root_hash", "want 64 hex digits (sha256)")
+			}
+			if !isHex(v.Salt, -1) || len(v.Salt) > 512 {
+				bad("lower.http.verity.salt", "want at most 256 bytes in hex")
+			}
 		}
 	case d.Lower.ISCSI != nil:
 		checkISCSI("lower.iscsi", d.Lower.ISCSI, bad)
@@ -291,4 +363,18 @@ func redactedSecret(s string) string {
 func (d Document) LogValue() slog.Value {
 	b, _ := json.Marshal(d.Redacted())
 	return slog.StringValue(string(b))
+}
+
+// isHex reports whether s is lower-case hex of n digits (any even number
+// when n < 0).
+func isHex(s string, n int) bool {
+	if n >= 0 && len(s) != n || len(s)%2 != 0 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

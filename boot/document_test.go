@@ -49,6 +49,19 @@ func TestDocumentRoundTrip(t *testing.T) {
 	}
 }
 
+// lazyVerity is a valid "verity" member for the lazy-mode cases.
+var lazyVerity = `"verity":{"hash_url":"http://h/t","hash_digest":"` + string(testDigest) + `","hash_size":8192,"root_hash":"` + strings.Repeat("ab", 32) + `","salt":"00ff"}`
+
+func TestLazyDocument(t *testing.T) {
+	d, err := ParseDocument(strings.NewReader(`{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","size":8192,"mode":"lazy",` + lazyVerity + `}},"upper":{"tmpfs":{}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Lower.HTTP.Mode.OnDemand() || d.Lower.HTTP.Verity.Salt != "00ff" {
+		t.Errorf("%+v", d.Lower.HTTP)
+	}
+}
+
 func TestParseDocumentErrors(t *testing.T) {
 	tests := []struct{ name, json, want string }{
 		{"unknown field", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"}},"upper":{"tmpfs":{}},"colour":"red"}`, `unknown field "colour"`},
@@ -64,6 +77,11 @@ func TestParseDocumentErrors(t *testing.T) {
 		{"half mutual chap", `{"version":1,"lower":{"iscsi":{"portal":"h:3260","target":"iqn.2026-11.x:y","initiator":"iqn.2026-11.x:z","chap":{"user":"u","secret":"s","target_user":"t"}}},"upper":{"tmpfs":{}}}`, "mutual"},
 		{"trailing data", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"}},"upper":{"tmpfs":{}}} {}`, "trailing"},
 		{"not json", `version: 1`, "boot document"},
+		{"bad mode", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","mode":"quick"}},"upper":{"tmpfs":{}}}`, "lower.http.mode"},
+		{"lazy without verity", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","size":8192,"mode":"lazy"}},"upper":{"tmpfs":{}}}`, "lower.http.verity: is needed"},
+		{"lazy odd size", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","size":8191,"mode":"fill",` + lazyVerity + `}},"upper":{"tmpfs":{}}}`, "lower.http.size"},
+		{"bad root hash", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","size":8192,"mode":"lazy",` + strings.Replace(lazyVerity, `"root_hash":"`, `"root_hash":"X`, 1) + `}},"upper":{"tmpfs":{}}}`, "root_hash"},
+		{"bad hash url", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `","size":8192,"mode":"lazy",` + strings.Replace(lazyVerity, `http://h/t`, `ftp://h/t`, 1) + `}},"upper":{"tmpfs":{}}}`, "hash_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

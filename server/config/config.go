@@ -114,6 +114,7 @@ type Profile struct {
 	Kernel, Initramfs, Root string
 
 	UpperSize     boot.Size
+	LowerMode     boot.LowerMode // lower-mode: ram (default), lazy or fill
 	Init          string
 	OnFail        boot.Action
 	OnFailDelay   time.Duration
@@ -554,6 +555,8 @@ func (p *Profile) set(k, v string) error {
 		}
 	case "upper-size":
 		p.UpperSize, err = boot.ParseSize(v)
+	case "lower-mode":
+		p.LowerMode, err = boot.ParseLowerMode(v)
 	case "init":
 		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " \t\"$") {
 			return fmt.Errorf("%q: want an absolute path", v)
@@ -646,7 +649,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, files, menu, menu-timeout or menu-default")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, lower-mode, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, files, menu, menu-timeout or menu-default")
 	}
 	return err
 }
@@ -846,7 +849,7 @@ func (p *Profile) notForSanboot() []string {
 		set bool
 	}{
 		{"kernel", p.Kernel != ""}, {"initramfs", p.Initramfs != ""}, {"root", p.Root != ""},
-		{"upper", p.Upper != ""}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
+		{"upper", p.Upper != ""}, {"lower-mode", p.LowerMode != ""}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
 		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
 		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},
 		{"menu", len(p.Menu) > 0}, {"files", p.Files != ""},
