@@ -18,4 +18,10 @@
 // Does not: negotiate (no oldstyle or newstyle handshake, no TLS, no
 // structured replies, which the kernel does not use), or write: the device is
 // flagged read-only and writes and trims are answered with EPERM.
+//
+// The kernel check (TestKernelNBD, run with OVERBOOT_VMTEST=1) boots Debian's
+// kernel in QEMU with nbd.ko and this package's test binary as /init, which
+// connects devices over netlink, reads them back through the block layer
+// and disconnects them. It needs qemu-system-x86_64, linux-image-amd64 and
+// the go command, and fails when one is missing.
 package nbd
