@@ -57,7 +57,7 @@ unit: ## tiers 1 and 2: go test ./... (tier 2 needs root: loop, squashfs, overla
 
 .PHONY: vmtest
 vmtest: deps ## tier 3: boot QEMU machines (TCG) from the server and check the root
-	OVERBOOT_VMTEST=1 OVERBOOT_VMTEST_CACHE=$(CURDIR)/build/cache $(GO) test -count=1 -timeout 45m -v ./vmtest/
+	OVERBOOT_VMTEST=1 OVERBOOT_VMTEST_CACHE=$(CURDIR)/build/cache $(GO) test -count=1 -timeout 45m -v ./vmtest/ ./internal/nbd/
 
 .PHONY: test
 test: deps check build unit vmtest ## every tier, QEMU boots included (installs packages when missing)
