@@ -76,7 +76,7 @@ func Build(data io.ReaderAt, dataSize int64, hash io.Writer, p Params) (*Tree, e
 	}
 	head, err := sb.MarshalBinary()
 	if err != nil {
-		return nil, fmt.Errorf("verity: %w", err)
+		return nil, err // names the field: "verity superblock: salt_size ..."
 	}
 	l, err := newLayout(sb.DataBlocks)
 	if err != nil {
