@@ -21,6 +21,7 @@ import (
 // writes the same bytes and root hash, and a flipped data byte fails
 // `veritysetup verify`.
 func TestBuildVeritysetup(t *testing.T) {
+	veritysetup(t) // skip or fail before making the data
 	for _, tc := range levelSizes {
 		t.Run(strconv.Itoa(tc.blocks), func(t *testing.T) {
 			dir := t.TempDir()

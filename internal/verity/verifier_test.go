@@ -230,6 +230,7 @@ func TestVerifierConcurrent(t *testing.T) {
 // and verifies with our Verifier, and a flipped data byte fails both
 // tools, our error naming the block.
 func TestVerifierVeritysetup(t *testing.T) {
+	veritysetup(t) // skip or fail before making the data
 	for _, tc := range levelSizes {
 		t.Run(strconv.Itoa(tc.blocks), func(t *testing.T) {
 			dir := t.TempDir()
