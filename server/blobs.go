@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
@@ -78,4 +79,34 @@ func (c *countingWriter) Flush() {
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// tree serves the dm-verity tree of an image, once a boot document has
+// made it (GET builds nothing).
+func (s *Server) tree(w http.ResponseWriter, r *http.Request) {
+	d, err := boot.ParseDigest("sha256:" + r.PathValue("hex"))
+	if err != nil {
+		http.Error(w, "bad digest: want /verity/sha256/<64 lowercase hex digits of the image's digest>", http.StatusBadRequest)
+		return
+	}
+	t, ok := s.trees.Lookup(d)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(s.trees.Path(d))
+	if err != nil {
+		http.Error(w, "cannot open the tree", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "cannot stat the tree", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("ETag", `"`+t.Hash.String()+`"`)
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
 }

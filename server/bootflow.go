@@ -499,8 +499,21 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot issue a token", http.StatusInternalServerError)
 		return
 	}
+	lower := &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size, Mode: p.LowerMode}
+	if p.LowerMode.OnDemand() {
+		// The first machine to ask for an image on demand waits for its
+		// tree (a second or so per GiB); the others find it made.
+		tr, err := s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
+		if err != nil {
+			s.log.Error("dm-verity tree", "image", a.Root.Digest.String(), "err", err)
+			s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: "dm-verity tree: " + err.Error()})
+			http.Error(w, "cannot make the image's dm-verity tree: see the server's log", http.StatusInternalServerError)
+			return
+		}
+		lower.Verity = &boot.Verity{HashURL: base + TreePrefix + a.Root.Digest.Hex(), HashDigest: tr.Hash, HashSize: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
+	}
 	doc := boot.Document{Version: 1, Machine: t.MAC,
-		Lower:    boot.Source{HTTP: &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size}},
+		Lower:    boot.Source{HTTP: lower},
 		Upper:    upper,
 		Init:     p.Init,
 		Report:   base + "/report/" + rep,

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -505,5 +507,53 @@ func TestBaseURL6(t *testing.T) {
 		if got, err := s.base(r); err != nil || got != want {
 			t.Errorf("request to %s: base %q %v, want %q", local, got, err, want)
 		}
+	}
+}
+
+// TestLazyDocument: a profile with lower-mode lazy gets a document naming
+// the image's dm-verity tree, which the server made, serves with Range and
+// veritysetup accepts; an image not padded to 4 KiB is refused with a
+// reason, and no document names a tree that is not there.
+func TestLazyDocument(t *testing.T) {
+	img := make([]byte, 64*4096)
+	for i := range img {
+		img[i] = byte(i * 7 / 4096)
+	}
+	f := newFixPre(t, "[profile lazy]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/lazyroot\nlower-mode = lazy\n[machine 52:54:00:12:34:57]\nprofile = lazy\n"+
+		"[profile odd]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/kernel\nlower-mode = fill\n[machine 52:54:00:12:34:58]\nprofile = odd\n", func(data string) {
+		os.WriteFile(filepath.Join(filepath.Dir(data), "lazyroot"), img, 0o644)
+	})
+	script := f.script("52-54-00-12-34-57", "192.0.2.10")
+	_, doc := f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script), "")
+	h := doc.Lower.HTTP
+	if h == nil || h.Mode != boot.LowerLazy || h.Verity == nil || h.Size != int64(len(img)) {
+		t.Fatalf("lower: %+v", h)
+	}
+	treePath := strings.TrimPrefix(h.Verity.HashURL, "http://10.0.2.100")
+	r := f.get(treePath)
+	tree, _ := io.ReadAll(r.Body)
+	if r.StatusCode != 200 || int64(len(tree)) != h.Verity.HashSize || r.Header.Get("ETag") != `"`+h.Verity.HashDigest.String()+`"` {
+		t.Fatalf("GET %s: %d, %d bytes, %v", treePath, r.StatusCode, len(tree), r.Header)
+	}
+	if r := f.get(treePath, "Range", "bytes=4096-"); r.StatusCode != 206 {
+		t.Errorf("Range: %d", r.StatusCode)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "img"), img, 0o644)
+	os.WriteFile(filepath.Join(dir, "tree"), tree, 0o644)
+	if out, err := exec.Command("veritysetup", "verify", filepath.Join(dir, "img"), filepath.Join(dir, "tree"), h.Verity.RootHash).CombinedOutput(); err != nil {
+		t.Errorf("veritysetup verify (apt-get install cryptsetup-bin): %v\n%s", err, out)
+	}
+	// Not made for an unpadded image: refused, and nothing is served.
+	script = f.script("52-54-00-12-34-58", "192.0.2.11")
+	r, _ = f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script), "192.0.2.11")
+	if r.StatusCode != 500 || !strings.Contains(f.logs.String(), "not a multiple of 4096") {
+		t.Errorf("unpadded image: %d\n%s", r.StatusCode, f.logs.String())
+	}
+	if r := f.get(TreePrefix + f.arts().Kernel.Digest.Hex()); r.StatusCode != 404 {
+		t.Errorf("a tree never made: %d", r.StatusCode)
+	}
+	if r := f.get(TreePrefix + "../../etc/passwd"); r.StatusCode == 200 {
+		t.Errorf("traversal: %d", r.StatusCode)
 	}
 }

@@ -70,6 +70,8 @@ func endpoint(p string) string {
 	switch {
 	case strings.HasPrefix(p, BlobPrefix):
 		return "blobs"
+	case strings.HasPrefix(p, TreePrefix):
+		return "verity"
 	case strings.HasPrefix(p, "/api/v1/"):
 		return "api"
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/hashtrees"
 	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
@@ -29,6 +30,10 @@ import (
 
 // BlobPrefix is where artifacts are served by digest.
 const BlobPrefix = "/blobs/sha256/"
+
+// TreePrefix is where the dm-verity tree of an image read on demand is
+// served, by the image's digest.
+const TreePrefix = "/verity/sha256/"
 
 // Rate limits. A machine's boot asks for /boot.ipxe, /ipxe and /doc or
 // /san once each, a few more times on retries or at a menu: a burst of 20
@@ -47,6 +52,7 @@ type Server struct {
 	sets  atomic.Pointer[profiles.Set]
 	log   *slog.Logger
 	blobs *blobstore.Store
+	trees *hashtrees.Store // dm-verity trees of images read on demand
 	db    *state.DB
 	disks *disks.Manager
 
@@ -110,6 +116,11 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		nics:       &drivers.Segments{Blobs: blobs, Log: log},
 	}
 	cleanLeftovers(cfg.Data, log)
+	trees, err := hashtrees.Open(filepath.Join(cfg.Data, "hashtrees"))
+	if err != nil {
+		return nil, err
+	}
+	s.trees = trees
 	if err := importLegacyNames(ctx, blobs, db, log); err != nil {
 		return nil, fmt.Errorf("import image names: %w", err)
 	}
@@ -214,6 +225,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /boot/{file}", s.bootFile)
 	mux.HandleFunc("GET /ipxe", s.script)
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
+	mux.HandleFunc("GET "+TreePrefix+"{hex}", s.tree)
 	mux.HandleFunc("GET /doc/{token}", s.document)
 	mux.HandleFunc("GET /san/{token}", s.sanboot)
 	mux.HandleFunc("GET /login/{token}", s.login)
