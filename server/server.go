@@ -198,6 +198,9 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := s.prepareTrees(ctx, cfg, set); err != nil {
+		return err
+	}
 	for _, name := range sortedKeys(cfg.Profiles) {
 		if p := cfg.Profiles[name]; p.Policy() == config.EnrollOpenInsecure {
 			s.log.Warn("profile hands private disks to anyone who names a MAC address (enroll = open-insecure)", "profile", name, "config", fmt.Sprintf("%s:%d", cfg.File, p.Line))
@@ -206,6 +209,29 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	s.cfg.Store(cfg)
 	s.sets.Store(set)
 	return nil
+}
+
+// prepareTrees makes the dm-verity tree of every image a profile reads on
+// demand, so the first machine does not wait for it and a bad image (not
+// what its digest says, not padded to 4 KiB) is an error of the
+// configuration. An image published under the same name later gets its
+// tree at its first boot.
+func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *profiles.Set) error {
+	var errs []error
+	for _, name := range sortedKeys(cfg.Profiles) {
+		p := cfg.Profiles[name]
+		if !p.LowerMode.OnDemand() {
+			continue
+		}
+		a, err := set.Resolve(ctx, p)
+		if err == nil {
+			_, err = s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
+		}
+		if err != nil {
+			errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: lower-mode %s: %w", name, p.LowerMode, err)})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close closes the state store and the disks (after Serve and ServeISCSI

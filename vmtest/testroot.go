@@ -22,6 +22,13 @@ const (
 	// "OVERBOOT-TEST-ID host=H machine-id=M key=FPR mode=600".
 	MarkerID = "OVERBOOT-TEST-ID"
 
+	// MarkerLazyReading is printed before the root's reads in a loop
+	// (OVERBOOT_TEST=lazyread), each round of which prints MarkerLazyRound
+	// N: every round drops the page cache and checks /pad again, so its
+	// blocks come from the device, through the keeper, each time.
+	MarkerLazyReading = "OVERBOOT-TEST-LAZY-READING"
+	MarkerLazyRound   = "OVERBOOT-TEST-LAZY-ROUND"
+
 	// MarkerSan starts the line a sanbooted root prints (OVERBOOT_TEST=san):
 	// "OVERBOOT-TEST-SAN me=MAC saw=[MAC ...]", the machines whose files it
 	// found before writing its own.
@@ -94,6 +101,20 @@ fi
 
 if [ -f /etc/ssh/ssh_host_ed25519_key.pub ]; then
 	echo "` + MarkerID + ` host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id) key=$(sha256sum /etc/ssh/ssh_host_ed25519_key.pub | cut -c1-16) mode=$(stat -c %a /etc/ssh/ssh_host_ed25519_key)"
+fi
+
+if [ "$OVERBOOT_TEST" = lazyread ]; then
+	[ -f /pad ] || fail "lazyread needs a /pad"
+	echo "` + MarkerLazyReading + `"
+	i=0
+	while [ $i -lt "${OVERBOOT_TEST_ROUNDS:-20}" ]; do
+		echo 3 > /proc/sys/vm/drop_caches
+		sum=$(sha256sum /pad | cut -d' ' -f1)
+		[ "$sum" = "$(cat /pad.sha256)" ] || fail "/pad read $i is wrong or failed"
+		i=$((i + 1))
+		echo "` + MarkerLazyRound + ` $i"
+		sleep 1
+	done
 fi
 
 sync

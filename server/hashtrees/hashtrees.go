@@ -138,6 +138,15 @@ func (s *Store) build(image boot.Digest, path string, size int64) (Tree, error) 
 	if fi.Size() != size {
 		return Tree{}, fmt.Errorf("image %s: %d bytes on disk, %d expected", image, fi.Size(), size)
 	}
+	// The tree vouches for these bytes: they must be the image the digest
+	// names, not whatever the disk holds now.
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return Tree{}, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != image.String() {
+		return Tree{}, fmt.Errorf("image %s: the file's content has digest %s: it changed on disk; no tree is made for it", image, got)
+	}
 	if size%verity.BlockSize != 0 {
 		return Tree{}, fmt.Errorf("image %s: %d bytes is not a multiple of %d, which reading on demand needs (mksquashfs pads to 4 KiB unless -nopad)", image, size, verity.BlockSize)
 	}
@@ -148,7 +157,7 @@ func (s *Store) build(image boot.Digest, path string, size int64) (Tree, error) 
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	h := sha256.New()
+	h = sha256.New()
 	tr, err := verity.Build(f, size, io.MultiWriter(tmp, h), verity.Params{Salt: salt, UUID: uuid})
 	if err != nil {
 		return Tree{}, fmt.Errorf("image %s: %w", image, err)

@@ -114,3 +114,19 @@ func TestLoadRefusesTruncatedTree(t *testing.T) {
 		t.Error("rebuilt tree differs")
 	}
 }
+
+// TestChangedImageRefused: a tree vouches for the image its digest names;
+// a file that changed on disk gets none.
+func TestChangedImageRefused(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	path, d := image(t, 8*4096)
+	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+	f.WriteAt([]byte{1, 2, 3}, 5000)
+	f.Close()
+	if _, err := s.Get(context.Background(), d, path, 8*4096); err == nil || !strings.Contains(err.Error(), "changed on disk") {
+		t.Errorf("changed image: %v", err)
+	}
+	if _, ok := s.Lookup(d); ok {
+		t.Error("a tree was made")
+	}
+}
