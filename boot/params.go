@@ -53,6 +53,10 @@ type Params struct {
 	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
 	Size      int64  // overboot.size: image size in bytes, checked when given
 	UpperSize Size   // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
+	// LowerCache bounds the RAM the keeper caches a lazy image's blocks in
+	// (overboot.lower.cache, bytes; default DefaultLowerCache). Fill mode
+	// keeps the whole image regardless.
+	LowerCache int64
 	Init      string // overboot.init: the image's init (default /sbin/init)
 
 	Iface         string        // overboot.iface: interface to configure (default: first with a link)
@@ -84,6 +88,7 @@ var params = []param{
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
 	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
 	{"upper.size", func(p *Params, v string) (err error) { p.UpperSize, err = ParseSize(v); return err }, func(p *Params) string { return p.UpperSize.String() }},
+	{"lower.cache", setLowerCache, func(p *Params) string { return itoa64(p.LowerCache) }},
 	{"init", setInit, func(p *Params) string { return p.Init }},
 	{"iface", setIface, func(p *Params) string { return p.Iface }},
 	{"link.timeout", func(p *Params, v string) error { return setDuration(&p.LinkTimeout, v) }, func(p *Params) string { return fmtDuration(p.LinkTimeout) }},
@@ -251,6 +256,17 @@ func (p Params) LinkWait() time.Duration { return orDur(p.LinkTimeout, DefaultLi
 // DHCPWait returns the timeout of one DHCP attempt.
 func (p Params) DHCPWait() time.Duration { return orDur(p.DHCPTimeout, DefaultDHCPTimeout) }
 
+// DefaultLowerCache is the keeper's RAM cache for a lazy image.
+const DefaultLowerCache = 64 << 20
+
+// LowerCacheBytes returns the keeper's cache size.
+func (p Params) LowerCacheBytes() int64 {
+	if p.LowerCache > 0 {
+		return p.LowerCache
+	}
+	return DefaultLowerCache
+}
+
 // DHCPFamily returns 4 or 6: overboot.dhcp if given, else 6 when the
 // server the agent talks to first (the document's or the image's URL) is
 // named by an IPv6 literal, which only IPv6 can reach, else 4.
@@ -405,6 +421,18 @@ func setInit(p *Params, v string) error {
 		return fmt.Errorf("%q: want a clean absolute path like /sbin/init", v)
 	}
 	p.Init = v
+	return nil
+}
+
+func setLowerCache(p *Params, v string) error {
+	sz, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	if sz.Percent != 0 || sz.Bytes < 1<<20 {
+		return fmt.Errorf("%q: want a size in bytes of at least 1M, like 64M", v)
+	}
+	p.LowerCache = sz.Bytes
 	return nil
 }
 

@@ -112,6 +112,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty value", "overboot.lower=http://h/i" + d + " overboot.init=", "overboot.init", "needs a value"},
 		{"twice", "overboot.lower=http://h/i" + d + " overboot.init=/a overboot.init=/b", "overboot.init", "more than once"},
 		{"bad duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=10", "overboot.dhcp.timeout", "duration"},
+		{"tiny lower cache", "overboot.lower=http://h/i" + d + " overboot.lower.cache=512K", "overboot.lower.cache", "at least 1M"},
 		{"negative duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=-1s", "overboot.dhcp.timeout", "positive"},
 		{"zero attempts", "overboot.lower=http://h/i" + d + " overboot.fetch.attempts=0", "overboot.fetch.attempts", "positive"},
 		{"bad url scheme", "overboot.lower=ftp://h/i" + d, "overboot.lower", "http"},
@@ -307,5 +308,15 @@ func TestDHCPFamily(t *testing.T) {
 	}
 	if _, err := Parse("overboot.dhcp=5"); err == nil || !strings.Contains(err.Error(), "overboot.dhcp") {
 		t.Errorf("overboot.dhcp=5: %v", err)
+	}
+}
+
+func TestLowerCache(t *testing.T) {
+	p, err := Parse("overboot.doc=http://h/d overboot.lower.cache=8M")
+	if err != nil || p.LowerCacheBytes() != 8<<20 {
+		t.Errorf("%v %d", err, p.LowerCacheBytes())
+	}
+	if (Params{}).LowerCacheBytes() != DefaultLowerCache {
+		t.Error("default")
 	}
 }
