@@ -437,7 +437,7 @@ func Apply(o Outcome, console io.Writer) {
 }
 
 // RescueShell is where mkimage initramfs puts u-root's gosh.
-const RescueShell = "/bin/sh"
+const RescueShell = "/" + boot.InitramfsShell
 
 func rescueShell(console io.Writer) error {
 	if _, err := os.Stat(RescueShell); err != nil {

@@ -42,7 +42,7 @@ const (
 	RWMount     = RunDir + "/rw"    // tmpfs (or disk) for the upper layer
 	UpperDir    = RWMount + "/upper"
 	WorkDir     = RWMount + "/work"
-	NewRoot     = "/newroot"
+	NewRoot     = "/" + boot.InitramfsNewRoot
 	ModulesList = "/" + boot.InitramfsModules // written by mkimage initramfs
 	// ExtraModulesDir holds the lists of the server's driver segments.
 	ExtraModulesDir = "/" + boot.InitramfsExtraModulesDir
@@ -115,14 +115,6 @@ func (l LoadModules) String() string {
 	}
 	return s
 }
-
-// DeferredModules are in the initramfs for iSCSI roots and uppers; the
-// modules phase skips them (loading ext4 alone costs a noticeable part of
-// a second under emulation) and the iSCSI steps load them when needed.
-var DeferredModules = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft"}
-
-// ISCSIModules are what an iSCSI disk needs (dependencies follow).
-var ISCSIModules = []string{"iscsi_tcp", "sd_mod", "crc32c_generic"}
 
 // ISCSIAttach logs in to an iSCSI target through the kernel's initiator
 // and links the LUN's block device at Link. Its String never shows the
@@ -402,7 +394,7 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 			return nil, fmt.Errorf("lower.iscsi: a read-only lower needs a digest and a size to be verified")
 		}
 		steps = append(steps,
-			LoadModules{Extra: ISCSIModules, PhaseOf: PhaseLower},
+			LoadModules{Extra: slices.Clone(boot.ModulesISCSI), PhaseOf: PhaseLower},
 			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
 			ISCSIAttach{Source: *src, Link: LowerDevice, PhaseOf: PhaseLower},
 			VerifyDevice{Path: LowerDevice, Digest: src.Digest, Size: src.Size},
@@ -423,7 +415,7 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 			Mkdir{Paths: []string{UpperDir, WorkDir}, PhaseOf: PhaseUpper},
 		)
 	case d.Upper.ISCSI != nil:
-		mods := append(append([]string(nil), ISCSIModules...), "ext4")
+		mods := append(slices.Clone(boot.ModulesISCSI), boot.ModuleExt4)
 		steps = append(steps,
 			LoadModules{Extra: mods, PhaseOf: PhaseUpper},
 			Mkdir{Paths: []string{RWMount}, PhaseOf: PhaseUpper},
@@ -459,7 +451,7 @@ func RootPlan(p boot.Params, d boot.Document) ([]Step, error) {
 // with no image and no overlay (iPXE's sanboot of a machine's
 // copy-on-write disk gives each machine its own).
 func DiskPlan(p boot.Params) []Step {
-	mods := append(append([]string{"iscsi_ibft"}, ISCSIModules...), "ext4")
+	mods := slices.Concat([]string{boot.ModuleIBFT}, boot.ModulesISCSI, []string{boot.ModuleExt4})
 	init := p.InitPath()
 	return []Step{
 		LoadModules{Extra: mods, PhaseOf: PhaseDisk},
@@ -516,10 +508,12 @@ func FormatPlan(steps []Step) string {
 	return b.String()
 }
 
-// deferred is DeferredModules minus those the command line asks for.
+// deferred is boot.ModulesDeferred minus those the command line asks for:
+// the modules phase skips them (loading ext4 alone costs a noticeable part
+// of a second under emulation) and the iSCSI steps load them when needed.
 func deferred(asked []string) []string {
 	var out []string
-	for _, m := range DeferredModules {
+	for _, m := range boot.ModulesDeferred {
 		if !slices.Contains(asked, m) {
 			out = append(out, m)
 		}
