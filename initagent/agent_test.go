@@ -26,20 +26,22 @@ type fakeExec struct {
 	docErr error
 }
 
-func (f *fakeExec) Do(ctx context.Context, s Step) (string, error) {
+func (f *fakeExec) Do(ctx context.Context, s Step) (Result, error) {
 	f.steps = append(f.steps, s.String())
 	if f.failOn != "" && strings.Contains(s.String(), f.failOn) {
-		return "", fmt.Errorf("injected failure")
+		return Result{}, fmt.Errorf("injected failure")
 	}
-	if _, ok := s.(Network); ok {
-		return "eth0 10.0.2.15/24", nil
+	switch s.(type) {
+	case Network:
+		return Result{Note: "eth0 10.0.2.15/24"}, nil
+	case FetchDocument:
+		if f.docErr != nil {
+			return Result{}, f.docErr
+		}
+		doc := f.doc
+		return Result{Document: &doc}, nil
 	}
-	return "", nil
-}
-
-func (f *fakeExec) Document(ctx context.Context, s FetchDocument) (boot.Document, error) {
-	f.steps = append(f.steps, s.String())
-	return f.doc, f.docErr
+	return Result{}, nil
 }
 
 // tick is a fake uptime that advances 10ms per call.
@@ -384,7 +386,8 @@ func TestISCSILowerPlan(t *testing.T) {
 		CHAP:   &boot.CHAP{User: "m1", Secret: "very-secret-value"},
 		Digest: boot.Digest("sha256:" + strings.Repeat("ab", 32)), Size: 4096,
 	}}, Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}}}
-	steps, err := RootPlan(boot.Params{}, doc)
+	p := boot.Params{Doc: "http://s/doc/t"}
+	steps, err := Plan(p, &doc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +401,7 @@ func TestISCSILowerPlan(t *testing.T) {
 		t.Errorf("the plan shows the CHAP secret:\n%s", text)
 	}
 	doc.Lower.ISCSI.Digest, doc.Lower.ISCSI.Size = "", 0
-	if _, err := RootPlan(boot.Params{}, doc); err == nil {
+	if _, err := Plan(p, &doc); err == nil {
 		t.Errorf("an unverifiable iSCSI lower was planned")
 	}
 }

@@ -1,12 +1,14 @@
 // Package initagent is the overboot agent: the /init of the initramfs.
 //
 // It reads the overboot.* kernel command line (package boot), builds a boot
-// plan — a list of steps that are plain values (plan.go) — and runs it
-// through an Executor: mount /proc /sys /dev /run, load the kernel modules
+// plan — a list of steps that are plain values (steps.go) chosen by one
+// function, Plan (plan.go), which overboot-init -dry-run prints as well —
+// and runs it through an Executor: mount /proc /sys /dev /run, load the kernel modules
 // shipped in the initramfs (its list, then the lists of any driver segments
 // the server added as further initrds: segments.go, modules_linux.go),
 // configure the network with DHCPv4, optionally
-// fetch the boot document, download the squashfs image into RAM verifying
+// fetch the boot document (a step like the others, whose result plans the
+// rest), download the squashfs image into RAM verifying
 // its SHA-256 (package initagent/fetch), loop-mount it read-only, mount a
 // tmpfs upper and overlayfs as the new root, move /dev /proc /sys /run into
 // it and switch_root to the image's init.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-
-	"github.com/overboot/overboot/boot"
 )
 
 // LinuxExecutor performs plan steps with real syscalls. It only makes sense
@@ -24,46 +22,50 @@ type LinuxExecutor struct {
 }
 
 // Do implements Executor.
-func (e *LinuxExecutor) Do(ctx context.Context, s Step) (string, error) {
+func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 	switch s := s.(type) {
 	case Mount:
-		return "", mount(s)
+		return noted("", mount(s))
 	case Mkdir:
-		return "", mkdirs(s)
+		return noted("", mkdirs(s))
 	case LoadModules:
-		return loadModules(s)
+		return noted(loadModules(s))
 	case Network:
 		note, iface, err := bringUpNetwork(ctx, s)
 		e.iface = iface
-		return note, err
+		return noted(note, err)
+	case FetchDocument:
+		doc, err := fetchDocument(ctx, s, e.Client)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Document: &doc}, nil
 	case Download:
-		return download(ctx, s, e.Client, e.progress)
+		return noted(download(ctx, s, e.Client, e.progress))
 	case LoopMount:
-		return loopMount(s)
+		return noted(loopMount(s))
 	case ISCSIAttach:
-		return iscsiAttach(ctx, s)
+		return noted(iscsiAttach(ctx, s))
 	case IBFTAttach:
-		return ibftAttach(ctx, s)
+		return noted(ibftAttach(ctx, s))
 	case VerifyDevice:
-		return verifyDevice(s)
+		return noted(verifyDevice(s))
 	case FormatBlank:
-		return formatBlank(s)
+		return noted(formatBlank(s))
 	case WriteFiles:
-		return writeFiles(s)
+		return noted(writeFiles(s))
 	case HandOverNetwork:
-		return handOverNetwork(s, e.iface)
+		return noted(handOverNetwork(s, e.iface))
 	case CheckInit:
-		return "", checkInit(s.Root, s.Init)
+		return noted("", checkInit(s.Root, s.Init))
 	case SwitchRoot:
-		return "", switchRoot(s.Root, s.Init)
+		return noted("", switchRoot(s.Root, s.Init))
 	}
-	return "", fmt.Errorf("step %T cannot run here", s)
+	return Result{}, fmt.Errorf("step %T cannot run here", s)
 }
 
-// Document implements Executor.
-func (e *LinuxExecutor) Document(ctx context.Context, s FetchDocument) (boot.Document, error) {
-	return fetchDocument(ctx, s, e.Client)
-}
+// noted is the Result of a step that leaves a note only.
+func noted(note string, err error) (Result, error) { return Result{Note: note}, err }
 
 func (e *LinuxExecutor) progress(p Phase, line string) {
 	if e.Progress != nil {
