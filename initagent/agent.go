@@ -80,6 +80,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	defer rep.close()
 	rep.hideURL(p.Doc)
 	rep.hideURL(p.Report)
+	rep.hideImageURL(p.Lower)
 	timings := &phaseTimer{a: a, rep: rep}
 	err = a.boot(ctx, p, timings)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 type LinuxExecutor struct {
 	Console  io.Writer
 	Progress func(Phase, string) // download progress lines
-	Client   *http.Client        // nil: a default client
+	Client   *http.Client        // for everything fetched over HTTP (fetch.NewHTTPClient); nil: fetch.DefaultClient()
 
 	iface string // the interface Network configured
 }
@@ -35,7 +35,7 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 		e.iface = iface
 		return noted(note, err)
 	case FetchDocument:
-		doc, err := fetchDocument(ctx, s, e.Client)
+		doc, err := fetchDocument(ctx, e.Client, s, nil)
 		if err != nil {
 			return Result{}, err
 		}

@@ -2,7 +2,6 @@ package initagent
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -227,26 +226,6 @@ func tmpfsSize(s boot.Size) string {
 }
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
-
-// RedactURL hides a URL's last path element, which for a boot document or
-// a report URL is a token, any query, and any user name and password. It
-// is the agent's one redactor for URLs it shows or reports.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User = nil
-	u.Fragment, u.RawFragment = "", ""
-	if i := strings.LastIndex(u.Path, "/"); i >= 0 && i < len(u.Path)-1 {
-		u.Path = u.Path[:i+1] + "..."
-	}
-	u.RawPath = ""
-	if u.RawQuery != "" {
-		u.RawQuery = "..."
-	}
-	return u.String()
-}
 
 // FormatPlan prints steps one per line, grouped by phase, for -dry-run.
 func FormatPlan(steps []Step) string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -183,7 +184,7 @@ type FetchDocument struct {
 	Stall    time.Duration
 }
 
-func (f FetchDocument) String() string { return "fetch boot document " + RedactURL(f.URL) }
+func (f FetchDocument) String() string { return "fetch boot document " + fetch.RedactURL(f.URL) }
 
 // Phase implements Step.
 func (FetchDocument) Phase() Phase { return PhaseDocument }
@@ -199,7 +200,7 @@ type Download struct {
 }
 
 func (d Download) String() string {
-	s := fmt.Sprintf("fetch %s -> %s (verify %s", d.URL, d.Dest, d.Digest.Short())
+	s := fmt.Sprintf("fetch %s -> %s (verify %s", fetch.RedactImageURL(d.URL), d.Dest, d.Digest.Short())
 	if d.Size > 0 {
 		s += fmt.Sprintf(", %d bytes", d.Size)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func dryRun(args []string, out io.Writer) error {
 	if initagent.NeedsDocument(steps) {
 		fmt.Fprintln(out, "# then the steps the boot document decides (give -doc FILE to see them)")
 		if p.Report != "" {
-			fmt.Fprintf(out, "# phase reports go to %s, unless the boot document names another report URL\n", initagent.RedactURL(p.Report))
+			fmt.Fprintf(out, "# phase reports go to %s, unless the boot document names another report URL\n", fetch.RedactURL(p.Report))
 		}
 		return nil
 	}
@@ -102,6 +103,6 @@ func dryRun(args []string, out io.Writer) error {
 // printReports says where the phase reports go, as the boot's console would.
 func printReports(out io.Writer, url string) {
 	if url != "" {
-		fmt.Fprintf(out, "# phase reports go to %s\n", initagent.RedactURL(url))
+		fmt.Fprintf(out, "# phase reports go to %s\n", fetch.RedactURL(url))
 	}
 }

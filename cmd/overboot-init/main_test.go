@@ -23,6 +23,7 @@ func TestDryRun(t *testing.T) {
 		args []string
 	}{
 		{"static", []string{"-cmdline", "overboot.lower=http://10.0.2.100/img overboot.digest=" + digest + " overboot.size=5000000 overboot.report=http://s/report/tok-0123456789"}},
+		{"static-secret-url", []string{"-cmdline", "overboot.lower=http://u:pw@10.0.2.100/img?sig=presigned-0123456789 overboot.digest=" + digest}},
 		{"document-without-file", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789 overboot.report=http://s/report/tok-0123456789"}},
 		{"document", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789", "-doc", "testdata/document.json"}},
 		{"document-modules", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789 overboot.modules=ext4,foo"}},
