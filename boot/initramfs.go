@@ -28,6 +28,15 @@ const (
 	// InitramfsNewRoot is where the agent assembles the root it hands over
 	// to with switch_root.
 	InitramfsNewRoot = "newroot"
+	// InitramfsModulesDir holds one directory per kernel release, laid out
+	// as kmod does: the module files, and modules.dep (ModulesDep),
+	// modules.alias (ModulesAlias: the agent skips the PCI drivers of
+	// hardware the machine lacks) and modules.builtin trimmed to them.
+	InitramfsModulesDir = "lib/modules"
+	// ModulesDep and ModulesAlias are kmod's file names in a release's
+	// directory.
+	ModulesDep   = "modules.dep"
+	ModulesAlias = "modules.alias"
 	// InitramfsModules lists the modules the agent loads at boot, one
 	// name per line ('#' starts a comment); their files and dependencies
 	// are in lib/modules/RELEASE/modules.dep.
@@ -89,7 +98,7 @@ var moduleSuffixes = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
 // CheckModuleFile checks one entry of a segment's list: a clean relative
 // path under lib/modules/RELEASE/ naming a module file.
 func CheckModuleFile(p string) error {
-	rest, ok := strings.CutPrefix(p, "lib/modules/")
+	rest, ok := strings.CutPrefix(p, InitramfsModulesDir+"/")
 	release, _, _ := strings.Cut(rest, "/")
 	switch {
 	case !ok || release == "" || strings.Count(rest, "/") < 1:

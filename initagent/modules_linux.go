@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
@@ -51,15 +52,15 @@ func loadListed(s LoadModules, release string) (string, error) {
 	if len(names) == 0 {
 		return "no modules listed", nil
 	}
-	if _, err := os.Stat(filepath.Join("/lib/modules", release, "modules.dep")); err != nil {
-		have, _ := filepath.Glob("/lib/modules/*/modules.dep")
+	if _, err := os.Stat(filepath.Join(ModulesDir, release, boot.ModulesDep)); err != nil {
+		have, _ := filepath.Glob(filepath.Join(ModulesDir, "*", boot.ModulesDep))
 		for i, h := range have {
 			have[i] = filepath.Base(filepath.Dir(h))
 		}
 		return "", fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
 	}
 	var skipped []string
-	if f, err := os.Open(filepath.Join("/lib/modules", release, "modules.alias")); err == nil {
+	if f, err := os.Open(filepath.Join(ModulesDir, release, boot.ModulesAlias)); err == nil {
 		aliases, err := ParseAliases(f)
 		f.Close()
 		if err == nil {

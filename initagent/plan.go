@@ -40,6 +40,8 @@ const (
 	WorkDir     = RWMount + "/work"
 	NewRoot     = "/" + boot.InitramfsNewRoot
 	ModulesList = "/" + boot.InitramfsModules // written by mkimage initramfs
+	// ModulesDir holds the module files and modules.dep by kernel release.
+	ModulesDir = "/" + boot.InitramfsModulesDir
 	// ExtraModulesDir holds the lists of the server's driver segments.
 	ExtraModulesDir = "/" + boot.InitramfsExtraModulesDir
 	LowerDevice     = RunDir + "/lower.dev" // symlink to the lower's block device (iSCSI)

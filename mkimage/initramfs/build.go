@@ -110,7 +110,7 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 	}
 	tree := map[string]*node{}
 	// The agent mounts the kernel's filesystems on dev, proc, sys and run.
-	for _, d := range []string{"dev", "proc", "sys", "run", boot.InitramfsNewRoot, "tmp", path.Dir(ShellPath), "lib/modules"} {
+	for _, d := range []string{"dev", "proc", "sys", "run", boot.InitramfsNewRoot, "tmp", path.Dir(ShellPath), boot.InitramfsModulesDir} {
 		mkdirs(tree, d)
 	}
 	mkdirs(tree, path.Dir(ModulesList))
@@ -157,15 +157,15 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
-		base := path.Join("lib/modules", o.KernelRelease)
+		base := path.Join(boot.InitramfsModulesDir, o.KernelRelease)
 		mkdirs(tree, base)
 		for _, rel := range mods.files {
 			mkdirs(tree, path.Dir(path.Join(base, rel)))
 			tree[path.Join(base, rel)] = &node{mode: modeFile | 0o644, src: filepath.Join(mt.Dir, rel)}
 		}
-		tree[path.Join(base, "modules.dep")] = &node{mode: modeFile | 0o644, data: mods.dep}
+		tree[path.Join(base, boot.ModulesDep)] = &node{mode: modeFile | 0o644, data: mods.dep}
 		if len(mods.alias) > 0 {
-			tree[path.Join(base, "modules.alias")] = &node{mode: modeFile | 0o644, data: mods.alias}
+			tree[path.Join(base, boot.ModulesAlias)] = &node{mode: modeFile | 0o644, data: mods.alias}
 		}
 		if mods.builtinFile != nil {
 			tree[path.Join(base, "modules.builtin")] = &node{mode: modeFile | 0o644, data: mods.builtinFile}
