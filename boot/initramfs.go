@@ -10,7 +10,8 @@ import (
 )
 
 // The initramfs layout: paths inside the initramfs (relative, as cpio
-// records name them) that mkimage writes and the agent reads.
+// records name them) that mkimage writes and the agent reads. The agent
+// sees them as absolute paths ("/" + the constant).
 //
 // The kernel unpacks every initrd the boot loader hands it into the same
 // rootfs, in order (a later file of the same name replaces an earlier
@@ -19,6 +20,23 @@ import (
 // driver the base lacks, adds module files and one list in
 // InitramfsExtraModulesDir, and changes nothing of the base.
 const (
+	// InitramfsInit is the agent: the kernel runs /init of an initramfs.
+	InitramfsInit = "init"
+	// InitramfsShell is the rescue shell (u-root's gosh), when the
+	// initramfs was built with one; overboot.onfail=shell starts it.
+	InitramfsShell = "bin/sh"
+	// InitramfsNewRoot is where the agent assembles the root it hands over
+	// to with switch_root.
+	InitramfsNewRoot = "newroot"
+	// InitramfsModulesDir holds one directory per kernel release, laid out
+	// as kmod does: the module files, and modules.dep (ModulesDep),
+	// modules.alias (ModulesAlias: the agent skips the PCI drivers of
+	// hardware the machine lacks) and modules.builtin trimmed to them.
+	InitramfsModulesDir = "lib/modules"
+	// ModulesDep and ModulesAlias are kmod's file names in a release's
+	// directory.
+	ModulesDep   = "modules.dep"
+	ModulesAlias = "modules.alias"
 	// InitramfsModules lists the modules the agent loads at boot, one
 	// name per line ('#' starts a comment); their files and dependencies
 	// are in lib/modules/RELEASE/modules.dep.
@@ -31,13 +49,56 @@ const (
 	InitramfsExtraModulesDir = "etc/overboot/modules.d"
 )
 
+// Kernel modules by what needs them, as modprobe names them (their
+// dependencies come from modules.dep). mkimage's default initramfs ships
+// them all; the agent loads each set when a step needs it. Callers copy
+// before appending; nobody writes to them.
+var (
+	// ModulesHTTPRoot: an image downloaded into RAM, loop-mounted
+	// squashfs under overlayfs.
+	ModulesHTTPRoot = []string{"squashfs", "loop", "overlay"}
+	// ModulesVirtioNIC: the virtio NIC of QEMU and most clouds.
+	ModulesVirtioNIC = []string{"virtio_pci", "virtio_net"}
+	// ModulesIntelNIC: the Intel NICs many lab machines have.
+	ModulesIntelNIC = []string{"e1000", "e1000e", "igb"}
+	// ModulesISCSI: a LUN through the kernel's iSCSI initiator (CRC32C
+	// for its header and data digests).
+	ModulesISCSI = []string{"iscsi_tcp", "sd_mod", "crc32c_generic"}
+	// ModulesDeferred: in the initramfs for iSCSI lowers, uppers and
+	// roots (ModulesISCSI, ModuleExt4 and ModuleIBFT). The agent's modules
+	// phase skips them, since loading ext4 alone costs a noticeable part
+	// of a second under emulation, and the iSCSI steps load what they
+	// need.
+	ModulesDeferred = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft"}
+)
+
+// Single modules the agent names.
+const (
+	// ModuleExt4 is the filesystem of an iSCSI upper or root disk.
+	ModuleExt4 = "ext4"
+	// ModuleIBFT exposes the iSCSI disk the firmware booted from
+	// (overboot.root=ibft:N) in /sys/firmware/ibft.
+	ModuleIBFT = "iscsi_ibft"
+)
+
+// DefaultInitramfsModules returns what an initramfs loads when its builder
+// is not told otherwise: an HTTP root, the iSCSI modules (deferred by the
+// agent) and the common NICs, in a fixed order.
+func DefaultInitramfsModules() []string {
+	var out []string
+	for _, set := range [][]string{ModulesHTTPRoot, ModulesVirtioNIC, ModulesDeferred, ModulesIntelNIC} {
+		out = append(out, set...)
+	}
+	return out
+}
+
 // Module file names end in one of these (the kernel's module compressions).
 var moduleSuffixes = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
 
 // CheckModuleFile checks one entry of a segment's list: a clean relative
 // path under lib/modules/RELEASE/ naming a module file.
 func CheckModuleFile(p string) error {
-	rest, ok := strings.CutPrefix(p, "lib/modules/")
+	rest, ok := strings.CutPrefix(p, InitramfsModulesDir+"/")
 	release, _, _ := strings.Cut(rest, "/")
 	switch {
 	case !ok || release == "" || strings.Count(rest, "/") < 1:

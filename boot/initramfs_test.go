@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,4 +69,31 @@ func FuzzParseModuleFiles(f *testing.F) {
 			t.Fatalf("round trip (-want +got):\n%s", d)
 		}
 	})
+}
+
+// TestModuleSets pins the sets both sides of the initramfs read: the
+// default list is the module list file's content (its order is in every
+// default initramfs's bytes), and the deferred set is what the iSCSI steps
+// load.
+func TestModuleSets(t *testing.T) {
+	want := []string{
+		"squashfs", "loop", "overlay",
+		"virtio_pci", "virtio_net",
+		"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft",
+		"e1000", "e1000e", "igb",
+	}
+	if d := cmp.Diff(want, DefaultInitramfsModules()); d != "" {
+		t.Errorf("DefaultInitramfsModules (-want +got):\n%s", d)
+	}
+	deferred := append(append(slices.Clone(ModulesISCSI), ModuleExt4), ModuleIBFT)
+	slices.Sort(deferred)
+	got := slices.Sorted(slices.Values(ModulesDeferred))
+	if d := cmp.Diff(deferred, got); d != "" {
+		t.Errorf("ModulesDeferred is not ModulesISCSI, ext4 and iscsi_ibft (-want +got):\n%s", d)
+	}
+	all := DefaultInitramfsModules()
+	all[0] = "changed"
+	if DefaultInitramfsModules()[0] != "squashfs" || ModulesHTTPRoot[0] != "squashfs" {
+		t.Errorf("DefaultInitramfsModules shares its backing array")
+	}
 }

@@ -14,11 +14,18 @@ import (
 // Executor performs the plan's steps. The real one makes syscalls
 // (exec_linux.go); tests use a fake that records steps and injects failures.
 type Executor interface {
-	// Do performs one step and returns a short note for the console, such as
+	// Do performs one step.
+	Do(ctx context.Context, s Step) (Result, error)
+}
+
+// Result is what a step leaves for the agent.
+type Result struct {
+	// Note is a short line for the console and the phase report, such as
 	// "eth0 10.0.2.15/24 via 10.0.2.2".
-	Do(ctx context.Context, s Step) (note string, err error)
-	// Document fetches, parses and validates the boot document.
-	Document(ctx context.Context, s FetchDocument) (boot.Document, error)
+	Note string
+	// Document is FetchDocument's: fetched, parsed and validated. The
+	// rest of the plan follows from it (Plan).
+	Document *boot.Document
 }
 
 // Console markers: vmtest and people watching a serial console look for these.
@@ -73,6 +80,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	defer rep.close()
 	rep.hideURL(p.Doc)
 	rep.hideURL(p.Report)
+	rep.hideImageURL(p.Lower)
 	timings := &phaseTimer{a: a, rep: rep}
 	err = a.boot(ctx, p, timings)
 	if err != nil {
@@ -86,71 +94,57 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 }
 
 func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) error {
-	doc := p.Document()
 	if p.Doc == "" {
 		// The destination is known; reports wait for the network.
-		timings.rep.decide(p.ReportURL(doc))
+		timings.rep.decide(p.ReportURL(p.Document()))
 	}
-	if err := a.run(ctx, EarlyPlan(p), timings); err != nil {
-		return err
+	steps, err := Plan(p, nil)
+	if err != nil {
+		return &PhaseError{Phase: PhaseDocument, Err: err}
 	}
-	if p.Doc != "" {
-		s := FetchDocument{URL: p.Doc, Attempts: p.FetchTries(), Stall: p.FetchStall()}
-		timings.enter(PhaseDocument)
-		var err error
-		doc, err = a.Exec.Document(ctx, s)
+	for i := 0; i < len(steps); i++ {
+		res, err := a.run(ctx, steps[i], timings)
 		if err != nil {
-			return &PhaseError{Phase: PhaseDocument, Step: s, Err: err}
+			return err
 		}
+		if res.Document == nil {
+			continue
+		}
+		// The document plans the rest: the whole plan, whose first
+		// steps are those that ran.
+		doc := *res.Document
 		timings.rep.hideDocument(doc)
 		timings.rep.decide(p.ReportURL(doc))
 		timings.note(PhaseDocument, "machine "+or(doc.Machine, "(unnamed)"))
-	}
-	var steps []Step
-	if !p.Root.IsZero() {
-		steps = DiskPlan(p)
-	} else {
-		var err error
-		if steps, err = RootPlan(p, doc); err != nil {
+		if steps, err = Plan(p, &doc); err != nil {
 			return &PhaseError{Phase: PhaseDocument, Err: err}
 		}
-	}
-	// SwitchRoot is last: run everything before it, print the timing
-	// summary, let the reports so far leave, then switch.
-	if err := a.run(ctx, steps[:len(steps)-1], timings); err != nil {
-		return err
-	}
-	timings.finish()
-	a.printf("%s %s (%.3fs since kernel start)", MarkerTiming, timings.summary(), a.uptime().Seconds())
-	sw := steps[len(steps)-1]
-	timings.enter(PhaseSwitchRoot)
-	timings.rep.flush()
-	a.printf("%s to %s", MarkerSwitch, strings.TrimPrefix(sw.String(), "switch_root "))
-	if _, err := a.Exec.Do(ctx, sw); err != nil {
-		return &PhaseError{Phase: PhaseSwitchRoot, Step: sw, Err: err}
 	}
 	return nil
 }
 
-// run performs steps in order, skipping FetchDocument (Boot handles it).
-func (a *Agent) run(ctx context.Context, steps []Step, t *phaseTimer) error {
-	for _, s := range steps {
-		if _, ok := s.(FetchDocument); ok {
-			continue
-		}
+// run performs one step. Before SwitchRoot, which does not return when it
+// works, it prints the timing summary and lets the reports so far leave.
+func (a *Agent) run(ctx context.Context, s Step, t *phaseTimer) (Result, error) {
+	if sw, ok := s.(SwitchRoot); ok {
+		t.finish()
+		a.printf("%s %s (%.3fs since kernel start)", MarkerTiming, t.summary(), a.uptime().Seconds())
 		t.enter(s.Phase())
-		note, err := a.Exec.Do(ctx, s)
-		if err != nil {
-			return &PhaseError{Phase: s.Phase(), Step: s, Err: err}
-		}
-		if _, ok := s.(Network); ok {
-			t.rep.networkUp()
-		}
-		if note != "" {
-			t.note(s.Phase(), note)
-		}
+		t.rep.flush()
+		a.printf("%s to %s", MarkerSwitch, strings.TrimPrefix(sw.String(), "switch_root "))
 	}
-	return nil
+	t.enter(s.Phase())
+	res, err := a.Exec.Do(ctx, s)
+	if err != nil {
+		return res, &PhaseError{Phase: s.Phase(), Step: s, Err: err}
+	}
+	if _, ok := s.(Network); ok {
+		t.rep.networkUp()
+	}
+	if res.Note != "" {
+		t.note(s.Phase(), res.Note)
+	}
+	return res, nil
 }
 
 func (a *Agent) uptime() time.Duration {

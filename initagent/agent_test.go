@@ -26,20 +26,22 @@ type fakeExec struct {
 	docErr error
 }
 
-func (f *fakeExec) Do(ctx context.Context, s Step) (string, error) {
+func (f *fakeExec) Do(ctx context.Context, s Step) (Result, error) {
 	f.steps = append(f.steps, s.String())
 	if f.failOn != "" && strings.Contains(s.String(), f.failOn) {
-		return "", fmt.Errorf("injected failure")
+		return Result{}, fmt.Errorf("injected failure")
 	}
-	if _, ok := s.(Network); ok {
-		return "eth0 10.0.2.15/24", nil
+	switch s.(type) {
+	case Network:
+		return Result{Note: "eth0 10.0.2.15/24"}, nil
+	case FetchDocument:
+		if f.docErr != nil {
+			return Result{}, f.docErr
+		}
+		doc := f.doc
+		return Result{Document: &doc}, nil
 	}
-	return "", nil
-}
-
-func (f *fakeExec) Document(ctx context.Context, s FetchDocument) (boot.Document, error) {
-	f.steps = append(f.steps, s.String())
-	return f.doc, f.docErr
+	return Result{}, nil
 }
 
 // tick is a fake uptime that advances 10ms per call.
@@ -358,20 +360,6 @@ func TestResolveIn(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://s/doc/tok123":       "http://s/doc/...",
-		"http://s/doc/tok?x=secret": "http://s/doc/...?...",
-		"http://s/":                 "http://s/",
-		"http://u:pw@s/report/tok":  "http://s/report/...",
-		"https://s:8443/r/tok#frag": "https://s:8443/r/...",
-	} {
-		if got := RedactURL(in); got != want {
-			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestDeferredModules(t *testing.T) {
 	if got := deferred([]string{"ext4"}); slices.Contains(got, "ext4") || !slices.Contains(got, "iscsi_tcp") {
 		t.Errorf("deferred(ext4) = %v: a module the command line asks for must load in the modules phase", got)
@@ -384,7 +372,8 @@ func TestISCSILowerPlan(t *testing.T) {
 		CHAP:   &boot.CHAP{User: "m1", Secret: "very-secret-value"},
 		Digest: boot.Digest("sha256:" + strings.Repeat("ab", 32)), Size: 4096,
 	}}, Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}}}
-	steps, err := RootPlan(boot.Params{}, doc)
+	p := boot.Params{Doc: "http://s/doc/t"}
+	steps, err := Plan(p, &doc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +387,7 @@ func TestISCSILowerPlan(t *testing.T) {
 		t.Errorf("the plan shows the CHAP secret:\n%s", text)
 	}
 	doc.Lower.ISCSI.Digest, doc.Lower.ISCSI.Size = "", 0
-	if _, err := RootPlan(boot.Params{}, doc); err == nil {
+	if _, err := Plan(p, &doc); err == nil {
 		t.Errorf("an unverifiable iSCSI lower was planned")
 	}
 }
@@ -417,4 +406,58 @@ func TestClassifyDisk(t *testing.T) {
 	if ClassifyDisk(head) != DiskOther {
 		t.Errorf("an MBR is blank")
 	}
+}
+
+// TestSecretsStayHidden: the URLs' tokens, an image URL's user information
+// and query, and the CHAP secrets reach neither the console, nor the
+// reports, nor the failure message, even when an error quotes them.
+func TestSecretsStayHidden(t *testing.T) {
+	secrets := []string{"doc-token-0123456789", "report-token-0123456789", "hunter2", "presigned-0123456789", "chap-secret-value"}
+	image := "http://user:hunter2@s/blobs/sha256/" + digest.Hex() + "?sig=presigned-0123456789"
+	ex := &fakeExec{failOn: "fetch http", doc: boot.Document{
+		Version: 1, Machine: "lab1",
+		Lower:  boot.Source{HTTP: &boot.HTTPSource{URL: image, Digest: digest}},
+		Upper:  boot.Upper{ISCSI: &boot.ISCSISource{Portal: "10.0.2.100:3260", Target: "iqn.2026-11.org.overboot:m-1", Initiator: "iqn.2026-11.org.overboot:i-1", CHAP: &boot.CHAP{User: "m1", Secret: "chap-secret-value"}}},
+		Report: "http://s/report/report-token-0123456789",
+	}}
+	failure := fmt.Errorf(`Get %q: connection reset; chap-secret-value`, image)
+	var console bytes.Buffer
+	reports := &fakeReports{}
+	a := &Agent{Exec: &failingWith{ex, failure}, Console: &console, Uptime: tick(), Reports: reports}
+	cmdline := "overboot.doc=http://s/doc/doc-token-0123456789"
+	err := a.Boot(context.Background(), cmdline)
+	if err == nil {
+		t.Fatal("Boot did not fail")
+	}
+	var pe *PhaseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Boot = %v, want a PhaseError", err)
+	}
+	// The failure message names the step redacted; its error is the
+	// executor's, whose errors never quote a URL (package fetch): here
+	// a fake quoting one proves the reports scrub it anyway.
+	while := Decide(cmdline, &PhaseError{Phase: pe.Phase, Step: pe.Step, Err: errors.New("x")}).Lines
+	out := console.String() + strings.Join(while, "\n") + strings.Join(reports.lines(), "\n") + strings.Join(ex.steps, "\n")
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("%s shows up:\n%s", s, out)
+		}
+	}
+	if want := "lower failed: Get \"http://s/blobs/sha256/" + digest.Hex() + "?...\": connection reset; (redacted)"; !slices.Contains(reports.lines(), want) {
+		t.Errorf("reports %q lack %q", reports.lines(), want)
+	}
+}
+
+// failingWith is fakeExec failing with err instead of its injected failure.
+type failingWith struct {
+	*fakeExec
+	err error
+}
+
+func (f *failingWith) Do(ctx context.Context, s Step) (Result, error) {
+	res, err := f.fakeExec.Do(ctx, s)
+	if err != nil {
+		return res, f.err
+	}
+	return res, nil
 }

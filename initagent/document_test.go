@@ -8,13 +8,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/overboot/overboot/boot"
 )
 
 func TestFetchDocument(t *testing.T) {
 	var slept []time.Duration
-	orig := sleepCtx
-	sleepCtx = func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return nil }
-	t.Cleanup(func() { sleepCtx = orig })
+	sleep := func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return nil }
 	good := `{"version":1,"machine":"m1","lower":{"http":{"url":"http://s/i","digest":"` + string(digest) + `"}},"upper":{"tmpfs":{}}}`
 	tests := []struct {
 		name      string
@@ -29,6 +29,9 @@ func TestFetchDocument(t *testing.T) {
 		{"forbidden", []int{403}, good, "403", 1},
 		{"bad document", []int{200}, `{"version":1}`, "disagree", 1},
 		{"always 500", []int{500}, good, "no answer after 2 attempts", 2},
+		{"408 and 429 are retried", []int{408, 429, 200}, good, "", 3},
+		{"gone", []int{404}, good, "already used", 1},
+		{"too large", []int{200}, `{"version":1,"machine":"` + strings.Repeat("x", boot.MaxDocumentSize) + `"}`, "larger than", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +50,7 @@ func TestFetchDocument(t *testing.T) {
 			if tt.name == "always 500" {
 				attempts = 2
 			}
-			doc, err := fetchDocument(context.Background(), FetchDocument{URL: srv.URL + "/doc/tok", Attempts: attempts}, srv.Client())
+			doc, err := fetchDocument(context.Background(), srv.Client(), FetchDocument{URL: srv.URL + "/doc/tok-0123456789?k=query-0123456789", Attempts: attempts}, sleep)
 			if tt.wantErr == "" {
 				if err != nil || doc.Machine != "m1" {
 					t.Fatalf("fetchDocument = %+v, %v", doc, err)
@@ -55,7 +58,7 @@ func TestFetchDocument(t *testing.T) {
 			} else if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want %q", err, tt.wantErr)
 			}
-			if err != nil && strings.Contains(err.Error(), "/doc/tok") {
+			if err != nil && (strings.Contains(err.Error(), "tok-0123456789") || strings.Contains(err.Error(), "query-0123456789") || !strings.Contains(err.Error(), "/doc/...?...")) {
 				t.Errorf("error shows the token: %v", err)
 			}
 			if got := n.Load(); got != tt.wantReqs || len(slept) != int(got)-1 {
@@ -68,13 +71,10 @@ func TestFetchDocument(t *testing.T) {
 // TestFetchDocumentUnreachable: the HTTP client's own errors quote the URL;
 // the token must not reach the console that way either.
 func TestFetchDocumentUnreachable(t *testing.T) {
-	orig := sleepCtx
-	sleepCtx = func(ctx context.Context, d time.Duration) error { return nil }
-	t.Cleanup(func() { sleepCtx = orig })
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL + "/doc/secret-token-1234"
 	srv.Close()
-	_, err := fetchDocument(context.Background(), FetchDocument{URL: url, Attempts: 2}, nil)
+	_, err := fetchDocument(context.Background(), nil, FetchDocument{URL: url, Attempts: 2}, func(context.Context, time.Duration) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "no answer after 2 attempts") {
 		t.Fatalf("error = %v, want no answer after 2 attempts", err)
 	}

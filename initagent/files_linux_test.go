@@ -52,10 +52,10 @@ func TestWriteFiles(t *testing.T) {
 	}
 }
 
-func TestRootPlanWritesIdentity(t *testing.T) {
+func TestPlanWritesIdentity(t *testing.T) {
 	d := boot.Document{Version: 1, Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/i", Digest: boot.Digest("sha256:" + strings.Repeat("a", 64))}},
 		Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}}, Identity: &boot.Identity{Hostname: "lab-01"}}
-	steps, err := RootPlan(boot.Params{}, d)
+	steps, err := Plan(boot.Params{Doc: "http://s/doc/t"}, &d)
 	if err != nil {
 		t.Fatal(err)
 	}

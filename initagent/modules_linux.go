@@ -1,15 +1,134 @@
 package initagent
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
+
+// loadModules loads the initramfs's module list and any extra modules, with
+// their dependencies from modules.dep, then the driver segments' modules
+// (modules_linux.go).
+func loadModules(s LoadModules) (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	note, err := loadListed(s, release)
+	if err != nil {
+		return "", err
+	}
+	seg, err := loadSegments(s.SegmentDir, release)
+	if err != nil {
+		return "", err
+	}
+	if seg != "" {
+		note += "; " + seg
+	}
+	return note, nil
+}
+
+// loadListed loads the modules of ListFile and Extra with the prober.
+func loadListed(s LoadModules, release string) (string, error) {
+	names, err := readModuleList(s.ListFile)
+	if err != nil {
+		return "", err
+	}
+	names = append(names, s.Extra...)
+	names = slices.DeleteFunc(names, func(n string) bool {
+		return slices.Contains(s.Skip, strings.ReplaceAll(n, "-", "_"))
+	})
+	if len(names) == 0 {
+		return "no modules listed", nil
+	}
+	if _, err := os.Stat(filepath.Join(ModulesDir, release, boot.ModulesDep)); err != nil {
+		have, _ := filepath.Glob(filepath.Join(ModulesDir, "*", boot.ModulesDep))
+		for i, h := range have {
+			have[i] = filepath.Base(filepath.Dir(h))
+		}
+		return "", fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
+	}
+	var skipped []string
+	if f, err := os.Open(filepath.Join(ModulesDir, release, boot.ModulesAlias)); err == nil {
+		aliases, err := ParseAliases(f)
+		f.Close()
+		if err == nil {
+			skipped = aliases.WithoutHardware(names, pciModaliases())
+			names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(skipped, n) })
+		}
+	}
+	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		return "", fmt.Errorf("read modules.dep: %w", err)
+	}
+	// Modules without dependencies between them load concurrently; the
+	// prober orders dependencies itself and is safe for concurrent use.
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := prober.Probe(n, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+				errs[i] = fmt.Errorf("load module %s: %w", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	note := fmt.Sprintf("%d modules for %s", len(names), release)
+	if len(skipped) > 0 {
+		note += fmt.Sprintf(" (no hardware for %s)", strings.Join(skipped, ", "))
+	}
+	return note, nil
+}
+
+// pciModaliases lists the modalias strings of the machine's PCI devices.
+func pciModaliases() []string {
+	files, _ := filepath.Glob("/sys/bus/pci/devices/*/modalias")
+	var out []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	return out
+}
+
+// readModuleList reads one module name per line; '#' starts a comment. A
+// missing file means no modules.
+func readModuleList(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var names []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			names = append(names, line)
+		}
+	}
+	return names, sc.Err()
+}
 
 // loadSegments loads the module files the driver segments' lists in dir
 // name, one after the other in list order (each list has dependencies

@@ -1,12 +1,9 @@
 package initagent
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 // Phase reports: the agent POSTs a boot.PhaseReport to the report URL
@@ -39,21 +37,11 @@ type ReportSender interface {
 }
 
 // HTTPReports sends a report as one POST with the JSON body,
-// Content-Type application/json; any 2xx answer is success.
+// Content-Type application/json, through the agent's HTTP client (package
+// fetch): one attempt, at most ReportTimeout, redirects not followed; any
+// 2xx answer is success.
 type HTTPReports struct {
-	Client *http.Client // nil: no proxy, redirects not followed, ReportTimeout per request
-}
-
-var defaultReportClient = &http.Client{
-	Transport: &http.Transport{
-		Proxy:                 nil, // an initramfs has no proxy settings to honour
-		DialContext:           (&net.Dialer{Timeout: ReportTimeout}).DialContext,
-		TLSHandshakeTimeout:   ReportTimeout,
-		ResponseHeaderTimeout: ReportTimeout,
-	},
-	Timeout: ReportTimeout,
-	// A redirected POST would arrive as a GET elsewhere: a 3xx is a failure.
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Client *http.Client // nil: fetch.DefaultClient()
 }
 
 // Send implements ReportSender. Its errors do not quote the URL, which
@@ -65,25 +53,7 @@ func (h HTTPReports) Send(ctx context.Context, url string, r boot.PhaseReport) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, ReportTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return withoutURL(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	client := h.Client
-	if client == nil {
-		client = defaultReportClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return withoutURL(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // lets the connection serve the next report
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("HTTP %s", resp.Status)
-	}
-	return nil
+	return fetch.Post(ctx, h.Client, url, "application/json", body)
 }
 
 // reportQueue decides which reports go when. Reports wait until the
@@ -187,18 +157,30 @@ func newReporter(ctx context.Context, send ReportSender, printf func(string, ...
 const minTokenLen = 8
 
 // hideURL keeps raw, and the token it may carry, out of every message.
-func (r *reporter) hideURL(raw string) {
+func (r *reporter) hideURL(raw string) { r.hideSecretsOf(raw, true) }
+
+// hideImageURL keeps an image URL's secrets (user information and query)
+// out of every message; its path names the image and stays
+// (fetch.RedactImageURL).
+func (r *reporter) hideImageURL(raw string) { r.hideSecretsOf(raw, false) }
+
+// hideSecretsOf hides raw and its secrets: the password and query, and,
+// when lastIsToken, the last path element.
+func (r *reporter) hideSecretsOf(raw string, lastIsToken bool) {
 	if r == nil || raw == "" {
 		return
 	}
-	red := RedactURL(raw)
+	red := fetch.RedactImageURL(raw)
+	if lastIsToken {
+		red = fetch.RedactURL(raw)
+	}
 	r.hidden[raw] = red
 	if u, err := url.Parse(raw); err == nil {
 		// The forms the HTTP client quotes in its errors.
 		r.hidden[u.String()] = red
 		r.hidden[u.Redacted()] = red
 		for _, p := range []string{u.Path, u.EscapedPath()} {
-			if tok := p[strings.LastIndex(p, "/")+1:]; len(tok) >= minTokenLen {
+			if tok := p[strings.LastIndex(p, "/")+1:]; lastIsToken && len(tok) >= minTokenLen {
 				r.hidden[tok] = "..."
 			}
 		}
@@ -225,6 +207,9 @@ func (r *reporter) hideDocument(d boot.Document) {
 		return
 	}
 	r.hideURL(d.Report)
+	if d.Lower.HTTP != nil {
+		r.hideImageURL(d.Lower.HTTP.URL)
+	}
 	for _, s := range []*boot.ISCSISource{d.Lower.ISCSI, d.Upper.ISCSI} {
 		if s == nil || s.CHAP == nil {
 			continue
@@ -280,7 +265,7 @@ func (r *reporter) decide(url string) {
 	}
 	r.hideURL(url)
 	if url != "" {
-		r.where = RedactURL(url)
+		r.where = fetch.RedactURL(url)
 		r.printf("%sphase reports go to %s", MarkerPrefix, r.where)
 	}
 	r.dispatch(r.q.decide(url))

@@ -5,15 +5,20 @@ import (
 	"os"
 
 	"github.com/overboot/overboot/initagent"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 // bootMachine runs the agent as PID 1 and never returns.
 func bootMachine() {
 	console := os.Stdout
-	a := &initagent.Agent{Console: console, Uptime: initagent.Uptime, Reports: initagent.HTTPReports{}}
+	// One HTTP client for the document, the image and the reports: one
+	// connection to the server serves them all.
+	client := fetch.NewHTTPClient()
+	a := &initagent.Agent{Console: console, Uptime: initagent.Uptime, Reports: initagent.HTTPReports{Client: client}}
 	a.Exec = &initagent.LinuxExecutor{
 		Console:  console,
 		Progress: func(p initagent.Phase, line string) { a.Progressf(p, "%s", line) },
+		Client:   client,
 	}
 	cmdline := readCmdline()
 	err := a.Boot(context.Background(), cmdline)

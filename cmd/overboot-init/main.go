@@ -15,6 +15,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent"
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 func main() {
@@ -65,42 +66,43 @@ func dryRun(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("kernel command line:\n%v", err)
 	}
-	fmt.Fprint(out, initagent.FormatPlan(initagent.EarlyPlan(p)))
-	if !p.Root.IsZero() {
-		fmt.Fprint(out, initagent.FormatPlan(initagent.DiskPlan(p)))
-		printReports(out, p.ReportURL(boot.Document{}))
-		return nil
-	}
-	doc := p.Document()
-	if p.Doc != "" {
-		if *docFile == "" {
-			fmt.Fprintln(out, "# then the steps the boot document decides (give -doc FILE to see them)")
-			if p.Report != "" {
-				fmt.Fprintf(out, "# phase reports go to %s, unless the boot document names another report URL\n", initagent.RedactURL(p.Report))
-			}
-			return nil
-		}
+	var doc *boot.Document
+	if p.Doc != "" && *docFile != "" {
 		f, err := os.Open(*docFile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if doc, err = boot.ParseDocument(f); err != nil {
+		d, err := boot.ParseDocument(f)
+		if err != nil {
 			return fmt.Errorf("%s: %w", *docFile, err)
 		}
+		doc = &d
 	}
-	steps, err := initagent.RootPlan(p, doc)
+	// The same plan the boot runs (initagent.Agent.Boot).
+	steps, err := initagent.Plan(p, doc)
 	if err != nil {
 		return err
 	}
 	fmt.Fprint(out, initagent.FormatPlan(steps))
-	printReports(out, p.ReportURL(doc))
+	if initagent.NeedsDocument(steps) {
+		fmt.Fprintln(out, "# then the steps the boot document decides (give -doc FILE to see them)")
+		if p.Report != "" {
+			fmt.Fprintf(out, "# phase reports go to %s, unless the boot document names another report URL\n", fetch.RedactURL(p.Report))
+		}
+		return nil
+	}
+	if doc == nil {
+		d := p.Document()
+		doc = &d
+	}
+	printReports(out, p.ReportURL(*doc))
 	return nil
 }
 
 // printReports says where the phase reports go, as the boot's console would.
 func printReports(out io.Writer, url string) {
 	if url != "" {
-		fmt.Fprintf(out, "# phase reports go to %s\n", initagent.RedactURL(url))
+		fmt.Fprintf(out, "# phase reports go to %s\n", fetch.RedactURL(url))
 	}
 }

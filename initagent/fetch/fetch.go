@@ -1,10 +1,3 @@
-// Package fetch downloads an image over HTTP into a file, verifying its
-// SHA-256 while the bytes stream in. A dropped connection, a stall or a
-// server error is retried with backoff; bytes already received are kept
-// and the download resumes with a Range request guarded by If-Range, so a
-// changed image restarts from zero instead of splicing two versions.
-//
-// It is pure Go (no syscalls) and tested against httptest servers.
 package fetch
 
 import (
@@ -14,9 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -40,24 +31,16 @@ var (
 
 // Options tune Fetch. Zero values are the documented defaults.
 type Options struct {
-	Client   *http.Client  // nil: dial and header timeouts, no overall timeout
-	Attempts int           // total attempts including the first (<= 0: 5)
-	Backoff  time.Duration // first retry delay, doubling, capped at 5s (<= 0: 500ms)
-	Stall    time.Duration // abort an attempt when no byte arrives for this long (<= 0: 30s)
+	Client *http.Client // nil: DefaultClient()
+	Policy Policy       // attempts, backoff and stall
 	// Progress is called about once a second while bytes arrive, and once
 	// at the end (nil: never).
 	Progress func(Progress)
-	// Sleep waits between attempts; tests replace it (nil: a real timer).
-	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 const (
-	defaultAttempts = 5
-	defaultBackoff  = 500 * time.Millisecond
-	maxBackoff      = 5 * time.Second
-	defaultStall    = 30 * time.Second
-	bufSize         = 256 << 10
-	progressEvery   = time.Second
+	bufSize       = 256 << 10
+	progressEvery = time.Second
 )
 
 // Progress is a snapshot of a running download.
@@ -116,24 +99,6 @@ func (r Result) String() string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// Redact returns rawURL without user information and query, for messages:
-// a URL may carry a token.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		if i := strings.IndexAny(rawURL, "?#"); i >= 0 {
-			return rawURL[:i]
-		}
-		return rawURL
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "..."
-	}
-	u.Fragment = ""
-	return u.String()
-}
-
 // download is the state of one Fetch across attempts.
 type download struct {
 	url, where string
@@ -141,7 +106,7 @@ type download struct {
 	size       int64 // expected size, 0 if unknown
 	f          *os.File
 	opt        Options
-	client     *http.Client
+	stallAfter time.Duration
 
 	h         hash.Hash
 	done      int64  // bytes written to f and hashed
@@ -157,61 +122,49 @@ type download struct {
 }
 
 // Fetch downloads url into f (from offset 0, truncating it), verifies the
-// SHA-256 against want and, when size > 0, the length. On error the file
-// holds an unspecified prefix; the caller removes it.
+// SHA-256 against want and, when size > 0, the length, retrying as
+// opt.Policy says. On error the file holds an unspecified prefix; the
+// caller removes it. Errors name the URL redacted (RedactImageURL) and
+// match ErrNotFound, ErrUnavailable, ErrSizeMismatch or ErrDigestMismatch.
 func Fetch(ctx context.Context, url string, want boot.Digest, size int64, f *os.File, opt Options) (Result, error) {
+	where := RedactImageURL(url)
 	if _, err := boot.ParseDigest(string(want)); err != nil {
-		return Result{}, fmt.Errorf("fetch %s: %w", Redact(url), err)
+		return Result{}, fmt.Errorf("fetch %s: %w", where, err)
 	}
-	if opt.Attempts <= 0 {
-		opt.Attempts = defaultAttempts
-	}
-	if opt.Backoff <= 0 {
-		opt.Backoff = defaultBackoff
-	}
-	if opt.Stall <= 0 {
-		opt.Stall = defaultStall
-	}
-	if opt.Sleep == nil {
-		opt.Sleep = sleep
-	}
-	d := &download{url: url, where: Redact(url), want: want, size: size, f: f, opt: opt, client: opt.Client, h: sha256.New(), start: time.Now()}
+	d := &download{url: url, where: where, want: want, size: size, f: f, opt: opt, stallAfter: opt.Policy.stall(), h: sha256.New(), start: time.Now()}
 	d.lastProg = d.start
-	if d.client == nil {
-		d.client = defaultClient(opt.Stall)
-	}
 	if err := d.reset(); err != nil {
 		return Result{}, err
 	}
-	var last error
-	delay := opt.Backoff
-	for d.attempt = 1; d.attempt <= opt.Attempts; d.attempt++ {
-		if d.attempt > 1 {
-			if err := opt.Sleep(ctx, delay); err != nil {
-				return Result{}, fmt.Errorf("fetch %s: %w", d.where, err)
-			}
-			delay = min(delay*2, maxBackoff)
+	err := opt.Policy.Retry(ctx, func(ctx context.Context, attempt int) error {
+		d.attempt = attempt
+		if err := d.try(ctx); err != nil {
+			return err
 		}
-		err := d.try(ctx)
-		if err == nil {
-			return d.finish()
-		}
-		if ctx.Err() != nil {
-			return Result{}, fmt.Errorf("fetch %s: %w", d.where, ctx.Err())
-		}
-		var perm permanentError
-		if errors.As(err, &perm) {
-			return Result{}, perm.err
-		}
-		last = err
+		return d.verify()
+	})
+	if err != nil {
+		return Result{}, d.explain(ctx, err)
 	}
-	return Result{}, fmt.Errorf("fetch %s: %w after %d attempts: %v: is the server running and reachable from this machine?", d.where, ErrUnavailable, opt.Attempts, last)
+	return Result{Size: d.done, Digest: d.want, Attempts: d.attempt, Resumes: d.resumes, Elapsed: time.Since(d.start), Hashing: d.hashing, Writing: d.writing}, nil
 }
 
-// permanentError wraps failures that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
+// explain turns what the policy gave up with into the error Fetch returns.
+func (d *download) explain(ctx context.Context, err error) error {
+	var ex *ExhaustedError
+	var se *StatusError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("fetch %s: %w", d.where, err)
+	case errors.As(err, &ex):
+		return fmt.Errorf("fetch %s: %w: is the server running and reachable from this machine?", d.where, ex)
+	case errors.As(err, &se) && errors.Is(se, ErrNotFound):
+		return fmt.Errorf("fetch %s: %w: HTTP %s: is the image published, and the URL right?", d.where, ErrNotFound, se.Status)
+	case errors.As(err, &se):
+		return fmt.Errorf("fetch %s: %w: HTTP %s", d.where, ErrUnavailable, se.Status)
+	}
+	return err // says what and where already
+}
 
 // reset starts over from byte zero.
 func (d *download) reset() error {
@@ -228,11 +181,11 @@ func (d *download) reset() error {
 
 // try runs one HTTP request, appending what arrives.
 func (d *download) try(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, st := withStall(ctx, d.stallAfter)
+	defer st.release()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
 	if err != nil {
-		return permanentError{fmt.Errorf("fetch %s: %w", d.where, err)}
+		return Permanent(fmt.Errorf("fetch %s: %w", d.where, withoutURL(err)))
 	}
 	resuming := d.done > 0 && d.ranges && d.validator != ""
 	if resuming {
@@ -240,14 +193,9 @@ func (d *download) try(ctx context.Context) error {
 		req.Header.Set("If-Range", d.validator)
 	}
 	// The stall timer covers the wait for headers as well as the body.
-	stall := time.AfterFunc(d.opt.Stall, cancel)
-	defer stall.Stop()
-	resp, err := d.client.Do(req)
+	resp, err := do(d.opt.Client, req)
 	if err != nil {
-		if !stall.Stop() {
-			return fmt.Errorf("no answer for %v", d.opt.Stall)
-		}
-		return err
+		return st.noAnswer(err)
 	}
 	defer resp.Body.Close()
 	switch {
@@ -256,7 +204,7 @@ func (d *download) try(ctx context.Context) error {
 		if !ok || start != d.done {
 			// Not the bytes we asked for: start over.
 			if err := d.reset(); err != nil {
-				return permanentError{err}
+				return Permanent(err)
 			}
 			return fmt.Errorf("bad Content-Range %q for bytes=%d-", resp.Header.Get("Content-Range"), d.done)
 		}
@@ -269,7 +217,7 @@ func (d *download) try(ctx context.Context) error {
 			// The server ignored the Range, or If-Range said the image
 			// changed: the bytes so far may belong to another version.
 			if err := d.reset(); err != nil {
-				return permanentError{err}
+				return Permanent(err)
 			}
 		}
 		d.total = resp.ContentLength
@@ -283,11 +231,11 @@ func (d *download) try(ctx context.Context) error {
 			// the server sends it (RFC 9110 13.1.5).
 			d.validator = resp.Header.Get("Last-Modified")
 		}
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		return permanentError{fmt.Errorf("fetch %s: %w: HTTP %s: is the image published, and the URL right?", d.where, ErrNotFound, resp.Status)}
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return permanentError{fmt.Errorf("fetch %s: %w: HTTP %s", d.where, ErrUnavailable, resp.Status)}
 	default:
+		if err := checkStatus(resp); err != nil {
+			return err // Fetch says what it means
+		}
+		// Another 2xx (206 to a request without Range): not the image.
 		return fmt.Errorf("HTTP %s", resp.Status)
 	}
 	if d.size > 0 && d.total > 0 && d.total != d.size {
@@ -295,16 +243,16 @@ func (d *download) try(ctx context.Context) error {
 		if d.total > d.size {
 			what = "too large"
 		}
-		return permanentError{fmt.Errorf("fetch %s: %w: %s: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", d.where, ErrSizeMismatch, what, d.total, d.size)}
+		return fmt.Errorf("fetch %s: %w: %s: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", d.where, ErrSizeMismatch, what, d.total, d.size)
 	}
-	return d.copy(resp.Body, stall)
+	return d.copy(resp.Body, st)
 }
 
 // copy appends body to the file and the hash, resetting the stall timer on
 // every read. Hashing runs in its own goroutine, fed in order: on a
 // machine with two CPUs it overlaps receiving, which matters under
 // emulation, where SHA-256 is the slowest part of a download.
-func (d *download) copy(body io.Reader, stall *time.Timer) (err error) {
+func (d *download) copy(body io.Reader, st *stall) (err error) {
 	const nbuf = 8
 	free := make(chan []byte, nbuf)
 	for range nbuf {
@@ -336,13 +284,13 @@ func (d *download) copy(body io.Reader, stall *time.Timer) (err error) {
 		buf := <-free
 		n, err := body.Read(buf)
 		if n > 0 {
-			stall.Reset(d.opt.Stall)
+			st.progress()
 			if limit > 0 && d.done+int64(n) > limit {
-				return permanentError{fmt.Errorf("fetch %s: %w: more than the expected %d bytes", d.where, ErrSizeMismatch, limit)}
+				return fmt.Errorf("fetch %s: %w: more than the expected %d bytes", d.where, ErrSizeMismatch, limit)
 			}
 			t0 := time.Now()
 			if _, werr := d.f.Write(buf[:n]); werr != nil {
-				return permanentError{fmt.Errorf("fetch %s: write %s: %w", d.where, d.f.Name(), werr)}
+				return Permanent(fmt.Errorf("fetch %s: write %s: %w", d.where, d.f.Name(), werr))
 			}
 			d.writing += time.Since(t0)
 			full <- buf[:n]
@@ -361,10 +309,7 @@ func (d *download) copy(body io.Reader, stall *time.Timer) (err error) {
 			return nil
 		}
 		if err != nil {
-			if !stall.Stop() {
-				return fmt.Errorf("no data for %v at byte %d", d.opt.Stall, d.done)
-			}
-			return fmt.Errorf("at byte %d: %w", d.done, err)
+			return st.noData(fmt.Errorf("at byte %d: %w", d.done, err), d.done)
 		}
 	}
 }
@@ -377,19 +322,18 @@ func (d *download) progress() Progress {
 	return Progress{Done: d.done, Total: total, Elapsed: time.Since(d.start), Attempt: d.attempt}
 }
 
-// finish checks the length and digest of a complete download.
-func (d *download) finish() (Result, error) {
+// verify checks the length and digest of a complete download.
+func (d *download) verify() error {
 	if d.opt.Progress != nil {
 		d.opt.Progress(d.progress())
 	}
 	if d.size > 0 && d.done != d.size {
-		return Result{}, fmt.Errorf("fetch %s: %w: truncated: got %d bytes, expected %d", d.where, ErrSizeMismatch, d.done, d.size)
+		return fmt.Errorf("fetch %s: %w: truncated: got %d bytes, expected %d", d.where, ErrSizeMismatch, d.done, d.size)
 	}
-	got := boot.DigestFromSum(d.h.Sum(nil))
-	if got != d.want {
-		return Result{}, fmt.Errorf("image %s: %w: sha256 is %s, expected %s: the image is corrupted or truncated, or the command line names another image", d.where, ErrDigestMismatch, got.Hex(), d.want.Hex())
+	if got := boot.DigestFromSum(d.h.Sum(nil)); got != d.want {
+		return fmt.Errorf("image %s: %w: sha256 is %s, expected %s: the image is corrupted or truncated, or the command line names another image", d.where, ErrDigestMismatch, got.Hex(), d.want.Hex())
 	}
-	return Result{Size: d.done, Digest: got, Attempts: d.attempt, Resumes: d.resumes, Elapsed: time.Since(d.start), Hashing: d.hashing, Writing: d.writing}, nil
+	return nil
 }
 
 // parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
@@ -419,26 +363,4 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		total = t
 	}
 	return start, total, true
-}
-
-func defaultClient(stall time.Duration) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil, // an initramfs has no proxy settings to honour
-		DialContext:           (&net.Dialer{Timeout: stall, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   stall,
-		ResponseHeaderTimeout: stall,
-		DisableCompression:    true, // we hash the bytes the server stores
-		ReadBufferSize:        bufSize,
-	}}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -23,23 +23,21 @@ import (
 	"github.com/overboot/overboot/internal/blobstore"
 )
 
-// DefaultModules are loaded at boot when Options.Modules is nil: what an
-// HTTP root (squashfs, loop, overlay) and an iSCSI root or upper (iscsi_tcp,
-// sd_mod, ext4, CRC32C for digests, iscsi_ibft for a sanbooted disk) need, the virtio NIC of QEMU and the
-// Intel NICs many lab machines have (r8169 needs firmware files: add it with -add-modules and the firmware with Files). Names absent from a kernel's modules.dep but
-// built into it are skipped.
-var DefaultModules = []string{
-	"squashfs", "loop", "overlay",
-	"virtio_pci", "virtio_net",
-	"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft",
-	"e1000", "e1000e", "igb",
-}
+// DefaultModules are loaded at boot when Options.Modules is nil
+// (boot.DefaultInitramfsModules): what an HTTP root (squashfs, loop,
+// overlay) and an iSCSI root or upper (iscsi_tcp, sd_mod, ext4, CRC32C for
+// digests, iscsi_ibft for a sanbooted disk) need, the virtio NIC of QEMU
+// and the Intel NICs many lab machines have (r8169 needs firmware files:
+// add it with -add-modules and the firmware with Files). Names absent from
+// a kernel's modules.dep but built into it are skipped.
+var DefaultModules = boot.DefaultInitramfsModules()
 
-// Paths inside the initramfs; the agent reads the same ones.
+// Paths inside the initramfs: the layout of package boot, which the agent
+// reads.
 const (
 	ModulesList = boot.InitramfsModules
-	InitPath    = "init"
-	ShellPath   = "bin/sh"
+	InitPath    = boot.InitramfsInit
+	ShellPath   = boot.InitramfsShell
 )
 
 // File is an extra file to add.
@@ -56,7 +54,7 @@ type Options struct {
 	Shell         string   // static rescue shell (u-root's gosh) for /bin/sh; "" = none
 	KernelRelease string   // modules come from ModulesDir/KernelRelease (required with modules)
 	ModulesDir    string   // default /lib/modules
-	Modules       []string // loaded at boot, written to /etc/overboot/modules; nil = DefaultModules
+	Modules       []string // loaded at boot, written to ModulesList; nil = DefaultModules
 	Compression   string   // zstd (default), gzip, xz or none
 	// Firmware adds the firmware files the shipped modules name
 	// (.modinfo firmware=) that FirmwareDir has, under lib/firmware.
@@ -111,9 +109,11 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		return Summary{}, fmt.Errorf("agent: no binary given: %w", ErrOption)
 	}
 	tree := map[string]*node{}
-	for _, d := range []string{"dev", "proc", "sys", "run", "newroot", "tmp", "bin", "etc", "etc/overboot", "lib", "lib/modules"} {
-		tree[d] = &node{mode: modeDir | 0o755}
+	// The agent mounts the kernel's filesystems on dev, proc, sys and run.
+	for _, d := range []string{"dev", "proc", "sys", "run", boot.InitramfsNewRoot, "tmp", path.Dir(ShellPath), boot.InitramfsModulesDir} {
+		mkdirs(tree, d)
 	}
+	mkdirs(tree, path.Dir(ModulesList))
 	tree["tmp"].mode = modeDir | 0o1777
 	// The kernel opens /dev/console for init's stdio before devtmpfs is
 	// mounted: without it the agent's messages go nowhere.
@@ -157,15 +157,15 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
-		base := path.Join("lib/modules", o.KernelRelease)
+		base := path.Join(boot.InitramfsModulesDir, o.KernelRelease)
 		mkdirs(tree, base)
 		for _, rel := range mods.files {
 			mkdirs(tree, path.Dir(path.Join(base, rel)))
 			tree[path.Join(base, rel)] = &node{mode: modeFile | 0o644, src: filepath.Join(mt.Dir, rel)}
 		}
-		tree[path.Join(base, "modules.dep")] = &node{mode: modeFile | 0o644, data: mods.dep}
+		tree[path.Join(base, boot.ModulesDep)] = &node{mode: modeFile | 0o644, data: mods.dep}
 		if len(mods.alias) > 0 {
-			tree[path.Join(base, "modules.alias")] = &node{mode: modeFile | 0o644, data: mods.alias}
+			tree[path.Join(base, boot.ModulesAlias)] = &node{mode: modeFile | 0o644, data: mods.alias}
 		}
 		if mods.builtinFile != nil {
 			tree[path.Join(base, "modules.builtin")] = &node{mode: modeFile | 0o644, data: mods.builtinFile}

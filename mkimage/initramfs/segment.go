@@ -68,7 +68,7 @@ func BuildSegment(ctx context.Context, w io.Writer, o SegmentOptions) (SegmentSu
 	}
 	sum := SegmentSummary{Name: name}
 	tree := map[string]*node{}
-	base := path.Join("lib/modules", o.Tree.Release)
+	base := path.Join(boot.InitramfsModulesDir, o.Tree.Release)
 	for _, rel := range files {
 		dst := path.Join(base, rel)
 		mkdirs(tree, path.Dir(dst))

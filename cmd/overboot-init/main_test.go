@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden with the plans printed now")
+
+const digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// TestDryRun compares whole printed plans with testdata/NAME.golden: the
+// plan the boot runs (initagent.Plan), as -dry-run prints it.
+func TestDryRun(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"static", []string{"-cmdline", "overboot.lower=http://10.0.2.100/img overboot.digest=" + digest + " overboot.size=5000000 overboot.report=http://s/report/tok-0123456789"}},
+		{"static-secret-url", []string{"-cmdline", "overboot.lower=http://u:pw@10.0.2.100/img?sig=presigned-0123456789 overboot.digest=" + digest}},
+		{"document-without-file", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789 overboot.report=http://s/report/tok-0123456789"}},
+		{"document", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789", "-doc", "testdata/document.json"}},
+		{"document-modules", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789 overboot.modules=ext4,foo"}},
+		{"disk", []string{"-cmdline", "overboot.root=ibft:2 overboot.report=http://s/r/tok-0123456789"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := dryRun(append([]string{"-dry-run"}, tt.args...), &out); err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{"0123456789", "pw@", "very-secret-value"} {
+				if strings.Contains(out.String(), secret) {
+					t.Errorf("the plan shows %q:\n%s", secret, out.String())
+				}
+			}
+			golden := filepath.Join("testdata", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to write it)", err)
+			}
+			if d := cmp.Diff(string(want), out.String()); d != "" {
+				t.Errorf("plan (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestDryRunErrors(t *testing.T) {
+	for name, args := range map[string][]string{
+		"bad cmdline":      {"-dry-run", "-cmdline", "overboot.bogus=1"},
+		"not pid 1":        {"-cmdline", "overboot.root=ibft:1"},
+		"missing document": {"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "testdata/absent.json"},
+		"bad document":     {"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "main_test.go"},
+	} {
+		var out bytes.Buffer
+		if err := dryRun(args, &out); err == nil {
+			t.Errorf("%s: no error; printed:\n%s", name, out.String())
+		}
+	}
+}

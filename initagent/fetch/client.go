@@ -1,0 +1,231 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Timeouts of the transport NewHTTPClient builds. They are backstops: a
+// request's own context (Policy.Stall for what the agent fetches, the
+// report timeout for a report) normally ends a silent request first.
+const (
+	DialTimeout           = 10 * time.Second
+	TLSHandshakeTimeout   = 10 * time.Second
+	ResponseHeaderTimeout = 60 * time.Second
+	KeepAlive             = 30 * time.Second
+	IdleConnTimeout       = 90 * time.Second
+)
+
+// NewHTTPClient returns the agent's HTTP client, which everything it
+// fetches (the boot document, the image) and every phase report goes
+// through; the agent makes one and shares it, so a connection to the
+// server is reused across them. It uses no proxy (an initramfs has no
+// proxy settings to honour), asks for no compression (the image is hashed
+// as the server stores it), and follows redirects for GET and HEAD only: a
+// redirected POST would arrive as a GET elsewhere, so its 3xx is the
+// answer. It has no overall timeout: a download takes as long as it takes
+// while bytes arrive (Policy.Stall).
+func NewHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: DialTimeout, KeepAlive: KeepAlive}).DialContext,
+			TLSHandshakeTimeout:   TLSHandshakeTimeout,
+			ResponseHeaderTimeout: ResponseHeaderTimeout,
+			IdleConnTimeout:       IdleConnTimeout,
+			MaxIdleConnsPerHost:   4,
+			DisableCompression:    true,
+			ReadBufferSize:        bufSize,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if m := via[0].Method; m != http.MethodGet && m != http.MethodHead {
+				return http.ErrUseLastResponse
+			}
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		},
+	}
+}
+
+// DefaultClient returns one NewHTTPClient shared by the callers that pass
+// a nil client.
+var DefaultClient = sync.OnceValue(NewHTTPClient)
+
+func orDefault(c *http.Client) *http.Client {
+	if c == nil {
+		return DefaultClient()
+	}
+	return c
+}
+
+// StatusError is an HTTP answer that is not a success.
+type StatusError struct {
+	Code   int
+	Status string // as the response has it, e.g. "404 Not Found"
+}
+
+func (e *StatusError) Error() string { return "HTTP " + e.Status }
+
+// Permanent reports whether retrying cannot change the answer: any 4xx but
+// 408 Request Timeout and 429 Too Many Requests. A 5xx, or a 3xx the
+// client did not follow, may change.
+func (e *StatusError) Permanent() bool {
+	return e.Code >= 400 && e.Code < 500 && e.Code != http.StatusRequestTimeout && e.Code != http.StatusTooManyRequests
+}
+
+// Is makes 404 and 410 match ErrNotFound.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotFound && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
+}
+
+// checkStatus returns a *StatusError unless resp is a 2xx.
+func checkStatus(resp *http.Response) error {
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	return &StatusError{Code: resp.StatusCode, Status: resp.Status}
+}
+
+// do sends req. Its errors do not quote the URL (withoutURL).
+func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := orDefault(client).Do(req)
+	return resp, withoutURL(err)
+}
+
+// withoutURL drops the URL that the HTTP client quotes in its errors
+// (Get "http://server/doc/TOKEN": ...): it may carry a token, and callers
+// name the URL themselves, redacted.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// Post sends body to url once and returns nil for a 2xx answer, else a
+// *StatusError or the transport's error, neither quoting the URL. It is
+// for the phase reports, which are best effort: one attempt each, since a
+// retry would hold up the reports behind it; ctx bounds it.
+func Post(ctx context.Context, client *http.Client, url, contentType string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return withoutURL(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := do(client, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // lets the connection serve the next report
+	return checkStatus(resp)
+}
+
+// Get fetches a small resource, at most limit bytes, retrying as p says:
+// the boot document. accept is the Accept header ("" = none). A body
+// larger than limit is a permanent error. Errors do not quote the URL; an
+// exhausted policy is an *ExhaustedError, a refusal a *StatusError.
+func Get(ctx context.Context, client *http.Client, url, accept string, limit int64, p Policy) ([]byte, error) {
+	var body []byte
+	err := p.Retry(ctx, func(ctx context.Context, _ int) error {
+		b, err := getOnce(ctx, client, url, accept, limit, p.stall())
+		body = b
+		return err
+	})
+	return body, err
+}
+
+func getOnce(ctx context.Context, client *http.Client, url, accept string, limit int64, stallAfter time.Duration) ([]byte, error) {
+	ctx, st := withStall(ctx, stallAfter)
+	defer st.release()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, Permanent(withoutURL(err))
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := do(client, req)
+	if err != nil {
+		return nil, st.noAnswer(err)
+	}
+	defer resp.Body.Close()
+	if err := checkStatus(resp); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(st.reader(resp.Body), limit+1))
+	if err != nil {
+		return nil, st.noData(err, int64(len(b)))
+	}
+	if int64(len(b)) > limit {
+		return nil, Permanent(fmt.Errorf("larger than %d bytes", limit))
+	}
+	return b, nil
+}
+
+// stall cancels a request's context when no byte has arrived for a while:
+// while waiting for the answer, then between reads of its body.
+type stall struct {
+	after  time.Duration
+	timer  *time.Timer
+	cancel context.CancelFunc
+}
+
+// withStall returns ctx with a stall timer; release it when done.
+func withStall(ctx context.Context, after time.Duration) (context.Context, *stall) {
+	ctx, cancel := context.WithCancel(ctx)
+	return ctx, &stall{after: after, timer: time.AfterFunc(after, cancel), cancel: cancel}
+}
+
+// progress restarts the wait: bytes arrived.
+func (s *stall) progress() { s.timer.Reset(s.after) }
+
+// release stops the timer and ends the request's context.
+func (s *stall) release() {
+	s.timer.Stop()
+	s.cancel()
+}
+
+// noAnswer says that a request that got no answer was ended by the stall
+// timer, when it was: the bare error would be "context canceled".
+func (s *stall) noAnswer(err error) error {
+	if s.timer.Stop() {
+		return err
+	}
+	return fmt.Errorf("no answer for %v", s.after)
+}
+
+// noData is noAnswer for a body that stopped at byte done.
+func (s *stall) noData(err error, done int64) error {
+	if s.timer.Stop() {
+		return err
+	}
+	return fmt.Errorf("no data for %v at byte %d", s.after, done)
+}
+
+// reader returns r, restarting the wait at every read that brings bytes.
+func (s *stall) reader(r io.Reader) io.Reader { return stallReader{r, s} }
+
+type stallReader struct {
+	r io.Reader
+	s *stall
+}
+
+func (r stallReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.s.progress()
+	}
+	return n, err
+}

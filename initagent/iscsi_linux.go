@@ -1,0 +1,73 @@
+package initagent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/internal/iscsiwire"
+)
+
+// iscsiAttach logs in through the kernel initiator and links the device.
+func iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
+	src := s.Source
+	if src.CHAP == nil {
+		return "", fmt.Errorf("iscsi %s: no CHAP credentials in the boot document", src.Target)
+	}
+	a, err := login(ctx, src)
+	if err != nil {
+		return "", err
+	}
+	os.Remove(s.Link)
+	if err := os.Symlink(a.Device, s.Link); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s lun %d is %s (session %d)", src.Target, src.LUN, a.Device, a.SID), nil
+}
+
+// ibftAttach logs in to the disk the firmware booted from and links the
+// root partition.
+func ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
+	src, err := iscsi.ParseIBFT(os.DirFS(s.Dir))
+	if err != nil {
+		return "", err
+	}
+	a, err := login(ctx, src)
+	if err != nil {
+		return "", err
+	}
+	// sd disks name their partitions sdX1, sdX2, ...; the kernel reads
+	// the partition table while attaching the disk.
+	part := fmt.Sprintf("%s%d", a.Device, s.Partition)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(part); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s has no partition %d (%s): check overboot.root=ibft:N against the disk's partition table", a.Device, s.Partition, part)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.Remove(s.Link)
+	if err := os.Symlink(part, s.Link); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s lun %d at %s is %s (session %d), root %s", src.Target, src.LUN, src.Portal, a.Device, a.SID, part), nil
+}
+
+// login attaches an iSCSI LUN through the kernel initiator.
+func login(ctx context.Context, src boot.ISCSISource) (iscsi.Attachment, error) {
+	o := iscsi.Options{Initiator: src.Initiator, Target: src.Target}
+	if src.CHAP == nil {
+		return iscsi.Attachment{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
+	}
+	o.CHAP = iscsiwire.CHAP{User: src.CHAP.User, Secret: iscsiwire.Secret(src.CHAP.Secret)}
+	if src.CHAP.TargetUser != "" {
+		o.TargetCHAP = &iscsiwire.CHAP{User: src.CHAP.TargetUser, Secret: iscsiwire.Secret(src.CHAP.TargetSecret)}
+	}
+	return iscsi.Attach(ctx, src.Portal, src.LUN, o, 20*time.Second)
+}
