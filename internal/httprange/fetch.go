@@ -20,8 +20,8 @@ func (e permanentError) Unwrap() error { return e.err }
 
 // open sends the first request, a Range GET of the first chunk, and
 // learns the image's size and ETag from it. It returns the first chunk.
-func (r *Reader) open() ([]byte, error) {
-	var chunk0 []byte
+func (r *Reader) open() (*buffer, error) {
+	var chunk0 *buffer
 	err := r.retry(func() (bool, error) {
 		a, err := r.get(0, r.cs-1)
 		if err != nil {
@@ -62,14 +62,15 @@ func (r *Reader) open() ([]byte, error) {
 		if err := checkLength(resp, cr); err != nil {
 			return false, err
 		}
-		buf := make([]byte, cr.Last+1)
-		if err := a.read(buf); err != nil {
+		buf := &buffer{b: make([]byte, cr.Last+1)}
+		buf.refs.Store(1)
+		if err := a.read(buf.b); err != nil {
 			return false, fmt.Errorf("bytes 0-%d: %w", cr.Last, err)
 		}
 		if err := a.expectEOF(); err != nil {
 			return false, err
 		}
-		r.stats.fetched.Add(int64(len(buf)))
+		r.stats.fetched.Add(int64(len(buf.b)))
 		r.size, chunk0 = cr.Total, buf
 		r.etag = resp.Header.Get("ETag")
 		switch {
@@ -123,7 +124,12 @@ func (r *Reader) fetch(j *job, from int) (done int, err error) {
 	// Without a Content-Length (a chunked body) the length is known only
 	// at its end: hold the chunks back until then.
 	hold := a.resp.ContentLength < 0
-	var held [][]byte
+	var held []*buffer
+	defer func() {
+		for _, b := range held {
+			r.bufs.release(b)
+		}
+	}()
 	pos := first
 	for i := from; i < len(j.calls); i++ {
 		c := j.first + int64(i)
@@ -131,8 +137,9 @@ func (r *Reader) fetch(j *job, from int) (done int, err error) {
 		if pos+n-1 > cr.Last {
 			return done, fmt.Errorf("asked for bytes %d-%d, the server sent %d-%d", first, last, cr.First, cr.Last)
 		}
-		buf := make([]byte, n)
-		if err := a.read(buf); err != nil {
+		buf := r.bufs.get(n)
+		if err := a.read(buf.b); err != nil {
+			r.bufs.release(buf)
 			return done, fmt.Errorf("bytes %d-%d: %w at byte %d", first, last, err, pos)
 		}
 		r.stats.fetched.Add(n)
@@ -142,6 +149,7 @@ func (r *Reader) fetch(j *job, from int) (done int, err error) {
 			continue
 		}
 		r.complete(j.calls[i], c, buf, nil)
+		r.bufs.release(buf)
 		done++
 	}
 	if err := a.expectEOF(); err != nil {
@@ -214,9 +222,11 @@ func statusError(resp *http.Response) error {
 }
 
 // retry runs try until it succeeds, fails permanently, the Reader closes,
-// or it has failed for Patience without progress. Waits back off
-// exponentially with jitter. A permanent error is recorded: no later
-// request is sent.
+// or the server has failed for Patience: since this try's first failure
+// without progress, or since the outage began if that is earlier (a try
+// queued behind others during an outage does not wait Patience afresh).
+// Waits back off exponentially with jitter. A permanent error is
+// recorded: no later request is sent.
 func (r *Reader) retry(try func() (progress bool, err error)) error {
 	delay := backoffMin
 	var since time.Time // first failure since the last progress
@@ -242,7 +252,9 @@ func (r *Reader) retry(try func() (progress bool, err error)) error {
 		if since.IsZero() {
 			since = now
 		}
-		r.down(err)
+		if outage := r.down(err); outage.Before(since) {
+			since = outage
+		}
 		wait := delay/2 + rand.N(delay/2+1) // equal jitter
 		if p := r.opt.Patience; p > 0 {
 			left := since.Add(p).Sub(now)
@@ -262,12 +274,13 @@ func (r *Reader) retry(try func() (progress bool, err error)) error {
 	}
 }
 
-// down notes a failed attempt; the first of an outage is logged.
-func (r *Reader) down(err error) {
+// down notes a failed attempt; the first of an outage is logged. It
+// returns when the outage began.
+func (r *Reader) down(err error) time.Time {
 	r.downMu.Lock()
 	defer r.downMu.Unlock()
 	if !r.downSince.IsZero() {
-		return
+		return r.downSince
 	}
 	r.downSince = time.Now()
 	patience := "until it is back"
@@ -275,6 +288,7 @@ func (r *Reader) down(err error) {
 		patience = fmt.Sprintf("for up to %v", r.opt.Patience)
 	}
 	r.opt.Logf("image server %s failing (%v): retrying %s", r.where, err, patience)
+	return r.downSince
 }
 
 // up notes a successful attempt; the first after an outage is logged.

@@ -84,8 +84,9 @@ func TestFillChanged(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return false
 	})
+	v2 := randomImage(t, len(data))
 	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Fill: true})
-	srv.replace(randomImage(t, len(data)), `"sha256:v2"`)
+	srv.replace(v2, `"sha256:v2"`)
 	select {
 	case <-r.FillDone():
 	case <-time.After(30 * time.Second):
@@ -110,8 +111,8 @@ func TestNext(t *testing.T) {
 		inflight: make(map[int64]*call),
 		fillDone: make(chan struct{}),
 	}
-	r.cache.add(0, []byte{0})
-	r.cache.add(2, []byte{2})
+	r.cache.add(0, &buffer{b: []byte{0}})
+	r.cache.add(2, &buffer{b: []byte{2}})
 	ahead := &job{first: 7, prio: readAhead}
 	r.addCall(ahead, 7)
 	want := &job{first: 8, prio: demand}

@@ -175,3 +175,26 @@ func TestReadAtContext(t *testing.T) {
 	srv.start()
 	checkRead(t, r, data, 500<<10, 10)
 }
+
+// TestPatienceQueued: reads queued behind others during an outage do not
+// wait Patience afresh.
+func TestPatienceQueued(t *testing.T) {
+	data := randomImage(t, 4<<20)
+	srv := newImageServer(t, data)
+	const patience = 400 * time.Millisecond
+	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Parallel: 2, ReadAhead: -1, Patience: patience})
+	srv.stop()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range 8 { // far apart: 8 requests, 2 at a time
+		wg.Go(func() {
+			if _, err := r.ReadAt(make([]byte, 10), int64(g)<<19+100<<10); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("ReadAt: %v, want %v", err, ErrUnavailable)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > patience+500*time.Millisecond {
+		t.Errorf("the last read gave up after %v, patience %v", took, patience)
+	}
+}

@@ -150,6 +150,8 @@ type Reader struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // workers
 
+	bufs buffers
+
 	mu        sync.Mutex // guards the fields below it
 	work      *sync.Cond // signalled when pending grows, or on close
 	cache     *lru
@@ -185,6 +187,7 @@ func Open(ctx context.Context, client *http.Client, url string, opts Options) (*
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
 	r := &Reader{client: client, url: url, where: where, opt: opt, cs: int64(opt.ChunkSize), cache: newLRU(), inflight: make(map[int64]*call)}
+	r.bufs.size = opt.ChunkSize
 	r.work = sync.NewCond(&r.mu)
 	if r.client == nil {
 		r.client, r.ownClient = newClient(opt), true
@@ -206,6 +209,7 @@ func Open(ctx context.Context, client *http.Client, url string, opts Options) (*
 	r.mu.Lock()
 	r.store(0, chunk0)
 	r.mu.Unlock()
+	r.bufs.release(chunk0)
 	context.AfterFunc(r.ctx, func() {
 		r.mu.Lock()
 		r.work.Broadcast()
@@ -287,25 +291,28 @@ func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 	}
 	n := 0
 	for i, pt := range parts {
-		data := pt.data
+		buf := pt.buf
 		if pt.call != nil {
+			var err error
 			select {
 			case <-pt.call.done:
+				buf, err = pt.call.buf, pt.call.err
 			case <-ctx.Done():
-				return n, fmt.Errorf("read %s at %d: %w", r.where, off, context.Cause(ctx))
+				err = context.Cause(ctx)
 			case <-r.ctx.Done():
-				return n, fmt.Errorf("read %s at %d: %w", r.where, off, context.Cause(r.ctx))
+				err = context.Cause(r.ctx)
 			}
-			if pt.call.err != nil {
-				return n, fmt.Errorf("read %s at %d: %w", r.where, off+int64(n), pt.call.err)
+			if err != nil {
+				r.releaseParts(parts[i+1:])
+				return n, fmt.Errorf("read %s at %d: %w", r.where, off+int64(n), err)
 			}
-			data = pt.call.data
 		}
 		start := int64(0)
 		if i == 0 {
 			start = off - first*r.cs
 		}
-		n += copy(p[n:], data[start:])
+		n += copy(p[n:], buf.b[start:])
+		r.bufs.release(buf)
 	}
 	if end < off+int64(len(p)) {
 		return n, io.EOF
@@ -313,10 +320,28 @@ func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 	return n, nil
 }
 
-// part is one chunk of a read: its bytes, or the request bringing them.
+// part is one chunk of a read: its buffer, with a reference for the
+// reader, or the request bringing it, which counts the reader a waiter.
 type part struct {
-	data []byte
+	buf  *buffer
 	call *call
+}
+
+// releaseParts lets go of the chunks a failed read will not copy. A call
+// not yet done keeps the reader's reference: the collector frees it.
+func (r *Reader) releaseParts(parts []part) {
+	for _, pt := range parts {
+		if pt.call != nil {
+			select {
+			case <-pt.call.done:
+				pt.buf = pt.call.buf
+			default:
+			}
+		}
+		if pt.buf != nil {
+			r.bufs.release(pt.buf)
+		}
+	}
 }
 
 // lookup finds chunks first..last in the cache, joins the requests under
@@ -330,27 +355,31 @@ func (r *Reader) lookup(parts []part, first, last, off, end int64) []part {
 	}
 	var miss *job
 	for c := first; c <= last; c++ {
-		if data := r.cache.get(c); data != nil {
+		if buf := r.cache.get(c); buf != nil {
 			r.stats.hits.Add(1)
-			parts = append(parts, part{data: data})
+			buf.refs.Add(1)
+			parts = append(parts, part{buf: buf})
 			continue
 		}
-		if cl := r.inflight[c]; cl != nil {
+		cl := r.inflight[c]
+		switch {
+		case cl != nil:
 			r.stats.joins.Add(1)
 			if !cl.job.started && cl.job.prio != demand {
 				cl.job.prio = demand
 				r.work.Signal()
 			}
-			parts = append(parts, part{call: cl})
-			continue
+		default:
+			r.stats.misses.Add(1)
+			if miss == nil || miss.first+int64(len(miss.calls)) != c {
+				miss = &job{first: c, prio: demand}
+				r.pending = append(r.pending, miss)
+				r.work.Signal()
+			}
+			cl = r.addCall(miss, c)
 		}
-		r.stats.misses.Add(1)
-		if miss == nil || miss.first+int64(len(miss.calls)) != c {
-			miss = &job{first: c, prio: demand}
-			r.pending = append(r.pending, miss)
-			r.work.Signal()
-		}
-		parts = append(parts, part{call: r.addCall(miss, c)})
+		cl.waiters++
+		parts = append(parts, part{call: cl})
 	}
 	r.readAhead(off, end)
 	return parts

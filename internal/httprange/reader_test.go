@@ -117,14 +117,15 @@ func TestReadAhead(t *testing.T) {
 		maxRequests  int
 		maxMisses    int64
 		minReadAhead int64
+		maxResident  int64
 	}{
-		// One request for Open, then one per chunk.
-		{name: "off", readAhead: -1, streams: 1, maxRequests: size / chunk, maxMisses: size/chunk - 1},
+		// One request for Open, then one per chunk; all stays cached.
+		{name: "off", readAhead: -1, streams: 1, maxRequests: size / chunk, maxMisses: size/chunk - 1, maxResident: size},
 		// Four chunks (ReadAhead/2) per request, and no reader waits for
-		// a request it started.
-		{name: "one stream", readAhead: 8, streams: 1, maxRequests: 1 + size/chunk/4 + 2, maxMisses: 0, minReadAhead: size/chunk - 2},
+		// a request it started. What the reader is past is dropped.
+		{name: "one stream", readAhead: 8, streams: 1, maxRequests: 1 + size/chunk/4 + 2, maxMisses: 0, minReadAhead: size/chunk - 2, maxResident: 3 * chunk},
 		// Two readers, interleaved: both are detected.
-		{name: "two streams", readAhead: 8, streams: 2, maxRequests: 1 + size/chunk/4 + 4, maxMisses: 1, minReadAhead: size/chunk - 4},
+		{name: "two streams", readAhead: 8, streams: 2, maxRequests: 1 + size/chunk/4 + 4, maxMisses: 1, minReadAhead: size/chunk - 4, maxResident: 2 * (8 + 3) * chunk},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newImageServer(t, data)
@@ -146,6 +147,9 @@ func TestReadAhead(t *testing.T) {
 			if st.ReadAhead < tc.minReadAhead {
 				t.Errorf("%d chunks read ahead, want at least %d", st.ReadAhead, tc.minReadAhead)
 			}
+			if st.Resident > tc.maxResident {
+				t.Errorf("%d bytes cached, want at most %d", st.Resident, tc.maxResident)
+			}
 		})
 	}
 }
@@ -162,7 +166,7 @@ func TestLRUBound(t *testing.T) {
 		var bytes int64
 		n := 0
 		for e := r.cache.head.next; e != &r.cache.head; e = e.next {
-			bytes += int64(len(e.data))
+			bytes += int64(len(e.buf.b))
 			n++
 		}
 		held, entries := r.cache.bytes, len(r.cache.m)

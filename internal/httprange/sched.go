@@ -23,10 +23,11 @@ const (
 // call is one chunk under way (singleflight: every reader of the chunk
 // waits for the same call).
 type call struct {
-	job  *job
-	done chan struct{} // closed when data or err is set
-	data []byte
-	err  error
+	job     *job
+	waiters int32         // readers waiting; guarded by Reader.mu
+	done    chan struct{} // closed when buf or err is set
+	buf     *buffer       // with a reference for each waiter
+	err     error
 }
 
 // addCall registers chunk c, the next after j's, as brought by j.
@@ -44,25 +45,26 @@ func (r *Reader) chunkLen(c int64) int64 {
 }
 
 // complete hands chunk c's bytes, or the error that ends the wait for it,
-// to its readers.
-func (r *Reader) complete(cl *call, c int64, data []byte, err error) {
+// to its readers. The caller keeps its reference to buf.
+func (r *Reader) complete(cl *call, c int64, buf *buffer, err error) {
 	r.mu.Lock()
-	delete(r.inflight, c)
+	delete(r.inflight, c) // no reader joins cl from now on
 	if err == nil {
-		r.store(c, data)
+		buf.refs.Add(cl.waiters)
+		r.store(c, buf)
 	} else if r.fillDone != nil && c < r.fillNext && r.fillErr == nil {
 		r.fillNext = c // the fill asks again
 	}
 	r.mu.Unlock()
-	cl.data, cl.err = data, err
+	cl.buf, cl.err = buf, err
 	close(cl.done)
 }
 
 // store caches chunk c. r.mu is held.
-func (r *Reader) store(c int64, data []byte) {
-	r.cache.add(c, data)
+func (r *Reader) store(c int64, buf *buffer) {
+	r.cache.add(c, buf)
 	if r.fillDone == nil {
-		r.cache.trim(r.opt.CacheBytes)
+		r.cache.trim(r.opt.CacheBytes, r.bufs.release)
 		return
 	}
 	if r.cache.bytes == r.size && r.fillErr == nil {
@@ -179,10 +181,11 @@ const nStreams = 16
 
 // stream is one sequential reader, as seen from its offsets.
 type stream struct {
-	next  int64  // offset just past its last read
-	ahead int64  // first chunk not yet asked for ahead of it
-	reads int    // reads that continued it
-	used  uint64 // last use, on r.tick
+	next   int64  // offset just past its last read
+	ahead  int64  // first chunk not yet asked for ahead of it
+	behind int64  // first chunk not yet dropped behind it
+	reads  int    // reads that continued it
+	used   uint64 // last use, on r.tick
 }
 
 // readAhead notes a read of [off, end) and, when it continues a stream,
@@ -208,7 +211,7 @@ func (r *Reader) readAhead(off, end int64) {
 		}
 	}
 	if s == nil {
-		*oldest = stream{next: end, used: r.tick}
+		*oldest = stream{next: end, behind: off >> r.opt.chunkShift, used: r.tick}
 		return
 	}
 	s.used = r.tick
@@ -219,6 +222,7 @@ func (r *Reader) readAhead(off, end int64) {
 		// happen to fall near one another do not.
 		return
 	}
+	r.dropBehind(s, off)
 	cur := (end - 1) >> r.opt.chunkShift
 	from := max(s.ahead, cur+1)
 	to := min(cur+int64(r.opt.ReadAhead), r.nchunks-1) // inclusive
@@ -244,4 +248,18 @@ func (r *Reader) readAhead(off, end int64) {
 	}
 	s.ahead = to + 1
 	r.work.Broadcast()
+}
+
+// dropBehind evicts the chunks a stream has read past, but the one behind
+// its read at off (the kernel may reorder a stream's reads a little). Its
+// reader will not read them again (the page cache above holds what it
+// read), and their buffers, recycled while still in the CPU's cache, are
+// cheaper to fill than the least recently used chunk's. r.mu is held.
+func (r *Reader) dropBehind(s *stream, off int64) {
+	if r.fillDone != nil {
+		return // the whole image stays
+	}
+	for until := off>>r.opt.chunkShift - 1; s.behind < until; s.behind++ {
+		r.cache.remove(s.behind, r.bufs.release)
+	}
 }
