@@ -3,6 +3,7 @@ package httprange
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -196,5 +197,53 @@ func TestPatienceQueued(t *testing.T) {
 	wg.Wait()
 	if took := time.Since(start); took > patience+500*time.Millisecond {
 		t.Errorf("the last read gave up after %v, patience %v", took, patience)
+	}
+}
+
+// TestStall: a request that gets no byte for Stall, before the headers or
+// in the body, is abandoned and retried.
+func TestStall(t *testing.T) {
+	data := randomImage(t, 1<<20)
+	for _, tc := range []struct {
+		name  string
+		misdo func(w http.ResponseWriter, r *http.Request, data []byte, etag string)
+	}{
+		{"no headers", func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
+			<-r.Context().Done()
+		}},
+		{"body stops", func(w http.ResponseWriter, r *http.Request, data []byte, etag string) {
+			first, last := rangeOf(r)
+			w.Header().Set("ETag", etag)
+			w.Header().Set("Content-Range", contentRange{first, last, int64(len(data))}.String())
+			w.Header().Set("Content-Length", fmt.Sprint(last-first+1))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[first : first+1000])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newImageServer(t, data)
+			var l logs
+			r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Stall: 200 * time.Millisecond, Logf: l.Logf})
+			var once sync.Once
+			srv.misbehave(func(w http.ResponseWriter, req *http.Request, data []byte, etag string) bool {
+				stall := false
+				once.Do(func() { stall = true })
+				if stall {
+					tc.misdo(w, req, data, etag)
+				}
+				return stall
+			})
+			start := time.Now()
+			checkRead(t, r, data, 300<<10, 1000)
+			if took := time.Since(start); took < 200*time.Millisecond {
+				t.Errorf("read after %v, before the stall timeout", took)
+			}
+			if l.count("no data for 200ms") != 1 {
+				t.Errorf("messages: %q", l.all())
+			}
+		})
 	}
 }

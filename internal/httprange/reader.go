@@ -45,8 +45,9 @@ type Options struct {
 	// two interleaved sequential readers both get it.
 	ReadAhead int
 	// CacheBytes bounds the chunks held in RAM, least recently used out
-	// first (0: 64 MiB). Requests in flight hold up to Parallel requests'
-	// worth more. Fill ignores it: the whole image stays in RAM.
+	// first (0: 64 MiB); chunks a sequential stream has passed go at once.
+	// Requests in flight hold up to Parallel requests' worth more. Fill
+	// ignores it: the whole image stays in RAM.
 	CacheBytes int64
 	// Fill completes the whole image into RAM in the background, in order,
 	// behind demand reads; then no request goes to the server again.
@@ -177,9 +178,10 @@ type Reader struct {
 // Open learns the image's size and ETag with a first request, which also
 // caches its first chunk, and starts the Reader. ctx bounds the Reader's
 // whole life, not only Open: when it ends every read fails, as after
-// Close. A nil client gets one with dial and header timeouts and
-// keep-alive for Parallel connections. Open retries a failing server like
-// a read does, for Patience.
+// Close. A nil client gets one with a dial timeout, no proxy and
+// keep-alive for Parallel connections; a client of the caller's should
+// keep at least Parallel idle connections per host. Open retries a failing
+// server like a read does, for Patience.
 func Open(ctx context.Context, client *http.Client, url string, opts Options) (*Reader, error) {
 	where := redact(url)
 	opt, err := opts.config()
@@ -224,14 +226,15 @@ func Open(ctx context.Context, client *http.Client, url string, opts Options) (*
 
 func newClient(opt config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil, // an initramfs has no proxy settings to honour
-		DialContext:           (&net.Dialer{Timeout: opt.Stall, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   opt.Stall,
-		ResponseHeaderTimeout: opt.Stall,
-		MaxIdleConnsPerHost:   opt.Parallel + 1,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true, // the bytes as stored, at their offsets
-		ReadBufferSize:        readBufferSize,
+		Proxy:               nil, // an initramfs has no proxy settings to honour
+		DialContext:         (&net.Dialer{Timeout: opt.Stall, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: opt.Stall,
+		// No ResponseHeaderTimeout: each attempt's stall timer covers
+		// the wait for the headers as well as the body.
+		MaxIdleConnsPerHost: opt.Parallel + 1,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true, // the bytes as stored, at their offsets
+		ReadBufferSize:      readBufferSize,
 	}}
 }
 
