@@ -99,6 +99,24 @@ func (r *Reader) run(j *job) {
 	for i := next; i < len(j.calls); i++ {
 		r.complete(j.calls[i], j.first+int64(i), nil, err)
 	}
+	if j.prio == fill && errors.Is(err, ErrUnavailable) {
+		// Past Patience, every new job fails at its first attempt: the
+		// fill, which makes its own jobs, must wait between them.
+		r.pauseFill(backoffMax)
+	}
+}
+
+// pauseFill stops the fill from making jobs for d.
+func (r *Reader) pauseFill(d time.Duration) {
+	r.mu.Lock()
+	r.fillPaused = true
+	r.mu.Unlock()
+	time.AfterFunc(d, func() {
+		r.mu.Lock()
+		r.fillPaused = false
+		r.work.Broadcast()
+		r.mu.Unlock()
+	})
 }
 
 // fetch requests job j's chunks from the from-th on and completes their

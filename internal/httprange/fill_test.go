@@ -146,3 +146,32 @@ func TestNext(t *testing.T) {
 		t.Errorf("jobs (-want +got):\n%s", diff)
 	}
 }
+
+// TestFillOutage: past Patience the fill waits between attempts, and it
+// completes when the server is back.
+func TestFillOutage(t *testing.T) {
+	data := randomImage(t, 4<<20)
+	srv := newImageServer(t, data)
+	srv.misbehave(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) bool {
+		time.Sleep(50 * time.Millisecond) // the fill is under way when the server goes
+		return false
+	})
+	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Fill: true, Patience: 100 * time.Millisecond})
+	srv.stop()
+	before := r.Stats().Requests
+	time.Sleep(time.Second)
+	if n := r.Stats().Requests - before; n > 20 {
+		t.Errorf("%d requests in 1s to an absent server", n)
+	}
+	srv.misbehave(nil)
+	srv.start()
+	select {
+	case <-r.FillDone():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fill not done: %v", r.Stats())
+	}
+	if err := r.FillErr(); err != nil {
+		t.Fatal(err)
+	}
+	checkRead(t, r, data, 0, len(data))
+}

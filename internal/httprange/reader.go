@@ -153,19 +153,20 @@ type Reader struct {
 
 	bufs buffers
 
-	mu        sync.Mutex // guards the fields below it
-	work      *sync.Cond // signalled when pending grows, or on close
-	cache     *lru
-	inflight  map[int64]*call // chunk -> the request bringing it
-	pending   []*job          // not yet started, in arrival order
-	bgRunning int             // read-ahead and fill requests running
-	streams   [nStreams]stream
-	tick      uint64 // streams' clock
-	fillNext  int64  // first chunk the fill has not asked for
-	fillStart time.Time
-	fillErr   error
-	fillDone  chan struct{} // nil without Fill
-	fatal     error         // a permanent error: no request can succeed
+	mu         sync.Mutex // guards the fields below it
+	work       *sync.Cond // signalled when pending grows, or on close
+	cache      *lru
+	inflight   map[int64]*call // chunk -> the request bringing it
+	pending    []*job          // not yet started, in arrival order
+	bgRunning  int             // read-ahead and fill requests running
+	streams    [nStreams]stream
+	tick       uint64 // streams' clock
+	fillNext   int64  // first chunk the fill has not asked for
+	fillPaused bool   // after a failure past Patience
+	fillStart  time.Time
+	fillErr    error
+	fillDone   chan struct{} // nil without Fill
+	fatal      error         // a permanent error: no request can succeed
 
 	downMu    sync.Mutex // guards downSince
 	downSince time.Time  // first failure of the current outage

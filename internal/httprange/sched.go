@@ -154,7 +154,7 @@ func (r *Reader) dequeue(p prio) *job {
 // nextFill makes the fill's next job: the first chunks, in order, neither
 // cached nor under way. r.mu is held.
 func (r *Reader) nextFill() *job {
-	if r.fillDone == nil || r.fillErr != nil || r.fatal != nil {
+	if r.fillDone == nil || r.fillErr != nil || r.fatal != nil || r.fillPaused {
 		return nil
 	}
 	for r.fillNext < r.nchunks && !r.wanted(r.fillNext) {
