@@ -46,6 +46,9 @@ func (r *Reader) open() (*buffer, error) {
 		default:
 			return false, statusError(resp)
 		}
+		if err := checkEncoding(resp); err != nil {
+			return false, err
+		}
 		cr, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
 			return false, err
@@ -166,12 +169,18 @@ func (r *Reader) fetch(j *job, from int) (done int, err error) {
 			held = append(held, buf)
 			continue
 		}
+		if done == 0 {
+			r.up() // before a reader hears of it
+		}
 		r.complete(j.calls[i], c, buf, nil)
 		r.bufs.release(buf)
 		done++
 	}
 	if err := a.expectEOF(); err != nil {
 		return done, err
+	}
+	if len(held) > 0 {
+		r.up()
 	}
 	for _, buf := range held {
 		r.complete(j.calls[from+done], j.first+int64(from+done), buf, nil)
@@ -195,6 +204,9 @@ func (r *Reader) check(resp *http.Response, first, last int64) (contentRange, er
 	default:
 		return contentRange{}, statusError(resp)
 	}
+	if err := checkEncoding(resp); err != nil {
+		return contentRange{}, err
+	}
 	if got := resp.Header.Get("ETag"); got != r.etag {
 		return contentRange{}, permanentError{fmt.Errorf("%w: ETag %s at open, now %s: the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.etag, etagOrNone(resp))}
 	}
@@ -209,6 +221,16 @@ func (r *Reader) check(resp *http.Response, first, last int64) (contentRange, er
 		return contentRange{}, fmt.Errorf("asked for bytes %d-%d, got Content-Range %q", first, last, cr)
 	}
 	return cr, checkLength(resp, cr)
+}
+
+// checkEncoding refuses a coded body: its bytes are not the image's at
+// the Content-Range's offsets. Requests do not ask for one (a Range
+// request keeps net/http from asking for gzip).
+func checkEncoding(resp *http.Response) error {
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return permanentError{fmt.Errorf("the server sends the image with Content-Encoding %q: serve it as stored", ce)}
+	}
+	return nil
 }
 
 // checkLength compares a known Content-Length with the Content-Range.
