@@ -69,7 +69,11 @@ var (
 	// phase skips them, since loading ext4 alone costs a noticeable part
 	// of a second under emulation, and the iSCSI steps load what they
 	// need.
-	ModulesDeferred = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft"}
+	ModulesDeferred = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft", "nbd", "dm_verity"}
+	// ModulesLazyRoot: an image read on demand (lower mode lazy or fill):
+	// the NBD device the keeper feeds and dm-verity above it (which brings
+	// dm_mod, dm_bufio and reed_solomon). Deferred like the iSCSI ones.
+	ModulesLazyRoot = []string{"nbd", "dm_verity"}
 )
 
 // Single modules the agent names.

@@ -57,7 +57,7 @@ type Params struct {
 	// (overboot.lower.cache, bytes; default DefaultLowerCache). Fill mode
 	// keeps the whole image regardless.
 	LowerCache int64
-	Init      string // overboot.init: the image's init (default /sbin/init)
+	Init       string // overboot.init: the image's init (default /sbin/init)
 
 	Iface         string        // overboot.iface: interface to configure (default: first with a link)
 	LinkTimeout   time.Duration // overboot.link.timeout: wait for a carrier (default 10s)
@@ -424,16 +424,22 @@ func setInit(p *Params, v string) error {
 	return nil
 }
 
-func setLowerCache(p *Params, v string) error {
+func setLowerCache(p *Params, v string) (err error) {
+	p.LowerCache, err = ParseLowerCache(v)
+	return err
+}
+
+// ParseLowerCache reads the keeper's cache size: bytes, at least 4M (the
+// read-ahead of one stream must fit).
+func ParseLowerCache(v string) (int64, error) {
 	sz, err := ParseSize(v)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if sz.Percent != 0 || sz.Bytes < 1<<20 {
-		return fmt.Errorf("%q: want a size in bytes of at least 1M, like 64M", v)
+	if sz.Percent != 0 || sz.Bytes < 4<<20 {
+		return 0, fmt.Errorf("%q: want a size in bytes of at least 4M, like 64M", v)
 	}
-	p.LowerCache = sz.Bytes
-	return nil
+	return sz.Bytes, nil
 }
 
 func setDHCP(p *Params, v string) error {

@@ -112,7 +112,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty value", "overboot.lower=http://h/i" + d + " overboot.init=", "overboot.init", "needs a value"},
 		{"twice", "overboot.lower=http://h/i" + d + " overboot.init=/a overboot.init=/b", "overboot.init", "more than once"},
 		{"bad duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=10", "overboot.dhcp.timeout", "duration"},
-		{"tiny lower cache", "overboot.lower=http://h/i" + d + " overboot.lower.cache=512K", "overboot.lower.cache", "at least 1M"},
+		{"tiny lower cache", "overboot.lower=http://h/i" + d + " overboot.lower.cache=512K", "overboot.lower.cache", "at least 4M"},
 		{"negative duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=-1s", "overboot.dhcp.timeout", "positive"},
 		{"zero attempts", "overboot.lower=http://h/i" + d + " overboot.fetch.attempts=0", "overboot.fetch.attempts", "positive"},
 		{"bad url scheme", "overboot.lower=ftp://h/i" + d, "overboot.lower", "http"},

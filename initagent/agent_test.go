@@ -65,7 +65,7 @@ func TestBootStatic(t *testing.T) {
 		"mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
 		"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
 		"mkdir -p /run/overboot",
-		"modprobe -a $(cat /etc/overboot/modules); cat /etc/overboot/modules.d/* | xargs -n1 insmod # except iscsi_tcp sd_mod ext4 crc32c_generic iscsi_ibft",
+		"modprobe -a $(cat /etc/overboot/modules); cat /etc/overboot/modules.d/* | xargs -n1 insmod # except iscsi_tcp sd_mod ext4 crc32c_generic iscsi_ibft nbd dm_verity",
 		"dhcp (first with link) (link wait 10s, 4 attempts of 5s)",
 		"mkdir -p /run/overboot/image /run/overboot/lower",
 		"mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=6291456 tmpfs /run/overboot/image",

@@ -44,6 +44,8 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 		return noted(download(ctx, s, e.Client, e.progress))
 	case LoopMount:
 		return noted(loopMount(s))
+	case LazyAttach:
+		return noted(lazyAttach(s))
 	case ISCSIAttach:
 		return noted(iscsiAttach(ctx, s))
 	case IBFTAttach:

@@ -34,8 +34,9 @@ const (
 	RunDir      = "/run/overboot"
 	ImageDir    = RunDir + "/image" // tmpfs holding the downloaded image
 	ImageFile   = ImageDir + "/lower.squashfs"
-	LowerMount  = RunDir + "/lower" // the squashfs, read-only
-	RWMount     = RunDir + "/rw"    // tmpfs (or disk) for the upper layer
+	TreeFile    = ImageDir + "/lower.verity" // a lazy image's dm-verity tree
+	LowerMount  = RunDir + "/lower"          // the squashfs, read-only
+	RWMount     = RunDir + "/rw"             // tmpfs (or disk) for the upper layer
 	UpperDir    = RWMount + "/upper"
 	WorkDir     = RWMount + "/work"
 	NewRoot     = "/" + boot.InitramfsNewRoot
@@ -135,7 +136,7 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
 	}
 	return append(steps,
-		HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil},
+		HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	), nil
@@ -144,6 +145,20 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 // lowerSteps mount the read-only image at LowerMount.
 func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 	switch {
+	case l.HTTP != nil && l.HTTP.Mode.OnDemand():
+		h := l.HTTP
+		v := h.Verity
+		if v == nil {
+			return nil, fmt.Errorf("lower.http: mode %s needs a dm-verity tree", h.Mode)
+		}
+		return []Step{
+			LoadModules{Extra: slices.Clone(boot.ModulesLazyRoot), PhaseOf: PhaseLower},
+			Mkdir{Paths: []string{ImageDir, LowerMount}, PhaseOf: PhaseLower},
+			Mount{Source: "tmpfs", Target: ImageDir, FSType: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=0700", fmt.Sprintf("size=%d", roundUp(v.HashSize, 1<<20)+1<<20)}, PhaseOf: PhaseLower},
+			Download{URL: v.HashURL, Digest: v.HashDigest, Size: v.HashSize, Dest: TreeFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
+			LazyAttach{Source: *h, TreeFile: TreeFile, Link: LowerDevice, CacheBytes: p.LowerCacheBytes()},
+			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
+		}, nil
 	case l.HTTP != nil:
 		h := l.HTTP
 		imgSize := "size=90%"

@@ -279,3 +279,33 @@ func (s SwitchRoot) String() string { return "switch_root " + s.Root + " " + s.I
 
 // Phase implements Step.
 func (SwitchRoot) Phase() Phase { return PhaseSwitchRoot }
+
+// LazyAttach makes the image at Source readable on demand: the keeper
+// (initagent/keeper) serves it to the kernel as an NBD device from HTTP
+// Range reads, and dm-verity checks every block read against Source's
+// root hash, with the tree in TreeFile (fetched before). Link points to
+// the verity device, which holds the squashfs.
+type LazyAttach struct {
+	Source     boot.HTTPSource
+	TreeFile   string
+	Link       string
+	CacheBytes int64 // the keeper's RAM cache (lazy mode)
+}
+
+func (l LazyAttach) String() string {
+	mode := "on demand"
+	if l.Source.Mode == boot.LowerFill {
+		mode = "on demand, filling RAM in the background"
+	}
+	root := "?"
+	if l.Source.Verity != nil {
+		root = l.Source.Verity.RootHash
+		if len(root) > 12 {
+			root = root[:12]
+		}
+	}
+	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes); dm-verity root %s with %s -> %s", fetch.RedactImageURL(l.Source.URL), mode, l.Source.Size, root, l.TreeFile, l.Link)
+}
+
+// Phase implements Step.
+func (LazyAttach) Phase() Phase { return PhaseLower }

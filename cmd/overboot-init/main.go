@@ -1,5 +1,7 @@
 // Command overboot-init is the overboot agent: the /init of the initramfs.
-// As PID 1 it boots the machine (package initagent). Anywhere else it only
+// As PID 1 it boots the machine (package initagent); started by the agent
+// as "@overboot-keeper" it serves a lazy root (initagent/keeper). Anywhere
+// else it only
 // prints the boot plan a command line would produce:
 //
 //	overboot-init -dry-run -cmdline 'overboot.lower=http://... overboot.digest=sha256:...'
@@ -16,6 +18,7 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent"
 	"github.com/overboot/overboot/initagent/fetch"
+	"github.com/overboot/overboot/initagent/keeper"
 )
 
 func main() {
@@ -23,6 +26,13 @@ func main() {
 	// prints every PDU length) would clutter the console between the
 	// agent's own phase lines; the agent reports everything itself.
 	log.SetOutput(io.Discard)
+	if keeper.IsKeeper() {
+		// The agent's child serving a lazy root; it outlives the agent.
+		if err := keeper.Main(); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getpid() == 1 {
 		bootMachine() // never returns
 	}

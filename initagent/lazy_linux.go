@@ -1,0 +1,97 @@
+package initagent
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/overboot/overboot/initagent/keeper"
+	"github.com/overboot/overboot/internal/nbd"
+	"github.com/overboot/overboot/internal/verity"
+)
+
+// lazyDMName is the device-mapper name of a lazy root's verity device.
+const lazyDMName = "overboot-lower"
+
+// lazyAttach checks the tree against the document, starts the keeper on
+// one end of a socket pair, gives the kernel the other end as an NBD
+// device, and stacks dm-verity on it with the tree on a loop device.
+func lazyAttach(s LazyAttach) (string, error) {
+	h := s.Source
+	v := h.Verity
+	root, err := hex.DecodeString(v.RootHash)
+	if err != nil {
+		return "", fmt.Errorf("root hash: %w", err)
+	}
+	salt, err := hex.DecodeString(v.Salt)
+	if err != nil {
+		return "", fmt.Errorf("salt: %w", err)
+	}
+	tf, err := os.Open(s.TreeFile)
+	if err != nil {
+		return "", err
+	}
+	sb, err := verity.ReadSuperblock(tf)
+	tf.Close()
+	if err != nil {
+		return "", fmt.Errorf("dm-verity tree of %s: %w", h.Digest, err)
+	}
+	if sb.DataBlocks*verity.BlockSize != uint64(h.Size) || !bytes.Equal(sb.Salt, salt) {
+		return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes with salt %x, the document %d bytes with salt %s", h.Digest, sb.DataBlocks*verity.BlockSize, sb.Salt, h.Size, v.Salt)
+	}
+
+	kernelEnd, agentEnd, err := socketpairFiles()
+	if err != nil {
+		return "", err
+	}
+	defer kernelEnd.Close()
+	proc, err := keeper.Start(keeper.Config{URL: h.URL, Size: h.Size, Fill: h.Mode == "fill", CacheBytes: s.CacheBytes, Name: string(h.Digest)}, agentEnd)
+	agentEnd.Close()
+	if err != nil {
+		return "", err
+	}
+	dev, err := nbd.Connect(nbd.Config{Index: nbd.AnyIndex, Size: h.Size}, kernelEnd)
+	if err != nil {
+		proc.Kill()
+		return "", err
+	}
+	hashDev, lf, err := attachLoop(s.TreeFile)
+	if err != nil {
+		return "", err
+	}
+	defer lf.Close()
+	t := sb.Target(dev.Path(), hashDev, root)
+	d, err := verity.Create(lazyDMName, t)
+	if err != nil {
+		return "", fmt.Errorf("dm-verity on %s for %s: %w", dev.Path(), h.Digest, err)
+	}
+	os.Remove(s.Link)
+	if err := os.Symlink(d.Path, s.Link); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s", strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), proc.Pid, d.Path, v.RootHash[:12]), nil
+}
+
+// socketpairFiles is nbd.Socketpair with both ends as files: one for the
+// kernel, one for the keeper process.
+func socketpairFiles() (kernel, agent *os.File, err error) {
+	k, a, err := nbd.Socketpair()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer a.Close()
+	type filer interface{ File() (*os.File, error) }
+	f, ok := a.(filer)
+	if !ok {
+		k.Close()
+		return nil, nil, fmt.Errorf("nbd socket pair: %T has no file", a)
+	}
+	af, err := f.File()
+	if err != nil {
+		k.Close()
+		return nil, nil, err
+	}
+	return k, af, nil
+}

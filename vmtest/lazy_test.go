@@ -1,0 +1,171 @@
+package vmtest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/server"
+)
+
+// restartable serves a handler on one 127.0.0.1 address that a test can
+// stop (every connection dropped) and start again.
+type restartable struct {
+	h    http.Handler
+	addr string
+
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+func newRestartable(t *testing.T, h http.Handler) *restartable {
+	t.Helper()
+	r := &restartable{h: h, addr: "127.0.0.1:0"}
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *restartable) start() error {
+	var ln net.Listener
+	var err error
+	for range 50 { // the old socket may linger a moment
+		if ln, err = net.Listen("tcp", r.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addr = ln.Addr().String()
+	r.srv = &http.Server{Handler: r.h, ReadHeaderTimeout: 10 * time.Second}
+	go r.srv.Serve(ln)
+	return nil
+}
+
+func (r *restartable) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv != nil {
+		r.srv.Close()
+		r.srv = nil
+	}
+}
+
+// lazyServer is an overboot server whose default profile reads the test
+// root in mode (lazy or fill), with the root's init reading /pad in rounds
+// (OVERBOOT_TEST=lazyread) and the keeper's cache at its smallest, so the
+// rounds keep reading from the server.
+func lazyServer(t *testing.T, a *Artifacts, mode string, rounds int) (*server.Server, *restartable, string) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "store")
+	conf := fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nlower-mode = %s\nonfail = poweroff\nonfail-delay = 1s\nlower-cache = 4M\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=lazyread OVERBOOT_TEST_ROUNDS=%d\n",
+		a.Kernel, a.Initramfs, a.Root, mode, rounds)
+	s := configServer(t, conf, data)
+	return s, newRestartable(t, s.Handler()), data
+}
+
+func startLazyVM(t *testing.T, rs *restartable, mac string) *VM {
+	t.Helper()
+	return startVM(t, Options{
+		PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: mac,
+		Forwards: []Forward{{GuestPort: 80, HostAddr: rs.addr}},
+	})
+}
+
+// TestLazyRootServerRestart: the root is read on demand through the
+// keeper, NBD and dm-verity; while its init reads /pad round after round
+// (each round from the device), the server goes away for 8 s and comes
+// back: reads wait, none fails, the keeper says so in the kernel log.
+func TestLazyRootServerRestart(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	_, rs, _ := lazyServer(t, a, "lazy", 12)
+	vm := startLazyVM(t, rs, "52:54:00:0d:00:01")
+	if _, err := vm.Expect(MarkerLazyRound+" 2", bootTimeout); err != nil {
+		t.Fatalf("the lazy root did not start reading: %v", err)
+	}
+	rs.stop()
+	time.Sleep(8 * time.Second)
+	if err := rs.start(); err != nil {
+		t.Fatal(err)
+	}
+	expectPass(t, vm)
+	for _, want := range []string{"overboot-keeper: serving image", "dm-verity"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if !vm.Contains("overboot-keeper") || !consoleHas(vm, "overboot-keeper", "back after") {
+		t.Errorf("the keeper never reported the server back: the restart proved nothing")
+	}
+}
+
+// TestLazyRootFill: in fill mode the keeper completes the image in RAM;
+// then the server is stopped for good and the root keeps reading.
+func TestLazyRootFill(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	_, rs, _ := lazyServer(t, a, "fill", 6)
+	vm := startLazyVM(t, rs, "52:54:00:0d:00:02")
+	if _, err := vm.Expect("complete in RAM", bootTimeout); err != nil {
+		t.Fatalf("the fill did not complete: %v", err)
+	}
+	rs.stop()
+	expectPass(t, vm)
+}
+
+// TestLazyRootCorruptBlock: a block of the image changed on the server
+// after the tree was made: reading it fails with dm-verity's message, the
+// root's check of /pad fails, nothing reads wrong data silently.
+func TestLazyRootCorruptBlock(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	_, rs, data := lazyServer(t, a, "lazy", 1)
+	blob := filepath.Join(data, "blobs", "sha256", a.RootSum.Hex())
+	f, err := os.OpenFile(blob, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In the middle of the image: /pad's incompressible data.
+	if _, err := f.WriteAt([]byte("corrupt!"), a.RootSize/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	vm := startLazyVM(t, rs, "52:54:00:0d:00:03")
+	l, i, err := vm.ExpectAny(bootTimeout, MarkerPass, MarkerFail, "overboot: BOOT FAILED")
+	if err != nil {
+		t.Fatalf("no verdict: %v", err)
+	}
+	if i == 0 {
+		t.Fatalf("the root read a corrupted image and passed: %s", l.Text)
+	}
+	if !consoleHas(vm, "verity", "is corrupted") {
+		t.Errorf("no dm-verity message on the console")
+	}
+}
+
+// consoleHas reports whether one console line holds all of texts.
+func consoleHas(vm *VM, texts ...string) bool {
+	for _, l := range vm.Lines() {
+		all := true
+		for _, s := range texts {
+			all = all && strings.Contains(l.Text, s)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
