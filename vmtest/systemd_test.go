@@ -55,7 +55,7 @@ func TestSystemdISCSIUpper(t *testing.T) {
 
 	const mac = "52:54:00:0b:00:07"
 	argsRE := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`)
-	line := regexp.MustCompile(MarkerSystemd + ` boots=(\d+) pid1=(\S+) state=(\S+) sessions=\[(.*)\] upper=\[(.*)\]`)
+	line := regexp.MustCompile(MarkerSystemd + ` boots=(\d+) pid1=(\S+) state=(\S+) sessions=\[([^\]]*)\] upper=\[([^\]]*)\]`)
 	for n := 1; n <= 2; n++ {
 		// The server's script for this machine, as iPXE would get it; its
 		// kernel arguments (with a fresh single-use document URL) go to a
@@ -105,5 +105,73 @@ func TestSystemdISCSIUpper(t *testing.T) {
 		if _, err := vm.Wait(2 * time.Minute); err != nil {
 			t.Fatalf("boot %d: systemd did not power off: %v", n, err)
 		}
+	}
+}
+
+// TestSystemdLazyRoot boots the Debian image with systemd from a lazy
+// root: the keeper, started by the agent, serves the root through all of
+// systemd's start-up (it is still there, one of it, once the system is
+// up) and its shutdown, which leaves '@' processes alone: the machine
+// powers off with no read of the root failing on the way.
+func TestSystemdLazyRoot(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	ctx := context.Background()
+	tree, err := SystemdRoot(ctx, vmtestCache(), testLogWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "systemd.squashfs")
+	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%s\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nlower-mode = lazy\nonfail = poweroff\nonfail-delay = 1s\n",
+		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
+	_, httpAddr, _ := startServer(t, conf, filepath.Join(dir, "data"))
+	const mac = "52:54:00:0b:00:08"
+	resp, err := http.Get("http://" + httpAddr + "/ipxe?mac=" + strings.ReplaceAll(mac, ":", "-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`).FindSubmatch(script)
+	if m == nil {
+		t.Fatalf("no kernel arguments in the script:\n%s", script)
+	}
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 1024, CPUs: 2,
+		Append:   directCmdline(string(m[1])),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}},
+	})
+	l, i, err := vm.ExpectAny(2*bootTimeout, MarkerSystemd, "overboot: BOOT FAILED")
+	if err != nil || i != 0 {
+		t.Fatalf("systemd did not report: %v %s", err, l.Text)
+	}
+	t.Logf("%s", l)
+	f := regexp.MustCompile(MarkerSystemd + ` .*pid1=(\S+) state=(\S+) .* keepers=(\d+)`).FindStringSubmatch(l.Text)
+	switch {
+	case f == nil:
+		t.Fatalf("unreadable report %q", l.Text)
+	case f[1] != "systemd":
+		t.Errorf("pid 1 is %s, not systemd", f[1])
+	case f[2] != "running" && f[2] != "degraded":
+		t.Errorf("systemd state %s", f[2])
+	case f[3] != "1":
+		t.Errorf("%s keepers once systemd is up, want 1", f[3])
+	}
+	if _, err := vm.Wait(2 * time.Minute); err != nil {
+		t.Fatalf("systemd did not power off: %v", err)
+	}
+	for _, l := range vm.Lines() {
+		for _, bad := range []string{"I/O error", "SQUASHFS error", "overboot-keeper: stopped", "is corrupted"} {
+			if strings.Contains(l.Text, bad) {
+				t.Errorf("console: %s", l)
+			}
+		}
+	}
+	if !vm.Contains("reboot: Power down") {
+		t.Errorf("no clean power-off on the console")
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/overboot/overboot/initagent/fetch"
 )
 
 // Errors callers branch on with errors.Is.
@@ -184,7 +186,7 @@ type Reader struct {
 // keep at least Parallel idle connections per host. Open retries a failing
 // server like a read does, for Patience.
 func Open(ctx context.Context, client *http.Client, url string, opts Options) (*Reader, error) {
-	where := redact(url)
+	where := fetch.RedactImageURL(url) // the agent's one redactor
 	opt, err := opts.config()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", where, err)
