@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,18 +14,34 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/u-root/u-root/pkg/dhclient"
+	uiorand "github.com/u-root/uio/rand"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 func init() {
-	// insomniacslk/dhcp draws transaction IDs from u-root/uio's rand, which
-	// spins on getrandom(GRND_NONBLOCK) until the kernel's CRNG is ready: on
-	// an emulated machine without RDRAND or virtio-rng that is minutes. A
-	// DHCP transaction ID needs no cryptographic quality; this makes uio
-	// read /dev/urandom, which never blocks.
-	os.Setenv("UROOT_NOHWRNG", "1")
+	// insomniacslk/dhcp draws DHCPv4 and DHCPv6 transaction IDs from
+	// u-root/uio's rand, which waits for the kernel's CRNG: getrandom
+	// spins until it is ready, and /dev/urandom (UROOT_NOHWRNG) makes the
+	// kernel generate entropy first, which took 1.1 s of every boot on an
+	// emulated machine without RDRAND or virtio-rng. A transaction ID only
+	// has to differ from other clients' (RFC 2131 4.1), not be secret: it
+	// comes from math/rand/v2, which the Go runtime seeds from the bytes
+	// the kernel gives every process at exec (AT_RANDOM), without waiting.
+	uiorand.Reader = xidSource{}
 }
+
+// xidSource is a uio ContextReader over math/rand/v2.
+type xidSource struct{}
+
+func (xidSource) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(mathrand.Uint32())
+	}
+	return len(b), nil
+}
+
+func (x xidSource) ReadContext(_ context.Context, b []byte) (int, error) { return x.Read(b) }
 
 // bringUpNetwork waits for a carrier, runs DHCPv4 and configures the
 // address, routes and resolv.conf. It returns a note for the console and

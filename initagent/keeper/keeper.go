@@ -69,7 +69,7 @@ func Start(cfg Config, sock *os.File) (*os.Process, error) {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{Argv0},
-		Env:        []string{"UROOT_NOHWRNG=1"},
+		Env:        []string{},
 		ExtraFiles: []*os.File{cfgR, sock, readyW},
 		// Its own session: no terminal signals from the console.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
