@@ -34,6 +34,9 @@ type Config struct {
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// Name is the image for messages (its digest).
 	Name string `json:"name"`
+	// Stderr sends the log to the keeper's stderr instead of the kernel
+	// log (tests).
+	Stderr bool `json:"stderr,omitempty"`
 }
 
 // The keeper's inherited files: its configuration, then the NBD socket,
@@ -111,17 +114,18 @@ func Start(cfg Config, sock *os.File) (*os.Process, error) {
 // Main is the keeper's whole life; it returns only on a fatal error.
 func Main() error {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	log := newKmsg()
 	ready := os.NewFile(fdReady, "ready")
+	var cfg Config
+	cfgErr := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg)
+	log := newKmsg(cfg.Stderr)
 	fail := func(err error) error {
 		fmt.Fprintf(ready, "%v\n", err)
 		ready.Close()
 		log.printf("stopped: %v", err)
 		return err
 	}
-	var cfg Config
-	if err := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg); err != nil {
-		return fail(fmt.Errorf("configuration: %w", err))
+	if cfgErr != nil {
+		return fail(fmt.Errorf("configuration: %w", cfgErr))
 	}
 	sockFile := os.NewFile(fdSocket, "nbd")
 	conn, err := net.FileConn(sockFile)
@@ -165,9 +169,11 @@ func Main() error {
 // switch_root; without /dev/kmsg, to stderr.
 type kmsg struct{ w io.Writer }
 
-func newKmsg() *kmsg {
-	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-		return &kmsg{w: f}
+func newKmsg(stderr bool) *kmsg {
+	if !stderr {
+		if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+			return &kmsg{w: f}
+		}
 	}
 	return &kmsg{w: os.Stderr}
 }
