@@ -85,8 +85,8 @@ type Verity struct {
 	HashURL    string `json:"hash_url"`
 	HashDigest Digest `json:"hash_digest"`
 	HashSize   int64  `json:"hash_size"`
-	RootHash   string `json:"root_hash"` // hex, 64 digits
-	Salt       string `json:"salt"`      // hex
+	RootHash   string `json:"root_hash"`      // hex, 64 digits
+	Salt       string `json:"salt,omitempty"` // hex; empty: the tree's superblock says
 }
 
 // ISCSISource is a LUN attached through the kernel's iSCSI initiator.

@@ -52,6 +52,15 @@ type Params struct {
 	Lower     string // overboot.lower: http(s) URL of the squashfs image
 	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
 	Size      int64  // overboot.size: image size in bytes, checked when given
+	// LowerMode (overboot.lower.mode: ram, lazy or fill) and the image's
+	// dm-verity tree for lazy and fill: overboot.verity (its URL),
+	// overboot.verity.digest, overboot.verity.size and overboot.verity.root
+	// (the root hash, the trust anchor). Static command lines only.
+	LowerMode    LowerMode
+	VerityURL    string
+	VerityDigest Digest
+	VeritySize   int64
+	VerityRoot   string
 	UpperSize Size   // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
 	// LowerCache bounds the RAM the keeper caches a lazy image's blocks in
 	// (overboot.lower.cache, bytes; default DefaultLowerCache). Fill mode
@@ -87,6 +96,11 @@ var params = []param{
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
 	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
+	{"lower.mode", func(p *Params, v string) (err error) { p.LowerMode, err = ParseLowerMode(v); return err }, func(p *Params) string { return string(p.LowerMode) }},
+	{"verity", func(p *Params, v string) error { return setURL(&p.VerityURL, v) }, func(p *Params) string { return p.VerityURL }},
+	{"verity.digest", func(p *Params, v string) (err error) { p.VerityDigest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.VerityDigest) }},
+	{"verity.size", func(p *Params, v string) error { return setPositive64(&p.VeritySize, v) }, func(p *Params) string { return itoa64(p.VeritySize) }},
+	{"verity.root", setVerityRoot, func(p *Params) string { return p.VerityRoot }},
 	{"upper.size", func(p *Params, v string) (err error) { p.UpperSize, err = ParseSize(v); return err }, func(p *Params) string { return p.UpperSize.String() }},
 	{"lower.cache", setLowerCache, func(p *Params) string { return itoa64(p.LowerCache) }},
 	{"init", setInit, func(p *Params) string { return p.Init }},
@@ -215,11 +229,31 @@ func (p Params) Validate() error {
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
 	}
+	verity := []struct {
+		key string
+		set bool
+	}{{"verity", p.VerityURL != ""}, {"verity.digest", p.VerityDigest != ""}, {"verity.size", p.VeritySize != 0}, {"verity.root", p.VerityRoot != ""}}
+	if p.Lower != "" && p.LowerMode.OnDemand() {
+		for _, k := range verity {
+			if !k.set {
+				bad(k.key, "missing: overboot.lower.mode=%s reads the image on demand, each block checked against its dm-verity tree (overboot mkimage verity IMAGE prints these parameters)", p.LowerMode)
+			}
+		}
+		if p.Size == 0 {
+			bad("size", "missing: overboot.lower.mode=%s needs the image's size", p.LowerMode)
+		}
+	} else if p.Lower != "" {
+		for _, k := range verity {
+			if k.set {
+				bad(k.key, "only with overboot.lower.mode=lazy or fill")
+			}
+		}
+	}
 	if p.Doc != "" {
-		for _, k := range []struct {
+		for _, k := range append([]struct {
 			key string
 			set bool
-		}{{"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}, {"init", p.Init != ""}} {
+		}{{"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}, {"init", p.Init != ""}, {"lower.mode", p.LowerMode != ""}}, verity...) {
 			if k.set {
 				bad(k.key, "cannot be combined with overboot.doc: the document decides it")
 			}
@@ -336,9 +370,15 @@ func (p Params) UpperLimit() Size {
 // Document returns the boot document a static command line stands for. It is
 // only meaningful when p.Doc is empty.
 func (p Params) Document() Document {
+	h := &HTTPSource{URL: p.Lower, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
+	if p.VerityURL != "" {
+		// The salt is the tree's own (its superblock, covered by the
+		// tree file's digest).
+		h.Verity = &Verity{HashURL: p.VerityURL, HashDigest: p.VerityDigest, HashSize: p.VeritySize, RootHash: p.VerityRoot}
+	}
 	return Document{
 		Version: DocumentVersion,
-		Lower:   Source{HTTP: &HTTPSource{URL: p.Lower, Digest: p.Digest, Size: p.Size}},
+		Lower:   Source{HTTP: h},
 		Upper:   Upper{Tmpfs: &TmpfsUpper{Size: p.UpperSize}},
 		Init:    p.Init,
 		Report:  p.Report,
@@ -421,6 +461,14 @@ func setInit(p *Params, v string) error {
 		return fmt.Errorf("%q: want a clean absolute path like /sbin/init", v)
 	}
 	p.Init = v
+	return nil
+}
+
+func setVerityRoot(p *Params, v string) error {
+	if !isHex(v, 64) {
+		return fmt.Errorf("%q: want the root hash, 64 lower-case hex digits (sha256)", v)
+	}
+	p.VerityRoot = v
 	return nil
 }
 

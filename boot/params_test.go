@@ -320,3 +320,40 @@ func TestLowerCache(t *testing.T) {
 		t.Error("default")
 	}
 }
+
+func TestLazyStaticParams(t *testing.T) {
+	h := func(c string) string { return strings.Repeat(c, 64) }
+	base := "overboot.lower=http://h/i overboot.digest=sha256:" + h("a") + " overboot.size=8192 overboot.lower.mode=lazy"
+	verity := " overboot.verity=http://h/i.verity overboot.verity.digest=sha256:" + h("b") + " overboot.verity.size=8192 overboot.verity.root=" + h("c")
+	p, err := Parse(base + verity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := p.Document()
+	if err := d.Validate(); err != nil || d.Lower.HTTP.Verity.RootHash != h("c") || d.Lower.HTTP.Verity.Salt != "" {
+		t.Errorf("document: %v %+v", err, d.Lower.HTTP.Verity)
+	}
+	if q, err := Parse(p.Format()); err != nil || q.Format() != p.Format() {
+		t.Errorf("round trip: %v\n%s\n%s", err, p.Format(), q.Format())
+	}
+	for _, tc := range []struct{ cmdline, key string }{
+		{base, "overboot.verity.root"},
+		{strings.Replace(base, " overboot.size=8192", "", 1) + verity, "overboot.size"},
+		{"overboot.lower=http://h/i overboot.digest=sha256:" + h("a") + verity, "overboot.verity"},
+		{"overboot.doc=http://h/d overboot.lower.mode=lazy", "overboot.lower.mode"},
+	} {
+		p, err := Parse(tc.cmdline)
+		if err == nil {
+			err = p.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.key+":") {
+			t.Errorf("%s: %v, want an error naming %s", tc.cmdline, err, tc.key)
+		}
+	}
+	if _, err := Parse("overboot.verity.root=ABC"); err == nil || !strings.Contains(err.Error(), "overboot.verity.root") {
+		t.Errorf("bad root hash: %v", err)
+	}
+}

@@ -38,7 +38,7 @@ func lazyAttach(s LazyAttach) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dm-verity tree of %s: %w", h.Digest, err)
 	}
-	if sb.DataBlocks*verity.BlockSize != uint64(h.Size) || !bytes.Equal(sb.Salt, salt) {
+	if sb.DataBlocks*verity.BlockSize != uint64(h.Size) || v.Salt != "" && !bytes.Equal(sb.Salt, salt) {
 		return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes with salt %x, the document %d bytes with salt %s", h.Digest, sb.DataBlocks*verity.BlockSize, sb.Salt, h.Size, v.Salt)
 	}
 

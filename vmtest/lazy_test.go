@@ -1,7 +1,9 @@
 package vmtest
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/overboot/overboot/internal/verity"
 	"github.com/overboot/overboot/server"
 )
 
@@ -168,4 +171,49 @@ func consoleHas(vm *VM, texts ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestLazyStaticCmdline: no overboot server at all: a plain file server
+// holds the image and its tree (as overboot mkimage verity writes it), and
+// the static command line names the root hash.
+func TestLazyStaticCmdline(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "root.squashfs")
+	if err := copyFile(a.Root, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := os.Create(img + ".verity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.Open(img)
+	h := sha256.New()
+	tr, err := verity.Build(src, a.RootSize, io.MultiWriter(tree, h), verity.ParamsFor(a.RootSum.Hex()))
+	src.Close()
+	tree.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveHTTP(t, http.FileServer(http.Dir(dir)))
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs,
+		Append: directCmdline(
+			"overboot.lower=http://"+GuestServer+"/root.squashfs",
+			"overboot.digest="+a.RootSum.String(),
+			fmt.Sprintf("overboot.size=%d", a.RootSize),
+			"overboot.lower.mode=lazy",
+			"overboot.verity=http://"+GuestServer+"/root.squashfs.verity",
+			fmt.Sprintf("overboot.verity.digest=sha256:%x", h.Sum(nil)),
+			fmt.Sprintf("overboot.verity.size=%d", tr.HashSize),
+			fmt.Sprintf("overboot.verity.root=%x", tr.RootHash),
+			"overboot.onfail=poweroff", "overboot.onfail.delay=1s",
+			"OVERBOOT_TEST=lazyread", "OVERBOOT_TEST_ROUNDS=2"),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: addr}},
+	})
+	expectPass(t, vm)
+	if !vm.Contains("checked by dm-verity") {
+		t.Errorf("the root was not read on demand")
+	}
 }

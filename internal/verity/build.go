@@ -203,3 +203,17 @@ func sum(h hash.Hash, salt, block, dst []byte) []byte {
 	h.Write(block)
 	return h.Sum(dst)
 }
+
+// ParamsFor returns the Params overboot builds an image's tree with: salt
+// and UUID derived from the image's digest (hex), so that a tree is
+// reproducible from its image alone (the server and `overboot mkimage
+// verity` make the same one) while different images get different salts.
+func ParamsFor(imageHex string) Params {
+	salt := sha256.Sum256([]byte("overboot dm-verity salt\x00" + imageHex))
+	u := sha256.Sum256([]byte("overboot dm-verity uuid\x00" + imageHex))
+	var id [16]byte
+	copy(id[:], u[:16])
+	id[6] = id[6]&0x0f | 0x40 // a version 4 layout, as veritysetup draws
+	id[8] = id[8]&0x3f | 0x80
+	return Params{Salt: salt[:], UUID: id}
+}

@@ -112,19 +112,6 @@ func (s *Store) load(image boot.Digest) (Tree, error) {
 	return t, nil
 }
 
-// saltFor derives the salt (and the superblock's UUID) from the image's
-// digest, so a tree is reproducible; different images still get
-// different salts.
-func saltFor(image boot.Digest) ([]byte, [16]byte) {
-	salt := sha256.Sum256([]byte("overboot dm-verity salt\x00" + image.Hex()))
-	u := sha256.Sum256([]byte("overboot dm-verity uuid\x00" + image.Hex()))
-	var id [16]byte
-	copy(id[:], u[:16])
-	id[6] = id[6]&0x0f | 0x40 // version 4 layout, as veritysetup's
-	id[8] = id[8]&0x3f | 0x80
-	return salt[:], id
-}
-
 func (s *Store) build(image boot.Digest, path string, size int64) (Tree, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -150,7 +137,7 @@ func (s *Store) build(image boot.Digest, path string, size int64) (Tree, error) 
 	if size%verity.BlockSize != 0 {
 		return Tree{}, fmt.Errorf("image %s: %d bytes is not a multiple of %d, which reading on demand needs (mksquashfs pads to 4 KiB unless -nopad)", image, size, verity.BlockSize)
 	}
-	salt, uuid := saltFor(image)
+	vp := verity.ParamsFor(image.Hex())
 	tmp, err := os.CreateTemp(s.dir, ".tree-*")
 	if err != nil {
 		return Tree{}, err
@@ -158,12 +145,12 @@ func (s *Store) build(image boot.Digest, path string, size int64) (Tree, error) 
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	h = sha256.New()
-	tr, err := verity.Build(f, size, io.MultiWriter(tmp, h), verity.Params{Salt: salt, UUID: uuid})
+	tr, err := verity.Build(f, size, io.MultiWriter(tmp, h), vp)
 	if err != nil {
 		return Tree{}, fmt.Errorf("image %s: %w", image, err)
 	}
 	t := Tree{Image: image, ImageSize: size, Hash: boot.Digest("sha256:" + hex.EncodeToString(h.Sum(nil))), HashSize: tr.HashSize,
-		RootHash: hex.EncodeToString(tr.RootHash), Salt: hex.EncodeToString(salt)}
+		RootHash: hex.EncodeToString(tr.RootHash), Salt: hex.EncodeToString(vp.Salt)}
 	if err := tmp.Chmod(0o644); err != nil {
 		return Tree{}, err
 	}
