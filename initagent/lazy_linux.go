@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/overboot/overboot/initagent/keeper"
 	"github.com/overboot/overboot/internal/nbd"
@@ -42,6 +43,7 @@ func lazyAttach(s LazyAttach) (string, error) {
 		return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes with salt %x, the document %d bytes with salt %s", h.Digest, sb.DataBlocks*verity.BlockSize, sb.Salt, h.Size, v.Salt)
 	}
 
+	t0 := time.Now()
 	kernelEnd, agentEnd, err := socketpairFiles()
 	if err != nil {
 		return "", err
@@ -52,6 +54,7 @@ func lazyAttach(s LazyAttach) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	tKeeper := time.Since(t0)
 	dev, err := nbd.Connect(nbd.Config{Index: nbd.AnyIndex, Size: h.Size}, kernelEnd)
 	if err != nil {
 		proc.Kill()
@@ -62,6 +65,7 @@ func lazyAttach(s LazyAttach) (string, error) {
 		return "", err
 	}
 	defer lf.Close()
+	tNBD := time.Since(t0) - tKeeper
 	t := sb.Target(dev.Path(), hashDev, root)
 	d, err := verity.Create(lazyDMName, t)
 	if err != nil {
@@ -71,7 +75,9 @@ func lazyAttach(s LazyAttach) (string, error) {
 	if err := os.Symlink(d.Path, s.Link); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s", strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), proc.Pid, d.Path, v.RootHash[:12]), nil
+	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s (keeper ready %.2fs, nbd %.2fs, verity %.2fs)",
+		strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), proc.Pid, d.Path, v.RootHash[:12],
+		tKeeper.Seconds(), tNBD.Seconds(), (time.Since(t0) - tKeeper - tNBD).Seconds()), nil
 }
 
 // socketpairFiles is nbd.Socketpair with both ends as files: one for the
