@@ -123,8 +123,13 @@ func minbase(ctx context.Context, env *bench.Env) (string, error) {
 		}
 	}
 	// Minbase has no /sbin/init: the bench init is every tool's default.
-	if err := os.WriteFile(filepath.Join(tree, "sbin/init"), []byte(benchInit), 0o755); err != nil {
-		return "", err
+	// Written only when it changed: its mtime is in the image, and the
+	// image's digest keys the large image's cache.
+	initPath := filepath.Join(tree, "sbin/init")
+	if got, err := os.ReadFile(initPath); err != nil || string(got) != benchInit {
+		if err := os.WriteFile(initPath, []byte(benchInit), 0o755); err != nil {
+			return "", err
+		}
 	}
 	// Left by earlier versions of this section, which named it instead.
 	if err := os.Remove(filepath.Join(tree, "sbin/overboot-bench-init")); err != nil && !errors.Is(err, os.ErrNotExist) {
