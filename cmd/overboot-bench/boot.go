@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,39 +21,95 @@ import (
 	"github.com/overboot/overboot/vmtest"
 )
 
-// Reference figures from ENV.md (same machine class, TCG, Debian 6.1,
-// 52 MiB minbase image over HTTP): not measured in this run, because
-// installing dracut replaces the host's initramfs-tools.
-const (
-	dracutLeanSeconds = 28.0
-	dracutLeanBytes   = 33e6
-)
-
-const benchInitMarker = "OVERBOOT-BENCH-INIT"
-
-// benchInit is the minbase image's first program for the measurement: it
-// prints the marker and powers off at once.
+// benchInit is the bench image's /sbin/init, the first program for every
+// tool: it prints a marker (the kernel exec'd it and its interpreter, the
+// root's /bin/sh), execs one binary from the root and prints a second
+// marker once it returns, then shows the root mount and powers off. Only
+// shell builtins apart from /bin/true, so the markers time the root's
+// first program and its first exec and nothing else.
 const benchInit = `#!/bin/sh
 read up idle < /proc/uptime
-echo "` + benchInitMarker + ` uptime=$up"
+echo "` + markerProgram + ` uptime=$up"
+/bin/true
+read up idle < /proc/uptime
+echo "` + markerExec + ` uptime=$up"
+while read dev dir type rest; do [ "$dir" = / ] && echo "` + markerRoot + ` $dev $type"; done < /proc/mounts
 echo o > /proc/sysrq-trigger
 sleep 30
 `
 
-// bootSection measures the time from QEMU's start to the first program of
-// a Debian minbase image served by the overboot server (direct kernel
-// boot, TCG). Knobs for experiments, all optional: OVERBOOT_BENCH_CPUS
-// (guest CPUs, default 2), OVERBOOT_BENCH_CPU (QEMU -cpu model, default
-// max), OVERBOOT_BENCH_INITRAMFS_COMP (zstd, gzip, xz, none) and
-// OVERBOOT_BENCH_APPEND (extra kernel arguments).
+// bootRounds is how many times each tool boots each image, interleaved.
+const bootRounds = 3
+
+// bootCmdline is the start of every kernel command line of the section:
+// the serial console, no "quiet", no randomness hints, and a reboot on
+// panic (QEMU's -no-reboot then ends the boot at once).
+var bootCmdline = []string{"console=ttyS0", "panic=-1"}
+
+// bootSection boots a Debian minbase squashfs root over HTTP with overboot
+// and with the reference initramfs generators (see anchors.go), all on the
+// same QEMU machine (TCG, direct kernel boot of the same kernel, one vCPU,
+// QEMU's default CPU model, no virtio-rng, 2 GiB), in interleaved rounds,
+// and compares the time from QEMU's start to the root's first program and
+// to its first exec of a binary. Then again with an image 4x as large.
+// Needs root (debootstrap, chroot) and Debian's mirror the first time.
+// OVERBOOT_BENCH_INITRAMFS_COMP (zstd, gzip, xz, none) picks the
+// compression of overboot's initramfs.
 func bootSection() bench.Section {
 	return bench.Section{Name: "boot", Run: runBoot}
 }
 
+// benchImage is one root image the section boots.
+type benchImage struct {
+	Label string // "55 MB"
+	Path  string
+	File  string // its name on the anchors' file server
+	Hex   string // sha256
+	Size  int64
+}
+
+// contender is one way of booting the bench image: overboot (a variant of
+// its command line) or an anchor.
+type contender struct {
+	Name     string // overboot, dracut-lean, ...
+	Ref      string // the table's "ref tool" column (anchors)
+	Initrd   string
+	Server   string // the host end of the guest's http://10.0.2.100/
+	Args     func(im benchImage) []string
+	Big      bool // also boots the large image
+	Overboot bool
+}
+
+func (c contender) cmdline(im benchImage) string {
+	return strings.Join(append(append([]string{}, bootCmdline...), c.Args(im)...), " ")
+}
+
+// overbootVariant is one overboot command line. Its rows compare it with
+// every anchor; a second variant (the agent's lazy mode) adds its own rows
+// by joining the list in overbootVariants.
+type overbootVariant struct {
+	Name string // "overboot" for the default; others name their rows
+	Args func(im benchImage) []string
+}
+
+func overbootVariants() []overbootVariant {
+	return []overbootVariant{{Name: "overboot", Args: overbootEager}}
+}
+
+// overbootEager is overboot's static command line (no boot document):
+// download the image into RAM, check its digest, overlay on tmpfs.
+func overbootEager(im benchImage) []string {
+	return []string{
+		"overboot.lower=http://" + vmtest.GuestServer + server.BlobPrefix + im.Hex,
+		"overboot.digest=sha256:" + im.Hex, fmt.Sprintf("overboot.size=%d", im.Size),
+		"overboot.onfail=poweroff", "overboot.onfail.delay=1s",
+	}
+}
+
 // minbase makes (once) a Debian minbase tree with debootstrap from the apt
-// mirror and builds its squashfs.
+// mirror, puts the bench init in it as /sbin/init, and builds its squashfs.
 func minbase(ctx context.Context, env *bench.Env) (string, error) {
-	tree := filepath.Join(env.WorkDir, "minbase")
+	tree := minbaseTree(env)
 	if _, err := os.Stat(filepath.Join(tree, "usr/bin/apt")); err != nil {
 		fmt.Fprintln(env.Out, "debootstrap --variant=minbase bookworm (once; kept in", tree+")")
 		os.RemoveAll(tree)
@@ -65,7 +122,17 @@ func minbase(ctx context.Context, env *bench.Env) (string, error) {
 			os.Remove(d)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tree, "sbin/overboot-bench-init"), []byte(benchInit), 0o755); err != nil {
+	// Minbase has no /sbin/init: the bench init is every tool's default.
+	// Written only when it changed: its mtime is in the image, and the
+	// image's digest keys the large image's cache.
+	initPath := filepath.Join(tree, "sbin/init")
+	if got, err := os.ReadFile(initPath); err != nil || string(got) != benchInit {
+		if err := os.WriteFile(initPath, []byte(benchInit), 0o755); err != nil {
+			return "", err
+		}
+	}
+	// Left by earlier versions of this section, which named it instead.
+	if err := os.Remove(filepath.Join(tree, "sbin/overboot-bench-init")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
 	img := filepath.Join(env.WorkDir, "minbase.squashfs")
@@ -79,18 +146,110 @@ func minbase(ctx context.Context, env *bench.Env) (string, error) {
 	return img, nil
 }
 
+// minbaseTree is the directory minbase keeps its tree in.
+func minbaseTree(env *bench.Env) string { return filepath.Join(env.WorkDir, "minbase") }
+
+// padDir is where the large image keeps its padding: a directory the
+// bench init never reads.
+const padDir = "overboot-bench-pad"
+
+// padFileBytes is the size of each padding file.
+const padFileBytes = 16 << 20
+
+// bigMinbase builds the large image: the minbase tree (hard links) plus
+// incompressible padding of 3x the small image's size, so the squashfs is
+// about 4x. The padding is a fixed pseudo-random stream (the image is the
+// same from run to run), and the image is rebuilt only when the small one
+// changed.
+func bigMinbase(ctx context.Context, env *bench.Env, tree string, small benchImage) (string, error) {
+	img := filepath.Join(env.WorkDir, "minbase-big.squashfs")
+	files := int((3*small.Size + padFileBytes - 1) / padFileBytes)
+	key := fmt.Sprintf("small sha256:%s, %d padding files of %d bytes\n", small.Hex, files, padFileBytes)
+	if got, err := os.ReadFile(img + ".key"); err == nil && string(got) == key && fileSize(img) > 0 {
+		return img, nil
+	}
+	pads := filepath.Join(env.WorkDir, "minbase-pad")
+	if err := os.MkdirAll(pads, 0o755); err != nil {
+		return "", err
+	}
+	big := filepath.Join(env.WorkDir, "minbase-big")
+	if err := os.RemoveAll(big); err != nil {
+		return "", err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--link", tree, big).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cp -a --link %s %s: %w\n%s", tree, big, err, out)
+	}
+	if err := os.Mkdir(filepath.Join(big, padDir), 0o755); err != nil {
+		return "", err
+	}
+	for i := range files {
+		name := fmt.Sprintf("pad-%02d", i)
+		p := filepath.Join(pads, name)
+		if fileSize(p) != padFileBytes {
+			if err := writeRandom(p, uint64(i), padFileBytes); err != nil {
+				return "", err
+			}
+		}
+		if err := os.Link(p, filepath.Join(big, padDir, name)); err != nil {
+			return "", err
+		}
+	}
+	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: big}); err != nil {
+		return "", err
+	}
+	return img, os.WriteFile(img+".key", []byte(key), 0o644)
+}
+
+// writeRandom writes n bytes of the ChaCha8 stream seeded by seed.
+func writeRandom(path string, seed uint64, n int) error {
+	var s [32]byte
+	s[0] = byte(seed)
+	buf := make([]byte, n)
+	rand.NewChaCha8(s).Read(buf)
+	return os.WriteFile(path, buf, 0o644)
+}
+
+func imageInfo(path, label, file string) (benchImage, error) {
+	d, err := fileDigest(path)
+	if err != nil {
+		return benchImage{}, err
+	}
+	if label == "" {
+		label = fmt.Sprintf("%.0f MB", float64(d.size)/1e6)
+	}
+	return benchImage{Label: label, Path: path, File: file, Hex: d.hex, Size: d.size}, nil
+}
+
 var timingRE = regexp.MustCompile(`overboot: timing: (.*)`)
 
 func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
-	img, err := minbase(ctx, env)
+	t0 := time.Now()
+	smallPath, err := minbase(ctx, env)
 	if err != nil {
 		return nil, err
 	}
+	small, err := imageInfo(smallPath, "", "minbase.squashfs")
+	if err != nil {
+		return nil, err
+	}
+	bigPath, err := bigMinbase(ctx, env, minbaseTree(env), small)
+	if err != nil {
+		return nil, fmt.Errorf("large image: %w", err)
+	}
+	big, err := imageInfo(bigPath, "", "minbase-big.squashfs")
+	if err != nil {
+		return nil, err
+	}
+	images := []benchImage{small, big}
+
 	a, err := vmtest.Build(ctx, filepath.Join(env.WorkDir, "boot"), vmtest.BuildOptions{InitramfsCompression: os.Getenv("OVERBOOT_BENCH_INITRAMFS_COMP")})
 	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\n", a.Kernel, a.Initramfs, img)
+
+	// overboot: its own server, both images in its store.
+	conf := fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\n\n[profile big]\nkernel = %s\ninitramfs = %s\nroot = %s\n",
+		a.Kernel, a.Initramfs, small.Path, a.Kernel, a.Initramfs, big.Path)
 	cfg, err := config.Parse("bench.conf", strings.NewReader(conf))
 	if err != nil {
 		return nil, err
@@ -101,56 +260,181 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		return nil, err
 	}
 	defer srv.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go srv.Serve(sctx, ln)
-	imgRes, err := fileDigest(img)
+
+	// The anchors: a plain file server with both images.
+	www := filepath.Join(env.WorkDir, "anchors", "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		l := filepath.Join(www, im.File)
+		os.Remove(l)
+		if err := os.Symlink(im.Path, l); err != nil {
+			return nil, err
+		}
+	}
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(env.Out, "image %s: %.1f MB; initramfs %.1f MB\n", img, float64(imgRes.size)/1e6, float64(fileSize(a.Initramfs))/1e6)
+	fsrv := &http.Server{Handler: http.FileServer(http.Dir(www))}
+	go fsrv.Serve(fln)
+	defer fsrv.Close()
 
-	const runs = 3
-	var total []float64
-	for i := range runs {
-		vm, err := vmtest.Start(ctx, vmtest.Options{
-			Kernel: a.Kernel, Initrd: a.Initramfs, MemoryMB: 2048, CPUs: benchCPUs, CPU: os.Getenv("OVERBOOT_BENCH_CPU"), Relay: a.Relay,
-			Append: strings.Join([]string{"console=ttyS0", "quiet", "random.trust_cpu=on", "panic=-1",
-				"overboot.lower=http://" + vmtest.GuestServer + server.BlobPrefix + imgRes.hex,
-				"overboot.digest=sha256:" + imgRes.hex, fmt.Sprintf("overboot.size=%d", imgRes.size),
-				"overboot.init=/sbin/overboot-bench-init", "overboot.onfail=poweroff", "overboot.onfail.delay=1s", os.Getenv("OVERBOOT_BENCH_APPEND")}, " "),
-			Forwards: []vmtest.Forward{{GuestPort: 80, HostAddr: ln.Addr().String()}},
-		}, nil)
-		if err != nil {
-			return nil, err
-		}
-		l, idx, err := vm.ExpectAny(3*time.Minute, benchInitMarker, "overboot: BOOT FAILED")
-		vm.Kill()
-		if err != nil || idx != 0 {
-			return nil, fmt.Errorf("boot %d did not reach the image's init: %v\n%s", i+1, err, vm.Tail(30))
-		}
-		total = append(total, l.At.Seconds())
-		timing := ""
-		for _, x := range vm.Lines() {
-			if m := timingRE.FindStringSubmatch(x.Text); m != nil {
-				timing = m[1]
-			}
-			if strings.Contains(x.Text, ": ok in ") {
-				fmt.Fprintf(env.Out, "  %s\n", x)
-			}
-		}
-		fmt.Fprintf(env.Out, "boot %d: QEMU start to the image's init %.2fs; agent: %s\n", i+1, l.At.Seconds(), timing)
+	contenders, errs := anchorContenders(ctx, env, a.Release, fln.Addr().String())
+	variants := overbootVariants()
+	for _, v := range variants {
+		contenders = append(contenders, contender{Name: v.Name, Initrd: a.Initramfs, Server: ln.Addr().String(), Args: v.Args, Big: true, Overboot: true})
 	}
-	sort.Float64s(total)
-	med := total[len(total)/2]
-	return []bench.Result{
-		{Section: "boot", Metric: "QEMU start to image init, s (median of 3)", Ours: med, Ref: dracutLeanSeconds, RefName: "dracut", Better: "lower", Goal: "<= 0.3x", Note: "ref: ENV.md figure, not measured"},
-		{Section: "boot", Metric: "initramfs size, MB", Ours: float64(fileSize(a.Initramfs)) / 1e6, Ref: dracutLeanBytes / 1e6, RefName: "dracut", Better: "lower", Goal: "<= 6 MB", Note: "ref: ENV.md figure"},
-	}, nil
+
+	fmt.Fprintf(env.Out, "images: %s (%s), %s (%s, %.1fx); kernel %s\n", small.Label, small.Path, big.Label, big.Path, float64(big.Size)/float64(small.Size), a.Kernel)
+	fmt.Fprintf(env.Out, "QEMU: %s\n", strings.Join(mustArgv(machine{Kernel: a.Kernel, Initrd: "INITRD", Cmdline: "CMDLINE", Relay: a.Relay, Server: "127.0.0.1:PORT"}), " "))
+	for _, c := range contenders {
+		fmt.Fprintf(env.Out, "%-15s initramfs %5.1f MB; cmdline: %s\n", c.Name, float64(fileSize(c.Initrd))/1e6, c.cmdline(small))
+	}
+
+	logs := filepath.Join(env.WorkDir, "boot", "consoles")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	// times[contender][image] holds each successful boot.
+	times := map[string]map[string][]bootTimes{}
+	boots := 0
+	for round := 1; round <= bootRounds; round++ {
+		for _, im := range images {
+			for _, c := range contenders {
+				if im.Path == big.Path && !c.Big {
+					continue
+				}
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				boots++
+				t, err := bootOne(ctx, env, a, c, im, filepath.Join(logs, fmt.Sprintf("%s-%s-%d.log", c.Name, strings.ReplaceAll(im.Label, " ", ""), round)))
+				if err != nil {
+					errs = append(errs, fmt.Errorf("round %d, %s, %s image: %w", round, c.Name, im.Label, err))
+					continue
+				}
+				fmt.Fprintf(env.Out, "round %d  %-15s %7s: kernel runs /init %5.1fs, first program %5.1fs, first exec %5.1fs; root %s\n",
+					round, c.Name, im.Label, t.Kernel.Seconds(), t.Program.Seconds(), t.Exec.Seconds(), t.Root)
+				if times[c.Name] == nil {
+					times[c.Name] = map[string][]bootTimes{}
+				}
+				times[c.Name][im.Label] = append(times[c.Name][im.Label], t)
+			}
+		}
+	}
+	fmt.Fprintf(env.Out, "boot section: %d boots, %.1f min in all (builds included)\n", boots, time.Since(t0).Minutes())
+	return bootResults(contenders, variants, images, times, float64(fileSize(a.Initramfs))/1e6), errors.Join(errs...)
+}
+
+// bootOne boots c with image im once.
+func bootOne(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c contender, im benchImage, logPath string) (bootTimes, error) {
+	argv, err := machine{Kernel: a.Kernel, Initrd: c.Initrd, Cmdline: c.cmdline(im), Relay: a.Relay, Server: c.Server}.Argv()
+	if err != nil {
+		return bootTimes{}, err
+	}
+	f, err := os.Create(logPath)
+	if err != nil {
+		return bootTimes{}, err
+	}
+	defer f.Close()
+	lines, err := bootConsole(ctx, argv, bootTimeout, f)
+	if err != nil {
+		return bootTimes{}, fmt.Errorf("%w (console %s):\n%s", err, logPath, consoleTail(lines, 15))
+	}
+	t, err := parseBoot(lines)
+	if err != nil {
+		return t, fmt.Errorf("%w (console %s):\n%s", err, logPath, consoleTail(lines, 15))
+	}
+	if c.Overboot {
+		for _, l := range lines {
+			if m := timingRE.FindStringSubmatch(l.Text); m != nil {
+				fmt.Fprintf(env.Out, "  overboot agent: %s\n", m[1])
+			}
+		}
+	}
+	return t, nil
+}
+
+// bootResults turns the boots into rows: for each overboot variant and
+// each anchor, the medians of the time to the first program and to the
+// first exec, for each image both booted; then the initramfs sizes.
+func bootResults(cs []contender, variants []overbootVariant, images []benchImage, times map[string]map[string][]bootTimes, ourInitramfsMB float64) []bench.Result {
+	var rs []bench.Result
+	for _, v := range variants {
+		prefix := ""
+		if v.Name != "overboot" {
+			prefix = v.Name + ": "
+		}
+		for _, im := range images {
+			ours := times[v.Name][im.Label]
+			for _, c := range cs {
+				if c.Overboot {
+					continue
+				}
+				ref := times[c.Name][im.Label]
+				if len(ours) == 0 || len(ref) == 0 {
+					continue
+				}
+				goal := ""
+				if c.Name == "dracut-lean" && im.Label == images[0].Label {
+					goal = "<= 0.3x"
+				}
+				note := medianNote(len(ours), len(ref))
+				rs = append(rs,
+					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label),
+						Ours: bootMedian(ours, func(t bootTimes) time.Duration { return t.Program }), Ref: bootMedian(ref, func(t bootTimes) time.Duration { return t.Program }),
+						RefName: c.Ref, Better: "lower", Goal: goal, Note: note},
+					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label),
+						Ours: bootMedian(ours, func(t bootTimes) time.Duration { return t.Exec }), Ref: bootMedian(ref, func(t bootTimes) time.Duration { return t.Exec }),
+						RefName: c.Ref, Better: "lower", Note: note},
+				)
+			}
+		}
+	}
+	for i, c := range cs {
+		if c.Overboot {
+			continue
+		}
+		goal := ""
+		if i == 0 {
+			goal = "<= 6 MB"
+		}
+		rs = append(rs, bench.Result{Section: "boot", Metric: "initramfs, MB", Ours: ourInitramfsMB, Ref: float64(fileSize(c.Initrd)) / 1e6, RefName: c.Ref, Better: "lower", Goal: goal})
+	}
+	return rs
+}
+
+// bootMedian is the median of field over boots, in seconds.
+func bootMedian(boots []bootTimes, field func(bootTimes) time.Duration) float64 {
+	ds := make([]time.Duration, len(boots))
+	for i, b := range boots {
+		ds[i] = field(b)
+	}
+	return median(ds).Seconds()
+}
+
+func medianNote(ours, ref int) string {
+	if ours == bootRounds && ref == bootRounds {
+		return fmt.Sprintf("median of %d", bootRounds)
+	}
+	return fmt.Sprintf("median of %d and %d boots (of %d)", ours, ref, bootRounds)
+}
+
+func mustArgv(m machine) []string {
+	argv, err := m.Argv()
+	if err != nil {
+		return []string{"(" + err.Error() + ")"}
+	}
+	return argv
 }
 
 type digestInfo struct {
@@ -181,13 +465,3 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// benchCPUs is the guest's CPU count (default 2, as many as the host has;
-// the agent hashes the image while it receives it); OVERBOOT_BENCH_CPUS
-// overrides it.
-var benchCPUs = func() int {
-	if n, err := strconv.Atoi(os.Getenv("OVERBOOT_BENCH_CPUS")); err == nil && n > 0 {
-		return n
-	}
-	return 2
-}()
