@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ const (
 	markerProgram = "OVERBOOT-BENCH-INIT" // the root's first program runs
 	markerExec    = "OVERBOOT-BENCH-EXEC" // its first exec of a binary (/bin/true) returned
 	markerRoot    = "OVERBOOT-BENCH-ROOT" // the root mount as the first program sees it
+	markerMem     = "OVERBOOT-BENCH-MEM"  // RAM in use then: used_kb=N
 	markerKernel  = "Run /init as init process"
 )
 
@@ -82,6 +84,7 @@ type bootTimes struct {
 	Program time.Duration // the root's first program printed its first line
 	Exec    time.Duration // ... and its first exec of a binary (/bin/true) returned
 	Root    string        // the root mount the first program saw: source and type
+	UsedKB  int64         // MemTotal - MemAvailable after the first exec
 }
 
 // parseBoot reads the bench init's markers from a console.
@@ -96,6 +99,9 @@ func parseBoot(lines []vmtest.Line) (bootTimes, error) {
 			t.Program, haveProgram = l.At, true
 		case !haveExec && strings.Contains(l.Text, markerExec):
 			t.Exec, haveExec = l.At, true
+		case strings.Contains(l.Text, markerMem+" used_kb="):
+			_, v, _ := strings.Cut(l.Text, markerMem+" used_kb=")
+			t.UsedKB, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		case strings.Contains(l.Text, markerRoot+" "):
 			_, t.Root, _ = strings.Cut(l.Text, markerRoot+" ")
 		}
