@@ -25,6 +25,12 @@ const (
 	DefaultFetchAttempts = 6
 	DefaultFailAction    = ActionReboot
 	DefaultFailDelay     = 30 * time.Second
+	// DefaultISCSIRecovery is how long the kernel holds an iSCSI
+	// session's I/O while its connection is down (iscsid's
+	// replacement_timeout has the same default): the keeper logs in
+	// again meanwhile, so a server restart or a cut shorter than this
+	// fails no I/O.
+	DefaultISCSIRecovery = 120 * time.Second
 )
 
 // DefaultUpperSize is the tmpfs upper's limit when none is given.
@@ -58,6 +64,11 @@ type Params struct {
 	// keeps the whole image regardless.
 	LowerCache int64
 	Init       string // overboot.init: the image's init (default /sbin/init)
+	// ISCSIRecovery is an iSCSI session's recovery timeout
+	// (overboot.iscsi.recovery, whole seconds, default
+	// DefaultISCSIRecovery): while its connection is down the kernel
+	// queues the session's I/O this long, and fails it after.
+	ISCSIRecovery time.Duration
 
 	Iface         string        // overboot.iface: interface to configure (default: first with a link)
 	LinkTimeout   time.Duration // overboot.link.timeout: wait for a carrier (default 10s)
@@ -90,6 +101,7 @@ var params = []param{
 	{"upper.size", func(p *Params, v string) (err error) { p.UpperSize, err = ParseSize(v); return err }, func(p *Params) string { return p.UpperSize.String() }},
 	{"lower.cache", setLowerCache, func(p *Params) string { return itoa64(p.LowerCache) }},
 	{"init", setInit, func(p *Params) string { return p.Init }},
+	{"iscsi.recovery", setISCSIRecovery, func(p *Params) string { return fmtDuration(p.ISCSIRecovery) }},
 	{"iface", setIface, func(p *Params) string { return p.Iface }},
 	{"link.timeout", func(p *Params, v string) error { return setDuration(&p.LinkTimeout, v) }, func(p *Params) string { return fmtDuration(p.LinkTimeout) }},
 	{"dhcp.timeout", func(p *Params, v string) error { return setDuration(&p.DHCPTimeout, v) }, func(p *Params) string { return fmtDuration(p.DHCPTimeout) }},
@@ -267,6 +279,11 @@ func (p Params) LowerCacheBytes() int64 {
 	return DefaultLowerCache
 }
 
+// ISCSIRecoveryTimeout returns an iSCSI session's recovery timeout.
+func (p Params) ISCSIRecoveryTimeout() time.Duration {
+	return orDur(p.ISCSIRecovery, DefaultISCSIRecovery)
+}
+
 // DHCPFamily returns 4 or 6: overboot.dhcp if given, else 6 when the
 // server the agent talks to first (the document's or the image's URL) is
 // named by an IPv6 literal, which only IPv6 can reach, else 4.
@@ -440,6 +457,20 @@ func ParseLowerCache(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size in bytes of at least 4M, like 64M", v)
 	}
 	return sz.Bytes, nil
+}
+
+// setISCSIRecovery takes whole seconds, as the kernel does
+// (ISCSI_PARAM_SESS_RECOVERY_TMO), up to a day.
+func setISCSIRecovery(p *Params, v string) error {
+	d, err := parseDuration(v)
+	if err != nil {
+		return err
+	}
+	if d%time.Second != 0 || d > 24*time.Hour {
+		return fmt.Errorf("%q: want whole seconds up to 24h, like 120s or 5m", v)
+	}
+	p.ISCSIRecovery = d
+	return nil
 }
 
 func setDHCP(p *Params, v string) error {
