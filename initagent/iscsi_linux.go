@@ -17,7 +17,7 @@ func iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
 	if src.CHAP == nil {
 		return "", fmt.Errorf("iscsi %s: no CHAP credentials in the boot document", src.Target)
 	}
-	a, err := login(ctx, src)
+	a, err := login(ctx, src, s.Recovery)
 	if err != nil {
 		return "", err
 	}
@@ -35,7 +35,7 @@ func ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	a, err := login(ctx, src)
+	a, err := login(ctx, src, s.Recovery)
 	if err != nil {
 		return "", err
 	}
@@ -60,14 +60,14 @@ func ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
 }
 
 // login attaches an iSCSI LUN through the kernel initiator.
-func login(ctx context.Context, src boot.ISCSISource) (iscsi.Attachment, error) {
+func login(ctx context.Context, src boot.ISCSISource, recovery time.Duration) (iscsi.Session, error) {
 	o := iscsi.Options{Initiator: src.Initiator, Target: src.Target}
 	if src.CHAP == nil {
-		return iscsi.Attachment{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
+		return iscsi.Session{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
 	}
 	o.CHAP = iscsiwire.CHAP{User: src.CHAP.User, Secret: iscsiwire.Secret(src.CHAP.Secret)}
 	if src.CHAP.TargetUser != "" {
 		o.TargetCHAP = &iscsiwire.CHAP{User: src.CHAP.TargetUser, Secret: iscsiwire.Secret(src.CHAP.TargetSecret)}
 	}
-	return iscsi.Attach(ctx, src.Portal, src.LUN, o, 20*time.Second)
+	return iscsi.Attach(ctx, iscsi.Session{Portal: src.Portal, LUN: src.LUN, Login: o, Recovery: recovery}, 20*time.Second)
 }

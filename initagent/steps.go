@@ -85,12 +85,15 @@ func (l LoadModules) Phase() Phase {
 }
 
 // ISCSIAttach logs in to an iSCSI target through the kernel's initiator
-// and links the LUN's block device at Link. Its String never shows the
+// and links the LUN's block device at Link. Recovery is the session's
+// recovery timeout: how long the kernel holds its I/O while the keeper
+// logs a failed connection in again (Keep). Its String never shows the
 // CHAP secret.
 type ISCSIAttach struct {
-	Source  boot.ISCSISource
-	Link    string
-	PhaseOf Phase
+	Source   boot.ISCSISource
+	Link     string
+	Recovery time.Duration
+	PhaseOf  Phase
 }
 
 func (a ISCSIAttach) String() string {
@@ -102,7 +105,7 @@ func (a ISCSIAttach) String() string {
 		}
 		s += ")"
 	}
-	return s + " -> " + a.Link
+	return s + fmt.Sprintf(" -> %s (recovery %v)", a.Link, a.Recovery)
 }
 
 // Phase implements Step.
@@ -115,10 +118,11 @@ type IBFTAttach struct {
 	Dir       string // /sys/firmware/ibft
 	Partition int
 	Link      string
+	Recovery  time.Duration // as ISCSIAttach's
 }
 
 func (a IBFTAttach) String() string {
-	return fmt.Sprintf("iscsi login to the iBFT's boot target (%s) -> partition %d -> %s", a.Dir, a.Partition, a.Link)
+	return fmt.Sprintf("iscsi login to the iBFT's boot target (%s) -> partition %d -> %s (recovery %v)", a.Dir, a.Partition, a.Link, a.Recovery)
 }
 
 // Phase implements Step.

@@ -1,7 +1,3 @@
-// Package iscsi is the agent's iSCSI initiator: the login (with CHAP,
-// which u-root's iscsinl lacks) written against a small Transport, so the
-// same code logs in over a plain TCP connection in tests and through the
-// kernel's iscsi_tcp connection (netlink PDU passthrough) at boot.
 package iscsi
 
 import (
