@@ -130,6 +130,7 @@ func TestBootDisk(t *testing.T) {
 		"iscsi login to the iBFT's boot target (/sys/firmware/ibft) -> partition 2 -> /run/overboot/root.dev (recovery 2m0s)",
 		"mount -t ext4 /run/overboot/root.dev /newroot",
 		"hand the boot interface to the booted system: /run/systemd/network/10-overboot-IFACE.link, 10-overboot-IFACE.network (KeepConfiguration=yes), /run/NetworkManager/conf.d/10-overboot.conf (unmanaged)",
+		"@overboot-keeper: log in again the iSCSI sessions of /run/overboot/root.dev when their connection fails",
 		"test -x /newroot/bin/init",
 		"switch_root /newroot /bin/init",
 	}

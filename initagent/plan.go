@@ -135,8 +135,18 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	if files := IdentityFiles(d.Identity); len(files) > 0 {
 		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
 	}
+	steps = append(steps, HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()})
+	var kept []string
+	if d.Lower.ISCSI != nil {
+		kept = append(kept, LowerDevice)
+	}
+	if d.Upper.ISCSI != nil {
+		kept = append(kept, UpperDevice)
+	}
+	if len(kept) > 0 {
+		steps = append(steps, Keep{Links: kept})
+	}
 	return append(steps,
-		HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	), nil
@@ -229,6 +239,7 @@ func diskSteps(p boot.Params) []Step {
 		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice, Recovery: p.ISCSIRecoveryTimeout()},
 		Mount{Source: RootDevice, Target: NewRoot, FSType: "ext4", PhaseOf: PhaseDisk},
 		HandOverNetwork{Keep: true},
+		Keep{Links: []string{RootDevice}},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent/fetch"
+	"github.com/overboot/overboot/initagent/keeper"
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -313,3 +314,20 @@ func (l LazyAttach) String() string {
 
 // Phase implements Step.
 func (LazyAttach) Phase() Phase { return PhaseLower }
+
+// Keep has the keeper (initagent/keeper, "@overboot-keeper", which lives
+// on after switch_root) watch the iSCSI sessions attached at Links, and
+// log a connection that fails in again, as iscsid would: the kernel holds
+// the session's I/O meanwhile (its recovery timeout, ISCSIAttach's), so a
+// server restart or a network cut fails none. One keeper per machine: a
+// lazy root's, or one started here.
+type Keep struct {
+	Links []string
+}
+
+func (k Keep) String() string {
+	return keeper.Argv0 + ": log in again the iSCSI sessions of " + strings.Join(k.Links, " ") + " when their connection fails"
+}
+
+// Phase implements Step.
+func (Keep) Phase() Phase { return PhaseOverlay }

@@ -38,6 +38,10 @@ type Netlink struct {
 	f      *os.File
 	rc     syscall.RawConn
 	handle uint64 // the iscsi_tcp transport's (sysfs)
+	// sys is /sys as it was opened: the keeper lives on after
+	// switch_root, in the old root, where /sys is an empty directory
+	// once the agent has moved the mount into the new one.
+	sys *os.Root
 
 	reqMu   sync.Mutex // one request at a time
 	nlSeq   uint32     // guarded by reqMu
@@ -94,13 +98,19 @@ func OpenNetlink() (*Netlink, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("iscsi netlink bind", err)
 	}
+	sys, err := os.OpenRoot("/sys")
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	f := os.NewFile(uintptr(fd), "iscsi-netlink")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		sys.Close()
 		return nil, err
 	}
-	n := &Netlink{f: f, rc: rc, handle: handle, replies: make(chan reply, 1), waiters: map[connKey]*waiter{}, events: make(chan Event, 256), done: make(chan struct{})}
+	n := &Netlink{f: f, rc: rc, handle: handle, sys: sys, replies: make(chan reply, 1), waiters: map[connKey]*waiter{}, events: make(chan Event, 256), done: make(chan struct{})}
 	go n.read()
 	return n, nil
 }
@@ -111,6 +121,7 @@ func (n *Netlink) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
 		err = n.f.Close()
+		n.sys.Close()
 	})
 	return err
 }
@@ -253,7 +264,7 @@ func (n *Netlink) request(ev uevent, data []byte) (uevent, uint64, error) {
 func (n *Netlink) Stop(sid, cid uint32) error {
 	_, _, err := n.request(stopConnRequest(n.handle, sid, cid), nil)
 	if errors.Is(err, syscall.EINVAL) {
-		if _, serr := os.Stat(sessionDir(sid)); errors.Is(serr, os.ErrNotExist) {
+		if _, serr := n.sys.Stat(sessionDir(sid)); errors.Is(serr, os.ErrNotExist) {
 			return fmt.Errorf("session %d: %w", sid, errSessionGone)
 		}
 	}
@@ -286,14 +297,15 @@ func (n *Netlink) Start(sid, cid uint32) (uint64, error) {
 
 // SessionFailed implements Kernel.
 func (n *Netlink) SessionFailed(sid uint32) (bool, error) {
-	b, err := os.ReadFile(sessionDir(sid) + "/state")
+	b, err := n.sys.ReadFile(sessionDir(sid) + "/state")
 	if err != nil {
 		return false, err
 	}
 	return strings.TrimSpace(string(b)) == "FAILED", nil
 }
 
-func sessionDir(sid uint32) string { return fmt.Sprintf("/sys/class/iscsi_session/session%d", sid) }
+// sessionDir is a session's directory in /sys.
+func sessionDir(sid uint32) string { return fmt.Sprintf("class/iscsi_session/session%d", sid) }
 
 // Transport implements Kernel. Call it after the connection's Stop: the
 // login responses of the socket it had were read before Stop's reply, so
