@@ -268,3 +268,65 @@ func TestISCSIRecoverLower(t *testing.T) {
 		t.Errorf("the CHAP secret appeared on the console")
 	}
 }
+
+// TestISCSIRecoverNetworkCut: the machine's network is cut for a minute
+// (QMP set_link off, then on) while its root writes on its iSCSI upper.
+// The kernel finds the connection dead (no answer to its pings), the
+// keeper's connects fail until the link is back, then it logs the session
+// in again while the target may still hold the old connection (the
+// session continues, or is reinstated if the old one ended first): every
+// write lands, inside the default recovery timeout of 120 s.
+func TestISCSIRecoverNetworkCut(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	const (
+		mac    = "52:54:00:0e:00:03"
+		rounds = 12
+		cut    = time.Minute
+	)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
+		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
+	_, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
+	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 512, QMP: qmpPath,
+		Append:   directCmdline(serverScriptArgs(t, httpAddr, mac)),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	qmp, err := DialQMP(ctx, qmpPath)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { qmp.Close() })
+	if _, err := vm.Expect(MarkerCounter+" n=3", bootTimeout); err != nil {
+		t.Fatalf("the root did not start writing: %v", err)
+	}
+	if _, err := qmp.Execute("set_link", map[string]any{"name": "n0", "up": false}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link down for %v", cut)
+	time.Sleep(cut)
+	if _, err := qmp.Execute("set_link", map[string]any{"name": "n0", "up": true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link up")
+	expectPass(t, vm)
+	ns := counters(vm)
+	for i, got := range ns {
+		if got != i+1 {
+			t.Errorf("round %d wrote %d, want %d", i+1, got, i+1)
+		}
+	}
+	if len(ns) != rounds {
+		t.Errorf("%d rounds, want %d", len(ns), rounds)
+	}
+	pause := longestPause(vm, MarkerCounter+" ")
+	t.Logf("the longest pause between two writes: %v", pause)
+	if pause < cut/2 {
+		t.Errorf("the writes never waited for the network: the cut proved nothing")
+	}
+	checkRecovered(t, vm)
+}
