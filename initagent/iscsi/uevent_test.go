@@ -94,3 +94,24 @@ func TestReplyErr(t *testing.T) {
 		}
 	}
 }
+
+// FuzzKernelMessage: whatever the socket delivers, reading it never
+// panics, and a RECV_PDU's PDU is what follows the uevent.
+func FuzzKernelMessage(f *testing.F) {
+	f.Add(kernelMessage(kevConnError, 1, 0, 1020))
+	f.Add(kernelMessage(kevDestroySession, 0, 1))
+	f.Add(append(kernelMessage(kevRecvPDU, 1, 0), make([]byte, 48)...))
+	f.Add(kernelMessage(kevIfError))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := parseUevent(b)
+		if err != nil {
+			return
+		}
+		_ = replyErr(e)
+		_, _ = kernelEvent(e)
+		if _, _, pdu, err := recvPDU(b); err == nil && len(pdu) != len(b)-ueventSize {
+			t.Errorf("a %d-byte message gave a %d-byte PDU", len(b), len(pdu))
+		}
+	})
+}
