@@ -459,18 +459,23 @@ func ParseLowerCache(v string) (int64, error) {
 	return sz.Bytes, nil
 }
 
-// setISCSIRecovery takes whole seconds, as the kernel does
-// (ISCSI_PARAM_SESS_RECOVERY_TMO), up to a day.
-func setISCSIRecovery(p *Params, v string) error {
+func setISCSIRecovery(p *Params, v string) (err error) {
+	p.ISCSIRecovery, err = ParseISCSIRecovery(v)
+	return err
+}
+
+// ParseISCSIRecovery reads an iSCSI session's recovery timeout: whole
+// seconds, as the kernel takes it (ISCSI_PARAM_SESS_RECOVERY_TMO), from 1s
+// up to a day.
+func ParseISCSIRecovery(v string) (time.Duration, error) {
 	d, err := parseDuration(v)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if d%time.Second != 0 || d > 24*time.Hour {
-		return fmt.Errorf("%q: want whole seconds up to 24h, like 120s or 5m", v)
+		return 0, fmt.Errorf("%q: want whole seconds up to 24h, like 120s or 5m", v)
 	}
-	p.ISCSIRecovery = d
-	return nil
+	return d, nil
 }
 
 func setDHCP(p *Params, v string) error {

@@ -194,8 +194,8 @@ func TestISCSIRecoverUpper(t *testing.T) {
 			svc.outage(t, vm, MarkerCounter+" n=3", 10*time.Second)
 		}
 		expectPass(t, vm)
-		if !vm.Contains(fmt.Sprintf("%s n=%d", MarkerCounterFound, found)) {
-			t.Errorf("boot %d: the root did not find the count %d of the boot before", n, found)
+		if !vm.Contains(fmt.Sprintf("%s n=%d recovery=[120 ]", MarkerCounterFound, found)) {
+			t.Errorf("boot %d: the root did not find the count %d of the boot before, or the session's recovery timeout is not the default 120 s", n, found)
 		}
 		ns := counters(vm)
 		for i, got := range ns {
@@ -275,7 +275,8 @@ func TestISCSIRecoverLower(t *testing.T) {
 // keeper's connects fail until the link is back, then it logs the session
 // in again while the target may still hold the old connection (the
 // session continues, or is reinstated if the old one ended first): every
-// write lands, inside the default recovery timeout of 120 s.
+// write lands, inside the recovery timeout, set to 150 s by the profile
+// (iscsi-recovery, overboot.iscsi.recovery on the kernel command line).
 func TestISCSIRecoverNetworkCut(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
@@ -285,7 +286,7 @@ func TestISCSIRecoverNetworkCut(t *testing.T) {
 		cut    = time.Minute
 	)
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\niscsi-recovery = 150s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
 	_, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
@@ -303,6 +304,9 @@ func TestISCSIRecoverNetworkCut(t *testing.T) {
 	t.Cleanup(func() { qmp.Close() })
 	if _, err := vm.Expect(MarkerCounter+" n=3", bootTimeout); err != nil {
 		t.Fatalf("the root did not start writing: %v", err)
+	}
+	if !vm.Contains(MarkerCounterFound + " n=0 recovery=[150 ]") {
+		t.Errorf("the session's recovery timeout is not the profile's 150 s")
 	}
 	if _, err := qmp.Execute("set_link", map[string]any{"name": "n0", "up": false}); err != nil {
 		t.Fatal(err)

@@ -31,7 +31,8 @@ const (
 
 	// MarkerCounterFound is printed before the root's writes in a loop
 	// (OVERBOOT_TEST=writeloop), with the counter an earlier boot left
-	// in /counter ("n=0" when none); each round of the loop writes the
+	// in /counter ("n=0" when none) and the iSCSI sessions' recovery
+	// timeouts in seconds ("recovery=[120 ]"); each round of the loop writes the
 	// next value, fsyncs it, drops the page cache, reads it back from
 	// the device and prints MarkerCounter n=VALUE; a failed write, sync
 	// or read fails the root.
@@ -129,7 +130,7 @@ fi
 if [ "$OVERBOOT_TEST" = writeloop ]; then
 	n=0
 	[ -f /counter ] && n=$(cat /counter)
-	echo "` + MarkerCounterFound + ` n=$n"
+	echo "` + MarkerCounterFound + ` n=$n recovery=[$(cat /sys/class/iscsi_session/session*/recovery_tmo 2>/dev/null | tr '\n' ' ')]"
 	i=0
 	while [ $i -lt "${OVERBOOT_TEST_ROUNDS:-20}" ]; do
 		n=$((n + 1))
