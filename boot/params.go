@@ -25,6 +25,12 @@ const (
 	DefaultFetchAttempts = 6
 	DefaultFailAction    = ActionReboot
 	DefaultFailDelay     = 30 * time.Second
+	// DefaultISCSIRecovery is how long the kernel holds an iSCSI
+	// session's I/O while its connection is down (iscsid's
+	// replacement_timeout has the same default): the keeper logs in
+	// again meanwhile, so a server restart or a cut shorter than this
+	// fails no I/O.
+	DefaultISCSIRecovery = 120 * time.Second
 )
 
 // DefaultUpperSize is the tmpfs upper's limit when none is given.
@@ -46,12 +52,12 @@ var DefaultUpperSize = Size{Percent: 50}
 // machine post phase reports; a server that hands out a boot document
 // should rather put the report URL there (Document.Report), which wins.
 type Params struct {
-	Doc       string // overboot.doc: URL of the boot document (may carry a single-use token)
-	Report    string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
-	Root      Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
-	Lower     string // overboot.lower: http(s) URL of the squashfs image
-	Digest    Digest // overboot.digest: sha256:HEX of the image; required with Lower
-	Size      int64  // overboot.size: image size in bytes, checked when given
+	Doc    string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Report string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
+	Root   Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
+	Lower  string // overboot.lower: http(s) URL of the squashfs image
+	Digest Digest // overboot.digest: sha256:HEX of the image; required with Lower
+	Size   int64  // overboot.size: image size in bytes, checked when given
 	// LowerMode (overboot.lower.mode: ram, lazy or fill) and the image's
 	// dm-verity tree for lazy and fill: overboot.verity (its URL),
 	// overboot.verity.digest, overboot.verity.size and overboot.verity.root
@@ -61,12 +67,17 @@ type Params struct {
 	VerityDigest Digest
 	VeritySize   int64
 	VerityRoot   string
-	UpperSize Size   // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
+	UpperSize    Size // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
 	// LowerCache bounds the RAM the keeper caches a lazy image's blocks in
 	// (overboot.lower.cache, bytes; default DefaultLowerCache). Fill mode
 	// keeps the whole image regardless.
 	LowerCache int64
 	Init       string // overboot.init: the image's init (default /sbin/init)
+	// ISCSIRecovery is an iSCSI session's recovery timeout
+	// (overboot.iscsi.recovery, whole seconds, default
+	// DefaultISCSIRecovery): while its connection is down the kernel
+	// queues the session's I/O this long, and fails it after.
+	ISCSIRecovery time.Duration
 
 	Iface         string        // overboot.iface: interface to configure (default: first with a link)
 	LinkTimeout   time.Duration // overboot.link.timeout: wait for a carrier (default 10s)
@@ -104,6 +115,7 @@ var params = []param{
 	{"upper.size", func(p *Params, v string) (err error) { p.UpperSize, err = ParseSize(v); return err }, func(p *Params) string { return p.UpperSize.String() }},
 	{"lower.cache", setLowerCache, func(p *Params) string { return itoa64(p.LowerCache) }},
 	{"init", setInit, func(p *Params) string { return p.Init }},
+	{"iscsi.recovery", setISCSIRecovery, func(p *Params) string { return fmtDuration(p.ISCSIRecovery) }},
 	{"iface", setIface, func(p *Params) string { return p.Iface }},
 	{"link.timeout", func(p *Params, v string) error { return setDuration(&p.LinkTimeout, v) }, func(p *Params) string { return fmtDuration(p.LinkTimeout) }},
 	{"dhcp.timeout", func(p *Params, v string) error { return setDuration(&p.DHCPTimeout, v) }, func(p *Params) string { return fmtDuration(p.DHCPTimeout) }},
@@ -301,6 +313,11 @@ func (p Params) LowerCacheBytes() int64 {
 	return DefaultLowerCache
 }
 
+// ISCSIRecoveryTimeout returns an iSCSI session's recovery timeout.
+func (p Params) ISCSIRecoveryTimeout() time.Duration {
+	return orDur(p.ISCSIRecovery, DefaultISCSIRecovery)
+}
+
 // DHCPFamily returns 4 or 6: overboot.dhcp if given, else 6 when the
 // server the agent talks to first (the document's or the image's URL) is
 // named by an IPv6 literal, which only IPv6 can reach, else 4.
@@ -488,6 +505,25 @@ func ParseLowerCache(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size in bytes of at least 4M, like 64M", v)
 	}
 	return sz.Bytes, nil
+}
+
+func setISCSIRecovery(p *Params, v string) (err error) {
+	p.ISCSIRecovery, err = ParseISCSIRecovery(v)
+	return err
+}
+
+// ParseISCSIRecovery reads an iSCSI session's recovery timeout: whole
+// seconds, as the kernel takes it (ISCSI_PARAM_SESS_RECOVERY_TMO), from 1s
+// up to a day.
+func ParseISCSIRecovery(v string) (time.Duration, error) {
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, err
+	}
+	if d%time.Second != 0 || d > 24*time.Hour {
+		return 0, fmt.Errorf("%q: want whole seconds up to 24h, like 120s or 5m", v)
+	}
+	return d, nil
 }
 
 func setDHCP(p *Params, v string) error {

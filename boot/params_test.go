@@ -28,12 +28,13 @@ func TestParse(t *testing.T) {
 				" overboot.size=1234 overboot.upper.size=512M overboot.init=/lib/systemd/systemd" +
 				" overboot.iface=eth1 overboot.link.timeout=3s overboot.dhcp.timeout=2s overboot.dhcp.attempts=9" +
 				" overboot.fetch.timeout=1m overboot.fetch.attempts=2 overboot.modules=e1000,igb" +
-				" overboot.onfail=shell overboot.onfail.delay=5s",
+				" overboot.onfail=shell overboot.onfail.delay=5s overboot.iscsi.recovery=5m",
 			want: Params{
 				Lower: "http://h/i", Digest: testDigest, Size: 1234, UpperSize: Size{Bytes: 512 << 20},
 				Init: "/lib/systemd/systemd", Iface: "eth1", LinkTimeout: 3 * time.Second,
 				DHCPTimeout: 2 * time.Second, DHCPAttempts: 9, FetchTimeout: time.Minute, FetchAttempts: 2,
 				Modules: []string{"e1000", "igb"}, OnFail: ActionShell, FailDelay: 5 * time.Second,
+				ISCSIRecovery: 5 * time.Minute,
 			},
 		},
 		{
@@ -112,6 +113,9 @@ func TestParseErrors(t *testing.T) {
 		{"empty value", "overboot.lower=http://h/i" + d + " overboot.init=", "overboot.init", "needs a value"},
 		{"twice", "overboot.lower=http://h/i" + d + " overboot.init=/a overboot.init=/b", "overboot.init", "more than once"},
 		{"bad duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=10", "overboot.dhcp.timeout", "duration"},
+		{"recovery in milliseconds", "overboot.doc=http://h/d overboot.iscsi.recovery=1500ms", "overboot.iscsi.recovery", "whole seconds"},
+		{"recovery over a day", "overboot.doc=http://h/d overboot.iscsi.recovery=25h", "overboot.iscsi.recovery", "up to 24h"},
+		{"recovery zero", "overboot.doc=http://h/d overboot.iscsi.recovery=0s", "overboot.iscsi.recovery", "positive"},
 		{"tiny lower cache", "overboot.lower=http://h/i" + d + " overboot.lower.cache=512K", "overboot.lower.cache", "at least 4M"},
 		{"negative duration", "overboot.lower=http://h/i" + d + " overboot.dhcp.timeout=-1s", "overboot.dhcp.timeout", "positive"},
 		{"zero attempts", "overboot.lower=http://h/i" + d + " overboot.fetch.attempts=0", "overboot.fetch.attempts", "positive"},
@@ -355,5 +359,24 @@ func TestLazyStaticParams(t *testing.T) {
 	}
 	if _, err := Parse("overboot.verity.root=ABC"); err == nil || !strings.Contains(err.Error(), "overboot.verity.root") {
 		t.Errorf("bad root hash: %v", err)
+	}
+}
+
+func TestISCSIRecovery(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		want    time.Duration
+	}{
+		{"overboot.doc=http://h/d", DefaultISCSIRecovery},
+		{"overboot.doc=http://h/d overboot.iscsi.recovery=90s", 90 * time.Second},
+		{"overboot.root=ibft:1 overboot.iscsi.recovery=10m", 10 * time.Minute},
+	} {
+		p, err := Parse(tc.cmdline)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cmdline, err)
+		}
+		if got := p.ISCSIRecoveryTimeout(); got != tc.want {
+			t.Errorf("%s: recovery timeout %v, want %v", tc.cmdline, got, tc.want)
+		}
 	}
 }

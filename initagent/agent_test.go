@@ -127,9 +127,10 @@ func TestBootDisk(t *testing.T) {
 	want := []string{
 		"modprobe -a iscsi_ibft iscsi_tcp sd_mod crc32c_generic ext4",
 		"mkdir -p /newroot",
-		"iscsi login to the iBFT's boot target (/sys/firmware/ibft) -> partition 2 -> /run/overboot/root.dev",
+		"iscsi login to the iBFT's boot target (/sys/firmware/ibft) -> partition 2 -> /run/overboot/root.dev (recovery 2m0s)",
 		"mount -t ext4 /run/overboot/root.dev /newroot",
 		"hand the boot interface to the booted system: /run/systemd/network/10-overboot-IFACE.link, 10-overboot-IFACE.network (KeepConfiguration=yes), /run/NetworkManager/conf.d/10-overboot.conf (unmanaged)",
+		"@overboot-keeper: log in again the iSCSI sessions of /run/overboot/root.dev when their connection fails",
 		"test -x /newroot/bin/init",
 		"switch_root /newroot /bin/init",
 	}

@@ -13,15 +13,24 @@
 // with DHCPv4 or DHCPv6, fetch the boot document in document mode (a step
 // like the others, whose result plans the rest), download the squashfs
 // image into RAM verifying its SHA-256 or attach and verify an iSCSI LUN,
-// loop-mount the image read-only, mount a tmpfs or iSCSI upper and
-// overlayfs as the new root, move /dev /proc /sys /run into it and
-// switch_root to the image's init.
+// loop-mount the image read-only (or read it on demand through the
+// keeper), mount a tmpfs or iSCSI upper and overlayfs as the new root,
+// hand the iSCSI sessions to the keeper (Keep), move /dev /proc /sys /run
+// into the new root and switch_root to the image's init.
+//
+// The keeper (initagent/keeper) is the agent's one child that outlives
+// it: it serves a lazy root over NBD and logs failed iSCSI connections in
+// again (initagent/iscsi's Watcher), after switch_root for as long as the
+// machine runs. LazyAttach starts it; Keep hands it the sessions that
+// ISCSIAttach and IBFTAttach made, or starts it when there is no lazy
+// root.
 //
 // Where things live: the plan and its steps are pure (plan.go, steps.go,
 // handover.go, disk.go); LinuxExecutor (exec_linux.go) only dispatches
 // each step to the file of its concern: mount_linux.go, loop_linux.go,
 // modules_linux.go, net_linux.go and net6_linux.go, download_linux.go,
-// iscsi_linux.go (the protocol is in initagent/iscsi), verify_linux.go,
+// iscsi_linux.go (and Keep; the protocol is in initagent/iscsi),
+// lazy_linux.go, verify_linux.go,
 // format_linux.go (ext4 on a blank disk), files_linux.go (the machine's
 // identity), switchroot_linux.go; failure_linux.go applies the failure
 // policy. A new kind of step is a value in steps.go, a case in Plan's

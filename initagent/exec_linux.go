@@ -5,20 +5,25 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/keeper"
 )
 
 // LinuxExecutor performs plan steps with real syscalls. It only makes sense
 // as PID 1 in an initramfs. Do only dispatches: each concern has its file
 // (mount_linux.go, loop_linux.go, modules_linux.go, net_linux.go,
-// download_linux.go, iscsi_linux.go, verify_linux.go, format_linux.go,
-// files_linux.go, switchroot_linux.go; failure_linux.go applies the
-// failure policy).
+// download_linux.go, iscsi_linux.go (and Keep), lazy_linux.go,
+// verify_linux.go, format_linux.go, files_linux.go, switchroot_linux.go;
+// failure_linux.go applies the failure policy).
 type LinuxExecutor struct {
 	Console  io.Writer
 	Progress func(Phase, string) // download progress lines
 	Client   *http.Client        // for everything fetched over HTTP (fetch.NewHTTPClient); nil: fetch.DefaultClient()
 
-	iface string // the interface Network configured
+	iface    string                   // the interface Network configured
+	sessions map[string]iscsi.Session // by link: what ISCSIAttach and IBFTAttach attached
+	keeper   *keeper.Keeper           // started by LazyAttach or Keep
 }
 
 // Do implements Executor.
@@ -45,11 +50,13 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 	case LoopMount:
 		return noted(loopMount(s))
 	case LazyAttach:
-		return noted(lazyAttach(s))
+		return noted(e.lazyAttach(s))
 	case ISCSIAttach:
-		return noted(iscsiAttach(ctx, s))
+		return noted(e.iscsiAttach(ctx, s))
 	case IBFTAttach:
-		return noted(ibftAttach(ctx, s))
+		return noted(e.ibftAttach(ctx, s))
+	case Keep:
+		return noted(e.keep(s))
 	case VerifyDevice:
 		return noted(verifyDevice(s))
 	case FormatBlank:

@@ -4,23 +4,26 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/keeper"
 	"github.com/overboot/overboot/internal/iscsiwire"
 )
 
 // iscsiAttach logs in through the kernel initiator and links the device.
-func iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
+func (e *LinuxExecutor) iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
 	src := s.Source
 	if src.CHAP == nil {
 		return "", fmt.Errorf("iscsi %s: no CHAP credentials in the boot document", src.Target)
 	}
-	a, err := login(ctx, src)
+	a, err := login(ctx, src, s.Recovery)
 	if err != nil {
 		return "", err
 	}
+	e.attached(s.Link, a)
 	os.Remove(s.Link)
 	if err := os.Symlink(a.Device, s.Link); err != nil {
 		return "", err
@@ -30,15 +33,16 @@ func iscsiAttach(ctx context.Context, s ISCSIAttach) (string, error) {
 
 // ibftAttach logs in to the disk the firmware booted from and links the
 // root partition.
-func ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
+func (e *LinuxExecutor) ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
 	src, err := iscsi.ParseIBFT(os.DirFS(s.Dir))
 	if err != nil {
 		return "", err
 	}
-	a, err := login(ctx, src)
+	a, err := login(ctx, src, s.Recovery)
 	if err != nil {
 		return "", err
 	}
+	e.attached(s.Link, a)
 	// sd disks name their partitions sdX1, sdX2, ...; the kernel reads
 	// the partition table while attaching the disk.
 	part := fmt.Sprintf("%s%d", a.Device, s.Partition)
@@ -60,14 +64,51 @@ func ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
 }
 
 // login attaches an iSCSI LUN through the kernel initiator.
-func login(ctx context.Context, src boot.ISCSISource) (iscsi.Attachment, error) {
+func login(ctx context.Context, src boot.ISCSISource, recovery time.Duration) (iscsi.Session, error) {
 	o := iscsi.Options{Initiator: src.Initiator, Target: src.Target}
 	if src.CHAP == nil {
-		return iscsi.Attachment{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
+		return iscsi.Session{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
 	}
 	o.CHAP = iscsiwire.CHAP{User: src.CHAP.User, Secret: iscsiwire.Secret(src.CHAP.Secret)}
 	if src.CHAP.TargetUser != "" {
 		o.TargetCHAP = &iscsiwire.CHAP{User: src.CHAP.TargetUser, Secret: iscsiwire.Secret(src.CHAP.TargetSecret)}
 	}
-	return iscsi.Attach(ctx, src.Portal, src.LUN, o, 20*time.Second)
+	return iscsi.Attach(ctx, iscsi.Session{Portal: src.Portal, LUN: src.LUN, Login: o, Recovery: recovery}, 20*time.Second)
+}
+
+// attached records a session for Keep.
+func (e *LinuxExecutor) attached(link string, s iscsi.Session) {
+	if e.sessions == nil {
+		e.sessions = map[string]iscsi.Session{}
+	}
+	e.sessions[link] = s
+}
+
+// keep hands the sessions attached at s.Links to the keeper: the one a
+// lazy root started, or a new one; then lets it go, as nothing else will
+// be attached.
+func (e *LinuxExecutor) keep(s Keep) (string, error) {
+	var sessions []iscsi.Session
+	var names []string
+	for _, l := range s.Links {
+		a, ok := e.sessions[l]
+		if !ok {
+			return "", fmt.Errorf("keep: no iSCSI session was attached at %s", l)
+		}
+		sessions = append(sessions, a)
+		names = append(names, fmt.Sprintf("session %d", a.SID))
+	}
+	how := "handed to the keeper"
+	if e.keeper == nil {
+		k, err := keeper.Start(keeper.Config{ISCSI: sessions}, nil)
+		if err != nil {
+			return "", err
+		}
+		e.keeper = k
+		how = "watched by a new keeper"
+	} else if err := e.keeper.Watch(sessions); err != nil {
+		return "", err
+	}
+	e.keeper.Release()
+	return fmt.Sprintf("%s %s (pid %d)", strings.Join(names, ", "), how, e.keeper.Pid()), nil
 }

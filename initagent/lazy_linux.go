@@ -18,8 +18,9 @@ const lazyDMName = "overboot-lower"
 
 // lazyAttach checks the tree against the document, starts the keeper on
 // one end of a socket pair, gives the kernel the other end as an NBD
-// device, and stacks dm-verity on it with the tree on a loop device.
-func lazyAttach(s LazyAttach) (string, error) {
+// device, and stacks dm-verity on it with the tree on a loop device. It
+// returns the keeper, for a Keep step to hand it iSCSI sessions.
+func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	h := s.Source
 	v := h.Verity
 	root, err := hex.DecodeString(v.RootHash)
@@ -49,7 +50,10 @@ func lazyAttach(s LazyAttach) (string, error) {
 		return "", err
 	}
 	defer kernelEnd.Close()
-	proc, err := keeper.Start(keeper.Config{URL: h.URL, Size: h.Size, Fill: h.Mode == "fill", CacheBytes: s.CacheBytes, Name: string(h.Digest)}, agentEnd)
+	if e.keeper != nil {
+		return "", fmt.Errorf("a keeper runs already (pid %d): one lazy root per machine", e.keeper.Pid())
+	}
+	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, Fill: h.Mode == "fill", CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
 	agentEnd.Close()
 	if err != nil {
 		return "", err
@@ -57,9 +61,10 @@ func lazyAttach(s LazyAttach) (string, error) {
 	tKeeper := time.Since(t0)
 	dev, err := nbd.Connect(nbd.Config{Index: nbd.AnyIndex, Size: h.Size}, kernelEnd)
 	if err != nil {
-		proc.Kill()
+		k.Kill()
 		return "", err
 	}
+	e.keeper = k
 	hashDev, lf, err := attachLoop(s.TreeFile)
 	if err != nil {
 		return "", err
@@ -76,7 +81,7 @@ func lazyAttach(s LazyAttach) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s (keeper ready %.2fs, nbd %.2fs, verity %.2fs)",
-		strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), proc.Pid, d.Path, v.RootHash[:12],
+		strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), k.Pid(), d.Path, v.RootHash[:12],
 		tKeeper.Seconds(), tNBD.Seconds(), (time.Since(t0) - tKeeper - tNBD).Seconds()), nil
 }
 

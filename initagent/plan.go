@@ -121,7 +121,7 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	upper, err := upperSteps(d.Upper)
+	upper, err := upperSteps(p, d.Upper)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +135,18 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	if files := IdentityFiles(d.Identity); len(files) > 0 {
 		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
 	}
+	steps = append(steps, HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()})
+	var kept []string
+	if d.Lower.ISCSI != nil {
+		kept = append(kept, LowerDevice)
+	}
+	if d.Upper.ISCSI != nil {
+		kept = append(kept, UpperDevice)
+	}
+	if len(kept) > 0 {
+		steps = append(steps, Keep{Links: kept})
+	}
 	return append(steps,
-		HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	), nil
@@ -180,7 +190,7 @@ func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 		return []Step{
 			LoadModules{Extra: slices.Clone(boot.ModulesISCSI), PhaseOf: PhaseLower},
 			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
-			ISCSIAttach{Source: *src, Link: LowerDevice, PhaseOf: PhaseLower},
+			ISCSIAttach{Source: *src, Link: LowerDevice, Recovery: p.ISCSIRecoveryTimeout(), PhaseOf: PhaseLower},
 			VerifyDevice{Path: LowerDevice, Digest: src.Digest, Size: src.Size},
 			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
 		}, nil
@@ -189,7 +199,7 @@ func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 }
 
 // upperSteps make UpperDir and WorkDir on a writable layer at RWMount.
-func upperSteps(u boot.Upper) ([]Step, error) {
+func upperSteps(p boot.Params, u boot.Upper) ([]Step, error) {
 	switch {
 	case u.Tmpfs != nil:
 		size := u.Tmpfs.Size
@@ -205,7 +215,7 @@ func upperSteps(u boot.Upper) ([]Step, error) {
 		return []Step{
 			LoadModules{Extra: append(slices.Clone(boot.ModulesISCSI), boot.ModuleExt4), PhaseOf: PhaseUpper},
 			Mkdir{Paths: []string{RWMount}, PhaseOf: PhaseUpper},
-			ISCSIAttach{Source: *u.ISCSI, Link: UpperDevice, PhaseOf: PhaseUpper},
+			ISCSIAttach{Source: *u.ISCSI, Link: UpperDevice, Recovery: p.ISCSIRecoveryTimeout(), PhaseOf: PhaseUpper},
 			// The overboot server formats the disks it creates; another
 			// target's blank disk is formatted here.
 			FormatBlank{Device: UpperDevice, Label: "overboot-upper"},
@@ -226,9 +236,10 @@ func diskSteps(p boot.Params) []Step {
 	return []Step{
 		LoadModules{Extra: mods, PhaseOf: PhaseDisk},
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseDisk},
-		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice},
+		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice, Recovery: p.ISCSIRecoveryTimeout()},
 		Mount{Source: RootDevice, Target: NewRoot, FSType: "ext4", PhaseOf: PhaseDisk},
 		HandOverNetwork{Keep: true},
+		Keep{Links: []string{RootDevice}},
 		CheckInit{Root: NewRoot, Init: init},
 		SwitchRoot{Root: NewRoot, Init: init},
 	}

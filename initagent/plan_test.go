@@ -3,6 +3,7 @@ package initagent
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/overboot/overboot/boot"
@@ -73,5 +74,84 @@ func TestPlanWhole(t *testing.T) {
 		if d := cmp.Diff(FormatPlan(steps), FormatPlan(with)); d != "" {
 			t.Errorf("%s: a document changed the plan (-without +with):\n%s", cmdline, d)
 		}
+	}
+}
+
+// TestPlanKeep: a root with iSCSI sessions hands them to the keeper after
+// the last attach and before the hand-over, each ISCSIAttach with the
+// recovery timeout of the command line; a root without any has no Keep.
+func TestPlanKeep(t *testing.T) {
+	src := func(target string) *boot.ISCSISource {
+		return &boot.ISCSISource{Portal: "10.0.2.100:3260", Target: target, Initiator: "iqn.2026-11.org.overboot:i-1",
+			CHAP: &boot.CHAP{User: "m1", Secret: "secret-of-16-bytes"}}
+	}
+	lowerSrc := func(target string) *boot.ISCSISource {
+		s := src(target)
+		s.Digest, s.Size = digest, 4096
+		return s
+	}
+	httpLower := boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/i", Digest: digest}}
+	lazyLower := boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/i", Digest: digest, Size: 1 << 20, Mode: boot.LowerLazy,
+		Verity: &boot.Verity{HashURL: "http://s/v", HashDigest: digest, HashSize: 8192, RootHash: strings.Repeat("ab", 32), Salt: "00"}}}
+	tmpfs := boot.Upper{Tmpfs: &boot.TmpfsUpper{}}
+	for _, tc := range []struct {
+		name    string
+		cmdline string
+		doc     *boot.Document
+		want    []string // Keep's links; nil: no Keep
+	}{
+		{"iscsi upper", "overboot.doc=http://s/d overboot.iscsi.recovery=90s", &boot.Document{Version: 1, Lower: httpLower, Upper: boot.Upper{ISCSI: src("iqn.2026-11.org.overboot:u")}}, []string{UpperDevice}},
+		{"iscsi lower", "overboot.doc=http://s/d overboot.iscsi.recovery=90s", &boot.Document{Version: 1, Lower: boot.Source{ISCSI: lowerSrc("iqn.2026-11.org.overboot:l")}, Upper: tmpfs}, []string{LowerDevice}},
+		{"both", "overboot.doc=http://s/d overboot.iscsi.recovery=90s", &boot.Document{Version: 1, Lower: boot.Source{ISCSI: lowerSrc("iqn.2026-11.org.overboot:l")}, Upper: boot.Upper{ISCSI: src("iqn.2026-11.org.overboot:u")}}, []string{LowerDevice, UpperDevice}},
+		{"lazy lower, iscsi upper", "overboot.doc=http://s/d overboot.iscsi.recovery=90s", &boot.Document{Version: 1, Lower: lazyLower, Upper: boot.Upper{ISCSI: src("iqn.2026-11.org.overboot:u")}}, []string{UpperDevice}},
+		{"lazy lower alone", "overboot.doc=http://s/d", &boot.Document{Version: 1, Lower: lazyLower, Upper: tmpfs}, nil},
+		{"ram", "overboot.doc=http://s/d", &boot.Document{Version: 1, Lower: httpLower, Upper: tmpfs}, nil},
+		{"disk root", "overboot.root=ibft:1 overboot.iscsi.recovery=90s", nil, []string{RootDevice}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := boot.Parse(tc.cmdline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps, err := Plan(p, tc.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keepAt, lastAttach := -1, -1
+			var got []string
+			for i, s := range steps {
+				switch s := s.(type) {
+				case Keep:
+					keepAt, got = i, s.Links
+				case ISCSIAttach:
+					lastAttach = i
+					if s.Recovery != 90*time.Second {
+						t.Errorf("%s: recovery %v, want 90s", s, s.Recovery)
+					}
+				case IBFTAttach:
+					lastAttach = i
+					if s.Recovery != 90*time.Second {
+						t.Errorf("%s: recovery %v, want 90s", s, s.Recovery)
+					}
+				case LazyAttach:
+					lastAttach = max(lastAttach, i)
+				}
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("kept links (-want +got):\n%s\n%s", d, FormatPlan(steps))
+			}
+			if keepAt < 0 {
+				return
+			}
+			if keepAt < lastAttach {
+				t.Errorf("Keep before the last attach:\n%s", FormatPlan(steps))
+			}
+			if _, ok := steps[len(steps)-1].(SwitchRoot); !ok || keepAt > len(steps)-3 {
+				t.Errorf("Keep not before the hand-over:\n%s", FormatPlan(steps))
+			}
+			if s := steps[keepAt].String(); strings.Contains(s, "secret") {
+				t.Errorf("Keep shows a secret: %s", s)
+			}
+		})
 	}
 }

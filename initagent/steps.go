@@ -9,6 +9,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent/fetch"
+	"github.com/overboot/overboot/initagent/keeper"
 )
 
 // Step is one action of the boot plan: a value that tests inspect without
@@ -85,12 +86,15 @@ func (l LoadModules) Phase() Phase {
 }
 
 // ISCSIAttach logs in to an iSCSI target through the kernel's initiator
-// and links the LUN's block device at Link. Its String never shows the
+// and links the LUN's block device at Link. Recovery is the session's
+// recovery timeout: how long the kernel holds its I/O while the keeper
+// logs a failed connection in again (Keep). Its String never shows the
 // CHAP secret.
 type ISCSIAttach struct {
-	Source  boot.ISCSISource
-	Link    string
-	PhaseOf Phase
+	Source   boot.ISCSISource
+	Link     string
+	Recovery time.Duration
+	PhaseOf  Phase
 }
 
 func (a ISCSIAttach) String() string {
@@ -102,7 +106,7 @@ func (a ISCSIAttach) String() string {
 		}
 		s += ")"
 	}
-	return s + " -> " + a.Link
+	return s + fmt.Sprintf(" -> %s (recovery %v)", a.Link, a.Recovery)
 }
 
 // Phase implements Step.
@@ -115,10 +119,11 @@ type IBFTAttach struct {
 	Dir       string // /sys/firmware/ibft
 	Partition int
 	Link      string
+	Recovery  time.Duration // as ISCSIAttach's
 }
 
 func (a IBFTAttach) String() string {
-	return fmt.Sprintf("iscsi login to the iBFT's boot target (%s) -> partition %d -> %s", a.Dir, a.Partition, a.Link)
+	return fmt.Sprintf("iscsi login to the iBFT's boot target (%s) -> partition %d -> %s (recovery %v)", a.Dir, a.Partition, a.Link, a.Recovery)
 }
 
 // Phase implements Step.
@@ -309,3 +314,20 @@ func (l LazyAttach) String() string {
 
 // Phase implements Step.
 func (LazyAttach) Phase() Phase { return PhaseLower }
+
+// Keep has the keeper (initagent/keeper, "@overboot-keeper", which lives
+// on after switch_root) watch the iSCSI sessions attached at Links, and
+// log a connection that fails in again, as iscsid would: the kernel holds
+// the session's I/O meanwhile (its recovery timeout, ISCSIAttach's), so a
+// server restart or a network cut fails none. One keeper per machine: a
+// lazy root's, or one started here.
+type Keep struct {
+	Links []string
+}
+
+func (k Keep) String() string {
+	return keeper.Argv0 + ": log in again the iSCSI sessions of " + strings.Join(k.Links, " ") + " when their connection fails"
+}
+
+// Phase implements Step.
+func (Keep) Phase() Phase { return PhaseOverlay }

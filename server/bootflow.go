@@ -356,7 +356,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	if !ok {
 		return
 	}
-	params := boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache}
+	params := boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
 	if err := params.Validate(); err != nil {
 		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 		return

@@ -563,3 +563,16 @@ func TestLazyProfileRefused(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestISCSIRecoveryParam: a profile's iscsi-recovery reaches the kernel
+// command line as overboot.iscsi.recovery; without it the agent's default
+// applies and the script says nothing.
+func TestISCSIRecoveryParam(t *testing.T) {
+	f := newFix(t, iscsiUpper+"enroll = open-insecure\niscsi-recovery = 90s\n[profile plain]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\nenroll = open-insecure\n[machine 52:54:00:12:34:58]\nprofile = plain\n")
+	if s := f.script("52-54-00-12-34-57", "192.0.2.10"); !strings.Contains(s, " overboot.iscsi.recovery=1m30s") {
+		t.Errorf("the script lacks overboot.iscsi.recovery=1m30s:\n%s", s)
+	}
+	if s := f.script("52-54-00-12-34-58", "192.0.2.11"); strings.Contains(s, "overboot.iscsi.recovery") {
+		t.Errorf("a profile without iscsi-recovery sets it:\n%s", s)
+	}
+}

@@ -14,8 +14,7 @@ import (
 
 // MarkerSystemd starts the line the systemd test root prints once systemd
 // has finished starting: "OVERBOOT-TEST-SYSTEMD boots=N pid1=... state=...
-// sessions=[...] upper=[...] keepers=N" (N: processes named
-// @overboot-keeper).
+// sessions=[...] upper=[...] keeper=[PID ...]".
 const MarkerSystemd = "OVERBOOT-TEST-SYSTEMD"
 
 // systemdTest runs as a service once the system is up: it reports on the
@@ -30,8 +29,8 @@ mkdir -p /var/lib/overboot-test
 echo $n > /var/lib/overboot-test/boots
 sessions=$(ls /sys/class/iscsi_session 2>/dev/null | tr '\n' ' ')
 upper=$(awk '$2 == "/run/overboot/rw" { print $1 " " $3 }' /proc/mounts)
-keepers=$(for f in /proc/[0-9]*/cmdline; do tr '\0' '\n' < "$f" 2>/dev/null | head -n1; done | grep -c '^@overboot-keeper$')
-echo "` + MarkerSystemd + ` boots=$n pid1=$(cat /proc/1/comm) state=$state sessions=[$sessions] upper=[$upper] keepers=$keepers" > /dev/ttyS0
+keeper=$(grep -las '^@overboot-keeper' /proc/[0-9]*/cmdline | cut -d/ -f3 | tr '\n' ' ')
+echo "` + MarkerSystemd + ` boots=$n pid1=$(cat /proc/1/comm) state=$state sessions=[$sessions] upper=[$upper] keeper=[$keeper]" > /dev/ttyS0
 systemctl poweroff
 `
 

@@ -29,6 +29,16 @@ const (
 	MarkerLazyReading = "OVERBOOT-TEST-LAZY-READING"
 	MarkerLazyRound   = "OVERBOOT-TEST-LAZY-ROUND"
 
+	// MarkerCounterFound is printed before the root's writes in a loop
+	// (OVERBOOT_TEST=writeloop), with the counter an earlier boot left
+	// in /counter ("n=0" when none) and the iSCSI sessions' recovery
+	// timeouts in seconds ("recovery=[120 ]"); each round of the loop writes the
+	// next value, fsyncs it, drops the page cache, reads it back from
+	// the device and prints MarkerCounter n=VALUE; a failed write, sync
+	// or read fails the root.
+	MarkerCounterFound = "OVERBOOT-TEST-COUNTER-FOUND"
+	MarkerCounter      = "OVERBOOT-TEST-COUNTER"
+
 	// MarkerSan starts the line a sanbooted root prints (OVERBOOT_TEST=san):
 	// "OVERBOOT-TEST-SAN me=MAC saw=[MAC ...]", the machines whose files it
 	// found before writing its own.
@@ -113,6 +123,23 @@ if [ "$OVERBOOT_TEST" = lazyread ]; then
 		[ "$sum" = "$(cat /pad.sha256)" ] || fail "/pad read $i is wrong or failed"
 		i=$((i + 1))
 		echo "` + MarkerLazyRound + ` $i"
+		sleep 1
+	done
+fi
+
+if [ "$OVERBOOT_TEST" = writeloop ]; then
+	n=0
+	[ -f /counter ] && n=$(cat /counter)
+	echo "` + MarkerCounterFound + ` n=$n recovery=[$(cat /sys/class/iscsi_session/session*/recovery_tmo 2>/dev/null | tr '\n' ' ')]"
+	i=0
+	while [ $i -lt "${OVERBOOT_TEST_ROUNDS:-20}" ]; do
+		n=$((n + 1))
+		echo $n > /counter || fail "write of $n failed"
+		sync /counter || fail "sync of $n failed"
+		echo 3 > /proc/sys/vm/drop_caches
+		[ "$(cat /counter)" = $n ] || fail "read of $n failed or is wrong"
+		i=$((i + 1))
+		echo "` + MarkerCounter + ` n=$n"
 		sleep 1
 	done
 fi

@@ -1,8 +1,8 @@
 // Command overboot-init is the overboot agent: the /init of the initramfs.
 // As PID 1 it boots the machine (package initagent); started by the agent
-// as "@overboot-keeper" it serves a lazy root (initagent/keeper). Anywhere
-// else it only
-// prints the boot plan a command line would produce:
+// as "@overboot-keeper" it keeps the root alive: it serves a lazy root and
+// logs failed iSCSI connections in again (initagent/keeper). Anywhere else
+// it only prints the boot plan a command line would produce:
 //
 //	overboot-init -dry-run -cmdline 'overboot.lower=http://... overboot.digest=sha256:...'
 //	overboot-init -dry-run -cmdline 'overboot.doc=http://...' -doc document.json
@@ -27,7 +27,7 @@ func main() {
 	// agent's own phase lines; the agent reports everything itself.
 	log.SetOutput(io.Discard)
 	if keeper.IsKeeper() {
-		// The agent's child serving a lazy root; it outlives the agent.
+		// The agent's child keeping the root alive; it outlives the agent.
 		if err := keeper.Main(); err != nil {
 			os.Exit(1)
 		}

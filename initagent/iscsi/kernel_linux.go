@@ -61,40 +61,40 @@ func (t *netlinkTransport) Recv() (*iscsiwire.PDU, error) {
 	return iscsiwire.ReadPDU(bytes.NewReader(raw), iscsiwire.Digests{}, iscsiwire.MaxDataSegment)
 }
 
-// Attachment is an iSCSI LUN the kernel now has as a block device.
-type Attachment struct {
-	Device   string // /dev/sdX
-	SID, CID uint32
-}
-
-// Attach logs in to the target at portal through the kernel's iscsi_tcp
-// initiator (module iscsi_tcp loaded), and returns the block device of
-// LUN lun. The kernel keeps the session after this process is gone: it
-// survives switch_root.
-func Attach(ctx context.Context, portal string, lun int, o Options, scanTimeout time.Duration) (Attachment, error) {
+// Attach logs in to the target at s.Portal through the kernel's
+// iscsi_tcp initiator (module iscsi_tcp loaded) with s.Login (its ISID is
+// set here, from the kernel's session number), sets the session's
+// recovery timeout, and returns s with the session, the login's outcome
+// and the block device of LUN s.LUN. The kernel keeps the session after
+// this process is gone: it survives switch_root; a Watcher given the
+// returned Session logs it in again when its connection fails.
+func Attach(ctx context.Context, s Session, scanTimeout time.Duration) (Session, error) {
 	nl, err := iscsinl.ConnectNetlink()
 	if err != nil {
-		return Attachment{}, fmt.Errorf("iscsi netlink (is iscsi_tcp loaded?): %w", err)
+		return s, fmt.Errorf("iscsi netlink (is iscsi_tcp loaded?): %w", err)
 	}
+	// The socket is in iscsid's multicast group: closed, it does not
+	// collect every later event unread (nor pass to init across exec).
+	defer nl.Conn.Close()
 	sid, hostID, err := nl.CreateSession(128, 32)
 	if err != nil {
-		return Attachment{}, fmt.Errorf("iscsi: create session: %w", err)
+		return s, fmt.Errorf("iscsi: create session: %w", err)
 	}
 	cid, err := nl.CreateConnection(sid)
 	if err != nil {
 		nl.DestroySession(sid)
-		return Attachment{}, fmt.Errorf("iscsi: create connection: %w", err)
+		return s, fmt.Errorf("iscsi: create connection: %w", err)
 	}
-	fail := func(err error) (Attachment, error) {
+	fail := func(err error) (Session, error) {
 		nl.StopConnection(sid, cid)
 		nl.DestroyConnection(sid, cid)
 		nl.DestroySession(sid)
-		return Attachment{}, err
+		return s, err
 	}
 	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", portal)
+	conn, err := d.DialContext(ctx, "tcp", s.Portal)
 	if err != nil {
-		return fail(fmt.Errorf("iscsi: connect to %s: %w: is the server's iSCSI portal reachable?", portal, err))
+		return fail(fmt.Errorf("iscsi: connect to %s: %w: is the server's iSCSI portal reachable?", s.Portal, err))
 	}
 	f, err := conn.(*net.TCPConn).File()
 	conn.Close() // the kernel holds its own reference through the fd
@@ -106,51 +106,34 @@ func Attach(ctx context.Context, portal string, lun int, o Options, scanTimeout 
 	if err != nil {
 		return fail(fmt.Errorf("iscsi: bind connection: %w", err))
 	}
+	o := s.Login
 	o.ISID = [6]byte{0x80, 0x00, 0x23, 0x42, byte(sid >> 8), byte(sid)}
+	o.TSIH = 0
 	n, err := Login(&netlinkTransport{nl: nl, sid: sid, cid: cid}, o)
 	if err != nil {
-		return fail(fmt.Errorf("%s at %s: %w", o.Target, portal, err))
+		return fail(fmt.Errorf("%s at %s: %w", o.Target, s.Portal, err))
 	}
-	b := func(v bool) string {
-		if v {
-			return "1"
-		}
-		return "0"
+	params := sessionParams(o, n)
+	if s.Recovery > 0 {
+		params = append(params, recoveryParam(s.Recovery))
 	}
-	for _, p := range []struct {
-		k iscsinl.IscsiParam
-		v string
-	}{
-		{iscsinl.ISCSI_PARAM_TARGET_NAME, o.Target},
-		{iscsinl.ISCSI_PARAM_INITIATOR_NAME, o.Initiator},
-		{iscsinl.ISCSI_PARAM_MAX_RECV_DLENGTH, strconv.Itoa(n.MaxRecvDataSegmentLength)},
-		{iscsinl.ISCSI_PARAM_MAX_XMIT_DLENGTH, strconv.Itoa(n.MaxXmitDataSegmentLength)},
-		{iscsinl.ISCSI_PARAM_FIRST_BURST, strconv.Itoa(n.FirstBurstLength)},
-		{iscsinl.ISCSI_PARAM_MAX_BURST, strconv.Itoa(n.MaxBurstLength)},
-		{iscsinl.ISCSI_PARAM_PDU_INORDER_EN, "1"},
-		{iscsinl.ISCSI_PARAM_DATASEQ_INORDER_EN, "1"},
-		{iscsinl.ISCSI_PARAM_INITIAL_R2T_EN, b(n.InitialR2T)},
-		{iscsinl.ISCSI_PARAM_IMM_DATA_EN, b(n.ImmediateData)},
-		{iscsinl.ISCSI_PARAM_EXP_STATSN, strconv.FormatUint(uint64(n.ExpStatSN), 10)},
-		{iscsinl.ISCSI_PARAM_HDRDGST_EN, b(n.HeaderDigest)},
-		{iscsinl.ISCSI_PARAM_DATADGST_EN, b(n.DataDigest)},
-		{iscsinl.ISCSI_PARAM_PING_TMO, "5"},
-		{iscsinl.ISCSI_PARAM_RECV_TMO, "5"},
-	} {
-		if err := nl.SetParam(sid, cid, p.k, p.v); err != nil {
-			return fail(fmt.Errorf("iscsi: set %s: %w", p.k, err))
+	for _, p := range params {
+		if err := nl.SetParam(sid, cid, iscsinl.IscsiParam(p.p), p.v); err != nil {
+			return fail(fmt.Errorf("iscsi: set %v: %w", p.p, err))
 		}
 	}
 	if err := nl.StartConnection(sid, cid); err != nil {
 		return fail(fmt.Errorf("iscsi: start connection: %w", err))
 	}
-	dev, err := scan(hostID, sid, lun, scanTimeout)
+	s.Login, s.SID, s.CID, s.Negotiated = o, sid, cid, n
+	dev, err := scan(hostID, sid, s.LUN, scanTimeout)
 	if err != nil {
-		return Attachment{SID: sid, CID: cid}, err
+		return s, err
 	}
 	// Current kernels have no "noop" scheduler: "none" (blk-mq).
 	os.WriteFile(filepath.Join("/sys/block", filepath.Base(dev), "queue/scheduler"), []byte("none"), 0)
-	return Attachment{Device: dev, SID: sid, CID: cid}, nil
+	s.Device = dev
+	return s, nil
 }
 
 // scan asks the SCSI host for the target's LUNs and waits for LUN lun's

@@ -1,7 +1,3 @@
-// Package iscsi is the agent's iSCSI initiator: the login (with CHAP,
-// which u-root's iscsinl lacks) written against a small Transport, so the
-// same code logs in over a plain TCP connection in tests and through the
-// kernel's iscsi_tcp connection (netlink PDU passthrough) at boot.
 package iscsi
 
 import (
@@ -27,6 +23,10 @@ type Options struct {
 	// TargetCHAP, when set, makes the target prove itself (mutual CHAP).
 	TargetCHAP *iscsiwire.CHAP
 	ISID       [6]byte
+	// TSIH, when not 0, continues that session (RFC 7143 6.3.4): its
+	// connection failed and this login replaces it. 0 makes a new
+	// session, or reinstates the one with this ISID (6.3.5).
+	TSIH uint16
 	// Digest is "None" (default) or "CRC32C": what we offer first.
 	Digest string
 }
@@ -56,12 +56,17 @@ func (e *LoginError) Error() string {
 		0x0203: "target not found",
 		0x0205: "unsupported iSCSI version",
 		0x0207: "missing parameter",
-	}[uint16(e.Class)<<8|uint16(e.Detail)]
+		0x020a: "session does not exist (the target restarted?)",
+		0x0301: "service unavailable: try again",
+	}[e.Status()]
 	if why == "" {
 		why = "refused"
 	}
 	return fmt.Sprintf("iscsi login: status 0x%02x%02x: %s", e.Class, e.Detail, why)
 }
+
+// Status is the login status code: class and detail (RFC 7143 11.13.5).
+func (e *LoginError) Status() uint16 { return uint16(e.Class)<<8 | uint16(e.Detail) }
 
 // ErrTargetAuth: mutual CHAP failed, the target is not who it claims.
 var ErrTargetAuth = errors.New("the target failed mutual CHAP: not the configured server")
@@ -75,7 +80,7 @@ func Login(t Transport, o Options) (Negotiated, error) {
 	if o.Digest == "" {
 		o.Digest = "None"
 	}
-	var n Negotiated
+	n := Negotiated{TSIH: o.TSIH}
 	itt := uint32(0)
 	var statSN uint32
 	exchange := func(csg, nsg int, transit bool, kvs []iscsiwire.KV) ([]iscsiwire.KV, error) {

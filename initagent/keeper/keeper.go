@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/overboot/overboot/initagent/iscsi"
 	"github.com/overboot/overboot/internal/httprange"
 	"github.com/overboot/overboot/internal/nbd"
 )
@@ -23,8 +25,20 @@ import (
 // kill it at shutdown.
 const Argv0 = "@overboot-keeper"
 
-// Config is what the agent tells the keeper.
+// Config is what the agent tells the keeper: a lazy root to serve, iSCSI
+// sessions to keep logged in, or both.
 type Config struct {
+	// Image, when set, is served to the kernel's NBD device on the
+	// inherited socket.
+	Image *Image `json:"image,omitempty"`
+	// ISCSI are sessions whose failed connections the keeper logs in
+	// again (iscsi.Watcher), CHAP secrets included: they travel only
+	// over the inherited pipe and live only in the keeper's memory.
+	ISCSI []iscsi.Session `json:"iscsi,omitempty"`
+}
+
+// Image is a lazily read root.
+type Image struct {
 	URL  string `json:"url"`
 	Size int64  `json:"size"`
 	// Fill completes the image in RAM in the background; then the server
@@ -34,13 +48,12 @@ type Config struct {
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// Name is the image for messages (its digest).
 	Name string `json:"name"`
-	// Stderr sends the log to the keeper's stderr instead of the kernel
-	// log (tests).
-	Stderr bool `json:"stderr,omitempty"`
 }
 
-// The keeper's inherited files: its configuration, then the NBD socket,
-// then the pipe it reports readiness on.
+// The keeper's inherited files: the control pipe (the Config, then more
+// sessions, until the agent closes it), the NBD socket (with an Image),
+// and the pipe it answers on ("ready", then "ok" for each addition, or
+// what went wrong).
 const (
 	fdConfig = 3
 	fdSocket = 4
@@ -54,10 +67,25 @@ const readyTimeout = 2 * time.Minute
 // IsKeeper reports whether this process was started as the keeper.
 func IsKeeper() bool { return len(os.Args) > 0 && os.Args[0] == Argv0 }
 
-// Start runs the keeper as a child of this process with cfg and sock (its
-// end of the NBD socket pair) and waits until it has reached the server and
-// checked the image's size, so the caller can hand the kernel its end.
-func Start(cfg Config, sock *os.File) (*os.Process, error) {
+// Keeper is a running keeper as the agent sees it. One per machine: the
+// agent starts it for a lazy root or for iSCSI sessions, and hands it the
+// sessions it attaches later (Watch) until it Releases it.
+type Keeper struct {
+	proc  *os.Process
+	ctl   *os.File      // the control pipe's write end; nil once released
+	ready *bufio.Reader // the answers
+	rf    *os.File
+}
+
+// Start runs the keeper as a child of this process with cfg and, for an
+// Image, sock (its end of the NBD socket pair; nil without an Image), and
+// waits until it has reached the image server and checked the image's
+// size, so the caller can hand the kernel its end, and is watching cfg's
+// sessions.
+func Start(cfg Config, sock *os.File) (*Keeper, error) {
+	if (cfg.Image == nil) != (sock == nil) {
+		return nil, errors.New("keeper: an image needs its NBD socket, and a socket an image")
+	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -68,94 +96,175 @@ func Start(cfg Config, sock *os.File) (*os.Process, error) {
 		cfgW.Close()
 		return nil, err
 	}
-	defer readyR.Close()
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{Argv0},
 		Env:        []string{},
-		ExtraFiles: []*os.File{cfgR, sock, readyW},
+		ExtraFiles: []*os.File{cfgR, sock, readyW}, // a nil sock leaves fd 4 closed
 		// Its own session: no terminal signals from the console.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
 		cfgW.Close()
+		readyR.Close()
 		readyW.Close()
 		return nil, fmt.Errorf("start the keeper: %w", err)
 	}
 	readyW.Close()
-	err = json.NewEncoder(cfgW).Encode(cfg)
-	cfgW.Close()
+	k := &Keeper{proc: cmd.Process, ctl: cfgW, ready: bufio.NewReader(readyR), rf: readyR}
+	err = k.send(cfg, "ready", readyTimeout)
 	if err != nil {
-		cmd.Process.Kill()
-		return nil, err
+		k.Kill()
+		cmd.Wait()
+		if cfg.Image != nil && errors.Is(err, errNoAnswer) {
+			return nil, fmt.Errorf("the keeper did not reach the image server in %v", readyTimeout)
+		}
+		return nil, fmt.Errorf("the keeper could not start: %w", err)
+	}
+	return k, nil
+}
+
+var errNoAnswer = errors.New("no answer")
+
+// send writes one message to the keeper and waits for its answer.
+func (k *Keeper) send(v any, want string, timeout time.Duration) error {
+	if k.ctl == nil {
+		return errors.New("keeper: released")
+	}
+	if err := json.NewEncoder(k.ctl).Encode(v); err != nil {
+		return err
 	}
 	line := make(chan string, 1)
 	go func() {
-		s, _ := bufio.NewReader(readyR).ReadString('\n')
+		s, _ := k.ready.ReadString('\n')
 		line <- strings.TrimSpace(s)
 	}()
 	select {
 	case s := <-line:
-		if s == "ready" {
-			return cmd.Process, nil
+		switch s {
+		case want:
+			return nil
+		case "":
+			return errors.New("it exited")
 		}
-		cmd.Process.Kill()
-		cmd.Wait()
-		if s == "" {
-			s = "it exited"
-		}
-		return nil, fmt.Errorf("the keeper could not start: %s", s)
-	case <-time.After(readyTimeout):
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("the keeper did not reach the image server in %v", readyTimeout)
+		return errors.New(s)
+	case <-time.After(timeout):
+		return errNoAnswer
 	}
 }
 
-// Main is the keeper's whole life; it returns only on a fatal error.
+// Pid is the keeper's process id.
+func (k *Keeper) Pid() int { return k.proc.Pid }
+
+// Watch hands the keeper more sessions to keep logged in, and waits
+// until it watches them.
+func (k *Keeper) Watch(sessions []iscsi.Session) error {
+	if err := k.send(Config{ISCSI: sessions}, "ok", 30*time.Second); err != nil {
+		return fmt.Errorf("hand the iSCSI sessions to the keeper (pid %d): %w", k.Pid(), err)
+	}
+	return nil
+}
+
+// Release closes the agent's ends of the pipes: the keeper gets no more
+// sessions and carries on.
+func (k *Keeper) Release() {
+	if k.ctl != nil {
+		k.ctl.Close()
+		k.rf.Close()
+		k.ctl = nil
+	}
+}
+
+// Kill ends a keeper that is of no use (its setup failed).
+func (k *Keeper) Kill() {
+	k.Release()
+	k.proc.Kill()
+}
+
+// Main is the keeper's whole life; it returns only on a fatal error, or
+// when the NBD device it serves is disconnected (the root is gone).
 func Main() error {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	log := newKmsg()
+	// The OOM killer must not take the process the root depends on.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
 	ready := os.NewFile(fdReady, "ready")
-	var cfg Config
-	cfgErr := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg)
-	log := newKmsg(cfg.Stderr)
 	fail := func(err error) error {
 		fmt.Fprintf(ready, "%v\n", err)
 		ready.Close()
 		log.printf("stopped: %v", err)
 		return err
 	}
-	if cfgErr != nil {
-		return fail(fmt.Errorf("configuration: %w", cfgErr))
-	}
-	sockFile := os.NewFile(fdSocket, "nbd")
-	conn, err := net.FileConn(sockFile)
-	sockFile.Close()
-	if err != nil {
-		return fail(fmt.Errorf("nbd socket: %w", err))
+	ctl := json.NewDecoder(os.NewFile(fdConfig, "config"))
+	var cfg Config
+	if err := ctl.Decode(&cfg); err != nil {
+		return fail(fmt.Errorf("configuration: %w", err))
 	}
 	ctx := context.Background()
-	r, err := httprange.Open(ctx, nil, cfg.URL, httprange.Options{ExpectSize: cfg.Size, Fill: cfg.Fill, CacheBytes: cfg.CacheBytes, Logf: log.printf})
-	if err != nil {
-		return fail(fmt.Errorf("image %s: %w", cfg.Name, err))
+	var r *httprange.Reader
+	var conn net.Conn
+	if cfg.Image != nil {
+		sockFile := os.NewFile(fdSocket, "nbd")
+		var err error
+		conn, err = net.FileConn(sockFile)
+		sockFile.Close()
+		if err != nil {
+			return fail(fmt.Errorf("nbd socket: %w", err))
+		}
+		img := cfg.Image
+		r, err = httprange.Open(ctx, nil, img.URL, httprange.Options{ExpectSize: img.Size, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: log.printf})
+		if err != nil {
+			return fail(fmt.Errorf("image %s: %w", img.Name, err))
+		}
+	}
+	w := &watch{log: log}
+	if err := w.add(ctx, cfg.ISCSI); err != nil {
+		return fail(err)
 	}
 	fmt.Fprintln(ready, "ready")
-	ready.Close()
+	// More sessions, until the agent closes the pipe.
+	go func() {
+		defer ready.Close()
+		for {
+			var more Config
+			if err := ctl.Decode(&more); err != nil {
+				return
+			}
+			if err := w.add(ctx, more.ISCSI); err != nil {
+				fmt.Fprintf(ready, "%v\n", err)
+				continue
+			}
+			fmt.Fprintln(ready, "ok")
+		}
+	}()
+	if cfg.Image == nil {
+		// Only sessions to keep: for as long as the machine runs.
+		err := <-w.stopped()
+		log.printf("stopped: %v", err)
+		return err
+	}
+	return serveImage(ctx, log, *cfg.Image, r, conn)
+}
+
+// serveImage answers the kernel's NBD requests for the image until the
+// device is disconnected.
+func serveImage(ctx context.Context, log *kmsg, img Image, r *httprange.Reader, conn net.Conn) error {
 	mode := "lazy"
-	if cfg.Fill {
+	if img.Fill {
 		mode = "fill"
 		go func() {
 			t0 := time.Now()
 			<-r.FillDone()
 			if err := r.FillErr(); err != nil {
-				log.printf("image %s: fill stopped: %v", cfg.Name, err)
+				log.printf("image %s: fill stopped: %v", img.Name, err)
 				return
 			}
-			log.printf("image %s is complete in RAM after %.1fs: the server is no longer needed", cfg.Name, time.Since(t0).Seconds())
+			log.printf("image %s is complete in RAM after %.1fs: the server is no longer needed", img.Name, time.Since(t0).Seconds())
 		}()
 	}
-	log.printf("serving image %s (%d bytes, %s) to the kernel's NBD device", cfg.Name, cfg.Size, mode)
-	s := &nbd.Server{Backend: r, OnError: func(err error) { log.printf("image %s: %v", cfg.Name, err) }}
-	err = s.Serve(ctx, conn)
+	log.printf("serving image %s (%d bytes, %s) to the kernel's NBD device", img.Name, img.Size, mode)
+	s := &nbd.Server{Backend: r, OnError: func(err error) { log.printf("image %s: %v", img.Name, err) }}
+	err := s.Serve(ctx, conn)
 	if err == nil || errors.Is(err, io.EOF) {
 		// The kernel disconnected the device: the root is gone.
 		log.printf("NBD device disconnected; exiting")
@@ -165,13 +274,62 @@ func Main() error {
 	return err
 }
 
+// watch is the keeper's iSCSI side: a Watcher on the kernel's netlink
+// interface, opened with the first sessions.
+type watch struct {
+	log *kmsg
+
+	mu   sync.Mutex // guards w and done
+	w    *iscsi.Watcher
+	done chan error
+}
+
+func (w *watch) add(ctx context.Context, sessions []iscsi.Session) error {
+	if len(sessions) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.w == nil {
+		nl, err := iscsi.OpenNetlink()
+		if err != nil {
+			return err
+		}
+		w.w = iscsi.NewWatcher(nl, w.log.printf)
+		w.done = make(chan error, 1)
+		go func() {
+			err := w.w.Run(ctx)
+			w.log.printf("no longer watching iSCSI sessions: %v", err)
+			w.done <- err
+		}()
+	}
+	for _, s := range sessions {
+		w.w.Watch(ctx, s)
+	}
+	return nil
+}
+
+// stopped delivers the Watcher's end; never, without sessions.
+func (w *watch) stopped() <-chan error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done == nil {
+		return make(chan error)
+	}
+	return w.done
+}
+
 // kmsg writes to the kernel log, the one log that exists before and after
 // switch_root; without /dev/kmsg, to stderr.
 type kmsg struct{ w io.Writer }
 
-func newKmsg(stderr bool) *kmsg {
-	if !stderr {
-		if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+// kmsgPath is the kernel log; tests that run the keeper set it to "" so
+// that it logs to stderr, not to their host's kernel log.
+var kmsgPath = "/dev/kmsg"
+
+func newKmsg() *kmsg {
+	if kmsgPath != "" {
+		if f, err := os.OpenFile(kmsgPath, os.O_WRONLY, 0); err == nil {
 			return &kmsg{w: f}
 		}
 	}

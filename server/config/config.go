@@ -113,9 +113,13 @@ type Profile struct {
 	// Artifacts: a store name, sha256:HEX, or an absolute file path.
 	Kernel, Initramfs, Root string
 
-	UpperSize     boot.Size
-	LowerMode     boot.LowerMode // lower-mode: ram (default), lazy or fill
-	LowerCache    int64          // lower-cache: the keeper's RAM cache in lazy mode (bytes)
+	UpperSize  boot.Size
+	LowerMode  boot.LowerMode // lower-mode: ram (default), lazy or fill
+	LowerCache int64          // lower-cache: the keeper's RAM cache in lazy mode (bytes)
+	// ISCSIRecovery (iscsi-recovery) is how long the kernel holds an
+	// iSCSI session's I/O while the keeper logs a failed connection in
+	// again (overboot.iscsi.recovery; 0: the agent's default, 120s).
+	ISCSIRecovery time.Duration
 	Init          string
 	OnFail        boot.Action
 	OnFailDelay   time.Duration
@@ -560,6 +564,8 @@ func (p *Profile) set(k, v string) error {
 		p.LowerMode, err = boot.ParseLowerMode(v)
 	case "lower-cache":
 		p.LowerCache, err = boot.ParseLowerCache(v)
+	case "iscsi-recovery":
+		p.ISCSIRecovery, err = boot.ParseISCSIRecovery(v)
 	case "init":
 		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " \t\"$") {
 			return fmt.Errorf("%q: want an absolute path", v)
@@ -652,7 +658,7 @@ func (p *Profile) set(k, v string) error {
 			}
 		}
 	default:
-		return errors.New("unknown key in [profile]: want kernel, initramfs, root, lower-mode, lower-cache, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, files, menu, menu-timeout or menu-default")
+		return errors.New("unknown key in [profile]: want kernel, initramfs, root, lower-mode, lower-cache, iscsi-recovery, upper, upper-size, upper-disk-size, init, onfail, onfail-delay, fetch-attempts, cmdline, sanboot, enroll, max-machines, max-disks, max-disk-bytes, files, menu, menu-timeout or menu-default")
 	}
 	return err
 }
@@ -852,7 +858,7 @@ func (p *Profile) notForSanboot() []string {
 		set bool
 	}{
 		{"kernel", p.Kernel != ""}, {"initramfs", p.Initramfs != ""}, {"root", p.Root != ""},
-		{"upper", p.Upper != ""}, {"lower-mode", p.LowerMode != ""}, {"lower-cache", p.LowerCache != 0}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
+		{"upper", p.Upper != ""}, {"lower-mode", p.LowerMode != ""}, {"lower-cache", p.LowerCache != 0}, {"iscsi-recovery", p.ISCSIRecovery != 0}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
 		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
 		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},
 		{"menu", len(p.Menu) > 0}, {"files", p.Files != ""},

@@ -23,6 +23,7 @@ init = /lib/systemd/systemd
 onfail = shell
 onfail-delay = 10s
 fetch-attempts = 4
+iscsi-recovery = 5m
 cmdline = console=ttyS0 quiet
 
 [machine 52-54-00-AA-BB-CC]
@@ -39,11 +40,11 @@ func TestParseGood(t *testing.T) {
 	if c.Listen != "0.0.0.0:80" || c.Data != "/srv/overboot" || c.URL != "http://192.0.2.1" {
 		t.Errorf("server: %+v", c)
 	}
-	if p.UpperSize != (boot.Size{Percent: 25}) || p.OnFail != boot.ActionShell || p.OnFailDelay != 10*time.Second || p.FetchAttempts != 4 || strings.Join(p.Cmdline, " ") != "console=ttyS0 quiet" {
+	if p.UpperSize != (boot.Size{Percent: 25}) || p.OnFail != boot.ActionShell || p.OnFailDelay != 10*time.Second || p.FetchAttempts != 4 || p.ISCSIRecovery != 5*time.Minute || strings.Join(p.Cmdline, " ") != "console=ttyS0 quiet" {
 		t.Errorf("profile: %+v", p)
 	}
 	m := c.Machines["52:54:00:aa:bb:cc"]
-	if m == nil || m.Hostname != "lab-01" || m.Line != 18 {
+	if m == nil || m.Hostname != "lab-01" || m.Line != 19 {
 		t.Errorf("machine: %+v", m)
 	}
 	if m.Profile != "default" {
@@ -123,6 +124,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad action", prof + "onfail = explode\n", "f:5: onfail:"},
 		{"bad delay", prof + "onfail-delay = soon\n", "f:5: onfail-delay:"},
 		{"bad attempts", prof + "fetch-attempts = 0\n", "f:5: fetch-attempts: want 1 to 100"},
+		{"bad iscsi recovery", prof + "iscsi-recovery = 1500ms\n", "f:5: iscsi-recovery: \"1500ms\": want whole seconds"},
 		{"overboot in cmdline", prof + "cmdline = quiet overboot.lower=x\n", "f:5: cmdline: overboot.lower"},
 		{"bad digest", "[profile p]\nroot = sha256:xyz\n", "f:2: root:"},
 		{"relative init", prof + "init = sbin/init\n", "f:5: init:"},

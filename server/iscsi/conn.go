@@ -34,7 +34,9 @@ const (
 	loginInitiatorError  = 0x0200
 	loginMissingParam    = 0x0207
 	loginUnsupportedVers = 0x0205
+	loginNoSession       = 0x020a // "session does not exist": a TSIH we do not know
 	loginTargetError     = 0x0300
+	loginUnavailable     = 0x0301 // "service unavailable": try again later
 )
 
 // loginError ends a login with a status.
@@ -81,14 +83,16 @@ type conn struct {
 	smu      sync.Mutex // guards expCmdSN
 	expCmdSN uint32
 
-	closeOnce     sync.Once
+	closeOnce sync.Once
+	done      chan struct{} // closed when serve has returned: no command of this connection runs any more
+
 	tmu           sync.Mutex // guards tname and discoveryUser
 	tname         string
 	discoveryUser string
 }
 
 func newConn(s *Target, nc net.Conn) *conn {
-	return &conn{srv: s, nc: nc, r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
+	return &conn{srv: s, nc: nc, done: make(chan struct{}), r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
 }
 
 func (c *conn) targetName() string {
@@ -100,6 +104,7 @@ func (c *conn) targetName() string {
 func (c *conn) close() { c.closeOnce.Do(func() { c.nc.Close() }) }
 
 func (c *conn) serve(ctx context.Context) {
+	defer close(c.done)
 	defer c.close()
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	if err := c.login(); err != nil {
@@ -214,19 +219,22 @@ func (c *conn) login() error {
 			return c.loginReject(p, loginFail(loginInitiatorError, "login stage %d", csg))
 		}
 		if transit && nsg == 3 && authed {
+			continued := false
 			if c.tgt != nil {
-				if err := c.srv.claim(c); err != nil {
+				if continued, err = c.srv.claim(c); err != nil {
 					return c.loginReject(p, err)
 				}
 			}
 			c.negotiateDefaults(kv)
-			c.srv.mu.Lock()
-			c.srv.nextTSIH++
-			if c.srv.nextTSIH == 0 {
-				c.srv.nextTSIH = 1
+			if !continued {
+				c.srv.mu.Lock()
+				c.srv.nextTSIH++
+				if c.srv.nextTSIH == 0 {
+					c.srv.nextTSIH = 1
+				}
+				c.tsih = c.srv.nextTSIH
+				c.srv.mu.Unlock()
 			}
-			c.tsih = c.srv.nextTSIH
-			c.srv.mu.Unlock()
 			if err := c.loginRespond(p, true, csg, 3, answer, loginSuccess); err != nil {
 				return err
 			}

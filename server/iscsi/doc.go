@@ -21,6 +21,15 @@
 // session (the machine rebooted), another initiator is refused while a
 // session lives.
 //
+// An initiator whose connection failed logs in again with its ISID and
+// gets in even while the target still thinks the old connection alive (a
+// network cut): with the session's TSIH the session continues (RFC 7143
+// 6.3.4), with TSIH 0 it is reinstated (6.3.5); a TSIH the target does
+// not know, as after a restart, is answered "session does not exist"
+// (0x020a). Either way the old connection is closed and its commands have
+// finished before the login response goes out, so a write still running
+// cannot land after the initiator's retry of it.
+//
 // Before CHAP any TCP peer looks like a machine, so Limits bound what a
 // peer that never logs in can hold: a connection not logged in (normal
 // or discovery session) within LoginTimeout of its accept, 5s by

@@ -23,7 +23,8 @@ type TargetConfig struct {
 	MutualCHAP *CHAP     // optional: the target proves itself to the initiator
 	// Exclusive: one session at a time (a machine's private disk). A new
 	// login by the same initiator ends its old session (the machine
-	// rebooted); another initiator is refused while a session lives.
+	// rebooted, or lost its connection and logs in again); another
+	// initiator is refused while a session lives. See claim.
 	Exclusive bool
 }
 
@@ -370,14 +371,34 @@ func remoteHost(a net.Addr) string {
 	return a.String()
 }
 
-// claim applies the one-machine-per-target rule of Exclusive targets
-// before a login completes:
-// a new login by the same initiator ends its old session (the machine
-// rebooted); another initiator is refused while a session is active.
-func (s *Target) claim(c *conn) error {
-	if !c.tgt.cfg.Exclusive {
-		return nil
-	}
+// reinstateWait bounds how long a login that replaces a session waits for
+// the old connection's commands to finish (a write still in progress must
+// land before the initiator's retry of it, or after: never over a newer
+// write). It stays well inside the default LoginTimeout.
+const reinstateWait = 3 * time.Second
+
+// claim decides, once the initiator has authenticated and before its
+// login response goes out, which sessions of the target this login
+// replaces (RFC 7143 6.3.4 and 6.3.5), and closes them:
+//
+//   - a non-zero TSIH continues that session of the same initiator and
+//     ISID (the initiator lost its connection; the target may still think
+//     it alive, as after a network cut): the old connection is closed
+//     and the session keeps its TSIH (continued is true). No such session
+//     (a target that restarted) is "session does not exist" (0x020a): the
+//     initiator then logs in with TSIH 0;
+//   - TSIH 0 with the ISID of a live session of the same initiator is
+//     session reinstatement: the old session is closed, a new one made;
+//   - on an Exclusive target (one machine's disk), a session of another
+//     initiator refuses the login, and one of the same initiator with
+//     another ISID is closed: the machine booted again (a reset leaves its
+//     old connection open here until TCP gives up, and iPXE's sanboot
+//     session is still open when the booted system logs in with its own
+//     ISID).
+//
+// The replaced connections' commands have ended when claim returns, or
+// the login is refused as "service unavailable" (0x0301), to be retried.
+func (s *Target) claim(c *conn) (continued bool, err error) {
 	iqn := c.tgt.cfg.IQN
 	s.mu.Lock()
 	var old []*conn
@@ -385,11 +406,25 @@ func (s *Target) claim(c *conn) error {
 		if o == c || o.targetName() != iqn {
 			continue
 		}
-		if o.initiator != c.initiator {
+		same := o.initiator == c.initiator && o.isid == c.isid
+		switch {
+		case same && c.tsih != 0 && o.tsih == c.tsih:
+			continued = true
+			old = append(old, o)
+		case same && c.tsih == 0:
+			old = append(old, o)
+		case !c.tgt.cfg.Exclusive:
+			// A shared target takes any number of sessions.
+		case o.initiator != c.initiator:
 			s.mu.Unlock()
-			return loginFail(loginAuthzFailure, "target %s is in use by %s", iqn, o.initiator)
+			return false, loginFail(loginAuthzFailure, "target %s is in use by %s", iqn, o.initiator)
+		default:
+			old = append(old, o)
 		}
-		old = append(old, o)
+	}
+	if c.tsih != 0 && !continued {
+		s.mu.Unlock()
+		return false, loginFail(loginNoSession, "no session 0x%04x with ISID %x of %s on %s", c.tsih, c.isid, c.initiator, iqn)
 	}
 	// The target is this connection's from here, before its login
 	// response goes out: a second initiator's claim racing this one sees
@@ -398,11 +433,27 @@ func (s *Target) claim(c *conn) error {
 	c.tname = iqn
 	c.tmu.Unlock()
 	s.mu.Unlock()
+	if len(old) == 0 {
+		return continued, nil
+	}
+	how := "reinstated"
+	if continued {
+		how = "continued"
+	}
+	timeout := time.NewTimer(reinstateWait)
+	defer timeout.Stop()
 	for _, o := range old {
-		s.log.Info("iscsi: new login ends the old session", "target", iqn, "initiator", c.initiator)
+		s.log.Info("iscsi: a new login replaces a session", "target", iqn, "initiator", c.initiator, "isid", fmt.Sprintf("%x", c.isid), "old_isid", fmt.Sprintf("%x", o.isid), "session", how, "old_remote", o.nc.RemoteAddr().String())
 		o.close()
 	}
-	return nil
+	for _, o := range old {
+		select {
+		case <-o.done:
+		case <-timeout.C:
+			return false, loginFail(loginUnavailable, "the session it replaces on %s still has commands running after %v", iqn, reinstateWait)
+		}
+	}
+	return continued, nil
 }
 
 // HasTarget reports whether iqn is exported with exactly these CHAP
