@@ -3,8 +3,6 @@ package vmtest
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,40 +38,21 @@ func vmtestCache() string {
 func TestSystemdISCSIUpper(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
-	ctx := context.Background()
-	tree, err := SystemdRoot(ctx, vmtestCache(), testLogWriter{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	img := filepath.Join(dir, "systemd.squashfs")
-	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
-		t.Fatal(err)
-	}
+	img := systemdImage(t, dir)
 	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 512M\nonfail = poweroff\nonfail-delay = 1s\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
 	_, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 
 	const mac = "52:54:00:0b:00:07"
-	argsRE := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`)
 	line := regexp.MustCompile(MarkerSystemd + ` boots=(\d+) pid1=(\S+) state=(\S+) sessions=\[(.*)\] upper=\[(.*)\] keeper=\[(.*)\]`)
 	for n := 1; n <= 2; n++ {
 		// The server's script for this machine, as iPXE would get it; its
 		// kernel arguments (with a fresh single-use document URL) go to a
 		// direct kernel boot.
-		resp, err := http.Get("http://" + httpAddr + "/ipxe?mac=" + strings.ReplaceAll(mac, ":", "-"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		script, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		m := argsRE.FindSubmatch(script)
-		if m == nil {
-			t.Fatalf("no kernel arguments in the script:\n%s", script)
-		}
 		vm := startVM(t, Options{
 			Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 1024, CPUs: 2,
-			Append:   directCmdline(string(m[1])),
+			Append:   directCmdline(serverScriptArgs(t, httpAddr, mac)),
 			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: iscsiAddr}},
 		})
 		l, i, err := vm.ExpectAny(2*bootTimeout, MarkerSystemd, "overboot: BOOT FAILED")
@@ -119,33 +98,15 @@ func TestSystemdISCSIUpper(t *testing.T) {
 func TestSystemdLazyRoot(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
-	ctx := context.Background()
-	tree, err := SystemdRoot(ctx, vmtestCache(), testLogWriter{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	img := filepath.Join(dir, "systemd.squashfs")
-	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
-		t.Fatal(err)
-	}
+	img := systemdImage(t, dir)
 	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%s\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nlower-mode = lazy\nonfail = poweroff\nonfail-delay = 1s\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, img)
 	_, httpAddr, _ := startServer(t, conf, filepath.Join(dir, "data"))
 	const mac = "52:54:00:0b:00:08"
-	resp, err := http.Get("http://" + httpAddr + "/ipxe?mac=" + strings.ReplaceAll(mac, ":", "-"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`).FindSubmatch(script)
-	if m == nil {
-		t.Fatalf("no kernel arguments in the script:\n%s", script)
-	}
 	vm := startVM(t, Options{
 		Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 1024, CPUs: 2,
-		Append:   directCmdline(string(m[1])),
+		Append:   directCmdline(serverScriptArgs(t, httpAddr, mac)),
 		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}},
 	})
 	l, i, err := vm.ExpectAny(2*bootTimeout, MarkerSystemd, "overboot: BOOT FAILED")
@@ -177,4 +138,19 @@ func TestSystemdLazyRoot(t *testing.T) {
 	if !vm.Contains("reboot: Power down") {
 		t.Errorf("no clean power-off on the console")
 	}
+}
+
+// systemdImage builds the systemd test root's squashfs in dir.
+func systemdImage(t *testing.T, dir string) string {
+	t.Helper()
+	ctx := context.Background()
+	tree, err := SystemdRoot(ctx, vmtestCache(), testLogWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "systemd.squashfs")
+	if _, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: tree}); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
