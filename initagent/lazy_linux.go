@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent/keeper"
 	"github.com/overboot/overboot/internal/nbd"
 	"github.com/overboot/overboot/internal/verity"
@@ -44,16 +45,16 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 		return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes with salt %x, the document %d bytes with salt %s", h.Digest, sb.DataBlocks*verity.BlockSize, sb.Salt, h.Size, v.Salt)
 	}
 
+	if e.keeper != nil {
+		return "", fmt.Errorf("a keeper runs already (pid %d): one lazy root per machine", e.keeper.Pid())
+	}
 	t0 := time.Now()
 	kernelEnd, agentEnd, err := socketpairFiles()
 	if err != nil {
 		return "", err
 	}
 	defer kernelEnd.Close()
-	if e.keeper != nil {
-		return "", fmt.Errorf("a keeper runs already (pid %d): one lazy root per machine", e.keeper.Pid())
-	}
-	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, Fill: h.Mode == "fill", CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
+	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
 	agentEnd.Close()
 	if err != nil {
 		return "", err

@@ -409,6 +409,7 @@ func Parse(name string, r io.Reader) (*Config, error) {
 }
 
 func (c *Config) setServer(k, v string) error {
+	var err error
 	switch k {
 	case "listen":
 		if _, _, err := net.SplitHostPort(v); err != nil {
@@ -454,19 +455,9 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.DHCPRouter = a
 	case "dhcp-dns":
-		for _, f := range strings.Split(v, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(f))
-			if err != nil || !a.Is4() {
-				return fmt.Errorf("%q: want IPv4 addresses separated by commas", v)
-			}
-			c.DHCPDNS = append(c.DHCPDNS, a)
-		}
+		c.DHCPDNS, err = parseAddrs(v, false)
 	case "dhcp-lease":
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Minute || d > 30*24*time.Hour {
-			return fmt.Errorf("%q: want a duration from 1m to 720h", v)
-		}
-		c.DHCPLease = d
+		c.DHCPLease, err = parseLease(v)
 	case "dhcpv6":
 		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
 			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
@@ -481,19 +472,9 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.DHCPv6Start, c.DHCPv6End = start, end
 	case "dhcpv6-lease":
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Minute || d > 30*24*time.Hour {
-			return fmt.Errorf("%q: want a duration from 1m to 720h", v)
-		}
-		c.DHCPv6Lease = d
+		c.DHCPv6Lease, err = parseLease(v)
 	case "dhcpv6-dns":
-		for _, f := range strings.Split(v, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(f))
-			if err != nil || !a.Is6() {
-				return fmt.Errorf("%q: want IPv6 addresses separated by commas", v)
-			}
-			c.DHCPv6DNS = append(c.DHCPv6DNS, a)
-		}
+		c.DHCPv6DNS, err = parseAddrs(v, true)
 	case "url6":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "http" || !strings.HasPrefix(u.Host, "[") || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
@@ -535,7 +516,7 @@ func (c *Config) setServer(k, v string) error {
 	default:
 		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns, dhcp-lease, dhcpv6, dhcpv6-range, dhcpv6-lease, dhcpv6-dns or url6")
 	}
-	return nil
+	return err
 }
 
 func (p *Profile) set(k, v string) error {
@@ -909,4 +890,31 @@ func stripComment(v string) string {
 		}
 	}
 	return v
+}
+
+// parseLease reads a DHCP lease time: 1m to 720h.
+func parseLease(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Minute || d > 30*24*time.Hour {
+		return 0, fmt.Errorf("%q: want a duration from 1m to 720h", v)
+	}
+	return d, nil
+}
+
+// parseAddrs reads a comma-separated list of IPv4 (or, with v6, IPv6)
+// addresses.
+func parseAddrs(v string, v6 bool) ([]netip.Addr, error) {
+	family := "IPv4"
+	if v6 {
+		family = "IPv6"
+	}
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil || a.Is6() != v6 || a.Is4In6() {
+			return nil, fmt.Errorf("%q: want %s addresses separated by commas", v, family)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -250,3 +250,20 @@ func TestParseDHCPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestDHCPListsRefused: DNS lists of the wrong family and lease times out
+// of range are errors naming the file, the line and the value.
+func TestDHCPListsRefused(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"dhcp-dns = 192.0.2.1, 2001:db8::1", `"192.0.2.1, 2001:db8::1": want IPv4 addresses`},
+		{"dhcpv6-dns = 2001:db8::1,192.0.2.1", `"2001:db8::1,192.0.2.1": want IPv6 addresses`},
+		{"dhcpv6-dns = ::ffff:192.0.2.1", "want IPv6 addresses"},
+		{"dhcp-lease = 30s", `"30s": want a duration from 1m to 720h`},
+		{"dhcpv6-lease = 1000h", `"1000h": want a duration from 1m to 720h`},
+	} {
+		_, err := Parse("d", strings.NewReader("[server]\n"+tc.line+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "d:2") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", tc.line, err)
+		}
+	}
+}
