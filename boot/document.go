@@ -77,13 +77,18 @@ func (m LowerMode) OnDemand() bool { return m == LowerLazy || m == LowerFill }
 
 // Verity is the dm-verity hash tree of an image (veritysetup's format 1,
 // sha256, 4 KiB blocks, its superblock at offset 0 of the hash file). The
-// root hash is the trust anchor; the salt and the data size are given
-// here too so that the superblock, which the tree does not cover, cannot
-// change the table. The hash file's own digest is checked after it is
-// fetched, so a wrong tree is named as such before any block is read.
+// root hash is the trust anchor: the agent reads the tree block by block
+// as dm-verity asks for it, and dm-verity checks each tree block against
+// the level above it up to the root hash, so a wrong tree is an I/O error
+// like a wrong image block. The salt and the data size are given here too
+// so that the superblock, which the tree does not cover, cannot change the
+// table (without a salt the superblock's is used: a wrong one fails every
+// read).
 type Verity struct {
-	HashURL    string `json:"hash_url"`
-	HashDigest Digest `json:"hash_digest"`
+	HashURL string `json:"hash_url"`
+	// HashDigest is the tree file's digest, for a copy kept elsewhere;
+	// the agent needs none (optional).
+	HashDigest Digest `json:"hash_digest,omitempty"`
 	HashSize   int64  `json:"hash_size"`
 	RootHash   string `json:"root_hash"`      // hex, 64 digits
 	Salt       string `json:"salt,omitempty"` // hex; empty: the tree's superblock says
@@ -205,7 +210,7 @@ func (d Document) Validate() error {
 			if err := checkURL(v.HashURL); err != nil {
 				bad("lower.http.verity.hash_url", "%v", err)
 			}
-			if _, err := ParseDigest(string(v.HashDigest)); err != nil {
+			if _, err := ParseDigest(string(v.HashDigest)); v.HashDigest != "" && err != nil {
 				bad("lower.http.verity.hash_digest", "%v", err)
 			}
 			if v.HashSize <= 0 {

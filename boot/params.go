@@ -60,8 +60,10 @@ type Params struct {
 	Size   int64  // overboot.size: image size in bytes, checked when given
 	// LowerMode (overboot.lower.mode: ram, lazy or fill) and the image's
 	// dm-verity tree for lazy and fill: overboot.verity (its URL),
-	// overboot.verity.digest, overboot.verity.size and overboot.verity.root
-	// (the root hash, the trust anchor). Static command lines only.
+	// overboot.verity.size and overboot.verity.root (the root hash, the
+	// trust anchor); overboot.verity.digest (the tree file's) is optional,
+	// as dm-verity checks each tree block read against the root hash.
+	// Static command lines only.
 	LowerMode    LowerMode
 	VerityURL    string
 	VerityDigest Digest
@@ -244,10 +246,11 @@ func (p Params) Validate() error {
 	verity := []struct {
 		key string
 		set bool
-	}{{"verity", p.VerityURL != ""}, {"verity.digest", p.VerityDigest != ""}, {"verity.size", p.VeritySize != 0}, {"verity.root", p.VerityRoot != ""}}
+		opt bool // optional with lazy and fill
+	}{{"verity", p.VerityURL != "", false}, {"verity.digest", p.VerityDigest != "", true}, {"verity.size", p.VeritySize != 0, false}, {"verity.root", p.VerityRoot != "", false}}
 	if p.Lower != "" && p.LowerMode.OnDemand() {
 		for _, k := range verity {
-			if !k.set {
+			if !k.set && !k.opt {
 				bad(k.key, "missing: overboot.lower.mode=%s reads the image on demand, each block checked against its dm-verity tree (overboot mkimage verity IMAGE prints these parameters)", p.LowerMode)
 			}
 		}
@@ -265,7 +268,8 @@ func (p Params) Validate() error {
 		for _, k := range append([]struct {
 			key string
 			set bool
-		}{{"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}, {"init", p.Init != ""}, {"lower.mode", p.LowerMode != ""}}, verity...) {
+			opt bool
+		}{{"digest", p.Digest != "", false}, {"size", p.Size != 0, false}, {"upper.size", !p.UpperSize.IsZero(), false}, {"init", p.Init != "", false}, {"lower.mode", p.LowerMode != "", false}}, verity...) {
 			if k.set {
 				bad(k.key, "cannot be combined with overboot.doc: the document decides it")
 			}

@@ -24,6 +24,24 @@ type LinuxExecutor struct {
 	iface    string                   // the interface Network configured
 	sessions map[string]iscsi.Session // by link: what ISCSIAttach and IBFTAttach attached
 	keeper   *keeper.Keeper           // started by LazyAttach or Keep
+	modules  chan moduleLoad          // a LoadModules in the background; nil without
+}
+
+// moduleLoad is how a LoadModules step in the background ended.
+type moduleLoad struct {
+	note string
+	err  error
+}
+
+// awaitModules waits for the modules loading in the background, once;
+// without any, it returns at once.
+func (e *LinuxExecutor) awaitModules() (string, error) {
+	if e.modules == nil {
+		return "", nil
+	}
+	r := <-e.modules
+	e.modules = nil
+	return r.note, r.err
 }
 
 // Do implements Executor.
@@ -34,10 +52,29 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 	case Mkdir:
 		return noted("", mkdirs(s))
 	case LoadModules:
-		return noted(loadModules(s))
+		if !s.Background {
+			return noted(loadModules(s))
+		}
+		if e.modules != nil {
+			return Result{}, fmt.Errorf("modules load in the background already")
+		}
+		e.modules = make(chan moduleLoad, 1)
+		go func() {
+			note, err := loadModules(s)
+			e.modules <- moduleLoad{note, err}
+		}()
+		return noted("loading in the background", nil)
+	case AwaitModules:
+		return noted(e.awaitModules())
 	case Network:
 		note, iface, err := bringUpNetwork(ctx, s)
 		e.iface = iface
+		if err != nil && e.modules != nil {
+			// No interface, maybe because its driver failed to load.
+			if _, merr := e.awaitModules(); merr != nil {
+				err = fmt.Errorf("%w (and the modules failed: %w)", err, merr)
+			}
+		}
 		return noted(note, err)
 	case FetchDocument:
 		doc, err := fetchDocument(ctx, e.Client, s, nil)

@@ -1,9 +1,8 @@
 package initagent
 
 import (
-	"bytes"
-	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -17,34 +16,17 @@ import (
 // lazyDMName is the device-mapper name of a lazy root's verity device.
 const lazyDMName = "overboot-lower"
 
-// lazyAttach checks the tree against the document, starts the keeper on
-// one end of a socket pair, gives the kernel the other end as an NBD
-// device, and stacks dm-verity on it with the tree on a loop device. It
-// returns the keeper, for a Keep step to hand it iSCSI sessions.
+// lazyAttach starts the keeper on one end of a socket pair, gives the
+// kernel the other end as an NBD device holding the image and, behind it,
+// its dm-verity tree (both read on demand), and stacks dm-verity on it.
+// The keeper stays for a Keep step to hand it iSCSI sessions.
 func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	h := s.Source
 	v := h.Verity
-	root, err := hex.DecodeString(v.RootHash)
-	if err != nil {
-		return "", fmt.Errorf("root hash: %w", err)
-	}
-	salt, err := hex.DecodeString(v.Salt)
-	if err != nil {
-		return "", fmt.Errorf("salt: %w", err)
-	}
-	tf, err := os.Open(s.TreeFile)
+	t, err := lazyTarget(h)
 	if err != nil {
 		return "", err
 	}
-	sb, err := verity.ReadSuperblock(tf)
-	tf.Close()
-	if err != nil {
-		return "", fmt.Errorf("dm-verity tree of %s: %w", h.Digest, err)
-	}
-	if sb.DataBlocks*verity.BlockSize != uint64(h.Size) || v.Salt != "" && !bytes.Equal(sb.Salt, salt) {
-		return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes with salt %x, the document %d bytes with salt %s", h.Digest, sb.DataBlocks*verity.BlockSize, sb.Salt, h.Size, v.Salt)
-	}
-
 	if e.keeper != nil {
 		return "", fmt.Errorf("a keeper runs already (pid %d): one lazy root per machine", e.keeper.Pid())
 	}
@@ -54,25 +36,32 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 		return "", err
 	}
 	defer kernelEnd.Close()
-	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
+	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, TreeURL: v.HashURL, TreeSize: v.HashSize,
+		Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
 	agentEnd.Close()
 	if err != nil {
 		return "", err
 	}
 	tKeeper := time.Since(t0)
-	dev, err := nbd.Connect(nbd.Config{Index: nbd.AnyIndex, Size: h.Size}, kernelEnd)
+	dev, err := nbd.Connect(nbd.Config{Index: nbd.AnyIndex, Size: h.Size + v.HashSize}, kernelEnd)
 	if err != nil {
 		k.Kill()
 		return "", err
 	}
 	e.keeper = k
-	hashDev, lf, err := attachLoop(s.TreeFile)
-	if err != nil {
-		return "", err
-	}
-	defer lf.Close()
 	tNBD := time.Since(t0) - tKeeper
-	t := sb.Target(dev.Path(), hashDev, root)
+	t.DataDevice, t.HashDevice = dev.Path(), dev.Path()
+	if t.Salt == nil {
+		// The tree's own superblock says; a wrong one fails every read.
+		sb, err := readSuperblockAt(dev.Path(), h.Size)
+		if err != nil {
+			return "", fmt.Errorf("dm-verity tree of %s: %w", h.Digest, err)
+		}
+		if sb.DataBlocks != t.DataBlocks {
+			return "", fmt.Errorf("dm-verity tree of %s: it describes %d bytes, the image has %d", h.Digest, sb.DataBlocks*verity.BlockSize, h.Size)
+		}
+		t.Salt = sb.Salt
+	}
 	d, err := verity.Create(lazyDMName, t)
 	if err != nil {
 		return "", fmt.Errorf("dm-verity on %s for %s: %w", dev.Path(), h.Digest, err)
@@ -84,6 +73,17 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s (keeper ready %.2fs, nbd %.2fs, verity %.2fs)",
 		strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), k.Pid(), d.Path, v.RootHash[:12],
 		tKeeper.Seconds(), tNBD.Seconds(), (time.Since(t0) - tKeeper - tNBD).Seconds()), nil
+}
+
+// readSuperblockAt reads the dm-verity superblock at offset off of the
+// block device at path.
+func readSuperblockAt(path string, off int64) (*verity.Superblock, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return verity.ReadSuperblock(io.NewSectionReader(f, off, verity.BlockSize))
 }
 
 // socketpairFiles is nbd.Socketpair with both ends as files: one for the

@@ -34,9 +34,8 @@ const (
 	RunDir      = "/run/overboot"
 	ImageDir    = RunDir + "/image" // tmpfs holding the downloaded image
 	ImageFile   = ImageDir + "/lower.squashfs"
-	TreeFile    = ImageDir + "/lower.verity" // a lazy image's dm-verity tree
-	LowerMount  = RunDir + "/lower"          // the squashfs, read-only
-	RWMount     = RunDir + "/rw"             // tmpfs (or disk) for the upper layer
+	LowerMount  = RunDir + "/lower" // the squashfs, read-only
+	RWMount     = RunDir + "/rw"    // tmpfs (or disk) for the upper layer
 	UpperDir    = RWMount + "/upper"
 	WorkDir     = RWMount + "/work"
 	NewRoot     = "/" + boot.InitramfsNewRoot
@@ -105,7 +104,7 @@ func earlySteps(p boot.Params) []Step {
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
-		LoadModules{ListFile: ModulesList, Extra: p.Modules, Skip: deferred(p.Modules), SegmentDir: ExtraModulesDir},
+		LoadModules{ListFile: ModulesList, Extra: earlyModules(p), Skip: deferred(earlyModules(p)), SegmentDir: ExtraModulesDir, Background: true},
 		Network{Iface: p.Iface, Family: p.DHCPFamily(), Server: p.ServerAddr(), LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
 	}
 }
@@ -125,7 +124,8 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	steps := append(lower, upper...)
+	steps := append([]Step{AwaitModules{PhaseOf: PhaseLower}}, lower...)
+	steps = append(steps, upper...)
 	init := d.InitPath()
 	steps = append(steps,
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseOverlay},
@@ -161,12 +161,13 @@ func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 		if v == nil {
 			return nil, fmt.Errorf("lower.http: mode %s needs a dm-verity tree", h.Mode)
 		}
+		if _, err := lazyTarget(*h); err != nil {
+			return nil, fmt.Errorf("lower.http: %w", err)
+		}
 		return []Step{
 			LoadModules{Extra: slices.Clone(boot.ModulesLazyRoot), PhaseOf: PhaseLower},
-			Mkdir{Paths: []string{ImageDir, LowerMount}, PhaseOf: PhaseLower},
-			Mount{Source: "tmpfs", Target: ImageDir, FSType: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=0700", fmt.Sprintf("size=%d", roundUp(v.HashSize, 1<<20)+1<<20)}, PhaseOf: PhaseLower},
-			Download{URL: v.HashURL, Digest: v.HashDigest, Size: v.HashSize, Dest: TreeFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
-			LazyAttach{Source: *h, TreeFile: TreeFile, Link: LowerDevice, CacheBytes: p.LowerCacheBytes()},
+			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
+			LazyAttach{Source: *h, Link: LowerDevice, CacheBytes: p.LowerCacheBytes()},
 			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
 		}, nil
 	case l.HTTP != nil:
@@ -234,6 +235,7 @@ func diskSteps(p boot.Params) []Step {
 	mods := slices.Concat([]string{boot.ModuleIBFT}, boot.ModulesISCSI, []string{boot.ModuleExt4})
 	init := p.InitPath()
 	return []Step{
+		AwaitModules{PhaseOf: PhaseDisk},
 		LoadModules{Extra: mods, PhaseOf: PhaseDisk},
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseDisk},
 		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice, Recovery: p.ISCSIRecoveryTimeout()},
@@ -267,6 +269,23 @@ func FormatPlan(steps []Step) string {
 		fmt.Fprintf(&b, "%s\n", s)
 	}
 	return b.String()
+}
+
+// earlyModules are the modules the early steps load besides the
+// initramfs's list: those the command line asks for and, for a static
+// command line that reads its image on demand, boot.ModulesLazyRoot, so
+// they load while DHCP runs (a boot document says so only later; the
+// server asks for them on the command line instead).
+func earlyModules(p boot.Params) []string {
+	mods := slices.Clone(p.Modules)
+	if p.Lower != "" && p.LowerMode.OnDemand() {
+		for _, m := range boot.ModulesLazyRoot {
+			if !slices.Contains(mods, m) {
+				mods = append(mods, m)
+			}
+		}
+	}
+	return mods
 }
 
 // deferred is boot.ModulesDeferred minus those the command line asks for:

@@ -92,7 +92,7 @@ func TestPlanKeep(t *testing.T) {
 	}
 	httpLower := boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/i", Digest: digest}}
 	lazyLower := boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/i", Digest: digest, Size: 1 << 20, Mode: boot.LowerLazy,
-		Verity: &boot.Verity{HashURL: "http://s/v", HashDigest: digest, HashSize: 8192, RootHash: strings.Repeat("ab", 32), Salt: "00"}}}
+		Verity: &boot.Verity{HashURL: "http://s/v", HashDigest: digest, HashSize: 16384, RootHash: strings.Repeat("ab", 32), Salt: "00"}}}
 	tmpfs := boot.Upper{Tmpfs: &boot.TmpfsUpper{}}
 	for _, tc := range []struct {
 		name    string

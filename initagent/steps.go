@@ -52,12 +52,18 @@ func (m Mkdir) Phase() Phase { return m.PhaseOf }
 // its dependencies from modules.dep, except those in Skip; then the
 // module files every list in SegmentDir names, in their order (a driver
 // segment's list is complete: dependencies first, no modules.dep).
+//
+// With Background the step only starts the loading, and the next steps run
+// meanwhile (the network step waits for its interface to appear; under
+// emulation loading takes a good part of a second, DHCP mostly waits);
+// AwaitModules waits for it to end.
 type LoadModules struct {
 	ListFile   string // "" = none
 	Extra      []string
 	Skip       []string // listed but loaded later, by the step that needs them
 	SegmentDir string   // "" = none; a missing directory means no segment
-	PhaseOf    Phase    // "" = PhaseModules
+	Background bool
+	PhaseOf    Phase // "" = PhaseModules
 }
 
 func (l LoadModules) String() string {
@@ -71,11 +77,25 @@ func (l LoadModules) String() string {
 	if l.SegmentDir != "" {
 		s += "; cat " + l.SegmentDir + "/* | xargs -n1 insmod"
 	}
+	if l.Background {
+		s = "(" + s + ") &"
+	}
 	if len(l.Skip) > 0 {
 		s += " # except " + strings.Join(l.Skip, " ")
 	}
 	return s
 }
+
+// AwaitModules waits for the modules a LoadModules step loads in the
+// background, and fails as it failed. Without such a step it does nothing.
+type AwaitModules struct {
+	PhaseOf Phase
+}
+
+func (AwaitModules) String() string { return "wait # for the modules loading in the background" }
+
+// Phase implements Step.
+func (a AwaitModules) Phase() Phase { return a.PhaseOf }
 
 // Phase implements Step.
 func (l LoadModules) Phase() Phase {
@@ -287,12 +307,11 @@ func (SwitchRoot) Phase() Phase { return PhaseSwitchRoot }
 
 // LazyAttach makes the image at Source readable on demand: the keeper
 // (initagent/keeper) serves it to the kernel as an NBD device from HTTP
-// Range reads, and dm-verity checks every block read against Source's
-// root hash, with the tree in TreeFile (fetched before). Link points to
-// the verity device, which holds the squashfs.
+// Range reads, its dm-verity tree behind it on the same device, read the
+// same way, and dm-verity checks every block read against Source's root
+// hash. Link points to the verity device, which holds the squashfs.
 type LazyAttach struct {
 	Source     boot.HTTPSource
-	TreeFile   string
 	Link       string
 	CacheBytes int64 // the keeper's RAM cache (lazy mode)
 }
@@ -302,14 +321,15 @@ func (l LazyAttach) String() string {
 	if l.Source.Mode == boot.LowerFill {
 		mode = "on demand, filling RAM in the background"
 	}
-	root := "?"
-	if l.Source.Verity != nil {
-		root = l.Source.Verity.RootHash
+	root, tree := "?", "?"
+	if v := l.Source.Verity; v != nil {
+		root = v.RootHash
 		if len(root) > 12 {
 			root = root[:12]
 		}
+		tree = fmt.Sprintf("%s (%d bytes)", fetch.RedactImageURL(v.HashURL), v.HashSize)
 	}
-	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes); dm-verity root %s with %s -> %s", fetch.RedactImageURL(l.Source.URL), mode, l.Source.Size, root, l.TreeFile, l.Link)
+	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes) + tree %s; dm-verity root %s -> %s", fetch.RedactImageURL(l.Source.URL), mode, l.Source.Size, tree, root, l.Link)
 }
 
 // Phase implements Step.

@@ -357,6 +357,11 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		return
 	}
 	params := boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
+	if p.LowerMode.OnDemand() {
+		// The agent loads them while DHCP runs, before the document
+		// says it needs them.
+		params.Modules = slices.Clone(boot.ModulesLazyRoot)
+	}
 	if err := params.Validate(); err != nil {
 		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 		return

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/initagent/iscsi"
-	"github.com/overboot/overboot/internal/httprange"
 	"github.com/overboot/overboot/internal/nbd"
 )
 
@@ -41,6 +40,13 @@ type Config struct {
 type Image struct {
 	URL  string `json:"url"`
 	Size int64  `json:"size"`
+	// TreeURL and TreeSize are the image's dm-verity tree, superblock
+	// first, which the keeper serves right behind the image on the same
+	// device (from byte Size on), read on demand like the image:
+	// dm-verity checks each tree block it reads against the root hash the
+	// agent gives it, so neither needs checking here.
+	TreeURL  string `json:"tree_url,omitempty"`
+	TreeSize int64  `json:"tree_size,omitempty"`
 	// Fill completes the image in RAM in the background; then the server
 	// is no longer needed.
 	Fill bool `json:"fill,omitempty"`
@@ -201,7 +207,7 @@ func Main() error {
 		return fail(fmt.Errorf("configuration: %w", err))
 	}
 	ctx := context.Background()
-	var r *httprange.Reader
+	var dev *device
 	var conn net.Conn
 	if cfg.Image != nil {
 		sockFile := os.NewFile(fdSocket, "nbd")
@@ -211,10 +217,9 @@ func Main() error {
 		if err != nil {
 			return fail(fmt.Errorf("nbd socket: %w", err))
 		}
-		img := cfg.Image
-		r, err = httprange.Open(ctx, nil, img.URL, httprange.Options{ExpectSize: img.Size, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: log.printf})
+		dev, err = openDevice(ctx, *cfg.Image, log.printf)
 		if err != nil {
-			return fail(fmt.Errorf("image %s: %w", img.Name, err))
+			return fail(err)
 		}
 	}
 	w := &watch{log: log}
@@ -243,27 +248,31 @@ func Main() error {
 		log.printf("stopped: %v", err)
 		return err
 	}
-	return serveImage(ctx, log, *cfg.Image, r, conn)
+	return serveImage(ctx, log, *cfg.Image, dev, conn)
 }
 
 // serveImage answers the kernel's NBD requests for the image until the
 // device is disconnected.
-func serveImage(ctx context.Context, log *kmsg, img Image, r *httprange.Reader, conn net.Conn) error {
+func serveImage(ctx context.Context, log *kmsg, img Image, dev *device, conn net.Conn) error {
 	mode := "lazy"
 	if img.Fill {
 		mode = "fill"
 		go func() {
 			t0 := time.Now()
-			<-r.FillDone()
-			if err := r.FillErr(); err != nil {
+			if err := dev.filled(); err != nil {
 				log.printf("image %s: fill stopped: %v", img.Name, err)
 				return
 			}
 			log.printf("image %s is complete in RAM after %.1fs: the server is no longer needed", img.Name, time.Since(t0).Seconds())
 		}()
 	}
-	log.printf("serving image %s (%d bytes, %s) to the kernel's NBD device", img.Name, img.Size, mode)
-	s := &nbd.Server{Backend: r, OnError: func(err error) { log.printf("image %s: %v", img.Name, err) }}
+	go dev.prefetch(log.printf)
+	tree := ""
+	if dev.tree != nil {
+		tree = fmt.Sprintf(" and its dm-verity tree (%d bytes)", dev.tree.Size())
+	}
+	log.printf("serving image %s (%d bytes, %s)%s to the kernel's NBD device", img.Name, img.Size, mode, tree)
+	s := &nbd.Server{Backend: dev, OnError: func(err error) { log.printf("image %s: %v", img.Name, err) }}
 	err := s.Serve(ctx, conn)
 	if err == nil || errors.Is(err, io.EOF) {
 		// The kernel disconnected the device: the root is gone.

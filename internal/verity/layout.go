@@ -62,3 +62,23 @@ func HashDeviceSize(dataBlocks uint64) int64 {
 	}
 	return int64(l.blocks) * BlockSize
 }
+
+// Level0Span is where on the hash device (superblock at offset 0) the
+// level-0 hash blocks for data bytes [off, off+n) lie, as a byte range:
+// the blocks dm-verity reads first to check those data blocks. It is
+// empty for a range outside the data or a tree of one level or none.
+func Level0Span(dataBlocks uint64, off, n int64) (hashOff, hashLen int64) {
+	l, err := newLayout(dataBlocks)
+	if err != nil || l.levels() == 0 || off < 0 || n <= 0 {
+		return 0, 0
+	}
+	first := uint64(off) / BlockSize
+	last := (uint64(off) + uint64(n) - 1) / BlockSize
+	if first >= dataBlocks {
+		return 0, 0
+	}
+	last = min(last, dataBlocks-1)
+	const perBlock = BlockSize / digestSize
+	hFirst, hLast := first/perBlock, last/perBlock
+	return int64(l.start[0]+hFirst) * BlockSize, int64(hLast-hFirst+1) * BlockSize
+}
