@@ -56,3 +56,27 @@ func (a Aliases) WithoutHardware(mods []string, pciDevices []string) []string {
 	}
 	return skip
 }
+
+// deviceAliasPrefixes mark a device driver's aliases: a module with one
+// binds to hardware (a NIC, a disk controller); the others provide
+// filesystems, block devices or device-mapper targets.
+var deviceAliasPrefixes = []string{"pci:", "virtio:", "usb:"}
+
+// DeviceDrivers splits mods into device drivers (an alias for a bus's
+// devices) and the rest, each in mods' order.
+func (a Aliases) DeviceDrivers(mods []string) (drivers, others []string) {
+	for _, m := range mods {
+		driver := false
+		for _, p := range a[strings.ReplaceAll(m, "-", "_")] {
+			for _, bus := range deviceAliasPrefixes {
+				driver = driver || strings.HasPrefix(p, bus)
+			}
+		}
+		if driver {
+			drivers = append(drivers, m)
+		} else {
+			others = append(others, m)
+		}
+	}
+	return drivers, others
+}

@@ -32,3 +32,24 @@ alias pci:v000010ECd00008168sv*sd*bc*sc*i* r8169
 		t.Errorf("dash spelling: %v", got)
 	}
 }
+
+func TestDeviceDrivers(t *testing.T) {
+	a, err := ParseAliases(strings.NewReader(`alias fs-squashfs squashfs
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000001v* virtio_net
+alias block-major-43-* nbd
+alias devname:nbd-control nbd
+alias usb:v0BDAp8153d*dc*dsc*dp*ic*isc*ip*in* r8152
+alias dm-verity dm_verity
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivers, others := a.DeviceDrivers([]string{"squashfs", "virtio-net", "nbd", "overlay", "r8152", "virtio_pci", "dm_verity"})
+	if d := cmp.Diff([]string{"virtio-net", "r8152", "virtio_pci"}, drivers); d != "" {
+		t.Errorf("drivers (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"squashfs", "nbd", "overlay", "dm_verity"}, others); d != "" {
+		t.Errorf("others (-want +got):\n%s", d)
+	}
+}

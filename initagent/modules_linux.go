@@ -17,21 +17,44 @@ import (
 )
 
 // loadModules loads the initramfs's module list and any extra modules, with
-// their dependencies from modules.dep, then the driver segments' modules
-// (modules_linux.go).
+// their dependencies from modules.dep, and the driver segments' modules:
+// device drivers first (the listed ones, then the segments'), so that the
+// network step, which may run meanwhile (LoadModules.Background), finds its
+// interface as early as it can; then the rest (filesystems, NBD,
+// device-mapper).
 func loadModules(s LoadModules) (string, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return "", err
 	}
 	release := unix.ByteSliceToString(u.Release[:])
-	note, err := loadListed(s, release)
+	names, aliases, skipped, err := listedModules(s, release)
 	if err != nil {
+		return "", err
+	}
+	if len(names) == 0 && s.SegmentDir == "" {
+		return "no modules listed", nil
+	}
+	drivers, others := aliases.DeviceDrivers(names)
+	var prober *kmodule.Prober
+	if len(names) > 0 {
+		if prober, err = kmodule.NewProber(kmodule.ProbeOpts{}); err != nil {
+			return "", fmt.Errorf("read modules.dep: %w", err)
+		}
+	}
+	if err := probeAll(prober, drivers); err != nil {
 		return "", err
 	}
 	seg, err := loadSegments(s.SegmentDir, release)
 	if err != nil {
 		return "", err
+	}
+	if err := probeAll(prober, others); err != nil {
+		return "", err
+	}
+	note := fmt.Sprintf("%d modules for %s", len(names), release)
+	if len(skipped) > 0 {
+		note += fmt.Sprintf(" (no hardware for %s)", strings.Join(skipped, ", "))
 	}
 	if seg != "" {
 		note += "; " + seg
@@ -39,41 +62,43 @@ func loadModules(s LoadModules) (string, error) {
 	return note, nil
 }
 
-// loadListed loads the modules of ListFile and Extra with the prober.
-func loadListed(s LoadModules, release string) (string, error) {
-	names, err := readModuleList(s.ListFile)
+// listedModules is the modules of ListFile and Extra, without Skip and
+// without the PCI drivers for hardware the machine lacks (skipped), and the
+// initramfs's aliases (none when it has no modules.alias).
+func listedModules(s LoadModules, release string) (names []string, aliases Aliases, skipped []string, err error) {
+	names, err = readModuleList(s.ListFile)
 	if err != nil {
-		return "", err
+		return nil, nil, nil, err
 	}
 	names = append(names, s.Extra...)
 	names = slices.DeleteFunc(names, func(n string) bool {
 		return slices.Contains(s.Skip, strings.ReplaceAll(n, "-", "_"))
 	})
 	if len(names) == 0 {
-		return "no modules listed", nil
+		return nil, nil, nil, nil
 	}
 	if _, err := os.Stat(filepath.Join(ModulesDir, release, boot.ModulesDep)); err != nil {
 		have, _ := filepath.Glob(filepath.Join(ModulesDir, "*", boot.ModulesDep))
 		for i, h := range have {
 			have[i] = filepath.Base(filepath.Dir(h))
 		}
-		return "", fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
+		return nil, nil, nil, fmt.Errorf("no modules for the running kernel %s in this initramfs (it has: %s): rebuild it with overboot mkimage initramfs --kernel-release %s", release, strings.Join(have, ", "), release)
 	}
-	var skipped []string
 	if f, err := os.Open(filepath.Join(ModulesDir, release, boot.ModulesAlias)); err == nil {
-		aliases, err := ParseAliases(f)
+		aliases, err = ParseAliases(f)
 		f.Close()
 		if err == nil {
 			skipped = aliases.WithoutHardware(names, pciModaliases())
 			names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(skipped, n) })
 		}
 	}
-	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
-	if err != nil {
-		return "", fmt.Errorf("read modules.dep: %w", err)
-	}
-	// Modules without dependencies between them load concurrently; the
-	// prober orders dependencies itself and is safe for concurrent use.
+	return names, aliases, skipped, nil
+}
+
+// probeAll loads names with the prober, concurrently: modules without
+// dependencies between them load at once; the prober orders dependencies
+// itself and is safe for concurrent use.
+func probeAll(prober *kmodule.Prober, names []string) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
 	for i, n := range names {
@@ -86,14 +111,7 @@ func loadListed(s LoadModules, release string) (string, error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return "", err
-	}
-	note := fmt.Sprintf("%d modules for %s", len(names), release)
-	if len(skipped) > 0 {
-		note += fmt.Sprintf(" (no hardware for %s)", strings.Join(skipped, ", "))
-	}
-	return note, nil
+	return errors.Join(errs...)
 }
 
 // pciModaliases lists the modalias strings of the machine's PCI devices.

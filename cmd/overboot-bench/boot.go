@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,12 +41,65 @@ echo "` + markerExec + ` uptime=$up"
 while read k v unit; do case $k in MemTotal:) total=$v ;; MemAvailable:) avail=$v ;; esac; done < /proc/meminfo
 echo "` + markerMem + ` used_kb=$((total - avail))"
 while read dev dir type rest; do [ "$dir" = / ] && echo "` + markerRoot + ` $dev $type"; done < /proc/mounts
+[ -n "$OVERBOOT_BENCH_SEQ" ] && /bin/bash ` + seqScriptPath + `
 echo o > /proc/sysrq-trigger
 sleep 30
 `
 
+// seqScript is the bench image's sequential read, run by benchInit after
+// its markers when the command line has OVERBOOT_BENCH_SEQ=PATH (the
+// image's path on the server, http://10.0.2.100 in the guest) and
+// OVERBOOT_BENCH_SEQ_FIRST (http or dev): in the same guest, one after the
+// other with the page cache dropped, dd reads the image as an HTTP
+// download (bash's /dev/tcp, HTTP/1.0) and the root's block device (the
+// agent's /run/overboot/lower.dev: NBD through dm-verity on a lazy root),
+// each to /dev/null in 1 MiB reads, and prints what dd says of each; then
+// the NBD device under dm-verity alone, to show what the checks cost.
+const seqScript = `#!/bin/bash
+dev=$(readlink -f /run/overboot/lower.dev) || exit 1
+http() {
+	exec 3<>/dev/tcp/10.0.2.100/80 || return
+	printf 'GET %s HTTP/1.0\r\nHost: 10.0.2.100\r\n\r\n' "$OVERBOOT_BENCH_SEQ" >&3
+	echo "` + markerSeq + ` http $(dd of=/dev/null bs=1M <&3 2>&1 | tail -n 1)"
+	exec 3<&-
+}
+device() { echo "` + markerSeq + ` dev $(dd if=$dev of=/dev/null bs=1M 2>&1 | tail -n 1)"; }
+# The same bytes from the NBD device under dm-verity, unchecked: where the
+# time goes.
+raw() {
+	nbd=$(ls /sys/block/${dev#/dev/}/slaves | head -n 1)
+	echo "` + markerSeq + ` raw $(dd if=/dev/$nbd of=/dev/null bs=1M count=$(blockdev --getsize64 $dev) iflag=count_bytes 2>&1 | tail -n 1)"
+}
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+drop
+if [ "$OVERBOOT_BENCH_SEQ_FIRST" = dev ]; then device; drop; http
+else http; drop; device; fi
+drop; raw
+`
+
+// seqScriptPath is where seqScript lives in the bench image.
+const seqScriptPath = "/sbin/overboot-bench-seq"
+
 // bootRounds is how many times each tool boots each image, interleaved.
 const bootRounds = 3
+
+// For working on one contender (development only: the ratios need the
+// anchors, and the goals three rounds): OVERBOOT_BENCH_BOOT_ONLY names the
+// contenders to boot (comma-separated: overboot, lazy, live-boot, ...),
+// OVERBOOT_BENCH_BOOT_ROUNDS the rounds.
+func bootOnly() []string {
+	if v := os.Getenv("OVERBOOT_BENCH_BOOT_ONLY"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
+}
+
+func rounds() int {
+	if n, err := strconv.Atoi(os.Getenv("OVERBOOT_BENCH_BOOT_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return bootRounds
+}
 
 // bootCmdline is the start of every kernel command line of the section:
 // the serial console, no "quiet", no randomness hints, and a reboot on
@@ -154,10 +209,12 @@ func minbase(ctx context.Context, env *bench.Env) (string, error) {
 	// Minbase has no /sbin/init: the bench init is every tool's default.
 	// Written only when it changed: its mtime is in the image, and the
 	// image's digest keys the large image's cache.
-	initPath := filepath.Join(tree, "sbin/init")
-	if got, err := os.ReadFile(initPath); err != nil || string(got) != benchInit {
-		if err := os.WriteFile(initPath, []byte(benchInit), 0o755); err != nil {
-			return "", err
+	for path, text := range map[string]string{"sbin/init": benchInit, seqScriptPath[1:]: seqScript} {
+		p := filepath.Join(tree, path)
+		if got, err := os.ReadFile(p); err != nil || string(got) != text {
+			if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
+				return "", err
+			}
 		}
 	}
 	// Left by earlier versions of this section, which named it instead.
@@ -358,6 +415,10 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	for _, v := range variants {
 		contenders = append(contenders, contender{Name: v.Name, Initrd: a.Initramfs, Server: ln.Addr().String(), Args: v.Args, Big: true, Huge: v.Huge, Overboot: true})
 	}
+	if only := bootOnly(); only != nil {
+		contenders = slices.DeleteFunc(contenders, func(c contender) bool { return !slices.Contains(only, c.Name) })
+		fmt.Fprintf(env.Out, "OVERBOOT_BENCH_BOOT_ONLY: booting %d contenders only (development: no ratio without the anchors)\n", len(contenders))
+	}
 
 	fmt.Fprintf(env.Out, "images: %s (%s), %s (%s, %.1fx), %s (%s, larger than the guest's %d MiB RAM: lazy only); kernel %s\n", small.Label, small.Path, big.Label, big.Path, float64(big.Size)/float64(small.Size), huge.Label, huge.Path, guestRAMBytes>>20, a.Kernel)
 	fmt.Fprintf(env.Out, "QEMU: %s\n", strings.Join(mustArgv(machine{Kernel: a.Kernel, Initrd: "INITRD", Cmdline: "CMDLINE", Relay: a.Relay, Server: "127.0.0.1:PORT"}), " "))
@@ -372,7 +433,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	// times[contender][image] holds each successful boot.
 	times := map[string]map[string][]bootTimes{}
 	boots := 0
-	for round := 1; round <= bootRounds; round++ {
+	for round := 1; round <= rounds(); round++ {
 		for _, im := range images {
 			for _, c := range contenders {
 				if im.Path == big.Path && !c.Big || im.Path == huge.Path && !c.Huge {
@@ -396,8 +457,18 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 			}
 		}
 	}
+	rs := bootResults(contenders, variants, images, times, float64(fileSize(a.Initramfs))/1e6)
+	for _, c := range contenders {
+		if c.Name == "lazy" {
+			seq, err := runSeqReads(ctx, env, a, c, big, logs)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			rs = append(rs, seq...)
+		}
+	}
 	fmt.Fprintf(env.Out, "boot section: %d boots, %.1f min in all (builds included)\n", boots, time.Since(t0).Minutes())
-	return bootResults(contenders, variants, images, times, float64(fileSize(a.Initramfs))/1e6), errors.Join(errs...)
+	return rs, errors.Join(errs...)
 }
 
 // bootOne boots c with image im once.
@@ -406,12 +477,7 @@ func bootOne(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c contend
 	if err != nil {
 		return bootTimes{}, err
 	}
-	f, err := os.Create(logPath)
-	if err != nil {
-		return bootTimes{}, err
-	}
-	defer f.Close()
-	lines, err := bootConsole(ctx, argv, bootTimeout, f)
+	lines, err := bootLog(ctx, argv, logPath)
 	if err != nil {
 		return bootTimes{}, fmt.Errorf("%w (console %s):\n%s", err, logPath, consoleTail(lines, 15))
 	}
@@ -427,6 +493,16 @@ func bootOne(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c contend
 		}
 	}
 	return t, nil
+}
+
+// bootLog is bootConsole with the console written to logPath.
+func bootLog(ctx context.Context, argv []string, logPath string) ([]vmtest.Line, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return bootConsole(ctx, argv, bootTimeout, f)
 }
 
 // bootResults turns the boots into rows: for each overboot variant and
@@ -479,6 +555,9 @@ func bootResults(cs []contender, variants []overbootVariant, images []benchImage
 			}
 			if !anchored {
 				note := fmt.Sprintf("median of %d; no anchor can boot an image larger than RAM", len(ours))
+				if !slices.ContainsFunc(cs, func(c contender) bool { return !c.Overboot }) {
+					note = fmt.Sprintf("median of %d; no anchor booted (OVERBOOT_BENCH_BOOT_ONLY)", len(ours))
+				}
 				rs = append(rs,
 					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label), Ours: bootMedian(ours, program), Better: "lower", Note: note},
 					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label), Ours: bootMedian(ours, exec), Better: "lower", Note: note})
@@ -514,10 +593,10 @@ func bootMedian(boots []bootTimes, field func(bootTimes) time.Duration) float64 
 }
 
 func medianNote(ours, ref int) string {
-	if ours == bootRounds && ref == bootRounds {
-		return fmt.Sprintf("median of %d", bootRounds)
+	if ours == rounds() && ref == rounds() {
+		return fmt.Sprintf("median of %d", ours)
 	}
-	return fmt.Sprintf("median of %d and %d boots (of %d)", ours, ref, bootRounds)
+	return fmt.Sprintf("median of %d and %d boots (of %d)", ours, ref, rounds())
 }
 
 func mustArgv(m machine) []string {

@@ -24,6 +24,7 @@ const (
 	markerRoot    = "OVERBOOT-BENCH-ROOT" // the root mount as the first program sees it
 	markerMem     = "OVERBOOT-BENCH-MEM"  // RAM in use then: used_kb=N
 	markerKernel  = "Run /init as init process"
+	markerSeq     = "OVERBOOT-BENCH-SEQ" // seqScript: "http|dev BYTES bytes (...) copied, SECONDS s, ..."
 )
 
 // bootFailures end a boot at once: each tool's way of giving up.
