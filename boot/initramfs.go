@@ -76,6 +76,12 @@ var (
 	ModulesLazyRoot = []string{"nbd", "dm_verity"}
 )
 
+// ModuleOptions are the parameters the agent loads a module with. nbd
+// makes no devices up front (16 by default, each a disk with its queues:
+// a tenth of a second under emulation); the agent has the kernel make the
+// one it needs when it connects it over netlink.
+var ModuleOptions = map[string]string{"nbd": "nbds_max=0"}
+
 // Single modules the agent names.
 const (
 	// ModuleExt4 is the filesystem of an iSCSI upper or root disk.

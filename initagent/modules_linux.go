@@ -95,7 +95,8 @@ func listedModules(s LoadModules, release string) (names []string, aliases Alias
 	return names, aliases, skipped, nil
 }
 
-// probeAll loads names with the prober, concurrently: modules without
+// probeAll loads names with the prober (with boot.ModuleOptions),
+// concurrently: modules without
 // dependencies between them load at once; the prober orders dependencies
 // itself and is safe for concurrent use.
 func probeAll(prober *kmodule.Prober, names []string) error {
@@ -105,7 +106,7 @@ func probeAll(prober *kmodule.Prober, names []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := prober.Probe(n, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+			if err := prober.Probe(n, boot.ModuleOptions[strings.ReplaceAll(n, "-", "_")]); err != nil && !errors.Is(err, unix.EEXIST) {
 				errs[i] = fmt.Errorf("load module %s: %w", n, err)
 			}
 		}()

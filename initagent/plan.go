@@ -104,7 +104,7 @@ func earlySteps(p boot.Params) []Step {
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
-		LoadModules{ListFile: ModulesList, Extra: earlyModules(p), Skip: deferred(earlyModules(p)), SegmentDir: ExtraModulesDir, Background: true},
+		LoadModules{ListFile: ModulesList, Extra: earlyModules(p), Skip: earlySkip(p), SegmentDir: ExtraModulesDir, Background: true},
 		Network{Iface: p.Iface, Family: p.DHCPFamily(), Server: p.ServerAddr(), LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
 	}
 }
@@ -286,6 +286,17 @@ func earlyModules(p boot.Params) []string {
 		}
 	}
 	return mods
+}
+
+// earlySkip is what the early steps leave out of the initramfs's list:
+// the deferred modules, and loop for a static command line that reads its
+// image on demand (no file to loop-mount).
+func earlySkip(p boot.Params) []string {
+	skip := deferred(earlyModules(p))
+	if p.Lower != "" && p.LowerMode.OnDemand() {
+		skip = append(skip, "loop")
+	}
+	return skip
 }
 
 // deferred is boot.ModulesDeferred minus those the command line asks for:

@@ -28,6 +28,7 @@ func TestDryRun(t *testing.T) {
 		{"document", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789", "-doc", "testdata/document.json"}},
 		{"document-modules", []string{"-cmdline", "overboot.doc=http://s/doc/tok-0123456789 overboot.modules=ext4,foo"}},
 		{"disk", []string{"-cmdline", "overboot.root=ibft:2 overboot.report=http://s/r/tok-0123456789"}},
+		{"static-lazy", []string{"-cmdline", "overboot.lower=http://10.0.2.100/img overboot.digest=" + digest + " overboot.size=1048576 overboot.lower.mode=lazy overboot.verity=http://10.0.2.100/img.verity overboot.verity.size=16384 overboot.verity.root=" + strings.Repeat("ab", 32)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
