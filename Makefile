@@ -30,16 +30,11 @@ deps: ## install the Debian packages the tests need (apt-get, only what is missi
 	fi
 
 .PHONY: build
-build: $(BUILD)/overboot $(BUILD)/overboot-init $(BUILD)/gosh ## build the binaries into build/
+build: $(BUILD)/overboot $(BUILD)/overboot-init ## build the binaries into build/
 
 $(BUILD)/overboot: FORCE
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ ./cmd/overboot
-
-# u-root's shell, the agent's rescue shell (/bin/sh in the initramfs).
-$(BUILD)/gosh: FORCE
-	@mkdir -p $(BUILD)
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ github.com/u-root/u-root/cmds/core/gosh
 
 $(BUILD)/overboot-init: FORCE
 	@mkdir -p $(BUILD)

@@ -22,8 +22,9 @@ import (
 const (
 	// InitramfsInit is the agent: the kernel runs /init of an initramfs.
 	InitramfsInit = "init"
-	// InitramfsShell is the rescue shell (u-root's gosh), when the
-	// initramfs was built with one; overboot.onfail=shell starts it.
+	// InitramfsShell is the rescue shell, a link to the agent (which is a
+	// shell when called sh: initagent/rescue), unless the initramfs was
+	// built without; overboot.onfail=shell starts it.
 	InitramfsShell = "bin/sh"
 	// InitramfsNewRoot is where the agent assembles the root it hands over
 	// to with switch_root.

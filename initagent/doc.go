@@ -56,8 +56,8 @@
 //
 // On failure the agent prints one message naming the phase, the step and
 // what to check, then applies overboot.onfail: reboot (the default, after
-// overboot.onfail.delay), poweroff, or a rescue shell (boot.InitramfsShell,
-// u-root's gosh, when the initramfs has one).
+// overboot.onfail.delay), poweroff, or a rescue shell (boot.InitramfsShell:
+// the agent's own binary as sh, package initagent/rescue).
 //
 // The agent never waits for the kernel's entropy pool: nothing in an HTTP
 // boot needs cryptographic randomness, and a DHCP transaction ID does not.

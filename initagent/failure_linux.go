@@ -41,12 +41,13 @@ func Apply(o Outcome, console io.Writer) {
 	}
 }
 
-// RescueShell is where mkimage initramfs puts u-root's gosh.
+// RescueShell is mkimage initramfs's link to the agent, which is the
+// rescue shell when called by that name (initagent/rescue).
 const RescueShell = "/" + boot.InitramfsShell
 
 func rescueShell(console io.Writer) error {
 	if _, err := os.Stat(RescueShell); err != nil {
-		return fmt.Errorf("%s is not in this initramfs (build it with --rescue-shell)", RescueShell)
+		return fmt.Errorf("%s is not in this initramfs (it was built with -rescue-shell=false)", RescueShell)
 	}
 	tty, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {

@@ -21,7 +21,6 @@ type Artifacts struct {
 	Kernel    string // /boot/vmlinuz-RELEASE
 	Release   string
 	Agent     string // static overboot-init
-	Shell     string // static u-root gosh
 	Relay     string // qemurelay, for Options.Relay
 	Overboot  string // the overboot command, for tests of `overboot serve` itself
 	Initramfs string
@@ -58,14 +57,12 @@ func Build(ctx context.Context, dir string, o BuildOptions) (*Artifacts, error) 
 		return nil, err
 	}
 	a.Agent = filepath.Join(dir, "overboot-init")
-	a.Shell = filepath.Join(dir, "gosh")
 	a.Relay = filepath.Join(dir, "qemurelay")
 	a.Overboot = filepath.Join(dir, "overboot")
 	for _, b := range []struct{ out, pkg string }{
 		{a.Agent, "./cmd/overboot-init"},
 		{a.Relay, "./internal/qemurelay"},
 		{a.Overboot, "./cmd/overboot"},
-		{a.Shell, "github.com/u-root/u-root/cmds/core/gosh"},
 	} {
 		t0 := time.Now()
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", b.out, b.pkg)
@@ -83,7 +80,7 @@ func Build(ctx context.Context, dir string, o BuildOptions) (*Artifacts, error) 
 	if err != nil {
 		return nil, err
 	}
-	sum, err := initramfs.Build(ctx, f, initramfs.Options{Agent: a.Agent, Shell: a.Shell, KernelRelease: a.Release, Compression: o.InitramfsCompression})
+	sum, err := initramfs.Build(ctx, f, initramfs.Options{Agent: a.Agent, KernelRelease: a.Release, Compression: o.InitramfsCompression})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

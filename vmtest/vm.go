@@ -27,6 +27,7 @@ type VM struct {
 	cmd   *exec.Cmd
 	start time.Time
 	log   io.Writer
+	stdin io.WriteCloser // the serial console's input
 
 	mu    sync.Mutex // guards lines, done, err, and wakes waiters via cond
 	cond  *sync.Cond
@@ -35,6 +36,12 @@ type VM struct {
 	err   error
 
 	exited chan struct{}
+}
+
+// Type sends text to the guest's serial console, as typed on it.
+func (v *VM) Type(text string) error {
+	_, err := io.WriteString(v.stdin, text)
+	return err
 }
 
 // ErrExited is returned by Expect when QEMU exits before the text appears.
@@ -54,14 +61,17 @@ func Start(ctx context.Context, o Options, log io.Writer) (*VM, error) {
 		log = io.Discard
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdin = nil
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	vm := &VM{cmd: cmd, log: log, exited: make(chan struct{})}
+	vm := &VM{cmd: cmd, log: log, stdin: in, exited: make(chan struct{})}
 	vm.cond = sync.NewCond(&vm.mu)
 	fmt.Fprintf(log, "# %s\n", strings.Join(argv, " "))
 	vm.start = time.Now()

@@ -32,7 +32,7 @@ import (
 // after a restart (the index on disk).
 //
 // The base initramfs is the one vmtest.Build (and so the boot section)
-// makes: overboot-init and gosh from -build, the host kernel's modules,
+// makes: overboot-init from -build, the host kernel's modules,
 // DefaultModules, zstd. A segment is only made for a driver the base
 // lacks: DefaultModules has e1000e, so e1000e's segment is measured over
 // a base built the same way without it.
@@ -76,11 +76,9 @@ func runDrivers(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if _, err := os.Stat(filepath.Join(initramfs.DefaultModulesDir, release, "modules.dep")); err != nil {
 		return nil, fmt.Errorf("kernel %s's modules: %w (make deps installs linux-image-amd64)", release, err)
 	}
-	agent, shell := filepath.Join(env.BuildDir, "overboot-init"), filepath.Join(env.BuildDir, "gosh")
-	for _, f := range []string{agent, shell} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("%w (make build)", err)
-		}
+	agent := filepath.Join(env.BuildDir, "overboot-init")
+	if _, err := os.Stat(agent); err != nil {
+		return nil, fmt.Errorf("%w (make build)", err)
 	}
 	dir := filepath.Join(env.WorkDir, "drivers")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -94,7 +92,7 @@ func runDrivers(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		}
 		return nil
 	})
-	fmt.Fprintf(env.Out, "kernel %s: modules from %s, firmware from %s (%d files); base initramfs as vmtest.Build makes it (overboot-init, gosh, DefaultModules, zstd)\n",
+	fmt.Fprintf(env.Out, "kernel %s: modules from %s, firmware from %s (%d files); base initramfs as vmtest.Build makes it (overboot-init, DefaultModules, zstd)\n",
 		release, filepath.Join(initramfs.DefaultModulesDir, release), fw, nfw)
 
 	// The bases: the default one, and for each NIC whose driver it has,
@@ -105,7 +103,7 @@ func runDrivers(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.sum, err = initramfs.Build(ctx, f, initramfs.Options{Agent: agent, Shell: shell, KernelRelease: release, Modules: modules})
+		b.sum, err = initramfs.Build(ctx, f, initramfs.Options{Agent: agent, KernelRelease: release, Modules: modules})
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -14,11 +14,13 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent"
 	"github.com/overboot/overboot/initagent/fetch"
 	"github.com/overboot/overboot/initagent/keeper"
+	"github.com/overboot/overboot/initagent/rescue"
 )
 
 func main() {
@@ -26,6 +28,10 @@ func main() {
 	// prints every PDU length) would clutter the console between the
 	// agent's own phase lines; the agent reports everything itself.
 	log.SetOutput(io.Discard)
+	if filepath.Base(os.Args[0]) == rescue.Name {
+		// /bin/sh, a link to this binary: the rescue shell.
+		os.Exit(rescue.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, isTerminal(os.Stdin)))
+	}
 	if keeper.IsKeeper() {
 		// The agent's child keeping the root alive; it outlives the agent.
 		if err := keeper.Main(); err != nil {

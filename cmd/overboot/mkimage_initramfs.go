@@ -22,7 +22,7 @@ func runMkimageInitramfs(ctx context.Context, args []string, stdout, stderr io.W
 	fs.SetOutput(stderr)
 	var (
 		agent   = fs.String("agent", "build/overboot-init", "the static agent `binary` (make build makes it)")
-		shell   = fs.String("shell", "", "a static rescue shell `binary` for /bin/sh, e.g. build/gosh (default: none)")
+		shell   = fs.Bool("rescue-shell", true, "make /bin/sh a link to the agent, which is a POSIX shell when called sh (for overboot.onfail=shell)")
 		release = fs.String("kernel-release", "", "kernel `release` whose modules to ship (default: the newest in /lib/modules)")
 		modDir  = fs.String("modules-dir", "/lib/modules", "where the kernels' module trees are")
 		mods    = fs.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma-separated `modules` to load at boot (dependencies are added)")
@@ -38,8 +38,8 @@ func runMkimageInitramfs(ctx context.Context, args []string, stdout, stderr io.W
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: overboot mkimage initramfs [flags] (-o FILE | -store DIR -name NAME)
 
-Builds the overboot initramfs: the agent as /init, optionally a rescue shell as
-/bin/sh, and the kernel modules the agent loads at boot with everything they
+Builds the overboot initramfs: the agent as /init (and, called as /bin/sh, the
+rescue shell), and the kernel modules the agent loads at boot with everything they
 depend on (modules.dep of the kernel release), as a compressed newc cpio.
 
 flags:
@@ -59,7 +59,7 @@ flags:
 	if (*out == "") == (*dir == "") || (*dir != "" && *name == "") || (*out != "" && *name != "") {
 		return usageError{"mkimage initramfs: give either -o FILE or -store DIR -name NAME"}
 	}
-	o := initramfs.Options{Agent: *agent, Shell: *shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp,
+	o := initramfs.Options{Agent: *agent, NoRescueShell: !*shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp,
 		Firmware: *fw || *generic, FirmwareDir: *fwDir}
 	o.Modules = splitList(*mods)
 	o.Modules = append(o.Modules, splitList(*add)...)

@@ -50,8 +50,10 @@ type File struct {
 // Options say what goes into the initramfs. Zero values are documented
 // defaults and are never written back.
 type Options struct {
-	Agent         string   // static overboot-init binary, becomes /init (required)
-	Shell         string   // static rescue shell (u-root's gosh) for /bin/sh; "" = none
+	Agent string // static overboot-init binary, becomes /init (required)
+	// NoRescueShell leaves out /bin/sh, a link to /init: the agent is the
+	// rescue shell when called as sh (package initagent/rescue).
+	NoRescueShell bool
 	KernelRelease string   // modules come from ModulesDir/KernelRelease (required with modules)
 	ModulesDir    string   // default /lib/modules
 	Modules       []string // loaded at boot, written to ModulesList; nil = DefaultModules
@@ -122,10 +124,8 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 	if err := addFile(tree, o.Agent, InitPath, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("agent: %w", err)
 	}
-	if o.Shell != "" {
-		if err := addFile(tree, o.Shell, ShellPath, 0o755); err != nil {
-			return Summary{}, fmt.Errorf("shell: %w", err)
-		}
+	if !o.NoRescueShell {
+		tree[ShellPath] = &node{mode: modeSymlink | 0o777, link: "/" + InitPath}
 	}
 	for _, f := range o.Files {
 		dst, err := cleanDst(f.Dst)

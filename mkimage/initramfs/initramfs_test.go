@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,7 +103,7 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 	dir, agent := fakeKernel(t)
 	for _, comp := range Compressions {
 		t.Run(comp, func(t *testing.T) {
-			o := Options{Agent: agent, Shell: agent, KernelRelease: "6.1.0-test", ModulesDir: dir, Modules: []string{"a", "e"}, Compression: comp}
+			o := Options{Agent: agent, KernelRelease: "6.1.0-test", ModulesDir: dir, Modules: []string{"a", "e"}, Compression: comp}
 			b1, sum := build(t, o)
 			b2, _ := build(t, o)
 			if !bytes.Equal(b1, b2) {
@@ -131,8 +132,21 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 				if e.Name == "init" && e.Mode&0o777 != 0o755 {
 					t.Errorf("init mode %o", e.Mode)
 				}
+				// The rescue shell is the agent called as sh.
+				if e.Name == "bin/sh" && (e.Type() != 'l' || e.Link != "/init") {
+					t.Errorf("bin/sh: %+v, want a link to /init", e)
+				}
 			}
 		})
+	}
+	o := Options{Agent: agent, KernelRelease: "6.1.0-test", ModulesDir: dir, Modules: []string{"a"}, NoRescueShell: true}
+	b, _ := build(t, o)
+	segs, err := List(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(segs[0].Entries); slices.Contains(got, "bin/sh") {
+		t.Errorf("NoRescueShell: bin/sh in %v", got)
 	}
 }
 
