@@ -30,7 +30,8 @@ const (
 	MarkerLazyRound   = "OVERBOOT-TEST-LAZY-ROUND"
 
 	// MarkerCounterFound is printed before the root's writes in a loop
-	// (OVERBOOT_TEST=writeloop), with the counter an earlier boot left
+	// (OVERBOOT_TEST=writeloop; sanwriteloop on a sanbooted disk), with
+	// the counter an earlier boot left
 	// in /counter ("n=0" when none) and the iSCSI sessions' recovery
 	// timeouts in seconds ("recovery=[120 ]"); each round of the loop writes the
 	// next value, fsyncs it, drops the page cache, reads it back from
@@ -53,14 +54,42 @@ read up idle < /proc/uptime
 echo "` + MarkerInit + ` uptime=$up"
 fail() { echo "` + MarkerFail + `: $*"; cat /proc/mounts; poweroff -f; sleep 10; }
 
+# writeloop writes /counter in rounds (OVERBOOT_TEST=writeloop, and
+# sanwriteloop on a sanbooted disk).
+writeloop() {
+	n=0
+	[ -f /counter ] && n=$(cat /counter)
+	echo "` + MarkerCounterFound + ` n=$n recovery=[$(cat /sys/class/iscsi_session/session*/recovery_tmo 2>/dev/null | tr '\n' ' ')]"
+	i=0
+	while [ $i -lt "${OVERBOOT_TEST_ROUNDS:-20}" ]; do
+		n=$((n + 1))
+		echo $n > /counter || fail "write of $n failed"
+		sync /counter || fail "sync of $n failed"
+		echo 3 > /proc/sys/vm/drop_caches
+		[ "$(cat /counter)" = $n ] || fail "read of $n failed or is wrong"
+		i=$((i + 1))
+		echo "` + MarkerCounter + ` n=$n"
+		sleep 1
+	done
+}
+
 # A whole disk booted with sanboot: / is its ext4 partition 2, read-write.
-# Each machine writes /san-MAC and reports the files it found first.
-if [ "$OVERBOOT_TEST" = san ]; then
+# san: each machine writes /san-MAC and reports the files it found first;
+# sanwriteloop: writeloop on it.
+case "$OVERBOOT_TEST" in
+san|sanwriteloop)
 	root=$(awk '$2 == "/" { r = $1 " " $3 " " $4 } END { print r }' /proc/mounts)
 	case "$root" in
 	/dev/sd?2\ ext4\ rw,*) ;;
 	*) fail "/ is '$root', not the iSCSI disk's ext4 partition 2 read-write" ;;
 	esac
+	if [ "$OVERBOOT_TEST" = sanwriteloop ]; then
+		writeloop
+		sync
+		echo "` + MarkerPass + ` root=$root"
+		poweroff -f
+		sleep 10
+	fi
 	me=$(tr -d : < /sys/class/net/eth0/address)
 	saw=$(cd / && ls -d san-* 2>/dev/null | sed 's/^san-//' | tr '\n' ' ')
 	echo "` + MarkerSan + ` me=$me saw=[$saw]"
@@ -69,7 +98,8 @@ if [ "$OVERBOOT_TEST" = san ]; then
 	echo "` + MarkerPass + ` root=$root"
 	poweroff -f
 	sleep 10
-fi
+	;;
+esac
 
 root=$(awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)
 [ "$root" = overlay ] || fail "/ is $root, not overlay"
@@ -127,22 +157,7 @@ if [ "$OVERBOOT_TEST" = lazyread ]; then
 	done
 fi
 
-if [ "$OVERBOOT_TEST" = writeloop ]; then
-	n=0
-	[ -f /counter ] && n=$(cat /counter)
-	echo "` + MarkerCounterFound + ` n=$n recovery=[$(cat /sys/class/iscsi_session/session*/recovery_tmo 2>/dev/null | tr '\n' ' ')]"
-	i=0
-	while [ $i -lt "${OVERBOOT_TEST_ROUNDS:-20}" ]; do
-		n=$((n + 1))
-		echo $n > /counter || fail "write of $n failed"
-		sync /counter || fail "sync of $n failed"
-		echo 3 > /proc/sys/vm/drop_caches
-		[ "$(cat /counter)" = $n ] || fail "read of $n failed or is wrong"
-		i=$((i + 1))
-		echo "` + MarkerCounter + ` n=$n"
-		sleep 1
-	done
-fi
+[ "$OVERBOOT_TEST" = writeloop ] && writeloop
 
 sync
 echo "` + MarkerPass + ` root=$root lower=squashfs-ro upper=$upper"
