@@ -66,6 +66,11 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dm-verity on %s for %s: %w", dev.Path(), h.Digest, err)
 	}
+	for _, p := range []string{dev.Path(), d.Path} {
+		if err := setReadAhead(p, lazyReadAheadKB); err != nil {
+			return "", err
+		}
+	}
 	os.Remove(s.Link)
 	if err := os.Symlink(d.Path, s.Link); err != nil {
 		return "", err
@@ -73,6 +78,21 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	return fmt.Sprintf("%s: %s (keeper pid %d) checked by dm-verity as %s, root hash %s (keeper ready %.2fs, nbd %.2fs, verity %.2fs)",
 		strings.TrimPrefix(string(h.Digest), "sha256:")[:12], dev.Path(), k.Pid(), d.Path, v.RootHash[:12],
 		tKeeper.Seconds(), tNBD.Seconds(), (time.Since(t0) - tKeeper - tNBD).Seconds()), nil
+}
+
+// lazyReadAheadKB is the read-ahead of a lazy root's devices: every
+// request is a round trip through the keeper, and the kernel's default of
+// 128 KiB makes a sequential read of the device (dd, a checksum of the
+// image) one of them per 128 KiB.
+const lazyReadAheadKB = 2048
+
+// setReadAhead sets the read-ahead of the block device at path (/dev/NAME).
+func setReadAhead(path string, kb int) error {
+	f := "/sys/block/" + strings.TrimPrefix(path, "/dev/") + "/queue/read_ahead_kb"
+	if err := os.WriteFile(f, []byte(fmt.Sprintf("%d\n", kb)), 0); err != nil {
+		return fmt.Errorf("read-ahead of %s: %w", path, err)
+	}
+	return nil
 }
 
 // readSuperblockAt reads the dm-verity superblock at offset off of the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
@@ -27,7 +28,8 @@ const raWait = 2 * time.Second
 func dhcp6(ctx context.Context, link netlink.Link, s Network) (string, error) {
 	name := link.Attrs().Name
 	// The client sends from the link-local address, which cannot be bound
-	// while duplicate address detection still runs (about a second).
+	// while duplicate address detection still runs (about a second)
+	// unless it is optimistic.
 	if err := waitUsable(ctx, link, func(a netlink.Addr) bool { return a.IP.IsLinkLocalUnicast() }, s.LinkTimeout); err != nil {
 		return "", fmt.Errorf("no IPv6 link-local address (is IPv6 disabled?): %w", err)
 	}
@@ -50,8 +52,8 @@ func dhcp6(ctx context.Context, link netlink.Link, s Network) (string, error) {
 		}
 	}
 	// Until duplicate address detection ends the address is tentative
-	// and the kernel sends from the link-local one: the server would see
-	// another address than the one it leased.
+	// and, unless it is optimistic, the kernel sends from the link-local
+	// one: the server would see another address than the one it leased.
 	if err := waitUsable(ctx, link, func(a netlink.Addr) bool { return a.IP.Equal(addr) }, s.LinkTimeout); err != nil {
 		return "", fmt.Errorf("address %s from DHCPv6: %w", addr, err)
 	}
@@ -88,8 +90,40 @@ func routeVia(r netlink.Route) string {
 	return "the link"
 }
 
+// optimisticDADSysctls make addresses usable while duplicate address
+// detection runs (RFC 4429: optimistic addresses, and using them as
+// source), for every interface.
+var optimisticDADSysctls = []string{
+	"/proc/sys/net/ipv6/conf/all/optimistic_dad",
+	"/proc/sys/net/ipv6/conf/all/use_optimistic",
+}
+
+// optimisticDAD turns optimistic DAD on while the agent gets its address:
+// DAD takes about a second for the link-local address and again for the
+// leased one, which the agent would otherwise wait out before each use
+// (the server answered for the leased one: a duplicate is unlikely, and
+// DAD still runs and reports one). It returns what puts the settings back
+// as they were, for the booted system.
+func optimisticDAD() (restore func()) {
+	old := make([][]byte, len(optimisticDADSysctls))
+	for i, f := range optimisticDADSysctls {
+		if b, err := os.ReadFile(f); err == nil {
+			old[i] = b
+			_ = os.WriteFile(f, []byte("1\n"), 0)
+		}
+	}
+	return func() {
+		for i, f := range optimisticDADSysctls {
+			if old[i] != nil {
+				_ = os.WriteFile(f, old[i], 0)
+			}
+		}
+	}
+}
+
 // waitUsable waits until link has an IPv6 address that match accepts and
-// duplicate address detection has finished with.
+// that is usable: duplicate address detection has finished with it, or it
+// is optimistic (optimisticDAD).
 func waitUsable(ctx context.Context, link netlink.Link, match func(netlink.Addr) bool, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -104,7 +138,7 @@ func waitUsable(ctx context.Context, link netlink.Link, match func(netlink.Addr)
 			if a.Flags&unix.IFA_F_DADFAILED != 0 {
 				return errors.New("duplicate address detection failed: another host on " + link.Attrs().Name + " has it")
 			}
-			if a.Flags&unix.IFA_F_TENTATIVE == 0 {
+			if a.Flags&unix.IFA_F_TENTATIVE == 0 || a.Flags&unix.IFA_F_OPTIMISTIC != 0 {
 				return nil
 			}
 		}
