@@ -176,6 +176,38 @@ func TestLazyRootCorruptBlock(t *testing.T) {
 	}
 }
 
+// TestLazyRootCorruptTree: the image is intact but a block of its tree
+// changed on the server (the top level, which every read is checked
+// through): the tree is read on demand like the image and dm-verity checks
+// its blocks against the root hash too, so the mount fails with
+// dm-verity's message and the boot fails; nothing is read unchecked.
+func TestLazyRootCorruptTree(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	_, rs, data := lazyServer(t, a, "lazy", 1)
+	tree := filepath.Join(data, "hashtrees", a.RootSum.Hex()+".tree")
+	f, err := os.OpenFile(tree, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first block after the superblock's: the top level.
+	if _, err := f.WriteAt([]byte("corrupt!"), 4096+64); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	vm := startLazyVM(t, rs, "52:54:00:0d:00:04")
+	l, i, err := vm.ExpectAny(bootTimeout, MarkerPass, MarkerFail, "overboot: BOOT FAILED")
+	if err != nil {
+		t.Fatalf("no verdict: %v", err)
+	}
+	if i == 0 {
+		t.Fatalf("the root booted from a corrupted tree: %s", l.Text)
+	}
+	if !consoleHas(vm, "verity", "is corrupted") {
+		t.Errorf("no dm-verity message on the console")
+	}
+}
+
 // consoleHas reports whether one console line holds all of texts.
 func consoleHas(vm *VM, texts ...string) bool {
 	for _, l := range vm.Lines() {
