@@ -2,11 +2,13 @@ package iscsi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -134,14 +136,18 @@ func (k *fakeKernel) opsSoFar() string {
 
 // recoveryTarget serves a machine's disk (Exclusive, CHAP) on addr
 // ("127.0.0.1:0" for a new one) until stop, which ends every session.
-func recoveryTarget(t *testing.T, disk, addr string) (string, func()) {
+func recoveryTarget(t *testing.T, disk, addr string, edit ...func(*target.TargetConfig)) (string, func()) {
 	t.Helper()
 	b, err := target.OpenFile(disk, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := target.New(nil)
-	if err := s.AddTarget(target.TargetConfig{IQN: iqn, LUNs: []target.Backing{b}, CHAP: machineCHAP, Initiators: []string{"iqn.2026-11.test:m1"}, Exclusive: true}); err != nil {
+	cfg := target.TargetConfig{IQN: iqn, LUNs: []target.Backing{b}, CHAP: machineCHAP, Initiators: []string{"iqn.2026-11.test:m1"}, Exclusive: true}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	if err := s.AddTarget(cfg); err != nil {
 		t.Fatal(err)
 	}
 	var ln net.Listener
@@ -173,9 +179,12 @@ func testDisk(t *testing.T) string {
 }
 
 // attachFake logs session 1 in through k as Attach would.
-func attachFake(t *testing.T, k *fakeKernel, portal string) Session {
+func attachFake(t *testing.T, k *fakeKernel, portal string, edit ...func(*Options)) Session {
 	t.Helper()
 	s := Session{Portal: portal, Login: Options{Initiator: "iqn.2026-11.test:m1", Target: iqn, CHAP: machineCHAP, ISID: [6]byte{0x80, 0, 0x23, 0x42, 0, 1}}, SID: 1, Recovery: time.Minute}
+	for _, e := range edit {
+		e(&s.Login)
+	}
 	c, err := net.Dial("tcp", portal)
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +295,30 @@ func TestWatcherContinuesSession(t *testing.T) {
 	checkNoSecret(t, log)
 }
 
+// TestWatcherMutualCHAPDigests: a session logged in with mutual CHAP and
+// CRC32C digests (as a firmware's iBFT may ask) is logged in again the
+// same way: the target proves itself again, the digests stay on, and
+// neither secret reaches the log.
+func TestWatcherMutualCHAPDigests(t *testing.T) {
+	portal, _ := recoveryTarget(t, testDisk(t), "127.0.0.1:0", func(c *target.TargetConfig) { c.MutualCHAP = &serverCHAP })
+	k := newFakeKernel()
+	s := attachFake(t, k, portal, func(o *Options) { o.TargetCHAP, o.Digest = &serverCHAP, "CRC32C" })
+	if !s.Negotiated.HeaderDigest || !s.Negotiated.DataDigest {
+		t.Fatalf("the first login negotiated no digests: %+v", s.Negotiated)
+	}
+	w, log, ctx := startWatcher(t, k)
+	w.Watch(ctx, s)
+	k.send(Event{Kind: ConnFailed, SID: 1, Err: 1022})
+	log.wait(t, "logged in again after")
+	if h, d := k.param(ParamHdrDgstEn), k.param(ParamDataDgstEn); h != "1" || d != "1" {
+		t.Errorf("digests after the recovery: header %q, data %q; want 1 and 1", h, d)
+	}
+	checkNoSecret(t, log)
+	if strings.Contains(log.String(), string(serverCHAP.Secret)) {
+		t.Errorf("the target's CHAP secret is in the log:\n%s", log)
+	}
+}
+
 // TestWatcherServerRestart: the target goes away and comes back a new
 // process: connecting fails meanwhile, then the old TSIH is "session does
 // not exist" and the session is reinstated with TSIH 0.
@@ -394,5 +427,29 @@ func TestRecoveryParam(t *testing.T) {
 		if got := recoveryParam(tc.d); got.p != ParamSessRecoveryTmo || got.v != tc.want {
 			t.Errorf("%v: %v=%s, want %s", tc.d, got.p, got.v, tc.want)
 		}
+	}
+}
+
+// TestSessionJSON: the agent hands sessions to the keeper as JSON over a
+// pipe; a recovery logs in with what arrives, so mutual CHAP's target
+// secret and the digest choice must survive the trip (the secrets' String
+// redacts, their JSON must not).
+func TestSessionJSON(t *testing.T) {
+	in := Session{Portal: "10.0.2.100:3260", LUN: 1, Recovery: 90 * time.Second, SID: 3, CID: 0, Device: "/dev/sda",
+		Login:      Options{Initiator: "iqn.2026-11.test:m1", Target: iqn, CHAP: machineCHAP, TargetCHAP: &serverCHAP, ISID: [6]byte{0x80, 1, 2, 3, 4, 5}, TSIH: 7, Digest: "CRC32C"},
+		Negotiated: Negotiated{TSIH: 7, HeaderDigest: true, DataDigest: true, MaxRecvDataSegmentLength: 262144}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Session
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n got %#v\nwant %#v", out, in)
+	}
+	if out.Login.TargetCHAP.Secret != serverCHAP.Secret || out.Login.CHAP.Secret != machineCHAP.Secret {
+		t.Errorf("secrets lost on the way to the keeper")
 	}
 }
