@@ -25,6 +25,9 @@ type LinuxExecutor struct {
 	sessions map[string]iscsi.Session // by link: what ISCSIAttach and IBFTAttach attached
 	keeper   *keeper.Keeper           // started by LazyAttach or Keep
 	modules  chan moduleLoad          // a LoadModules in the background; nil without
+	// restoreDAD puts back the IPv6 settings Network changed for DHCPv6
+	// (optimisticDAD), at the hand-over to the booted system.
+	restoreDAD func()
 }
 
 // moduleLoad is how a LoadModules step in the background ended.
@@ -67,6 +70,12 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 	case AwaitModules:
 		return noted(e.awaitModules())
 	case Network:
+		if s.Family == 6 && e.restoreDAD == nil {
+			// Before the links come up: their link-local addresses are
+			// made then. Put back at the hand-over, once the leased
+			// address is no longer optimistic.
+			e.restoreDAD = optimisticDAD()
+		}
 		note, iface, err := bringUpNetwork(ctx, s)
 		e.iface = iface
 		if err != nil && e.modules != nil {
@@ -101,6 +110,10 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 	case WriteFiles:
 		return noted(writeFiles(s))
 	case HandOverNetwork:
+		if e.restoreDAD != nil {
+			e.restoreDAD()
+			e.restoreDAD = nil
+		}
 		return noted(handOverNetwork(s, e.iface))
 	case CheckInit:
 		return noted("", checkInit(s.Root, s.Init))

@@ -103,7 +103,9 @@ var optimisticDADSysctls = []string{
 // leased one, which the agent would otherwise wait out before each use
 // (the server answered for the leased one: a duplicate is unlikely, and
 // DAD still runs and reports one). It returns what puts the settings back
-// as they were, for the booted system.
+// as they were, for the booted system: not before the agent is done with
+// the network, since without use_optimistic an address still in DAD is no
+// source address, and the agent's next connection would fail.
 func optimisticDAD() (restore func()) {
 	old := make([][]byte, len(optimisticDADSysctls))
 	for i, f := range optimisticDADSysctls {

@@ -51,11 +51,6 @@ func bringUpNetwork(ctx context.Context, s Network) (string, string, error) {
 		_ = netlink.LinkSetUp(lo)
 	}
 	t0 := time.Now()
-	if s.Family == 6 {
-		// Before the links come up: their link-local addresses are
-		// made then.
-		defer optimisticDAD()()
-	}
 	link, err := waitForLink(ctx, s.Iface, s.LinkTimeout)
 	if err != nil {
 		return "", "", err
