@@ -16,9 +16,9 @@ import (
 // (package fetch): connection errors, stalls and 5xx are retried with
 // backoff; a 4xx is final: for a single-use token, 404 or 410 means it was
 // used or has expired. sleep waits between attempts (nil: a timer).
-func fetchDocument(ctx context.Context, client *http.Client, s FetchDocument, sleep func(context.Context, time.Duration) error) (boot.Document, error) {
+func fetchDocument(ctx context.Context, client *http.Client, s FetchDocument, sleep func(context.Context, time.Duration) error, progress func(Phase, string)) (boot.Document, error) {
 	where := fetch.RedactURL(s.URL)
-	pol := fetch.Policy{Attempts: max(s.Attempts, 1), Stall: s.Stall, Sleep: sleep}
+	pol := fetch.Policy{Attempts: max(s.Attempts, 1), Stall: s.Stall, Sleep: sleep, Retrying: retrying(PhaseDocument, progress)}
 	body, err := fetch.Get(ctx, client, s.URL, "application/json", boot.MaxDocumentSize, pol)
 	var ex *fetch.ExhaustedError
 	switch {
@@ -35,4 +35,11 @@ func fetchDocument(ctx context.Context, client *http.Client, s FetchDocument, sl
 		return boot.Document{}, fmt.Errorf("boot document %s: %w: the server and this agent disagree on the boot document: are they the same overboot version?", where, err)
 	}
 	return doc, nil
+}
+
+// retrying tells the console of a failed attempt that another follows.
+func retrying(p Phase, progress func(Phase, string)) func(int, time.Duration, error) {
+	return func(attempt int, wait time.Duration, err error) {
+		progress(p, fmt.Sprintf("attempt %d failed (%v); again in %.1fs", attempt, err, wait.Seconds()))
+	}
 }

@@ -2,6 +2,7 @@ package initagent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -50,7 +51,9 @@ func TestFetchDocument(t *testing.T) {
 			if tt.name == "always 500" {
 				attempts = 2
 			}
-			doc, err := fetchDocument(context.Background(), srv.Client(), FetchDocument{URL: srv.URL + "/doc/tok-0123456789?k=query-0123456789", Attempts: attempts}, sleep)
+			var lines []string
+			progress := func(p Phase, l string) { lines = append(lines, string(p)+": "+l) }
+			doc, err := fetchDocument(context.Background(), srv.Client(), FetchDocument{URL: srv.URL + "/doc/tok-0123456789?k=query-0123456789", Attempts: attempts}, sleep, progress)
 			if tt.wantErr == "" {
 				if err != nil || doc.Machine != "m1" {
 					t.Fatalf("fetchDocument = %+v, %v", doc, err)
@@ -64,6 +67,15 @@ func TestFetchDocument(t *testing.T) {
 			if got := n.Load(); got != tt.wantReqs || len(slept) != int(got)-1 {
 				t.Errorf("%d requests and %d backoff waits, want %d requests", got, len(slept), tt.wantReqs)
 			}
+			// Each wait is announced on the console, without the token.
+			if len(lines) != len(slept) {
+				t.Errorf("console lines %q for %d waits", lines, len(slept))
+			}
+			for i, l := range lines {
+				if !strings.HasPrefix(l, fmt.Sprintf("document: attempt %d failed (", i+1)) || strings.Contains(l, "0123456789") {
+					t.Errorf("console line %q", l)
+				}
+			}
 		})
 	}
 }
@@ -74,7 +86,12 @@ func TestFetchDocumentUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL + "/doc/secret-token-1234"
 	srv.Close()
-	_, err := fetchDocument(context.Background(), nil, FetchDocument{URL: url, Attempts: 2}, func(context.Context, time.Duration) error { return nil })
+	var lines []string
+	_, err := fetchDocument(context.Background(), nil, FetchDocument{URL: url, Attempts: 2}, func(context.Context, time.Duration) error { return nil },
+		func(_ Phase, l string) { lines = append(lines, l) })
+	if len(lines) != 1 || strings.Contains(lines[0], "secret-token-1234") {
+		t.Errorf("console lines %q: want one retry notice without the token", lines)
+	}
 	if err == nil || !strings.Contains(err.Error(), "no answer after 2 attempts") {
 		t.Fatalf("error = %v, want no answer after 2 attempts", err)
 	}

@@ -24,7 +24,7 @@ func download(ctx context.Context, s Download, client *http.Client, progress fun
 	}
 	res, err := fetch.Fetch(ctx, s.URL, s.Digest, s.Size, f, fetch.Options{
 		Client:   client,
-		Policy:   fetch.Policy{Attempts: s.Attempts, Stall: s.Stall},
+		Policy:   fetch.Policy{Attempts: s.Attempts, Stall: s.Stall, Retrying: retrying(PhaseLower, progress)},
 		Progress: func(p fetch.Progress) { progress(PhaseLower, "fetch "+p.String()) },
 	})
 	if cerr := f.Close(); err == nil && cerr != nil {

@@ -86,7 +86,7 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 		}
 		return noted(note, err)
 	case FetchDocument:
-		doc, err := fetchDocument(ctx, e.Client, s, nil)
+		doc, err := fetchDocument(ctx, e.Client, s, nil, e.progress)
 		if err != nil {
 			return Result{}, err
 		}

@@ -226,6 +226,14 @@ func TestServerUnreachable(t *testing.T) {
 			"overboot.onfail=reboot", "overboot.onfail.delay=2s"),
 		Forwards: []Forward{{GuestPort: 80, HostAddr: closed}},
 	})
+	// Each retry is announced, with why and when.
+	for _, want := range []string{"lower: attempt 1 failed (", "lower: attempt 2 failed ("} {
+		if l, err := vm.Expect(want, bootTimeout); err != nil {
+			t.Errorf("no %q on the console: %v", want, err)
+		} else if !strings.Contains(l.Text, "again in ") {
+			t.Errorf("retry notice %q does not say when", l.Text)
+		}
+	}
 	if _, err := vm.Expect("overboot: BOOT FAILED in phase lower", bootTimeout); err != nil {
 		t.Fatalf("no failure reported: %v", err)
 	}

@@ -17,6 +17,10 @@ type Policy struct {
 	Stall    time.Duration // an attempt that receives no byte for this long is abandoned (<= 0: DefaultStall)
 	// Sleep waits between attempts; tests replace it (nil: a real timer).
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Retrying, when set, hears of each failed attempt that another will
+	// follow, and the wait before it, so the console says why a fetch
+	// takes long (nil: silent).
+	Retrying func(attempt int, wait time.Duration, err error)
 }
 
 // Policy defaults.
@@ -70,11 +74,6 @@ func (p Policy) Retry(ctx context.Context, try func(ctx context.Context, attempt
 	}
 	n := p.attempts()
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			if err := sleep(ctx, p.Wait(attempt)); err != nil {
-				return err
-			}
-		}
 		err := try(ctx, attempt)
 		switch {
 		case err == nil:
@@ -85,6 +84,13 @@ func (p Policy) Retry(ctx context.Context, try func(ctx context.Context, attempt
 			return err
 		case attempt >= n:
 			return &ExhaustedError{Attempts: attempt, Err: err}
+		}
+		wait := p.Wait(attempt + 1)
+		if p.Retrying != nil {
+			p.Retrying(attempt, wait, err)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
 		}
 	}
 }

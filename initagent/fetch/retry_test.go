@@ -105,3 +105,30 @@ func TestRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestRetrying: each failed attempt that another follows is announced
+// with the wait before it; the last and a permanent one are not.
+func TestRetrying(t *testing.T) {
+	type heard struct {
+		attempt int
+		wait    time.Duration
+	}
+	var got []heard
+	var slept []time.Duration
+	p := Policy{Attempts: 3, Backoff: time.Second,
+		Sleep:    func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil },
+		Retrying: func(a int, w time.Duration, err error) { got = append(got, heard{a, w}) }}
+	err := p.Retry(context.Background(), func(context.Context, int) error { return errors.New("refused") })
+	var ex *ExhaustedError
+	if !errors.As(err, &ex) || ex.Attempts != 3 {
+		t.Fatalf("Retry = %v", err)
+	}
+	if len(got) != 2 || got[0].attempt != 1 || got[1].attempt != 2 || got[0].wait != slept[0] || got[1].wait != slept[1] {
+		t.Errorf("heard %+v, slept %v", got, slept)
+	}
+	got = nil
+	p.Retry(context.Background(), func(context.Context, int) error { return Permanent(errors.New("403")) })
+	if len(got) != 0 {
+		t.Errorf("a permanent error was retried: %+v", got)
+	}
+}
