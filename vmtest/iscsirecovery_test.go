@@ -189,29 +189,39 @@ func TestISCSIRecoverUpper(t *testing.T) {
 			Append:   directCmdline(serverScriptArgs(t, httpAddr, mac)),
 			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: svc.addr}},
 		})
-		found := (n - 1) * rounds
 		if n == 1 {
 			svc.outage(t, vm, MarkerCounter+" n=3", 10*time.Second)
 		}
-		expectPass(t, vm)
-		if !vm.Contains(fmt.Sprintf("%s n=%d recovery=[120 ]", MarkerCounterFound, found)) {
-			t.Errorf("boot %d: the root did not find the count %d of the boot before, or the session's recovery timeout is not the default 120 s", n, found)
+		expectWriteLoop(t, vm, n, rounds)
+	}
+}
+
+// expectWriteLoop checks boot n (1 or 2) of a machine whose root wrote its
+// counter in rounds (OVERBOOT_TEST=writeloop or sanwriteloop) while, in
+// boot 1, the iSCSI service was restarted: it passed, found the count of
+// the boot before with the default recovery timeout, wrote each value in
+// turn, and in boot 1 the keeper reinstated the session.
+func expectWriteLoop(t *testing.T, vm *VM, n, rounds int) {
+	t.Helper()
+	found := (n - 1) * rounds
+	expectPass(t, vm)
+	if !vm.Contains(fmt.Sprintf("%s n=%d recovery=[120 ]", MarkerCounterFound, found)) {
+		t.Errorf("boot %d: the root did not find the count %d of the boot before, or the session's recovery timeout is not the default 120 s", n, found)
+	}
+	ns := counters(vm)
+	for i, got := range ns {
+		if got != found+i+1 {
+			t.Errorf("boot %d: round %d wrote %d, want %d", n, i+1, got, found+i+1)
 		}
-		ns := counters(vm)
-		for i, got := range ns {
-			if got != found+i+1 {
-				t.Errorf("boot %d: round %d wrote %d, want %d", n, i+1, got, found+i+1)
-			}
-		}
-		if len(ns) != rounds {
-			t.Errorf("boot %d: %d rounds, want %d", n, len(ns), rounds)
-		}
-		if n == 1 {
-			t.Logf("the longest pause between two writes: %v", longestPause(vm, MarkerCounter+" "))
-			checkRecovered(t, vm)
-			if !consoleHas(vm, "overboot-keeper", "session reinstated") {
-				t.Errorf("the session was not reinstated after the restart")
-			}
+	}
+	if len(ns) != rounds {
+		t.Errorf("boot %d: %d rounds, want %d", n, len(ns), rounds)
+	}
+	if n == 1 {
+		t.Logf("the longest pause between two writes: %v", longestPause(vm, MarkerCounter+" "))
+		checkRecovered(t, vm)
+		if !consoleHas(vm, "overboot-keeper", "session reinstated") {
+			t.Errorf("the session was not reinstated after the restart")
 		}
 	}
 }

@@ -153,27 +153,9 @@ func TestLazyRootCorruptBlock(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
 	_, rs, data := lazyServer(t, a, "lazy", 1)
-	blob := filepath.Join(data, "blobs", "sha256", a.RootSum.Hex())
-	f, err := os.OpenFile(blob, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// In the middle of the image: /pad's incompressible data.
-	if _, err := f.WriteAt([]byte("corrupt!"), a.RootSize/2); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	vm := startLazyVM(t, rs, "52:54:00:0d:00:03")
-	l, i, err := vm.ExpectAny(bootTimeout, MarkerPass, MarkerFail, "overboot: BOOT FAILED")
-	if err != nil {
-		t.Fatalf("no verdict: %v", err)
-	}
-	if i == 0 {
-		t.Fatalf("the root read a corrupted image and passed: %s", l.Text)
-	}
-	if !consoleHas(vm, "verity", "is corrupted") {
-		t.Errorf("no dm-verity message on the console")
-	}
+	corrupt(t, filepath.Join(data, "blobs", "sha256", a.RootSum.Hex()), a.RootSize/2)
+	expectVerityFailure(t, startLazyVM(t, rs, "52:54:00:0d:00:03"), "the root read a corrupted image and passed")
 }
 
 // TestLazyRootCorruptTree: the image is intact but a block of its tree
@@ -185,23 +167,35 @@ func TestLazyRootCorruptTree(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
 	_, rs, data := lazyServer(t, a, "lazy", 1)
-	tree := filepath.Join(data, "hashtrees", a.RootSum.Hex()+".tree")
-	f, err := os.OpenFile(tree, os.O_WRONLY, 0)
+	// The first block after the superblock's: the top level.
+	corrupt(t, filepath.Join(data, "hashtrees", a.RootSum.Hex()+".tree"), 4096+64)
+	expectVerityFailure(t, startLazyVM(t, rs, "52:54:00:0d:00:04"), "the root booted from a corrupted tree")
+}
+
+// corrupt overwrites a few bytes of the file at path at off.
+func corrupt(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first block after the superblock's: the top level.
-	if _, err := f.WriteAt([]byte("corrupt!"), 4096+64); err != nil {
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("corrupt!"), off); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	vm := startLazyVM(t, rs, "52:54:00:0d:00:04")
+}
+
+// expectVerityFailure waits for vm's verdict: the boot or the root's
+// check must fail (passed says what a pass would mean), with dm-verity's
+// message on the console.
+func expectVerityFailure(t *testing.T, vm *VM, passed string) {
+	t.Helper()
 	l, i, err := vm.ExpectAny(bootTimeout, MarkerPass, MarkerFail, "overboot: BOOT FAILED")
 	if err != nil {
 		t.Fatalf("no verdict: %v", err)
 	}
 	if i == 0 {
-		t.Fatalf("the root booted from a corrupted tree: %s", l.Text)
+		t.Fatalf("%s: %s", passed, l.Text)
 	}
 	if !consoleHas(vm, "verity", "is corrupted") {
 		t.Errorf("no dm-verity message on the console")

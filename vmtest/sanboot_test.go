@@ -15,6 +15,28 @@ import (
 	"github.com/overboot/overboot/server/state"
 )
 
+// sanServer builds, in dir, a bootable test disk whose kernel command line
+// ends in testArgs (the test root's mode), and the configuration of a
+// server that sanboots it (data in dir/data). It returns the disk and the
+// configuration.
+func sanServer(t *testing.T, a *Artifacts, dir, testArgs string) (disk, conf string) {
+	t.Helper()
+	tree := filepath.Join(dir, "root")
+	if err := BuildTestRoot(tree, TestRootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	disk = filepath.Join(dir, "base.raw")
+	err := BuildSanDisk(context.Background(), disk, SanDiskOptions{
+		Kernel: a.Kernel, Initramfs: a.Initramfs, RootDir: tree,
+		Append: fmt.Sprintf("console=ttyS0 panic=-1 overboot.root=ibft:%d overboot.onfail=poweroff overboot.onfail.delay=1s %s", SanRootPartition, testArgs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\nenroll = open-insecure\n", filepath.Join(dir, "data"), GuestServer, disk)
+	return disk, conf
+}
+
 // TestSanboot: two machines sanboot the same bootable disk (MBR, SYSLINUX,
 // the kernel and the agent's initramfs, an ext4 root; built in the test)
 // through the server's iPXE script, each on its own copy-on-write layer.
@@ -25,21 +47,8 @@ func TestSanboot(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
 	dir := t.TempDir()
-	tree := filepath.Join(dir, "root")
-	if err := BuildTestRoot(tree, TestRootOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(dir, "base.raw")
-	err := BuildSanDisk(context.Background(), disk, SanDiskOptions{
-		Kernel: a.Kernel, Initramfs: a.Initramfs, RootDir: tree,
-		Append: fmt.Sprintf("console=ttyS0 panic=-1 overboot.root=ibft:%d overboot.onfail=poweroff overboot.onfail.delay=1s OVERBOOT_TEST=san", SanRootPartition),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	disk, conf := sanServer(t, a, dir, "OVERBOOT_TEST=san")
 	before := fileSum(t, disk)
-
-	conf := fmt.Sprintf("[server]\ndata = %s\niscsi-portal = %s:3260\n\n[profile default]\nsanboot = %s\nenroll = open-insecure\n", filepath.Join(dir, "data"), GuestServer, disk)
 	srv, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 	tftp := bootstrapTFTP(t)
 

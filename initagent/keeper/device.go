@@ -33,7 +33,7 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 	}
 	d := &device{cacheBytes: img.CacheBytes}
 	if d.cacheBytes == 0 {
-		d.cacheBytes = 64 << 20 // httprange's default
+		d.cacheBytes = httprange.DefaultCacheBytes
 	}
 	treeErr := make(chan error, 1)
 	if img.TreeURL != "" {

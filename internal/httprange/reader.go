@@ -68,14 +68,16 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// DefaultCacheBytes is Options.CacheBytes when it is 0.
+const DefaultCacheBytes = 64 << 20
+
 const (
-	defaultChunkSize  = 256 << 10
-	defaultParallel   = 4
-	defaultReadAhead  = 8
-	defaultCacheBytes = 64 << 20
-	defaultStall      = 15 * time.Second
-	backoffMin        = 100 * time.Millisecond
-	backoffMax        = 5 * time.Second
+	defaultChunkSize = 256 << 10
+	defaultParallel  = 4
+	defaultReadAhead = 8
+	defaultStall     = 15 * time.Second
+	backoffMin       = 100 * time.Millisecond
+	backoffMax       = 5 * time.Second
 	// fillRequestBytes is the span of one Fill request: large, as nobody
 	// waits for it and fewer requests cost less.
 	fillRequestBytes = 4 << 20
@@ -116,7 +118,7 @@ func (o Options) config() (config, error) {
 	c.aheadRequest = int64(max(1, c.ReadAhead/2))
 	c.fillRequest = max(1, fillRequestBytes/int64(c.ChunkSize))
 	if c.CacheBytes == 0 {
-		c.CacheBytes = defaultCacheBytes
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if !c.Fill && c.CacheBytes < int64(c.ReadAhead+1)*int64(c.ChunkSize) {
 		return config{}, fmt.Errorf("cache of %d bytes is smaller than a read-ahead window (%d chunks of %d bytes)", o.CacheBytes, c.ReadAhead+1, c.ChunkSize)
