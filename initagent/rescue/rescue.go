@@ -104,7 +104,8 @@ func loop(runner *interp.Runner, stdin io.Reader, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// status is err as an exit status, printing an error that is not one.
+// status is err as an exit status, printing an error that is not one: 2
+// for a syntax error, as sh has it, else 1.
 func status(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -112,11 +113,10 @@ func status(err error, stderr io.Writer) int {
 	if s, ok := interp.IsExitStatus(err); ok {
 		return int(s)
 	}
+	fmt.Fprintf(stderr, "%s: %v\n", Name, err)
 	var perr syntax.ParseError
 	if errors.As(err, &perr) {
-		fmt.Fprintf(stderr, "%s: %v\n", Name, err)
 		return 2
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", Name, err)
 	return 1
 }
