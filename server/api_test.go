@@ -24,7 +24,7 @@ type admin struct {
 
 func newAdmin(f *fix) *admin {
 	f.t.Helper()
-	tok, _, err := enroll.NewAPIToken(context.Background(), f.s.db, "test")
+	tok, _, err := enroll.NewAPIToken(context.Background(), f.s.db, "test", enroll.ScopeAdmin)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -87,8 +87,8 @@ func TestAPIMachines(t *testing.T) {
 	ctx := context.Background()
 	const mac = "52:54:00:12:34:56"
 	f.script("52-54-00-12-34-56", "192.0.2.10")
-	var m state.Machine
-	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-56/approve", "", &m); c != 200 || m.Enrolment != state.Enrolled {
+	var m api.Approval
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-56/approve", "", &m); c != 200 || m.Policy != state.PolicyApprove || m.Address != "192.0.2.10" || !m.Rotated {
 		t.Fatalf("approve: %d %s", c, b)
 	}
 	_, doc := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", "192.0.2.10")), "192.0.2.10")
@@ -117,7 +117,7 @@ func TestAPIMachines(t *testing.T) {
 	if target.HasTarget(u.Target, chap, u.Initiator) {
 		t.Error("rotate kept the old secret's export")
 	}
-	if mm, _ := f.s.db.Machine(ctx, mac); mm.Secret == u.CHAP.Secret {
+	if adm, _ := f.s.db.Admission(ctx, mac, "default"); adm.Secret == u.CHAP.Secret {
 		t.Error("rotate kept the secret")
 	}
 	var res map[string]any

@@ -94,23 +94,34 @@ type bootReq struct {
 	nic                       boot.PCIID // the booting NIC, from the query; zero after a menu
 }
 
-func quota(p *config.Profile) state.Quota {
-	return state.Quota{Machines: p.MaxMachines, Disks: p.MaxDisks, DiskBytes: p.MaxDiskBytes}
-}
-
-// admit applies p's enrolment policy to the request, then answers a menu
-// or the boot script. fromMenu: the request is a menu's choice.
+// admit applies p's enrolment policy to the request (enroll.Decide),
+// then answers a menu or the boot script. fromMenu: the request is a
+// menu's choice.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile, fromMenu bool) {
 	ctx := r.Context()
-	rec := state.Machine{MAC: q.mac, Profile: p.Name, Address: q.addr, Hostname: q.hostname, UUID: q.uuid}
-	enrol := state.Enrolled
-	if p.Policy() == config.EnrollApprove {
-		enrol = state.Pending
+	var adm *state.Admission
+	switch a, err := s.db.Admission(ctx, q.mac, p.Name); {
+	case err == nil:
+		adm = &a
+	case !errors.Is(err, state.ErrNotFound):
+		s.log.Error("read admission", "mac", q.mac, "err", err)
+		s.fail(w, http.StatusInternalServerError, "the server cannot read its records: see its log")
+		return
 	}
-	m, err := s.db.SeeMachine(ctx, rec, enrol, quota(p))
+	d := enroll.Decide(p.Policy(), q.mac, adm, q.addr)
+	m := state.Machine{MAC: q.mac, Profile: p.Name, Address: q.addr, Hostname: q.hostname, UUID: q.uuid}
+	var err error
+	switch d.Step {
+	case enroll.Enter:
+		_, err = s.db.Enter(ctx, m, string(p.Policy()), enroll.Quota(p))
+	case enroll.Boot:
+		err = s.db.Refresh(ctx, m, d.Pin)
+	case enroll.Ask, enroll.Conflict:
+		err = s.db.Ask(ctx, state.Request{MAC: q.mac, Profile: p.Name, Address: q.addr, Hostname: q.hostname, UUID: q.uuid, Conflict: d.Step == enroll.Conflict}, enroll.Quota(p))
+	}
 	if errors.Is(err, state.ErrQuota) {
 		s.metrics.Refused("quota")
-		s.log.Warn("machine refused", "mac", q.mac, "profile", p.Name, "err", err)
+		s.log.Warn("machine refused", "mac", q.mac, "profile", p.Name, "address", q.addr, "err", err)
 		s.fail(w, http.StatusForbidden, err.Error()+": ask the administrator")
 		return
 	}
@@ -119,34 +130,38 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 		s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
 		return
 	}
-	if p.Policy() == config.EnrollApprove {
-		adm := enroll.Admit(m, q.addr)
-		if adm.Pin {
-			if err := s.db.PinAddress(ctx, q.mac, q.addr); err != nil {
-				s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
-				return
-			}
-		}
-		if !adm.Boot {
-			if m.Enrolment == state.Enrolled {
-				// Approved elsewhere: pending again, from here.
-				if err := s.db.Repend(ctx, q.mac, q.addr); err != nil {
-					s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
-					return
-				}
-			}
-			s.metrics.Refused("pending")
-			s.log.Warn("machine waits for approval", "mac", q.mac, "address", q.addr, "why", adm.Why)
-			s.rec.Changed(q.mac)
-			s.again(w, r, adm.Why, "", WaitForApproval)
-			return
-		}
+	switch d.Step {
+	case enroll.Conflict:
+		// Nothing of the approved machine changes: only the request is
+		// recorded, for the administrator to see.
+		s.metrics.Refused("conflict")
+		s.log.Warn("machine refused: approved at another address", "mac", q.mac, "profile", p.Name, "address", q.addr, "approved_at", adm.Address)
+		s.rec.Changed(q.mac)
+		s.again(w, r, d.Why, "", WaitForApproval)
+		return
+	case enroll.Ask:
+		s.metrics.Refused("pending")
+		s.log.Info("machine waits for approval", "mac", q.mac, "profile", p.Name, "address", q.addr)
+		s.rec.Changed(q.mac)
+		s.again(w, r, d.Why, "", WaitForApproval)
+		return
 	}
 	if p.HasMenu() && !fromMenu {
 		s.menu(w, r, q, p)
 		return
 	}
 	s.bootScript(w, r, q, p)
+}
+
+// failBoot answers a refusal or an error of the server as a failed boot
+// that the status page and machine show can tell: the boot is recorded
+// with its message (a machine the server could not serve is not silent).
+func (s *Server) failBoot(ctx context.Context, w http.ResponseWriter, q bootReq, p *config.Profile, code int, why string) {
+	if q.bootID == 0 {
+		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, User: q.user, Address: q.addr}, "script")
+	}
+	s.rec.Event(ctx, q.bootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "script", Outcome: telemetry.Failed, Message: why})
+	s.fail(w, code, why)
 }
 
 // again answers a script that shows why, waits and asks for the
@@ -309,7 +324,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		a, err := s.sets.Load().Resolve(ctx, p)
 		if err != nil {
 			s.log.Error("resolve profile", "profile", p.Name, "err", err)
-			s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
+			s.failBoot(ctx, w, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
 		}
 		blob := func(d boot.Digest) string { return base + BlobPrefix + d.Hex() }
@@ -411,20 +426,45 @@ func owner(t state.BootToken) disks.Owner {
 	return disks.Owner{Kind: state.OwnerMachine, Name: t.MAC}
 }
 
+// errNotAdmitted: a token's machine lost its admission to the token's
+// profile between the script and the spend (an administrator deleted or
+// moved it, or the profile's policy changed).
+var errNotAdmitted = errors.New("not admitted")
+
+// admitted checks, when a token is spent, that its machine still holds
+// the admission the token was issued under: a token outlives nothing an
+// administrator changed in between.
+func (s *Server) admitted(ctx context.Context, t state.BootToken, p *config.Profile) error {
+	a, err := s.db.Admission(ctx, t.MAC, p.Name)
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("machine %s in profile %s: %w", t.MAC, p.Name, errNotAdmitted)
+	}
+	if err != nil {
+		return err
+	}
+	if a.Policy != string(p.Policy()) || (a.Policy == state.PolicyApprove && a.Address != t.Address) {
+		return fmt.Errorf("machine %s in profile %s (%s at %s): %w", t.MAC, p.Name, a.Policy, a.Address, errNotAdmitted)
+	}
+	return nil
+}
+
 // attach creates (on first use) and exports the disk of t's boot.
 func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profile) (disks.Export, error) {
+	if err := s.admitted(ctx, t, p); err != nil {
+		return disks.Export{}, err
+	}
 	o := owner(t)
 	var chap iscsi.CHAP
 	var err error
 	if o.Kind == state.OwnerUser {
 		chap, err = s.disks.NewUserCHAP(ctx, o.Name)
 	} else {
-		chap, err = s.disks.MachineCHAP(ctx, o.Name)
+		chap, err = s.disks.MachineCHAP(ctx, o.Name, p.Name)
 	}
 	if err != nil {
 		return disks.Export{}, err
 	}
-	sp := disks.Spec{Owner: o, Profile: p.Name, Kind: state.DiskUpper, Size: p.UpperDiskSize, Quota: quota(p)}
+	sp := disks.Spec{Owner: o, Profile: p.Name, Kind: state.DiskUpper, Size: p.UpperDiskSize, Quota: enroll.Quota(p)}
 	if p.Sanboot != "" {
 		sp.Kind, sp.Base, sp.Size = state.DiskCow, p.Sanboot, 0
 	}
@@ -438,6 +478,9 @@ func (s *Server) diskError(t state.BootToken, err error) (int, string) {
 		s.metrics.Refused("quota")
 		s.log.Warn("disk refused", "owner", owner(t).String(), "profile", t.Profile, "err", err)
 		return http.StatusForbidden, err.Error() + ": ask the administrator"
+	case errors.Is(err, errNotAdmitted):
+		s.log.Warn("disk refused: the machine is no longer admitted", "err", err)
+		return http.StatusForbidden, "this machine is no longer admitted to this profile: reboot it"
 	case errors.Is(err, disks.ErrBaseChanged):
 		s.log.Error("disk", "owner", owner(t).String(), "err", err)
 		if t.User != "" {
@@ -473,9 +516,19 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	docFail := func(code int, why string) {
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
+		http.Error(w, why, code)
+	}
 	a, err := set.Resolve(ctx, p)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("profile %s: %v", p.Name, err), http.StatusInternalServerError)
+		s.log.Error("resolve profile", "profile", p.Name, "err", err)
+		docFail(http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
+		return
+	}
+	if err := s.admitted(ctx, t, p); err != nil {
+		code, why := s.diskError(t, err)
+		docFail(code, why)
 		return
 	}
 	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -105,15 +106,39 @@ func TestDocumentTokenBound(t *testing.T) {
 	}
 }
 
+// approveFix is an approve profile with a private iSCSI disk beside
+// the profiles a client can select itself: a [machine UUID] of an open
+// profile, and a [select] on hostname of an open-insecure one.
+func approveFix(t *testing.T, extra string) *fix {
+	t.Helper()
+	return newFix(t, iscsiUpper+"enroll = approve\n"+extra+
+		"[profile kiosk]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\n"+
+		"[profile scratch]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = $DIR/root\n"+iscsiUpper+"enroll = open-insecure\n"+
+		"[machine 01234567-89ab-cdef-0123-456789abcdef]\nprofile = kiosk\n"+
+		"[select scratch]\nhostname = scratch-*\nprofile = scratch\n")
+}
+
+// approve approves mac's request for profile from address as the API does.
+func (f *fix) approve(mac, profile, address string) state.Admission {
+	f.t.Helper()
+	a, err := f.s.db.Approve(context.Background(), mac, profile, address, state.Quota{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.s.disks.Drop(context.Background(), disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	return a
+}
+
 // TestApprove: under approve, naming a MAC gets a waiting script and no
-// secret until an administrator approves; the approval pins the address,
-// so the same MAC named from elsewhere waits again.
+// secret until an administrator approves the request of one address;
+// the same MAC named from elsewhere is refused and changes nothing: the
+// machine stays approved where it was and keeps booting.
 func TestApprove(t *testing.T) {
-	f := newFix(t, iscsiUpper+"enroll = approve\n")
+	f := approveFix(t, "")
 	ctx := context.Background()
 	const mac, victim, attacker = "52:54:00:12:34:56", "192.0.2.10", "192.0.2.66"
 	wait := f.script("52-54-00-12-34-56", victim)
-	for _, want := range []string{"waits for approval (overboot machine approve 52:54:00:12:34:56)", "sleep 30", "chain --autofree http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}"} {
+	for _, want := range []string{"waits for approval (overboot machine approve 52:54:00:12:34:56 --address 192.0.2.10)", "sleep 30", "chain --autofree http://10.0.2.100/ipxe?mac=${net0/mac:hexhyp}"} {
 		if !strings.Contains(wait, want) {
 			t.Errorf("waiting script lacks %q:\n%s", want, wait)
 		}
@@ -121,27 +146,164 @@ func TestApprove(t *testing.T) {
 	if strings.Contains(wait, "/doc/") {
 		t.Fatalf("a pending machine got a document URL")
 	}
-	if m, err := f.s.db.Machine(ctx, mac); err != nil || m.Enrolment != state.Pending {
-		t.Fatalf("pending record: %+v %v", m, err)
+	if rs, err := f.s.db.Requests(ctx, mac); err != nil || len(rs) != 1 || rs[0].Address != victim {
+		t.Fatalf("pending request: %+v %v", rs, err)
 	}
-	if _, err := f.s.db.Approve(ctx, mac); err != nil {
-		t.Fatal(err)
-	}
+	f.approve(mac, "default", victim)
 	script := f.script("52-54-00-12-34-56", victim)
 	path := find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script)
-	if r, _ := f.doc(path, victim); r.StatusCode != 200 {
+	r, doc1 := f.doc(path, victim)
+	if r.StatusCode != 200 {
 		t.Fatalf("approved machine's document: %d", r.StatusCode)
 	}
-	// The attack: name the victim's MAC from another address.
-	if s := f.script("52-54-00-12-34-56", attacker); strings.Contains(s, "/doc/") || !strings.Contains(s, "was approved at 192.0.2.10 and now asks from 192.0.2.66") {
-		t.Fatalf("the victim's MAC from another address:\n%s", s)
+	// The attack: name the victim's MAC from another address, many times.
+	for range 5 {
+		s := f.script("52-54-00-12-34-56", attacker)
+		if strings.Contains(s, "/doc/") || !strings.Contains(s, "is approved at another address, not at 192.0.2.66: refused") {
+			t.Fatalf("the victim's MAC from another address:\n%s", s)
+		}
+		if strings.Contains(s, victim) {
+			t.Errorf("the refusal tells the attacker the approved address:\n%s", s)
+		}
 	}
-	if m, _ := f.s.db.Machine(ctx, mac); m.Enrolment != state.Pending {
-		t.Errorf("an approved machine asking from elsewhere is %s, want pending", m.Enrolment)
+	if a, err := f.s.db.Admission(ctx, mac, "default"); err != nil || a.Address != victim || a.Policy != state.PolicyApprove {
+		t.Errorf("the attack changed the approval: %+v %v", a, err)
 	}
-	// And the victim itself now waits for a new approval: an attempt is visible.
+	if !strings.Contains(f.logs.String(), "machine refused: approved at another address") {
+		t.Errorf("the conflict was not logged")
+	}
+	if rs, _ := f.s.db.Requests(ctx, mac); len(rs) != 1 || !rs[0].Conflict || rs[0].Address != attacker || rs[0].Asked != 5 {
+		t.Errorf("the conflict is not recorded for the administrator: %+v", rs)
+	}
+	// The victim itself still boots, with the same secret.
+	_, doc2 := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", victim)), victim)
+	if doc2.Upper.ISCSI == nil || doc2.Upper.ISCSI.CHAP.Secret != doc1.Upper.ISCSI.CHAP.Secret {
+		t.Fatalf("the victim lost its boot or its secret: %+v", doc2.Upper)
+	}
+	// Re-approval at another address (the machine moved) rotates the
+	// secrets the old address saw: CHAP and host key.
+	f.approve(mac, "default", attacker)
 	if s := f.script("52-54-00-12-34-56", victim); strings.Contains(s, "/doc/") {
-		t.Errorf("pending again, yet booted")
+		t.Errorf("the old address still boots after the approval moved")
+	}
+	_, doc3 := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", attacker)), attacker)
+	if doc3.Upper.ISCSI == nil || doc3.Upper.ISCSI.CHAP.Secret == doc1.Upper.ISCSI.CHAP.Secret {
+		t.Errorf("re-approval kept the CHAP secret")
+	}
+	if hostKey(t, doc3) == hostKey(t, doc1) {
+		t.Errorf("re-approval kept the SSH host key")
+	}
+	chap := iscsi.CHAP{User: doc1.Upper.ISCSI.CHAP.User, Secret: iscsi.Secret(doc1.Upper.ISCSI.CHAP.Secret)}
+	if f.s.disks.Target().HasTarget(doc1.Upper.ISCSI.Target, chap, doc1.Upper.ISCSI.Initiator) {
+		t.Errorf("the old secret still opens the disk")
+	}
+}
+
+func hostKey(t *testing.T, d boot.Document) string {
+	t.Helper()
+	for _, fl := range d.Identity.Files {
+		if fl.Path == identity.HostKeyPath {
+			return fl.Data
+		}
+	}
+	t.Fatalf("no host key in %+v", d.Identity)
+	return ""
+}
+
+// TestApprovalNotStolen: pending requests are kept per address; the
+// administrator approves the one they name, however often another
+// address asks.
+func TestApprovalNotStolen(t *testing.T) {
+	f := approveFix(t, "")
+	ctx := context.Background()
+	const mac, real, attacker = "52:54:00:12:34:57", "192.0.2.11", "192.0.2.66"
+	f.script("52-54-00-12-34-57", real)
+	for range 10 {
+		f.script("52-54-00-12-34-57", attacker)
+	}
+	rs, _ := f.s.db.Requests(ctx, mac)
+	if len(rs) != 2 {
+		t.Fatalf("requests: %+v", rs)
+	}
+	a := f.approve(mac, "default", real)
+	if a.Address != real {
+		t.Fatalf("approved %s", a.Address)
+	}
+	if s := f.script("52-54-00-12-34-57", attacker); strings.Contains(s, "/doc/") {
+		t.Errorf("the address that asked most got the approval")
+	}
+	if s := f.script("52-54-00-12-34-57", real); !strings.Contains(s, "/doc/") {
+		t.Errorf("the approved address does not boot")
+	}
+}
+
+// TestEnrolmentBelongsToProfile: admission to an open profile, reached
+// by what the client says of itself (its UUID, its host name), admits
+// to nothing else: asked again under the approve profile from the same
+// address, the machine waits, gets no disk and no secret, and counts
+// against the approve profile's quota only when it asks there.
+func TestEnrolmentBelongsToProfile(t *testing.T) {
+	f := approveFix(t, "max-machines = 1\n")
+	ctx := context.Background()
+	const addr = "192.0.2.20"
+	// Open kiosk by a [machine UUID] the client states itself.
+	if s := f.script("52-54-00-00-00-21&uuid=01234567-89ab-cdef-0123-456789abcdef", addr); !strings.Contains(s, "profile kiosk") || !strings.Contains(s, "/doc/") {
+		t.Fatalf("kiosk by UUID:\n%s", s)
+	}
+	// Open-insecure scratch by a [select] on hostname: a disk and its secret.
+	s := f.script("52-54-00-00-00-21&hostname=scratch-1", addr)
+	r, d := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, s), addr)
+	if r.StatusCode != 200 || d.Upper.ISCSI == nil {
+		t.Fatalf("scratch: %d %+v", r.StatusCode, d.Upper)
+	}
+	// Now the same MAC from the same address under the approve profile.
+	s = f.script("52-54-00-00-00-21", addr)
+	if strings.Contains(s, "/doc/") || !strings.Contains(s, "waits for approval") {
+		t.Fatalf("admitted to an approve profile by an open one:\n%s", s)
+	}
+	if ks, _ := f.s.db.DisksOf(ctx, state.OwnerMachine, "52:54:00:00:00:21"); len(ks) != 1 || ks[0].Profile != "scratch" {
+		t.Errorf("disks: %+v", ks)
+	}
+	// The approve profile's quota (1) holds with a second machine that
+	// came in through an open profile first.
+	f.script("52-54-00-00-00-22&hostname=scratch-2", "192.0.2.22")
+	if s := f.script("52-54-00-00-00-22", "192.0.2.22"); !strings.Contains(s, "has its 1 machines (max-machines)") {
+		t.Errorf("quota of the approve profile bypassed through an open one:\n%s", s)
+	}
+	// Approved, the scratch secret opens nothing of the approved disk.
+	f.approve("52:54:00:00:00:21", "default", addr)
+	_, d2 := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-00-00-21", addr)), addr)
+	if d2.Upper.ISCSI == nil || d2.Upper.ISCSI.CHAP.Secret == d.Upper.ISCSI.CHAP.Secret {
+		t.Fatalf("the approve profile's disk shares the open-insecure profile's secret: %+v", d2.Upper)
+	}
+	chap := iscsi.CHAP{User: d.Upper.ISCSI.CHAP.User, Secret: iscsi.Secret(d.Upper.ISCSI.CHAP.Secret)}
+	if f.s.disks.Target().HasTarget(d2.Upper.ISCSI.Target, chap, d2.Upper.ISCSI.Initiator) {
+		t.Errorf("the open-insecure secret opens the approved disk")
+	}
+}
+
+// TestPolicyChange: machines admitted while a profile was open are not
+// admitted once it says approve, made-up MACs included.
+func TestPolicyChange(t *testing.T) {
+	f := newFix(t, "")
+	ctx := context.Background()
+	for i := range 5 {
+		if s := f.script(fmt.Sprintf("02-00-00-00-00-%02x", i), "198.51.100.1"); !strings.Contains(s, "/doc/") {
+			t.Fatalf("open profile:\n%s", s)
+		}
+	}
+	cfg := *f.s.cfg.Load()
+	cfg.Profiles = maps.Clone(cfg.Profiles)
+	p := *cfg.Profiles["default"]
+	p.Enroll, p.Upper, p.UpperDiskSize = config.EnrollApprove, "iscsi", 64<<20
+	cfg.Profiles["default"] = &p
+	if err := f.s.Reload(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if s := f.script(fmt.Sprintf("02-00-00-00-00-%02x", i), "198.51.100.1"); strings.Contains(s, "/doc/") || !strings.Contains(s, "waits for approval") {
+			t.Fatalf("admitted under open, booted under approve:\n%s", s)
+		}
 	}
 }
 
@@ -343,7 +505,7 @@ func TestSanboot(t *testing.T) {
 	if r.StatusCode != 200 {
 		t.Fatalf("sanboot script: %d\n%s", r.StatusCode, san)
 	}
-	m, _ := f.s.db.Machine(ctx, mac)
+	m, _ := f.s.db.Admission(ctx, mac, "classroom")
 	for _, want := range []string{
 		"set initiator-iqn iqn.2026-11.org.overboot:i-525400123456\n",
 		"set username 52-54-00-12-34-56\n",
@@ -440,7 +602,9 @@ func TestIdentityInDocument(t *testing.T) {
 	}
 	for _, m := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
 		f.script(strings.ReplaceAll(m, ":", "-"), "192.0.2.1")
-		f.s.db.Approve(ctx, m)
+		if _, err := f.s.db.Approve(ctx, m, "default", "192.0.2.1", state.Quota{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a1, b1 := boot1("52-54-00-00-00-01", "192.0.2.1"), boot1("52-54-00-00-00-02", "192.0.2.1")
 	a2 := boot1("52-54-00-00-00-01", "192.0.2.1")

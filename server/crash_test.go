@@ -57,7 +57,7 @@ func crashChild(dir string) {
 	if err != nil {
 		fail(err)
 	}
-	tok, _, err := enroll.NewAPIToken(context.Background(), s.db, "crash")
+	tok, _, err := enroll.NewAPIToken(context.Background(), s.db, "crash", enroll.ScopeAdmin)
 	if err != nil {
 		fail(err)
 	}
@@ -91,6 +91,10 @@ func crashChild(dir string) {
 	}()
 	go func() { // users' disks: created as a login's document creates them, and reset
 		p := s.sets.Load().Profile("default")
+		// The machine is admitted as a login's menu admits it.
+		if _, err := s.db.Enter(context.Background(), state.Machine{MAC: "02:00:00:00:01:01", Profile: "default"}, "login", state.Quota{}); err != nil {
+			fail(err)
+		}
 		for i := 0; ; i++ {
 			user := fmt.Sprintf("u%d", i%6)
 			if _, err := s.attach(context.Background(), state.BootToken{MAC: "02:00:00:00:01:01", User: user, Profile: "default"}, p); err != nil {

@@ -14,10 +14,12 @@ import (
 // identity makes the identity of t's machine for its boot: its host name,
 // its machine-id (kept from its first boot), SSH host keys, and the
 // profile's templates. Stable host keys go only to machines the profile
-// admitted as themselves (approve, or open-insecure said aloud): under
-// open and login a MAC proves nothing, so anyone naming it would get the
-// keys; those machines get new keys at every boot instead (no two
-// machines share the image's keys either way).
+// admitted as themselves (approve, or open-insecure said aloud), and
+// belong to that admission: under open and login a MAC proves nothing,
+// so anyone naming it would get the keys; those machines get new keys at
+// every boot instead (no two machines share the image's keys either
+// way). An approval forgets the admission's keys (an earlier address may
+// have seen them).
 func (s *Server) identity(ctx context.Context, t state.BootToken, p *config.Profile) (*boot.Identity, error) {
 	mac, err := net.ParseMAC(t.MAC)
 	if err != nil {
@@ -35,33 +37,40 @@ func (s *Server) identity(ctx context.Context, t state.BootToken, p *config.Prof
 		configured, labels = cm.Hostname, cm.Labels
 	}
 	id := &boot.Identity{Hostname: identity.Hostname(mac, configured, m.Hostname), MachineID: m.MachineID}
-	stable := p.Policy() == config.EnrollApprove || p.Policy() == config.EnrollOpenInsecure
-	var keys identity.Keys
-	if stable && m.HostKeys != "" {
-		if keys, err = identity.ParseKeys(m.HostKeys); err != nil {
-			return nil, err
-		}
-	} else if keys, err = identity.NewKeys("root@" + id.Hostname); err != nil {
-		return nil, err
-	}
-	if id.MachineID == "" || (stable && m.HostKeys == "") {
+	if id.MachineID == "" {
 		newID, err := identity.NewMachineID()
 		if err != nil {
 			return nil, err
 		}
-		store := ""
-		if stable {
-			store = keys.String()
-		}
-		// The first boot's values win if two boots race here.
-		if m, err = s.db.SetIdentity(ctx, t.MAC, newID, store); err != nil {
+		// The first boot's value wins if two boots race here.
+		if id.MachineID, err = s.db.SetMachineID(ctx, t.MAC, newID); err != nil {
 			return nil, err
 		}
-		id.MachineID = m.MachineID
+	}
+	stable := p.Policy() == config.EnrollApprove || p.Policy() == config.EnrollOpenInsecure
+	stored := ""
+	if stable {
+		a, err := s.db.Admission(ctx, t.MAC, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		stored = a.HostKeys
+	}
+	var keys identity.Keys
+	if stored == "" {
+		if keys, err = identity.NewKeys("root@" + id.Hostname); err != nil {
+			return nil, err
+		}
 		if stable {
-			if keys, err = identity.ParseKeys(m.HostKeys); err != nil {
+			// The first boot's keys stay if two boots race here.
+			if stored, err = s.db.SetHostKeys(ctx, t.MAC, p.Name, keys.String()); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if stored != "" {
+		if keys, err = identity.ParseKeys(stored); err != nil {
+			return nil, err
 		}
 	}
 	id.Files = keys.Files()

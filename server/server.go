@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,6 +148,17 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	}
 	if err := s.Reload(ctx, cfg); err != nil {
 		return nil, err
+	}
+	// Admissions of an older store get the policy their profile has now.
+	if n, dropped, err := db.AdoptLegacy(ctx, func(name string) string {
+		if p := cfg.Profiles[name]; p != nil {
+			return string(p.Policy())
+		}
+		return ""
+	}); err != nil {
+		return nil, fmt.Errorf("adopt the admissions of an older store: %w", err)
+	} else if n+dropped > 0 {
+		log.Warn("machines admitted by an older overboot keep their admission to the profile they last booted, under its policy now; review them (overboot machine ls)", "adopted", n, "dropped_profile_gone", dropped)
 	}
 	s.metrics = telemetry.NewMetrics(telemetry.Gauges{
 		ISCSIConnections: func() int { return target.Stats().Connections },
@@ -313,25 +325,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// PendingTTL is how long a pending machine that stopped asking is kept.
-const PendingTTL = 24 * time.Hour
-
-// janitor forgets, every few minutes, pending machines that stopped asking
-// (made-up MACs must not hold a profile's quota forever).
+// janitor forgets, every few minutes and once at start, what made-up
+// requests leave behind: requests for approval no longer repeated
+// (pending-ttl), admissions a request granted itself of machines that
+// stopped booting (forget-after), then the machines left with nothing.
 func (s *Server) janitor(ctx context.Context) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
 	for {
+		s.prune(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := s.db.PrunePending(ctx, time.Now().Add(-PendingTTL)); err != nil {
-				s.log.Error("prune pending machines", "err", err)
-			} else if n > 0 {
-				s.log.Info("forgot pending machines that stopped asking", "machines", n, "after", PendingTTL)
-			}
 		}
+	}
+}
+
+func (s *Server) prune(ctx context.Context) {
+	cfg := s.cfg.Load()
+	now := time.Now()
+	f := state.Forget{RequestsSeenBefore: now.Add(-cmp.Or(cfg.PendingTTL, config.DefaultPendingTTL))}
+	if after := cmp.Or(cfg.ForgetAfter, config.DefaultForgetAfter); after != config.Never {
+		f.AdmissionsSeenBefore = now.Add(-after)
+	}
+	p, err := s.db.Prune(ctx, f)
+	if err != nil {
+		s.log.Error("prune the machines' records", "err", err)
+		return
+	}
+	if p != (state.Pruned{}) {
+		s.log.Info("forgot what machines that stopped asking left", "requests", p.Requests, "admissions", p.Admissions, "machines", p.Machines, "boots", p.Boots)
 	}
 }
 

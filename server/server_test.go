@@ -165,8 +165,11 @@ exit 1
 	if r := f.get("/ipxe?mac=52-54-00-00-00-09"); r.StatusCode != 200 || !strings.Contains(body(t, r), "# overboot: 52:54:00:00:00:09, profile default") {
 		t.Errorf("default profile not used")
 	}
-	if m, err := f.s.db.Machine(context.Background(), "52:54:00:00:00:09"); err != nil || m.Enrolment != state.Enrolled || m.Address != "192.0.2.10" {
+	if m, err := f.s.db.Machine(context.Background(), "52:54:00:00:00:09"); err != nil || m.Profile != "default" || m.Address != "192.0.2.10" {
 		t.Errorf("machine record: %+v %v", m, err)
+	}
+	if a, err := f.s.db.Admission(context.Background(), "52:54:00:00:00:09", "default"); err != nil || a.Policy != "open" {
+		t.Errorf("admission: %+v %v", a, err)
 	}
 	// A bad query is a script that explains and exits 1.
 	r = f.get("/ipxe?mac=zz")

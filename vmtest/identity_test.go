@@ -28,10 +28,10 @@ func TestMachineIdentity(t *testing.T) {
 	for _, mac := range macs {
 		// The address the guest's requests come from (QEMU's relay) is
 		// the one the approval pins.
-		if _, err := srv.DB().SeeMachine(ctx, state.Machine{MAC: mac, Profile: "default", Address: "127.0.0.1"}, state.Pending, state.Quota{}); err != nil {
+		if err := srv.DB().Ask(ctx, state.Request{MAC: mac, Profile: "default", Address: "127.0.0.1"}, state.Quota{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := srv.DB().Approve(ctx, mac); err != nil {
+		if _, err := srv.DB().Approve(ctx, mac, "default", "127.0.0.1", state.Quota{}); err != nil {
 			t.Fatal(err)
 		}
 	}

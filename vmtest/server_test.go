@@ -66,14 +66,21 @@ func startServer(t *testing.T, conf, data string) (s *server.Server, httpAddr, i
 	return s, httpAddr, ln.Addr().String()
 }
 
-// machineSecret is the CHAP secret the server keeps for a machine.
+// machineSecret is the CHAP secret the server keeps for a machine's
+// disks (of the one profile it has a secret for).
 func machineSecret(t *testing.T, s *server.Server, mac string) string {
 	t.Helper()
-	m, err := s.DB().Machine(context.Background(), mac)
-	if err != nil || m.Secret == "" {
-		t.Fatalf("machine %s: no secret (%v)", mac, err)
+	as, err := s.DB().Admissions(context.Background(), mac)
+	var secrets []string
+	for _, a := range as {
+		if a.Secret != "" {
+			secrets = append(secrets, a.Secret)
+		}
 	}
-	return m.Secret
+	if err != nil || len(secrets) != 1 {
+		t.Fatalf("machine %s: %d secrets, want 1 (%v)", mac, len(secrets), err)
+	}
+	return secrets[0]
 }
 
 // bootstrapTFTP is a TFTP directory whose boot.ipxe chains the server's

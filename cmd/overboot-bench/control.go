@@ -147,7 +147,7 @@ func makeSeed(ctx context.Context, seed, hash, dst string) (cached bool, err err
 	}
 	for i := range ctlMachines {
 		m := state.Machine{MAC: ctlMAC(0, i), Profile: "default", Address: ctlAddr(1, i).String()}
-		if _, err := db.SeeMachine(ctx, m, state.Enrolled, state.Quota{}); err != nil {
+		if _, err := db.Enter(ctx, m, "login", state.Quota{}); err != nil {
 			return false, err
 		}
 	}
@@ -463,7 +463,7 @@ func ctlResult(metric string, v float64, goal, note string) bench.Result {
 // own address as its own user (the limits are 5 tries per user and 10 per
 // address: one each here), then a burst of logins at once.
 func runLogins(ctx context.Context, env *bench.Env, bin, dir, data string) ([]bench.Result, error) {
-	srv, err := startServer(ctx, bin, dir, "login", data, "enroll = login\n")
+	srv, err := startServer(ctx, bin, dir, "login", data, "enroll = login\nmax-machines = unlimited\n")
 	if err != nil {
 		return nil, err
 	}
@@ -635,7 +635,7 @@ func runBoots(ctx context.Context, env *bench.Env, bin, dir, data string) ([]ben
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServer(ctx, bin, dir, "machines", data, "enroll = open-insecure\n")
+	srv, err := startServer(ctx, bin, dir, "machines", data, "enroll = open-insecure\nmax-machines = unlimited\n")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,13 +53,20 @@ func machineCmd(sio stdio) *cobra.Command {
 				return err
 			}
 			return show(sio, f.json, ms, func(w io.Writer) {
-				table(w, "MAC\tPROFILE\tENROLMENT\tADDRESS\tPHASE\tOUTCOME\tUSER\tSEEN", func(tw *tabwriter.Writer) {
+				table(w, "MAC\tPROFILE\tENROLMENT\tADDRESS\tPINNED\tPHASE\tOUTCOME\tUSER\tSEEN\tCONFLICTS", func(tw *tabwriter.Writer) {
 					for _, m := range ms {
-						phase, outcome, user := "-", "-", ""
+						phase, outcome, user, pinned := "-", "-", "", "-"
 						if b := m.Latest; b != nil {
 							phase, outcome, user = b.Phase, b.Outcome, b.User
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, phase, outcome, user, ago(m.Seen))
+						if m.Pinned != "" {
+							pinned = m.Pinned
+						}
+						conflicts := "-"
+						if len(m.Conflicts) > 0 {
+							conflicts = fmt.Sprint(len(m.Conflicts))
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, pinned, phase, outcome, user, ago(m.Seen), conflicts)
 					}
 				})
 			})
@@ -76,7 +84,19 @@ func machineCmd(sio stdio) *cobra.Command {
 				return err
 			}
 			return show(sio, f.json, d, func(w io.Writer) {
-				fmt.Fprintf(w, "machine %s  profile %s  %s  address %s  host %s\n\n", d.MAC, d.Profile, d.Enrolment, d.Address, d.Hostname)
+				fmt.Fprintf(w, "machine %s  profile %s  address %s  host %s\n\n", d.MAC, d.Profile, d.Address, d.Hostname)
+				if len(d.Admissions) > 0 {
+					table(w, "ADMITTED TO\tPOLICY\tPINNED\tGRANTED\tSEEN", func(tw *tabwriter.Writer) {
+						for _, a := range d.Admissions {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Profile, a.Policy, cmp.Or(a.Address, "-"), ago(a.Granted), ago(a.Seen))
+						}
+					})
+					fmt.Fprintln(w)
+				}
+				if len(d.Requests) > 0 {
+					printRequests(w, d.Requests)
+					fmt.Fprintln(w)
+				}
 				table(w, "BOOT\tSTARTED\tUSER\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
 					for _, b := range d.Boots {
 						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, ago(b.Started), b.User, b.Phase, b.Outcome, b.Message)
@@ -125,8 +145,41 @@ func machineCmd(sio stdio) *cobra.Command {
 	explain.Flags().StringVar(&ex.platform, "platform", "", "iPXE's ${platform}: pcbios or efi")
 	explain.Flags().StringVar(&ex.ip, "ip", "", "the address it boots from (default: the last one seen)")
 	c.AddCommand(explain)
+	var ap api.ApproveRequest
+	approve := &cobra.Command{
+		Use:   "approve MAC",
+		Short: "admit a machine to the profile it asked for, at the address it asked from (enroll = approve)",
+		Long: `Admit a machine that waits for approval (enroll = approve) to the profile
+it asked for, pinned to the address the request came from: it boots from
+there only. Requests are kept per address and profile; with several, say
+which with --address (and --profile): the command lists them and approves
+none. Approving forgets the machine's secrets for that profile (its CHAP
+secret, its SSH host keys) and ends its sessions: its next boot gets new
+ones. A MAC address names a machine, it proves nothing: check the address
+(overboot machine show MAC lists the requests) before you approve.`,
+		Args: exactArgs(1, "a MAC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mac, err := boot.ParseMAC(args[0])
+			if err != nil {
+				return usageError{"machine approve: " + err.Error()}
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			var out api.Approval
+			if err := cl.do(cmd.Context(), http.MethodPost, "/machines/"+mac.String()+"/approve", ap, &out); err != nil {
+				return fmt.Errorf("machine approve %s: %w", mac, err)
+			}
+			return show(sio, f.json, out, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: approved for profile %s at %s; its secrets for that profile are new at its next boot\n", mac, out.Profile, out.Address)
+			})
+		},
+	}
+	approve.Flags().StringVar(&ap.Address, "address", "", "approve the request from this `IP` address")
+	approve.Flags().StringVar(&ap.Profile, "profile", "", "approve the request for this `profile`")
+	c.AddCommand(approve)
 	for _, a := range []struct{ name, short, method, path string }{
-		{"approve", "admit a machine that waits for approval (enroll = approve); pins the address it asked from", http.MethodPost, "/approve"},
 		{"reset", "end the machine's sessions and remove its private disks (next boot starts blank)", http.MethodPost, "/reset"},
 		{"rotate", "give the machine a new CHAP secret and end its sessions", http.MethodPost, "/rotate"},
 		{"delete", "end its sessions, remove its disks and forget it", http.MethodDelete, ""},
@@ -151,6 +204,18 @@ func machineCmd(sio stdio) *cobra.Command {
 		})
 	}
 	return c
+}
+
+func printRequests(w io.Writer, rs []state.Request) {
+	table(w, "REQUEST FOR\tFROM\tHOST\tASKED\tFIRST\tLAST\tNOTE", func(tw *tabwriter.Writer) {
+		for _, q := range rs {
+			note := "waits for approval"
+			if q.Conflict {
+				note = "refused: approved at another address"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", q.Profile, q.Address, cmp.Or(q.Hostname, "-"), q.Asked, ago(q.First), ago(q.Seen), note)
+		}
+	})
 }
 
 func printEvents(w io.Writer, ev []state.BootEvent) {
@@ -492,45 +557,57 @@ func bootCmd(sio stdio) *cobra.Command {
 
 func tokenCmd(sio stdio) *cobra.Command {
 	var f clientFlags
-	var data string
+	var data, scope, outFile string
 	c := group("token", "admin API tokens (stored hashed; shown once when created)")
 	f.add(c)
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "make an admin token; with --data DIR, in the server's data directory itself (the first token)",
-		Args:  exactArgs(1, "a name for the token, e.g. who holds it"),
+		Long: `Make an admin token and print it (or write it to --out FILE, mode 0600):
+the only time it is shown. Its scope says what it may do: read (list, show,
+explain, the status page), operate (read, and approve, reset, rotate and
+delete machines, publish and roll back images, gc), admin (everything:
+users, tokens, the backup with every CHAP secret). With --data DIR the token
+is made in the server's data directory itself, without a running server
+(the first token).`,
+		Args: exactArgs(1, "a name for the token, e.g. who holds it"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if data != "" {
-				db, err := state.Open(filepath.Join(data, state.FileName))
-				if err != nil {
-					return err
-				}
-				defer db.Close()
-				tok, _, err := enroll.NewAPIToken(cmd.Context(), db, args[0])
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(sio.out, tok)
-				return nil
-			}
-			cl, err := f.client()
+			sc, err := enroll.ParseScope(scope)
 			if err != nil {
+				return usageError{"token create: --" + err.Error()}
+			}
+			// The file first: a token is never made that cannot be kept.
+			out := sio.out
+			if outFile != "" {
+				fh, err := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return fmt.Errorf("token create: %w (not overwriting a file)", err)
+				}
+				defer fh.Close()
+				out = fh
+			}
+			tok, err := newToken(cmd, &f, data, args[0], sc)
+			if err != nil {
+				if outFile != "" {
+					os.Remove(outFile)
+				}
 				return err
 			}
-			var out struct {
-				Token string `json:"token"`
-			}
-			if err := cl.do(cmd.Context(), http.MethodPost, "/tokens", api.TokenRequest{Name: args[0]}, &out); err != nil {
+			if _, err := fmt.Fprintln(out, tok); err != nil {
 				return err
 			}
-			fmt.Fprintln(sio.out, out.Token)
+			if outFile != "" {
+				fmt.Fprintf(sio.errOut, "token %s (scope %s) written to %s\n", args[0], sc, outFile)
+			}
 			return nil
 		},
 	}
+	create.Flags().StringVar(&scope, "scope", string(enroll.ScopeAdmin), "what the token may do: read, operate or admin")
+	create.Flags().StringVar(&outFile, "out", "", "write the token to this new `file` (mode 0600) instead of stdout")
 	create.Flags().StringVar(&data, "data", "", "the server's data `directory` (write access needed): make the token there, without a running server")
 	c.AddCommand(create)
 	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list tokens (their IDs and names; never the secrets)", Args: exactArgs(0, "no arguments"),
+		Use: "ls", Short: "list tokens (their IDs, names and scopes; never the secrets)", Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := f.client()
 			if err != nil {
@@ -541,9 +618,9 @@ func tokenCmd(sio stdio) *cobra.Command {
 				return err
 			}
 			return show(sio, f.json, ts, func(w io.Writer) {
-				table(w, "ID\tNAME\tCREATED\tLAST USED", func(tw *tabwriter.Writer) {
+				table(w, "ID\tNAME\tSCOPE\tCREATED\tLAST USED", func(tw *tabwriter.Writer) {
 					for _, t := range ts {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, ago(t.Created), ago(t.Used))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, ago(t.Created), ago(t.Used))
 					}
 				})
 			})
@@ -642,4 +719,28 @@ func backupCmd(sio stdio) *cobra.Command {
 	}
 	f.add(c)
 	return c
+}
+
+// newToken makes a token in the data directory, or through the API.
+func newToken(cmd *cobra.Command, f *clientFlags, data, name string, scope enroll.Scope) (string, error) {
+	if data != "" {
+		db, err := state.Open(filepath.Join(data, state.FileName))
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		tok, _, err := enroll.NewAPIToken(cmd.Context(), db, name, scope)
+		return tok, err
+	}
+	cl, err := f.client()
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := cl.do(cmd.Context(), http.MethodPost, "/tokens", api.TokenRequest{Name: name, Scope: string(scope)}, &out); err != nil {
+		return "", err
+	}
+	return out.Token, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,7 @@ type clientFlags struct {
 
 func (f *clientFlags) add(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.server, "server", "", "the server's `URL` (default $OVERBOOT_SERVER, else "+DefaultServer+")")
-	c.PersistentFlags().StringVar(&f.tokenFile, "token-file", "", "`file` holding an admin token (default: $OVERBOOT_TOKEN)")
+	c.PersistentFlags().StringVar(&f.tokenFile, "token-file", "", "`file` holding an admin token (default $OVERBOOT_TOKEN_FILE; else $OVERBOOT_TOKEN holds the token itself)")
 	c.PersistentFlags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
 }
 
@@ -49,15 +50,18 @@ func (f *clientFlags) client() (*client, error) {
 		server = DefaultServer
 	}
 	token := os.Getenv("OVERBOOT_TOKEN")
-	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
+	if file := cmp.Or(f.tokenFile, os.Getenv("OVERBOOT_TOKEN_FILE")); file != "" {
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("admin token: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, usageError{"admin token: " + file + " is empty"}
+		}
 	}
 	if token == "" {
-		return nil, usageError{"no admin token: set OVERBOOT_TOKEN or give --token-file (overboot token create NAME --data DIR makes one)"}
+		return nil, usageError{"no admin token: give --token-file FILE (or $OVERBOOT_TOKEN_FILE), or put the token itself in $OVERBOOT_TOKEN (overboot token create NAME --data DIR --out FILE makes one)"}
 	}
 	return &client{server: strings.TrimSuffix(server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}, nil
 }

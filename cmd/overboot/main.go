@@ -81,8 +81,9 @@ squashfs image with a writable layer in RAM or on a private iSCSI disk.
 The admin commands (machine, user, image, disk, boot, token, gc, backup)
 talk to a running server's API with an admin token: --server URL (or
 $OVERBOOT_SERVER; default http://127.0.0.1:8080) and --token-file FILE (or
-$OVERBOOT_TOKEN). 'overboot token create NAME --data DIR' makes the first
-token from the server's data directory.`,
+$OVERBOOT_TOKEN_FILE naming the file; or $OVERBOOT_TOKEN holding the token
+itself). 'overboot token create NAME --data DIR --out FILE' makes the first
+token from the server's data directory, in a file only you can read.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

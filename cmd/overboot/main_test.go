@@ -99,9 +99,45 @@ func TestAdminCommands(t *testing.T) {
 	if out, err := cli(t, "", "machine", "ls"); err != nil || !strings.Contains(out, "52:54:00:00:00:01") || !strings.Contains(out, "pending") {
 		t.Errorf("machine ls: %q %v", out, err)
 	}
-	if out, err := cli(t, "", "machine", "approve", "52-54-00-00-00-01"); err != nil || !strings.Contains(out, "approve done") {
+	// A second address asks too: approving must name one.
+	req = httptest.NewRequest(http.MethodGet, "/ipxe?mac=52-54-00-00-00-01", nil)
+	req.RemoteAddr = "192.0.2.66:1000"
+	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+	if out, err := cli(t, "", "machine", "show", "52:54:00:00:00:01"); err != nil || !strings.Contains(out, "192.0.2.66") || !strings.Contains(out, "waits for approval") {
+		t.Errorf("machine show: %q %v", out, err)
+	}
+	if _, err := cli(t, "", "machine", "approve", "52-54-00-00-00-01"); err == nil || !strings.Contains(err.Error(), "2 requests match; say which") || !strings.Contains(err.Error(), "from 192.0.2.66") {
+		t.Errorf("approve of one of two: %v", err)
+	}
+	if out, err := cli(t, "", "machine", "approve", "52-54-00-00-00-01", "--address", "192.0.2.1"); err != nil || !strings.Contains(out, "approved for profile default at 192.0.2.1") {
 		t.Errorf("approve: %q %v", out, err)
 	}
+	// A token file is written 0600, never over another file.
+	tokFile := filepath.Join(dir, "read.token")
+	if _, err := cli(t, "", "token", "create", "viewer", "--scope", "read", "--out", tokFile); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tokFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v %v", fi, err)
+	}
+	if _, err := cli(t, "", "token", "create", "viewer2", "--out", tokFile); err == nil {
+		t.Errorf("token create overwrote a file")
+	}
+	if _, err := cli(t, "", "token", "create", "x", "--scope", "root"); err == nil || !strings.Contains(err.Error(), "want read, operate or admin") {
+		t.Errorf("bad scope: %v", err)
+	}
+	// A read token reads and may not act.
+	t.Setenv("OVERBOOT_TOKEN_FILE", tokFile)
+	if _, err := cli(t, "", "machine", "ls"); err != nil {
+		t.Errorf("read token: machine ls: %v", err)
+	}
+	if _, err := cli(t, "", "machine", "rotate", "52:54:00:00:00:01"); err == nil || !strings.Contains(err.Error(), "needs a token of scope operate") {
+		t.Errorf("read token rotated: %v", err)
+	}
+	if _, err := cli(t, "", "backup", filepath.Join(dir, "b.db")); err == nil || !strings.Contains(err.Error(), "scope admin") {
+		t.Errorf("read token took a backup: %v", err)
+	}
+	t.Setenv("OVERBOOT_TOKEN_FILE", "")
 	if _, err := cli(t, "", "machine", "approve", "52:54:00:00:00:99"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("approve unknown: %v", err)
 	}

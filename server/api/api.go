@@ -50,41 +50,43 @@ func New(d Deps) *API {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
+	const read, operate, admin = enroll.ScopeRead, enroll.ScopeOperate, enroll.ScopeAdmin
 	for _, r := range []struct {
 		pattern string
+		needs   enroll.Scope
 		h       func(http.ResponseWriter, *http.Request) error
 	}{
-		{"GET /machines", a.machines},
-		{"GET /machines/{mac}", a.machine},
-		{"GET /machines/{mac}/explain", a.explain},
-		{"POST /machines/{mac}/approve", a.approve},
-		{"POST /machines/{mac}/reset", a.machineReset},
-		{"POST /machines/{mac}/rotate", a.rotate},
-		{"DELETE /machines/{mac}", a.machineDelete},
-		{"GET /users", a.users},
-		{"POST /users", a.userAdd},
-		{"PUT /users/{name}/password", a.userPassword},
-		{"POST /users/{name}/reset", a.userReset},
-		{"DELETE /users/{name}", a.userDelete},
-		{"GET /disks", a.disks},
-		{"DELETE /disks/{id}", a.diskDelete},
-		{"GET /images", a.images},
-		{"GET /images/{name}", a.imageHistory},
-		{"POST /images", a.imagePublish},
-		{"POST /images/{name}/rollback", a.imageRollback},
-		{"POST /blobs", a.blobUpload},
-		{"POST /gc", a.gc},
-		{"GET /boots", a.boots},
-		{"GET /boots/{id}", a.boot},
-		{"GET /tokens", a.tokens},
-		{"POST /tokens", a.tokenCreate},
-		{"DELETE /tokens/{id}", a.tokenDelete},
-		{"GET /backup", a.backup},
+		{"GET /machines", read, a.machines},
+		{"GET /machines/{mac}", read, a.machine},
+		{"GET /machines/{mac}/explain", read, a.explain},
+		{"POST /machines/{mac}/approve", operate, a.approve},
+		{"POST /machines/{mac}/reset", operate, a.machineReset},
+		{"POST /machines/{mac}/rotate", operate, a.rotate},
+		{"DELETE /machines/{mac}", operate, a.machineDelete},
+		{"GET /users", read, a.users},
+		{"POST /users", admin, a.userAdd},
+		{"PUT /users/{name}/password", admin, a.userPassword},
+		{"POST /users/{name}/reset", admin, a.userReset},
+		{"DELETE /users/{name}", admin, a.userDelete},
+		{"GET /disks", read, a.disks},
+		{"DELETE /disks/{id}", operate, a.diskDelete},
+		{"GET /images", read, a.images},
+		{"GET /images/{name}", read, a.imageHistory},
+		{"POST /images", operate, a.imagePublish},
+		{"POST /images/{name}/rollback", operate, a.imageRollback},
+		{"POST /blobs", operate, a.blobUpload},
+		{"POST /gc", operate, a.gc},
+		{"GET /boots", read, a.boots},
+		{"GET /boots/{id}", read, a.boot},
+		{"GET /tokens", admin, a.tokens},
+		{"POST /tokens", admin, a.tokenCreate},
+		{"DELETE /tokens/{id}", admin, a.tokenDelete},
+		{"GET /backup", admin, a.backup},
 	} {
 		method, path, _ := strings.Cut(r.pattern, " ")
-		mux.Handle(method+" "+Prefix+path, a.auth(r.h))
+		mux.Handle(method+" "+Prefix+path, a.auth(r.needs, r.h))
 	}
-	mux.Handle(Prefix+"/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
+	mux.Handle(Prefix+"/", a.auth(read, func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "%s %s: no such API call (see overboot --help)", r.Method, r.URL.Path)
 	}))
 }
@@ -101,8 +103,9 @@ func errorf(code int, format string, args ...any) error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
-// auth checks the bearer token, then runs h and answers its error as JSON.
-func (a *API) auth(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+// auth checks the bearer token and its scope, then runs h and answers
+// its error as JSON.
+func (a *API) auth(needs enroll.Scope, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
@@ -119,6 +122,11 @@ func (a *API) auth(h func(http.ResponseWriter, *http.Request) error) http.Handle
 				return
 			}
 			writeError(w, err)
+			return
+		}
+		if !enroll.Scope(t.Scope).Allows(needs) {
+			a.d.Log.Warn("api: refused a token of too small a scope", "remote", r.RemoteAddr, "path", r.URL.Path, "token", t.Name, "scope", t.Scope, "needs", needs)
+			writeError(w, errorf(http.StatusForbidden, "%s %s needs a token of scope %s; this one (%s) is %s", r.Method, r.URL.Path, needs, t.Name, t.Scope))
 			return
 		}
 		a.d.DB.TouchAPIToken(r.Context(), t.ID)

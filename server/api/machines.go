@@ -1,29 +1,39 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
+	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 )
 
-// MachineView is a machine with its latest boot.
+// MachineView is a machine with its standing and its latest boot.
 type MachineView struct {
 	state.Machine
+	enroll.Standing
 	Latest *state.Boot `json:"latest_boot,omitempty"`
 }
 
-// MachineDetail is a machine with its boot history (newest first), the
-// latest boot's events, and its disks.
+// MachineDetail is a machine with its admissions, its requests for
+// approval, its boot history (newest first), the latest boot's events,
+// and its disks.
 type MachineDetail struct {
 	state.Machine
-	Boots  []state.Boot      `json:"boots"`
-	Events []state.BootEvent `json:"latest_events"`
-	Disks  []state.Disk      `json:"disks"`
+	Admissions []state.Admission `json:"admissions"`
+	Requests   []state.Request   `json:"requests"`
+	Boots      []state.Boot      `json:"boots"`
+	Events     []state.BootEvent `json:"latest_events"`
+	Disks      []state.Disk      `json:"disks"`
 }
 
 func (a *API) macParam(r *http.Request) (string, error) {
@@ -43,13 +53,28 @@ func (a *API) machines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	adms, err := a.d.DB.Admissions(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	reqs, err := a.d.DB.Requests(r.Context(), "")
+	if err != nil {
+		return err
+	}
 	latest := map[string]state.Boot{}
 	for _, b := range bs {
 		latest[b.MAC] = b
 	}
+	admsOf, reqsOf := map[string][]state.Admission{}, map[string][]state.Request{}
+	for _, x := range adms {
+		admsOf[x.MAC] = append(admsOf[x.MAC], x)
+	}
+	for _, x := range reqs {
+		reqsOf[x.MAC] = append(reqsOf[x.MAC], x)
+	}
 	out := make([]MachineView, 0, len(ms))
 	for _, m := range ms {
-		v := MachineView{Machine: m}
+		v := MachineView{Machine: m, Standing: enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC])}
 		if b, ok := latest[m.MAC]; ok {
 			v.Latest = &b
 		}
@@ -68,7 +93,13 @@ func (a *API) machine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := MachineDetail{Machine: m, Boots: []state.Boot{}, Events: []state.BootEvent{}}
+	d := MachineDetail{Machine: m}
+	if d.Admissions, err = a.d.DB.Admissions(ctx, mac); err != nil {
+		return err
+	}
+	if d.Requests, err = a.d.DB.Requests(ctx, mac); err != nil {
+		return err
+	}
 	if d.Boots, err = a.d.DB.Boots(ctx, mac, state.KeepBoots); err != nil {
 		return err
 	}
@@ -80,20 +111,113 @@ func (a *API) machine(w http.ResponseWriter, r *http.Request) error {
 	if d.Disks, err = a.d.DB.DisksOf(ctx, state.OwnerMachine, mac); err != nil {
 		return err
 	}
+	d.Admissions, d.Requests, d.Boots, d.Events, d.Disks = orEmpty(d.Admissions), orEmpty(d.Requests), orEmpty(d.Boots), orEmpty(d.Events), orEmpty(d.Disks)
 	return writeJSON(w, http.StatusOK, d)
 }
 
+// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ApproveRequest says which of a machine's requests for approval is
+// approved; each may be left out when only one request matches.
+type ApproveRequest struct {
+	Address string `json:"address,omitempty"`
+	Profile string `json:"profile,omitempty"`
+}
+
+// Approval is what approving did.
+type Approval struct {
+	state.Admission
+	// Rotated: the machine's secrets for the profile were forgotten and
+	// its sessions ended; its next boot gets new ones.
+	Rotated bool `json:"rotated"`
+}
+
+// ErrAmbiguous is the answer to an approval that matches several
+// requests: it lists them, and approves none.
+type ErrAmbiguous struct{ Requests []state.Request }
+
+func (e *ErrAmbiguous) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d requests match; say which (--address, --profile):", len(e.Requests))
+	for _, q := range e.Requests {
+		fmt.Fprintf(&b, "\n  profile %s from %s, asked %d times, last %s", q.Profile, q.Address, q.Asked, q.Seen.Format(time.RFC3339))
+		if q.Conflict {
+			b.WriteString(" (while approved at another address)")
+		}
+	}
+	return b.String()
+}
+
+// approve admits a machine to a profile at the address one of its
+// requests came from: the one request that matches the body, or none.
+// The admission's secrets are forgotten and its sessions ended: an
+// earlier address may have seen them.
 func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 	mac, err := a.macParam(r)
 	if err != nil {
 		return err
 	}
-	m, err := a.d.DB.Approve(r.Context(), mac)
+	var req ApproveRequest
+	if r.ContentLength != 0 {
+		if err := DecodeJSON(r.Body, &req); err != nil {
+			return err
+		}
+	}
+	if req.Address != "" {
+		ip, err := netip.ParseAddr(req.Address)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "address %q: not an IP address", req.Address)
+		}
+		req.Address = ip.String()
+	}
+	ctx := background(r.Context())
+	all, err := a.d.DB.Requests(ctx, mac)
 	if err != nil {
 		return err
 	}
+	var match []state.Request
+	for _, q := range all {
+		if (req.Address == "" || q.Address == req.Address) && (req.Profile == "" || q.Profile == req.Profile) {
+			match = append(match, q)
+		}
+	}
+	switch {
+	case len(match) == 0 && len(all) == 0:
+		if _, err := a.d.DB.Machine(ctx, mac); err != nil {
+			return errorf(http.StatusNotFound, "machine %s: not found (it is recorded when it first asks to boot)", mac)
+		}
+		return errorf(http.StatusNotFound, "machine %s has no request for approval: it is recorded when it asks to boot a profile with enroll = approve", mac)
+	case len(match) == 0:
+		return errorf(http.StatusNotFound, "machine %s has no request matching that; %v", mac, (&ErrAmbiguous{all}).Error())
+	case len(match) > 1:
+		return &Error{Code: http.StatusConflict, Msg: (&ErrAmbiguous{match}).Error()}
+	}
+	q := match[0]
+	p := a.d.Profiles().Profile(q.Profile)
+	if p == nil {
+		return errorf(http.StatusConflict, "profile %s of that request is no longer in the configuration", q.Profile)
+	}
+	if p.Policy() != config.EnrollApprove {
+		return errorf(http.StatusConflict, "profile %s no longer says enroll = approve (it is %s)", q.Profile, p.Policy())
+	}
+	adm, err := a.d.DB.Approve(ctx, mac, q.Profile, q.Address, enroll.Quota(p))
+	if err != nil {
+		if errors.Is(err, state.ErrQuota) {
+			return errorf(http.StatusForbidden, "%v: raise max-machines or delete a machine", err)
+		}
+		return err
+	}
+	// The secrets were forgotten; end what the old ones still hold open.
+	a.d.Disks.Drop(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	a.d.Log.Info("machine approved", "mac", mac, "profile", q.Profile, "address", q.Address)
 	a.d.Recorder.Changed(mac)
-	return writeJSON(w, http.StatusOK, m)
+	return writeJSON(w, http.StatusOK, Approval{Admission: adm, Rotated: true})
 }
 
 // machineReset ends the machine's sessions and removes its disks: its
@@ -126,10 +250,11 @@ func (a *API) rotate(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.d.DB.Machine(ctx, mac); err != nil {
 		return err
 	}
-	if _, err := a.d.Disks.RotateMachine(ctx, mac); err != nil {
+	n, err := a.d.Disks.RotateMachine(ctx, mac)
+	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "rotated": true})
+	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "rotated": n})
 }
 
 // machineDelete removes the machine's disks, then the machine.

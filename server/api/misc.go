@@ -93,9 +93,10 @@ func (a *API) boot(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, BootDetail{Boot: b, Events: ev})
 }
 
-// TokenRequest names a new admin token.
+// TokenRequest names a new admin token and its scope.
 type TokenRequest struct {
-	Name string `json:"name"`
+	Name  string `json:"name"`
+	Scope string `json:"scope"` // read, operate or admin
 }
 
 func (a *API) tokens(w http.ResponseWriter, r *http.Request) error {
@@ -114,11 +115,11 @@ func (a *API) tokenCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	tok, t, err := enroll.NewAPIToken(background(r.Context()), a.d.DB, req.Name)
+	tok, t, err := enroll.NewAPIToken(background(r.Context()), a.d.DB, req.Name, enroll.Scope(req.Scope))
 	if err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
-	return writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "token": tok})
+	return writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "scope": t.Scope, "token": tok})
 }
 
 func (a *API) tokenDelete(w http.ResponseWriter, r *http.Request) error {

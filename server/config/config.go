@@ -68,6 +68,18 @@ type Config struct {
 	DHCPRouter netip.Addr
 	DHCPDNS    []netip.Addr
 	DHCPLease  time.Duration
+	// PendingTTL is how long a request for approval that is not
+	// repeated is kept (pending-ttl, default DefaultPendingTTL);
+	// ForgetAfter how long an admission a request granted itself (open,
+	// open-insecure, login) is kept after its machine last booted, when
+	// the machine holds no disk of that profile (forget-after, default
+	// DefaultForgetAfter; Never keeps them).
+	PendingTTL  time.Duration
+	ForgetAfter time.Duration
+	// Status says who may read the status page: StatusToken (default:
+	// an admin token of any scope, or a session signed in with one) or
+	// StatusPublic (anyone who reaches the server).
+	Status string
 	// DHCPv6 names the interface overboot's DHCPv6 server (RFC 8415, boot
 	// URL option 59 of RFC 5970) answers on; its pool within one /64,
 	// lease time and DNS; URL6 the server's address over IPv6 for the
@@ -140,7 +152,10 @@ type Profile struct {
 	// Enroll says who may boot the profile (default open; a profile with
 	// a private disk must say).
 	Enroll Enroll
-	// Quotas: machine records, disks and their total bytes (0 = no limit).
+	// Quotas: machines (admitted to the profile or asking for it), disks
+	// and their total bytes. 0 = the default (DefaultMaxMachines,
+	// DefaultMaxDisks, no bound on bytes: max-disks bounds them),
+	// Unlimited = no bound, said aloud.
 	MaxMachines  int
 	MaxDisks     int
 	MaxDiskBytes int64
@@ -175,6 +190,35 @@ const (
 	// user's own disk is attached with a CHAP secret new at every login.
 	EnrollLogin Enroll = "login"
 )
+
+// Default quotas: every profile that records machines or makes disks is
+// bounded unless its section says unlimited, so made-up MACs cannot grow
+// the store or the disks without end.
+const (
+	DefaultMaxMachines = 1000
+	DefaultMaxDisks    = 1000
+	Unlimited          = -1
+)
+
+// MachinesQuota, DisksQuota and DiskBytesQuota are the profile's quotas
+// with their defaults: 0 means no bound.
+func (p *Profile) MachinesQuota() int { return quota(p.MaxMachines, DefaultMaxMachines) }
+
+// DisksQuota: see MachinesQuota.
+func (p *Profile) DisksQuota() int { return quota(p.MaxDisks, DefaultMaxDisks) }
+
+// DiskBytesQuota: see MachinesQuota.
+func (p *Profile) DiskBytesQuota() int64 { return int64(quota(int(p.MaxDiskBytes), 0)) }
+
+func quota(n, def int) int {
+	switch n {
+	case 0:
+		return def
+	case Unlimited:
+		return 0
+	}
+	return n
+}
 
 // DefaultMenuTimeout is how long a menu waits before its default.
 const DefaultMenuTimeout = 10 * time.Second
@@ -502,6 +546,27 @@ func (c *Config) setServer(k, v string) error {
 		} else {
 			c.ISCSIConnections = n
 		}
+	case "pending-ttl":
+		d, err := parseDays(v)
+		if err != nil || d < time.Minute || d > 365*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1m to 365d, e.g. 24h", v)
+		}
+		c.PendingTTL = d
+	case "forget-after":
+		if v == "never" {
+			c.ForgetAfter = Never
+			break
+		}
+		d, err := parseDays(v)
+		if err != nil || d < time.Hour || d > 10*365*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1h to 3650d (e.g. 30d), or never", v)
+		}
+		c.ForgetAfter = d
+	case "status":
+		if v != StatusToken && v != StatusPublic {
+			return fmt.Errorf("%q: want token (an admin token or a signed-in session reads it) or public (anyone)", v)
+		}
+		c.Status = v
 	case "data":
 		if v == "" {
 			return errors.New("empty")
@@ -514,7 +579,7 @@ func (c *Config) setServer(k, v string) error {
 		}
 		c.URL = strings.TrimSuffix(v, "/")
 	default:
-		return errors.New("unknown key in [server]: want listen, data, url, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns, dhcp-lease, dhcpv6, dhcpv6-range, dhcpv6-lease, dhcpv6-dns or url6")
+		return errors.New("unknown key in [server]: want listen, data, url, status, pending-ttl, forget-after, iscsi, iscsi-portal, iscsi-login-timeout, iscsi-max-per-address, iscsi-max-connections, tftp, tftp-root, proxy-dhcp, dhcp, dhcp-range, dhcp-router, dhcp-dns, dhcp-lease, dhcpv6, dhcpv6-range, dhcpv6-lease, dhcpv6-dns or url6")
 	}
 	return err
 }
@@ -585,7 +650,10 @@ func (p *Profile) set(k, v string) error {
 	case "max-machines", "max-disks":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return fmt.Errorf("%q: want a positive count", v)
+			if v != "unlimited" {
+				return fmt.Errorf("%q: want a positive count, or unlimited", v)
+			}
+			n = Unlimited
 		}
 		if k == "max-machines" {
 			p.MaxMachines = n
@@ -593,9 +661,13 @@ func (p *Profile) set(k, v string) error {
 			p.MaxDisks = n
 		}
 	case "max-disk-bytes":
+		if v == "unlimited" {
+			p.MaxDiskBytes = Unlimited
+			break
+		}
 		sz, err := boot.ParseSize(v)
 		if err != nil || sz.Bytes <= 0 {
-			return fmt.Errorf("%q: want bytes like 500G, not a percentage", v)
+			return fmt.Errorf("%q: want bytes like 500G (not a percentage), or unlimited", v)
 		}
 		p.MaxDiskBytes = sz.Bytes
 	case "files":
@@ -890,6 +962,29 @@ func stripComment(v string) string {
 		}
 	}
 	return v
+}
+
+// Defaults of [server] keys.
+const (
+	DefaultPendingTTL  = 24 * time.Hour
+	DefaultForgetAfter = 30 * 24 * time.Hour
+	// Never is forget-after = never.
+	Never = time.Duration(-1)
+	// StatusToken and StatusPublic are the values of status.
+	StatusToken  = "token"
+	StatusPublic = "public"
+)
+
+// parseDays reads a duration that may also be whole days: 30d.
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d < 0 || d > 100*365 {
+			return 0, fmt.Errorf("%q: not a number of days", v)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // parseLease reads a DHCP lease time: 1m to 720h.

@@ -141,7 +141,7 @@ func TestParseErrors(t *testing.T) {
 		{"private disk open", prof + "upper = iscsi\n", "f:1: profile default: upper = iscsi gives each machine a private disk, and enroll = open would hand it to anyone"},
 		{"sanboot open", "[profile p]\nsanboot = /srv/disk.img\n", "f:1: profile p: sanboot gives each machine a private disk"},
 		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve or login"},
-		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count"},
+		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count, or unlimited"},
 		{"percent disk bytes", prof + "max-disk-bytes = 50%\n", "f:5: max-disk-bytes:"},
 		{"menu unknown profile", prof + "menu = nope\n", "f:1: profile default: menu entry nope: no [profile nope]"},
 		{"menu self", prof + "menu = default\n", "a profile cannot be its own entry"},

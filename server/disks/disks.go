@@ -142,31 +142,40 @@ func fileName(kind string) string {
 	return "upper.img"
 }
 
-// MachineCHAP returns a machine's credentials, creating its secret on
-// first use. The machine must have a row.
-func (m *Manager) MachineCHAP(ctx context.Context, mac string) (iscsi.CHAP, error) {
-	mc, err := m.db.Machine(ctx, mac)
+// MachineCHAP returns the credentials of mac's disks of profile,
+// creating the secret on first use. They belong to the machine's
+// admission to that profile (state.Admission): what one profile handed
+// out opens no disk of another. The admission must exist.
+func (m *Manager) MachineCHAP(ctx context.Context, mac, profile string) (iscsi.CHAP, error) {
+	a, err := m.db.Admission(ctx, mac, profile)
 	if err != nil {
 		return iscsi.CHAP{}, err
 	}
-	if mc.Secret != "" {
-		return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerMachine, mac}), Secret: iscsi.Secret(mc.Secret)}, nil
+	user := CHAPUser(Owner{state.OwnerMachine, mac})
+	if a.Secret != "" {
+		return iscsi.CHAP{User: user, Secret: iscsi.Secret(a.Secret)}, nil
 	}
-	return m.RotateMachine(ctx, mac)
-}
-
-// RotateMachine gives a machine a new CHAP secret and ends its sessions:
-// the old secret no longer opens anything.
-func (m *Manager) RotateMachine(ctx context.Context, mac string) (iscsi.CHAP, error) {
 	sec, err := NewSecret()
 	if err != nil {
 		return iscsi.CHAP{}, err
 	}
-	if err := m.db.SetMachineSecret(ctx, mac, string(sec)); err != nil {
+	if err := m.db.SetAdmissionSecret(ctx, mac, profile, string(sec)); err != nil {
 		return iscsi.CHAP{}, err
 	}
+	return iscsi.CHAP{User: user, Secret: sec}, nil
+}
+
+// RotateMachine forgets the CHAP secrets of a machine's disks and ends
+// their sessions: the old secrets no longer open anything, and each disk
+// gets a new secret at its next boot (in that boot's document). It
+// returns how many secrets it forgot.
+func (m *Manager) RotateMachine(ctx context.Context, mac string) (int64, error) {
+	n, err := m.db.ClearSecrets(ctx, mac)
+	if err != nil {
+		return 0, err
+	}
 	m.Drop(ctx, Owner{state.OwnerMachine, mac})
-	return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerMachine, mac}), Secret: sec}, nil
+	return n, nil
 }
 
 // NewUserCHAP gives a user a new CHAP secret (at every login).

@@ -34,14 +34,17 @@ const mac = "52:54:00:12:34:56"
 func TestUpperDiskLifecycle(t *testing.T) {
 	m, db, _ := newManager(t)
 	ctx := context.Background()
-	if _, err := db.SeeMachine(ctx, state.Machine{MAC: mac, Profile: "lab"}, state.Enrolled, state.Quota{}); err != nil {
+	if _, err := db.Enter(ctx, state.Machine{MAC: mac, Profile: "lab"}, "open-insecure", state.Quota{}); err != nil {
 		t.Fatal(err)
 	}
-	chap, err := m.MachineCHAP(ctx, mac)
+	if _, err := m.MachineCHAP(ctx, mac, "kiosk"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("credentials for a profile the machine is not admitted to: %v", err)
+	}
+	chap, err := m.MachineCHAP(ctx, mac, "lab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := m.MachineCHAP(ctx, mac); again != chap {
+	if again, _ := m.MachineCHAP(ctx, mac, "lab"); again != chap {
 		t.Errorf("a second call made a new secret")
 	}
 	sp := Spec{Owner: Owner{state.OwnerMachine, mac}, Profile: "lab", Kind: state.DiskUpper, Size: 64 << 20}
@@ -68,9 +71,11 @@ func TestUpperDiskLifecycle(t *testing.T) {
 		t.Fatalf("second ensure: %+v %v", ex2, err)
 	}
 	// Rotation: a new secret, the old export gone.
-	chap2, err := m.RotateMachine(ctx, mac)
-	if err != nil || chap2.Secret == chap.Secret {
-		t.Fatalf("rotate: %v", err)
+	if n, err := m.RotateMachine(ctx, mac); err != nil || n != 1 {
+		t.Fatalf("rotate: %d %v", n, err)
+	}
+	if chap2, _ := m.MachineCHAP(ctx, mac, "lab"); chap2.Secret == chap.Secret {
+		t.Fatalf("rotate kept the secret")
 	}
 	if m.target.HasTarget(ex.Target, chap, InitiatorIQN(mac)) {
 		t.Errorf("the old secret still opens the disk")
@@ -183,8 +188,11 @@ func TestMigrateLegacy(t *testing.T) {
 		t.Fatalf("migrate: %d %v", n, err)
 	}
 	mc, err := db.Machine(ctx, mac)
-	if err != nil || mc.Secret != "legacysecret0123456789" || mc.Enrolment != state.Enrolled || mc.Profile != "workstation" {
+	if err != nil || mc.Profile != "workstation" {
 		t.Fatalf("machine: %+v %v", mc, err)
+	}
+	if a, err := db.Admission(ctx, mac, "workstation"); err != nil || a.Secret != "legacysecret0123456789" || a.Policy != "legacy" {
+		t.Fatalf("admission: %+v %v", a, err)
 	}
 	k, err := db.Disk(ctx, state.OwnerMachine, mac, "workstation")
 	if err != nil || k.Path != filepath.Join(dir, "upper.img") || k.Status != state.DiskReady {

@@ -47,7 +47,13 @@ func (m *Manager) MigrateLegacy(ctx context.Context, legacyDir string, profileOf
 			return n, err
 		}
 		profile := profileOf(mac)
-		if err := m.db.AddMachine(ctx, state.Machine{MAC: mac, Profile: profile, Enrolment: state.Enrolled, Secret: strings.TrimSpace(string(secret))}); err != nil {
+		if err := m.db.AddMachine(ctx, state.Machine{MAC: mac, Profile: profile}); err != nil {
+			return n, fmt.Errorf("import %s: %w", dir, err)
+		}
+		// Admitted by an older overboot: adopted with the profile's
+		// policy at start (state.DB.AdoptLegacy), pinning the first
+		// address it boots from.
+		if err := m.db.AddAdmission(ctx, state.Admission{MAC: mac, Profile: profile, Secret: strings.TrimSpace(string(secret))}); err != nil {
 			return n, fmt.Errorf("import %s: %w", dir, err)
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "upper.img")); err == nil {

@@ -26,12 +26,16 @@ type APITokens interface {
 // ErrBadToken: a missing, malformed, unknown or revoked admin token.
 var ErrBadToken = errors.New("invalid admin token")
 
-// NewAPIToken creates an admin token named name and returns it: the only
-// time the whole token exists outside its holder (the store keeps its ID
-// and the SHA-256 of its secret; 256 random bits need no slow hash).
-func NewAPIToken(ctx context.Context, store APITokens, name string) (string, state.APIToken, error) {
+// NewAPIToken creates an admin token named name of scope and returns it:
+// the only time the whole token exists outside its holder (the store
+// keeps its ID and the SHA-256 of its secret; 256 random bits need no
+// slow hash).
+func NewAPIToken(ctx context.Context, store APITokens, name string, scope Scope) (string, state.APIToken, error) {
 	if name == "" || len(name) > 64 || strings.ContainsAny(name, "\x00\r\n") {
 		return "", state.APIToken{}, fmt.Errorf("token name %q: want 1 to 64 characters on one line", name)
+	}
+	if _, err := ParseScope(string(scope)); err != nil {
+		return "", state.APIToken{}, err
 	}
 	idb, sec := make([]byte, 8), make([]byte, 32)
 	if _, err := rand.Read(idb); err != nil {
@@ -42,7 +46,7 @@ func NewAPIToken(ctx context.Context, store APITokens, name string) (string, sta
 	}
 	id, secret := hex.EncodeToString(idb), hex.EncodeToString(sec)
 	h := sha256.Sum256([]byte(secret))
-	t := state.APIToken{ID: id, Name: name, Hash: hex.EncodeToString(h[:])}
+	t := state.APIToken{ID: id, Name: name, Scope: string(scope), Hash: hex.EncodeToString(h[:])}
 	if err := store.AddAPIToken(ctx, t); err != nil {
 		return "", state.APIToken{}, err
 	}

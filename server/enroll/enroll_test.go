@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -112,22 +113,79 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func TestAdmit(t *testing.T) {
+func TestDecide(t *testing.T) {
+	approved := &state.Admission{MAC: "m", Profile: "lab", Policy: "approve", Address: "192.0.2.1"}
 	for _, tc := range []struct {
-		name string
-		m    state.Machine
-		addr string
-		want Admission
+		name   string
+		policy config.Enroll
+		adm    *state.Admission
+		addr   string
+		want   Decision
 	}{
-		{"pending", state.Machine{MAC: "m", Enrolment: state.Pending, Address: "192.0.2.1"}, "192.0.2.1", Admission{Why: "machine m waits for approval (overboot machine approve m)"}},
-		{"approved here", state.Machine{MAC: "m", Enrolment: state.Enrolled, Address: "192.0.2.1"}, "192.0.2.1", Admission{Boot: true}},
-		{"approved elsewhere", state.Machine{MAC: "m", Enrolment: state.Enrolled, Address: "192.0.2.1"}, "192.0.2.66", Admission{Why: "machine m was approved at 192.0.2.1 and now asks from 192.0.2.66: it waits for approval again (overboot machine approve m)"}},
-		{"imported", state.Machine{MAC: "m", Enrolment: state.Enrolled}, "192.0.2.5", Admission{Boot: true, Pin: true}},
+		{"open, new", config.EnrollOpen, nil, "192.0.2.1", Decision{Step: Enter}},
+		{"open, admitted", config.EnrollOpen, &state.Admission{Policy: "open"}, "192.0.2.1", Decision{Step: Boot}},
+		{"open-insecure, admitted under open", config.EnrollOpenInsecure, &state.Admission{Policy: "open"}, "192.0.2.1", Decision{Step: Enter}},
+		{"login, new", config.EnrollLogin, nil, "192.0.2.1", Decision{Step: Enter}},
+		{"approve, new", config.EnrollApprove, nil, "192.0.2.1", Decision{Step: Ask, Why: "machine m waits for approval (overboot machine approve m --address 192.0.2.1)"}},
+		{"approve, admitted under open", config.EnrollApprove, &state.Admission{Policy: "open", Address: "192.0.2.1"}, "192.0.2.1", Decision{Step: Ask, Why: "machine m waits for approval (overboot machine approve m --address 192.0.2.1)"}},
+		{"approved here", config.EnrollApprove, approved, "192.0.2.1", Decision{Step: Boot}},
+		{"approved elsewhere", config.EnrollApprove, approved, "192.0.2.66", Decision{Step: Conflict, Why: "machine m is approved at another address, not at 192.0.2.66: refused (an administrator can move it: overboot machine approve m --address 192.0.2.66)"}},
+		{"imported", config.EnrollApprove, &state.Admission{Policy: "approve"}, "192.0.2.5", Decision{Step: Boot, Pin: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Admit(tc.m, tc.addr); got != tc.want {
+			if got := Decide(tc.policy, "m", tc.adm, tc.addr); got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestScopes(t *testing.T) {
+	for _, tc := range []struct {
+		have, needs Scope
+		want        bool
+	}{
+		{ScopeRead, ScopeRead, true},
+		{ScopeRead, ScopeOperate, false},
+		{ScopeOperate, ScopeRead, true},
+		{ScopeOperate, ScopeAdmin, false},
+		{ScopeAdmin, ScopeOperate, true},
+		{"", ScopeRead, false},
+		{"root", ScopeRead, false},
+	} {
+		if got := tc.have.Allows(tc.needs); got != tc.want {
+			t.Errorf("%q allows %q = %v", tc.have, tc.needs, got)
+		}
+	}
+	if _, err := ParseScope("root"); err == nil {
+		t.Error("scope root parsed")
+	}
+}
+
+func TestSessions(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := &Sessions{TTL: time.Hour, Max: 2, Now: func() time.Time { return now }}
+	a, _, _ := s.Open("tokA")
+	if id, ok := s.Token(a); !ok || id != "tokA" {
+		t.Fatalf("session: %q %v", id, ok)
+	}
+	if _, ok := s.Token(a[:63] + "x"); ok {
+		t.Error("a made-up session passed")
+	}
+	now = now.Add(time.Minute)
+	b, _, _ := s.Open("tokB")
+	now = now.Add(time.Minute)
+	s.Open("tokC") // past Max: the oldest (a) goes
+	if _, ok := s.Token(a); ok {
+		t.Error("the oldest session outlived Max")
+	}
+	s.Close(b)
+	if _, ok := s.Token(b); ok {
+		t.Error("a closed session lives on")
+	}
+	c, _, _ := s.Open("tokD")
+	now = now.Add(2 * time.Hour)
+	if _, ok := s.Token(c); ok {
+		t.Error("an expired session lives on")
 	}
 }

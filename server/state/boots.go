@@ -147,6 +147,13 @@ func (d *DB) LatestBoots(ctx context.Context) ([]Boot, error) {
 	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE id IN (SELECT MAX(id) FROM boots GROUP BY mac) ORDER BY mac`)
 }
 
+// ActiveBoots lists the boots updated at or after since that have not
+// failed and not reached the phase done (the hand-over, after which the
+// agent reports nothing), by MAC then ID.
+func (d *DB) ActiveBoots(ctx context.Context, since time.Time, done string) ([]Boot, error) {
+	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE outcome <> 'failed' AND phase <> ? AND updated_at >= ? ORDER BY mac, id`, done, since.UnixMilli())
+}
+
 // BootEvents lists a boot's events in order.
 func (d *DB) BootEvents(ctx context.Context, bootID int64) ([]BootEvent, error) {
 	rows, err := d.sql.QueryContext(ctx, `SELECT at, source, phase, outcome, seconds, bytes, message FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)

@@ -109,6 +109,47 @@ var migrations = []string{
 		expires_at INTEGER NOT NULL,
 		hostname   TEXT NOT NULL DEFAULT ''
 	);`,
+	// 4: admission belongs to a profile. A machine's admission to one
+	// profile (under the policy that granted it) admits it to nothing
+	// else, and the secrets handed out under it (the CHAP secret of its
+	// disks, its stable host keys) belong to that admission. Requests
+	// for approval are kept per address. Admissions of older versions
+	// are marked 'legacy' until the server, which knows the profiles'
+	// policies, adopts them (DB.AdoptLegacy). Admin tokens get scopes;
+	// the older ones could do everything, and keep that.
+	`CREATE TABLE admissions (
+		mac         TEXT NOT NULL,
+		profile     TEXT NOT NULL,
+		policy      TEXT NOT NULL,
+		address     TEXT NOT NULL DEFAULT '',
+		chap_secret TEXT NOT NULL DEFAULT '',
+		host_keys   TEXT NOT NULL DEFAULT '',
+		granted_at  INTEGER NOT NULL,
+		seen_at     INTEGER NOT NULL,
+		PRIMARY KEY (mac, profile)
+	);
+	CREATE INDEX admissions_by_profile ON admissions (profile);
+	CREATE TABLE requests (
+		mac      TEXT NOT NULL,
+		profile  TEXT NOT NULL,
+		address  TEXT NOT NULL,
+		hostname TEXT NOT NULL DEFAULT '',
+		uuid     TEXT NOT NULL DEFAULT '',
+		first_at INTEGER NOT NULL,
+		seen_at  INTEGER NOT NULL,
+		asked    INTEGER NOT NULL DEFAULT 1,
+		conflict INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (mac, profile, address)
+	);
+	CREATE INDEX requests_by_profile ON requests (profile);
+	INSERT INTO admissions (mac, profile, policy, address, chap_secret, host_keys, granted_at, seen_at)
+		SELECT mac, profile, 'legacy', address, chap_secret, host_keys, created_at, seen_at FROM machines WHERE enrolment = 'enrolled';
+	INSERT INTO requests (mac, profile, address, hostname, uuid, first_at, seen_at)
+		SELECT mac, profile, address, hostname, uuid, created_at, seen_at FROM machines WHERE enrolment = 'pending';
+	ALTER TABLE machines DROP COLUMN enrolment;
+	ALTER TABLE machines DROP COLUMN chap_secret;
+	ALTER TABLE machines DROP COLUMN host_keys;
+	ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin';`,
 }
 
 // SchemaVersion is the version Open brings a store to.

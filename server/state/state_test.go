@@ -62,40 +62,204 @@ func TestOpenPermissionsAndSchema(t *testing.T) {
 	}
 }
 
-func TestMachinesEnrolment(t *testing.T) {
+// TestAdmissions: an admission belongs to its profile and policy;
+// requests are kept per address; approval names one; quotas count a
+// profile's machines, admitted or asking.
+func TestAdmissions(t *testing.T) {
 	d := open(t)
 	ctx := context.Background()
+	const mac = "52:54:00:00:00:01"
 	q := Quota{Machines: 2}
-	m, err := d.SeeMachine(ctx, Machine{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.1"}, Pending, q)
-	if err != nil || m.Enrolment != Pending || m.Address != "192.0.2.1" {
-		t.Fatalf("see: %+v %v", m, err)
+	// Open admits itself.
+	a, err := d.Enter(ctx, Machine{MAC: mac, Profile: "kiosk", Address: "192.0.2.1", Hostname: "pc1"}, "open", q)
+	if err != nil || a.Policy != "open" || a.Profile != "kiosk" {
+		t.Fatalf("enter: %+v %v", a, err)
 	}
-	// A pending machine's address follows its requests.
-	m, _ = d.SeeMachine(ctx, Machine{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.2"}, Pending, q)
-	if m.Address != "192.0.2.2" {
-		t.Errorf("pending address = %s", m.Address)
+	// ... and to nothing else: the approve profile has no admission.
+	if _, err := d.Admission(ctx, mac, "lab"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("admitted to lab by an open profile: %v", err)
 	}
-	if m, err = d.Approve(ctx, "52:54:00:00:00:01"); err != nil || m.Enrolment != Enrolled {
-		t.Fatalf("approve: %+v %v", m, err)
+	if _, err := d.Enter(ctx, Machine{MAC: mac, Profile: "lab"}, PolicyApprove, q); err == nil {
+		t.Fatal("Enter granted an approval")
 	}
-	// Once approved the address is pinned.
-	m, _ = d.SeeMachine(ctx, Machine{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.9"}, Pending, q)
-	if m.Address != "192.0.2.2" || m.Enrolment != Enrolled {
-		t.Errorf("enrolled machine moved: %+v", m)
+	// Two requests from two addresses stay two.
+	for _, addr := range []string{"192.0.2.1", "192.0.2.66", "192.0.2.66"} {
+		if err := d.Ask(ctx, Request{MAC: mac, Profile: "lab", Address: addr, Hostname: "h-" + addr}, q); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := d.Approve(ctx, "52:54:00:00:00:99"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("approve unknown: %v", err)
+	rs, err := d.Requests(ctx, mac)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("requests: %+v %v", rs, err)
 	}
-	d.SeeMachine(ctx, Machine{MAC: "52:54:00:00:00:02", Profile: "lab"}, Pending, q)
-	if _, err := d.SeeMachine(ctx, Machine{MAC: "52:54:00:00:00:03", Profile: "lab"}, Pending, q); !errors.Is(err, ErrQuota) {
+	if m, _ := d.Machine(ctx, mac); m.Hostname != "pc1" || m.Profile != "kiosk" {
+		t.Errorf("a request for approval changed a known machine's row: %+v", m)
+	}
+	if _, err := d.Approve(ctx, mac, "lab", "192.0.2.99", q); !errors.Is(err, ErrNotFound) {
+		t.Errorf("approved an address that never asked: %v", err)
+	}
+	a, err = d.Approve(ctx, mac, "lab", "192.0.2.1", q)
+	if err != nil || a.Policy != PolicyApprove || a.Address != "192.0.2.1" {
+		t.Fatalf("approve: %+v %v", a, err)
+	}
+	if rs, _ := d.Requests(ctx, mac); len(rs) != 0 {
+		t.Errorf("requests left after approval: %+v", rs)
+	}
+	// Secrets belong to the admission and approval clears them.
+	if err := d.SetAdmissionSecret(ctx, mac, "lab", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := d.SetHostKeys(ctx, mac, "lab", "k1"); err != nil || k != "k1" {
+		t.Fatal(k, err)
+	}
+	if k, _ := d.SetHostKeys(ctx, mac, "lab", "k2"); k != "k1" {
+		t.Errorf("host keys replaced: %s", k)
+	}
+	if a, _ := d.Admission(ctx, mac, "kiosk"); a.Secret != "" || a.HostKeys != "" {
+		t.Errorf("another profile's admission has the secrets: %+v", a)
+	}
+	d.Ask(ctx, Request{MAC: mac, Profile: "lab", Address: "192.0.2.7", Conflict: true}, q)
+	a, _ = d.Approve(ctx, mac, "lab", "192.0.2.7", q)
+	if a.Secret != "" || a.HostKeys != "" || a.Address != "192.0.2.7" {
+		t.Errorf("re-approval kept the old secrets: %+v", a)
+	}
+	// A change of policy ends an admission: open, then open-insecure.
+	d.SetAdmissionSecret(ctx, mac, "kiosk", "s-open")
+	a, err = d.Enter(ctx, Machine{MAC: mac, Profile: "kiosk"}, "open-insecure", q)
+	if err != nil || a.Policy != "open-insecure" || a.Secret != "" {
+		t.Errorf("policy change: %+v %v", a, err)
+	}
+	// Quotas: kiosk holds one machine of 2, lab one.
+	if _, err := d.Enter(ctx, Machine{MAC: "52:54:00:00:00:02", Profile: "kiosk"}, "open-insecure", q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Enter(ctx, Machine{MAC: "52:54:00:00:00:03", Profile: "kiosk"}, "open-insecure", q); !errors.Is(err, ErrQuota) {
 		t.Errorf("third machine past a quota of 2: %v", err)
+	}
+	if err := d.Ask(ctx, Request{MAC: "52:54:00:00:00:04", Profile: "kiosk", Address: "192.0.2.4"}, q); !errors.Is(err, ErrQuota) {
+		t.Errorf("a request past the quota: %v", err)
 	}
 	if _, err := d.Machine(ctx, "52:54:00:00:00:03"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a refused machine was recorded: %v", err)
 	}
-	n, err := d.PrunePending(ctx, time.Now().Add(time.Hour))
-	if err != nil || n != 1 {
-		t.Errorf("prune: %d %v", n, err)
+	// A machine already counted in the profile passes its quota.
+	if _, err := d.Enter(ctx, Machine{MAC: mac, Profile: "kiosk"}, "open-insecure", q); err != nil {
+		t.Errorf("known machine refused: %v", err)
+	}
+	// Approval counts admitted machines against the quota.
+	d.Ask(ctx, Request{MAC: "52:54:00:00:00:05", Profile: "lab", Address: "192.0.2.5"}, Quota{})
+	if _, err := d.Approve(ctx, "52:54:00:00:00:05", "lab", "192.0.2.5", Quota{Machines: 1}); !errors.Is(err, ErrQuota) {
+		t.Errorf("approval past the quota: %v", err)
+	}
+}
+
+// TestRequestsBounded: one machine keeps at most MaxRequestAddresses
+// requests per profile, the least recently seen going first.
+func TestRequestsBounded(t *testing.T) {
+	d := open(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	d.SetClock(func() time.Time { return now })
+	for i := range MaxRequestAddresses + 5 {
+		now = now.Add(time.Second)
+		if err := d.Ask(ctx, Request{MAC: "52:54:00:00:00:01", Profile: "lab", Address: fmt.Sprintf("198.51.100.%d", i)}, Quota{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, _ := d.Requests(ctx, "52:54:00:00:00:01")
+	if len(rs) != MaxRequestAddresses || rs[0].Address != fmt.Sprintf("198.51.100.%d", MaxRequestAddresses+4) {
+		t.Errorf("%d requests, newest %+v", len(rs), rs[0])
+	}
+}
+
+// TestPrune: requests not repeated and open admissions not used are
+// forgotten, then machines left with nothing; approvals and machines
+// with disks stay.
+func TestPrune(t *testing.T) {
+	d := open(t)
+	ctx := context.Background()
+	old := time.Unix(1_800_000_000, 0)
+	d.SetClock(func() time.Time { return old })
+	d.Enter(ctx, Machine{MAC: "02:00:00:00:00:01", Profile: "kiosk"}, "open", Quota{})
+	d.Enter(ctx, Machine{MAC: "02:00:00:00:00:02", Profile: "lab"}, "open-insecure", Quota{})
+	d.AddDisk(ctx, Disk{OwnerKind: OwnerMachine, Owner: "02:00:00:00:00:02", Profile: "lab", Kind: DiskUpper, Path: "/x", Size: 1, Status: DiskReady})
+	d.Ask(ctx, Request{MAC: "02:00:00:00:00:03", Profile: "lab", Address: "192.0.2.3"}, Quota{})
+	d.Ask(ctx, Request{MAC: "02:00:00:00:00:04", Profile: "lab", Address: "192.0.2.4"}, Quota{})
+	d.Approve(ctx, "02:00:00:00:00:04", "lab", "192.0.2.4", Quota{})
+	d.StartBoot(ctx, Boot{MAC: "02:00:00:00:00:01", Profile: "kiosk"}, BootEvent{Phase: "script", Outcome: "ok"})
+	d.StartBoot(ctx, Boot{MAC: "02:00:00:00:00:04", Profile: "lab"}, BootEvent{Phase: "script", Outcome: "ok"})
+	d.SetClock(time.Now)
+	p, err := d.Prune(ctx, Forget{RequestsSeenBefore: old.Add(time.Hour), AdmissionsSeenBefore: old.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != (Pruned{Requests: 1, Admissions: 1, Machines: 2, Boots: 1}) {
+		t.Errorf("pruned %+v", p)
+	}
+	ms, _ := d.Machines(ctx)
+	if len(ms) != 2 || ms[0].MAC != "02:00:00:00:00:02" || ms[1].MAC != "02:00:00:00:00:04" {
+		t.Errorf("machines left: %+v", ms)
+	}
+	if bs, _ := d.Boots(ctx, "", 10); len(bs) != 1 || bs[0].MAC != "02:00:00:00:00:04" {
+		t.Errorf("boots left: %+v", bs)
+	}
+}
+
+// TestMigrateAdmissions: a store of schema 3 (one enrolment per machine)
+// opens with its enrolled machines admitted ('legacy', until adopted)
+// and its pending ones as requests; adoption gives them their profile's
+// policy now.
+func TestMigrateAdmissions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Back to schema 3 with its machines table, by hand.
+	for _, q := range []string{
+		`DROP TABLE admissions`, `DROP TABLE requests`, `DROP TABLE machines`,
+		`ALTER TABLE api_tokens DROP COLUMN scope`,
+		`CREATE TABLE machines (mac TEXT PRIMARY KEY, profile TEXT NOT NULL DEFAULT '', enrolment TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',
+			hostname TEXT NOT NULL DEFAULT '', uuid TEXT NOT NULL DEFAULT '', chap_secret TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
+			seen_at INTEGER NOT NULL, machine_id TEXT NOT NULL DEFAULT '', host_keys TEXT NOT NULL DEFAULT '')`,
+		`INSERT INTO machines VALUES ('52:54:00:00:00:01', 'lab', 'enrolled', '192.0.2.1', 'pc1', '', 'sec1', 1, 2, 'id1', 'keys1')`,
+		`INSERT INTO machines VALUES ('52:54:00:00:00:02', 'lab', 'pending', '192.0.2.2', 'pc2', '', '', 1, 2, '', '')`,
+		`INSERT INTO machines VALUES ('52:54:00:00:00:03', 'gone', 'enrolled', '192.0.2.3', '', '', '', 1, 2, '', '')`,
+		`INSERT INTO api_tokens (id, name, hash, created_at) VALUES ('0123456789abcdef', 'old', 'h', 1)`,
+		`UPDATE schema_version SET version = 3`,
+	} {
+		if _, err := d.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	d.Close()
+	if d, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a, err := d.Admission(ctx, "52:54:00:00:00:01", "lab")
+	if err != nil || a.Policy != policyLegacy || a.Secret != "sec1" || a.HostKeys != "keys1" || a.Address != "192.0.2.1" {
+		t.Fatalf("migrated admission: %+v %v", a, err)
+	}
+	if rs, _ := d.Requests(ctx, "52:54:00:00:00:02"); len(rs) != 1 || rs[0].Address != "192.0.2.2" || rs[0].Hostname != "pc2" {
+		t.Errorf("migrated request: %+v", rs)
+	}
+	if m, _ := d.Machine(ctx, "52:54:00:00:00:01"); m.MachineID != "id1" || m.Hostname != "pc1" {
+		t.Errorf("migrated machine: %+v", m)
+	}
+	if tok, _ := d.APITokenByID(ctx, "0123456789abcdef"); tok.Scope != "admin" {
+		t.Errorf("an older token's scope: %q", tok.Scope)
+	}
+	n, dropped, err := d.AdoptLegacy(ctx, func(p string) string { return map[string]string{"lab": "approve"}[p] })
+	if err != nil || n != 1 || dropped != 1 {
+		t.Fatalf("adopt: %d %d %v", n, dropped, err)
+	}
+	if a, _ := d.Admission(ctx, "52:54:00:00:00:01", "lab"); a.Policy != PolicyApprove {
+		t.Errorf("adopted: %+v", a)
+	}
+	if err := d.Check(ctx); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -220,7 +384,7 @@ func TestConcurrentWriters(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			mac := fmt.Sprintf("52:54:00:00:01:%02x", i)
-			if _, err := d.SeeMachine(ctx, Machine{MAC: mac, Profile: "lab"}, Enrolled, Quota{}); err != nil {
+			if _, err := d.Enter(ctx, Machine{MAC: mac, Profile: "lab"}, "open", Quota{}); err != nil {
 				errs <- err
 				return
 			}

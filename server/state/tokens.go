@@ -76,6 +76,7 @@ func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (
 type APIToken struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
+	Scope   string    `json:"scope"` // read, operate or admin (package server/enroll)
 	Hash    string    `json:"-"`
 	Created time.Time `json:"created"`
 	Used    time.Time `json:"used,omitempty"`
@@ -83,7 +84,7 @@ type APIToken struct {
 
 // AddAPIToken stores an admin token.
 func (d *DB) AddAPIToken(ctx context.Context, t APIToken) error {
-	_, err := d.w.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, t.ID, t.Name, t.Hash, d.millis())
+	_, err := d.w.ExecContext(ctx, `INSERT INTO api_tokens (id, name, scope, hash, created_at) VALUES (?, ?, ?, ?, ?)`, t.ID, t.Name, t.Scope, t.Hash, d.millis())
 	if isUnique(err) {
 		return fmt.Errorf("token %s: %w", t.ID, ErrExists)
 	}
@@ -92,13 +93,10 @@ func (d *DB) AddAPIToken(ctx context.Context, t APIToken) error {
 
 // APITokenByID returns one admin token.
 func (d *DB) APITokenByID(ctx context.Context, id string) (APIToken, error) {
-	var t APIToken
-	var c, u int64
-	err := d.sql.QueryRowContext(ctx, `SELECT id, name, hash, created_at, used_at FROM api_tokens WHERE id = ?`, id).Scan(&t.ID, &t.Name, &t.Hash, &c, &u)
+	t, err := scanAPIToken(d.sql.QueryRowContext(ctx, `SELECT `+apiTokenCols+` FROM api_tokens WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return APIToken{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
-	t.Created, t.Used = fromMillis(c), fromMillis(u)
 	return t, err
 }
 
@@ -110,22 +108,17 @@ func (d *DB) TouchAPIToken(ctx context.Context, id string) error {
 
 // APITokens lists admin tokens.
 func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, name, hash, created_at, used_at FROM api_tokens ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []APIToken
-	for rows.Next() {
-		var t APIToken
-		var c, u int64
-		if err := rows.Scan(&t.ID, &t.Name, &t.Hash, &c, &u); err != nil {
-			return nil, err
-		}
-		t.Created, t.Used = fromMillis(c), fromMillis(u)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d.sql, scanAPIToken, `SELECT `+apiTokenCols+` FROM api_tokens ORDER BY created_at, id`)
+}
+
+const apiTokenCols = `id, name, scope, hash, created_at, used_at`
+
+func scanAPIToken(row interface{ Scan(...any) error }) (APIToken, error) {
+	var t APIToken
+	var c, u int64
+	err := row.Scan(&t.ID, &t.Name, &t.Scope, &t.Hash, &c, &u)
+	t.Created, t.Used = fromMillis(c), fromMillis(u)
+	return t, err
 }
 
 // DeleteAPIToken revokes an admin token.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/overboot/overboot/server/state"
 )
@@ -99,6 +100,10 @@ func (r *Recorder) Changed(mac string) {
 	r.hub.send(update{MAC: mac})
 }
 
+// Version counts the changes the recorder has seen (boots, events,
+// machines changed): equal versions, equal status tables.
+func (r *Recorder) Version() uint64 { return r.hub.version.Load() }
+
 func (r *Recorder) publish(b state.Boot) {
 	r.hub.send(update{MAC: b.MAC, Boot: &b})
 }
@@ -114,6 +119,9 @@ type update struct {
 type hub struct {
 	mu   sync.Mutex // guards subs
 	subs map[chan []byte]struct{}
+	// version counts updates sent: the status page's table is built
+	// again only when it moved.
+	version atomic.Uint64
 }
 
 func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
@@ -135,6 +143,7 @@ func (h *hub) unsubscribe(c chan []byte) {
 // send never blocks: a stream too slow to keep up misses updates (the
 // page also fetches its whole table every 30 s; see status.html).
 func (h *hub) send(u update) {
+	h.version.Add(1)
 	b, err := json.Marshal(u)
 	if err != nil {
 		return

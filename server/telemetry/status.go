@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -8,33 +9,56 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
 )
 
 // View is what the status page reads (server/state).
 type View interface {
 	Machines(ctx context.Context) ([]state.Machine, error)
+	Admissions(ctx context.Context, mac string) ([]state.Admission, error)
+	Requests(ctx context.Context, mac string) ([]state.Request, error)
 	LatestBoots(ctx context.Context) ([]state.Boot, error)
+	ActiveBoots(ctx context.Context, since time.Time, done string) ([]state.Boot, error)
 	Disks(ctx context.Context) ([]state.Disk, error)
 }
 
 // Row is one machine on the status page.
 type Row struct {
-	MAC       string `json:"mac"`
-	Hostname  string `json:"hostname,omitempty"`
-	Profile   string `json:"profile"`
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	Profile  string `json:"profile"`
+	// Enrolment is its standing in that profile: the policy that admitted
+	// it (open, open-insecure, login, approved) or pending.
 	Enrolment string `json:"enrolment"`
-	Address   string `json:"address"`
-	Phase     string `json:"phase"`   // of its latest boot
-	Outcome   string `json:"outcome"` // running, ok, failed
-	Image     string `json:"image,omitempty"`
-	User      string `json:"user,omitempty"`
-	Disk      string `json:"disk,omitempty"` // e.g. "upper 4.0 GiB"
-	Error     string `json:"error,omitempty"`
-	Updated   string `json:"updated,omitempty"`
+	// Address is where its latest boot came from (a pending machine's:
+	// its latest request's); Pinned the address an approval pinned.
+	Address string `json:"address"`
+	Pinned  string `json:"pinned,omitempty"`
+	Phase   string `json:"phase"`   // of its latest boot
+	Outcome string `json:"outcome"` // running, ok, failed
+	Image   string `json:"image,omitempty"`
+	User    string `json:"user,omitempty"`
+	Disk    string `json:"disk,omitempty"` // e.g. "upper 4.0 GiB"
+	Error   string `json:"error,omitempty"`
+	Updated string `json:"updated,omitempty"`
+	// Conflict says what does not add up: requests naming an approved
+	// machine from another address, or boots of one MAC from two
+	// addresses at once (two machines, or one and someone saying its
+	// MAC). Neither is merged into the row's boot.
+	Conflict string `json:"conflict,omitempty"`
 }
+
+// ConflictWindow is how recent two unfinished boots of one MAC must be to
+// be shown as one conflict.
+const ConflictWindow = 10 * time.Minute
 
 // Rows builds the status table: every machine the store knows, with its
 // latest boot, sorted by MAC.
@@ -51,9 +75,35 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	adms, err := v.Admissions(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	reqs, err := v.Requests(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	running, err := v.ActiveBoots(ctx, time.Now().Add(-ConflictWindow), boot.PhaseSwitchRoot)
+	if err != nil {
+		return nil, err
+	}
 	byMAC := map[string]state.Boot{}
 	for _, b := range boots {
 		byMAC[b.MAC] = b
+	}
+	admsOf := map[string][]state.Admission{}
+	for _, a := range adms {
+		admsOf[a.MAC] = append(admsOf[a.MAC], a)
+	}
+	reqsOf := map[string][]state.Request{}
+	for _, r := range reqs {
+		reqsOf[r.MAC] = append(reqsOf[r.MAC], r)
+	}
+	runFrom := map[string][]string{}
+	for _, b := range running {
+		if !slices.Contains(runFrom[b.MAC], b.Address) {
+			runFrom[b.MAC] = append(runFrom[b.MAC], b.Address)
+		}
 	}
 	disk := map[string]string{}
 	for _, k := range ks {
@@ -61,8 +111,21 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 	}
 	rows := make([]Row, 0, len(ms))
 	for _, m := range ms {
-		r := Row{MAC: m.MAC, Hostname: m.Hostname, Profile: m.Profile, Enrolment: string(m.Enrolment), Address: m.Address}
+		if m.Profile == "" && len(reqsOf[m.MAC]) > 0 {
+			m.Profile = reqsOf[m.MAC][0].Profile // asked, never admitted
+		}
+		st := enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC])
+		r := Row{MAC: m.MAC, Hostname: m.Hostname, Profile: m.Profile, Address: m.Address, Enrolment: st.Enrolment, Pinned: st.Pinned}
+		var conflicts []string
+		for _, q := range st.Conflicts {
+			conflicts = append(conflicts, fmt.Sprintf("asked for %s from %s (%d times) while approved elsewhere", q.Profile, q.Address, q.Asked))
+		}
+		if from := runFrom[m.MAC]; len(from) > 1 {
+			conflicts = append(conflicts, "booting from "+strings.Join(from, " and ")+" at once")
+		}
+		r.Conflict = strings.Join(conflicts, "; ")
 		if b, ok := byMAC[m.MAC]; ok {
+			r.Address = b.Address
 			r.Phase, r.Outcome, r.User, r.Updated = b.Phase, b.Outcome, b.User, b.Updated.Format(time.RFC3339)
 			if len(b.Image) > 19 {
 				r.Image = b.Image[:19]
@@ -98,16 +161,66 @@ var statusHTML string
 var statusPage = template.Must(template.New("status").Parse(statusHTML))
 
 // StatusPage serves /status (the page), /status/rows (its table as JSON)
-// and /status/events (updates as server-sent events).
+// and /status/events (updates as server-sent events). Who may read them
+// is the caller's to decide (package server wraps them).
 type StatusPage struct {
 	View View
 	Rec  *Recorder
 	Log  *slog.Logger
+	// SignedIn reports whether r came with a signed-in session (the
+	// page then offers to sign out); nil: never.
+	SignedIn func(r *http.Request) bool
+	// MaxStreams bounds the open event streams (default
+	// DefaultMaxStreams): past it a new stream is refused with 503.
+	MaxStreams int
+
+	mu       sync.Mutex // guards rows, built, version; held while building
+	rows     []Row
+	built    time.Time
+	version  uint64
+	haveRows bool
+
+	streams atomic.Int64
+}
+
+// DefaultMaxStreams is how many status pages may follow events at once.
+const DefaultMaxStreams = 64
+
+// MinRebuild is the least time between two builds of the table: however
+// many pages ask, reading the store costs at most one build per
+// MinRebuild, and only after something changed.
+const MinRebuild = time.Second
+
+// snapshot returns the table, built again only when something changed
+// since the last build (the recorder counts changes), and then no sooner
+// than MinRebuild after it: a request that comes earlier waits for the
+// build, so the table is never older than the request.
+func (p *StatusPage) snapshot(ctx context.Context) ([]Row, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := p.Rec.Version()
+	if p.haveRows && v == p.version {
+		return p.rows, nil
+	}
+	if wait := MinRebuild - time.Since(p.built); p.haveRows && wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		v = p.Rec.Version()
+	}
+	rows, err := Rows(ctx, p.View)
+	if err != nil {
+		return nil, err
+	}
+	p.rows, p.built, p.version, p.haveRows = rows, time.Now(), v, true
+	return rows, nil
 }
 
 // Page serves the HTML page.
 func (p *StatusPage) Page(w http.ResponseWriter, r *http.Request) {
-	rows, err := Rows(r.Context(), p.View)
+	rows, err := p.snapshot(r.Context())
 	if err != nil {
 		p.log().Error("status page", "err", err)
 		http.Error(w, "cannot read the state store", http.StatusInternalServerError)
@@ -116,18 +229,19 @@ func (p *StatusPage) Page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	// Nothing from elsewhere: the page is whole as served.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'")
 	if err := statusPage.Execute(w, struct {
-		Rows []Row
-		Now  string
-	}{rows, time.Now().UTC().Format(time.RFC3339)}); err != nil {
+		Rows    []Row
+		Now     string
+		SignOut bool
+	}{rows, time.Now().UTC().Format(time.RFC3339), p.SignedIn != nil && p.SignedIn(r)}); err != nil {
 		p.log().Debug("status page write", "err", err)
 	}
 }
 
 // RowsJSON serves the table as JSON.
 func (p *StatusPage) RowsJSON(w http.ResponseWriter, r *http.Request) {
-	rows, err := Rows(r.Context(), p.View)
+	rows, err := p.snapshot(r.Context())
 	if err != nil {
 		http.Error(w, `{"error":"cannot read the state store"}`, http.StatusInternalServerError)
 		return
@@ -144,6 +258,13 @@ func (p *StatusPage) Events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	max := int64(cmp.Or(p.MaxStreams, DefaultMaxStreams))
+	if p.streams.Add(1) > max {
+		p.streams.Add(-1)
+		http.Error(w, fmt.Sprintf("%d status pages already follow events: close one, or reload later", max), http.StatusServiceUnavailable)
+		return
+	}
+	defer p.streams.Add(-1)
 	c := p.Rec.hub.subscribe()
 	defer p.Rec.hub.unsubscribe(c)
 	w.Header().Set("Content-Type", "text/event-stream")

@@ -22,8 +22,14 @@ func TestRowsAndEvents(t *testing.T) {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	db.SeeMachine(ctx, state.Machine{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.1", Hostname: "pc1"}, state.Enrolled, state.Quota{})
-	db.SeeMachine(ctx, state.Machine{MAC: "52:54:00:00:00:02", Profile: "lab", Address: "192.0.2.2"}, state.Pending, state.Quota{})
+	db.Ask(ctx, state.Request{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.1", Hostname: "pc1"}, state.Quota{})
+	db.Approve(ctx, "52:54:00:00:00:01", "lab", "192.0.2.1", state.Quota{})
+	db.Refresh(ctx, state.Machine{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.1", Hostname: "pc1"}, false)
+	db.Ask(ctx, state.Request{MAC: "52:54:00:00:00:02", Profile: "lab", Address: "192.0.2.2"}, state.Quota{})
+	// Someone says the approved machine's MAC from elsewhere, and boots
+	// of machine 3 come from two addresses at once.
+	db.Ask(ctx, state.Request{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.66", Conflict: true}, state.Quota{})
+	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:03", Profile: "kiosk", Address: "192.0.2.3"}, "open", state.Quota{})
 	m := NewMetrics(Gauges{})
 	rec := NewRecorder(db, m, nil)
 	page := &StatusPage{View: db, Rec: rec}
@@ -51,13 +57,18 @@ func TestRowsAndEvents(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(got[1], `"phase":"lower"`) || !strings.Contains(got[1], `"outcome":"failed"`) {
 		t.Errorf("events: %q", got)
 	}
+	rec.Start(ctx, state.Boot{MAC: "52:54:00:00:00:03", Profile: "kiosk", Address: "192.0.2.3"}, "script")
+	rec.Start(ctx, state.Boot{MAC: "52:54:00:00:00:03", Profile: "kiosk", Address: "192.0.2.77"}, "script")
 	rows, err := Rows(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Row{
-		{MAC: "52:54:00:00:00:01", Hostname: "pc1", Profile: "lab", Enrolment: "enrolled", Address: "192.0.2.1", Phase: "lower", Outcome: "failed", Image: "sha256:0123456789ab", Error: "digest mismatch", Updated: rows[0].Updated},
+		{MAC: "52:54:00:00:00:01", Hostname: "pc1", Profile: "lab", Enrolment: "approved", Address: "192.0.2.1", Pinned: "192.0.2.1", Phase: "lower", Outcome: "failed", Image: "sha256:0123456789ab", Error: "digest mismatch", Updated: rows[0].Updated,
+			Conflict: "asked for lab from 192.0.2.66 (1 times) while approved elsewhere"},
 		{MAC: "52:54:00:00:00:02", Profile: "lab", Enrolment: "pending", Address: "192.0.2.2"},
+		{MAC: "52:54:00:00:00:03", Profile: "kiosk", Enrolment: "open", Address: "192.0.2.77", Phase: "script", Outcome: "ok", Updated: rows[2].Updated,
+			Conflict: "booting from 192.0.2.3 and 192.0.2.77 at once"},
 	}
 	if d := cmp.Diff(want, rows); d != "" {
 		t.Errorf("rows (-want +got):\n%s", d)
@@ -67,4 +78,76 @@ func TestRowsAndEvents(t *testing.T) {
 	if !strings.Contains(rr.Body.String(), `overboot_boots_total{outcome="failed"} 1`) || !strings.Contains(rr.Body.String(), `overboot_boot_phase_seconds_sum{phase="lower"} 2`) {
 		t.Errorf("metrics:\n%s", rr.Body.String())
 	}
+}
+
+// TestStatusSnapshot: the table is built again only after a change, and
+// then no more than once per MinRebuild however many ask; a change is
+// never missed.
+func TestStatusSnapshot(t *testing.T) {
+	db, err := state.Open(filepath.Join(t.TempDir(), state.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	counting := &countingView{DB: db}
+	rec := NewRecorder(db, nil, nil)
+	page := &StatusPage{View: counting, Rec: rec}
+	for range 20 {
+		if _, err := page.snapshot(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counting.n != 1 {
+		t.Errorf("20 reads without a change built the table %d times", counting.n)
+	}
+	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:09", Profile: "kiosk"}, "open", state.Quota{})
+	rec.Changed("52:54:00:00:00:09")
+	rows, _ := page.snapshot(ctx)
+	if counting.n != 2 || len(rows) != 1 {
+		t.Errorf("after a change: %d builds, %d rows", counting.n, len(rows))
+	}
+}
+
+type countingView struct {
+	*state.DB
+	n int
+}
+
+func (c *countingView) Machines(ctx context.Context) ([]state.Machine, error) {
+	c.n++
+	return c.DB.Machines(ctx)
+}
+
+// TestStatusStreamsBounded: past MaxStreams, a new event stream is
+// refused, and a closed one makes room.
+func TestStatusStreamsBounded(t *testing.T) {
+	page := &StatusPage{Rec: NewRecorder(nil, nil, nil), MaxStreams: 2}
+	srv := httptest.NewServer(http.HandlerFunc(page.Events))
+	defer srv.Close()
+	var open []*http.Response
+	for range 2 {
+		r, err := http.Get(srv.URL)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("stream: %v %v", r, err)
+		}
+		open = append(open, r)
+	}
+	if r, err := http.Get(srv.URL); err != nil || r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third stream: %v %v", r, err)
+	}
+	open[0].Body.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := http.Get(srv.URL)
+		if err == nil && r.StatusCode == 200 {
+			r.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed stream made no room")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	open[1].Body.Close()
 }
