@@ -37,7 +37,10 @@
 // Connections per remote IP address (16 by default) and in total (1024)
 // are capped, logged in or not, a connection over a cap closed right
 // after the accept with a warning in the log; since idle ones expire, a
-// real machine gets a slot. Stats counts connections and sessions.
+// real machine gets a slot. The warnings are rate-limited, one per
+// address and ten in all per 10s, each line counting the refusals it
+// stands for (refused, and refused_others for addresses that had no
+// line). Stats counts connections and sessions.
 //
 // Not done: task management answers every abort and reset as complete,
 // but only ABORT TASK acts, dropping a WRITE still waiting for its data;
