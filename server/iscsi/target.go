@@ -59,26 +59,31 @@ type node struct {
 	luns []*lun
 }
 
-// Limits bound what peers can hold, above all those that never log in:
-// any TCP peer can connect, and before CHAP nothing tells a machine from
-// an attacker. A zero (or negative) field takes its default.
+// Limits bound what peers can hold before they log in: any TCP peer can
+// connect, and before CHAP nothing tells a machine from an attacker. A
+// connection that has logged in (reached Full Feature Phase, of a normal
+// or a discovery session) counts against no cap: its peer knew a CHAP
+// secret. So the machines' sessions take no room from new logins, and a
+// flood of connections that never log in holds at most the caps' worth,
+// each for LoginTimeout. A zero (or negative) field takes its default.
 type Limits struct {
-	// LoginTimeout: a connection not in Full Feature Phase (of a normal
-	// or a discovery session) this long after it was accepted is
-	// closed. Once logged in, a session may idle as long as it likes.
-	// Default 5s.
+	// LoginTimeout: a connection not in Full Feature Phase this long
+	// after it was accepted is closed. Once logged in, a session may
+	// idle as long as it likes. Default 5s.
 	LoginTimeout time.Duration
-	// PerAddress caps the connections from one IP address, logged in or
-	// not. Default 16: a machine uses a few (discovery, its disks), and
-	// machines behind one NAT share an address.
+	// PerAddress caps the connections from one IP address that have
+	// not logged in yet. Default 8: a machine logs in a few at a time
+	// (discovery, its disks), and machines behind one NAT share an
+	// address.
 	PerAddress int
-	// Total caps all connections, logged in or not. Default 1024.
+	// Total caps all the connections that have not logged in yet.
+	// Default 1024.
 	Total int
 }
 
 const (
 	defaultLoginTimeout = 5 * time.Second
-	defaultPerAddress   = 16
+	defaultPerAddress   = 8
 	defaultTotal        = 1024
 )
 
@@ -109,12 +114,16 @@ type Stats struct {
 type Target struct {
 	log *slog.Logger
 
-	mu       sync.Mutex // guards targets, sessions, perAddr, limits, nextTSIH and each conn's loggedIn
+	mu       sync.Mutex // guards targets, sessions, loggingIn, perAddr, limits, nextTSIH and each conn's loggedIn
 	targets  map[string]*node
 	sessions map[*conn]struct{} // every accepted connection, logged in or not
-	perAddr  map[string]int     // connections by remote IP address
-	limits   Limits             // as the caller set them: zero fields mean defaults
-	nextTSIH uint16
+	// loggingIn and perAddr count the connections not logged in yet
+	// (not in Full Feature Phase), those the caps bound: in all and by
+	// remote IP address.
+	loggingIn int
+	perAddr   map[string]int
+	limits    Limits // as the caller set them: zero fields mean defaults
+	nextTSIH  uint16
 
 	refusals refusalLog // rate-limits the warnings of refused connections
 }
@@ -417,8 +426,8 @@ func (s *Target) Serve(ctx context.Context, ln net.Listener) error {
 
 // admit registers a new connection and starts its login deadline, or
 // returns nil and the cap it is over ("per address" or "total") when it
-// would exceed one. Every connection counts, logged in or not; the caps
-// leave room for real machines because idle ones expire after
+// would exceed one. The caps count the connections not logged in yet:
+// sessions take no slot, and idle connections free theirs after
 // LoginTimeout.
 func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	host := remoteHost(nc.RemoteAddr())
@@ -428,7 +437,7 @@ func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	switch {
 	case s.perAddr[host] >= lim.PerAddress:
 		return nil, "per address", lim.PerAddress
-	case len(s.sessions) >= lim.Total:
+	case s.loggingIn >= lim.Total:
 		return nil, "total", lim.Total
 	}
 	// The deadline counts from the accept, across every login PDU: a
@@ -438,6 +447,7 @@ func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	c = newConn(s, nc)
 	c.host = host
 	s.sessions[c] = struct{}{}
+	s.loggingIn++
 	s.perAddr[host]++
 	return c, "", 0
 }
@@ -447,19 +457,30 @@ func (s *Target) release(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, c)
+	if !c.loggedIn {
+		s.uncount(c)
+	}
+}
+
+// uncount takes c out of the counts of connections not logged in yet,
+// once: when it logs in or, if it never did, when it ends. s.mu is held.
+func (s *Target) uncount(c *conn) {
+	s.loggingIn--
 	if s.perAddr[c.host]--; s.perAddr[c.host] <= 0 {
 		delete(s.perAddr, c.host)
 	}
 }
 
 // enterFullFeature marks c logged in: its login deadline no longer
-// applies (a session may idle) and Stats counts it.
+// applies (a session may idle), it counts against no cap any more, and
+// Stats counts it as logged in.
 func (s *Target) enterFullFeature(c *conn) error {
 	if err := c.nc.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("lift the login deadline: %w", err)
 	}
 	s.mu.Lock()
 	c.loggedIn = true
+	s.uncount(c)
 	s.mu.Unlock()
 	return nil
 }
