@@ -34,10 +34,17 @@
 // peer that never logs in can hold: a connection not logged in (normal
 // or discovery session) within LoginTimeout of its accept, 5s by
 // default, is closed; a logged-in session then idles as long as it likes.
-// Connections per remote IP address (16 by default) and in total (1024)
-// are capped, logged in or not, a connection over a cap closed right
-// after the accept with a warning in the log; since idle ones expire, a
-// real machine gets a slot. Stats counts connections and sessions.
+// The connections not logged in yet are capped per remote IP address (8
+// by default) and in total (1024), a connection over a cap closed right
+// after the accept with a warning in the log. A connection that logs in
+// leaves the caps: sessions take no slot, so a flood of connections that
+// never log in does not add up with the machines' sessions, and as its
+// connections expire a new login gets a slot (it still competes for
+// them with a flood that fills the total cap). Sessions themselves are
+// not capped: their peers know a CHAP secret. The warnings are
+// rate-limited, one per address and ten in all per 10s, each line
+// counting the refusals it stands for (refused, and refused_others for
+// addresses that had no line). Stats counts connections and sessions.
 //
 // Not done: task management answers every abort and reset as complete,
 // but only ABORT TASK acts, dropping a WRITE still waiting for its data;

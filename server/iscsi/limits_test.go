@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -122,8 +123,8 @@ func TestLimitsDefaults(t *testing.T) {
 		name    string
 		in, out Limits
 	}{
-		{"zero", Limits{}, Limits{LoginTimeout: 5 * time.Second, PerAddress: 16, Total: 1024}},
-		{"negative", Limits{LoginTimeout: -1, PerAddress: -1, Total: -1}, Limits{LoginTimeout: 5 * time.Second, PerAddress: 16, Total: 1024}},
+		{"zero", Limits{}, Limits{LoginTimeout: 5 * time.Second, PerAddress: 8, Total: 1024}},
+		{"negative", Limits{LoginTimeout: -1, PerAddress: -1, Total: -1}, Limits{LoginTimeout: 5 * time.Second, PerAddress: 8, Total: 1024}},
 		{"set", Limits{LoginTimeout: time.Second, PerAddress: 2, Total: 3}, Limits{LoginTimeout: time.Second, PerAddress: 2, Total: 3}},
 		{"partly set", Limits{PerAddress: 4}, Limits{LoginTimeout: 5 * time.Second, PerAddress: 4, Total: 1024}},
 	} {
@@ -229,7 +230,8 @@ func TestLoggedInOutlivesLoginTimeout(t *testing.T) {
 
 // TestConnectionCaps: a connection over a cap is closed at once (well
 // before its LoginTimeout), while a real machine still logs in in the
-// last free slot and again once an idle connection goes.
+// last free slot, which its login leaves to the next, and again once an
+// idle connection goes.
 func TestConnectionCaps(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -240,7 +242,7 @@ func TestConnectionCaps(t *testing.T) {
 		otherAddress bool
 	}{
 		{"per address", Limits{PerAddress: 3, LoginTimeout: time.Minute}, 3, `limit="per address" max=3`, true},
-		{"default per address", Limits{LoginTimeout: time.Minute}, 16, `limit="per address" max=16`, true},
+		{"default per address", Limits{LoginTimeout: time.Minute}, 8, `limit="per address" max=8`, true},
 		{"total", Limits{Total: 3, LoginTimeout: time.Minute}, 3, `limit=total max=3`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,9 +256,12 @@ func TestConnectionCaps(t *testing.T) {
 				idle = append(idle, dialIdle(t, addr))
 			}
 			waitStats(t, s, Stats{Connections: tc.cap - 1})
-			// The idle connections leave the last slot to a machine.
+			// The idle connections leave the last slot to a machine;
+			// logged in, it leaves the slot to the next.
 			mustLogin(t, addr, "iqn.2026-11.test:a")
 			waitStats(t, s, Stats{Connections: tc.cap, LoggedIn: 1})
+			idle = append(idle, dialIdle(t, addr))
+			waitStats(t, s, Stats{Connections: tc.cap + 1, LoggedIn: 1})
 
 			if !closedByServer(t, dialIdle(t, addr)) {
 				t.Fatalf("a connection over the cap is open %v later (LoginTimeout %v)", patience, tc.lim.LoginTimeout)
@@ -264,23 +269,106 @@ func TestConnectionCaps(t *testing.T) {
 			if out := log.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, tc.limit) {
 				t.Errorf("no warning with %s in the log:\n%s", tc.limit, out)
 			}
-			waitStats(t, s, Stats{Connections: tc.cap, LoggedIn: 1})
+			waitStats(t, s, Stats{Connections: tc.cap + 1, LoggedIn: 1})
 
 			// An idle connection going frees its slot.
 			idle[0].Close()
-			waitStats(t, s, Stats{Connections: tc.cap - 1, LoggedIn: 1})
+			waitStats(t, s, Stats{Connections: tc.cap, LoggedIn: 1})
 			mustLogin(t, addr, "iqn.2026-11.test:b")
-			waitStats(t, s, Stats{Connections: tc.cap, LoggedIn: 2})
+			waitStats(t, s, Stats{Connections: tc.cap + 1, LoggedIn: 2})
 
-			other, err := dialFrom(t, addr, "127.0.0.2")
-			if err != nil {
+			// The last slot, from another address; then one more.
+			if _, err := dialFrom(t, addr, "127.0.0.2"); err != nil {
 				t.Skipf("no second loopback address to connect from: %v", err)
 			}
+			waitStats(t, s, Stats{Connections: tc.cap + 2, LoggedIn: 2})
+			other, err := dialFrom(t, addr, "127.0.0.2")
+			if err != nil {
+				t.Fatal(err)
+			}
 			if tc.otherAddress {
-				waitStats(t, s, Stats{Connections: tc.cap + 1, LoggedIn: 2})
+				waitStats(t, s, Stats{Connections: tc.cap + 3, LoggedIn: 2})
 			} else if !closedByServer(t, other) {
 				t.Errorf("a connection from another address is open over the total cap")
 			}
 		})
 	}
+}
+
+// TestSessionsTakeNoSlot: the caps count the connections that have not
+// logged in: with as many sessions as the caps allow connections, a
+// connection that has not logged in is still let in up to each cap, and
+// a machine logs in yet again.
+func TestSessionsTakeNoSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lim   Limits
+		limit string // in the log
+	}{
+		{"total", Limits{Total: 4, PerAddress: 100, LoginTimeout: time.Minute}, `limit=total max=4`},
+		{"per address", Limits{PerAddress: 4, LoginTimeout: time.Minute}, `limit="per address" max=4`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 4
+			var log logBuffer
+			s, addr, _, _ := startTargetServer(t, func(s *Target) {
+				s.SetLimits(tc.lim)
+				s.log = slog.New(slog.NewTextHandler(&log, nil))
+			})
+			for i := range n {
+				mustLogin(t, addr, fmt.Sprintf("iqn.2026-11.test:s%d", i))
+			}
+			waitStats(t, s, Stats{Connections: n, LoggedIn: n})
+			var idle []net.Conn
+			for i := range n {
+				idle = append(idle, dialIdle(t, addr))
+				waitStats(t, s, Stats{Connections: n + i + 1, LoggedIn: n})
+			}
+			if !closedByServer(t, dialIdle(t, addr)) {
+				t.Fatalf("a connection over the cap of %d not logged in is open %v later", n, patience)
+			}
+			if out := log.String(); !strings.Contains(out, tc.limit) {
+				t.Errorf("no warning with %s in the log:\n%s", tc.limit, out)
+			}
+			idle[0].Close()
+			waitStats(t, s, Stats{Connections: 2*n - 1, LoggedIn: n})
+			mustLogin(t, addr, "iqn.2026-11.test:late")
+			waitStats(t, s, Stats{Connections: 2 * n, LoggedIn: n + 1})
+		})
+	}
+}
+
+// TestFloodExpiresUnderSessions: with the caps' worth of sessions held,
+// as many connections that never log in are let in, expire after
+// LoginTimeout, and a machine then logs in.
+func TestFloodExpiresUnderSessions(t *testing.T) {
+	const n = 4
+	var log logBuffer
+	s, addr, _, _ := startTargetServer(t, func(s *Target) {
+		s.SetLimits(Limits{Total: n, PerAddress: n, LoginTimeout: 300 * time.Millisecond})
+		s.log = slog.New(slog.NewTextHandler(&log, nil))
+	})
+	for i := range n {
+		mustLogin(t, addr, fmt.Sprintf("iqn.2026-11.test:s%d", i))
+	}
+	// The server counts a session as logged in just after its login
+	// response: wait for it.
+	waitStats(t, s, Stats{Connections: n, LoggedIn: n})
+	var idle []net.Conn
+	for range n {
+		idle = append(idle, dialIdle(t, addr))
+	}
+	for _, nc := range idle {
+		if !closedByServer(t, nc) {
+			t.Fatalf("an idle connection is open %v after a LoginTimeout of 300ms", patience)
+		}
+	}
+	waitStats(t, s, Stats{Connections: n, LoggedIn: n})
+	// They were let in and timed out, not refused over a cap.
+	out := log.String()
+	if c := strings.Count(out, "iscsi login timed out"); c != n || strings.Contains(out, "over the limit") {
+		t.Fatalf("%d logins timed out, want %d, none refused:\n%s", c, n, out)
+	}
+	mustLogin(t, addr, "iqn.2026-11.test:late")
+	waitStats(t, s, Stats{Connections: n + 1, LoggedIn: n + 1})
 }

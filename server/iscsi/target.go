@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -58,26 +59,31 @@ type node struct {
 	luns []*lun
 }
 
-// Limits bound what peers can hold, above all those that never log in:
-// any TCP peer can connect, and before CHAP nothing tells a machine from
-// an attacker. A zero (or negative) field takes its default.
+// Limits bound what peers can hold before they log in: any TCP peer can
+// connect, and before CHAP nothing tells a machine from an attacker. A
+// connection that has logged in (reached Full Feature Phase, of a normal
+// or a discovery session) counts against no cap: its peer knew a CHAP
+// secret. So the machines' sessions take no room from new logins, and a
+// flood of connections that never log in holds at most the caps' worth,
+// each for LoginTimeout. A zero (or negative) field takes its default.
 type Limits struct {
-	// LoginTimeout: a connection not in Full Feature Phase (of a normal
-	// or a discovery session) this long after it was accepted is
-	// closed. Once logged in, a session may idle as long as it likes.
-	// Default 5s.
+	// LoginTimeout: a connection not in Full Feature Phase this long
+	// after it was accepted is closed. Once logged in, a session may
+	// idle as long as it likes. Default 5s.
 	LoginTimeout time.Duration
-	// PerAddress caps the connections from one IP address, logged in or
-	// not. Default 16: a machine uses a few (discovery, its disks), and
-	// machines behind one NAT share an address.
+	// PerAddress caps the connections from one IP address that have
+	// not logged in yet. Default 8: a machine logs in a few at a time
+	// (discovery, its disks), and machines behind one NAT share an
+	// address.
 	PerAddress int
-	// Total caps all connections, logged in or not. Default 1024.
+	// Total caps all the connections that have not logged in yet.
+	// Default 1024.
 	Total int
 }
 
 const (
 	defaultLoginTimeout = 5 * time.Second
-	defaultPerAddress   = 16
+	defaultPerAddress   = 8
 	defaultTotal        = 1024
 )
 
@@ -108,12 +114,18 @@ type Stats struct {
 type Target struct {
 	log *slog.Logger
 
-	mu       sync.Mutex // guards targets, sessions, perAddr, limits, nextTSIH and each conn's loggedIn
+	mu       sync.Mutex // guards targets, sessions, loggingIn, perAddr, limits, nextTSIH and each conn's loggedIn
 	targets  map[string]*node
 	sessions map[*conn]struct{} // every accepted connection, logged in or not
-	perAddr  map[string]int     // connections by remote IP address
-	limits   Limits             // as the caller set them: zero fields mean defaults
-	nextTSIH uint16
+	// loggingIn and perAddr count the connections not logged in yet
+	// (not in Full Feature Phase), those the caps bound: in all and by
+	// remote IP address.
+	loggingIn int
+	perAddr   map[string]int
+	limits    Limits // as the caller set them: zero fields mean defaults
+	nextTSIH  uint16
+
+	refusals refusalLog // rate-limits the warnings of refused connections
 }
 
 // New returns a server with no targets and the default Limits.
@@ -122,6 +134,101 @@ func New(log *slog.Logger) *Target {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Target{log: log, targets: map[string]*node{}, sessions: map[*conn]struct{}{}, perAddr: map[string]int{}}
+}
+
+// refusalLog rate-limits the warnings of refused connections: a flood of
+// connections over a cap must not flood the log too. It allows one line
+// per address per Interval, and Burst lines in all per window of
+// Interval (a window starts with the first refusal after the previous
+// one ended), so that many addresses cannot each log either. A line
+// stands for the refusals not logged before it: refuse returns those
+// from its address since that address's previous line (this one
+// included), and those from other addresses that it forgot (their last
+// line is an Interval old) or could not remember (more than MaxAddrs at
+// once). No refusal is counted twice or lost: those after the last line
+// are in the next.
+//
+// The zero value works with the defaults and the real clock; it is safe
+// for concurrent use.
+type refusalLog struct {
+	Now      func() time.Time // the clock; nil is time.Now
+	Interval time.Duration    // per address: one line per Interval; 0 is 10s
+	Burst    int              // in all: lines per Interval; 0 is 10
+	MaxAddrs int              // addresses remembered at once; 0 is 1024
+
+	mu      sync.Mutex // guards the fields below
+	addrs   map[string]*refusals
+	window  time.Time // the start of the current window of Burst lines
+	lines   int       // lines in the current window
+	dropped int       // refusals not logged from addresses no longer (or not) in addrs
+}
+
+// refusals are one address's: when its last line went out (zero if none
+// did since it was remembered) and the refusals since, not yet logged.
+type refusals struct {
+	last    time.Time
+	pending int
+}
+
+const (
+	defaultRefusalInterval = 10 * time.Second
+	defaultRefusalBurst    = 10
+	defaultRefusalAddrs    = 1024
+)
+
+// refuse counts a refusal from addr (an IP address) and reports whether
+// to log it; if so, n is the refusals from addr the line stands for (this
+// one included) and others those from other addresses that no line
+// reported yet.
+func (r *refusalLog) refuse(addr string) (log bool, n, others int) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	interval := cmp.Or(r.Interval, defaultRefusalInterval)
+	burst := cmp.Or(r.Burst, defaultRefusalBurst)
+	maxAddrs := cmp.Or(r.MaxAddrs, defaultRefusalAddrs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := now() // under the lock: concurrent calls see it go forward
+	// recent: a line at last holds back the next until an Interval
+	// later (none if the clock was set back).
+	recent := func(last time.Time) bool {
+		return !last.IsZero() && !t.Before(last) && t.Before(last.Add(interval))
+	}
+	if r.addrs == nil {
+		r.addrs = map[string]*refusals{}
+	}
+	if !t.Before(r.window.Add(interval)) || t.Before(r.window) {
+		// A new window (or a clock set back). An address whose last
+		// line is an Interval old (or none) is held back no more:
+		// forget it, and keep its refusals not yet logged for the next
+		// line. addr's own stay with it: its line reports them.
+		r.window, r.lines = t, 0
+		for a, e := range r.addrs {
+			if a != addr && !recent(e.last) {
+				r.dropped += e.pending
+				delete(r.addrs, a)
+			}
+		}
+	}
+	e := r.addrs[addr]
+	if e == nil {
+		if len(r.addrs) >= maxAddrs {
+			r.dropped++
+			return false, 0, 0
+		}
+		e = &refusals{}
+		r.addrs[addr] = e
+	}
+	e.pending++
+	if recent(e.last) || r.lines >= burst {
+		return false, 0, 0
+	}
+	r.lines++
+	n, others = e.pending, r.dropped
+	e.last, e.pending, r.dropped = t, 0, 0
+	return true, n, others
 }
 
 // SetLimits sets the connection limits; zero fields mean the defaults.
@@ -296,8 +403,15 @@ func (s *Target) Serve(ctx context.Context, ln net.Listener) error {
 		c, over, allowed := s.admit(nc)
 		if c == nil {
 			// Closed before reading a byte: a peer over a cap holds
-			// nothing but the accept.
-			s.log.Warn("iscsi connection refused: over the limit", "remote", nc.RemoteAddr().String(), "limit", over, "max", allowed)
+			// nothing but the accept. A flood would flood the log as
+			// well: its warnings are rate-limited (refusalLog).
+			if ok, n, others := s.refusals.refuse(remoteHost(nc.RemoteAddr())); ok {
+				args := []any{"remote", nc.RemoteAddr().String(), "limit", over, "max", allowed, "refused", n}
+				if others > 0 {
+					args = append(args, "refused_others", others)
+				}
+				s.log.Warn("iscsi connection refused: over the limit", args...)
+			}
 			nc.Close()
 			continue
 		}
@@ -312,8 +426,8 @@ func (s *Target) Serve(ctx context.Context, ln net.Listener) error {
 
 // admit registers a new connection and starts its login deadline, or
 // returns nil and the cap it is over ("per address" or "total") when it
-// would exceed one. Every connection counts, logged in or not; the caps
-// leave room for real machines because idle ones expire after
+// would exceed one. The caps count the connections not logged in yet:
+// sessions take no slot, and idle connections free theirs after
 // LoginTimeout.
 func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	host := remoteHost(nc.RemoteAddr())
@@ -323,7 +437,7 @@ func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	switch {
 	case s.perAddr[host] >= lim.PerAddress:
 		return nil, "per address", lim.PerAddress
-	case len(s.sessions) >= lim.Total:
+	case s.loggingIn >= lim.Total:
 		return nil, "total", lim.Total
 	}
 	// The deadline counts from the accept, across every login PDU: a
@@ -333,6 +447,7 @@ func (s *Target) admit(nc net.Conn) (c *conn, over string, allowed int) {
 	c = newConn(s, nc)
 	c.host = host
 	s.sessions[c] = struct{}{}
+	s.loggingIn++
 	s.perAddr[host]++
 	return c, "", 0
 }
@@ -342,19 +457,30 @@ func (s *Target) release(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, c)
+	if !c.loggedIn {
+		s.uncount(c)
+	}
+}
+
+// uncount takes c out of the counts of connections not logged in yet,
+// once: when it logs in or, if it never did, when it ends. s.mu is held.
+func (s *Target) uncount(c *conn) {
+	s.loggingIn--
 	if s.perAddr[c.host]--; s.perAddr[c.host] <= 0 {
 		delete(s.perAddr, c.host)
 	}
 }
 
 // enterFullFeature marks c logged in: its login deadline no longer
-// applies (a session may idle) and Stats counts it.
+// applies (a session may idle), it counts against no cap any more, and
+// Stats counts it as logged in.
 func (s *Target) enterFullFeature(c *conn) error {
 	if err := c.nc.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("lift the login deadline: %w", err)
 	}
 	s.mu.Lock()
 	c.loggedIn = true
+	s.uncount(c)
 	s.mu.Unlock()
 	return nil
 }
