@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -189,7 +190,7 @@ func TestAPIImages(t *testing.T) {
 	}
 	v1 := rootOf()
 	var blob api.BlobView
-	if c, b := a.call(http.MethodPost, "/blobs", "hsqs-version-2", &blob); c != 201 || blob.Kind != "root" {
+	if c, b := a.call(http.MethodPost, "/blobs", squashfsBlob("version 2"), &blob); c != 201 || blob.Kind != "root" {
 		t.Fatalf("upload: %d %s", c, b)
 	}
 	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"sha256:`+strings.Repeat("1", 64)+`"}`, nil); c != 404 || !strings.Contains(b, "upload it first") {
@@ -231,6 +232,89 @@ func TestAPIImages(t *testing.T) {
 	}
 	if r := f.get("/blobs/sha256/" + strings.TrimPrefix(blob.Digest, "sha256:")); r.StatusCode != 200 {
 		t.Errorf("gc removed a blob in a name's history: %d", r.StatusCode)
+	}
+}
+
+// squashfsBlob returns 4 KiB that pass for a squashfs image (its
+// superblock is sound), with note after the superblock.
+func squashfsBlob(note string) string {
+	b := make([]byte, 4096)
+	copy(b, "hsqs")
+	binary.LittleEndian.PutUint32(b[12:], 128<<10) // block size
+	binary.LittleEndian.PutUint16(b[22:], 17)      // its log
+	binary.LittleEndian.PutUint16(b[28:], 4)       // version 4
+	binary.LittleEndian.PutUint64(b[40:], 4096)    // bytes used
+	copy(b[96:], note)
+	return string(b)
+}
+
+// TestAPIPublishChecks: a blob is published only as what its content is
+// (a config file is no root, a text file no kernel); a disk only when
+// asked for. A refusal names the blob and what it is, and the name's
+// history stays as it was.
+func TestAPIPublishChecks(t *testing.T) {
+	f := newFixPre(t, "[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = demo\n", func(data string) {
+		publishFile(t, data, "demo", "root", squashfsBlob("version 1"))
+	})
+	a := newAdmin(f)
+	upload := func(content string) string {
+		t.Helper()
+		var blob api.BlobView
+		if c, b := a.call(http.MethodPost, "/blobs", content, &blob); c != 201 {
+			t.Fatalf("upload: %d %s", c, b)
+		}
+		return blob.Digest
+	}
+	history := func() []state.Image {
+		t.Helper()
+		h, err := f.s.db.ImageHistory(context.Background(), "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	before := history()
+	conf := upload("[server]\ndata = /var/lib/overboot\n\n[profile default]\nkernel = vmlinuz\nroot = demo\n")
+	short := upload(squashfsBlob("cut")[:2000])
+	kernel := upload(string(append(make([]byte, 0x202), "HdrS-and-more-of-a-kernel-than-this"...)) + strings.Repeat("k", 4096))
+	for _, c := range []struct{ name, req, want string }{
+		{"a config file as a root", `{"name":"demo","digest":"` + conf + `","kind":"root"}`,
+			"blob " + conf + " is text, not a root (squashfs)"},
+		{"a config file, no kind", `{"name":"demo","digest":"` + conf + `"}`,
+			"blob " + conf + " is text, not a squashfs root, a kernel or an initramfs; say --kind disk"},
+		{"a text file as a kernel", `{"name":"demo","digest":"` + conf + `","kind":"kernel"}`,
+			"is text, not a kernel (x86 bzImage)"},
+		{"a kernel as a root", `{"name":"demo","digest":"` + kernel + `","kind":"root"}`,
+			"is a kernel (bzImage), not a root (squashfs)"},
+		{"a squashfs cut short", `{"name":"demo","digest":"` + short + `"}`,
+			"is a squashfs image that says it has 4096 bytes, in a blob of 2000 (cut short?), not a root (squashfs)"},
+		{"a squashfs as an initramfs", `{"name":"demo","digest":"` + upload(squashfsBlob("v3")) + `","kind":"initramfs"}`,
+			"is a squashfs image, not an initramfs"},
+	} {
+		c0, b := a.call(http.MethodPost, "/images", c.req, nil)
+		if c0 != http.StatusBadRequest || !strings.Contains(b, c.want) {
+			t.Errorf("%s: %d %s, want 400 and %q", c.name, c0, b, c.want)
+		}
+	}
+	if h := history(); len(h) != len(before) || h[0].Digest != before[0].Digest {
+		t.Errorf("refused publishes changed the history: %+v, was %+v", h, before)
+	}
+	// What the content is, and a disk when asked for.
+	var im state.Image
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+upload(squashfsBlob("v4"))+`"}`, &im); c != 201 || im.Kind != "root" || im.Version != 2 {
+		t.Errorf("a squashfs: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"k","digest":"`+kernel+`"}`, &im); c != 201 || im.Kind != "kernel" {
+		t.Errorf("a kernel: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"notes","digest":"`+conf+`","kind":"disk"}`, &im); c != 201 || im.Kind != "disk" {
+		t.Errorf("text as a disk, asked for: %d %s", c, b)
+	}
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+conf+`","kind":"iso"}`, nil); c != 400 || !strings.Contains(b, "want root, kernel, initramfs or disk") {
+		t.Errorf("kind iso: %d %s", c, b)
+	}
+	if h := history(); len(h) != len(before)+1 {
+		t.Errorf("history: %+v", h)
 	}
 }
 

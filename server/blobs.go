@@ -35,7 +35,11 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Blobs are immutable: a strong ETag makes If-Range resumes safe.
-	w.Header().Set("ETag", `"`+d.String()+`"`)
+	etag := `"` + d.String() + `"`
+	if refuseRanges(w, r, fi.Size(), etag, fi.ModTime()) {
+		return
+	}
+	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	s.metrics.Downloading(1)
@@ -105,7 +109,11 @@ func (s *Server) tree(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot stat the tree", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("ETag", `"`+t.Hash.String()+`"`)
+	etag := `"` + t.Hash.String() + `"`
+	if refuseRanges(w, r, fi.Size(), etag, fi.ModTime()) {
+		return
+	}
+	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"io"
@@ -147,9 +148,19 @@ func TestAdminCommands(t *testing.T) {
 	if out, err := cli(t, "", "machine", "explain", "52:54:00:00:00:01"); err != nil || !strings.Contains(out, "profile default because default at t.conf:3") || !strings.Contains(out, "enroll = approve") {
 		t.Errorf("explain: %q %v", out, err)
 	}
-	// Publish a file as an image name; its history has it.
+	// Publish a file as an image name; its history has it. A file that
+	// is not what it is published as is refused, with the server's why.
+	if _, err := cli(t, "", "image", "publish", "bookworm", filepath.Join(dir, "kernel"), "--kind", "root"); err == nil || !strings.Contains(err.Error(), "is text, not a root (squashfs)") {
+		t.Errorf("publish a text file as a root: %v", err)
+	}
 	img := filepath.Join(dir, "v2.sqfs")
-	os.WriteFile(img, []byte("hsqs-2"), 0o644)
+	sq := make([]byte, 4096) // a squashfs superblock: block size 128 KiB, version 4, 4096 bytes used
+	copy(sq, "hsqs")
+	binary.LittleEndian.PutUint32(sq[12:], 128<<10)
+	binary.LittleEndian.PutUint16(sq[22:], 17)
+	binary.LittleEndian.PutUint16(sq[28:], 4)
+	binary.LittleEndian.PutUint64(sq[40:], 4096)
+	os.WriteFile(img, sq, 0o644)
 	if out, err := cli(t, "", "image", "publish", "bookworm", img); err != nil || !strings.Contains(out, "bookworm version 1") || !strings.Contains(out, "root") {
 		t.Errorf("publish: %q %v", out, err)
 	}

@@ -14,6 +14,7 @@ package blobstore
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/overboot/overboot/boot"
 )
@@ -343,21 +345,156 @@ func (s *Store) Remove(d boot.Digest) error {
 }
 
 // Sniff guesses what a blob is from its first bytes: a squashfs root, a
-// bzImage kernel, a (compressed) cpio initramfs, else a raw disk.
+// bzImage kernel, a (compressed) cpio initramfs, else a raw disk. It only
+// guesses: Check says whether the content is sound as that kind.
 func Sniff(r io.ReaderAt) Kind {
-	b := make([]byte, 0x210)
-	n, _ := r.ReadAt(b, 0)
-	b = b[:n]
-	switch {
-	case len(b) >= 4 && string(b[:4]) == "hsqs":
-		return KindRoot
-	case len(b) >= 0x206 && string(b[0x202:0x206]) == "HdrS":
-		return KindKernel
-	case len(b) >= 6 && (string(b[:6]) == "070701" || string(b[:6]) == "070702"),
-		len(b) >= 4 && string(b[:4]) == "\x28\xb5\x2f\xfd", // zstd
-		len(b) >= 2 && string(b[:2]) == "\x1f\x8b",         // gzip
-		len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00":     // xz
-		return KindInitramfs
+	b, _ := head(r)
+	if k, _ := sniff(b); k != "" {
+		return k
 	}
 	return KindDisk
+}
+
+// head reads the first bytes of r, as many as sniff and Check look at.
+func head(r io.ReaderAt) ([]byte, error) {
+	b := make([]byte, 0x210)
+	n, err := r.ReadAt(b, 0)
+	if err == io.EOF {
+		err = nil
+	}
+	return b[:n], err
+}
+
+// sniff says what b, the first bytes of a blob, are: the kind they look
+// like ("" for none) and, in words, what they are.
+func sniff(b []byte) (Kind, string) {
+	has := func(off int, magic string) bool {
+		return len(b) >= off+len(magic) && string(b[off:off+len(magic)]) == magic
+	}
+	switch {
+	case len(b) == 0:
+		return "", "empty"
+	case has(0, "hsqs"):
+		return KindRoot, "a squashfs image"
+	case has(0x202, "HdrS"):
+		return KindKernel, "a kernel (bzImage)"
+	case has(0, "070701"), has(0, "070702"):
+		return KindInitramfs, "a newc cpio archive"
+	case has(0, "\x1f\x8b"):
+		return KindInitramfs, "gzip data"
+	case has(0, "\x28\xb5\x2f\xfd"):
+		return KindInitramfs, "zstd data"
+	case has(0, "\xfd7zXZ\x00"):
+		return KindInitramfs, "xz data"
+	case has(0, "\x02\x21\x4c\x18"):
+		return KindInitramfs, "lz4 (legacy) data"
+	case has(0, "\x04\x22\x4d\x18"):
+		return "", "lz4 frame data (the kernel unpacks only lz4's legacy format, lz4 -l)"
+	case has(0, "sqsh"):
+		return "", "a big-endian squashfs image (Linux reads little-endian ones)"
+	case isText(b):
+		return "", "text"
+	}
+	return "", "data of no kind overboot knows"
+}
+
+// isText says whether b looks like the start of a text file: UTF-8 with
+// no control characters but tab, newline, carriage return and form feed
+// (the last rune may be cut).
+func isText(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			return len(b) < utf8.UTFMax && !utf8.FullRune(b)
+		}
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' && r != '\f' || r == 0x7f {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// KindError says that a blob's content is not of the kind it was to be
+// published as. Its message reads after "blob sha256:... is".
+type KindError struct {
+	Kind Kind   // the kind asked for; "" for any of root, kernel and initramfs
+	What string // what the content is, e.g. "text" or "a kernel (bzImage)"
+}
+
+func (e *KindError) Error() string {
+	switch e.Kind {
+	case KindRoot:
+		return e.What + ", not a root (squashfs)"
+	case KindKernel:
+		return e.What + ", not a kernel (x86 bzImage)"
+	case KindInitramfs:
+		return e.What + ", not an initramfs (a newc cpio archive, or one compressed with gzip, zstd, xz or lz4 -l)"
+	}
+	return e.What + ", not a squashfs root, a kernel or an initramfs"
+}
+
+// Squashfs superblock (little-endian, 96 bytes): the fields Check reads.
+const (
+	sqSuperSize      = 96
+	sqBlockSize      = 12 // u32
+	sqBlockLog       = 22 // u16
+	sqMajor          = 28 // u16
+	sqBytesUsed      = 40 // u64
+	sqMinBlockSize   = 4 << 10
+	sqMaxBlockSize   = 1 << 20
+	bzImageSetupHead = 0x210 // through the setup header's fields the boot loader reads
+)
+
+// Check says whether the blob r, of size bytes, is content of kind k: a
+// squashfs image with a sound superblock for a root, an x86 bzImage for a
+// kernel, a newc cpio archive or a gzip, zstd, xz or lz4 (legacy) stream
+// for an initramfs. A disk may be anything. With k "", the content must
+// be one of root, kernel and initramfs, whichever it looks like. A
+// mismatch is a *KindError; reading r can fail with another error.
+func Check(r io.ReaderAt, size int64, k Kind) error {
+	if k != "" {
+		if _, err := ParseKind(string(k)); err != nil {
+			return err
+		}
+	}
+	if k == KindDisk {
+		return nil
+	}
+	b, err := head(r)
+	if err != nil {
+		return err
+	}
+	got, what := sniff(b)
+	if got == "" || (k != "" && got != k) {
+		return &KindError{Kind: k, What: what}
+	}
+	bad := func(format string, args ...any) error {
+		return &KindError{Kind: got, What: what + " " + fmt.Sprintf(format, args...)}
+	}
+	switch got {
+	case KindRoot:
+		if size < sqSuperSize || len(b) < sqSuperSize {
+			return bad("cut short: %d bytes, less than its %d-byte superblock", size, sqSuperSize)
+		}
+		le := binary.LittleEndian
+		if v := le.Uint16(b[sqMajor:]); v != 4 {
+			return bad("of squashfs version %d (Linux reads version 4)", v)
+		}
+		bs := le.Uint32(b[sqBlockSize:])
+		if bs < sqMinBlockSize || bs > sqMaxBlockSize || bs&(bs-1) != 0 {
+			return bad("with block size %d (want a power of two from 4 KiB to 1 MiB)", bs)
+		}
+		if l := le.Uint16(b[sqBlockLog:]); 1<<l != bs {
+			return bad("with block size %d but block_log %d", bs, l)
+		}
+		if used := le.Uint64(b[sqBytesUsed:]); used <= sqSuperSize || used > uint64(size) {
+			return bad("that says it has %d bytes, in a blob of %d (cut short?)", used, size)
+		}
+	case KindKernel:
+		if size <= bzImageSetupHead {
+			return bad("cut short: %d bytes", size)
+		}
+	}
+	return nil
 }

@@ -16,7 +16,7 @@ import (
 type PublishRequest struct {
 	Name   string `json:"name"`
 	Digest string `json:"digest"`         // sha256:HEX of a blob in the store (upload it first: POST /blobs)
-	Kind   string `json:"kind,omitempty"` // root, kernel, initramfs or disk; default: guessed from the blob's first bytes
+	Kind   string `json:"kind,omitempty"` // root, kernel, initramfs or disk; default: root, kernel or initramfs, as the blob's first bytes say (a disk is published only when asked for)
 	Note   string `json:"note,omitempty"`
 }
 
@@ -65,7 +65,8 @@ func (a *API) imageHistory(w http.ResponseWriter, r *http.Request) error {
 
 // imagePublish makes a name's next version point at a blob, atomically:
 // the next boot that asks for the name gets it; machines running the old
-// blob keep reading it.
+// blob keep reading it. A blob whose content is not of the kind it is
+// published as (blobstore.Check) is refused, and the name stays.
 func (a *API) imagePublish(w http.ResponseWriter, r *http.Request) error {
 	var req PublishRequest
 	if err := DecodeJSON(r.Body, &req); err != nil {
@@ -93,13 +94,26 @@ func (a *API) imagePublish(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	kind := blobstore.Sniff(f)
+	var kind blobstore.Kind
 	if req.Kind != "" {
-		k, err := blobstore.ParseKind(req.Kind)
-		if err != nil {
+		if kind, err = blobstore.ParseKind(req.Kind); err != nil {
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
-		kind = k
+	}
+	// The content must be of the kind it is published as, as the boots
+	// that get it will read it: checked before the name moves.
+	if err := blobstore.Check(f, fi.Size(), kind); err != nil {
+		var ke *blobstore.KindError
+		if !errors.As(err, &ke) {
+			return err
+		}
+		if ke.Kind == "" {
+			return errorf(http.StatusBadRequest, `blob %s is %v; say --kind disk ("kind": "disk") for a raw disk image`, d, err)
+		}
+		return errorf(http.StatusBadRequest, "blob %s is %v", d, err)
+	}
+	if kind == "" {
+		kind = blobstore.Sniff(f)
 	}
 	im, err := a.d.DB.PublishImage(background(r.Context()), state.Image{Name: req.Name, Digest: d.String(), Size: fi.Size(), Kind: string(kind), Note: req.Note})
 	if err != nil {
