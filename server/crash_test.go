@@ -79,8 +79,10 @@ func crashChild(dir string) {
 	// lands in the middle of some of them.
 	go func() { // publishing image versions
 		for i := 0; ; i++ {
-			if c, b := do(http.MethodPost, "/api/v1/blobs", "127.0.0.1", strings.NewReader(fmt.Sprintf("hsqs-%d-%d", os.Getpid(), i))); c == 201 {
-				do(http.MethodPost, "/api/v1/images", "127.0.0.1", strings.NewReader(`{"name":"crash","digest":"`+digestRE.FindStringSubmatch(b)[1]+`"}`))
+			if c, b := do(http.MethodPost, "/api/v1/blobs", "127.0.0.1", strings.NewReader(squashfsBlob(fmt.Sprintf("%d-%d", os.Getpid(), i)))); c == 201 {
+				if c, b := do(http.MethodPost, "/api/v1/images", "127.0.0.1", strings.NewReader(`{"name":"crash","digest":"`+digestRE.FindStringSubmatch(b)[1]+`"}`)); c != 201 {
+					fail(fmt.Errorf("publish: %d %s", c, b))
+				}
 			}
 		}
 	}()
@@ -144,6 +146,7 @@ func TestCrashRecovery(t *testing.T) {
 	s.Close()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	const rounds = 10
+	versions := 0
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
@@ -167,13 +170,16 @@ func TestCrashRecovery(t *testing.T) {
 		if strings.Contains(stderr.String(), "crash child:") {
 			t.Fatalf("round %d: %s", round, stderr.String())
 		}
-		checkAfterCrash(t, dir, round)
+		versions = checkAfterCrash(t, dir, round)
+	}
+	if versions == 0 {
+		t.Error("no image version was published in any round: the test did not test publishing")
 	}
 }
 
 // checkAfterCrash opens the data directory as a restarted server would and
 // checks it.
-func checkAfterCrash(t *testing.T, dir string, round int) {
+func checkAfterCrash(t *testing.T, dir string, round int) (versions int) {
 	t.Helper()
 	ctx := context.Background()
 	cfg, _ := config.Parse("crash.conf", strings.NewReader(crashConf(dir)))
@@ -221,4 +227,5 @@ func checkAfterCrash(t *testing.T, dir string, round int) {
 	}
 	t.Logf("round %d: %d disks, %d image versions, %d interrupted disk changes finished, %d backups cleaned: consistent", round, len(ks), len(ims),
 		strings.Count(logs.String(), "finishing an interrupted change"), strings.Count(logs.String(), "interrupted backup"))
+	return len(ims)
 }

@@ -65,6 +65,9 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if refuseRanges(w, r, fi.Size(), "", fi.ModTime()) {
+		return
+	}
 	w.Header().Set("Content-Type", "application/efi")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }

@@ -428,7 +428,7 @@ func imageCmd(sio stdio) *cobra.Command {
 			})
 		},
 	}
-	pub.Flags().StringVar(&kind, "kind", "", "root, kernel, initramfs or disk (default: guessed from the first bytes)")
+	pub.Flags().StringVar(&kind, "kind", "", "root, kernel, initramfs or disk (default: what its content is; a raw disk image must say disk); the content must be of that kind")
 	pub.Flags().StringVar(&note, "note", "", "a note kept in the history")
 	c.AddCommand(pub)
 	var to int

@@ -45,8 +45,9 @@ type Config struct {
 	ISCSI  string // iSCSI listen address (host:port)
 	Portal string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
 	// ISCSILoginTimeout, ISCSIPerAddress and ISCSIConnections bound what
-	// peers that never log in can hold (0 = the target's defaults: 5s,
-	// 16, 1024).
+	// peers that have not logged in can hold: how long, how many
+	// connections per address, how many in all (0 = the target's
+	// defaults: 5s, 8, 1024).
 	ISCSILoginTimeout time.Duration
 	ISCSIPerAddress   int
 	ISCSIConnections  int
