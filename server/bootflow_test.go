@@ -463,6 +463,36 @@ func TestLoginRateLimited(t *testing.T) {
 	}
 }
 
+// TestLoginLockoutByMadeUpURLs: attempts with made-up or spent login
+// URLs do not charge the user's limit (they used to: a few of them every
+// 20 s kept a user out); and when a limit refuses, the log does not show
+// what was typed as the user name (it may be a password).
+func TestLoginLockoutByMadeUpURLs(t *testing.T) {
+	f := loginFix(t, "")
+	for i := range 50 {
+		remote := fmt.Sprintf("198.51.100.%d", 1+i%50)
+		made := fmt.Sprintf("/login/%064x", i)
+		if s := f.login(made, remote, "alice", "guessing"); !strings.Contains(s, "unknown, used or expired URL") {
+			t.Fatalf("a made-up login URL:\n%s", s)
+		}
+	}
+	if s := f.login(f.loginURL("52-54-00-00-00-01", "192.0.2.1"), "192.0.2.1", "alice", "correct horse"); !strings.Contains(s, "/doc/") {
+		t.Fatalf("made-up URLs locked the user out:\n%s", s)
+	}
+	// A throttled attempt whose user name is a secret typed in the wrong
+	// field: the log says no such user.
+	for i := range 8 {
+		remote := fmt.Sprintf("192.0.2.%d", 100+i)
+		f.login(f.loginURL("52-54-00-00-00-02", remote), remote, "hunter2secret", fmt.Sprint(i))
+	}
+	if !strings.Contains(f.logs.String(), "too many attempts for this user") || !strings.Contains(f.logs.String(), `user="(no such user)"`) {
+		t.Fatalf("eight attempts for one name were not limited, or not logged as no such user:\n%s", f.logs.String())
+	}
+	if strings.Contains(f.logs.String(), "hunter2secret") {
+		t.Errorf("the log shows what was typed as the user name:\n%s", f.logs.String())
+	}
+}
+
 func TestLoginSanboot(t *testing.T) {
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "base.raw")

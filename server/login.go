@@ -64,9 +64,9 @@ func ParseLoginForm(q url.Values) (LoginForm, error) {
 // item (Debian's iPXE has no POST forms: no params/param commands). The
 // URL is single use, bound to the address that got the menu, never
 // logged with its query. A wrong password goes back to the menu with a
-// notice; tries are rate limited per user and per address before any
-// password is hashed; the user's boot gets the user's own disk with a new
-// CHAP secret.
+// notice; tries are rate limited per address, then (for a valid URL
+// only) per user, before any password is hashed; the user's boot gets
+// the user's own disk with a new CHAP secret.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	addr := remoteIP(r)
@@ -76,25 +76,41 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.again(w, r, err.Error(), "The login form was malformed: try again", 2*time.Second)
 		return
 	}
-	if !s.loginAddr.Allow(addr) || !s.loginUser.Allow(form.User) {
+	// The address's own limit first: it bounds only the asker.
+	if !s.loginAddr.Allow(addr) {
 		s.metrics.Login("limited")
-		s.log.Warn("login refused: too many attempts", "user", form.User, "address", addr)
+		s.log.Warn("login refused: too many attempts from this address", "address", addr)
 		s.again(w, r, "too many login attempts: wait a minute", "Too many attempts: wait a minute, then try again", 20*time.Second)
 		return
 	}
+	// Then the single-use URL: an attempt without a valid, unspent one
+	// from this address is refused before it can charge the user's
+	// limit, so made-up URLs cannot lock a user out.
 	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeMenu, true)
 	if !ok {
-		return
-	}
-	p := s.sets.Load().Profile(t.Profile)
-	if p == nil || p.Policy() != config.EnrollLogin {
-		s.fail(w, http.StatusConflict, "this profile no longer takes logins: reboot the machine")
 		return
 	}
 	u, err := s.db.User(ctx, form.User)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		s.log.Error("login", "err", err)
 		s.fail(w, http.StatusInternalServerError, "the server cannot check logins: see its log")
+		return
+	}
+	who := form.User // logged only when it is a user's name: never what was typed
+	if u.Name == "" {
+		who = "(no such user)"
+	}
+	// The user's limit, charged by attempts that spent a URL (each costs
+	// its holder a menu fetched from its own address).
+	if !s.loginUser.Allow(form.User) {
+		s.metrics.Login("limited")
+		s.log.Warn("login refused: too many attempts for this user", "user", who, "address", addr, "mac", t.MAC)
+		s.again(w, r, "too many login attempts: wait a minute", "Too many attempts: wait a minute, then try again", 20*time.Second)
+		return
+	}
+	p := s.sets.Load().Profile(t.Profile)
+	if p == nil || p.Policy() != config.EnrollLogin {
+		s.fail(w, http.StatusConflict, "this profile no longer takes logins: reboot the machine")
 		return
 	}
 	// Each check holds 64 MiB (argon2id): at most a few run at once, the
@@ -111,10 +127,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !good {
 		s.metrics.Login("wrong")
-		who := form.User
-		if u.Name == "" {
-			who = "(no such user)"
-		}
 		s.log.Warn("login failed", "user", who, "address", addr, "mac", t.MAC)
 		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "login", Outcome: telemetry.Failed, Message: "wrong username or password"})
 		s.again(w, r, "wrong username or password", "Wrong username or password: try again", 2*time.Second)
