@@ -58,11 +58,13 @@ type Server struct {
 	disks *disks.Manager
 
 	tokens     *enroll.Tokens
-	scriptRate *enroll.Limiter // per client address
-	loginUser  *enroll.Limiter // per user name
-	loginAddr  *enroll.Limiter // per client address
-	reportRate *enroll.Limiter // per report token
-	hashing    chan struct{}   // a slot per password check allowed at once
+	scriptRate *enroll.Limiter  // per client address
+	loginUser  *enroll.Limiter  // per user name
+	loginAddr  *enroll.Limiter  // per client address
+	reportRate *enroll.Limiter  // per report token
+	signInRate *enroll.Limiter  // status page sign-ins, per client address
+	sessions   *enroll.Sessions // the status page's signed-in browsers
+	hashing    chan struct{}    // a slot per password check allowed at once
 
 	nics *drivers.Segments // NIC driver segments for the kernel script
 
@@ -113,6 +115,8 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		loginUser:  enroll.NewLimiter(loginUserEvery, loginUserBurst),
 		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
 		reportRate: enroll.NewLimiter(time.Second, 60),
+		signInRate: enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
+		sessions:   &enroll.Sessions{},
 		hashing:    make(chan struct{}, runtime.NumCPU()),
 		nics:       &drivers.Segments{Blobs: blobs, Log: log},
 	}
@@ -176,7 +180,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		},
 	})
 	s.rec = telemetry.NewRecorder(db, s.metrics, log)
-	s.status = &telemetry.StatusPage{View: db, Rec: s.rec, Log: log}
+	s.status = &telemetry.StatusPage{View: db, Rec: s.rec, Log: log, SignedIn: s.signedIn}
 	s.api = api.New(api.Deps{DB: db, Disks: dm, Blobs: blobs, Recorder: s.rec, Profiles: s.sets.Load, Log: log})
 	return s, nil
 }
@@ -269,9 +273,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /login/{token}", s.login)
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
 	mux.HandleFunc("POST /report/{token}", s.report)
-	mux.HandleFunc("GET /status", s.status.Page)
-	mux.HandleFunc("GET /status/rows", s.status.RowsJSON)
-	mux.HandleFunc("GET /status/events", s.status.Events)
+	mux.HandleFunc("GET /status", s.statusGate(s.status.Page, true))
+	mux.HandleFunc("GET /status/rows", s.statusGate(s.status.RowsJSON, false))
+	mux.HandleFunc("GET /status/events", s.statusGate(s.status.Events, false))
+	mux.HandleFunc("POST /status/signin", s.signIn)
+	mux.HandleFunc("POST /status/signout", s.signOut)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.api.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 )
@@ -310,8 +312,9 @@ func TestBootRecorded(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	// The status page shows the machine and where its boot is.
-	page := body(t, f.get("/status"))
+	// The status page shows the machine and where its boot is (to a
+	// token's holder).
+	page := body(t, f.get("/status", "Authorization", "Bearer "+newAdmin(f).tok))
 	for _, want := range []string{"52:54:00:12:34:56", "switch_root", "default"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
@@ -400,5 +403,106 @@ func TestLegacyDataDir(t *testing.T) {
 	}
 	if k, err := f.s.db.Disk(ctx, state.OwnerMachine, "52:54:00:12:34:56", "default"); err != nil || k.Path != filepath.Join(f.dir, "data", "machines", "52-54-00-12-34-56", "upper.img") {
 		t.Errorf("the machine lost its disk: %+v %v", k, err)
+	}
+}
+
+// TestStatusAuth: the status page, its rows and its events answer only a
+// token's holder or a signed-in session; the sign-in form opens a
+// session (HttpOnly, SameSite=Strict) that ends with sign-out or with
+// its token; status = public opens them to all.
+func TestStatusAuth(t *testing.T) {
+	f := newFix(t, "")
+	f.script("52-54-00-12-34-56", "192.0.2.10")
+	for _, path := range []string{"/status", "/status/rows", "/status/events"} {
+		r := f.get(path)
+		if b := body(t, r); r.StatusCode != http.StatusUnauthorized || strings.Contains(b, "52:54:00:12:34:56") {
+			t.Errorf("%s without a token: %d %q", path, r.StatusCode, b)
+		}
+	}
+	if b := body(t, f.get("/status")); !strings.Contains(b, `action="/status/signin"`) {
+		t.Errorf("no sign-in form: %s", b)
+	}
+	ctx := context.Background()
+	readTok, rt, err := enroll.NewAPIToken(ctx, f.s.db, "viewer", enroll.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := f.get("/status/rows", "Authorization", "Bearer "+readTok); r.StatusCode != 200 || !strings.Contains(body(t, r), "52:54:00:12:34:56") {
+		t.Errorf("rows with a read token: %d", r.StatusCode)
+	}
+	signIn := func(tok, origin string) *http.Response {
+		t.Helper()
+		hdr := []string{"Content-Type", "application/x-www-form-urlencoded"}
+		if origin != "" {
+			hdr = append(hdr, "Origin", origin)
+		}
+		return f.do(http.MethodPost, "/status/signin", "192.0.2.50", strings.NewReader(url.Values{"token": {tok}}.Encode()), hdr...)
+	}
+	if r := signIn("obt_0000000000000000_"+strings.Repeat("0", 64), ""); r.StatusCode != http.StatusUnauthorized || !strings.Contains(body(t, r), "not a valid admin token") {
+		t.Errorf("a bad token signed in: %d", r.StatusCode)
+	}
+	if r := signIn(readTok, "http://evil.example"); r.StatusCode != http.StatusForbidden {
+		t.Errorf("a sign-in posted from another site: %d", r.StatusCode)
+	}
+	r := signIn(readTok, "http://10.0.2.100")
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/status" {
+		t.Fatalf("sign-in: %d %v", r.StatusCode, r.Header)
+	}
+	var cookie *http.Cookie
+	for _, c := range r.Cookies() {
+		if c.Name == statusCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/status" || len(cookie.Value) != 64 {
+		t.Fatalf("session cookie: %+v", cookie)
+	}
+	if strings.Contains(f.logs.String(), readTok) || strings.Contains(f.logs.String(), cookie.Value) {
+		t.Errorf("the log shows the token or the session")
+	}
+	withCookie := func(path string) *http.Response {
+		return f.get(path, "Cookie", statusCookie+"="+cookie.Value)
+	}
+	if r := withCookie("/status"); r.StatusCode != 200 || !strings.Contains(body(t, r), "Sign out") {
+		t.Errorf("the page with a session: %d", r.StatusCode)
+	}
+	// Revoking the token ends its sessions.
+	if err := f.s.db.DeleteAPIToken(ctx, rt.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := withCookie("/status/rows"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session outlived its token: %d", r.StatusCode)
+	}
+	// Sign-out ends a session.
+	tok2, _, _ := enroll.NewAPIToken(ctx, f.s.db, "viewer2", enroll.ScopeRead)
+	for _, c := range signIn(tok2, "").Cookies() {
+		cookie = c
+	}
+	if r := withCookie("/status/rows"); r.StatusCode != 200 {
+		t.Fatalf("second session: %d", r.StatusCode)
+	}
+	f.do(http.MethodPost, "/status/signout", "192.0.2.50", nil, "Cookie", statusCookie+"="+cookie.Value)
+	if r := withCookie("/status/rows"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session outlived its sign-out: %d", r.StatusCode)
+	}
+	// Sign-in tries are limited per address.
+	limited := false
+	for range 20 {
+		if r := f.do(http.MethodPost, "/status/signin", "192.0.2.51", strings.NewReader("token=x"), "Content-Type", "application/x-www-form-urlencoded"); r.StatusCode == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Error("20 sign-in tries from one address were not limited")
+	}
+	// status = public.
+	cfg := *f.s.cfg.Load()
+	cfg.Status = config.StatusPublic
+	if err := f.s.Reload(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.get("/status/rows"); r.StatusCode != 200 {
+		t.Errorf("public status: %d", r.StatusCode)
 	}
 }

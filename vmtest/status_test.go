@@ -3,6 +3,7 @@ package vmtest
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,11 +14,12 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/telemetry"
 )
 
 // statusColumns are the status table's headers, in order.
-var statusColumns = []string{"MAC", "Host", "Profile", "Enrolment", "Address", "Phase", "Outcome", "Image", "User", "Disk", "Last error"}
+var statusColumns = []string{"MAC", "Host", "Profile", "Enrolment", "Address", "Pinned", "Phase", "Outcome", "Image", "User", "Disk", "Last error", "Conflict"}
 
 // pageState is what the status page shows, read from its DOM.
 type pageState struct {
@@ -133,12 +135,37 @@ func TestStatusPageLive(t *testing.T) {
 	if _, err := run(b, time.Minute, chromedp.EmulateViewport(1500, 420)); err != nil {
 		t.Fatal(err)
 	}
+	// Without a token nothing of the page's data answers; the page is
+	// its sign-in form, which takes a read token.
+	for _, path := range []string{"/status/rows", "/status/events"} {
+		r, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s without a token: HTTP %d", path, r.StatusCode)
+		}
+	}
+	tok, _, err := enroll.NewAPIToken(context.Background(), s.DB(), "viewer", enroll.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := run(b, time.Minute, chromedp.NavigateResponse(page))
 	if err != nil {
 		t.Fatalf("open %s: %v", page, err)
 	}
-	if resp.Status != 200 {
-		t.Fatalf("open %s: HTTP %d", page, resp.Status)
+	if resp.Status != http.StatusUnauthorized {
+		t.Fatalf("open %s without a session: HTTP %d, want the sign-in form (401)", page, resp.Status)
+	}
+	if _, err := run(b, time.Minute, chromedp.SendKeys("#token", tok)); err != nil {
+		t.Fatalf("type the token: %v", err)
+	}
+	if _, err := run(b, time.Minute, chromedp.Click("#signin")); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := run(b, time.Minute, chromedp.WaitReady("#rows")); err != nil {
+		t.Fatalf("the status page after signing in: %v", err)
 	}
 
 	// poll reads the page until done says so, or fails after timeout.
@@ -292,8 +319,9 @@ func TestStatusPageLive(t *testing.T) {
 			t.Errorf("the tab never requested %s", want)
 		}
 	}
-	if len(navigated) != 1 || navigated[0] != page {
-		t.Errorf("main-frame navigations %q, want only %s", navigated, page)
+	// The page, then (the form posted, answered 303) the page again.
+	if len(navigated) != 2 || navigated[0] != page || navigated[1] != page {
+		t.Errorf("main-frame navigations %q, want %s twice (sign-in form, then the page)", navigated, page)
 	}
 	if len(exceptions) > 0 {
 		t.Errorf("script exceptions: %q", exceptions)

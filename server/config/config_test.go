@@ -107,6 +107,27 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// TestQuotasAndRetention: quotas have defaults and can be unlimited;
+// the [server] retention keys take days.
+func TestQuotasAndRetention(t *testing.T) {
+	c, err := Parse("f", strings.NewReader("[server]\nstatus = public\npending-ttl = 2d\nforget-after = never\n"+
+		"[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"+
+		"[profile big]\nkernel = k\ninitramfs = i\nroot = r\nmax-machines = unlimited\nmax-disks = 7\nmax-disk-bytes = unlimited\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != StatusPublic || c.PendingTTL != 48*time.Hour || c.ForgetAfter != Never {
+		t.Errorf("server: %q %v %v", c.Status, c.PendingTTL, c.ForgetAfter)
+	}
+	d, b := c.Profiles["default"], c.Profiles["big"]
+	if d.MachinesQuota() != DefaultMaxMachines || d.DisksQuota() != DefaultMaxDisks || d.DiskBytesQuota() != 0 {
+		t.Errorf("default quotas: %d %d %d", d.MachinesQuota(), d.DisksQuota(), d.DiskBytesQuota())
+	}
+	if b.MachinesQuota() != 0 || b.DisksQuota() != 7 || b.DiskBytesQuota() != 0 {
+		t.Errorf("big quotas: %d %d %d", b.MachinesQuota(), b.DisksQuota(), b.DiskBytesQuota())
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	const prof = "[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"
 	for _, tc := range []struct{ name, in, want string }{
@@ -143,6 +164,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve or login"},
 		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count, or unlimited"},
 		{"percent disk bytes", prof + "max-disk-bytes = 50%\n", "f:5: max-disk-bytes:"},
+		{"bad status", "[server]\nstatus = open\n", "f:2: status: \"open\": want token"},
+		{"bad pending-ttl", "[server]\npending-ttl = 1s\n", "f:2: pending-ttl: \"1s\": want a duration from 1m to 365d"},
+		{"bad forget-after", "[server]\nforget-after = soon\n", "f:2: forget-after: \"soon\": want a duration from 1h to 3650d"},
 		{"menu unknown profile", prof + "menu = nope\n", "f:1: profile default: menu entry nope: no [profile nope]"},
 		{"menu self", prof + "menu = default\n", "a profile cannot be its own entry"},
 		{"menu nests", prof + "menu = b\n[profile b]\nkernel = k\ninitramfs = i\nroot = r\nenroll = login\n", "menu entry b has a menu itself"},

@@ -160,6 +160,24 @@ var statusHTML string
 
 var statusPage = template.Must(template.New("status").Parse(statusHTML))
 
+//go:embed signin.html
+var signInHTML string
+
+var signInPage = template.Must(template.New("signin").Parse(signInHTML))
+
+// SignInPage answers the status page's sign-in form with code, showing
+// message when there is one (why the last try failed).
+func SignInPage(w http.ResponseWriter, code int, message string, lasts time.Duration) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(code)
+	signInPage.Execute(w, struct {
+		Message string
+		Lasts   time.Duration
+	}{message, lasts})
+}
+
 // StatusPage serves /status (the page), /status/rows (its table as JSON)
 // and /status/events (updates as server-sent events). Who may read them
 // is the caller's to decide (package server wraps them).
