@@ -72,28 +72,40 @@ type Server struct {
 
 	// Drain bounds a graceful shutdown (0 = DefaultDrain).
 	Drain time.Duration
+
+	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state
 // store, migrating what older versions kept in files) and returns a server
-// for cfg. Close it when done.
+// for cfg. Close it when done. The server holds DATA/lock until then: a
+// second Open of the same directory, in this process or another, fails
+// naming the process that holds it.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lock, err := lockDataDir(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
 	blobs, err := blobstore.Open(cfg.Data)
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	db, err := state.Open(filepath.Join(cfg.Data, state.FileName))
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	s, err := New(ctx, cfg, blobs, db, log)
 	if err != nil {
 		db.Close()
+		lock.release()
 		return nil, err
 	}
+	s.dataLock = lock
 	return s, nil
 }
 
@@ -235,10 +247,12 @@ func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *prof
 }
 
 // Close closes the state store and the disks (after Serve and ServeISCSI
-// have returned).
+// have returned), and releases the data directory.
 func (s *Server) Close() error {
 	s.disks.Close()
-	return s.db.Close()
+	err := s.db.Close()
+	s.dataLock.release()
+	return err
 }
 
 // DB is the server's state store.
