@@ -3,6 +3,8 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,4 +89,66 @@ func (l *dataLock) release() {
 	l.f.Truncate(0)
 	l.f.Close()
 	l.f = nil
+}
+
+// cleanTmp removes every entry of tmp (DATA/tmp) that no running process
+// holds: each is locked (an exclusive flock, not waiting) and removed while
+// locked, so a process cannot take it meanwhile; one that another process
+// holds stays. Files and directories are locked by their own descriptor;
+// anything else (a symlink, a FIFO) is nobody's work and goes. Where the
+// lock cannot be tried (not ours to open, no flock on this system), the
+// rule of older versions applies: removed when older than a day.
+func cleanTmp(tmp string, log *slog.Logger) {
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		p := filepath.Join(tmp, e.Name())
+		held, err := removeUnheld(p, e.Type())
+		switch {
+		case err == nil && held:
+			log.Debug("keeping a work file a running process holds", "path", p)
+		case err == nil:
+			log.Info("removed a work file no running process holds", "path", p)
+		case errors.Is(err, errRemove):
+			log.Warn("work file no running process holds not removed", "path", p, "err", err)
+		default:
+			fi, ierr := e.Info()
+			if ierr != nil || time.Since(fi.ModTime()) <= 24*time.Hour {
+				log.Info("keeping a work file: cannot tell whether a process holds it", "path", p, "err", err)
+				continue
+			}
+			log.Info("removing an old work file", "path", p)
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// errRemove marks removeUnheld's failures to remove (as opposed to
+// failures to try the lock).
+var errRemove = errors.New("remove")
+
+// removeUnheld removes p, an entry of DATA/tmp of type typ, unless a
+// process holds a lock on it, and says whether one does.
+func removeUnheld(p string, typ fs.FileMode) (held bool, err error) {
+	if !typ.IsDir() && !typ.IsRegular() {
+		if err := os.Remove(p); err != nil {
+			return false, fmt.Errorf("%w: %w", errRemove, err)
+		}
+		return false, nil
+	}
+	f, err := openNoFollow(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	ok, err := tryLock(f)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return true, nil
+	}
+	if err := os.RemoveAll(p); err != nil {
+		return false, fmt.Errorf("%w: %w", errRemove, err)
+	}
+	return false, nil
 }

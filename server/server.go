@@ -182,21 +182,18 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 }
 
 // cleanLeftovers removes what a crash can leave in the data directory:
-// backups the API was writing (.backup-*) and work files in tmp/ older
-// than a day (younger ones may be an mkimage running now).
+// backups the API was writing (.backup-*) and what no running process
+// owns in tmp/ (a killed mkimage's work files), whatever its age. A
+// process working there holds a flock on its work directory (see
+// blobstore.Store.TempFile) until it exits; an entry of tmp/ that can be
+// locked is nobody's and goes, one that cannot stays (see cleanTmp).
 func cleanLeftovers(data string, log *slog.Logger) {
 	left, _ := filepath.Glob(filepath.Join(data, ".backup-*"))
 	for _, p := range left {
 		log.Info("removing an interrupted backup", "path", p)
 		os.RemoveAll(p)
 	}
-	ents, _ := os.ReadDir(filepath.Join(data, "tmp"))
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
-			log.Info("removing an old work file", "path", filepath.Join(data, "tmp", e.Name()))
-			os.RemoveAll(filepath.Join(data, "tmp", e.Name()))
-		}
-	}
+	cleanTmp(filepath.Join(data, "tmp"), log)
 }
 
 // Reload switches to cfg: its profiles are resolved first, and on any
