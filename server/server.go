@@ -75,28 +75,40 @@ type Server struct {
 
 	// Drain bounds a graceful shutdown (0 = DefaultDrain).
 	Drain time.Duration
+
+	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state
 // store, migrating what older versions kept in files) and returns a server
-// for cfg. Close it when done.
+// for cfg. Close it when done. The server holds DATA/lock until then: a
+// second Open of the same directory, in this process or another, fails
+// naming the process that holds it.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lock, err := lockDataDir(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
 	blobs, err := blobstore.Open(cfg.Data)
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	db, err := state.Open(filepath.Join(cfg.Data, state.FileName))
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	s, err := New(ctx, cfg, blobs, db, log)
 	if err != nil {
 		db.Close()
+		lock.release()
 		return nil, err
 	}
+	s.dataLock = lock
 	return s, nil
 }
 
@@ -186,21 +198,18 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 }
 
 // cleanLeftovers removes what a crash can leave in the data directory:
-// backups the API was writing (.backup-*) and work files in tmp/ older
-// than a day (younger ones may be an mkimage running now).
+// backups the API was writing (.backup-*) and what no running process
+// owns in tmp/ (a killed mkimage's work files), whatever its age. A
+// process working there holds a flock on its work directory (see
+// blobstore.Store.TempFile) until it exits; an entry of tmp/ that can be
+// locked is nobody's and goes, one that cannot stays (see cleanTmp).
 func cleanLeftovers(data string, log *slog.Logger) {
 	left, _ := filepath.Glob(filepath.Join(data, ".backup-*"))
 	for _, p := range left {
 		log.Info("removing an interrupted backup", "path", p)
 		os.RemoveAll(p)
 	}
-	ents, _ := os.ReadDir(filepath.Join(data, "tmp"))
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
-			log.Info("removing an old work file", "path", filepath.Join(data, "tmp", e.Name()))
-			os.RemoveAll(filepath.Join(data, "tmp", e.Name()))
-		}
-	}
+	cleanTmp(filepath.Join(data, "tmp"), log)
 }
 
 // Reload switches to cfg: its profiles are resolved first, and on any
@@ -251,10 +260,12 @@ func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *prof
 }
 
 // Close closes the state store and the disks (after Serve and ServeISCSI
-// have returned).
+// have returned), and releases the data directory.
 func (s *Server) Close() error {
 	s.disks.Close()
-	return s.db.Close()
+	err := s.db.Close()
+	s.dataLock.release()
+	return err
 }
 
 // DB is the server's state store.

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -16,11 +18,21 @@ import (
 // TFTPDir is the directory under DATA that TFTP serves.
 const TFTPDir = "tftp"
 
-// prepareTFTP copies the regular files at the top of src (following
-// symlinks: the administrator chose src, and Debian's
-// /usr/lib/ipxe/ipxe.efi is a symlink to /boot/ipxe.efi) into dst, which
-// then holds only regular files: the TFTP server, confined to dst, serves
+// prepareTFTP copies the files at the top of src into dst, which then
+// holds only regular files: the TFTP server, confined to dst, serves
 // nothing else. Files no longer in src are removed from dst.
+//
+// A file, symlink or not, is copied only if any user of this machine could
+// read it anyway: resolved (filepath.EvalSymlinks), it must be a regular
+// file with the others-read bit (0o004), and every directory on its
+// resolved absolute path, / included, must have the others-execute bit
+// (0o001). Debian's /usr/lib/ipxe/ipxe.efi, a symlink to /boot/ipxe.efi,
+// passes; a symlink to /etc/shadow, or to a file under /root, does not.
+// Anything else is skipped with one warning naming the file and why, and
+// never copied (subdirectories are skipped quietly). The check is made on
+// the descriptor that is copied from, opened one path component at a time
+// without following symlinks (openPublic), so a path changed after the
+// check fails rather than copying what it now names.
 func prepareTFTP(src, dst string, log *slog.Logger) (int, error) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return 0, err
@@ -32,11 +44,13 @@ func prepareTFTP(src, dst string, log *slog.Logger) (int, error) {
 	keep := map[string]bool{}
 	for _, e := range ents {
 		p := filepath.Join(src, e.Name())
-		fi, err := os.Stat(p) // through symlinks
-		if err != nil || !fi.Mode().IsRegular() {
+		in := openForTFTP(p, e.Type()&fs.ModeSymlink != 0, log)
+		if in == nil {
 			continue
 		}
-		if err := copyFileAtomic(p, filepath.Join(dst, e.Name())); err != nil {
+		err := copyFileAtomic(in, filepath.Join(dst, e.Name()))
+		in.Close()
+		if err != nil {
 			return 0, err
 		}
 		keep[e.Name()] = true
@@ -51,12 +65,45 @@ func prepareTFTP(src, dst string, log *slog.Logger) (int, error) {
 	return len(keep), durable.Sync(dst)
 }
 
-func copyFileAtomic(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
+// notPublicError is openPublic's refusal by mode bits: why not every
+// user may read a file.
+type notPublicError struct{ why string }
+
+func (e *notPublicError) Error() string { return e.why }
+
+// openForTFTP opens p, an entry of tftp-root (link: a symlink), if any
+// user of this machine may read what it resolves to (see prepareTFTP).
+// Otherwise it logs why at WARN (a directory quietly) and returns nil.
+func openForTFTP(p string, link bool, log *slog.Logger) *os.File {
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return nil
 	}
-	defer in.Close()
+	real, err := filepath.EvalSymlinks(p)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
+	if err != nil {
+		log.Warn(fmt.Sprintf("tftp-root: skipping %s: %v", p, err))
+		return nil
+	}
+	f, err := openPublic(real)
+	var np *notPublicError
+	switch {
+	case err == nil:
+		return f
+	case errors.As(err, &np) && link:
+		log.Warn(fmt.Sprintf("tftp-root: skipping %s: it points to %s, which not every user may read", p, real), "why", np.why)
+	case errors.As(err, &np):
+		log.Warn(fmt.Sprintf("tftp-root: skipping %s: not every user may read it", p), "why", np.why)
+	default:
+		log.Warn(fmt.Sprintf("tftp-root: skipping %s: %v", p, err))
+	}
+	return nil
+}
+
+// copyFileAtomic copies in to dst (0644) through a temporary file beside
+// it and a rename.
+func copyFileAtomic(in *os.File, dst string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".copy-*")
 	if err != nil {
 		return err
@@ -70,7 +117,7 @@ func copyFileAtomic(src, dst string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
+		return fmt.Errorf("copy %s: %w", in.Name(), err)
 	}
 	return os.Rename(tmp.Name(), dst)
 }

@@ -81,9 +81,14 @@ func TestServeReloadOnHUP(t *testing.T) {
 }
 
 // TestServeTFTP: serve answers TFTP with the files of tftp-root, a
-// symlinked one included (as Debian's ipxe.efi is), and nothing else.
+// symlinked one included (as Debian's ipxe.efi is), and nothing else: not
+// a symlink to a file not every user may read.
 func TestServeTFTP(t *testing.T) {
 	dir := t.TempDir()
+	// Only what every user may read is served: t.TempDir's own parent is
+	// 0700 (/tmp above it is 1777).
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
 	k := filepath.Join(dir, "k")
 	os.WriteFile(k, []byte("K"), 0o644)
 	root := filepath.Join(dir, "ipxe")
@@ -91,6 +96,8 @@ func TestServeTFTP(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "undionly.kpxe"), []byte("BIOS iPXE"), 0o644)
 	os.WriteFile(filepath.Join(dir, "real.efi"), []byte("EFI iPXE"), 0o644)
 	os.Symlink(filepath.Join(dir, "real.efi"), filepath.Join(root, "ipxe.efi"))
+	os.WriteFile(filepath.Join(dir, "secret"), []byte("owner only"), 0o600)
+	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(root, "secret.efi"))
 	conf := filepath.Join(dir, "overboot.conf")
 	os.WriteFile(conf, []byte("[server]\nlisten = 127.0.0.1:0\ndata = "+dir+"/data\ntftp = 127.0.0.1:0\ntftp-root = "+root+"\n[profile default]\nkernel = "+k+"\ninitramfs = "+k+"\nroot = "+k+"\n"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -109,6 +116,9 @@ func TestServeTFTP(t *testing.T) {
 	var b bytes.Buffer
 	if _, err := (&tftp.Client{}).Get(ctx, addr, "../overboot.conf", &b); err == nil {
 		t.Error("a file outside the TFTP root was served")
+	}
+	if _, err := (&tftp.Client{}).Get(ctx, addr, "secret.efi", &b); err == nil {
+		t.Errorf("a symlink to a 0600 file was served: %q", b.String())
 	}
 	cancel()
 	if err := <-done; err != nil {

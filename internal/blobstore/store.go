@@ -108,8 +108,20 @@ func (s *Store) BlobPath(d boot.Digest) string {
 // TempFile creates a work file inside the store, on the same filesystem as
 // the blobs so Commit can rename it. The caller removes it if it is not
 // committed.
+//
+// The file is made in this process's work directory, DIR/tmp/pidPID-*,
+// which the process holds an exclusive flock on until it exits (see
+// workDir): a server starting removes every entry of DIR/tmp that nobody
+// holds, whatever its age (what a killed mkimage left), and keeps the
+// others. What a caller makes beside its work file (mkimage's work
+// directory beside its output) is covered as well, and so is the file
+// after the caller closed it, until it commits or removes it.
 func (s *Store) TempFile(pattern string) (*os.File, error) {
-	return os.CreateTemp(filepath.Join(s.dir, "tmp"), pattern)
+	dir, err := s.workDir()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return os.CreateTemp(dir, pattern)
 }
 
 // Commit hashes the file at path (which must be in the store's tmp
