@@ -33,7 +33,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(fs.Output(), `usage: overboot serve [-config FILE] [flags]
 
 Serves iPXE scripts (/boot.ipxe, /ipxe?mac=...), artifacts by digest
-(/blobs/sha256/HEX, with Range and ETag), /api/machines, /status and /metrics.
+(/blobs/sha256/HEX, with Range and ETag), the admin API (/api/v1), /status
+and /metrics.
 With a profile that has upper = iscsi or sanboot = DISK, it also runs the
 iSCSI target (machines' private disks and copy-on-write layers, CHAP always)
 and serves their credentials once each, behind single-use URLs (/doc/TOKEN,
@@ -42,12 +43,16 @@ the reason. testdata/overboot.conf in the source is an annotated example.
 
 Profiles say who may boot them (enroll = open, open-insecure, approve or
 login): a MAC address proves nothing, so a profile with private disks needs
-approve (an administrator admits each machine: overboot machine approve MAC)
+approve (an administrator admits each machine to that profile, at the
+address its request came from: overboot machine approve MAC [--address IP])
 or login (a boot menu asks for a username and a password: overboot user
-add). State (machines, users, disks, secrets, image names, boots) is in
-DATA/state.db; the admin API (/api/v1) needs a token (overboot token create
-NAME --data DATA makes the first). /status is a live page of the machines,
-/metrics Prometheus metrics.
+add). Admission to one profile admits to no other. State (machines, their
+admissions, users, disks, secrets, image names, boots) is in DATA/state.db;
+one server at a time holds DATA (DATA/lock). The admin API (/api/v1) needs a
+token with a scope (overboot token create NAME --data DATA --out FILE makes
+the first). /status is a live page of the machines for a token's holder
+(sign in there; status = public in [server] opens it to anyone), /metrics
+Prometheus metrics.
 
 With proxy-dhcp = IFACE in [server], it answers PXE clients on that
 interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving
@@ -61,13 +66,15 @@ boot answers. One or the other per interface.
 
 With dhcpv6 = IFACE (and dhcpv6-range, url6 or url) in [server], it
 answers DHCPv6 (RFC 8415) with addresses from the range and the boot URL
-of RFC 5970: iPXE gets /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi. (The
-agent itself speaks DHCPv4: the kernel and root still come over IPv4.)
+of RFC 5970: iPXE gets /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi; the agent
+takes its own DHCPv6 lease when its URLs are IPv6.
 
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
 /usr/lib/ipxe from Debian's ipxe package, copied into DATA/tftp at start),
-read only.
+read only. A file of tftp-root (or what its symlink points to) is copied only
+if every user of this machine could read it: nothing that only the server's
+own rights can read is ever served.
 
 Signals: SIGHUP reloads the configuration file (checked first: a bad one
 is refused with FILE:LINE and the old one keeps running; listen, data and
