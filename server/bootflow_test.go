@@ -770,3 +770,29 @@ func TestISCSIRecoveryParam(t *testing.T) {
 		t.Errorf("a profile without iscsi-recovery sets it:\n%s", s)
 	}
 }
+
+// TestUnservableBootRecorded: a boot the server cannot serve (its root's
+// name now points at a disk image, published behind the API's back) is a
+// failed boot with the server's message, where machine show and the
+// status page look, not only a line in the server's log.
+func TestUnservableBootRecorded(t *testing.T) {
+	f := newFixPre(t, "[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = demo\n[machine 52:54:00:00:00:31]\nprofile = named\n", func(data string) {
+		publishFile(t, data, "demo", "root", squashfsBlob("v1"))
+	})
+	ctx := context.Background()
+	if _, err := f.s.db.PublishImage(ctx, state.Image{Name: "demo", Digest: f.arts().Kernel.Digest.String(), Size: 6, Kind: "disk"}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.do(http.MethodGet, "/ipxe?mac=52-54-00-00-00-31", "192.0.2.31", nil)
+	if b := body(t, r); r.StatusCode != http.StatusInternalServerError || !strings.Contains(b, "exit 1") {
+		t.Fatalf("script: %d %s", r.StatusCode, b)
+	}
+	bs, err := f.s.db.Boots(ctx, "52:54:00:00:00:31", 1)
+	if err != nil || len(bs) != 1 || bs[0].Outcome != "failed" || !strings.Contains(bs[0].Message, "profile named") {
+		t.Fatalf("the failure is not a boot: %+v %v", bs, err)
+	}
+	rows := body(t, f.get("/status/rows", "Authorization", "Bearer "+newAdmin(f).tok))
+	if !strings.Contains(rows, `"error":"profile named`) {
+		t.Errorf("the status rows do not show it: %s", rows)
+	}
+}
