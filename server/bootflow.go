@@ -17,7 +17,6 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/telemetry"
@@ -454,12 +453,12 @@ func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profil
 		return disks.Export{}, err
 	}
 	o := owner(t)
-	var chap iscsi.CHAP
+	var creds disks.Credentials
 	var err error
 	if o.Kind == state.OwnerUser {
-		chap, err = s.disks.NewUserCHAP(ctx, o.Name)
+		creds, err = s.disks.NewUserCredentials(ctx, o.Name)
 	} else {
-		chap, err = s.disks.MachineCHAP(ctx, o.Name, p.Name)
+		creds, err = s.disks.MachineCredentials(ctx, o.Name, p.Name)
 	}
 	if err != nil {
 		return disks.Export{}, err
@@ -468,7 +467,13 @@ func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profil
 	if p.Sanboot != "" {
 		sp.Kind, sp.Base, sp.Size = state.DiskCow, p.Sanboot, 0
 	}
-	return s.disks.Ensure(ctx, sp, chap, disks.InitiatorIQN(t.MAC))
+	return s.disks.Ensure(ctx, sp, creds, disks.InitiatorIQN(t.MAC))
+}
+
+// docCHAP is what a machine needs to log in to its disk and to check
+// that the target is its disk's: mutual CHAP both ways.
+func docCHAP(c disks.Credentials) *boot.CHAP {
+	return &boot.CHAP{User: c.Initiator.User, Secret: string(c.Initiator.Secret), TargetUser: c.Target.User, TargetSecret: string(c.Target.Secret)}
 }
 
 // diskError answers why a disk could not be had.
@@ -541,8 +546,7 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, why, code)
 			return
 		}
-		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
-			CHAP: &boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)}}}
+		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: docCHAP(ex.Creds)}}
 		note = "disk " + ex.Target
 	}
 	id, err := s.identity(ctx, t, p)
@@ -631,7 +635,7 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 	}
 	text, err := boot.SANScript{
 		Comment: comment, Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
-		CHAP: boot.CHAP{User: ex.CHAP.User, Secret: string(ex.CHAP.Secret)},
+		CHAP: *docCHAP(ex.Creds),
 	}.Render()
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, err.Error())

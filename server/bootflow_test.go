@@ -101,7 +101,11 @@ func TestDocumentTokenBound(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(f.dir, "data", state.FileName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("state store: %v %v", fi, err)
 	}
-	if strings.Contains(f.logs.String(), u.CHAP.Secret) || strings.Contains(f.logs.String(), path[5:]) {
+	// The target proves itself too: its own secret, not the machine's.
+	if u.CHAP.TargetUser != "t-52-54-00-12-34-56" || len(u.CHAP.TargetSecret) < 16 || u.CHAP.TargetSecret == u.CHAP.Secret {
+		t.Errorf("mutual CHAP: %+v", u.CHAP)
+	}
+	if strings.Contains(f.logs.String(), u.CHAP.Secret) || strings.Contains(f.logs.String(), u.CHAP.TargetSecret) || strings.Contains(f.logs.String(), path[5:]) {
 		t.Errorf("the log shows a secret or a token")
 	}
 }
@@ -540,6 +544,8 @@ func TestSanboot(t *testing.T) {
 		"set initiator-iqn iqn.2026-11.org.overboot:i-525400123456\n",
 		"set username 52-54-00-12-34-56\n",
 		"set password " + m.Secret + "\n",
+		"set reverse-username t-52-54-00-12-34-56\n",
+		"set reverse-password " + m.TargetSecret + "\n",
 		"sanboot iscsi:10.0.2.100::3260:0:iqn.2026-11.org.overboot:m-525400123456-d",
 	} {
 		if !strings.Contains(san, want) {

@@ -200,8 +200,8 @@ func serverMadeDisk(t *testing.T, mac string, size int64) string {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	chap := iscsi.CHAP{User: "u", Secret: "0123456789abcdef"}
-	ex, err := m.Ensure(context.Background(), disks.Spec{Owner: disks.Owner{Kind: state.OwnerMachine, Name: mac}, Profile: "default", Kind: state.DiskUpper, Size: size}, chap, disks.InitiatorIQN(mac))
+	creds := disks.Credentials{Initiator: iscsi.CHAP{User: "u", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t", Secret: "fedcba9876543210"}}
+	ex, err := m.Ensure(context.Background(), disks.Spec{Owner: disks.Owner{Kind: state.OwnerMachine, Name: mac}, Profile: "default", Kind: state.DiskUpper, Size: size}, creds, disks.InitiatorIQN(mac))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,6 +133,15 @@ func Attach(ctx context.Context, s Session, scanTimeout time.Duration) (Session,
 	// Current kernels have no "noop" scheduler: "none" (blk-mq).
 	os.WriteFile(filepath.Join("/sys/block", filepath.Base(dev), "queue/scheduler"), []byte("none"), 0)
 	s.Device = dev
+	// Its identity as first attached: a recovery must find the same.
+	df, err := os.Open(dev)
+	if err != nil {
+		return s, fmt.Errorf("iscsi: %w", err)
+	}
+	defer df.Close()
+	if s.DeviceID, err = DeviceIdentity(df); err != nil {
+		return s, fmt.Errorf("iscsi: the identity of %s: %w", dev, err)
+	}
 	return s, nil
 }
 

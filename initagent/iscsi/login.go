@@ -71,6 +71,10 @@ func (e *LoginError) Status() uint16 { return uint16(e.Class)<<8 | uint16(e.Deta
 // ErrTargetAuth: mutual CHAP failed, the target is not who it claims.
 var ErrTargetAuth = errors.New("the target failed mutual CHAP: not the configured server")
 
+// MinChallenge is the shortest CHAP challenge the initiator answers: a
+// target that sends less could collect answers to guess the secret from.
+const MinChallenge = 16
+
 // OurMaxRecv is the MaxRecvDataSegmentLength we declare.
 const OurMaxRecv = 262144
 
@@ -81,6 +85,11 @@ func Login(t Transport, o Options) (Negotiated, error) {
 		o.Digest = "None"
 	}
 	n := Negotiated{TSIH: o.TSIH}
+	if o.TargetCHAP != nil && o.TargetCHAP.Secret == o.CHAP.Secret {
+		// Either side's answer would then serve as the other's
+		// (RFC 7143 12.1.3).
+		return n, fmt.Errorf("iscsi login: the target's CHAP secret is the initiator's own: refused")
+	}
 	itt := uint32(0)
 	var statSN uint32
 	exchange := func(csg, nsg int, transit bool, kvs []iscsiwire.KV) ([]iscsiwire.KV, error) {
@@ -136,6 +145,9 @@ func Login(t Transport, o Options) (Negotiated, error) {
 	if a, _ := iscsiwire.Lookup(kvs, "CHAP_A"); a != iscsiwire.ChapMD5 || err1 != nil || err2 != nil || id < 0 || id > 255 {
 		return n, fmt.Errorf("iscsi login: bad CHAP challenge from the target")
 	}
+	if len(challenge) < MinChallenge {
+		return n, fmt.Errorf("iscsi login: the target's CHAP challenge has %d bytes, fewer than %d: refused", len(challenge), MinChallenge)
+	}
 	answer := []iscsiwire.KV{
 		{Key: "CHAP_N", Value: o.CHAP.User},
 		{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(iscsiwire.ChapResponse(byte(id), o.CHAP.Secret, challenge))},
@@ -155,6 +167,10 @@ func Login(t Transport, o Options) (Negotiated, error) {
 	if o.TargetCHAP != nil {
 		name, _ := iscsiwire.Lookup(kvs, "CHAP_N")
 		resp, _ := iscsiwire.Lookup(kvs, "CHAP_R")
+		if resp == iscsiwire.EncodeBinary(iscsiwire.ChapResponse(myID, o.CHAP.Secret, myChallenge)) {
+			// Our own answer sent back: a reflection, not a proof.
+			return n, fmt.Errorf("%w: it answered with the initiator's own response", ErrTargetAuth)
+		}
 		if err := iscsiwire.VerifyCHAP(*o.TargetCHAP, myID, myChallenge, name, resp); err != nil {
 			return n, fmt.Errorf("%w: %v", ErrTargetAuth, err)
 		}

@@ -3,6 +3,7 @@ package iscsi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -118,3 +119,72 @@ func TestLoginRefusals(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// hostileTarget answers a login as a target that wants something of the
+// initiator: a challenge of its choosing, and then a response made by
+// respond from the initiator's own challenge.
+type hostileTarget struct {
+	challenge []byte
+	respond   func(id byte, challenge []byte) (name, resp string)
+	step      int
+	last      []iscsiwire.KV
+}
+
+func (h *hostileTarget) Send(p *iscsiwire.PDU) error {
+	kvs, err := iscsiwire.ParseText(p.Data)
+	h.last = kvs
+	return err
+}
+
+func (h *hostileTarget) Recv() (*iscsiwire.PDU, error) {
+	h.step++
+	var kvs []iscsiwire.KV
+	switch h.step {
+	case 1:
+		kvs = []iscsiwire.KV{{Key: "AuthMethod", Value: "CHAP"}}
+	case 2:
+		kvs = []iscsiwire.KV{{Key: "CHAP_A", Value: iscsiwire.ChapMD5}, {Key: "CHAP_I", Value: "7"}, {Key: "CHAP_C", Value: iscsiwire.EncodeBinary(h.challenge)}}
+	case 3:
+		idS, _ := iscsiwire.Lookup(h.last, "CHAP_I")
+		chS, _ := iscsiwire.Lookup(h.last, "CHAP_C")
+		var id int
+		fmt.Sscan(idS, &id)
+		c, _ := iscsiwire.DecodeBinary(chS)
+		name, resp := h.respond(byte(id), c)
+		kvs = []iscsiwire.KV{{Key: "CHAP_N", Value: name}, {Key: "CHAP_R", Value: resp}}
+	default:
+		return nil, errors.New("the login went on past the security phase")
+	}
+	r := &iscsiwire.PDU{Data: iscsiwire.MarshalText(kvs)}
+	r.BHS[0] = iscsiwire.OpLoginResp
+	return r, nil
+}
+
+// TestLoginRefusesHostileTarget: the initiator refuses a target whose
+// challenge is short, a target secret equal to its own, and a target
+// that answers the initiator's challenge with the initiator's own
+// response (a reflection).
+func TestLoginRefusesHostileTarget(t *testing.T) {
+	good := make([]byte, 16)
+	for _, tc := range []struct {
+		name string
+		o    Options
+		h    *hostileTarget
+		want string
+	}{
+		{"short challenge", Options{CHAP: machineCHAP, TargetCHAP: &serverCHAP}, &hostileTarget{challenge: make([]byte, 8)}, "challenge has 8 bytes"},
+		{"equal secrets", Options{CHAP: machineCHAP, TargetCHAP: &iscsiwire.CHAP{User: "overboot", Secret: machineCHAP.Secret}}, &hostileTarget{challenge: good}, "the target's CHAP secret is the initiator's own"},
+		{"reflection", Options{CHAP: machineCHAP, TargetCHAP: &serverCHAP}, &hostileTarget{challenge: good, respond: func(id byte, c []byte) (string, string) {
+			return "overboot", iscsiwire.EncodeBinary(iscsiwire.ChapResponse(id, machineCHAP.Secret, c))
+		}}, "the initiator's own response"},
+		{"no proof", Options{CHAP: machineCHAP, TargetCHAP: &serverCHAP}, &hostileTarget{challenge: good, respond: func(byte, []byte) (string, string) { return "", "" }}, "failed mutual CHAP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Initiator, tc.o.Target = "iqn.2026-11.test:m1", iqn
+			_, err := Login(tc.h, tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

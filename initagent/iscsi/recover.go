@@ -29,6 +29,9 @@ type Session struct {
 	CID        uint32     `json:"cid"`
 	Negotiated Negotiated `json:"negotiated"`
 	Device     string     `json:"device"` // /dev/sdX
+	// DeviceID is the device's identity as first attached (its VPD page
+	// 0x83 designators, hex): a recovery that finds another is refused.
+	DeviceID string `json:"device_id,omitempty"`
 }
 
 // String names the session for logs, without secrets.
@@ -154,6 +157,10 @@ type Watcher struct {
 	logf Logf
 
 	backoff func(attempt int) time.Duration // tests make it short
+	// identify reads a session's device identity after a recovery's
+	// login (the keeper's: SG_IO on the device it opened before
+	// switch_root); nil checks nothing.
+	identify func(Session) (string, error)
 
 	mu       sync.Mutex // guards sessions and each watched's fields
 	sessions map[uint32]*watched
@@ -173,6 +180,14 @@ func NewWatcher(k Kernel, logf Logf) *Watcher {
 	}
 	return &Watcher{k: k, logf: logf, backoff: backoff, sessions: map[uint32]*watched{}}
 }
+
+// SetIdentify makes each recovery check the device it reaches against
+// the session's DeviceID with identify (see Session.DeviceID).
+func (w *Watcher) SetIdentify(identify func(Session) (string, error)) { w.identify = identify }
+
+// errWrongDevice: the target that took the recovery's login serves
+// another device than the one first attached.
+var errWrongDevice = errors.New("the device behind the target is not the one first attached")
 
 func backoff(attempt int) time.Duration {
 	d := firstBackoff << min(attempt-1, 8)
@@ -291,11 +306,11 @@ func (w *Watcher) recover(ctx context.Context, ws *watched, s Session, why strin
 			w.logf("%s: logged in again after %.1fs (attempt %d, session %s): its I/O resumes", s, time.Since(t0).Seconds(), attempt, how)
 			return
 		}
-		if errors.Is(err, errSessionGone) {
+		if errors.Is(err, errSessionGone) || errors.Is(err, errWrongDevice) {
 			w.mu.Lock()
 			delete(w.sessions, s.SID)
 			w.mu.Unlock()
-			w.logf("%s: %v; no longer watched", s, err)
+			w.logf("%s: %v; no longer watched: its I/O fails after the recovery timeout", s, err)
 			return
 		}
 		var le *LoginError
@@ -378,5 +393,26 @@ func (w *Watcher) attempt(ctx context.Context, s Session, tsih uint16) (Negotiat
 	if err != nil {
 		return Negotiated{}, 0, fmt.Errorf("start the connection: %w", err)
 	}
+	if w.identify != nil && s.DeviceID != "" {
+		// The target proved itself with mutual CHAP (when the session
+		// has a target secret); this is the device's own word, read
+		// through the restarted connection.
+		id, err := w.identify(s)
+		switch {
+		case err != nil:
+			w.logf("%s: cannot read the device's identity after the login: %v; not checked", s, err)
+		case id != s.DeviceID:
+			w.k.Stop(s.SID, s.CID)
+			return Negotiated{}, 0, fmt.Errorf("%w (VPD 0x83 %s, was %s)", errWrongDevice, short(id), short(s.DeviceID))
+		}
+	}
 	return n, seq, nil
+}
+
+// short is the start of a long hex identity, for logs.
+func short(id string) string {
+	if len(id) > 24 {
+		return id[:24] + "..."
+	}
+	return id
 }

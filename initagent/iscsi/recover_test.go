@@ -453,3 +453,70 @@ func TestSessionJSON(t *testing.T) {
 		t.Errorf("secrets lost on the way to the keeper")
 	}
 }
+
+// TestWatcherRefusesImpostor: after the connection fails, whoever answers
+// at the portal serves the machine's target name and accepts its CHAP
+// (it learned the secret) but cannot prove itself with the target's
+// secret: the watcher never starts the connection (the kernel's queued
+// I/O stays held, none reaches the impostor), and logs why; when the real
+// target is back, the session resumes.
+func TestWatcherRefusesImpostor(t *testing.T) {
+	disk := testDisk(t)
+	portal, stop := recoveryTarget(t, disk, "127.0.0.1:0", func(c *target.TargetConfig) { c.MutualCHAP = &serverCHAP })
+	k := newFakeKernel()
+	s := attachFake(t, k, portal, func(o *Options) { o.TargetCHAP = &serverCHAP })
+	w, log, ctx := startWatcher(t, k)
+	w.Watch(ctx, s)
+	stop()
+	impostorCHAP := iscsiwire.CHAP{User: serverCHAP.User, Secret: "impostor-secret!"}
+	_, stopImpostor := recoveryTarget(t, testDisk(t), portal, func(c *target.TargetConfig) { c.MutualCHAP = &impostorCHAP })
+	k.send(Event{Kind: ConnFailed, SID: 1, Err: 1020})
+	log.wait(t, "failed mutual CHAP")
+	for strings.Count(k.opsSoFar(), "bind") < 3 { // a few attempts
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(k.opsSoFar(), "start") {
+		t.Fatalf("the connection was started against the impostor: %s", k.opsSoFar())
+	}
+	stopImpostor()
+	recoveryTarget(t, disk, portal, func(c *target.TargetConfig) { c.MutualCHAP = &serverCHAP })
+	log.wait(t, "logged in again after")
+}
+
+// TestWatcherRefusesOtherDevice: a target that passes the login but
+// serves another device than the one first attached (its VPD 0x83 differs)
+// is refused: the connection is stopped again and the session no longer
+// watched, so the kernel fails its I/O at the recovery timeout.
+func TestWatcherRefusesOtherDevice(t *testing.T) {
+	portal, _ := recoveryTarget(t, testDisk(t), "127.0.0.1:0")
+	k := newFakeKernel()
+	s := attachFake(t, k, portal)
+	s.DeviceID = "0103000860aabbccddeeff00"
+	w, log, ctx := startWatcher(t, k)
+	w.SetIdentify(func(Session) (string, error) { return "0103000860ffffffffffff00", nil })
+	w.Watch(ctx, s)
+	k.send(Event{Kind: ConnFailed, SID: 1, Err: 1022})
+	log.wait(t, "not the one first attached")
+	log.wait(t, "no longer watched")
+	if got := k.opsSoFar(); got != "stop bind start stop" {
+		t.Errorf("kernel operations %q, want the connection stopped again after the check", got)
+	}
+	w.mu.Lock()
+	_, still := w.sessions[1]
+	w.mu.Unlock()
+	if still {
+		t.Error("the session is still watched")
+	}
+}
+
+func TestParseVPD83(t *testing.T) {
+	page := []byte{0, 0x83, 0, 12, 0x01, 0x03, 0x00, 8, 0x60, 1, 2, 3, 4, 5, 6, 7}
+	if id, err := parseVPD83(page); err != nil || id != "010300086001020304050607" {
+		t.Errorf("parse: %q %v", id, err)
+	}
+	for _, bad := range [][]byte{nil, {0, 0x80, 0, 0}, {0, 0x83, 0, 40, 1, 2}, {0, 0x83, 0, 0}} {
+		if _, err := parseVPD83(bad); err == nil {
+			t.Errorf("%x parsed", bad)
+		}
+	}
+}

@@ -288,9 +288,25 @@ func serveImage(ctx context.Context, log *kmsg, img Image, dev *device, conn net
 type watch struct {
 	log *kmsg
 
-	mu   sync.Mutex // guards w and done
+	mu   sync.Mutex // guards w, done and devs
 	w    *iscsi.Watcher
 	done chan error
+	// devs are the sessions' block devices, opened when handed over
+	// (before switch_root moves /dev away): a recovery reads the
+	// device's identity through them.
+	devs map[uint32]*os.File
+}
+
+// identify reads the identity of s's device through the file opened
+// when the session was handed over.
+func (w *watch) identify(s iscsi.Session) (string, error) {
+	w.mu.Lock()
+	f := w.devs[s.SID]
+	w.mu.Unlock()
+	if f == nil {
+		return "", fmt.Errorf("%s was not open", s.Device)
+	}
+	return iscsi.DeviceIdentity(f)
 }
 
 func (w *watch) add(ctx context.Context, sessions []iscsi.Session) error {
@@ -305,6 +321,8 @@ func (w *watch) add(ctx context.Context, sessions []iscsi.Session) error {
 			return err
 		}
 		w.w = iscsi.NewWatcher(nl, w.log.printf)
+		w.w.SetIdentify(w.identify)
+		w.devs = map[uint32]*os.File{}
 		w.done = make(chan error, 1)
 		go func() {
 			err := w.w.Run(ctx)
@@ -313,6 +331,13 @@ func (w *watch) add(ctx context.Context, sessions []iscsi.Session) error {
 		}()
 	}
 	for _, s := range sessions {
+		if s.DeviceID != "" && s.Device != "" {
+			f, err := os.Open(s.Device)
+			if err != nil {
+				return fmt.Errorf("%s: open its device to check it at recovery: %w", s, err)
+			}
+			w.devs[s.SID] = f
+		}
 		w.w.Watch(ctx, s)
 	}
 	return nil

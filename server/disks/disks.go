@@ -52,7 +52,7 @@ type Export struct {
 	Disk      state.Disk
 	Target    string // target IQN
 	Initiator string // the only initiator allowed
-	CHAP      iscsi.CHAP
+	Creds     Credentials
 }
 
 // InitiatorIQN is the initiator name a machine uses.
@@ -142,27 +142,59 @@ func fileName(kind string) string {
 	return "upper.img"
 }
 
-// MachineCHAP returns the credentials of mac's disks of profile,
-// creating the secret on first use. They belong to the machine's
-// admission to that profile (state.Admission): what one profile handed
-// out opens no disk of another. The admission must exist.
-func (m *Manager) MachineCHAP(ctx context.Context, mac, profile string) (iscsi.CHAP, error) {
+// Credentials are a disk's CHAP secrets both ways: the initiator's
+// (the machine proves itself to the target) and the target's (the
+// target proves itself to the machine: mutual CHAP, so whoever takes the
+// portal's address cannot pose as the disk).
+type Credentials struct {
+	Initiator iscsi.CHAP
+	Target    iscsi.CHAP
+}
+
+// TargetCHAPUser is the name a disk's target answers to in mutual CHAP.
+func TargetCHAPUser(o Owner) string { return "t-" + CHAPUser(o) }
+
+// newCredentials makes a random pair for o, the two secrets different.
+func newCredentials(o Owner) (Credentials, error) {
+	c := Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o)}, Target: iscsi.CHAP{User: TargetCHAPUser(o)}}
+	for c.Initiator.Secret == c.Target.Secret {
+		var err error
+		if c.Initiator.Secret, err = NewSecret(); err != nil {
+			return Credentials{}, err
+		}
+		if c.Target.Secret, err = NewSecret(); err != nil {
+			return Credentials{}, err
+		}
+	}
+	return c, nil
+}
+
+// MachineCredentials returns the credentials of mac's disks of profile,
+// making them on first use. They belong to the machine's admission to
+// that profile (state.Admission): what one profile handed out opens no
+// disk of another. The admission must exist.
+func (m *Manager) MachineCredentials(ctx context.Context, mac, profile string) (Credentials, error) {
 	a, err := m.db.Admission(ctx, mac, profile)
 	if err != nil {
-		return iscsi.CHAP{}, err
+		return Credentials{}, err
 	}
-	user := CHAPUser(Owner{state.OwnerMachine, mac})
-	if a.Secret != "" {
-		return iscsi.CHAP{User: user, Secret: iscsi.Secret(a.Secret)}, nil
+	o := Owner{state.OwnerMachine, mac}
+	if a.Secret != "" && a.TargetSecret != "" && a.Secret != a.TargetSecret {
+		return Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o), Secret: iscsi.Secret(a.Secret)}, Target: iscsi.CHAP{User: TargetCHAPUser(o), Secret: iscsi.Secret(a.TargetSecret)}}, nil
 	}
-	sec, err := NewSecret()
+	c, err := newCredentials(o)
 	if err != nil {
-		return iscsi.CHAP{}, err
+		return Credentials{}, err
 	}
-	if err := m.db.SetAdmissionSecret(ctx, mac, profile, string(sec)); err != nil {
-		return iscsi.CHAP{}, err
+	if a.Secret != "" && a.Secret != string(c.Target.Secret) {
+		// An admission of an older version has only the initiator's
+		// secret, which its running machine still uses: keep it.
+		c.Initiator.Secret = iscsi.Secret(a.Secret)
 	}
-	return iscsi.CHAP{User: user, Secret: sec}, nil
+	if err := m.db.SetAdmissionSecret(ctx, mac, profile, string(c.Initiator.Secret), string(c.Target.Secret)); err != nil {
+		return Credentials{}, err
+	}
+	return c, nil
 }
 
 // RotateMachine forgets the CHAP secrets of a machine's disks and ends
@@ -178,25 +210,25 @@ func (m *Manager) RotateMachine(ctx context.Context, mac string) (int64, error) 
 	return n, nil
 }
 
-// NewUserCHAP gives a user a new CHAP secret (at every login).
-func (m *Manager) NewUserCHAP(ctx context.Context, user string) (iscsi.CHAP, error) {
-	sec, err := NewSecret()
+// NewUserCredentials gives a user new credentials (at every login).
+func (m *Manager) NewUserCredentials(ctx context.Context, user string) (Credentials, error) {
+	c, err := newCredentials(Owner{state.OwnerUser, user})
 	if err != nil {
-		return iscsi.CHAP{}, err
+		return Credentials{}, err
 	}
-	if err := m.db.SetUserSecret(ctx, user, string(sec)); err != nil {
-		return iscsi.CHAP{}, err
+	if err := m.db.SetUserSecret(ctx, user, string(c.Initiator.Secret), string(c.Target.Secret)); err != nil {
+		return Credentials{}, err
 	}
-	return iscsi.CHAP{User: CHAPUser(Owner{state.OwnerUser, user}), Secret: sec}, nil
+	return c, nil
 }
 
 // Ensure creates the disk sp names when it does not exist yet (within the
 // quota; past it nothing is created and the error wraps state.ErrQuota)
-// and exports it with chap to initiator only. An export that already
-// has these credentials and initiator is kept (its session lives on);
-// otherwise the target is replaced, which ends its sessions: one machine
-// at a time per disk.
-func (m *Manager) Ensure(ctx context.Context, sp Spec, chap iscsi.CHAP, initiator string) (Export, error) {
+// and exports it with creds (mutual CHAP) to initiator only. An export
+// that already has these credentials and initiator is kept (its session
+// lives on); otherwise the target is replaced, which ends its sessions:
+// one machine at a time per disk.
+func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initiator string) (Export, error) {
 	defer m.lockOwner(sp.Owner)()
 	k, err := m.db.Disk(ctx, sp.Owner.Kind, sp.Owner.Name, sp.Profile)
 	switch {
@@ -220,10 +252,10 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, chap iscsi.CHAP, initiato
 			return Export{}, fmt.Errorf("%s: its copy-on-write layer was made over %q, now %q: %w; a reset starts it over from the image", sp.Owner, k.Base, stamp, ErrBaseChanged)
 		}
 	}
-	ex := Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, CHAP: chap}
+	ex := Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, Creds: creds}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, open := m.luns[k.ID]; open && m.target.HasTarget(ex.Target, chap, initiator) {
+	if _, open := m.luns[k.ID]; open && m.target.HasTarget(ex.Target, creds.Initiator, initiator) {
 		return ex, nil
 	}
 	lun := m.luns[k.ID]
@@ -237,7 +269,8 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, chap iscsi.CHAP, initiato
 			return Export{}, fmt.Errorf("open %s's disk: %w", sp.Owner, err)
 		}
 	}
-	if err := m.target.AddTarget(iscsi.TargetConfig{IQN: ex.Target, LUNs: []iscsi.Backing{lun}, CHAP: chap, Initiators: []string{initiator}, Exclusive: true}); err != nil {
+	target := creds.Target
+	if err := m.target.AddTarget(iscsi.TargetConfig{IQN: ex.Target, LUNs: []iscsi.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &target, Initiators: []string{initiator}, Exclusive: true}); err != nil {
 		if m.luns[k.ID] == nil {
 			lun.Close()
 		}

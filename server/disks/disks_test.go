@@ -37,18 +37,22 @@ func TestUpperDiskLifecycle(t *testing.T) {
 	if _, err := db.Enter(ctx, state.Machine{MAC: mac, Profile: "lab"}, "open-insecure", state.Quota{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.MachineCHAP(ctx, mac, "kiosk"); !errors.Is(err, state.ErrNotFound) {
+	if _, err := m.MachineCredentials(ctx, mac, "kiosk"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("credentials for a profile the machine is not admitted to: %v", err)
 	}
-	chap, err := m.MachineCHAP(ctx, mac, "lab")
+	creds, err := m.MachineCredentials(ctx, mac, "lab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := m.MachineCHAP(ctx, mac, "lab"); again != chap {
+	if again, _ := m.MachineCredentials(ctx, mac, "lab"); again != creds {
 		t.Errorf("a second call made a new secret")
 	}
+	chap := creds.Initiator
+	if creds.Target.Secret == chap.Secret || len(creds.Target.Secret) < 16 || creds.Target.User != "t-52-54-00-12-34-56" {
+		t.Errorf("target credentials: %+v", creds.Target)
+	}
 	sp := Spec{Owner: Owner{state.OwnerMachine, mac}, Profile: "lab", Kind: state.DiskUpper, Size: 64 << 20}
-	ex, err := m.Ensure(ctx, sp, chap, InitiatorIQN(mac))
+	ex, err := m.Ensure(ctx, sp, creds, InitiatorIQN(mac))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +70,7 @@ func TestUpperDiskLifecycle(t *testing.T) {
 		t.Errorf("not exported")
 	}
 	// The same boot again keeps the disk.
-	ex2, err := m.Ensure(ctx, sp, chap, InitiatorIQN(mac))
+	ex2, err := m.Ensure(ctx, sp, creds, InitiatorIQN(mac))
 	if err != nil || ex2.Disk.ID != ex.Disk.ID {
 		t.Fatalf("second ensure: %+v %v", ex2, err)
 	}
@@ -74,7 +78,7 @@ func TestUpperDiskLifecycle(t *testing.T) {
 	if n, err := m.RotateMachine(ctx, mac); err != nil || n != 1 {
 		t.Fatalf("rotate: %d %v", n, err)
 	}
-	if chap2, _ := m.MachineCHAP(ctx, mac, "lab"); chap2.Secret == chap.Secret {
+	if c2, _ := m.MachineCredentials(ctx, mac, "lab"); c2.Initiator.Secret == chap.Secret || c2.Target.Secret == creds.Target.Secret {
 		t.Fatalf("rotate kept the secret")
 	}
 	if m.target.HasTarget(ex.Target, chap, InitiatorIQN(mac)) {
@@ -96,7 +100,7 @@ func TestQuotaCreatesNothing(t *testing.T) {
 	m, db, data := newManager(t)
 	ctx := context.Background()
 	q := state.Quota{Disks: 1}
-	chap := iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}
+	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	if _, err := m.Ensure(ctx, Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "lab", Kind: state.DiskUpper, Size: 1 << 20, Quota: q}, chap, "iqn.2026-11.org.overboot:i-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +122,7 @@ func TestCowBaseChanged(t *testing.T) {
 	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	chap := iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}
+	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	sp := Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "classroom", Kind: state.DiskCow, Base: base}
 	ex, err := m.Ensure(ctx, sp, chap, "iqn.2026-11.org.overboot:i-1")
 	if err != nil {
@@ -143,7 +147,7 @@ func TestCowBaseChanged(t *testing.T) {
 func TestRecover(t *testing.T) {
 	m, db, data := newManager(t)
 	ctx := context.Background()
-	chap := iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}
+	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	keep, err := m.Ensure(ctx, Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "lab", Kind: state.DiskUpper, Size: 1 << 20}, chap, "iqn.2026-11.org.overboot:i-1")
 	if err != nil {
 		t.Fatal(err)

@@ -33,19 +33,22 @@ type Admission struct {
 	// Address is, under approve, the address the approval pinned: the
 	// machine boots only from there. "" for an admission imported
 	// without one (it pins the first address it boots from).
-	Address  string    `json:"address,omitempty"`
-	Secret   string    `json:"-"` // CHAP secret of its disks; "" until one is needed
-	HostKeys string    `json:"-"` // stable SSH host keys (JSON, server/identity)
-	Granted  time.Time `json:"granted"`
-	Seen     time.Time `json:"seen"`
+	Address string `json:"address,omitempty"`
+	Secret  string `json:"-"` // CHAP secret of its disks; "" until one is needed
+	// TargetSecret is the secret its disks' target proves itself with
+	// (mutual CHAP), made with Secret.
+	TargetSecret string    `json:"-"`
+	HostKeys     string    `json:"-"` // stable SSH host keys (JSON, server/identity)
+	Granted      time.Time `json:"granted"`
+	Seen         time.Time `json:"seen"`
 }
 
-const admissionCols = `mac, profile, policy, address, chap_secret, host_keys, granted_at, seen_at`
+const admissionCols = `mac, profile, policy, address, chap_secret, target_secret, host_keys, granted_at, seen_at`
 
 func scanAdmission(row interface{ Scan(...any) error }) (Admission, error) {
 	var a Admission
 	var g, s int64
-	err := row.Scan(&a.MAC, &a.Profile, &a.Policy, &a.Address, &a.Secret, &a.HostKeys, &g, &s)
+	err := row.Scan(&a.MAC, &a.Profile, &a.Policy, &a.Address, &a.Secret, &a.TargetSecret, &a.HostKeys, &g, &s)
 	a.Granted, a.Seen = fromMillis(g), fromMillis(s)
 	return a, err
 }
@@ -153,8 +156,8 @@ func (d *DB) Enter(ctx context.Context, m Machine, policy string, q Quota) (Admi
 			if err := checkQuota(ctx, tx, m.MAC, m.Profile, q); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, '', '', ?, ?)
-				ON CONFLICT (mac, profile) DO UPDATE SET policy = excluded.policy, address = excluded.address, chap_secret = '', host_keys = '', granted_at = excluded.granted_at, seen_at = excluded.seen_at`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, '', '', '', ?, ?)
+				ON CONFLICT (mac, profile) DO UPDATE SET policy = excluded.policy, address = excluded.address, chap_secret = '', target_secret = '', host_keys = '', granted_at = excluded.granted_at, seen_at = excluded.seen_at`,
 				m.MAC, m.Profile, policy, m.Address, now, now); err != nil {
 				return err
 			}
@@ -254,8 +257,8 @@ func (d *DB) Approve(ctx context.Context, mac, profile, address string, q Quota)
 		if q.Machines > 0 && admitted >= q.Machines {
 			return fmt.Errorf("profile %s has its %d machines (max-machines): %w", profile, q.Machines, ErrQuota)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, '', '', ?, ?)
-			ON CONFLICT (mac, profile) DO UPDATE SET policy = excluded.policy, address = excluded.address, chap_secret = '', host_keys = '', granted_at = excluded.granted_at`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, '', '', '', ?, ?)
+			ON CONFLICT (mac, profile) DO UPDATE SET policy = excluded.policy, address = excluded.address, chap_secret = '', target_secret = '', host_keys = '', granted_at = excluded.granted_at`,
 			mac, profile, PolicyApprove, address, now, now); err != nil {
 			return err
 		}
@@ -269,9 +272,10 @@ func (d *DB) Approve(ctx context.Context, mac, profile, address string, q Quota)
 	return out, err
 }
 
-// SetAdmissionSecret stores the CHAP secret of mac's disks of profile.
-func (d *DB) SetAdmissionSecret(ctx context.Context, mac, profile, secret string) error {
-	res, err := d.w.ExecContext(ctx, `UPDATE admissions SET chap_secret = ? WHERE mac = ? AND profile = ?`, secret, mac, profile)
+// SetAdmissionSecret stores the CHAP secrets of mac's disks of profile:
+// the initiator's, and the target's (mutual CHAP).
+func (d *DB) SetAdmissionSecret(ctx context.Context, mac, profile, secret, target string) error {
+	res, err := d.w.ExecContext(ctx, `UPDATE admissions SET chap_secret = ?, target_secret = ? WHERE mac = ? AND profile = ?`, secret, target, mac, profile)
 	if err != nil {
 		return err
 	}
@@ -284,7 +288,7 @@ func (d *DB) SetAdmissionSecret(ctx context.Context, mac, profile, secret string
 // ClearSecrets forgets the CHAP secrets of all of mac's admissions: each
 // disk gets a new one when next needed. It returns how many it cleared.
 func (d *DB) ClearSecrets(ctx context.Context, mac string) (int64, error) {
-	res, err := d.w.ExecContext(ctx, `UPDATE admissions SET chap_secret = '' WHERE mac = ? AND chap_secret <> ''`, mac)
+	res, err := d.w.ExecContext(ctx, `UPDATE admissions SET chap_secret = '', target_secret = '' WHERE mac = ? AND (chap_secret <> '' OR target_secret <> '')`, mac)
 	if err != nil {
 		return 0, err
 	}
@@ -344,8 +348,8 @@ func (d *DB) AddAdmission(ctx context.Context, a Admission) error {
 		a.Policy = policyLegacy
 	}
 	now := d.millis()
-	_, err := d.w.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.MAC, a.Profile, a.Policy, a.Address, a.Secret, a.HostKeys, now, now)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO admissions (`+admissionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.MAC, a.Profile, a.Policy, a.Address, a.Secret, a.TargetSecret, a.HostKeys, now, now)
 	if isUnique(err) {
 		return fmt.Errorf("machine %s in profile %s: %w", a.MAC, a.Profile, ErrExists)
 	}

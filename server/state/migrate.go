@@ -150,6 +150,11 @@ var migrations = []string{
 	ALTER TABLE machines DROP COLUMN chap_secret;
 	ALTER TABLE machines DROP COLUMN host_keys;
 	ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin';`,
+	// 5: a disk's target proves itself to its machine (mutual CHAP): the
+	// target's secret beside the initiator's, for a machine's admission
+	// and a user's latest login.
+	`ALTER TABLE admissions ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';
+	ALTER TABLE users ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.

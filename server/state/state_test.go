@@ -106,7 +106,7 @@ func TestAdmissions(t *testing.T) {
 		t.Errorf("requests left after approval: %+v", rs)
 	}
 	// Secrets belong to the admission and approval clears them.
-	if err := d.SetAdmissionSecret(ctx, mac, "lab", "s1"); err != nil {
+	if err := d.SetAdmissionSecret(ctx, mac, "lab", "s1", "t1"); err != nil {
 		t.Fatal(err)
 	}
 	if k, err := d.SetHostKeys(ctx, mac, "lab", "k1"); err != nil || k != "k1" {
@@ -120,11 +120,11 @@ func TestAdmissions(t *testing.T) {
 	}
 	d.Ask(ctx, Request{MAC: mac, Profile: "lab", Address: "192.0.2.7", Conflict: true}, q)
 	a, _ = d.Approve(ctx, mac, "lab", "192.0.2.7", q)
-	if a.Secret != "" || a.HostKeys != "" || a.Address != "192.0.2.7" {
+	if a.Secret != "" || a.TargetSecret != "" || a.HostKeys != "" || a.Address != "192.0.2.7" {
 		t.Errorf("re-approval kept the old secrets: %+v", a)
 	}
 	// A change of policy ends an admission: open, then open-insecure.
-	d.SetAdmissionSecret(ctx, mac, "kiosk", "s-open")
+	d.SetAdmissionSecret(ctx, mac, "kiosk", "s-open", "t-open")
 	a, err = d.Enter(ctx, Machine{MAC: mac, Profile: "kiosk"}, "open-insecure", q)
 	if err != nil || a.Policy != "open-insecure" || a.Secret != "" {
 		t.Errorf("policy change: %+v %v", a, err)
@@ -219,7 +219,7 @@ func TestMigrateAdmissions(t *testing.T) {
 	// Back to schema 3 with its machines table, by hand.
 	for _, q := range []string{
 		`DROP TABLE admissions`, `DROP TABLE requests`, `DROP TABLE machines`,
-		`ALTER TABLE api_tokens DROP COLUMN scope`,
+		`ALTER TABLE api_tokens DROP COLUMN scope`, `ALTER TABLE users DROP COLUMN target_secret`,
 		`CREATE TABLE machines (mac TEXT PRIMARY KEY, profile TEXT NOT NULL DEFAULT '', enrolment TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',
 			hostname TEXT NOT NULL DEFAULT '', uuid TEXT NOT NULL DEFAULT '', chap_secret TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
 			seen_at INTEGER NOT NULL, machine_id TEXT NOT NULL DEFAULT '', host_keys TEXT NOT NULL DEFAULT '')`,

@@ -13,16 +13,17 @@ type User struct {
 	Name         string    `json:"name"`
 	PasswordHash string    `json:"-"` // PHC string, argon2id (server/enroll)
 	Secret       string    `json:"-"` // CHAP secret of the latest login
+	TargetSecret string    `json:"-"` // its disks' target's secret (mutual CHAP), new with Secret
 	Created      time.Time `json:"created"`
 	Updated      time.Time `json:"updated"`
 }
 
-const userCols = `name, password_hash, chap_secret, created_at, updated_at`
+const userCols = `name, password_hash, chap_secret, target_secret, created_at, updated_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var c, up int64
-	err := row.Scan(&u.Name, &u.PasswordHash, &u.Secret, &c, &up)
+	err := row.Scan(&u.Name, &u.PasswordHash, &u.Secret, &u.TargetSecret, &c, &up)
 	u.Created, u.Updated = fromMillis(c), fromMillis(up)
 	return u, err
 }
@@ -30,7 +31,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // AddUser adds a user with a password hash.
 func (d *DB) AddUser(ctx context.Context, name, hash string) error {
 	now := d.millis()
-	_, err := d.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, '', ?, ?)`, name, hash, now, now)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, '', '', ?, ?)`, name, hash, now, now)
 	if isUnique(err) {
 		return fmt.Errorf("user %s: %w", name, ErrExists)
 	}
@@ -87,9 +88,10 @@ func (d *DB) SetPassword(ctx context.Context, name, hash string) error {
 	return d.updateUser(ctx, name, `password_hash = ?`, hash)
 }
 
-// SetUserSecret stores the CHAP secret of a user's latest login.
-func (d *DB) SetUserSecret(ctx context.Context, name, secret string) error {
-	return d.updateUser(ctx, name, `chap_secret = ?`, secret)
+// SetUserSecret stores the CHAP secrets of a user's latest login: the
+// initiator's and the target's (mutual CHAP).
+func (d *DB) SetUserSecret(ctx context.Context, name, secret, target string) error {
+	return d.updateUser(ctx, name, `chap_secret = ?, target_secret = ?`, secret, target)
 }
 
 // DeleteUser forgets a user (the caller removes the user's disks first).
