@@ -802,3 +802,26 @@ func TestUnservableBootRecorded(t *testing.T) {
 		t.Errorf("the status rows do not show it: %s", rows)
 	}
 }
+
+// TestRestartExportsDisks: a server that restarts exports again the disks
+// its machines were using, with the same credentials, to the same
+// initiator: a running machine's keeper finds its target and logs in
+// again (before, the restarted server knew no target until the machine
+// rebooted).
+func TestRestartExportsDisks(t *testing.T) {
+	f := newFix(t, iscsiUpper+"enroll = open-insecure\n")
+	const me = "192.0.2.10"
+	_, doc := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", me)), me)
+	u := doc.Upper.ISCSI
+	cfg := f.s.cfg.Load()
+	f.s.Close()
+	s2, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	chap := iscsi.CHAP{User: u.CHAP.User, Secret: iscsi.Secret(u.CHAP.Secret)}
+	if !s2.disks.Target().HasTarget(u.Target, chap, u.Initiator) {
+		t.Fatal("the restarted server does not export the machine's disk")
+	}
+}

@@ -165,6 +165,16 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	if err := s.Reload(ctx, cfg); err != nil {
 		return nil, err
 	}
+	// The disks machines were using before a restart: exported again,
+	// so their keepers log in again.
+	if n := dm.Reexport(ctx, func(profile string) string {
+		if p := cfg.Profiles[profile]; p != nil {
+			return p.Sanboot
+		}
+		return ""
+	}); n > 0 {
+		log.Info("disks exported again after a restart", "disks", n)
+	}
 	// Admissions of an older store get the policy their profile has now.
 	if n, dropped, err := db.AdoptLegacy(ctx, func(name string) string {
 		if p := cfg.Profiles[name]; p != nil {

@@ -7,16 +7,22 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/disks"
 	target "github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/state"
 )
 
 // The keeper's and the kernel's lines a recovery leaves on the console.
@@ -165,10 +171,12 @@ func checkRecovered(t *testing.T, vm *VM) {
 
 // TestISCSIRecoverUpper: the machine's root writes a counter in a loop
 // on its iSCSI upper (write, fsync, drop the page cache, read back) while
-// the server's iSCSI service stops (every session closed) for 10 s and
-// serves again on the same address: the keeper logs the session in again
-// (the target no longer knows it: reinstatement), every write lands and
-// reads back, and the next boot of the machine finds the last count.
+// the server restarts: it closes (every session ends), 10 s later a new
+// server opens the same data directory and serves on the same address,
+// exporting again the disks it had exported: the keeper logs the session
+// in again (the target no longer knows it: reinstatement), every write
+// lands and reads back, and the next boot of the machine finds the last
+// count.
 func TestISCSIRecoverUpper(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
@@ -179,9 +187,22 @@ func TestISCSIRecoverUpper(t *testing.T) {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
 		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
-	s := configServer(t, conf, filepath.Join(dir, "data"))
-	httpAddr := serveHTTP(t, s.Handler())
-	svc := newStoppable(t, s.ServeISCSI)
+	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *server.Server {
+		s, err := server.Open(context.Background(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var cur atomic.Pointer[server.Server]
+	cur.Store(open())
+	t.Cleanup(func() { cur.Load().Close() })
+	httpAddr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cur.Load().Handler().ServeHTTP(w, r) }))
+	svc := newStoppable(t, func(ctx context.Context, ln net.Listener) error { return cur.Load().ServeISCSI(ctx, ln) })
 
 	for n := 1; n <= 2; n++ {
 		vm := startVM(t, Options{
@@ -190,7 +211,16 @@ func TestISCSIRecoverUpper(t *testing.T) {
 			Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: svc.addr}},
 		})
 		if n == 1 {
-			svc.outage(t, vm, MarkerCounter+" n=3", 10*time.Second)
+			if _, err := vm.Expect(MarkerCounter+" n=3", bootTimeout); err != nil {
+				t.Fatalf("no %q before the restart: %v", MarkerCounter+" n=3", err)
+			}
+			svc.stop()
+			cur.Load().Close()
+			t.Logf("server closed for 10s")
+			time.Sleep(10 * time.Second)
+			cur.Store(open())
+			svc.start()
+			t.Logf("a new server on the same data directory, iSCSI on %s", svc.addr)
 		}
 		expectWriteLoop(t, vm, n, rounds)
 	}
@@ -343,4 +373,123 @@ func TestISCSIRecoverNetworkCut(t *testing.T) {
 		t.Errorf("the writes never waited for the network: the cut proved nothing")
 	}
 	checkRecovered(t, vm)
+}
+
+// countingBacking counts what reaches a LUN.
+type countingBacking struct {
+	target.Backing
+	reads, writes atomic.Int64
+}
+
+func (c *countingBacking) ReadAt(p []byte, off int64) (int, error) {
+	c.reads.Add(1)
+	return c.Backing.ReadAt(p, off)
+}
+
+func (c *countingBacking) WriteAt(p []byte, off int64) (int, error) {
+	c.writes.Add(1)
+	return c.Backing.WriteAt(p, off)
+}
+
+// TestISCSIRecoverImpostor: the machine's root writes on its iSCSI upper;
+// the server's iSCSI service stops and an impostor takes the portal's
+// address, serving the same target name and accepting the machine's own
+// CHAP (the worst case: it learned the initiator's secret) but not
+// knowing the target's secret. The keeper's logins fail mutual CHAP, the
+// kernel never resumes the held I/O against it (nothing reaches the
+// impostor's disk); when the real target is back, the session is
+// reinstated and every write lands.
+func TestISCSIRecoverImpostor(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	const (
+		mac    = "52:54:00:0e:00:05"
+		rounds = 12
+	)
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
+		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
+	s := configServer(t, conf, filepath.Join(dir, "data"))
+	httpAddr := serveHTTP(t, s.Handler())
+	svc := newStoppable(t, s.ServeISCSI)
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs, MAC: mac, MemoryMB: 512,
+		Append:   directCmdline(serverScriptArgs(t, httpAddr, mac)),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: httpAddr}, {GuestPort: 3260, HostAddr: svc.addr}},
+	})
+	if _, err := vm.Expect(MarkerCounter+" n=3", bootTimeout); err != nil {
+		t.Fatalf("the root did not start writing: %v", err)
+	}
+	// What the impostor knows: the target's name, the machine's
+	// initiator name and CHAP secret, the target's CHAP name.
+	ctx := context.Background()
+	adm, err := s.DB().Admission(ctx, mac, "default")
+	if err != nil || adm.Secret == "" || adm.TargetSecret == "" {
+		t.Fatalf("the machine's admission has no secrets: %v", err)
+	}
+	k, err := s.DB().Disk(ctx, state.OwnerMachine, mac, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := disks.Owner{Kind: state.OwnerMachine, Name: mac}
+	fake := filepath.Join(t.TempDir(), "impostor.img")
+	if err := os.WriteFile(fake, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(fake, k.Size); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := target.OpenFile(fake, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lun := &countingBacking{Backing: fb}
+	t.Cleanup(func() { fb.Close() })
+	impostor := func(ctx context.Context, ln net.Listener) error {
+		srv := target.New(nil)
+		if err := srv.AddTarget(target.TargetConfig{IQN: disks.TargetIQN(k), LUNs: []target.Backing{lun},
+			CHAP:       target.CHAP{User: disks.CHAPUser(owner), Secret: target.Secret(adm.Secret)},
+			MutualCHAP: &target.CHAP{User: disks.TargetCHAPUser(owner), Secret: "not-the-target-secret"},
+			Initiators: []string{disks.InitiatorIQN(mac)}, Exclusive: true}); err != nil {
+			return err
+		}
+		return srv.Serve(ctx, ln)
+	}
+	written := len(counters(vm))
+	svc.stop()
+	svc.serve = impostor
+	svc.start()
+	t.Logf("the impostor serves on %s", svc.addr)
+	if _, err := vm.Expect("failed mutual CHAP", 2*time.Minute); err != nil {
+		t.Fatalf("the keeper never met the impostor: %v", err)
+	}
+	// Some more attempts against it.
+	time.Sleep(15 * time.Second)
+	if n := lun.writes.Load() + lun.reads.Load(); n != 0 {
+		t.Errorf("the impostor's disk got %d reads and writes", n)
+	}
+	if now := len(counters(vm)); now > written+1 {
+		t.Errorf("the root went on writing (%d rounds, %d before the impostor): its I/O reached something", now, written)
+	}
+	svc.stop()
+	svc.serve = s.ServeISCSI
+	svc.start()
+	t.Logf("the real target is back on %s", svc.addr)
+	expectPass(t, vm)
+	ns := counters(vm)
+	for i, got := range ns {
+		if got != i+1 {
+			t.Errorf("round %d wrote %d, want %d", i+1, got, i+1)
+		}
+	}
+	if len(ns) != rounds {
+		t.Errorf("%d rounds, want %d", len(ns), rounds)
+	}
+	checkRecovered(t, vm)
+	if n := lun.writes.Load() + lun.reads.Load(); n != 0 {
+		t.Errorf("the impostor's disk got %d reads and writes", n)
+	}
+	if vm.Contains(adm.TargetSecret) || vm.Contains(adm.Secret) {
+		t.Errorf("a CHAP secret appeared on the console")
+	}
 }

@@ -269,15 +269,105 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initia
 			return Export{}, fmt.Errorf("open %s's disk: %w", sp.Owner, err)
 		}
 	}
-	target := creds.Target
-	if err := m.target.AddTarget(iscsi.TargetConfig{IQN: ex.Target, LUNs: []iscsi.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &target, Initiators: []string{initiator}, Exclusive: true}); err != nil {
+	if err := m.export(k, lun, creds, initiator); err != nil {
 		if m.luns[k.ID] == nil {
 			lun.Close()
 		}
 		return Export{}, err
 	}
 	m.luns[k.ID] = lun
+	if k.ExportedTo != initiator {
+		if err := m.db.SetDiskExport(ctx, k.ID, initiator); err != nil {
+			m.log.Warn("disk: cannot record its export: a restarted server will not export it again", "id", k.ID, "err", err)
+		}
+	}
 	return ex, nil
+}
+
+// export makes k's target: lun, to initiator only, mutual CHAP with creds.
+func (m *Manager) export(k state.Disk, lun iscsi.Backing, creds Credentials, initiator string) error {
+	target := creds.Target
+	return m.target.AddTarget(iscsi.TargetConfig{IQN: TargetIQN(k), LUNs: []iscsi.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &target, Initiators: []string{initiator}, Exclusive: true})
+}
+
+// Stored returns the credentials a disk's owner has in the store (a
+// machine's admission to the disk's profile, a user's latest login), if
+// both secrets are there.
+func (m *Manager) Stored(ctx context.Context, k state.Disk) (Credentials, bool) {
+	o := Owner{k.OwnerKind, k.Owner}
+	var sec, tsec string
+	if k.OwnerKind == state.OwnerUser {
+		u, err := m.db.User(ctx, k.Owner)
+		if err != nil {
+			return Credentials{}, false
+		}
+		sec, tsec = u.Secret, u.TargetSecret
+	} else {
+		a, err := m.db.Admission(ctx, k.Owner, k.Profile)
+		if err != nil {
+			return Credentials{}, false
+		}
+		sec, tsec = a.Secret, a.TargetSecret
+	}
+	if sec == "" || tsec == "" || sec == tsec {
+		return Credentials{}, false
+	}
+	return Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o), Secret: iscsi.Secret(sec)}, Target: iscsi.CHAP{User: TargetCHAPUser(o), Secret: iscsi.Secret(tsec)}}, true
+}
+
+// Reexport exports again, at start, every ready disk that was exported
+// before the server stopped (to the initiator it had, with the
+// credentials its owner still holds), so a running machine's keeper logs
+// its session in again after a restart instead of finding no target.
+// base gives a copy-on-write disk's base image from its profile ("" when
+// the profile no longer sanboots: that disk waits for its next boot). It
+// returns how many it exported; a disk it cannot export is logged and
+// skipped.
+func (m *Manager) Reexport(ctx context.Context, base func(profile string) string) int {
+	ks, err := m.db.Disks(ctx)
+	if err != nil {
+		m.log.Error("disks: cannot list them to export them again", "err", err)
+		return 0
+	}
+	n := 0
+	for _, k := range ks {
+		if k.Status != state.DiskReady || k.ExportedTo == "" {
+			continue
+		}
+		creds, ok := m.Stored(ctx, k)
+		if !ok {
+			continue
+		}
+		var lun iscsi.Backing
+		switch k.Kind {
+		case state.DiskCow:
+			b := base(k.Profile)
+			if b == "" {
+				continue
+			}
+			if stamp, err := baseStamp(b); err != nil || stamp != k.Base {
+				continue
+			}
+			lun, err = iscsi.OpenCow(b, k.Path)
+		default:
+			lun, err = iscsi.OpenFile(k.Path, false)
+		}
+		if err != nil {
+			m.log.Warn("disks: cannot open a disk to export it again", "id", k.ID, "err", err)
+			continue
+		}
+		m.mu.Lock()
+		if err := m.export(k, lun, creds, k.ExportedTo); err != nil {
+			m.mu.Unlock()
+			lun.Close()
+			m.log.Warn("disks: cannot export a disk again", "id", k.ID, "err", err)
+			continue
+		}
+		m.luns[k.ID] = lun
+		m.mu.Unlock()
+		n++
+	}
+	return n
 }
 
 // create makes a new disk: row first (creating), then the file, then the

@@ -42,14 +42,16 @@ type Disk struct {
 	Base      string    `json:"base,omitempty"` // for cow: the base image it was made over (path size mtime)
 	Status    string    `json:"status"`
 	Created   time.Time `json:"created"`
+	// ExportedTo is the initiator it was last exported to ("" never).
+	ExportedTo string `json:"exported_to,omitempty"`
 }
 
-const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at`
+const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, exported_to`
 
 func scanDisk(row interface{ Scan(...any) error }) (Disk, error) {
 	var k Disk
 	var c int64
-	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c)
+	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c, &k.ExportedTo)
 	k.Created = fromMillis(c)
 	return k, err
 }
@@ -147,6 +149,12 @@ func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
 		return 0, err
 	}
 	return res.LastInsertId()
+}
+
+// SetDiskExport records the initiator a disk is exported to.
+func (d *DB) SetDiskExport(ctx context.Context, id int64, initiator string) error {
+	_, err := d.w.ExecContext(ctx, `UPDATE disks SET exported_to = ? WHERE id = ?`, initiator, id)
+	return err
 }
 
 // SetDiskStatus moves a disk to status.

@@ -153,8 +153,11 @@ var migrations = []string{
 	// 5: a disk's target proves itself to its machine (mutual CHAP): the
 	// target's secret beside the initiator's, for a machine's admission
 	// and a user's latest login.
+	// The initiator a disk was last exported to: a restarted server
+	// exports it again, so the machine's keeper can log in again.
 	`ALTER TABLE admissions ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';
-	ALTER TABLE users ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';`,
+	ALTER TABLE users ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';
+	ALTER TABLE disks ADD COLUMN exported_to TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.
