@@ -32,7 +32,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, interactive 
 	if fs.NArg() > 1 {
 		params = append(params, fs.Args()[1:]...)
 	}
-	runner, err := interp.New(interp.StdIO(stdin, stdout, stderr), interp.Params(params...))
+	// When the commands themselves come from stdin, the runner must not
+	// read it too unless it is a file they share (the console): given
+	// any other reader, the runner copies it to a pipe in the
+	// background, and that copy raced the parser for the same bytes
+	// (the commands then read as empty, about one run in ten).
+	cmdStdin := stdin
+	if _, file := stdin.(*os.File); !file && *command == "" && fs.NArg() == 0 {
+		cmdStdin = nil
+	}
+	runner, err := interp.New(interp.StdIO(cmdStdin, stdout, stderr), interp.Params(params...))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", Name, err)
 		return 2
