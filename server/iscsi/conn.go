@@ -25,13 +25,25 @@ const (
 	maxWriteTransfer = 16 << 20
 )
 
+// What a connection that has not logged in may make us hold.
+const (
+	// loginMaxText bounds the text of one login request, continued
+	// over PDUs with the C bit: ParseText's limit.
+	loginMaxText = 64 << 10
+	// maxLoginPDUs bounds the login requests of a connection, in all
+	// stages: RFC 7143 6.2 lets a target end a negotiation that takes
+	// too many exchanges (it should allow six per stage). A login takes
+	// four or five; long texts with the C bit a few more.
+	maxLoginPDUs = 64
+)
+
 // Login status classes and details (RFC 7143 11.13.5).
 const (
 	loginSuccess         = 0x0000
 	loginAuthFailure     = 0x0201
 	loginAuthzFailure    = 0x0202
 	loginNotFound        = 0x0203
-	loginInitiatorError  = 0x0200
+	loginInitiatorError  = 0x0200 // "initiator error": miscellaneous, not to be retried as is
 	loginMissingParam    = 0x0207
 	loginUnsupportedVers = 0x0205
 	loginNoSession       = 0x020a // "session does not exist": a TSIH we do not know
@@ -158,13 +170,23 @@ func (c *conn) login() error {
 		kv            = map[string]string{}
 		first         = true
 	)
-	for {
+	for n := 1; ; n++ {
 		p, err := ReadPDU(c.r, Digests{}, loginMaxData)
 		if err != nil {
 			return err
 		}
 		if p.Opcode() != OpLogin {
 			return fmt.Errorf("opcode 0x%02x during login", p.Opcode())
+		}
+		// An initiator that has not authenticated holds only so much:
+		// refused as an initiator error (status class 2, RFC 7143
+		// 11.13.5: "miscellaneous unsuccessful login initiator errors";
+		// 0x0302 "out of resources" is class 3, which invites a retry).
+		switch {
+		case n > maxLoginPDUs:
+			return c.loginReject(p, loginFail(loginInitiatorError, "more than %d login requests", maxLoginPDUs))
+		case len(pending)+len(p.Data) > loginMaxText:
+			return c.loginReject(p, loginFail(loginInitiatorError, "login text of more than %d bytes", loginMaxText))
 		}
 		transit, cont := p.BHS[1]&0x80 != 0, p.BHS[1]&0x40 != 0
 		csg, nsg := int(p.BHS[1]>>2&3), int(p.BHS[1]&3)
