@@ -35,6 +35,10 @@ const (
 	// too many exchanges (it should allow six per stage). A login takes
 	// four or five; long texts with the C bit a few more.
 	maxLoginPDUs = 64
+	// loginReadBuf is the read buffer of a connection not logged in
+	// yet; a session reads through ffpReadBuf.
+	loginReadBuf = 4 << 10
+	ffpReadBuf   = 256 << 10
 )
 
 // Login status classes and details (RFC 7143 11.13.5).
@@ -104,7 +108,7 @@ type conn struct {
 }
 
 func newConn(s *Target, nc net.Conn) *conn {
-	return &conn{srv: s, nc: nc, done: make(chan struct{}), r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
+	return &conn{srv: s, nc: nc, done: make(chan struct{}), r: bufio.NewReaderSize(nc, loginReadBuf), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
 }
 
 func (c *conn) targetName() string {
@@ -132,6 +136,9 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	log.Info("iscsi login", "initiator", c.initiator, "target", c.targetName(), "discovery", c.discovery)
+	// The large buffer only now: a connection that never logs in holds
+	// the small one. Over it, so what the small one holds is read first.
+	c.r = bufio.NewReaderSize(c.r, ffpReadBuf)
 	if err := c.fullFeature(ctx); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.Info("iscsi session ended", "initiator", c.initiator, "err", err)
 	}

@@ -177,3 +177,22 @@ func TestLoginTextBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectionsBeforeLoginHoldLittle: a connection that has not
+// logged in costs little memory, since a flood holds the caps' worth of
+// them (1024 by default). Each had a 256 KiB read buffer (256 MiB for
+// the default total cap); the buffer grows once the login is done.
+func TestConnectionsBeforeLoginHoldLittle(t *testing.T) {
+	const n = 64
+	s, addr, _, _ := startTargetServer(t, func(s *Target) { s.SetLimits(Limits{PerAddress: n, LoginTimeout: time.Minute}) })
+	before := heapInUse()
+	for range n {
+		dialIdle(t, addr)
+	}
+	waitStats(t, s, Stats{Connections: n})
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("%d connections not logged in: the heap grew %d KiB", n, grown>>10)
+	if per := grown / n; per > 32<<10 {
+		t.Errorf("a connection not logged in holds %d KiB", per>>10)
+	}
+}
