@@ -88,10 +88,16 @@ type conn struct {
 
 	initiator string
 	discovery bool
-	tgt       *node
+	tgt       *node // the target a normal login names; see authTgt
 	isid      [6]byte
 	tsih      uint16
 	p         params
+
+	// tgt is bound when a normal login's first request arrives;
+	// authTgt, for a discovery login, is the target whose CHAP it
+	// proves. Both are set under srv.mu: AddTarget and RemoveTarget end
+	// the connections bound to the target they replace.
+	authTgt *node
 
 	wmu    sync.Mutex // guards the socket's write side and statSN
 	statSN uint32
@@ -249,10 +255,13 @@ func (c *conn) login() error {
 		}
 		if transit && nsg == 3 && authed {
 			continued := false
-			if c.tgt != nil {
-				if continued, err = c.srv.claim(c); err != nil {
-					return c.loginReject(p, err)
-				}
+			if c.discovery {
+				err = c.srv.stillCurrent(c)
+			} else {
+				continued, err = c.srv.claim(c)
+			}
+			if err != nil {
+				return c.loginReject(p, err)
 			}
 			c.negotiateDefaults(kv)
 			if !continued {
@@ -303,14 +312,13 @@ func (c *conn) identify(kvs []KV) error {
 	if !ok {
 		return loginFail(loginMissingParam, "no TargetName")
 	}
-	t := c.srv.findTarget(tn)
-	if t == nil {
+	found, allowed := c.srv.bindTarget(c, tn)
+	if !found {
 		return loginFail(loginNotFound, "no target %s", tn)
 	}
-	if !t.allows(name) {
+	if !allowed {
 		return loginFail(loginAuthzFailure, "initiator %s may not log in to %s", name, tn)
 	}
-	c.tgt = t
 	return nil
 }
 
@@ -376,14 +384,14 @@ func (c *conn) credentials(user string) (CHAP, *CHAP, error) {
 	if !c.discovery {
 		return c.tgt.cfg.CHAP, c.tgt.cfg.MutualCHAP, nil
 	}
-	vis := c.srv.visible(c.initiator, user)
-	if len(vis) == 0 {
+	t := c.srv.bindDiscovery(c, user)
+	if t == nil {
 		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", c.initiator, user)
 	}
 	c.tmu.Lock()
 	c.discoveryUser = user
 	c.tmu.Unlock()
-	return vis[0].cfg.CHAP, vis[0].cfg.MutualCHAP, nil
+	return t.cfg.CHAP, t.cfg.MutualCHAP, nil
 }
 
 // negotiate answers operational keys (RFC 7143 section 13).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -194,5 +195,191 @@ func TestConnectionsBeforeLoginHoldLittle(t *testing.T) {
 	t.Logf("%d connections not logged in: the heap grew %d KiB", n, grown>>10)
 	if per := grown / n; per > 32<<10 {
 		t.Errorf("a connection not logged in holds %d KiB", per>>10)
+	}
+}
+
+// challenged is where a login stands once the target has sent its CHAP
+// challenge.
+type challenged struct {
+	first, offer loginAnswer // the answers to the names and to CHAP_A
+	alg          string
+	id           byte
+	challenge    []byte
+}
+
+// startCHAP begins a normal login to iqn as initiator, offering the
+// CHAP algorithms algs, up to the target's challenge.
+func (r *rawLogin) startCHAP(initiator, iqn, algs string) challenged {
+	r.t.Helper()
+	var ch challenged
+	var err error
+	ch.first, err = r.step(0, 0, false, kv("InitiatorName", initiator), kv("SessionType", "Normal"), kv("TargetName", iqn), kv("AuthMethod", "CHAP"))
+	if err != nil || ch.first.status != 0 {
+		r.t.Fatalf("first login request: status 0x%04x, %v", ch.first.status, err)
+	}
+	ch.offer, err = r.step(0, 0, false, kv("CHAP_A", algs))
+	if err != nil || ch.offer.status != 0 {
+		r.t.Fatalf("CHAP_A: status 0x%04x, %v", ch.offer.status, err)
+	}
+	ch.alg, _ = iscsiwire.Lookup(ch.offer.kvs, "CHAP_A")
+	idS, _ := iscsiwire.Lookup(ch.offer.kvs, "CHAP_I")
+	cS, _ := iscsiwire.Lookup(ch.offer.kvs, "CHAP_C")
+	id, err1 := strconv.Atoi(idS)
+	c, err2 := iscsiwire.DecodeBinary(cS)
+	if err1 != nil || err2 != nil || id < 0 || id > 255 {
+		r.t.Fatalf("the target's challenge: CHAP_I=%q CHAP_C=%q", idS, cS)
+	}
+	ch.id, ch.challenge = byte(id), c
+	return ch
+}
+
+// respond answers the challenge as chap would, with transit to nsg (1
+// or 3), and returns the answer; an error is the connection's end.
+func (r *rawLogin) respond(ch challenged, chap CHAP, nsg int, more ...KV) (loginAnswer, error) {
+	r.t.Helper()
+	resp := iscsiwire.ChapResponse(ch.id, chap.Secret, ch.challenge)
+	return r.step(0, nsg, true, append([]KV{kv("CHAP_N", chap.User), kv("CHAP_R", iscsiwire.EncodeBinary(resp))}, more...)...)
+}
+
+// operational ends a login from stage 1 into full feature phase.
+func (r *rawLogin) operational() (loginAnswer, error) {
+	return r.step(1, 3, true, kv("HeaderDigest", "None"), kv("DataDigest", "None"), kv("MaxRecvDataSegmentLength", "262144"))
+}
+
+// refused: a login step that did not get in, by a status or by the end
+// of the connection.
+func refused(a loginAnswer, err error) bool { return err != nil || a.status != 0 }
+
+// exported returns the node exported as iqn.
+func exported(s *Target, iqn string) *node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.targets[iqn]
+}
+
+// TestRevokedSecretInFlight: a login checks CHAP against the target it
+// named when it began. Replacing the target (a new CHAP secret for the
+// same disk) or removing it ends such logins: the old secret no longer
+// gets in, not even by a login that began before the change, and the
+// new secret does (on an Exclusive target the old login kept the new
+// machine out).
+func TestRevokedSecretInFlight(t *testing.T) {
+	oldCHAP := CHAP{User: testUser, Secret: testPass}
+	newCHAP := CHAP{User: testUser, Secret: "a-new-secret-of-16"}
+	replace := func(t *testing.T, s *Target) {
+		old := exported(s, testIQN)
+		if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: old.cfg.LUNs, CHAP: newCHAP, Exclusive: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, s *Target)
+		// afterCHAP: the change comes between CHAP and the
+		// operational stage, else between the challenge and CHAP_R.
+		afterCHAP bool
+		newLogsIn bool
+	}{
+		{"replaced during CHAP", replace, false, true},
+		{"replaced after CHAP", replace, true, true},
+		{"removed during CHAP", func(t *testing.T, s *Target) { s.RemoveTarget(testIQN) }, false, false},
+		{"removed after CHAP", func(t *testing.T, s *Target) { s.RemoveTarget(testIQN) }, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, addr, _, _ := startTargetServer(t, nil)
+			r := newRawLogin(t, addr)
+			ch := r.startCHAP("iqn.2026-11.test:holder-of-the-old-secret", testIQN, iscsiwire.ChapMD5)
+			var a loginAnswer
+			var err error
+			if tc.afterCHAP {
+				a, err = r.respond(ch, oldCHAP, 1)
+				if err != nil || a.status != 0 {
+					t.Fatalf("CHAP with the secret of the day: status 0x%04x, %v", a.status, err)
+				}
+				tc.change(t, s)
+				a, err = r.operational()
+			} else {
+				tc.change(t, s)
+				a, err = r.respond(ch, oldCHAP, 3)
+			}
+			if !refused(a, err) {
+				t.Errorf("a login with the revoked secret got in (status 0x%04x)", a.status)
+			}
+			if !tc.newLogsIn {
+				return
+			}
+			nc, st := testLogin(t, addr, "iqn.2026-11.test:new-machine", testIQN, newCHAP)
+			if st != 0 {
+				t.Fatalf("the new secret: status 0x%04x", st)
+			}
+			nc.Close()
+			if _, st := testLogin(t, addr, "iqn.2026-11.test:holder-of-the-old-secret", testIQN, oldCHAP); st != loginAuthFailure {
+				t.Errorf("a new login with the old secret: status 0x%04x, want 0x%04x", st, loginAuthFailure)
+			}
+		})
+	}
+}
+
+// TestClaimChecksTargetCurrent: a login whose target was replaced after
+// it began is refused at claim as "service unavailable" (to be retried
+// against the target as it is now), should AddTarget's end of the login
+// race it.
+func TestClaimChecksTargetCurrent(t *testing.T) {
+	s, _, _, _ := startTargetServer(t, nil)
+	old := exported(s, testIQN)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := newConn(s, a)
+	c.initiator, c.tgt = "iqn.2026-11.test:m1", old // as the login's first request bound it
+	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: old.cfg.LUNs, CHAP: CHAP{User: testUser, Secret: "a-new-secret-of-16"}, Exclusive: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.claim(c)
+	var le *loginError
+	if !errors.As(err, &le) || le.status != loginUnavailable {
+		t.Fatalf("claim of a replaced target: %v, want status 0x%04x", err, loginUnavailable)
+	}
+}
+
+// TestRevokedSecretDiscovery: a discovery login or session that proved
+// the CHAP of a target that is then replaced or removed ends too.
+func TestRevokedSecretDiscovery(t *testing.T) {
+	s, addr, _, _ := startTargetServer(t, nil)
+	chap := CHAP{User: testUser, Secret: testPass}
+	discover := func() *rawLogin {
+		r := newRawLogin(t, addr)
+		a, err := r.step(0, 0, false, kv("InitiatorName", "iqn.2026-11.test:m1"), kv("SessionType", "Discovery"), kv("AuthMethod", "CHAP"))
+		if err != nil || a.status != 0 {
+			t.Fatalf("discovery login: status 0x%04x, %v", a.status, err)
+		}
+		a, err = r.step(0, 0, false, kv("CHAP_A", iscsiwire.ChapMD5))
+		if err != nil || a.status != 0 {
+			t.Fatalf("CHAP_A: status 0x%04x, %v", a.status, err)
+		}
+		idS, _ := iscsiwire.Lookup(a.kvs, "CHAP_I")
+		cS, _ := iscsiwire.Lookup(a.kvs, "CHAP_C")
+		id, _ := strconv.Atoi(idS)
+		c, _ := iscsiwire.DecodeBinary(cS)
+		a, err = r.respond(challenged{id: byte(id), challenge: c}, chap, 1)
+		if err != nil || a.status != 0 {
+			t.Fatalf("CHAP: status 0x%04x, %v", a.status, err)
+		}
+		return r
+	}
+	inFlight := discover()
+	session := discover()
+	if a, err := session.operational(); err != nil || a.status != 0 {
+		t.Fatalf("discovery session: status 0x%04x, %v", a.status, err)
+	}
+	old := exported(s, testIQN)
+	if err := s.AddTarget(TargetConfig{IQN: testIQN, LUNs: old.cfg.LUNs, CHAP: CHAP{User: testUser, Secret: "a-new-secret-of-16"}, Exclusive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !refused(inFlight.operational()) {
+		t.Errorf("a discovery login that proved the replaced secret got in")
+	}
+	if !closedByServer(t, session.nc) {
+		t.Errorf("a discovery session that proved the replaced secret is still open")
 	}
 }
