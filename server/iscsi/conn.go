@@ -175,13 +175,11 @@ func (c *conn) send(p *PDU, withStatSN bool) error {
 // login runs the login phase (RFC 7143 section 6.3) up to full feature.
 func (c *conn) login() error {
 	var (
-		chapID        byte
-		chapChallenge []byte
-		authed        bool
-		stage         = -1
-		pending       []byte // text of PDUs with the C bit
-		kv            = map[string]string{}
-		first         = true
+		chap    chapState
+		stage   = -1
+		pending []byte // text of PDUs with the C bit
+		kv      = map[string]string{}
+		first   = true
 	)
 	for n := 1; ; n++ {
 		p, err := ReadPDU(c.r, Digests{}, loginMaxData)
@@ -238,22 +236,22 @@ func (c *conn) login() error {
 		var answer []KV
 		switch csg {
 		case 0: // security negotiation
-			answer, authed, chapID, chapChallenge, err = c.security(kvs, authed, chapID, chapChallenge)
+			answer, err = c.security(kvs, &chap)
 			if err != nil {
 				return c.loginReject(p, err)
 			}
-			if !authed && transit {
+			if !chap.authed && transit {
 				transit = false // stay until CHAP is done
 			}
 		case 1: // operational negotiation
-			if !authed {
+			if !chap.authed {
 				return c.loginReject(p, loginFail(loginAuthFailure, "operational negotiation before authentication: CHAP is required"))
 			}
 			answer = c.negotiate(kvs)
 		default:
 			return c.loginReject(p, loginFail(loginInitiatorError, "login stage %d", csg))
 		}
-		if transit && nsg == 3 && authed {
+		if transit && nsg == 3 && chap.authed {
 			continued := false
 			if c.discovery {
 				err = c.srv.stillCurrent(c)
@@ -322,12 +320,21 @@ func (c *conn) identify(kvs []KV) error {
 	return nil
 }
 
+// chapState is a login's CHAP: the algorithm and challenge the target
+// sent, and whether the initiator has proved its secret.
+type chapState struct {
+	alg       string // CHAP_A: iscsiwire.ChapMD5 or ChapSHA256
+	id        byte
+	challenge []byte // nil: none outstanding
+	authed    bool
+}
+
 // security runs AuthMethod and CHAP.
-func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV, bool, byte, []byte, error) {
+func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 	var answer []KV
 	if m, ok := iscsiwire.Lookup(kvs, "AuthMethod"); ok {
 		if !strings.Contains(","+m+",", ",CHAP,") {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
+			return nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
 		}
 		answer = append(answer, KV{Key: "AuthMethod", Value: "CHAP"})
 		if !c.discovery {
@@ -335,27 +342,30 @@ func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV,
 		}
 	}
 	if a, ok := iscsiwire.Lookup(kvs, "CHAP_A"); ok {
-		if !strings.Contains(","+a+",", ","+iscsiwire.ChapMD5+",") {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_A %q: only MD5 (5) is supported", a)
+		// SHA-256 when the initiator offers it (Linux's iscsid can),
+		// else MD5 (iPXE, libiscsi, iscsid by default).
+		alg, ok := iscsiwire.ChooseChapAlgorithm(a)
+		if !ok {
+			return nil, loginFail(loginAuthFailure, "CHAP_A %q: only SHA-256 (%s) and MD5 (%s) are supported", iscsiwire.Trunc(a), iscsiwire.ChapSHA256, iscsiwire.ChapMD5)
 		}
-		var err error
-		id, challenge, err = iscsiwire.NewChallenge()
+		id, challenge, err := iscsiwire.NewChallengeAlg(alg)
 		if err != nil {
-			return nil, false, 0, nil, loginFail(loginTargetError, "%v", err)
+			return nil, loginFail(loginTargetError, "%v", err)
 		}
-		answer = append(answer, KV{Key: "CHAP_A", Value: iscsiwire.ChapMD5}, KV{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, KV{Key: "CHAP_C", Value: iscsiwire.EncodeBinary(challenge)})
+		st.alg, st.id, st.challenge = alg, id, challenge
+		answer = append(answer, KV{Key: "CHAP_A", Value: alg}, KV{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, KV{Key: "CHAP_C", Value: iscsiwire.EncodeBinary(challenge)})
 	}
 	if r, ok := iscsiwire.Lookup(kvs, "CHAP_R"); ok {
-		if challenge == nil {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
+		if st.challenge == nil {
+			return nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
 		}
 		user, _ := iscsiwire.Lookup(kvs, "CHAP_N")
 		creds, mutual, err := c.credentials(user)
 		if err != nil {
-			return nil, false, 0, nil, err
+			return nil, err
 		}
-		if err := iscsiwire.VerifyCHAP(creds, id, challenge, user, r); err != nil {
-			return nil, false, 0, nil, &loginError{loginAuthFailure, err}
+		if err := iscsiwire.VerifyCHAPAlg(st.alg, creds, st.id, st.challenge, user, r); err != nil {
+			return nil, &loginError{loginAuthFailure, err}
 		}
 		if ci, ok := iscsiwire.Lookup(kvs, "CHAP_I"); ok { // mutual CHAP
 			cc, _ := iscsiwire.Lookup(kvs, "CHAP_C")
@@ -363,18 +373,22 @@ func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV,
 			n, ierr := strconv.Atoi(ci)
 			switch {
 			case mutual == nil:
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", user)
+				return nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", user)
 			case err != nil || ierr != nil || n < 0 || n > 255 || len(ch) == 0:
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
-			case string(ch) == string(challenge):
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
+				return nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
+			case string(ch) == string(st.challenge):
+				return nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
 			}
-			answer = append(answer, KV{Key: "CHAP_N", Value: mutual.User}, KV{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(iscsiwire.ChapResponse(byte(n), mutual.Secret, ch))})
+			resp, err := iscsiwire.ChapResponseAlg(st.alg, byte(n), mutual.Secret, ch)
+			if err != nil {
+				return nil, loginFail(loginTargetError, "%v", err)
+			}
+			answer = append(answer, KV{Key: "CHAP_N", Value: mutual.User}, KV{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(resp)})
 		}
-		authed = true
-		challenge = nil
+		st.authed = true
+		st.challenge = nil
 	}
-	return answer, authed, id, challenge, nil
+	return answer, nil
 }
 
 // credentials returns the CHAP the initiator must prove: the target's,

@@ -237,7 +237,14 @@ func (r *rawLogin) startCHAP(initiator, iqn, algs string) challenged {
 // or 3), and returns the answer; an error is the connection's end.
 func (r *rawLogin) respond(ch challenged, chap CHAP, nsg int, more ...KV) (loginAnswer, error) {
 	r.t.Helper()
-	resp := iscsiwire.ChapResponse(ch.id, chap.Secret, ch.challenge)
+	alg := ch.alg
+	if alg == "" {
+		alg = iscsiwire.ChapMD5
+	}
+	resp, err := iscsiwire.ChapResponseAlg(alg, ch.id, chap.Secret, ch.challenge)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	return r.step(0, nsg, true, append([]KV{kv("CHAP_N", chap.User), kv("CHAP_R", iscsiwire.EncodeBinary(resp))}, more...)...)
 }
 
