@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,6 @@ const (
 	loginSuccess         = 0x0000
 	loginAuthFailure     = 0x0201
 	loginAuthzFailure    = 0x0202
-	loginNotFound        = 0x0203
 	loginInitiatorError  = 0x0200 // "initiator error": miscellaneous, not to be retried as is
 	loginMissingParam    = 0x0207
 	loginUnsupportedVers = 0x0205
@@ -92,6 +92,11 @@ type conn struct {
 	isid      [6]byte
 	tsih      uint16
 	p         params
+
+	// decoy is why a normal login cannot succeed (no such target, or
+	// one this initiator may not use), told only when CHAP fails:
+	// until then the login looks like any other (see identify).
+	decoy error
 
 	// tgt is bound when a normal login's first request arrives;
 	// authTgt, for a discovery login, is the target whose CHAP it
@@ -310,12 +315,18 @@ func (c *conn) identify(kvs []KV) error {
 	if !ok {
 		return loginFail(loginMissingParam, "no TargetName")
 	}
-	found, allowed := c.srv.bindTarget(c, tn)
-	if !found {
-		return loginFail(loginNotFound, "no target %s", tn)
-	}
-	if !allowed {
-		return loginFail(loginAuthzFailure, "initiator %s may not log in to %s", name, tn)
+	// Which targets exist, and whom they admit, is not for an initiator
+	// that has not authenticated to learn: target names carry user names
+	// and MAC addresses, and disk numbers are small. A target we do not
+	// have, or one this initiator may not use, gets the same CHAP
+	// exchange as the right one (a decoy challenge: same algorithm, same
+	// length) and fails where a wrong secret fails, at the response, as
+	// an authentication failure (0x0201), whatever the response.
+	switch found, allowed := c.srv.bindTarget(c, tn); {
+	case !found:
+		c.decoy = loginFail(loginAuthFailure, "no target %s", tn)
+	case !allowed:
+		c.decoy = loginFail(loginAuthFailure, "initiator %s may not log in to %s", name, tn)
 	}
 	return nil
 }
@@ -360,12 +371,15 @@ func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 			return nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
 		}
 		user, _ := iscsiwire.Lookup(kvs, "CHAP_N")
-		creds, mutual, err := c.credentials(user)
-		if err != nil {
-			return nil, err
+		creds, mutual, cerr := c.credentials(user)
+		// Checked even when credentials refuse (a decoy): the same work
+		// whatever the case.
+		verr := iscsiwire.VerifyCHAPAlg(st.alg, creds, st.id, st.challenge, user, r)
+		if cerr != nil {
+			return nil, cerr
 		}
-		if err := iscsiwire.VerifyCHAPAlg(st.alg, creds, st.id, st.challenge, user, r); err != nil {
-			return nil, &loginError{loginAuthFailure, err}
+		if verr != nil {
+			return nil, &loginError{loginAuthFailure, verr}
 		}
 		if ci, ok := iscsiwire.Lookup(kvs, "CHAP_I"); ok { // mutual CHAP
 			cc, _ := iscsiwire.Lookup(kvs, "CHAP_C")
@@ -393,8 +407,13 @@ func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 
 // credentials returns the CHAP the initiator must prove: the target's,
 // or for discovery those of any target the initiator may use with that
-// CHAP user.
+// CHAP user. A decoy login gets a random secret and its refusal.
 func (c *conn) credentials(user string) (CHAP, *CHAP, error) {
+	if c.decoy != nil {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return CHAP{User: user, Secret: Secret(b)}, nil, c.decoy
+	}
 	if !c.discovery {
 		return c.tgt.cfg.CHAP, c.tgt.cfg.MutualCHAP, nil
 	}

@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"strconv"
@@ -388,5 +389,111 @@ func TestRevokedSecretDiscovery(t *testing.T) {
 	}
 	if !closedByServer(t, session.nc) {
 		t.Errorf("a discovery session that proved the replaced secret is still open")
+	}
+}
+
+// TestTargetNamesNotDisclosed: before CHAP succeeds, a login learns
+// nothing of which targets exist or whom they admit. A target we do not
+// have, a target the initiator may not use and the right one get the
+// same answers (status, flags, keys, the challenge's algorithm and
+// length) up to the CHAP response, and the same refusal there (0x0201);
+// the decoy challenge of the first two is never met, not by an empty
+// secret, nor by the target's own.
+func TestTargetNamesNotDisclosed(t *testing.T) {
+	const (
+		owned = testIQN + "-owned"
+		owner = "iqn.2026-11.test:owner"
+	)
+	ownedCHAP := CHAP{User: "owner-user", Secret: "the-owners-secret"}
+	_, addr, _, _ := startTargetServer(t, func(s *Target) {
+		ro := exported(s, testIQN).cfg.LUNs[0]
+		if err := s.AddTarget(TargetConfig{IQN: owned, LUNs: []Backing{ro}, CHAP: ownedCHAP, Initiators: []string{owner}, Exclusive: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	cases := []struct{ name, initiator, target string }{
+		{"right target", owner, owned},
+		{"no such target", owner, "iqn.2026-11.org.overboot:u-alice-52-54-00-12-34-56-disk1"},
+		{"another initiator", "iqn.2026-11.test:intruder", owned},
+	}
+	// shape is what an answer shows: status, flags, TSIH, keys and the
+	// length of each value (challenges are random).
+	shape := func(a loginAnswer) string {
+		out := fmt.Sprintf("status 0x%04x flags 0x%02x tsih %d:", a.status, a.flags, a.pdu.Uint16At(14))
+		for _, x := range a.kvs {
+			switch x.Key {
+			case "CHAP_I": // a random byte, in decimal
+				n, err := strconv.Atoi(x.Value)
+				out += fmt.Sprintf(" CHAP_I=(a byte: %v)", err == nil && n >= 0 && n <= 255)
+			case "CHAP_C":
+				out += fmt.Sprintf(" CHAP_C=(%d characters)", len(x.Value))
+			default:
+				out += " " + x.Key + "=" + x.Value
+			}
+		}
+		return out
+	}
+
+	for _, offer := range []string{iscsiwire.ChapMD5, "7,5"} {
+		for _, resp := range []struct {
+			name string
+			chap CHAP
+		}{
+			{"wrong secret", CHAP{User: ownedCHAP.User, Secret: "not-the-secret"}},
+			{"empty secret", CHAP{}},
+			{"empty secret, the user", CHAP{User: ownedCHAP.User}},
+			{"the target's secret", ownedCHAP},
+		} {
+			var want []string
+			for _, tc := range cases {
+				if tc.name == "right target" && resp.name == "the target's secret" {
+					continue // gets in, as it should
+				}
+				r := newRawLogin(t, addr)
+				ch := r.startCHAP(tc.initiator, tc.target, offer)
+				a, err := r.respond(ch, resp.chap, 1)
+				if err != nil {
+					t.Fatalf("%s, %s: %v", tc.name, resp.name, err)
+				}
+				got := []string{shape(ch.first), shape(ch.offer), shape(a)}
+				if a.status != loginAuthFailure {
+					t.Errorf("%s, CHAP_A=%s, %s: status 0x%04x at the response, want 0x%04x", tc.name, offer, resp.name, a.status, loginAuthFailure)
+				}
+				if want == nil {
+					want = got
+					continue
+				}
+				for i := range got {
+					if got[i] != want[i] {
+						t.Errorf("CHAP_A=%s, %s: answer %d tells the cases apart:\n%s: %s\n%s: %s", offer, resp.name, i+1, cases[0].name, want[i], tc.name, got[i])
+					}
+				}
+			}
+		}
+	}
+
+	// AuthMethod=None: refused the same way for all three.
+	var want string
+	for _, tc := range cases {
+		r := newRawLogin(t, addr)
+		a, err := r.step(0, 1, true, kv("InitiatorName", tc.initiator), kv("SessionType", "Normal"), kv("TargetName", tc.target), kv("AuthMethod", "None"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := shape(a); want == "" {
+			want = got
+		} else if got != want {
+			t.Errorf("AuthMethod=None tells %s from %s: %s, %s", tc.name, cases[0].name, got, want)
+		}
+		if a.status != loginAuthFailure {
+			t.Errorf("%s, AuthMethod=None: status 0x%04x", tc.name, a.status)
+		}
+	}
+
+	// The right target with the right secret gets in.
+	r := newRawLogin(t, addr)
+	ch := r.startCHAP(owner, owned, iscsiwire.ChapMD5)
+	if a, err := r.respond(ch, ownedCHAP, 3); err != nil || a.status != 0 {
+		t.Fatalf("the owner: status 0x%04x, %v", a.status, err)
 	}
 }

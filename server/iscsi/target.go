@@ -603,16 +603,17 @@ const reinstateWait = 3 * time.Second
 // the login is refused as "service unavailable" (0x0301), to be retried.
 // So is a login whose target was replaced or removed since it began.
 func (s *Target) claim(c *conn) (continued bool, err error) {
-	iqn := c.tgt.cfg.IQN
 	s.mu.Lock()
 	if !s.currentLocked(c) {
 		// Replaced (a new CHAP secret) or removed since the login
 		// began: its CHAP proved a secret that may be revoked. AddTarget
 		// ends such logins; this catches one it raced. A retry logs in
-		// to the target as it is now.
+		// to the target as it is now. (No target at all, a decoy login,
+		// never gets here: its CHAP fails.)
 		s.mu.Unlock()
-		return false, loginFail(loginUnavailable, "target %s was replaced or removed during the login", iqn)
+		return false, loginFail(loginUnavailable, "the login's target was replaced or removed during the login")
 	}
+	iqn := c.tgt.cfg.IQN
 	var old []*conn
 	for o := range s.sessions {
 		if o == c || o.targetName() != iqn {
