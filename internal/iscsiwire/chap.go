@@ -108,7 +108,7 @@ func VerifyCHAPAlg(alg string, want CHAP, id byte, challenge []byte, name, resp 
 	okName := subtle.ConstantTimeCompare([]byte(name), []byte(want.User)) == 1
 	okResp := subtle.ConstantTimeCompare(r, expected) == 1
 	if !okName || !okResp {
-		return fmt.Errorf("%w: wrong CHAP name or secret for user %q", ErrAuth, name)
+		return fmt.Errorf("%w: wrong CHAP name or secret for user %q", ErrAuth, Trunc(name))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -136,14 +137,16 @@ func (c *conn) serve(ctx context.Context) {
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	if err := c.login(); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			log.Info("iscsi login timed out", "initiator", c.initiator)
+			// Not rate-limited: the caps bound these to PerAddress
+			// per LoginTimeout from an address.
+			log.Info("iscsi login timed out", "initiator", iscsiwire.Trunc(c.initiator))
 			return
 		}
-		log.Info("iscsi login refused", "initiator", c.initiator, "err", err)
+		c.logFailure(log, "iscsi login refused", err)
 		return
 	}
 	if err := c.srv.enterFullFeature(c); err != nil {
-		log.Info("iscsi login failed", "initiator", c.initiator, "err", err)
+		c.logFailure(log, "iscsi login failed", err)
 		return
 	}
 	log.Info("iscsi login", "initiator", c.initiator, "target", c.targetName(), "discovery", c.discovery)
@@ -153,6 +156,22 @@ func (c *conn) serve(ctx context.Context) {
 	if err := c.fullFeature(ctx); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.Info("iscsi session ended", "initiator", c.initiator, "err", err)
 	}
+}
+
+// logFailure logs a failed login, rate-limited as the refused
+// connections are (refusalLog): one line per address per 10s and ten in
+// all, each counting the failures it stands for (refused, and
+// refused_others for addresses that had no line).
+func (c *conn) logFailure(log *slog.Logger, msg string, err error) {
+	ok, n, others := c.srv.logins.refuse(c.host)
+	if !ok {
+		return
+	}
+	args := []any{"initiator", iscsiwire.Trunc(c.initiator), "err", err, "refused", n}
+	if others > 0 {
+		args = append(args, "refused_others", others)
+	}
+	log.Info(msg, args...)
 }
 
 func (c *conn) send(p *PDU, withStatSN bool) error {
@@ -309,7 +328,7 @@ func (c *conn) identify(kvs []KV) error {
 		return nil
 	case "", "Normal":
 	default:
-		return loginFail(loginInitiatorError, "SessionType %q", st)
+		return loginFail(loginInitiatorError, "SessionType %q", iscsiwire.Trunc(st))
 	}
 	tn, ok := iscsiwire.Lookup(kvs, "TargetName")
 	if !ok {
@@ -324,9 +343,9 @@ func (c *conn) identify(kvs []KV) error {
 	// an authentication failure (0x0201), whatever the response.
 	switch found, allowed := c.srv.bindTarget(c, tn); {
 	case !found:
-		c.decoy = loginFail(loginAuthFailure, "no target %s", tn)
+		c.decoy = loginFail(loginAuthFailure, "no target %s", iscsiwire.Trunc(tn))
 	case !allowed:
-		c.decoy = loginFail(loginAuthFailure, "initiator %s may not log in to %s", name, tn)
+		c.decoy = loginFail(loginAuthFailure, "initiator %s may not log in to %s", iscsiwire.Trunc(name), iscsiwire.Trunc(tn))
 	}
 	return nil
 }
@@ -345,7 +364,7 @@ func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 	var answer []KV
 	if m, ok := iscsiwire.Lookup(kvs, "AuthMethod"); ok {
 		if !strings.Contains(","+m+",", ",CHAP,") {
-			return nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
+			return nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", iscsiwire.Trunc(m))
 		}
 		answer = append(answer, KV{Key: "AuthMethod", Value: "CHAP"})
 		if !c.discovery {
@@ -387,7 +406,7 @@ func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 			n, ierr := strconv.Atoi(ci)
 			switch {
 			case mutual == nil:
-				return nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", user)
+				return nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", iscsiwire.Trunc(user))
 			case err != nil || ierr != nil || n < 0 || n > 255 || len(ch) == 0:
 				return nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
 			case string(ch) == string(st.challenge):
@@ -419,7 +438,7 @@ func (c *conn) credentials(user string) (CHAP, *CHAP, error) {
 	}
 	t := c.srv.bindDiscovery(c, user)
 	if t == nil {
-		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", c.initiator, user)
+		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", iscsiwire.Trunc(c.initiator), iscsiwire.Trunc(user))
 	}
 	c.tmu.Lock()
 	c.discoveryUser = user

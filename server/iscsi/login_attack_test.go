@@ -3,9 +3,11 @@ package iscsi
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -495,5 +497,59 @@ func TestTargetNamesNotDisclosed(t *testing.T) {
 	ch := r.startCHAP(owner, owned, iscsiwire.ChapMD5)
 	if a, err := r.respond(ch, ownedCHAP, 3); err != nil || a.status != 0 {
 		t.Fatalf("the owner: status 0x%04x, %v", a.status, err)
+	}
+}
+
+// TestLoginFailureLogRateLimited: failed logins are logged as refused
+// connections are: one line per address per 10s (and ten in all), the
+// next line counting those that had none. One line per failure let any
+// peer flood the log as fast as it could connect.
+func TestLoginFailureLogRateLimited(t *testing.T) {
+	clock := newFakeClock()
+	var log logBuffer
+	s, addr, _, _ := startTargetServer(t, func(s *Target) {
+		s.log = slog.New(slog.NewTextHandler(&log, nil))
+		s.logins.Now = clock.Now
+	})
+	wrong := CHAP{User: testUser, Secret: "not-the-secret-x"}
+	fail := func(from string) {
+		t.Helper()
+		nc, err := dialFrom(t, addr, from)
+		if err != nil {
+			t.Skipf("cannot connect from %s: %v", from, err)
+		}
+		nc.SetDeadline(time.Now().Add(patience))
+		_, err = initiatorpkg.Login(&initiatorpkg.TCP{Conn: nc}, initiatorpkg.Options{Initiator: "iqn.2026-11.test:m1", Target: testIQN, CHAP: wrong})
+		var le *initiatorpkg.LoginError
+		if !errors.As(err, &le) || le.Status() != loginAuthFailure {
+			t.Fatalf("login with a wrong secret: %v", err)
+		}
+		waitStats(t, s, Stats{}) // its line, if any, is written
+	}
+	lines := func() []string {
+		var out []string
+		for l := range strings.Lines(log.String()) {
+			if strings.Contains(l, "iscsi login refused") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	const n = 20
+	for range n {
+		fail("127.0.0.1")
+	}
+	if l := lines(); len(l) != 1 || !strings.Contains(l[0], " refused=1") {
+		t.Fatalf("%d failed logins from one address within 10s logged %d lines, want 1:\n%s", n, len(l), strings.Join(l, ""))
+	}
+	fail("127.0.0.2") // another address has its own line
+	if l := lines(); len(l) != 2 || !strings.Contains(l[1], "remote=127.0.0.2:") {
+		t.Fatalf("another address: %d lines:\n%s", len(l), strings.Join(l, ""))
+	}
+	clock.Advance(10 * time.Second)
+	fail("127.0.0.1")
+	l := lines()
+	if len(l) != 3 || !strings.Contains(l[2], fmt.Sprintf(" refused=%d", n)) {
+		t.Fatalf("10s later: want a third line standing for the %d failures since the first:\n%s", n, strings.Join(l, ""))
 	}
 }

@@ -126,6 +126,9 @@ type Target struct {
 	nextTSIH  uint16
 
 	refusals refusalLog // rate-limits the warnings of refused connections
+	// logins rate-limits the lines of failed logins: any peer can fail
+	// a login as fast as it can connect.
+	logins refusalLog
 }
 
 // New returns a server with no targets and the default Limits.
