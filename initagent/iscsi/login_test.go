@@ -98,8 +98,10 @@ func TestLoginRefusals(t *testing.T) {
 			return errors.As(err, &le) && le.Class == 2 && le.Detail == 1
 		}},
 		{"unknown target", Options{Target: iqn + "x", CHAP: machineCHAP}, func(err error) bool {
+			// The target answers as for a wrong secret: which targets
+			// exist is not told before CHAP succeeds.
 			var le *LoginError
-			return errors.As(err, &le) && le.Class == 2 && le.Detail == 3
+			return errors.As(err, &le) && le.Class == 2 && le.Detail == 1
 		}},
 		{"impostor target", Options{Target: iqn, CHAP: machineCHAP, TargetCHAP: &iscsiwire.CHAP{User: "overboot", Secret: "what-we-expect!!"}}, func(err error) bool {
 			return errors.Is(err, ErrTargetAuth)

@@ -3,9 +3,11 @@ package iscsi
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -25,13 +27,28 @@ const (
 	maxWriteTransfer = 16 << 20
 )
 
+// What a connection that has not logged in may make us hold.
+const (
+	// loginMaxText bounds the text of one login request, continued
+	// over PDUs with the C bit: ParseText's limit.
+	loginMaxText = 64 << 10
+	// maxLoginPDUs bounds the login requests of a connection, in all
+	// stages: RFC 7143 6.2 lets a target end a negotiation that takes
+	// too many exchanges (it should allow six per stage). A login takes
+	// four or five; long texts with the C bit a few more.
+	maxLoginPDUs = 64
+	// loginReadBuf is the read buffer of a connection not logged in
+	// yet; a session reads through ffpReadBuf.
+	loginReadBuf = 4 << 10
+	ffpReadBuf   = 256 << 10
+)
+
 // Login status classes and details (RFC 7143 11.13.5).
 const (
 	loginSuccess         = 0x0000
 	loginAuthFailure     = 0x0201
 	loginAuthzFailure    = 0x0202
-	loginNotFound        = 0x0203
-	loginInitiatorError  = 0x0200
+	loginInitiatorError  = 0x0200 // "initiator error": miscellaneous, not to be retried as is
 	loginMissingParam    = 0x0207
 	loginUnsupportedVers = 0x0205
 	loginNoSession       = 0x020a // "session does not exist": a TSIH we do not know
@@ -72,10 +89,21 @@ type conn struct {
 
 	initiator string
 	discovery bool
-	tgt       *node
+	tgt       *node // the target a normal login names; see authTgt
 	isid      [6]byte
 	tsih      uint16
 	p         params
+
+	// decoy is why a normal login cannot succeed (no such target, or
+	// one this initiator may not use), told only when CHAP fails:
+	// until then the login looks like any other (see identify).
+	decoy error
+
+	// tgt is bound when a normal login's first request arrives;
+	// authTgt, for a discovery login, is the target whose CHAP it
+	// proves. Both are set under srv.mu: AddTarget and RemoveTarget end
+	// the connections bound to the target they replace.
+	authTgt *node
 
 	wmu    sync.Mutex // guards the socket's write side and statSN
 	statSN uint32
@@ -92,7 +120,7 @@ type conn struct {
 }
 
 func newConn(s *Target, nc net.Conn) *conn {
-	return &conn{srv: s, nc: nc, done: make(chan struct{}), r: bufio.NewReaderSize(nc, 256<<10), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
+	return &conn{srv: s, nc: nc, done: make(chan struct{}), r: bufio.NewReaderSize(nc, loginReadBuf), p: params{maxSendData: 8192, maxBurst: 262144, firstBurst: 65536, initialR2T: true, immediateData: true}}
 }
 
 func (c *conn) targetName() string {
@@ -109,20 +137,41 @@ func (c *conn) serve(ctx context.Context) {
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	if err := c.login(); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			log.Info("iscsi login timed out", "initiator", c.initiator)
+			// Not rate-limited: the caps bound these to PerAddress
+			// per LoginTimeout from an address.
+			log.Info("iscsi login timed out", "initiator", iscsiwire.Trunc(c.initiator))
 			return
 		}
-		log.Info("iscsi login refused", "initiator", c.initiator, "err", err)
+		c.logFailure(log, "iscsi login refused", err)
 		return
 	}
 	if err := c.srv.enterFullFeature(c); err != nil {
-		log.Info("iscsi login failed", "initiator", c.initiator, "err", err)
+		c.logFailure(log, "iscsi login failed", err)
 		return
 	}
 	log.Info("iscsi login", "initiator", c.initiator, "target", c.targetName(), "discovery", c.discovery)
+	// The large buffer only now: a connection that never logs in holds
+	// the small one. Over it, so what the small one holds is read first.
+	c.r = bufio.NewReaderSize(c.r, ffpReadBuf)
 	if err := c.fullFeature(ctx); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		log.Info("iscsi session ended", "initiator", c.initiator, "err", err)
 	}
+}
+
+// logFailure logs a failed login, rate-limited as the refused
+// connections are (refusalLog): one line per address per 10s and ten in
+// all, each counting the failures it stands for (refused, and
+// refused_others for addresses that had no line).
+func (c *conn) logFailure(log *slog.Logger, msg string, err error) {
+	ok, n, others := c.srv.logins.refuse(c.host)
+	if !ok {
+		return
+	}
+	args := []any{"initiator", iscsiwire.Trunc(c.initiator), "err", err, "refused", n}
+	if others > 0 {
+		args = append(args, "refused_others", others)
+	}
+	log.Info(msg, args...)
 }
 
 func (c *conn) send(p *PDU, withStatSN bool) error {
@@ -150,21 +199,29 @@ func (c *conn) send(p *PDU, withStatSN bool) error {
 // login runs the login phase (RFC 7143 section 6.3) up to full feature.
 func (c *conn) login() error {
 	var (
-		chapID        byte
-		chapChallenge []byte
-		authed        bool
-		stage         = -1
-		pending       []byte // text of PDUs with the C bit
-		kv            = map[string]string{}
-		first         = true
+		chap    chapState
+		stage   = -1
+		pending []byte // text of PDUs with the C bit
+		kv      = map[string]string{}
+		first   = true
 	)
-	for {
+	for n := 1; ; n++ {
 		p, err := ReadPDU(c.r, Digests{}, loginMaxData)
 		if err != nil {
 			return err
 		}
 		if p.Opcode() != OpLogin {
 			return fmt.Errorf("opcode 0x%02x during login", p.Opcode())
+		}
+		// An initiator that has not authenticated holds only so much:
+		// refused as an initiator error (status class 2, RFC 7143
+		// 11.13.5: "miscellaneous unsuccessful login initiator errors";
+		// 0x0302 "out of resources" is class 3, which invites a retry).
+		switch {
+		case n > maxLoginPDUs:
+			return c.loginReject(p, loginFail(loginInitiatorError, "more than %d login requests", maxLoginPDUs))
+		case len(pending)+len(p.Data) > loginMaxText:
+			return c.loginReject(p, loginFail(loginInitiatorError, "login text of more than %d bytes", loginMaxText))
 		}
 		transit, cont := p.BHS[1]&0x80 != 0, p.BHS[1]&0x40 != 0
 		csg, nsg := int(p.BHS[1]>>2&3), int(p.BHS[1]&3)
@@ -203,27 +260,30 @@ func (c *conn) login() error {
 		var answer []KV
 		switch csg {
 		case 0: // security negotiation
-			answer, authed, chapID, chapChallenge, err = c.security(kvs, authed, chapID, chapChallenge)
+			answer, err = c.security(kvs, &chap)
 			if err != nil {
 				return c.loginReject(p, err)
 			}
-			if !authed && transit {
+			if !chap.authed && transit {
 				transit = false // stay until CHAP is done
 			}
 		case 1: // operational negotiation
-			if !authed {
+			if !chap.authed {
 				return c.loginReject(p, loginFail(loginAuthFailure, "operational negotiation before authentication: CHAP is required"))
 			}
 			answer = c.negotiate(kvs)
 		default:
 			return c.loginReject(p, loginFail(loginInitiatorError, "login stage %d", csg))
 		}
-		if transit && nsg == 3 && authed {
+		if transit && nsg == 3 && chap.authed {
 			continued := false
-			if c.tgt != nil {
-				if continued, err = c.srv.claim(c); err != nil {
-					return c.loginReject(p, err)
-				}
+			if c.discovery {
+				err = c.srv.stillCurrent(c)
+			} else {
+				continued, err = c.srv.claim(c)
+			}
+			if err != nil {
+				return c.loginReject(p, err)
 			}
 			c.negotiateDefaults(kv)
 			if !continued {
@@ -268,29 +328,43 @@ func (c *conn) identify(kvs []KV) error {
 		return nil
 	case "", "Normal":
 	default:
-		return loginFail(loginInitiatorError, "SessionType %q", st)
+		return loginFail(loginInitiatorError, "SessionType %q", iscsiwire.Trunc(st))
 	}
 	tn, ok := iscsiwire.Lookup(kvs, "TargetName")
 	if !ok {
 		return loginFail(loginMissingParam, "no TargetName")
 	}
-	t := c.srv.findTarget(tn)
-	if t == nil {
-		return loginFail(loginNotFound, "no target %s", tn)
+	// Which targets exist, and whom they admit, is not for an initiator
+	// that has not authenticated to learn: target names carry user names
+	// and MAC addresses, and disk numbers are small. A target we do not
+	// have, or one this initiator may not use, gets the same CHAP
+	// exchange as the right one (a decoy challenge: same algorithm, same
+	// length) and fails where a wrong secret fails, at the response, as
+	// an authentication failure (0x0201), whatever the response.
+	switch found, allowed := c.srv.bindTarget(c, tn); {
+	case !found:
+		c.decoy = loginFail(loginAuthFailure, "no target %s", iscsiwire.Trunc(tn))
+	case !allowed:
+		c.decoy = loginFail(loginAuthFailure, "initiator %s may not log in to %s", iscsiwire.Trunc(name), iscsiwire.Trunc(tn))
 	}
-	if !t.allows(name) {
-		return loginFail(loginAuthzFailure, "initiator %s may not log in to %s", name, tn)
-	}
-	c.tgt = t
 	return nil
 }
 
+// chapState is a login's CHAP: the algorithm and challenge the target
+// sent, and whether the initiator has proved its secret.
+type chapState struct {
+	alg       string // CHAP_A: iscsiwire.ChapMD5 or ChapSHA256
+	id        byte
+	challenge []byte // nil: none outstanding
+	authed    bool
+}
+
 // security runs AuthMethod and CHAP.
-func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV, bool, byte, []byte, error) {
+func (c *conn) security(kvs []KV, st *chapState) ([]KV, error) {
 	var answer []KV
 	if m, ok := iscsiwire.Lookup(kvs, "AuthMethod"); ok {
 		if !strings.Contains(","+m+",", ",CHAP,") {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", m)
+			return nil, loginFail(loginAuthFailure, "AuthMethod %q: this target requires CHAP", iscsiwire.Trunc(m))
 		}
 		answer = append(answer, KV{Key: "AuthMethod", Value: "CHAP"})
 		if !c.discovery {
@@ -298,27 +372,33 @@ func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV,
 		}
 	}
 	if a, ok := iscsiwire.Lookup(kvs, "CHAP_A"); ok {
-		if !strings.Contains(","+a+",", ","+iscsiwire.ChapMD5+",") {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_A %q: only MD5 (5) is supported", a)
+		// SHA-256 when the initiator offers it (Linux's iscsid can),
+		// else MD5 (iPXE, libiscsi, iscsid by default).
+		alg, ok := iscsiwire.ChooseChapAlgorithm(a)
+		if !ok {
+			return nil, loginFail(loginAuthFailure, "CHAP_A %q: only SHA-256 (%s) and MD5 (%s) are supported", iscsiwire.Trunc(a), iscsiwire.ChapSHA256, iscsiwire.ChapMD5)
 		}
-		var err error
-		id, challenge, err = iscsiwire.NewChallenge()
+		id, challenge, err := iscsiwire.NewChallengeAlg(alg)
 		if err != nil {
-			return nil, false, 0, nil, loginFail(loginTargetError, "%v", err)
+			return nil, loginFail(loginTargetError, "%v", err)
 		}
-		answer = append(answer, KV{Key: "CHAP_A", Value: iscsiwire.ChapMD5}, KV{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, KV{Key: "CHAP_C", Value: iscsiwire.EncodeBinary(challenge)})
+		st.alg, st.id, st.challenge = alg, id, challenge
+		answer = append(answer, KV{Key: "CHAP_A", Value: alg}, KV{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, KV{Key: "CHAP_C", Value: iscsiwire.EncodeBinary(challenge)})
 	}
 	if r, ok := iscsiwire.Lookup(kvs, "CHAP_R"); ok {
-		if challenge == nil {
-			return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
+		if st.challenge == nil {
+			return nil, loginFail(loginAuthFailure, "CHAP_R before a challenge")
 		}
 		user, _ := iscsiwire.Lookup(kvs, "CHAP_N")
-		creds, mutual, err := c.credentials(user)
-		if err != nil {
-			return nil, false, 0, nil, err
+		creds, mutual, cerr := c.credentials(user)
+		// Checked even when credentials refuse (a decoy): the same work
+		// whatever the case.
+		verr := iscsiwire.VerifyCHAPAlg(st.alg, creds, st.id, st.challenge, user, r)
+		if cerr != nil {
+			return nil, cerr
 		}
-		if err := iscsiwire.VerifyCHAP(creds, id, challenge, user, r); err != nil {
-			return nil, false, 0, nil, &loginError{loginAuthFailure, err}
+		if verr != nil {
+			return nil, &loginError{loginAuthFailure, verr}
 		}
 		if ci, ok := iscsiwire.Lookup(kvs, "CHAP_I"); ok { // mutual CHAP
 			cc, _ := iscsiwire.Lookup(kvs, "CHAP_C")
@@ -326,35 +406,44 @@ func (c *conn) security(kvs []KV, authed bool, id byte, challenge []byte) ([]KV,
 			n, ierr := strconv.Atoi(ci)
 			switch {
 			case mutual == nil:
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", user)
+				return nil, loginFail(loginAuthFailure, "mutual CHAP asked for, none configured for %s", iscsiwire.Trunc(user))
 			case err != nil || ierr != nil || n < 0 || n > 255 || len(ch) == 0:
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
-			case string(ch) == string(challenge):
-				return nil, false, 0, nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
+				return nil, loginFail(loginAuthFailure, "bad CHAP_I/CHAP_C")
+			case string(ch) == string(st.challenge):
+				return nil, loginFail(loginAuthFailure, "CHAP_C reflects our challenge")
 			}
-			answer = append(answer, KV{Key: "CHAP_N", Value: mutual.User}, KV{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(iscsiwire.ChapResponse(byte(n), mutual.Secret, ch))})
+			resp, err := iscsiwire.ChapResponseAlg(st.alg, byte(n), mutual.Secret, ch)
+			if err != nil {
+				return nil, loginFail(loginTargetError, "%v", err)
+			}
+			answer = append(answer, KV{Key: "CHAP_N", Value: mutual.User}, KV{Key: "CHAP_R", Value: iscsiwire.EncodeBinary(resp)})
 		}
-		authed = true
-		challenge = nil
+		st.authed = true
+		st.challenge = nil
 	}
-	return answer, authed, id, challenge, nil
+	return answer, nil
 }
 
 // credentials returns the CHAP the initiator must prove: the target's,
 // or for discovery those of any target the initiator may use with that
-// CHAP user.
+// CHAP user. A decoy login gets a random secret and its refusal.
 func (c *conn) credentials(user string) (CHAP, *CHAP, error) {
+	if c.decoy != nil {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return CHAP{User: user, Secret: Secret(b)}, nil, c.decoy
+	}
 	if !c.discovery {
 		return c.tgt.cfg.CHAP, c.tgt.cfg.MutualCHAP, nil
 	}
-	vis := c.srv.visible(c.initiator, user)
-	if len(vis) == 0 {
-		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", c.initiator, user)
+	t := c.srv.bindDiscovery(c, user)
+	if t == nil {
+		return CHAP{}, nil, loginFail(loginAuthFailure, "no target for initiator %s with CHAP user %q", iscsiwire.Trunc(c.initiator), iscsiwire.Trunc(user))
 	}
 	c.tmu.Lock()
 	c.discoveryUser = user
 	c.tmu.Unlock()
-	return vis[0].cfg.CHAP, vis[0].cfg.MutualCHAP, nil
+	return t.cfg.CHAP, t.cfg.MutualCHAP, nil
 }
 
 // negotiate answers operational keys (RFC 7143 section 13).

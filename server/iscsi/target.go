@@ -114,7 +114,7 @@ type Stats struct {
 type Target struct {
 	log *slog.Logger
 
-	mu       sync.Mutex // guards targets, sessions, loggingIn, perAddr, limits, nextTSIH and each conn's loggedIn
+	mu       sync.Mutex // guards targets, sessions, loggingIn, perAddr, limits, nextTSIH and each conn's loggedIn, tgt and authTgt
 	targets  map[string]*node
 	sessions map[*conn]struct{} // every accepted connection, logged in or not
 	// loggingIn and perAddr count the connections not logged in yet
@@ -126,6 +126,9 @@ type Target struct {
 	nextTSIH  uint16
 
 	refusals refusalLog // rate-limits the warnings of refused connections
+	// logins rate-limits the lines of failed logins: any peer can fail
+	// a login as fast as it can connect.
+	logins refusalLog
 }
 
 // New returns a server with no targets and the default Limits.
@@ -253,7 +256,10 @@ func (s *Target) Stats() Stats {
 	return st
 }
 
-// AddTarget adds or replaces a target; replacing ends its sessions.
+// AddTarget adds or replaces a target; replacing ends its sessions and
+// the logins in flight on it: a login checks CHAP against the target it
+// named when it began, so one that outlived a replacement would prove
+// the old secret (see claim).
 func (s *Target) AddTarget(tc TargetConfig) error {
 	if err := tc.validate(); err != nil {
 		return err
@@ -266,19 +272,81 @@ func (s *Target) AddTarget(tc TargetConfig) error {
 		l.naa[0] = 0x60 | l.naa[0]&0x0f // NAA 6 (IEEE registered extended) form
 		t.luns = append(t.luns, l)
 	}
-	s.EndSessions(tc.IQN)
 	s.mu.Lock()
+	victims := s.boundLocked(s.targets[tc.IQN])
 	s.targets[tc.IQN] = t
 	s.mu.Unlock()
+	for _, c := range victims {
+		c.close()
+	}
 	return nil
 }
 
-// RemoveTarget ends the target's sessions and forgets it.
+// RemoveTarget forgets the target and ends its sessions and the logins
+// in flight on it.
 func (s *Target) RemoveTarget(iqn string) {
 	s.mu.Lock()
+	victims := s.boundLocked(s.targets[iqn])
 	delete(s.targets, iqn)
 	s.mu.Unlock()
-	s.EndSessions(iqn)
+	for _, c := range victims {
+		c.close()
+	}
+}
+
+// boundLocked lists the connections bound to t: its sessions, the
+// logins in flight that named it, and the discovery sessions and logins
+// that proved its CHAP. s.mu is held.
+func (s *Target) boundLocked(t *node) []*conn {
+	if t == nil {
+		return nil
+	}
+	var out []*conn
+	for c := range s.sessions {
+		if c.tgt == t || c.authTgt == t {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// bindTarget binds a normal login to the target it names, if it exists
+// and allows the initiator. Under s.mu: AddTarget and RemoveTarget see
+// the binding and end the login, or the login sees their change.
+func (s *Target) bindTarget(c *conn, iqn string) (found, allowed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[iqn]
+	if t == nil {
+		return false, false
+	}
+	if !t.allows(c.initiator) {
+		return true, false
+	}
+	c.tgt = t
+	return true, true
+}
+
+// currentLocked reports whether the target c's login is bound to (a
+// discovery login: whose CHAP it proves) is still the one exported under
+// its name, not replaced or removed since. s.mu is held.
+func (s *Target) currentLocked(c *conn) bool {
+	t := c.tgt
+	if c.discovery {
+		t = c.authTgt
+	}
+	return t != nil && s.targets[t.cfg.IQN] == t
+}
+
+// stillCurrent is currentLocked for a discovery login about to end: a
+// refusal is "service unavailable" (0x0301), as in claim.
+func (s *Target) stillCurrent(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.currentLocked(c) {
+		return loginFail(loginUnavailable, "the target whose CHAP the login proved was replaced or removed during the login")
+	}
+	return nil
 }
 
 // EndSessions closes every session logged in to iqn.
@@ -323,17 +391,15 @@ func (s *Target) Sessions() []Session {
 	return out
 }
 
-func (s *Target) findTarget(iqn string) *node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.targets[iqn]
-}
-
 // visible lists the targets an initiator may see in discovery: those it
 // is allowed on whose CHAP user is the one it authenticated as.
 func (s *Target) visible(initiator, chapUser string) []*node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.visibleLocked(initiator, chapUser)
+}
+
+func (s *Target) visibleLocked(initiator, chapUser string) []*node {
 	var out []*node
 	for _, t := range s.targets {
 		if t.allows(initiator) && t.cfg.CHAP.User == chapUser {
@@ -350,6 +416,20 @@ func (s *Target) visible(initiator, chapUser string) []*node {
 		return 0
 	})
 	return out
+}
+
+// bindDiscovery picks the target whose CHAP a discovery login must
+// prove (the first the initiator may see with that CHAP user) and binds
+// the login to it, as bindTarget does; nil if there is none.
+func (s *Target) bindDiscovery(c *conn, chapUser string) *node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vis := s.visibleLocked(c.initiator, chapUser)
+	if len(vis) == 0 {
+		return nil
+	}
+	c.authTgt = vis[0]
+	return vis[0]
 }
 
 func (t *node) allows(initiator string) bool {
@@ -524,9 +604,19 @@ const reinstateWait = 3 * time.Second
 //
 // The replaced connections' commands have ended when claim returns, or
 // the login is refused as "service unavailable" (0x0301), to be retried.
+// So is a login whose target was replaced or removed since it began.
 func (s *Target) claim(c *conn) (continued bool, err error) {
-	iqn := c.tgt.cfg.IQN
 	s.mu.Lock()
+	if !s.currentLocked(c) {
+		// Replaced (a new CHAP secret) or removed since the login
+		// began: its CHAP proved a secret that may be revoked. AddTarget
+		// ends such logins; this catches one it raced. A retry logs in
+		// to the target as it is now. (No target at all, a decoy login,
+		// never gets here: its CHAP fails.)
+		s.mu.Unlock()
+		return false, loginFail(loginUnavailable, "the login's target was replaced or removed during the login")
+	}
+	iqn := c.tgt.cfg.IQN
 	var old []*conn
 	for o := range s.sessions {
 		if o == c || o.targetName() != iqn {
