@@ -287,7 +287,8 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 
 // request answers the three kinds of DHCPREQUEST (RFC 2131 section
 // 4.3.2): SELECTING (option 54 set), INIT-REBOOT (option 50, no 54) and
-// RENEWING or REBINDING (ciaddr, no 50).
+// RENEWING or REBINDING (ciaddr, no 50; with our option 54 too, which
+// some clients send).
 func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr
 	sid := req.ServerIdentifier()
@@ -309,10 +310,18 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 		f.log.Debug("dhcp client chose another server", "mac", mac.String(), "server", sid)
 		return nil, nil
 	case sid != nil:
-		if !want.IsValid() {
+		// SELECTING names the offered address in option 50. A client
+		// renewing with our server identifier (RFC 2131 says it MUST NOT
+		// send one, some do) names it in ciaddr: Kea and dnsmasq take
+		// that, and so does this server.
+		switch {
+		case want.IsValid():
+			ip = want
+		case ciaddr.IsValid() && !ciaddr.IsUnspecified():
+			ip = ciaddr
+		default:
 			return f.nak(req, "no requested address (option 50) in a DHCPREQUEST"), nil
 		}
-		ip = want
 	case want.IsValid():
 		// INIT-REBOOT: "If the DHCP server has no record of this client,
 		// then it MUST remain silent", unless we know its address anyway.

@@ -580,3 +580,43 @@ func TestFullServe(t *testing.T) {
 		t.Errorf("got %s then %s", offer.MessageType(), ack.MessageType())
 	}
 }
+
+// TestFullRenewals: a bound client renewing its lease gets an ACK
+// however it names the address: ciaddr alone (RFC 2131 RENEWING and
+// REBINDING), ciaddr with our server identifier (which some clients send
+// while renewing; Kea and dnsmasq take ciaddr then), or ciaddr with
+// option 50 too.
+func TestFullRenewals(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mods     []dhcpv4.Modifier
+		wantType string
+		wantIP   string
+	}{
+		{"RENEWING: ciaddr", []dhcpv4.Modifier{ciaddr("192.0.2.100")}, "ACK", "192.0.2.100"},
+		{"RENEWING with our server identifier", []dhcpv4.Modifier{ciaddr("192.0.2.100"), serverID("192.0.2.1")}, "ACK", "192.0.2.100"},
+		{"RENEWING with our server identifier and option 50", []dhcpv4.Modifier{ciaddr("192.0.2.100"), serverID("192.0.2.1"), requested("192.0.2.100")}, "ACK", "192.0.2.100"},
+		{"REBINDING: ciaddr, broadcast", []dhcpv4.Modifier{ciaddr("192.0.2.100"), dhcpv4.WithBroadcast(true)}, "ACK", "192.0.2.100"},
+		{"our server identifier, ciaddr of another's address", []dhcpv4.Modifier{ciaddr("192.0.2.101"), serverID("192.0.2.1")}, "NAK", "0.0.0.0"},
+		{"our server identifier, neither option 50 nor ciaddr", []dhcpv4.Modifier{serverID("192.0.2.1")}, "NAK", "0.0.0.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testNet(), nil)
+			h.dora(macA)
+			h.dora(macB)
+			h.now = t0.Add(30 * time.Minute)
+			r := h.send(macA, dhcpv4.MessageTypeRequest, tc.mods...)
+			if r == nil {
+				t.Fatalf("no reply, want %s; the log:\n%s", tc.wantType, h.log.all())
+			}
+			if v := viewOf(t, r); v.Type != tc.wantType || v.YIAddr != tc.wantIP {
+				t.Fatalf("reply %s %s (%q), want %s %s", v.Type, v.YIAddr, v.Message, tc.wantType, tc.wantIP)
+			}
+			if tc.wantType == "ACK" {
+				if l, _, _ := h.leases.Get(macA); !l.Expires.Equal(h.now.Add(time.Hour)) {
+					t.Errorf("lease expires %v, want %v", l.Expires, h.now.Add(time.Hour))
+				}
+			}
+		})
+	}
+}
