@@ -207,7 +207,7 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 		boot = f.boot(ctx, req, reply)
 	}
 	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
-	return reply, replyAddr(req, reply, peer)
+	return reply, fullReplyAddr(req, reply)
 }
 
 // boot adds Booter's answer to reply when req is a netboot client's, and

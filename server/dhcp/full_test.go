@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,12 +70,20 @@ func newHarness(t *testing.T, cfg FullConfig, booter Booter) *harness {
 // returns the reply or nil.
 func (h *harness) send(mac net.HardwareAddr, typ dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	h.t.Helper()
+	reply, _ := h.sendFrom(&net.UDPAddr{IP: net.IPv4zero, Port: 68}, mac, typ, mods...)
+	return reply
+}
+
+// sendFrom handles a message of type typ from mac, sent from peer, and
+// returns the reply and where it goes, or nil and nil.
+func (h *harness) sendFrom(peer *net.UDPAddr, mac net.HardwareAddr, typ dhcpv4.MessageType, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	h.t.Helper()
 	req := pkt(h.t, typ, append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac)}, mods...)...)
-	reply, dst := h.f.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68})
+	reply, dst := h.f.handle(context.Background(), req.ToBytes(), peer)
 	if (reply == nil) != (dst == nil) {
 		h.t.Fatalf("reply %v to %v", reply, dst)
 	}
-	return reply
+	return reply, dst
 }
 
 // dora runs DISCOVER, then REQUEST of the offered address, and returns
@@ -568,9 +578,15 @@ func TestFullServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	server, client := loopback(t), loopback(t)
-	serveOn(t, server, f.Serve)
+	// The replies go to 255.255.255.255:68, which a loopback socket
+	// cannot send to: the test delivers them to the client instead.
+	rc := &redirectConn{PacketConn: server, to: client.LocalAddr()}
+	serveOn(t, rc, f.Serve)
 	offer := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeDiscover, with(pxe(vcEFI, ArchEFI64), withXID(1))...))
 	ack := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeRequest, with(pxe(vcEFI, ArchEFI64), withXID(2), selecting(offer.YourIPAddr.String()))...))
+	if got := rc.sent(); len(got) != 2 || got[0] != "255.255.255.255:68" || got[1] != "255.255.255.255:68" {
+		t.Errorf("replies sent to %q, want both broadcast to 255.255.255.255:68", got)
+	}
 	for _, v := range []view{viewOf(t, offer), viewOf(t, ack)} {
 		if v.YIAddr != "192.0.2.100" || v.File != "ipxe.efi" || v.ServerID != "192.0.2.1" {
 			t.Errorf("%s: %+v", v.Type, v)
@@ -619,4 +635,76 @@ func TestFullRenewals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFullRepliesNotToSource: where a reply goes follows RFC 2131
+// section 4.1 (giaddr, then ciaddr, then broadcast), never the source
+// address of the datagram, which anyone on the link can forge to have
+// the offers for another client sent to it.
+func TestFullRepliesNotToSource(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	forged := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 77), Port: 6000}
+	if r, dst := h.sendFrom(forged, macA, dhcpv4.MessageTypeDiscover); kind(r) != "OFFER" || dst.String() != "255.255.255.255:68" {
+		t.Errorf("offer from a forged source: %s to %v, want an OFFER to 255.255.255.255:68", kind(r), dst)
+	}
+	h.dora(macA)
+	if r, dst := h.sendFrom(forged, macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" || dst.String() != "192.0.2.100:68" {
+		t.Errorf("renewal from another source: %s to %v, want an ACK to ciaddr 192.0.2.100:68", kind(r), dst)
+	}
+	if r, dst := h.sendFrom(forged, macB, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" || dst.String() != "255.255.255.255:68" {
+		t.Errorf("NAK: %s to %v, want a NAK to 255.255.255.255:68", kind(r), dst)
+	}
+	relay := dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))
+	if r, dst := h.sendFrom(forged, macC, dhcpv4.MessageTypeDiscover, relay); kind(r) != "OFFER" || dst.String() != "192.0.2.250:67" {
+		t.Errorf("relayed offer: %s to %v, want an OFFER to the relay 192.0.2.250:67", kind(r), dst)
+	}
+}
+
+// TestFullReplyAddr is fullReplyAddr's table: RFC 2131 section 4.1.
+func TestFullReplyAddr(t *testing.T) {
+	relay := dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))
+	offer, ack, nak := pkt(t, dhcpv4.MessageTypeOffer), pkt(t, dhcpv4.MessageTypeAck), pkt(t, dhcpv4.MessageTypeNak)
+	for _, tc := range []struct {
+		name       string
+		req, reply *dhcpv4.DHCPv4
+		want       string
+	}{
+		{"no giaddr, no ciaddr: broadcast", pkt(t, dhcpv4.MessageTypeDiscover), offer, "255.255.255.255:68"},
+		{"no giaddr, no ciaddr, broadcast flag: broadcast", pkt(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true)), offer, "255.255.255.255:68"},
+		{"ciaddr: unicast to it", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")), ack, "192.0.2.100:68"},
+		{"ciaddr and the broadcast flag: ciaddr", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100"), dhcpv4.WithBroadcast(true)), ack, "192.0.2.100:68"},
+		{"an INFORM: ciaddr", pkt(t, dhcpv4.MessageTypeInform, ciaddr("192.0.2.50")), ack, "192.0.2.50:68"},
+		{"giaddr: the relay's server port", pkt(t, dhcpv4.MessageTypeDiscover, relay), offer, "192.0.2.250:67"},
+		{"giaddr and ciaddr: the relay", pkt(t, dhcpv4.MessageTypeRequest, relay, ciaddr("192.0.2.100")), ack, "192.0.2.250:67"},
+		{"a NAK: broadcast, even with ciaddr", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")), nak, "255.255.255.255:68"},
+		{"a NAK through a relay: the relay", pkt(t, dhcpv4.MessageTypeRequest, relay), nak, "192.0.2.250:67"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fullReplyAddr(tc.req, tc.reply).String(); got != tc.want {
+				t.Errorf("fullReplyAddr = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// redirectConn sends every datagram to to, and records where it was
+// addressed.
+type redirectConn struct {
+	net.PacketConn
+	to   net.Addr
+	mu   sync.Mutex // guards dsts
+	dsts []string
+}
+
+func (c *redirectConn) WriteTo(b []byte, dst net.Addr) (int, error) {
+	c.mu.Lock()
+	c.dsts = append(c.dsts, dst.String())
+	c.mu.Unlock()
+	return c.PacketConn.WriteTo(b, c.to)
+}
+
+func (c *redirectConn) sent() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.dsts)
 }
