@@ -70,8 +70,9 @@ type Full struct {
 	reserved map[string]netip.Addr // MAC.String() -> IP
 	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
 
-	mu       sync.Mutex               // serialises lease decisions; guards declined
+	mu       sync.Mutex               // serialises lease decisions; guards declined, offers
 	declined map[netip.Addr]time.Time // address -> not offered until
+	offers   map[string]offer         // MAC.String() -> its offer hold not yet taken
 }
 
 // NewFull checks cfg and returns a server for it. booter may be nil (no
@@ -92,6 +93,7 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		reserved: map[string]netip.Addr{},
 		byIP:     map[netip.Addr]string{},
 		declined: map[netip.Addr]time.Time{},
+		offers:   map[string]offer{},
 	}
 	f.cfg.DNS = slices.Clone(cfg.DNS)
 	if f.cfg.LeaseTime == 0 {
@@ -243,6 +245,9 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
+	if err := f.expireOffers(now); err != nil {
+		return nil, err
+	}
 	switch mt {
 	case dhcpv4.MessageTypeDiscover:
 		return f.discover(req, now)
@@ -261,6 +266,8 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 
 // discover offers an address (RFC 2131 section 4.3.1) and holds it for
 // offerHold, or for longer when the client's lease on it runs longer.
+// An offer that holds an address for a client without a live lease on
+// it is kept in offers until the client takes it or it lapses.
 func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr
 	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
@@ -268,19 +275,35 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 	if err != nil {
 		return nil, err
 	}
-	exp, host := now.Add(offerHold), req.HostName()
-	if l, ok, err := f.leases.Get(mac); err != nil {
+	rec, hasRec, err := f.leases.Get(mac)
+	if err != nil {
 		return nil, fmt.Errorf("read lease: %w", err)
-	} else if ok && l.IP == ip {
-		if l.Expires.After(exp) {
-			exp = l.Expires
+	}
+	hold := Lease{MAC: mac, IP: ip, Expires: now.Add(offerHold), Hostname: req.HostName()}
+	bound := false
+	if hasRec && rec.IP == ip {
+		if rec.Expires.After(hold.Expires) {
+			hold.Expires, bound = rec.Expires, true
 		}
-		if host == "" {
-			host = l.Hostname
+		if hold.Hostname == "" {
+			hold.Hostname = rec.Hostname
 		}
 	}
-	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: exp, Hostname: host}); err != nil {
+	key := mac.String()
+	_, reserved := f.reserved[key]
+	o, pending := f.offers[key]
+	if !pending {
+		o = offer{prev: rec, hadPrev: hasRec}
+	}
+	if err := f.leases.Put(hold); err != nil {
 		return nil, fmt.Errorf("hold offered address %v: %w", ip, err)
+	}
+	if reserved || bound {
+		// No one else may have the address anyway.
+		delete(f.offers, key)
+	} else {
+		o.hold = hold
+		f.offers[key] = o
 	}
 	return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
 }
@@ -301,10 +324,12 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	var ip netip.Addr
 	switch {
 	case sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()):
-		// The client took another server's offer: free ours.
-		if hasRec {
-			if err := f.leases.Delete(mac); err != nil {
-				return nil, fmt.Errorf("free offered address %v: %w", rec.IP, err)
+		// The client took another server's offer: withdraw ours, if it
+		// has one it never took. Anyone can send this with any MAC: a
+		// lease stays (dnsmasq and Kea ignore it too).
+		if o, ok := f.offers[mac.String()]; ok {
+			if err := f.withdraw(o, now); err != nil {
+				return nil, err
 			}
 		}
 		f.log.Debug("dhcp client chose another server", "mac", mac.String(), "server", sid)
@@ -354,6 +379,7 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host}); err != nil {
 		return nil, fmt.Errorf("store lease of %v: %w", ip, err)
 	}
+	delete(f.offers, mac.String())
 	p := f.withAddress(newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP), ip)
 	p.ClientIPAddr = ip4(req.ClientIPAddr)
 	return p, nil
@@ -377,6 +403,7 @@ func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) error {
 		if err := f.leases.Delete(mac); err != nil {
 			return fmt.Errorf("drop declined lease of %v: %w", ip, err)
 		}
+		delete(f.offers, mac.String())
 	}
 	f.declined[ip] = now.Add(declineHold)
 	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac, "for", declineHold)
@@ -402,6 +429,7 @@ func (f *Full) release(req *dhcpv4.DHCPv4, now time.Time) error {
 	if err := f.leases.Put(rec); err != nil {
 		return fmt.Errorf("release %v: %w", ip, err)
 	}
+	delete(f.offers, mac.String())
 	return nil
 }
 
@@ -510,6 +538,7 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 		if err := f.leases.Delete(l.MAC); err != nil {
 			return netip.Addr{}, fmt.Errorf("reuse %v, expired lease of %s: %w", l.IP, l.MAC, err)
 		}
+		delete(f.offers, l.MAC.String())
 	}
 	return stale.IP, nil
 }

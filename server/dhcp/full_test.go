@@ -708,3 +708,75 @@ func (c *redirectConn) sent() []string {
 	defer c.mu.Unlock()
 	return slices.Clone(c.dsts)
 }
+
+// TestFullRequestForAnotherServer: a DHCPREQUEST naming another server
+// frees only an offer of ours the client never took: anyone can send one
+// with a bound client's MAC, and a bound address freed by it went to
+// the next new client, two machines on one address (dnsmasq and Kea
+// ignore such a REQUEST for a bound client too).
+func TestFullRequestForAnotherServer(t *testing.T) {
+	other := []dhcpv4.Modifier{serverID("192.0.2.7"), requested("192.0.2.77")}
+	h := newHarness(t, testNet(), nil)
+	h.dora(macA)
+	bound := Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)}
+	h.now = t0.Add(time.Minute)
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, other...); r != nil {
+		t.Errorf("replied %s", r.Summary())
+	}
+	h.wantLeases(bound)
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s, want 192.0.2.101: A is bound to .100", got)
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" {
+		t.Errorf("A renewing after the forged REQUEST: %s, want an ACK", kind(r))
+	}
+
+	// A bound client that starts over and then takes another server's
+	// offer keeps its lease as it was.
+	h = newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.now = t0.Add(time.Minute)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+
+	// A client whose lease ended: its offer is withdrawn, its old record
+	// (the address it gets back first) kept.
+	h.now = t0.Add(3 * time.Hour)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+
+	// A new client's offer is withdrawn: the address is free again.
+	h = newHarness(t, testNet(), nil)
+	h.dora(macA)
+	if offer := h.send(macB, dhcpv4.MessageTypeDiscover); offer.YourIPAddr.String() != "192.0.2.101" {
+		t.Fatalf("B offered %s", offer.YourIPAddr)
+	}
+	h.send(macB, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+	if got := h.dora(macC); got != "192.0.2.101" {
+		t.Errorf("C got %s, want B's withdrawn offer 192.0.2.101", got)
+	}
+}
+
+// TestFullOfferLapses: an offer not taken within offerHold frees its
+// address; a client never seen before leaves no record behind, and one
+// that asks late still gets the address when no one took it.
+func TestFullOfferLapses(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	h.send(macB, dhcpv4.MessageTypeDiscover)
+	h.now = t0.Add(offerHold + time.Second)
+	if got := h.dora(macC); got != "192.0.2.100" {
+		t.Errorf("C got %s, want B's lapsed offer 192.0.2.100", got)
+	}
+	h.wantLeases(Lease{MAC: macC, IP: addr("192.0.2.100"), Expires: h.now.Add(time.Hour)})
+	if r := h.send(macB, dhcpv4.MessageTypeRequest, selecting("192.0.2.100")); kind(r) != "NAK" {
+		t.Errorf("B asking late for the address C took: %s, want a NAK", kind(r))
+	}
+	h.send(macD, dhcpv4.MessageTypeDiscover)
+	h.now = h.now.Add(offerHold + time.Second)
+	if r := h.send(macD, dhcpv4.MessageTypeRequest, selecting("192.0.2.101")); kind(r) != "ACK" {
+		t.Errorf("D asking late for its free address: %s, want an ACK", kind(r))
+	}
+}
