@@ -21,10 +21,11 @@
 //   - Full DHCP (Full, RFC 2131) on an isolated network that has no DHCP
 //     server: addresses from a pool or reservations, router and DNS
 //     options, leases kept through the Leases interface (MemLeases in
-//     memory; the server backs it with its store), DECLINE and RELEASE
-//     honoured, and the same boot answer in the OFFER and ACK of boot
-//     clients. Run Proxy.ServeBootServer beside it for firmware that asks
-//     on port 4011.
+//     memory; the server backs it with its store), DECLINE (with our
+//     server identifier, from the client the address is leased or
+//     offered to) and RELEASE honoured, and the same boot answer in the
+//     OFFER and ACK of boot clients. Run Proxy.ServeBootServer beside it
+//     for firmware that asks on port 4011.
 //
 // And for IPv6, Server6 (RFC 8415 DHCPv6, RFC 5970 network boot
 // options) on an isolated network: addresses from a pool in one /64
@@ -46,7 +47,8 @@
 // Not done: Full does not ping or ARP an address before offering it
 // (RFC 2131 section 2.2 suggests it): an address some other host took
 // by hand is offered anyway, and the client's DHCPDECLINE then takes it
-// out of the pool for ten minutes, a mark kept in memory only. Server6
+// out of the pool for ten minutes, a mark kept in Leases (a restart
+// keeps it). Server6
 // keeps its leases in memory (a restart forgets them), ignores relayed
 // messages (Relay-forward), answers no IA_TA or IA_PD, and has no
 // ProxyDHCP mode beside a site's DHCPv6 server. No option overload

@@ -53,7 +53,11 @@ const (
 	// offers before it requests.
 	offerHold = time.Minute
 	// declineHold is how long an address a client declined (another host
-	// answered ARP for it, RFC 2131 section 4.3.3) is not offered.
+	// answered ARP for it, RFC 2131 section 4.3.3) is not offered: Kea's
+	// "probation", 24 hours there. Ten minutes here, on an isolated
+	// network whose operator fixes the other host's address by hand and
+	// wants the address back soon; the mark is kept in Leases, so a
+	// restart does not forget it.
 	declineHold = 10 * time.Minute
 )
 
@@ -70,9 +74,8 @@ type Full struct {
 	reserved map[string]netip.Addr // MAC.String() -> IP
 	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
 
-	mu       sync.Mutex               // serialises lease decisions; guards declined, offers
-	declined map[netip.Addr]time.Time // address -> not offered until
-	offers   map[string]offer         // MAC.String() -> its offer hold not yet taken
+	mu     sync.Mutex       // serialises lease decisions; guards offers
+	offers map[string]offer // MAC.String() -> its offer hold not yet taken
 }
 
 // NewFull checks cfg and returns a server for it. booter may be nil (no
@@ -92,7 +95,6 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		now:      time.Now,
 		reserved: map[string]netip.Addr{},
 		byIP:     map[netip.Addr]string{},
-		declined: map[netip.Addr]time.Time{},
 		offers:   map[string]offer{},
 	}
 	f.cfg.DNS = slices.Clone(cfg.DNS)
@@ -386,27 +388,39 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 }
 
 // decline marks the address a client found in use (RFC 2131 section
-// 4.3.3) as not to be offered for declineHold, in memory only.
+// 4.3.3) as not to be offered for declineHold: a record in Leases on
+// declinedMAC(ip), in place of the client's. It counts only with our
+// server identifier (RFC 2131 table 5: MUST) and for the address leased
+// or offered to the sender, whose lease or offer has not ended: anyone
+// could otherwise take any address out of use, its holder's renewal
+// refused.
 func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) error {
-	if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()) {
-		return nil
-	}
 	mac := req.ClientHWAddr
 	ip, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
-		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac, "ip", ip)
+	if sid := req.ServerIdentifier(); sid == nil || !sid.Equal(f.cfg.ServerIP.AsSlice()) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE without our server identifier", "mac", mac.String(), "ip", ip, "server", sid)
 		return nil
 	}
-	if rec, ok, err := f.leases.Get(mac); err != nil {
-		return fmt.Errorf("read lease: %w", err)
-	} else if ok && rec.IP == ip {
-		if err := f.leases.Delete(mac); err != nil {
-			return fmt.Errorf("drop declined lease of %v: %w", ip, err)
-		}
-		delete(f.offers, mac.String())
+	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac.String(), "ip", ip)
+		return nil
 	}
-	f.declined[ip] = now.Add(declineHold)
-	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac, "for", declineHold)
+	rec, ok, err := f.leases.Get(mac)
+	if err != nil {
+		return fmt.Errorf("read lease: %w", err)
+	}
+	if !ok || rec.IP != ip || !rec.Expires.After(now) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not leased or offered to its sender", "mac", mac.String(), "ip", ip)
+		return nil
+	}
+	if err := f.leases.Put(Lease{MAC: declinedMAC(ip), IP: ip, Expires: now.Add(declineHold)}); err != nil {
+		return fmt.Errorf("mark %v declined: %w", ip, err)
+	}
+	if err := f.leases.Delete(mac); err != nil {
+		return fmt.Errorf("drop declined lease of %v: %w", ip, err)
+	}
+	delete(f.offers, mac.String())
+	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac.String(), "for", declineHold)
 	return nil
 }
 
@@ -506,6 +520,14 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 	held := map[netip.Addr][]Lease{}
 	var own []netip.Addr
 	for _, l := range all {
+		if isDeclinedMAC(l.MAC) && !l.Expires.After(now) {
+			// A decline that has run its time: the address is as
+			// good as never used.
+			if err := f.leases.Delete(l.MAC); err != nil {
+				return netip.Addr{}, fmt.Errorf("forget the decline of %v: %w", l.IP, err)
+			}
+			continue
+		}
 		held[l.IP] = append(held[l.IP], l)
 		if slices.Equal(l.MAC, mac) {
 			own = append(own, l.IP)
@@ -576,14 +598,12 @@ func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, held []Lease, now tim
 	if ip == f.cfg.ServerIP || ip == f.cfg.Router {
 		return fmt.Sprintf("%v is the server's or the router's", ip)
 	}
-	if until, ok := f.declined[ip]; ok {
-		if now.Before(until) {
-			return fmt.Sprintf("%v was declined: another host uses it", ip)
-		}
-		delete(f.declined, ip)
-	}
 	for _, l := range held {
-		if !slices.Equal(l.MAC, mac) && l.Expires.After(now) {
+		switch {
+		case !l.Expires.After(now) || slices.Equal(l.MAC, mac):
+		case isDeclinedMAC(l.MAC):
+			return fmt.Sprintf("%v was declined: another host uses it (not offered until %s)", ip, l.Expires.UTC().Format(time.RFC3339))
+		default:
 			return fmt.Sprintf("%v is leased to %s until %s", ip, l.MAC, l.Expires.UTC().Format(time.RFC3339))
 		}
 	}

@@ -425,7 +425,7 @@ func TestFullDecline(t *testing.T) {
 	if h.log.find(slog.LevelWarn, "declined", "192.0.2.100") == "" {
 		t.Errorf("no Warn of the decline; the log:\n%s", h.log.all())
 	}
-	h.wantLeases()
+	h.wantLeases(Lease{MAC: declinedMAC(addr("192.0.2.100")), IP: addr("192.0.2.100"), Expires: t0.Add(declineHold)})
 	if got := h.dora(macA); got != "192.0.2.101" {
 		t.Errorf("A after declining got %s, want 192.0.2.101", got)
 	}
@@ -443,9 +443,6 @@ func TestFullDecline(t *testing.T) {
 	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.7"))
 	h.send(macA, dhcpv4.MessageTypeDecline, requested("198.51.100.1"), serverID("192.0.2.1"))
 	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)})
-	if len(h.f.declined) != 0 {
-		t.Errorf("declined: %v", h.f.declined)
-	}
 }
 
 func TestFullReleaseOfAnother(t *testing.T) {
@@ -779,4 +776,145 @@ func TestFullOfferLapses(t *testing.T) {
 	if r := h.send(macD, dhcpv4.MessageTypeRequest, selecting("192.0.2.101")); kind(r) != "ACK" {
 		t.Errorf("D asking late for its free address: %s, want an ACK", kind(r))
 	}
+}
+
+// TestFullDeclineOfAnother: a DHCPDECLINE counts only with our server
+// identifier (RFC 2131 table 5: MUST) and for an address leased or
+// offered to its sender: anyone could otherwise take any address of the
+// subnet out of use, its holder's renewal refused, a reserved machine
+// left without an offer.
+func TestFullDeclineOfAnother(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.dora(macR)
+	h.now = t0.Add(time.Minute)
+	leases, _ := h.leases.All()
+	for _, tc := range []struct {
+		name string
+		mac  net.HardwareAddr
+		mods []dhcpv4.Modifier
+	}{
+		{"a stranger declines A's address", macC, []dhcpv4.Modifier{requested("192.0.2.100"), serverID("192.0.2.1")}},
+		{"a stranger declines R's reserved address", macC, []dhcpv4.Modifier{requested("192.0.2.10"), serverID("192.0.2.1")}},
+		{"a stranger declines a free address", macC, []dhcpv4.Modifier{requested("192.0.2.102"), serverID("192.0.2.1")}},
+		{"A declines its own address without a server identifier", macA, []dhcpv4.Modifier{requested("192.0.2.100")}},
+		{"A declines another address than its own", macA, []dhcpv4.Modifier{requested("192.0.2.101"), serverID("192.0.2.1")}},
+	} {
+		if r := h.send(tc.mac, dhcpv4.MessageTypeDecline, tc.mods...); r != nil {
+			t.Errorf("%s: replied %s", tc.name, r.Summary())
+		}
+		h.wantLeases(leases...)
+	}
+	if h.log.find(slog.LevelWarn, "declined") != "" {
+		t.Errorf("a Warn of a decline; the log:\n%s", h.log.all())
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" {
+		t.Errorf("A renewing: %s, want an ACK", kind(r))
+	}
+	h.leases.Delete(macR)
+	if offer := h.send(macR, dhcpv4.MessageTypeDiscover); offer == nil || offer.YourIPAddr.String() != "192.0.2.10" {
+		t.Errorf("R's offer: %v, want its reserved 192.0.2.10", offer)
+	}
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s, want 192.0.2.101", got)
+	}
+	if got := h.dora(macC); got != "192.0.2.102" {
+		t.Errorf("C got %s, want 192.0.2.102", got)
+	}
+
+	// An address only offered to the sender may be declined (the client
+	// found it in use before asking for it).
+	h = newHarness(t, testNet(), nil)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1"))
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s after A declined its offer of .100, want 192.0.2.101", got)
+	}
+}
+
+// TestFullDeclineSurvivesRestart: a declined address stays out of use for
+// declineHold across a restart, the mark kept through Leases (here one
+// that keeps MACs and addresses as text, as the server's store does).
+func TestFullDeclineSurvivesRestart(t *testing.T) {
+	store := &textLeases{}
+	h := newHarness(t, testNet(), nil)
+	h.leases = nil
+	h.f.leases = store
+	h.dora(macA)
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1"))
+
+	// The restart.
+	h2 := newHarness(t, testNet(), nil)
+	h2.f.leases = store
+	h2.now = t0.Add(time.Minute)
+	if got := h2.dora(macB, requested("192.0.2.100")); got != "192.0.2.101" {
+		t.Errorf("B asking for the declined address after a restart got %s, want 192.0.2.101", got)
+	}
+	if r := h2.send(macC, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" || !strings.Contains(r.Message(), "declined") {
+		t.Errorf("C claiming the declined address: %s %q, want a NAK saying declined", kind(r), r.Message())
+	}
+	h2.now = t0.Add(declineHold + time.Second)
+	if got := h2.dora(macC, requested("192.0.2.100")); got != "192.0.2.100" {
+		t.Errorf("C after the decline hold got %s, want 192.0.2.100", got)
+	}
+	if _, err := store.All(); err != nil {
+		t.Errorf("the store cannot read its leases back: %v", err)
+	}
+}
+
+// textLeases keeps leases as the server's store does, MAC and address as
+// text (net.HardwareAddr.String, netip.Addr.String), and parses them back
+// with net.ParseMAC and netip.ParseAddr.
+type textLeases struct {
+	m map[string][4]string // MAC -> MAC, IP, expiry (RFC 3339), hostname
+}
+
+func (s *textLeases) Get(mac net.HardwareAddr) (Lease, bool, error) {
+	r, ok := s.m[mac.String()]
+	if !ok {
+		return Lease{}, false, nil
+	}
+	l, err := s.parse(r)
+	return l, err == nil, err
+}
+
+func (s *textLeases) parse(r [4]string) (Lease, error) {
+	mac, err := net.ParseMAC(r[0])
+	if err != nil {
+		return Lease{}, err
+	}
+	ip, err := netip.ParseAddr(r[1])
+	if err != nil {
+		return Lease{}, err
+	}
+	exp, err := time.Parse(time.RFC3339Nano, r[2])
+	if err != nil {
+		return Lease{}, err
+	}
+	return Lease{MAC: mac, IP: ip, Expires: exp, Hostname: r[3]}, nil
+}
+
+func (s *textLeases) Put(l Lease) error {
+	if s.m == nil {
+		s.m = map[string][4]string{}
+	}
+	s.m[l.MAC.String()] = [4]string{l.MAC.String(), l.IP.String(), l.Expires.Format(time.RFC3339Nano), l.Hostname}
+	return nil
+}
+
+func (s *textLeases) Delete(mac net.HardwareAddr) error {
+	delete(s.m, mac.String())
+	return nil
+}
+
+func (s *textLeases) All() ([]Lease, error) {
+	var out []Lease
+	for _, r := range s.m {
+		l, err := s.parse(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
