@@ -25,7 +25,13 @@
 //     server identifier, from the client the address is leased or
 //     offered to) and RELEASE honoured, and the same boot answer in the
 //     OFFER and ACK of boot clients. Run Proxy.ServeBootServer beside it
-//     for firmware that asks on port 4011.
+//     for firmware that asks on port 4011. An offer holds its address
+//     for ten seconds; a quarter of the pool at most is held by offers at
+//     once, half of that per relay or interface, and MACs never seen
+//     get holds at a bounded rate (see offers4.go): an offer beyond holds
+//     nothing, so DISCOVERs from made-up MACs cannot use up the pool.
+//     Replies go where RFC 2131 section 4.1 says (the relay, else ciaddr,
+//     else broadcast), never to the datagram's source address.
 //
 // And for IPv6, Server6 (RFC 8415 DHCPv6, RFC 5970 network boot
 // options) on an isolated network: addresses from a pool in one /64

@@ -49,9 +49,12 @@ const (
 	defaultLeaseTime = time.Hour
 	// offerHold is how long an offered address waits for the client's
 	// REQUEST before another client may get it (RFC 2131 section 4.3.1
-	// leaves it to the server). PXE firmware waits seconds for ProxyDHCP
-	// offers before it requests.
-	offerHold = time.Minute
+	// leaves it to the server; Kea holds none by default). PXE firmware
+	// waits a few seconds for ProxyDHCP offers before it requests; a
+	// client that asks later still gets the address when no one took it
+	// meanwhile. How many offers hold an address at once is bounded too
+	// (see offers4.go).
+	offerHold = 10 * time.Second
 	// declineHold is how long an address a client declined (another host
 	// answered ARP for it, RFC 2131 section 4.3.3) is not offered: Kea's
 	// "probation", 24 hours there. Ten minutes here, on an isolated
@@ -74,8 +77,14 @@ type Full struct {
 	reserved map[string]netip.Addr // MAC.String() -> IP
 	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
 
-	mu     sync.Mutex       // serialises lease decisions; guards offers
-	offers map[string]offer // MAC.String() -> its offer hold not yet taken
+	// maxHolds and maxRelayHolds bound the offers that hold an address
+	// at once, in all and per relay or interface (see holdLimits).
+	maxHolds, maxRelayHolds int
+
+	mu      sync.Mutex              // serialises lease decisions; guards the fields below
+	offers  map[string]offer        // MAC.String() -> its offer hold not yet taken
+	buckets map[string]*tokenBucket // relayKey -> the rate of holds for new MACs
+	cursor  netip.Addr              // where spare looks for an address next
 }
 
 // NewFull checks cfg and returns a server for it. booter may be nil (no
@@ -96,6 +105,8 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		reserved: map[string]netip.Addr{},
 		byIP:     map[netip.Addr]string{},
 		offers:   map[string]offer{},
+		buckets:  map[string]*tokenBucket{},
+		cursor:   cfg.End,
 	}
 	f.cfg.DNS = slices.Clone(cfg.DNS)
 	if f.cfg.LeaseTime == 0 {
@@ -105,6 +116,7 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		f.reserved[r.MAC.String()] = r.IP
 		f.byIP[r.IP] = r.MAC.String()
 	}
+	f.maxHolds, f.maxRelayHolds = holdLimits(cfg.Start, cfg.End)
 	return f, nil
 }
 
@@ -269,17 +281,28 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 // discover offers an address (RFC 2131 section 4.3.1) and holds it for
 // offerHold, or for longer when the client's lease on it runs longer.
 // An offer that holds an address for a client without a live lease on
-// it is kept in offers until the client takes it or it lapses.
+// it is kept in offers until the client takes it or it lapses; when
+// mayHold says no more may (a flood of DISCOVERs from made-up MACs), the
+// offer holds nothing and names an address from spare.
 func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr
+	key := mac.String()
 	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	ip, err := f.allocate(mac, want, now)
-	if err != nil {
-		return nil, err
-	}
 	rec, hasRec, err := f.leases.Get(mac)
 	if err != nil {
 		return nil, fmt.Errorf("read lease: %w", err)
+	}
+	_, reserved := f.reserved[key]
+	o, pending := f.offers[key]
+	relay := f.relayKey(req)
+	holds := reserved || pending || hasRec && rec.Expires.After(now) || f.mayHold(relay, hasRec, now)
+	ip, err := f.allocate(mac, want, now, holds)
+	if err != nil {
+		return nil, err
+	}
+	if !holds {
+		f.log.Debug("dhcp offer holds no address: too many offers outstanding or new clients too fast", "mac", key, "ip", ip, "relay", relay)
+		return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
 	}
 	hold := Lease{MAC: mac, IP: ip, Expires: now.Add(offerHold), Hostname: req.HostName()}
 	bound := false
@@ -291,9 +314,6 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 			hold.Hostname = rec.Hostname
 		}
 	}
-	key := mac.String()
-	_, reserved := f.reserved[key]
-	o, pending := f.offers[key]
 	if !pending {
 		o = offer{prev: rec, hadPrev: hasRec}
 	}
@@ -304,7 +324,7 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 		// No one else may have the address anyway.
 		delete(f.offers, key)
 	} else {
-		o.hold = hold
+		o.hold, o.relay = hold, relay
 		f.offers[key] = o
 	}
 	return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
@@ -499,10 +519,11 @@ func (f *Full) networkOptions(p *dhcpv4.DHCPv4) {
 var ErrPoolExhausted = errors.New("dhcp: no free address in the pool")
 
 // allocate picks mac's address for an offer: its reservation; else its
-// previous address, or the one it asks for (option 50), when free; else
-// a pool address no one has had; else the one whose lease expired
-// longest ago, whose old record it deletes.
-func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (netip.Addr, error) {
+// previous address, or the one it asks for (option 50), when free; else,
+// for an offer that holds its address, a pool address no one has had,
+// or else the one whose lease expired longest ago, whose old record it
+// deletes; for one that holds none, spare's.
+func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time, hold bool) (netip.Addr, error) {
 	if ip, ok := f.reserved[mac.String()]; ok {
 		why, err := f.unavailable(mac, ip, now)
 		if err != nil {
@@ -538,6 +559,9 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 		if ip.IsValid() && free(ip) {
 			return ip, nil
 		}
+	}
+	if !hold {
+		return f.spare(held, free)
 	}
 	var stale Lease
 	for ip := f.cfg.Start; ip.IsValid() && !f.cfg.End.Less(ip); ip = ip.Next() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -220,7 +221,9 @@ func TestFullBoot(t *testing.T) {
 	} {
 		offer := h.send(macC, dhcpv4.MessageTypeDiscover, mods...)
 		v := viewOf(t, offer)
-		if v.YIAddr != "192.0.2.102" || v.File != "" || v.BootFile != "" || v.VendorClass != "" || v.Vendor != nil {
+		// B's offer holds .101, as many as a pool of four allows: C's
+		// hold none, and name .102 or .103 (see offers4.go).
+		if v.YIAddr != "192.0.2.102" && v.YIAddr != "192.0.2.103" || v.File != "" || v.BootFile != "" || v.VendorClass != "" || v.Vendor != nil {
 			t.Errorf("offer to %s: %+v, want an address and no boot answer", name, v)
 		}
 	}
@@ -917,4 +920,90 @@ func (s *textLeases) All() ([]Lease, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// randomMAC is a locally administered unicast MAC from r.
+func randomMAC(r *rand.Rand) net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	for i := range m {
+		m[i] = byte(r.Uint32())
+	}
+	m[0] = m[0]&^1 | 2
+	return m
+}
+
+// liveRecords counts the leases of h that have not expired.
+func (h *harness) liveRecords() int {
+	h.t.Helper()
+	all, err := h.f.leases.All()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, l := range all {
+		if l.Expires.After(h.now) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFullOfferFlood: DISCOVERs from made-up MACs, 200 a second, do not
+// keep real clients from getting an address, on the flooded link or
+// through another relay: offers hold addresses briefly, and only so many
+// at once per relay or interface and in all; new MACs get holds at a
+// bounded rate; an offer beyond that holds nothing.
+func TestFullOfferFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		flood, real  []dhcpv4.Modifier
+		realHoldsToo bool // a real client's offer still holds its address
+	}{
+		{"on the link", nil, nil, false},
+		{"through one relay, real clients through another", []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))}, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 251))}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testNet()
+			cfg.Start, cfg.End = addr("192.0.2.100"), addr("192.0.2.199") // 100 addresses
+			h := newHarness(t, cfg, nil)
+			r := rand.New(rand.NewPCG(1, 2))
+			got := map[string]string{}
+			for i := range 4000 {
+				h.now = h.now.Add(5 * time.Millisecond)
+				h.send(randomMAC(r), dhcpv4.MessageTypeDiscover, tc.flood...)
+				if i%400 != 399 {
+					continue
+				}
+				mac := net.HardwareAddr{2, 0, 0, 0, 0, byte(i / 400)}
+				offer := h.send(mac, dhcpv4.MessageTypeDiscover, tc.real...)
+				if offer == nil {
+					t.Fatalf("real client %s: no offer after %d DISCOVERs of the flood; the log's end:\n%s", mac, i+1, tail(h.log.all(), 5))
+				}
+				if _, held, _ := h.f.leases.Get(mac); held != tc.realHoldsToo {
+					t.Errorf("real client %s: offer holds its address: %v, want %v", mac, held, tc.realHoldsToo)
+				}
+				ack := h.send(mac, dhcpv4.MessageTypeRequest, append(tc.real, selecting(offer.YourIPAddr.String()))...)
+				if kind(ack) != "ACK" {
+					t.Fatalf("real client %s: %s for %s after %d DISCOVERs of the flood; the log's end:\n%s", mac, kind(ack), offer.YourIPAddr, i+1, tail(h.log.all(), 5))
+				}
+				ip := ack.YourIPAddr.String()
+				if other, dup := got[ip]; dup {
+					t.Fatalf("%s and %s both bound to %s", other, mac, ip)
+				}
+				got[ip] = mac.String()
+				if n := h.liveRecords(); n > len(got)+25 {
+					t.Errorf("after %d DISCOVERs, %d live records for %d bound clients: the flood holds more than a quarter of the pool", i+1, n, len(got))
+				}
+			}
+			if len(got) != 10 {
+				t.Errorf("%d real clients bound, want 10", len(got))
+			}
+		})
+	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
