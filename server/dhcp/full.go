@@ -203,6 +203,12 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 		f.log.Debug("dhcp ignored a packet without a client hardware address", "peer", peer)
 		return nil, nil
 	}
+	if n := len(req.ClientHWAddr); n != 6 && n != 8 {
+		// Leases are kept by MAC, which a store keeps as text and reads
+		// back with net.ParseMAC: 6 or 8 bytes (20 are declinedMAC's).
+		f.log.Debug("dhcp ignored a client hardware address neither 6 nor 8 bytes long", "peer", peer, "mac", req.ClientHWAddr.String())
+		return nil, nil
+	}
 	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
 		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
 		// this server has only its own.

@@ -1007,3 +1007,31 @@ func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestFullOddHardwareAddress: a client hardware address the server's
+// store cannot read back (net.ParseMAC takes 6, 8 or 20 bytes) gets no
+// lease: one DISCOVER with a 3-byte chaddr made every later All fail,
+// and no client got an address any more.
+func TestFullOddHardwareAddress(t *testing.T) {
+	store := &textLeases{}
+	h := newHarness(t, testNet(), nil)
+	h.f.leases = store
+	for _, mac := range []net.HardwareAddr{{1, 2, 3}, {1, 2, 3, 4, 5, 6, 7}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}} {
+		if r := h.send(mac, dhcpv4.MessageTypeDiscover); r != nil {
+			t.Errorf("offer to chaddr %s: %s", mac, r.Summary())
+		}
+		if r := h.send(mac, dhcpv4.MessageTypeRequest, selecting("192.0.2.103")); r != nil {
+			t.Errorf("reply to chaddr %s's REQUEST: %s", mac, r.Summary())
+		}
+	}
+	if h.log.find(slog.LevelDebug, "hardware address") == "" {
+		t.Errorf("no Debug record; the log:\n%s", h.log.all())
+	}
+	if got := h.dora(macA); got != "192.0.2.100" {
+		t.Errorf("A got %s", got)
+	}
+	// An EUI-64 (8 bytes) is fine.
+	if got := h.dora(net.HardwareAddr{2, 0, 0, 0, 0, 0, 0, 1}); got != "192.0.2.101" {
+		t.Errorf("an 8-byte chaddr got %s", got)
+	}
+}

@@ -28,8 +28,9 @@ type Lease struct {
 // use by a Lease too, so a restart does not forget it: its MAC is 20
 // bytes, "declined-address" and the IPv4 address, which no DHCPv4
 // client can send (chaddr holds at most 16 bytes), and it expires when
-// the address may be offered again. A store must keep MACs of up to 20
-// bytes (net.ParseMAC reads back their String form).
+// the address may be offered again. A store must keep MACs of 6, 8 and
+// 20 bytes (net.ParseMAC reads back their String form); Full ignores
+// clients with a hardware address of another length.
 type Leases interface {
 	// Get returns mac's lease, and false when it has none.
 	Get(mac net.HardwareAddr) (Lease, bool, error)
