@@ -392,7 +392,11 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 		f.log.Debug("dhcp ignored a DHCPREQUEST without an address", "mac", mac.String())
 		return nil, nil
 	}
-	if hasRec && rec.IP != ip {
+	// A client's record on another address refuses the REQUEST, unless
+	// the client is selecting our offer and that record has ended: an
+	// offer that holds nothing (see offers4.go) leaves the record as it
+	// was.
+	if hasRec && rec.IP != ip && (rec.Expires.After(now) || sid == nil || !want.IsValid()) {
 		return f.nak(req, fmt.Sprintf("%v is not the address of %s", ip, mac)), nil
 	}
 	if why, err := f.unavailable(mac, ip, now); err != nil {

@@ -188,3 +188,32 @@ func TestFullBootStorm(t *testing.T) {
 		}
 	}
 }
+
+// TestFullUnheldOfferToKnownClient: a client whose old address went to
+// another, offered a spare address by an offer that holds nothing (the
+// holds all taken), gets it when it asks: its old record, ended, does
+// not make its REQUEST a NAK, which it would get again and again.
+func TestFullUnheldOfferToKnownClient(t *testing.T) {
+	h := newHarness(t, testNet(), nil) // one hold at most
+	h.dora(macA)
+	h.now = t0.Add(2 * time.Hour)
+	if got := h.dora(macC, requested("192.0.2.100")); got != "192.0.2.100" {
+		t.Fatalf("C got %s, want A's ended 192.0.2.100", got)
+	}
+	h.send(macD, dhcpv4.MessageTypeDiscover) // holds .101
+	offer := h.send(macA, dhcpv4.MessageTypeDiscover)
+	if offer == nil {
+		t.Fatalf("no offer to A")
+	}
+	if l, _, _ := h.leases.Get(macA); l.IP.String() == offer.YourIPAddr.String() {
+		t.Fatalf("A's offer holds its address: the test needs one that does not")
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, selecting(offer.YourIPAddr.String())); kind(r) != "ACK" {
+		t.Errorf("A asking for its offer of %s: %s (%s), want an ACK", offer.YourIPAddr, kind(r), r.Message())
+	}
+	// A client with a live lease selecting another address is still
+	// refused.
+	if r := h.send(macC, dhcpv4.MessageTypeRequest, selecting("192.0.2.102")); kind(r) != "NAK" {
+		t.Errorf("C, bound to .100, selecting .102: %s, want a NAK", kind(r))
+	}
+}
