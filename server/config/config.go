@@ -247,7 +247,7 @@ type Machine struct {
 	Profile  string // "" = chosen by the other rules (subnet, select, default)
 	Hostname string
 	Labels   []string
-	IP       netip.Addr // reserved by overboot's own DHCP server (full mode)
+	IP       netip.Addr // reserved by overboot's own DHCP server (full mode); [machine MAC] only
 }
 
 // Name is how the config names the machine.
@@ -736,6 +736,12 @@ func (m *Machine) set(k, v string) error {
 		}
 		m.Labels = ls
 	case "ip":
+		if m.MAC == nil {
+			// Honouring it would need the client's option 97 (its
+			// UUID, which PXE firmware sends, an OS often not) to
+			// reserve the address for it: refused, not ignored.
+			return errors.New("not in a [machine UUID] section: the DHCP server reserves addresses by MAC, so the address would stay in the pool for anyone; give it in a [machine MAC] section")
+		}
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() {
 			return fmt.Errorf("%q: want an IPv4 address (a reservation of [server] dhcp)", v)

@@ -291,3 +291,13 @@ func TestDHCPListsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestParseUUIDMachineNoIP: ip = in a [machine UUID] section is refused
+// at its line: the DHCP server reserves addresses by MAC (chaddr), so the
+// address would stay in the pool for anyone.
+func TestParseUUIDMachineNoIP(t *testing.T) {
+	_, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\ndhcp = br0\ndhcp-range = 192.0.2.50-192.0.2.59\n[machine 4C4C4544-0042-3510-8052-B4C04F4E4E31]\nhostname = n1\nip = 192.0.2.40\n"))
+	if err == nil || !strings.Contains(err.Error(), "d:7: ip: ") || !strings.Contains(err.Error(), "[machine MAC]") {
+		t.Errorf("Parse = %v, want d:7: ip: refused, naming [machine MAC]", err)
+	}
+}

@@ -21,10 +21,20 @@
 //   - Full DHCP (Full, RFC 2131) on an isolated network that has no DHCP
 //     server: addresses from a pool or reservations, router and DNS
 //     options, leases kept through the Leases interface (MemLeases in
-//     memory; the server backs it with its store), DECLINE and RELEASE
-//     honoured, and the same boot answer in the OFFER and ACK of boot
-//     clients. Run Proxy.ServeBootServer beside it for firmware that asks
-//     on port 4011.
+//     memory; the server backs it with its store), DECLINE (with our
+//     server identifier, from the client the address is leased or
+//     offered to) and RELEASE honoured, and the same boot answer in the
+//     OFFER and ACK of boot clients. Run Proxy.ServeBootServer beside it
+//     for firmware that asks on port 4011. Reservations are by MAC
+//     (chaddr, 6 or 8 bytes; other clients are ignored). An offer holds
+//     its address for ten seconds; a quarter of the pool at most (256)
+//     is held by offers at once, half of that per relay or interface,
+//     and MACs never seen get holds at a bounded rate (see offers4.go):
+//     an offer beyond holds nothing, so DISCOVERs from made-up MACs
+//     cannot use up the pool. A REQUEST naming another server withdraws
+//     only an offer not yet taken, never a lease. Replies go where RFC
+//     2131 section 4.1 says (the relay, else ciaddr, else broadcast),
+//     never to the datagram's source address.
 //
 // And for IPv6, Server6 (RFC 8415 DHCPv6, RFC 5970 network boot
 // options) on an isolated network: addresses from a pool in one /64
@@ -46,7 +56,10 @@
 // Not done: Full does not ping or ARP an address before offering it
 // (RFC 2131 section 2.2 suggests it): an address some other host took
 // by hand is offered anyway, and the client's DHCPDECLINE then takes it
-// out of the pool for ten minutes, a mark kept in memory only. Server6
+// out of the pool for ten minutes, a mark kept in Leases (a restart
+// keeps it). Clients that go through the whole exchange from made-up
+// MACs still take an address each for a lease time: DHCP cannot tell
+// them from real ones. Server6
 // keeps its leases in memory (a restart forgets them), ignores relayed
 // messages (Relay-forward), answers no IA_TA or IA_PD, and has no
 // ProxyDHCP mode beside a site's DHCPv6 server. No option overload

@@ -49,11 +49,18 @@ const (
 	defaultLeaseTime = time.Hour
 	// offerHold is how long an offered address waits for the client's
 	// REQUEST before another client may get it (RFC 2131 section 4.3.1
-	// leaves it to the server). PXE firmware waits seconds for ProxyDHCP
-	// offers before it requests.
-	offerHold = time.Minute
+	// leaves it to the server; Kea holds none by default). PXE firmware
+	// waits a few seconds for ProxyDHCP offers before it requests; a
+	// client that asks later still gets the address when no one took it
+	// meanwhile. How many offers hold an address at once is bounded too
+	// (see offers4.go).
+	offerHold = 10 * time.Second
 	// declineHold is how long an address a client declined (another host
-	// answered ARP for it, RFC 2131 section 4.3.3) is not offered.
+	// answered ARP for it, RFC 2131 section 4.3.3) is not offered: Kea's
+	// "probation", 24 hours there. Ten minutes here, on an isolated
+	// network whose operator fixes the other host's address by hand and
+	// wants the address back soon; the mark is kept in Leases, so a
+	// restart does not forget it.
 	declineHold = 10 * time.Minute
 )
 
@@ -70,8 +77,14 @@ type Full struct {
 	reserved map[string]netip.Addr // MAC.String() -> IP
 	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
 
-	mu       sync.Mutex               // serialises lease decisions; guards declined
-	declined map[netip.Addr]time.Time // address -> not offered until
+	// maxHolds and maxRelayHolds bound the offers that hold an address
+	// at once, in all and per relay or interface (see holdLimits).
+	maxHolds, maxRelayHolds int
+
+	mu      sync.Mutex              // serialises lease decisions; guards the fields below
+	offers  map[string]offer        // MAC.String() -> its offer hold not yet taken
+	buckets map[string]*tokenBucket // relayKey -> the rate of holds for new MACs
+	cursor  netip.Addr              // where spare looks for an address next
 }
 
 // NewFull checks cfg and returns a server for it. booter may be nil (no
@@ -91,7 +104,9 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		now:      time.Now,
 		reserved: map[string]netip.Addr{},
 		byIP:     map[netip.Addr]string{},
-		declined: map[netip.Addr]time.Time{},
+		offers:   map[string]offer{},
+		buckets:  map[string]*tokenBucket{},
+		cursor:   cfg.End,
 	}
 	f.cfg.DNS = slices.Clone(cfg.DNS)
 	if f.cfg.LeaseTime == 0 {
@@ -101,6 +116,7 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		f.reserved[r.MAC.String()] = r.IP
 		f.byIP[r.IP] = r.MAC.String()
 	}
+	f.maxHolds, f.maxRelayHolds = holdLimits(cfg.Start, cfg.End)
 	return f, nil
 }
 
@@ -187,6 +203,12 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 		f.log.Debug("dhcp ignored a packet without a client hardware address", "peer", peer)
 		return nil, nil
 	}
+	if n := len(req.ClientHWAddr); n != 6 && n != 8 {
+		// Leases are kept by MAC, which a store keeps as text and reads
+		// back with net.ParseMAC: 6 or 8 bytes (20 are declinedMAC's).
+		f.log.Debug("dhcp ignored a client hardware address neither 6 nor 8 bytes long", "peer", peer, "mac", req.ClientHWAddr.String())
+		return nil, nil
+	}
 	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
 		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
 		// this server has only its own.
@@ -207,7 +229,7 @@ func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4
 		boot = f.boot(ctx, req, reply)
 	}
 	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
-	return reply, replyAddr(req, reply, peer)
+	return reply, fullReplyAddr(req, reply)
 }
 
 // boot adds Booter's answer to reply when req is a netboot client's, and
@@ -243,6 +265,9 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
+	if err := f.expireOffers(now); err != nil {
+		return nil, err
+	}
 	switch mt {
 	case dhcpv4.MessageTypeDiscover:
 		return f.discover(req, now)
@@ -261,33 +286,60 @@ func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4
 
 // discover offers an address (RFC 2131 section 4.3.1) and holds it for
 // offerHold, or for longer when the client's lease on it runs longer.
+// An offer that holds an address for a client without a live lease on
+// it is kept in offers until the client takes it or it lapses; when
+// mayHold says no more may (a flood of DISCOVERs from made-up MACs), the
+// offer holds nothing and names an address from spare.
 func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr
+	key := mac.String()
 	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	ip, err := f.allocate(mac, want, now)
+	rec, hasRec, err := f.leases.Get(mac)
+	if err != nil {
+		return nil, fmt.Errorf("read lease: %w", err)
+	}
+	_, reserved := f.reserved[key]
+	o, pending := f.offers[key]
+	relay := f.relayKey(req)
+	holds := reserved || pending || hasRec && rec.Expires.After(now) || f.mayHold(relay, hasRec, now)
+	ip, err := f.allocate(mac, want, now, holds)
 	if err != nil {
 		return nil, err
 	}
-	exp, host := now.Add(offerHold), req.HostName()
-	if l, ok, err := f.leases.Get(mac); err != nil {
-		return nil, fmt.Errorf("read lease: %w", err)
-	} else if ok && l.IP == ip {
-		if l.Expires.After(exp) {
-			exp = l.Expires
+	if !holds {
+		f.log.Debug("dhcp offer holds no address: too many offers outstanding or new clients too fast", "mac", key, "ip", ip, "relay", relay)
+		return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
+	}
+	hold := Lease{MAC: mac, IP: ip, Expires: now.Add(offerHold), Hostname: req.HostName()}
+	bound := false
+	if hasRec && rec.IP == ip {
+		if rec.Expires.After(hold.Expires) {
+			hold.Expires, bound = rec.Expires, true
 		}
-		if host == "" {
-			host = l.Hostname
+		if hold.Hostname == "" {
+			hold.Hostname = rec.Hostname
 		}
 	}
-	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: exp, Hostname: host}); err != nil {
+	if !pending {
+		o = offer{prev: rec, hadPrev: hasRec}
+	}
+	if err := f.leases.Put(hold); err != nil {
 		return nil, fmt.Errorf("hold offered address %v: %w", ip, err)
+	}
+	if reserved || bound {
+		// No one else may have the address anyway.
+		delete(f.offers, key)
+	} else {
+		o.hold, o.relay = hold, relay
+		f.offers[key] = o
 	}
 	return f.withAddress(newReply(req, dhcpv4.MessageTypeOffer, f.cfg.ServerIP), ip), nil
 }
 
 // request answers the three kinds of DHCPREQUEST (RFC 2131 section
 // 4.3.2): SELECTING (option 54 set), INIT-REBOOT (option 50, no 54) and
-// RENEWING or REBINDING (ciaddr, no 50).
+// RENEWING or REBINDING (ciaddr, no 50; with our option 54 too, which
+// some clients send).
 func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
 	mac := req.ClientHWAddr
 	sid := req.ServerIdentifier()
@@ -300,19 +352,29 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	var ip netip.Addr
 	switch {
 	case sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()):
-		// The client took another server's offer: free ours.
-		if hasRec {
-			if err := f.leases.Delete(mac); err != nil {
-				return nil, fmt.Errorf("free offered address %v: %w", rec.IP, err)
+		// The client took another server's offer: withdraw ours, if it
+		// has one it never took. Anyone can send this with any MAC: a
+		// lease stays (dnsmasq and Kea ignore it too).
+		if o, ok := f.offers[mac.String()]; ok {
+			if err := f.withdraw(o, now); err != nil {
+				return nil, err
 			}
 		}
 		f.log.Debug("dhcp client chose another server", "mac", mac.String(), "server", sid)
 		return nil, nil
 	case sid != nil:
-		if !want.IsValid() {
+		// SELECTING names the offered address in option 50. A client
+		// renewing with our server identifier (RFC 2131 says it MUST NOT
+		// send one, some do) names it in ciaddr: Kea and dnsmasq take
+		// that, and so does this server.
+		switch {
+		case want.IsValid():
+			ip = want
+		case ciaddr.IsValid() && !ciaddr.IsUnspecified():
+			ip = ciaddr
+		default:
 			return f.nak(req, "no requested address (option 50) in a DHCPREQUEST"), nil
 		}
-		ip = want
 	case want.IsValid():
 		// INIT-REBOOT: "If the DHCP server has no record of this client,
 		// then it MUST remain silent", unless we know its address anyway.
@@ -330,7 +392,11 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 		f.log.Debug("dhcp ignored a DHCPREQUEST without an address", "mac", mac.String())
 		return nil, nil
 	}
-	if hasRec && rec.IP != ip {
+	// A client's record on another address refuses the REQUEST, unless
+	// the client is selecting our offer and that record has ended: an
+	// offer that holds nothing (see offers4.go) leaves the record as it
+	// was.
+	if hasRec && rec.IP != ip && (rec.Expires.After(now) || sid == nil || !want.IsValid()) {
 		return f.nak(req, fmt.Sprintf("%v is not the address of %s", ip, mac)), nil
 	}
 	if why, err := f.unavailable(mac, ip, now); err != nil {
@@ -345,32 +411,46 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host}); err != nil {
 		return nil, fmt.Errorf("store lease of %v: %w", ip, err)
 	}
+	delete(f.offers, mac.String())
 	p := f.withAddress(newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP), ip)
 	p.ClientIPAddr = ip4(req.ClientIPAddr)
 	return p, nil
 }
 
 // decline marks the address a client found in use (RFC 2131 section
-// 4.3.3) as not to be offered for declineHold, in memory only.
+// 4.3.3) as not to be offered for declineHold: a record in Leases on
+// declinedMAC(ip), in place of the client's. It counts only with our
+// server identifier (RFC 2131 table 5: MUST) and for the address leased
+// or offered to the sender, whose lease or offer has not ended: anyone
+// could otherwise take any address out of use, its holder's renewal
+// refused.
 func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) error {
-	if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()) {
-		return nil
-	}
 	mac := req.ClientHWAddr
 	ip, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
-		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac, "ip", ip)
+	if sid := req.ServerIdentifier(); sid == nil || !sid.Equal(f.cfg.ServerIP.AsSlice()) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE without our server identifier", "mac", mac.String(), "ip", ip, "server", sid)
 		return nil
 	}
-	if rec, ok, err := f.leases.Get(mac); err != nil {
-		return fmt.Errorf("read lease: %w", err)
-	} else if ok && rec.IP == ip {
-		if err := f.leases.Delete(mac); err != nil {
-			return fmt.Errorf("drop declined lease of %v: %w", ip, err)
-		}
+	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac.String(), "ip", ip)
+		return nil
 	}
-	f.declined[ip] = now.Add(declineHold)
-	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac, "for", declineHold)
+	rec, ok, err := f.leases.Get(mac)
+	if err != nil {
+		return fmt.Errorf("read lease: %w", err)
+	}
+	if !ok || rec.IP != ip || !rec.Expires.After(now) {
+		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not leased or offered to its sender", "mac", mac.String(), "ip", ip)
+		return nil
+	}
+	if err := f.leases.Put(Lease{MAC: declinedMAC(ip), IP: ip, Expires: now.Add(declineHold)}); err != nil {
+		return fmt.Errorf("mark %v declined: %w", ip, err)
+	}
+	if err := f.leases.Delete(mac); err != nil {
+		return fmt.Errorf("drop declined lease of %v: %w", ip, err)
+	}
+	delete(f.offers, mac.String())
+	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac.String(), "for", declineHold)
 	return nil
 }
 
@@ -393,6 +473,7 @@ func (f *Full) release(req *dhcpv4.DHCPv4, now time.Time) error {
 	if err := f.leases.Put(rec); err != nil {
 		return fmt.Errorf("release %v: %w", ip, err)
 	}
+	delete(f.offers, mac.String())
 	return nil
 }
 
@@ -448,10 +529,11 @@ func (f *Full) networkOptions(p *dhcpv4.DHCPv4) {
 var ErrPoolExhausted = errors.New("dhcp: no free address in the pool")
 
 // allocate picks mac's address for an offer: its reservation; else its
-// previous address, or the one it asks for (option 50), when free; else
-// a pool address no one has had; else the one whose lease expired
-// longest ago, whose old record it deletes.
-func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (netip.Addr, error) {
+// previous address, or the one it asks for (option 50), when free; else,
+// for an offer that holds its address, a pool address no one has had,
+// or else the one whose lease expired longest ago, whose old record it
+// deletes; for one that holds none, spare's.
+func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time, hold bool) (netip.Addr, error) {
 	if ip, ok := f.reserved[mac.String()]; ok {
 		why, err := f.unavailable(mac, ip, now)
 		if err != nil {
@@ -469,6 +551,14 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 	held := map[netip.Addr][]Lease{}
 	var own []netip.Addr
 	for _, l := range all {
+		if isDeclinedMAC(l.MAC) && !l.Expires.After(now) {
+			// A decline that has run its time: the address is as
+			// good as never used.
+			if err := f.leases.Delete(l.MAC); err != nil {
+				return netip.Addr{}, fmt.Errorf("forget the decline of %v: %w", l.IP, err)
+			}
+			continue
+		}
 		held[l.IP] = append(held[l.IP], l)
 		if slices.Equal(l.MAC, mac) {
 			own = append(own, l.IP)
@@ -479,6 +569,9 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 		if ip.IsValid() && free(ip) {
 			return ip, nil
 		}
+	}
+	if !hold {
+		return f.spare(held, free)
 	}
 	var stale Lease
 	for ip := f.cfg.Start; ip.IsValid() && !f.cfg.End.Less(ip); ip = ip.Next() {
@@ -501,6 +594,7 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time) (n
 		if err := f.leases.Delete(l.MAC); err != nil {
 			return netip.Addr{}, fmt.Errorf("reuse %v, expired lease of %s: %w", l.IP, l.MAC, err)
 		}
+		delete(f.offers, l.MAC.String())
 	}
 	return stale.IP, nil
 }
@@ -538,14 +632,12 @@ func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, held []Lease, now tim
 	if ip == f.cfg.ServerIP || ip == f.cfg.Router {
 		return fmt.Sprintf("%v is the server's or the router's", ip)
 	}
-	if until, ok := f.declined[ip]; ok {
-		if now.Before(until) {
-			return fmt.Sprintf("%v was declined: another host uses it", ip)
-		}
-		delete(f.declined, ip)
-	}
 	for _, l := range held {
-		if !slices.Equal(l.MAC, mac) && l.Expires.After(now) {
+		switch {
+		case !l.Expires.After(now) || slices.Equal(l.MAC, mac):
+		case isDeclinedMAC(l.MAC):
+			return fmt.Sprintf("%v was declined: another host uses it (not offered until %s)", ip, l.Expires.UTC().Format(time.RFC3339))
+		default:
 			return fmt.Sprintf("%v is leased to %s until %s", ip, l.MAC, l.Expires.UTC().Format(time.RFC3339))
 		}
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,12 +71,20 @@ func newHarness(t *testing.T, cfg FullConfig, booter Booter) *harness {
 // returns the reply or nil.
 func (h *harness) send(mac net.HardwareAddr, typ dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	h.t.Helper()
+	reply, _ := h.sendFrom(&net.UDPAddr{IP: net.IPv4zero, Port: 68}, mac, typ, mods...)
+	return reply
+}
+
+// sendFrom handles a message of type typ from mac, sent from peer, and
+// returns the reply and where it goes, or nil and nil.
+func (h *harness) sendFrom(peer *net.UDPAddr, mac net.HardwareAddr, typ dhcpv4.MessageType, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	h.t.Helper()
 	req := pkt(h.t, typ, append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(mac)}, mods...)...)
-	reply, dst := h.f.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68})
+	reply, dst := h.f.handle(context.Background(), req.ToBytes(), peer)
 	if (reply == nil) != (dst == nil) {
 		h.t.Fatalf("reply %v to %v", reply, dst)
 	}
-	return reply
+	return reply, dst
 }
 
 // dora runs DISCOVER, then REQUEST of the offered address, and returns
@@ -210,7 +221,9 @@ func TestFullBoot(t *testing.T) {
 	} {
 		offer := h.send(macC, dhcpv4.MessageTypeDiscover, mods...)
 		v := viewOf(t, offer)
-		if v.YIAddr != "192.0.2.102" || v.File != "" || v.BootFile != "" || v.VendorClass != "" || v.Vendor != nil {
+		// B's offer holds .101, as many as a pool of four allows: C's
+		// hold none, and name .102 or .103 (see offers4.go).
+		if v.YIAddr != "192.0.2.102" && v.YIAddr != "192.0.2.103" || v.File != "" || v.BootFile != "" || v.VendorClass != "" || v.Vendor != nil {
 			t.Errorf("offer to %s: %+v, want an address and no boot answer", name, v)
 		}
 	}
@@ -415,7 +428,7 @@ func TestFullDecline(t *testing.T) {
 	if h.log.find(slog.LevelWarn, "declined", "192.0.2.100") == "" {
 		t.Errorf("no Warn of the decline; the log:\n%s", h.log.all())
 	}
-	h.wantLeases()
+	h.wantLeases(Lease{MAC: declinedMAC(addr("192.0.2.100")), IP: addr("192.0.2.100"), Expires: t0.Add(declineHold)})
 	if got := h.dora(macA); got != "192.0.2.101" {
 		t.Errorf("A after declining got %s, want 192.0.2.101", got)
 	}
@@ -433,9 +446,6 @@ func TestFullDecline(t *testing.T) {
 	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.7"))
 	h.send(macA, dhcpv4.MessageTypeDecline, requested("198.51.100.1"), serverID("192.0.2.1"))
 	h.wantLeases(Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)})
-	if len(h.f.declined) != 0 {
-		t.Errorf("declined: %v", h.f.declined)
-	}
 }
 
 func TestFullReleaseOfAnother(t *testing.T) {
@@ -568,9 +578,15 @@ func TestFullServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	server, client := loopback(t), loopback(t)
-	serveOn(t, server, f.Serve)
+	// The replies go to 255.255.255.255:68, which a loopback socket
+	// cannot send to: the test delivers them to the client instead.
+	rc := &redirectConn{PacketConn: server, to: client.LocalAddr()}
+	serveOn(t, rc, f.Serve)
 	offer := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeDiscover, with(pxe(vcEFI, ArchEFI64), withXID(1))...))
 	ack := exchange(t, client, server.LocalAddr(), pkt(t, dhcpv4.MessageTypeRequest, with(pxe(vcEFI, ArchEFI64), withXID(2), selecting(offer.YourIPAddr.String()))...))
+	if got := rc.sent(); len(got) != 2 || got[0] != "255.255.255.255:68" || got[1] != "255.255.255.255:68" {
+		t.Errorf("replies sent to %q, want both broadcast to 255.255.255.255:68", got)
+	}
 	for _, v := range []view{viewOf(t, offer), viewOf(t, ack)} {
 		if v.YIAddr != "192.0.2.100" || v.File != "ipxe.efi" || v.ServerID != "192.0.2.1" {
 			t.Errorf("%s: %+v", v.Type, v)
@@ -578,5 +594,444 @@ func TestFullServe(t *testing.T) {
 	}
 	if offer.MessageType() != dhcpv4.MessageTypeOffer || ack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Errorf("got %s then %s", offer.MessageType(), ack.MessageType())
+	}
+}
+
+// TestFullRenewals: a bound client renewing its lease gets an ACK
+// however it names the address: ciaddr alone (RFC 2131 RENEWING and
+// REBINDING), ciaddr with our server identifier (which some clients send
+// while renewing; Kea and dnsmasq take ciaddr then), or ciaddr with
+// option 50 too.
+func TestFullRenewals(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mods     []dhcpv4.Modifier
+		wantType string
+		wantIP   string
+	}{
+		{"RENEWING: ciaddr", []dhcpv4.Modifier{ciaddr("192.0.2.100")}, "ACK", "192.0.2.100"},
+		{"RENEWING with our server identifier", []dhcpv4.Modifier{ciaddr("192.0.2.100"), serverID("192.0.2.1")}, "ACK", "192.0.2.100"},
+		{"RENEWING with our server identifier and option 50", []dhcpv4.Modifier{ciaddr("192.0.2.100"), serverID("192.0.2.1"), requested("192.0.2.100")}, "ACK", "192.0.2.100"},
+		{"REBINDING: ciaddr, broadcast", []dhcpv4.Modifier{ciaddr("192.0.2.100"), dhcpv4.WithBroadcast(true)}, "ACK", "192.0.2.100"},
+		{"our server identifier, ciaddr of another's address", []dhcpv4.Modifier{ciaddr("192.0.2.101"), serverID("192.0.2.1")}, "NAK", "0.0.0.0"},
+		{"our server identifier, neither option 50 nor ciaddr", []dhcpv4.Modifier{serverID("192.0.2.1")}, "NAK", "0.0.0.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testNet(), nil)
+			h.dora(macA)
+			h.dora(macB)
+			h.now = t0.Add(30 * time.Minute)
+			r := h.send(macA, dhcpv4.MessageTypeRequest, tc.mods...)
+			if r == nil {
+				t.Fatalf("no reply, want %s; the log:\n%s", tc.wantType, h.log.all())
+			}
+			if v := viewOf(t, r); v.Type != tc.wantType || v.YIAddr != tc.wantIP {
+				t.Fatalf("reply %s %s (%q), want %s %s", v.Type, v.YIAddr, v.Message, tc.wantType, tc.wantIP)
+			}
+			if tc.wantType == "ACK" {
+				if l, _, _ := h.leases.Get(macA); !l.Expires.Equal(h.now.Add(time.Hour)) {
+					t.Errorf("lease expires %v, want %v", l.Expires, h.now.Add(time.Hour))
+				}
+			}
+		})
+	}
+}
+
+// TestFullRepliesNotToSource: where a reply goes follows RFC 2131
+// section 4.1 (giaddr, then ciaddr, then broadcast), never the source
+// address of the datagram, which anyone on the link can forge to have
+// the offers for another client sent to it.
+func TestFullRepliesNotToSource(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	forged := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 77), Port: 6000}
+	if r, dst := h.sendFrom(forged, macA, dhcpv4.MessageTypeDiscover); kind(r) != "OFFER" || dst.String() != "255.255.255.255:68" {
+		t.Errorf("offer from a forged source: %s to %v, want an OFFER to 255.255.255.255:68", kind(r), dst)
+	}
+	h.dora(macA)
+	if r, dst := h.sendFrom(forged, macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" || dst.String() != "192.0.2.100:68" {
+		t.Errorf("renewal from another source: %s to %v, want an ACK to ciaddr 192.0.2.100:68", kind(r), dst)
+	}
+	if r, dst := h.sendFrom(forged, macB, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" || dst.String() != "255.255.255.255:68" {
+		t.Errorf("NAK: %s to %v, want a NAK to 255.255.255.255:68", kind(r), dst)
+	}
+	relay := dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))
+	if r, dst := h.sendFrom(forged, macC, dhcpv4.MessageTypeDiscover, relay); kind(r) != "OFFER" || dst.String() != "192.0.2.250:67" {
+		t.Errorf("relayed offer: %s to %v, want an OFFER to the relay 192.0.2.250:67", kind(r), dst)
+	}
+}
+
+// TestFullReplyAddr is fullReplyAddr's table: RFC 2131 section 4.1.
+func TestFullReplyAddr(t *testing.T) {
+	relay := dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))
+	offer, ack, nak := pkt(t, dhcpv4.MessageTypeOffer), pkt(t, dhcpv4.MessageTypeAck), pkt(t, dhcpv4.MessageTypeNak)
+	for _, tc := range []struct {
+		name       string
+		req, reply *dhcpv4.DHCPv4
+		want       string
+	}{
+		{"no giaddr, no ciaddr: broadcast", pkt(t, dhcpv4.MessageTypeDiscover), offer, "255.255.255.255:68"},
+		{"no giaddr, no ciaddr, broadcast flag: broadcast", pkt(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true)), offer, "255.255.255.255:68"},
+		{"ciaddr: unicast to it", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")), ack, "192.0.2.100:68"},
+		{"ciaddr and the broadcast flag: ciaddr", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100"), dhcpv4.WithBroadcast(true)), ack, "192.0.2.100:68"},
+		{"an INFORM: ciaddr", pkt(t, dhcpv4.MessageTypeInform, ciaddr("192.0.2.50")), ack, "192.0.2.50:68"},
+		{"giaddr: the relay's server port", pkt(t, dhcpv4.MessageTypeDiscover, relay), offer, "192.0.2.250:67"},
+		{"giaddr and ciaddr: the relay", pkt(t, dhcpv4.MessageTypeRequest, relay, ciaddr("192.0.2.100")), ack, "192.0.2.250:67"},
+		{"a NAK: broadcast, even with ciaddr", pkt(t, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")), nak, "255.255.255.255:68"},
+		{"a NAK through a relay: the relay", pkt(t, dhcpv4.MessageTypeRequest, relay), nak, "192.0.2.250:67"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fullReplyAddr(tc.req, tc.reply).String(); got != tc.want {
+				t.Errorf("fullReplyAddr = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// redirectConn sends every datagram to to, and records where it was
+// addressed.
+type redirectConn struct {
+	net.PacketConn
+	to   net.Addr
+	mu   sync.Mutex // guards dsts
+	dsts []string
+}
+
+func (c *redirectConn) WriteTo(b []byte, dst net.Addr) (int, error) {
+	c.mu.Lock()
+	c.dsts = append(c.dsts, dst.String())
+	c.mu.Unlock()
+	return c.PacketConn.WriteTo(b, c.to)
+}
+
+func (c *redirectConn) sent() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.dsts)
+}
+
+// TestFullRequestForAnotherServer: a DHCPREQUEST naming another server
+// frees only an offer of ours the client never took: anyone can send one
+// with a bound client's MAC, and a bound address freed by it went to
+// the next new client, two machines on one address (dnsmasq and Kea
+// ignore such a REQUEST for a bound client too).
+func TestFullRequestForAnotherServer(t *testing.T) {
+	other := []dhcpv4.Modifier{serverID("192.0.2.7"), requested("192.0.2.77")}
+	h := newHarness(t, testNet(), nil)
+	h.dora(macA)
+	bound := Lease{MAC: macA, IP: addr("192.0.2.100"), Expires: t0.Add(time.Hour)}
+	h.now = t0.Add(time.Minute)
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, other...); r != nil {
+		t.Errorf("replied %s", r.Summary())
+	}
+	h.wantLeases(bound)
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s, want 192.0.2.101: A is bound to .100", got)
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" {
+		t.Errorf("A renewing after the forged REQUEST: %s, want an ACK", kind(r))
+	}
+
+	// A bound client that starts over and then takes another server's
+	// offer keeps its lease as it was.
+	h = newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.now = t0.Add(time.Minute)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+
+	// A client whose lease ended: its offer is withdrawn, its old record
+	// (the address it gets back first) kept.
+	h.now = t0.Add(3 * time.Hour)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+
+	// A new client's offer is withdrawn: the address is free again.
+	h = newHarness(t, testNet(), nil)
+	h.dora(macA)
+	if offer := h.send(macB, dhcpv4.MessageTypeDiscover); offer.YourIPAddr.String() != "192.0.2.101" {
+		t.Fatalf("B offered %s", offer.YourIPAddr)
+	}
+	h.send(macB, dhcpv4.MessageTypeRequest, other...)
+	h.wantLeases(bound)
+	if got := h.dora(macC); got != "192.0.2.101" {
+		t.Errorf("C got %s, want B's withdrawn offer 192.0.2.101", got)
+	}
+}
+
+// TestFullOfferLapses: an offer not taken within offerHold frees its
+// address; a client never seen before leaves no record behind, and one
+// that asks late still gets the address when no one took it.
+func TestFullOfferLapses(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	h.send(macB, dhcpv4.MessageTypeDiscover)
+	h.now = t0.Add(offerHold + time.Second)
+	if got := h.dora(macC); got != "192.0.2.100" {
+		t.Errorf("C got %s, want B's lapsed offer 192.0.2.100", got)
+	}
+	h.wantLeases(Lease{MAC: macC, IP: addr("192.0.2.100"), Expires: h.now.Add(time.Hour)})
+	if r := h.send(macB, dhcpv4.MessageTypeRequest, selecting("192.0.2.100")); kind(r) != "NAK" {
+		t.Errorf("B asking late for the address C took: %s, want a NAK", kind(r))
+	}
+	h.send(macD, dhcpv4.MessageTypeDiscover)
+	h.now = h.now.Add(offerHold + time.Second)
+	if r := h.send(macD, dhcpv4.MessageTypeRequest, selecting("192.0.2.101")); kind(r) != "ACK" {
+		t.Errorf("D asking late for its free address: %s, want an ACK", kind(r))
+	}
+}
+
+// TestFullDeclineOfAnother: a DHCPDECLINE counts only with our server
+// identifier (RFC 2131 table 5: MUST) and for an address leased or
+// offered to its sender: anyone could otherwise take any address of the
+// subnet out of use, its holder's renewal refused, a reserved machine
+// left without an offer.
+func TestFullDeclineOfAnother(t *testing.T) {
+	h := newHarness(t, testNet(), nil)
+	h.dora(macA)
+	h.dora(macR)
+	h.now = t0.Add(time.Minute)
+	leases, _ := h.leases.All()
+	for _, tc := range []struct {
+		name string
+		mac  net.HardwareAddr
+		mods []dhcpv4.Modifier
+	}{
+		{"a stranger declines A's address", macC, []dhcpv4.Modifier{requested("192.0.2.100"), serverID("192.0.2.1")}},
+		{"a stranger declines R's reserved address", macC, []dhcpv4.Modifier{requested("192.0.2.10"), serverID("192.0.2.1")}},
+		{"a stranger declines a free address", macC, []dhcpv4.Modifier{requested("192.0.2.102"), serverID("192.0.2.1")}},
+		{"A declines its own address without a server identifier", macA, []dhcpv4.Modifier{requested("192.0.2.100")}},
+		{"A declines another address than its own", macA, []dhcpv4.Modifier{requested("192.0.2.101"), serverID("192.0.2.1")}},
+	} {
+		if r := h.send(tc.mac, dhcpv4.MessageTypeDecline, tc.mods...); r != nil {
+			t.Errorf("%s: replied %s", tc.name, r.Summary())
+		}
+		h.wantLeases(leases...)
+	}
+	if h.log.find(slog.LevelWarn, "declined") != "" {
+		t.Errorf("a Warn of a decline; the log:\n%s", h.log.all())
+	}
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" {
+		t.Errorf("A renewing: %s, want an ACK", kind(r))
+	}
+	h.leases.Delete(macR)
+	if offer := h.send(macR, dhcpv4.MessageTypeDiscover); offer == nil || offer.YourIPAddr.String() != "192.0.2.10" {
+		t.Errorf("R's offer: %v, want its reserved 192.0.2.10", offer)
+	}
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s, want 192.0.2.101", got)
+	}
+	if got := h.dora(macC); got != "192.0.2.102" {
+		t.Errorf("C got %s, want 192.0.2.102", got)
+	}
+
+	// An address only offered to the sender may be declined (the client
+	// found it in use before asking for it).
+	h = newHarness(t, testNet(), nil)
+	h.send(macA, dhcpv4.MessageTypeDiscover)
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1"))
+	if got := h.dora(macB); got != "192.0.2.101" {
+		t.Errorf("B got %s after A declined its offer of .100, want 192.0.2.101", got)
+	}
+}
+
+// TestFullDeclineSurvivesRestart: a declined address stays out of use for
+// declineHold across a restart, the mark kept through Leases (here one
+// that keeps MACs and addresses as text, as the server's store does).
+func TestFullDeclineSurvivesRestart(t *testing.T) {
+	store := &textLeases{}
+	h := newHarness(t, testNet(), nil)
+	h.leases = nil
+	h.f.leases = store
+	h.dora(macA)
+	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1"))
+
+	// The restart.
+	h2 := newHarness(t, testNet(), nil)
+	h2.f.leases = store
+	h2.now = t0.Add(time.Minute)
+	if got := h2.dora(macB, requested("192.0.2.100")); got != "192.0.2.101" {
+		t.Errorf("B asking for the declined address after a restart got %s, want 192.0.2.101", got)
+	}
+	if r := h2.send(macC, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "NAK" || !strings.Contains(r.Message(), "declined") {
+		t.Errorf("C claiming the declined address: %s %q, want a NAK saying declined", kind(r), r.Message())
+	}
+	h2.now = t0.Add(declineHold + time.Second)
+	if got := h2.dora(macC, requested("192.0.2.100")); got != "192.0.2.100" {
+		t.Errorf("C after the decline hold got %s, want 192.0.2.100", got)
+	}
+	if _, err := store.All(); err != nil {
+		t.Errorf("the store cannot read its leases back: %v", err)
+	}
+}
+
+// textLeases keeps leases as the server's store does, MAC and address as
+// text (net.HardwareAddr.String, netip.Addr.String), and parses them back
+// with net.ParseMAC and netip.ParseAddr.
+type textLeases struct {
+	m map[string][4]string // MAC -> MAC, IP, expiry (RFC 3339), hostname
+}
+
+func (s *textLeases) Get(mac net.HardwareAddr) (Lease, bool, error) {
+	r, ok := s.m[mac.String()]
+	if !ok {
+		return Lease{}, false, nil
+	}
+	l, err := s.parse(r)
+	return l, err == nil, err
+}
+
+func (s *textLeases) parse(r [4]string) (Lease, error) {
+	mac, err := net.ParseMAC(r[0])
+	if err != nil {
+		return Lease{}, err
+	}
+	ip, err := netip.ParseAddr(r[1])
+	if err != nil {
+		return Lease{}, err
+	}
+	exp, err := time.Parse(time.RFC3339Nano, r[2])
+	if err != nil {
+		return Lease{}, err
+	}
+	return Lease{MAC: mac, IP: ip, Expires: exp, Hostname: r[3]}, nil
+}
+
+func (s *textLeases) Put(l Lease) error {
+	if s.m == nil {
+		s.m = map[string][4]string{}
+	}
+	s.m[l.MAC.String()] = [4]string{l.MAC.String(), l.IP.String(), l.Expires.Format(time.RFC3339Nano), l.Hostname}
+	return nil
+}
+
+func (s *textLeases) Delete(mac net.HardwareAddr) error {
+	delete(s.m, mac.String())
+	return nil
+}
+
+func (s *textLeases) All() ([]Lease, error) {
+	var out []Lease
+	for _, r := range s.m {
+		l, err := s.parse(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// randomMAC is a locally administered unicast MAC from r.
+func randomMAC(r *rand.Rand) net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	for i := range m {
+		m[i] = byte(r.Uint32())
+	}
+	m[0] = m[0]&^1 | 2
+	return m
+}
+
+// liveRecords counts the leases of h that have not expired.
+func (h *harness) liveRecords() int {
+	h.t.Helper()
+	all, err := h.f.leases.All()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, l := range all {
+		if l.Expires.After(h.now) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFullOfferFlood: DISCOVERs from made-up MACs, 200 a second, do not
+// keep real clients from getting an address, on the flooded link or
+// through another relay: offers hold addresses briefly, and only so many
+// at once per relay or interface and in all; new MACs get holds at a
+// bounded rate; an offer beyond that holds nothing.
+func TestFullOfferFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		flood, real  []dhcpv4.Modifier
+		realHoldsToo bool // a real client's offer still holds its address
+	}{
+		{"on the link", nil, nil, false},
+		{"through one relay, real clients through another", []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 250))}, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IPv4(192, 0, 2, 251))}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testNet()
+			cfg.Start, cfg.End = addr("192.0.2.100"), addr("192.0.2.199") // 100 addresses
+			h := newHarness(t, cfg, nil)
+			r := rand.New(rand.NewPCG(1, 2))
+			got := map[string]string{}
+			for i := range 4000 {
+				h.now = h.now.Add(5 * time.Millisecond)
+				h.send(randomMAC(r), dhcpv4.MessageTypeDiscover, tc.flood...)
+				if i%400 != 399 {
+					continue
+				}
+				mac := net.HardwareAddr{2, 0, 0, 0, 0, byte(i / 400)}
+				offer := h.send(mac, dhcpv4.MessageTypeDiscover, tc.real...)
+				if offer == nil {
+					t.Fatalf("real client %s: no offer after %d DISCOVERs of the flood; the log's end:\n%s", mac, i+1, tail(h.log.all(), 5))
+				}
+				if _, held, _ := h.f.leases.Get(mac); held != tc.realHoldsToo {
+					t.Errorf("real client %s: offer holds its address: %v, want %v", mac, held, tc.realHoldsToo)
+				}
+				ack := h.send(mac, dhcpv4.MessageTypeRequest, append(tc.real, selecting(offer.YourIPAddr.String()))...)
+				if kind(ack) != "ACK" {
+					t.Fatalf("real client %s: %s for %s after %d DISCOVERs of the flood; the log's end:\n%s", mac, kind(ack), offer.YourIPAddr, i+1, tail(h.log.all(), 5))
+				}
+				ip := ack.YourIPAddr.String()
+				if other, dup := got[ip]; dup {
+					t.Fatalf("%s and %s both bound to %s", other, mac, ip)
+				}
+				got[ip] = mac.String()
+				if n := h.liveRecords(); n > len(got)+25 {
+					t.Errorf("after %d DISCOVERs, %d live records for %d bound clients: the flood holds more than a quarter of the pool", i+1, n, len(got))
+				}
+			}
+			if len(got) != 10 {
+				t.Errorf("%d real clients bound, want 10", len(got))
+			}
+		})
+	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestFullOddHardwareAddress: a client hardware address the server's
+// store cannot read back (net.ParseMAC takes 6, 8 or 20 bytes) gets no
+// lease: one DISCOVER with a 3-byte chaddr made every later All fail,
+// and no client got an address any more.
+func TestFullOddHardwareAddress(t *testing.T) {
+	store := &textLeases{}
+	h := newHarness(t, testNet(), nil)
+	h.f.leases = store
+	for _, mac := range []net.HardwareAddr{{1, 2, 3}, {1, 2, 3, 4, 5, 6, 7}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}} {
+		if r := h.send(mac, dhcpv4.MessageTypeDiscover); r != nil {
+			t.Errorf("offer to chaddr %s: %s", mac, r.Summary())
+		}
+		if r := h.send(mac, dhcpv4.MessageTypeRequest, selecting("192.0.2.103")); r != nil {
+			t.Errorf("reply to chaddr %s's REQUEST: %s", mac, r.Summary())
+		}
+	}
+	if h.log.find(slog.LevelDebug, "hardware address") == "" {
+		t.Errorf("no Debug record; the log:\n%s", h.log.all())
+	}
+	if got := h.dora(macA); got != "192.0.2.100" {
+		t.Errorf("A got %s", got)
+	}
+	// An EUI-64 (8 bytes) is fine.
+	if got := h.dora(net.HardwareAddr{2, 0, 0, 0, 0, 0, 0, 1}); got != "192.0.2.101" {
+		t.Errorf("an 8-byte chaddr got %s", got)
 	}
 }

@@ -23,6 +23,14 @@ type Lease struct {
 // Leases keeps Full's leases, one per MAC. The server backs it with its
 // state store; MemLeases is an in-memory one. Full calls it with its own
 // lock held, one call at a time per Full.
+//
+// An address a client declined (RFC 2131 section 4.3.3) is kept out of
+// use by a Lease too, so a restart does not forget it: its MAC is 20
+// bytes, "declined-address" and the IPv4 address, which no DHCPv4
+// client can send (chaddr holds at most 16 bytes), and it expires when
+// the address may be offered again. A store must keep MACs of 6, 8 and
+// 20 bytes (net.ParseMAC reads back their String form); Full ignores
+// clients with a hardware address of another length.
 type Leases interface {
 	// Get returns mac's lease, and false when it has none.
 	Get(mac net.HardwareAddr) (Lease, bool, error)
@@ -83,4 +91,19 @@ func (s *MemLeases) All() ([]Lease, error) {
 func cloneLease(l Lease) Lease {
 	l.MAC = slices.Clone(l.MAC)
 	return l
+}
+
+// declinedPrefix starts the MAC of a declined address's record.
+const declinedPrefix = "declined-address"
+
+// declinedMAC is the MAC of the record that keeps the declined ip out of
+// use: 20 bytes, longer than any chaddr.
+func declinedMAC(ip netip.Addr) net.HardwareAddr {
+	a := ip.As4()
+	return append([]byte(declinedPrefix), a[:]...)
+}
+
+// isDeclinedMAC reports whether mac is a declinedMAC.
+func isDeclinedMAC(mac net.HardwareAddr) bool {
+	return len(mac) == len(declinedPrefix)+4 && string(mac[:len(declinedPrefix)]) == declinedPrefix
 }

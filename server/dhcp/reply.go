@@ -139,8 +139,8 @@ func setBootFile(p *dhcpv4.DHCPv4, name string) {
 	}
 }
 
-// replyAddr is where a reply to req, received from peer, goes (RFC 2131
-// section 4.1): to the relay's server port when giaddr is set; broadcast
+// replyAddr is where a Proxy's reply to req, received from peer, goes
+// (RFC 2131 section 4.1; Full uses fullReplyAddr): to the relay's server port when giaddr is set; broadcast
 // to the client port when the client has no address yet (peer 0.0.0.0)
 // or for a DHCPNAK; otherwise back to peer. A server MAY broadcast where
 // RFC 2131 asks for a unicast to yiaddr, which needs an ARP entry made by
@@ -157,6 +157,30 @@ func replyAddr(req, reply *dhcpv4.DHCPv4, peer *net.UDPAddr) *net.UDPAddr {
 		return &net.UDPAddr{IP: net.IPv4bcast, Port: port}
 	}
 	return peer
+}
+
+// fullReplyAddr is where Full sends reply to req, by RFC 2131 section
+// 4.1 and never by the datagram's source address (anyone on the link may
+// forge that to receive the offers meant for another client):
+//   - giaddr set: the relay's server port, giaddr:67 (a DHCPNAK too,
+//     with the broadcast flag set for the relay, see Full.nak);
+//   - else a DHCPNAK: broadcast, 255.255.255.255:68;
+//   - else ciaddr set (RENEWING, REBINDING, INFORM): ciaddr:68;
+//   - else broadcast, 255.255.255.255:68, whether or not the client set
+//     the broadcast flag: RFC 2131 allows the server a broadcast where it
+//     asks for a unicast to yiaddr, which needs an ARP entry made by hand.
+//
+// It is pure.
+func fullReplyAddr(req, reply *dhcpv4.DHCPv4) *net.UDPAddr {
+	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
+		return &net.UDPAddr{IP: slices.Clone(gi), Port: dhcpv4.ServerPort}
+	}
+	if reply.MessageType() != dhcpv4.MessageTypeNak {
+		if ci := req.ClientIPAddr.To4(); ci != nil && !ci.IsUnspecified() {
+			return &net.UDPAddr{IP: slices.Clone(ci), Port: dhcpv4.ClientPort}
+		}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
 // ip4 returns ip as 4 bytes, 0.0.0.0 when it is not IPv4.
