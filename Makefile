@@ -13,7 +13,7 @@ GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
 	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
-	dnsmasq-base iproute2 ovmf cryptsetup-bin
+	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin
 
 .PHONY: help
 help: ## list the targets
