@@ -167,6 +167,10 @@ func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > c.size {
 		return 0, fmt.Errorf("cow: write %d bytes at %d beyond %d", len(p), off, c.size)
 	}
+	if len(p) == 0 {
+		// No record: an empty one would end the log's replay.
+		return 0, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	type change struct{ chunk, slot uint64 }

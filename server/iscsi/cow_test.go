@@ -134,3 +134,33 @@ func TestCowCrash(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestCowEmptyWrite: a write of nothing (a WRITE of 0 blocks) leaves no
+// record: an empty one ended the log's replay, and every write after it
+// was lost on the next open.
+func TestCowEmptyWrite(t *testing.T) {
+	bp, dp, base := cowFixture(t, 4*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.WriteAt(nil, 0); n != 0 || err != nil {
+		t.Fatalf("an empty write: %d, %v", n, err)
+	}
+	p := make([]byte, 4096)
+	rand.Read(p)
+	if _, err := c.WriteAt(p, 512); err != nil {
+		t.Fatal(err)
+	}
+	model := append([]byte(nil), base...)
+	copy(model[512:], p)
+	c.Close()
+	c, err = OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !bytes.Equal(readAll(t, c), model) {
+		t.Fatal("a write after an empty one is lost on reopening")
+	}
+}
