@@ -252,22 +252,26 @@ func (c *conn) finishWrite(w *writeTask) {
 // respond sends a command's Data-In and status. Reads with good status
 // carry the status in the last Data-In (phase collapse).
 func (c *conn) respond(cmd *PDU, res result) {
+	cdb := cmd.BHS[32:48]
 	expected := int(cmd.Uint32At(20))
-	data := res.data
-	if lim := allocationLength(cmd.BHS[32:48]); lim > 0 && len(data) > int(lim) {
-		data = data[:lim]
+	total := len(res.data)
+	if res.read != nil {
+		total = res.read.n
+	}
+	if lim := allocationLength(cdb); lim > 0 && total > int(lim) {
+		total = int(lim)
 	}
 	residual, under, over := 0, false, false
-	if len(data) > expected {
-		residual, over = len(data)-expected, true
-		data = data[:expected]
-	} else if len(data) < expected && cmd.BHS[1]&0x40 != 0 {
-		residual, under = expected-len(data), true
+	send := total
+	if total > expected {
+		residual, over, send = total-expected, true, expected
+	} else if total < expected && cmd.BHS[1]&0x40 != 0 {
+		residual, under = expected-total, true
 	}
 	// A command with Data-Out: the residual compares the iSCSI expected
 	// length with the CDB's, whatever the status.
 	writeResidual := false
-	if cdb := cmd.BHS[32:48]; cmd.BHS[1]&0x20 != 0 && needsDataOut(cdb) {
+	if cmd.BHS[1]&0x20 != 0 && needsDataOut(cdb) {
 		_, n, _ := rw(cdb)
 		want := int(n) * BlockSize
 		writeResidual = true
@@ -278,40 +282,11 @@ func (c *conn) respond(cmd *PDU, res result) {
 			residual, over = want-expected, true
 		}
 	}
-	if cmd.BHS[1]&0x40 != 0 && len(data) > 0 && res.status == statusGood {
-		var dataSN uint32
-		for off := 0; off < len(data); {
-			n := min(len(data)-off, c.p.maxSendData)
-			last := off+n == len(data)
-			r := &PDU{Data: data[off : off+n]}
-			r.BHS[0] = OpDataIn
-			flags := byte(0)
-			if last || (off+n)%c.p.maxBurst == 0 {
-				flags |= 0x80
-			}
-			if last {
-				flags |= 0x01 // S: status follows in this PDU
-				if under {
-					flags |= 0x02
-				}
-				if over {
-					flags |= 0x04
-				}
-				r.PutUint32At(44, uint32(residual))
-			}
-			r.BHS[1] = flags
-			r.SetITT(cmd.ITT())
-			r.PutUint32At(20, 0xffffffff)
-			r.PutUint32At(36, dataSN)
-			r.PutUint32At(40, uint32(off))
-			dataSN++
-			if err := c.send(r, last); err != nil {
-				c.close()
-				return
-			}
-			off += n
+	if cmd.BHS[1]&0x40 != 0 && send > 0 && res.status == statusGood {
+		var done bool
+		if done, res = c.dataIn(cmd, res, send, residual, under, over); done {
+			return
 		}
-		return
 	}
 	r := &PDU{}
 	if res.sense != nil {
@@ -334,6 +309,77 @@ func (c *conn) respond(cmd *PDU, res result) {
 	if err := c.send(r, true); err != nil {
 		c.close()
 	}
+}
+
+// maxDataInPiece bounds a Data-In PDU whatever the initiator's
+// MaxRecvDataSegmentLength: a READ is read and sent a piece at a time
+// through one buffer of at most this, never more than the initiator's
+// expected length.
+const maxDataInPiece = 256 << 10
+
+// dataInPool holds the buffers READs send their Data-In from.
+var dataInPool = sync.Pool{New: func() any { b := make([]byte, maxDataInPiece); return &b }}
+
+// dataIn sends the first n bytes of res's Data-In, the status in the last
+// PDU. Each PDU holds at most the initiator's MaxRecvDataSegmentLength
+// and maxDataInPiece, each sequence (F) at most MaxBurstLength. A READ is
+// read a PDU at a time into one buffer. It reports whether the command is
+// answered; if not, a read failed and the result to answer with is
+// returned (the Data-In sent so far stands).
+func (c *conn) dataIn(cmd *PDU, res result, n, residual int, under, over bool) (bool, result) {
+	piece := min(c.p.maxSendData, maxDataInPiece)
+	var buf []byte
+	if res.read != nil {
+		if size := min(piece, n); size == maxDataInPiece {
+			bp := dataInPool.Get().(*[]byte)
+			defer dataInPool.Put(bp)
+			buf = *bp
+		} else {
+			buf = make([]byte, size)
+		}
+	}
+	var dataSN uint32
+	for off := 0; off < n; {
+		k := min(n-off, piece, c.p.maxBurst-off%c.p.maxBurst)
+		var data []byte
+		if res.read != nil {
+			data = buf[:k]
+			if err := res.read.readAt(data, off); err != nil {
+				return false, errReadFailed
+			}
+		} else {
+			data = res.data[off : off+k]
+		}
+		last := off+k == n
+		r := &PDU{Data: data}
+		r.BHS[0] = OpDataIn
+		flags := byte(0)
+		if last || (off+k)%c.p.maxBurst == 0 {
+			flags |= 0x80
+		}
+		if last {
+			flags |= 0x01 // S: status follows in this PDU
+			if under {
+				flags |= 0x02
+			}
+			if over {
+				flags |= 0x04
+			}
+			r.PutUint32At(44, uint32(residual))
+		}
+		r.BHS[1] = flags
+		r.SetITT(cmd.ITT())
+		r.PutUint32At(20, 0xffffffff)
+		r.PutUint32At(36, dataSN)
+		r.PutUint32At(40, uint32(off))
+		dataSN++
+		if err := c.send(r, last); err != nil {
+			c.close()
+			return true, res
+		}
+		off += k
+	}
+	return true, res
 }
 
 // text answers SendTargets (in discovery and normal sessions).

@@ -18,6 +18,10 @@ const (
 	senseMiscompare     = 0x0e
 
 	BlockSize = 512
+
+	// maxTransferBlocks is the MAXIMUM TRANSFER LENGTH of the Block
+	// Limits VPD page: a READ, WRITE or VERIFY over it is refused.
+	maxTransferBlocks = maxWriteTransfer / BlockSize
 )
 
 // Backing is a LUN's storage.
@@ -33,8 +37,9 @@ type Backing interface {
 // result is a finished SCSI command.
 type result struct {
 	status byte
-	data   []byte // Data-In
-	sense  []byte // fixed-format sense data
+	data   []byte    // Data-In
+	read   *readSpec // or, for a READ, where its Data-In is read from as it is sent
+	sense  []byte    // fixed-format sense data
 }
 
 func good(data []byte) result { return result{status: statusGood, data: data} }
@@ -106,7 +111,9 @@ func protectField(cdb []byte) bool {
 	return false
 }
 
-// exec runs one command. data is the Data-Out of a write.
+// exec runs one command. data is the Data-Out of a write. A READ's
+// result says where to read its Data-In from: the caller reads it as it
+// sends it.
 func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 	switch op := cdb[0]; op {
 	case 0x00: // TEST UNIT READY
@@ -150,14 +157,13 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 			return errInvalidField
 		}
 		lba, n, _ := rw(cdb)
+		if n > maxTransferBlocks {
+			return errInvalidField
+		}
 		if lba+uint64(n) > l.blocks() || lba+uint64(n) < lba {
 			return errLBARange
 		}
-		buf := make([]byte, int(n)*BlockSize)
-		if _, err := l.b.ReadAt(buf, int64(lba)*BlockSize); err != nil && err != io.EOF {
-			return errReadFailed
-		}
-		return good(buf)
+		return result{status: statusGood, read: &readSpec{b: l.b, off: int64(lba) * BlockSize, n: int(n) * BlockSize}}
 	case 0x0a, 0x2a, 0x8a:
 		if protectField(cdb) {
 			return errInvalidField
@@ -254,8 +260,8 @@ func (l *lun) inquiry(cdb []byte) result {
 	case 0xb0: // block limits
 		b := make([]byte, 64)
 		b[1], b[3] = 0xb0, 0x3c
-		binary.BigEndian.PutUint32(b[8:], maxWriteTransfer/BlockSize) // maximum transfer length
-		binary.BigEndian.PutUint32(b[12:], 128)                       // optimal transfer length: 64 KiB
+		binary.BigEndian.PutUint32(b[8:], maxTransferBlocks) // maximum transfer length
+		binary.BigEndian.PutUint32(b[12:], 128)              // optimal transfer length: 64 KiB
 		return good(b)
 	case 0xb1: // block device characteristics: non-rotating
 		b := make([]byte, 64)
