@@ -164,10 +164,20 @@ func (c *CowBacking) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes p atomically: all of it or, after a crash, none.
 func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > c.size {
-		return 0, fmt.Errorf("cow: write %d bytes at %d beyond %d", len(p), off, c.size)
+	return c.writeVec([][]byte{p}, off)
+}
+
+// writeVec writes the pieces one after the other from off, atomically as
+// one write: all of them or, after a crash, none.
+func (c *CowBacking) writeVec(pieces [][]byte, off int64) (int, error) {
+	total := 0
+	for _, p := range pieces {
+		total += len(p)
 	}
-	if len(p) == 0 {
+	if off < 0 || off+int64(total) > c.size {
+		return 0, fmt.Errorf("cow: write %d bytes at %d beyond %d", total, off, c.size)
+	}
+	if total == 0 {
 		// No record: an empty one would end the log's replay.
 		return 0, nil
 	}
@@ -176,32 +186,40 @@ func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
 	type change struct{ chunk, slot uint64 }
 	var changes []change
 	var old []uint64
+	fail := func(err error) (int, error) {
+		// The new slots are referenced by no record: free again.
+		for _, ch := range changes {
+			c.free = append(c.free, ch.slot)
+		}
+		return 0, err
+	}
+	src := pieceReader{pieces: pieces}
 	buf := make([]byte, CowChunk)
-	for done := 0; done < len(p); {
+	for done := 0; done < total; {
 		pos := off + int64(done)
 		chunk := uint64(pos / CowChunk)
 		in := pos % CowChunk
-		n := min(int64(len(p)-done), CowChunk-in)
+		n := min(int64(total-done), CowChunk-in)
 		if n < CowChunk {
 			// A partial chunk: start from its current contents.
 			start := int64(chunk) * CowChunk
 			if err := c.readChunk(chunk, buf, start); err != nil {
-				return 0, err
+				return fail(err)
 			}
 		}
-		copy(buf[in:in+n], p[done:done+int(n)])
+		src.fill(buf[in : in+n])
 		slot := c.allocSlot()
+		changes = append(changes, change{chunk, slot})
 		if _, err := c.delta.WriteAt(buf, int64(slot)*CowChunk); err != nil {
-			return 0, err
+			return fail(err)
 		}
 		if s, ok := c.m[chunk]; ok {
 			old = append(old, s)
 		}
-		changes = append(changes, change{chunk, slot})
 		done += int(n)
 	}
 	if err := c.delta.Sync(); err != nil {
-		return 0, err
+		return fail(err)
 	}
 	rec := make([]byte, cowHeaderLen, cowHeaderLen+len(changes)*cowPairLen+4)
 	binary.LittleEndian.PutUint32(rec, cowMagic)
@@ -212,6 +230,8 @@ func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
 	}
 	rec = binary.LittleEndian.AppendUint32(rec, crc32.Checksum(rec, iscsiwire.Castagnoli))
 	if _, err := c.log.WriteAt(rec, c.logSize); err != nil {
+		// The record may be durable in part or whole: its slots stay
+		// taken (until the disk is opened again).
 		return 0, err
 	}
 	if err := c.log.Sync(); err != nil {
@@ -222,7 +242,23 @@ func (c *CowBacking) WriteAt(p []byte, off int64) (int, error) {
 		c.m[ch.chunk] = ch.slot
 	}
 	c.free = append(c.free, old...) // durable now: the old slots are unreferenced
-	return len(p), nil
+	return total, nil
+}
+
+// pieceReader hands out the bytes of pieces in order.
+type pieceReader struct {
+	pieces [][]byte
+	i, off int // the next byte: pieces[i][off]
+}
+
+func (r *pieceReader) fill(dst []byte) {
+	for len(dst) > 0 {
+		k := copy(dst, r.pieces[r.i][r.off:])
+		dst = dst[k:]
+		if r.off += k; r.off == len(r.pieces[r.i]) {
+			r.i, r.off = r.i+1, 0
+		}
+	}
 }
 
 func (c *CowBacking) readChunk(chunk uint64, buf []byte, start int64) error {

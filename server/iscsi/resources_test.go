@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,6 +130,73 @@ func (r *rawSession) command(itt uint32, cdb []byte, edtl int, flags byte, final
 	r.send(p)
 }
 
+// dataOut sends one Data-Out PDU.
+func (r *rawSession) dataOut(itt, ttt, dataSN uint32, off int, data []byte, final bool) {
+	r.t.Helper()
+	p := &PDU{Data: data}
+	p.BHS[0] = OpDataOut
+	if final {
+		p.BHS[1] = 0x80
+	}
+	p.SetITT(itt)
+	p.PutUint32At(20, ttt)
+	p.PutUint32At(36, dataSN)
+	p.PutUint32At(40, uint32(off))
+	r.send(p)
+}
+
+// ping sends an immediate NOP-Out and returns the PDUs that came before
+// its NOP-In, and the NOP-In.
+func (r *rawSession) ping(itt uint32) ([]*PDU, *PDU) {
+	r.t.Helper()
+	p := &PDU{}
+	p.BHS[0], p.BHS[1] = OpNOPOut|0x40, 0x80
+	p.SetITT(itt)
+	p.PutUint32At(20, 0xffffffff)
+	p.PutUint32At(24, r.cmdSN)
+	r.send(p)
+	var before []*PDU
+	for {
+		q := r.recv()
+		if q.Opcode() == OpNOPIn && q.ITT() == itt {
+			return before, q
+		}
+		before = append(before, q)
+	}
+}
+
+// answerR2Ts sends data (the write's from offset 0) for the R2Ts of itt
+// until its SCSI Response, which it returns; PDUs of other tasks are
+// returned too.
+func (r *rawSession) answerR2Ts(itt uint32, data []byte, first *PDU) (*PDU, []*PDU) {
+	r.t.Helper()
+	var others []*PDU
+	p := first
+	for {
+		if p == nil {
+			p = r.recv()
+		}
+		switch {
+		case p.ITT() != itt:
+			others = append(others, p)
+		case p.Opcode() == OpR2T:
+			off, n := int(p.Uint32At(40)), int(p.Uint32At(44))
+			seg := r.n.MaxXmitDataSegmentLength
+			var sn uint32
+			for o := off; o < off+n; o += seg {
+				k := min(seg, off+n-o)
+				r.dataOut(itt, p.Uint32At(20), sn, o, data[o:o+k], o+k == off+n)
+				sn++
+			}
+		case p.Opcode() == OpSCSIResponse:
+			return p, others
+		default:
+			r.t.Fatalf("task 0x%x: opcode 0x%02x", itt, p.Opcode())
+		}
+		p = nil
+	}
+}
+
 // readData sends a READ and collects its Data-In; it fails the test on
 // anything but a good status.
 func (r *rawSession) readData(itt uint32, cdb []byte, edtl int) ([]byte, []*PDU) {
@@ -163,6 +232,12 @@ func read16(lba uint64, n uint32) []byte {
 	cdb[0] = 0x88
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], n)
+	return cdb
+}
+
+func write16(lba uint64, n uint32) []byte {
+	cdb := read16(lba, n)
+	cdb[0] = 0x8a
 	return cdb
 }
 
@@ -262,5 +337,216 @@ func TestReadStreamsDataIn(t *testing.T) {
 	}
 	if m := lun.maxRead.Load(); m > maxDataInPiece {
 		t.Errorf("the LUN was read %d bytes at once: the Data-In is not streamed", m)
+	}
+}
+
+// TestWriteFlood: 100 WRITEs of 16 MiB sent without their data. The
+// target neither allocates them (they once took 1.6 GiB) nor holds them
+// all: the command window closes at 64 running commands, MaxCmdSN tells
+// the initiator so, the commands beyond it are dropped (one warning),
+// and only as many writes are asked for their data as the connection's
+// budget allows. The first write then completes normally and frees its
+// slot and its room for the next.
+func TestWriteFlood(t *testing.T) {
+	var log logBuffer
+	chap := CHAP{User: testUser, Secret: testPass}
+	addr := serveTargets(t, func(s *Target) { s.log = slog.New(slog.NewTextHandler(&log, nil)) },
+		TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 64<<20)}, CHAP: chap})
+	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	before := totalAlloc()
+	for i := range 100 {
+		r.command(uint32(i+1), write16(0, maxTransferBlocks), maxWriteTransfer, 0x20, true, false, nil)
+	}
+	got, nop := r.ping(0x1000)
+	if grew := totalAlloc() - before; grew > 64<<20 {
+		t.Fatalf("100 WRITEs of 16 MiB without data allocated %d MiB", grew>>20)
+	}
+	var r2t *PDU
+	for _, p := range got {
+		if p.Opcode() != OpR2T || r2t != nil {
+			t.Fatalf("before the NOP-In: opcode 0x%02x ITT 0x%x; want one R2T", p.Opcode(), p.ITT())
+		}
+		r2t = p
+	}
+	if r2t == nil || r2t.ITT() != 1 {
+		t.Fatalf("want an R2T for the first write only, got %v", r2t != nil)
+	}
+	if exp, max := nop.Uint32At(28), nop.Uint32At(32); exp != cmdWindow || max != exp-1 {
+		t.Fatalf("after 100 commands: ExpCmdSN %d MaxCmdSN %d, want %d and %d (the window full)", exp, max, cmdWindow, cmdWindow-1)
+	}
+	if c := strings.Count(log.String(), "outside the command window"); c != 1 {
+		t.Errorf("%d warnings of commands outside the window, want 1:\n%s", c, log.String())
+	}
+
+	data := make([]byte, maxWriteTransfer)
+	rand.Read(data)
+	resp, others := r.answerR2Ts(1, data, r2t)
+	if resp.BHS[3] != statusGood || resp.BHS[1]&0x06 != 0 {
+		t.Fatalf("the first write: status 0x%02x flags 0x%02x", resp.BHS[3], resp.BHS[1])
+	}
+	if exp, max := resp.Uint32At(28), resp.Uint32At(32); max != exp {
+		t.Errorf("the first write's answer: ExpCmdSN %d MaxCmdSN %d: want one slot free", exp, max)
+	}
+	if len(others) == 0 {
+		others = append(others, r.recv())
+	}
+	if p := others[0]; p.Opcode() != OpR2T || p.ITT() != 2 {
+		t.Fatalf("after the first write: opcode 0x%02x ITT 0x%x, want the second write's R2T", p.Opcode(), p.ITT())
+	}
+	// The commands past the window were dropped: an initiator sends
+	// them again, from ExpCmdSN, as the window opens.
+	r.cmdSN = resp.Uint32At(28)
+	back, _ := r.readData(0x2000, read16(0, 16), 16*BlockSize)
+	if !bytes.Equal(back, data[:16*BlockSize]) {
+		t.Errorf("the first write did not land")
+	}
+}
+
+// TestImmediateCommandsBounded: immediate commands take no window slot,
+// but only immediateAllowance of them run at once; more are answered
+// TASK SET FULL rather than held.
+func TestImmediateCommandsBounded(t *testing.T) {
+	chap := CHAP{User: testUser, Secret: testPass}
+	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 64<<20)}, CHAP: chap})
+	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	before := totalAlloc()
+	const n = 20
+	for i := range n {
+		r.command(uint32(i+1), write16(0, maxTransferBlocks), maxWriteTransfer, 0x20, true, true, nil)
+	}
+	got, nop := r.ping(0x1000)
+	if grew := totalAlloc() - before; grew > 64<<20 {
+		t.Fatalf("%d immediate WRITEs of 16 MiB without data allocated %d MiB", n, grew>>20)
+	}
+	full := 0
+	for _, p := range got {
+		switch {
+		case p.Opcode() == OpSCSIResponse && p.BHS[3] == statusTaskSetFull:
+			full++
+		case p.Opcode() == OpR2T:
+		default:
+			t.Fatalf("opcode 0x%02x status 0x%02x", p.Opcode(), p.BHS[3])
+		}
+	}
+	if full != n-immediateAllowance {
+		t.Errorf("%d of %d immediate commands answered TASK SET FULL, want %d", full, n, n-immediateAllowance)
+	}
+	if exp, max := nop.Uint32At(28), nop.Uint32At(32); exp != 0 || max != cmdWindow-1 {
+		t.Errorf("ExpCmdSN %d MaxCmdSN %d: immediate commands moved the window", exp, max)
+	}
+}
+
+// TestTargetWriteBudget: the write data of all a Target's sessions is
+// bounded: a write finding the budget full, with no write of its own
+// connection to wait for, is answered TASK SET FULL, and gets through
+// once there is room.
+func TestTargetWriteBudget(t *testing.T) {
+	old := targetWriteBudget
+	targetWriteBudget = 1 << 20
+	t.Cleanup(func() { targetWriteBudget = old })
+	chap := CHAP{User: testUser, Secret: testPass}
+	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 8<<20)}, CHAP: chap})
+	a := rawLogin(t, addr, "iqn.2026-11.test:a", testIQN, chap)
+	b := rawLogin(t, addr, "iqn.2026-11.test:b", testIQN, chap)
+
+	// A's write: its first burst unsolicited, the rest asked for with
+	// R2Ts; it holds the whole budget.
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	seg := a.n.MaxXmitDataSegmentLength
+	a.command(1, write16(0, 1<<20/BlockSize), len(big), 0x20, false, false, nil)
+	for o := 0; o < a.n.FirstBurstLength; o += seg {
+		a.dataOut(1, 0xffffffff, uint32(o/seg), o, big[o:o+seg], o+seg == a.n.FirstBurstLength)
+	}
+	r2t := a.recv()
+	if r2t.Opcode() != OpR2T {
+		t.Fatalf("A: opcode 0x%02x, want an R2T", r2t.Opcode())
+	}
+	// B's write of two blocks, one immediate, one unsolicited: no room.
+	small := make([]byte, 2*BlockSize)
+	rand.Read(small)
+	b.command(1, write16(4096, 2), len(small), 0x20, false, false, small[:BlockSize])
+	b.dataOut(1, 0xffffffff, 0, BlockSize, small[BlockSize:], true)
+	if p := b.recv(); p.Opcode() != OpSCSIResponse || p.BHS[3] != statusTaskSetFull {
+		t.Fatalf("B with the budget full: opcode 0x%02x status 0x%02x, want TASK SET FULL", p.Opcode(), p.BHS[3])
+	}
+	if resp, _ := a.answerR2Ts(1, big, r2t); resp.BHS[3] != statusGood {
+		t.Fatalf("A's write: status 0x%02x", resp.BHS[3])
+	}
+	b.command(2, write16(4096, 2), len(small), 0x20, false, false, small[:BlockSize])
+	b.dataOut(2, 0xffffffff, 0, BlockSize, small[BlockSize:], true)
+	if resp, _ := b.answerR2Ts(2, small, nil); resp.BHS[3] != statusGood {
+		t.Fatalf("B's write once there is room: status 0x%02x", resp.BHS[3])
+	}
+	if back, _ := a.readData(3, read16(0, 1<<20/BlockSize), len(big)); !bytes.Equal(back, big) {
+		t.Errorf("A's write did not land")
+	}
+	if back, _ := a.readData(4, read16(4096, 2), len(small)); !bytes.Equal(back, small) {
+		t.Errorf("B's write did not land")
+	}
+}
+
+// TestWritePaths: writes with immediate data, unsolicited Data-Out, R2Ts
+// and mixes of them land, and read back, on a file and on a
+// copy-on-write layer (which takes a write's pieces as one).
+func TestWritePaths(t *testing.T) {
+	bp, dp, _ := cowFixture(t, 64<<20)
+	cow, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cow.Close() })
+	for _, lun := range []struct {
+		name string
+		b    Backing
+	}{{"file", sparseLUN(t, 64<<20)}, {"cow", cow}} {
+		t.Run(lun.name, func(t *testing.T) { testWritePaths(t, lun.b) })
+	}
+}
+
+func testWritePaths(t *testing.T, lun Backing) {
+	chap := CHAP{User: testUser, Secret: testPass}
+	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{lun}, CHAP: chap})
+	for i, tc := range []struct {
+		name  string
+		size  int
+		imm   int // immediate data
+		unsol int // unsolicited data in all (immediate included): ended with F
+	}{
+		{"immediate only", 4096, 4096, 4096},
+		{"immediate then R2T", 1<<20 + 4096, 8192, 8192},
+		{"R2T only", 3 << 20, 0, 0},
+		{"immediate and unsolicited then R2T", 2<<20 + 512, 64 << 10, 256 << 10},
+		{"unsolicited only", 200 << 10, 0, 200 << 10},
+		{"unsolicited ended early", 1 << 20, 4096, 12288},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+			if r.n.InitialR2T || !r.n.ImmediateData || r.n.FirstBurstLength != 256<<10 {
+				t.Fatalf("negotiated %+v: want InitialR2T=No, ImmediateData=Yes, FirstBurstLength=256KiB", r.n)
+			}
+			seg := r.n.MaxXmitDataSegmentLength
+			itt := uint32(1)
+			lba := uint64(i+1)*8192 + 3 // not chunk-aligned
+			data := make([]byte, tc.size)
+			rand.Read(data)
+			final := tc.unsol == tc.imm
+			r.command(itt, write16(lba, uint32(tc.size/BlockSize)), tc.size, 0x20, final, false, data[:tc.imm])
+			var sn uint32
+			for o := tc.imm; o < tc.unsol; o += seg {
+				k := min(seg, tc.unsol-o)
+				r.dataOut(itt, 0xffffffff, sn, o, data[o:o+k], o+k == tc.unsol)
+				sn++
+			}
+			resp, others := r.answerR2Ts(itt, data, nil)
+			if resp.BHS[3] != statusGood || len(others) > 0 {
+				t.Fatalf("status 0x%02x, %d other PDUs", resp.BHS[3], len(others))
+			}
+			itt++
+			back, _ := r.readData(itt, read16(lba, uint32(tc.size/BlockSize)), tc.size)
+			if !bytes.Equal(back, data) {
+				t.Fatalf("read back other bytes")
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 const (
 	statusGood           = 0x00
 	statusCheckCondition = 0x02
+	statusTaskSetFull    = 0x28
 
 	senseNotReady       = 0x02
 	senseMediumError    = 0x03
@@ -64,6 +65,9 @@ var (
 	errWriteFailed   = checkCondition(senseMediumError, 0x0c, 0x00)
 	// The iSCSI expected length ends inside a block (SAM-5 5.3.3).
 	errInvalidIU = checkCondition(senseIllegalRequest, 0x0e, 0x03)
+	// The command was not run for lack of room (the connection's or the
+	// target's): the initiator retries it later (SAM-5 5.3.1).
+	errTaskSetFull = result{status: statusTaskSetFull}
 )
 
 // lun is one logical unit.
@@ -114,7 +118,7 @@ func protectField(cdb []byte) bool {
 // exec runs one command. data is the Data-Out of a write. A READ's
 // result says where to read its Data-In from: the caller reads it as it
 // sends it.
-func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
+func (l *lun) exec(cdb []byte, data *writeData) result {
 	switch op := cdb[0]; op {
 	case 0x00: // TEST UNIT READY
 		return good(nil)
@@ -179,12 +183,12 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		// transfer length is shorter: a residual overflow); only whole
 		// blocks are written.
 		switch {
-		case len(data) > int(n)*BlockSize:
+		case data.Len() > int(n)*BlockSize:
 			return errInvalidField
-		case len(data)%BlockSize != 0:
+		case data.Len()%BlockSize != 0:
 			return errInvalidIU
 		}
-		if _, err := l.b.WriteAt(data, int64(lba)*BlockSize); err != nil {
+		if err := data.writeTo(l.b, int64(lba)*BlockSize); err != nil {
 			return errWriteFailed
 		}
 		if op != 0x0a && cdb[1]&0x08 != 0 { // FUA
@@ -204,19 +208,25 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		if cdb[1]&0x06 == 0 {
 			return good(nil) // the medium is always readable
 		}
-		if len(data) != int(n)*BlockSize {
+		if data.Len() != int(n)*BlockSize {
 			return errInvalidField
 		}
-		buf := make([]byte, len(data))
-		if _, err := l.b.ReadAt(buf, int64(lba)*BlockSize); err != nil && err != io.EOF {
-			return errReadFailed
-		}
-		for i := range buf {
-			if buf[i] != data[i] {
-				r := checkCondition(senseMiscompare, 0x1d, 0x00)
-				r.sense[0] |= 0x80 // VALID: information is the offset
-				binary.BigEndian.PutUint32(r.sense[3:], uint32(i))
-				return r
+		// Compared a piece at a time: the medium's copy is never held
+		// whole.
+		buf := make([]byte, min(data.Len(), writePiece))
+		for off := 0; off < data.Len(); off += writePiece {
+			want := data.piece(off)
+			got := buf[:len(want)]
+			if _, err := l.b.ReadAt(got, int64(lba)*BlockSize+int64(off)); err != nil && err != io.EOF {
+				return errReadFailed
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					r := checkCondition(senseMiscompare, 0x1d, 0x00)
+					r.sense[0] |= 0x80 // VALID: information is the offset
+					binary.BigEndian.PutUint32(r.sense[3:], uint32(off+i))
+					return r
+				}
 			}
 		}
 		return good(nil)
