@@ -258,6 +258,24 @@ func (c *CowBacking) Close() error {
 	return errors.Join(c.base.Close(), c.delta.Close(), c.log.Close())
 }
 
+// DiskBytes reports what the machine's layer takes on disk, to count
+// against a quota: the blocks allocated to the delta and the log (as du
+// counts them; their sizes where the system does not tell). The base
+// image is shared and not counted.
+func (c *CowBacking) DiskBytes() (int64, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var total int64
+	for _, f := range []*os.File{c.delta, c.log} {
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		total += allocated(fi)
+	}
+	return total, nil
+}
+
 // ReadAt reads from the delta where written, else from the base.
 func (c *CowBacking) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > c.size {

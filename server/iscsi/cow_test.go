@@ -298,3 +298,40 @@ func TestCowCompactionCrash(t *testing.T) {
 	}
 	check("new log renamed", newLog, nil)
 }
+
+// TestCowDiskBytes: DiskBytes counts the delta and the log as they take
+// disk, not the base.
+func TestCowDiskBytes(t *testing.T) {
+	bp, dp, _ := cowFixture(t, 16*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	usage := func() int64 {
+		t.Helper()
+		n, err := c.DiskBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := usage(); n != 0 {
+		t.Errorf("a new layer takes %d bytes", n)
+	}
+	p := make([]byte, 3*CowChunk)
+	rand.Read(p)
+	if _, err := c.WriteAt(p, 4*CowChunk); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(dp + ".log")
+	if n := usage(); n < 3*CowChunk+fi.Size() || n > 3*CowChunk+64<<10 {
+		t.Errorf("3 chunks written: %d bytes on disk, want about %d", n, 3*CowChunk+fi.Size())
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if n := usage(); n != 0 {
+		t.Errorf("after Reset the layer takes %d bytes", n)
+	}
+}
