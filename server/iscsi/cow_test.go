@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -133,4 +134,204 @@ func TestCowCrash(t *testing.T) {
 		}
 	}
 	c.Close()
+}
+
+// TestCowEmptyWrite: a write of nothing (a WRITE of 0 blocks) leaves no
+// record: an empty one ended the log's replay, and every write after it
+// was lost on the next open.
+func TestCowEmptyWrite(t *testing.T) {
+	bp, dp, base := cowFixture(t, 4*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.WriteAt(nil, 0); n != 0 || err != nil {
+		t.Fatalf("an empty write: %d, %v", n, err)
+	}
+	p := make([]byte, 4096)
+	rand.Read(p)
+	if _, err := c.WriteAt(p, 512); err != nil {
+		t.Fatal(err)
+	}
+	model := append([]byte(nil), base...)
+	copy(model[512:], p)
+	c.Close()
+	c, err = OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !bytes.Equal(readAll(t, c), model) {
+		t.Fatal("a write after an empty one is lost on reopening")
+	}
+}
+
+// compactedSize is the size of a log holding n chunks and nothing else.
+func compactedSize(n int) int64 {
+	return int64(16*n + 12*((n+4095)/4096))
+}
+
+// TestCowCompaction: the log, a record a write, is compacted in use once
+// it passes twice the live map's size (and cowCompactMin), and on open;
+// the disk reads the same throughout, and again after reopening.
+func TestCowCompaction(t *testing.T) {
+	old := cowCompactMin
+	cowCompactMin = 4 << 10
+	t.Cleanup(func() { cowCompactMin = old })
+	bp, dp, base := cowFixture(t, 8*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := append([]byte(nil), base...)
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	var maxLog int64
+	for i := range 600 {
+		// Over and over the same four chunks: nearly every record is
+		// superseded soon.
+		off := rng.Int64N(4*CowChunk/512) * 512
+		p := make([]byte, min(int64(1+rng.IntN(16))*512, 4*CowChunk-off))
+		rand.Read(p)
+		if _, err := c.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+		fi, err := os.Stat(dp + ".log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxLog = max(maxLog, fi.Size())
+		if i%100 == 0 && !bytes.Equal(readAll(t, c), model) {
+			t.Fatalf("after write %d the disk differs from the model", i)
+		}
+	}
+	// Compacted at cowCompactMin: it never grows much past it.
+	if limit := cowCompactMin + 128; maxLog > limit {
+		t.Errorf("the log grew to %d bytes for a map of at most 5 chunks (limit %d)", maxLog, limit)
+	}
+	if !bytes.Equal(readAll(t, c), model) {
+		t.Fatal("the disk differs from the model")
+	}
+	c.Close()
+	c, err = OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fi, err := os.Stat(dp + ".log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := compactedSize(len(c.m)); fi.Size() != want {
+		t.Errorf("after open the log is %d bytes, want %d: the live map alone", fi.Size(), want)
+	}
+	if !bytes.Equal(readAll(t, c), model) {
+		t.Fatal("the reopened disk differs from the model")
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("log mode %o, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestCowCompactionCrash simulates a kill -9 or power loss at any point
+// of a compaction: before its rename the old log stands beside any
+// prefix of the new one (.log.tmp), after it the new log alone. Each
+// opens to the same disk, and a stale .log.tmp is removed.
+func TestCowCompactionCrash(t *testing.T) {
+	bp, dp, base := cowFixture(t, 8*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := append([]byte(nil), base...)
+	rng := mrand.New(mrand.NewPCG(5, 6))
+	for range 200 {
+		off := rng.Int64N(8*CowChunk/512) * 512
+		p := make([]byte, min(int64(1+rng.IntN(300))*512, 8*CowChunk-off))
+		rand.Read(p)
+		if _, err := c.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	c.Close()
+	oldLog, _ := os.ReadFile(dp + ".log")
+	delta, _ := os.ReadFile(dp)
+	c, err = OpenCow(bp, dp) // compacts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, c), model) {
+		t.Fatal("the compacted disk differs from the model")
+	}
+	c.Close()
+	newLog, _ := os.ReadFile(dp + ".log")
+	if len(newLog) >= len(oldLog) {
+		t.Fatalf("open left the log at %d bytes (was %d): not compacted", len(newLog), len(oldLog))
+	}
+	if d, _ := os.ReadFile(dp); !bytes.Equal(d, delta) {
+		t.Fatal("the compaction changed the delta")
+	}
+	check := func(what string, log, tmp []byte) {
+		t.Helper()
+		d2 := filepath.Join(t.TempDir(), "d")
+		os.WriteFile(d2, delta, 0o600)
+		os.WriteFile(d2+".log", log, 0o600)
+		if tmp != nil {
+			os.WriteFile(d2+".log.tmp", tmp, 0o600)
+		}
+		c2, err := OpenCow(bp, d2)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		disk := readAll(t, c2)
+		c2.Close()
+		if !bytes.Equal(disk, model) {
+			t.Fatalf("%s: the disk differs from the model", what)
+		}
+		if _, err := os.Stat(d2 + ".log.tmp"); !os.IsNotExist(err) {
+			t.Fatalf("%s: the stale .log.tmp is still there (%v)", what, err)
+		}
+	}
+	for cut := 0; cut <= len(newLog); cut++ {
+		check(fmt.Sprintf("old log, new log cut at %d of %d", cut, len(newLog)), oldLog, newLog[:cut])
+	}
+	check("new log renamed", newLog, nil)
+}
+
+// TestCowDiskBytes: DiskBytes counts the delta and the log as they take
+// disk, not the base.
+func TestCowDiskBytes(t *testing.T) {
+	bp, dp, _ := cowFixture(t, 16*CowChunk)
+	c, err := OpenCow(bp, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	usage := func() int64 {
+		t.Helper()
+		n, err := c.DiskBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := usage(); n != 0 {
+		t.Errorf("a new layer takes %d bytes", n)
+	}
+	p := make([]byte, 3*CowChunk)
+	rand.Read(p)
+	if _, err := c.WriteAt(p, 4*CowChunk); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(dp + ".log")
+	if n := usage(); n < 3*CowChunk+fi.Size() || n > 3*CowChunk+64<<10 {
+		t.Errorf("3 chunks written: %d bytes on disk, want about %d", n, 3*CowChunk+fi.Size())
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if n := usage(); n != 0 {
+		t.Errorf("after Reset the layer takes %d bytes", n)
+	}
 }

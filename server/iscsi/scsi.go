@@ -10,6 +10,7 @@ import (
 const (
 	statusGood           = 0x00
 	statusCheckCondition = 0x02
+	statusTaskSetFull    = 0x28
 
 	senseNotReady       = 0x02
 	senseMediumError    = 0x03
@@ -18,6 +19,10 @@ const (
 	senseMiscompare     = 0x0e
 
 	BlockSize = 512
+
+	// maxTransferBlocks is the MAXIMUM TRANSFER LENGTH of the Block
+	// Limits VPD page: a READ, WRITE or VERIFY over it is refused.
+	maxTransferBlocks = maxWriteTransfer / BlockSize
 )
 
 // Backing is a LUN's storage.
@@ -33,8 +38,9 @@ type Backing interface {
 // result is a finished SCSI command.
 type result struct {
 	status byte
-	data   []byte // Data-In
-	sense  []byte // fixed-format sense data
+	data   []byte    // Data-In
+	read   *readSpec // or, for a READ, where its Data-In is read from as it is sent
+	sense  []byte    // fixed-format sense data
 }
 
 func good(data []byte) result { return result{status: statusGood, data: data} }
@@ -59,6 +65,9 @@ var (
 	errWriteFailed   = checkCondition(senseMediumError, 0x0c, 0x00)
 	// The iSCSI expected length ends inside a block (SAM-5 5.3.3).
 	errInvalidIU = checkCondition(senseIllegalRequest, 0x0e, 0x03)
+	// The command was not run for lack of room (the connection's or the
+	// target's): the initiator retries it later (SAM-5 5.3.1).
+	errTaskSetFull = result{status: statusTaskSetFull}
 )
 
 // lun is one logical unit.
@@ -106,8 +115,10 @@ func protectField(cdb []byte) bool {
 	return false
 }
 
-// exec runs one command. data is the Data-Out of a write.
-func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
+// exec runs one command. data is the Data-Out of a write. A READ's
+// result says where to read its Data-In from: the caller reads it as it
+// sends it.
+func (l *lun) exec(cdb []byte, data *writeData) result {
 	switch op := cdb[0]; op {
 	case 0x00: // TEST UNIT READY
 		return good(nil)
@@ -150,14 +161,13 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 			return errInvalidField
 		}
 		lba, n, _ := rw(cdb)
+		if n > maxTransferBlocks {
+			return errInvalidField
+		}
 		if lba+uint64(n) > l.blocks() || lba+uint64(n) < lba {
 			return errLBARange
 		}
-		buf := make([]byte, int(n)*BlockSize)
-		if _, err := l.b.ReadAt(buf, int64(lba)*BlockSize); err != nil && err != io.EOF {
-			return errReadFailed
-		}
-		return good(buf)
+		return result{status: statusGood, read: &readSpec{b: l.b, off: int64(lba) * BlockSize, n: int(n) * BlockSize}}
 	case 0x0a, 0x2a, 0x8a:
 		if protectField(cdb) {
 			return errInvalidField
@@ -173,12 +183,12 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		// transfer length is shorter: a residual overflow); only whole
 		// blocks are written.
 		switch {
-		case len(data) > int(n)*BlockSize:
+		case data.Len() > int(n)*BlockSize:
 			return errInvalidField
-		case len(data)%BlockSize != 0:
+		case data.Len()%BlockSize != 0:
 			return errInvalidIU
 		}
-		if _, err := l.b.WriteAt(data, int64(lba)*BlockSize); err != nil {
+		if err := data.writeTo(l.b, int64(lba)*BlockSize); err != nil {
 			return errWriteFailed
 		}
 		if op != 0x0a && cdb[1]&0x08 != 0 { // FUA
@@ -198,19 +208,25 @@ func (l *lun) exec(cdb []byte, data []byte, allocLimit uint32) result {
 		if cdb[1]&0x06 == 0 {
 			return good(nil) // the medium is always readable
 		}
-		if len(data) != int(n)*BlockSize {
+		if data.Len() != int(n)*BlockSize {
 			return errInvalidField
 		}
-		buf := make([]byte, len(data))
-		if _, err := l.b.ReadAt(buf, int64(lba)*BlockSize); err != nil && err != io.EOF {
-			return errReadFailed
-		}
-		for i := range buf {
-			if buf[i] != data[i] {
-				r := checkCondition(senseMiscompare, 0x1d, 0x00)
-				r.sense[0] |= 0x80 // VALID: information is the offset
-				binary.BigEndian.PutUint32(r.sense[3:], uint32(i))
-				return r
+		// Compared a piece at a time: the medium's copy is never held
+		// whole.
+		buf := make([]byte, min(data.Len(), writePiece))
+		for off := 0; off < data.Len(); off += writePiece {
+			want := data.piece(off)
+			got := buf[:len(want)]
+			if _, err := l.b.ReadAt(got, int64(lba)*BlockSize+int64(off)); err != nil && err != io.EOF {
+				return errReadFailed
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					r := checkCondition(senseMiscompare, 0x1d, 0x00)
+					r.sense[0] |= 0x80 // VALID: information is the offset
+					binary.BigEndian.PutUint32(r.sense[3:], uint32(off+i))
+					return r
+				}
 			}
 		}
 		return good(nil)
@@ -254,8 +270,8 @@ func (l *lun) inquiry(cdb []byte) result {
 	case 0xb0: // block limits
 		b := make([]byte, 64)
 		b[1], b[3] = 0xb0, 0x3c
-		binary.BigEndian.PutUint32(b[8:], maxWriteTransfer/BlockSize) // maximum transfer length
-		binary.BigEndian.PutUint32(b[12:], 128)                       // optimal transfer length: 64 KiB
+		binary.BigEndian.PutUint32(b[8:], maxTransferBlocks) // maximum transfer length
+		binary.BigEndian.PutUint32(b[12:], 128)              // optimal transfer length: 64 KiB
 		return good(b)
 	case 0xb1: // block device characteristics: non-rotating
 		b := make([]byte, 64)
