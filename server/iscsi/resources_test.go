@@ -80,7 +80,7 @@ type rawSession struct {
 	cmdSN uint32
 }
 
-func rawLogin(t *testing.T, addr, initiator, iqn string, chap CHAP) *rawSession {
+func rawSessionLogin(t *testing.T, addr, initiator, iqn string, chap CHAP) *rawSession {
 	t.Helper()
 	nc, n, st := loginAs(t, addr, initiatorpkg.Options{Initiator: initiator, Target: iqn, CHAP: chap, ISID: [6]byte{0x80, 0, 0, 0, 0, 9}})
 	if st != 0 {
@@ -256,7 +256,7 @@ func TestReadOverMaxTransfer(t *testing.T) {
 	lun := &countingBacking{Backing: sparseLUN(t, 1<<30)}
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{lun}, CHAP: chap})
-	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	before := totalAlloc()
 	r.command(1, read16(0, 1<<21), 512, 0x40, true, false, nil)
 	p := r.recv()
@@ -279,7 +279,7 @@ func TestReadAllocatesExpectedLength(t *testing.T) {
 	lun := &countingBacking{Backing: sparseLUN(t, 64<<20)}
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{lun}, CHAP: chap})
-	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	before := totalAlloc()
 	r.command(1, read16(0, maxTransferBlocks), 512, 0x40, true, false, nil)
 	p := r.recv()
@@ -313,7 +313,7 @@ func TestReadStreamsDataIn(t *testing.T) {
 	lun := &countingBacking{Backing: fb}
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{lun}, CHAP: chap})
-	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	const lba = 8
 	n := uint32(maxTransferBlocks - lba) // a legal READ of nearly 16 MiB
 	got, pdus := r.readData(1, read16(lba, n), int(n)*BlockSize)
@@ -352,7 +352,7 @@ func TestWriteFlood(t *testing.T) {
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, func(s *Target) { s.log = slog.New(slog.NewTextHandler(&log, nil)) },
 		TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 64<<20)}, CHAP: chap})
-	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	before := totalAlloc()
 	for i := range 100 {
 		r.command(uint32(i+1), write16(0, maxTransferBlocks), maxWriteTransfer, 0x20, true, false, nil)
@@ -408,7 +408,7 @@ func TestWriteFlood(t *testing.T) {
 func TestImmediateCommandsBounded(t *testing.T) {
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 64<<20)}, CHAP: chap})
-	r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+	r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 	before := totalAlloc()
 	const n = 20
 	for i := range n {
@@ -446,8 +446,8 @@ func TestTargetWriteBudget(t *testing.T) {
 	t.Cleanup(func() { targetWriteBudget = old })
 	chap := CHAP{User: testUser, Secret: testPass}
 	addr := serveTargets(t, nil, TargetConfig{IQN: testIQN, LUNs: []Backing{sparseLUN(t, 8<<20)}, CHAP: chap})
-	a := rawLogin(t, addr, "iqn.2026-11.test:a", testIQN, chap)
-	b := rawLogin(t, addr, "iqn.2026-11.test:b", testIQN, chap)
+	a := rawSessionLogin(t, addr, "iqn.2026-11.test:a", testIQN, chap)
+	b := rawSessionLogin(t, addr, "iqn.2026-11.test:b", testIQN, chap)
 
 	// A's write: its first burst unsolicited, the rest asked for with
 	// R2Ts; it holds the whole budget.
@@ -521,7 +521,7 @@ func testWritePaths(t *testing.T, lun Backing) {
 		{"unsolicited ended early", 1 << 20, 4096, 12288},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := rawLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
+			r := rawSessionLogin(t, addr, "iqn.2026-11.test:m1", testIQN, chap)
 			if r.n.InitialR2T || !r.n.ImmediateData || r.n.FirstBurstLength != 256<<10 {
 				t.Fatalf("negotiated %+v: want InitialR2T=No, ImmediateData=Yes, FirstBurstLength=256KiB", r.n)
 			}
