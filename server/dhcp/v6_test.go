@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,14 @@ var (
 // clock stands still until the test moves it.
 func newServer6(t testing.TB, b Booter) (*Server6, *time.Time) {
 	t.Helper()
+	return newServer6With(t, b, nil)
+}
+
+// newServer6With is newServer6 with its leases in leases (nil: its own).
+func newServer6With(t testing.TB, b Booter, leases Leases6) (*Server6, *time.Time) {
+	t.Helper()
 	s, err := NewServer6(Config6{Interface: "br0", ServerIP: netip.MustParseAddr("2001:db8::1"), HardwareAddr: srvMAC6,
-		Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::102"), LeaseTime: time.Hour}, b, nil)
+		Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::102"), LeaseTime: time.Hour, Leases: leases}, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,5 +420,137 @@ func TestServer6OneAddressPerMachine(t *testing.T) {
 		&net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"})
 	if other == agent {
 		t.Errorf("another machine got the same address %s", other)
+	}
+}
+
+// handle6 is s.Handle with no reply as a nil DHCPv6.
+func handle6(s *Server6, b []byte, peer *net.UDPAddr) (dhcpv6.DHCPv6, *net.UDPAddr) {
+	reply, dst := s.Handle(context.Background(), b, peer)
+	if reply == nil {
+		return nil, nil
+	}
+	return reply, dst
+}
+
+// iaAddrs6 is the address, or else the status, of each IA_NA of reply
+// (a client message; nil: "no reply").
+func iaAddrs6(reply dhcpv6.DHCPv6) []string {
+	m, ok := reply.(*dhcpv6.Message)
+	if !ok || m == nil {
+		return []string{"no reply"}
+	}
+	var out []string
+	for _, ia := range m.Options.IANA() {
+		if a := ia.Options.OneAddress(); a != nil {
+			out = append(out, a.IPv6Addr.String())
+		} else if st := ia.Options.Status(); st != nil {
+			out = append(out, st.StatusCode.String())
+		} else {
+			out = append(out, "empty IA")
+		}
+	}
+	return out
+}
+
+// withIANA6 adds an IA_NA iaid.
+func withIANA6(iaid byte) dhcpv6.Modifier {
+	return func(d dhcpv6.DHCPv6) { d.AddOption(&dhcpv6.OptIANA{IaId: [4]byte{0, 0, 0, iaid}}) }
+}
+
+// TestServer6DistinctBindings: an address belongs to one (DUID, IAID)
+// at a time. A client's two IA_NAs, and two interfaces that share one
+// host-wide DUID (each its IAID), get two addresses; what a machine's
+// next DUID takes over (TestServer6OneAddressPerMachine) is only an
+// address no other IA holds.
+func TestServer6DistinctBindings(t *testing.T) {
+	nic2 := &net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"}
+	rapid := func(duid dhcpv6.DUID, iaids ...byte) *dhcpv6.Message {
+		m := msg6(dhcpv6.MessageTypeSolicit, duid, 0, dhcpv6.WithRapidCommit)
+		for _, id := range iaids {
+			withIANA6(id)(m)
+		}
+		return m
+	}
+	type step struct {
+		m    *dhcpv6.Message
+		peer *net.UDPAddr
+		want []string
+		// later moves the clock this far first.
+		later time.Duration
+	}
+	mac2 := &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"two IA_NAs in one message", []step{
+			{m: rapid(llt6, 1, 2), peer: peer6, want: []string{"2001:db8::100", "2001:db8::101"}},
+			// Each keeps its own.
+			{m: msg6(dhcpv6.MessageTypeRenew, llt6, 0, withServerID6(ourID6), withIANA6(2), withIANA6(1)), peer: peer6,
+				want: []string{"2001:db8::101", "2001:db8::100"}},
+		}},
+		{"two IA_NAs in one advertise", []step{
+			{m: msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(1), withIANA6(2)), peer: peer6, want: []string{"2001:db8::100", "2001:db8::101"}},
+		}},
+		{"two interfaces, one host-wide DUID", []step{
+			{m: rapid(llt6, 1), peer: peer6, want: []string{"2001:db8::100"}},
+			{m: rapid(llt6, 2), peer: nic2, want: []string{"2001:db8::101"}},
+			// The first interface's IA still holds its address.
+			{m: msg6(dhcpv6.MessageTypeRenew, llt6, 1, withServerID6(ourID6), withAddr6("2001:db8::100")), peer: peer6,
+				want: []string{"2001:db8::100"}},
+		}},
+		{"the next DUID of a machine does not take an address someone else took since", []step{
+			{m: rapid(llt6, 1), peer: peer6, want: []string{"2001:db8::100"}},
+			// llt6's lease lapses; another client gets ::100.
+			{m: rapid(mac2, 1), peer: nic2, want: []string{"2001:db8::100"}, later: 2 * time.Hour},
+			// iPXE on llt6's NIC (its MAC from the link-local address).
+			{m: rapid(uuid6, 1), peer: peer6, want: []string{"2001:db8::101"}},
+			{m: msg6(dhcpv6.MessageTypeRenew, mac2, 1, withServerID6(ourID6), withAddr6("2001:db8::100")), peer: nic2,
+				want: []string{"2001:db8::100"}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, now := newServer6(t, policy6)
+			for i, st := range tc.steps {
+				*now = now.Add(st.later)
+				reply, _ := handle6(s, st.m.ToBytes(), st.peer)
+				if got := iaAddrs6(reply); !slices.Equal(got, st.want) {
+					t.Errorf("step %d (%s): %v, want %v", i, st.m.Type(), got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// TestServer6LeasesOutliveServer: a server started again over the same
+// Leases6 (the state store, in the server) knows what the first gave:
+// another client does not get a held address, its holder renews it, and
+// an expired lease's address is free.
+func TestServer6LeasesOutliveServer(t *testing.T) {
+	leases := &MemLeases6{}
+	s, now := newServer6With(t, policy6, leases)
+	rapid := msg6(dhcpv6.MessageTypeSolicit, llt6, 1, dhcpv6.WithRapidCommit)
+	if reply, _ := handle6(s, rapid.ToBytes(), peer6); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Fatalf("first server: %v", iaAddrs6(reply))
+	}
+	s2, now2 := newServer6With(t, policy6, leases)
+	*now2 = now.Add(time.Minute)
+	other := msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, dhcpv6.WithRapidCommit)
+	nic2 := &net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"}
+	if reply, _ := handle6(s2, other.ToBytes(), nic2); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::101"}) {
+		t.Errorf("another client, second server: %v", iaAddrs6(reply))
+	}
+	renew := msg6(dhcpv6.MessageTypeRenew, llt6, 1, withServerID6(ourID6), withAddr6("2001:db8::100"))
+	if reply, _ := handle6(s2, renew.ToBytes(), peer6); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Errorf("the holder's renew, second server: %v", iaAddrs6(reply))
+	}
+	all, _ := leases.All()
+	if len(all) != 2 || all[0].IP != netip.MustParseAddr("2001:db8::100") || all[0].IAID != 1 || !slices.Equal(all[0].MAC, cliMAC6) {
+		t.Errorf("leases: %+v", all)
+	}
+	*now2 = now2.Add(2 * time.Hour)
+	third := msg6(dhcpv6.MessageTypeSolicit, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 3}}, 1, dhcpv6.WithRapidCommit)
+	if reply, _ := handle6(s2, third.ToBytes(), nil); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Errorf("a third client once the leases expired: %v", iaAddrs6(reply))
 	}
 }
