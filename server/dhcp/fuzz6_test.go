@@ -1,8 +1,10 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -12,8 +14,10 @@ import (
 
 // FuzzHandle6 feeds arbitrary datagrams to a Server6: none panics; what
 // does not decode gets no answer and a Debug record; an answer decodes,
-// is an ADVERTISE or REPLY to the same transaction, goes back to the
-// client, and gives addresses only from the pool.
+// goes back to the peer, is a RELAY-REPL for each RELAY-FORW around the
+// request (same hop count, link-address, peer-address and Interface-ID)
+// and inside them an ADVERTISE or REPLY to the same transaction, and
+// gives addresses only from the pool.
 func FuzzHandle6(f *testing.F) {
 	for _, m := range []*dhcpv6.Message{
 		msg6(dhcpv6.MessageTypeSolicit, llt6, 7, bootORO6, vcHTTP6, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP)),
@@ -34,6 +38,12 @@ func FuzzHandle6(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(relay.ToBytes())
+	relay.AddOption(dhcpv6.OptInterfaceID([]byte("eth0")))
+	nested, err := dhcpv6.EncapsulateRelay(relay, dhcpv6.MessageTypeRelayForward, net.ParseIP("2001:db8:1::1"), net.ParseIP("2001:db8::2"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(nested.ToBytes())
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 0, 200, 0, 0})
 	start, end := netip.MustParseAddr("2001:db8::100"), netip.MustParseAddr("2001:db8::102")
@@ -58,11 +68,25 @@ func FuzzHandle6(f *testing.F) {
 		if dst != peer6 {
 			t.Fatalf("reply to %v", dst)
 		}
-		back, err := dhcpv6.MessageFromBytes(reply.ToBytes())
+		out, err := dhcpv6.FromBytes(reply.ToBytes())
 		if err != nil {
 			t.Fatalf("reply does not decode: %v", err)
 		}
-		req, _ := dhcpv6.MessageFromBytes(b)
+		in, _ := dhcpv6.FromBytes(b)
+		for in.IsRelay() {
+			fw := in.(*dhcpv6.RelayMessage)
+			rp, ok := out.(*dhcpv6.RelayMessage)
+			if !ok || rp.Type() != dhcpv6.MessageTypeRelayReply || rp.HopCount != fw.HopCount ||
+				!rp.LinkAddr.Equal(fw.LinkAddr) || !rp.PeerAddr.Equal(fw.PeerAddr) || !bytes.Equal(rp.Options.InterfaceID(), fw.Options.InterfaceID()) {
+				t.Fatalf("reply layer %v to %v", out, in)
+			}
+			in, out = fw.Options.RelayMessage(), rp.Options.RelayMessage()
+		}
+		back, ok := out.(*dhcpv6.Message)
+		if !ok {
+			t.Fatalf("reply %v to a client message", out)
+		}
+		req := in.(*dhcpv6.Message)
 		if back.TransactionID != req.TransactionID {
 			t.Fatalf("reply xid %v, request %v", back.TransactionID, req.TransactionID)
 		}

@@ -77,7 +77,9 @@ const offerHold6 = 2 * time.Minute
 // answers Information-requests (stateless DHCPv6) with the same boot
 // options. The network's router advertisements must say "managed" (M
 // flag) for clients to ask for addresses, and carry the pool's /64 as
-// on-link: this server sends no router advertisements.
+// on-link: this server sends no router advertisements. Relay agents may
+// forward clients' messages from the pool's link (Relay-forward, RFC
+// 8415 section 19).
 //
 // An address belongs to one identity association, a (DUID, IAID), at a
 // time: a client's two IA_NAs, or two interfaces sharing one host-wide
@@ -177,24 +179,41 @@ func (s *Server6) Serve(ctx context.Context, conn net.PacketConn) error {
 }
 
 // Handle answers one datagram b from peer: the reply and where it goes
-// (back to peer, the client's link-local address and port 546), or nil.
-func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv6.Message, *net.UDPAddr) {
+// (back to peer: the client's link-local address and port 546, or the
+// relay agent's address and port), or nil. A Relay-forward (RFC 8415
+// section 19), however deeply nested, gets a Relay-reply with the answer
+// to the client message inside.
+func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (dhcpv6.DHCPv6, *net.UDPAddr) {
 	d, err := dhcpv6.FromBytes(b)
 	if err != nil {
 		s.log.Debug("dhcpv6 ignored a malformed packet", "peer", peer, "len", len(b), "err", err)
 		return nil, nil
 	}
-	if d.IsRelay() {
-		s.log.Debug("dhcpv6 ignored a relayed packet: relays are not supported", "peer", peer)
-		return nil, nil
+	var relays []*dhcpv6.RelayMessage
+	for d.IsRelay() {
+		r, ok := d.(*dhcpv6.RelayMessage)
+		if !ok || r.Type() != dhcpv6.MessageTypeRelayForward {
+			s.log.Debug("dhcpv6 ignored a relay message that is not a Relay-forward", "peer", peer, "type", d.Type())
+			return nil, nil
+		}
+		if len(relays) == maxRelays6 {
+			s.log.Debug("dhcpv6 ignored a Relay-forward nested too deep", "peer", peer, "relays", len(relays))
+			return nil, nil
+		}
+		relays = append(relays, r)
+		if d = r.Options.RelayMessage(); d == nil {
+			s.log.Debug("dhcpv6 ignored a Relay-forward without a message", "peer", peer)
+			return nil, nil
+		}
 	}
 	m, ok := d.(*dhcpv6.Message)
 	if !ok {
 		return nil, nil
 	}
-	reply, err := s.reply(ctx, m, peer)
+	c := s.client(m, peer, relays)
+	reply, err := s.reply(ctx, m, c)
 	if errors.Is(err, errNotForUs) {
-		s.log.Debug("dhcpv6 not answering", "type", m.Type(), "peer", peer, "err", err)
+		s.log.Debug("dhcpv6 not answering", "type", m.Type(), "peer", peer, "relays", len(relays), "err", err)
 		return nil, nil
 	}
 	if err != nil {
@@ -204,14 +223,85 @@ func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhc
 	if reply == nil {
 		return nil, nil
 	}
+	if len(relays) > 0 {
+		return relayReply6(relays, reply), peer
+	}
 	return reply, peer
+}
+
+// maxRelays6 bounds the Relay-forwards around one message: relays add
+// one while the hop count is below HOP_COUNT_LIMIT, 8 (RFC 8415 sections
+// 7.6 and 19.1.1), so at most 9 come from conforming relays.
+const maxRelays6 = 9
+
+// client6 is what the server knows of a client beyond its message.
+type client6 struct {
+	// peer is the client's address: the datagram's source, or the
+	// peer-address of the relay closest to the client.
+	peer *net.UDPAddr
+	// mac is its hardware address, when known (clientMAC, or the Client
+	// Link-Layer Address option of the relay closest to it).
+	mac net.HardwareAddr
+	// offLink is set when the relay closest to the client names a link
+	// (its link-address, RFC 8415 section 19.1.1) outside the pool's
+	// /64: the pool's addresses are no use there.
+	offLink bool
+}
+
+// client finds out about the client of m, received from peer through
+// relays (outermost first).
+func (s *Server6) client(m *dhcpv6.Message, peer *net.UDPAddr, relays []*dhcpv6.RelayMessage) client6 {
+	cid := m.Options.ClientID()
+	if len(relays) == 0 {
+		return client6{peer: peer, mac: clientMAC(cid, peer)}
+	}
+	r := relays[len(relays)-1]
+	c := client6{peer: &net.UDPAddr{IP: r.PeerAddr}}
+	c.mac = clientMAC(cid, nil)
+	if c.mac == nil {
+		if ht, lla := r.Options.ClientLinkLayerAddress(); ht == iana.HWTypeEthernet && len(lla) == 6 {
+			c.mac = slices.Clone(lla)
+		}
+	}
+	if c.mac == nil {
+		c.mac = clientMAC(cid, c.peer)
+	}
+	if link, ok := netip.AddrFromSlice(r.LinkAddr); ok {
+		link = link.Unmap()
+		global := link.IsGlobalUnicast() && !link.IsLinkLocalUnicast()
+		c.offLink = global && !netip.PrefixFrom(s.cfg.Start, 64).Masked().Contains(link)
+	}
+	return c
+}
+
+// relayReply6 wraps reply in a Relay-reply for each Relay-forward of
+// relays (outermost first), each with the hop count, link-address and
+// peer-address of its Relay-forward, and its Interface-ID option (RFC
+// 8415 sections 19.3 and 21.18) and Relay Source Port option (RFC 8357)
+// when it had them.
+func relayReply6(relays []*dhcpv6.RelayMessage, reply *dhcpv6.Message) *dhcpv6.RelayMessage {
+	var inner dhcpv6.DHCPv6 = reply
+	var out *dhcpv6.RelayMessage
+	for i := len(relays) - 1; i >= 0; i-- {
+		f := relays[i]
+		out = &dhcpv6.RelayMessage{MessageType: dhcpv6.MessageTypeRelayReply, HopCount: f.HopCount,
+			LinkAddr: slices.Clone(f.LinkAddr), PeerAddr: slices.Clone(f.PeerAddr)}
+		for _, code := range []dhcpv6.OptionCode{dhcpv6.OptionInterfaceID, dhcpv6.OptionRelayPort} {
+			if o := f.GetOneOption(code); o != nil {
+				out.AddOption(o)
+			}
+		}
+		out.AddOption(dhcpv6.OptRelayMessage(inner))
+		inner = out
+	}
+	return out
 }
 
 // errNotForUs marks messages this server must not answer: another
 // server's, or malformed for their type (RFC 8415 section 16).
 var errNotForUs = errors.New("not for this server")
 
-func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAddr) (*dhcpv6.Message, error) {
+func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, c client6) (*dhcpv6.Message, error) {
 	cid := m.Options.ClientID()
 	sid := m.Options.ServerID()
 	ours := sid != nil && sid.Equal(s.serverID)
@@ -242,7 +332,7 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 	}
 	out.AddOption(dhcpv6.OptServerID(s.serverID))
 
-	mac := clientMAC(cid, peer)
+	mac := c.mac
 	var ips []string
 	switch m.Type() {
 	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
@@ -253,7 +343,7 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 		} else if m.Type() == dhcpv6.MessageTypeSolicit {
 			out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
 		}
-		ias, err := s.bindAll(m.Type(), typ, cid, mac, m.Options.IANA())
+		ias, err := s.bindAll(m.Type(), typ, cid, c, m.Options.IANA())
 		if err != nil {
 			return nil, err
 		}
@@ -288,7 +378,8 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 		out.AddOption(dhcpv6.OptDNS(dns...))
 	}
 
-	r, err := parseRequest6(m, peer, s.cfg.Interface)
+	r, err := parseRequest6(m, c.peer, s.cfg.Interface)
+	r.MAC = mac
 	if err != nil {
 		// Not a network boot client: the address alone.
 		s.log.Debug("dhcpv6 no boot answer", "mac", r.MAC.String(), "err", err)
@@ -325,12 +416,22 @@ func (s *Server6) logged(m, out *dhcpv6.Message, r Request, a Answer, ips []stri
 }
 
 // bindAll answers the IA_NAs ias of one message of type req from client
-// cid (hardware address mac, when known) with a reply of type reply: an
-// IA_NA for each, with its address or a status (bind). The error is the
-// store's.
-func (s *Server6) bindAll(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, mac net.HardwareAddr, ias []*dhcpv6.OptIANA) ([]*dhcpv6.OptIANA, error) {
+// cid (c) with a reply of type reply: an IA_NA for each, with its address
+// or a status (bind). The error is the store's.
+func (s *Server6) bindAll(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, c client6, ias []*dhcpv6.OptIANA) ([]*dhcpv6.OptIANA, error) {
 	if len(ias) == 0 {
 		return nil, nil
+	}
+	if c.offLink {
+		out := make([]*dhcpv6.OptIANA, len(ias))
+		for i, ia := range ias {
+			if req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind {
+				out[i] = iaStatus6(ia.IaId, iana.StatusNoBinding, "no binding on this link")
+			} else {
+				out[i] = iaStatus6(ia.IaId, iana.StatusNoAddrsAvail, "no address pool for this link")
+			}
+		}
+		return out, nil
 	}
 	now := s.now()
 	s.mu.Lock()
@@ -345,7 +446,7 @@ func (s *Server6) bindAll(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, mac ne
 			out = append(out, iaStatus6(ia.IaId, iana.StatusNoAddrsAvail, "too many IA_NAs in one message"))
 			continue
 		}
-		o, err := s.bind(v, req, reply, cid, mac, ia, now)
+		o, err := s.bind(v, req, reply, cid, c.mac, ia, now)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -92,7 +93,8 @@ type summary6 struct {
 	LastOption  int // its code
 }
 
-func summarize6(req, m *dhcpv6.Message) *summary6 {
+func summarize6(req *dhcpv6.Message, d dhcpv6.DHCPv6) *summary6 {
+	m, _ := d.(*dhcpv6.Message)
 	if m == nil {
 		return nil
 	}
@@ -552,5 +554,162 @@ func TestServer6LeasesOutliveServer(t *testing.T) {
 	third := msg6(dhcpv6.MessageTypeSolicit, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 3}}, 1, dhcpv6.WithRapidCommit)
 	if reply, _ := handle6(s2, third.ToBytes(), nil); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
 		t.Errorf("a third client once the leases expired: %v", iaAddrs6(reply))
+	}
+}
+
+// relay6 wraps m in a Relay-forward from a relay with link-address link
+// and peer-address peer, and an Interface-ID option iid unless "".
+func relay6(m dhcpv6.DHCPv6, link, peer, iid string, mods ...dhcpv6.Modifier) *dhcpv6.RelayMessage {
+	r, err := dhcpv6.EncapsulateRelay(m, dhcpv6.MessageTypeRelayForward, net.ParseIP(link), net.ParseIP(peer))
+	if err != nil {
+		panic(err)
+	}
+	if iid != "" {
+		r.AddOption(dhcpv6.OptInterfaceID([]byte(iid)))
+	}
+	for _, mod := range mods {
+		mod(r)
+	}
+	return r
+}
+
+// describe6 renders a reply: each relay layer's header and
+// Interface-ID, then the message's type, IA_NAs, status and boot URL.
+func describe6(d dhcpv6.DHCPv6) string {
+	var parts []string
+	for d != nil {
+		r, ok := d.(*dhcpv6.RelayMessage)
+		if !ok {
+			break
+		}
+		p := fmt.Sprintf("%s hop=%d link=%s peer=%s", r.Type(), r.HopCount, r.LinkAddr, r.PeerAddr)
+		if iid := r.Options.InterfaceID(); iid != nil {
+			p += " iid=" + string(iid)
+		}
+		parts = append(parts, p)
+		d = r.Options.RelayMessage()
+	}
+	m, ok := d.(*dhcpv6.Message)
+	if !ok {
+		return strings.Join(append(parts, fmt.Sprintf("not a message: %v", d)), " / ")
+	}
+	p := m.Type().String() + " " + strings.Join(iaAddrs6(m), ",")
+	if st := m.Options.Status(); st != nil {
+		p += " status=" + st.StatusCode.String()
+	}
+	if u := m.Options.BootFileURL(); u != "" {
+		p += " url=" + u
+	}
+	return strings.Join(append(parts, p), " / ")
+}
+
+// TestServer6Relay: a Relay-forward (RFC 8415 section 19) is answered
+// with a Relay-reply to the relay that sent it, one layer for each of
+// the Relay-forward's, each with its hop count, link-address,
+// peer-address and Interface-ID. Only the relay closest to the client
+// says where the client is: a link-address of another /64 than the
+// pool's gets no address.
+func TestServer6Relay(t *testing.T) {
+	relayPeer := &net.UDPAddr{IP: net.ParseIP("2001:db8::2"), Port: 547}
+	clientLL := "fe80::5054:ff:fe0c:9"
+	solicit := msg6(dhcpv6.MessageTypeSolicit, llt6, 7, vcHTTP6, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP))
+	rapid := msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6, dhcpv6.WithRapidCommit)
+	const url = " url=http://[2001:db8::1]/boot/ipxe.efi"
+	for _, tc := range []struct {
+		name string
+		req  dhcpv6.DHCPv6
+		want string // "": no reply
+	}{
+		{"one relay", relay6(solicit, "2001:db8::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"two relays", relay6(relay6(rapid, "2001:db8::1", clientLL, "eth0"), "2001:db8:ffff::1", "2001:db8::2", "uplink"),
+			"RELAY-REPL hop=1 link=2001:db8:ffff::1 peer=2001:db8::2 iid=uplink / RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL +
+				" iid=eth0 / REPLY 2001:db8::100 url=http://[2001:db8::1]/boot.ipxe"},
+		{"no interface-id", relay6(solicit, "2001:db8::1", clientLL, ""),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " / ADVERTISE 2001:db8::100" + url},
+		{"link-address unspecified: the pool's link", relay6(solicit, "::", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=:: peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"link-address link-local: the pool's link", relay6(solicit, "fe80::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=fe80::1 peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"a client on another link: no address", relay6(solicit, "2001:db8:5::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8:5::1 peer=" + clientLL + " iid=eth0 / ADVERTISE NoAddrsAvail" + url},
+		{"information-request", relay6(msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6), "2001:db8::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " iid=eth0 / REPLY  url=http://[2001:db8::1]/boot.ipxe"},
+		{"request for another server", relay6(msg6(dhcpv6.MessageTypeRequest, llt6, 7,
+			withServerID6(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: cliMAC6})), "2001:db8::1", clientLL, "eth0"), ""},
+		{"a server's message inside", relay6(msg6(dhcpv6.MessageTypeAdvertise, llt6, 7, withServerID6(ourID6)), "2001:db8::1", clientLL, "eth0"), ""},
+		{"relay-reply inside a relay-forward", func() dhcpv6.DHCPv6 {
+			r := relay6(solicit, "2001:db8::1", clientLL, "eth0")
+			r.MessageType = dhcpv6.MessageTypeRelayReply
+			return relay6(r, "2001:db8::1", "2001:db8::2", "")
+		}(), ""},
+		{"a relay-reply", func() dhcpv6.DHCPv6 {
+			r := relay6(solicit, "2001:db8::1", clientLL, "eth0")
+			r.MessageType = dhcpv6.MessageTypeRelayReply
+			return r
+		}(), ""},
+		{"no relay message option", &dhcpv6.RelayMessage{MessageType: dhcpv6.MessageTypeRelayForward,
+			LinkAddr: net.ParseIP("2001:db8::1"), PeerAddr: net.ParseIP(clientLL)}, ""},
+		{"more relays than a hop count allows", func() dhcpv6.DHCPv6 {
+			var d dhcpv6.DHCPv6 = solicit
+			for range 10 {
+				d = relay6(d, "2001:db8::1", clientLL, "")
+			}
+			return d
+		}(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newServer6(t, policy6)
+			reply, dst := handle6(s, tc.req.ToBytes(), relayPeer)
+			if reply == nil {
+				if tc.want != "" {
+					t.Fatalf("no reply, want %s", tc.want)
+				}
+				return
+			}
+			if got := describe6(reply); got != tc.want {
+				t.Errorf("reply\n %s\nwant\n %s", got, tc.want)
+			}
+			if dst != relayPeer {
+				t.Errorf("reply to %v, want the relay %v", dst, relayPeer)
+			}
+			if _, err := dhcpv6.FromBytes(reply.ToBytes()); err != nil {
+				t.Errorf("reply does not decode: %v", err)
+			}
+		})
+	}
+}
+
+// TestServer6RelayedMAC: a relayed client's hardware address comes from
+// its DUID, else the Client Link-Layer Address option of the relay
+// closest to it (RFC 6939), else that relay's peer-address.
+func TestServer6RelayedMAC(t *testing.T) {
+	var got net.HardwareAddr
+	rec := BooterFunc(func(ctx context.Context, r Request) (Answer, error) { got = r.MAC; return Answer{}, nil })
+	lla := func(mac net.HardwareAddr) dhcpv6.Modifier {
+		return dhcpv6.WithOption(dhcpv6.OptClientLinkLayerAddress(iana.HWTypeEthernet, mac))
+	}
+	other := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x77}
+	for _, tc := range []struct {
+		name string
+		req  dhcpv6.DHCPv6
+		want net.HardwareAddr
+	}{
+		{"duid", relay6(msg6(dhcpv6.MessageTypeSolicit, llt6, 1, ipxeUC6), "2001:db8::1", "fe80::1", "", lla(other)), cliMAC6},
+		{"option 79", relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", "", lla(other)), other},
+		{"peer-address", relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", ""), cliMAC6},
+		{"innermost relay's", relay6(relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", ""),
+			"2001:db8::1", "fe80::5054:ff:fe00:1", "", lla(other)), cliMAC6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = nil
+			s, _ := newServer6(t, rec)
+			if reply, _ := handle6(s, tc.req.ToBytes(), &net.UDPAddr{IP: net.ParseIP("2001:db8::2"), Port: 547}); reply == nil {
+				t.Fatal("no reply")
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("MAC %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
