@@ -315,7 +315,9 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, c client6) (*dhc
 			return nil, fmt.Errorf("%s with no client ID or for another server (%v): %w", t, sid, errNotForUs)
 		}
 	case dhcpv6.MessageTypeInformationRequest:
-		if sid != nil && !ours || m.Options.OneIANA() != nil {
+		// RFC 8415 section 16.12: discarded when it carries an IA option.
+		hasIA := m.GetOneOption(dhcpv6.OptionIANA) != nil || m.GetOneOption(dhcpv6.OptionIATA) != nil || m.GetOneOption(dhcpv6.OptionIAPD) != nil
+		if sid != nil && !ours || hasIA {
 			return nil, fmt.Errorf("%s for another server or with an IA: %w", t, errNotForUs)
 		}
 	default:
@@ -336,6 +338,19 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, c client6) (*dhc
 	var ips []string
 	switch m.Type() {
 	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
+		if m.Type() == dhcpv6.MessageTypeSolicit && len(m.Options.IANA()) == 0 {
+			// No IA_NA (this server gives nothing else): its Request
+			// would get no address either, so, as RFC 3315 section
+			// 17.2.2 says (RFC 8415 section 18.3.9 keeps it for a client
+			// that gets no address in any IA), only NoAddrsAvail and the
+			// IDs. RFC 8415 section 18.2.9: the client ignores such an
+			// Advertise.
+			if typ == dhcpv6.MessageTypeReply {
+				out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
+			}
+			out.AddOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoAddrsAvail, StatusMessage: "no IA_NA: this server gives addresses only"})
+			return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
+		}
 		if typ == dhcpv6.MessageTypeAdvertise {
 			// RFC 8415 section 18.2.1: 255 makes the client take this
 			// advertise at once rather than wait for others.
@@ -363,8 +378,12 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, c client6) (*dhc
 		out.AddOption(status)
 		return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
 	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
-		if err := s.release(m.Type(), cid, m.Options.IANA()); err != nil {
+		unknown, err := s.release(m.Type(), cid, m.Options.IANA())
+		if err != nil {
 			return nil, err
+		}
+		for _, o := range unknown {
+			out.AddOption(o)
 		}
 		out.AddOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess})
 		return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
@@ -575,18 +594,22 @@ func (s *Server6) free(v *leaseView6, a netip.Addr, key iaKey6, now time.Time) b
 
 // release ends the bindings of a Release, or of a Decline, whose
 // addresses then stay out of the pool for declineHold6: an IA's lease
-// ends when the message names its address.
-func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.OptIANA) error {
+// ends when the message names its address; other addresses are ignored
+// (RFC 8415 sections 18.3.7 and 18.3.8). It returns, for the reply, an
+// IA_NA with status NoBinding for each IA the server has no lease of.
+func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.OptIANA) ([]*dhcpv6.OptIANA, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var unknown []*dhcpv6.OptIANA
 	for _, ia := range ias {
 		key := iaKeyOf(cid, ia.IaId)
 		l, ok, err := s.leases.Get([]byte(key.duid), key.iaid)
 		if err != nil {
-			return fmt.Errorf("lease: %w", err)
+			return nil, fmt.Errorf("lease: %w", err)
 		}
 		if !ok {
+			unknown = append(unknown, iaStatus6(ia.IaId, iana.StatusNoBinding, "no binding for this IA"))
 			continue
 		}
 		for _, o := range ia.Options.Addresses() {
@@ -598,12 +621,12 @@ func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.O
 				s.declined[l.IP] = now.Add(declineHold6)
 			}
 			if err := s.leases.Delete([]byte(key.duid), key.iaid); err != nil {
-				return fmt.Errorf("end lease of %v: %w", l.IP, err)
+				return nil, fmt.Errorf("end lease of %v: %w", l.IP, err)
 			}
 			break
 		}
 	}
-	return nil
+	return unknown, nil
 }
 
 // confirm answers a Confirm: Success when every address is in the pool's

@@ -218,9 +218,49 @@ func TestServer6Handle(t *testing.T) {
 			req:  msg6(dhcpv6.MessageTypeConfirm, llt6, 7),
 		},
 		{
-			name: "release",
+			// RFC 8415 section 18.3.7: Success, and NoBinding in each IA
+			// the server has no binding for.
+			name: "release of an IA the server does not hold",
 			req:  msg6(dhcpv6.MessageTypeRelease, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::100")),
-			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "Success", LastOption: 13},
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, IAs: []string{"NoBinding"}, Status: "Success", LastOption: 13},
+		},
+		{
+			// RFC 8415 section 18.3.8, the same.
+			name: "decline of an IA the server does not hold",
+			req:  msg6(dhcpv6.MessageTypeDecline, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::100")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, IAs: []string{"NoBinding"}, Status: "Success", LastOption: 13},
+		},
+		{
+			// RFC 3315 section 17.2.2, RFC 8415 section 18.3.9: no IA, no
+			// address in a Request either: only NoAddrsAvail and the IDs.
+			name: "solicit without IA_NA",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 0, bootORO6, vcPXE6, ipxeUC6),
+			want: &summary6{Type: "ADVERTISE", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		{
+			name: "rapid-commit solicit without IA_NA",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 0, ipxeUC6, dhcpv6.WithRapidCommit),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, RapidCommit: true, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		{
+			name: "solicit with only an IA_PD",
+			req: msg6(dhcpv6.MessageTypeSolicit, llt6, 0, dhcpv6.WithOption(&dhcpv6.OptIAPD{IaId: [4]byte{0, 0, 0, 1}}),
+				dhcpv6.WithRapidCommit),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, RapidCommit: true, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		// RFC 8415 section 16.12: an Information-request with an IA
+		// option is discarded.
+		{
+			name: "information request with an IA_NA",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 1, ipxeUC6),
+		},
+		{
+			name: "information request with an IA_TA",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6, dhcpv6.WithOption(&dhcpv6.OptIATA{IaId: [4]byte{0, 0, 0, 1}})),
+		},
+		{
+			name: "information request with an IA_PD",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6, dhcpv6.WithOption(&dhcpv6.OptIAPD{IaId: [4]byte{0, 0, 0, 1}})),
 		},
 		{
 			name: "a server's message",
@@ -711,5 +751,52 @@ func TestServer6RelayedMAC(t *testing.T) {
 				t.Errorf("MAC %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestServer6ReleaseDecline: a Release or Decline ends the bindings it
+// names and answers NoBinding in each IA the server holds no binding for
+// (RFC 8415 sections 18.3.7, 18.3.8), nothing in the others; a Decline
+// takes out of the pool only an address the IA held.
+func TestServer6ReleaseDecline(t *testing.T) {
+	s, _ := newServer6(t, policy6)
+	ask := func(m *dhcpv6.Message) string {
+		t.Helper()
+		reply, _ := handle6(s, m.ToBytes(), peer6)
+		if reply == nil {
+			return "no reply"
+		}
+		sum := summarize6(m, reply)
+		return fmt.Sprint(sum.IAs, " ", sum.Status)
+	}
+	withIA := func(iaid byte, addr string) dhcpv6.Modifier {
+		return func(d dhcpv6.DHCPv6) {
+			ia := &dhcpv6.OptIANA{IaId: [4]byte{0, 0, 0, iaid}}
+			ia.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP(addr)})
+			d.AddOption(ia)
+		}
+	}
+	rapid := msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(1), withIANA6(2), dhcpv6.WithRapidCommit)
+	for i, st := range []struct {
+		m    *dhcpv6.Message
+		want string
+	}{
+		{rapid, "[2001:db8::100 1h0m0s T1=30m0s 2001:db8::101 1h0m0s T1=30m0s] "},
+		// IA 1 released, IA 3 unknown.
+		{msg6(dhcpv6.MessageTypeRelease, llt6, 0, withServerID6(ourID6), withIA(1, "2001:db8::100"), withIA(3, "2001:db8::102")), "[NoBinding] Success"},
+		// Released already.
+		{msg6(dhcpv6.MessageTypeRelease, llt6, 0, withServerID6(ourID6), withIA(1, "2001:db8::100")), "[NoBinding] Success"},
+		// An address the IA does not hold: not declined.
+		{msg6(dhcpv6.MessageTypeDecline, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::102")), "[] Success"},
+		{msg6(dhcpv6.MessageTypeSolicit, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}}, 0,
+			withIANA6(5), withIANA6(6)), "[2001:db8::100 1h0m0s T1=30m0s 2001:db8::102 1h0m0s T1=30m0s] "},
+		{msg6(dhcpv6.MessageTypeDecline, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::101")), "[] Success"},
+		// ::101 is out of the pool now; the IA's binding is gone.
+		{msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(2), withIANA6(4)), "[NoAddrsAvail NoAddrsAvail] "},
+		{msg6(dhcpv6.MessageTypeRenew, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::101")), "[NoBinding] "},
+	} {
+		if got := ask(st.m); got != st.want {
+			t.Errorf("step %d (%s): %s, want %s", i, st.m.Type(), got, st.want)
+		}
 	}
 }
