@@ -38,9 +38,10 @@ type DHCPv6Options struct {
 
 // ServeDHCPv6 is overboot's DHCPv6 server (dhcp.Server6) for an isolated
 // network: addresses from o's pool to any client, leases kept in the
-// state store across restarts (one per DUID and IAID), and the boot answers of ProxyDHCP over IPv6 (RFC 5970 option 59): iPXE
-// gets URL/boot.ipxe, a UEFI HTTP Boot client URL/boot/ipxe.efi, a UEFI
-// PXE client tftp://[ServerIP]/ipxe.efi. conn is the interface's port 547
+// state store across restarts (one per DUID and IAID), and the boot
+// answers of ProxyDHCP over IPv6 (RFC 5970 option 59): iPXE gets
+// URL/boot.ipxe, a UEFI HTTP Boot client URL/boot/ipxe.efi, a UEFI PXE
+// client tftp://[ServerIP]/ipxe.efi. conn is the interface's port 547
 // (dhcp.ListenInterface6). The network's router advertisements (the M
 // flag, the /64 on-link) are someone else's: radvd, dnsmasq, a router.
 func (s *Server) ServeDHCPv6(ctx context.Context, conn net.PacketConn, o DHCPv6Options) error {

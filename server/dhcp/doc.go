@@ -48,8 +48,8 @@
 // Not done: Full does not ping or ARP an address before offering it
 // (RFC 2131 section 2.2 suggests it): an address some other host took
 // by hand is offered anyway, and the client's DHCPDECLINE then takes it
-// out of the pool for ten minutes, a mark kept in memory only (Server6's
-// too). Server6 answers relayed messages (Relay-forward, RFC 8415
+// out of the pool for ten minutes, a mark kept in memory only (so are
+// Server6's declined addresses). Server6 answers relayed messages (Relay-forward, RFC 8415
 // section 19) with a Relay-reply, but from its one pool: a client whose
 // closest relay names a link outside the pool's /64 gets no address. It
 // answers no IA_TA or IA_PD, and has no ProxyDHCP mode beside a site's
