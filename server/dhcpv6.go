@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/server/dhcp"
+	"github.com/overboot/overboot/server/state"
 )
 
 // DHCPv6Options set overboot's DHCPv6 server on one interface. The
@@ -35,10 +37,11 @@ type DHCPv6Options struct {
 }
 
 // ServeDHCPv6 is overboot's DHCPv6 server (dhcp.Server6) for an isolated
-// network: addresses from o's pool to any client, leases in memory only,
-// and the boot answers of ProxyDHCP over IPv6 (RFC 5970 option 59): iPXE
-// gets URL/boot.ipxe, a UEFI HTTP Boot client URL/boot/ipxe.efi, a UEFI
-// PXE client tftp://[ServerIP]/ipxe.efi. conn is the interface's port 547
+// network: addresses from o's pool to any client, leases kept in the
+// state store across restarts (one per DUID and IAID), and the boot
+// answers of ProxyDHCP over IPv6 (RFC 5970 option 59): iPXE gets
+// URL/boot.ipxe, a UEFI HTTP Boot client URL/boot/ipxe.efi, a UEFI PXE
+// client tftp://[ServerIP]/ipxe.efi. conn is the interface's port 547
 // (dhcp.ListenInterface6). The network's router advertisements (the M
 // flag, the /64 on-link) are someone else's: radvd, dnsmasq, a router.
 func (s *Server) ServeDHCPv6(ctx context.Context, conn net.PacketConn, o DHCPv6Options) error {
@@ -61,9 +64,67 @@ func (s *Server) ServeDHCPv6(ctx context.Context, conn net.PacketConn, o DHCPv6O
 		})
 	}
 	srv, err := dhcp.NewServer6(dhcp.Config6{Interface: o.Interface, ServerIP: o.ServerIP, HardwareAddr: o.HardwareAddr,
-		Start: o.Start, End: o.End, LeaseTime: o.LeaseTime, DNS: o.DNS}, b, s.log)
+		Start: o.Start, End: o.End, LeaseTime: o.LeaseTime, DNS: o.DNS, Leases: leaseStore6{s}}, b, s.log)
 	if err != nil {
 		return fmt.Errorf("dhcpv6: %w", err)
 	}
 	return srv.Serve(ctx, conn)
+}
+
+// leaseStore6 keeps the DHCPv6 server's leases in the state store.
+type leaseStore6 struct{ s *Server }
+
+func (l leaseStore6) Get(duid []byte, iaid uint32) (dhcp.Lease6, bool, error) {
+	sl, ok, err := l.s.db.Lease6(context.Background(), hex.EncodeToString(duid), iaid)
+	if !ok || err != nil {
+		return dhcp.Lease6{}, ok, err
+	}
+	d, err := toLease6(sl)
+	return d, err == nil, err
+}
+
+func (l leaseStore6) Put(d dhcp.Lease6) error {
+	sl := state.Lease6{DUID: hex.EncodeToString(d.DUID), IAID: d.IAID, IP: d.IP.String(), Expires: d.Expires}
+	if len(d.MAC) > 0 {
+		sl.MAC = d.MAC.String()
+	}
+	return l.s.db.PutLease6(context.Background(), sl)
+}
+
+func (l leaseStore6) Delete(duid []byte, iaid uint32) error {
+	return l.s.db.DeleteLease6(context.Background(), hex.EncodeToString(duid), iaid)
+}
+
+func (l leaseStore6) All() ([]dhcp.Lease6, error) {
+	sls, err := l.s.db.Leases6(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dhcp.Lease6, 0, len(sls))
+	for _, sl := range sls {
+		d, err := toLease6(sl)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func toLease6(sl state.Lease6) (dhcp.Lease6, error) {
+	duid, err := hex.DecodeString(sl.DUID)
+	if err != nil {
+		return dhcp.Lease6{}, fmt.Errorf("lease DUID %q: %w", sl.DUID, err)
+	}
+	ip, err := netip.ParseAddr(sl.IP)
+	if err != nil {
+		return dhcp.Lease6{}, err
+	}
+	d := dhcp.Lease6{DUID: duid, IAID: sl.IAID, IP: ip, Expires: sl.Expires}
+	if sl.MAC != "" {
+		if d.MAC, err = net.ParseMAC(sl.MAC); err != nil {
+			return dhcp.Lease6{}, err
+		}
+	}
+	return d, nil
 }

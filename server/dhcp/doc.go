@@ -38,12 +38,14 @@
 //
 // And for IPv6, Server6 (RFC 8415 DHCPv6, RFC 5970 network boot
 // options) on an isolated network: addresses from a pool in one /64
-// (IA_NA, leases in memory only), and to boot clients option 59, the boot
-// file URL, from the same Booter: iPXE (user class option 15 "iPXE") the
-// script, a UEFI HTTP Boot client (option 16 "HTTPClient", option 61
-// arch 16) an http URL with option 16 "HTTPClient" back, a UEFI PXE
-// client a tftp://[server]/file URL. It sends no router advertisements:
-// the network's router must (M flag, the /64 on-link).
+// (IA_NA; an address is one DUID and IAID's at a time; leases kept
+// through the Leases6 interface, MemLeases6 in memory, the server backs
+// it with its store), and to boot clients option 59, the boot file URL,
+// from the same Booter: iPXE (user class option 15 "iPXE") the script, a
+// UEFI HTTP Boot client (option 16 "HTTPClient", option 61 arch 16) an
+// http URL with option 16 "HTTPClient" back, a UEFI PXE client a
+// tftp://[server]/file URL. It sends no router advertisements: the
+// network's router must (M flag, the /64 on-link).
 //
 // The caller opens the sockets: ListenInterface (Linux) binds a broadcast
 // socket to one interface (SO_BINDTODEVICE), ListenInterface6 an IPv6
@@ -57,12 +59,14 @@
 // (RFC 2131 section 2.2 suggests it): an address some other host took
 // by hand is offered anyway, and the client's DHCPDECLINE then takes it
 // out of the pool for ten minutes, a mark kept in Leases (a restart
-// keeps it). Clients that go through the whole exchange from made-up
-// MACs still take an address each for a lease time: DHCP cannot tell
-// them from real ones. Server6
-// keeps its leases in memory (a restart forgets them), ignores relayed
-// messages (Relay-forward), answers no IA_TA or IA_PD, and has no
-// ProxyDHCP mode beside a site's DHCPv6 server. No option overload
-// (RFC 2131 option 52), no failover between servers, no relay-agent
-// specific policy (option 82 is echoed, nothing more).
+// keeps it; Server6's declined addresses are kept in memory only).
+// Clients that go through the whole exchange from made-up MACs still
+// take an address each for a lease time: DHCP cannot tell them from
+// real ones. Server6 answers relayed messages (Relay-forward, RFC 8415
+// section 19) with a Relay-reply, but from its one pool: a client whose
+// closest relay names a link outside the pool's /64 gets no address. It
+// answers no IA_TA or IA_PD, and has no ProxyDHCP mode beside a site's
+// DHCPv6 server. No option overload (RFC 2131 option 52), no failover
+// between servers, no relay-agent specific policy (option 82 is echoed,
+// nothing more).
 package dhcp

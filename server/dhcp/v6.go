@@ -3,6 +3,7 @@ package dhcp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,10 +47,18 @@ type Config6 struct {
 	LeaseTime time.Duration
 	// DNS servers (option 23, RFC 3646), if any.
 	DNS []netip.Addr
+	// Leases keeps the leases; nil means a MemLeases6 of the server's
+	// own (a restart forgets them). The server backs it with its state
+	// store.
+	Leases Leases6
 }
 
 // maxPool6 bounds the pool: an allocation walks it.
 const maxPool6 = 1 << 16
+
+// maxIAs6 bounds the IA_NAs of one message that get an address: one
+// message cannot take the pool. Those after it get NoAddrsAvail.
+const maxIAs6 = 16
 
 // declineHold6 is how long an address a client declined (someone else
 // has it) stays out of the pool.
@@ -60,43 +69,41 @@ const declineHold6 = 10 * time.Minute
 const offerHold6 = 2 * time.Minute
 
 // Server6 is a DHCPv6 server (RFC 8415) for network boot on an isolated
-// network: it gives addresses from a pool (IA_NA; leases in memory) to
-// any client, and to network boot clients the boot file URL (option 59,
-// RFC 5970) that Booter gives them: iPXE (user class "iPXE") its script,
-// a UEFI HTTP Boot client (vendor class HTTPClient, arch 16) an http URL
-// of an EFI iPXE, a UEFI PXE client a tftp:// URL. It answers
-// Information-requests (stateless DHCPv6) with the same boot options.
-// The network's router advertisements must say "managed" (M flag) for
-// clients to ask for addresses, and carry the pool's /64 as on-link:
-// this server sends no router advertisements.
+// network: it gives addresses from a pool (IA_NA; leases kept through
+// Leases6) to any client, and to network boot clients the boot file URL
+// (option 59, RFC 5970) that Booter gives them: iPXE (user class "iPXE")
+// its script, a UEFI HTTP Boot client (vendor class HTTPClient, arch 16)
+// an http URL of an EFI iPXE, a UEFI PXE client a tftp:// URL. It
+// answers Information-requests (stateless DHCPv6) with the same boot
+// options. The network's router advertisements must say "managed" (M
+// flag) for clients to ask for addresses, and carry the pool's /64 as
+// on-link: this server sends no router advertisements. Relay agents may
+// forward clients' messages from the pool's link (Relay-forward, RFC
+// 8415 section 19).
+//
+// An address belongs to one identity association, a (DUID, IAID), at a
+// time: a client's two IA_NAs, or two interfaces sharing one host-wide
+// DUID, get two addresses. One machine keeps one address from firmware
+// to booted system, as with DHCPv4, where leases go by hardware address:
+// its firmware, iPXE, the agent and the booted system may each send their
+// own DUID (iPXE's is the SMBIOS UUID), and the boot document's token is
+// bound to the address iPXE had. So an IA new to the server from a known
+// hardware address under another DUID takes that address over: its
+// lease moves to the new (DUID, IAID), and the old IA holds it no more.
 type Server6 struct {
 	cfg      Config6
 	serverID dhcpv6.DUID
 	booter   Booter
 	log      *slog.Logger
 	now      func() time.Time
+	leases   Leases6
 
-	mu       sync.Mutex // guards leases, byAddr and declined
-	leases   map[bindingKey]binding6
-	byAddr   map[netip.Addr]bindingKey
+	mu       sync.Mutex // guards declined, and the leases: one message's bindings at a time
 	declined map[netip.Addr]time.Time
 }
 
-// bindingKey names one identity association of one client (RFC 8415
-// section 12): its DUID and the IA's IAID.
-type bindingKey struct {
-	duid string // DUID bytes
-	iaid [4]byte
-}
-
-type binding6 struct {
-	addr    netip.Addr
-	expires time.Time
-	mac     string // the client's hardware address, when known
-}
-
-// NewServer6 checks cfg and returns a server with no leases. log nil
-// means no log.
+// NewServer6 checks cfg and returns a server with the leases of
+// cfg.Leases. log nil means no log.
 func NewServer6(cfg Config6, b Booter, log *slog.Logger) (*Server6, error) {
 	if b == nil {
 		return nil, errors.New("dhcpv6: no Booter")
@@ -127,14 +134,17 @@ func NewServer6(cfg Config6, b Booter, log *slog.Logger) (*Server6, error) {
 	if cfg.LeaseTime <= 0 {
 		cfg.LeaseTime = time.Hour
 	}
+	leases := cfg.Leases
+	if leases == nil {
+		leases = &MemLeases6{}
+	}
 	return &Server6{
 		cfg:      cfg,
 		serverID: &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: slices.Clone(cfg.HardwareAddr)},
 		booter:   b,
 		log:      discardIfNil(log),
 		now:      time.Now,
-		leases:   map[bindingKey]binding6{},
-		byAddr:   map[netip.Addr]bindingKey{},
+		leases:   leases,
 		declined: map[netip.Addr]time.Time{},
 	}, nil
 }
@@ -169,37 +179,129 @@ func (s *Server6) Serve(ctx context.Context, conn net.PacketConn) error {
 }
 
 // Handle answers one datagram b from peer: the reply and where it goes
-// (back to peer, the client's link-local address and port 546), or nil.
-func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv6.Message, *net.UDPAddr) {
+// (back to peer: the client's link-local address and port 546, or the
+// relay agent's address and port), or nil. A Relay-forward (RFC 8415
+// section 19), however deeply nested, gets a Relay-reply with the answer
+// to the client message inside.
+func (s *Server6) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (dhcpv6.DHCPv6, *net.UDPAddr) {
 	d, err := dhcpv6.FromBytes(b)
 	if err != nil {
 		s.log.Debug("dhcpv6 ignored a malformed packet", "peer", peer, "len", len(b), "err", err)
 		return nil, nil
 	}
-	if d.IsRelay() {
-		s.log.Debug("dhcpv6 ignored a relayed packet: relays are not supported", "peer", peer)
-		return nil, nil
+	var relays []*dhcpv6.RelayMessage
+	for d.IsRelay() {
+		r, ok := d.(*dhcpv6.RelayMessage)
+		if !ok || r.Type() != dhcpv6.MessageTypeRelayForward {
+			s.log.Debug("dhcpv6 ignored a relay message that is not a Relay-forward", "peer", peer, "type", d.Type())
+			return nil, nil
+		}
+		if len(relays) == maxRelays6 {
+			s.log.Debug("dhcpv6 ignored a Relay-forward nested too deep", "peer", peer, "relays", len(relays))
+			return nil, nil
+		}
+		relays = append(relays, r)
+		if d = r.Options.RelayMessage(); d == nil {
+			s.log.Debug("dhcpv6 ignored a Relay-forward without a message", "peer", peer)
+			return nil, nil
+		}
 	}
 	m, ok := d.(*dhcpv6.Message)
 	if !ok {
 		return nil, nil
 	}
-	reply, err := s.reply(ctx, m, peer)
+	c := s.client(m, peer, relays)
+	reply, err := s.reply(ctx, m, c)
+	if errors.Is(err, errNotForUs) {
+		s.log.Debug("dhcpv6 not answering", "type", m.Type(), "peer", peer, "relays", len(relays), "err", err)
+		return nil, nil
+	}
 	if err != nil {
-		s.log.Debug("dhcpv6 not answering", "type", m.Type(), "peer", peer, "err", err)
+		s.log.Warn("dhcpv6 not answering: leases unavailable", "type", m.Type(), "peer", peer, "err", err)
 		return nil, nil
 	}
 	if reply == nil {
 		return nil, nil
 	}
+	if len(relays) > 0 {
+		return relayReply6(relays, reply), peer
+	}
 	return reply, peer
+}
+
+// maxRelays6 bounds the Relay-forwards around one message: relays add
+// one while the hop count is below HOP_COUNT_LIMIT, 8 (RFC 8415 sections
+// 7.6 and 19.1.1), so at most 9 come from conforming relays.
+const maxRelays6 = 9
+
+// client6 is what the server knows of a client beyond its message.
+type client6 struct {
+	// peer is the client's address: the datagram's source, or the
+	// peer-address of the relay closest to the client.
+	peer *net.UDPAddr
+	// mac is its hardware address, when known (clientMAC, or the Client
+	// Link-Layer Address option of the relay closest to it).
+	mac net.HardwareAddr
+	// offLink is set when the relay closest to the client names a link
+	// (its link-address, RFC 8415 section 19.1.1) outside the pool's
+	// /64: the pool's addresses are no use there.
+	offLink bool
+}
+
+// client finds out about the client of m, received from peer through
+// relays (outermost first).
+func (s *Server6) client(m *dhcpv6.Message, peer *net.UDPAddr, relays []*dhcpv6.RelayMessage) client6 {
+	cid := m.Options.ClientID()
+	if len(relays) == 0 {
+		return client6{peer: peer, mac: clientMAC(cid, peer)}
+	}
+	r := relays[len(relays)-1]
+	c := client6{peer: &net.UDPAddr{IP: r.PeerAddr}}
+	c.mac = clientMAC(cid, nil)
+	if c.mac == nil {
+		if ht, lla := r.Options.ClientLinkLayerAddress(); ht == iana.HWTypeEthernet && len(lla) == 6 {
+			c.mac = slices.Clone(lla)
+		}
+	}
+	if c.mac == nil {
+		c.mac = clientMAC(cid, c.peer)
+	}
+	if link, ok := netip.AddrFromSlice(r.LinkAddr); ok {
+		link = link.Unmap()
+		global := link.IsGlobalUnicast() && !link.IsLinkLocalUnicast()
+		c.offLink = global && !netip.PrefixFrom(s.cfg.Start, 64).Masked().Contains(link)
+	}
+	return c
+}
+
+// relayReply6 wraps reply in a Relay-reply for each Relay-forward of
+// relays (outermost first), each with the hop count, link-address and
+// peer-address of its Relay-forward, and its Interface-ID option (RFC
+// 8415 sections 19.3 and 21.18) and Relay Source Port option (RFC 8357)
+// when it had them.
+func relayReply6(relays []*dhcpv6.RelayMessage, reply *dhcpv6.Message) *dhcpv6.RelayMessage {
+	var inner dhcpv6.DHCPv6 = reply
+	var out *dhcpv6.RelayMessage
+	for i := len(relays) - 1; i >= 0; i-- {
+		f := relays[i]
+		out = &dhcpv6.RelayMessage{MessageType: dhcpv6.MessageTypeRelayReply, HopCount: f.HopCount,
+			LinkAddr: slices.Clone(f.LinkAddr), PeerAddr: slices.Clone(f.PeerAddr)}
+		for _, code := range []dhcpv6.OptionCode{dhcpv6.OptionInterfaceID, dhcpv6.OptionRelayPort} {
+			if o := f.GetOneOption(code); o != nil {
+				out.AddOption(o)
+			}
+		}
+		out.AddOption(dhcpv6.OptRelayMessage(inner))
+		inner = out
+	}
+	return out
 }
 
 // errNotForUs marks messages this server must not answer: another
 // server's, or malformed for their type (RFC 8415 section 16).
 var errNotForUs = errors.New("not for this server")
 
-func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAddr) (*dhcpv6.Message, error) {
+func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, c client6) (*dhcpv6.Message, error) {
 	cid := m.Options.ClientID()
 	sid := m.Options.ServerID()
 	ours := sid != nil && sid.Equal(s.serverID)
@@ -213,7 +315,9 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 			return nil, fmt.Errorf("%s with no client ID or for another server (%v): %w", t, sid, errNotForUs)
 		}
 	case dhcpv6.MessageTypeInformationRequest:
-		if sid != nil && !ours || m.Options.OneIANA() != nil {
+		// RFC 8415 section 16.12: discarded when it carries an IA option.
+		hasIA := m.GetOneOption(dhcpv6.OptionIANA) != nil || m.GetOneOption(dhcpv6.OptionIATA) != nil || m.GetOneOption(dhcpv6.OptionIAPD) != nil
+		if sid != nil && !ours || hasIA {
 			return nil, fmt.Errorf("%s for another server or with an IA: %w", t, errNotForUs)
 		}
 	default:
@@ -230,9 +334,23 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 	}
 	out.AddOption(dhcpv6.OptServerID(s.serverID))
 
+	mac := c.mac
 	var ips []string
 	switch m.Type() {
 	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
+		if m.Type() == dhcpv6.MessageTypeSolicit && len(m.Options.IANA()) == 0 {
+			// No IA_NA (this server gives nothing else): its Request
+			// would get no address either, so, as RFC 3315 section
+			// 17.2.2 says (RFC 8415 section 18.3.9 keeps it for a client
+			// that gets no address in any IA), only NoAddrsAvail and the
+			// IDs. RFC 8415 section 18.2.9: the client ignores such an
+			// Advertise.
+			if typ == dhcpv6.MessageTypeReply {
+				out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
+			}
+			out.AddOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoAddrsAvail, StatusMessage: "no IA_NA: this server gives addresses only"})
+			return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
+		}
 		if typ == dhcpv6.MessageTypeAdvertise {
 			// RFC 8415 section 18.2.1: 255 makes the client take this
 			// advertise at once rather than wait for others.
@@ -240,8 +358,11 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 		} else if m.Type() == dhcpv6.MessageTypeSolicit {
 			out.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
 		}
-		for _, ia := range m.Options.IANA() {
-			o := s.bind(m.Type(), typ, cid, clientMAC(cid, peer), ia)
+		ias, err := s.bindAll(m.Type(), typ, cid, c, m.Options.IANA())
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range ias {
 			out.AddOption(o)
 			if a := o.Options.OneAddress(); a != nil {
 				ips = append(ips, a.IPv6Addr.String())
@@ -255,11 +376,17 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 			return nil, fmt.Errorf("confirm without addresses: %w", errNotForUs)
 		}
 		out.AddOption(status)
-		return s.logged(m, out, Request{MAC: clientMAC(cid, peer)}, Answer{}, ips), nil
+		return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
 	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
-		s.release(m.Type(), cid, m.Options.IANA())
+		unknown, err := s.release(m.Type(), cid, m.Options.IANA())
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range unknown {
+			out.AddOption(o)
+		}
 		out.AddOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess})
-		return s.logged(m, out, Request{MAC: clientMAC(cid, peer)}, Answer{}, ips), nil
+		return s.logged(m, out, Request{MAC: mac}, Answer{}, ips), nil
 	}
 
 	if len(s.cfg.DNS) > 0 {
@@ -270,7 +397,8 @@ func (s *Server6) reply(ctx context.Context, m *dhcpv6.Message, peer *net.UDPAdd
 		out.AddOption(dhcpv6.OptDNS(dns...))
 	}
 
-	r, err := parseRequest6(m, peer, s.cfg.Interface)
+	r, err := parseRequest6(m, c.peer, s.cfg.Interface)
+	r.MAC = mac
 	if err != nil {
 		// Not a network boot client: the address alone.
 		s.log.Debug("dhcpv6 no boot answer", "mac", r.MAC.String(), "err", err)
@@ -306,80 +434,138 @@ func (s *Server6) logged(m, out *dhcpv6.Message, r Request, a Answer, ips []stri
 	return out
 }
 
+// bindAll answers the IA_NAs ias of one message of type req from client
+// cid (c) with a reply of type reply: an IA_NA for each, with its address
+// or a status (bind). The error is the store's.
+func (s *Server6) bindAll(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, c client6, ias []*dhcpv6.OptIANA) ([]*dhcpv6.OptIANA, error) {
+	if len(ias) == 0 {
+		return nil, nil
+	}
+	if c.offLink {
+		out := make([]*dhcpv6.OptIANA, len(ias))
+		for i, ia := range ias {
+			if req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind {
+				out[i] = iaStatus6(ia.IaId, iana.StatusNoBinding, "no binding on this link")
+			} else {
+				out[i] = iaStatus6(ia.IaId, iana.StatusNoAddrsAvail, "no address pool for this link")
+			}
+		}
+		return out, nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := loadLeases6(s.leases)
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	out := make([]*dhcpv6.OptIANA, 0, len(ias))
+	for i, ia := range ias {
+		if i >= maxIAs6 {
+			out = append(out, iaStatus6(ia.IaId, iana.StatusNoAddrsAvail, "too many IA_NAs in one message"))
+			continue
+		}
+		o, err := s.bind(v, req, reply, cid, c.mac, ia, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func iaStatus6(iaid [4]byte, code iana.StatusCode, msg string) *dhcpv6.OptIANA {
+	o := &dhcpv6.OptIANA{IaId: iaid}
+	o.Options.Add(&dhcpv6.OptStatusCode{StatusCode: code, StatusMessage: msg})
+	return o
+}
+
+func iaKeyOf(cid dhcpv6.DUID, iaid [4]byte) iaKey6 {
+	return iaKey6{duid: string(cid.ToBytes()), iaid: binary.BigEndian.Uint32(iaid[:])}
+}
+
 // bind gives the IA ia of client cid an address, or says why not, in an
 // IA_NA for the reply. A Solicit's address is held for offerHold6, a
 // Request's (or a rapid-commit Solicit's), a Renew's and a Rebind's for
-// the lease time.
-//
-// One machine keeps one address from firmware to booted system, as with
-// DHCPv4, where leases go by hardware address: its firmware, iPXE, the
-// agent and the booted system each send their own DUID (iPXE's is the
-// SMBIOS UUID), and the boot document's token is bound to the address
-// iPXE had. So an IA new to us from a known hardware address takes over
-// that address's binding.
-func (s *Server6) bind(req, reply dhcpv6.MessageType, cid dhcpv6.DUID, mac net.HardwareAddr, ia *dhcpv6.OptIANA) *dhcpv6.OptIANA {
+// the lease time. An IA new to v from a hardware address whose lease is
+// another DUID's takes that lease over (see Server6). s.mu is held.
+func (s *Server6) bind(v *leaseView6, req, reply dhcpv6.MessageType, cid dhcpv6.DUID, mac net.HardwareAddr, ia *dhcpv6.OptIANA, now time.Time) (*dhcpv6.OptIANA, error) {
 	lt := s.cfg.LeaseTime
-	out := &dhcpv6.OptIANA{IaId: ia.IaId}
-	key := bindingKey{duid: string(cid.ToBytes()), iaid: ia.IaId}
+	key := iaKeyOf(cid, ia.IaId)
+	renew := req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind
 	var hint netip.Addr
 	if a := ia.Options.OneAddress(); a != nil {
 		hint, _ = netip.AddrFromSlice(a.IPv6Addr)
 		hint = hint.Unmap()
 	}
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.leases[key]; !ok && len(mac) > 0 {
-		for k, b := range s.leases {
-			if b.mac == mac.String() {
-				delete(s.leases, k)
-				s.leases[key] = b
-				s.byAddr[b.addr] = key
-				break
+	if _, ok := v.byKey[key]; !ok && len(mac) > 0 {
+		if l, ok := s.machineLease(v, key, mac); ok {
+			// Put replaces the other IA's lease of the address.
+			l.DUID, l.IAID, l.MAC = []byte(key.duid), key.iaid, slices.Clone(mac)
+			if err := v.put(l); err != nil {
+				return nil, fmt.Errorf("move lease of %v: %w", l.IP, err)
 			}
 		}
 	}
-	addr, ok := s.pick(key, hint, now, req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind)
+	addr, ok := s.pick(v, key, hint, now, renew)
 	if !ok {
-		code, msg := iana.StatusNoAddrsAvail, "no address free in the pool"
-		if req == dhcpv6.MessageTypeRenew || req == dhcpv6.MessageTypeRebind {
-			code, msg = iana.StatusNoBinding, "no binding for this IA"
+		if renew {
+			return iaStatus6(ia.IaId, iana.StatusNoBinding, "no binding for this IA"), nil
 		}
-		out.Options.Add(&dhcpv6.OptStatusCode{StatusCode: code, StatusMessage: msg})
-		return out
+		return iaStatus6(ia.IaId, iana.StatusNoAddrsAvail, "no address free in the pool"), nil
 	}
 	hold := lt
+	prev, had := v.byKey[key]
 	if reply == dhcpv6.MessageTypeAdvertise {
 		hold = offerHold6
-		if b, ok := s.leases[key]; ok && b.addr == addr && b.expires.After(now.Add(hold)) {
-			hold = b.expires.Sub(now)
+		if had && prev.IP == addr && prev.Expires.After(now.Add(hold)) {
+			hold = prev.Expires.Sub(now)
 		}
 	}
-	if old, ok := s.leases[key]; ok && old.addr != addr {
-		delete(s.byAddr, old.addr)
+	l := Lease6{DUID: []byte(key.duid), IAID: key.iaid, IP: addr, Expires: now.Add(hold), MAC: slices.Clone(mac)}
+	if len(l.MAC) == 0 && had {
+		l.MAC = prev.MAC
 	}
-	s.leases[key] = binding6{addr: addr, expires: now.Add(hold), mac: mac.String()}
-	s.byAddr[addr] = key
-	out.T1, out.T2 = lt/2, lt*4/5
+	if err := v.put(l); err != nil {
+		return nil, fmt.Errorf("lease %v: %w", addr, err)
+	}
+	out := &dhcpv6.OptIANA{IaId: ia.IaId, T1: lt / 2, T2: lt * 4 / 5}
 	out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: addr.AsSlice(), PreferredLifetime: lt, ValidLifetime: lt})
-	return out
+	return out, nil
 }
 
-// pick chooses key's address: its binding's, else the client's hint when
+// machineLease is the lease a new IA key from hardware address mac takes
+// over: one of mac's under another DUID (a previous boot stage's), in
+// the pool; the latest to expire. s.mu is held.
+func (s *Server6) machineLease(v *leaseView6, key iaKey6, mac net.HardwareAddr) (Lease6, bool) {
+	var best Lease6
+	found := false
+	for k, l := range v.byKey {
+		if k.duid == key.duid || !bytes.Equal(l.MAC, mac) || !s.inPool(l.IP) {
+			continue
+		}
+		if !found || l.Expires.After(best.Expires) || l.Expires.Equal(best.Expires) && l.IP.Less(best.IP) {
+			best, found = l, true
+		}
+	}
+	return best, found
+}
+
+// pick chooses key's address: its lease's, else the client's hint when
 // free, else (unless renewing, which needs a binding or the hint) the
 // first free address of the pool. s.mu is held.
-func (s *Server6) pick(key bindingKey, hint netip.Addr, now time.Time, renew bool) (netip.Addr, bool) {
-	if b, ok := s.leases[key]; ok && (b.expires.After(now) || s.free(b.addr, key, now)) {
-		return b.addr, true
+func (s *Server6) pick(v *leaseView6, key iaKey6, hint netip.Addr, now time.Time, renew bool) (netip.Addr, bool) {
+	if l, ok := v.byKey[key]; ok && s.inPool(l.IP) && s.free(v, l.IP, key, now) {
+		return l.IP, true
 	}
-	if hint.IsValid() && s.inPool(hint) && s.free(hint, key, now) {
+	if hint.IsValid() && s.inPool(hint) && s.free(v, hint, key, now) {
 		return hint, true
 	}
 	if renew {
 		return netip.Addr{}, false
 	}
 	for a, n := s.cfg.Start, 0; n < maxPool6 && !s.cfg.End.Less(a); a, n = a.Next(), n+1 {
-		if s.free(a, key, now) {
+		if s.free(v, a, key, now) {
 			return a, true
 		}
 	}
@@ -390,45 +576,57 @@ func (s *Server6) inPool(a netip.Addr) bool {
 	return a.Is6() && !a.Less(s.cfg.Start) && !s.cfg.End.Less(a)
 }
 
-// free reports whether a may go to key: nobody else holds it unexpired
+// free reports whether a may go to key: no other IA holds it unexpired
 // and no client declined it lately. s.mu is held.
-func (s *Server6) free(a netip.Addr, key bindingKey, now time.Time) bool {
+func (s *Server6) free(v *leaseView6, a netip.Addr, key iaKey6, now time.Time) bool {
 	if until, ok := s.declined[a]; ok {
 		if now.Before(until) {
 			return false
 		}
 		delete(s.declined, a)
 	}
-	other, ok := s.byAddr[a]
+	other, ok := v.byAddr[a]
 	if !ok || other == key {
 		return true
 	}
-	return !s.leases[other].expires.After(now)
+	return !v.byKey[other].Expires.After(now)
 }
 
 // release ends the bindings of a Release, or of a Decline, whose
-// addresses then stay out of the pool for declineHold6.
-func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.OptIANA) {
+// addresses then stay out of the pool for declineHold6: an IA's lease
+// ends when the message names its address; other addresses are ignored
+// (RFC 8415 sections 18.3.7 and 18.3.8). It returns, for the reply, an
+// IA_NA with status NoBinding for each IA the server has no lease of.
+func (s *Server6) release(t dhcpv6.MessageType, cid dhcpv6.DUID, ias []*dhcpv6.OptIANA) ([]*dhcpv6.OptIANA, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var unknown []*dhcpv6.OptIANA
 	for _, ia := range ias {
-		key := bindingKey{duid: string(cid.ToBytes()), iaid: ia.IaId}
+		key := iaKeyOf(cid, ia.IaId)
+		l, ok, err := s.leases.Get([]byte(key.duid), key.iaid)
+		if err != nil {
+			return nil, fmt.Errorf("lease: %w", err)
+		}
+		if !ok {
+			unknown = append(unknown, iaStatus6(ia.IaId, iana.StatusNoBinding, "no binding for this IA"))
+			continue
+		}
 		for _, o := range ia.Options.Addresses() {
 			a, ok := netip.AddrFromSlice(o.IPv6Addr)
-			if !ok {
+			if !ok || a.Unmap() != l.IP {
 				continue
 			}
-			a = a.Unmap()
-			if t == dhcpv6.MessageTypeDecline && s.inPool(a) {
-				s.declined[a] = now.Add(declineHold6)
+			if t == dhcpv6.MessageTypeDecline && s.inPool(l.IP) {
+				s.declined[l.IP] = now.Add(declineHold6)
 			}
-			if b, ok := s.leases[key]; ok && b.addr == a {
-				delete(s.leases, key)
-				delete(s.byAddr, a)
+			if err := s.leases.Delete([]byte(key.duid), key.iaid); err != nil {
+				return nil, fmt.Errorf("end lease of %v: %w", l.IP, err)
 			}
+			break
 		}
 	}
+	return unknown, nil
 }
 
 // confirm answers a Confirm: Success when every address is in the pool's

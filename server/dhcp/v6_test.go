@@ -2,8 +2,10 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +33,14 @@ var (
 // clock stands still until the test moves it.
 func newServer6(t testing.TB, b Booter) (*Server6, *time.Time) {
 	t.Helper()
+	return newServer6With(t, b, nil)
+}
+
+// newServer6With is newServer6 with its leases in leases (nil: its own).
+func newServer6With(t testing.TB, b Booter, leases Leases6) (*Server6, *time.Time) {
+	t.Helper()
 	s, err := NewServer6(Config6{Interface: "br0", ServerIP: netip.MustParseAddr("2001:db8::1"), HardwareAddr: srvMAC6,
-		Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::102"), LeaseTime: time.Hour}, b, nil)
+		Start: netip.MustParseAddr("2001:db8::100"), End: netip.MustParseAddr("2001:db8::102"), LeaseTime: time.Hour, Leases: leases}, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +93,8 @@ type summary6 struct {
 	LastOption  int // its code
 }
 
-func summarize6(req, m *dhcpv6.Message) *summary6 {
+func summarize6(req *dhcpv6.Message, d dhcpv6.DHCPv6) *summary6 {
+	m, _ := d.(*dhcpv6.Message)
 	if m == nil {
 		return nil
 	}
@@ -209,9 +218,49 @@ func TestServer6Handle(t *testing.T) {
 			req:  msg6(dhcpv6.MessageTypeConfirm, llt6, 7),
 		},
 		{
-			name: "release",
+			// RFC 8415 section 18.3.7: Success, and NoBinding in each IA
+			// the server has no binding for.
+			name: "release of an IA the server does not hold",
 			req:  msg6(dhcpv6.MessageTypeRelease, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::100")),
-			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "Success", LastOption: 13},
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, IAs: []string{"NoBinding"}, Status: "Success", LastOption: 13},
+		},
+		{
+			// RFC 8415 section 18.3.8, the same.
+			name: "decline of an IA the server does not hold",
+			req:  msg6(dhcpv6.MessageTypeDecline, llt6, 7, withServerID6(ourID6), withAddr6("2001:db8::100")),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, IAs: []string{"NoBinding"}, Status: "Success", LastOption: 13},
+		},
+		{
+			// RFC 3315 section 17.2.2, RFC 8415 section 18.3.9: no IA, no
+			// address in a Request either: only NoAddrsAvail and the IDs.
+			name: "solicit without IA_NA",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 0, bootORO6, vcPXE6, ipxeUC6),
+			want: &summary6{Type: "ADVERTISE", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		{
+			name: "rapid-commit solicit without IA_NA",
+			req:  msg6(dhcpv6.MessageTypeSolicit, uuid6, 0, ipxeUC6, dhcpv6.WithRapidCommit),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, RapidCommit: true, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		{
+			name: "solicit with only an IA_PD",
+			req: msg6(dhcpv6.MessageTypeSolicit, llt6, 0, dhcpv6.WithOption(&dhcpv6.OptIAPD{IaId: [4]byte{0, 0, 0, 1}}),
+				dhcpv6.WithRapidCommit),
+			want: &summary6{Type: "REPLY", XIDSame: true, ClientID: true, ServerID: true, Preference: -1, RapidCommit: true, Status: "NoAddrsAvail", LastOption: 13},
+		},
+		// RFC 8415 section 16.12: an Information-request with an IA
+		// option is discarded.
+		{
+			name: "information request with an IA_NA",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 1, ipxeUC6),
+		},
+		{
+			name: "information request with an IA_TA",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6, dhcpv6.WithOption(&dhcpv6.OptIATA{IaId: [4]byte{0, 0, 0, 1}})),
+		},
+		{
+			name: "information request with an IA_PD",
+			req:  msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6, dhcpv6.WithOption(&dhcpv6.OptIAPD{IaId: [4]byte{0, 0, 0, 1}})),
 		},
 		{
 			name: "a server's message",
@@ -413,5 +462,341 @@ func TestServer6OneAddressPerMachine(t *testing.T) {
 		&net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"})
 	if other == agent {
 		t.Errorf("another machine got the same address %s", other)
+	}
+}
+
+// handle6 is s.Handle with no reply as a nil DHCPv6.
+func handle6(s *Server6, b []byte, peer *net.UDPAddr) (dhcpv6.DHCPv6, *net.UDPAddr) {
+	reply, dst := s.Handle(context.Background(), b, peer)
+	if reply == nil {
+		return nil, nil
+	}
+	return reply, dst
+}
+
+// iaAddrs6 is the address, or else the status, of each IA_NA of reply
+// (a client message; nil: "no reply").
+func iaAddrs6(reply dhcpv6.DHCPv6) []string {
+	m, ok := reply.(*dhcpv6.Message)
+	if !ok || m == nil {
+		return []string{"no reply"}
+	}
+	var out []string
+	for _, ia := range m.Options.IANA() {
+		if a := ia.Options.OneAddress(); a != nil {
+			out = append(out, a.IPv6Addr.String())
+		} else if st := ia.Options.Status(); st != nil {
+			out = append(out, st.StatusCode.String())
+		} else {
+			out = append(out, "empty IA")
+		}
+	}
+	return out
+}
+
+// withIANA6 adds an IA_NA iaid.
+func withIANA6(iaid byte) dhcpv6.Modifier {
+	return func(d dhcpv6.DHCPv6) { d.AddOption(&dhcpv6.OptIANA{IaId: [4]byte{0, 0, 0, iaid}}) }
+}
+
+// TestServer6DistinctBindings: an address belongs to one (DUID, IAID)
+// at a time. A client's two IA_NAs, and two interfaces that share one
+// host-wide DUID (each its IAID), get two addresses; what a machine's
+// next DUID takes over (TestServer6OneAddressPerMachine) is only an
+// address no other IA holds.
+func TestServer6DistinctBindings(t *testing.T) {
+	nic2 := &net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"}
+	rapid := func(duid dhcpv6.DUID, iaids ...byte) *dhcpv6.Message {
+		m := msg6(dhcpv6.MessageTypeSolicit, duid, 0, dhcpv6.WithRapidCommit)
+		for _, id := range iaids {
+			withIANA6(id)(m)
+		}
+		return m
+	}
+	type step struct {
+		m    *dhcpv6.Message
+		peer *net.UDPAddr
+		want []string
+		// later moves the clock this far first.
+		later time.Duration
+	}
+	mac2 := &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"two IA_NAs in one message", []step{
+			{m: rapid(llt6, 1, 2), peer: peer6, want: []string{"2001:db8::100", "2001:db8::101"}},
+			// Each keeps its own.
+			{m: msg6(dhcpv6.MessageTypeRenew, llt6, 0, withServerID6(ourID6), withIANA6(2), withIANA6(1)), peer: peer6,
+				want: []string{"2001:db8::101", "2001:db8::100"}},
+		}},
+		{"two IA_NAs in one advertise", []step{
+			{m: msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(1), withIANA6(2)), peer: peer6, want: []string{"2001:db8::100", "2001:db8::101"}},
+		}},
+		{"two interfaces, one host-wide DUID", []step{
+			{m: rapid(llt6, 1), peer: peer6, want: []string{"2001:db8::100"}},
+			{m: rapid(llt6, 2), peer: nic2, want: []string{"2001:db8::101"}},
+			// The first interface's IA still holds its address.
+			{m: msg6(dhcpv6.MessageTypeRenew, llt6, 1, withServerID6(ourID6), withAddr6("2001:db8::100")), peer: peer6,
+				want: []string{"2001:db8::100"}},
+		}},
+		{"the next DUID of a machine does not take an address someone else took since", []step{
+			{m: rapid(llt6, 1), peer: peer6, want: []string{"2001:db8::100"}},
+			// llt6's lease lapses; another client gets ::100.
+			{m: rapid(mac2, 1), peer: nic2, want: []string{"2001:db8::100"}, later: 2 * time.Hour},
+			// iPXE on llt6's NIC (its MAC from the link-local address).
+			{m: rapid(uuid6, 1), peer: peer6, want: []string{"2001:db8::101"}},
+			{m: msg6(dhcpv6.MessageTypeRenew, mac2, 1, withServerID6(ourID6), withAddr6("2001:db8::100")), peer: nic2,
+				want: []string{"2001:db8::100"}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, now := newServer6(t, policy6)
+			for i, st := range tc.steps {
+				*now = now.Add(st.later)
+				reply, _ := handle6(s, st.m.ToBytes(), st.peer)
+				if got := iaAddrs6(reply); !slices.Equal(got, st.want) {
+					t.Errorf("step %d (%s): %v, want %v", i, st.m.Type(), got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// TestServer6LeasesOutliveServer: a server started again over the same
+// Leases6 (the state store, in the server) knows what the first gave:
+// another client does not get a held address, its holder renews it, and
+// an expired lease's address is free.
+func TestServer6LeasesOutliveServer(t *testing.T) {
+	leases := &MemLeases6{}
+	s, now := newServer6With(t, policy6, leases)
+	rapid := msg6(dhcpv6.MessageTypeSolicit, llt6, 1, dhcpv6.WithRapidCommit)
+	if reply, _ := handle6(s, rapid.ToBytes(), peer6); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Fatalf("first server: %v", iaAddrs6(reply))
+	}
+	s2, now2 := newServer6With(t, policy6, leases)
+	*now2 = now.Add(time.Minute)
+	other := msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, dhcpv6.WithRapidCommit)
+	nic2 := &net.UDPAddr{IP: net.ParseIP("fe80::5054:ff:fe0c:a"), Port: 546, Zone: "br0"}
+	if reply, _ := handle6(s2, other.ToBytes(), nic2); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::101"}) {
+		t.Errorf("another client, second server: %v", iaAddrs6(reply))
+	}
+	renew := msg6(dhcpv6.MessageTypeRenew, llt6, 1, withServerID6(ourID6), withAddr6("2001:db8::100"))
+	if reply, _ := handle6(s2, renew.ToBytes(), peer6); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Errorf("the holder's renew, second server: %v", iaAddrs6(reply))
+	}
+	all, _ := leases.All()
+	if len(all) != 2 || all[0].IP != netip.MustParseAddr("2001:db8::100") || all[0].IAID != 1 || !slices.Equal(all[0].MAC, cliMAC6) {
+		t.Errorf("leases: %+v", all)
+	}
+	*now2 = now2.Add(2 * time.Hour)
+	third := msg6(dhcpv6.MessageTypeSolicit, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 3}}, 1, dhcpv6.WithRapidCommit)
+	if reply, _ := handle6(s2, third.ToBytes(), nil); !slices.Equal(iaAddrs6(reply), []string{"2001:db8::100"}) {
+		t.Errorf("a third client once the leases expired: %v", iaAddrs6(reply))
+	}
+}
+
+// relay6 wraps m in a Relay-forward from a relay with link-address link
+// and peer-address peer, and an Interface-ID option iid unless "".
+func relay6(m dhcpv6.DHCPv6, link, peer, iid string, mods ...dhcpv6.Modifier) *dhcpv6.RelayMessage {
+	r, err := dhcpv6.EncapsulateRelay(m, dhcpv6.MessageTypeRelayForward, net.ParseIP(link), net.ParseIP(peer))
+	if err != nil {
+		panic(err)
+	}
+	if iid != "" {
+		r.AddOption(dhcpv6.OptInterfaceID([]byte(iid)))
+	}
+	for _, mod := range mods {
+		mod(r)
+	}
+	return r
+}
+
+// describe6 renders a reply: each relay layer's header and
+// Interface-ID, then the message's type, IA_NAs, status and boot URL.
+func describe6(d dhcpv6.DHCPv6) string {
+	var parts []string
+	for d != nil {
+		r, ok := d.(*dhcpv6.RelayMessage)
+		if !ok {
+			break
+		}
+		p := fmt.Sprintf("%s hop=%d link=%s peer=%s", r.Type(), r.HopCount, r.LinkAddr, r.PeerAddr)
+		if iid := r.Options.InterfaceID(); iid != nil {
+			p += " iid=" + string(iid)
+		}
+		parts = append(parts, p)
+		d = r.Options.RelayMessage()
+	}
+	m, ok := d.(*dhcpv6.Message)
+	if !ok {
+		return strings.Join(append(parts, fmt.Sprintf("not a message: %v", d)), " / ")
+	}
+	p := m.Type().String() + " " + strings.Join(iaAddrs6(m), ",")
+	if st := m.Options.Status(); st != nil {
+		p += " status=" + st.StatusCode.String()
+	}
+	if u := m.Options.BootFileURL(); u != "" {
+		p += " url=" + u
+	}
+	return strings.Join(append(parts, p), " / ")
+}
+
+// TestServer6Relay: a Relay-forward (RFC 8415 section 19) is answered
+// with a Relay-reply to the relay that sent it, one layer for each of
+// the Relay-forward's, each with its hop count, link-address,
+// peer-address and Interface-ID. Only the relay closest to the client
+// says where the client is: a link-address of another /64 than the
+// pool's gets no address.
+func TestServer6Relay(t *testing.T) {
+	relayPeer := &net.UDPAddr{IP: net.ParseIP("2001:db8::2"), Port: 547}
+	clientLL := "fe80::5054:ff:fe0c:9"
+	solicit := msg6(dhcpv6.MessageTypeSolicit, llt6, 7, vcHTTP6, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP))
+	rapid := msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6, dhcpv6.WithRapidCommit)
+	const url = " url=http://[2001:db8::1]/boot/ipxe.efi"
+	for _, tc := range []struct {
+		name string
+		req  dhcpv6.DHCPv6
+		want string // "": no reply
+	}{
+		{"one relay", relay6(solicit, "2001:db8::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"two relays", relay6(relay6(rapid, "2001:db8::1", clientLL, "eth0"), "2001:db8:ffff::1", "2001:db8::2", "uplink"),
+			"RELAY-REPL hop=1 link=2001:db8:ffff::1 peer=2001:db8::2 iid=uplink / RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL +
+				" iid=eth0 / REPLY 2001:db8::100 url=http://[2001:db8::1]/boot.ipxe"},
+		{"no interface-id", relay6(solicit, "2001:db8::1", clientLL, ""),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " / ADVERTISE 2001:db8::100" + url},
+		{"link-address unspecified: the pool's link", relay6(solicit, "::", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=:: peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"link-address link-local: the pool's link", relay6(solicit, "fe80::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=fe80::1 peer=" + clientLL + " iid=eth0 / ADVERTISE 2001:db8::100" + url},
+		{"a client on another link: no address", relay6(solicit, "2001:db8:5::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8:5::1 peer=" + clientLL + " iid=eth0 / ADVERTISE NoAddrsAvail" + url},
+		{"information-request", relay6(msg6(dhcpv6.MessageTypeInformationRequest, uuid6, 0, ipxeUC6), "2001:db8::1", clientLL, "eth0"),
+			"RELAY-REPL hop=0 link=2001:db8::1 peer=" + clientLL + " iid=eth0 / REPLY  url=http://[2001:db8::1]/boot.ipxe"},
+		{"request for another server", relay6(msg6(dhcpv6.MessageTypeRequest, llt6, 7,
+			withServerID6(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: cliMAC6})), "2001:db8::1", clientLL, "eth0"), ""},
+		{"a server's message inside", relay6(msg6(dhcpv6.MessageTypeAdvertise, llt6, 7, withServerID6(ourID6)), "2001:db8::1", clientLL, "eth0"), ""},
+		{"relay-reply inside a relay-forward", func() dhcpv6.DHCPv6 {
+			r := relay6(solicit, "2001:db8::1", clientLL, "eth0")
+			r.MessageType = dhcpv6.MessageTypeRelayReply
+			return relay6(r, "2001:db8::1", "2001:db8::2", "")
+		}(), ""},
+		{"a relay-reply", func() dhcpv6.DHCPv6 {
+			r := relay6(solicit, "2001:db8::1", clientLL, "eth0")
+			r.MessageType = dhcpv6.MessageTypeRelayReply
+			return r
+		}(), ""},
+		{"no relay message option", &dhcpv6.RelayMessage{MessageType: dhcpv6.MessageTypeRelayForward,
+			LinkAddr: net.ParseIP("2001:db8::1"), PeerAddr: net.ParseIP(clientLL)}, ""},
+		{"more relays than a hop count allows", func() dhcpv6.DHCPv6 {
+			var d dhcpv6.DHCPv6 = solicit
+			for range 10 {
+				d = relay6(d, "2001:db8::1", clientLL, "")
+			}
+			return d
+		}(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newServer6(t, policy6)
+			reply, dst := handle6(s, tc.req.ToBytes(), relayPeer)
+			if reply == nil {
+				if tc.want != "" {
+					t.Fatalf("no reply, want %s", tc.want)
+				}
+				return
+			}
+			if got := describe6(reply); got != tc.want {
+				t.Errorf("reply\n %s\nwant\n %s", got, tc.want)
+			}
+			if dst != relayPeer {
+				t.Errorf("reply to %v, want the relay %v", dst, relayPeer)
+			}
+			if _, err := dhcpv6.FromBytes(reply.ToBytes()); err != nil {
+				t.Errorf("reply does not decode: %v", err)
+			}
+		})
+	}
+}
+
+// TestServer6RelayedMAC: a relayed client's hardware address comes from
+// its DUID, else the Client Link-Layer Address option of the relay
+// closest to it (RFC 6939), else that relay's peer-address.
+func TestServer6RelayedMAC(t *testing.T) {
+	var got net.HardwareAddr
+	rec := BooterFunc(func(ctx context.Context, r Request) (Answer, error) { got = r.MAC; return Answer{}, nil })
+	lla := func(mac net.HardwareAddr) dhcpv6.Modifier {
+		return dhcpv6.WithOption(dhcpv6.OptClientLinkLayerAddress(iana.HWTypeEthernet, mac))
+	}
+	other := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x77}
+	for _, tc := range []struct {
+		name string
+		req  dhcpv6.DHCPv6
+		want net.HardwareAddr
+	}{
+		{"duid", relay6(msg6(dhcpv6.MessageTypeSolicit, llt6, 1, ipxeUC6), "2001:db8::1", "fe80::1", "", lla(other)), cliMAC6},
+		{"option 79", relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", "", lla(other)), other},
+		{"peer-address", relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", ""), cliMAC6},
+		{"innermost relay's", relay6(relay6(msg6(dhcpv6.MessageTypeSolicit, uuid6, 1, ipxeUC6), "2001:db8::1", "fe80::5054:ff:fe0c:9", ""),
+			"2001:db8::1", "fe80::5054:ff:fe00:1", "", lla(other)), cliMAC6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = nil
+			s, _ := newServer6(t, rec)
+			if reply, _ := handle6(s, tc.req.ToBytes(), &net.UDPAddr{IP: net.ParseIP("2001:db8::2"), Port: 547}); reply == nil {
+				t.Fatal("no reply")
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("MAC %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServer6ReleaseDecline: a Release or Decline ends the bindings it
+// names and answers NoBinding in each IA the server holds no binding for
+// (RFC 8415 sections 18.3.7, 18.3.8), nothing in the others; a Decline
+// takes out of the pool only an address the IA held.
+func TestServer6ReleaseDecline(t *testing.T) {
+	s, _ := newServer6(t, policy6)
+	ask := func(m *dhcpv6.Message) string {
+		t.Helper()
+		reply, _ := handle6(s, m.ToBytes(), peer6)
+		if reply == nil {
+			return "no reply"
+		}
+		sum := summarize6(m, reply)
+		return fmt.Sprint(sum.IAs, " ", sum.Status)
+	}
+	withIA := func(iaid byte, addr string) dhcpv6.Modifier {
+		return func(d dhcpv6.DHCPv6) {
+			ia := &dhcpv6.OptIANA{IaId: [4]byte{0, 0, 0, iaid}}
+			ia.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: net.ParseIP(addr)})
+			d.AddOption(ia)
+		}
+	}
+	rapid := msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(1), withIANA6(2), dhcpv6.WithRapidCommit)
+	for i, st := range []struct {
+		m    *dhcpv6.Message
+		want string
+	}{
+		{rapid, "[2001:db8::100 1h0m0s T1=30m0s 2001:db8::101 1h0m0s T1=30m0s] "},
+		// IA 1 released, IA 3 unknown.
+		{msg6(dhcpv6.MessageTypeRelease, llt6, 0, withServerID6(ourID6), withIA(1, "2001:db8::100"), withIA(3, "2001:db8::102")), "[NoBinding] Success"},
+		// Released already.
+		{msg6(dhcpv6.MessageTypeRelease, llt6, 0, withServerID6(ourID6), withIA(1, "2001:db8::100")), "[NoBinding] Success"},
+		// An address the IA does not hold: not declined.
+		{msg6(dhcpv6.MessageTypeDecline, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::102")), "[] Success"},
+		{msg6(dhcpv6.MessageTypeSolicit, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}}, 0,
+			withIANA6(5), withIANA6(6)), "[2001:db8::100 1h0m0s T1=30m0s 2001:db8::102 1h0m0s T1=30m0s] "},
+		{msg6(dhcpv6.MessageTypeDecline, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::101")), "[] Success"},
+		// ::101 is out of the pool now; the IA's binding is gone.
+		{msg6(dhcpv6.MessageTypeSolicit, llt6, 0, withIANA6(2), withIANA6(4)), "[NoAddrsAvail NoAddrsAvail] "},
+		{msg6(dhcpv6.MessageTypeRenew, llt6, 0, withServerID6(ourID6), withIA(2, "2001:db8::101")), "[NoBinding] "},
+	} {
+		if got := ask(st.m); got != st.want {
+			t.Errorf("step %d (%s): %s, want %s", i, st.m.Type(), got, st.want)
+		}
 	}
 }

@@ -158,6 +158,19 @@ var migrations = []string{
 	`ALTER TABLE admissions ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';
 	ALTER TABLE users ADD COLUMN target_secret TEXT NOT NULL DEFAULT '';
 	ALTER TABLE disks ADD COLUMN exported_to TEXT NOT NULL DEFAULT '';`,
+	// 6: the leases of overboot's DHCPv6 server, one per identity
+	// association (the client's DUID, hex, and the IA's IAID), an
+	// address in one row at most, kept across restarts. IF NOT EXISTS:
+	// tests that take a store back to an older version by hand leave
+	// this table in place.
+	`CREATE TABLE IF NOT EXISTS leases6 (
+		duid       TEXT NOT NULL,
+		iaid       INTEGER NOT NULL,
+		ip         TEXT NOT NULL UNIQUE,
+		expires_at INTEGER NOT NULL,
+		mac        TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (duid, iaid)
+	);`,
 }
 
 // SchemaVersion is the version Open brings a store to.
