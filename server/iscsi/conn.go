@@ -174,28 +174,6 @@ func (c *conn) logFailure(log *slog.Logger, msg string, err error) {
 	log.Info(msg, args...)
 }
 
-func (c *conn) send(p *PDU, withStatSN bool) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if withStatSN {
-		p.PutUint32At(24, c.statSN)
-		c.statSN++
-	} else {
-		p.PutUint32At(24, c.statSN)
-	}
-	c.smu.Lock()
-	p.PutUint32At(28, c.expCmdSN)
-	p.PutUint32At(32, c.expCmdSN+cmdWindow-1)
-	c.smu.Unlock()
-	bufs, err := p.Buffers(c.p.digests)
-	if err != nil {
-		return err
-	}
-	nb := net.Buffers(bufs)
-	_, err = nb.WriteTo(c.nc)
-	return err
-}
-
 // login runs the login phase (RFC 7143 section 6.3) up to full feature.
 func (c *conn) login() error {
 	var (

@@ -1,7 +1,9 @@
 // Package iscsi is the iSCSI target embedded in the overboot server
 // (RFC 7143), with CHAP authentication (RFC 1994) required on every
-// target and optional mutual CHAP. It serves block devices to the Linux
-// kernel's initiator, iPXE and libiscsi.
+// target, MD5 or SHA-256 (CHAP_A 5 or 7, SHA-256 when the initiator
+// offers it), and mutual CHAP when the target has a secret of its own
+// (the server gives every disk one). It serves block devices to the
+// Linux kernel's initiator, iPXE and libiscsi.
 //
 // What it does: login (security and operational negotiation, digests
 // None or CRC32C), SendTargets discovery that shows an initiator only the
@@ -30,8 +32,28 @@
 // finished before the login response goes out, so a write still running
 // cannot land after the initiator's retry of it.
 //
-// Before CHAP any TCP peer looks like a machine, so Limits bound what a
-// peer that never logs in can hold: a connection not logged in (normal
+// Before CHAP nothing tells a peer which targets exist: an unknown
+// target name, a known one with another initiator's name and the right
+// one all get the same CHAP exchange (a decoy challenge for the first
+// two) and the same failure at the response (0x0201). A login binds to
+// its target when it names it; replacing or removing the target (a new
+// secret) ends the logins in flight on it, and a login whose target
+// changed is refused at claim, so a revoked secret never gets in. A
+// connection that has not logged in holds at most 64 KiB of continued
+// text and sends at most 64 login requests (then 0x0200), through a
+// 4 KiB read buffer.
+//
+// In full feature phase a connection holds what its commands need, no
+// more: MaxCmdSN follows the commands still running (a window of 64;
+// commands outside it are dropped, at most 4 immediate ones at once); a
+// READ is refused above the advertised maximum transfer (32,768
+// blocks), never reads past the initiator's expected length, and streams
+// its Data-In through one buffer; WRITE data is kept as Data-Out
+// arrives, R2Ts go out while a connection holds under 16 MiB of it, and
+// a target's sessions hold 256 MiB at most (then TASK SET FULL).
+//
+// Any TCP peer can connect, so Limits bound what a peer that never logs
+// in can hold: a connection not logged in (normal
 // or discovery session) within LoginTimeout of its accept, 5s by
 // default, is closed; a logged-in session then idles as long as it likes.
 // The connections not logged in yet are capped per remote IP address (8
@@ -46,9 +68,13 @@
 // counting the refusals it stands for (refused, and refused_others for
 // addresses that had no line). Stats counts connections and sessions.
 //
-// Not done: task management answers every abort and reset as complete,
-// but only ABORT TASK acts, dropping a WRITE still waiting for its data;
-// a command already running finishes (see the iscsi-test-cu known
+// A copy-on-write layer's log is compacted (crash-safely, beside it,
+// then renamed) on open when it holds more than its live map, and in use
+// when it passes twice that; DiskBytes says what a layer takes on disk.
+//
+// Not done: task management answers every abort and reset as complete;
+// ABORT TASK and the resets drop WRITEs still waiting for their data,
+// but a command already running finishes (see the iscsi-test-cu known
 // failures in the tests).
 //
 // Secrets (type Secret) never print. It needs no root; tests log in with
