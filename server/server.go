@@ -352,8 +352,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// janitor forgets, every few minutes and once at start, what made-up
-// requests leave behind: requests for approval no longer repeated
+// janitor records, every few minutes and once at start, what the
+// copy-on-write layers take on disk (for max-disk-bytes), and forgets
+// what made-up requests leave behind: requests for approval no longer repeated
 // (pending-ttl), admissions a request granted itself of machines that
 // stopped booting (forget-after), then the machines left with nothing.
 func (s *Server) janitor(ctx context.Context) {
@@ -370,6 +371,7 @@ func (s *Server) janitor(ctx context.Context) {
 }
 
 func (s *Server) prune(ctx context.Context) {
+	s.disks.RefreshSizes(ctx)
 	cfg := s.cfg.Load()
 	now := time.Now()
 	f := state.Forget{RequestsSeenBefore: now.Add(-cmp.Or(cfg.PendingTTL, config.DefaultPendingTTL))}

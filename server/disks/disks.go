@@ -290,6 +290,40 @@ func (m *Manager) export(k state.Disk, lun iscsi.Backing, creds Credentials, ini
 	return m.target.AddTarget(iscsi.TargetConfig{IQN: TargetIQN(k), LUNs: []iscsi.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &target, Initiators: []string{initiator}, Exclusive: true})
 }
 
+// RefreshSizes records what each open copy-on-write layer takes on disk
+// in its row, so max-disk-bytes counts it: a layer counts as the disk
+// the machine sees (the base image's size, as when it was made) and more
+// when its delta and its log (which grows with every write until it is
+// compacted) take more. It returns how many rows it updated.
+func (m *Manager) RefreshSizes(ctx context.Context) int {
+	type sized interface{ DiskBytes() (int64, error) }
+	m.mu.Lock()
+	sizes := map[int64]int64{}
+	for id, lun := range m.luns {
+		if s, ok := lun.(sized); ok {
+			// At least the layer's size as the machine sees it (what
+			// it counted as when made), more when its log adds to it.
+			if n, err := s.DiskBytes(); err == nil {
+				sizes[id] = max(n, lun.Size())
+			}
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for id, size := range sizes {
+		k, err := m.db.DiskByID(ctx, id)
+		if err != nil || k.Size == size {
+			continue
+		}
+		if err := m.db.SetDiskSize(ctx, id, size); err != nil {
+			m.log.Warn("disk: cannot record its size", "id", id, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 // Stored returns the credentials a disk's owner has in the store (a
 // machine's admission to the disk's profile, a user's latest login), if
 // both secrets are there.

@@ -216,3 +216,42 @@ func TestMigrateLegacy(t *testing.T) {
 		t.Errorf("reset kept the legacy disk")
 	}
 }
+
+// TestCowSizeCounted: a copy-on-write layer counts as the disk the
+// machine sees, and more when its delta and its log (a record per write)
+// take more; RefreshSizes records that in its row, and the profile's
+// max-disk-bytes then counts it: the next disk past it is refused.
+func TestCowSizeCounted(t *testing.T) {
+	m, db, _ := newManager(t)
+	ctx := context.Background()
+	base := filepath.Join(t.TempDir(), "base.raw")
+	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
+	q := state.Quota{DiskBytes: 2<<20 + 16<<10}
+	sp := Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "classroom", Kind: state.DiskCow, Base: base, Quota: q}
+	ex, err := m.Ensure(ctx, sp, chap, "iqn.2026-11.org.overboot:i-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	lun := m.luns[ex.Disk.ID]
+	m.mu.Unlock()
+	for off := int64(0); off < 1<<20; off += 512 { // every block, one record each
+		if _, err := lun.WriteAt(make([]byte, 512), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := m.RefreshSizes(ctx); n != 1 {
+		t.Fatalf("refreshed %d rows, want 1", n)
+	}
+	k, _ := db.DiskByID(ctx, ex.Disk.ID)
+	if k.Size <= 1<<20 {
+		t.Errorf("the layer's row says %d bytes: its log is not counted", k.Size)
+	}
+	sp2 := Spec{Owner: Owner{state.OwnerUser, "bob"}, Profile: "classroom", Kind: state.DiskCow, Base: base, Quota: q}
+	if _, err := m.Ensure(ctx, sp2, chap, "iqn.2026-11.org.overboot:i-2"); !errors.Is(err, state.ErrQuota) {
+		t.Errorf("a disk past max-disk-bytes, counting the first layer's log: %v", err)
+	}
+}

@@ -151,6 +151,13 @@ func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
 	return res.LastInsertId()
 }
 
+// SetDiskSize records what a disk takes now (a copy-on-write layer grows
+// as it is written), for the profile's max-disk-bytes.
+func (d *DB) SetDiskSize(ctx context.Context, id, size int64) error {
+	_, err := d.w.ExecContext(ctx, `UPDATE disks SET size_bytes = ? WHERE id = ?`, size, id)
+	return err
+}
+
 // SetDiskExport records the initiator a disk is exported to.
 func (d *DB) SetDiskExport(ctx context.Context, id int64, initiator string) error {
 	_, err := d.w.ExecContext(ctx, `UPDATE disks SET exported_to = ? WHERE id = ?`, initiator, id)
