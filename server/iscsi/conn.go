@@ -137,9 +137,9 @@ func (c *conn) serve(ctx context.Context) {
 	log := c.srv.log.With("remote", c.nc.RemoteAddr().String())
 	if err := c.login(); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Not rate-limited: the caps bound these to PerAddress
-			// per LoginTimeout from an address.
-			log.Info("iscsi login timed out", "initiator", iscsiwire.Trunc(c.initiator))
+			// Rate-limited too: a flood from many addresses would
+			// write a line per connection.
+			c.logFailure(log, "iscsi login timed out", err)
 			return
 		}
 		c.logFailure(log, "iscsi login refused", err)
