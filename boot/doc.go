@@ -9,13 +9,14 @@
 //   - PhaseReport: the JSON the agent POSTs to the report URL (overboot.report
 //     or the document's report) for each boot phase that starts and ends,
 //     with the phase names (Phases) both sides agree on.
-//   - Script rendering for iPXE (KernelScript, ChainScript) and the query the
-//     iPXE bootstrap script sends back to the server (ParseQuery), which
-//     names the machine and its booting NIC's PCI vendor and device.
+//   - The values both carry: MAC addresses (ParseMAC), host names, tokens
+//     that survive a kernel command line and a firmware script
+//     (CheckToken), URLs (CheckURL).
 //   - The initramfs layout (initramfs.go): the module lists mkimage and the
 //     server's driver segments write and the agent reads.
 //
-// Everything here is pure: no I/O, no syscalls. Parsing is strict: an unknown
+// What only the server reads is not here: firmware scripts are package
+// server/ipxe's. Everything here is pure: no I/O, no syscalls. Parsing is strict: an unknown
 // overboot.* key or a malformed value is an error that names the key.
 //
 // Secrets never travel on the kernel command line, which every user of the

@@ -184,7 +184,7 @@ func (d Document) Validate() error {
 		bad("lower", "give http or iscsi, not both")
 	case d.Lower.HTTP != nil:
 		h := d.Lower.HTTP
-		if err := checkURL(h.URL); err != nil {
+		if err := CheckURL(h.URL); err != nil {
 			bad("lower.http.url", "%v", err)
 		}
 		if _, err := ParseDigest(string(h.Digest)); err != nil {
@@ -207,7 +207,7 @@ func (d Document) Validate() error {
 			}
 		}
 		if v := h.Verity; v != nil {
-			if err := checkURL(v.HashURL); err != nil {
+			if err := CheckURL(v.HashURL); err != nil {
 				bad("lower.http.verity.hash_url", "%v", err)
 			}
 			if _, err := ParseDigest(string(v.HashDigest)); v.HashDigest != "" && err != nil {
@@ -256,7 +256,7 @@ func (d Document) Validate() error {
 		bad("init", "%q: want a clean absolute path", d.Init)
 	}
 	if d.Report != "" {
-		if err := checkURL(d.Report); err != nil {
+		if err := CheckURL(d.Report); err != nil {
 			bad("report", "%v", err)
 		}
 	}

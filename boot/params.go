@@ -215,7 +215,7 @@ func (p Params) Validate() error {
 		if v == "" {
 			continue
 		}
-		if why := checkToken(v); why != "" {
+		if why := CheckToken(v); why != "" {
 			bad(def.key, "value %q %s", v, why)
 			continue
 		}
@@ -452,15 +452,15 @@ func isSpace(c byte) bool {
 }
 
 func setURL(dst *string, v string) error {
-	if err := checkURL(v); err != nil {
+	if err := CheckURL(v); err != nil {
 		return err
 	}
 	*dst = v
 	return nil
 }
 
-// checkURL accepts absolute http and https URLs with a host.
-func checkURL(v string) error {
+// CheckURL accepts absolute http and https URLs with a host.
+func CheckURL(v string) error {
 	u, err := url.Parse(v)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL: %v", v, err)
@@ -471,7 +471,7 @@ func checkURL(v string) error {
 	if u.Host == "" {
 		return fmt.Errorf("%q: URL has no host", v)
 	}
-	if why := checkToken(v); why != "" {
+	if why := CheckToken(v); why != "" {
 		return fmt.Errorf("%q %s", v, why)
 	}
 	return nil
@@ -544,7 +544,7 @@ func setDHCP(p *Params, v string) error {
 
 func setIface(p *Params, v string) error {
 	// Linux interface names: at most 15 bytes, no '/', no whitespace, not "." or "..".
-	if len(v) > 15 || v == "." || v == ".." || strings.ContainsAny(v, "/:") || checkToken(v) != "" {
+	if len(v) > 15 || v == "." || v == ".." || strings.ContainsAny(v, "/:") || CheckToken(v) != "" {
 		return fmt.Errorf("%q is not a valid interface name", v)
 	}
 	p.Iface = v
@@ -554,7 +554,7 @@ func setIface(p *Params, v string) error {
 func setModules(p *Params, v string) error {
 	mods := strings.Split(v, ",")
 	for _, m := range mods {
-		if m == "" || strings.ContainsAny(m, "/.") || checkToken(m) != "" {
+		if m == "" || strings.ContainsAny(m, "/.") || CheckToken(m) != "" {
 			return fmt.Errorf("%q: want comma-separated module names like virtio_net,e1000", v)
 		}
 	}

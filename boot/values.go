@@ -211,10 +211,10 @@ func parseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// checkToken reports whether s can travel as one token on a kernel command
+// CheckToken reports whether s can travel as one token on a kernel command
 // line and in an iPXE script: no whitespace, quotes, control characters, and
 // no iPXE setting expansion. It returns a reason, or "" if s is fine.
-func checkToken(s string) string {
+func CheckToken(s string) string {
 	if strings.Contains(s, "${") {
 		return "contains ${, which iPXE would expand"
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/ipxe"
+	"github.com/overboot/overboot/server/pci"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/telemetry"
@@ -34,7 +36,7 @@ func (s *Server) ipxe(w http.ResponseWriter, code int, text string) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, code int, why string) {
-	s.ipxe(w, code, boot.FailScript(why))
+	s.ipxe(w, code, ipxe.FailScript(why))
 }
 
 func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +45,7 @@ func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	text, err := boot.ChainScript{Server: base}.Render()
+	text, err := ipxe.ChainScript{Server: base}.Render()
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, err.Error())
 		return
@@ -60,7 +62,7 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
 		return
 	}
-	c, err := boot.ParseQuery(r.URL.Query())
+	c, err := ipxe.ParseQuery(r.URL.Query())
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -88,9 +90,9 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 // bootReq is one machine's request for a script.
 type bootReq struct {
 	mac, hostname, uuid, addr string
-	bootID                    int64      // a boot already started (at a menu)
-	user                      string     // who logged in, for a login's boot
-	nic                       boot.PCIID // the booting NIC, from the query; zero after a menu
+	bootID                    int64  // a boot already started (at a menu)
+	user                      string // who logged in, for a login's boot
+	nic                       pci.ID // the booting NIC, from the query; zero after a menu
 }
 
 // admit applies p's enrolment policy to the request (enroll.Decide),
@@ -171,7 +173,7 @@ func (s *Server) again(w http.ResponseWriter, r *http.Request, why, notice strin
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	text, err := boot.AgainScript{Server: base, Message: scriptText(why), Notice: notice, Wait: wait}.Render()
+	text, err := ipxe.AgainScript{Server: base, Message: scriptText(why), Notice: notice, Wait: wait}.Render()
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, err.Error())
 		return
@@ -222,7 +224,7 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
-	m := boot.MenuScript{Title: scriptText("overboot: " + s.comment(q, p)), Timeout: p.MenuTimeout}
+	m := ipxe.MenuScript{Title: scriptText("overboot: " + s.comment(q, p)), Timeout: p.MenuTimeout}
 	if m.Timeout == 0 {
 		m.Timeout = config.DefaultMenuTimeout
 	}
@@ -230,7 +232,7 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 		m.LoginURL = base + "/login/" + tok
 	}
 	for _, e := range p.Menu {
-		m.Items = append(m.Items, boot.MenuItem{Key: "p-" + strings.ToLower(strings.ReplaceAll(e, "_", "-")), Label: "Boot " + e, URL: base + "/entry/" + tok + "/" + e})
+		m.Items = append(m.Items, ipxe.MenuItem{Key: "p-" + strings.ToLower(strings.ReplaceAll(e, "_", "-")), Label: "Boot " + e, URL: base + "/entry/" + tok + "/" + e})
 	}
 	switch d := p.MenuDefault; {
 	case d == "login":
@@ -354,7 +356,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		if !ok {
 			return
 		}
-		text, err := boot.ChainOnceScript{Comment: s.comment(q, p), URL: base + "/san/" + tok}.Render()
+		text, err := ipxe.ChainOnceScript{Comment: s.comment(q, p), URL: base + "/san/" + tok}.Render()
 		if err != nil {
 			s.fail(w, http.StatusInternalServerError, err.Error())
 			return
@@ -380,7 +382,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 		return
 	}
-	text, err := boot.KernelScript{
+	text, err := ipxe.KernelScript{
 		Comment:     s.comment(q, p),
 		Kernel:      arts.kernel,
 		Initrds:     arts.initrds,
@@ -633,7 +635,7 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 	if t.User != "" {
 		comment += ", user " + t.User
 	}
-	text, err := boot.SANScript{
+	text, err := ipxe.SANScript{
 		Comment: comment, Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
 		CHAP: *docCHAP(ex.Creds),
 	}.Render()

@@ -20,6 +20,8 @@ import (
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/drivers"
+	"github.com/overboot/overboot/server/ipxe"
+	"github.com/overboot/overboot/server/pci"
 	"github.com/overboot/overboot/vmtest"
 )
 
@@ -53,13 +55,13 @@ const (
 // drvNIC is one NIC measured.
 type drvNIC struct {
 	driver string // the module that drives it
-	id     boot.PCIID
+	id     pci.ID
 	what   string
 }
 
 var drvNICs = []drvNIC{
-	{"e1000e", boot.PCIID{Vendor: 0x8086, Device: 0x10d3}, "Intel 82574L (QEMU's e1000e)"},
-	{"r8169", boot.PCIID{Vendor: 0x10ec, Device: 0x8168}, "Realtek RTL8168 (the common onboard NIC)"},
+	{"e1000e", pci.ID{Vendor: 0x8086, Device: 0x10d3}, "Intel 82574L (QEMU's e1000e)"},
+	{"r8169", pci.ID{Vendor: 0x10ec, Device: 0x8168}, "Realtek RTL8168 (the common onboard NIC)"},
 }
 
 // drvBase is a base initramfs built for the section.
@@ -304,8 +306,8 @@ func serverSegment(ctx context.Context, env *bench.Env, dir string, base *drvBas
 	}
 	defer srv.Close()
 	h := srv.Handler()
-	get := func(mac string, id boot.PCIID) (string, time.Duration, error) {
-		c := boot.Client{NIC: id}
+	get := func(mac string, id pci.ID) (string, time.Duration, error) {
+		c := ipxe.Client{NIC: id}
 		c.MAC, _ = boot.ParseMAC(mac)
 		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1/ipxe?"+c.Query().Encode(), nil)
 		req.RemoteAddr = "127.0.0.1:40000"
@@ -327,7 +329,7 @@ func serverSegment(ctx context.Context, env *bench.Env, dir string, base *drvBas
 	if err != nil {
 		return nil, err
 	}
-	virtio, tVirtio, err := get("02:0d:00:00:00:03", boot.PCIID{Vendor: 0x1af4, Device: 0x1000})
+	virtio, tVirtio, err := get("02:0d:00:00:00:03", pci.ID{Vendor: 0x1af4, Device: 0x1000})
 	if err != nil {
 		return nil, err
 	}

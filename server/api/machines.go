@@ -13,6 +13,7 @@ import (
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/ipxe"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 )
@@ -309,7 +310,7 @@ func (a *API) explain(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	// The same checks as a boot's own query.
-	c, err := boot.ParseQuery(url.Values{"mac": {mac}, "uuid": {q.Get("uuid")}, "hostname": {q.Get("hostname")}, "buildarch": {q.Get("arch")}, "platform": {q.Get("platform")}})
+	c, err := ipxe.ParseQuery(url.Values{"mac": {mac}, "uuid": {q.Get("uuid")}, "hostname": {q.Get("hostname")}, "buildarch": {q.Get("arch")}, "platform": {q.Get("platform")}})
 	if err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}

@@ -15,15 +15,16 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/pci"
 )
 
 func TestMatchPCIAlias(t *testing.T) {
-	e1000e := boot.PCIID{Vendor: 0x8086, Device: 0x10d3}
-	rtl := boot.PCIID{Vendor: 0x10ec, Device: 0x8139}
+	e1000e := pci.ID{Vendor: 0x8086, Device: 0x10d3}
+	rtl := pci.ID{Vendor: 0x10ec, Device: 0x8139}
 	for _, tc := range []struct {
 		name    string
 		pattern string
-		id      boot.PCIID
+		id      pci.ID
 		want    bool
 	}{
 		{"exact", "pci:v00008086d000010D3sv*sd*bc*sc*i*", e1000e, true},
@@ -63,7 +64,7 @@ func realTree(t *testing.T) *initramfs.ModuleTree {
 
 func TestMatchReal(t *testing.T) {
 	mt := realTree(t)
-	for id, want := range map[boot.PCIID][]string{
+	for id, want := range map[pci.ID][]string{
 		{Vendor: 0x10ec, Device: 0x8139}: {"8139cp", "8139too"}, // QEMU's rtl8139
 		{Vendor: 0x8086, Device: 0x10d3}: {"e1000e"},            // QEMU's e1000e
 		{Vendor: 0x10ec, Device: 0x8168}: {"r8169"},
@@ -102,17 +103,17 @@ func TestSegments(t *testing.T) {
 	withE1000e := baseBlob(t, st, mt.Release, []string{"e1000e", "virtio_net"})
 	ctx := context.Background()
 	s := &Segments{Blobs: st, FirmwareDir: t.TempDir()}
-	rtl := boot.PCIID{Vendor: 0x10ec, Device: 0x8139}
+	rtl := pci.ID{Vendor: 0x10ec, Device: 0x8139}
 
 	// The driver is in the base: no segment.
-	c, err := s.For(ctx, withE1000e, boot.PCIID{Vendor: 0x8086, Device: 0x10d3})
+	c, err := s.For(ctx, withE1000e, pci.ID{Vendor: 0x8086, Device: 0x10d3})
 	if err != nil || c.Segment != nil || c.Why != "e1000e in the base initramfs" {
 		t.Fatalf("e1000e: %+v %v", c, err)
 	}
-	if c, err := s.For(ctx, withE1000e, boot.PCIID{}); err != nil || c.Segment != nil {
+	if c, err := s.For(ctx, withE1000e, pci.ID{}); err != nil || c.Segment != nil {
 		t.Fatalf("unknown NIC: %+v %v", c, err)
 	}
-	if c, err := s.For(ctx, withE1000e, boot.PCIID{Vendor: 0x8086, Device: 0x1237}); err != nil || c.Segment != nil || !strings.Contains(c.Why, "no network driver") {
+	if c, err := s.For(ctx, withE1000e, pci.ID{Vendor: 0x8086, Device: 0x1237}); err != nil || c.Segment != nil || !strings.Contains(c.Why, "no network driver") {
 		t.Fatalf("host bridge: %+v %v", c, err)
 	}
 
@@ -186,7 +187,7 @@ func TestSegmentFirmware(t *testing.T) {
 	s := &Segments{Blobs: st, FirmwareDir: fw}
 	ctx := context.Background()
 	base := baseBlob(t, st, mt.Release, []string{"virtio_net"})
-	r8169 := boot.PCIID{Vendor: 0x10ec, Device: 0x8168}
+	r8169 := pci.ID{Vendor: 0x10ec, Device: 0x8168}
 	c, err := s.For(ctx, base, r8169)
 	if err != nil {
 		t.Fatal(err)
@@ -215,10 +216,10 @@ func TestReadBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Segments{Blobs: st}
-	if c, err := s.For(context.Background(), m.Digest, boot.PCIID{Vendor: 0x10ec, Device: 0x8139}); err != nil || c.Segment != nil || !strings.Contains(c.Why, "ships no kernel modules") {
+	if c, err := s.For(context.Background(), m.Digest, pci.ID{Vendor: 0x10ec, Device: 0x8139}); err != nil || c.Segment != nil || !strings.Contains(c.Why, "ships no kernel modules") {
 		t.Errorf("base without modules: %+v %v", c, err)
 	}
-	if _, err := s.For(context.Background(), boot.DigestFromSum(make([]byte, 32)), boot.PCIID{Vendor: 1, Device: 1}); err == nil {
+	if _, err := s.For(context.Background(), boot.DigestFromSum(make([]byte, 32)), pci.ID{Vendor: 1, Device: 1}); err == nil {
 		t.Errorf("a missing base blob gave no error")
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/pci"
 )
 
 // pciAliasRE splits a modules.alias PCI pattern into its fields (the
@@ -22,7 +22,7 @@ var pciAliasRE = regexp.MustCompile(`^pci:v([^a-z]*)d([^a-z]*)sv([^a-z]*)sd([^a-
 // the device's modalias); the subsystem and class fields are unknown and
 // taken to match. A pattern whose vendor and device are both wildcards (a
 // class driver) never matches, nor does a pattern of another shape.
-func MatchPCIAlias(pattern string, id boot.PCIID) bool {
+func MatchPCIAlias(pattern string, id pci.ID) bool {
 	m := pciAliasRE.FindStringSubmatch(pattern)
 	if m == nil {
 		return false
@@ -41,7 +41,7 @@ func wild(field string) bool { return strings.Trim(field, "*") == "" }
 
 // Match returns the network drivers (modules under
 // initramfs.NetworkDriverDirs) with a PCI alias matching id, sorted.
-func Match(mt *initramfs.ModuleTree, id boot.PCIID) ([]string, error) {
+func Match(mt *initramfs.ModuleTree, id pci.ID) ([]string, error) {
 	aliases, err := mt.Aliases()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mt.Dir, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/pci"
 )
 
 // Segment is a built driver segment, as its index records it.
@@ -55,7 +56,7 @@ type Segments struct {
 	trees    map[string]*initramfs.ModuleTree // by release
 	segs     map[string]*Segment              // by release + "/" + name
 	building map[string]chan struct{}         // closed when that build ends
-	nics     map[string]boot.PCIID            // by MAC: the NIC it last booted from
+	nics     map[string]pci.ID                // by MAC: the NIC it last booted from
 	matches  map[string][]string              // by release + "/" + PCI id: Match's answer
 }
 
@@ -68,20 +69,20 @@ type base struct {
 
 // Seen remembers the NIC a machine booted from (its bootstrap query), for
 // its later requests that carry no query (a menu's choice, a login).
-func (s *Segments) Seen(mac string, id boot.PCIID) {
+func (s *Segments) Seen(mac string, id pci.ID) {
 	if id.IsZero() {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.nics == nil {
-		s.nics = map[string]boot.PCIID{}
+		s.nics = map[string]pci.ID{}
 	}
 	s.nics[mac] = id
 }
 
 // NIC returns the NIC a machine last booted from, or zero.
-func (s *Segments) NIC(mac string) boot.PCIID {
+func (s *Segments) NIC(mac string) pci.ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nics[mac]
@@ -112,7 +113,7 @@ func (s *Segments) modulesDir() string {
 // needs: nothing (its driver is in the base, or no network driver matches)
 // or a segment, built now when the cache has none. An error means the
 // server could not decide: the machine can still try the base alone.
-func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id boot.PCIID) (Choice, error) {
+func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id pci.ID) (Choice, error) {
 	if id.IsZero() {
 		return Choice{Why: "the query did not report the NIC"}, nil
 	}
@@ -153,7 +154,7 @@ func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id boot.PCII
 // match is Match, remembered per release and PCI id: it runs every
 // network driver's alias patterns (about 2 ms), and each machine's script
 // asks again.
-func (s *Segments) match(release string, mt *initramfs.ModuleTree, id boot.PCIID) ([]string, error) {
+func (s *Segments) match(release string, mt *initramfs.ModuleTree, id pci.ID) ([]string, error) {
 	key := release + "/" + id.String()
 	s.mu.Lock()
 	d, ok := s.matches[key]
@@ -253,7 +254,7 @@ func (s *Segments) tree(release string) (*initramfs.ModuleTree, error) {
 
 // segment returns the cached segment of these drivers, or builds it; one
 // build per key at a time, others wait for it.
-func (s *Segments) segment(ctx context.Context, mt *initramfs.ModuleTree, drivers []string, id boot.PCIID) (*Segment, bool, error) {
+func (s *Segments) segment(ctx context.Context, mt *initramfs.ModuleTree, drivers []string, id pci.ID) (*Segment, bool, error) {
 	name := strings.Join(drivers, "+")
 	key := mt.Release + "/" + name
 	for {
@@ -321,7 +322,7 @@ func (s *Segments) indexPath(release, name string) string {
 
 // load reads the segment's index entry, or builds the segment and writes
 // the entry.
-func (s *Segments) load(ctx context.Context, mt *initramfs.ModuleTree, name string, drivers []string, id boot.PCIID) (*Segment, bool, error) {
+func (s *Segments) load(ctx context.Context, mt *initramfs.ModuleTree, name string, drivers []string, id pci.ID) (*Segment, bool, error) {
 	if b, err := os.ReadFile(s.indexPath(mt.Release, name)); err == nil {
 		var seg Segment
 		if json.Unmarshal(b, &seg) == nil && seg.Name == name && slices.Equal(seg.Drivers, drivers) && s.fresh(mt, &seg) {
@@ -335,7 +336,7 @@ func (s *Segments) load(ctx context.Context, mt *initramfs.ModuleTree, name stri
 	return seg, true, nil
 }
 
-func (s *Segments) build(ctx context.Context, mt *initramfs.ModuleTree, name string, drivers []string, id boot.PCIID) (*Segment, error) {
+func (s *Segments) build(ctx context.Context, mt *initramfs.ModuleTree, name string, drivers []string, id pci.ID) (*Segment, error) {
 	t0 := time.Now()
 	fi, err := os.Stat(filepath.Join(mt.Dir, "modules.dep"))
 	if err != nil {

@@ -1,4 +1,4 @@
-package boot
+package ipxe
 
 import (
 	"net/url"
@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/pci"
 )
 
 func TestKernelScript(t *testing.T) {
@@ -101,12 +104,12 @@ func TestFailScript(t *testing.T) {
 func TestParseQueryPCI(t *testing.T) {
 	for _, tc := range []struct {
 		name, raw string
-		want      PCIID
+		want      pci.ID
 	}{
-		{"virtio-net", "pcivendor=1af4&pcidevice=1000", PCIID{0x1af4, 0x1000}},
-		{"upper case", "pcivendor=8086&pcidevice=10D3", PCIID{0x8086, 0x10d3}},
-		{"device 0000", "pcivendor=1234&pcidevice=0000", PCIID{0x1234, 0}},
-		{"both unset", "pcivendor=&pcidevice=", PCIID{}},
+		{"virtio-net", "pcivendor=1af4&pcidevice=1000", pci.ID{Vendor: 0x1af4, Device: 0x1000}},
+		{"upper case", "pcivendor=8086&pcidevice=10D3", pci.ID{Vendor: 0x8086, Device: 0x10d3}},
+		{"device 0000", "pcivendor=1234&pcidevice=0000", pci.ID{Vendor: 0x1234, Device: 0}},
+		{"both unset", "pcivendor=&pcidevice=", pci.ID{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, _ := url.ParseQuery(tc.raw)
@@ -134,7 +137,7 @@ func TestParseQuery(t *testing.T) {
 	if c.MAC.String() != "52:54:00:12:34:56" || c.UUID != "" || c.Hostname != "lab1.example" || c.BuildArch != "x86_64" || c.Platform != "pcbios" {
 		t.Errorf("ParseQuery = %+v", c)
 	}
-	if c.NIC != (PCIID{0x10ec, 0x8139}) || c.NIC.String() != "10ec:8139" {
+	if c.NIC != (pci.ID{Vendor: 0x10ec, Device: 0x8139}) || c.NIC.String() != "10ec:8139" {
 		t.Errorf("NIC = %v", c.NIC)
 	}
 	c2, err := ParseQuery(c.Query())
@@ -196,7 +199,7 @@ func TestSANScript(t *testing.T) {
 		Comment: "52:54:00:0b:00:05, profile win",
 		Portal:  "10.0.2.100:3260", Target: "iqn.2026-11.org.overboot:m-525400", LUN: 0,
 		Initiator: "iqn.2026-11.org.overboot:i-525400",
-		CHAP:      CHAP{User: "m1", Secret: "0123456789abcdef"},
+		CHAP:      boot.CHAP{User: "m1", Secret: "0123456789abcdef"},
 	}
 	text, err := s.Render()
 	if err != nil {

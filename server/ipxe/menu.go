@@ -1,4 +1,4 @@
-package boot
+package ipxe
 
 import (
 	"errors"

@@ -1,14 +1,14 @@
-package boot
+package ipxe
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/overboot/overboot/boot"
 )
 
 // iPXE scripts. iPXE splits a script line on whitespace, with no quoting (the
@@ -63,8 +63,8 @@ func (k KernelScript) Render() (string, error) {
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
-	attempts := orInt(k.Attempts, DefaultScriptAttempts)
-	delay := int(orDur(k.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
+	attempts := cmp.Or(k.Attempts, DefaultScriptAttempts)
+	delay := int(cmp.Or(k.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
 
 	var b strings.Builder
 	b.WriteString("#!ipxe\n")
@@ -124,8 +124,8 @@ func (c ChainScript) Render() (string, error) {
 	if err := scriptURL("server", c.Server); err != nil {
 		return "", err
 	}
-	attempts := orInt(c.Attempts, DefaultScriptAttempts)
-	delay := int(orDur(c.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
+	attempts := cmp.Or(c.Attempts, DefaultScriptAttempts)
+	delay := int(cmp.Or(c.RetryDelay, DefaultScriptRetryDelay).Round(time.Second) / time.Second)
 	target := ScriptQueryURL(c.Server)
 
 	var b strings.Builder
@@ -160,7 +160,7 @@ func FailScript(reason string) string {
 }
 
 func scriptURL(what, u string) error {
-	if err := checkURL(u); err != nil {
+	if err := boot.CheckURL(u); err != nil {
 		return fmt.Errorf("ipxe script: %s URL: %w", what, err)
 	}
 	return scriptToken(u)
@@ -171,7 +171,7 @@ func scriptToken(s string) error {
 	if s == "" {
 		return errors.New("empty")
 	}
-	if why := checkToken(s); why != "" {
+	if why := boot.CheckToken(s); why != "" {
 		return errors.New(why)
 	}
 	if strings.HasPrefix(s, "#") {
@@ -191,189 +191,6 @@ func checkComment(s string) error {
 	return nil
 }
 
-// Client identifies a machine asking for its script: what the bootstrap
-// script's query says about it.
-type Client struct {
-	MAC       net.HardwareAddr // net0's MAC address
-	UUID      string           // SMBIOS UUID, lowercase, or ""
-	Hostname  string           // from DHCP, or ""
-	BuildArch string           // iPXE's ${buildarch}: i386, x86_64, arm64, ...
-	Platform  string           // iPXE's ${platform}: pcbios, efi, ...
-	NIC       PCIID            // the booting NIC's PCI vendor and device; zero = unknown
-}
-
-// PCIID is a PCI function's vendor and device ID (PCI Local Bus
-// Specification 3.0, section 6.2.1: configuration space offsets 0x00 and
-// 0x02). The zero value means unknown: vendor 0x0000 is never assigned.
-type PCIID struct {
-	Vendor, Device uint16
-}
-
-// IsZero reports whether the ID is unknown.
-func (p PCIID) IsZero() bool { return p == PCIID{} }
-
-// String returns "vvvv:dddd" in lowercase hex, as lspci -n prints it.
-func (p PCIID) String() string { return fmt.Sprintf("%04x:%04x", p.Vendor, p.Device) }
-
-// parsePCIWord reads one 16-bit ID as iPXE's :hexraw type prints a PCI
-// setting: exactly 4 hex digits, most significant first.
-func parsePCIWord(v string) (uint16, error) {
-	if len(v) != 4 {
-		return 0, fmt.Errorf("%q: want 4 hex digits", v)
-	}
-	n, err := strconv.ParseUint(v, 16, 16)
-	if err != nil {
-		return 0, fmt.Errorf("%q: want 4 hex digits", v)
-	}
-	return uint16(n), nil
-}
-
-// queryKeys lists the bootstrap query: the parameter name and the iPXE
-// setting that fills it. ${net0/mac:hexhyp} avoids ':' in the query.
-//
-// pcivendor and pcidevice read the booting NIC's PCI configuration space
-// through iPXE's pci settings (${pci/BUSLOC.OFFSET.LENGTH}, big-endian):
-// with :hexraw, Debian's iPXE 1.0.0+git-20190125 prints "10ec" and "8139"
-// for QEMU's rtl8139 (untyped it prints the same; :uint16 would print
-// "0x8139", :hex "81:39"). When ${net0/busloc} is unset (a NIC that is not
-// on PCI) the setting reads bus 0 device 0, the host bridge: the server
-// only ever matches the ID against network drivers.
-var queryKeys = []struct{ name, ipxe string }{
-	{"mac", "${net0/mac:hexhyp}"},
-	{"uuid", "${uuid}"},
-	{"hostname", "${hostname}"},
-	{"buildarch", "${buildarch}"},
-	{"platform", "${platform}"},
-	{"pcivendor", "${pci/${net0/busloc}.0.2:hexraw}"},
-	{"pcidevice", "${pci/${net0/busloc}.2.2:hexraw}"},
-}
-
-var (
-	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
-	wordRE     = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
-)
-
-// ParseQuery reads the bootstrap script's query. iPXE expands unset settings
-// to "", so empty values mean "unknown". Unknown parameters and malformed
-// values are errors naming the parameter. pcivendor and pcidevice come
-// together or not at all, and vendor 0000 and ffff (no device) are refused.
-func ParseQuery(q url.Values) (Client, error) {
-	var c Client
-	var errs []error
-	bad := func(k, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("query parameter %s: %s", k, fmt.Sprintf(format, args...)))
-	}
-	for k, vs := range q {
-		known := false
-		for _, qk := range queryKeys {
-			known = known || qk.name == k
-		}
-		if !known {
-			bad(k, "unknown")
-			continue
-		}
-		if len(vs) != 1 {
-			bad(k, "given %d times", len(vs))
-			continue
-		}
-		v := strings.ToLower(vs[0])
-		if v == "" {
-			continue
-		}
-		switch k {
-		case "mac":
-			mac, err := ParseMAC(v)
-			if err != nil {
-				bad(k, "%v", err)
-			}
-			c.MAC = mac
-		case "uuid":
-			if !uuidRE.MatchString(v) {
-				bad(k, "%q is not a UUID", vs[0])
-			}
-			c.UUID = v
-		case "hostname":
-			if len(v) > 253 || !hostnameRE.MatchString(v) {
-				bad(k, "%q is not a host name", vs[0])
-			}
-			c.Hostname = v
-		case "buildarch":
-			if !wordRE.MatchString(v) {
-				bad(k, "%q is not an architecture name", vs[0])
-			}
-			c.BuildArch = v
-		case "platform":
-			if !wordRE.MatchString(v) {
-				bad(k, "%q is not a platform name", vs[0])
-			}
-			c.Platform = v
-		case "pcivendor":
-			n, err := parsePCIWord(v)
-			switch {
-			case err != nil:
-				bad(k, "%v", err)
-			case n == 0 || n == 0xffff:
-				bad(k, "%q is not a PCI vendor ID", vs[0])
-			}
-			c.NIC.Vendor = n
-		case "pcidevice":
-			n, err := parsePCIWord(v)
-			if err != nil {
-				bad(k, "%v", err)
-			}
-			c.NIC.Device = n
-		}
-	}
-	vendor, device := q.Get("pcivendor") != "", q.Get("pcidevice") != ""
-	switch {
-	case vendor && !device:
-		bad("pcidevice", "missing, and pcivendor is given")
-	case device && !vendor:
-		bad("pcivendor", "missing, and pcidevice is given")
-	}
-	if err := errors.Join(errs...); err != nil {
-		return Client{}, err
-	}
-	return c, nil
-}
-
-// Query encodes the client as the bootstrap script would; ParseQuery reads it back.
-func (c Client) Query() url.Values {
-	q := url.Values{}
-	if c.MAC != nil {
-		q.Set("mac", strings.ReplaceAll(c.MAC.String(), ":", "-"))
-	}
-	for _, kv := range [][2]string{{"uuid", c.UUID}, {"hostname", c.Hostname}, {"buildarch", c.BuildArch}, {"platform", c.Platform}} {
-		if kv[1] != "" {
-			q.Set(kv[0], kv[1])
-		}
-	}
-	if !c.NIC.IsZero() {
-		q.Set("pcivendor", fmt.Sprintf("%04x", c.NIC.Vendor))
-		q.Set("pcidevice", fmt.Sprintf("%04x", c.NIC.Device))
-	}
-	return q
-}
-
-// ParseMAC reads a 6-byte Ethernet address written with ':' or '-' separators.
-func ParseMAC(s string) (net.HardwareAddr, error) {
-	mac, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
-	if err != nil || len(mac) != 6 || strings.Count(s, ":")+strings.Count(s, "-") != 5 {
-		return nil, fmt.Errorf("%q is not a MAC address like 52:54:00:12:34:56", s)
-	}
-	return mac, nil
-}
-
-// URLPath joins a base URL and a path, for scripts and documents.
-func URLPath(base string, elem ...string) string {
-	u := strings.TrimSuffix(base, "/")
-	for _, e := range elem {
-		u += "/" + url.PathEscape(e)
-	}
-	return u
-}
-
 // SANScript boots a whole disk with iPXE's sanboot over iSCSI. It carries
 // the machine's CHAP secret, so the server serves it once, behind a
 // single-use URL. iPXE also publishes the target, the initiator name and
@@ -384,8 +201,8 @@ type SANScript struct {
 	Portal    string // host:port of the target; host is an IPv4 address or a DNS name
 	Target    string // target IQN
 	LUN       int
-	Initiator string // initiator IQN, which the target's ACL names
-	CHAP      CHAP   // User and Secret required; TargetUser/TargetSecret for mutual CHAP
+	Initiator string    // initiator IQN, which the target's ACL names
+	CHAP      boot.CHAP // User and Secret required; TargetUser/TargetSecret for mutual CHAP
 }
 
 // Render returns the script text.
