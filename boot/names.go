@@ -28,4 +28,3 @@ func URLPath(base string, elem ...string) string {
 	}
 	return u
 }
-
