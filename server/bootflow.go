@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
@@ -26,9 +26,16 @@ import (
 
 // WaitForApproval is how long a pending machine's script waits before it
 // asks again.
-const WaitForApproval = 30 * time.Second
+const WaitForApproval = answer.WaitForApproval
 
-func (s *Server) ipxe(w http.ResponseWriter, code int, text string) {
+// reply writes a (package server/answer) as the firmware's script, with
+// code: iPXE's, today's only firmware language.
+func (s *Server) reply(w http.ResponseWriter, code int, a answer.Answer) {
+	text, err := ipxe.Render(a)
+	if err != nil {
+		s.log.Error("render a script", "err", err)
+		code, text = http.StatusInternalServerError, ipxe.FailScript("the server cannot write this machine's script: see its log")
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
@@ -36,7 +43,7 @@ func (s *Server) ipxe(w http.ResponseWriter, code int, text string) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, code int, why string) {
-	s.ipxe(w, code, ipxe.FailScript(why))
+	s.reply(w, code, answer.Refusal{Message: why})
 }
 
 func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
@@ -45,12 +52,7 @@ func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	text, err := ipxe.ChainScript{Server: base}.Render()
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	s.ipxe(w, http.StatusOK, text)
+	s.reply(w, http.StatusOK, answer.Bootstrap{Server: base})
 }
 
 // script answers /ipxe?mac=...: the machine's profile's enrolment policy
@@ -138,13 +140,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 		s.metrics.Refused("conflict")
 		s.log.Warn("machine refused: approved at another address", "mac", q.mac, "profile", p.Name, "address", q.addr, "approved_at", adm.Address)
 		s.rec.Changed(q.mac)
-		s.again(w, r, d.Why, "", WaitForApproval)
+		s.again(w, r, d.Why, "", answer.WaitForApproval)
 		return
 	case enroll.Ask:
 		s.metrics.Refused("pending")
 		s.log.Info("machine waits for approval", "mac", q.mac, "profile", p.Name, "address", q.addr)
 		s.rec.Changed(q.mac)
-		s.again(w, r, d.Why, "", WaitForApproval)
+		s.again(w, r, d.Why, "", answer.WaitForApproval)
 		return
 	}
 	if p.HasMenu() && !fromMenu {
@@ -173,37 +175,11 @@ func (s *Server) again(w http.ResponseWriter, r *http.Request, why, notice strin
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	text, err := ipxe.AgainScript{Server: base, Message: scriptText(why), Notice: notice, Wait: wait}.Render()
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	s.ipxe(w, http.StatusOK, text)
+	s.reply(w, http.StatusOK, answer.Wait{Server: base, Message: answer.Text(why), Notice: notice, Wait: wait})
 }
 
-// scriptText makes any message safe to show from a script.
-func scriptText(m string) string {
-	m = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '$' || r == '#' {
-			return ' '
-		}
-		return r
-	}, m)
-	if m == "" {
-		return "-"
-	}
-	return m
-}
-
-func (s *Server) comment(q bootReq, p *config.Profile) string {
-	who := q.mac
-	if q.hostname != "" {
-		who = fmt.Sprintf("%s (%s)", q.hostname, q.mac)
-	}
-	if q.user != "" {
-		who += " user " + q.user
-	}
-	return fmt.Sprintf("%s, profile %s", who, p.Name)
+func (q bootReq) machine() answer.Machine {
+	return answer.Machine{MAC: q.mac, Hostname: q.hostname, User: q.user}
 }
 
 // menu answers a profile's menu: a login item (login profiles) and its
@@ -224,28 +200,7 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
-	m := ipxe.MenuScript{Title: scriptText("overboot: " + s.comment(q, p)), Timeout: p.MenuTimeout}
-	if m.Timeout == 0 {
-		m.Timeout = config.DefaultMenuTimeout
-	}
-	if p.Policy() == config.EnrollLogin {
-		m.LoginURL = base + "/login/" + tok
-	}
-	for _, e := range p.Menu {
-		m.Items = append(m.Items, ipxe.MenuItem{Key: "p-" + strings.ToLower(strings.ReplaceAll(e, "_", "-")), Label: "Boot " + e, URL: base + "/entry/" + tok + "/" + e})
-	}
-	switch d := p.MenuDefault; {
-	case d == "login":
-		m.Default = "login"
-	case d != "":
-		m.Default = "p-" + strings.ToLower(strings.ReplaceAll(d, "_", "-"))
-	}
-	text, err := m.Render()
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	s.ipxe(w, http.StatusOK, text)
+	s.reply(w, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok))
 }
 
 // entry answers a menu's choice of another profile: that profile's own
@@ -307,8 +262,7 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose stri
 }
 
 // bootScript answers the script that boots p: a kernel (with its
-// document's single-use URL when the upper is an iSCSI disk) or a chain to
-// the single-use sanboot script.
+// document's single-use URL) or a chain to the single-use sanboot script.
 func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile) {
 	ctx := r.Context()
 	base, err := s.base(r)
@@ -316,11 +270,8 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	var arts answer.Artifacts
 	var image string
-	var arts struct {
-		kernel  string
-		initrds []string
-	}
 	if p.Sanboot == "" {
 		a, err := s.sets.Load().Resolve(ctx, p)
 		if err != nil {
@@ -328,10 +279,9 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			s.failBoot(ctx, w, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
 		}
-		blob := func(d boot.Digest) string { return base + BlobPrefix + d.Hex() }
-		arts.kernel, arts.initrds = blob(a.Kernel.Digest), []string{blob(a.Initramfs.Digest)}
+		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest}
 		if seg := s.driverSegment(ctx, q, a.Initramfs.Digest); seg != nil {
-			arts.initrds = append(arts.initrds, blob(seg.Digest))
+			arts.Driver = seg.Digest
 		}
 		image = a.Root.Digest.String()
 	}
@@ -340,60 +290,22 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	} else {
 		s.rec.Event(ctx, q.bootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "script", Outcome: telemetry.OK, Message: p.Name})
 	}
-	issue := func(purpose string, ttl time.Duration) (string, bool) {
-		tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: purpose, MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}, ttl)
-		if err != nil {
-			s.log.Error("issue token", "err", err)
-			s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
-			return "", false
-		}
-		return tok, true
-	}
-	if p.Sanboot != "" {
-		// The sanboot script carries the CHAP secret: served once,
-		// behind a single-use URL.
-		tok, ok := issue(enroll.PurposeSan, enroll.TokenTTL)
-		if !ok {
-			return
-		}
-		text, err := ipxe.ChainOnceScript{Comment: s.comment(q, p), URL: base + "/san/" + tok}.Render()
-		if err != nil {
-			s.fail(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		s.ipxe(w, http.StatusOK, text)
-		return
-	}
-	// Every kernel boot fetches its single-use document: it names the
-	// layers, carries the machine's identity (host keys may be secret)
-	// and, for an iSCSI upper, the CHAP secret: never the command line,
-	// which every user of the booted system can read.
-	tok, ok := issue(enroll.PurposeDoc, enroll.TokenTTL)
-	if !ok {
-		return
-	}
-	params := boot.Params{Doc: base + "/doc/" + tok, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
-	if p.LowerMode.OnDemand() {
-		// The agent loads them while DHCP runs, before the document
-		// says it needs them.
-		params.Modules = slices.Clone(boot.ModulesLazyRoot)
-	}
-	if err := params.Validate(); err != nil {
-		s.fail(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
-		return
-	}
-	text, err := ipxe.KernelScript{
-		Comment:     s.comment(q, p),
-		Kernel:      arts.kernel,
-		Initrds:     arts.initrds,
-		Args:        append(append([]string(nil), p.Cmdline...), params.Args()...),
-		ForgetLogin: q.user != "",
-	}.Render()
+	// The document (it names the layers, carries the identity and the
+	// disk's secrets) or the sanboot script (the secrets too) is served
+	// once, behind a single-use URL: never the command line, which every
+	// user of the booted system can read.
+	tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: answer.Purpose(p), MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}, enroll.TokenTTL)
 	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
+		s.log.Error("issue token", "err", err)
+		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
-	s.ipxe(w, http.StatusOK, text)
+	a, err := answer.BootFor(base, q.machine(), p, arts, tok)
+	if err != nil {
+		s.failBoot(ctx, w, q, p, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.reply(w, http.StatusOK, a)
 }
 
 // driverSegment is the second initrd a machine needs when the base
@@ -500,100 +412,95 @@ func (s *Server) diskError(t state.BootToken, err error) (int, string) {
 }
 
 // document answers GET /doc/{token}, once, to the address the token was
-// handed to.
+// handed to: the side effects (the disk, the identity, the report token,
+// the image's tree) here, the document itself in package server/answer.
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeDoc, false)
 	if !ok {
 		return
 	}
-	set := s.sets.Load()
-	p := set.Profile(t.Profile)
-	if p == nil || p.Sanboot != "" {
-		http.Error(w, "the profile of this boot changed: reboot the machine", http.StatusConflict)
-		return
-	}
-	base, err := s.base(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	portal, err := s.portal(base)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	docFail := func(code int, why string) {
+	fail := func(code int, why string) {
 		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
 		http.Error(w, why, code)
 	}
-	a, err := set.Resolve(ctx, p)
+	set := s.sets.Load()
+	p := set.Profile(t.Profile)
+	if p == nil || p.Sanboot != "" {
+		fail(http.StatusConflict, "the profile of this boot changed: reboot the machine")
+		return
+	}
+	f, code, why := s.documentFacts(r, t, p)
+	if code != 0 {
+		fail(code, why)
+		return
+	}
+	doc, err := answer.Document(f)
+	if err != nil {
+		s.log.Error("boot document", "mac", t.MAC, "err", err)
+		fail(http.StatusInternalServerError, "the server made an invalid document: see its log")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(doc)
+	note := "tmpfs upper"
+	if f.Disk != nil {
+		note = "disk " + f.Disk.Target
+	}
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: note + ", host " + f.Identity.Hostname})
+}
+
+// documentFacts runs the side effects of t's document and gathers what
+// it is made of; on failure, the HTTP code and why (logged here).
+func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Profile) (answer.DocumentFacts, int, string) {
+	ctx := r.Context()
+	base, err := s.base(r)
+	if err != nil {
+		return answer.DocumentFacts{}, http.StatusBadRequest, err.Error()
+	}
+	a, err := s.sets.Load().Resolve(ctx, p)
 	if err != nil {
 		s.log.Error("resolve profile", "profile", p.Name, "err", err)
-		docFail(http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
-		return
+		return answer.DocumentFacts{}, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err)
 	}
 	if err := s.admitted(ctx, t, p); err != nil {
 		code, why := s.diskError(t, err)
-		docFail(code, why)
-		return
+		return answer.DocumentFacts{}, code, why
 	}
-	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
-	note := "tmpfs upper"
+	f := answer.DocumentFacts{Base: base, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
+		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
 	if p.Upper == "iscsi" {
+		portal, err := s.portal(base)
+		if err != nil {
+			return answer.DocumentFacts{}, http.StatusInternalServerError, err.Error()
+		}
 		ex, err := s.attach(ctx, t, p)
 		if err != nil {
 			code, why := s.diskError(t, err)
-			s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
-			http.Error(w, why, code)
-			return
+			return answer.DocumentFacts{}, code, why
 		}
-		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: docCHAP(ex.Creds)}}
-		note = "disk " + ex.Target
+		f.Disk = &answer.Disk{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: *docCHAP(ex.Creds)}
 	}
-	id, err := s.identity(ctx, t, p)
-	if err != nil {
+	if f.Identity, err = s.identity(ctx, t, p); err != nil {
 		s.log.Error("identity", "mac", t.MAC, "err", err)
-		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: "identity: see the server's log"})
-		http.Error(w, "cannot make the machine's identity: see the server's log", http.StatusInternalServerError)
-		return
+		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the machine's identity: see the server's log"
 	}
-	rep, err := s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL)
-	if err != nil {
-		http.Error(w, "cannot issue a token", http.StatusInternalServerError)
-		return
+	if f.ReportToken, err = s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL); err != nil {
+		s.log.Error("issue token", "err", err)
+		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot issue a token: see the server's log"
 	}
-	lower := &boot.HTTPSource{URL: base + BlobPrefix + a.Root.Digest.Hex(), Digest: a.Root.Digest, Size: a.Root.Size, Mode: p.LowerMode}
 	if p.LowerMode.OnDemand() {
 		// The first machine to ask for an image on demand waits for its
 		// tree (a second or so per GiB); the others find it made.
 		tr, err := s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
 		if err != nil {
 			s.log.Error("dm-verity tree", "image", a.Root.Digest.String(), "err", err)
-			s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: "dm-verity tree: " + err.Error()})
-			http.Error(w, "cannot make the image's dm-verity tree: see the server's log", http.StatusInternalServerError)
-			return
+			return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the image's dm-verity tree: see the server's log"
 		}
-		lower.Verity = &boot.Verity{HashURL: base + TreePrefix + a.Root.Digest.Hex(), HashDigest: tr.Hash, HashSize: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
+		f.Root.Tree = &answer.Tree{Hash: tr.Hash, Size: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
 	}
-	doc := boot.Document{Version: 1, Machine: t.MAC,
-		Lower:    boot.Source{HTTP: lower},
-		Upper:    upper,
-		Init:     p.Init,
-		Report:   base + "/report/" + rep,
-		Identity: id,
-	}
-	if t.User != "" {
-		doc.Machine = t.MAC + " (user " + t.User + ")"
-	}
-	if err := doc.Validate(); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(doc)
-	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: note + ", host " + id.Hostname})
+	return f, 0, ""
 }
 
 // sanboot answers GET /san/{token}, once, to the address the token was
@@ -631,19 +538,7 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 		s.fail(w, code, why)
 		return
 	}
-	comment := fmt.Sprintf("%s, profile %s", t.MAC, p.Name)
-	if t.User != "" {
-		comment += ", user " + t.User
-	}
-	text, err := ipxe.SANScript{
-		Comment: comment, Portal: portal, Target: ex.Target, Initiator: ex.Initiator,
-		CHAP: *docCHAP(ex.Creds),
-	}.Render()
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	s.ipxe(w, http.StatusOK, text)
+	s.reply(w, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))
 	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.OK, Message: "disk " + ex.Target})
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
@@ -30,11 +31,11 @@ import (
 )
 
 // BlobPrefix is where artifacts are served by digest.
-const BlobPrefix = "/blobs/sha256/"
+const BlobPrefix = answer.BlobPrefix
 
 // TreePrefix is where the dm-verity tree of an image read on demand is
 // served, by the image's digest.
-const TreePrefix = "/verity/sha256/"
+const TreePrefix = answer.TreePrefix
 
 // Rate limits. A machine's boot asks for /boot.ipxe, /ipxe and /doc or
 // /san once each, a few more times on retries or at a menu: a burst of 20

@@ -1,0 +1,221 @@
+package answer
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/config"
+)
+
+// Answer is what a machine gets for a script request, whatever its
+// firmware speaks: one of Kernel, Menu, Wait, Refusal, SanChain, San,
+// Bootstrap. Package server/ipxe renders it for iPXE.
+type Answer interface{ answer() }
+
+// Kernel boots a kernel and its initrds with its command line.
+type Kernel struct {
+	Comment string   // one line: the machine and its profile
+	Kernel  string   // URL
+	Initrds []string // URLs, in order
+	Args    []string // the kernel command line
+	// ForgetLogin: the answer follows a login, whose password the
+	// firmware must not keep.
+	ForgetLogin bool
+}
+
+// MenuItem is one choice of a menu: chosen, it chains URL.
+type MenuItem struct {
+	Key, Label, URL string
+}
+
+// Menu is a boot menu: a login item (LoginURL, the credentials go in its
+// query) and entries for other profiles; after Timeout, Default.
+type Menu struct {
+	Title    string
+	LoginURL string // "" = no login item
+	Items    []MenuItem
+	Default  string // "login" or an item's key; "" = the first item
+	Timeout  time.Duration
+}
+
+// Wait shows Message, waits, and asks again; Notice is left for the next
+// menu (after a wrong password).
+type Wait struct {
+	Server  string // base URL to ask again
+	Message string
+	Notice  string
+	Wait    time.Duration
+}
+
+// Refusal says why the machine cannot boot and gives up (the firmware
+// tries its next boot device).
+type Refusal struct {
+	Message string
+}
+
+// SanChain chains the single-use URL whose answer is the San (it carries
+// secrets: served once, to the machine it was made for).
+type SanChain struct {
+	Comment string
+	URL     string
+}
+
+// San boots a whole disk over iSCSI with the firmware's initiator.
+type San struct {
+	Comment   string
+	Portal    string // host:port
+	Target    string
+	Initiator string
+	CHAP      boot.CHAP // mutual: the target proves itself too
+}
+
+// Bootstrap is the first script: it asks the server for the machine's
+// own answer, saying what the firmware knows of the machine.
+type Bootstrap struct {
+	Server string // base URL
+}
+
+func (Kernel) answer()    {}
+func (Menu) answer()      {}
+func (Wait) answer()      {}
+func (Refusal) answer()   {}
+func (SanChain) answer()  {}
+func (San) answer()       {}
+func (Bootstrap) answer() {}
+
+// Machine is what is known of the machine a request is for.
+type Machine struct {
+	MAC      string // aa:bb:cc:dd:ee:ff
+	Hostname string // as configured or as it said; "" unknown
+	User     string // who logged in; "" none
+}
+
+// Comment names the machine, its user and its profile on one line.
+func Comment(m Machine, profile string) string {
+	who := m.MAC
+	if m.Hostname != "" {
+		who = fmt.Sprintf("%s (%s)", m.Hostname, m.MAC)
+	}
+	if m.User != "" {
+		who += " user " + m.User
+	}
+	return fmt.Sprintf("%s, profile %s", who, profile)
+}
+
+// Text makes any message safe for a firmware to show: control
+// characters, $ and # become spaces (a script would expand or cut them).
+func Text(m string) string {
+	m = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '$' || r == '#' {
+			return ' '
+		}
+		return r
+	}, m)
+	if m == "" {
+		return "-"
+	}
+	return m
+}
+
+// WaitForApproval is how long a machine that waits for approval waits
+// before it asks again.
+const WaitForApproval = 30 * time.Second
+
+// Waiting is the answer to a machine that must wait (for approval, or
+// refused as approved elsewhere): why, shown, and the request again.
+func Waiting(base, why string) Wait {
+	return Wait{Server: base, Message: Text(why), Wait: WaitForApproval}
+}
+
+// MenuKey is the menu item key of an entry for profile name.
+func MenuKey(name string) string {
+	return "p-" + strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+}
+
+// MenuFor is profile p's menu for machine m: a login item when p takes
+// logins, an entry per profile of its menu, each URL behind the menu's
+// single-use token (issued for this machine and address).
+func MenuFor(base string, m Machine, p *config.Profile, token string) Menu {
+	menu := Menu{Title: Text("overboot: " + Comment(m, p.Name)), Timeout: p.MenuTimeout}
+	if menu.Timeout == 0 {
+		menu.Timeout = config.DefaultMenuTimeout
+	}
+	if p.Policy() == config.EnrollLogin {
+		menu.LoginURL = base + "/login/" + token
+	}
+	for _, e := range p.Menu {
+		menu.Items = append(menu.Items, MenuItem{Key: MenuKey(e), Label: "Boot " + e, URL: base + "/entry/" + token + "/" + e})
+	}
+	switch d := p.MenuDefault; {
+	case d == "login":
+		menu.Default = "login"
+	case d != "":
+		menu.Default = MenuKey(d)
+	}
+	return menu
+}
+
+// Artifacts are the digests a kernel boot downloads.
+type Artifacts struct {
+	Kernel, Initramfs boot.Digest
+	// Driver is the second initrd with the booting NIC's driver, when
+	// the initramfs lacks it (package server/drivers); zero: none.
+	Driver boot.Digest
+}
+
+// BlobPrefix is where the server serves artifacts by digest.
+const BlobPrefix = "/blobs/sha256/"
+
+// BlobURL is where base serves the artifact d.
+func BlobURL(base string, d boot.Digest) string { return base + BlobPrefix + d.Hex() }
+
+// Purpose is the purpose of the single-use token a profile's boot
+// answer carries: its sanboot script, or its boot document.
+func Purpose(p *config.Profile) string {
+	if p.Sanboot != "" {
+		return "san"
+	}
+	return "doc"
+}
+
+// BootFor is profile p's boot answer for machine m, whose single-use
+// token (of Purpose(p)) is token: for a sanboot profile, the chain to
+// its sanboot script; else the kernel, the initramfs (and driver
+// segment) and a command line whose only overboot.* secret-free pointer
+// is the document's URL. Secrets never go on the command line, which
+// every user of the booted system can read.
+func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token string) (Answer, error) {
+	comment := Comment(m, p.Name)
+	if p.Sanboot != "" {
+		return SanChain{Comment: comment, URL: base + "/san/" + token}, nil
+	}
+	params := boot.Params{Doc: base + "/doc/" + token, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
+	if p.LowerMode.OnDemand() {
+		// The agent loads them while DHCP runs, before the document
+		// says it needs them.
+		params.Modules = slices.Clone(boot.ModulesLazyRoot)
+	}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+	}
+	k := Kernel{
+		Comment:     comment,
+		Kernel:      BlobURL(base, a.Kernel),
+		Initrds:     []string{BlobURL(base, a.Initramfs)},
+		Args:        append(slices.Clone(p.Cmdline), params.Args()...),
+		ForgetLogin: m.User != "",
+	}
+	if a.Driver != "" {
+		k.Initrds = append(k.Initrds, BlobURL(base, a.Driver))
+	}
+	return k, nil
+}
+
+// SanFor is the sanboot answer: the firmware logs in to the disk's
+// target with the machine's initiator name and both CHAP secrets.
+func SanFor(m Machine, profile, portal, target, initiator string, chap boot.CHAP) San {
+	return San{Comment: Comment(Machine{MAC: m.MAC, User: m.User}, profile), Portal: portal, Target: target, Initiator: initiator, CHAP: chap}
+}

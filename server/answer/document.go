@@ -1,0 +1,80 @@
+package answer
+
+import (
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/config"
+)
+
+// TreePrefix is where the server serves the dm-verity tree of an image
+// read on demand, by the image's digest.
+const TreePrefix = "/verity/sha256/"
+
+// Image is the root image a document names.
+type Image struct {
+	Digest boot.Digest
+	Size   int64
+	// Tree is its dm-verity tree, for a profile that reads it on demand;
+	// nil otherwise.
+	Tree *Tree
+}
+
+// Tree is an image's dm-verity tree, as package server/hashtrees made it.
+type Tree struct {
+	Hash     boot.Digest // of the tree file
+	Size     int64
+	RootHash string
+	Salt     string
+}
+
+// Disk is a machine's (or its user's) private disk, exported to it.
+type Disk struct {
+	Portal    string // host:port
+	Target    string
+	Initiator string
+	CHAP      boot.CHAP // both ways: the target proves itself too
+}
+
+// DocumentFacts is what a boot document is made of; everything in it was
+// decided or made before (the token spent, the disk attached, the
+// identity made, the report token issued).
+type DocumentFacts struct {
+	Base        string // the server's URL for this machine
+	Machine     Machine
+	Profile     *config.Profile
+	Root        Image
+	Disk        *Disk // the upper on iSCSI; nil: tmpfs
+	Identity    *boot.Identity
+	ReportToken string
+}
+
+// Document is the boot document of one boot: the lower (the root image
+// over HTTP, whole or read on demand behind dm-verity), the upper (tmpfs
+// or the private disk, with its CHAP secrets both ways), the machine's
+// identity and where to report. It is validated as the agent will read
+// it.
+func Document(f DocumentFacts) (boot.Document, error) {
+	p := f.Profile
+	lower := &boot.HTTPSource{URL: BlobURL(f.Base, f.Root.Digest), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
+	if t := f.Root.Tree; t != nil {
+		lower.Verity = &boot.Verity{HashURL: f.Base + TreePrefix + f.Root.Digest.Hex(), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
+	}
+	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
+	if d := f.Disk; d != nil {
+		chap := d.CHAP
+		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: d.Portal, Target: d.Target, Initiator: d.Initiator, CHAP: &chap}}
+	}
+	doc := boot.Document{Version: 1, Machine: f.Machine.MAC,
+		Lower:    boot.Source{HTTP: lower},
+		Upper:    upper,
+		Init:     p.Init,
+		Report:   f.Base + "/report/" + f.ReportToken,
+		Identity: f.Identity,
+	}
+	if f.Machine.User != "" {
+		doc.Machine = f.Machine.MAC + " (user " + f.Machine.User + ")"
+	}
+	if err := doc.Validate(); err != nil {
+		return boot.Document{}, err
+	}
+	return doc, nil
+}
