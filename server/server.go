@@ -67,7 +67,7 @@ type Server struct {
 	sessions   *enroll.Sessions // the status page's signed-in browsers
 	hashing    chan struct{}    // a slot per password check allowed at once
 
-	nics *drivers.Segments // NIC driver segments for the kernel script
+	nics segments // NIC driver segments for the kernel script (package server/drivers)
 
 	metrics *telemetry.Metrics
 	rec     *telemetry.Recorder

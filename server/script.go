@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -14,7 +12,6 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/config"
-	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/ipxe"
@@ -308,6 +305,19 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	s.reply(w, http.StatusOK, a)
 }
 
+// segments are the NIC driver segments (package server/drivers finds or
+// builds them from the server's kernel modules): the flow asks for one,
+// it does not build it.
+type segments interface {
+	// Seen records the NIC a machine booted from, for its later boots.
+	Seen(mac string, nic pci.ID)
+	// NIC is the NIC a machine last booted from (zero: unknown).
+	NIC(mac string) pci.ID
+	// For is the segment a machine with nic needs beside the initramfs
+	// base, if any.
+	For(ctx context.Context, base boot.Digest, nic pci.ID) (drivers.Choice, error)
+}
+
 // driverSegment is the second initrd a machine needs when the base
 // initramfs lacks its NIC's driver (package server/drivers), or nil. The
 // boot goes on without one when it cannot be had: the machine may still
@@ -328,248 +338,4 @@ func (s *Server) driverSegment(ctx context.Context, q bootReq, base boot.Digest)
 	}
 	s.log.Info("driver segment", "mac", q.mac, "pci", nic.String(), "segment", c.Segment.Name, "bytes", c.Segment.Size, "built", c.Built, "why", c.Why)
 	return c.Segment
-}
-
-// owner is whose disk a token's boot gets: the user who logged in, else
-// the machine.
-func owner(t state.BootToken) disks.Owner {
-	if t.User != "" {
-		return disks.Owner{Kind: state.OwnerUser, Name: t.User}
-	}
-	return disks.Owner{Kind: state.OwnerMachine, Name: t.MAC}
-}
-
-// errNotAdmitted: a token's machine lost its admission to the token's
-// profile between the script and the spend (an administrator deleted or
-// moved it, or the profile's policy changed).
-var errNotAdmitted = errors.New("not admitted")
-
-// admitted checks, when a token is spent, that its machine still holds
-// the admission the token was issued under: a token outlives nothing an
-// administrator changed in between.
-func (s *Server) admitted(ctx context.Context, t state.BootToken, p *config.Profile) error {
-	a, err := s.db.Admission(ctx, t.MAC, p.Name)
-	if errors.Is(err, state.ErrNotFound) {
-		return fmt.Errorf("machine %s in profile %s: %w", t.MAC, p.Name, errNotAdmitted)
-	}
-	if err != nil {
-		return err
-	}
-	if a.Policy != string(p.Policy()) || (a.Policy == state.PolicyApprove && a.Address != t.Address) {
-		return fmt.Errorf("machine %s in profile %s (%s at %s): %w", t.MAC, p.Name, a.Policy, a.Address, errNotAdmitted)
-	}
-	return nil
-}
-
-// attach creates (on first use) and exports the disk of t's boot.
-func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profile) (disks.Export, error) {
-	if err := s.admitted(ctx, t, p); err != nil {
-		return disks.Export{}, err
-	}
-	o := owner(t)
-	var creds disks.Credentials
-	var err error
-	if o.Kind == state.OwnerUser {
-		creds, err = s.disks.NewUserCredentials(ctx, o.Name)
-	} else {
-		creds, err = s.disks.MachineCredentials(ctx, o.Name, p.Name)
-	}
-	if err != nil {
-		return disks.Export{}, err
-	}
-	sp := disks.Spec{Owner: o, Profile: p.Name, Kind: state.DiskUpper, Size: p.UpperDiskSize, Quota: enroll.Quota(p)}
-	if p.Sanboot != "" {
-		sp.Kind, sp.Base, sp.Size = state.DiskCow, p.Sanboot, 0
-	}
-	return s.disks.Ensure(ctx, sp, creds, disks.InitiatorIQN(t.MAC))
-}
-
-// docCHAP is what a machine needs to log in to its disk and to check
-// that the target is its disk's: mutual CHAP both ways.
-func docCHAP(c disks.Credentials) *boot.CHAP {
-	return &boot.CHAP{User: c.Initiator.User, Secret: string(c.Initiator.Secret), TargetUser: c.Target.User, TargetSecret: string(c.Target.Secret)}
-}
-
-// diskError answers why a disk could not be had.
-func (s *Server) diskError(t state.BootToken, err error) (int, string) {
-	switch {
-	case errors.Is(err, state.ErrQuota):
-		s.metrics.Refused("quota")
-		s.log.Warn("disk refused", "owner", owner(t).String(), "profile", t.Profile, "err", err)
-		return http.StatusForbidden, err.Error() + ": ask the administrator"
-	case errors.Is(err, errNotAdmitted):
-		s.log.Warn("disk refused: the machine is no longer admitted", "err", err)
-		return http.StatusForbidden, "this machine is no longer admitted to this profile: reboot it"
-	case errors.Is(err, disks.ErrBaseChanged):
-		s.log.Error("disk", "owner", owner(t).String(), "err", err)
-		if t.User != "" {
-			return http.StatusConflict, "the disk image changed since your copy was made: ask the administrator to reset it (overboot user reset " + t.User + ")"
-		}
-		return http.StatusConflict, "the disk image changed since this machine's copy was made: reset the machine on the server (overboot machine reset " + t.MAC + ")"
-	}
-	s.log.Error("disk", "owner", owner(t).String(), "err", err)
-	return http.StatusInternalServerError, "cannot prepare the disk: see the server's log"
-}
-
-// document answers GET /doc/{token}, once, to the address the token was
-// handed to: the side effects (the disk, the identity, the report token,
-// the image's tree) here, the document itself in package server/answer.
-func (s *Server) document(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeDoc, false)
-	if !ok {
-		return
-	}
-	fail := func(code int, why string) {
-		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
-		http.Error(w, why, code)
-	}
-	set := s.sets.Load()
-	p := set.Profile(t.Profile)
-	if p == nil || p.Sanboot != "" {
-		fail(http.StatusConflict, "the profile of this boot changed: reboot the machine")
-		return
-	}
-	f, code, why := s.documentFacts(r, t, p)
-	if code != 0 {
-		fail(code, why)
-		return
-	}
-	doc, err := answer.Document(f)
-	if err != nil {
-		s.log.Error("boot document", "mac", t.MAC, "err", err)
-		fail(http.StatusInternalServerError, "the server made an invalid document: see its log")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(doc)
-	note := "tmpfs upper"
-	if f.Disk != nil {
-		note = "disk " + f.Disk.Target
-	}
-	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: note + ", host " + f.Identity.Hostname})
-}
-
-// documentFacts runs the side effects of t's document and gathers what
-// it is made of; on failure, the HTTP code and why (logged here).
-func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Profile) (answer.DocumentFacts, int, string) {
-	ctx := r.Context()
-	base, err := s.base(r)
-	if err != nil {
-		return answer.DocumentFacts{}, http.StatusBadRequest, err.Error()
-	}
-	a, err := s.sets.Load().Resolve(ctx, p)
-	if err != nil {
-		s.log.Error("resolve profile", "profile", p.Name, "err", err)
-		return answer.DocumentFacts{}, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err)
-	}
-	if err := s.admitted(ctx, t, p); err != nil {
-		code, why := s.diskError(t, err)
-		return answer.DocumentFacts{}, code, why
-	}
-	f := answer.DocumentFacts{Base: base, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
-		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
-	if p.Upper == "iscsi" {
-		portal, err := s.portal(base)
-		if err != nil {
-			return answer.DocumentFacts{}, http.StatusInternalServerError, err.Error()
-		}
-		ex, err := s.attach(ctx, t, p)
-		if err != nil {
-			code, why := s.diskError(t, err)
-			return answer.DocumentFacts{}, code, why
-		}
-		f.Disk = &answer.Disk{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: *docCHAP(ex.Creds)}
-	}
-	if f.Identity, err = s.identity(ctx, t, p); err != nil {
-		s.log.Error("identity", "mac", t.MAC, "err", err)
-		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the machine's identity: see the server's log"
-	}
-	if f.ReportToken, err = s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL); err != nil {
-		s.log.Error("issue token", "err", err)
-		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot issue a token: see the server's log"
-	}
-	if p.LowerMode.OnDemand() {
-		// The first machine to ask for an image on demand waits for its
-		// tree (a second or so per GiB); the others find it made.
-		tr, err := s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
-		if err != nil {
-			s.log.Error("dm-verity tree", "image", a.Root.Digest.String(), "err", err)
-			return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the image's dm-verity tree: see the server's log"
-		}
-		f.Root.Tree = &answer.Tree{Hash: tr.Hash, Size: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
-	}
-	return f, 0, ""
-}
-
-// sanboot answers GET /san/{token}, once, to the address the token was
-// handed to: the iPXE script that sanboots the boot's copy-on-write disk
-// with its CHAP credentials.
-func (s *Server) sanboot(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeSan, true)
-	if !ok {
-		return
-	}
-	p := s.sets.Load().Profile(t.Profile)
-	if p == nil || p.Sanboot == "" {
-		s.fail(w, http.StatusConflict, "the profile of this boot changed: reboot the machine")
-		return
-	}
-	s.sanScript(w, r, t, p)
-}
-
-func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootToken, p *config.Profile) {
-	ctx := r.Context()
-	base, err := s.base(r)
-	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	portal, err := s.portal(base)
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	ex, err := s.attach(ctx, t, p)
-	if err != nil {
-		code, why := s.diskError(t, err)
-		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.Failed, Message: why})
-		s.fail(w, code, why)
-		return
-	}
-	s.reply(w, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))
-	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.OK, Message: "disk " + ex.Target})
-}
-
-// report answers POST /report/{token}: one of the agent's phase reports.
-// The token names the boot; it is not bound to an address (the booted
-// kernel's DHCP lease may differ from iPXE's) and lets its holder report
-// on that boot only.
-func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	t, err := s.tokens.Peek(ctx, r.PathValue("token"), enroll.PurposeReport)
-	if err != nil {
-		if errors.Is(err, state.ErrNotFound) {
-			http.Error(w, "unknown or expired report URL", http.StatusNotFound)
-			return
-		}
-		http.Error(w, "cannot read tokens", http.StatusInternalServerError)
-		return
-	}
-	if !s.reportRate.Allow(r.PathValue("token")) {
-		http.Error(w, "too many reports", http.StatusTooManyRequests)
-		return
-	}
-	rep, err := boot.ParsePhaseReport(io.LimitReader(r.Body, boot.MaxPhaseReportSize+1))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceAgent, Phase: rep.Phase, Outcome: rep.Outcome, Seconds: rep.Seconds, Message: rep.Message}); err != nil {
-		// The agent should know: it was not recorded.
-		http.Error(w, "the server could not record the report: see its log", http.StatusServiceUnavailable)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

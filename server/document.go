@@ -1,0 +1,105 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/overboot/overboot/server/answer"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/telemetry"
+)
+
+// document answers GET /doc/{token}, once, to the address the token was
+// handed to: the side effects (the disk, the identity, the report token,
+// the image's tree) here, the document itself in package server/answer.
+func (s *Server) document(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeDoc, false)
+	if !ok {
+		return
+	}
+	fail := func(code int, why string) {
+		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
+		http.Error(w, why, code)
+	}
+	set := s.sets.Load()
+	p := set.Profile(t.Profile)
+	if p == nil || p.Sanboot != "" {
+		fail(http.StatusConflict, "the profile of this boot changed: reboot the machine")
+		return
+	}
+	f, code, why := s.documentFacts(r, t, p)
+	if code != 0 {
+		fail(code, why)
+		return
+	}
+	doc, err := answer.Document(f)
+	if err != nil {
+		s.log.Error("boot document", "mac", t.MAC, "err", err)
+		fail(http.StatusInternalServerError, "the server made an invalid document: see its log")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(doc)
+	note := "tmpfs upper"
+	if f.Disk != nil {
+		note = "disk " + f.Disk.Target
+	}
+	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.OK, Message: note + ", host " + f.Identity.Hostname})
+}
+
+// documentFacts runs the side effects of t's document and gathers what
+// it is made of; on failure, the HTTP code and why (logged here).
+func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Profile) (answer.DocumentFacts, int, string) {
+	ctx := r.Context()
+	base, err := s.base(r)
+	if err != nil {
+		return answer.DocumentFacts{}, http.StatusBadRequest, err.Error()
+	}
+	a, err := s.sets.Load().Resolve(ctx, p)
+	if err != nil {
+		s.log.Error("resolve profile", "profile", p.Name, "err", err)
+		return answer.DocumentFacts{}, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err)
+	}
+	if err := s.admitted(ctx, t, p); err != nil {
+		code, why := s.diskError(t, err)
+		return answer.DocumentFacts{}, code, why
+	}
+	f := answer.DocumentFacts{Base: base, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
+		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
+	if p.Upper == "iscsi" {
+		portal, err := s.portal(base)
+		if err != nil {
+			return answer.DocumentFacts{}, http.StatusInternalServerError, err.Error()
+		}
+		ex, err := s.attach(ctx, t, p)
+		if err != nil {
+			code, why := s.diskError(t, err)
+			return answer.DocumentFacts{}, code, why
+		}
+		f.Disk = &answer.Disk{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: *docCHAP(ex.Creds)}
+	}
+	if f.Identity, err = s.identity(ctx, t, p); err != nil {
+		s.log.Error("identity", "mac", t.MAC, "err", err)
+		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the machine's identity: see the server's log"
+	}
+	if f.ReportToken, err = s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeReport, MAC: t.MAC, User: t.User, Profile: t.Profile, Address: t.Address, BootID: t.BootID}, enroll.ReportTTL); err != nil {
+		s.log.Error("issue token", "err", err)
+		return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot issue a token: see the server's log"
+	}
+	if p.LowerMode.OnDemand() {
+		// The first machine to ask for an image on demand waits for its
+		// tree (a second or so per GiB); the others find it made.
+		tr, err := s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
+		if err != nil {
+			s.log.Error("dm-verity tree", "image", a.Root.Digest.String(), "err", err)
+			return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the image's dm-verity tree: see the server's log"
+		}
+		f.Root.Tree = &answer.Tree{Hash: tr.Hash, Size: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
+	}
+	return f, 0, ""
+}
