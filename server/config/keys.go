@@ -1,0 +1,482 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/overboot/overboot/boot"
+)
+
+// Key is one key of a section: its name, its default (as the file would
+// write it; "" for none) and what it means. Keys lists every one: the
+// reference (Reference) is made from it, the setters below take exactly
+// these (a test checks both ways), and an unknown key's error lists them.
+type Key struct {
+	Name, Default, Doc string
+}
+
+// Section is one kind of section and its keys.
+type Section struct {
+	Kind   string // server, profile, machine, subnet, select
+	Header string // as written: [server], [profile NAME], ...
+	Doc    string
+	Keys   []Key
+}
+
+// Sections are the configuration's sections, in the order a file
+// usually has them.
+var Sections = []Section{
+	{"server", "[server]", "The server itself: where it listens, its data, the network services it runs.", []Key{
+		{"listen", DefaultListen, "HTTP address (host:port). The default serves this host only: say 0.0.0.0:80 to serve a network."},
+		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
+		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
+		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
+		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
+		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
+		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
+		{"iscsi", DefaultISCSI, "The iSCSI target's address, listened on when a profile has upper = iscsi or sanboot."},
+		{"iscsi-portal", "", "How machines reach the target (host:port); default: the HTTP host with iscsi's port."},
+		{"iscsi-login-timeout", "5s", "A connection that has not logged in by then is closed (1s to 5m)."},
+		{"iscsi-max-per-address", "8", "Connections from one address that have not logged in yet."},
+		{"iscsi-max-connections", "1024", "Connections that have not logged in yet, in all (sessions take no room)."},
+		{"tftp", "", "Serve the iPXE binaries over TFTP on this address (host:port), for firmware PXE; default off."},
+		{"tftp-root", DefaultTFTPRoot, "Where they are (Debian's ipxe package); copied into DATA/tftp at start, only what every local user could read."},
+		{"proxy-dhcp", "", "Answer PXE firmware on this interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving them)."},
+		{"dhcp", "", "Be the DHCP server of an isolated network on this interface (not with proxy-dhcp on the same one)."},
+		{"dhcp-range", "", "The pool (FIRST-LAST IPv4 addresses) of dhcp."},
+		{"dhcp-router", "", "The router (option 3) dhcp hands out."},
+		{"dhcp-dns", "", "DNS servers (option 6, comma-separated) dhcp hands out."},
+		{"dhcp-lease", "1h", "Lease time of dhcp (1m to 720h); leases are kept in the state store."},
+		{"dhcpv6", "", "Be the DHCPv6 server (with the boot URL, option 59) on this interface."},
+		{"dhcpv6-range", "", "The pool (FIRST-LAST IPv6 addresses, one /64) of dhcpv6."},
+		{"dhcpv6-lease", "1h", "Lease time of dhcpv6 (1m to 720h)."},
+		{"dhcpv6-dns", "", "DNS servers (comma-separated IPv6 addresses) dhcpv6 hands out."},
+	}},
+	{"profile", "[profile NAME]", "How a machine boots. [profile default] is for machines no other rule names.", []Key{
+		{"kernel", "", "The kernel: a store name, sha256:HEX, or an absolute file path. Required unless sanboot."},
+		{"initramfs", "", "The overboot initramfs (overboot mkimage initramfs): a store name, sha256:HEX or a path. Required unless sanboot."},
+		{"root", "", "The root image (a squashfs): a store name, sha256:HEX or a path. Required unless sanboot."},
+		{"lower-mode", "ram", "ram (download whole, check, loop), lazy (read on demand behind dm-verity) or fill (lazy, then fill RAM)."},
+		{"lower-cache", "64M", "lazy and fill: the keeper's RAM cache of blocks."},
+		{"upper", "tmpfs", "The writable layer: tmpfs, or iscsi (the machine's or user's private disk, kept)."},
+		{"upper-size", "50%", "tmpfs upper: its size limit (bytes like 2G, or a percentage of RAM)."},
+		{"upper-disk-size", "4G", "iscsi upper: a new disk's size (sparse, ext4, a multiple of 512)."},
+		{"iscsi-recovery", "120s", "How long the kernel holds an iSCSI session's I/O while the keeper logs it in again (whole seconds, up to 24h)."},
+		{"sanboot", "", "Boot this raw disk image whole with iPXE's sanboot, each machine (or user) on its own copy-on-write layer; then no kernel, initramfs, root or upper keys."},
+		{"init", "/sbin/init", "The root's init."},
+		{"onfail", "reboot", "What a failed boot does: reboot, shell (the rescue shell on the console) or poweroff."},
+		{"onfail-delay", "30s", "How long the failure message shows first."},
+		{"fetch-attempts", "6", "Download attempts of the agent (1 to 100)."},
+		{"cmdline", "", "Extra kernel arguments (not overboot.*, which come from the other keys)."},
+		{"enroll", "open", "Who may boot it: open, open-insecure (private disks on a network you trust), approve (an administrator admits each machine) or login (a user's password)."},
+		{"max-machines", "1000", "Machines admitted to the profile or asking for it; unlimited says none."},
+		{"max-disks", "1000", "Disks of the profile; unlimited says none."},
+		{"max-disk-bytes", "unlimited", "The sum of its disks' sizes (copy-on-write layers count what they take)."},
+		{"files", "", "A directory of templates rendered per machine into its root ({{.Hostname}}, {{.MAC}}, {{.IP}}, {{.Profile}}, {{.MachineID}}, {{.User}}, {{.Labels}})."},
+		{"menu", "", "Other profiles offered as entries of this profile's boot menu (comma-separated); a login profile always has a menu."},
+		{"menu-timeout", "10s", "How long the menu waits before its default (1s to 1h)."},
+		{"menu-default", "", "login or one of menu; default the first item."},
+	}},
+	{"machine", "[machine MAC] or [machine UUID]", "One known machine, by its MAC address or its SMBIOS UUID (as iPXE reports it).", []Key{
+		{"profile", "", "Its profile; default: the rules below choose."},
+		{"hostname", "", "Its host name; default its DHCP name, else ob-MAC."},
+		{"labels", "", "Labels for [select] label (comma-separated)."},
+		{"ip", "", "[machine MAC] only: its reserved address from [server] dhcp."},
+	}},
+	{"subnet", "[subnet CIDR]", "The machines asking from an IP prefix (the longest prefix wins).", []Key{
+		{"profile", "", "Their profile (required)."},
+	}},
+	{"select", "[select NAME]", "Machines matching all of its keys (each key: any of its values), first section first.", []Key{
+		{"profile", "", "Their profile (required)."},
+		{"arch", "", "iPXE's ${buildarch}: i386, x86_64, arm64, ..."},
+		{"platform", "", "iPXE's ${platform}: pcbios, efi."},
+		{"hostname", "", "Host name shell patterns (lab-*)."},
+		{"label", "", "Labels of the machine's [machine] section."},
+	}},
+}
+
+// sectionKeys lists the keys of a kind of section (server, profile,
+// machine, subnet, select).
+func sectionKeys(kind string) []Key {
+	for _, s := range Sections {
+		if s.Kind == kind {
+			return s.Keys
+		}
+	}
+	return nil
+}
+
+// unknownKey is the error of a key a kind of section does not have.
+func unknownKey(kind string) error {
+	var names []string
+	for _, k := range sectionKeys(kind) {
+		names = append(names, k.Name)
+	}
+	return fmt.Errorf("unknown key in [%s]: want %s or %s", kind, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+}
+
+// Reference is the configuration reference, in Markdown, made from
+// Sections: docs/configuration.md is this (a test keeps them equal).
+func Reference() string {
+	var b strings.Builder
+	b.WriteString("# Configuration reference\n\n")
+	b.WriteString("`overboot serve --config FILE` reads one file of sections and `key = value` lines; `#` and `;` start comments. Unknown sections or keys, a key given twice, and bad values are refused at start (and by `systemctl reload`) with `FILE:LINE: reason`, the old configuration staying in force. This page is generated from the server's key table (`server/config`).\n")
+	for _, s := range Sections {
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n| key | default | meaning |\n| --- | --- | --- |\n", s.Header, s.Doc)
+		for _, k := range s.Keys {
+			def := "-"
+			if k.Default != "" {
+				def = "`" + k.Default + "`"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", k.Name, def, strings.ReplaceAll(k.Doc, "|", "\\|"))
+		}
+	}
+	return b.String()
+}
+
+func (c *Config) setServer(k, v string) error {
+	var err error
+	switch k {
+	case "listen":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080: %v", v, err)
+		}
+		c.Listen = v
+	case "iscsi", "iscsi-portal":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:3260: %v", v, err)
+		}
+		if k == "iscsi" {
+			c.ISCSI = v
+		} else {
+			c.Portal = v
+		}
+	case "tftp":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 192.0.2.10:69: %v", v, err)
+		}
+		c.TFTP = v
+	case "proxy-dhcp":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth0", v)
+		}
+		c.ProxyDHCP = v
+	case "dhcp":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
+		}
+		c.DHCP = v
+	case "dhcp-range":
+		a, b, ok := strings.Cut(v, "-")
+		start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+		end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || !start.Is4() || !end.Is4() || end.Less(start) {
+			return fmt.Errorf("%q: want FIRST-LAST IPv4 addresses, e.g. 192.0.2.100-192.0.2.199", v)
+		}
+		c.DHCPStart, c.DHCPEnd = start, end
+	case "dhcp-router":
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("%q: want an IPv4 address", v)
+		}
+		c.DHCPRouter = a
+	case "dhcp-dns":
+		c.DHCPDNS, err = parseAddrs(v, false)
+	case "dhcp-lease":
+		c.DHCPLease, err = parseLease(v)
+	case "dhcpv6":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
+		}
+		c.DHCPv6 = v
+	case "dhcpv6-range":
+		a, b, ok := strings.Cut(v, "-")
+		start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+		end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || !start.Is6() || !end.Is6() || start.Is4In6() || end.Less(start) {
+			return fmt.Errorf("%q: want FIRST-LAST IPv6 addresses, e.g. 2001:db8::100-2001:db8::1ff", v)
+		}
+		c.DHCPv6Start, c.DHCPv6End = start, end
+	case "dhcpv6-lease":
+		c.DHCPv6Lease, err = parseLease(v)
+	case "dhcpv6-dns":
+		c.DHCPv6DNS, err = parseAddrs(v, true)
+	case "url6":
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || !strings.HasPrefix(u.Host, "[") || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q: want http://[IPv6][:PORT], the address machines reach this server at over IPv6", v)
+		}
+		c.URL6 = strings.TrimSuffix(v, "/")
+	case "tftp-root":
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%q: want an absolute directory", v)
+		}
+		c.TFTPRoot = v
+	case "iscsi-login-timeout":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 5*time.Minute {
+			return fmt.Errorf("%q: want a duration from 1s to 5m", v)
+		}
+		c.ISCSILoginTimeout = d
+	case "iscsi-max-per-address", "iscsi-max-connections":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			return fmt.Errorf("%q: want a positive count", v)
+		}
+		if k == "iscsi-max-per-address" {
+			c.ISCSIPerAddress = n
+		} else {
+			c.ISCSIConnections = n
+		}
+	case "pending-ttl":
+		d, err := parseDays(v)
+		if err != nil || d < time.Minute || d > 365*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1m to 365d, e.g. 24h", v)
+		}
+		c.PendingTTL = d
+	case "forget-after":
+		if v == "never" {
+			c.ForgetAfter = Never
+			break
+		}
+		d, err := parseDays(v)
+		if err != nil || d < time.Hour || d > 10*365*24*time.Hour {
+			return fmt.Errorf("%q: want a duration from 1h to 3650d (e.g. 30d), or never", v)
+		}
+		c.ForgetAfter = d
+	case "status":
+		if v != StatusToken && v != StatusPublic {
+			return fmt.Errorf("%q: want token (an admin token or a signed-in session reads it) or public (anyone)", v)
+		}
+		c.Status = v
+	case "data":
+		if v == "" {
+			return errors.New("empty")
+		}
+		c.Data = v
+	case "url":
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q: want http://HOST[:PORT], the address machines reach this server at", v)
+		}
+		c.URL = strings.TrimSuffix(v, "/")
+	default:
+		return unknownKey("server")
+	}
+	return err
+}
+
+func (p *Profile) set(k, v string) error {
+	var err error
+	switch k {
+	case "kernel", "initramfs", "root":
+		if v == "" {
+			return errors.New("empty: want a store name, sha256:HEX or an absolute file path")
+		}
+		if strings.HasPrefix(v, "sha256:") {
+			if _, err := boot.ParseDigest(v); err != nil {
+				return err
+			}
+		}
+		switch k {
+		case "kernel":
+			p.Kernel = v
+		case "initramfs":
+			p.Initramfs = v
+		default:
+			p.Root = v
+		}
+	case "upper-size":
+		p.UpperSize, err = boot.ParseSize(v)
+	case "lower-mode":
+		p.LowerMode, err = boot.ParseLowerMode(v)
+	case "lower-cache":
+		p.LowerCache, err = boot.ParseLowerCache(v)
+	case "iscsi-recovery":
+		p.ISCSIRecovery, err = boot.ParseISCSIRecovery(v)
+	case "init":
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " \t\"$") {
+			return fmt.Errorf("%q: want an absolute path", v)
+		}
+		p.Init = v
+	case "onfail":
+		p.OnFail, err = boot.ParseAction(v)
+	case "onfail-delay":
+		p.OnFailDelay, err = time.ParseDuration(v)
+		if err == nil && p.OnFailDelay < 0 {
+			err = errors.New("negative")
+		}
+	case "upper":
+		if v != "tmpfs" && v != "iscsi" {
+			return fmt.Errorf("%q: want tmpfs or iscsi", v)
+		}
+		p.Upper = v
+	case "upper-disk-size":
+		var sz boot.Size
+		if sz, err = boot.ParseSize(v); err == nil && (sz.Bytes == 0 || sz.Bytes%512 != 0) {
+			err = fmt.Errorf("%q: want bytes (a multiple of 512) like 4G, not a percentage", v)
+		}
+		p.UpperDiskSize = sz.Bytes
+	case "sanboot":
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "\"$") {
+			return fmt.Errorf("%q: want the absolute path of a raw disk image", v)
+		}
+		p.Sanboot = v
+	case "enroll":
+		switch e := Enroll(v); e {
+		case EnrollOpen, EnrollOpenInsecure, EnrollApprove, EnrollLogin:
+			p.Enroll = e
+		default:
+			return fmt.Errorf("%q: want open, open-insecure, approve or login", v)
+		}
+	case "max-machines", "max-disks":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			if v != "unlimited" {
+				return fmt.Errorf("%q: want a positive count, or unlimited", v)
+			}
+			n = Unlimited
+		}
+		if k == "max-machines" {
+			p.MaxMachines = n
+		} else {
+			p.MaxDisks = n
+		}
+	case "max-disk-bytes":
+		if v == "unlimited" {
+			p.MaxDiskBytes = Unlimited
+			break
+		}
+		sz, err := boot.ParseSize(v)
+		if err != nil || sz.Bytes <= 0 {
+			return fmt.Errorf("%q: want bytes like 500G (not a percentage), or unlimited", v)
+		}
+		p.MaxDiskBytes = sz.Bytes
+	case "files":
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%q: want the absolute path of a directory of templates", v)
+		}
+		p.Files = v
+	case "menu":
+		for _, e := range strings.Split(v, ",") {
+			e = strings.TrimSpace(e)
+			if !validName(e) {
+				return fmt.Errorf("%q: not a profile name", e)
+			}
+			p.Menu = append(p.Menu, e)
+		}
+	case "menu-timeout":
+		p.MenuTimeout, err = time.ParseDuration(v)
+		if err == nil && (p.MenuTimeout < time.Second || p.MenuTimeout > time.Hour) {
+			err = errors.New("want 1s to 1h")
+		}
+	case "menu-default":
+		if v != "login" && !validName(v) {
+			return fmt.Errorf("%q: want login or a profile of the menu", v)
+		}
+		p.MenuDefault = v
+	case "fetch-attempts":
+		p.FetchAttempts, err = strconv.Atoi(v)
+		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
+			err = errors.New("want 1 to 100")
+		}
+	case "cmdline":
+		for _, a := range boot.SplitCmdline(v) {
+			if strings.HasPrefix(a.Key, boot.Prefix) {
+				return fmt.Errorf("%s: overboot.* arguments come from the profile's other keys", a.Key)
+			}
+		}
+		p.Cmdline = strings.Fields(v)
+		for _, a := range p.Cmdline {
+			if strings.ContainsAny(a, "\"$") {
+				return fmt.Errorf("%q: no quotes or $ in kernel arguments", a)
+			}
+		}
+	default:
+		return unknownKey("profile")
+	}
+	return err
+}
+
+func (m *Machine) set(k, v string) error {
+	switch k {
+	case "profile":
+		if !validName(v) {
+			return fmt.Errorf("%q: not a profile name", v)
+		}
+		m.Profile = v
+	case "hostname":
+		if !validName(v) {
+			return fmt.Errorf("%q: want letters, digits, '.', '_' and '-'", v)
+		}
+		m.Hostname = v
+	case "labels":
+		ls, err := nameList(v)
+		if err != nil {
+			return err
+		}
+		m.Labels = ls
+	case "ip":
+		if m.MAC == nil {
+			// Honouring it would need the client's option 97 (its
+			// UUID, which PXE firmware sends, an OS often not) to
+			// reserve the address for it: refused, not ignored.
+			return errors.New("not in a [machine UUID] section: the DHCP server reserves addresses by MAC, so the address would stay in the pool for anyone; give it in a [machine MAC] section")
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("%q: want an IPv4 address (a reservation of [server] dhcp)", v)
+		}
+		m.IP = a
+	default:
+		return unknownKey("machine")
+	}
+	return nil
+}
+
+func (sn *Subnet) set(k, v string) error {
+	if k != "profile" {
+		return unknownKey("subnet")
+	}
+	if !validName(v) {
+		return fmt.Errorf("%q: not a profile name", v)
+	}
+	sn.Profile = v
+	return nil
+}
+
+func (sl *Select) set(k, v string) error {
+	var err error
+	switch k {
+	case "profile":
+		if !validName(v) {
+			return fmt.Errorf("%q: not a profile name", v)
+		}
+		sl.Profile = v
+	case "arch":
+		sl.Arch, err = nameList(v)
+	case "platform":
+		sl.Platform, err = nameList(v)
+	case "label":
+		sl.Label, err = nameList(v)
+	case "hostname":
+		for _, h := range strings.Split(v, ",") {
+			h = strings.ToLower(strings.TrimSpace(h))
+			if _, perr := path.Match(h, ""); perr != nil || h == "" || strings.ContainsAny(h, "/ ") {
+				return fmt.Errorf("%q: want host name patterns like lab-* (shell patterns, comma-separated)", v)
+			}
+			sl.Hostname = append(sl.Hostname, h)
+		}
+	default:
+		return unknownKey("select")
+	}
+	return err
+}
+
