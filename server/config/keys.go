@@ -479,4 +479,3 @@ func (sl *Select) set(k, v string) error {
 	}
 	return err
 }
-
