@@ -4,10 +4,10 @@
 //   - NewHTTPClient builds the client the agent makes once and shares
 //     (client.go): no proxy, dial, TLS and response-header timeouts as
 //     backstops, keep-alive, no compression, redirects for GET only.
-//   - Policy is the retry policy (retry.go): attempts, backoff doubling
-//     with jitter, a stall timeout per attempt, and which errors are
-//     permanent (IsPermanent: a 4xx but 408 and 429, a digest or size
-//     mismatch, errors marked Permanent).
+//   - Policy is the retry policy (retry.go): attempts or a patience,
+//     backoff doubling with jitter, a stall timeout per attempt, and which
+//     errors are permanent (IsPermanent: a 4xx but 408 and 429, a digest or
+//     size mismatch, errors marked Permanent).
 //   - Fetch downloads an image into a file (fetch.go), verifying its
 //     SHA-256 while the bytes stream in. A dropped connection, a stall or
 //     a server error is retried; bytes already received are kept and the

@@ -157,7 +157,7 @@ func (d *download) explain(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("fetch %s: %w", d.where, err)
 	case errors.As(err, &ex):
-		return fmt.Errorf("fetch %s: %w: is the server running and reachable from this machine?", d.where, ex)
+		return fmt.Errorf("fetch %s: %w", d.where, unreachable(ex))
 	case errors.As(err, &se) && errors.Is(se, ErrNotFound):
 		return fmt.Errorf("fetch %s: %w: HTTP %s: is the image published, and the URL right?", d.where, ErrNotFound, se.Status)
 	case errors.As(err, &se):
@@ -309,7 +309,7 @@ func (d *download) copy(body io.Reader, st *stall) (err error) {
 			return nil
 		}
 		if err != nil {
-			return st.noData(fmt.Errorf("at byte %d: %w", d.done, err), d.done)
+			return fmt.Errorf("%w at byte %d", st.noData(err), d.done)
 		}
 	}
 }
