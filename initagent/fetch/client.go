@@ -95,6 +95,11 @@ func (e *StatusError) Is(target error) bool {
 	return target == ErrNotFound && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
 }
 
+// notFound says what a 404 or 410 for an image means.
+func notFound(se *StatusError) error {
+	return fmt.Errorf("%w: HTTP %s: is the image published, and the URL right?", ErrNotFound, se.Status)
+}
+
 // checkStatus returns a *StatusError unless resp is a 2xx.
 func checkStatus(resp *http.Response) error {
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
