@@ -80,12 +80,24 @@ func (e *StatusError) Error() string { return "HTTP " + e.Status }
 // 408 Request Timeout and 429 Too Many Requests. A 5xx, or a 3xx the
 // client did not follow, may change.
 func (e *StatusError) Permanent() bool {
-	return e.Code >= 400 && e.Code < 500 && e.Code != http.StatusRequestTimeout && e.Code != http.StatusTooManyRequests
+	return e.Code >= 400 && e.Code < 500 && !e.Retryable()
+}
+
+// Retryable reports whether the server says to ask again: a 5xx, 408
+// Request Timeout or 429 Too Many Requests. Fetch and Get retry any answer
+// that is not Permanent; a RangeReader, which expects a 206, only these.
+func (e *StatusError) Retryable() bool {
+	return e.Code >= 500 || e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests
 }
 
 // Is makes 404 and 410 match ErrNotFound.
 func (e *StatusError) Is(target error) bool {
 	return target == ErrNotFound && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
+}
+
+// notFound says what a 404 or 410 for an image means.
+func notFound(se *StatusError) error {
+	return fmt.Errorf("%w: HTTP %s: is the image published, and the URL right?", ErrNotFound, se.Status)
 }
 
 // checkStatus returns a *StatusError unless resp is a 2xx.
@@ -166,7 +178,7 @@ func getOnce(ctx context.Context, client *http.Client, url, accept string, limit
 	}
 	b, err := io.ReadAll(io.LimitReader(st.reader(resp.Body), limit+1))
 	if err != nil {
-		return nil, st.noData(err, int64(len(b)))
+		return nil, fmt.Errorf("%w at byte %d", st.noData(err), len(b))
 	}
 	if int64(len(b)) > limit {
 		return nil, Permanent(fmt.Errorf("larger than %d bytes", limit))
@@ -206,12 +218,12 @@ func (s *stall) noAnswer(err error) error {
 	return fmt.Errorf("no answer for %v", s.after)
 }
 
-// noData is noAnswer for a body that stopped at byte done.
-func (s *stall) noData(err error, done int64) error {
+// noData is noAnswer for a body that stopped.
+func (s *stall) noData(err error) error {
 	if s.timer.Stop() {
 		return err
 	}
-	return fmt.Errorf("no data for %v at byte %d", s.after, done)
+	return fmt.Errorf("no data for %v", s.after)
 }
 
 // reader returns r, restarting the wait at every read that brings bytes.

@@ -9,24 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/overboot/overboot/boot"
-)
-
-// Errors callers branch on with errors.Is.
-var (
-	// ErrDigestMismatch: the bytes arrived but are not the image named.
-	ErrDigestMismatch = errors.New("digest mismatch")
-	// ErrSizeMismatch: the server sent fewer or more bytes than expected.
-	ErrSizeMismatch = errors.New("size mismatch")
-	// ErrNotFound: the server answered 404 or 410.
-	ErrNotFound = errors.New("not found")
-	// ErrUnavailable: every attempt failed, or the server refused the
-	// request with a status retrying cannot fix.
-	ErrUnavailable = errors.New("unavailable")
 )
 
 // Options tune Fetch. Zero values are the documented defaults.
@@ -157,9 +143,9 @@ func (d *download) explain(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("fetch %s: %w", d.where, err)
 	case errors.As(err, &ex):
-		return fmt.Errorf("fetch %s: %w: is the server running and reachable from this machine?", d.where, ex)
+		return fmt.Errorf("fetch %s: %w", d.where, unreachable(ex))
 	case errors.As(err, &se) && errors.Is(se, ErrNotFound):
-		return fmt.Errorf("fetch %s: %w: HTTP %s: is the image published, and the URL right?", d.where, ErrNotFound, se.Status)
+		return fmt.Errorf("fetch %s: %w", d.where, notFound(se))
 	case errors.As(err, &se):
 		return fmt.Errorf("fetch %s: %w: HTTP %s", d.where, ErrUnavailable, se.Status)
 	}
@@ -200,8 +186,8 @@ func (d *download) try(ctx context.Context) error {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && resuming:
-		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || start != d.done {
+		cr, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || cr.First != d.done {
 			// Not the bytes we asked for: start over.
 			if err := d.reset(); err != nil {
 				return Permanent(err)
@@ -209,8 +195,8 @@ func (d *download) try(ctx context.Context) error {
 			return fmt.Errorf("bad Content-Range %q for bytes=%d-", resp.Header.Get("Content-Range"), d.done)
 		}
 		d.resumes++
-		if total > 0 {
-			d.total = total
+		if cr.Total > 0 {
+			d.total = cr.Total
 		}
 	case resp.StatusCode == http.StatusOK:
 		if d.done > 0 {
@@ -309,7 +295,7 @@ func (d *download) copy(body io.Reader, st *stall) (err error) {
 			return nil
 		}
 		if err != nil {
-			return st.noData(fmt.Errorf("at byte %d: %w", d.done, err), d.done)
+			return fmt.Errorf("%w at byte %d", st.noData(err), d.done)
 		}
 	}
 }
@@ -334,33 +320,4 @@ func (d *download) verify() error {
 		return fmt.Errorf("image %s: %w: sha256 is %s, expected %s: the image is corrupted or truncated, or the command line names another image", d.where, ErrDigestMismatch, got.Hex(), d.want.Hex())
 	}
 	return nil
-}
-
-// parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
-func parseContentRange(s string) (start, total int64, ok bool) {
-	rest, found := strings.CutPrefix(s, "bytes ")
-	if !found {
-		return 0, 0, false
-	}
-	span, tot, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, false
-	}
-	first, last, found := strings.Cut(span, "-")
-	if !found {
-		return 0, 0, false
-	}
-	start, err1 := strconv.ParseInt(first, 10, 64)
-	end, err2 := strconv.ParseInt(last, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start {
-		return 0, 0, false
-	}
-	if tot != "*" {
-		t, err := strconv.ParseInt(tot, 10, 64)
-		if err != nil || t <= end {
-			return 0, 0, false
-		}
-		total = t
-	}
-	return start, total, true
 }

@@ -5,37 +5,49 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
 // Policy is the agent's one retry policy for what it fetches over HTTP:
-// the boot document and the image (and, to come, the lazy root's Range
-// requests). Zero values are the documented defaults.
+// the boot document, the image, and the lazy root's Range requests, each
+// with its own parameters. Zero values are the documented defaults.
 type Policy struct {
-	Attempts int           // total attempts, the first included (<= 0: DefaultAttempts)
-	Backoff  time.Duration // wait before the second attempt, doubling up to MaxBackoff, with jitter (<= 0: DefaultBackoff)
-	Stall    time.Duration // an attempt that receives no byte for this long is abandoned (<= 0: DefaultStall)
+	// Attempts bounds the attempts, the first included (0: DefaultAttempts;
+	// negative: no bound but Patience).
+	Attempts int
+	// Patience, when positive, bounds the time: the policy gives up once
+	// attempts have failed for this long with no progress between them
+	// (0: no bound but Attempts).
+	Patience   time.Duration
+	Backoff    time.Duration // wait before the second attempt, doubling up to MaxBackoff, with jitter (<= 0: DefaultBackoff)
+	MaxBackoff time.Duration // the longest wait, before jitter (<= 0: DefaultMaxBackoff)
+	Stall      time.Duration // an attempt that receives no byte for this long is abandoned (<= 0: DefaultStall)
 	// Sleep waits between attempts; tests replace it (nil: a real timer).
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Retrying, when set, hears of each failed attempt that another will
 	// follow, and the wait before it, so the console says why a fetch
 	// takes long (nil: silent).
 	Retrying func(attempt int, wait time.Duration, err error)
+
+	// outage, when set, is shared with the other loops asking the same
+	// server (a RangeReader's): Patience counts from its beginning.
+	outage *outage
 }
 
 // Policy defaults.
 const (
-	DefaultAttempts = 5
-	DefaultBackoff  = time.Second
-	MaxBackoff      = 8 * time.Second
-	DefaultStall    = 30 * time.Second
+	DefaultAttempts   = 5
+	DefaultBackoff    = time.Second
+	DefaultMaxBackoff = 8 * time.Second
+	DefaultStall      = 30 * time.Second
 	// Jitter spreads each wait over ±Jitter of it, so that machines
 	// that lost the server together do not come back together.
 	Jitter = 0.25
 )
 
 func (p Policy) attempts() int {
-	if p.Attempts <= 0 {
+	if p.Attempts == 0 {
 		return DefaultAttempts
 	}
 	return p.Attempts
@@ -52,40 +64,73 @@ func (p Policy) stall() time.Duration {
 // for each attempt after the second up to MaxBackoff, then spread by
 // Jitter.
 func (p Policy) Wait(n int) time.Duration {
-	d := p.Backoff
+	d, most := p.Backoff, p.MaxBackoff
 	if d <= 0 {
 		d = DefaultBackoff
 	}
-	for i := 2; i < n && d < MaxBackoff; i++ {
+	if most <= 0 {
+		most = DefaultMaxBackoff
+	}
+	for i := 2; i < n && d < most; i++ {
 		d *= 2
 	}
-	d = min(d, MaxBackoff)
+	d = min(d, most)
 	return time.Duration(float64(d) * (1 - Jitter + 2*Jitter*rand.Float64()))
 }
 
 // Retry calls try for attempt 1, 2, ... until it returns nil, a permanent
-// error (IsPermanent), or the attempts run out (an *ExhaustedError with
-// the last error), or ctx ends (ctx's error). A permanent error is
-// returned as it is.
+// error (IsPermanent), or the attempts or the Patience run out (an
+// *ExhaustedError with the last error), or ctx ends (its cause). A
+// permanent error is returned as it is.
 func (p Policy) Retry(ctx context.Context, try func(ctx context.Context, attempt int) error) error {
+	return p.retry(ctx, func(ctx context.Context, attempt int) (bool, error) {
+		return false, try(ctx, attempt)
+	})
+}
+
+// retry is Retry for attempts that can make progress before they fail (a
+// request for several chunks that brought some of them): an attempt that
+// made progress counts as the first of a new series, for the bound on
+// attempts, the backoff and Patience.
+func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt int) (progress bool, err error)) error {
 	sleep := p.Sleep
 	if sleep == nil {
 		sleep = sleepCtx
 	}
 	n := p.attempts()
+	var since time.Time // the first failure since the start or the last progress
 	for attempt := 1; ; attempt++ {
-		err := try(ctx, attempt)
+		progress, err := try(ctx, attempt)
+		if progress || err == nil {
+			p.outage.end()
+			attempt, since = 1, time.Time{}
+		}
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return context.Cause(ctx)
 		case IsPermanent(err):
 			return err
-		case attempt >= n:
+		}
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		}
+		if began := p.outage.fail(err); !began.IsZero() && began.Before(since) {
+			since = began
+		}
+		if n > 0 && attempt >= n {
 			return &ExhaustedError{Attempts: attempt, Err: err}
 		}
 		wait := p.Wait(attempt + 1)
+		if p.Patience > 0 {
+			left := since.Add(p.Patience).Sub(now)
+			if left <= 0 {
+				return &ExhaustedError{Attempts: attempt, For: p.Patience, Err: err}
+			}
+			wait = min(wait, left)
+		}
 		if p.Retrying != nil {
 			p.Retrying(attempt, wait, err)
 		}
@@ -95,18 +140,74 @@ func (p Policy) Retry(ctx context.Context, try func(ctx context.Context, attempt
 	}
 }
 
-// ExhaustedError is a fetch whose every attempt failed.
+// outage is what the retry loops asking one server share (Policy.outage):
+// it begins at the first failed attempt of any of them and ends at the next
+// success of any. Patience counts from its beginning, so that a loop
+// started during an outage does not wait Patience afresh, and the console
+// hears of it once when it begins and once when it ends, not of every
+// attempt. A nil *outage is none.
+type outage struct {
+	began func(err error)          // hears of the beginning, with the failure (nil: nobody)
+	ended func(took time.Duration) // hears of the end (nil: nobody)
+
+	mu    sync.Mutex
+	since time.Time // zero between outages
+}
+
+// fail notes a failed attempt, and returns when the outage began.
+func (o *outage) fail(err error) time.Time {
+	if o == nil {
+		return time.Time{}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		o.since = time.Now()
+		if o.began != nil {
+			o.began(err)
+		}
+	}
+	return o.since
+}
+
+// end notes a success: the outage, if any, is over.
+func (o *outage) end() {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		return
+	}
+	if o.ended != nil {
+		o.ended(time.Since(o.since))
+	}
+	o.since = time.Time{}
+}
+
+// ExhaustedError is a fetch whose every attempt failed, until the attempts
+// or the Patience ran out.
 type ExhaustedError struct {
-	Attempts int
-	Err      error // the last attempt's
+	Attempts int           // since the last progress
+	For      time.Duration // the Patience that ran out; 0 when the attempts did
+	Err      error         // the last attempt's
 }
 
 func (e *ExhaustedError) Error() string {
+	if e.For > 0 {
+		return fmt.Sprintf("%v for %v after %d attempts: %v", ErrUnavailable, e.For, e.Attempts, e.Err)
+	}
 	return fmt.Sprintf("%v after %d attempts: %v", ErrUnavailable, e.Attempts, e.Err)
 }
 
 // Unwrap makes an ExhaustedError match ErrUnavailable and its last error.
 func (e *ExhaustedError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// unreachable adds to an *ExhaustedError what the user can check.
+func unreachable(err error) error {
+	return fmt.Errorf("%w: is the server running and reachable from this machine?", err)
+}
 
 // permanentError marks an error retrying cannot fix.
 type permanentError struct{ err error }
@@ -143,7 +244,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	case <-t.C:
 		return nil
 	}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -28,6 +31,16 @@ func TestPolicyWait(t *testing.T) {
 	if d := (Policy{}).Wait(2); d < DefaultBackoff*3/4 || d > DefaultBackoff*5/4 {
 		t.Errorf("zero Policy waits %v first, want about %v", d, DefaultBackoff)
 	}
+	if d := (Policy{}).Wait(40); d < DefaultMaxBackoff*3/4 || d > DefaultMaxBackoff*5/4 {
+		t.Errorf("zero Policy waits %v at most, want about %v", d, DefaultMaxBackoff)
+	}
+	// A policy's own bounds (a RangeReader's).
+	p = Policy{Backoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
+	for n, base := range map[int]time.Duration{2: 100 * time.Millisecond, 3: 200 * time.Millisecond, 7: 3200 * time.Millisecond, 8: 5 * time.Second, 40: 5 * time.Second} {
+		if d := p.Wait(n); d < base*3/4 || d > base*5/4 {
+			t.Errorf("Wait(%d) = %v, want about %v", n, d, base)
+		}
+	}
 }
 
 func TestIsPermanent(t *testing.T) {
@@ -41,6 +54,7 @@ func TestIsPermanent(t *testing.T) {
 		{&StatusError{Code: http.StatusRequestTimeout}, false},
 		{&StatusError{Code: http.StatusTooManyRequests}, false},
 		{&StatusError{Code: 302, Status: "302 Found"}, false},
+		{&StatusError{Code: 304, Status: "304 Not Modified"}, false},
 		{&StatusError{Code: 404}, true},
 		{&StatusError{Code: 410}, true},
 		{&StatusError{Code: 403}, true},
@@ -80,6 +94,7 @@ func TestRetry(t *testing.T) {
 				err.Error() == "unavailable after 4 attempts: connection refused"
 		}},
 		{"default attempts", []error{transient}, 0, DefaultAttempts, func(err error) bool { return errors.Is(err, ErrUnavailable) }},
+		{"no bound", append(slices.Repeat([]error{transient}, 40), nil), -1, 41, func(err error) bool { return err == nil }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls, slept int
@@ -130,5 +145,103 @@ func TestRetrying(t *testing.T) {
 	p.Retry(context.Background(), func(context.Context, int) error { return Permanent(errors.New("403")) })
 	if len(got) != 0 {
 		t.Errorf("a permanent error was retried: %+v", got)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for code, want := range map[int]bool{500: true, 503: true, 408: true, 429: true, 404: false, 403: false, 416: false, 412: false, 302: false, 200: false} {
+		if got := (&StatusError{Code: code}).Retryable(); got != want {
+			t.Errorf("HTTP %d: Retryable = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestRetryPatience: with Patience the time bounds the attempts, not
+// their number.
+func TestRetryPatience(t *testing.T) {
+	const patience = 100 * time.Millisecond
+	p := Policy{Attempts: -1, Patience: patience, Backoff: 10 * time.Millisecond}
+	var calls int
+	start := time.Now()
+	err := p.Retry(context.Background(), func(context.Context, int) error {
+		calls++
+		return errors.New("connection refused")
+	})
+	took := time.Since(start)
+	var ex *ExhaustedError
+	if !errors.As(err, &ex) || ex.For != patience || ex.Attempts != calls || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Retry = %v after %d calls", err, calls)
+	}
+	if want := "unavailable for 100ms after "; !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), " attempts: connection refused") {
+		t.Errorf("%q, want %q...", err, want)
+	}
+	if took < patience || took > patience+time.Second || calls < 3 {
+		t.Errorf("gave up after %v and %d calls, patience %v", took, calls, patience)
+	}
+}
+
+// TestRetryProgress: an attempt that made progress starts a new series:
+// the count of attempts and the backoff begin again.
+func TestRetryProgress(t *testing.T) {
+	refused := errors.New("connection refused")
+	type result struct {
+		progress bool
+		err      error
+	}
+	results := []result{{false, refused}, {false, refused}, {true, refused}, {false, refused}, {false, nil}}
+	var attempts []int
+	var slept []time.Duration
+	p := Policy{Attempts: 3, Backoff: time.Second, Sleep: func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }}
+	err := p.retry(context.Background(), func(_ context.Context, attempt int) (bool, error) {
+		attempts = append(attempts, attempt)
+		r := results[len(attempts)-1]
+		return r.progress, r.err
+	})
+	if err != nil || !slices.Equal(attempts, []int{1, 2, 3, 2, 3}) {
+		t.Fatalf("retry = %v after attempts %v", err, attempts)
+	}
+	// Waits: before attempt 2, 3, then 2 and 3 again.
+	for i, base := range []time.Duration{time.Second, 2 * time.Second, time.Second, 2 * time.Second} {
+		if d := slept[i]; d < base*3/4 || d > base*5/4 {
+			t.Errorf("wait %d = %v, want about %v", i, d, base)
+		}
+	}
+}
+
+// TestRetryOutage: loops that share an outage hear of it once when it
+// begins and once when it ends, and a loop that starts during it has only
+// what is left of the Patience.
+func TestRetryOutage(t *testing.T) {
+	var began, ended atomic.Int32
+	o := &outage{began: func(error) { began.Add(1) }, ended: func(time.Duration) { ended.Add(1) }}
+	const patience = 200 * time.Millisecond
+	p := Policy{Attempts: -1, Patience: patience, Backoff: 10 * time.Millisecond, outage: o}
+	var down atomic.Bool
+	down.Store(true)
+	try := func(context.Context, int) (bool, error) {
+		if down.Load() {
+			return false, errors.New("connection refused")
+		}
+		return false, nil
+	}
+	first := make(chan error)
+	go func() { first <- p.retry(context.Background(), try) }()
+	time.Sleep(patience * 3 / 4)
+	start := time.Now()
+	err := p.retry(context.Background(), try)
+	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > patience/2 {
+		t.Errorf("a loop started in the outage gave up after %v with %v, want at most %v", took, err, patience/2)
+	}
+	if err := <-first; !errors.Is(err, ErrUnavailable) {
+		t.Errorf("first loop: %v", err)
+	}
+	down.Store(false)
+	for range 2 {
+		if err := p.retry(context.Background(), try); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if began.Load() != 1 || ended.Load() != 1 {
+		t.Errorf("heard of %d beginnings and %d ends, want 1 and 1", began.Load(), ended.Load())
 	}
 }

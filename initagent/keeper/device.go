@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/overboot/overboot/internal/httprange"
+	"github.com/overboot/overboot/initagent/fetch"
 	"github.com/overboot/overboot/internal/verity"
 )
 
@@ -16,7 +16,7 @@ import (
 // NBD device is both dm-verity's data and hash device and the tree is read
 // on demand like the image.
 type device struct {
-	image, tree *httprange.Reader
+	image, tree *fetch.RangeReader
 	cacheBytes  int64 // the image reader's cache (prefetch stays within half)
 }
 
@@ -33,13 +33,13 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 	}
 	d := &device{cacheBytes: img.CacheBytes}
 	if d.cacheBytes == 0 {
-		d.cacheBytes = httprange.DefaultCacheBytes
+		d.cacheBytes = fetch.DefaultCacheBytes
 	}
 	treeErr := make(chan error, 1)
 	if img.TreeURL != "" {
 		go func() {
 			var err error
-			d.tree, err = httprange.Open(ctx, nil, img.TreeURL, httprange.Options{ExpectSize: img.TreeSize, Fill: img.Fill, CacheBytes: treeCacheBytes, Logf: logf})
+			d.tree, err = fetch.OpenRange(ctx, nil, img.TreeURL, fetch.RangeOptions{ExpectSize: img.TreeSize, Fill: img.Fill, CacheBytes: treeCacheBytes, Logf: logf})
 			if err != nil {
 				err = fmt.Errorf("dm-verity tree of image %s: %w", img.Name, err)
 			}
@@ -49,7 +49,7 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 		treeErr <- nil
 	}
 	var err error
-	d.image, err = httprange.Open(ctx, nil, img.URL, httprange.Options{ExpectSize: img.Size, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: logf})
+	d.image, err = fetch.OpenRange(ctx, nil, img.URL, fetch.RangeOptions{ExpectSize: img.Size, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: logf})
 	if err != nil {
 		err = fmt.Errorf("image %s: %w", img.Name, err)
 	}

@@ -1,9 +1,10 @@
 // Package keeper is the process that keeps the machine's root alive after
 // the agent is gone: it answers the kernel's NBD requests for a lazily read
-// image (internal/nbd) from HTTP Range reads (internal/httprange), and it
-// logs the iSCSI sessions of the root in again when their connection fails
-// (initagent/iscsi's Watcher, which does what iscsid would), before and
-// after switch_root, for as long as the machine runs. One per machine.
+// image (internal/nbd) from HTTP Range reads (initagent/fetch's
+// RangeReader), and it logs the iSCSI sessions of the root in again when
+// their connection fails (initagent/iscsi's Watcher, which does what iscsid
+// would), before and after switch_root, for as long as the machine runs.
+// One per machine.
 //
 // The agent starts it (Start) as a child running the agent's own binary
 // with argv[0] "@overboot-keeper": systemd leaves processes whose argv[0]

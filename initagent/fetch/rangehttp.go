@@ -1,26 +1,18 @@
-package httprange
+package fetch
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
-// permanentError wraps a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
 // open sends the first request, a Range GET of the first chunk, and
 // learns the image's size and ETag from it. It returns the first chunk.
-func (r *Reader) open() (*buffer, error) {
+func (r *RangeReader) open() (*buffer, error) {
 	var chunk0 *buffer
 	err := r.retry(func() (bool, error) {
 		a, err := r.get(0, r.cs-1)
@@ -35,16 +27,16 @@ func (r *Reader) open() (*buffer, error) {
 			if resp.ContentLength == 0 {
 				// ServeContent answers a Range request for an empty
 				// file with 200, not 416.
-				return false, permanentError{fmt.Errorf("%w: the image is empty: was it published completely?", ErrSize)}
+				return false, Permanent(fmt.Errorf("%w: the image is empty: was it published completely?", ErrSizeMismatch))
 			}
-			return false, permanentError{fmt.Errorf("%w: HTTP 200 with the whole image for bytes=0-%d: lazy reading needs a server that honours Range, as overboot's /blobs/sha256/ does", ErrNoRange, r.cs-1)}
+			return false, Permanent(fmt.Errorf("%w: HTTP 200 with the whole image for bytes=0-%d: lazy reading needs a server that honours Range, as overboot's /blobs/sha256/ does", ErrNoRange, r.cs-1))
 		case http.StatusRequestedRangeNotSatisfiable:
 			if cr, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil && cr.Total == 0 {
-				return false, permanentError{fmt.Errorf("%w: the image is empty: was it published completely?", ErrSize)}
+				return false, Permanent(fmt.Errorf("%w: the image is empty: was it published completely?", ErrSizeMismatch))
 			}
-			return false, permanentError{fmt.Errorf("%w: HTTP %s for bytes=0-%d (Content-Range %q)", ErrSize, resp.Status, r.cs-1, resp.Header.Get("Content-Range"))}
+			return false, Permanent(fmt.Errorf("%w: HTTP %s for bytes=0-%d (Content-Range %q)", ErrSizeMismatch, resp.Status, r.cs-1, resp.Header.Get("Content-Range")))
 		default:
-			return false, statusError(resp)
+			return false, rangeStatusError(resp)
 		}
 		if err := checkEncoding(resp); err != nil {
 			return false, err
@@ -54,13 +46,13 @@ func (r *Reader) open() (*buffer, error) {
 			return false, err
 		}
 		if cr.Total < 0 {
-			return false, permanentError{fmt.Errorf("the server does not say the image's size (Content-Range %q)", cr)}
+			return false, Permanent(fmt.Errorf("the server does not say the image's size (Content-Range %q)", cr))
 		}
 		if cr.First != 0 || cr.Last != min(r.cs, cr.Total)-1 {
 			return false, fmt.Errorf("asked for bytes 0-%d of the image, got Content-Range %q", r.cs-1, cr)
 		}
 		if r.opt.ExpectSize > 0 && cr.Total != r.opt.ExpectSize {
-			return false, permanentError{fmt.Errorf("%w: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", ErrSize, cr.Total, r.opt.ExpectSize)}
+			return false, Permanent(fmt.Errorf("%w: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", ErrSizeMismatch, cr.Total, r.opt.ExpectSize))
 		}
 		if err := checkLength(resp, cr); err != nil {
 			return false, err
@@ -92,7 +84,7 @@ func (r *Reader) open() (*buffer, error) {
 }
 
 // run brings job j's chunks, retrying from the first missing one.
-func (r *Reader) run(j *job) {
+func (r *RangeReader) run(j *job) {
 	next := 0
 	err := r.retry(func() (bool, error) {
 		n, err := r.fetch(j, next)
@@ -105,12 +97,12 @@ func (r *Reader) run(j *job) {
 	if j.prio == fill && errors.Is(err, ErrUnavailable) {
 		// Past Patience, every new job fails at its first attempt: the
 		// fill, which makes its own jobs, must wait between them.
-		r.pauseFill(backoffMax)
+		r.pauseFill(fillPause)
 	}
 }
 
 // pauseFill stops the fill from making jobs for d.
-func (r *Reader) pauseFill(d time.Duration) {
+func (r *RangeReader) pauseFill(d time.Duration) {
 	r.mu.Lock()
 	r.fillPaused = true
 	r.mu.Unlock()
@@ -124,12 +116,12 @@ func (r *Reader) pauseFill(d time.Duration) {
 
 // fetch requests job j's chunks from the from-th on and completes their
 // calls as the bytes arrive. It returns how many it completed.
-func (r *Reader) fetch(j *job, from int) (done int, err error) {
+func (r *RangeReader) fetch(j *job, from int) (done int, err error) {
 	r.mu.Lock()
 	fatal := r.fatal
 	r.mu.Unlock()
 	if fatal != nil {
-		return 0, permanentError{fatal}
+		return 0, Permanent(fatal)
 	}
 	c0, cN := j.first+int64(from), j.first+int64(len(j.calls))-1
 	first, last := c0*r.cs, cN*r.cs+r.chunkLen(cN)-1
@@ -191,31 +183,31 @@ func (r *Reader) fetch(j *job, from int) (done int, err error) {
 
 // check validates a response to a request for bytes first-last: a 206
 // of the same image (ETag, size) starting at first, no longer than asked.
-func (r *Reader) check(resp *http.Response, first, last int64) (contentRange, error) {
+func (r *RangeReader) check(resp *http.Response, first, last int64) (contentRange, error) {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
-		return contentRange{}, permanentError{fmt.Errorf("%w: HTTP 200 for bytes=%d-%d: did a proxy come between?", ErrNoRange, first, last)}
+		return contentRange{}, Permanent(fmt.Errorf("%w: HTTP 200 for bytes=%d-%d: did a proxy come between?", ErrNoRange, first, last))
 	case http.StatusPreconditionFailed:
 		// If-Match failed (RFC 9110 13.1.1): another image.
-		return contentRange{}, permanentError{fmt.Errorf("%w: ETag %s at open, now %s (HTTP 412 to If-Match): the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.etag, etagOrNone(resp))}
+		return contentRange{}, Permanent(fmt.Errorf("%w: ETag %s at open, now %s (HTTP 412 to If-Match): the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.etag, etagOrNone(resp)))
 	case http.StatusRequestedRangeNotSatisfiable:
-		return contentRange{}, permanentError{fmt.Errorf("%w: HTTP %s for bytes=%d-%d of an image opened as %d bytes (Content-Range %q): was the image replaced or truncated on the server?", ErrSize, resp.Status, first, last, r.size, resp.Header.Get("Content-Range"))}
+		return contentRange{}, Permanent(fmt.Errorf("%w: HTTP %s for bytes=%d-%d of an image opened as %d bytes (Content-Range %q): was the image replaced or truncated on the server?", ErrSizeMismatch, resp.Status, first, last, r.size, resp.Header.Get("Content-Range")))
 	default:
-		return contentRange{}, statusError(resp)
+		return contentRange{}, rangeStatusError(resp)
 	}
 	if err := checkEncoding(resp); err != nil {
 		return contentRange{}, err
 	}
 	if got := resp.Header.Get("ETag"); got != r.etag {
-		return contentRange{}, permanentError{fmt.Errorf("%w: ETag %s at open, now %s: the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.etag, etagOrNone(resp))}
+		return contentRange{}, Permanent(fmt.Errorf("%w: ETag %s at open, now %s: the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.etag, etagOrNone(resp)))
 	}
 	cr, err := parseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
 		return contentRange{}, err
 	}
 	if cr.Total >= 0 && cr.Total != r.size {
-		return contentRange{}, permanentError{fmt.Errorf("%w: %d bytes at open, now %d (ETag %s): the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.size, cr.Total, etagOrNone(resp))}
+		return contentRange{}, Permanent(fmt.Errorf("%w: %d bytes at open, now %d (ETag %s): the bytes of two versions are never mixed; reboot to start over with the new image", ErrChanged, r.size, cr.Total, etagOrNone(resp)))
 	}
 	if cr.First != first || cr.Last > last {
 		return contentRange{}, fmt.Errorf("asked for bytes %d-%d, got Content-Range %q", first, last, cr)
@@ -228,7 +220,7 @@ func (r *Reader) check(resp *http.Response, first, last int64) (contentRange, er
 // request keeps net/http from asking for gzip).
 func checkEncoding(resp *http.Response) error {
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return permanentError{fmt.Errorf("the server sends the image with Content-Encoding %q: serve it as stored", ce)}
+		return Permanent(fmt.Errorf("the server sends the image with Content-Encoding %q: serve it as stored", ce))
 	}
 	return nil
 }
@@ -248,132 +240,94 @@ func etagOrNone(resp *http.Response) string {
 	return "(none)"
 }
 
-// statusError classifies an unexpected status: the server's trouble is
-// retried, the request's is not.
-func statusError(resp *http.Response) error {
-	switch code := resp.StatusCode; {
-	case code == http.StatusNotFound || code == http.StatusGone:
-		return permanentError{fmt.Errorf("%w: HTTP %s: is the image published, and the URL right?", ErrNotFound, resp.Status)}
-	case code >= 500, code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
-		return fmt.Errorf("HTTP %s", resp.Status)
+// rangeStatusError classifies an unexpected status: the server's trouble
+// (StatusError.Retryable) is retried, anything else is not, for no other
+// answer than a 206 brings the image's bytes.
+func rangeStatusError(resp *http.Response) error {
+	se := &StatusError{Code: resp.StatusCode, Status: resp.Status}
+	switch {
+	case errors.Is(se, ErrNotFound):
+		return Permanent(notFound(se))
+	case se.Retryable():
+		return se
 	default:
-		return permanentError{fmt.Errorf("unexpected HTTP %s", resp.Status)}
+		return Permanent(fmt.Errorf("unexpected %w", se))
 	}
 }
 
-// retry runs try until it succeeds, fails permanently, the Reader closes,
-// or the server has failed for Patience: since this try's first failure
-// without progress, or since the outage began if that is earlier (a try
-// queued behind others during an outage does not wait Patience afresh).
-// Waits back off exponentially with jitter. A permanent error is
-// recorded: no later request is sent.
-func (r *Reader) retry(try func() (progress bool, err error)) error {
-	delay := backoffMin
-	var since time.Time // first failure since the last progress
-	for {
-		progress, err := try()
-		if progress || err == nil {
-			r.up()
-			since, delay = time.Time{}, backoffMin
-		}
-		if err == nil {
-			return nil
-		}
-		if r.ctx.Err() != nil {
-			return context.Cause(r.ctx)
-		}
-		var perm permanentError
-		if errors.As(err, &perm) {
-			r.setFatal(perm.err)
-			return perm.err
-		}
-		r.stats.retries.Add(1)
-		now := time.Now()
-		if since.IsZero() {
-			since = now
-		}
-		if outage := r.down(err); outage.Before(since) {
-			since = outage
-		}
-		wait := delay/2 + rand.N(delay/2+1) // equal jitter
-		if p := r.opt.Patience; p > 0 {
-			left := since.Add(p).Sub(now)
-			if left <= 0 {
-				return fmt.Errorf("%w for %v (last error: %v): is it running, and reachable from this machine?", ErrUnavailable, p, err)
-			}
-			wait = min(wait, left)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-r.ctx.Done():
-			t.Stop()
-			return context.Cause(r.ctx)
-		}
-		delay = min(delay*2, backoffMax)
+// newPolicy is the reader's retry policy: no bound on the attempts but
+// Patience; the first failure of an outage, which all requests share, is
+// logged, and so is the next success. It counts the retries.
+func (r *RangeReader) newPolicy() Policy {
+	return Policy{
+		Attempts:   -1,
+		Patience:   r.opt.Patience,
+		Backoff:    rangeBackoff,
+		MaxBackoff: rangeMaxBackoff,
+		Stall:      r.opt.Stall,
+		Retrying:   func(int, time.Duration, error) { r.stats.retries.Add(1) },
+		outage: &outage{
+			began: func(err error) {
+				patience := "until it is back"
+				if r.opt.Patience > 0 {
+					patience = fmt.Sprintf("for up to %v", r.opt.Patience)
+				}
+				r.opt.Logf("image server %s failing (%v): retrying %s", r.where, err, patience)
+			},
+			ended: func(took time.Duration) {
+				r.opt.Logf("image server %s back after %.1fs", r.where, took.Seconds())
+			},
+		},
 	}
 }
 
-// down notes a failed attempt; the first of an outage is logged. It
-// returns when the outage began.
-func (r *Reader) down(err error) time.Time {
-	r.downMu.Lock()
-	defer r.downMu.Unlock()
-	if !r.downSince.IsZero() {
-		return r.downSince
+// retry runs try with the reader's policy until it succeeds, fails
+// permanently, the RangeReader closes, or the server has failed for
+// Patience: since this try's first failure without progress, or since the
+// outage began if that is earlier (a try queued behind others during an
+// outage does not wait Patience afresh). A permanent error is recorded: no
+// later request is sent.
+func (r *RangeReader) retry(try func() (progress bool, err error)) error {
+	err := r.policy.retry(r.ctx, func(context.Context, int) (bool, error) { return try() })
+	var ex *ExhaustedError
+	switch {
+	case IsPermanent(err):
+		r.setFatal(err)
+	case errors.As(err, &ex):
+		err = unreachable(err)
 	}
-	r.downSince = time.Now()
-	patience := "until it is back"
-	if r.opt.Patience > 0 {
-		patience = fmt.Sprintf("for up to %v", r.opt.Patience)
-	}
-	r.opt.Logf("image server %s failing (%v): retrying %s", r.where, err, patience)
-	return r.downSince
+	return err
 }
 
-// up notes a successful attempt; the first after an outage is logged.
-func (r *Reader) up() {
-	r.downMu.Lock()
-	defer r.downMu.Unlock()
-	if r.downSince.IsZero() {
-		return
-	}
-	r.opt.Logf("image server %s back after %.1fs", r.where, time.Since(r.downSince).Seconds())
-	r.downSince = time.Time{}
-}
+// up notes a successful attempt, ending the outage if there was one.
+func (r *RangeReader) up() { r.policy.outage.end() }
 
 // attempt is one request, abandoned when no byte arrives for Stall.
 type attempt struct {
-	resp    *http.Response
-	cancel  context.CancelFunc
-	timer   *time.Timer
-	stall   time.Duration
-	stalled atomic.Bool
+	resp *http.Response
+	st   *stall
 }
 
 // get sends a GET for bytes first-last, with If-Match when the ETag is
 // strong, so the server itself refuses another version.
-func (r *Reader) get(first, last int64) (*attempt, error) {
-	ctx, cancel := context.WithCancel(r.ctx)
-	a := &attempt{cancel: cancel, stall: r.opt.Stall}
-	a.timer = time.AfterFunc(a.stall, func() {
-		a.stalled.Store(true)
-		cancel()
-	})
+func (r *RangeReader) get(first, last int64) (*attempt, error) {
+	ctx, st := withStall(r.ctx, r.policy.stall())
+	a := &attempt{st: st}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		a.end()
-		return nil, permanentError{stripURL(err)}
+		return nil, Permanent(withoutURL(err))
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
 	if r.ifMatch {
 		req.Header.Set("If-Match", r.etag)
 	}
 	r.stats.requests.Add(1)
-	resp, err := r.client.Do(req)
+	resp, err := do(r.client, req)
 	if err != nil {
+		err = st.noAnswer(err) // before end stops the timer
 		a.end()
-		return nil, a.explain(stripURL(err))
+		return nil, err
 	}
 	a.resp = resp
 	return a, nil
@@ -385,7 +339,7 @@ func (a *attempt) read(p []byte) error {
 		m, err := a.resp.Body.Read(p[n:])
 		n += m
 		if m > 0 {
-			a.timer.Reset(a.stall)
+			a.st.progress()
 		}
 		if n == len(p) {
 			return nil
@@ -394,7 +348,7 @@ func (a *attempt) read(p []byte) error {
 			return fmt.Errorf("body ended %d bytes early", len(p)-n)
 		}
 		if err != nil {
-			return a.explain(err)
+			return a.st.noData(err)
 		}
 	}
 	return nil
@@ -412,22 +366,14 @@ func (a *attempt) expectEOF() error {
 		case err == io.EOF:
 			return nil
 		case err != nil:
-			return a.explain(err)
+			return a.st.noData(err)
 		}
 	}
 }
 
-func (a *attempt) explain(err error) error {
-	if a.stalled.Load() {
-		return fmt.Errorf("no data for %v", a.stall)
-	}
-	return err
-}
-
 func (a *attempt) end() {
-	a.timer.Stop()
 	if a.resp != nil {
 		a.resp.Body.Close()
 	}
-	a.cancel()
+	a.st.release()
 }

@@ -1,36 +1,28 @@
-package httprange
+package fetch
 
 import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestFill: the whole image comes into RAM; then the server can go.
-func TestFill(t *testing.T) {
+// TestRangeFill: the whole image comes into RAM; then the server can go.
+func TestRangeFill(t *testing.T) {
 	data := randomImage(t, 6<<20+5)
 	srv := newImageServer(t, data)
 	var l logs
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Fill: true, CacheBytes: 1 << 20, Logf: l.Logf})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Fill: true, CacheBytes: 1 << 20, Logf: l.Logf})
 	// Demand reads meanwhile.
 	rng := rand.New(rand.NewPCG(5, 6))
 	for range 50 {
 		checkRead(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(100<<10))
 	}
-	select {
-	case <-r.FillDone():
-	case <-time.After(30 * time.Second):
-		t.Fatalf("fill not done: %v", r.Stats())
-	}
-	if err := r.FillErr(); err != nil {
-		t.Fatal(err)
-	}
+	waitFill(t, r)
 	st := r.Stats()
 	if st.Resident != int64(len(data)) {
 		t.Errorf("%d bytes in RAM, want %d (CacheBytes does not apply)", st.Resident, len(data))
@@ -43,27 +35,18 @@ func TestFill(t *testing.T) {
 	}
 	srv.stop()
 	requests := srv.requests()
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			for range 200 {
-				checkRead(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(300<<10))
-			}
-		})
-	}
-	wg.Wait()
+	readRandom(t, r, data, 8, 200, 300<<10, 7)
 	if after := r.Stats(); after.Requests != st.Requests || srv.requests() != requests {
 		t.Errorf("requests after the fill: %v, then %v", st, after)
 	}
 	checkNoToken(t, &l)
 }
 
-// TestFillSmall: an image of one chunk is complete at Open.
-func TestFillSmall(t *testing.T) {
+// TestRangeFillSmall: an image of one chunk is complete at OpenRange.
+func TestRangeFillSmall(t *testing.T) {
 	data := randomImage(t, 1000)
 	srv := newImageServer(t, data)
-	r := open(t, srv.URL, Options{Fill: true})
+	r := open(t, srv.URL, RangeOptions{Fill: true})
 	select {
 	case <-r.FillDone():
 	default:
@@ -74,9 +57,9 @@ func TestFillSmall(t *testing.T) {
 	}
 }
 
-// TestFillChanged: the fill stops, with the reason, when the image
+// TestRangeFillChanged: the fill stops, with the reason, when the image
 // changes.
-func TestFillChanged(t *testing.T) {
+func TestRangeFillChanged(t *testing.T) {
 	data := randomImage(t, 16<<20)
 	srv := newImageServer(t, data)
 	// Slow the fill down so the change comes before its end.
@@ -85,7 +68,7 @@ func TestFillChanged(t *testing.T) {
 		return false
 	})
 	v2 := randomImage(t, len(data))
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Fill: true})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Fill: true})
 	srv.replace(v2, `"sha256:v2"`)
 	select {
 	case <-r.FillDone():
@@ -98,12 +81,12 @@ func TestFillChanged(t *testing.T) {
 	}
 }
 
-// TestNext: demand first; read-ahead and fill only while background
+// TestRangeNext: demand first; read-ahead and fill only while background
 // requests hold fewer than Parallel-1, read-ahead before fill; the fill in
 // order, skipping what is cached or under way.
-func TestNext(t *testing.T) {
-	r := &Reader{
-		opt:      config{bgMax: 1, fillRequest: 3},
+func TestRangeNext(t *testing.T) {
+	r := &RangeReader{
+		opt:      rangeConfig{bgMax: 1, fillRequest: 3},
 		cs:       1,
 		size:     10,
 		nchunks:  10,
@@ -147,16 +130,16 @@ func TestNext(t *testing.T) {
 	}
 }
 
-// TestFillOutage: past Patience the fill waits between attempts, and it
+// TestRangeFillOutage: past Patience the fill waits between attempts, and it
 // completes when the server is back.
-func TestFillOutage(t *testing.T) {
+func TestRangeFillOutage(t *testing.T) {
 	data := randomImage(t, 4<<20)
 	srv := newImageServer(t, data)
 	srv.misbehave(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) bool {
 		time.Sleep(50 * time.Millisecond) // the fill is under way when the server goes
 		return false
 	})
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Fill: true, Patience: 100 * time.Millisecond})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Fill: true, Patience: 100 * time.Millisecond})
 	srv.stop()
 	before := r.Stats().Requests
 	time.Sleep(time.Second)
@@ -165,13 +148,6 @@ func TestFillOutage(t *testing.T) {
 	}
 	srv.misbehave(nil)
 	srv.start()
-	select {
-	case <-r.FillDone():
-	case <-time.After(30 * time.Second):
-		t.Fatalf("fill not done: %v", r.Stats())
-	}
-	if err := r.FillErr(); err != nil {
-		t.Fatal(err)
-	}
+	waitFill(t, r)
 	checkRead(t, r, data, 0, len(data))
 }

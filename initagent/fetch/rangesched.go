@@ -1,4 +1,4 @@
-package httprange
+package fetch
 
 import "time"
 
@@ -24,7 +24,7 @@ const (
 // waits for the same call).
 type call struct {
 	job     *job
-	waiters int32         // readers waiting; guarded by Reader.mu
+	waiters int32         // readers waiting; guarded by RangeReader.mu
 	done    chan struct{} // closed when buf or err is set
 	buf     *buffer       // with a reference for each waiter
 	err     error
@@ -32,7 +32,7 @@ type call struct {
 
 // addCall registers chunk c, the next after j's, as brought by j.
 // r.mu is held.
-func (r *Reader) addCall(j *job, c int64) *call {
+func (r *RangeReader) addCall(j *job, c int64) *call {
 	cl := &call{job: j, done: make(chan struct{})}
 	j.calls = append(j.calls, cl)
 	r.inflight[c] = cl
@@ -40,13 +40,13 @@ func (r *Reader) addCall(j *job, c int64) *call {
 }
 
 // chunkLen is the size of chunk c: ChunkSize but for the last one.
-func (r *Reader) chunkLen(c int64) int64 {
+func (r *RangeReader) chunkLen(c int64) int64 {
 	return min(r.cs, r.size-c*r.cs)
 }
 
 // complete hands chunk c's bytes, or the error that ends the wait for it,
 // to its readers. The caller keeps its reference to buf.
-func (r *Reader) complete(cl *call, c int64, buf *buffer, err error) {
+func (r *RangeReader) complete(cl *call, c int64, buf *buffer, err error) {
 	r.mu.Lock()
 	delete(r.inflight, c) // no reader joins cl from now on
 	if err == nil {
@@ -61,7 +61,7 @@ func (r *Reader) complete(cl *call, c int64, buf *buffer, err error) {
 }
 
 // store caches chunk c. r.mu is held.
-func (r *Reader) store(c int64, buf *buffer) {
+func (r *RangeReader) store(c int64, buf *buffer) {
 	r.cache.add(c, buf)
 	if r.fillDone == nil {
 		r.cache.trim(r.opt.CacheBytes, r.bufs.release)
@@ -80,7 +80,7 @@ func (r *Reader) store(c int64, buf *buffer) {
 }
 
 // setFatal records a permanent error: no later request can succeed.
-func (r *Reader) setFatal(err error) {
+func (r *RangeReader) setFatal(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fatal == nil {
@@ -92,8 +92,8 @@ func (r *Reader) setFatal(err error) {
 	}
 }
 
-// worker runs jobs until the Reader closes.
-func (r *Reader) worker() {
+// worker runs jobs until the RangeReader closes.
+func (r *RangeReader) worker() {
 	defer r.wg.Done()
 	for {
 		r.mu.Lock()
@@ -128,7 +128,7 @@ func (r *Reader) worker() {
 // next dequeues the job to run: demand first, in order; then, while
 // background requests hold fewer than bgMax, read-ahead, then fill.
 // r.mu is held.
-func (r *Reader) next() *job {
+func (r *RangeReader) next() *job {
 	if j := r.dequeue(demand); j != nil {
 		return j
 	}
@@ -141,7 +141,7 @@ func (r *Reader) next() *job {
 	return r.nextFill()
 }
 
-func (r *Reader) dequeue(p prio) *job {
+func (r *RangeReader) dequeue(p prio) *job {
 	for i, j := range r.pending {
 		if j.prio == p {
 			r.pending = append(r.pending[:i], r.pending[i+1:]...)
@@ -153,7 +153,7 @@ func (r *Reader) dequeue(p prio) *job {
 
 // nextFill makes the fill's next job: the first chunks, in order, neither
 // cached nor under way. r.mu is held.
-func (r *Reader) nextFill() *job {
+func (r *RangeReader) nextFill() *job {
 	if r.fillDone == nil || r.fillErr != nil || r.fatal != nil || r.fillPaused {
 		return nil
 	}
@@ -172,7 +172,7 @@ func (r *Reader) nextFill() *job {
 }
 
 // wanted says chunk c is neither cached nor under way. r.mu is held.
-func (r *Reader) wanted(c int64) bool {
+func (r *RangeReader) wanted(c int64) bool {
 	return !r.cache.has(c) && r.inflight[c] == nil
 }
 
@@ -191,7 +191,7 @@ type stream struct {
 // readAhead notes a read of [off, end) and, when it continues a stream,
 // queues requests for the chunks ahead of it that are neither cached nor
 // under way, a few chunks per request. r.mu is held.
-func (r *Reader) readAhead(off, end int64) {
+func (r *RangeReader) readAhead(off, end int64) {
 	if r.opt.ReadAhead == 0 {
 		return
 	}
@@ -255,7 +255,7 @@ func (r *Reader) readAhead(off, end int64) {
 // reader will not read them again (the page cache above holds what it
 // read), and their buffers, recycled while still in the CPU's cache, are
 // cheaper to fill than the least recently used chunk's. r.mu is held.
-func (r *Reader) dropBehind(s *stream, off int64) {
+func (r *RangeReader) dropBehind(s *stream, off int64) {
 	if r.fillDone != nil {
 		return // the whole image stays
 	}

@@ -1,11 +1,13 @@
-package httprange
+package fetch
 
 import (
 	"fmt"
 	"strings"
 )
 
-// contentRange is a parsed Content-Range header (RFC 9110 section 14.4):
+// contentRange is a parsed Content-Range header (RFC 9110 section 14.4),
+// the agent's one parser of it: Fetch checks a resumed download's with it,
+// a RangeReader every answer's.
 //
 //	Content-Range     = range-unit SP ( range-resp / unsatisfied-range )
 //	range-resp        = incl-range "/" ( complete-length / "*" )

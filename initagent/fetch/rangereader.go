@@ -1,8 +1,7 @@
-package httprange
+package fetch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -11,31 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/overboot/overboot/initagent/fetch"
 )
 
-// Errors callers branch on with errors.Is.
-var (
-	// ErrNoRange: the server answers a Range request with the whole body.
-	ErrNoRange = errors.New("server ignores Range requests")
-	// ErrChanged: the image on the server is not the one Open saw (another
-	// ETag, or another size). Bytes of two versions are never mixed.
-	ErrChanged = errors.New("image changed on the server")
-	// ErrSize: the image is not the size expected (Options.ExpectSize), or
-	// the server refused a range inside the size it announced (HTTP 416).
-	ErrSize = errors.New("image size mismatch")
-	// ErrNotFound: the server answered 404 or 410.
-	ErrNotFound = errors.New("image not found")
-	// ErrUnavailable: the server failed for longer than Options.Patience.
-	ErrUnavailable = errors.New("image server unavailable")
-	// ErrClosed: the Reader was closed.
-	ErrClosed = errors.New("reader closed")
-)
-
-// Options tune Open. Zero values are the documented defaults; Open does not
-// write them back.
-type Options struct {
+// RangeOptions tune OpenRange. Zero values are the documented defaults;
+// OpenRange does not write them back.
+type RangeOptions struct {
 	// ChunkSize is the unit of requests and of the cache, a power of two
 	// (0: 256 KiB).
 	ChunkSize int
@@ -54,13 +33,15 @@ type Options struct {
 	// Fill completes the whole image into RAM in the background, in order,
 	// behind demand reads; then no request goes to the server again.
 	Fill bool
-	// ExpectSize, when positive, is the size the image must have.
+	// ExpectSize, when positive, is the size the image must have
+	// (ErrSizeMismatch).
 	ExpectSize int64
 	// Patience is how long a read waits for a failing server (refused,
-	// reset, 5xx, stalled) before it fails with ErrUnavailable (0: forever).
+	// reset, 5xx, stalled) before it fails with ErrUnavailable (0: forever):
+	// Policy.Patience, with no bound on the attempts.
 	Patience time.Duration
 	// Stall abandons and retries a request when no byte arrives for this
-	// long (0: 15s).
+	// long (0: 15s): Policy.Stall.
 	Stall time.Duration
 	// Logf receives messages for the console: the server going away and
 	// coming back, the fill completing. They never hold the URL's query or
@@ -68,16 +49,22 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultCacheBytes is Options.CacheBytes when it is 0.
+// DefaultCacheBytes is RangeOptions.CacheBytes when it is 0.
 const DefaultCacheBytes = 64 << 20
 
 const (
 	defaultChunkSize = 256 << 10
 	defaultParallel  = 4
 	defaultReadAhead = 8
-	defaultStall     = 15 * time.Second
-	backoffMin       = 100 * time.Millisecond
-	backoffMax       = 5 * time.Second
+	rangeStall       = 15 * time.Second
+	// The reader's backoff: 75ms doubling up to 3.75s, spread by Jitter.
+	// Its waits average what they did when it had its own loop (between
+	// half and all of 100ms doubling up to 5s), and are never longer.
+	rangeBackoff    = 75 * time.Millisecond
+	rangeMaxBackoff = 3750 * time.Millisecond
+	// fillPause is how long the fill waits before its next request once a
+	// read has run out of Patience.
+	fillPause = 5 * time.Second
 	// fillRequestBytes is the span of one Fill request: large, as nobody
 	// waits for it and fewer requests cost less.
 	fillRequestBytes = 4 << 20
@@ -87,22 +74,22 @@ const (
 	readBufferSize = 64 << 10
 )
 
-// config is Options with the defaults applied.
-type config struct {
-	Options
+// rangeConfig is RangeOptions with the defaults applied.
+type rangeConfig struct {
+	RangeOptions
 	chunkShift   uint
 	bgMax        int   // requests read-ahead and fill may hold
 	aheadRequest int64 // chunks per read-ahead request
 	fillRequest  int64 // chunks per fill request
 }
 
-func (o Options) config() (config, error) {
-	c := config{Options: o}
+func (o RangeOptions) config() (rangeConfig, error) {
+	c := rangeConfig{RangeOptions: o}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = defaultChunkSize
 	}
 	if c.ChunkSize < 0 || c.ChunkSize&(c.ChunkSize-1) != 0 {
-		return config{}, fmt.Errorf("chunk size %d is not a power of two", o.ChunkSize)
+		return rangeConfig{}, fmt.Errorf("chunk size %d is not a power of two", o.ChunkSize)
 	}
 	c.chunkShift = uint(bits.TrailingZeros(uint(c.ChunkSize)))
 	if c.Parallel <= 0 {
@@ -121,13 +108,13 @@ func (o Options) config() (config, error) {
 		c.CacheBytes = DefaultCacheBytes
 	}
 	if !c.Fill && c.CacheBytes < int64(c.ReadAhead+1)*int64(c.ChunkSize) {
-		return config{}, fmt.Errorf("cache of %d bytes is smaller than a read-ahead window (%d chunks of %d bytes)", o.CacheBytes, c.ReadAhead+1, c.ChunkSize)
+		return rangeConfig{}, fmt.Errorf("cache of %d bytes is smaller than a read-ahead window (%d chunks of %d bytes)", o.CacheBytes, c.ReadAhead+1, c.ChunkSize)
 	}
 	if c.Patience < 0 {
-		return config{}, fmt.Errorf("negative patience %v", o.Patience)
+		return rangeConfig{}, fmt.Errorf("negative patience %v", o.Patience)
 	}
 	if c.Stall <= 0 {
-		c.Stall = defaultStall
+		c.Stall = rangeStall
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -135,23 +122,24 @@ func (o Options) config() (config, error) {
 	return c, nil
 }
 
-// Reader reads a remote image as an io.ReaderAt. Its methods are safe for
-// concurrent use.
-type Reader struct {
+// RangeReader reads a remote image as an io.ReaderAt. Its methods are
+// safe for concurrent use.
+type RangeReader struct {
 	client    *http.Client
 	ownClient bool
 	url       string
-	where     string // url without its query, for messages
-	opt       config
-	cs        int64 // chunk size
+	where     string // url as RedactImageURL shows it, for messages
+	opt       rangeConfig
+	policy    Policy // every request's, sharing one outage
+	cs        int64  // chunk size
 
-	// Learned by Open, then fixed.
+	// Learned by OpenRange, then fixed.
 	size    int64
 	nchunks int64
 	etag    string // "" when the server sent none
 	ifMatch bool   // etag is strong: sent as If-Match
 
-	ctx    context.Context // ends on Close or when Open's context ends
+	ctx    context.Context // ends on Close or when OpenRange's context ends
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // workers
 
@@ -172,32 +160,30 @@ type Reader struct {
 	fillDone   chan struct{} // nil without Fill
 	fatal      error         // a permanent error: no request can succeed
 
-	downMu    sync.Mutex // guards downSince
-	downSince time.Time  // first failure of the current outage
-
 	stats struct {
 		fetched, requests, hits, joins, misses, ahead, retries atomic.Int64
 	}
 }
 
-// Open learns the image's size and ETag with a first request, which also
-// caches its first chunk, and starts the Reader. ctx bounds the Reader's
-// whole life, not only Open: when it ends every read fails, as after
-// Close. A nil client gets one with a dial timeout, no proxy and
-// keep-alive for Parallel connections; a client of the caller's should
-// keep at least Parallel idle connections per host. Open retries a failing
-// server like a read does, for Patience.
-func Open(ctx context.Context, client *http.Client, url string, opts Options) (*Reader, error) {
-	where := fetch.RedactImageURL(url) // the agent's one redactor
+// OpenRange learns the image's size and ETag with a first request, which
+// also caches its first chunk, and starts the RangeReader. ctx bounds the
+// RangeReader's whole life, not only OpenRange: when it ends every read
+// fails, as after Close. A nil client gets NewHTTPClient's, with Stall as
+// its dial timeout and keep-alive for Parallel connections; a client of
+// the caller's should keep at least Parallel idle connections per host.
+// OpenRange retries a failing server like a read does, for Patience.
+func OpenRange(ctx context.Context, client *http.Client, url string, opts RangeOptions) (*RangeReader, error) {
+	where := RedactImageURL(url)
 	opt, err := opts.config()
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", where, err)
 	}
-	r := &Reader{client: client, url: url, where: where, opt: opt, cs: int64(opt.ChunkSize), cache: newLRU(), inflight: make(map[int64]*call)}
+	r := &RangeReader{client: client, url: url, where: where, opt: opt, cs: int64(opt.ChunkSize), cache: newLRU(), inflight: make(map[int64]*call)}
+	r.policy = r.newPolicy()
 	r.bufs.size = opt.ChunkSize
 	r.work = sync.NewCond(&r.mu)
 	if r.client == nil {
-		r.client, r.ownClient = newClient(opt), true
+		r.client, r.ownClient = newRangeClient(opt), true
 	} else if idle := idlePerHost(client); idle < opt.Parallel {
 		opt.Logf("image %s: the HTTP client keeps %d idle connections per host, fewer than %d parallel requests: connections will be reopened", where, idle, opt.Parallel)
 	}
@@ -229,18 +215,19 @@ func Open(ctx context.Context, client *http.Client, url string, opts Options) (*
 	return r, nil
 }
 
-func newClient(opt config) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:               nil, // an initramfs has no proxy settings to honour
-		DialContext:         (&net.Dialer{Timeout: opt.Stall, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout: opt.Stall,
-		// No ResponseHeaderTimeout: each attempt's stall timer covers
-		// the wait for the headers as well as the body.
-		MaxIdleConnsPerHost: opt.Parallel + 1,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true, // the bytes as stored, at their offsets
-		ReadBufferSize:      readBufferSize,
-	}}
+// newRangeClient is NewHTTPClient's client for a RangeReader of its own:
+// Stall bounds the dial and the TLS handshake, and no
+// ResponseHeaderTimeout is needed, as each attempt's stall timer covers the
+// wait for the headers as well as the body.
+func newRangeClient(opt rangeConfig) *http.Client {
+	c := NewHTTPClient()
+	t := c.Transport.(*http.Transport)
+	t.DialContext = (&net.Dialer{Timeout: opt.Stall, KeepAlive: KeepAlive}).DialContext
+	t.TLSHandshakeTimeout = opt.Stall
+	t.ResponseHeaderTimeout = 0
+	t.MaxIdleConnsPerHost = opt.Parallel + 1
+	t.ReadBufferSize = readBufferSize
+	return c
 }
 
 // idlePerHost is how many idle connections per host client keeps, or a
@@ -263,21 +250,22 @@ func idlePerHost(client *http.Client) int {
 }
 
 // Size is the image's size in bytes.
-func (r *Reader) Size() int64 { return r.size }
+func (r *RangeReader) Size() int64 { return r.size }
 
-// ETag is the image's ETag as Open saw it ("" if the server sends none).
-func (r *Reader) ETag() string { return r.etag }
+// ETag is the image's ETag as OpenRange saw it ("" if the server sends none).
+func (r *RangeReader) ETag() string { return r.etag }
 
 // ReadAt reads len(p) bytes at off (io.ReaderAt). It waits for a failing
-// server for Options.Patience, until Close, or until Open's context ends.
-// It returns io.EOF with the bytes before the end of the image.
-func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+// server for RangeOptions.Patience, until Close, or until OpenRange's
+// context ends. It returns io.EOF with the bytes before the end of the
+// image.
+func (r *RangeReader) ReadAt(p []byte, off int64) (int, error) {
 	return r.ReadAtContext(r.ctx, p, off)
 }
 
 // ReadAtContext is ReadAt that also gives up when ctx ends. A request
 // under way for another reader continues.
-func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+func (r *RangeReader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s at %d: negative offset", r.where, off)
 	}
@@ -337,7 +325,7 @@ type part struct {
 
 // releaseParts lets go of the chunks a failed read will not copy. A call
 // not yet done keeps the reader's reference: the collector frees it.
-func (r *Reader) releaseParts(parts []part) {
+func (r *RangeReader) releaseParts(parts []part) {
 	for _, pt := range parts {
 		if pt.call != nil {
 			select {
@@ -354,8 +342,8 @@ func (r *Reader) releaseParts(parts []part) {
 
 // lookup finds chunks first..last in the cache, joins the requests under
 // way for others, queues one for the rest, and notes the read for
-// read-ahead. It returns nil when the Reader is closed.
-func (r *Reader) lookup(parts []part, first, last, off, end int64) []part {
+// read-ahead. It returns nil when the RangeReader is closed.
+func (r *RangeReader) lookup(parts []part, first, last, off, end int64) []part {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ctx.Err() != nil {
@@ -394,14 +382,14 @@ func (r *Reader) lookup(parts []part, first, last, off, end int64) []part {
 }
 
 // Close ends every wait with ErrClosed and stops the requests under way.
-func (r *Reader) Close() error {
+func (r *RangeReader) Close() error {
 	r.cancel(ErrClosed)
 	r.wg.Wait()
 	r.closeIdle()
 	return nil
 }
 
-func (r *Reader) closeIdle() {
+func (r *RangeReader) closeIdle() {
 	if r.ownClient {
 		r.client.CloseIdleConnections()
 	}
@@ -409,22 +397,22 @@ func (r *Reader) closeIdle() {
 
 // FillDone is closed when the fill ends: the whole image is in RAM
 // (FillErr is nil) or it can never be (FillErr says why). It is nil
-// without Options.Fill.
-func (r *Reader) FillDone() <-chan struct{} { return r.fillDone }
+// without RangeOptions.Fill.
+func (r *RangeReader) FillDone() <-chan struct{} { return r.fillDone }
 
 // FillErr is why the fill stopped, nil while it runs or once complete.
-func (r *Reader) FillErr() error {
+func (r *RangeReader) FillErr() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.fillErr
 }
 
-// Stats counts the Reader's work since Open.
-type Stats struct {
+// RangeStats counts a RangeReader's work since OpenRange.
+type RangeStats struct {
 	Size      int64 // bytes in the image
 	Resident  int64 // bytes in RAM (the fill's progress)
 	Fetched   int64 // body bytes received
-	Requests  int64 // HTTP requests sent, Open's included
+	Requests  int64 // HTTP requests sent, OpenRange's included
 	Hits      int64 // chunks read from RAM
 	Joins     int64 // chunks read after waiting for a request already under way
 	Misses    int64 // chunks read after starting a request
@@ -433,11 +421,11 @@ type Stats struct {
 }
 
 // Stats returns the counters.
-func (r *Reader) Stats() Stats {
+func (r *RangeReader) Stats() RangeStats {
 	r.mu.Lock()
 	resident := r.cache.bytes
 	r.mu.Unlock()
-	return Stats{
+	return RangeStats{
 		Size:      r.size,
 		Resident:  resident,
 		Fetched:   r.stats.fetched.Load(),
@@ -450,9 +438,7 @@ func (r *Reader) Stats() Stats {
 	}
 }
 
-func (s Stats) String() string {
+func (s RangeStats) String() string {
 	return fmt.Sprintf("%s fetched in %d requests (%d retries); chunks: %d hits, %d joined, %d missed, %d read ahead; %s of %s in RAM",
 		mib(s.Fetched), s.Requests, s.Retries, s.Hits, s.Joins, s.Misses, s.ReadAhead, mib(s.Resident), mib(s.Size))
 }
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

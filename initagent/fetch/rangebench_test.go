@@ -1,4 +1,4 @@
-package httprange
+package fetch
 
 import (
 	"bytes"
@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// BenchmarkSequential reads a 256 MiB image served over loopback from
+// BenchmarkRangeSequential reads a 256 MiB image served over loopback from
 // start to end, in 128 KiB reads (an NBD request's usual size), and, in the
 // same iteration, downloads it with one plain GET twice: io.Copy to
 // io.Discard (which reads 8 KiB at a time), and io.CopyBuffer with a 256
 // KiB buffer, the fastest a Go client goes. It reports the three rates and
-// the Reader's ratio to each (target: >= 0.8).
-func BenchmarkSequential(b *testing.B) {
+// the RangeReader's ratio to each (target: >= 0.8).
+func BenchmarkRangeSequential(b *testing.B) {
 	const size = 256 << 20
 	data := randomImage(b, size)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +48,7 @@ func BenchmarkSequential(b *testing.B) {
 		plainBuf += get(func(r io.Reader) (int64, error) { return io.CopyBuffer(struct{ io.Writer }{io.Discard}, r, big) })
 
 		t0 := time.Now()
-		r, err := Open(b.Context(), client, srv.URL, Options{})
+		r, err := OpenRange(b.Context(), client, srv.URL, RangeOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func BenchmarkSequential(b *testing.B) {
 		r.Close()
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / 1e6 / d.Seconds() }
-	b.ReportMetric(mbps(ranged), "httprange-MB/s")
+	b.ReportMetric(mbps(ranged), "range-MB/s")
 	b.ReportMetric(mbps(plain), "copy-MB/s")
 	b.ReportMetric(mbps(plainBuf), "copybuf-MB/s")
 	b.ReportMetric(mbps(ranged)/mbps(plain), "ratio-copy")

@@ -1,4 +1,4 @@
-package httprange
+package fetch
 
 import (
 	"testing"
@@ -14,6 +14,7 @@ func TestParseContentRange(t *testing.T) {
 	}{
 		{name: "whole", in: "bytes 0-99/100", want: contentRange{0, 99, 100}},
 		{name: "middle", in: "bytes 262144-524287/7340032", want: contentRange{262144, 524287, 7340032}},
+		{name: "resumed", in: "bytes 10-19/20", want: contentRange{10, 19, 20}},
 		{name: "one byte", in: "bytes 5-5/6", want: contentRange{5, 5, 6}},
 		{name: "unknown total", in: "bytes 0-9/*", want: contentRange{0, 9, -1}},
 		{name: "unsatisfied", in: "bytes */4096", want: contentRange{-1, -1, 4096}},
@@ -26,6 +27,7 @@ func TestParseContentRange(t *testing.T) {
 		{name: "star star", in: "bytes */*", bad: true},
 		{name: "last before first", in: "bytes 5-4/10", bad: true},
 		{name: "last at total", in: "bytes 0-10/10", bad: true},
+		{name: "beyond the total", in: "bytes 10-19/15", bad: true},
 		{name: "sign", in: "bytes +0-5/10", bad: true},
 		{name: "negative", in: "bytes -1-5/10", bad: true},
 		{name: "space", in: "bytes 0 -5/10", bad: true},
@@ -53,7 +55,7 @@ func TestParseContentRange(t *testing.T) {
 }
 
 func FuzzParseContentRange(f *testing.F) {
-	for _, s := range []string{"bytes 0-99/100", "bytes */0", "bytes 0-9/*", "bytes 5-4/10", "bytes +0-5/10", "bytes 0-18446744073709551615/1", "Bytes 1-1/2"} {
+	for _, s := range []string{"bytes 0-99/100", "bytes */0", "bytes 0-9/*", "bytes 5-4/10", "bytes +0-5/10", "bytes 0-18446744073709551615/1", "Bytes 1-1/2", "bytes 0-0/1", "bytes 5-9/*", "bytes 9-5/3", "bytes x-y/z"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -1,10 +1,9 @@
-package httprange
+package fetch
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -13,9 +12,9 @@ import (
 	"time"
 )
 
-// TestOutage: while the server is away reads wait, then succeed; none
+// TestRangeOutage: while the server is away reads wait, then succeed; none
 // fails. One message says it went, one that it is back.
-func TestOutage(t *testing.T) {
+func TestRangeOutage(t *testing.T) {
 	data := randomImage(t, 4<<20)
 	const outage = 1500 * time.Millisecond
 	for _, tc := range []struct {
@@ -44,20 +43,11 @@ func TestOutage(t *testing.T) {
 			t.Parallel()
 			srv := newImageServer(t, data)
 			var l logs
-			r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Logf: l.Logf})
+			r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Logf: l.Logf})
 			tc.down(srv)
 			start := time.Now()
 			time.AfterFunc(outage, func() { tc.back(srv) })
-			var wg sync.WaitGroup
-			for g := range 8 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(g), 4))
-					for range 10 {
-						checkRead(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(200<<10))
-					}
-				})
-			}
-			wg.Wait()
+			readRandom(t, r, data, 8, 10, 200<<10, 4)
 			if took := time.Since(start); took < outage {
 				t.Errorf("reads done after %v, before the server came back", took)
 			}
@@ -76,12 +66,12 @@ func TestOutage(t *testing.T) {
 	}
 }
 
-func TestPatience(t *testing.T) {
+func TestRangePatience(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	srv := newImageServer(t, data)
 	var l logs
 	const patience = 300 * time.Millisecond
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Patience: patience, Logf: l.Logf})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Patience: patience, Logf: l.Logf})
 	srv.stop()
 	start := time.Now()
 	_, err := r.ReadAt(make([]byte, 10), 500<<10)
@@ -106,33 +96,33 @@ func TestPatience(t *testing.T) {
 	}
 }
 
-// TestOpenWaits: Open, too, waits for the server.
-func TestOpenWaits(t *testing.T) {
+// TestRangeOpenWaits: OpenRange, too, waits for the server.
+func TestRangeOpenWaits(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	srv := newImageServer(t, data)
 	srv.stop()
 	time.AfterFunc(300*time.Millisecond, srv.start)
-	r := open(t, srv.URL, Options{})
+	r := open(t, srv.URL, RangeOptions{})
 	checkRead(t, r, data, 0, len(data))
 }
 
-// TestStop: Close, or the end of Open's context, ends the wait for an
-// absent server.
-func TestStop(t *testing.T) {
+// TestRangeStop: Close, or the end of OpenRange's context, ends the wait
+// for an absent server.
+func TestRangeStop(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	for _, tc := range []struct {
 		name string
-		stop func(r *Reader, cancel context.CancelFunc)
+		stop func(r *RangeReader, cancel context.CancelFunc)
 		want error
 	}{
-		{"Close", func(r *Reader, _ context.CancelFunc) { r.Close() }, ErrClosed},
-		{"context", func(_ *Reader, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"Close", func(r *RangeReader, _ context.CancelFunc) { r.Close() }, ErrClosed},
+		{"context", func(_ *RangeReader, cancel context.CancelFunc) { cancel() }, context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newImageServer(t, data)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			r, err := Open(ctx, nil, srv.URL, Options{ChunkSize: 64 << 10})
+			r, err := OpenRange(ctx, nil, srv.URL, RangeOptions{ChunkSize: 64 << 10})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,12 +151,12 @@ func TestStop(t *testing.T) {
 	}
 }
 
-// TestReadAtContext: a reader that gives up does not stop the request
+// TestRangeReadAtContext: a reader that gives up does not stop the request
 // others wait for.
-func TestReadAtContext(t *testing.T) {
+func TestRangeReadAtContext(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	srv := newImageServer(t, data)
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10})
 	srv.stop()
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
@@ -177,13 +167,13 @@ func TestReadAtContext(t *testing.T) {
 	checkRead(t, r, data, 500<<10, 10)
 }
 
-// TestPatienceQueued: reads queued behind others during an outage do not
+// TestRangePatienceQueued: reads queued behind others during an outage do not
 // wait Patience afresh.
-func TestPatienceQueued(t *testing.T) {
+func TestRangePatienceQueued(t *testing.T) {
 	data := randomImage(t, 4<<20)
 	srv := newImageServer(t, data)
 	const patience = 400 * time.Millisecond
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Parallel: 2, ReadAhead: -1, Patience: patience})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Parallel: 2, ReadAhead: -1, Patience: patience})
 	srv.stop()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -200,18 +190,20 @@ func TestPatienceQueued(t *testing.T) {
 	}
 }
 
-// TestStall: a request that gets no byte for Stall, before the headers or
-// in the body, is abandoned and retried.
-func TestStall(t *testing.T) {
+// TestRangeStall: a request that gets no byte for Stall, before the
+// headers or in the body, is abandoned and retried, once, and the message
+// says which.
+func TestRangeStall(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	for _, tc := range []struct {
 		name  string
+		msg   string
 		misdo func(w http.ResponseWriter, r *http.Request, data []byte, etag string)
 	}{
-		{"no headers", func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
+		{"no headers", "no answer for 200ms", func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
 			<-r.Context().Done()
 		}},
-		{"body stops", func(w http.ResponseWriter, r *http.Request, data []byte, etag string) {
+		{"body stops", "no data for 200ms", func(w http.ResponseWriter, r *http.Request, data []byte, etag string) {
 			first, last := rangeOf(r)
 			w.Header().Set("ETag", etag)
 			w.Header().Set("Content-Range", contentRange{first, last, int64(len(data))}.String())
@@ -226,7 +218,7 @@ func TestStall(t *testing.T) {
 			t.Parallel()
 			srv := newImageServer(t, data)
 			var l logs
-			r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Stall: 200 * time.Millisecond, Logf: l.Logf})
+			r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Stall: 200 * time.Millisecond, Logf: l.Logf})
 			var once sync.Once
 			srv.misbehave(func(w http.ResponseWriter, req *http.Request, data []byte, etag string) bool {
 				stall := false
@@ -241,7 +233,7 @@ func TestStall(t *testing.T) {
 			if took := time.Since(start); took < 200*time.Millisecond {
 				t.Errorf("read after %v, before the stall timeout", took)
 			}
-			if l.count("no data for 200ms") != 1 {
+			if l.count(tc.msg) != 1 {
 				t.Errorf("messages: %q", l.all())
 			}
 		})

@@ -1,4 +1,4 @@
-package httprange
+package fetch
 
 import (
 	"bytes"
@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-func open(t *testing.T, url string, opts Options) *Reader {
+func open(t *testing.T, url string, opts RangeOptions) *RangeReader {
 	t.Helper()
-	r, err := Open(t.Context(), nil, url, opts)
+	r, err := OpenRange(t.Context(), nil, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,11 +23,11 @@ func open(t *testing.T, url string, opts Options) *Reader {
 	return r
 }
 
-func TestRandomReads(t *testing.T) {
+func TestRangeRandomReads(t *testing.T) {
 	data := randomImage(t, 7<<20+12345) // not a whole number of chunks
 	srv := newImageServer(t, data)
 	const cacheBytes = 1 << 20 // much smaller than the image: evictions
-	r := open(t, srv.URL, Options{ChunkSize: 64 << 10, CacheBytes: cacheBytes})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, CacheBytes: cacheBytes})
 	if r.Size() != int64(len(data)) || r.ETag() != `"sha256:v1"` {
 		t.Fatalf("size %d, ETag %s", r.Size(), r.ETag())
 	}
@@ -70,10 +70,10 @@ func TestRandomReads(t *testing.T) {
 	}
 }
 
-func TestEdges(t *testing.T) {
+func TestRangeEdges(t *testing.T) {
 	data := randomImage(t, 3*4096+100)
 	srv := newImageServer(t, data)
-	r := open(t, srv.URL, Options{ChunkSize: 4096, CacheBytes: 1 << 20})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 4096, CacheBytes: 1 << 20})
 	for _, tc := range []struct {
 		name  string
 		off   int64
@@ -107,7 +107,7 @@ func TestEdges(t *testing.T) {
 	}
 }
 
-func TestReadAhead(t *testing.T) {
+func TestRangeReadAhead(t *testing.T) {
 	const size, chunk = 8 << 20, 64 << 10
 	data := randomImage(t, size)
 	for _, tc := range []struct {
@@ -119,7 +119,7 @@ func TestReadAhead(t *testing.T) {
 		minReadAhead int64
 		maxResident  int64
 	}{
-		// One request for Open, then one per chunk; all stays cached.
+		// One request for OpenRange, then one per chunk; all stays cached.
 		{name: "off", readAhead: -1, streams: 1, maxRequests: size / chunk, maxMisses: size/chunk - 1, maxResident: size},
 		// Four chunks (ReadAhead/2) per request, and no reader waits for
 		// a request it started. What the reader is past is dropped.
@@ -129,7 +129,7 @@ func TestReadAhead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newImageServer(t, data)
-			r := open(t, srv.URL, Options{ChunkSize: chunk, ReadAhead: tc.readAhead})
+			r := open(t, srv.URL, RangeOptions{ChunkSize: chunk, ReadAhead: tc.readAhead})
 			span := int64(size / tc.streams)
 			for off := int64(0); off < span; off += 16 << 10 {
 				for s := range int64(tc.streams) {
@@ -154,11 +154,11 @@ func TestReadAhead(t *testing.T) {
 	}
 }
 
-func TestLRUBound(t *testing.T) {
+func TestRangeLRUBound(t *testing.T) {
 	data := randomImage(t, 4<<20+777)
 	srv := newImageServer(t, data)
 	const cacheBytes = 512 << 10
-	r := open(t, srv.URL, Options{ChunkSize: 32 << 10, CacheBytes: cacheBytes, ReadAhead: 4})
+	r := open(t, srv.URL, RangeOptions{ChunkSize: 32 << 10, CacheBytes: cacheBytes, ReadAhead: 4})
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 2000 {
 		checkRead(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(100<<10))
@@ -187,9 +187,9 @@ func TestLRUBound(t *testing.T) {
 	}
 }
 
-// TestRetried: answers that are wrong in a way retrying fixes are never
+// TestRangeRetried: answers that are wrong in a way retrying fixes are never
 // returned as data.
-func TestRetried(t *testing.T) {
+func TestRangeRetried(t *testing.T) {
 	data := randomImage(t, 2<<20)
 	for _, tc := range []struct {
 		name  string
@@ -245,7 +245,7 @@ func TestRetried(t *testing.T) {
 			t.Parallel()
 			srv := newImageServer(t, data)
 			var l logs
-			r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Logf: l.Logf, ReadAhead: -1})
+			r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Logf: l.Logf, ReadAhead: -1})
 			// Every other answer misbehaves.
 			var mu sync.Mutex
 			n := 0
@@ -259,16 +259,7 @@ func TestRetried(t *testing.T) {
 				}
 				return bad
 			})
-			var wg sync.WaitGroup
-			for g := range 4 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(g), 3))
-					for range 20 {
-						checkRead(t, r, data, rng.Int64N(int64(len(data))), rng.IntN(200<<10))
-					}
-				})
-			}
-			wg.Wait()
+			readRandom(t, r, data, 4, 20, 200<<10, 3)
 			if st := r.Stats(); st.Retries == 0 {
 				t.Errorf("no retries: %v", st)
 			}
@@ -280,8 +271,8 @@ func TestRetried(t *testing.T) {
 	}
 }
 
-// TestPermanent: answers that retrying cannot fix are errors, at once.
-func TestPermanent(t *testing.T) {
+// TestRangePermanent: answers that retrying cannot fix are errors, at once.
+func TestRangePermanent(t *testing.T) {
 	data := randomImage(t, 1<<20)
 	for _, tc := range []struct {
 		name     string
@@ -324,7 +315,7 @@ func TestPermanent(t *testing.T) {
 		{
 			name:     "416",
 			change:   func(s *imageServer) { s.replace(data[:1000], `"sha256:v1"`) },
-			want:     ErrSize,
+			want:     ErrSizeMismatch,
 			contains: []string{"416", "opened as 1048576 bytes"},
 		},
 		{
@@ -361,8 +352,8 @@ func TestPermanent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newImageServer(t, data)
 			var l logs
-			r := open(t, srv.URL, Options{ChunkSize: 64 << 10, Logf: l.Logf, ReadAhead: -1})
-			checkRead(t, r, data, 0, 100) // cached at Open
+			r := open(t, srv.URL, RangeOptions{ChunkSize: 64 << 10, Logf: l.Logf, ReadAhead: -1})
+			checkRead(t, r, data, 0, 100) // cached at OpenRange
 			checkRead(t, r, data, 100<<10, 100)
 			tc.change(srv)
 			_, err := r.ReadAt(make([]byte, 100), 500<<10)
@@ -393,12 +384,12 @@ func TestPermanent(t *testing.T) {
 	}
 }
 
-func TestOpenErrors(t *testing.T) {
+func TestRangeOpenErrors(t *testing.T) {
 	data := randomImage(t, 100<<10)
 	for _, tc := range []struct {
 		name     string
 		misdo    func(w http.ResponseWriter, r *http.Request, data []byte, etag string) bool
-		opts     Options
+		opts     RangeOptions
 		want     error
 		contains string
 	}{
@@ -413,8 +404,8 @@ func TestOpenErrors(t *testing.T) {
 		},
 		{
 			name:     "size",
-			opts:     Options{ExpectSize: 100 << 20},
-			want:     ErrSize,
+			opts:     RangeOptions{ExpectSize: 100 << 20},
+			want:     ErrSizeMismatch,
 			contains: "the server has 102400 bytes, expected 104857600",
 		},
 		{
@@ -424,7 +415,7 @@ func TestOpenErrors(t *testing.T) {
 				http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(nil))
 				return true
 			},
-			want:     ErrSize,
+			want:     ErrSizeMismatch,
 			contains: "the image is empty",
 		},
 		{
@@ -449,16 +440,16 @@ func TestOpenErrors(t *testing.T) {
 			srv.misbehave(tc.misdo)
 			var l logs
 			tc.opts.Logf = l.Logf
-			r, err := Open(t.Context(), nil, srv.URL, tc.opts)
+			r, err := OpenRange(t.Context(), nil, srv.URL, tc.opts)
 			if err == nil {
 				r.Close()
-				t.Fatal("Open succeeded")
+				t.Fatal("OpenRange succeeded")
 			}
 			if tc.want != nil && !errors.Is(err, tc.want) {
-				t.Errorf("Open: %v, want %v", err, tc.want)
+				t.Errorf("OpenRange: %v, want %v", err, tc.want)
 			}
 			if !strings.Contains(err.Error(), tc.contains) {
-				t.Errorf("Open: %q does not say %q", err, tc.contains)
+				t.Errorf("OpenRange: %q does not say %q", err, tc.contains)
 			}
 			checkNoToken(t, &l, err)
 			if n := srv.requests(); n != 1 {
@@ -468,20 +459,20 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestOptions(t *testing.T) {
+func TestRangeOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opts Options
+		opts RangeOptions
 		want string
 	}{
-		{"chunk size", Options{ChunkSize: 3000}, "chunk size 3000 is not a power of two"},
-		{"cache", Options{ChunkSize: 1 << 20, CacheBytes: 4 << 20}, "cache of 4194304 bytes is smaller than a read-ahead window (9 chunks of 1048576 bytes)"},
-		{"patience", Options{Patience: -time.Second}, "negative patience -1s"},
+		{"chunk size", RangeOptions{ChunkSize: 3000}, "chunk size 3000 is not a power of two"},
+		{"cache", RangeOptions{ChunkSize: 1 << 20, CacheBytes: 4 << 20}, "cache of 4194304 bytes is smaller than a read-ahead window (9 chunks of 1048576 bytes)"},
+		{"patience", RangeOptions{Patience: -time.Second}, "negative patience -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(context.Background(), nil, "http://127.0.0.1:1/x?token="+token, tc.opts)
+			_, err := OpenRange(context.Background(), nil, "http://127.0.0.1:1/x?token="+token, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Open: %v, want %q", err, tc.want)
+				t.Fatalf("OpenRange: %v, want %q", err, tc.want)
 			}
 			checkNoToken(t, &logs{}, err)
 		})

@@ -1,4 +1,4 @@
-package httprange
+package fetch
 
 import (
 	"sync"
@@ -45,12 +45,12 @@ func (p *buffers) release(b *buffer) {
 	case n == 0 && len(b.b) == p.size:
 		p.pool.Put(b)
 	case n < 0:
-		panic("httprange: buffer released too often")
+		panic("fetch: a RangeReader buffer released too often")
 	}
 }
 
 // lru holds chunks in RAM, least recently used first out. It is not safe
-// for concurrent use: Reader.mu guards it.
+// for concurrent use: RangeReader.mu guards it.
 type lru struct {
 	m     map[int64]*entry
 	head  entry // sentinel: head.next is the most recently used
@@ -70,7 +70,7 @@ func newLRU() *lru {
 }
 
 // get returns a chunk's buffer and marks it used, or nil. The caller takes
-// its own reference before letting go of Reader.mu.
+// its own reference before letting go of RangeReader.mu.
 func (l *lru) get(chunk int64) *buffer {
 	e := l.m[chunk]
 	if e == nil {

@@ -1,10 +1,11 @@
-package httprange
+package fetch
 
 import (
 	"bytes"
-	"crypto/rand"
+	crand "crypto/rand"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -26,7 +27,7 @@ type imageServer struct {
 	etag    string
 	misdo   func(w http.ResponseWriter, r *http.Request, data []byte, etag string) bool
 	srv     *http.Server
-	gets    int   // range requests answered (Open's included)
+	gets    int   // range requests answered (OpenRange's included)
 	current int   // requests being answered
 	most    int   // the most answered at once
 	served  int64 // body bytes asked for
@@ -37,7 +38,7 @@ const token = "s3cret-token"
 func randomImage(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
-	rand.Read(b)
+	crand.Read(b)
 	return b
 }
 
@@ -208,7 +209,7 @@ func checkNoToken(t *testing.T, l *logs, errs ...error) {
 }
 
 // checkRead reads n bytes at off and compares them with want.
-func checkRead(t *testing.T, r *Reader, want []byte, off int64, n int) {
+func checkRead(t *testing.T, r *RangeReader, want []byte, off int64, n int) {
 	t.Helper()
 	p := make([]byte, n)
 	got, err := r.ReadAt(p, off)
@@ -218,5 +219,34 @@ func checkRead(t *testing.T, r *Reader, want []byte, off int64, n int) {
 	}
 	if !bytes.Equal(p[:got], want[off:off+int64(got)]) {
 		t.Fatalf("ReadAt(%d bytes at %d): wrong bytes", n, off)
+	}
+}
+
+// readRandom checks reads of up to most bytes at random offsets: reads
+// of them in each of goroutines, the g-th seeded with (g, seed).
+func readRandom(t *testing.T, r *RangeReader, want []byte, goroutines, reads, most int, seed uint64) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), seed))
+			for range reads {
+				checkRead(t, r, want, rng.Int64N(int64(len(want))), rng.IntN(most))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// waitFill waits for r's fill to complete.
+func waitFill(t *testing.T, r *RangeReader) {
+	t.Helper()
+	select {
+	case <-r.FillDone():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fill not done: %v", r.Stats())
+	}
+	if err := r.FillErr(); err != nil {
+		t.Fatal(err)
 	}
 }
