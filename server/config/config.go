@@ -5,7 +5,7 @@
 package config
 
 import (
-	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -120,6 +120,8 @@ type Select struct {
 type Profile struct {
 	Name string
 	Line int
+	// Lines are the lines its keys are set at, for errors about a key.
+	Lines map[string]int
 
 	// Artifacts: a store name, sha256:HEX, or an absolute file path.
 	Kernel, Initramfs, Root string
@@ -222,6 +224,15 @@ func quota(n, def int) int {
 // DefaultMenuTimeout is how long a menu waits before its default.
 const DefaultMenuTimeout = 10 * time.Second
 
+// LineOf is the line key is set at in the profile's section, else the
+// section's header line.
+func (p *Profile) LineOf(key string) int {
+	if n := p.Lines[key]; n > 0 {
+		return n
+	}
+	return p.Line
+}
+
 // PrivateDisk reports whether the profile gives each machine or user a
 // disk of its own.
 func (p *Profile) PrivateDisk() bool { return p.Upper == "iscsi" || p.Sanboot != "" }
@@ -246,6 +257,8 @@ type Machine struct {
 	Hostname string
 	Labels   []string
 	IP       netip.Addr // reserved by overboot's own DHCP server (full mode); [machine MAC] only
+	// Lines are the lines its keys are set at.
+	Lines map[string]int
 }
 
 // Name is how the config names the machine.
@@ -286,160 +299,83 @@ func Default() *Config {
 	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
-const maxLine = 4096
-
 // Parse reads a configuration; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
 	c := Default()
 	c.File = name
-	var errs []error
+	blocks, errs := lex(name, r)
 	fail := func(line int, format string, args ...any) {
 		errs = append(errs, &Error{name, line, fmt.Errorf(format, args...)})
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, maxLine), maxLine)
-	section := ""
-	var prof *Profile
-	var mach *Machine
-	var sub *Subnet
-	var sel *Select
-	seenKeys := map[string]int{}
-	seenSections := map[string]int{}
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || text[0] == '#' || text[0] == ';' {
-			continue
-		}
-		if !isPrintable(text) {
-			fail(line, "control or non-UTF-8 characters")
-			continue
-		}
-		if text[0] == '[' {
-			text = strings.TrimSpace(stripComment(text)) // "[machine X]   # a note"
-			if !strings.HasSuffix(text, "]") {
-				fail(line, "section header %q: missing ]", text)
-				section, prof, mach = "!", nil, nil
+	for _, b := range blocks {
+		var set func(k, v string) error
+		var lines map[string]int
+		switch {
+		case b.kind == "server" && b.arg == "":
+			set = c.setServer
+		case b.kind == "profile" && b.arg != "":
+			if !validName(b.arg) {
+				fail(b.line, "profile name %q: use letters, digits, '.', '_' and '-'", b.arg)
 				continue
 			}
-			head := strings.Fields(text[1 : len(text)-1])
-			prof, mach, sub, sel = nil, nil, nil, nil
-			seenKeys = map[string]int{}
-			key := strings.Join(head, " ")
-			if first, dup := seenSections[key]; dup {
-				fail(line, "section [%s] again (first at line %d)", key, first)
-				section = "!"
+			prof := &Profile{Name: b.arg, Line: b.line, Lines: map[string]int{}}
+			c.Profiles[b.arg] = prof
+			set, lines = prof.set, prof.Lines
+		case b.kind == "machine" && uuidRE.MatchString(strings.ToLower(b.arg)):
+			u := strings.ToLower(b.arg)
+			if m, dup := c.UUIDs[u]; dup {
+				fail(b.line, "machine %s again (first at line %d)", u, m.Line)
 				continue
 			}
-			seenSections[key] = line
-			switch {
-			case len(head) == 1 && head[0] == "server":
-				section = "server"
-			case len(head) == 2 && head[0] == "profile":
-				if !validName(head[1]) {
-					fail(line, "profile name %q: use letters, digits, '.', '_' and '-'", head[1])
-					section = "!"
-					continue
-				}
-				section = "profile"
-				prof = &Profile{Name: head[1], Line: line}
-				c.Profiles[head[1]] = prof
-			case len(head) == 2 && head[0] == "machine" && uuidRE.MatchString(strings.ToLower(head[1])):
-				u := strings.ToLower(head[1])
-				if m, dup := c.UUIDs[u]; dup {
-					fail(line, "machine %s again (first at line %d)", u, m.Line)
-					section = "!"
-					continue
-				}
-				section = "machine"
-				mach = &Machine{UUID: u, Line: line}
-				c.UUIDs[u] = mach
-			case len(head) == 2 && head[0] == "machine":
-				mac, err := boot.ParseMAC(head[1])
-				if err != nil {
-					fail(line, "machine %q: want a MAC address like 52:54:00:12:34:56 or an SMBIOS UUID", head[1])
-					section = "!"
-					continue
-				}
-				if m, dup := c.Machines[mac.String()]; dup {
-					fail(line, "machine %s again (first at line %d)", mac, m.Line)
-					section = "!"
-					continue
-				}
-				section = "machine"
-				mach = &Machine{MAC: mac, Line: line}
-				c.Machines[mac.String()] = mach
-			case len(head) == 2 && head[0] == "subnet":
-				pfx, err := netip.ParsePrefix(head[1])
-				if err != nil || pfx != pfx.Masked() {
-					fail(line, "subnet %q: want a network like 192.0.2.0/24 (host bits zero)", head[1])
-					section = "!"
-					continue
-				}
-				for _, o := range c.Subnets {
-					if o.Prefix == pfx {
-						fail(line, "subnet %s again (first at line %d)", pfx, o.Line)
-					}
-				}
-				section = "subnet"
-				sub = &Subnet{Prefix: pfx, Line: line}
-				c.Subnets = append(c.Subnets, sub)
-			case len(head) == 2 && head[0] == "select":
-				if !validName(head[1]) {
-					fail(line, "select name %q: use letters, digits, '.', '_' and '-'", head[1])
-					section = "!"
-					continue
-				}
-				section = "select"
-				sel = &Select{Name: head[1], Line: line}
-				c.Selects = append(c.Selects, sel)
-			default:
-				fail(line, "unknown section [%s]: want [server], [profile NAME], [machine MAC|UUID], [subnet CIDR] or [select NAME]", key)
-				section = "!"
+			mach := &Machine{UUID: u, Line: b.line, Lines: map[string]int{}}
+			c.UUIDs[u] = mach
+			set, lines = mach.set, mach.Lines
+		case b.kind == "machine" && b.arg != "":
+			mac, err := boot.ParseMAC(b.arg)
+			if err != nil {
+				fail(b.line, "machine %q: want a MAC address like 52:54:00:12:34:56 or an SMBIOS UUID", b.arg)
+				continue
 			}
+			if m, dup := c.Machines[mac.String()]; dup {
+				fail(b.line, "machine %s again (first at line %d)", mac, m.Line)
+				continue
+			}
+			mach := &Machine{MAC: mac, Line: b.line, Lines: map[string]int{}}
+			c.Machines[mac.String()] = mach
+			set, lines = mach.set, mach.Lines
+		case b.kind == "subnet" && b.arg != "":
+			pfx, err := netip.ParsePrefix(b.arg)
+			if err != nil || pfx != pfx.Masked() {
+				fail(b.line, "subnet %q: want a network like 192.0.2.0/24 (host bits zero)", b.arg)
+				continue
+			}
+			for _, o := range c.Subnets {
+				if o.Prefix == pfx {
+					fail(b.line, "subnet %s again (first at line %d)", pfx, o.Line)
+				}
+			}
+			sub := &Subnet{Prefix: pfx, Line: b.line}
+			c.Subnets = append(c.Subnets, sub)
+			set = sub.set
+		case b.kind == "select" && b.arg != "":
+			if !validName(b.arg) {
+				fail(b.line, "select name %q: use letters, digits, '.', '_' and '-'", b.arg)
+				continue
+			}
+			sel := &Select{Name: b.arg, Line: b.line}
+			c.Selects = append(c.Selects, sel)
+			set = sel.set
+		default:
+			fail(b.line, "unknown section [%s]: want [server], [profile NAME], [machine MAC|UUID], [subnet CIDR] or [select NAME]", strings.TrimSpace(b.kind+" "+b.arg))
 			continue
 		}
-		k, v, ok := strings.Cut(text, "=")
-		if !ok {
-			fail(line, "%q: want key = value", text)
-			continue
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(stripComment(v))
-		switch section {
-		case "":
-			fail(line, "%s outside a section: start with [server] or [profile NAME]", k)
-			continue
-		case "!":
-			continue // the section header was already reported
-		}
-		if first, dup := seenKeys[k]; dup {
-			fail(line, "%s set again (first at line %d)", k, first)
-			continue
-		}
-		seenKeys[k] = line
-		var err error
-		switch section {
-		case "server":
-			err = c.setServer(k, v)
-		case "profile":
-			err = prof.set(k, v)
-		case "machine":
-			err = mach.set(k, v)
-		case "subnet":
-			err = sub.set(k, v)
-		case "select":
-			err = sel.set(k, v)
-		}
-		if err != nil {
-			fail(line, "%s: %v", k, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			fail(line+1, "line longer than %d bytes", maxLine)
-		} else {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		for _, e := range b.entries {
+			if err := set(e.key, e.value); err != nil {
+				fail(e.line, "%s: %v", e.key, err)
+			}
+			if lines != nil {
+				lines[e.key] = e.line
+			}
 		}
 	}
 	if len(errs) == 0 {
@@ -477,35 +413,39 @@ func (c *Config) validate() []error {
 	for _, n := range names {
 		p := c.Profiles[n]
 		if p.PrivateDisk() && p.Policy() == EnrollOpen {
-			what := "upper = iscsi"
+			what, key := "upper = iscsi", "upper"
 			if p.Sanboot != "" {
-				what = "sanboot"
+				what, key = "sanboot", "sanboot"
 			}
-			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: %s gives each machine a private disk, and enroll = open would hand it to anyone who names a MAC address: set enroll = login or approve (or open-insecure on a network you trust)", n, what)})
+			errs = append(errs, &Error{c.File, p.LineOf(key), fmt.Errorf("profile %s: %s gives each machine a private disk, and enroll = open would hand it to anyone who names a MAC address: set enroll = login or approve (or open-insecure on a network you trust)", n, what)})
 		}
 		for _, e := range p.Menu {
 			q, ok := c.Profiles[e]
 			switch {
 			case !ok:
-				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s: no [profile %s]", n, e, e)})
+				errs = append(errs, &Error{c.File, p.LineOf("menu"), fmt.Errorf("profile %s: menu entry %s: no [profile %s]", n, e, e)})
 			case e == n:
-				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s: a profile cannot be its own entry", n, e)})
+				errs = append(errs, &Error{c.File, p.LineOf("menu"), fmt.Errorf("profile %s: menu entry %s: a profile cannot be its own entry", n, e)})
 			case q.HasMenu():
-				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu entry %s has a menu itself: menus do not nest", n, e)})
+				errs = append(errs, &Error{c.File, p.LineOf("menu"), fmt.Errorf("profile %s: menu entry %s has a menu itself: menus do not nest", n, e)})
 			}
 		}
 		if p.MenuDefault != "" {
 			ok := (p.MenuDefault == "login" && p.Policy() == EnrollLogin) || slices.Contains(p.Menu, p.MenuDefault)
 			if !ok {
-				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu-default %s is not an item of its menu", n, p.MenuDefault)})
+				errs = append(errs, &Error{c.File, p.LineOf("menu-default"), fmt.Errorf("profile %s: menu-default %s is not an item of its menu", n, p.MenuDefault)})
 			}
 		}
 		if (p.MenuTimeout != 0 || p.MenuDefault != "") && !p.HasMenu() {
-			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: menu-timeout and menu-default need a menu (menu = ... or enroll = login)", n)})
+			menuKey := "menu-default"
+			if p.MenuTimeout != 0 {
+				menuKey = "menu-timeout"
+			}
+			errs = append(errs, &Error{c.File, p.LineOf(menuKey), fmt.Errorf("profile %s: menu-timeout and menu-default need a menu (menu = ... or enroll = login)", n)})
 		}
 		if p.Sanboot != "" {
 			if extra := p.notForSanboot(); len(extra) > 0 {
-				errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: sanboot boots a whole disk; %s do not apply", n, strings.Join(extra, ", "))})
+				errs = append(errs, &Error{c.File, p.LineOf(extra[0]), fmt.Errorf("profile %s: sanboot boots a whole disk; %s do not apply", n, strings.Join(extra, ", "))})
 			}
 			continue
 		}
@@ -550,7 +490,7 @@ func (c *Config) validate() []error {
 	}
 	for _, m := range ms {
 		if _, ok := c.Profiles[m.Profile]; m.Profile != "" && !ok {
-			errs = append(errs, &Error{c.File, m.Line, fmt.Errorf("machine %s: no [profile %s]", m.Name(), m.Profile)})
+			errs = append(errs, &Error{c.File, cmp.Or(m.Lines["profile"], m.Line), fmt.Errorf("machine %s: no [profile %s]", m.Name(), m.Profile)})
 		}
 	}
 	for _, sn := range c.Subnets {
@@ -601,33 +541,11 @@ func validName(s string) bool {
 	return true
 }
 
-func isPrintable(s string) bool {
-	for _, r := range s {
-		if r == '\t' {
-			continue
-		}
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
-			return false
-		}
-	}
-	return true
-}
-
 func or(s, def string) string {
 	if s == "" {
 		return def
 	}
 	return s
-}
-
-// stripComment drops a trailing comment: '#' or ';' after whitespace.
-func stripComment(v string) string {
-	for i := 1; i < len(v); i++ {
-		if (v[i] == '#' || v[i] == ';') && (v[i-1] == ' ' || v[i-1] == '\t') {
-			return v[:i]
-		}
-	}
-	return v
 }
 
 // Defaults of [server] keys.
