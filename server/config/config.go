@@ -1,7 +1,3 @@
-// Package config reads the overboot server's configuration file: INI-like
-// sections [server], [profile NAME] and [machine MAC] with "key = value"
-// lines. Parsing is strict: an unknown section or key, a duplicate, or a
-// malformed value is an error naming the file and line.
 package config
 
 import (
