@@ -2,6 +2,7 @@ package boot
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -326,7 +327,7 @@ func validIQN(s string) bool {
 func ValidIQN(s string) bool { return validIQN(s) }
 
 // InitPath returns the init to run in the new root.
-func (d Document) InitPath() string { return or(d.Init, DefaultInit) }
+func (d Document) InitPath() string { return cmp.Or(d.Init, DefaultInit) }
 
 // Redacted returns a copy with every secret replaced, fit for logs and
 // for the agent's dry-run output.

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -298,13 +299,13 @@ func (p Params) Args() []string {
 // Effective accessors: each returns the field or its default.
 
 // InitPath returns the init to run in the new root.
-func (p Params) InitPath() string { return or(p.Init, DefaultInit) }
+func (p Params) InitPath() string { return cmp.Or(p.Init, DefaultInit) }
 
 // LinkWait returns how long to wait for a carrier.
-func (p Params) LinkWait() time.Duration { return orDur(p.LinkTimeout, DefaultLinkTimeout) }
+func (p Params) LinkWait() time.Duration { return cmp.Or(p.LinkTimeout, DefaultLinkTimeout) }
 
 // DHCPWait returns the timeout of one DHCP attempt.
-func (p Params) DHCPWait() time.Duration { return orDur(p.DHCPTimeout, DefaultDHCPTimeout) }
+func (p Params) DHCPWait() time.Duration { return cmp.Or(p.DHCPTimeout, DefaultDHCPTimeout) }
 
 // DefaultLowerCache is the keeper's RAM cache for a lazy image.
 const DefaultLowerCache = 64 << 20
@@ -319,7 +320,7 @@ func (p Params) LowerCacheBytes() int64 {
 
 // ISCSIRecoveryTimeout returns an iSCSI session's recovery timeout.
 func (p Params) ISCSIRecoveryTimeout() time.Duration {
-	return orDur(p.ISCSIRecovery, DefaultISCSIRecovery)
+	return cmp.Or(p.ISCSIRecovery, DefaultISCSIRecovery)
 }
 
 // DHCPFamily returns 4 or 6: overboot.dhcp if given, else 6 when the
@@ -355,13 +356,13 @@ func (p Params) ServerAddr() netip.Addr {
 }
 
 // DHCPTries returns the number of DHCP attempts.
-func (p Params) DHCPTries() int { return orInt(p.DHCPAttempts, DefaultDHCPAttempts) }
+func (p Params) DHCPTries() int { return cmp.Or(p.DHCPAttempts, DefaultDHCPAttempts) }
 
 // FetchStall returns how long a download may make no progress.
-func (p Params) FetchStall() time.Duration { return orDur(p.FetchTimeout, DefaultFetchTimeout) }
+func (p Params) FetchStall() time.Duration { return cmp.Or(p.FetchTimeout, DefaultFetchTimeout) }
 
 // FetchTries returns the number of download attempts.
-func (p Params) FetchTries() int { return orInt(p.FetchAttempts, DefaultFetchAttempts) }
+func (p Params) FetchTries() int { return cmp.Or(p.FetchAttempts, DefaultFetchAttempts) }
 
 // FailAction returns what to do after a failure.
 func (p Params) FailAction() Action {
@@ -372,13 +373,13 @@ func (p Params) FailAction() Action {
 }
 
 // FailWait returns the delay before rebooting or powering off.
-func (p Params) FailWait() time.Duration { return orDur(p.FailDelay, DefaultFailDelay) }
+func (p Params) FailWait() time.Duration { return cmp.Or(p.FailDelay, DefaultFailDelay) }
 
 // ReportURL returns where the agent sends its phase reports, given the boot
 // document it boots with (the zero Document when there is none yet): the
 // document's report URL when it has one, else overboot.report. "" means no
 // reports.
-func (p Params) ReportURL(d Document) string { return or(d.Report, p.Report) }
+func (p Params) ReportURL(d Document) string { return cmp.Or(d.Report, p.Report) }
 
 // UpperLimit returns the tmpfs upper's size.
 func (p Params) UpperLimit() Size {
@@ -608,25 +609,4 @@ func itoa64(n int64) string {
 		return ""
 	}
 	return strconv.FormatInt(n, 10)
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func orInt(n, def int) int {
-	if n == 0 {
-		return def
-	}
-	return n
 }

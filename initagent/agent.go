@@ -1,6 +1,7 @@
 package initagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,7 @@ func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) er
 		doc := *res.Document
 		timings.rep.hideDocument(doc)
 		timings.rep.decide(p.ReportURL(doc))
-		timings.note(PhaseDocument, "machine "+or(doc.Machine, "(unnamed)"))
+		timings.note(PhaseDocument, "machine "+cmp.Or(doc.Machine, "(unnamed)"))
 		if steps, err = Plan(p, &doc); err != nil {
 			return &PhaseError{Phase: PhaseDocument, Err: err}
 		}
@@ -237,11 +238,4 @@ func (t *phaseTimer) summary() string {
 	}
 	parts = append(parts, fmt.Sprintf("agent=%.3fs", total.Seconds()))
 	return strings.Join(parts, " ")
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

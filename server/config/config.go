@@ -491,12 +491,12 @@ func (c *Config) validate() []error {
 	}
 	for _, sn := range c.Subnets {
 		if _, ok := c.Profiles[sn.Profile]; !ok {
-			errs = append(errs, &Error{c.File, sn.Line, fmt.Errorf("subnet %s: no [profile %s]", sn.Prefix, or(sn.Profile, "(profile = missing)"))})
+			errs = append(errs, &Error{c.File, sn.Line, fmt.Errorf("subnet %s: no [profile %s]", sn.Prefix, cmp.Or(sn.Profile, "(profile = missing)"))})
 		}
 	}
 	for _, sl := range c.Selects {
 		if _, ok := c.Profiles[sl.Profile]; !ok {
-			errs = append(errs, &Error{c.File, sl.Line, fmt.Errorf("select %s: no [profile %s]", sl.Name, or(sl.Profile, "(profile = missing)"))})
+			errs = append(errs, &Error{c.File, sl.Line, fmt.Errorf("select %s: no [profile %s]", sl.Name, cmp.Or(sl.Profile, "(profile = missing)"))})
 		}
 		if len(sl.Arch)+len(sl.Platform)+len(sl.Hostname)+len(sl.Label) == 0 {
 			errs = append(errs, &Error{c.File, sl.Line, fmt.Errorf("select %s: matches every machine: give arch, platform, hostname or label (the default profile is for everyone else)", sl.Name)})
@@ -535,13 +535,6 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Defaults of [server] keys.

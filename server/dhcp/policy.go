@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 )
@@ -50,16 +51,9 @@ func (p Policy) Boot(_ context.Context, r Request) (Answer, error) {
 	}
 	switch r.Arch {
 	case ArchBIOS:
-		return Answer{File: orDefault(p.BIOSFile, "undionly.kpxe"), TFTPServer: p.TFTPServer}, nil
+		return Answer{File: cmp.Or(p.BIOSFile, "undionly.kpxe"), TFTPServer: p.TFTPServer}, nil
 	case ArchEFI64, ArchEFIBC:
-		return Answer{File: orDefault(p.EFIFile, "ipxe.efi"), TFTPServer: p.TFTPServer}, nil
+		return Answer{File: cmp.Or(p.EFIFile, "ipxe.efi"), TFTPServer: p.TFTPServer}, nil
 	}
 	return Answer{}, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

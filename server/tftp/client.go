@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -66,7 +67,7 @@ func (c *Client) Get(ctx context.Context, server, name string, w io.Writer) (Fet
 		asked["windowsize"] = c.WindowSize
 		opts = append(opts, Option{Name: "windowsize", Value: strconv.Itoa(c.WindowSize)})
 	}
-	timeout, retries := orDefault(c.Timeout, DefaultTimeout), orDefault(c.Retries, DefaultRetries)
+	timeout, retries := cmp.Or(c.Timeout, DefaultTimeout), cmp.Or(c.Retries, DefaultRetries)
 
 	out := Request{Op: RRQ, Filename: name, Mode: "octet", Options: opts}.Marshal()
 	dest := raddr // the server's port 69 until it answers from its TID

@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,18 +84,11 @@ func (s *Server) log() *slog.Logger {
 	return s.Log
 }
 
-func orDefault[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
 func (s *Server) limits() limits {
 	return limits{
-		maxBlockSize:  orDefault(s.MaxBlockSize, DefaultMaxBlockSize),
-		maxWindowSize: orDefault(s.MaxWindowSize, DefaultMaxWindowSize),
-		timeout:       orDefault(s.Timeout, DefaultTimeout),
+		maxBlockSize:  cmp.Or(s.MaxBlockSize, DefaultMaxBlockSize),
+		maxWindowSize: cmp.Or(s.MaxWindowSize, DefaultMaxWindowSize),
+		timeout:       cmp.Or(s.Timeout, DefaultTimeout),
 	}
 }
 
@@ -223,7 +217,7 @@ func (s *Server) admit(client netip.AddrPort) bool {
 	if _, dup := s.active[client]; dup {
 		return false
 	}
-	maxAll, maxIP := orDefault(s.MaxTransfers, DefaultMaxTransfers), orDefault(s.MaxPerClient, DefaultMaxPerClient)
+	maxAll, maxIP := cmp.Or(s.MaxTransfers, DefaultMaxTransfers), cmp.Or(s.MaxPerClient, DefaultMaxPerClient)
 	if len(s.active) >= maxAll || s.perIP[client.Addr()] >= maxIP {
 		s.dropped++
 		if now := time.Now(); now.Sub(s.dropLogged) >= time.Second {
@@ -278,7 +272,7 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 	}
 	defer f.Close()
 	p, oack := negotiate(req.Options, s.limits(), size)
-	t := &transfer{ctx: ctx, conn: conn, file: f, p: p, retries: orDefault(s.Retries, DefaultRetries)}
+	t := &transfer{ctx: ctx, conn: conn, file: f, p: p, retries: cmp.Or(s.Retries, DefaultRetries)}
 	if s.Retries < 0 {
 		t.retries = 0
 	}
