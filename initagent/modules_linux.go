@@ -156,7 +156,7 @@ func loadSegments(dir, release string) (string, error) {
 	if dir == "" {
 		return "", nil
 	}
-	segs, err := ReadSegments(os.DirFS("/"), dir, release)
+	segs, err := ReadModuleLists(os.DirFS("/"), dir, release)
 	if err != nil {
 		return "", err
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// Segment is one piece of an initramfs as the kernel unpacks it: a cpio
+// Archive is one piece of an initramfs as the kernel unpacks it: a cpio
 // archive, plain or compressed, at an offset of the file.
-type Segment struct {
+type Archive struct {
 	Offset      int64
 	Length      int64 // bytes of the file it spans (compressed)
 	Compression string
@@ -51,7 +51,7 @@ var magics = []struct {
 // List reads every segment of an initramfs: concatenated cpio archives,
 // each plain or compressed, separated by zero padding, as the kernel's
 // init/initramfs.c reads them.
-func List(r io.Reader) ([]Segment, error) {
+func List(r io.Reader) ([]Archive, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxInput+1))
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func List(r io.Reader) ([]Segment, error) {
 	if len(data) > MaxInput {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrFormat, MaxInput)
 	}
-	var segs []Segment
+	var segs []Archive
 	total := 0
 	for off := 0; ; {
 		for off < len(data) && data[off] == 0 {
@@ -75,7 +75,7 @@ func List(r io.Reader) ([]Segment, error) {
 				break
 			}
 		}
-		seg := Segment{Offset: int64(off), Compression: comp}
+		seg := Archive{Offset: int64(off), Compression: comp}
 		n := len(segs) + 1
 		where := func(err error) error {
 			return fmt.Errorf("segment %d at offset %d (%s): %w", n, off, comp, err)

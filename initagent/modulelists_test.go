@@ -15,25 +15,25 @@ func TestReadSegments(t *testing.T) {
 		"etc/overboot/modules.d/8139cp+8139too": {Data: []byte(list)},
 		"etc/overboot/modules.d/a-first":        {Data: []byte("lib/modules/" + rel + "/kernel/x.ko.xz\n")},
 	}
-	got, err := ReadSegments(fsys, ExtraModulesDir, rel)
+	got, err := ReadModuleLists(fsys, ExtraModulesDir, rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Segment{
+	want := []ModuleList{
 		{Name: "8139cp+8139too", Files: []string{"lib/modules/" + rel + "/kernel/drivers/net/mii.ko", "lib/modules/" + rel + "/kernel/drivers/net/ethernet/realtek/8139cp.ko"}},
 		{Name: "a-first", Files: []string{"lib/modules/" + rel + "/kernel/x.ko.xz"}},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("segments (-want +got):\n%s", d)
 	}
-	if segs, err := ReadSegments(fstest.MapFS{}, ExtraModulesDir, rel); err != nil || segs != nil {
+	if segs, err := ReadModuleLists(fstest.MapFS{}, ExtraModulesDir, rel); err != nil || segs != nil {
 		t.Errorf("no directory: %v %v", segs, err)
 	}
-	if _, err := ReadSegments(fsys, ExtraModulesDir, "6.1.0-99-amd64"); err == nil || !strings.Contains(err.Error(), "is for kernel "+rel+", the running kernel is 6.1.0-99-amd64") {
+	if _, err := ReadModuleLists(fsys, ExtraModulesDir, "6.1.0-99-amd64"); err == nil || !strings.Contains(err.Error(), "is for kernel "+rel+", the running kernel is 6.1.0-99-amd64") {
 		t.Errorf("other release: %v", err)
 	}
 	fsys["etc/overboot/modules.d/bad"] = &fstest.MapFile{Data: []byte("lib/modules/" + rel + "/../../etc/passwd\n")}
-	if _, err := ReadSegments(fsys, ExtraModulesDir, rel); err == nil || !strings.Contains(err.Error(), "/etc/overboot/modules.d/bad: line 1") {
+	if _, err := ReadModuleLists(fsys, ExtraModulesDir, rel); err == nil || !strings.Contains(err.Error(), "/etc/overboot/modules.d/bad: line 1") {
 		t.Errorf("bad list: %v", err)
 	}
 	if n := ModuleFileName("lib/modules/x/kernel/drivers/net/ethernet/realtek/8139too.ko.xz"); n != "8139too" {

@@ -10,18 +10,18 @@ import (
 	"github.com/overboot/overboot/boot"
 )
 
-// Segment is one driver segment's list (boot.InitramfsExtraModulesDir):
+// ModuleList is one driver segment's list (boot.InitramfsExtraModulesDir):
 // the module files to load, dependencies first.
-type Segment struct {
+type ModuleList struct {
 	Name  string   // the list's file name, e.g. "8139cp+8139too"
 	Files []string // paths relative to /, as the list has them
 }
 
-// ReadSegments reads every list in dir of fsys (a root file system, paths
+// ReadModuleLists reads every list in dir of fsys (a root file system, paths
 // without the leading slash), in name order. A missing dir means no
 // segment. A list for another kernel release than the running one is an
 // error naming both: the segment's modules could not load.
-func ReadSegments(fsys fs.FS, dir, release string) ([]Segment, error) {
+func ReadModuleLists(fsys fs.FS, dir, release string) ([]ModuleList, error) {
 	dir = strings.TrimPrefix(dir, "/")
 	ents, err := fs.ReadDir(fsys, dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -30,7 +30,7 @@ func ReadSegments(fsys fs.FS, dir, release string) ([]Segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Segment
+	var out []ModuleList
 	for _, e := range ents {
 		if e.IsDir() {
 			continue
@@ -49,7 +49,7 @@ func ReadSegments(fsys fs.FS, dir, release string) ([]Segment, error) {
 				return nil, fmt.Errorf("driver segment %s is for kernel %s, the running kernel is %s: the server built it for another kernel than the one it booted (check the profile's kernel and initramfs)", e.Name(), r, release)
 			}
 		}
-		out = append(out, Segment{Name: e.Name(), Files: files})
+		out = append(out, ModuleList{Name: e.Name(), Files: files})
 	}
 	return out, nil
 }
