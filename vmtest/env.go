@@ -61,7 +61,7 @@ func Build(ctx context.Context, dir string, o BuildOptions) (*Artifacts, error) 
 	a.Overboot = filepath.Join(dir, "overboot")
 	for _, b := range []struct{ out, pkg string }{
 		{a.Agent, "./cmd/overboot-init"},
-		{a.Relay, "./internal/qemurelay"},
+		{a.Relay, "./vmtest/qemurelay"},
 		{a.Overboot, "./cmd/overboot"},
 	} {
 		t0 := time.Now()

@@ -143,7 +143,7 @@ func (o Options) Cmdline() ([]string, error) {
 		if f.GuestPort <= 0 || f.GuestPort > 65535 {
 			return nil, fmt.Errorf("qemu: forward: bad guest port %d", f.GuestPort)
 		}
-		// One relay process per guest connection (see internal/qemurelay).
+		// One relay process per guest connection (see vmtest/qemurelay).
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s %s", GuestServer, f.GuestPort, o.Relay, net.JoinHostPort(host, port))
 	}
 	if o.PXE && o.Tap == "" {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/vmtest"
 )
 
@@ -146,7 +145,7 @@ func runLogged(ctx context.Context, what, logPath string, env []string, argv []s
 // prepareChroot makes (once) the chroot c for kernel release: debootstrap
 // minbase from Debian's mirror, then its packages. A stamp with the
 // package list marks a finished chroot; anything else is redone.
-func prepareChroot(ctx context.Context, env *bench.Env, c anchorChroot, release string) (string, error) {
+func prepareChroot(ctx context.Context, env *Env, c anchorChroot, release string) (string, error) {
 	base := filepath.Join(env.WorkDir, "anchors")
 	dir := filepath.Join(base, "chroot-"+c.Name)
 	stamp := filepath.Join(dir, ".overboot-bench-packages")
@@ -194,7 +193,7 @@ func prepareChroot(ctx context.Context, env *bench.Env, c anchorChroot, release 
 // buildAnchor returns a's initramfs for kernel release, built once and
 // kept in WorkDir/anchors/initramfs/RELEASE/NAME.img beside the command
 // that made it (a changed command or package list rebuilds it).
-func buildAnchor(ctx context.Context, env *bench.Env, a anchor, release string) (string, error) {
+func buildAnchor(ctx context.Context, env *Env, a anchor, release string) (string, error) {
 	dir := filepath.Join(env.WorkDir, "anchors", "initramfs", release)
 	img := filepath.Join(dir, a.Name+".img")
 	inside := "/tmp/overboot-bench-" + a.Name + ".img"
@@ -230,7 +229,7 @@ func buildAnchor(ctx context.Context, env *bench.Env, a anchor, release string) 
 
 // anchorContenders builds every anchor's initramfs; an anchor that fails
 // to build is left out with its error, and the others run.
-func anchorContenders(ctx context.Context, env *bench.Env, release, server string) ([]contender, []error) {
+func anchorContenders(ctx context.Context, env *Env, release, server string) ([]contender, []error) {
 	var cs []contender
 	var errs []error
 	for _, a := range anchors() {

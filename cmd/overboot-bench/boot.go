@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/internal/verity"
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/server"
@@ -115,8 +114,8 @@ var bootCmdline = []string{"console=ttyS0", "panic=-1"}
 // Needs root (debootstrap, chroot) and Debian's mirror the first time.
 // OVERBOOT_BENCH_INITRAMFS_COMP (zstd, gzip, xz, none) picks the
 // compression of overboot's initramfs.
-func bootSection() bench.Section {
-	return bench.Section{Name: "boot", Run: runBoot}
+func bootSection() Section {
+	return Section{Name: "boot", Run: runBoot}
 }
 
 // benchImage is one root image the section boots.
@@ -192,7 +191,7 @@ func overbootEager(im benchImage) []string {
 
 // minbase makes (once) a Debian minbase tree with debootstrap from the apt
 // mirror, puts the bench init in it as /sbin/init, and builds its squashfs.
-func minbase(ctx context.Context, env *bench.Env) (string, error) {
+func minbase(ctx context.Context, env *Env) (string, error) {
 	tree := minbaseTree(env)
 	if _, err := os.Stat(filepath.Join(tree, "usr/bin/apt")); err != nil {
 		fmt.Fprintln(env.Out, "debootstrap --variant=minbase bookworm (once; kept in", tree+")")
@@ -233,7 +232,7 @@ func minbase(ctx context.Context, env *bench.Env) (string, error) {
 }
 
 // minbaseTree is the directory minbase keeps its tree in.
-func minbaseTree(env *bench.Env) string { return filepath.Join(env.WorkDir, "minbase") }
+func minbaseTree(env *Env) string { return filepath.Join(env.WorkDir, "minbase") }
 
 // padDir is where the large image keeps its padding: a directory the
 // bench init never reads.
@@ -247,13 +246,13 @@ const padFileBytes = 16 << 20
 // about 4x. The padding is a fixed pseudo-random stream (the image is the
 // same from run to run), and the image is rebuilt only when the small one
 // changed.
-func bigMinbase(ctx context.Context, env *bench.Env, tree string, small benchImage) (string, error) {
+func bigMinbase(ctx context.Context, env *Env, tree string, small benchImage) (string, error) {
 	return paddedMinbase(ctx, env, tree, small, "minbase-big", int((3*small.Size+padFileBytes-1)/padFileBytes))
 }
 
 // hugeMinbase is the minbase image padded past the guest's RAM (2 GiB):
 // only a root read on demand can boot it.
-func hugeMinbase(ctx context.Context, env *bench.Env, tree string, small benchImage) (string, error) {
+func hugeMinbase(ctx context.Context, env *Env, tree string, small benchImage) (string, error) {
 	return paddedMinbase(ctx, env, tree, small, "minbase-huge", int((int64(guestRAMBytes)+256<<20-small.Size)/padFileBytes)+1)
 }
 
@@ -262,7 +261,7 @@ const guestRAMBytes = 2 << 30
 
 // paddedMinbase is the minbase tree with files padding files of fixed
 // pseudo-random data, as NAME.squashfs in the work dir, made once.
-func paddedMinbase(ctx context.Context, env *bench.Env, tree string, small benchImage, name string, files int) (string, error) {
+func paddedMinbase(ctx context.Context, env *Env, tree string, small benchImage, name string, files int) (string, error) {
 	img := filepath.Join(env.WorkDir, name+".squashfs")
 	key := fmt.Sprintf("small sha256:%s, %d padding files of %d bytes\n", small.Hex, files, padFileBytes)
 	if got, err := os.ReadFile(img + ".key"); err == nil && string(got) == key && fileSize(img) > 0 {
@@ -335,7 +334,7 @@ func imageInfo(path, label, file string) (benchImage, error) {
 
 var timingRE = regexp.MustCompile(`overboot: timing: (.*)`)
 
-func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runBoot(ctx context.Context, env *Env) ([]Result, error) {
 	t0 := time.Now()
 	smallPath, err := minbase(ctx, env)
 	if err != nil {
@@ -372,7 +371,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	// lower-mode lazy makes the server build and serve each image's tree.
 	conf := fmt.Sprintf("[profile default]\nkernel = %[1]s\ninitramfs = %[2]s\nroot = %[3]s\nlower-mode = lazy\n\n[profile big]\nkernel = %[1]s\ninitramfs = %[2]s\nroot = %[4]s\nlower-mode = lazy\n\n[profile huge]\nkernel = %[1]s\ninitramfs = %[2]s\nroot = %[5]s\nlower-mode = lazy\n",
 		a.Kernel, a.Initramfs, small.Path, big.Path, huge.Path)
-	cfg, err := config.Parse("bench.conf", strings.NewReader(conf))
+	cfg, err := config.Parse("conf", strings.NewReader(conf))
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +471,7 @@ func runBoot(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 }
 
 // bootOne boots c with image im once.
-func bootOne(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c contender, im benchImage, logPath string) (bootTimes, error) {
+func bootOne(ctx context.Context, env *Env, a *vmtest.Artifacts, c contender, im benchImage, logPath string) (bootTimes, error) {
 	argv, err := machine{Kernel: a.Kernel, Initrd: c.Initrd, Cmdline: c.cmdline(im), Relay: a.Relay, Server: c.Server}.Argv()
 	if err != nil {
 		return bootTimes{}, err
@@ -508,8 +507,8 @@ func bootLog(ctx context.Context, argv []string, logPath string) ([]vmtest.Line,
 // bootResults turns the boots into rows: for each overboot variant and
 // each anchor, the medians of the time to the first program and to the
 // first exec, for each image both booted; then the initramfs sizes.
-func bootResults(cs []contender, variants []overbootVariant, images []benchImage, times map[string]map[string][]bootTimes, ourInitramfsMB float64) []bench.Result {
-	var rs []bench.Result
+func bootResults(cs []contender, variants []overbootVariant, images []benchImage, times map[string]map[string][]bootTimes, ourInitramfsMB float64) []Result {
+	var rs []Result
 	for _, v := range variants {
 		prefix := ""
 		if v.Name != "overboot" {
@@ -545,10 +544,10 @@ func bootResults(cs []contender, variants []overbootVariant, images []benchImage
 				}
 				note := medianNote(len(ours), len(ref))
 				rs = append(rs,
-					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label),
+					Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label),
 						Ours: bootMedian(ours, program), Ref: bootMedian(ref, program),
 						RefName: c.Ref, Better: "lower", Goal: pGoal, Note: note},
-					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label),
+					Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label),
 						Ours: bootMedian(ours, exec), Ref: bootMedian(ref, exec),
 						RefName: c.Ref, Better: "lower", Goal: eGoal, Note: note},
 				)
@@ -559,14 +558,14 @@ func bootResults(cs []contender, variants []overbootVariant, images []benchImage
 					note = fmt.Sprintf("median of %d; no anchor booted (OVERBOOT_BENCH_BOOT_ONLY)", len(ours))
 				}
 				rs = append(rs,
-					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label), Ours: bootMedian(ours, program), Better: "lower", Note: note},
-					bench.Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label), Ours: bootMedian(ours, exec), Better: "lower", Note: note})
+					Result{Section: "boot", Metric: fmt.Sprintf("%sfirst program, %s image, s", prefix, im.Label), Ours: bootMedian(ours, program), Better: "lower", Note: note},
+					Result{Section: "boot", Metric: fmt.Sprintf("%sfirst exec, %s image, s", prefix, im.Label), Ours: bootMedian(ours, exec), Better: "lower", Note: note})
 			}
 			used := make([]time.Duration, len(ours))
 			for i, t := range ours {
 				used[i] = time.Duration(t.UsedKB)
 			}
-			rs = append(rs, bench.Result{Section: "boot", Metric: fmt.Sprintf("%sRAM used at first exec, %s image, MB", prefix, im.Label),
+			rs = append(rs, Result{Section: "boot", Metric: fmt.Sprintf("%sRAM used at first exec, %s image, MB", prefix, im.Label),
 				Ours: float64(median(used)) * 1024 / 1e6, Better: "lower", Note: "MemTotal - MemAvailable"})
 		}
 	}
@@ -578,7 +577,7 @@ func bootResults(cs []contender, variants []overbootVariant, images []benchImage
 		if i == 0 {
 			goal = "<= 6 MB"
 		}
-		rs = append(rs, bench.Result{Section: "boot", Metric: "initramfs, MB", Ours: ourInitramfsMB, Ref: float64(fileSize(c.Initrd)) / 1e6, RefName: c.Ref, Better: "lower", Goal: goal})
+		rs = append(rs, Result{Section: "boot", Metric: "initramfs, MB", Ours: ourInitramfsMB, Ref: float64(fileSize(c.Initrd)) / 1e6, RefName: c.Ref, Better: "lower", Goal: goal})
 	}
 	return rs
 }

@@ -24,7 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
 )
@@ -35,8 +34,8 @@ import (
 // simulated machine talks from its own loopback address (127.0.0.0/8 is
 // all loopback on Linux), so the server's per-address rate limits and
 // address-bound tokens apply as they would on a network.
-func controlSection() bench.Section {
-	return bench.Section{Name: "control", Run: runControl}
+func controlSection() Section {
+	return Section{Name: "control", Run: runControl}
 }
 
 const (
@@ -54,7 +53,7 @@ const (
 // (profile default: upper = iscsi, enroll = login), then the same data
 // directory under a second server whose profile is enroll = open-insecure
 // for the machines that boot at once.
-func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runControl(ctx context.Context, env *Env) ([]Result, error) {
 	bin := filepath.Join(env.BuildDir, "overboot")
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build)", bin, err)
@@ -91,7 +90,7 @@ func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	fmt.Fprintf(env.Out, "users share one argon2id hash (%s, made by enroll.HashPassword) copied %d times: hashing each at the real cost would take long, and a login verifies one hash either way\n", params, ctlUsers)
 	fmt.Fprintf(env.Out, "server: %s serve -config FILE (child process; the client is this process); data %s\n", bin, data)
 
-	var rs []bench.Result
+	var rs []Result
 	var errs []error
 	lr, err := runLogins(ctx, env, bin, tmp, data)
 	rs = append(rs, lr...)
@@ -114,7 +113,7 @@ func runControl(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 // SeeMachine) and cached. The cache's name carries the hash's parameters
 // (from a hash made now) and the schema version, so a change to either
 // makes a new one. It returns the cache's path and the parameters.
-func seedStore(ctx context.Context, env *bench.Env, data string) (seed, params string, cached bool, err error) {
+func seedStore(ctx context.Context, env *Env, data string) (seed, params string, cached bool, err error) {
 	hash, err := enroll.HashPassword(ctlPassword)
 	if err != nil {
 		return "", "", false, err
@@ -305,7 +304,7 @@ var (
 
 // printIssues prints the server log's WARN and ERROR lines grouped by
 // message and error, with a count and one example each.
-func printIssues(env *bench.Env, c *child) (int, int) {
+func printIssues(env *Env, c *child) (int, int) {
 	lines, busy := c.logIssues()
 	fmt.Fprintf(env.Out, "server log: %d WARN/ERROR lines (%d about SQLITE_BUSY or a locked database)\n", len(lines), busy)
 	count := map[string]int{}
@@ -335,7 +334,7 @@ func printIssues(env *bench.Env, c *child) (int, int) {
 }
 
 // printErrors prints how many errors of each kind, then the first few.
-func printErrors(env *bench.Env, errs []error) {
+func printErrors(env *Env, errs []error) {
 	count := map[string]int{}
 	var keys []string
 	for _, err := range errs {
@@ -455,14 +454,14 @@ var (
 	docURLRE   = regexp.MustCompile(`overboot\.doc=(http://\S+/doc/[0-9a-f]{64})`)
 )
 
-func ctlResult(metric string, v float64, goal, note string) bench.Result {
-	return bench.Result{Section: "control", Metric: metric, Ours: v, RefName: "-", Better: "lower", Goal: goal, Note: note}
+func ctlResult(metric string, v float64, goal, note string) Result {
+	return Result{Section: "control", Metric: metric, Ours: v, RefName: "-", Better: "lower", Goal: goal, Note: note}
 }
 
 // runLogins: logins to a personal root, one after another, each from its
 // own address as its own user (the limits are 5 tries per user and 10 per
 // address: one each here), then a burst of logins at once.
-func runLogins(ctx context.Context, env *bench.Env, bin, dir, data string) ([]bench.Result, error) {
+func runLogins(ctx context.Context, env *Env, bin, dir, data string) ([]Result, error) {
 	srv, err := startServer(ctx, bin, dir, "login", data, "enroll = login\nmax-machines = unlimited\n")
 	if err != nil {
 		return nil, err
@@ -573,7 +572,7 @@ func runLogins(ctx context.Context, env *bench.Env, bin, dir, data string) ([]be
 		hwm0, hwmSeq, hwmBurst, len(burst), rssEnd)
 	printErrors(env, errs)
 	nIssues, nBusy := printIssues(env, srv)
-	rs := []bench.Result{
+	rs := []Result{
 		ctlResult(fmt.Sprintf("login to personal root, p50, ms (n=%d)", len(times)), pct(times, 50), "report", "10k users; GET /login/TOKEN to the kernel script"),
 		ctlResult(fmt.Sprintf("login to personal root, p99, ms (n=%d)", len(times)), pct(times, 99), "report", "one after another, each its own address and user"),
 		ctlResult("login errors", float64(len(errs)), "= 0", ""),
@@ -630,7 +629,7 @@ type machineRun struct {
 // runBoots: ctlBoots machines at once, each from its own address: the
 // chain script, its script, its document (which creates its disk), then
 // its phase reports.
-func runBoots(ctx context.Context, env *bench.Env, bin, dir, data string) ([]bench.Result, error) {
+func runBoots(ctx context.Context, env *Env, bin, dir, data string) ([]Result, error) {
 	reports, err := phaseReports()
 	if err != nil {
 		return nil, err
@@ -739,7 +738,7 @@ func runBoots(ctx context.Context, env *bench.Env, bin, dir, data string) ([]ben
 	printErrors(env, errs)
 	nIssues, nBusy := printIssues(env, srv)
 
-	rs := []bench.Result{
+	rs := []Result{
 		ctlResult(fmt.Sprintf("%d machines at once: errors", ctlBoots), float64(len(errs)), "= 0", "non-2xx or transport errors"),
 		ctlResult(fmt.Sprintf("%d machines at once: wall, s", ctlBoots), wall.Seconds(), "report", fmt.Sprintf("3 GETs + %d reports each", len(reports))),
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/server/dhcp"
 )
 
@@ -61,8 +60,8 @@ import (
 // Answers per second are the answered over the time from the first send
 // to the last answer. Each round also reads the server socket's drop
 // counter (/proc/net/udp), which tells where a lost request went.
-func dhcpSection() bench.Section {
-	return bench.Section{Name: "dhcp", Run: runDHCP}
+func dhcpSection() Section {
+	return Section{Name: "dhcp", Run: runDHCP}
 }
 
 const (
@@ -107,7 +106,7 @@ type dhcpPath struct {
 	close func()
 }
 
-func runDHCP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runDHCP(ctx context.Context, env *Env) ([]Result, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // Info, as the server's
 	booter := dhcp.Policy{ScriptURL: dhcpURL + "/boot.ipxe", HTTPBootURL: dhcpURL + "/boot/ipxe.efi"}
 	fmt.Fprintf(env.Out, "%d PXE clients at once (half BIOS Arch:00000, half UEFI Arch:00007; options 60, 93, 97), %d rounds after a warm-up; no retries: no answer within %s is a lost request; Proxy with dhcp.Policy, log at Info (discarded)\n",
@@ -133,7 +132,7 @@ func runDHCP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 		paths = append(paths, p)
 	}
 
-	var rs []bench.Result
+	var rs []Result
 	var errs []error
 	for pi, p := range paths {
 		fmt.Fprintf(env.Out, "%s: %s\n", p.name, p.what)
@@ -177,8 +176,8 @@ func runDHCP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 			slices.Sort(v)
 			return v[len(v)/2]
 		}
-		res := func(metric string, v float64, better, goal, note string) bench.Result {
-			return bench.Result{Section: "dhcp", Metric: p.name + " " + metric, Ours: v, RefName: "-", Better: better, Goal: goal, Note: note}
+		res := func(metric string, v float64, better, goal, note string) Result {
+			return Result{Section: "dhcp", Metric: p.name + " " + metric, Ours: v, RefName: "-", Better: better, Goal: goal, Note: note}
 		}
 		rs = append(rs,
 			res("answers/s", medianOf(dhcpRound.rate), "higher", "report", fmt.Sprintf("%d clients at once, median of %d rounds", dhcpClients, dhcpRounds)),

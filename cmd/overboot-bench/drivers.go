@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/server"
@@ -43,8 +42,8 @@ import (
 // from /lib/firmware, as the server takes them (drivers.Segments with
 // its defaults). "Cold" means a fresh blob store; the page cache holds
 // the module files after the first round.
-func driversSection() bench.Section {
-	return bench.Section{Name: "drivers", Run: runDrivers}
+func driversSection() Section {
+	return Section{Name: "drivers", Run: runDrivers}
 }
 
 const (
@@ -70,7 +69,7 @@ type drvBase struct {
 	sum        initramfs.Summary
 }
 
-func runDrivers(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runDrivers(ctx context.Context, env *Env) ([]Result, error) {
 	_, release, err := vmtest.FindKernel()
 	if err != nil {
 		return nil, err
@@ -119,7 +118,7 @@ func runDrivers(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rs []bench.Result
+	var rs []Result
 	for _, nic := range drvNICs {
 		if ctx.Err() != nil {
 			return rs, ctx.Err()
@@ -157,7 +156,7 @@ func hasModule(files []string, name string) bool {
 // cold builds (each in a fresh blob store, a fresh Segments), cached
 // lookups, a lookup after a restart; then the same through the server's
 // handler (GET /ipxe with the NIC in the query).
-func measureSegment(ctx context.Context, env *bench.Env, dir string, base *drvBase, nic drvNIC) ([]bench.Result, error) {
+func measureSegment(ctx context.Context, env *Env, dir string, base *drvBase, nic drvNIC) ([]Result, error) {
 	var cold, build, restart []time.Duration
 	var seg drivers.Segment
 	var cached []time.Duration
@@ -235,10 +234,10 @@ func measureSegment(ctx context.Context, env *bench.Env, dir string, base *drvBa
 	fmt.Fprintf(env.Out, "  cached lookup (same Segments), n=%d: p50 %.3f ms, p99 %.3f ms; first lookup after a restart (index on disk, base listing read again): %s ms\n",
 		len(cached), pct(cached, 50), pct(cached, 99), msList(restart))
 
-	res := func(metric string, v float64, goal, note string) bench.Result {
-		return bench.Result{Section: "drivers", Metric: nic.driver + " " + metric, Ours: v, RefName: "-", Better: "lower", Goal: goal, Note: note}
+	res := func(metric string, v float64, goal, note string) Result {
+		return Result{Section: "drivers", Metric: nic.driver + " " + metric, Ours: v, RefName: "-", Better: "lower", Goal: goal, Note: note}
 	}
-	rs := []bench.Result{
+	rs := []Result{
 		res("segment size, KB", float64(seg.Size)/1e3, "report", fmt.Sprintf("%s, %d modules; %s", seg.Name, len(seg.Modules), fwNote)),
 		res("first build, ms (median)", ms(median(cold)), "report", fmt.Sprintf("fresh blob store, %d rounds; base %s", drvRounds, base.name)),
 		res("  of which the build alone, ms", ms(median(build)), "report", "Segment.BuildSeconds"),
@@ -283,7 +282,7 @@ func ingest(st *blobstore.Store, path string) (boot.Digest, error) {
 // handler: a machine with the NIC (the segment is built), another with
 // it (cached), and one whose driver is in the base (virtio-net), and
 // checks the scripts name the segment, or not.
-func serverSegment(ctx context.Context, env *bench.Env, dir string, base *drvBase, nic drvNIC, want drivers.Segment) ([]bench.Result, error) {
+func serverSegment(ctx context.Context, env *Env, dir string, base *drvBase, nic drvNIC, want drivers.Segment) ([]Result, error) {
 	tmp, err := os.MkdirTemp(dir, "server-")
 	if err != nil {
 		return nil, err
@@ -295,7 +294,7 @@ func serverSegment(ctx context.Context, env *bench.Env, dir string, base *drvBas
 		}
 	}
 	conf := fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\n", filepath.Join(tmp, "kernel"), base.path, filepath.Join(tmp, "root"))
-	cfg, err := config.Parse("bench.conf", strings.NewReader(conf))
+	cfg, err := config.Parse("conf", strings.NewReader(conf))
 	if err != nil {
 		return nil, err
 	}
@@ -341,10 +340,10 @@ func serverSegment(ctx context.Context, env *bench.Env, dir string, base *drvBas
 	}
 	fmt.Fprintf(env.Out, "  through the server (in-process, GET /ipxe?mac=..&pcivendor=%04x&pcidevice=%04x, handler timed; the script names the segment): first machine %.1f ms (builds it), second machine %.1f ms (cached); a virtio-net machine (driver in the base) %.1f ms\n",
 		nic.id.Vendor, nic.id.Device, ms(tFirst), ms(tSecond), ms(tVirtio))
-	res := func(metric string, v float64, note string) bench.Result {
-		return bench.Result{Section: "drivers", Metric: nic.driver + " " + metric, Ours: v, RefName: "-", Better: "lower", Goal: "report", Note: note}
+	res := func(metric string, v float64, note string) Result {
+		return Result{Section: "drivers", Metric: nic.driver + " " + metric, Ours: v, RefName: "-", Better: "lower", Goal: "report", Note: note}
 	}
-	return []bench.Result{
+	return []Result{
 		res("GET /ipxe, segment built, ms", ms(tFirst), "server handler, fresh data dir, one run"),
 		res("GET /ipxe, segment cached, ms", ms(tSecond), fmt.Sprintf("another machine; virtio-net (no segment): %.1f ms", ms(tVirtio))),
 	}, nil

@@ -16,12 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/internal/blobstore"
 )
 
-func httpSection() bench.Section {
-	return bench.Section{Name: "http", Run: runHTTP}
+func httpSection() Section {
+	return Section{Name: "http", Run: runHTTP}
 }
 
 const (
@@ -33,7 +32,7 @@ const (
 // runHTTP serves the same 200 MB file from `overboot serve` (a separate
 // process) and from nginx, and downloads it 32 times at once from each,
 // alternating, three rounds.
-func runHTTP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runHTTP(ctx context.Context, env *Env) ([]Result, error) {
 	dir := filepath.Join(env.WorkDir, "http")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ http {
 	rss := peakRSS(ob.Process.Pid)
 	sort.Float64s(obRates)
 	sort.Float64s(ngRates)
-	return []bench.Result{
+	return []Result{
 		{Section: "http", Metric: fmt.Sprintf("%d concurrent 200 MB GETs, MB/s (median)", httpClients), Ours: obRates[1], Ref: ngRates[1], RefName: "nginx", Better: "higher", Goal: ">= 0.9x"},
 		{Section: "http", Metric: "server peak RSS, MB", Ours: rss, Ref: 100, RefName: "(limit)", Better: "lower", Goal: "< 100 MB", Note: "VmHWM of overboot serve"},
 	}, nil

@@ -16,12 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/server/iscsi"
 )
 
-func iscsiSection() bench.Section {
-	return bench.Section{Name: "iscsi", Run: runISCSI}
+func iscsiSection() Section {
+	return Section{Name: "iscsi", Run: runISCSI}
 }
 
 const (
@@ -60,7 +59,7 @@ func iscsiPerf(ctx context.Context, url string, args ...string) (float64, float6
 	return iops, mbs, nil
 }
 
-func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runISCSI(ctx context.Context, env *Env) ([]Result, error) {
 	dir := filepath.Join(env.WorkDir, "iscsi")
 	os.MkdirAll(dir, 0o755)
 	file := filepath.Join(dir, "lun.img")
@@ -184,7 +183,7 @@ func runISCSI(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	fmt.Fprintf(env.Out, "iscsi-test-cu -d (all families): overboot %d ran, %d passed, %d failed; tgtd %d ran, %d passed, %d failed\n",
 		cuOurs[0], cuOurs[1], cuOurs[2], cuRef[0], cuRef[1], cuRef[2])
 
-	return []bench.Result{
+	return []Result{
 		{Section: "iscsi", Metric: "iscsi-test-cu -d: tests passed (CUnit count)", Ours: float64(cuOurs[1]), Ref: float64(cuRef[1]), RefName: "tgtd", Better: "higher", Goal: "report", Note: fmt.Sprintf("failed: ours %d, tgtd %d", cuOurs[2], cuRef[2])},
 		{Section: "iscsi", Metric: "iscsi-perf sequential 128 KiB, MB/s", Ours: res[0][0].mbs, Ref: res[1][0].mbs, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},
 		{Section: "iscsi", Metric: "iscsi-perf random 4 KiB, IOPS", Ours: res[0][1].iops, Ref: res[1][1].iops, RefName: "tgtd", Better: "higher", Goal: ">= 1.0x"},

@@ -11,12 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-
-	"github.com/overboot/overboot/internal/bench"
 )
 
-func sections() []bench.Section {
-	return []bench.Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection(), dhcpSection(), driversSection()}
+func sections() []Section {
+	return []Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection(), dhcpSection(), driversSection()}
 }
 
 func main() {
@@ -26,12 +24,12 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	env := &bench.Env{WorkDir: *work, BuildDir: *buildDir, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)), Out: os.Stdout}
+	env := &Env{WorkDir: *work, BuildDir: *buildDir, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)), Out: os.Stdout}
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "overboot-bench:", err)
 		os.Exit(1)
 	}
-	var all []bench.Result
+	var all []Result
 	failed := false
 	for _, s := range sections() {
 		if *only != "" && !contains(strings.Split(*only, ","), s.Name) {
@@ -46,7 +44,7 @@ func main() {
 		all = append(all, rs...)
 	}
 	fmt.Println()
-	bench.Print(os.Stdout, all)
+	Print(os.Stdout, all)
 	if failed {
 		os.Exit(1)
 	}

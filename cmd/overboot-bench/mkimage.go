@@ -9,18 +9,17 @@ import (
 	"sort"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/mkimage"
 )
 
-func mkimageSection() bench.Section {
-	return bench.Section{Name: "mkimage", Run: runMkimage}
+func mkimageSection() Section {
+	return Section{Name: "mkimage", Run: runMkimage}
 }
 
 // runMkimage builds the same Debian minbase tree with mksquashfs and with
 // overboot's mkimage (zstd, mksquashfs's default level, all processors),
 // alternating, three times each.
-func runMkimage(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runMkimage(ctx context.Context, env *Env) ([]Result, error) {
 	if _, err := minbase(ctx, env); err != nil {
 		return nil, err
 	}
@@ -53,7 +52,7 @@ func runMkimage(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	}
 	sort.Float64s(refT)
 	sort.Float64s(ourT)
-	return []bench.Result{
+	return []Result{
 		{Section: "mkimage", Metric: "minbase tree to squashfs (zstd), s (median)", Ours: ourT[1], Ref: refT[1], RefName: "mksquashfs", Better: "lower", Goal: "<= 1.05x"},
 		{Section: "mkimage", Metric: "image size, MB", Ours: float64(ourSize) / 1e6, Ref: float64(refSize) / 1e6, RefName: "mksquashfs", Better: "lower", Goal: "<= 1.05x"},
 	}, nil

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/vmtest"
 )
@@ -59,7 +58,7 @@ func parseSeq(lines []vmtest.Line, size int64) (seqRead, error) {
 
 // runSeqReads boots c (overboot's lazy variant) with im rounds times and
 // returns the section's row.
-func runSeqReads(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c contender, im benchImage, logs string) ([]bench.Result, error) {
+func runSeqReads(ctx context.Context, env *Env, a *vmtest.Artifacts, c contender, im benchImage, logs string) ([]Result, error) {
 	var httpBps, devBps, rawBps []time.Duration // medians of float64s via median()
 	var errs []error
 	for round := 1; round <= rounds(); round++ {
@@ -92,7 +91,7 @@ func runSeqReads(ctx context.Context, env *bench.Env, a *vmtest.Artifacts, c con
 	if len(devBps) == 0 {
 		return nil, errs[0]
 	}
-	return []bench.Result{{
+	return []Result{{
 		Section: "boot", Metric: fmt.Sprintf("lazy: sequential read of the root, %s image, MB/s", im.Label),
 		Ours: float64(median(devBps)) / 1e6, Ref: float64(median(httpBps)) / 1e6,
 		RefName: "HTTP download", Better: "higher", Goal: ">= 0.8x",

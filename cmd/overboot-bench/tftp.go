@@ -17,12 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/overboot/overboot/internal/bench"
 	"github.com/overboot/overboot/server/tftp"
 )
 
-func tftpSection() bench.Section {
-	return bench.Section{Name: "tftp", Run: runTFTP}
+func tftpSection() Section {
+	return Section{Name: "tftp", Run: runTFTP}
 }
 
 const (
@@ -36,7 +35,7 @@ const (
 // process) and from tftpd-hpa (in.tftpd, a child process), and fetches
 // undionly.kpxe 32 times at once from each with the same Go client,
 // blksize 1468, alternating, tftpRounds rounds after a warm-up round.
-func runTFTP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
+func runTFTP(ctx context.Context, env *Env) ([]Result, error) {
 	root := filepath.Join(env.WorkDir, "tftp", "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
@@ -97,7 +96,7 @@ func runTFTP(ctx context.Context, env *bench.Env) ([]bench.Result, error) {
 	}
 	o, h := median(oursTimes), median(hpaTimes)
 	mb := float64(tftpClients*len(want)) / 1e6
-	return []bench.Result{
+	return []Result{
 		{Section: "tftp", Metric: fmt.Sprintf("%d concurrent %s fetches, ms (median)", tftpClients, tftpFile),
 			Ours: ms(o), Ref: ms(h), RefName: "tftpd-hpa", Better: "lower", Goal: "<= 1.11x", Note: "the time form of >= 0.9x MB/s"},
 		{Section: "tftp", Metric: fmt.Sprintf("%d concurrent %s fetches, MB/s (median)", tftpClients, tftpFile),

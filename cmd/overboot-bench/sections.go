@@ -1,9 +1,10 @@
-// Package bench measures overboot side by side with the reference tools
-// (mksquashfs, nginx, tgtd, dracut) in the same run, and reports ratios.
-// Each section lives in its own file and returns Results; cmd/overboot-bench
-// runs the sections and prints one table. Nothing here asserts timings: the
-// figures are for people to read and compare with the goals.
-package bench
+package main
+
+// The benchmark's sections measure overboot side by side with the
+// reference tools (mksquashfs, nginx, tgtd, dracut) in the same run, and
+// report ratios. Each section lives in its own file and returns Results;
+// main runs the sections and prints one table. Nothing here asserts
+// timings: the figures are for people to read and compare with the goals.
 
 import (
 	"context"
