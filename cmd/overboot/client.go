@@ -128,7 +128,7 @@ func show(sio stdio, asJSON bool, v any, text func(w io.Writer)) error {
 }
 
 func errArgs(c *cobra.Command, want string) error {
-	return usageError{fmt.Sprintf("%s: want %s (see --help)", c.CommandPath(), want)}
+	return usagef(c, "want %s (see --help)", want)
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that says what is wanted.
@@ -143,17 +143,8 @@ func exactArgs(n int, want string) cobra.PositionalArgs {
 
 var errCanceled = errors.New("canceled")
 
-// group is a command that only holds subcommands: without one, or with
-// an unknown one, it is a usage error (cobra would print help and exit 0).
+// group is a command that only holds subcommands (see groups: without
+// one, or with an unknown one, it is a usage error).
 func group(use, short string) *cobra.Command {
-	return &cobra.Command{
-		Use: use, Short: short, Args: cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			c.Help()
-			if len(args) > 0 {
-				return usageError{fmt.Sprintf("%s: unknown command %q", c.CommandPath(), args[0])}
-			}
-			return usageError{c.CommandPath() + ": which command?"}
-		},
-	}
+	return &cobra.Command{Use: use, Short: short}
 }

@@ -16,18 +16,18 @@
 // The admin commands talk to a running server's API (/api/v1) with a
 // bearer token; `overboot token create --data DIR` makes the first one.
 // main only wires: each command parses its flags and calls a function
-// that returns an error. The command tree is cobra's; serve, mkimage and
-// inspect keep their own flag sets (-flag and --flag both work there).
+// that returns an error. The command tree is cobra's, flags are pflag's
+// (--flag, and -x for the few that have a short form).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -68,6 +68,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetIn(stdin)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return flagError(c, args, err)
+	})
 	return root.ExecuteContext(ctx)
 }
 
@@ -83,51 +86,78 @@ talk to a running server's API with an admin token: --server URL (or
 $OVERBOOT_SERVER; default http://127.0.0.1:8080) and --token-file FILE (or
 $OVERBOOT_TOKEN_FILE naming the file; or $OVERBOOT_TOKEN holding the token
 itself). 'overboot token create NAME --data DIR --out FILE' makes the first
-token from the server's data directory, in a file only you can read.`,
+token from the server's data directory, in a file only you can read.
+
+A bad command line (an unknown command or flag, missing arguments) exits
+with status 2, any other failure with status 1.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{c.CommandPath() + ": " + err.Error()}
-	})
 	root.AddCommand(
-		flagCommand(sio, "serve", "run the server: iPXE scripts, artifacts, the iSCSI target, the admin API", runServe),
-		flagCommand(sio, "mkimage", "build a root image or an initramfs into a data directory", runMkimage),
-		flagCommand(sio, "inspect", "list the contents of an initramfs (several segments, any compression)", runInspect),
+		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
 		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
 	)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	groups(root)
 	return root
 }
 
-// flagCommand wraps a command that parses its own flags with package flag.
-func flagCommand(sio stdio, name, short string, fn func(ctx context.Context, args []string, stdout, stderr io.Writer) error) *cobra.Command {
-	return &cobra.Command{
-		Use:                name,
-		Short:              short,
-		DisableFlagParsing: true,
-		RunE: func(c *cobra.Command, args []string) error {
-			return fn(c.Context(), args, sio.out, sio.errOut)
-		},
+// groups makes every command that only holds subcommands (the root
+// included) a usage error when run without one or with an unknown one:
+// cobra would print help and exit 0, or fail with a plain error.
+func groups(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = runGroup
+	}
+	for _, sc := range c.Commands() {
+		groups(sc)
 	}
 }
 
-// parseFlags parses args with fs, allowing flags after positional
-// arguments ("mkimage root DIR -o FILE"), and returns the positionals.
-// "--" ends flag parsing.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+func runGroup(c *cobra.Command, args []string) error {
+	fmt.Fprint(c.ErrOrStderr(), c.UsageString())
+	if len(args) == 0 {
+		return usagef(c, "which command?")
 	}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += " (did you mean " + strings.Join(s, " or ") + "?)"
+	}
+	return usagef(c, "%s", msg)
+}
+
+// cmdPath is c's path without the program's name ("machine ls"), for
+// error messages: main puts "overboot: " before them.
+func cmdPath(c *cobra.Command) string {
+	if !c.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
+}
+
+// usagef is a usage error prefixed with c's path.
+func usagef(c *cobra.Command, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if p := cmdPath(c); p != "" {
+		msg = p + ": " + msg
+	}
+	return usageError{msg}
+}
+
+// flagError is a usage error for a flag that does not parse. A long flag
+// written with one dash (-config, as serve, mkimage and inspect took them
+// before) gets a hint: pflag reads it as short flags.
+func flagError(c *cobra.Command, args []string, err error) error {
+	for _, a := range args {
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if f := c.Flags().Lookup(name); f != nil && len(name) > 1 {
+			return usagef(c, "%s: long flags take two dashes: --%s", a, name)
+		}
+	}
+	return usagef(c, "%v", err)
 }

@@ -57,7 +57,7 @@ func TestServeReloadOnHUP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"-config", conf}, out, out) }()
+	go func() { done <- run(ctx, []string{"serve", "--config", conf}, strings.NewReader(""), out, out) }()
 	waitFor(t, out, "serving on http://127.0.0.1:")
 
 	os.WriteFile(conf, []byte(base+"upper = floppy\n"), 0o644)
@@ -104,7 +104,7 @@ func TestServeTFTP(t *testing.T) {
 	defer cancel()
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"-config", conf}, out, out) }()
+	go func() { done <- run(ctx, []string{"serve", "--config", conf}, strings.NewReader(""), out, out) }()
 	waitFor(t, out, "TFTP on 127.0.0.1:")
 	addr := regexp.MustCompile(`TFTP on (127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())[1]
 	for name, want := range map[string]string{"undionly.kpxe": "BIOS iPXE", "ipxe.efi": "EFI iPXE"} {
