@@ -21,7 +21,7 @@ import (
 // serveOptions are serve's flags.
 type serveOptions struct {
 	config, listen, data, iscsi string
-	verbose                     bool
+	verbose, checkConfig        bool
 	drain                       time.Duration
 }
 
@@ -77,9 +77,23 @@ own rights can read is ever served.
 Signals: SIGHUP reloads the configuration file (checked first: a bad one
 is refused with FILE:LINE and the old one keeps running; listen, data and
 iscsi need a restart); SIGTERM or SIGINT stop accepting and let transfers
-in flight finish (up to --drain).`,
+in flight finish (up to --drain).
+
+--check-config checks the configuration as serve does at start (the same
+FILE:LINE errors) and resolves each profile's kernel, initramfs and root
+against the data directory, then prints the listen addresses, the services
+(iSCSI, TFTP, ProxyDHCP, DHCP, DHCPv6) and each profile with its enroll
+policy and what its references resolve to, and exits: 0 when serve would
+start, 1 with the errors when it would refuse. It only reads: no listener,
+no DATA/lock (it runs beside a running server), nothing written; the state
+store is read read-only. Not checked: whether the addresses are free, and
+the dm-verity trees of lower-mode lazy or fill images (serve makes them at
+start).`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.checkConfig {
+				return checkConfig(cmd.Context(), cmd, o, sio.out)
+			}
 			return runServe(cmd.Context(), cmd, o, sio.out, sio.errOut)
 		},
 	}
@@ -90,6 +104,7 @@ in flight finish (up to --drain).`,
 	fs.StringVar(&o.iscsi, "iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi or sanboot)")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every request")
 	fs.DurationVar(&o.drain, "drain", server.DefaultDrain, "on SIGTERM or SIGINT, how long transfers in flight get to finish")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "check the configuration (and the profiles' images, read-only), print what would be served, and exit: 0 if serve would start with it")
 	c.MarkFlagFilename("config", "conf")
 	c.MarkFlagDirname("data")
 	return c
