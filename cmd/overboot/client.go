@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/api"
 )
 
@@ -28,17 +31,121 @@ type client struct {
 	http   *http.Client
 }
 
-// clientFlags are the flags every admin command takes.
+// clientFlags are the flags every admin command takes, and the output
+// format of those that print an answer.
 type clientFlags struct {
 	server    string
 	tokenFile string
-	json      bool
+	output    string
+	json      bool // --json, deprecated: --output json
 }
 
 func (f *clientFlags) add(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.server, "server", "", "the server's `URL` (default $OVERBOOT_SERVER, else "+DefaultServer+")")
 	c.PersistentFlags().StringVar(&f.tokenFile, "token-file", "", "`file` holding an admin token (default $OVERBOOT_TOKEN_FILE; else $OVERBOOT_TOKEN holds the token itself)")
-	c.PersistentFlags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
+	c.PersistentFlags().BoolVar(&f.json, "json", false, "print the answer as JSON")
+	c.PersistentFlags().MarkDeprecated("json", "use --output json (-o json)")
+	c.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return f.checkOutput(cmd) }
+}
+
+// Output formats (--output).
+const (
+	outputText = "text"
+	outputJSON = "json"
+)
+
+// addOutput gives c -o/--output: a table or lines for people (text), or
+// the answer as JSON for scripts.
+func (f *clientFlags) addOutput(c *cobra.Command) {
+	c.Flags().StringVarP(&f.output, "output", "o", outputText, "output `format`: text, or json (the answer as indented JSON, for scripts)")
+	c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputText, outputJSON}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// print writes v as JSON with --output json, else calls text.
+func (f *clientFlags) print(sio stdio, v any, text func(w io.Writer)) error {
+	switch {
+	case f.json || f.output == outputJSON:
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+			v = []struct{}{} // a list with nothing in it: [], never null
+		}
+		enc := json.NewEncoder(sio.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case f.output == outputText || f.output == "":
+		text(sio.out)
+		return nil
+	}
+	return usageError{fmt.Sprintf("--output %q: want text or json", f.output)}
+}
+
+// checkOutput refuses an unknown --output before anything is done (the
+// admin commands' PersistentPreRunE).
+func (f *clientFlags) checkOutput(c *cobra.Command) error {
+	if f.output != "" && f.output != outputText && f.output != outputJSON {
+		return usagef(c, "--output %q: want text or json", f.output)
+	}
+	return nil
+}
+
+// apiRequest is one call to the API.
+type apiRequest struct {
+	method, path string
+	body         any
+}
+
+// apiCmd makes c a command that sends one request to the API (req makes
+// it from the arguments and flags), decodes the answer as a T and prints
+// it with text, or as JSON with --output json.
+func apiCmd[T any](f *clientFlags, sio stdio, c *cobra.Command, req func(c *cobra.Command, args []string) (apiRequest, error), text func(w io.Writer, args []string, v T)) *cobra.Command {
+	f.addOutput(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		r, err := req(cmd, args)
+		if err != nil {
+			return err
+		}
+		cl, err := f.client()
+		if err != nil {
+			return err
+		}
+		var v T
+		if err := cl.do(cmd.Context(), r.method, r.path, r.body, &v); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(append([]string{cmdPath(cmd)}, args...), " "), err)
+		}
+		return f.print(sio, v, func(w io.Writer) { text(w, args, v) })
+	}
+	return c
+}
+
+// getCmd makes c a list or show command: apiCmd with GET path(args).
+func getCmd[T any](f *clientFlags, sio stdio, c *cobra.Command, path func(c *cobra.Command, args []string) (string, error), text func(w io.Writer, v T)) *cobra.Command {
+	return apiCmd(f, sio, c, func(c *cobra.Command, args []string) (apiRequest, error) {
+		p, err := path(c, args)
+		return apiRequest{http.MethodGet, p, nil}, err
+	}, func(w io.Writer, _ []string, v T) { text(w, v) })
+}
+
+// fixedPath is the path of a command without arguments.
+func fixedPath(p string) func(*cobra.Command, []string) (string, error) {
+	return func(*cobra.Command, []string) (string, error) { return p, nil }
+}
+
+// argPath is prefix + the first argument (escaped) + suffix.
+func argPath(prefix, suffix string) func(*cobra.Command, []string) (string, error) {
+	return func(_ *cobra.Command, args []string) (string, error) {
+		return prefix + url.PathEscape(args[0]) + suffix, nil
+	}
+}
+
+// macPath is prefix + the first argument, a MAC, + suffix; a MAC that
+// does not parse is a usage error.
+func macPath(prefix, suffix string) func(*cobra.Command, []string) (string, error) {
+	return func(c *cobra.Command, args []string) (string, error) {
+		mac, err := boot.ParseMAC(args[0])
+		if err != nil {
+			return "", usagef(c, "%v", err)
+		}
+		return prefix + mac.String() + suffix, nil
+	}
 }
 
 func (f *clientFlags) client() (*client, error) {
@@ -114,17 +221,6 @@ func (c *client) do(ctx context.Context, method, path string, in any, out any) e
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// show prints v as JSON when asked, else calls text.
-func show(sio stdio, asJSON bool, v any, text func(w io.Writer)) error {
-	if asJSON {
-		enc := json.NewEncoder(sio.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	text(sio.out)
-	return nil
 }
 
 func errArgs(c *cobra.Command, want string) error {

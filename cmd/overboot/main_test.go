@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -24,11 +25,13 @@ func cli(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// TestAdminCommands drives the admin commands against a real server: the
-// first token from the data directory, users, machines, images, backup.
-func TestAdminCommands(t *testing.T) {
-	data := t.TempDir()
-	dir := t.TempDir()
+// testServer runs an in-process server over a new data directory, with
+// one profile (default: approve, upper on iSCSI) whose artifacts are files
+// in dir, points $OVERBOOT_SERVER at it and clears the token variables.
+func testServer(t *testing.T) (s *server.Server, data, dir string) {
+	t.Helper()
+	data = t.TempDir()
+	dir = t.TempDir()
 	for name, body := range map[string]string{"kernel": "K", "initramfs": "I", "root": "hsqs-1"} {
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
 	}
@@ -36,23 +39,44 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.Open(context.Background(), cfg, nil)
+	s, err = server.Open(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
+	t.Cleanup(hs.Close)
 	t.Setenv("OVERBOOT_SERVER", hs.URL)
 	t.Setenv("OVERBOOT_TOKEN", "")
-	if _, err := cli(t, "", "machine", "ls"); err == nil || !strings.Contains(err.Error(), "no admin token") {
-		t.Fatalf("without a token: %v", err)
-	}
+	t.Setenv("OVERBOOT_TOKEN_FILE", "")
+	return s, data, dir
+}
+
+// adminToken makes an admin token in data and puts it in $OVERBOOT_TOKEN.
+func adminToken(t *testing.T, data string) {
+	t.Helper()
 	tok, err := cli(t, "", "token", "create", "admin", "--data", data)
 	if err != nil || !strings.HasPrefix(tok, "obt_") {
 		t.Fatalf("token create: %q %v", tok, err)
 	}
 	t.Setenv("OVERBOOT_TOKEN", strings.TrimSpace(tok))
+}
+
+// askToBoot is a machine asking the server for its script from addr.
+func askToBoot(s *server.Server, mac, addr string) {
+	req := httptest.NewRequest(http.MethodGet, "/ipxe?mac="+mac, nil)
+	req.RemoteAddr = addr + ":1000"
+	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+}
+
+// TestAdminCommands drives the admin commands against a real server: the
+// first token from the data directory, users, machines, images, backup.
+func TestAdminCommands(t *testing.T) {
+	s, data, dir := testServer(t)
+	if _, err := cli(t, "", "machine", "ls"); err == nil || !strings.Contains(err.Error(), "no admin token") {
+		t.Fatalf("without a token: %v", err)
+	}
+	adminToken(t, data)
 	if _, err := cli(t, "correct horse\n", "user", "add", "alice", "--password-stdin"); err != nil {
 		t.Fatalf("user add: %v", err)
 	}
@@ -63,16 +87,12 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("user ls: %q %v", out, err)
 	}
 	// A machine asks to boot: pending; approve it from the command line.
-	req := httptest.NewRequest(http.MethodGet, "/ipxe?mac=52-54-00-00-00-01", nil)
-	req.RemoteAddr = "192.0.2.1:1000"
-	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+	askToBoot(s, "52-54-00-00-00-01", "192.0.2.1")
 	if out, err := cli(t, "", "machine", "ls"); err != nil || !strings.Contains(out, "52:54:00:00:00:01") || !strings.Contains(out, "pending") {
 		t.Errorf("machine ls: %q %v", out, err)
 	}
 	// A second address asks too: approving must name one.
-	req = httptest.NewRequest(http.MethodGet, "/ipxe?mac=52-54-00-00-00-01", nil)
-	req.RemoteAddr = "192.0.2.66:1000"
-	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+	askToBoot(s, "52-54-00-00-00-01", "192.0.2.66")
 	if out, err := cli(t, "", "machine", "show", "52:54:00:00:00:01"); err != nil || !strings.Contains(out, "192.0.2.66") || !strings.Contains(out, "waits for approval") {
 		t.Errorf("machine show: %q %v", out, err)
 	}
@@ -133,8 +153,12 @@ func TestAdminCommands(t *testing.T) {
 	if out, err := cli(t, "", "image", "publish", "bookworm", img); err != nil || !strings.Contains(out, "bookworm version 1") || !strings.Contains(out, "root") {
 		t.Errorf("publish: %q %v", out, err)
 	}
-	if out, err := cli(t, "", "image", "history", "bookworm", "--json"); err != nil || !strings.Contains(out, `"version": 1`) {
+	if out, err := cli(t, "", "image", "history", "bookworm", "--output", "json"); err != nil || !strings.Contains(out, `"version": 1`) {
 		t.Errorf("history: %q %v", out, err)
+	}
+	// --json, deprecated, still says JSON.
+	if out, err := cli(t, "", "image", "history", "bookworm", "--json"); err != nil || !strings.Contains(out, `"version": 1`) {
+		t.Errorf("history --json: %q %v", out, err)
 	}
 	dst := filepath.Join(t.TempDir(), "backup.db")
 	if _, err := cli(t, "", "backup", dst); err != nil {
@@ -157,5 +181,67 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if out, err := cli(t, "", "--help"); err != nil || !strings.Contains(out, "machine") || !strings.Contains(out, "token") {
 		t.Errorf("--help: %q %v", out, err)
+	}
+}
+
+// TestOutputJSON: every list and show command prints valid JSON with
+// --output json (and -o json): a list an array, [] when empty, a zero time
+// left out; an unknown format is a usage error before anything is done.
+func TestOutputJSON(t *testing.T) {
+	s, data, _ := testServer(t)
+	adminToken(t, data)
+	askToBoot(s, "52-54-00-00-00-01", "192.0.2.1")
+	arrays := [][]string{
+		{"machine", "ls"}, {"user", "ls"}, {"image", "ls"}, {"disk", "ls"}, {"boot", "ls"}, {"token", "ls"},
+		{"boot", "ls", "--mac", "52:54:00:00:00:01", "--limit", "5"},
+	}
+	for _, args := range arrays {
+		for _, flag := range [][]string{{"--output", "json"}, {"-o", "json"}, {"--output=json"}} {
+			out, err := cli(t, "", append(append([]string{}, args...), flag...)...)
+			var v []map[string]any
+			if err != nil || json.Unmarshal([]byte(out), &v) != nil || v == nil {
+				t.Errorf("%v %v: not a JSON array: %v\n%s", args, flag, err, out)
+			}
+		}
+	}
+	if out, err := cli(t, "", "user", "ls", "-o", "json"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("an empty list: %q %v", out, err)
+	}
+	if _, err := cli(t, "", "token", "create", "unused", "--scope", "read"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "", "token", "ls", "-o", "json")
+	var toks []map[string]any
+	json.Unmarshal([]byte(out), &toks)
+	for _, tok := range toks {
+		_, used := tok["used"]
+		if _, created := tok["created"]; !created || used != (tok["name"] == "admin") {
+			t.Errorf("token ls: a zero time is left out, a set one kept: %v", tok)
+		}
+	}
+	if err != nil || len(toks) != 2 || strings.Contains(out, "0001-01-01") {
+		t.Errorf("token ls: %q %v", out, err)
+	}
+	for _, args := range [][]string{{"machine", "show", "52:54:00:00:00:01"}, {"machine", "explain", "52:54:00:00:00:01"}} {
+		out, err := cli(t, "", append(args, "-o", "json")...)
+		var v map[string]any
+		if err != nil || json.Unmarshal([]byte(out), &v) != nil || v["mac"] != "52:54:00:00:00:01" {
+			t.Errorf("%v: not a JSON object: %v\n%s", args, err, out)
+		}
+	}
+	// text is the default, and the table says the same.
+	if out, err := cli(t, "", "machine", "ls", "--output", "text"); err != nil || !strings.HasPrefix(out, "MAC ") || !strings.Contains(out, "pending") {
+		t.Errorf("machine ls --output text: %q %v", out, err)
+	}
+	// An unknown format approves nothing.
+	_, err = cli(t, "", "machine", "approve", "52:54:00:00:00:01", "-o", "yaml")
+	if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), `machine approve: --output "yaml": want text or json`) {
+		t.Errorf("-o yaml: %v", err)
+	}
+	if out, _ := cli(t, "", "machine", "ls"); !strings.Contains(out, "pending") {
+		t.Errorf("approved with an unknown --output:\n%s", out)
+	}
+	if out, err := cli(t, "", "machine", "approve", "52:54:00:00:00:01", "-o", "json"); err != nil || !strings.Contains(out, `"profile": "default"`) {
+		t.Errorf("approve -o json: %q %v", out, err)
 	}
 }
