@@ -148,6 +148,12 @@ ones. A MAC address names a machine, it proves nothing: check the address
 			},
 			func(w io.Writer, args []string, _ json.RawMessage) { fmt.Fprintf(w, "%s: %s done\n", args[0], a.name) }))
 	}
+	// The commands that take a MAC complete it from the server.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" {
+			sc.ValidArgsFunction = completeFirst(&f, machineMACs)
+		}
+	}
 	return c
 }
 
@@ -293,6 +299,12 @@ func userCmd(sio stdio) *cobra.Command {
 			},
 		})
 	}
+	// The commands that take an existing user complete the name.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" && sc.Name() != "add" {
+			sc.ValidArgsFunction = completeFirst(&f, userNames)
+		}
+	}
 	return c
 }
 
@@ -353,6 +365,12 @@ func imageCmd(sio stdio) *cobra.Command {
 		})
 	rb.Flags().IntVar(&to, "to", 0, "the `version` to go back to")
 	c.AddCommand(rb)
+	// The commands that take a name complete it from the server.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" {
+			sc.ValidArgsFunction = completeFirst(&f, imageNames)
+		}
+	}
 	return c
 }
 
@@ -414,6 +432,7 @@ func bootCmd(sio stdio) *cobra.Command {
 			})
 		})
 	ls.Flags().StringVar(&mac, "mac", "", "only this machine's")
+	ls.RegisterFlagCompletionFunc("mac", completeFlag(&f, machineMACs))
 	ls.Flags().IntVar(&limit, "limit", 50, "at most this many")
 	c.AddCommand(ls)
 	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "show ID", Short: "one boot with its events", Args: exactArgs(1, "a boot ID")},

@@ -65,9 +65,6 @@ type stdio struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	root := newRoot(stdio{stdin, stdout, stderr})
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetIn(stdin)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return flagError(c, args, err)
 	})
@@ -93,12 +90,28 @@ with status 2, any other failure with status 1.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Before the completion command is made: it keeps the writer it sees.
+	root.SetOut(sio.out)
+	root.SetErr(sio.errOut)
+	root.SetIn(sio.in)
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
 		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	if cc, _, err := root.Find([]string{"completion"}); err == nil && cc.Name() == "completion" {
+		cc.Short = "print a shell completion script: bash, zsh, fish or powershell"
+		cc.Long = `Prints the script that lets the shell complete overboot's commands and
+flags ('overboot completion SHELL --help' says how to load it).
+
+MAC addresses (machine show, approve, ...; boot ls --mac), user names (user
+passwd, reset, del) and image names (image history, publish, rollback) are
+completed from the server's API, with the admin commands' --server and
+--token-file (or $OVERBOOT_SERVER, $OVERBOOT_TOKEN_FILE, $OVERBOOT_TOKEN).
+Without a token, or without an answer within 3 seconds, nothing is
+suggested and nothing is printed.`
+	}
 	groups(root)
 	return root
 }

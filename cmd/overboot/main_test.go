@@ -12,9 +12,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/state"
 )
+
+// cliStderr runs the command line as cli does, and returns its stderr too.
+func cliStderr(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut strings.Builder
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
 
 // cli runs the command line against an in-process server whose data
 // directory is data, and returns stdout.
@@ -243,5 +254,59 @@ func TestOutputJSON(t *testing.T) {
 	}
 	if out, err := cli(t, "", "machine", "approve", "52:54:00:00:00:01", "-o", "json"); err != nil || !strings.Contains(out, `"profile": "default"`) {
 		t.Errorf("approve -o json: %q %v", out, err)
+	}
+}
+
+// TestCompletion: the completion scripts, and MACs, user names and image
+// names completed from the server's API with a token; without a token or
+// a server, no suggestions and no error.
+func TestCompletion(t *testing.T) {
+	for shell, want := range map[string]string{"bash": "# bash completion V2 for overboot", "zsh": "#compdef overboot", "fish": "complete -c overboot", "powershell": "Register-ArgumentCompleter"} {
+		if out, err := cli(t, "", "completion", shell); err != nil || !strings.Contains(out, want) {
+			t.Errorf("completion %s: %v\n%.200s", shell, err, out)
+		}
+	}
+	s, data, _ := testServer(t)
+	// No token yet: nothing suggested, nothing said.
+	for _, args := range [][]string{{"machine", "show", ""}, {"user", "passwd", ""}, {"image", "history", ""}} {
+		out, errOut, err := cliStderr(t, "", append([]string{cobra.ShellCompRequestCmd}, args...)...)
+		if err != nil || strings.TrimSpace(out) != ":4" || strings.Contains(strings.ToLower(errOut), "error") || strings.Contains(errOut, "token") {
+			t.Errorf("%v without a token: %q %q %v", args, out, errOut, err)
+		}
+	}
+	adminToken(t, data)
+	askToBoot(s, "52-54-00-00-00-01", "192.0.2.1")
+	askToBoot(s, "52-54-00-00-00-02", "192.0.2.2")
+	if _, err := cli(t, "correct horse\n", "user", "add", "alice", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().PublishImage(context.Background(), state.Image{Name: "bookworm", Digest: "sha256:" + strings.Repeat("ab", 32), Size: 4096, Kind: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args      []string
+		want, not string
+	}{
+		{[]string{"machine", "show", ""}, "52:54:00:00:00:01\tdefault, pending, 192.0.2.1", ""},
+		{[]string{"machine", "approve", "52:54:00:00:00:0"}, "52:54:00:00:00:02\t", "alice"},
+		{[]string{"machine", "approve", "52:54:00:00:00:02"}, "52:54:00:00:00:02\t", "52:54:00:00:00:01"},
+		{[]string{"boot", "ls", "--mac", ""}, "52:54:00:00:00:01", ""},
+		{[]string{"user", "passwd", ""}, "alice", "52:54"},
+		{[]string{"user", "del", "al"}, "alice", ""},
+		{[]string{"image", "history", ""}, "bookworm\troot, version 1", ""},
+		{[]string{"image", "rollback", "b"}, "bookworm", ""},
+		{[]string{"image", "publish", "bookworm", ""}, ":0", "bookworm"}, // FILE: the shell's own completion
+		{[]string{"machine", "ls", "-o", ""}, "json", ""},
+	} {
+		out, err := cli(t, "", append([]string{cobra.ShellCompRequestCmd}, tc.args...)...)
+		if err != nil || !strings.Contains(out, tc.want) || (tc.not != "" && strings.Contains(out, tc.not)) {
+			t.Errorf("%q: %v\n%s", tc.args, err, out)
+		}
+	}
+	// A server that does not answer: no suggestions, no error.
+	t.Setenv("OVERBOOT_SERVER", "http://127.0.0.1:1")
+	out, errOut, err := cliStderr(t, "", cobra.ShellCompRequestCmd, "machine", "show", "")
+	if err != nil || strings.TrimSpace(out) != ":4" || strings.Contains(strings.ToLower(errOut), "error") {
+		t.Errorf("no server: %q %q %v", out, errOut, err)
 	}
 }
