@@ -97,6 +97,7 @@ with status 2, any other failure with status 1.`,
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
 		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
+		genManCmd(sio),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -308,5 +309,38 @@ func TestCompletion(t *testing.T) {
 	out, errOut, err := cliStderr(t, "", cobra.ShellCompRequestCmd, "machine", "show", "")
 	if err != nil || strings.TrimSpace(out) != ":4" || strings.Contains(strings.ToLower(errOut), "error") {
 		t.Errorf("no server: %q %q %v", out, errOut, err)
+	}
+}
+
+// TestManPages: gen-man (make man) writes a page per command, from the
+// command tree; man renders overboot-serve.1 with its flags.
+func TestManPages(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := cli(t, "", "gen-man", dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "overboot-serve.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`.TH "OVERBOOT-SERVE" "1"`, `\fB--config\fP`, `\fB--check-config\fP`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("overboot-serve.1 lacks %q", want)
+		}
+	}
+	for _, page := range []string{"overboot.1", "overboot-mkimage-root.1", "overboot-machine-ls.1", "overboot-completion-bash.1"} {
+		if _, err := os.Stat(filepath.Join(dir, page)); err != nil {
+			t.Errorf("no %s: %v", page, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "overboot-gen-man.1")); err == nil {
+		t.Error("the hidden gen-man has a page")
+	}
+	if _, err := exec.LookPath("man"); err != nil {
+		t.Fatalf("man (package man-db) is needed to render the page: %v", err)
+	}
+	out, err := exec.Command("man", "-l", filepath.Join(dir, "overboot-serve.1")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--config") || !strings.Contains(string(out), "overboot serve") {
+		t.Errorf("man -l overboot-serve.1: %v\n%s", err, out)
 	}
 }
