@@ -7,7 +7,9 @@ MAKEFLAGS += --no-builtin-rules
 
 GO      ?= go
 BUILD   ?= $(CURDIR)/build
-GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
+# -buildvcs=auto: the commit goes into the binary (overboot version) when
+# built in a git clone, whatever GOFLAGS the machine's go env sets.
+GOFLAGS_BIN := -trimpath -buildvcs=auto -ldflags='-s -w -buildid='
 
 # Debian packages the tests, the demo and the benchmarks need.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \

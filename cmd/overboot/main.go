@@ -87,9 +87,11 @@ token from the server's data directory, in a file only you can read.
 
 A bad command line (an unknown command or flag, missing arguments) exits
 with status 2, any other failure with status 1.`,
+		Version:       moduleVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("overboot {{.Version}}\n")
 	// Before the completion command is made: it keeps the writer it sees.
 	root.SetOut(sio.out)
 	root.SetErr(sio.errOut)
@@ -97,7 +99,7 @@ with status 2, any other failure with status 1.`,
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
 		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
-		genManCmd(sio),
+		versionCmd(sio), genManCmd(sio),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()

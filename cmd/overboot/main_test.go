@@ -328,7 +328,7 @@ func TestManPages(t *testing.T) {
 			t.Errorf("overboot-serve.1 lacks %q", want)
 		}
 	}
-	for _, page := range []string{"overboot.1", "overboot-mkimage-root.1", "overboot-machine-ls.1", "overboot-completion-bash.1"} {
+	for _, page := range []string{"overboot.1", "overboot-mkimage-root.1", "overboot-machine-ls.1", "overboot-completion-bash.1", "overboot-version.1"} {
 		if _, err := os.Stat(filepath.Join(dir, page)); err != nil {
 			t.Errorf("no %s: %v", page, err)
 		}

@@ -55,12 +55,3 @@ func manDate() time.Time {
 	}
 	return time.Now()
 }
-
-// moduleVersion is the main module's version, "(devel)" for a build from
-// a work tree.
-func moduleVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
