@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -19,14 +21,21 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/api"
+	"github.com/overboot/overboot/server/config"
 )
 
-// DefaultServer is where the admin commands look for the server.
+// DefaultServer is where the admin commands look for the server when
+// nothing says where it is.
 const DefaultServer = "http://127.0.0.1:8080"
+
+// defaultConfig is the server's configuration file the admin commands read
+// the server's address from, when it exists and nothing else says.
+var defaultConfig = "/etc/overboot.conf"
 
 // client calls a server's admin API.
 type client struct {
 	server string
+	from   string // where server came from, for errors
 	token  string
 	http   *http.Client
 }
@@ -35,13 +44,16 @@ type client struct {
 // format of those that print an answer.
 type clientFlags struct {
 	server    string
+	config    string
 	tokenFile string
 	output    string
 	json      bool // --json, deprecated: --output json
 }
 
 func (f *clientFlags) add(c *cobra.Command) {
-	c.PersistentFlags().StringVar(&f.server, "server", "", "the server's `URL` (default $OVERBOOT_SERVER, else "+DefaultServer+")")
+	c.PersistentFlags().StringVar(&f.server, "server", "", "the server's `URL` (default $OVERBOOT_SERVER, else from --config, else "+DefaultServer+")")
+	c.PersistentFlags().StringVar(&f.config, "config", "", "the server's configuration `file`, read for its address (url, else http://listen) without --server or $OVERBOOT_SERVER (default "+defaultConfig+" if it exists)")
+	c.MarkPersistentFlagFilename("config", "conf")
 	c.PersistentFlags().StringVar(&f.tokenFile, "token-file", "", "`file` holding an admin token (default $OVERBOOT_TOKEN_FILE; else $OVERBOOT_TOKEN holds the token itself)")
 	c.PersistentFlags().BoolVar(&f.json, "json", false, "print the answer as JSON")
 	c.PersistentFlags().MarkDeprecated("json", "use --output json (-o json)")
@@ -149,12 +161,9 @@ func macPath(prefix, suffix string) func(*cobra.Command, []string) (string, erro
 }
 
 func (f *clientFlags) client() (*client, error) {
-	server := f.server
-	if server == "" {
-		server = os.Getenv("OVERBOOT_SERVER")
-	}
-	if server == "" {
-		server = DefaultServer
+	server, from, err := f.serverAddr()
+	if err != nil {
+		return nil, err
 	}
 	token := os.Getenv("OVERBOOT_TOKEN")
 	if file := cmp.Or(f.tokenFile, os.Getenv("OVERBOOT_TOKEN_FILE")); file != "" {
@@ -170,7 +179,45 @@ func (f *clientFlags) client() (*client, error) {
 	if token == "" {
 		return nil, usageError{"no admin token: give --token-file FILE (or $OVERBOOT_TOKEN_FILE), or put the token itself in $OVERBOOT_TOKEN (overboot token create NAME --data DIR --out FILE makes one)"}
 	}
-	return &client{server: strings.TrimSuffix(server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}, nil
+	return &client{server: strings.TrimSuffix(server, "/"), from: from, token: token, http: &http.Client{Timeout: 10 * time.Minute}}, nil
+}
+
+// serverAddr is the server's URL and where it came from: --server,
+// $OVERBOOT_SERVER, the configuration file of --config (or defaultConfig
+// when it exists): its url, else http:// and its listen address (an
+// unspecified host is this machine's loopback), else DefaultServer.
+func (f *clientFlags) serverAddr() (string, string, error) {
+	if f.server != "" {
+		return f.server, "--server", nil
+	}
+	if s := os.Getenv("OVERBOOT_SERVER"); s != "" {
+		return s, "$OVERBOOT_SERVER", nil
+	}
+	path := f.config
+	if path == "" {
+		if _, err := os.Stat(defaultConfig); err != nil {
+			return DefaultServer, "the default", nil
+		}
+		path = defaultConfig
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return "", "", fmt.Errorf("the server's address: %w (or give --server URL)", err)
+	}
+	if cfg.URL != "" {
+		return cfg.URL, "url in " + path, nil
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return "", "", fmt.Errorf("the server's address: %s: listen %q: %w", path, cfg.Listen, err)
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if err == nil && ip.Is6() {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), "listen in " + path, nil
 }
 
 // do sends a request to the API and decodes its JSON answer into out (a
@@ -200,7 +247,7 @@ func (c *client) do(ctx context.Context, method, path string, in any, out any) e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: is overboot serve running at %s?", err, c.server)
+		return fmt.Errorf("%w: is overboot serve running at %s (%s)?", err, c.server, c.from)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

@@ -79,10 +79,12 @@ func newRoot(sio stdio) *cobra.Command {
 squashfs image with a writable layer in RAM or on a private iSCSI disk.
 
 The admin commands (machine, user, image, disk, boot, token, gc, backup)
-talk to a running server's API with an admin token: --server URL (or
-$OVERBOOT_SERVER; default http://127.0.0.1:8080) and --token-file FILE (or
-$OVERBOOT_TOKEN_FILE naming the file; or $OVERBOOT_TOKEN holding the token
-itself). 'overboot token create NAME --data DIR --out FILE' makes the first
+talk to a running server's API with an admin token. The server is at
+--server URL, else $OVERBOOT_SERVER, else where the server's configuration
+says (--config FILE, default /etc/overboot.conf when it exists: its url,
+else http:// and its listen address), else http://127.0.0.1:8080. The token
+is in --token-file FILE (or $OVERBOOT_TOKEN_FILE naming the file; or
+$OVERBOOT_TOKEN holding the token itself). 'overboot token create NAME --data DIR --out FILE' makes the first
 token from the server's data directory, in a file only you can read.
 
 A bad command line (an unknown command or flag, missing arguments) exits
@@ -101,6 +103,7 @@ with status 2, any other failure with status 1.`,
 		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
 		versionCmd(sio), genManCmd(sio),
 	)
+	root.SetHelpCommand(helpCmd())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	if cc, _, err := root.Find([]string{"completion"}); err == nil && cc.Name() == "completion" {
@@ -176,4 +179,37 @@ func flagError(c *cobra.Command, args []string, err error) error {
 		}
 	}
 	return usagef(c, "%v", err)
+}
+
+// helpCmd is "overboot help [COMMAND...]": cobra's, except that an
+// unknown command is a usage error (cobra's says so and exits 0).
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Long:  "Help prints the help of any command: overboot help [command].",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				fmt.Fprint(c.ErrOrStderr(), c.Root().UsageString())
+				return usagef(c, "unknown command %q", strings.Join(args, " "))
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sc := range cmd.Commands() {
+				if sc.IsAvailableCommand() && strings.HasPrefix(sc.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sc.Name(), sc.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }

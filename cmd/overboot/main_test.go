@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -184,15 +185,113 @@ func TestAdminCommands(t *testing.T) {
 	}
 }
 
+// TestUsageErrors: a bad command line, whichever command, is a usage
+// error (exit status 2) whose message names the command once: main puts
+// "overboot: " before it.
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"machine", "approve"}, {"user", "add"}, {"image", "publish", "x"}, {"nope"}} {
-		_, err := cli(t, "", args...)
-		if err == nil {
-			t.Errorf("%v: accepted", args)
+	t.Setenv("OVERBOOT_SERVER", "")
+	t.Setenv("OVERBOOT_TOKEN", "")
+	t.Setenv("OVERBOOT_TOKEN_FILE", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "which command?"},
+		{[]string{"nope"}, `unknown command "nope"`},
+		{[]string{"machin"}, `unknown command "machin" (did you mean machine?)`},
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"machine"}, "machine: which command?"},
+		{[]string{"machine", "explode", "x"}, `machine: unknown command "explode"`},
+		{[]string{"machine", "approve"}, "machine approve: want a MAC"},
+		{[]string{"machine", "show", "not-a-mac"}, "machine show: "},
+		{[]string{"machine", "ls", "--bogus"}, "machine ls: unknown flag: --bogus"},
+		{[]string{"machine", "ls", "-o"}, "machine ls: flag needs an argument"},
+		{[]string{"machine", "ls", "-o", "xml"}, `machine ls: --output "xml": want text or json`},
+		{[]string{"boot", "ls", "--limit", "many"}, "boot ls: invalid argument"},
+		{[]string{"user", "add"}, "user add: want a user name"},
+		{[]string{"image", "publish", "x"}, "image publish: want a name and a FILE or sha256:HEX"},
+		{[]string{"token", "create", "x", "--scope", "root"}, "token create: --scope"},
+		{[]string{"serve", "extra"}, "serve: want no arguments"},
+		{[]string{"serve", "--drain", "soon"}, "serve: invalid argument"},
+		{[]string{"serve", "-listen", ":80"}, "serve: -listen: long flags take two dashes: --listen"},
+		{[]string{"mkimage"}, "mkimage: which command?"},
+		{[]string{"mkimage", "root"}, "mkimage root: want exactly one SOURCE"},
+		{[]string{"inspect", "--nope"}, "inspect: unknown flag: --nope"},
+		{[]string{"completion", "tcsh"}, `completion: unknown command "tcsh"`},
+		{[]string{"help", "nope"}, `help: unknown command "nope"`},
+		{[]string{"version", "x"}, "version: want no arguments"},
+		{[]string{"machine", "ls"}, "no admin token"},
+	} {
+		_, err := cli(t, "", tc.args...)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) || strings.HasPrefix(err.Error(), "overboot") {
+			t.Errorf("%q: %v (exit %d), want exit 2 and %q", tc.args, err, exitCode(err), tc.want)
 		}
 	}
 	if out, err := cli(t, "", "--help"); err != nil || !strings.Contains(out, "machine") || !strings.Contains(out, "token") {
 		t.Errorf("--help: %q %v", out, err)
+	}
+	if out, err := cli(t, "", "help", "machine", "ls"); err != nil || !strings.Contains(out, "--output") {
+		t.Errorf("help machine ls: %q %v", out, err)
+	}
+}
+
+// TestServerFromConfig: without --server and $OVERBOOT_SERVER, the admin
+// commands find the server in its configuration (--config FILE, else
+// /etc/overboot.conf if it exists): its url, else its listen address.
+func TestServerFromConfig(t *testing.T) {
+	s, data, dir := testServer(t)
+	adminToken(t, data)
+	askToBoot(s, "52-54-00-00-00-01", "192.0.2.1")
+	hsURL := os.Getenv("OVERBOOT_SERVER")
+	listen := strings.TrimPrefix(hsURL, "http://")
+	_, port, _ := net.SplitHostPort(listen)
+	t.Setenv("OVERBOOT_SERVER", "")
+	saved := defaultConfig
+	defer func() { defaultConfig = saved }()
+	defaultConfig = filepath.Join(dir, "absent.conf")
+
+	conf := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	for _, tc := range []struct{ name, conf string }{
+		{"listen", "[server]\nlisten = " + listen + "\n"},
+		{"unspecified listen", "[server]\nlisten = 0.0.0.0:" + port + "\n"},
+		{"url over listen", "[server]\nlisten = 127.0.0.1:1\nurl = " + hsURL + "\n"},
+	} {
+		p := conf("c.conf", tc.conf)
+		if out, err := cli(t, "", "machine", "ls", "--config", p); err != nil || !strings.Contains(out, "52:54:00:00:00:01") {
+			t.Errorf("%s: %q %v", tc.name, out, err)
+		}
+	}
+	// The default file, when it exists.
+	defaultConfig = conf("default.conf", "[server]\nlisten = "+listen+"\n")
+	if out, err := cli(t, "", "machine", "ls"); err != nil || !strings.Contains(out, "52:54:00:00:00:01") {
+		t.Errorf("%s: %q %v", defaultConfig, out, err)
+	}
+	// --server and $OVERBOOT_SERVER come first; the error says where the
+	// address came from.
+	if _, err := cli(t, "", "machine", "ls", "--server", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "is overboot serve running at http://127.0.0.1:1 (--server)?") {
+		t.Errorf("--server: %v", err)
+	}
+	t.Setenv("OVERBOOT_SERVER", "http://127.0.0.1:1")
+	if _, err := cli(t, "", "machine", "ls", "--config", defaultConfig); err == nil || !strings.Contains(err.Error(), "($OVERBOOT_SERVER)") {
+		t.Errorf("$OVERBOOT_SERVER: %v", err)
+	}
+	t.Setenv("OVERBOOT_SERVER", "")
+	if _, err := cli(t, "", "machine", "ls", "--config", conf("down.conf", "[server]\nlisten = 127.0.0.1:1\n")); err == nil || !strings.Contains(err.Error(), "http://127.0.0.1:1 (listen in "+dir+"/down.conf)") {
+		t.Errorf("listen of a server that is not there: %v", err)
+	}
+	// A file that does not parse: its FILE:LINE.
+	bad := conf("bad.conf", "[server]\nlisten = x\n")
+	if _, err := cli(t, "", "machine", "ls", "--config", bad); err == nil || !strings.Contains(err.Error(), bad+":2: listen") {
+		t.Errorf("bad config: %v", err)
+	}
+	// No file at all: the default address.
+	defaultConfig = filepath.Join(dir, "absent.conf")
+	if _, err := cli(t, "", "machine", "ls"); err == nil || !strings.Contains(err.Error(), DefaultServer+" (the default)") {
+		t.Errorf("no config: %v", err)
 	}
 }
 
