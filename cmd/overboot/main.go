@@ -12,12 +12,16 @@
 //	overboot token      admin API tokens
 //	overboot gc         remove blobs nothing refers to
 //	overboot backup     a consistent copy of the state store
+//	overboot completion shell completion scripts
+//	overboot version    the version and the commit it was built from
 //
 // The admin commands talk to a running server's API (/api/v1) with a
 // bearer token; `overboot token create --data DIR` makes the first one.
 // main only wires: each command parses its flags and calls a function
 // that returns an error. The command tree is cobra's, flags are pflag's
-// (--flag, and -x for the few that have a short form).
+// (--flag, and -x for the few that have a short form). A bad command line
+// is a usageError (exit status 2), anything else exits 1; errors name the
+// command without the program's name, which main puts first.
 package main
 
 import (
