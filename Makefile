@@ -7,13 +7,15 @@ MAKEFLAGS += --no-builtin-rules
 
 GO      ?= go
 BUILD   ?= $(CURDIR)/build
-GOFLAGS_BIN := -trimpath -ldflags='-s -w -buildid='
+# -buildvcs=auto: the commit goes into the binary (overboot version) when
+# built in a git clone, whatever GOFLAGS the machine's go env sets.
+GOFLAGS_BIN := -trimpath -buildvcs=auto -ldflags='-s -w -buildid='
 
 # Debian packages the tests, the demo and the benchmarks need.
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
 	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
-	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin
+	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin man-db
 
 .PHONY: help
 help: ## list the targets
@@ -39,6 +41,10 @@ $(BUILD)/overboot: FORCE
 $(BUILD)/overboot-init: FORCE
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BIN) -o $@ ./cmd/overboot-init
+
+.PHONY: man
+man: $(BUILD)/overboot ## man pages of every command into build/man (man -l build/man/overboot-serve.1)
+	$(BUILD)/overboot gen-man $(BUILD)/man
 
 .PHONY: check
 check: ## gofmt and go vet

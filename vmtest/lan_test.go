@@ -359,7 +359,7 @@ func TestLANServeCommand(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := ns.Exec(a.Overboot, "serve", "-v", "-config", conf)
+	argv := ns.Exec(a.Overboot, "serve", "-v", "--config", conf)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	out := &lockedLog{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -88,7 +88,7 @@ func runControl(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	fmt.Fprintf(env.Out, "store: %d users, %d enrolled machines (%s in %.1fs; %s)\n", ctlUsers, ctlMachines, how, time.Since(t0).Seconds(), seed)
 	fmt.Fprintf(env.Out, "users share one argon2id hash (%s, made by enroll.HashPassword) copied %d times: hashing each at the real cost would take long, and a login verifies one hash either way\n", params, ctlUsers)
-	fmt.Fprintf(env.Out, "server: %s serve -config FILE (child process; the client is this process); data %s\n", bin, data)
+	fmt.Fprintf(env.Out, "server: %s serve --config FILE (child process; the client is this process); data %s\n", bin, data)
 
 	var rs []Result
 	var errs []error
@@ -216,7 +216,7 @@ func startServer(ctx context.Context, bin, dir, name, data, profile string) (*ch
 		return nil, err
 	}
 	defer lf.Close()
-	cmd := exec.Command(bin, "serve", "-config", confPath)
+	cmd := exec.Command(bin, "serve", "--config", confPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		return nil, err

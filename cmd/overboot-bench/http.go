@@ -65,7 +65,7 @@ func runHTTP(ctx context.Context, env *Env) ([]Result, error) {
 	}
 
 	obPort, ngPort := freePort(), freePort()
-	ob := exec.CommandContext(ctx, filepath.Join(env.BuildDir, "overboot"), "serve", "-listen", "127.0.0.1:"+obPort, "-data", st.Dir())
+	ob := exec.CommandContext(ctx, filepath.Join(env.BuildDir, "overboot"), "serve", "--listen", "127.0.0.1:"+obPort, "--data", st.Dir())
 	ob.Stderr = os.Stderr
 	if err := ob.Start(); err != nil {
 		return nil, err

@@ -41,86 +41,57 @@ func machineCmd(sio stdio) *cobra.Command {
 	var f clientFlags
 	c := group("machine", "machines: list, show, approve, reset, rotate, delete")
 	f.add(c)
-	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list machines with their latest boot", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var ms []api.MachineView
-			if err := cl.do(cmd.Context(), http.MethodGet, "/machines", nil, &ms); err != nil {
-				return err
-			}
-			return show(sio, f.json, ms, func(w io.Writer) {
-				table(w, "MAC\tPROFILE\tENROLMENT\tADDRESS\tPINNED\tPHASE\tOUTCOME\tUSER\tSEEN\tCONFLICTS", func(tw *tabwriter.Writer) {
-					for _, m := range ms {
-						phase, outcome, user, pinned := "-", "-", "", "-"
-						if b := m.Latest; b != nil {
-							phase, outcome, user = b.Phase, b.Outcome, b.User
-						}
-						if m.Pinned != "" {
-							pinned = m.Pinned
-						}
-						conflicts := "-"
-						if len(m.Conflicts) > 0 {
-							conflicts = fmt.Sprint(len(m.Conflicts))
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, pinned, phase, outcome, user, ago(m.Seen), conflicts)
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list machines with their latest boot", Args: exactArgs(0, "no arguments")},
+		fixedPath("/machines"), func(w io.Writer, ms []api.MachineView) {
+			table(w, "MAC\tPROFILE\tENROLMENT\tADDRESS\tPINNED\tPHASE\tOUTCOME\tUSER\tSEEN\tCONFLICTS", func(tw *tabwriter.Writer) {
+				for _, m := range ms {
+					phase, outcome, user, pinned := "-", "-", "", "-"
+					if b := m.Latest; b != nil {
+						phase, outcome, user = b.Phase, b.Outcome, b.User
 					}
-				})
+					if m.Pinned != "" {
+						pinned = m.Pinned
+					}
+					conflicts := "-"
+					if len(m.Conflicts) > 0 {
+						conflicts = fmt.Sprint(len(m.Conflicts))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, pinned, phase, outcome, user, ago(m.Seen), conflicts)
+				}
 			})
-		},
-	})
-	c.AddCommand(&cobra.Command{
-		Use: "show MAC", Short: "a machine with its boot history, latest boot's events and disks", Args: exactArgs(1, "a MAC"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var d api.MachineDetail
-			if err := cl.do(cmd.Context(), http.MethodGet, "/machines/"+args[0], nil, &d); err != nil {
-				return err
-			}
-			return show(sio, f.json, d, func(w io.Writer) {
-				fmt.Fprintf(w, "machine %s  profile %s  address %s  host %s\n\n", d.MAC, d.Profile, d.Address, d.Hostname)
-				if len(d.Admissions) > 0 {
-					table(w, "ADMITTED TO\tPOLICY\tPINNED\tGRANTED\tSEEN", func(tw *tabwriter.Writer) {
-						for _, a := range d.Admissions {
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Profile, a.Policy, cmp.Or(a.Address, "-"), ago(a.Granted), ago(a.Seen))
-						}
-					})
-					fmt.Fprintln(w)
-				}
-				if len(d.Requests) > 0 {
-					printRequests(w, d.Requests)
-					fmt.Fprintln(w)
-				}
-				table(w, "BOOT\tSTARTED\tUSER\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
-					for _, b := range d.Boots {
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, ago(b.Started), b.User, b.Phase, b.Outcome, b.Message)
+		}))
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "show MAC", Short: "a machine with its boot history, latest boot's events and disks", Args: exactArgs(1, "a MAC")},
+		macPath("/machines/", ""), func(w io.Writer, d api.MachineDetail) {
+			fmt.Fprintf(w, "machine %s  profile %s  address %s  host %s\n\n", d.MAC, d.Profile, d.Address, d.Hostname)
+			if len(d.Admissions) > 0 {
+				table(w, "ADMITTED TO\tPOLICY\tPINNED\tGRANTED\tSEEN", func(tw *tabwriter.Writer) {
+					for _, a := range d.Admissions {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Profile, a.Policy, cmp.Or(a.Address, "-"), ago(a.Granted), ago(a.Seen))
 					}
 				})
 				fmt.Fprintln(w)
-				printEvents(w, d.Events)
-				for _, k := range d.Disks {
-					fmt.Fprintf(w, "\ndisk %d: %s, %d bytes, %s\n", k.ID, k.Kind, k.Size, k.Path)
+			}
+			if len(d.Requests) > 0 {
+				printRequests(w, d.Requests)
+				fmt.Fprintln(w)
+			}
+			table(w, "BOOT\tSTARTED\tUSER\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
+				for _, b := range d.Boots {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, ago(b.Started), b.User, b.Phase, b.Outcome, b.Message)
 				}
 			})
-		},
-	})
-	var ex struct{ uuid, hostname, arch, platform, ip string }
-	explain := &cobra.Command{
-		Use: "explain MAC", Short: "which profile the machine boots and why (the rule and its FILE:LINE)", Args: exactArgs(1, "a MAC"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			mac, err := boot.ParseMAC(args[0])
-			if err != nil {
-				return usageError{"machine explain: " + err.Error()}
+			fmt.Fprintln(w)
+			printEvents(w, d.Events)
+			for _, k := range d.Disks {
+				fmt.Fprintf(w, "\ndisk %d: %s, %d bytes, %s\n", k.ID, k.Kind, k.Size, k.Path)
 			}
-			cl, err := f.client()
+		}))
+	var ex struct{ uuid, hostname, arch, platform, ip string }
+	explain := getCmd(&f, sio, &cobra.Command{Use: "explain MAC", Short: "which profile the machine boots and why (the rule and its FILE:LINE)", Args: exactArgs(1, "a MAC")},
+		func(c *cobra.Command, args []string) (string, error) {
+			path, err := macPath("/machines/", "/explain")(c, args)
 			if err != nil {
-				return err
+				return "", err
 			}
 			q := url.Values{}
 			for k, v := range map[string]string{"uuid": ex.uuid, "hostname": ex.hostname, "arch": ex.arch, "platform": ex.platform, "ip": ex.ip} {
@@ -128,17 +99,14 @@ func machineCmd(sio stdio) *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			path := "/machines/" + mac.String() + "/explain"
 			if len(q) > 0 {
 				path += "?" + q.Encode()
 			}
-			var e api.Explanation
-			if err := cl.do(cmd.Context(), http.MethodGet, path, nil, &e); err != nil {
-				return fmt.Errorf("machine explain %s: %w", mac, err)
-			}
-			return show(sio, f.json, e, func(w io.Writer) { fmt.Fprintf(w, "%s: %s (enroll = %s)\n", e.MAC, e.Because, e.Enroll) })
+			return path, nil
 		},
-	}
+		func(w io.Writer, e api.Explanation) {
+			fmt.Fprintf(w, "%s: %s (enroll = %s)\n", e.MAC, e.Because, e.Enroll)
+		})
 	explain.Flags().StringVar(&ex.uuid, "uuid", "", "the SMBIOS UUID its boot reports")
 	explain.Flags().StringVar(&ex.hostname, "hostname", "", "the host name its boot reports (DHCP)")
 	explain.Flags().StringVar(&ex.arch, "arch", "", "iPXE's ${buildarch}: i386, x86_64, arm64")
@@ -146,7 +114,7 @@ func machineCmd(sio stdio) *cobra.Command {
 	explain.Flags().StringVar(&ex.ip, "ip", "", "the address it boots from (default: the last one seen)")
 	c.AddCommand(explain)
 	var ap api.ApproveRequest
-	approve := &cobra.Command{
+	approve := apiCmd(&f, sio, &cobra.Command{
 		Use:   "approve MAC",
 		Short: "admit a machine to the profile it asked for, at the address it asked from (enroll = approve)",
 		Long: `Admit a machine that waits for approval (enroll = approve) to the profile
@@ -157,25 +125,14 @@ none. Approving forgets the machine's secrets for that profile (its CHAP
 secret, its SSH host keys) and ends its sessions: its next boot gets new
 ones. A MAC address names a machine, it proves nothing: check the address
 (overboot machine show MAC lists the requests) before you approve.`,
-		Args: exactArgs(1, "a MAC"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			mac, err := boot.ParseMAC(args[0])
-			if err != nil {
-				return usageError{"machine approve: " + err.Error()}
-			}
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var out api.Approval
-			if err := cl.do(cmd.Context(), http.MethodPost, "/machines/"+mac.String()+"/approve", ap, &out); err != nil {
-				return fmt.Errorf("machine approve %s: %w", mac, err)
-			}
-			return show(sio, f.json, out, func(w io.Writer) {
-				fmt.Fprintf(w, "%s: approved for profile %s at %s; its secrets for that profile are new at its next boot\n", mac, out.Profile, out.Address)
-			})
+		Args: exactArgs(1, "a MAC")},
+		func(c *cobra.Command, args []string) (apiRequest, error) {
+			p, err := macPath("/machines/", "/approve")(c, args)
+			return apiRequest{http.MethodPost, p, ap}, err
 		},
-	}
+		func(w io.Writer, _ []string, out api.Approval) {
+			fmt.Fprintf(w, "%s: approved for profile %s at %s; its secrets for that profile are new at its next boot\n", out.MAC, out.Profile, out.Address)
+		})
 	approve.Flags().StringVar(&ap.Address, "address", "", "approve the request from this `IP` address")
 	approve.Flags().StringVar(&ap.Profile, "profile", "", "approve the request for this `profile`")
 	c.AddCommand(approve)
@@ -184,24 +141,18 @@ ones. A MAC address names a machine, it proves nothing: check the address
 		{"rotate", "give the machine a new CHAP secret and end its sessions", http.MethodPost, "/rotate"},
 		{"delete", "end its sessions, remove its disks and forget it", http.MethodDelete, ""},
 	} {
-		c.AddCommand(&cobra.Command{
-			Use: a.name + " MAC", Short: a.short, Args: exactArgs(1, "a MAC"),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				mac, err := boot.ParseMAC(args[0])
-				if err != nil {
-					return usageError{"machine " + a.name + ": " + err.Error()}
-				}
-				cl, err := f.client()
-				if err != nil {
-					return err
-				}
-				var out json.RawMessage
-				if err := cl.do(cmd.Context(), a.method, "/machines/"+mac.String()+a.path, nil, &out); err != nil {
-					return fmt.Errorf("machine %s %s: %w", a.name, mac, err)
-				}
-				return show(sio, f.json, out, func(w io.Writer) { fmt.Fprintf(w, "%s: %s done\n", mac, a.name) })
+		c.AddCommand(apiCmd(&f, sio, &cobra.Command{Use: a.name + " MAC", Short: a.short, Args: exactArgs(1, "a MAC")},
+			func(c *cobra.Command, args []string) (apiRequest, error) {
+				p, err := macPath("/machines/", a.path)(c, args)
+				return apiRequest{a.method, p, nil}, err
 			},
-		})
+			func(w io.Writer, args []string, _ json.RawMessage) { fmt.Fprintf(w, "%s: %s done\n", args[0], a.name) }))
+	}
+	// The commands that take a MAC complete it from the server.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" {
+			sc.ValidArgsFunction = completeFirst(&f, machineMACs)
+		}
 	}
 	return c
 }
@@ -267,35 +218,23 @@ func userCmd(sio stdio) *cobra.Command {
 	var fromStdin bool
 	c := group("user", "users who log in at a boot menu (enroll = login) and get their own disk")
 	f.add(c)
-	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list users and their disks", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var us []api.UserView
-			if err := cl.do(cmd.Context(), http.MethodGet, "/users", nil, &us); err != nil {
-				return err
-			}
-			return show(sio, f.json, us, func(w io.Writer) {
-				table(w, "USER\tCREATED\tDISKS", func(tw *tabwriter.Writer) {
-					for _, u := range us {
-						var ds []string
-						for _, k := range u.Disks {
-							ds = append(ds, fmt.Sprintf("%d (%s, %s)", k.ID, k.Profile, k.Kind))
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, ago(u.Created), strings.Join(ds, ", "))
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list users and their disks", Args: exactArgs(0, "no arguments")},
+		fixedPath("/users"), func(w io.Writer, us []api.UserView) {
+			table(w, "USER\tCREATED\tDISKS", func(tw *tabwriter.Writer) {
+				for _, u := range us {
+					var ds []string
+					for _, k := range u.Disks {
+						ds = append(ds, fmt.Sprintf("%d (%s, %s)", k.ID, k.Profile, k.Kind))
 					}
-				})
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, ago(u.Created), strings.Join(ds, ", "))
+				}
 			})
-		},
-	})
+		}))
 	add := &cobra.Command{
 		Use: "add NAME", Short: "add a user (asks for the password, or reads it with --password-stdin)", Args: exactArgs(1, "a user name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := enroll.CheckUserName(args[0]); err != nil {
-				return usageError{"user add: " + err.Error()}
+				return usagef(cmd, "%v", err)
 			}
 			cl, err := f.client()
 			if err != nil {
@@ -306,13 +245,13 @@ func userCmd(sio stdio) *cobra.Command {
 				return err
 			}
 			if err := enroll.CheckNewPassword(pw); err != nil {
-				return usageError{"user add: " + err.Error()}
+				return usagef(cmd, "%v", err)
 			}
 			var u state.User
 			if err := cl.do(cmd.Context(), http.MethodPost, "/users", api.UserRequest{Name: args[0], Password: pw}, &u); err != nil {
 				return fmt.Errorf("user add %s: %w", args[0], err)
 			}
-			return show(sio, f.json, u, func(w io.Writer) { fmt.Fprintf(w, "user %s added\n", u.Name) })
+			return f.print(sio, u, func(w io.Writer) { fmt.Fprintf(w, "user %s added\n", u.Name) })
 		},
 	}
 	passwd := &cobra.Command{
@@ -327,7 +266,7 @@ func userCmd(sio stdio) *cobra.Command {
 				return err
 			}
 			if err := enroll.CheckNewPassword(pw); err != nil {
-				return usageError{"user passwd: " + err.Error()}
+				return usagef(cmd, "%v", err)
 			}
 			if err := cl.do(cmd.Context(), http.MethodPut, "/users/"+args[0]+"/password", api.UserRequest{Password: pw}, nil); err != nil {
 				return fmt.Errorf("user passwd %s: %w", args[0], err)
@@ -340,6 +279,7 @@ func userCmd(sio stdio) *cobra.Command {
 		sc.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of stdin")
 		c.AddCommand(sc)
 	}
+	f.addOutput(add)
 	for _, a := range []struct{ name, short, method, path string }{
 		{"reset", "end the user's sessions and remove their disks (their next login starts blank)", http.MethodPost, "/reset"},
 		{"del", "end the user's sessions, remove their disks and the user", http.MethodDelete, ""},
@@ -359,6 +299,12 @@ func userCmd(sio stdio) *cobra.Command {
 			},
 		})
 	}
+	// The commands that take an existing user complete the name.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" && sc.Name() != "add" {
+			sc.ValidArgsFunction = completeFirst(&f, userNames)
+		}
+	}
 	return c
 }
 
@@ -366,34 +312,10 @@ func imageCmd(sio stdio) *cobra.Command {
 	var f clientFlags
 	c := group("image", "image names: publish, list, history, rollback (a publish takes effect at the next boot)")
 	f.add(c)
-	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list names at their current version", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var ims []state.Image
-			if err := cl.do(cmd.Context(), http.MethodGet, "/images", nil, &ims); err != nil {
-				return err
-			}
-			return show(sio, f.json, ims, func(w io.Writer) { printImages(w, ims) })
-		},
-	})
-	c.AddCommand(&cobra.Command{
-		Use: "history NAME", Short: "a name's versions, newest first", Args: exactArgs(1, "an image name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var ims []state.Image
-			if err := cl.do(cmd.Context(), http.MethodGet, "/images/"+args[0], nil, &ims); err != nil {
-				return err
-			}
-			return show(sio, f.json, ims, func(w io.Writer) { printImages(w, ims) })
-		},
-	})
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list names at their current version", Args: exactArgs(0, "no arguments")},
+		fixedPath("/images"), printImages))
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "history NAME", Short: "a name's versions, newest first", Args: exactArgs(1, "an image name")},
+		argPath("/images/", ""), printImages))
 	var kind, note string
 	pub := &cobra.Command{
 		Use:   "publish NAME FILE|sha256:HEX",
@@ -417,39 +339,38 @@ func imageCmd(sio stdio) *cobra.Command {
 				}
 				digest = b.Digest
 			} else if _, err := boot.ParseDigest(digest); err != nil {
-				return usageError{"image publish: " + err.Error()}
+				return usagef(cmd, "%v", err)
 			}
 			var im state.Image
 			if err := cl.do(cmd.Context(), http.MethodPost, "/images", api.PublishRequest{Name: args[0], Digest: digest, Kind: kind, Note: note}, &im); err != nil {
 				return fmt.Errorf("image publish %s: %w", args[0], err)
 			}
-			return show(sio, f.json, im, func(w io.Writer) {
+			return f.print(sio, im, func(w io.Writer) {
 				fmt.Fprintf(w, "%s version %d: %s (%s, %d bytes)\n", im.Name, im.Version, im.Digest, im.Kind, im.Size)
 			})
 		},
 	}
 	pub.Flags().StringVar(&kind, "kind", "", "root, kernel, initramfs or disk (default: what its content is; a raw disk image must say disk); the content must be of that kind")
 	pub.Flags().StringVar(&note, "note", "", "a note kept in the history")
+	f.addOutput(pub)
 	c.AddCommand(pub)
 	var to int
-	rb := &cobra.Command{
-		Use: "rollback NAME", Short: "publish an earlier version's blob again (default: the version before the current one)", Args: exactArgs(1, "an image name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var im state.Image
-			if err := cl.do(cmd.Context(), http.MethodPost, "/images/"+args[0]+"/rollback", api.RollbackRequest{Version: to}, &im); err != nil {
-				return fmt.Errorf("image rollback %s: %w", args[0], err)
-			}
-			return show(sio, f.json, im, func(w io.Writer) {
-				fmt.Fprintf(w, "%s version %d: %s (%s)\n", im.Name, im.Version, im.Digest, im.Note)
-			})
+	rb := apiCmd(&f, sio, &cobra.Command{Use: "rollback NAME", Short: "publish an earlier version's blob again (default: the version before the current one)", Args: exactArgs(1, "an image name")},
+		func(c *cobra.Command, args []string) (apiRequest, error) {
+			p, err := argPath("/images/", "/rollback")(c, args)
+			return apiRequest{http.MethodPost, p, api.RollbackRequest{Version: to}}, err
 		},
-	}
+		func(w io.Writer, _ []string, im state.Image) {
+			fmt.Fprintf(w, "%s version %d: %s (%s)\n", im.Name, im.Version, im.Digest, im.Note)
+		})
 	rb.Flags().IntVar(&to, "to", 0, "the `version` to go back to")
 	c.AddCommand(rb)
+	// The commands that take a name complete it from the server.
+	for _, sc := range c.Commands() {
+		if sc.Name() != "ls" {
+			sc.ValidArgsFunction = completeFirst(&f, imageNames)
+		}
+	}
 	return c
 }
 
@@ -465,26 +386,14 @@ func diskCmd(sio stdio) *cobra.Command {
 	var f clientFlags
 	c := group("disk", "private disks: whose each is")
 	f.add(c)
-	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list disks", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var ks []state.Disk
-			if err := cl.do(cmd.Context(), http.MethodGet, "/disks", nil, &ks); err != nil {
-				return err
-			}
-			return show(sio, f.json, ks, func(w io.Writer) {
-				table(w, "ID\tOWNER\tPROFILE\tKIND\tSIZE\tSTATUS\tPATH", func(tw *tabwriter.Writer) {
-					for _, k := range ks {
-						fmt.Fprintf(tw, "%d\t%s %s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Status, k.Path)
-					}
-				})
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list disks", Args: exactArgs(0, "no arguments")},
+		fixedPath("/disks"), func(w io.Writer, ks []state.Disk) {
+			table(w, "ID\tOWNER\tPROFILE\tKIND\tSIZE\tSTATUS\tPATH", func(tw *tabwriter.Writer) {
+				for _, k := range ks {
+					fmt.Fprintf(tw, "%d\t%s %s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Status, k.Path)
+				}
 			})
-		},
-	})
+		}))
 	c.AddCommand(&cobra.Command{
 		Use: "rm ID", Short: "end the disk's sessions and remove it", Args: exactArgs(1, "a disk ID (overboot disk ls)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -508,50 +417,29 @@ func bootCmd(sio stdio) *cobra.Command {
 	var limit int
 	c := group("boot", "boots as the server saw them: its steps and the agents' phase reports")
 	f.add(c)
-	ls := &cobra.Command{
-		Use: "ls", Short: "list boots, newest first", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			q := fmt.Sprintf("/boots?limit=%d", limit)
+	ls := getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list boots, newest first", Args: exactArgs(0, "no arguments")},
+		func(*cobra.Command, []string) (string, error) {
+			q := url.Values{"limit": {fmt.Sprint(limit)}}
 			if mac != "" {
-				q += "&mac=" + mac
+				q.Set("mac", mac)
 			}
-			var bs []state.Boot
-			if err := cl.do(cmd.Context(), http.MethodGet, q, nil, &bs); err != nil {
-				return err
-			}
-			return show(sio, f.json, bs, func(w io.Writer) {
-				table(w, "BOOT\tMAC\tPROFILE\tUSER\tSTARTED\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
-					for _, b := range bs {
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.MAC, b.Profile, b.User, ago(b.Started), b.Phase, b.Outcome, b.Message)
-					}
-				})
+			return "/boots?" + q.Encode(), nil
+		}, func(w io.Writer, bs []state.Boot) {
+			table(w, "BOOT\tMAC\tPROFILE\tUSER\tSTARTED\tPHASE\tOUTCOME\tMESSAGE", func(tw *tabwriter.Writer) {
+				for _, b := range bs {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.MAC, b.Profile, b.User, ago(b.Started), b.Phase, b.Outcome, b.Message)
+				}
 			})
-		},
-	}
+		})
 	ls.Flags().StringVar(&mac, "mac", "", "only this machine's")
+	ls.RegisterFlagCompletionFunc("mac", completeFlag(&f, machineMACs))
 	ls.Flags().IntVar(&limit, "limit", 50, "at most this many")
 	c.AddCommand(ls)
-	c.AddCommand(&cobra.Command{
-		Use: "show ID", Short: "one boot with its events", Args: exactArgs(1, "a boot ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var b api.BootDetail
-			if err := cl.do(cmd.Context(), http.MethodGet, "/boots/"+args[0], nil, &b); err != nil {
-				return err
-			}
-			return show(sio, f.json, b, func(w io.Writer) {
-				fmt.Fprintf(w, "boot %d of %s, profile %s, user %s, from %s, image %s\n\n", b.ID, b.MAC, b.Profile, b.User, b.Address, b.Image)
-				printEvents(w, b.Events)
-			})
-		},
-	})
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "show ID", Short: "one boot with its events", Args: exactArgs(1, "a boot ID")},
+		argPath("/boots/", ""), func(w io.Writer, b api.BootDetail) {
+			fmt.Fprintf(w, "boot %d of %s, profile %s, user %s, from %s, image %s\n\n", b.ID, b.MAC, b.Profile, b.User, b.Address, b.Image)
+			printEvents(w, b.Events)
+		}))
 	return c
 }
 
@@ -574,7 +462,7 @@ is made in the server's data directory itself, without a running server
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc, err := enroll.ParseScope(scope)
 			if err != nil {
-				return usageError{"token create: --" + err.Error()}
+				return usagef(cmd, "--%v", err)
 			}
 			// The file first: a token is never made that cannot be kept.
 			out := sio.out
@@ -606,26 +494,14 @@ is made in the server's data directory itself, without a running server
 	create.Flags().StringVar(&outFile, "out", "", "write the token to this new `file` (mode 0600) instead of stdout")
 	create.Flags().StringVar(&data, "data", "", "the server's data `directory` (write access needed): make the token there, without a running server")
 	c.AddCommand(create)
-	c.AddCommand(&cobra.Command{
-		Use: "ls", Short: "list tokens (their IDs, names and scopes; never the secrets)", Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var ts []state.APIToken
-			if err := cl.do(cmd.Context(), http.MethodGet, "/tokens", nil, &ts); err != nil {
-				return err
-			}
-			return show(sio, f.json, ts, func(w io.Writer) {
-				table(w, "ID\tNAME\tSCOPE\tCREATED\tLAST USED", func(tw *tabwriter.Writer) {
-					for _, t := range ts {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, ago(t.Created), ago(t.Used))
-					}
-				})
+	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list tokens (their IDs, names and scopes; never the secrets)", Args: exactArgs(0, "no arguments")},
+		fixedPath("/tokens"), func(w io.Writer, ts []state.APIToken) {
+			table(w, "ID\tNAME\tSCOPE\tCREATED\tLAST USED", func(tw *tabwriter.Writer) {
+				for _, t := range ts {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Scope, ago(t.Created), ago(t.Used))
+				}
 			})
-		},
-	})
+		}))
 	c.AddCommand(&cobra.Command{
 		Use: "revoke ID", Short: "revoke a token", Args: exactArgs(1, "a token ID (overboot token ls)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -647,31 +523,20 @@ func gcCmd(sio stdio) *cobra.Command {
 	var f clientFlags
 	var grace string
 	var dry bool
-	c := &cobra.Command{
-		Use:   "gc",
-		Short: "remove blobs that no image name's history, no profile and no recent boot refers to",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
-			if err != nil {
-				return err
-			}
-			var res api.GCResult
-			if err := cl.do(cmd.Context(), http.MethodPost, "/gc", api.GCRequest{Grace: grace, DryRun: dry}, &res); err != nil {
-				return fmt.Errorf("gc: %w", err)
-			}
-			return show(sio, f.json, res, func(w io.Writer) {
-				verb := "removed"
-				if dry {
-					verb = "would remove"
-				}
-				for _, d := range res.Removed {
-					fmt.Fprintf(w, "%s %s\n", verb, d)
-				}
-				fmt.Fprintf(w, "%s %d blobs (%d bytes), kept %d\n", verb, len(res.Removed), res.Freed, res.Kept)
-			})
+	c := apiCmd(&f, sio, &cobra.Command{Use: "gc", Short: "remove blobs that no image name's history, no profile and no recent boot refers to", Args: exactArgs(0, "no arguments")},
+		func(*cobra.Command, []string) (apiRequest, error) {
+			return apiRequest{http.MethodPost, "/gc", api.GCRequest{Grace: grace, DryRun: dry}}, nil
 		},
-	}
+		func(w io.Writer, _ []string, res api.GCResult) {
+			verb := "removed"
+			if dry {
+				verb = "would remove"
+			}
+			for _, d := range res.Removed {
+				fmt.Fprintf(w, "%s %s\n", verb, d)
+			}
+			fmt.Fprintf(w, "%s %d blobs (%d bytes), kept %d\n", verb, len(res.Removed), res.Freed, res.Kept)
+		})
 	f.add(c)
 	c.Flags().StringVar(&grace, "grace", "24h", "keep blobs younger than this, and blobs of boots seen within it")
 	c.Flags().BoolVar(&dry, "dry-run", false, "say what would go, remove nothing")

@@ -1,51 +1,43 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/overboot/overboot/mkimage/initramfs"
 )
 
-// runInspect is "overboot inspect".
-func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	long := fs.Bool("l", false, "list every entry (mode, owner, size, name), not only the segments")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: overboot inspect [-l] FILE...
-
-Lists an initramfs as the kernel unpacks it: each segment (a cpio archive,
+func inspectCmd(sio stdio) *cobra.Command {
+	var long bool
+	c := &cobra.Command{
+		Use:   "inspect [-l] FILE...",
+		Short: "list the contents of an initramfs (several segments, any compression)",
+		Long: `Lists an initramfs as the kernel unpacks it: each segment (a cpio archive,
 plain or compressed with gzip, zstd, xz or bzip2; several may be
-concatenated, e.g. microcode first) with its offset and entries.
-
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+concatenated, e.g. microcode first) with its offset and entries.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errArgs(c, "one or more FILEs")
+			}
 			return nil
-		}
-		return usageError{"inspect: " + err.Error()}
+		},
+		RunE: func(cmd *cobra.Command, files []string) error {
+			var errs []error
+			for _, name := range files {
+				if err := inspectFile(name, long, sio.out); err != nil {
+					errs = append(errs, fmt.Errorf("inspect %s: %w", name, err))
+				}
+			}
+			return errors.Join(errs...)
+		},
 	}
-	if len(files) == 0 {
-		fs.Usage()
-		return usageError{"inspect: no file given"}
-	}
-	var errs []error
-	for _, name := range files {
-		if err := inspectFile(name, *long, stdout); err != nil {
-			errs = append(errs, fmt.Errorf("inspect %s: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
+	c.Flags().BoolVarP(&long, "long", "l", false, "list every entry (mode, owner, size, name), not only the segments")
+	return c
 }
 
 func inspectFile(name string, long bool, w io.Writer) error {

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,73 +10,81 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage/initramfs"
 )
 
-// runMkimageInitramfs is "overboot mkimage initramfs".
-func runMkimageInitramfs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mkimage initramfs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		agent   = fs.String("agent", "build/overboot-init", "the static agent `binary` (make build makes it)")
-		shell   = fs.Bool("rescue-shell", true, "make /bin/sh a link to the agent, which is a POSIX shell when called sh (for overboot.onfail=shell)")
-		release = fs.String("kernel-release", "", "kernel `release` whose modules to ship (default: the newest in /lib/modules)")
-		modDir  = fs.String("modules-dir", "/lib/modules", "where the kernels' module trees are")
-		mods    = fs.String("modules", strings.Join(initramfs.DefaultModules, ","), "comma-separated `modules` to load at boot (dependencies are added)")
-		add     = fs.String("add-modules", "", "comma-separated `modules` to load in addition to -modules")
-		generic = fs.Bool("generic", false, "add every wired network driver of the kernel ("+strings.Join(initramfs.NetworkDriverDirs, ", ")+") and their firmware: for machines that boot without iPXE, which cannot get a driver segment from the server")
-		fw      = fs.Bool("firmware", false, "add the firmware files the shipped modules name, from -firmware-dir (implied by -generic)")
-		fwDir   = fs.String("firmware-dir", initramfs.DefaultFirmwareDir, "where the firmware files are")
-		comp    = fs.String("comp", "zstd", "compression: "+strings.Join(initramfs.Compressions, ", "))
-		out     = fs.String("o", "", "write the initramfs to this `file`")
-		dir     = fs.String("store", "", "store `directory` to add it to (with -name)")
-		name    = fs.String("name", "", "`name` to publish it under in the store")
-	)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: overboot mkimage initramfs [flags] (-o FILE | -store DIR -name NAME)
+// mkimageInitramfsOptions are mkimage initramfs's flags.
+type mkimageInitramfsOptions struct {
+	agent, release, modDir, mods, add, fwDir, comp, out, dir, name string
+	shell, generic, fw                                             bool
+}
 
-Builds the overboot initramfs: the agent as /init (and, called as /bin/sh, the
+func mkimageInitramfsCmd(sio stdio) *cobra.Command {
+	var f mkimageInitramfsOptions
+	c := &cobra.Command{
+		Use:   "initramfs (-o FILE | --store DIR --name NAME)",
+		Short: "initramfs with the overboot agent and the kernel modules it needs",
+		Long: `Builds the overboot initramfs: the agent as /init (and, called as /bin/sh, the
 rescue shell), and the kernel modules the agent loads at boot with everything they
 depend on (modules.dep of the kernel release), as a compressed newc cpio.
 
-flags:
-`)
-		fs.PrintDefaults()
+Output: -o FILE, or --store DIR --name NAME: the initramfs goes into the
+data directory DIR by its sha256 and NAME is published in DIR's state store.`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMkimageInitramfs(cmd.Context(), cmd, f, sio.out)
+		},
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{"mkimage initramfs: " + err.Error()}
+	fs := c.Flags()
+	fs.StringVar(&f.agent, "agent", "build/overboot-init", "the static agent `binary` (make build makes it)")
+	fs.BoolVar(&f.shell, "rescue-shell", true, "make /bin/sh a link to the agent, which is a POSIX shell when called sh (for overboot.onfail=shell); --rescue-shell=false leaves it out")
+	fs.StringVar(&f.release, "kernel-release", "", "kernel `release` whose modules to ship (default: the newest in /lib/modules)")
+	fs.StringVar(&f.modDir, "modules-dir", "/lib/modules", "where the kernels' module trees are")
+	fs.StringVar(&f.mods, "modules", strings.Join(initramfs.DefaultModules, ","), "comma-separated `modules` to load at boot (dependencies are added)")
+	fs.StringVar(&f.add, "add-modules", "", "comma-separated `modules` to load in addition to --modules")
+	fs.BoolVar(&f.generic, "generic", false, "add every wired network driver of the kernel ("+strings.Join(initramfs.NetworkDriverDirs, ", ")+") and their firmware: for machines that boot without iPXE, which cannot get a driver segment from the server")
+	fs.BoolVar(&f.fw, "firmware", false, "add the firmware files the shipped modules name, from --firmware-dir (implied by --generic)")
+	fs.StringVar(&f.fwDir, "firmware-dir", initramfs.DefaultFirmwareDir, "where the firmware files are")
+	fs.StringVar(&f.comp, "comp", "zstd", "compression: "+strings.Join(initramfs.Compressions, ", "))
+	fs.StringVarP(&f.out, "out", "o", "", "write the initramfs to this `file`")
+	fs.StringVar(&f.dir, "store", "", "store `directory` to add it to (with --name)")
+	fs.StringVar(&f.name, "name", "", "`name` to publish it under in the store")
+	c.MarkFlagFilename("agent")
+	c.MarkFlagDirname("modules-dir")
+	c.MarkFlagDirname("firmware-dir")
+	c.MarkFlagDirname("store")
+	return c
+}
+
+// runMkimageInitramfs is "overboot mkimage initramfs".
+func runMkimageInitramfs(ctx context.Context, c *cobra.Command, fl mkimageInitramfsOptions, stdout io.Writer) error {
+	if (fl.out == "") == (fl.dir == "") || (fl.dir != "" && fl.name == "") || (fl.out != "" && fl.name != "") {
+		return usagef(c, "give either -o FILE or --store DIR --name NAME")
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Sprintf("mkimage initramfs: unexpected argument %q", pos[0])}
-	}
-	if (*out == "") == (*dir == "") || (*dir != "" && *name == "") || (*out != "" && *name != "") {
-		return usageError{"mkimage initramfs: give either -o FILE or -store DIR -name NAME"}
-	}
-	o := initramfs.Options{Agent: *agent, NoRescueShell: !*shell, KernelRelease: *release, ModulesDir: *modDir, Compression: *comp,
-		Firmware: *fw || *generic, FirmwareDir: *fwDir}
-	o.Modules = splitList(*mods)
-	o.Modules = append(o.Modules, splitList(*add)...)
+	var err error
+	o := initramfs.Options{Agent: fl.agent, NoRescueShell: !fl.shell, KernelRelease: fl.release, ModulesDir: fl.modDir, Compression: fl.comp,
+		Firmware: fl.fw || fl.generic, FirmwareDir: fl.fwDir}
+	o.Modules = splitList(fl.mods)
+	o.Modules = append(o.Modules, splitList(fl.add)...)
 	if o.Modules == nil {
 		o.Modules = []string{}
 	}
-	if o.KernelRelease == "" && (len(o.Modules) > 0 || *generic) {
-		if o.KernelRelease, err = newestRelease(*modDir); err != nil {
+	if o.KernelRelease == "" && (len(o.Modules) > 0 || fl.generic) {
+		if o.KernelRelease, err = newestRelease(fl.modDir); err != nil {
 			return err
 		}
 	}
-	if *generic {
-		mt, err := initramfs.OpenModuleTree(*modDir, o.KernelRelease)
+	if fl.generic {
+		mt, err := initramfs.OpenModuleTree(fl.modDir, o.KernelRelease)
 		if err != nil {
 			return fmt.Errorf("mkimage initramfs: %w", err)
 		}
 		nets, err := mt.NetworkDrivers()
 		if err != nil {
-			return fmt.Errorf("mkimage initramfs: -generic: %w", err)
+			return fmt.Errorf("mkimage initramfs: --generic: %w", err)
 		}
 		for _, n := range nets {
 			if !slices.Contains(o.Modules, n) {
@@ -86,8 +92,8 @@ flags:
 			}
 		}
 	}
-	if *out != "" {
-		f, err := os.CreateTemp(filepath.Dir(*out), ".initramfs-*")
+	if fl.out != "" {
+		f, err := os.CreateTemp(filepath.Dir(fl.out), ".initramfs-*")
 		if err != nil {
 			return fmt.Errorf("mkimage initramfs: %w", err)
 		}
@@ -104,28 +110,28 @@ flags:
 			err = os.Chmod(f.Name(), 0o644)
 		}
 		if err == nil {
-			err = os.Rename(f.Name(), *out)
+			err = os.Rename(f.Name(), fl.out)
 		}
 		if err != nil {
 			return fmt.Errorf("mkimage initramfs: %w", err)
 		}
 		fmt.Fprintf(stdout, "%s %s %d bytes (%s; %d bytes uncompressed), %d files, %d module files for %s\n",
-			*out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
+			fl.out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
 		firmwareNote(stdout, o, sum)
 		return nil
 	}
-	st, err := blobstore.Open(*dir)
+	st, err := blobstore.Open(fl.dir)
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
-	if err := blobstore.CheckName(*name); err != nil {
-		return usageError{"mkimage initramfs: " + err.Error()}
+	if err := blobstore.CheckName(fl.name); err != nil {
+		return usagef(c, "%v", err)
 	}
 	m, err := initramfs.BuildToStore(ctx, st, o)
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
-	im, err := publishLocal(ctx, *dir, *name, m)
+	im, err := publishLocal(ctx, fl.dir, fl.name, m)
 	if err != nil {
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
@@ -134,7 +140,7 @@ flags:
 }
 
 // firmwareNote says which firmware went in and which the modules name
-// but -firmware-dir lacks.
+// but --firmware-dir lacks.
 func firmwareNote(w io.Writer, o initramfs.Options, sum initramfs.Summary) {
 	if !o.Firmware {
 		return
@@ -160,12 +166,12 @@ func splitList(s string) []string {
 func newestRelease(dir string) (string, error) {
 	deps, _ := filepath.Glob(filepath.Join(dir, "*", "modules.dep"))
 	if len(deps) == 0 {
-		return "", fmt.Errorf("mkimage initramfs: no kernel modules in %s: install a kernel (linux-image-amd64) or give -kernel-release and -modules-dir", dir)
+		return "", fmt.Errorf("mkimage initramfs: no kernel modules in %s: install a kernel (linux-image-amd64) or give --kernel-release and --modules-dir", dir)
 	}
 	// Glob sorts; version order matters only with several kernels, and
-	// then -kernel-release says which.
+	// then --kernel-release says which.
 	if len(deps) > 1 {
-		return "", fmt.Errorf("mkimage initramfs: several kernels in %s: choose one with -kernel-release", dir)
+		return "", fmt.Errorf("mkimage initramfs: several kernels in %s: choose one with --kernel-release", dir)
 	}
 	return filepath.Base(filepath.Dir(deps[0])), nil
 }

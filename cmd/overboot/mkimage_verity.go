@@ -1,58 +1,46 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/overboot/overboot/internal/durable"
 	"github.com/overboot/overboot/internal/verity"
 )
 
-// runMkimageVerity is "overboot mkimage verity".
-func runMkimageVerity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mkimage verity", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		out  = fs.String("o", "", "write the tree to this `file` (default IMAGE.verity)")
-		base = fs.String("url", "", "`URL` the image and the tree will be served under (http://HOST/DIR), to print complete kernel parameters")
-	)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: overboot mkimage verity [flags] IMAGE
-
-Builds the dm-verity hash tree of a root image for reading it on demand
+func mkimageVerityCmd(sio stdio) *cobra.Command {
+	var out, base string
+	c := &cobra.Command{
+		Use:   "verity IMAGE",
+		Short: "dm-verity tree of a root image, for reading it on demand",
+		Long: `Builds the dm-verity hash tree of a root image for reading it on demand
 (overboot.lower.mode=lazy or fill on a static kernel command line; an
 overboot server makes its own), as veritysetup format writes it (format 1,
 sha256, 4 KiB blocks, superblock first), with a salt derived from the image,
 and prints the kernel parameters that name it: overboot.verity.root is the
 trust anchor, so the command line must come from somewhere trusted. IMAGE
-must be a multiple of 4096 bytes (mksquashfs pads to 4 KiB unless -nopad).
+must be a multiple of 4096 bytes (mksquashfs pads to 4 KiB unless -nopad).`,
+		Args: exactArgs(1, "exactly one IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMkimageVerity(args[0], out, base, sio.out)
+		},
+	}
+	c.Flags().StringVarP(&out, "out", "o", "", "write the tree to this `file` (default IMAGE.verity)")
+	c.Flags().StringVar(&base, "url", "", "`URL` the image and the tree will be served under (http://HOST/DIR), to print complete kernel parameters")
+	return c
+}
 
-flags:
-`)
-		fs.PrintDefaults()
-	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{"mkimage verity: " + err.Error()}
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return usageError{"mkimage verity: want exactly one IMAGE"}
-	}
-	img := pos[0]
-	if *out == "" {
-		*out = img + ".verity"
+// runMkimageVerity is "overboot mkimage verity".
+func runMkimageVerity(img, out, base string, stdout io.Writer) error {
+	if out == "" {
+		out = img + ".verity"
 	}
 	f, err := os.Open(img)
 	if err != nil {
@@ -68,7 +56,7 @@ flags:
 		return err
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".verity-*")
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".verity-*")
 	if err != nil {
 		return err
 	}
@@ -87,17 +75,17 @@ flags:
 	if err != nil {
 		return fmt.Errorf("%s: %w", img, err)
 	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
+	if err := os.Rename(tmp.Name(), out); err != nil {
 		return err
 	}
-	if err := durable.Sync(filepath.Dir(*out)); err != nil {
+	if err := durable.Sync(filepath.Dir(out)); err != nil {
 		return err
 	}
-	u := strings.TrimSuffix(*base, "/")
+	u := strings.TrimSuffix(base, "/")
 	if u == "" {
 		u = "http://HOST"
 	}
 	fmt.Fprintf(stdout, "overboot.lower=%s/%s overboot.digest=sha256:%s overboot.size=%d overboot.lower.mode=lazy overboot.verity=%s/%s overboot.verity.digest=sha256:%x overboot.verity.size=%d overboot.verity.root=%x\n",
-		u, filepath.Base(img), digest, fi.Size(), u, filepath.Base(*out), th.Sum(nil), tr.HashSize, tr.RootHash)
+		u, filepath.Base(img), digest, fi.Size(), u, filepath.Base(out), th.Sum(nil), tr.HashSize, tr.RootHash)
 	return nil
 }

@@ -20,7 +20,7 @@ func TestMkimageVerity(t *testing.T) {
 	b := make([]byte, 4096*300)
 	rand.Read(b)
 	os.WriteFile(img, b, 0o644)
-	out, err := cli(t, "", "mkimage", "verity", "-url", "http://10.0.2.2/img", img)
+	out, err := cli(t, "", "mkimage", "verity", "--url", "http://10.0.2.2/img", img)
 	if err != nil {
 		t.Fatal(err)
 	}

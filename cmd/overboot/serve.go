@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,28 +9,28 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/dhcp"
 )
 
-// runServe is "overboot serve".
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		cfgPath = fs.String("config", "", "configuration `file` (default: none; then flags only, and no profiles)")
-		listen  = fs.String("listen", "", "listen `address` (overrides the config; default "+config.DefaultListen+")")
-		data    = fs.String("data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
-		iscsiAt = fs.String("iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi or sanboot)")
-		verbose = fs.Bool("v", false, "log every request")
-		drain   = fs.Duration("drain", server.DefaultDrain, "on SIGTERM or SIGINT, how long transfers in flight get to finish")
-	)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: overboot serve [-config FILE] [flags]
+// serveOptions are serve's flags.
+type serveOptions struct {
+	config, listen, data, iscsi string
+	verbose, checkConfig        bool
+	drain                       time.Duration
+}
 
-Serves iPXE scripts (/boot.ipxe, /ipxe?mac=...), artifacts by digest
+func serveCmd(sio stdio) *cobra.Command {
+	var o serveOptions
+	c := &cobra.Command{
+		Use:   "serve [--config FILE]",
+		Short: "run the server: iPXE scripts, artifacts, the iSCSI target, the admin API",
+		Long: `Serves iPXE scripts (/boot.ipxe, /ipxe?mac=...), artifacts by digest
 (/blobs/sha256/HEX, with Range and ETag), the admin API (/api/v1), /status
 and /metrics.
 With a profile that has upper = iscsi or sanboot = DISK, it also runs the
@@ -79,45 +77,75 @@ own rights can read is ever served.
 Signals: SIGHUP reloads the configuration file (checked first: a bad one
 is refused with FILE:LINE and the old one keeps running; listen, data and
 iscsi need a restart); SIGTERM or SIGINT stop accepting and let transfers
-in flight finish (up to -drain).
+in flight finish (up to --drain).
 
-flags:
-`)
-		fs.PrintDefaults()
+--check-config checks the configuration as serve does at start (the same
+FILE:LINE errors) and resolves each profile's kernel, initramfs and root
+against the data directory, then prints the listen addresses, the services
+(iSCSI, TFTP, ProxyDHCP, DHCP, DHCPv6) and each profile with its enroll
+policy and what its references resolve to, and exits: 0 when serve would
+start, 1 with the errors when it would refuse. It only reads: no listener,
+no DATA/lock (it runs beside a running server), nothing written; the state
+store is read read-only. Not checked: whether the addresses are free, and
+the dm-verity trees of lower-mode lazy or fill images (serve makes them at
+start).`,
+		Args: exactArgs(0, "no arguments (flags only)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.checkConfig {
+				return checkConfig(cmd.Context(), cmd, o, sio.out)
+			}
+			return runServe(cmd.Context(), cmd, o, sio.out, sio.errOut)
+		},
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{"serve: " + err.Error()}
-	}
-	if len(pos) > 0 {
-		return usageError{fmt.Sprintf("serve: unexpected argument %q", pos[0])}
-	}
+	fs := c.Flags()
+	fs.StringVar(&o.config, "config", "", "configuration `file` (default: none; then flags only, and no profiles)")
+	fs.StringVar(&o.listen, "listen", "", "listen `address` (overrides the config; default "+config.DefaultListen+")")
+	fs.StringVar(&o.data, "data", "", "store `directory` (overrides the config; default "+config.DefaultData+")")
+	fs.StringVar(&o.iscsi, "iscsi", "", "iSCSI listen `address` (overrides the config; default "+config.DefaultISCSI+"; used when a profile has upper = iscsi or sanboot)")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every request")
+	fs.DurationVar(&o.drain, "drain", server.DefaultDrain, "on SIGTERM or SIGINT, how long transfers in flight get to finish")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "check the configuration (and the profiles' images, read-only), print what would be served, and exit: 0 if serve would start with it")
+	c.MarkFlagFilename("config", "conf")
+	c.MarkFlagDirname("data")
+	return c
+}
+
+// loadConfig is the configuration serve runs with: the file's (or the
+// defaults without one) with the flags' overrides.
+func loadConfig(c *cobra.Command, o serveOptions) (*config.Config, error) {
 	cfg := config.Default()
-	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			return err
+	if o.config != "" {
+		var err error
+		if cfg, err = config.Load(o.config); err != nil {
+			return nil, err
 		}
 	}
-	if *listen != "" {
-		if _, _, err := net.SplitHostPort(*listen); err != nil {
-			return usageError{fmt.Sprintf("serve: -listen %q: %v", *listen, err)}
+	if o.listen != "" {
+		if _, _, err := net.SplitHostPort(o.listen); err != nil {
+			return nil, usagef(c, "--listen %q: %v", o.listen, err)
 		}
-		cfg.Listen = *listen
+		cfg.Listen = o.listen
 	}
-	if *data != "" {
-		cfg.Data = *data
+	if o.data != "" {
+		cfg.Data = o.data
 	}
-	if *iscsiAt != "" {
-		if _, _, err := net.SplitHostPort(*iscsiAt); err != nil {
-			return usageError{fmt.Sprintf("serve: -iscsi %q: %v", *iscsiAt, err)}
+	if o.iscsi != "" {
+		if _, _, err := net.SplitHostPort(o.iscsi); err != nil {
+			return nil, usagef(c, "--iscsi %q: %v", o.iscsi, err)
 		}
-		cfg.ISCSI = *iscsiAt
+		cfg.ISCSI = o.iscsi
+	}
+	return cfg, nil
+}
+
+// runServe is "overboot serve".
+func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(c, o)
+	if err != nil {
+		return err
 	}
 	level := slog.LevelWarn
-	if *verbose {
+	if o.verbose {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -131,9 +159,9 @@ flags:
 		return err
 	}
 	fmt.Fprintf(stdout, "overboot: serving on http://%s (%d profiles, %d machines, data %s)\n", ln.Addr(), len(cfg.Profiles), len(cfg.Machines), cfg.Data)
-	srv.Drain = *drain
-	if *cfgPath != "" {
-		stop := reloadOnHUP(ctx, *cfgPath, srv, cfgOverrides{listen: *listen, data: *data, iscsi: *iscsiAt}, stdout, log)
+	srv.Drain = o.drain
+	if o.config != "" {
+		stop := reloadOnHUP(ctx, o.config, srv, cfgOverrides{listen: o.listen, data: o.data, iscsi: o.iscsi}, stdout, log)
 		defer stop()
 	}
 	// Each service in its own goroutine; the first to fail stops them all.

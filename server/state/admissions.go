@@ -39,8 +39,8 @@ type Admission struct {
 	// (mutual CHAP), made with Secret.
 	TargetSecret string    `json:"-"`
 	HostKeys     string    `json:"-"` // stable SSH host keys (JSON, server/identity)
-	Granted      time.Time `json:"granted"`
-	Seen         time.Time `json:"seen"`
+	Granted      time.Time `json:"granted,omitzero"`
+	Seen         time.Time `json:"seen,omitzero"`
 }
 
 const admissionCols = `mac, profile, policy, address, chap_secret, target_secret, host_keys, granted_at, seen_at`
@@ -63,8 +63,8 @@ type Request struct {
 	Address  string    `json:"address"`
 	Hostname string    `json:"hostname,omitempty"` // as the request said
 	UUID     string    `json:"uuid,omitempty"`
-	First    time.Time `json:"first"`
-	Seen     time.Time `json:"seen"`
+	First    time.Time `json:"first,omitzero"`
+	Seen     time.Time `json:"seen,omitzero"`
 	Asked    int       `json:"asked"` // how many times
 	// Conflict: the machine is admitted to the profile at another
 	// address, and this request was refused.

@@ -17,8 +17,8 @@ type Boot struct {
 	User    string    `json:"user,omitempty"`
 	Address string    `json:"address"`
 	Image   string    `json:"image,omitempty"` // digest of the root it was given
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
+	Started time.Time `json:"started,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
 	Phase   string    `json:"phase"`
 	Outcome string    `json:"outcome"` // running, ok, failed
 	Message string    `json:"message,omitempty"`
@@ -27,7 +27,7 @@ type Boot struct {
 // BootEvent is one step of a boot, seen by the server (script, kernel,
 // initramfs, root, document, ...) or reported by the agent (its phases).
 type BootEvent struct {
-	At      time.Time `json:"at"`
+	At      time.Time `json:"at,omitzero"`
 	Source  string    `json:"source"` // server or agent
 	Phase   string    `json:"phase"`
 	Outcome string    `json:"outcome"`

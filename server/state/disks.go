@@ -41,7 +41,7 @@ type Disk struct {
 	Size      int64     `json:"size_bytes"`
 	Base      string    `json:"base,omitempty"` // for cow: the base image it was made over (path size mtime)
 	Status    string    `json:"status"`
-	Created   time.Time `json:"created"`
+	Created   time.Time `json:"created,omitzero"`
 	// ExportedTo is the initiator it was last exported to ("" never).
 	ExportedTo string `json:"exported_to,omitempty"`
 }

@@ -18,7 +18,7 @@ type Image struct {
 	Compression   string    `json:"compression,omitempty"`
 	KernelRelease string    `json:"kernel_release,omitempty"`
 	Note          string    `json:"note,omitempty"` // e.g. "rollback to 3"
-	Published     time.Time `json:"published"`
+	Published     time.Time `json:"published,omitzero"`
 }
 
 const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at`

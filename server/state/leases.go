@@ -11,7 +11,7 @@ import (
 type Lease struct {
 	MAC      string    `json:"mac"`
 	IP       string    `json:"ip"`
-	Expires  time.Time `json:"expires"`
+	Expires  time.Time `json:"expires,omitzero"`
 	Hostname string    `json:"hostname,omitempty"`
 }
 

@@ -14,7 +14,7 @@ type Lease6 struct {
 	DUID    string    `json:"duid"` // hex
 	IAID    uint32    `json:"iaid"`
 	IP      string    `json:"ip"`
-	Expires time.Time `json:"expires"`
+	Expires time.Time `json:"expires,omitzero"`
 	MAC     string    `json:"mac,omitempty"` // the client's hardware address, when known
 }
 

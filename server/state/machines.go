@@ -21,8 +21,8 @@ type Machine struct {
 	Address  string    `json:"address"`
 	Hostname string    `json:"hostname,omitempty"`
 	UUID     string    `json:"uuid,omitempty"`
-	Created  time.Time `json:"created"`
-	Seen     time.Time `json:"seen"`
+	Created  time.Time `json:"created,omitzero"`
+	Seen     time.Time `json:"seen,omitzero"`
 	// MachineID is stable across its boots (machine-id(5)); not a secret.
 	MachineID string `json:"machine_id,omitempty"`
 }

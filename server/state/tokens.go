@@ -78,8 +78,8 @@ type APIToken struct {
 	Name    string    `json:"name"`
 	Scope   string    `json:"scope"` // read, operate or admin (package server/enroll)
 	Hash    string    `json:"-"`
-	Created time.Time `json:"created"`
-	Used    time.Time `json:"used,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+	Used    time.Time `json:"used,omitzero"`
 }
 
 // AddAPIToken stores an admin token.

@@ -14,8 +14,8 @@ type User struct {
 	PasswordHash string    `json:"-"` // PHC string, argon2id (server/enroll)
 	Secret       string    `json:"-"` // CHAP secret of the latest login
 	TargetSecret string    `json:"-"` // its disks' target's secret (mutual CHAP), new with Secret
-	Created      time.Time `json:"created"`
-	Updated      time.Time `json:"updated"`
+	Created      time.Time `json:"created,omitzero"`
+	Updated      time.Time `json:"updated,omitzero"`
 }
 
 const userCols = `name, password_hash, chap_secret, target_secret, created_at, updated_at`
