@@ -15,7 +15,7 @@ import (
 // LockFile is the file under DATA that a running server holds an exclusive
 // flock on, with its PID inside, so that a second server on the same data
 // directory refuses to start. Commands that only read or add to the data
-// directory (token create, mkimage -store) do not take it.
+// directory (token create, mkimage --store) do not take it.
 const LockFile = "lock"
 
 // lockWait is how long Open waits for the lock of a data directory another

@@ -307,7 +307,7 @@ func (s *Set) resolve(ctx context.Context, kind, ref string) (Artifact, error) {
 	im, err := s.names.Image(ctx, ref)
 	if err != nil {
 		if errors.Is(err, state.ErrNotFound) {
-			return Artifact{}, fmt.Errorf("no image of that name (publish one: overboot image publish %s FILE, or overboot mkimage ... -name %s)", ref, ref)
+			return Artifact{}, fmt.Errorf("no image of that name (publish one: overboot image publish %s FILE, or overboot mkimage ... --name %s)", ref, ref)
 		}
 		return Artifact{}, err
 	}
