@@ -45,7 +45,7 @@ type Admission struct {
 
 const admissionCols = `mac, profile, policy, address, chap_secret, target_secret, host_keys, granted_at, seen_at`
 
-func scanAdmission(row interface{ Scan(...any) error }) (Admission, error) {
+func scanAdmission(row scanner) (Admission, error) {
 	var a Admission
 	var g, s int64
 	err := row.Scan(&a.MAC, &a.Profile, &a.Policy, &a.Address, &a.Secret, &a.TargetSecret, &a.HostKeys, &g, &s)
@@ -73,7 +73,7 @@ type Request struct {
 
 const requestCols = `mac, profile, address, hostname, uuid, first_at, seen_at, asked, conflict`
 
-func scanRequest(row interface{ Scan(...any) error }) (Request, error) {
+func scanRequest(row scanner) (Request, error) {
 	var r Request
 	var f, s int64
 	err := row.Scan(&r.MAC, &r.Profile, &r.Address, &r.Hostname, &r.UUID, &f, &s, &r.Asked, &r.Conflict)

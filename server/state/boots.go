@@ -41,7 +41,7 @@ const KeepBoots = 50
 
 const bootCols = `id, mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message`
 
-func scanBoot(row interface{ Scan(...any) error }) (Boot, error) {
+func scanBoot(row scanner) (Boot, error) {
 	var b Boot
 	var s, u int64
 	err := row.Scan(&b.ID, &b.MAC, &b.Profile, &b.User, &b.Address, &b.Image, &s, &u, &b.Phase, &b.Outcome, &b.Message)
@@ -117,20 +117,7 @@ func (d *DB) BootByID(ctx context.Context, id int64) (Boot, error) {
 }
 
 func (d *DB) queryBoots(ctx context.Context, q string, args ...any) ([]Boot, error) {
-	rows, err := d.sql.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Boot
-	for rows.Next() {
-		b, err := scanBoot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d.sql, scanBoot, q, args...)
 }
 
 // Boots lists a machine's boots, newest first ("" = every machine's), at
@@ -156,39 +143,17 @@ func (d *DB) ActiveBoots(ctx context.Context, since time.Time, done string) ([]B
 
 // BootEvents lists a boot's events in order.
 func (d *DB) BootEvents(ctx context.Context, bootID int64) ([]BootEvent, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT at, source, phase, outcome, seconds, bytes, message FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []BootEvent
-	for rows.Next() {
+	return queryAll(ctx, d.sql, func(row scanner) (BootEvent, error) {
 		var e BootEvent
 		var at int64
-		if err := rows.Scan(&at, &e.Source, &e.Phase, &e.Outcome, &e.Seconds, &e.Bytes, &e.Message); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&at, &e.Source, &e.Phase, &e.Outcome, &e.Seconds, &e.Bytes, &e.Message)
 		e.At = fromMillis(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	}, `SELECT at, source, phase, outcome, seconds, bytes, message FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)
 }
 
 // BootImages lists the root digests of boots updated since since: the
 // blobs machines may still be reading.
 func (d *DB) BootImages(ctx context.Context, since time.Time) (map[string]bool, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT DISTINCT image FROM boots WHERE image <> '' AND updated_at >= ?`, since.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out[s] = true
-	}
-	return out, rows.Err()
+	return d.stringSet(ctx, `SELECT DISTINCT image FROM boots WHERE image <> '' AND updated_at >= ?`, since.UnixMilli())
 }

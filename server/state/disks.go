@@ -48,7 +48,7 @@ type Disk struct {
 
 const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, exported_to`
 
-func scanDisk(row interface{ Scan(...any) error }) (Disk, error) {
+func scanDisk(row scanner) (Disk, error) {
 	var k Disk
 	var c int64
 	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c, &k.ExportedTo)
@@ -66,20 +66,7 @@ func (d *DB) Disk(ctx context.Context, ownerKind, owner, profile string) (Disk, 
 }
 
 func (d *DB) queryDisks(ctx context.Context, where string, args ...any) ([]Disk, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+diskCols+` FROM disks `+where+` ORDER BY id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Disk
-	for rows.Next() {
-		k, err := scanDisk(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d.sql, scanDisk, `SELECT `+diskCols+` FROM disks `+where+` ORDER BY id`, args...)
 }
 
 // Disks lists every disk.

@@ -23,7 +23,7 @@ type Image struct {
 
 const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at`
 
-func scanImage(row interface{ Scan(...any) error }) (Image, error) {
+func scanImage(row scanner) (Image, error) {
 	var m Image
 	var p int64
 	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p)
@@ -67,20 +67,7 @@ func (d *DB) ImageVersion(ctx context.Context, name string, version int) (Image,
 }
 
 func (d *DB) queryImages(ctx context.Context, q string, args ...any) ([]Image, error) {
-	rows, err := d.sql.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Image
-	for rows.Next() {
-		m, err := scanImage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d.sql, scanImage, q, args...)
 }
 
 // Images lists every name at its current version.
@@ -99,18 +86,5 @@ func (d *DB) ImageHistory(ctx context.Context, name string) ([]Image, error) {
 
 // ImageDigests lists every digest any name's history refers to.
 func (d *DB) ImageDigests(ctx context.Context) (map[string]bool, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT DISTINCT digest FROM images`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out[s] = true
-	}
-	return out, rows.Err()
+	return d.stringSet(ctx, `SELECT DISTINCT digest FROM images`)
 }

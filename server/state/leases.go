@@ -43,20 +43,11 @@ func (d *DB) DeleteLease(ctx context.Context, mac string) error {
 
 // Leases lists every lease.
 func (d *DB) Leases(ctx context.Context) ([]Lease, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT mac, ip, expires_at, hostname FROM leases ORDER BY ip`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Lease
-	for rows.Next() {
+	return queryAll(ctx, d.sql, func(row scanner) (Lease, error) {
 		var l Lease
 		var exp int64
-		if err := rows.Scan(&l.MAC, &l.IP, &exp, &l.Hostname); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&l.MAC, &l.IP, &exp, &l.Hostname)
 		l.Expires = fromMillis(exp)
-		out = append(out, l)
-	}
-	return out, rows.Err()
+		return l, err
+	}, `SELECT mac, ip, expires_at, hostname FROM leases ORDER BY ip`)
 }

@@ -54,20 +54,11 @@ func (d *DB) DeleteLease6(ctx context.Context, duid string, iaid uint32) error {
 
 // Leases6 lists every DHCPv6 lease.
 func (d *DB) Leases6(ctx context.Context) ([]Lease6, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT duid, iaid, ip, expires_at, mac FROM leases6 ORDER BY ip`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Lease6
-	for rows.Next() {
+	return queryAll(ctx, d.sql, func(row scanner) (Lease6, error) {
 		var l Lease6
 		var exp int64
-		if err := rows.Scan(&l.DUID, &l.IAID, &l.IP, &exp, &l.MAC); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&l.DUID, &l.IAID, &l.IP, &exp, &l.MAC)
 		l.Expires = fromMillis(exp)
-		out = append(out, l)
-	}
-	return out, rows.Err()
+		return l, err
+	}, `SELECT duid, iaid, ip, expires_at, mac FROM leases6 ORDER BY ip`)
 }

@@ -29,7 +29,7 @@ type Machine struct {
 
 const machineCols = `mac, profile, address, hostname, uuid, created_at, seen_at, machine_id`
 
-func scanMachine(row interface{ Scan(...any) error }) (Machine, error) {
+func scanMachine(row scanner) (Machine, error) {
 	var m Machine
 	var created, seen int64
 	err := row.Scan(&m.MAC, &m.Profile, &m.Address, &m.Hostname, &m.UUID, &created, &seen, &m.MachineID)
@@ -51,10 +51,13 @@ func (d *DB) Machines(ctx context.Context) ([]Machine, error) {
 	return queryAll(ctx, d.sql, scanMachine, `SELECT `+machineCols+` FROM machines ORDER BY mac`)
 }
 
+// scanner is a row to scan: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
 // queryAll runs a query and scans every row with scan.
 func queryAll[T any](ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
+}, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -69,6 +72,23 @@ func queryAll[T any](ctx context.Context, q interface {
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// stringSet runs a query of one text column and returns its values as a
+// set.
+func (d *DB) stringSet(ctx context.Context, query string, args ...any) (map[string]bool, error) {
+	vs, err := queryAll(ctx, d.sql, func(row scanner) (string, error) {
+		var s string
+		return s, row.Scan(&s)
+	}, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(vs))
+	for _, v := range vs {
+		out[v] = true
+	}
+	return out, nil
 }
 
 // ErrQuota is wrapped by refusals past a profile's quota.

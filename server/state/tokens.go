@@ -113,7 +113,7 @@ func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
 
 const apiTokenCols = `id, name, scope, hash, created_at, used_at`
 
-func scanAPIToken(row interface{ Scan(...any) error }) (APIToken, error) {
+func scanAPIToken(row scanner) (APIToken, error) {
 	var t APIToken
 	var c, u int64
 	err := row.Scan(&t.ID, &t.Name, &t.Scope, &t.Hash, &c, &u)

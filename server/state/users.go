@@ -20,7 +20,7 @@ type User struct {
 
 const userCols = `name, password_hash, chap_secret, target_secret, created_at, updated_at`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
+func scanUser(row scanner) (User, error) {
 	var u User
 	var c, up int64
 	err := row.Scan(&u.Name, &u.PasswordHash, &u.Secret, &u.TargetSecret, &c, &up)
@@ -49,20 +49,7 @@ func (d *DB) User(ctx context.Context, name string) (User, error) {
 
 // Users lists users by name.
 func (d *DB) Users(ctx context.Context) ([]User, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, d.sql, scanUser, `SELECT `+userCols+` FROM users ORDER BY name`)
 }
 
 // CountUsers counts users.
