@@ -158,6 +158,38 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// dropDisks ends the sessions on o's disks and removes them (after
+// checking that o exists: a typo removes nothing). It returns how many
+// went.
+func (a *API) dropDisks(ctx context.Context, o disks.Owner) (int, error) {
+	var err error
+	if o.Kind == state.OwnerUser {
+		_, err = a.d.DB.User(ctx, o.Name)
+	} else {
+		_, err = a.d.DB.Machine(ctx, o.Name)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return a.d.Disks.Reset(ctx, o)
+}
+
+// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// writeList answers a list (an empty one as []), or err.
+func writeList[T any](w http.ResponseWriter, items []T, err error) error {
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, orEmpty(items))
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

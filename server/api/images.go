@@ -34,13 +34,7 @@ type BlobView struct {
 
 func (a *API) images(w http.ResponseWriter, r *http.Request) error {
 	ims, err := a.d.DB.Images(r.Context())
-	if err != nil {
-		return err
-	}
-	if ims == nil {
-		ims = []state.Image{}
-	}
-	return writeJSON(w, http.StatusOK, ims)
+	return writeList(w, ims, err)
 }
 
 func nameParam(r *http.Request) (string, error) {

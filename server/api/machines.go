@@ -116,13 +116,6 @@ func (a *API) machine(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, d)
 }
 
-// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
 
 // ApproveRequest says which of a machine's requests for approval is
 // approved; each may be left out when only one request matches.
@@ -229,10 +222,7 @@ func (a *API) machineReset(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := background(r.Context())
-	if _, err := a.d.DB.Machine(ctx, mac); err != nil {
-		return err
-	}
-	n, err := a.d.Disks.Reset(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
 	if err != nil {
 		return err
 	}
@@ -265,10 +255,7 @@ func (a *API) machineDelete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := background(r.Context())
-	if _, err := a.d.DB.Machine(ctx, mac); err != nil {
-		return err
-	}
-	n, err := a.d.Disks.Reset(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
 	if err != nil {
 		return err
 	}

@@ -15,13 +15,7 @@ import (
 
 func (a *API) disks(w http.ResponseWriter, r *http.Request) error {
 	ks, err := a.d.DB.Disks(r.Context())
-	if err != nil {
-		return err
-	}
-	if ks == nil {
-		ks = []state.Disk{}
-	}
-	return writeJSON(w, http.StatusOK, ks)
+	return writeList(w, ks, err)
 }
 
 func (a *API) diskDelete(w http.ResponseWriter, r *http.Request) error {
@@ -65,13 +59,7 @@ func (a *API) boots(w http.ResponseWriter, r *http.Request) error {
 		limit = n
 	}
 	bs, err := a.d.DB.Boots(r.Context(), mac, limit)
-	if err != nil {
-		return err
-	}
-	if bs == nil {
-		bs = []state.Boot{}
-	}
-	return writeJSON(w, http.StatusOK, bs)
+	return writeList(w, bs, err)
 }
 
 func (a *API) boot(w http.ResponseWriter, r *http.Request) error {
@@ -87,10 +75,7 @@ func (a *API) boot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ev == nil {
-		ev = []state.BootEvent{}
-	}
-	return writeJSON(w, http.StatusOK, BootDetail{Boot: b, Events: ev})
+	return writeJSON(w, http.StatusOK, BootDetail{Boot: b, Events: orEmpty(ev)})
 }
 
 // TokenRequest names a new admin token and its scope.
@@ -101,13 +86,7 @@ type TokenRequest struct {
 
 func (a *API) tokens(w http.ResponseWriter, r *http.Request) error {
 	ts, err := a.d.DB.APITokens(r.Context())
-	if err != nil {
-		return err
-	}
-	if ts == nil {
-		ts = []state.APIToken{}
-	}
-	return writeJSON(w, http.StatusOK, ts)
+	return writeList(w, ts, err)
 }
 
 func (a *API) tokenCreate(w http.ResponseWriter, r *http.Request) error {

@@ -101,10 +101,7 @@ func (a *API) userReset(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := background(r.Context())
-	if _, err := a.d.DB.User(ctx, name); err != nil {
-		return err
-	}
-	n, err := a.d.Disks.Reset(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
 	if err != nil {
 		return err
 	}
@@ -119,10 +116,7 @@ func (a *API) userDelete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := background(r.Context())
-	if _, err := a.d.DB.User(ctx, name); err != nil {
-		return err
-	}
-	n, err := a.d.Disks.Reset(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
 	if err != nil {
 		return err
 	}
