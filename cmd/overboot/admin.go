@@ -149,11 +149,7 @@ ones. A MAC address names a machine, it proves nothing: check the address
 			func(w io.Writer, args []string, _ json.RawMessage) { fmt.Fprintf(w, "%s: %s done\n", args[0], a.name) }))
 	}
 	// The commands that take a MAC complete it from the server.
-	for _, sc := range c.Commands() {
-		if sc.Name() != "ls" {
-			sc.ValidArgsFunction = completeFirst(&f, machineMACs)
-		}
-	}
+	completeSubcommands(c, &f, machineMACs, "ls")
 	return c
 }
 
@@ -300,11 +296,7 @@ func userCmd(sio stdio) *cobra.Command {
 		})
 	}
 	// The commands that take an existing user complete the name.
-	for _, sc := range c.Commands() {
-		if sc.Name() != "ls" && sc.Name() != "add" {
-			sc.ValidArgsFunction = completeFirst(&f, userNames)
-		}
-	}
+	completeSubcommands(c, &f, userNames, "ls", "add")
 	return c
 }
 
@@ -366,11 +358,7 @@ func imageCmd(sio stdio) *cobra.Command {
 	rb.Flags().IntVar(&to, "to", 0, "the `version` to go back to")
 	c.AddCommand(rb)
 	// The commands that take a name complete it from the server.
-	for _, sc := range c.Commands() {
-		if sc.Name() != "ls" {
-			sc.ValidArgsFunction = completeFirst(&f, imageNames)
-		}
-	}
+	completeSubcommands(c, &f, imageNames, "ls")
 	return c
 }
 

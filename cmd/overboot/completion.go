@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,16 @@ const completionTimeout = 3 * time.Second
 // reads from the server's API (with the command line's --server and
 // --token-file, or their variables). Without a token, or when the server
 // does not answer, there are no suggestions and nothing is printed.
+// completeSubcommands makes every subcommand of c but the skipped ones
+// complete its first argument with list.
+func completeSubcommands(c *cobra.Command, f *clientFlags, list func(ctx context.Context, cl *client) ([]cobra.Completion, error), skip ...string) {
+	for _, sc := range c.Commands() {
+		if !slices.Contains(skip, sc.Name()) {
+			sc.ValidArgsFunction = completeFirst(f, list)
+		}
+	}
+}
+
 func completeFirst(f *clientFlags, list func(ctx context.Context, cl *client) ([]cobra.Completion, error)) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) > 0 {
