@@ -169,6 +169,14 @@ func checkRecovered(t *testing.T, vm *VM) {
 	}
 }
 
+// writeLoopConf is the configuration of a server whose default profile
+// boots the test root on an iSCSI upper (open-insecure), writing its
+// counter rounds times (OVERBOOT_TEST=writeloop); extra adds profile keys.
+func writeLoopConf(a *Artifacts, dir string, rounds int, extra string) string {
+	return fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\n%scmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
+		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, extra, rounds)
+}
+
 // TestISCSIRecoverUpper: the machine's root writes a counter in a loop
 // on its iSCSI upper (write, fsync, drop the page cache, read back) while
 // the server restarts: it closes (every session ends), 10 s later a new
@@ -185,8 +193,7 @@ func TestISCSIRecoverUpper(t *testing.T) {
 		rounds = 20
 	)
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
-		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
+	conf := writeLoopConf(a, dir, rounds, "")
 	cfg, err := config.Parse("vmtest.conf", strings.NewReader(conf))
 	if err != nil {
 		t.Fatal(err)
@@ -326,8 +333,7 @@ func TestISCSIRecoverNetworkCut(t *testing.T) {
 		cut    = time.Minute
 	)
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\niscsi-recovery = 150s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
-		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
+	conf := writeLoopConf(a, dir, rounds, "iscsi-recovery = 150s\n")
 	_, httpAddr, iscsiAddr := startServer(t, conf, filepath.Join(dir, "data"))
 	qmpPath := filepath.Join(t.TempDir(), "qmp.sock")
 	vm := startVM(t, Options{
@@ -407,8 +413,7 @@ func TestISCSIRecoverImpostor(t *testing.T) {
 		rounds = 12
 	)
 	dir := t.TempDir()
-	conf := fmt.Sprintf("[server]\ndata = %s\nurl = http://%[2]s\niscsi-portal = %[2]s:3260\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nupper = iscsi\nenroll = open-insecure\nupper-disk-size = 128M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=writeloop OVERBOOT_TEST_ROUNDS=%d OVERBOOT_TEST_UPPER=iscsi\n",
-		filepath.Join(dir, "data"), GuestServer, a.Kernel, a.Initramfs, a.Root, rounds)
+	conf := writeLoopConf(a, dir, rounds, "")
 	s := configServer(t, conf, filepath.Join(dir, "data"))
 	httpAddr := serveHTTP(t, s.Handler())
 	svc := newStoppable(t, s.ServeISCSI)
