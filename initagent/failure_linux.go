@@ -47,7 +47,7 @@ const RescueShell = "/" + boot.InitramfsShell
 
 func rescueShell(console io.Writer) error {
 	if _, err := os.Stat(RescueShell); err != nil {
-		return fmt.Errorf("%s is not in this initramfs (it was built with -rescue-shell=false)", RescueShell)
+		return fmt.Errorf("%s is not in this initramfs (it was built with --rescue-shell=false)", RescueShell)
 	}
 	tty, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {

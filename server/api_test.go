@@ -313,6 +313,12 @@ func TestAPIPublishChecks(t *testing.T) {
 	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+conf+`","kind":"iso"}`, nil); c != 400 || !strings.Contains(b, "want root, kernel, initramfs or disk") {
 		t.Errorf("kind iso: %d %s", c, b)
 	}
+	// A name keeps its kind: an initramfs, a sound one, under the root's
+	// name would fail every boot of the profile.
+	initrd := upload("070701" + strings.Repeat("0", 4090))
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+initrd+`"}`, nil); c != http.StatusConflict || !strings.Contains(b, "image demo is a root, this is a initramfs: publish it under another name") {
+		t.Errorf("a kind change: %d %s", c, b)
+	}
 	if h := history(); len(h) != len(before)+1 {
 		t.Errorf("history: %+v", h)
 	}

@@ -580,7 +580,7 @@ func TestSanbootBadDisk(t *testing.T) {
 	os.WriteFile(disk, make([]byte, 1000), 0o644)
 	for _, path := range []string{disk, filepath.Join(dir, "missing.raw"), dir} {
 		_, err := openConf(t, "[server]\ndata = "+dir+"/data\n[profile default]\nsanboot = "+path+"\nenroll = login\n")
-		if err == nil || !strings.Contains(err.Error(), "t.conf:3: profile default: sanboot") {
+		if err == nil || !strings.Contains(err.Error(), "t.conf:4: profile default: sanboot") {
 			t.Errorf("%s: err = %v", path, err)
 		}
 	}
@@ -759,7 +759,7 @@ func TestLazyProfileRefused(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
 	}
 	_, err := openConf(t, fmt.Sprintf("[server]\ndata = %[1]s/data\n\n[profile default]\nkernel = %[1]s/k\ninitramfs = %[1]s/i\nroot = %[1]s/r\nlower-mode = fill\n", dir))
-	if err == nil || !strings.Contains(err.Error(), "t.conf:4: profile default: lower-mode fill") || !strings.Contains(err.Error(), "not a multiple of 4096") {
+	if err == nil || !strings.Contains(err.Error(), "t.conf:8: profile default: lower-mode fill") || !strings.Contains(err.Error(), "not a multiple of 4096") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -778,15 +778,15 @@ func TestISCSIRecoveryParam(t *testing.T) {
 }
 
 // TestUnservableBootRecorded: a boot the server cannot serve (its root's
-// name now points at a disk image, published behind the API's back) is a
-// failed boot with the server's message, where machine show and the
+// name now points at a blob the store does not have, published behind
+// the API's back) is a failed boot with the server's message, where machine show and the
 // status page look, not only a line in the server's log.
 func TestUnservableBootRecorded(t *testing.T) {
 	f := newFixPre(t, "[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = demo\n[machine 52:54:00:00:00:31]\nprofile = named\n", func(data string) {
 		publishFile(t, data, "demo", "root", squashfsBlob("v1"))
 	})
 	ctx := context.Background()
-	if _, err := f.s.db.PublishImage(ctx, state.Image{Name: "demo", Digest: f.arts().Kernel.Digest.String(), Size: 6, Kind: "disk"}); err != nil {
+	if _, err := f.s.db.PublishImage(ctx, state.Image{Name: "demo", Digest: "sha256:" + strings.Repeat("9", 64), Size: 4096, Kind: "root"}); err != nil {
 		t.Fatal(err)
 	}
 	r := f.do(http.MethodGet, "/ipxe?mac=52-54-00-00-00-31", "192.0.2.31", nil)

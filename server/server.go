@@ -166,6 +166,14 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	if err := s.Reload(ctx, cfg); err != nil {
 		return nil, err
 	}
+	// The iPXE binaries the network services hand firmware (ipxe.efi over
+	// UEFI HTTP Boot, /boot/FILE, as well as over TFTP): ready whether or
+	// not this server runs TFTP.
+	if cfg.TFTP != "" || cfg.ProxyDHCP != "" || cfg.DHCP != "" || cfg.DHCPv6 != "" {
+		if _, err := prepareTFTP(cfg.TFTPRoot, filepath.Join(cfg.Data, TFTPDir), log); err != nil {
+			log.Warn("no iPXE binaries for firmware boot: /boot/FILE and TFTP answer not found", "tftp-root", cfg.TFTPRoot, "err", err)
+		}
+	}
 	// The disks machines were using before a restart: exported again,
 	// so their keepers log in again.
 	if n := dm.Reexport(ctx, func(profile string) string {
@@ -264,7 +272,7 @@ func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *prof
 			_, err = s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
 		}
 		if err != nil {
-			errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: lower-mode %s: %w", name, p.LowerMode, err)})
+			errs = append(errs, &config.Error{File: cfg.File, Line: p.LineOf("lower-mode"), Err: fmt.Errorf("profile %s: lower-mode %s: %w", name, p.LowerMode, err)})
 		}
 	}
 	return errors.Join(errs...)

@@ -207,7 +207,7 @@ func TestMissingArtifact(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Open(context.Background(), cfg, nil)
-	for _, want := range []string{"x.conf:3: profile default: kernel /nonexistent/k", "x.conf:3: profile default: initramfs ird: no image of that name", "x.conf:3: profile default: root sha256:0123"} {
+	for _, want := range []string{"x.conf:4: profile default: kernel /nonexistent/k", "x.conf:5: profile default: initramfs ird: no image of that name", "x.conf:6: profile default: root sha256:0123"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
 		}

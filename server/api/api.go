@@ -152,7 +152,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code = e.Code
 	case errors.Is(err, state.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, state.ErrExists):
+	case errors.Is(err, state.ErrExists), errors.Is(err, state.ErrKindChange):
 		code = http.StatusConflict
 	}
 	writeJSON(w, code, map[string]string{"error": msg})

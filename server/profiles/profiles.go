@@ -60,21 +60,21 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names 
 		p := cfg.Profiles[name]
 		if p.Sanboot != "" {
 			if err := checkDisk(p.Sanboot); err != nil {
-				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: sanboot %w", name, err)})
+				errs = append(errs, &config.Error{File: cfg.File, Line: p.LineOf("sanboot"), Err: fmt.Errorf("profile %s: sanboot %w", name, err)})
 			}
 			continue
 		}
 		if p.Files != "" {
 			ts, err := identity.LoadTemplates(p.Files)
 			if err != nil {
-				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: files: %w", name, err)})
+				errs = append(errs, &config.Error{File: cfg.File, Line: p.LineOf("files"), Err: fmt.Errorf("profile %s: files: %w", name, err)})
 			}
 			s.templates[name] = ts
 		}
 		for _, ref := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
 			if filepath.IsAbs(ref[1]) {
 				if err := s.ingest(ref[1]); err != nil {
-					errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: %s %s: %w", name, ref[0], ref[1], err)})
+					errs = append(errs, &config.Error{File: cfg.File, Line: p.LineOf(ref[0]), Err: fmt.Errorf("profile %s: %s %s: %w", name, ref[0], ref[1], err)})
 				}
 			}
 		}
@@ -84,10 +84,14 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names 
 				errList = j.Unwrap()
 			}
 			for _, e := range errList {
-				if pe, ok := e.(*refError); ok && filepath.IsAbs(pe.ref) {
-					continue // reported above
+				line := p.Line
+				if pe, ok := e.(*refError); ok {
+					if filepath.IsAbs(pe.ref) {
+						continue // reported above
+					}
+					line = p.LineOf(pe.what)
 				}
-				errs = append(errs, &config.Error{File: cfg.File, Line: p.Line, Err: fmt.Errorf("profile %s: %w", name, e)})
+				errs = append(errs, &config.Error{File: cfg.File, Line: line, Err: fmt.Errorf("profile %s: %w", name, e)})
 			}
 		}
 	}
@@ -317,6 +321,11 @@ func (s *Set) resolve(ctx context.Context, kind, ref string) (Artifact, error) {
 	d, err := boot.ParseDigest(im.Digest)
 	if err != nil {
 		return Artifact{}, err
+	}
+	// The name's blob must be there: a machine sent to a missing one
+	// fails at its download, far from the cause.
+	if _, err := os.Stat(s.blobs.BlobPath(d)); err != nil {
+		return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w (restore it, or roll the name back: overboot image rollback %s)", ref, im.Version, d, blobstore.ErrNotFound, ref)
 	}
 	return Artifact{Digest: d, Size: im.Size}, nil
 }

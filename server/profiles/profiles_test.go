@@ -36,7 +36,7 @@ func TestResolveNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(ctx, cfg, blobs, db); err == nil || !strings.Contains(err.Error(), "t.conf:5: profile bad: kernel root1: image root1 (version 1) is a root, not a kernel") || !strings.Contains(err.Error(), "root nope: no image of that name") {
+	if _, err := New(ctx, cfg, blobs, db); err == nil || !strings.Contains(err.Error(), "t.conf:6: profile bad: kernel root1: image root1 (version 1) is a root, not a kernel") || !strings.Contains(err.Error(), "root nope: no image of that name") {
 		t.Fatalf("bad profile: %v", err)
 	}
 	delete(cfg.Profiles, "bad")

@@ -35,18 +35,31 @@ func scanImage(row scanner) (Image, error) {
 // the old version or the new one. Version and Published are set here.
 func (d *DB) PublishImage(ctx context.Context, m Image) (Image, error) {
 	err := d.tx(ctx, func(tx *sql.Tx) error {
+		// A name keeps its kind: the profiles that name it read it as
+		// one (a root, a kernel, ...), and would fail at every boot.
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT kind FROM images WHERE name = ? ORDER BY version DESC LIMIT 1`, m.Name).Scan(&cur)
+		switch {
+		case err == nil && cur != "" && m.Kind != "" && cur != m.Kind:
+			return fmt.Errorf("image %s is a %s, this is a %s: publish it under another name: %w", m.Name, cur, m.Kind, ErrKindChange)
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
 		var v int
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM images WHERE name = ?`, m.Name).Scan(&v); err != nil {
 			return err
 		}
 		m.Version = v + 1
 		m.Published = fromMillis(d.millis())
-		_, err := tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli())
 		return err
 	})
 	return m, err
 }
+
+// ErrKindChange is wrapped by a publish that would change a name's kind.
+var ErrKindChange = errors.New("a name keeps its kind")
 
 // Image returns the name's current version.
 func (d *DB) Image(ctx context.Context, name string) (Image, error) {

@@ -53,7 +53,7 @@ func NewMetrics(g Gauges) *Metrics {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120},
 		}, []string{"phase"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "overboot_refusals_total", Help: "Requests refused, by reason (wrong_address, rate_limit, quota, bad_token, pending).",
+			Name: "overboot_refusals_total", Help: "Requests refused, by reason (wrong_address, rate_limit, quota, bad_token, pending, conflict).",
 		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "overboot_logins_total", Help: "Boot menu logins by outcome (ok, wrong, limited).",
