@@ -116,7 +116,6 @@ func (a *API) machine(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, d)
 }
 
-
 // ApproveRequest says which of a machine's requests for approval is
 // approved; each may be left out when only one request matches.
 type ApproveRequest struct {
