@@ -388,3 +388,27 @@ func TestExplain(t *testing.T) {
 		t.Errorf("explain from the last address: %+v", e)
 	}
 }
+
+// TestAPIMachinesConfigured: the machines the configuration names are
+// listed before they boot; and the metrics a dashboard names are there,
+// at zero, before the first boot.
+func TestAPIMachinesConfigured(t *testing.T) {
+	f := newFix(t, "[machine 52:54:00:00:00:77]\nprofile = default\nhostname = lab-77\n")
+	a := newAdmin(f)
+	var ms []api.MachineView
+	if c, b := a.call(http.MethodGet, "/machines", "", &ms); c != 200 || len(ms) != 1 || ms[0].MAC != "52:54:00:00:00:77" || !ms[0].NeverBooted || !ms[0].Configured || ms[0].Hostname != "lab-77" {
+		t.Fatalf("machines: %d %s", c, b)
+	}
+	f.script("52-54-00-00-00-77", "192.0.2.77")
+	ms = nil
+	a.call(http.MethodGet, "/machines", "", &ms)
+	if len(ms) != 1 || ms[0].NeverBooted || !ms[0].Configured || ms[0].Address != "192.0.2.77" {
+		t.Errorf("after its first request: %+v", ms)
+	}
+	m := body(t, newFix(t, "").get("/metrics"))
+	for _, want := range []string{`overboot_boots_total{outcome="ok"} 0`, `overboot_boots_total{outcome="failed"} 0`, `overboot_refusals_total{reason="conflict"} 0`, `overboot_logins_total{outcome="wrong"} 0`, `overboot_boot_phase_seconds_count{phase="lower"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics before the first boot lack %q", want)
+		}
+	}
+}

@@ -56,7 +56,11 @@ func machineCmd(sio stdio) *cobra.Command {
 					if len(m.Conflicts) > 0 {
 						conflicts = fmt.Sprint(len(m.Conflicts))
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Profile, m.Enrolment, m.Address, pinned, phase, outcome, user, ago(m.Seen), conflicts)
+					seen := ago(m.Seen)
+					if m.NeverBooted {
+						seen = "never (configured)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, cmp.Or(m.Profile, "-"), m.Enrolment, cmp.Or(m.Address, "-"), pinned, phase, outcome, user, seen, conflicts)
 				}
 			})
 		}))

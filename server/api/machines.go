@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,10 @@ type MachineView struct {
 	state.Machine
 	enroll.Standing
 	Latest *state.Boot `json:"latest_boot,omitempty"`
+	// Configured: a [machine MAC] section names it; NeverBooted: it has
+	// not asked to boot yet (only the configuration knows it).
+	Configured  bool `json:"configured,omitempty"`
+	NeverBooted bool `json:"never_booted,omitempty"`
 }
 
 // MachineDetail is a machine with its admissions, its requests for
@@ -73,14 +78,24 @@ func (a *API) machines(w http.ResponseWriter, r *http.Request) error {
 	for _, x := range reqs {
 		reqsOf[x.MAC] = append(reqsOf[x.MAC], x)
 	}
-	out := make([]MachineView, 0, len(ms))
+	configured := a.d.Profiles().Config().Machines
+	out := make([]MachineView, 0, len(ms)+len(configured))
+	seen := map[string]bool{}
 	for _, m := range ms {
-		v := MachineView{Machine: m, Standing: enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC])}
+		v := MachineView{Machine: m, Standing: enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC]), Configured: configured[m.MAC] != nil}
 		if b, ok := latest[m.MAC]; ok {
 			v.Latest = &b
 		}
 		out = append(out, v)
+		seen[m.MAC] = true
 	}
+	// The machines the configuration names are listed before they boot.
+	for mac, cm := range configured {
+		if !seen[mac] {
+			out = append(out, MachineView{Machine: state.Machine{MAC: mac, Profile: cm.Profile, Hostname: cm.Hostname}, Standing: enroll.Standing{Enrolment: "none"}, Configured: true, NeverBooted: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b MachineView) int { return strings.Compare(a.MAC, b.MAC) })
 	return writeJSON(w, http.StatusOK, out)
 }
 

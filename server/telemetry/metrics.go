@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,6 +33,10 @@ type Metrics struct {
 	logins    *prometheus.CounterVec
 }
 
+// RefusalReasons are the reasons a request is refused, as
+// overboot_refusals_total counts them.
+var RefusalReasons = []string{"wrong_address", "rate_limit", "quota", "bad_token", "pending", "conflict"}
+
 // NewMetrics registers the metrics; a nil gauge function is left out.
 func NewMetrics(g Gauges) *Metrics {
 	m := &Metrics{
@@ -53,11 +58,28 @@ func NewMetrics(g Gauges) *Metrics {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120},
 		}, []string{"phase"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "overboot_refusals_total", Help: "Requests refused, by reason (wrong_address, rate_limit, quota, bad_token, pending, conflict).",
+			Name: "overboot_refusals_total", Help: "Requests refused, by reason (" + strings.Join(RefusalReasons, ", ") + ").",
 		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "overboot_logins_total", Help: "Boot menu logins by outcome (ok, wrong, limited).",
 		}, []string{"outcome"}),
+	}
+	// Every series a dashboard names is there from the start, at zero,
+	// not only after its first event.
+	for _, o := range []string{OK, Failed} {
+		m.boots.WithLabelValues(o)
+	}
+	for _, ph := range boot.Phases {
+		m.phases.WithLabelValues(ph)
+	}
+	for _, r := range RefusalReasons {
+		m.refusals.WithLabelValues(r)
+	}
+	for _, o := range []string{"ok", "wrong", "limited"} {
+		m.logins.WithLabelValues(o)
+	}
+	for _, e := range []string{"/boot.ipxe", "/ipxe", "blobs", "doc", "report"} {
+		m.requests.WithLabelValues(e, "200")
 	}
 	m.reg.MustRegister(m.requests, m.sent, m.downloads, m.boots, m.phases, m.refusals, m.logins,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
