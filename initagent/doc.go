@@ -20,7 +20,7 @@
 //
 // The keeper (initagent/keeper) is the agent's one child that outlives
 // it: it serves a lazy root over NBD and logs failed iSCSI connections in
-// again (initagent/iscsi's Watcher), after switch_root for as long as the
+// again (initagent/initiator's Watcher), after switch_root for as long as the
 // machine runs. LazyAttach starts it; Keep hands it the sessions that
 // ISCSIAttach and IBFTAttach made, or starts it when there is no lazy
 // root.
@@ -29,7 +29,7 @@
 // handover.go, disk.go); LinuxExecutor (exec_linux.go) only dispatches
 // each step to the file of its concern: mount_linux.go, loop_linux.go,
 // modules_linux.go, net_linux.go and net6_linux.go, download_linux.go,
-// iscsi_linux.go (and Keep; the protocol is in initagent/iscsi),
+// iscsi_linux.go (and Keep; the protocol is in initagent/initiator),
 // lazy_linux.go, verify_linux.go,
 // format_linux.go (ext4 on a blank disk), files_linux.go (the machine's
 // identity), switchroot_linux.go; failure_linux.go applies the failure

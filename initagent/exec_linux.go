@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/initiator"
 	"github.com/overboot/overboot/initagent/keeper"
 )
 
@@ -21,10 +21,10 @@ type LinuxExecutor struct {
 	Progress func(Phase, string) // download progress lines
 	Client   *http.Client        // for everything fetched over HTTP (fetch.NewHTTPClient); nil: fetch.DefaultClient()
 
-	iface    string                   // the interface Network configured
-	sessions map[string]iscsi.Session // by link: what ISCSIAttach and IBFTAttach attached
-	keeper   *keeper.Keeper           // started by LazyAttach or Keep
-	modules  chan moduleLoad          // a LoadModules in the background; nil without
+	iface    string                       // the interface Network configured
+	sessions map[string]initiator.Session // by link: what ISCSIAttach and IBFTAttach attached
+	keeper   *keeper.Keeper               // started by LazyAttach or Keep
+	modules  chan moduleLoad              // a LoadModules in the background; nil without
 	// restoreDAD puts back the IPv6 settings Network changed for DHCPv6
 	// (optimisticDAD), at the hand-over to the booted system.
 	restoreDAD func()

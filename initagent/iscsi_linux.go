@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/initiator"
 	"github.com/overboot/overboot/initagent/keeper"
 	"github.com/overboot/overboot/internal/iscsiwire"
 )
@@ -34,7 +34,7 @@ func (e *LinuxExecutor) iscsiAttach(ctx context.Context, s ISCSIAttach) (string,
 // ibftAttach logs in to the disk the firmware booted from and links the
 // root partition.
 func (e *LinuxExecutor) ibftAttach(ctx context.Context, s IBFTAttach) (string, error) {
-	src, err := iscsi.ParseIBFT(os.DirFS(s.Dir))
+	src, err := initiator.ParseIBFT(os.DirFS(s.Dir))
 	if err != nil {
 		return "", err
 	}
@@ -64,22 +64,22 @@ func (e *LinuxExecutor) ibftAttach(ctx context.Context, s IBFTAttach) (string, e
 }
 
 // login attaches an iSCSI LUN through the kernel initiator.
-func login(ctx context.Context, src boot.ISCSISource, recovery time.Duration) (iscsi.Session, error) {
-	o := iscsi.Options{Initiator: src.Initiator, Target: src.Target}
+func login(ctx context.Context, src boot.ISCSISource, recovery time.Duration) (initiator.Session, error) {
+	o := initiator.Options{Initiator: src.Initiator, Target: src.Target}
 	if src.CHAP == nil {
-		return iscsi.Session{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
+		return initiator.Session{}, fmt.Errorf("iscsi %s: no CHAP credentials", src.Target)
 	}
 	o.CHAP = iscsiwire.CHAP{User: src.CHAP.User, Secret: iscsiwire.Secret(src.CHAP.Secret)}
 	if src.CHAP.TargetUser != "" {
 		o.TargetCHAP = &iscsiwire.CHAP{User: src.CHAP.TargetUser, Secret: iscsiwire.Secret(src.CHAP.TargetSecret)}
 	}
-	return iscsi.Attach(ctx, iscsi.Session{Portal: src.Portal, LUN: src.LUN, Login: o, Recovery: recovery}, 20*time.Second)
+	return initiator.Attach(ctx, initiator.Session{Portal: src.Portal, LUN: src.LUN, Login: o, Recovery: recovery}, 20*time.Second)
 }
 
 // attached records a session for Keep.
-func (e *LinuxExecutor) attached(link string, s iscsi.Session) {
+func (e *LinuxExecutor) attached(link string, s initiator.Session) {
 	if e.sessions == nil {
-		e.sessions = map[string]iscsi.Session{}
+		e.sessions = map[string]initiator.Session{}
 	}
 	e.sessions[link] = s
 }
@@ -88,7 +88,7 @@ func (e *LinuxExecutor) attached(link string, s iscsi.Session) {
 // lazy root started, or a new one; then lets it go, as nothing else will
 // be attached.
 func (e *LinuxExecutor) keep(s Keep) (string, error) {
-	var sessions []iscsi.Session
+	var sessions []initiator.Session
 	var names []string
 	for _, l := range s.Links {
 		a, ok := e.sessions[l]

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/initiator"
 )
 
 // Phase names a stage of the boot, as shown on the console and reported to
@@ -238,7 +238,7 @@ func diskSteps(p boot.Params) []Step {
 		AwaitModules{PhaseOf: PhaseDisk},
 		LoadModules{Extra: mods, PhaseOf: PhaseDisk},
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseDisk},
-		IBFTAttach{Dir: iscsi.IBFTDir, Partition: p.Root.Partition, Link: RootDevice, Recovery: p.ISCSIRecoveryTimeout()},
+		IBFTAttach{Dir: initiator.IBFTDir, Partition: p.Root.Partition, Link: RootDevice, Recovery: p.ISCSIRecoveryTimeout()},
 		Mount{Source: RootDevice, Target: NewRoot, FSType: "ext4", PhaseOf: PhaseDisk},
 		HandOverNetwork{Keep: true},
 		Keep{Links: []string{RootDevice}},

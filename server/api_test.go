@@ -13,8 +13,8 @@ import (
 
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/enroll"
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 // admin is an API client with a token.
@@ -94,15 +94,15 @@ func TestAPIMachines(t *testing.T) {
 	}
 	_, doc := f.doc(find(t, `http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-12-34-56", "192.0.2.10")), "192.0.2.10")
 	u := doc.Upper.ISCSI
-	chap := iscsi.CHAP{User: u.CHAP.User, Secret: iscsi.Secret(u.CHAP.Secret)}
-	target := f.s.disks.Target()
-	if !target.HasTarget(u.Target, chap, u.Initiator) {
+	chap := target.CHAP{User: u.CHAP.User, Secret: target.Secret(u.CHAP.Secret)}
+	tgt := f.s.disks.Target()
+	if !tgt.HasTarget(u.Target, chap, u.Initiator) {
 		t.Fatal("the machine's disk is not exported")
 	}
 	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-56/rset", "", nil); c != 404 || !strings.Contains(b, "no such API call") {
 		t.Errorf("typo: %d %s", c, b)
 	}
-	if !target.HasTarget(u.Target, chap, u.Initiator) {
+	if !tgt.HasTarget(u.Target, chap, u.Initiator) {
 		t.Error("a typo ended the machine's export")
 	}
 	if c, b := a.call(http.MethodPost, "/machines/zz/reset", "", nil); c != 400 || !strings.Contains(b, `not a MAC address`) {
@@ -115,7 +115,7 @@ func TestAPIMachines(t *testing.T) {
 	if c, b := a.call(http.MethodPost, "/machines/"+mac+"/rotate", "", nil); c != 200 || strings.Contains(b, u.CHAP.Secret) {
 		t.Errorf("rotate: %d %s", c, b)
 	}
-	if target.HasTarget(u.Target, chap, u.Initiator) {
+	if tgt.HasTarget(u.Target, chap, u.Initiator) {
 		t.Error("rotate kept the old secret's export")
 	}
 	if adm, _ := f.s.db.Admission(ctx, mac, "default"); adm.Secret == u.CHAP.Secret {

@@ -25,7 +25,7 @@
 // rendering), state (the SQLite store), disks (private disks and their
 // targets), enroll (policies, tokens, passwords, rate limits), profiles
 // (selection and resolution), drivers (NIC driver segments), telemetry,
-// api, config, iscsi (the target), dhcp, tftp, pci. It needs no
+// api, config, target (the iSCSI target), dhcp, tftp, pci. It needs no
 // root; the iSCSI target and mkfs.ext4 (for new upper disks) run as the
 // server's user.
 package server

@@ -24,8 +24,8 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/identity"
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 const iscsiUpper = "upper = iscsi\nupper-disk-size = 64M\n"
@@ -197,7 +197,7 @@ func TestApprove(t *testing.T) {
 	if hostKey(t, doc3) == hostKey(t, doc1) {
 		t.Errorf("re-approval kept the SSH host key")
 	}
-	chap := iscsi.CHAP{User: doc1.Upper.ISCSI.CHAP.User, Secret: iscsi.Secret(doc1.Upper.ISCSI.CHAP.Secret)}
+	chap := target.CHAP{User: doc1.Upper.ISCSI.CHAP.User, Secret: target.Secret(doc1.Upper.ISCSI.CHAP.Secret)}
 	if f.s.disks.Target().HasTarget(doc1.Upper.ISCSI.Target, chap, doc1.Upper.ISCSI.Initiator) {
 		t.Errorf("the old secret still opens the disk")
 	}
@@ -280,7 +280,7 @@ func TestEnrolmentBelongsToProfile(t *testing.T) {
 	if d2.Upper.ISCSI == nil || d2.Upper.ISCSI.CHAP.Secret == d.Upper.ISCSI.CHAP.Secret {
 		t.Fatalf("the approve profile's disk shares the open-insecure profile's secret: %+v", d2.Upper)
 	}
-	chap := iscsi.CHAP{User: d.Upper.ISCSI.CHAP.User, Secret: iscsi.Secret(d.Upper.ISCSI.CHAP.Secret)}
+	chap := target.CHAP{User: d.Upper.ISCSI.CHAP.User, Secret: target.Secret(d.Upper.ISCSI.CHAP.Secret)}
 	if f.s.disks.Target().HasTarget(d2.Upper.ISCSI.Target, chap, d2.Upper.ISCSI.Initiator) {
 		t.Errorf("the open-insecure secret opens the approved disk")
 	}
@@ -422,11 +422,11 @@ func TestLoginPersonalRoot(t *testing.T) {
 	if u2 == nil || u2.Target != u1.Target || u2.CHAP.Secret == u1.CHAP.Secret || u2.Initiator != "iqn.2026-11.org.overboot:i-525400000002" {
 		t.Fatalf("second login: %+v (first %+v)", u2, u1)
 	}
-	target := f.s.disks.Target()
-	if target.HasTarget(u1.Target, iscsi.CHAP{User: u1.CHAP.User, Secret: iscsi.Secret(u1.CHAP.Secret)}, u1.Initiator) {
+	tgt := f.s.disks.Target()
+	if tgt.HasTarget(u1.Target, target.CHAP{User: u1.CHAP.User, Secret: target.Secret(u1.CHAP.Secret)}, u1.Initiator) {
 		t.Error("the first machine's login still opens the user's disk")
 	}
-	if !target.HasTarget(u2.Target, iscsi.CHAP{User: u2.CHAP.User, Secret: iscsi.Secret(u2.CHAP.Secret)}, u2.Initiator) {
+	if !tgt.HasTarget(u2.Target, target.CHAP{User: u2.CHAP.User, Secret: target.Secret(u2.CHAP.Secret)}, u2.Initiator) {
 		t.Error("the second login's credentials do not open the user's disk")
 	}
 	ks, _ := f.s.db.DisksOf(ctx, state.OwnerUser, "alice")
@@ -820,7 +820,7 @@ func TestRestartExportsDisks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	chap := iscsi.CHAP{User: u.CHAP.User, Secret: iscsi.Secret(u.CHAP.Secret)}
+	chap := target.CHAP{User: u.CHAP.User, Secret: target.Secret(u.CHAP.Secret)}
 	if !s2.disks.Target().HasTarget(u.Target, chap, u.Initiator) {
 		t.Fatal("the restarted server does not export the machine's disk")
 	}

@@ -24,9 +24,9 @@ import (
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/hashtrees"
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 	"github.com/overboot/overboot/server/telemetry"
 )
 
@@ -142,9 +142,9 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	if err := importLegacyNames(ctx, blobs, db, log); err != nil {
 		return nil, fmt.Errorf("import image names: %w", err)
 	}
-	target := iscsi.New(log)
-	target.SetLimits(iscsi.Limits{LoginTimeout: cfg.ISCSILoginTimeout, PerAddress: cfg.ISCSIPerAddress, Total: cfg.ISCSIConnections})
-	dm, err := disks.New(db, target, filepath.Join(cfg.Data, "disks"), log)
+	tgt := target.New(log)
+	tgt.SetLimits(target.Limits{LoginTimeout: cfg.ISCSILoginTimeout, PerAddress: cfg.ISCSIPerAddress, Total: cfg.ISCSIConnections})
+	dm, err := disks.New(db, tgt, filepath.Join(cfg.Data, "disks"), log)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +196,8 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		log.Warn("machines admitted by an older overboot keep their admission to the profile they last booted, under its policy now; review them (overboot machine ls)", "adopted", n, "dropped_profile_gone", dropped)
 	}
 	s.metrics = telemetry.NewMetrics(telemetry.Gauges{
-		ISCSIConnections: func() int { return target.Stats().Connections },
-		ISCSISessions:    func() int { return target.Stats().LoggedIn },
+		ISCSIConnections: func() int { return tgt.Stats().Connections },
+		ISCSISessions:    func() int { return tgt.Stats().LoggedIn },
 		DiskBytes: func() int64 {
 			ks, err := db.Disks(context.Background())
 			if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
-	target "github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/target"
 )
 
 // TestISCSILower boots with the lower image as a read-only iSCSI LUN of

@@ -21,8 +21,8 @@ import (
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/disks"
-	target "github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 // The keeper's and the kernel's lines a recovery leaves on the console.

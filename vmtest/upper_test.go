@@ -13,9 +13,8 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/disks"
-	"github.com/overboot/overboot/server/iscsi"
-	target "github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 // iscsiServer is the embedded target serving one machine's upper disk,
@@ -75,12 +74,12 @@ func TestISCSIUpperPersists(t *testing.T) {
 	a := needVM(t)
 	mac, _ := net.ParseMAC("52:54:00:0b:00:02")
 	const initiator = "iqn.2026-11.org.overboot:i-5254000b0002"
-	const target = disks.IQNPrefix + "m-5254000b0002-d1"
+	const targetIQN = disks.IQNPrefix + "m-5254000b0002-d1"
 	secret, err := disks.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	chap := iscsi.CHAP{User: "52-54-00-0b-00-02", Secret: secret}
+	chap := target.CHAP{User: "52-54-00-0b-00-02", Secret: secret}
 	// The first disk is blank (not the server's pre-formatted kind): the
 	// agent formats it.
 	disk := filepath.Join(t.TempDir(), "upper.img")
@@ -91,12 +90,12 @@ func TestISCSIUpperPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	iq := &iscsiServer{t: t}
-	iq.start(target, initiator, disk, chap)
+	iq.start(targetIQN, initiator, disk, chap)
 	t.Cleanup(iq.stop)
 
 	doc := boot.Document{Version: 1,
 		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://" + GuestServer + "/" + filepath.Base(a.Root), Digest: a.RootSum, Size: a.RootSize}},
-		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: GuestServer + ":3260", Target: target, Initiator: initiator,
+		Upper: boot.Upper{ISCSI: &boot.ISCSISource{Portal: GuestServer + ":3260", Target: targetIQN, Initiator: initiator,
 			CHAP: &boot.CHAP{User: chap.User, Secret: string(chap.Secret)}}},
 	}
 	body, err := json.Marshal(doc)
@@ -135,13 +134,13 @@ func TestISCSIUpperPersists(t *testing.T) {
 	}
 	boot(MarkerPersistFound)
 	iq.stop()
-	iq.start(target, initiator, disk, chap)
+	iq.start(targetIQN, initiator, disk, chap)
 	boot(MarkerPersistFound)
 	iq.stop()
 	// Reset: the server makes a new disk (formatted by mkfs.ext4) in
 	// place of the old one.
 	disk = serverMadeDisk(t, mac.String(), 256<<20)
-	iq.start(target, initiator, disk, chap)
+	iq.start(targetIQN, initiator, disk, chap)
 	boot(MarkerPersistNew)
 	if formatted != 1 {
 		t.Errorf("the agent formatted a disk that was not blank (%d formats)", formatted)
@@ -195,12 +194,12 @@ func serverMadeDisk(t *testing.T, mac string, size int64) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	m, err := disks.New(db, iscsi.New(nil), filepath.Join(data, "disks"), nil)
+	m, err := disks.New(db, target.New(nil), filepath.Join(data, "disks"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	creds := disks.Credentials{Initiator: iscsi.CHAP{User: "u", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t", Secret: "fedcba9876543210"}}
+	creds := disks.Credentials{Initiator: target.CHAP{User: "u", Secret: "0123456789abcdef"}, Target: target.CHAP{User: "t", Secret: "fedcba9876543210"}}
 	ex, err := m.Ensure(context.Background(), disks.Spec{Owner: disks.Owner{Kind: state.OwnerMachine, Name: mac}, Profile: "default", Kind: state.DiskUpper, Size: size}, creds, disks.InitiatorIQN(mac))
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/overboot/overboot/server/iscsi"
+	"github.com/overboot/overboot/server/target"
 )
 
 func iscsiSection() Section {
@@ -75,13 +75,13 @@ func runISCSI(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	// overboot's target, in this process: a plain read-only file LUN and a
 	// copy-on-write LUN over the same file.
-	plain, err := iscsi.OpenFile(file, true)
+	plain, err := target.OpenFile(file, true)
 	if err != nil {
 		return nil, err
 	}
 	os.Remove(filepath.Join(dir, "cow.delta"))
 	os.Remove(filepath.Join(dir, "cow.delta.log"))
-	cow, err := iscsi.OpenCow(file, filepath.Join(dir, "cow.delta"))
+	cow, err := target.OpenCow(file, filepath.Join(dir, "cow.delta"))
 	if err != nil {
 		return nil, err
 	}
@@ -94,12 +94,12 @@ func runISCSI(ctx context.Context, env *Env) ([]Result, error) {
 			return nil, fmt.Errorf("populate the COW layer: %w", err)
 		}
 	}
-	srv := iscsi.New(nil)
-	chap := iscsi.CHAP{User: iscsiUser, Secret: iscsiSecret}
-	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiOurIQN, LUNs: []iscsi.Backing{plain}, CHAP: chap}); err != nil {
+	srv := target.New(nil)
+	chap := target.CHAP{User: iscsiUser, Secret: iscsiSecret}
+	if err := srv.AddTarget(target.TargetConfig{IQN: iscsiOurIQN, LUNs: []target.Backing{plain}, CHAP: chap}); err != nil {
 		return nil, err
 	}
-	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiCowIQN, LUNs: []iscsi.Backing{cow}, CHAP: chap}); err != nil {
+	if err := srv.AddTarget(target.TargetConfig{IQN: iscsiCowIQN, LUNs: []target.Backing{cow}, CHAP: chap}); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -261,13 +261,13 @@ func cuRun(ctx context.Context, url string) ([3]int, error) {
 func cuOverboot(ctx context.Context, dir string) ([3]int, error) {
 	path := filepath.Join(dir, "cu-overboot.img")
 	os.Remove(path)
-	b, err := iscsi.CreateSparse(path, 64<<20)
+	b, err := target.CreateSparse(path, 64<<20)
 	if err != nil {
 		return [3]int{}, err
 	}
 	defer b.Close()
-	srv := iscsi.New(nil)
-	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iscsiOurIQN, LUNs: []iscsi.Backing{b}, CHAP: iscsi.CHAP{User: iscsiUser, Secret: iscsiSecret}}); err != nil {
+	srv := target.New(nil)
+	if err := srv.AddTarget(target.TargetConfig{IQN: iscsiOurIQN, LUNs: []target.Backing{b}, CHAP: target.CHAP{User: iscsiUser, Secret: iscsiSecret}}); err != nil {
 		return [3]int{}, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,7 +2,7 @@
 // the agent is gone: it answers the kernel's NBD requests for a lazily read
 // image (internal/nbd) from HTTP Range reads (initagent/fetch's
 // RangeReader), and it logs the iSCSI sessions of the root in again when
-// their connection fails (initagent/iscsi's Watcher, which does what iscsid
+// their connection fails (initagent/initiator's Watcher, which does what iscsid
 // would), before and after switch_root, for as long as the machine runs.
 // One per machine.
 //

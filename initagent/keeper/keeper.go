@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/initiator"
 	"github.com/overboot/overboot/internal/nbd"
 )
 
@@ -31,9 +31,9 @@ type Config struct {
 	// inherited socket.
 	Image *Image `json:"image,omitempty"`
 	// ISCSI are sessions whose failed connections the keeper logs in
-	// again (iscsi.Watcher), CHAP secrets included: they travel only
+	// again (initiator.Watcher), CHAP secrets included: they travel only
 	// over the inherited pipe and live only in the keeper's memory.
-	ISCSI []iscsi.Session `json:"iscsi,omitempty"`
+	ISCSI []initiator.Session `json:"iscsi,omitempty"`
 }
 
 // Image is a lazily read root.
@@ -164,7 +164,7 @@ func (k *Keeper) Pid() int { return k.proc.Pid }
 
 // Watch hands the keeper more sessions to keep logged in, and waits
 // until it watches them.
-func (k *Keeper) Watch(sessions []iscsi.Session) error {
+func (k *Keeper) Watch(sessions []initiator.Session) error {
 	if err := k.send(Config{ISCSI: sessions}, "ok", 30*time.Second); err != nil {
 		return fmt.Errorf("hand the iSCSI sessions to the keeper (pid %d): %w", k.Pid(), err)
 	}
@@ -289,7 +289,7 @@ type watch struct {
 	log *kmsg
 
 	mu   sync.Mutex // guards w, done and devs
-	w    *iscsi.Watcher
+	w    *initiator.Watcher
 	done chan error
 	// devs are the sessions' block devices, opened when handed over
 	// (before switch_root moves /dev away): a recovery reads the
@@ -299,28 +299,28 @@ type watch struct {
 
 // identify reads the identity of s's device through the file opened
 // when the session was handed over.
-func (w *watch) identify(s iscsi.Session) (string, error) {
+func (w *watch) identify(s initiator.Session) (string, error) {
 	w.mu.Lock()
 	f := w.devs[s.SID]
 	w.mu.Unlock()
 	if f == nil {
 		return "", fmt.Errorf("%s was not open", s.Device)
 	}
-	return iscsi.DeviceIdentity(f)
+	return initiator.DeviceIdentity(f)
 }
 
-func (w *watch) add(ctx context.Context, sessions []iscsi.Session) error {
+func (w *watch) add(ctx context.Context, sessions []initiator.Session) error {
 	if len(sessions) == 0 {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.w == nil {
-		nl, err := iscsi.OpenNetlink()
+		nl, err := initiator.OpenNetlink()
 		if err != nil {
 			return err
 		}
-		w.w = iscsi.NewWatcher(nl, w.log.printf)
+		w.w = initiator.NewWatcher(nl, w.log.printf)
 		w.w.SetIdentify(w.identify)
 		w.devs = map[uint32]*os.File{}
 		w.done = make(chan error, 1)

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/overboot/overboot/initagent/iscsi"
+	"github.com/overboot/overboot/initagent/initiator"
 	"github.com/overboot/overboot/internal/nbd"
 )
 
@@ -60,7 +60,7 @@ func TestKeeperPipes(t *testing.T) {
 		t.Errorf("no sessions: %v", err)
 	}
 	if _, err := os.Stat("/sys/class/iscsi_transport/tcp"); err != nil {
-		err := k.Watch([]iscsi.Session{{SID: 1, Portal: "127.0.0.1:1"}})
+		err := k.Watch([]initiator.Session{{SID: 1, Portal: "127.0.0.1:1"}})
 		if err == nil || !strings.Contains(err.Error(), "iscsi_tcp") {
 			t.Errorf("a session without the kernel's iSCSI: %v", err)
 		}

@@ -1,5 +1,5 @@
-// Package iscsiwire is the iSCSI codec the target (server/iscsi) and the
-// initiator (initagent/iscsi) share, so the two cannot read the wire
+// Package iscsiwire is the iSCSI codec the target (server/target) and the
+// initiator (initagent/initiator) share, so the two cannot read the wire
 // differently: PDUs (RFC 7143 section 11: the basic header segment, data
 // segments, padding, CRC32C header and data digests) read and written
 // with bounds on every length, login and text key=value pairs (section

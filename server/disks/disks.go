@@ -14,8 +14,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 // IQNPrefix starts every name this server gives a target or an initiator.
@@ -79,23 +79,23 @@ func CHAPUser(o Owner) string {
 }
 
 // NewSecret is a random CHAP secret: 24 characters, 144 bits.
-func NewSecret() (iscsi.Secret, error) {
+func NewSecret() (target.Secret, error) {
 	b := make([]byte, 18)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return iscsi.Secret(base64.RawURLEncoding.EncodeToString(b)), nil
+	return target.Secret(base64.RawURLEncoding.EncodeToString(b)), nil
 }
 
 // Manager keeps disk files, rows and targets in step.
 type Manager struct {
 	db     *state.DB
-	target *iscsi.Target
+	target *target.Target
 	dir    string // DATA/disks
 	log    *slog.Logger
 
 	mu   sync.Mutex // guards luns and owners, and serialises exports
-	luns map[int64]iscsi.Backing
+	luns map[int64]target.Backing
 	// owners serialises the changes to one owner's disks (create, reset,
 	// remove): different owners' disks are made at once (200 machines'
 	// first boots used to queue behind one mkfs.ext4 at a time). One
@@ -117,7 +117,7 @@ func (m *Manager) lockOwner(o Owner) func() {
 }
 
 // New returns a manager of the disks under dir.
-func New(db *state.DB, target *iscsi.Target, dir string, log *slog.Logger) (*Manager, error) {
+func New(db *state.DB, t *target.Target, dir string, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -127,11 +127,11 @@ func New(db *state.DB, target *iscsi.Target, dir string, log *slog.Logger) (*Man
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Manager{db: db, target: target, dir: dir, log: log, luns: map[int64]iscsi.Backing{}, owners: map[Owner]*sync.Mutex{}}, nil
+	return &Manager{db: db, target: t, dir: dir, log: log, luns: map[int64]target.Backing{}, owners: map[Owner]*sync.Mutex{}}, nil
 }
 
 // Target is the iSCSI target the disks are exported from.
-func (m *Manager) Target() *iscsi.Target { return m.target }
+func (m *Manager) Target() *target.Target { return m.target }
 
 func (m *Manager) diskDir(id int64) string { return filepath.Join(m.dir, fmt.Sprint(id)) }
 
@@ -147,8 +147,8 @@ func fileName(kind string) string {
 // target proves itself to the machine: mutual CHAP, so whoever takes the
 // portal's address cannot pose as the disk).
 type Credentials struct {
-	Initiator iscsi.CHAP
-	Target    iscsi.CHAP
+	Initiator target.CHAP
+	Target    target.CHAP
 }
 
 // TargetCHAPUser is the name a disk's target answers to in mutual CHAP.
@@ -156,7 +156,7 @@ func TargetCHAPUser(o Owner) string { return "t-" + CHAPUser(o) }
 
 // newCredentials makes a random pair for o, the two secrets different.
 func newCredentials(o Owner) (Credentials, error) {
-	c := Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o)}, Target: iscsi.CHAP{User: TargetCHAPUser(o)}}
+	c := Credentials{Initiator: target.CHAP{User: CHAPUser(o)}, Target: target.CHAP{User: TargetCHAPUser(o)}}
 	for c.Initiator.Secret == c.Target.Secret {
 		var err error
 		if c.Initiator.Secret, err = NewSecret(); err != nil {
@@ -180,7 +180,7 @@ func (m *Manager) MachineCredentials(ctx context.Context, mac, profile string) (
 	}
 	o := Owner{state.OwnerMachine, mac}
 	if a.Secret != "" && a.TargetSecret != "" && a.Secret != a.TargetSecret {
-		return Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o), Secret: iscsi.Secret(a.Secret)}, Target: iscsi.CHAP{User: TargetCHAPUser(o), Secret: iscsi.Secret(a.TargetSecret)}}, nil
+		return Credentials{Initiator: target.CHAP{User: CHAPUser(o), Secret: target.Secret(a.Secret)}, Target: target.CHAP{User: TargetCHAPUser(o), Secret: target.Secret(a.TargetSecret)}}, nil
 	}
 	c, err := newCredentials(o)
 	if err != nil {
@@ -189,7 +189,7 @@ func (m *Manager) MachineCredentials(ctx context.Context, mac, profile string) (
 	if a.Secret != "" && a.Secret != string(c.Target.Secret) {
 		// An admission of an older version has only the initiator's
 		// secret, which its running machine still uses: keep it.
-		c.Initiator.Secret = iscsi.Secret(a.Secret)
+		c.Initiator.Secret = target.Secret(a.Secret)
 	}
 	if err := m.db.SetAdmissionSecret(ctx, mac, profile, string(c.Initiator.Secret), string(c.Target.Secret)); err != nil {
 		return Credentials{}, err
@@ -261,9 +261,9 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initia
 	lun := m.luns[k.ID]
 	if lun == nil {
 		if k.Kind == state.DiskCow {
-			lun, err = iscsi.OpenCow(sp.Base, k.Path)
+			lun, err = target.OpenCow(sp.Base, k.Path)
 		} else {
-			lun, err = iscsi.OpenFile(k.Path, false)
+			lun, err = target.OpenFile(k.Path, false)
 		}
 		if err != nil {
 			return Export{}, fmt.Errorf("open %s's disk: %w", sp.Owner, err)
@@ -285,9 +285,9 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initia
 }
 
 // export makes k's target: lun, to initiator only, mutual CHAP with creds.
-func (m *Manager) export(k state.Disk, lun iscsi.Backing, creds Credentials, initiator string) error {
-	target := creds.Target
-	return m.target.AddTarget(iscsi.TargetConfig{IQN: TargetIQN(k), LUNs: []iscsi.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &target, Initiators: []string{initiator}, Exclusive: true})
+func (m *Manager) export(k state.Disk, lun target.Backing, creds Credentials, initiator string) error {
+	proof := creds.Target
+	return m.target.AddTarget(target.TargetConfig{IQN: TargetIQN(k), LUNs: []target.Backing{lun}, CHAP: creds.Initiator, MutualCHAP: &proof, Initiators: []string{initiator}, Exclusive: true})
 }
 
 // RefreshSizes records what each open copy-on-write layer takes on disk
@@ -346,7 +346,7 @@ func (m *Manager) Stored(ctx context.Context, k state.Disk) (Credentials, bool) 
 	if sec == "" || tsec == "" || sec == tsec {
 		return Credentials{}, false
 	}
-	return Credentials{Initiator: iscsi.CHAP{User: CHAPUser(o), Secret: iscsi.Secret(sec)}, Target: iscsi.CHAP{User: TargetCHAPUser(o), Secret: iscsi.Secret(tsec)}}, true
+	return Credentials{Initiator: target.CHAP{User: CHAPUser(o), Secret: target.Secret(sec)}, Target: target.CHAP{User: TargetCHAPUser(o), Secret: target.Secret(tsec)}}, true
 }
 
 // Reexport exports again, at start, every ready disk that was exported
@@ -372,7 +372,7 @@ func (m *Manager) Reexport(ctx context.Context, base func(profile string) string
 		if !ok {
 			continue
 		}
-		var lun iscsi.Backing
+		var lun target.Backing
 		switch k.Kind {
 		case state.DiskCow:
 			b := base(k.Profile)
@@ -382,9 +382,9 @@ func (m *Manager) Reexport(ctx context.Context, base func(profile string) string
 			if stamp, err := baseStamp(b); err != nil || stamp != k.Base {
 				continue
 			}
-			lun, err = iscsi.OpenCow(b, k.Path)
+			lun, err = target.OpenCow(b, k.Path)
 		default:
-			lun, err = iscsi.OpenFile(k.Path, false)
+			lun, err = target.OpenFile(k.Path, false)
 		}
 		if err != nil {
 			m.log.Warn("disks: cannot open a disk to export it again", "id", k.ID, "err", err)
@@ -455,7 +455,7 @@ func (m *Manager) makeFile(k state.Disk) error {
 		return err
 	}
 	if k.Kind == state.DiskCow {
-		return nil // iscsi.OpenCow creates the delta and its log (0600)
+		return nil // target.OpenCow creates the delta and its log (0600)
 	}
 	tmp := k.Path + ".new"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)

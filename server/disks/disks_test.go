@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/overboot/overboot/server/iscsi"
 	"github.com/overboot/overboot/server/state"
+	"github.com/overboot/overboot/server/target"
 )
 
 func newManager(t *testing.T) (*Manager, *state.DB, string) {
@@ -21,7 +21,7 @@ func newManager(t *testing.T) (*Manager, *state.DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	m, err := New(db, iscsi.New(nil), filepath.Join(data, "disks"), nil)
+	m, err := New(db, target.New(nil), filepath.Join(data, "disks"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestQuotaCreatesNothing(t *testing.T) {
 	m, db, data := newManager(t)
 	ctx := context.Background()
 	q := state.Quota{Disks: 1}
-	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
+	chap := Credentials{Initiator: target.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: target.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	if _, err := m.Ensure(ctx, Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "lab", Kind: state.DiskUpper, Size: 1 << 20, Quota: q}, chap, "iqn.2026-11.org.overboot:i-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestCowBaseChanged(t *testing.T) {
 	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
+	chap := Credentials{Initiator: target.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: target.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	sp := Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "classroom", Kind: state.DiskCow, Base: base}
 	ex, err := m.Ensure(ctx, sp, chap, "iqn.2026-11.org.overboot:i-1")
 	if err != nil {
@@ -147,7 +147,7 @@ func TestCowBaseChanged(t *testing.T) {
 func TestRecover(t *testing.T) {
 	m, db, data := newManager(t)
 	ctx := context.Background()
-	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
+	chap := Credentials{Initiator: target.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: target.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	keep, err := m.Ensure(ctx, Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "lab", Kind: state.DiskUpper, Size: 1 << 20}, chap, "iqn.2026-11.org.overboot:i-1")
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestCowSizeCounted(t *testing.T) {
 	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	chap := Credentials{Initiator: iscsi.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: iscsi.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
+	chap := Credentials{Initiator: target.CHAP{User: "u-a", Secret: "0123456789abcdef"}, Target: target.CHAP{User: "t-u-a", Secret: "fedcba9876543210"}}
 	q := state.Quota{DiskBytes: 2<<20 + 16<<10}
 	sp := Spec{Owner: Owner{state.OwnerUser, "alice"}, Profile: "classroom", Kind: state.DiskCow, Base: base, Quota: q}
 	ex, err := m.Ensure(ctx, sp, chap, "iqn.2026-11.org.overboot:i-1")

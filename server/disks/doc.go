@@ -3,7 +3,7 @@
 // layer over a shared raw disk image (for sanboot), their files on disk,
 // their rows in the state store (whose each disk is, package server/state),
 // their CHAP secrets, and their export as iSCSI targets (package
-// server/iscsi).
+// server/target).
 //
 // Files live in DATA/disks/ID/ (0700; files 0600), named by the disk's row.
 // A disk's row is written before its file and removed after it, with a

@@ -1,8 +1,0 @@
-//go:build !unix
-
-package iscsi
-
-import "os"
-
-// allocated is the bytes of disk a file takes: here, its size.
-func allocated(fi os.FileInfo) int64 { return fi.Size() }
