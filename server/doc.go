@@ -1,7 +1,7 @@
 // Package server is the overboot server: it wires the packages that each
 // own one part of the job into one HTTP handler and one iSCSI target.
 //
-//	Server(listener, handler(profiles, enroll, disks, telemetry, api, state))
+//	Server(listener, handler(parse → profiles → enroll.Decide → effects(state, disks, identity) → answer → ipxe))
 //
 // What it serves:
 //   - the boot flow: /boot.ipxe and /ipxe, a machine's script, where its
