@@ -68,22 +68,30 @@ func Root(t testing.TB, why string) {
 // packages maps the tools Tool knows to the Debian package that has them.
 // A tool missing here is a mistake in the test: add it.
 var packages = map[string]string{
-	"ip":                 "iproute2",
-	"mksquashfs":         "squashfs-tools",
-	"unsquashfs":         "squashfs-tools",
-	"veritysetup":        "cryptsetup-bin",
-	"iscsi-ls":           "libiscsi-bin",
-	"iscsi-inq":          "libiscsi-bin",
-	"iscsi-perf":         "libiscsi-bin",
-	"iscsi-test-cu":      "libiscsi-bin",
-	"tftp":               "tftp-hpa",
-	"qemu-system-x86_64": "qemu-system-x86",
-	"modprobe":           "kmod",
-	"mkfs.ext4":          "e2fsprogs",
-	"dnsmasq":            "dnsmasq-base",
-	"perfdhcp":           "kea-admin",
-	"chromium":           "chromium",
-	"busybox":            "busybox-static",
+	"busybox":              "busybox-static",
+	"chromium":             "chromium",
+	"debootstrap":          "debootstrap",
+	"dnsmasq":              "dnsmasq-base",
+	"ip":                   "iproute2",
+	"iscsi-inq":            "libiscsi-bin",
+	"iscsi-ls":             "libiscsi-bin",
+	"iscsi-perf":           "libiscsi-bin",
+	"iscsi-readcapacity16": "libiscsi-bin",
+	"iscsi-swp":            "libiscsi-bin",
+	"iscsi-test-cu":        "libiscsi-bin",
+	"mkfs.ext4":            "e2fsprogs",
+	"mksquashfs":           "squashfs-tools",
+	"modprobe":             "kmod",
+	"nginx":                "nginx",
+	"perfdhcp":             "kea-admin",
+	"qemu-system-x86_64":   "qemu-system-x86",
+	"systemd-analyze":      "systemd",
+	"tftp":                 "tftp-hpa",
+	"tgtadm":               "tgt",
+	"tgtd":                 "tgt",
+	"unsquashfs":           "squashfs-tools",
+	"veritysetup":          "cryptsetup-bin",
+	"zstd":                 "zstd",
 }
 
 // sbin is where root's tools are, for a PATH without them.
@@ -176,7 +184,7 @@ func LoadModule(name string) error {
 	}
 	out, err := exec.Command(modprobe, name).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%w: modprobe %s: %v: %s (this kernel, %s, needs its modules under /lib/modules/%[4]s: Debian's are in linux-image-amd64)",
+		return fmt.Errorf("%w: modprobe %s: %v: %s (this kernel is %s; Debian's kernel and its modules: apt-get install linux-image-amd64)",
 			ErrNoModule, name, err, bytes.TrimSpace(out), rel)
 	}
 	if !loaded(name) {
