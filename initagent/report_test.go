@@ -258,15 +258,42 @@ func TestReporterFlushIsBounded(t *testing.T) {
 	}
 }
 
+// TestReporterNil: with no sender newReporter gives no reporter (nil),
+// and every method of a nil *reporter does nothing: no panic, nothing on
+// the console. The same calls on a reporter with a sender do print and
+// send, so the silence is the nil reporter's.
 func TestReporterNil(t *testing.T) {
-	r := newReporter(context.Background(), nil, nil)
-	r.hideURL("http://s/r/t")
-	r.decide("http://s/r/t")
-	r.networkUp()
-	r.event(running(PhaseEarly))
-	r.flush()
-	r.end("")
-	r.close()
+	use := func(r *reporter) {
+		r.hideURL("http://s/r/tok-0123456789")
+		r.hideImageURL("http://u:pw@s/img?sig=0123456789")
+		r.hideDocument(boot.Document{Upper: boot.Upper{ISCSI: &boot.ISCSISource{CHAP: &boot.CHAP{User: "m1", Secret: "chap-secret"}}}})
+		r.decide("http://s/r/tok-0123456789")
+		r.networkUp()
+		r.event(running(PhaseEarly))
+		r.flush()
+		r.end("http://s/r/other")
+		r.close()
+	}
+	var console []string
+	printf := func(format string, args ...any) { console = append(console, fmt.Sprintf(format, args...)) }
+
+	r := newReporter(context.Background(), nil, printf)
+	if r != nil {
+		t.Fatalf("newReporter with no sender = %+v, want nil", r)
+	}
+	use(r)
+	if len(console) != 0 {
+		t.Errorf("a nil reporter printed %q", console)
+	}
+
+	send := &fakeReports{err: errors.New("refused")}
+	use(newReporter(context.Background(), send, printf))
+	if got := send.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "early running") {
+		t.Errorf("with a sender: sent %q, want the early phase's report", got)
+	}
+	if len(console) != 2 || !strings.Contains(console[0], "phase reports go to") || !strings.Contains(console[1], "warning:") {
+		t.Errorf("with a sender: console %q, want the destination and a warning", console)
+	}
 }
 
 // reportServer is the server side of the contract: POST, one JSON

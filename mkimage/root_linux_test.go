@@ -12,19 +12,16 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
-// needRoot skips tier-2 tests on an unprivileged host; CI runs as root.
+// needRoot: tier-2 tests need root and squashfs-tools; CI runs as root.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: device nodes, ownership, loop mounts (make test runs as root in CI)")
-	}
-	for _, tool := range []string{"mksquashfs", "unsquashfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s missing: make deps installs squashfs-tools", tool)
-		}
-	}
+	testneed.Root(t, "device nodes, ownership, loop mounts")
+	testneed.Tool(t, "mksquashfs")
+	testneed.Tool(t, "unsquashfs")
 }
 
 const fstabIn = "# /etc/fstab\nUUID=1234 / ext4 errors=remount-ro 0 1\nUUID=5678 /boot ext4 defaults 0 2\n/dev/sda3 none swap sw 0 0\n"

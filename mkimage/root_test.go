@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 func TestMksquashfsArgs(t *testing.T) {
@@ -111,6 +113,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestBuildRootErrors(t *testing.T) {
+	testneed.Tool(t, "mksquashfs")
 	dir := t.TempDir()
 	notTar := filepath.Join(dir, "notes.txt")
 	if err := os.WriteFile(notTar, bytes.Repeat([]byte("not a tar archive\n"), 100), 0o644); err != nil {
@@ -140,9 +143,6 @@ func TestBuildRootErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := BuildRoot(context.Background(), tc.out, tc.opt)
-			if errors.Is(err, ErrNoMksquashfs) {
-				t.Skip("mksquashfs not installed (make deps)")
-			}
 			if !errors.Is(err, tc.wantIs) || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("BuildRoot = %v, want %v containing %q", err, tc.wantIs, tc.wantMsg)
 			}

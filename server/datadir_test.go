@@ -18,18 +18,23 @@ import (
 	"github.com/overboot/overboot/server/config"
 )
 
-// helperEnv makes the test binary, run with -test.run=^TestHelperProcess$,
-// a helper process (see TestHelperProcess).
+// helperEnv makes the test binary a helper process (see helperMain).
 const helperEnv = "OVERBOOT_DATADIR_HELPER"
 
-// TestHelperProcess is not a test: run by helperProcess in a child, it does
-// what OVERBOOT_DATADIR_HELPER says on the data directory
-// OVERBOOT_DATADIR_DATA, prints "ready" and waits for its stdin to close.
-func TestHelperProcess(t *testing.T) {
-	what := os.Getenv(helperEnv)
-	if what == "" {
-		t.Skip("a helper for other tests")
+// init makes the test binary, started by helperProcess with helperEnv
+// set, the helper before any test runs (crash_test.go's TestMain is the
+// package's).
+func init() {
+	if what := os.Getenv(helperEnv); what != "" {
+		helperMain(what)
 	}
+}
+
+// helperMain runs in a child started by helperProcess: it does what
+// OVERBOOT_DATADIR_HELPER says on the data directory
+// OVERBOOT_DATADIR_DATA, prints "ready" and waits for its stdin to close,
+// then exits.
+func helperMain(what string) {
 	data := os.Getenv("OVERBOOT_DATADIR_DATA")
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -72,7 +77,7 @@ func TestHelperProcess(t *testing.T) {
 // cleanup does too. info is what the helper said after "ready".
 func helperProcess(t *testing.T, what, data string) (cmd *exec.Cmd, stop io.WriteCloser, info string) {
 	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+what, "OVERBOOT_DATADIR_DATA="+data)
 	in, err := cmd.StdinPipe()
 	if err != nil {

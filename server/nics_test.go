@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/mkimage/initramfs"
 )
 
@@ -15,10 +16,7 @@ import (
 // lacks gets a second initrd, its driver segment; one whose driver is in
 // the base, or that reports no NIC, gets the base alone.
 func TestDriverSegmentScript(t *testing.T) {
-	rel, _ := filepath.Glob("/lib/modules/*/kernel/drivers/net/ethernet/realtek/8139cp.ko*")
-	if len(rel) == 0 {
-		t.Skip("no kernel modules under /lib/modules: install linux-image-amd64 (make deps)")
-	}
+	rel := testneed.Glob(t, "/lib/modules/*/kernel/drivers/net/ethernet/realtek/8139cp.ko*", "linux-image-amd64")
 	release := strings.Split(rel[0], "/")[3]
 	conf := "[profile nic]\nkernel = $DIR/kernel\ninitramfs = $DIR/base.img\nroot = $DIR/root\n[machine 52:54:00:0b:00:09]\nprofile = nic\n"
 	f := newFixPre(t, conf, func(data string) {

@@ -9,13 +9,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // publicTempDir is a t.TempDir every user may enter. t.TempDir makes its
 // directory under a 0700 one of its own: both are opened up (0755), and
 // every directory above them must already be (/tmp is 1777, / 0755). If
-// one is not (a TMPDIR in a private home), the test cannot say anything
-// and is skipped, naming it.
+// one is not (a TMPDIR in a private home), the test cannot say anything:
+// a missing need (testneed), naming it.
 func publicTempDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -30,7 +32,7 @@ func publicTempDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 		if fi.Mode()&0o001 == 0 {
-			t.Skipf("%s (above the test's directory) is mode %v: not every user may enter it; set TMPDIR elsewhere", d, fi.Mode().Perm())
+			testneed.Missing(t, "needs a TMPDIR every user may enter: %s (above the test's directory) is mode %v; set TMPDIR elsewhere", d, fi.Mode().Perm())
 		}
 		if filepath.Dir(d) == d {
 			break

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // Generous: TCG on a busy 2-core machine. Markers, never fixed sleeps.
@@ -32,12 +34,11 @@ func TestMain(m *testing.M) {
 }
 
 // needVM returns the shared artifacts, building them on first use. Without
-// OVERBOOT_VMTEST=1 the test is skipped; with it, anything missing fails.
+// OVERBOOT_VMTEST=1 the test is left to the QEMU tier (testneed.VM); with
+// it, anything missing fails.
 func needVM(t *testing.T) *Artifacts {
 	t.Helper()
-	if os.Getenv("OVERBOOT_VMTEST") != "1" {
-		t.Skip("QEMU boot test: set OVERBOOT_VMTEST=1 (make vmtest and make test do)")
-	}
+	testneed.VM(t)
 	artifactsOnce.Do(func() {
 		artifactsDir, artifactsErr = os.MkdirTemp("", "overboot-vmtest-")
 		if artifactsErr != nil {

@@ -16,19 +16,20 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // chromiumPath is Debian's Chromium (package chromium, in the Makefile's
 // APT_PACKAGES, so make deps installs it before make vmtest runs).
 var chromiumPath = "/usr/bin/chromium"
 
-// needBrowser skips like needVM without OVERBOOT_VMTEST=1. With it, a
-// missing browser is a failure, not a skip: make test installs it.
+// needBrowser is left to the QEMU tier like needVM without
+// OVERBOOT_VMTEST=1. With it, a missing browser is a failure, not a skip:
+// make test installs it.
 func needBrowser(t *testing.T) {
 	t.Helper()
-	if os.Getenv("OVERBOOT_VMTEST") != "1" {
-		t.Skip("QEMU boot test: set OVERBOOT_VMTEST=1 (make vmtest and make test do)")
-	}
+	testneed.VM(t)
 	fi, err := os.Stat(chromiumPath)
 	if err == nil && (fi.IsDir() || fi.Mode()&0o111 == 0) {
 		err = os.ErrPermission

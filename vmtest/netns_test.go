@@ -2,19 +2,18 @@ package vmtest
 
 import (
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // TestNetNS: a listener opened in the namespace answers on the bridge's
 // address from inside it, and the namespace cannot reach the host's
 // loopback (it is a world of its own).
 func TestNetNS(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
-	}
+	testneed.Root(t, "network namespaces")
 	n := NewNetNS(t)
 	ln := n.Listen(t, n.Addr+":8080")
 	go func() {

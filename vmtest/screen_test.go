@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 func TestDecodePPM(t *testing.T) {
@@ -174,10 +175,7 @@ func TestFontFromROM(t *testing.T) {
 // TestVGAFontQEMU reads text drawn with the font of the ROM QEMU loads,
 // which is what TestLoginMenu relies on.
 func TestVGAFontQEMU(t *testing.T) {
-	if _, err := exec.LookPath(Options{}.Program()); err != nil {
-		t.Skip("no QEMU")
-	}
-	path, err := VGABIOS("")
+	path, err := VGABIOS(testneed.Tool(t, Options{}.Program()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,16 +61,39 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// TestDryRunErrors: each error names what was wrong, and no plan is
+// printed (the usage is, where the arguments were the mistake).
 func TestDryRunErrors(t *testing.T) {
-	for name, args := range map[string][]string{
-		"bad cmdline":      {"-dry-run", "-cmdline", "overboot.bogus=1"},
-		"not pid 1":        {"-cmdline", "overboot.root=ibft:1"},
-		"missing document": {"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "testdata/absent.json"},
-		"bad document":     {"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "main_test.go"},
+	const usage = "usage: overboot-init -dry-run"
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		want      []string // in the error
+		is        error    // the error wraps it, when not nil
+		wantUsage bool     // printed
+	}{
+		{"bad cmdline", []string{"-dry-run", "-cmdline", "overboot.bogus=1"}, []string{"kernel command line", "overboot.bogus: unknown parameter"}, nil, false},
+		{"not pid 1", []string{"-cmdline", "overboot.root=ibft:1"}, []string{"not PID 1", "-dry-run"}, nil, true},
+		{"unknown flag", []string{"-dry-run", "-frobnicate"}, []string{"-frobnicate"}, nil, true},
+		{"missing document", []string{"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "testdata/absent.json"}, []string{"testdata/absent.json"}, fs.ErrNotExist, false},
+		{"bad document", []string{"-dry-run", "-cmdline", "overboot.doc=http://s/doc/t", "-doc", "main_test.go"}, []string{"main_test.go: boot document: invalid character"}, nil, false},
 	} {
 		var out bytes.Buffer
-		if err := dryRun(args, &out); err == nil {
-			t.Errorf("%s: no error; printed:\n%s", name, out.String())
+		err := dryRun(tc.args, &out)
+		if err == nil {
+			t.Errorf("%s: no error; printed:\n%s", tc.name, out.String())
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
+			}
+		}
+		if tc.is != nil && !errors.Is(err, tc.is) {
+			t.Errorf("%s: error %q is not %v", tc.name, err, tc.is)
+		}
+		if got := strings.Contains(out.String(), usage); got != tc.wantUsage || (!tc.wantUsage && out.Len() > 0) {
+			t.Errorf("%s: printed %q; want the usage: %v, else nothing", tc.name, out.String(), tc.wantUsage)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/mkimage/initramfs"
 )
 
@@ -87,20 +88,15 @@ func debianKernel() (kernel, release string, err error) {
 }
 
 // TestKernelNBD boots Debian's kernel in QEMU and checks that it takes the
-// netlink configuration and reads the devices through Serve. It runs with
-// OVERBOOT_VMTEST=1, and then fails if anything it needs is missing.
+// netlink configuration and reads the devices through Serve. It runs in
+// the QEMU tier (OVERBOOT_VMTEST=1, testneed.VM).
 func TestKernelNBD(t *testing.T) {
-	if os.Getenv("OVERBOOT_VMTEST") != "1" {
-		t.Skip("QEMU kernel check: set OVERBOOT_VMTEST=1")
-	}
+	testneed.VM(t)
 	kernel, release, err := debianKernel()
 	if err != nil {
-		t.Fatal(err)
+		testneed.Missing(t, "%v", err)
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Fatalf("%v: install qemu-system-x86 (make deps)", err)
-	}
+	qemu := testneed.Tool(t, "qemu-system-x86_64")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("%v: the check builds this package's test binary", err)

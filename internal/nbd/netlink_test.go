@@ -12,7 +12,7 @@ import (
 func skipBigEndian(t *testing.T) {
 	t.Helper()
 	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
-		t.Skip("expected bytes are written for a little-endian host")
+		t.Skip("platform: the expected bytes are written for a little-endian host")
 	}
 }
 

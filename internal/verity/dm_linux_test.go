@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // TestDmIoctlLayout holds x/sys/unix's DmIoctl and DmTargetSpec, which
@@ -220,9 +223,7 @@ func TestCreateInvalid(t *testing.T) {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (mknod, loop devices, device-mapper); run as root or in the QEMU tests")
-	}
+	testneed.Root(t, "mknod")
 }
 
 func TestEnsureNode(t *testing.T) {
@@ -260,9 +261,10 @@ func TestEnsureNode(t *testing.T) {
 // (LOOP_CTL_GET_FREE, LOOP_CONFIGURE: what the agent does, no losetup).
 func attachLoop(t *testing.T, path string) string {
 	t.Helper()
+	testneed.Module(t, "loop")
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		t.Skipf("no loop devices: %v (modprobe loop)", err)
+		t.Fatal(err)
 	}
 	defer ctl.Close()
 	f, err := os.Open(path)
@@ -298,17 +300,38 @@ func attachLoop(t *testing.T, path string) string {
 	}
 }
 
-// TestCreate sets up a real dm-verity device on loop devices, reads it
-// back, and checks that a flipped data byte makes its block read fail
-// with EIO. It needs root, loop, and dm-mod and dm-verity loaded, so it
-// runs in QEMU on the agent's kernel, not on a build host.
-func TestCreate(t *testing.T) {
-	needRoot(t)
-	if _, err := os.Stat("/sys/module/dm_verity"); err != nil {
-		t.Skip("dm-verity not loaded (modprobe dm-verity)")
+// dmModules are what TestCreate needs of the kernel.
+var dmModules = []string{"loop", "dm_mod", "dm_verity"}
+
+// hostDM says why this machine cannot run TestCreate itself, or nil: it
+// needs root, and loop, dm-mod and dm-verity (loaded with modprobe).
+func hostDM() error {
+	if os.Geteuid() != 0 {
+		return errors.New("not root")
+	}
+	for _, m := range dmModules {
+		if err := testneed.LoadModule(m); err != nil {
+			return err
+		}
 	}
 	if _, err := os.Stat(controlSysfs); err != nil {
-		t.Skip("dm-mod not loaded (modprobe dm-mod)")
+		return fmt.Errorf("dm-mod is loaded and %w", err)
+	}
+	return nil
+}
+
+// TestCreate sets up a real dm-verity device on loop devices, reads it
+// back, and checks that a flipped data byte makes its block read fail
+// with EIO. It needs root, loop, and dm-mod and dm-verity: where this
+// machine cannot have them (a kernel without modules, a user not root),
+// the QEMU tier runs it in a VM on Debian's kernel (runInVM).
+func TestCreate(t *testing.T) {
+	if err := hostDM(); err != nil {
+		if inVM() {
+			t.Fatalf("in the VM: %v", err)
+		}
+		runInVM(t, "TestCreate", fmt.Sprintf("here it cannot run: %v", err))
+		return
 	}
 
 	const blocks = 300

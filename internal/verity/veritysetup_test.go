@@ -11,23 +11,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // veritysetup returns the path of veritysetup (cryptsetup-bin), the
-// reference these tests hold Build and the Verifier to. Without it the
-// test fails rather than pass unchecked, except in -short mode.
+// reference these tests hold Build and the Verifier to (testneed.Tool: a
+// failure under make test). go test -short skips these checks: asked for.
 func veritysetup(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: skipping the checks against veritysetup")
 	}
-	for _, name := range []string{"veritysetup", "/usr/sbin/veritysetup", "/sbin/veritysetup"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("veritysetup not found: apt-get install cryptsetup-bin (make deps), or go test -short to skip these checks")
-	return ""
+	return testneed.Tool(t, "veritysetup")
 }
 
 // runVeritysetup runs veritysetup with args and returns its stdout; a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/overboot/overboot/internal/netnsrun"
+	"github.com/overboot/overboot/internal/testneed"
 	"net"
 	"net/netip"
 	"os"
@@ -26,12 +27,8 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, veth pairs, port 67 (CI runs as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("ip missing: install iproute2")
-	}
+	testneed.Root(t, "network namespaces, veth pairs, port 67")
+	testneed.Tool(t, "ip")
 }
 
 // lab is a server namespace and a client namespace joined by veth pairs

@@ -14,6 +14,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/server/pci"
 )
@@ -50,10 +51,7 @@ func TestMatchPCIAlias(t *testing.T) {
 // installs linux-image-amd64).
 func realTree(t *testing.T) *initramfs.ModuleTree {
 	t.Helper()
-	deps, _ := filepath.Glob("/lib/modules/*/kernel/drivers/net/ethernet/realtek/8139cp.ko*")
-	if len(deps) == 0 {
-		t.Skip("no kernel modules under /lib/modules: install linux-image-amd64 (make deps)")
-	}
+	deps := testneed.Glob(t, "/lib/modules/*/kernel/drivers/net/ethernet/realtek/8139cp.ko*", "linux-image-amd64")
 	release := strings.Split(deps[0], "/")[3]
 	mt, err := initramfs.OpenModuleTree("", release)
 	if err != nil {

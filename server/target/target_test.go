@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 const (
@@ -65,16 +67,10 @@ func startTargetServer(t *testing.T, setup func(*Target)) (*Target, string, []by
 	return s, ln.Addr().String(), data, ro
 }
 
+// needTool is testneed.Tool: libiscsi-bin's tools.
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("OVERBOOT_VMTEST") == "1" || os.Geteuid() == 0 {
-			t.Fatalf("%s missing: make deps installs libiscsi-bin", name)
-		}
-		t.Skipf("%s not installed (libiscsi-bin)", name)
-	}
-	return p
+	return testneed.Tool(t, name)
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {

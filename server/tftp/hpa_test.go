@@ -9,16 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // TestTFTPHPAClient fetches with tftp-hpa's client (Debian package
 // tftp-hpa), an implementation that is not ours: no options, 512-byte
-// blocks, lock-step. It is skipped where the client is not installed.
+// blocks, lock-step.
 func TestTFTPHPAClient(t *testing.T) {
-	tftp, err := exec.LookPath("tftp")
-	if err != nil {
-		t.Skip("no tftp client (apt-get install tftp-hpa)")
-	}
+	tftp := testneed.Tool(t, "tftp")
 	content := randomBytes(300000)
 	ts := startServer(t, &Server{Root: writeRoot(t, map[string][]byte{"boot/file.bin": content})})
 	host, port, _ := net.SplitHostPort(ts.addr)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 // wait is how long a test waits for anything over loopback: generous, as
@@ -227,9 +229,11 @@ func TestGet(t *testing.T) {
 func TestIPXEBinaries(t *testing.T) {
 	files := map[string][]byte{}
 	for _, name := range []string{"undionly.kpxe", "ipxe.efi", "snponly.efi"} {
-		b, err := os.ReadFile(filepath.Join("/usr/lib/ipxe", name))
+		p := filepath.Join("/usr/lib/ipxe", name)
+		testneed.File(t, p, "ipxe")
+		b, err := os.ReadFile(p)
 		if err != nil {
-			t.Skipf("%v (apt-get install ipxe)", err)
+			t.Fatal(err)
 		}
 		files[name] = b
 	}
