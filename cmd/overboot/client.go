@@ -32,6 +32,10 @@ const DefaultServer = "http://127.0.0.1:8080"
 // the server's address from, when it exists and nothing else says.
 var defaultConfig = "/etc/overboot.conf"
 
+// packageConfig is where the Debian package puts it; read when
+// defaultConfig is not there.
+var packageConfig = "/etc/overboot/overboot.conf"
+
 // client calls a server's admin API.
 type client struct {
 	server string
@@ -194,11 +198,16 @@ func (f *clientFlags) serverAddr() (string, string, error) {
 		return s, "$OVERBOOT_SERVER", nil
 	}
 	path := f.config
-	if path == "" {
-		if _, err := os.Stat(defaultConfig); err != nil {
-			return DefaultServer, "the default", nil
+	for _, p := range []string{defaultConfig, packageConfig} {
+		if path != "" {
+			break
 		}
-		path = defaultConfig
+		if _, err := os.Stat(p); err == nil {
+			path = p
+		}
+	}
+	if path == "" {
+		return DefaultServer, "the default", nil
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

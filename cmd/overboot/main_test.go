@@ -246,9 +246,9 @@ func TestServerFromConfig(t *testing.T) {
 	listen := strings.TrimPrefix(hsURL, "http://")
 	_, port, _ := net.SplitHostPort(listen)
 	t.Setenv("OVERBOOT_SERVER", "")
-	saved := defaultConfig
-	defer func() { defaultConfig = saved }()
-	defaultConfig = filepath.Join(dir, "absent.conf")
+	saved, savedPkg := defaultConfig, packageConfig
+	defer func() { defaultConfig, packageConfig = saved, savedPkg }()
+	defaultConfig, packageConfig = filepath.Join(dir, "absent.conf"), filepath.Join(dir, "absent-too.conf")
 
 	conf := func(name, body string) string {
 		p := filepath.Join(dir, name)

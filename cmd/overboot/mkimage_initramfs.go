@@ -39,7 +39,7 @@ data directory DIR by its sha256 and NAME is published in DIR's state store.`,
 		},
 	}
 	fs := c.Flags()
-	fs.StringVar(&f.agent, "agent", "build/overboot-init", "the static agent `binary` (make build makes it)")
+	fs.StringVar(&f.agent, "agent", defaultAgent(), "the static agent `binary` (make build makes build/overboot-init; the Debian package installs "+installedAgent+")")
 	fs.BoolVar(&f.shell, "rescue-shell", true, "make /bin/sh a link to the agent, which is a POSIX shell when called sh (for overboot.onfail=shell); --rescue-shell=false leaves it out")
 	fs.StringVar(&f.release, "kernel-release", "", "kernel `release` whose modules to ship (default: the newest in /lib/modules)")
 	fs.StringVar(&f.modDir, "modules-dir", "/lib/modules", "where the kernels' module trees are")
@@ -174,4 +174,18 @@ func newestRelease(dir string) (string, error) {
 		return "", fmt.Errorf("mkimage initramfs: several kernels in %s: choose one with --kernel-release", dir)
 	}
 	return filepath.Base(filepath.Dir(deps[0])), nil
+}
+
+// installedAgent is where the Debian package puts the agent.
+const installedAgent = "/usr/lib/overboot/overboot-init"
+
+// defaultAgent is the agent of a source tree's build when there is one,
+// else the installed one.
+func defaultAgent() string {
+	if _, err := os.Stat("build/overboot-init"); err != nil {
+		if _, err := os.Stat(installedAgent); err == nil {
+			return installedAgent
+		}
+	}
+	return "build/overboot-init"
 }

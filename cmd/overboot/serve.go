@@ -140,6 +140,13 @@ func loadConfig(c *cobra.Command, o serveOptions) (*config.Config, error) {
 
 // runServe is "overboot serve".
 func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, stderr io.Writer) error {
+	// A SIGHUP while the server opens (copying the profiles' files can
+	// take seconds) must not kill it: systemd counts death by SIGHUP as a
+	// clean exit and would not restart it. It is held here and served
+	// once the reload handler runs.
+	early := make(chan os.Signal, 1)
+	signal.Notify(early, syscall.SIGHUP)
+	defer signal.Stop(early)
 	cfg, err := loadConfig(c, o)
 	if err != nil {
 		return err
@@ -163,6 +170,12 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 	if o.config != "" {
 		stop := reloadOnHUP(ctx, o.config, srv, cfgOverrides{listen: o.listen, data: o.data, iscsi: o.iscsi}, stdout, log)
 		defer stop()
+		// A reload asked for while the server opened: done now.
+		select {
+		case <-early:
+			syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		default:
+		}
 	}
 	// Each service in its own goroutine; the first to fail stops them all.
 	ctx, cancel := context.WithCancel(ctx)
