@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +17,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/overboot/overboot/mkimage"
+	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/tftp"
 )
 
 // The Debian package (make deb, dist/deb): TestDebPackage checks the
-// package and installs it with dpkg into a debootstrap tree.
+// package and installs it with dpkg into a debootstrap tree;
+// TestDebSystemdService boots that tree in QEMU with systemd starting the
+// packaged unit, and asks the server inside for a script, a DHCP answer
+// on a LAN of the test's own, a file over TFTP and a driver segment.
 
 var (
 	debOnce sync.Once
@@ -284,4 +298,313 @@ func TestDebPackage(t *testing.T) {
 	}
 	inChroot(t, root, "", "getent", "passwd", "overboot")
 	t.Logf("checked in %.1fs", time.Since(t0).Seconds())
+}
+
+// MarkerDeb starts the line the packaged server's guest prints once
+// systemd is up: "OVERBOOT-TEST-DEB state=... active=... enabled=...
+// user=... reload=...".
+const MarkerDeb = "OVERBOOT-TEST-DEB"
+
+// debReport replaces the systemd root's test service: once systemd is up
+// and the server has opened its sockets, it reloads overboot (the unit's
+// ExecReload), reports the service on the console and follows its journal
+// there; it does not power off (the test stops the machine). It waits for
+// the server first because serve handles SIGHUP only from then on: a
+// reload while it still copies the profiles' files into its store (7 s
+// under TCG) kills it, and systemd counts a death by SIGHUP as a clean
+// exit, so Restart=on-failure does not bring it back.
+const debReport = `#!/bin/sh
+state=$(systemctl is-system-running --wait)
+i=0
+until journalctl -b -u overboot -o cat | grep -q '^overboot: DHCP on' || [ $i -ge 120 ]; do sleep 1; i=$((i + 1)); done
+reload=failed
+systemctl reload overboot && reload=ok
+sleep 2
+systemctl --failed --no-legend --plain | sed 's/^/failed unit: /' > /dev/ttyS0
+journalctl -b -u overboot -o cat --no-pager | sed 's/^/journal: /' > /dev/ttyS0
+pid=$(systemctl show -p MainPID --value overboot)
+echo "` + MarkerDeb + ` state=$state active=$(systemctl is-active overboot) enabled=$(systemctl is-enabled overboot) user=$(stat -c %U /proc/$pid 2>/dev/null) reload=$reload" > /dev/ttyS0
+journalctl -u overboot -o cat --no-pager -f -n 0 | sed -u 's/^/journal: /' > /dev/ttyS0
+`
+
+// The guest's addresses on the test's LAN (NewNetNS's bridge is
+// 192.0.2.1) and its NICs: the first boots it (user networking, the
+// test's server through a guestfwd), the second is on the LAN.
+const (
+	debGuestAddr = "192.0.2.10"
+	debBootMAC   = "52:54:00:0d:00:01"
+	debLANMAC    = "52:54:00:0d:00:02"
+)
+
+// TestDebSystemdService boots Debian's systemd root with the package
+// installed by dpkg (the unit enabled by its postinst, nothing else done
+// to start it) and a configuration serving a profile, as a QEMU machine
+// with a second NIC on a LAN of the test's own. systemd starts overboot
+// as the user overboot in the unit's sandbox; `systemctl reload` works;
+// and from the LAN the server inside answers: /boot.ipxe and a machine's
+// script over HTTP, a DHCP answer (full mode: an address from its range
+// and the boot URL), undionly.kpxe over TFTP (Debian's ipxe package), and
+// the driver segment of a NIC the base initramfs lacks (rtl8139's 8139cp
+// and 8139too, built from the guest's /lib/modules). The machine itself
+// boots from the test's in-process server: a network-booted overboot
+// server, which is also a use.
+func TestDebSystemdService(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	deb := needDeb(t)
+	for _, m := range []string{"8139cp", "8139too"} {
+		if slices.Contains(initramfs.DefaultModules, m) {
+			t.Fatalf("%s is in the base initramfs (DefaultModules): the segment would be empty; choose another NIC", m)
+		}
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	root, _ := installDeb(t, deb)
+
+	// What the guest's server serves: the test kernel and initramfs, a
+	// tiny root, and of its kernel's modules the driver's (with
+	// modules.dep, .alias, .builtin: what server/drivers reads).
+	srv := filepath.Join(root, "srv/overboot")
+	if err := os.MkdirAll(filepath.Join(dir, "tiny/etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tiny/etc/hostname"), []byte("tiny\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(srv, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mkimage.BuildRoot(ctx, filepath.Join(srv, "root.squashfs"), mkimage.RootOptions{Source: filepath.Join(dir, "tiny")}); err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{a.Kernel: "vmlinuz", a.Initramfs: "initramfs.img"} {
+		if err := copyFile(src, filepath.Join(srv, dst), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mt, err := initramfs.OpenModuleTree("", a.Release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := mt.LoadOrder([]string{"8139cp", "8139too"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not modules.devname: with it kmod-static-nodes.service would run
+	// kmod, which this root has not.
+	files = append(files, "modules.dep", "modules.alias", "modules.builtin")
+	for _, f := range files {
+		dst := filepath.Join(root, "lib/modules", a.Release, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(filepath.Join(mt.Dir, f), dst, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The administrator's part: the configuration, a static address on
+	// the LAN NIC (named lan0 by its MAC) with systemd-networkd, and the
+	// report in place of the systemd root's.
+	guestConf := fmt.Sprintf(`[server]
+listen = 0.0.0.0:80
+url = http://%[1]s
+data = /var/lib/overboot
+tftp = %[1]s:69
+dhcp = lan0
+dhcp-range = 192.0.2.100-192.0.2.109
+dhcp-router = %[1]s
+
+[profile default]
+kernel = /srv/overboot/vmlinuz
+initramfs = /srv/overboot/initramfs.img
+root = /srv/overboot/root.squashfs
+cmdline = console=ttyS0
+`, debGuestAddr)
+	for path, f := range map[string]struct {
+		data string
+		mode os.FileMode
+	}{
+		"etc/overboot/overboot.conf":                       {guestConf, 0o644},
+		"etc/systemd/network/10-overboot-test-lan.link":    {"[Match]\nMACAddress=" + debLANMAC + "\n\n[Link]\nNamePolicy=\nName=lan0\n", 0o644},
+		"etc/systemd/network/20-overboot-test-lan.network": {"[Match]\nName=lan0\n\n[Network]\nAddress=" + debGuestAddr + "/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", 0o644},
+		"usr/local/sbin/overboot-test":                     {debReport, 0o755},
+	} {
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inChroot(t, root, "", "systemctl", "enable", "systemd-networkd.service")
+
+	// A quicker image: no translations, and zstd's level 3 (not 15).
+	for _, d := range []string{"usr/share/locale", "usr/share/man"} {
+		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	img := filepath.Join(dir, "deb.squashfs")
+	res, err := mkimage.BuildRoot(ctx, img, mkimage.RootOptions{Source: root, Compression: "zstd", Level: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(root)
+	t.Logf("image %d bytes in %.1fs", res.Size, time.Since(t0).Seconds())
+
+	// The LAN, and the test's server the machine boots from, inside the
+	// namespace (QEMU runs there: its guestfwd relay reaches the
+	// namespace's loopback).
+	ns := NewNetNS(t)
+	conf := fmt.Sprintf("[server]\nurl = http://%s\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		GuestServer, a.Kernel, a.Initramfs, img)
+	s := configServer(t, conf, filepath.Join(dir, "data"))
+	ln := ns.Listen(t, "127.0.0.1:0")
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	client := nsHTTPClient(ns)
+	resp, err := client.Get("http://" + ln.Addr().String() + "/ipxe?mac=" + strings.ReplaceAll(debBootMAC, ":", "-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`initrd=overboot-initrd0 (.*) \|\| goto`).FindSubmatch(script)
+	if m == nil {
+		t.Fatalf("no kernel arguments in the script:\n%s", script)
+	}
+
+	tap := ns.Tap(t)
+	vm := startVM(t, Options{
+		Kernel: a.Kernel, Initrd: a.Initramfs, MAC: debBootMAC, MemoryMB: 1536, CPUs: 2,
+		Append:   directCmdline(string(m[1]), "overboot.iface=eth0"),
+		Forwards: []Forward{{GuestPort: 80, HostAddr: ln.Addr().String()}},
+		NetNS:    ns.Name,
+		Extra: []string{"-netdev", "tap,id=lan,ifname=" + tap + ",script=no,downscript=no",
+			"-device", "virtio-net-pci,netdev=lan,mac=" + debLANMAC + ",romfile="},
+	})
+	l, i, err := vm.ExpectAny(2*bootTimeout, MarkerDeb, "overboot: BOOT FAILED")
+	if err != nil || i != 0 {
+		t.Fatalf("the guest did not report: %v %s", err, l.Text)
+	}
+	t.Logf("%s", l)
+	f := regexp.MustCompile(MarkerDeb + ` state=(\S+) active=(\S+) enabled=(\S+) user=(\S*) reload=(\S+)`).FindStringSubmatch(l.Text)
+	switch {
+	case f == nil:
+		t.Fatalf("unreadable report %q", l.Text)
+	case f[1] != "running" && f[1] != "degraded":
+		t.Errorf("systemd state %s", f[1])
+	case f[2] != "active" || f[3] != "enabled":
+		t.Errorf("overboot.service is %s, %s: want active, enabled", f[2], f[3])
+	case f[4] != "overboot":
+		t.Errorf("the server runs as %q, not overboot", f[4])
+	case f[5] != "ok":
+		t.Errorf("systemctl reload overboot: %s", f[5])
+	}
+	guest := "http://" + debGuestAddr
+
+	// HTTP: the bootstrap script, and a machine's script with the driver
+	// segment of the NIC its query names.
+	body := func(url string) []byte {
+		t.Helper()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+		}
+		return b
+	}
+	if b := body(guest + "/boot.ipxe"); !bytes.HasPrefix(b, []byte("#!ipxe\n")) || !bytes.Contains(b, []byte("imgfetch --name overboot-script "+guest+"/ipxe?mac=")) {
+		t.Errorf("/boot.ipxe from the guest:\n%s", b)
+	}
+	script = body(guest + "/ipxe?mac=52-54-00-0d-00-03&buildarch=x86_64&platform=pcbios&pcivendor=10ec&pcidevice=8139")
+	seg := regexp.MustCompile(`initrd --name overboot-initrd1 (` + regexp.QuoteMeta(guest) + `/blobs/sha256/[0-9a-f]{64}) `).FindSubmatch(script)
+	if seg == nil || !bytes.Contains(script, []byte("kernel --name overboot-kernel "+guest+"/blobs/sha256/")) {
+		t.Fatalf("the guest's script for an rtl8139 machine has no driver segment:\n%s", script)
+	}
+	archives, err := initramfs.List(bytes.NewReader(body(string(seg[1]))))
+	if err != nil {
+		t.Fatalf("the driver segment: %v", err)
+	}
+	var names []string
+	for _, ar := range archives {
+		for _, e := range ar.Entries {
+			names = append(names, e.Name)
+		}
+	}
+	for _, want := range []string{"8139cp.ko", "8139too.ko", "mii.ko"} {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, "/"+want) }) {
+			t.Errorf("the driver segment lacks %s: %q", want, names)
+		}
+	}
+
+	// DHCP on the LAN, as iPXE on a BIOS machine asks.
+	var dc *nclient4.Client
+	if err := ns.Do(func() (err error) {
+		dc, err = nclient4.New(ns.Bridge, nclient4.WithTimeout(5*time.Second), nclient4.WithRetry(5))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	lease, err := dc.Request(dctx,
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+		dhcpv4.WithGeneric(dhcpv4.OptionUserClassInformation, []byte("iPXE")))
+	if err != nil {
+		t.Fatalf("DHCP on the LAN: %v", err)
+	}
+	ack := lease.ACK
+	t.Logf("DHCP: %s", ack.Summary())
+	if ip := ack.YourIPAddr.To4(); ip == nil || !bytes.Equal(ip[:3], []byte{192, 0, 2}) || ip[3] < 100 || ip[3] > 109 ||
+		!ack.ServerIdentifier().Equal(net.ParseIP(debGuestAddr)) || ack.BootFileName != guest+"/boot.ipxe" {
+		t.Errorf("the DHCP answer: address %v from %v, boot file %q; want one of 192.0.2.100-109 from %s, %s/boot.ipxe",
+			ack.YourIPAddr, ack.ServerIdentifier(), ack.BootFileName, debGuestAddr, guest)
+	}
+
+	// TFTP: Debian's undionly.kpxe, copied from /usr/lib/ipxe at start.
+	var kpxe bytes.Buffer
+	if err := ns.Do(func() error {
+		_, err := (&tftp.Client{BlockSize: 1456}).Get(ctx, debGuestAddr+":69", "undionly.kpxe", &kpxe)
+		return err
+	}); err != nil || kpxe.Len() < 1000 {
+		t.Errorf("TFTP undionly.kpxe from the guest: %d bytes, %v", kpxe.Len(), err)
+	}
+	// What the server said in its journal (stdout: the services it
+	// opened, the reload).
+	for _, want := range []string{
+		"journal: overboot: serving on http://", // [::]:80 or 0.0.0.0:80
+		"journal: overboot: TFTP on " + debGuestAddr + ":69 (files of /usr/lib/ipxe)",
+		"journal: overboot: DHCP on lan0 (" + debGuestAddr + "/24), addresses 192.0.2.100-192.0.2.109",
+		"journal: overboot: reloaded /etc/overboot/overboot.conf (1 profiles, 0 machines)",
+	} {
+		if !vm.Contains(want) {
+			t.Errorf("the console lacks %q", want)
+		}
+	}
+}
+
+// nsHTTPClient is an HTTP client whose connections are made inside ns.
+func nsHTTPClient(ns *NetNS) *http.Client {
+	return &http.Client{
+		Timeout: time.Minute,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() (err error) {
+				c, err = (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}},
+	}
 }
