@@ -15,7 +15,7 @@ GOFLAGS_BIN := -trimpath -buildvcs=auto -ldflags='-s -w -buildid='
 APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools \
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
 	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
-	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin man-db
+	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin man-db lintian
 
 .PHONY: help
 help: ## list the targets
@@ -45,6 +45,21 @@ $(BUILD)/overboot-init: FORCE
 .PHONY: man
 man: $(BUILD)/overboot ## man pages of every command into build/man (man -l build/man/overboot-serve.1)
 	$(BUILD)/overboot gen-man $(BUILD)/man
+
+# make deb: the package's version (dist/deb/version.sh: from git describe),
+# its maintainer (default: the author of the last commit) and the time of
+# every file in it (default: the last commit's; SOURCE_DATE_EPOCH wins).
+DEB_VERSION    ?= $(shell dist/deb/version.sh)
+DEB_MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+DEB_DATE       ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+
+.PHONY: deb
+deb: export SOURCE_DATE_EPOCH := $(DEB_DATE)
+deb: export VERSION = $(DEB_VERSION)
+deb: export MAINTAINER = $(DEB_MAINTAINER)
+deb: build man ## the Debian package build/overboot_VERSION_amd64.deb (dpkg-deb; check it with lintian)
+	@if [ -z "$$VERSION" ] || [ -z "$$MAINTAINER" ] || [ -z "$$SOURCE_DATE_EPOCH" ]; then echo "make deb: outside a git clone, give DEB_VERSION, DEB_MAINTAINER and DEB_DATE" >&2; exit 1; fi
+	BUILD=$(BUILD) GO=$(GO) dist/deb/build.sh
 
 .PHONY: check
 check: ## gofmt and go vet
