@@ -231,17 +231,7 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 // machineReset ends the machine's sessions and removes its disks: its
 // next boot starts blank, or from the base image.
 func (a *API) machineReset(w http.ResponseWriter, r *http.Request) error {
-	mac, err := a.macParam(r)
-	if err != nil {
-		return err
-	}
-	ctx := background(r.Context())
-	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
-	if err != nil {
-		return err
-	}
-	a.d.Recorder.Changed(mac)
-	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "disks_removed": n})
+	return a.dropMachine(w, r, false)
 }
 
 // rotate gives the machine a new CHAP secret and ends its sessions. The
@@ -264,6 +254,10 @@ func (a *API) rotate(w http.ResponseWriter, r *http.Request) error {
 
 // machineDelete removes the machine's disks, then the machine.
 func (a *API) machineDelete(w http.ResponseWriter, r *http.Request) error {
+	return a.dropMachine(w, r, true)
+}
+
+func (a *API) dropMachine(w http.ResponseWriter, r *http.Request, forget bool) error {
 	mac, err := a.macParam(r)
 	if err != nil {
 		return err
@@ -273,11 +267,15 @@ func (a *API) machineDelete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.d.DB.DeleteMachine(ctx, mac); err != nil {
-		return err
+	out := map[string]any{"mac": mac, "disks_removed": n}
+	if forget {
+		if err := a.d.DB.DeleteMachine(ctx, mac); err != nil {
+			return err
+		}
+		out["deleted"] = true
 	}
 	a.d.Recorder.Changed(mac)
-	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "deleted": true, "disks_removed": n})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // Explanation says which profile a machine gets and why.

@@ -95,22 +95,13 @@ func (a *API) userPassword(w http.ResponseWriter, r *http.Request) error {
 }
 
 // userReset ends the user's sessions and removes their disks.
-func (a *API) userReset(w http.ResponseWriter, r *http.Request) error {
-	name, err := userParam(r)
-	if err != nil {
-		return err
-	}
-	ctx := background(r.Context())
-	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"name": name, "disks_removed": n})
-}
+func (a *API) userReset(w http.ResponseWriter, r *http.Request) error { return a.dropUser(w, r, false) }
 
 // userDelete removes the user's disks (ending their sessions), then the
 // user.
-func (a *API) userDelete(w http.ResponseWriter, r *http.Request) error {
+func (a *API) userDelete(w http.ResponseWriter, r *http.Request) error { return a.dropUser(w, r, true) }
+
+func (a *API) dropUser(w http.ResponseWriter, r *http.Request, forget bool) error {
 	name, err := userParam(r)
 	if err != nil {
 		return err
@@ -120,8 +111,12 @@ func (a *API) userDelete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.d.DB.DeleteUser(ctx, name); err != nil {
-		return err
+	out := map[string]any{"name": name, "disks_removed": n}
+	if forget {
+		if err := a.d.DB.DeleteUser(ctx, name); err != nil {
+			return err
+		}
+		out["deleted"] = true
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"name": name, "deleted": true, "disks_removed": n})
+	return writeJSON(w, http.StatusOK, out)
 }
