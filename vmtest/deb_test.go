@@ -22,6 +22,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/server/tftp"
@@ -44,12 +45,8 @@ var (
 // OVERBOOT_VMTEST=1 and fails when a tool is missing.
 func needDeb(t *testing.T) string {
 	t.Helper()
-	if os.Getenv("OVERBOOT_VMTEST") != "1" {
-		t.Skip("package test: set OVERBOOT_VMTEST=1 (make vmtest and make test do)")
-	}
-	if os.Getuid() != 0 {
-		t.Fatal("the package tests need root: chroot, dpkg and apt-get in a debootstrap tree (CI runs as root)")
-	}
+	testneed.VM(t) // the QEMU tier's, like the other tests here
+	testneed.Root(t, "the package tests run chroot, dpkg and apt-get in a debootstrap tree")
 	for _, tool := range [][2]string{
 		{"make", "make"}, {"git", "git"}, {"dpkg-deb", "dpkg"}, {"chroot", "coreutils"},
 		{"debootstrap", "debootstrap"}, {"lintian", "lintian"}, {"mksquashfs", "squashfs-tools"},
