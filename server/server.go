@@ -78,6 +78,8 @@ type Server struct {
 	Drain time.Duration
 
 	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
+
+	name atomic.Pointer[string] // as registered in the store (Register)
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state

@@ -104,7 +104,7 @@ with status 2, any other failure with status 1.`,
 	root.SetIn(sio.in)
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
-		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
+		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), serverCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
 		versionCmd(sio), genManCmd(sio),
 	)
 	root.SetHelpCommand(helpCmd())

@@ -181,6 +181,7 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var services []func() error
+	ann := server.Announcement{HTTP: ln.Addr(), Version: moduleVersion()}
 	if srv.NeedsISCSI() {
 		iln, err := net.Listen("tcp", cfg.ISCSI)
 		if err != nil {
@@ -188,8 +189,16 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 			return fmt.Errorf("iscsi: %w", err)
 		}
 		fmt.Fprintf(stdout, "overboot: iSCSI on %s\n", iln.Addr())
+		ann.ISCSI = iln.Addr()
 		services = append(services, func() error { return srv.ServeISCSI(ctx, iln) })
 	}
+	heartbeat, err := srv.Register(ctx, ann)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "overboot: registered as server %s in the state store\n", srv.Name())
+	services = append(services, heartbeat)
 	if cfg.TFTP != "" {
 		pc, err := net.ListenPacket("udp", cfg.TFTP)
 		if err != nil {

@@ -82,6 +82,8 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"POST /tokens", admin, a.tokenCreate},
 		{"DELETE /tokens/{id}", admin, a.tokenDelete},
 		{"GET /backup", admin, a.backup},
+		{"GET /servers", read, a.servers},
+		{"DELETE /servers/{name}", admin, a.serverForget},
 	} {
 		method, path, _ := strings.Cut(r.pattern, " ")
 		mux.Handle(method+" "+Prefix+path, a.auth(r.needs, r.h))
@@ -152,7 +154,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code = e.Code
 	case errors.Is(err, state.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, state.ErrExists), errors.Is(err, state.ErrKindChange):
+	case errors.Is(err, state.ErrExists), errors.Is(err, state.ErrKindChange), errors.Is(err, state.ErrServerRunning):
 		code = http.StatusConflict
 	}
 	writeJSON(w, code, map[string]string{"error": msg})

@@ -33,6 +33,7 @@ const (
 // Config is a parsed, validated configuration.
 type Config struct {
 	File   string
+	Name   string // this server among those sharing the store; "" = the host's name
 	Listen string // host:port
 	Data   string // store directory
 	URL    string // base URL machines reach the server at; "" = from each request's Host

@@ -110,11 +110,14 @@ func TestParseDefaults(t *testing.T) {
 // TestQuotasAndRetention: quotas have defaults and can be unlimited;
 // the [server] retention keys take days.
 func TestQuotasAndRetention(t *testing.T) {
-	c, err := Parse("f", strings.NewReader("[server]\nstatus = public\npending-ttl = 2d\nforget-after = never\n"+
+	c, err := Parse("f", strings.NewReader("[server]\nname = rack-1.a_b\nstatus = public\npending-ttl = 2d\nforget-after = never\n"+
 		"[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"+
 		"[profile big]\nkernel = k\ninitramfs = i\nroot = r\nmax-machines = unlimited\nmax-disks = 7\nmax-disk-bytes = unlimited\n"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Name != "rack-1.a_b" {
+		t.Errorf("name %q", c.Name)
 	}
 	if c.Status != StatusPublic || c.PendingTTL != 48*time.Hour || c.ForgetAfter != Never {
 		t.Errorf("server: %q %v %v", c.Status, c.PendingTTL, c.ForgetAfter)
@@ -165,6 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count, or unlimited"},
 		{"percent disk bytes", prof + "max-disk-bytes = 50%\n", "f:5: max-disk-bytes:"},
 		{"bad status", "[server]\nstatus = open\n", "f:2: status: \"open\": want token"},
+		{"bad server name", "[server]\nname = a/b\n", "f:2: name: \"a/b\": want 1 to 63 letters"},
 		{"bad pending-ttl", "[server]\npending-ttl = 1s\n", "f:2: pending-ttl: \"1s\": want a duration from 1m to 365d"},
 		{"bad forget-after", "[server]\nforget-after = soon\n", "f:2: forget-after: \"soon\": want a duration from 1h to 3650d"},
 		{"menu unknown profile", prof + "menu = nope\n", "f:5: profile default: menu entry nope: no [profile nope]"},

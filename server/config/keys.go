@@ -34,6 +34,7 @@ type Section struct {
 // usually has them.
 var Sections = []Section{
 	{"server", "[server]", "The server itself: where it listens, its data, the network services it runs.", []Key{
+		{"name", "", "This server's name among the servers sharing the state store (letters, digits, . - _); default: the host's name. Disks live on a named server."},
 		{"listen", DefaultListen, "HTTP address (host:port). The default serves this host only: say 0.0.0.0:80 to serve a network."},
 		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
 		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
@@ -144,6 +145,11 @@ func Reference() string {
 func (c *Config) setServer(k, v string) error {
 	var err error
 	switch k {
+	case "name":
+		if !ValidServerName(v) {
+			return fmt.Errorf("%q: want 1 to 63 letters, digits, '.', '-' or '_'", v)
+		}
+		c.Name = v
 	case "listen":
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080: %v", v, err)
@@ -478,4 +484,18 @@ func (sl *Select) set(k, v string) error {
 		return unknownKey("select")
 	}
 	return err
+}
+
+// ValidServerName reports whether s can name a server: 1 to 63 of
+// [A-Za-z0-9._-], as a host name's label would be.
+func ValidServerName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -171,6 +171,20 @@ var migrations = []string{
 		mac        TEXT NOT NULL DEFAULT '',
 		PRIMARY KEY (duid, iaid)
 	);`,
+	// 7: the servers sharing this store, each under its own name: how
+	// machines reach it (its URLs and iSCSI portal) and its heartbeat.
+	// instance is one run of one process: a second process under a name
+	// whose heartbeat is fresh is refused. IF NOT EXISTS: as for step 6.
+	`CREATE TABLE IF NOT EXISTS servers (
+		name         TEXT PRIMARY KEY,
+		instance     TEXT NOT NULL,
+		urls         TEXT NOT NULL DEFAULT '',
+		iscsi_portal TEXT NOT NULL DEFAULT '',
+		version      TEXT NOT NULL DEFAULT '',
+		started_at   INTEGER NOT NULL,
+		heartbeat_at INTEGER NOT NULL,
+		stopped_at   INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 // SchemaVersion is the version Open brings a store to.
