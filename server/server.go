@@ -346,6 +346,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go s.janitor(jctx)
+	go s.rec.Follow(jctx, s.db, 0)
 	select {
 	case err := <-errc:
 		return err

@@ -141,6 +141,13 @@ func (d *DB) ActiveBoots(ctx context.Context, since time.Time, done string) ([]B
 	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE outcome <> 'failed' AND phase <> ? AND updated_at >= ? ORDER BY mac, id`, done, since.UnixMilli())
 }
 
+// BootsUpdatedSince lists the boots updated at or after since, oldest
+// update first, at most limit: what another server sharing the store
+// recorded, for this one's status page.
+func (d *DB) BootsUpdatedSince(ctx context.Context, since time.Time, limit int) ([]Boot, error) {
+	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE updated_at >= ? ORDER BY updated_at, id LIMIT ?`, since.UnixMilli(), limit)
+}
+
 // BootEvents lists a boot's events in order.
 func (d *DB) BootEvents(ctx context.Context, bootID int64) ([]BootEvent, error) {
 	return queryAll(ctx, d.sql, func(row scanner) (BootEvent, error) {

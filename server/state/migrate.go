@@ -185,6 +185,9 @@ var migrations = []string{
 		heartbeat_at INTEGER NOT NULL,
 		stopped_at   INTEGER NOT NULL DEFAULT 0
 	);`,
+	// 8: boots by the time of their last event, which every server reads
+	// each second to show the boots the others record.
+	`CREATE INDEX IF NOT EXISTS boots_by_update ON boots (updated_at);`,
 }
 
 // SchemaVersion is the version Open brings a store to.

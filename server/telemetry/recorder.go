@@ -37,8 +37,9 @@ type Recorder struct {
 	hub     *hub
 	log     *slog.Logger
 
-	mu     sync.Mutex       // guards byAddr
+	mu     sync.Mutex       // guards byAddr, shown
 	byAddr map[string]int64 // client address -> its latest boot, to attribute downloads
+	shown  map[int64]shown  // boot ID -> what the page was last told (Follow)
 }
 
 // NewRecorder records into store; metrics may be nil.
@@ -46,7 +47,7 @@ func NewRecorder(store Store, metrics *Metrics, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{store: store, metrics: metrics, hub: newHub(), log: log, byAddr: map[string]int64{}}
+	return &Recorder{store: store, metrics: metrics, hub: newHub(), log: log, byAddr: map[string]int64{}, shown: map[int64]shown{}}
 }
 
 // Start records a new boot (a machine asked for its script) and returns
@@ -105,7 +106,9 @@ func (r *Recorder) Changed(mac string) {
 func (r *Recorder) Version() uint64 { return r.hub.version.Load() }
 
 func (r *Recorder) publish(b state.Boot) {
-	r.hub.send(update{MAC: b.MAC, Boot: &b})
+	if r.fresh(b) {
+		r.hub.send(update{MAC: b.MAC, Boot: &b})
+	}
 }
 
 // update is one server-sent event: a machine whose row changed, with its
