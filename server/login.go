@@ -101,8 +101,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		who = "(no such user)"
 	}
 	// The user's limit, charged by attempts that spent a URL (each costs
-	// its holder a menu fetched from its own address).
-	if !s.loginUser.Allow(form.User) {
+	// its holder a menu fetched from its own address). It is kept in the
+	// store: every server sharing it counts the same attempts, so N
+	// servers do not give a guesser N times the tries.
+	allowed, err := s.db.TakeToken(ctx, "login:"+form.User, loginUserEvery, loginUserBurst)
+	if err != nil {
+		s.log.Error("login: the user's attempt limit", "err", err)
+		s.fail(w, http.StatusServiceUnavailable, "the server cannot check logins now: try again shortly")
+		return
+	}
+	if !allowed {
 		s.metrics.Login("limited")
 		s.log.Warn("login refused: too many attempts for this user", "user", who, "address", addr, "mac", t.MAC)
 		s.again(w, r, "too many login attempts: wait a minute", "Too many attempts: wait a minute, then try again", 20*time.Second)

@@ -60,7 +60,6 @@ type Server struct {
 
 	tokens     *enroll.Tokens
 	scriptRate *enroll.Limiter  // per client address
-	loginUser  *enroll.Limiter  // per user name
 	loginAddr  *enroll.Limiter  // per client address
 	reportRate *enroll.Limiter  // per report token
 	signInRate *enroll.Limiter  // status page sign-ins, per client address
@@ -127,7 +126,6 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	s := &Server{log: log, blobs: blobs, db: db,
 		tokens:     &enroll.Tokens{Store: db},
 		scriptRate: enroll.NewLimiter(scriptEvery, scriptBurst),
-		loginUser:  enroll.NewLimiter(loginUserEvery, loginUserBurst),
 		loginAddr:  enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
 		reportRate: enroll.NewLimiter(time.Second, 60),
 		signInRate: enroll.NewLimiter(loginAddrEvery, loginAddrBurst),
@@ -394,6 +392,11 @@ func (s *Server) prune(ctx context.Context) {
 	if err != nil {
 		s.log.Error("prune the machines' records", "err", err)
 		return
+	}
+	if n, err := s.db.PruneBuckets(ctx); err != nil {
+		s.log.Error("prune the login limits", "err", err)
+	} else if n > 0 {
+		s.log.Debug("forgot login limits full again", "buckets", n)
 	}
 	if p != (state.Pruned{}) {
 		s.log.Info("forgot what machines that stopped asking left", "requests", p.Requests, "admissions", p.Admissions, "machines", p.Machines, "boots", p.Boots)

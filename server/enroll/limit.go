@@ -3,6 +3,8 @@ package enroll
 import (
 	"sync"
 	"time"
+
+	"github.com/overboot/overboot/server/state"
 )
 
 // Limiter is a token bucket per key (a client address, a user name):
@@ -62,14 +64,8 @@ func (l *Limiter) Allow(key string) bool {
 		b = &bucket{tokens: float64(l.Burst), at: now}
 		l.buckets[key] = b
 	}
-	b.tokens += float64(now.Sub(b.at)) / float64(l.Every)
-	if b.tokens > float64(l.Burst) {
-		b.tokens = float64(l.Burst)
-	}
+	var ok bool
+	b.tokens, ok = state.Refill(b.tokens, b.at, now, l.Every, l.Burst)
 	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return ok
 }

@@ -188,6 +188,14 @@ var migrations = []string{
 	// 8: boots by the time of their last event, which every server reads
 	// each second to show the boots the others record.
 	`CREATE INDEX IF NOT EXISTS boots_by_update ON boots (updated_at);`,
+	// 9: token buckets every server sharing the store counts in (a
+	// user's login attempts): tokens left at at, full again at full_at.
+	`CREATE TABLE IF NOT EXISTS rate_buckets (
+		key     TEXT PRIMARY KEY,
+		tokens  REAL NOT NULL,
+		at      INTEGER NOT NULL,
+		full_at INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version Open brings a store to.
