@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/overboot/overboot/server/config"
@@ -33,10 +34,14 @@ func ServerName(cfg *config.Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server name: %w: set name in [server]", err)
 	}
-	if !config.ValidServerName(h) {
-		return "", fmt.Errorf("server name: the host's name %q cannot name a server: set name in [server]", h)
+	if config.ValidServerName(h) {
+		return h, nil
 	}
-	return h, nil
+	// A long FQDN: its first label names the host.
+	if first, _, _ := strings.Cut(h, "."); config.ValidServerName(first) {
+		return first, nil
+	}
+	return "", fmt.Errorf("server name: the host's name %q cannot name a server: set name in [server]", h)
 }
 
 // Register records the server in the store under its name (ServerName)
