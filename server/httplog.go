@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -14,9 +15,22 @@ import (
 type statusWriter struct {
 	*countingWriter
 	code int
+	// storeDown, when set, is asked before a 500 goes out: while the
+	// state store cannot be reached the answer is 503 with Retry-After,
+	// which says "the same request will work later" to iPXE's bootstrap
+	// (it retries), the agent and HTTP clients.
+	storeDown func() bool
 }
 
+// RetryAfter is what a 503 for an unreachable state store asks clients
+// to wait, in seconds.
+const RetryAfter = 5
+
 func (s *statusWriter) WriteHeader(code int) {
+	if code == http.StatusInternalServerError && s.code == 0 && s.storeDown != nil && s.storeDown() {
+		code = http.StatusServiceUnavailable
+		s.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+	}
 	if s.code == 0 {
 		s.code = code
 	}
@@ -40,7 +54,7 @@ var tokenPaths = []string{"/doc/", "/san/", "/login/", "/entry/", "/report/"}
 func (s *Server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{countingWriter: &countingWriter{ResponseWriter: w}}
+		sw := &statusWriter{countingWriter: &countingWriter{ResponseWriter: w}, storeDown: func() bool { return s.storeDown(r.Context()) }}
 		h.ServeHTTP(sw, r)
 		if sw.code == 0 {
 			sw.code = http.StatusOK

@@ -78,7 +78,8 @@ type Server struct {
 
 	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
 
-	name atomic.Pointer[string] // as registered in the store (Register)
+	name   atomic.Pointer[string] // as registered in the store (Register)
+	health storeHealth            // whether the state store answers (storeDown)
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state

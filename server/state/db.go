@@ -86,6 +86,12 @@ func Open(path string) (*DB, error) {
 	return d, nil
 }
 
+// Ping checks that the store answers a query.
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	return d.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
 // Close closes the store.
 func (d *DB) Close() error { return errors.Join(d.sql.Close(), d.w.Close()) }
 
