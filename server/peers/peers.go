@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,18 +39,35 @@ const maxFetches = 4
 
 // Fetcher fetches blobs into a store from Sources.
 type Fetcher struct {
-	// Sources are the base URLs (http://HOST[:PORT]) asked, in order.
-	Sources []string
-	Store   *blobstore.Store
-	Client  *http.Client // nil: a client with no overall timeout
-	Log     *slog.Logger // nil: discard
+	Store  *blobstore.Store
+	Client *http.Client // nil: a client with no overall timeout
+	Log    *slog.Logger // nil: discard
 	// Stall is DefaultStall when 0.
 	Stall time.Duration
 
 	once     sync.Once
 	slots    chan struct{}
-	mu       sync.Mutex // guards inflight
+	mu       sync.Mutex // guards sources and inflight
+	sources  []string
 	inflight map[boot.Digest]*call
+}
+
+// SetSources sets the base URLs (http://HOST[:PORT][/PATH]) asked, in
+// order, from the next fetch on.
+func (f *Fetcher) SetSources(urls []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sources = slices.Clone(urls)
+}
+
+// Sources are the base URLs asked, in order.
+func (f *Fetcher) Sources() []string {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sources
 }
 
 type call struct {
@@ -60,7 +78,7 @@ type call struct {
 
 // Sourced reports whether f has sources to fetch from (a nil Fetcher has
 // none).
-func (f *Fetcher) Sourced() bool { return f != nil && len(f.Sources) > 0 }
+func (f *Fetcher) Sourced() bool { return len(f.Sources()) > 0 }
 
 // Fetch brings the blob d into the store, unless it is there already.
 // size is the size it must have, or -1 when unknown (then the source's
@@ -118,7 +136,7 @@ func (f *Fetcher) fetch(d boot.Digest, size int64) error {
 	}
 	var why []string
 	notFound := true
-	for _, src := range f.Sources {
+	for _, src := range f.Sources() {
 		err := f.fetchFrom(src, d, size)
 		if err == nil {
 			return nil

@@ -80,7 +80,8 @@ func TestFetchInOrder(t *testing.T) {
 	var logs bytes.Buffer
 	st := newStore(t)
 	liarURL := liar.start(t)
-	f := &Fetcher{Sources: []string{empty.start(t), liarURL, honest.start(t), after.start(t)}, Store: st, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	f := &Fetcher{Store: st, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	f.SetSources([]string{empty.start(t), liarURL, honest.start(t), after.start(t)})
 	if err := f.Fetch(context.Background(), d, -1); err != nil {
 		t.Fatal(err)
 	}
@@ -129,9 +130,11 @@ func TestFetchRefused(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := newStore(t)
 			f := &Fetcher{Store: st}
+			var urls []string
 			for _, s := range c.sources {
-				f.Sources = append(f.Sources, s.start(t))
+				urls = append(urls, s.start(t))
 			}
+			f.SetSources(urls)
 			err := f.Fetch(context.Background(), d, c.size)
 			if err == nil || !strings.Contains(err.Error(), c.want) || errors.Is(err, ErrNotFound) != c.notFound {
 				t.Errorf("err = %v, want %q (not found: %v)", err, c.want, c.notFound)
@@ -151,7 +154,8 @@ func TestFetchOnce(t *testing.T) {
 	blob := bytes.Repeat([]byte{7}, 1<<20)
 	d := digestOf(blob)
 	src := &source{body: blob, block: make(chan struct{})}
-	f := &Fetcher{Sources: []string{src.start(t)}, Store: newStore(t)}
+	f := &Fetcher{Store: newStore(t)}
+	f.SetSources([]string{src.start(t)})
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -194,7 +198,8 @@ func TestFetchStalled(t *testing.T) {
 	t.Cleanup(func() { close(silent.block) })
 	honest := &source{body: blob}
 	silentURL := silent.start(t)
-	f := &Fetcher{Sources: []string{silentURL, honest.start(t)}, Store: newStore(t), Stall: time.Second}
+	f := &Fetcher{Store: newStore(t), Stall: time.Second}
+	f.SetSources([]string{silentURL, honest.start(t)})
 	if err := f.Fetch(context.Background(), d, -1); err != nil {
 		t.Fatal(err)
 	}
