@@ -8,6 +8,8 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/hashtrees"
+	"github.com/overboot/overboot/server/peers"
 )
 
 // blob serves an artifact by digest. The path is never built from the
@@ -18,14 +20,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad digest: want /blobs/sha256/<64 lowercase hex digits>", http.StatusBadRequest)
 		return
 	}
-	f, err := s.blobs.OpenBlob(d)
-	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
-			http.NotFound(w, r)
-			return
-		}
-		s.log.Error("open blob", "digest", d.String(), "err", err)
-		http.Error(w, "cannot open the artifact", http.StatusInternalServerError)
+	f, code, why := s.openBlob(r, d)
+	if code != 0 {
+		http.Error(w, why, code)
 		return
 	}
 	defer f.Close()
@@ -50,6 +47,33 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet {
 		s.rec.Download(r.Context(), remoteIP(r), kind, cw.n)
 	}
+}
+
+// openBlob opens the blob d; one this server lacks is fetched from its
+// peers and origin first (package server/peers), unless the request is
+// itself a peer's fetch, which is answered from this store only: two
+// servers that list each other cannot ask each other in a loop. On
+// failure it returns the HTTP code and why.
+func (s *Server) openBlob(r *http.Request, d boot.Digest) (*os.File, int, string) {
+	f, err := s.blobs.OpenBlob(d)
+	if errors.Is(err, blobstore.ErrNotFound) && s.fetch.Sourced() && r.Header.Get(peers.Header) == "" {
+		if err = s.fetch.Fetch(r.Context(), d, -1); err == nil {
+			f, err = s.blobs.OpenBlob(d)
+		} else if r.Context().Err() != nil {
+			return nil, http.StatusServiceUnavailable, "gone while the artifact was fetched"
+		} else if !errors.Is(err, peers.ErrNotFound) {
+			s.log.Warn("cannot fetch a blob from the peers", "digest", d.String(), "err", err)
+			return nil, http.StatusBadGateway, "the artifact is not here and the peers did not send it: see the server's log"
+		}
+	}
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound) || errors.Is(err, peers.ErrNotFound):
+		return nil, http.StatusNotFound, "404 page not found"
+	case err != nil:
+		s.log.Error("open blob", "digest", d.String(), "err", err)
+		return nil, http.StatusInternalServerError, "cannot open the artifact"
+	}
+	return f, 0, ""
 }
 
 // countingWriter counts body bytes. It implements io.ReaderFrom by
@@ -85,8 +109,13 @@ func (c *countingWriter) Flush() {
 	}
 }
 
-// tree serves the dm-verity tree of an image, once a boot document has
-// made it (GET builds nothing).
+// tree serves the dm-verity tree of an image. A boot document makes it;
+// a server asked for one it has not made (the machine's document came
+// from another server) makes it from the image, fetched from a peer if
+// need be: the tree of an image is the same bytes on every server (its
+// salt comes from the image's digest), so nothing but the image needs to
+// be trusted, and it is checked by its digest. Only a squashfs image gets
+// a tree.
 func (s *Server) tree(w http.ResponseWriter, r *http.Request) {
 	d, err := boot.ParseDigest("sha256:" + r.PathValue("hex"))
 	if err != nil {
@@ -95,8 +124,12 @@ func (s *Server) tree(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ok := s.trees.Lookup(d)
 	if !ok {
-		http.NotFound(w, r)
-		return
+		var code int
+		var why string
+		if t, code, why = s.makeTree(r, d); code != 0 {
+			http.Error(w, why, code)
+			return
+		}
 	}
 	f, err := os.Open(s.trees.Path(d))
 	if err != nil {
@@ -117,4 +150,27 @@ func (s *Server) tree(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// makeTree makes the tree of the image d (see tree); on failure it
+// returns the HTTP code and why.
+func (s *Server) makeTree(r *http.Request, d boot.Digest) (hashtrees.Tree, int, string) {
+	f, code, why := s.openBlob(r, d)
+	if code != 0 {
+		return hashtrees.Tree{}, code, why
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return hashtrees.Tree{}, http.StatusInternalServerError, "cannot stat the image"
+	}
+	if blobstore.Sniff(f) != blobstore.KindRoot {
+		return hashtrees.Tree{}, http.StatusNotFound, "no tree: not a squashfs image"
+	}
+	t, err := s.trees.Get(r.Context(), d, s.blobs.BlobPath(d), fi.Size())
+	if err != nil {
+		s.log.Error("dm-verity tree", "image", d.String(), "err", err)
+		return hashtrees.Tree{}, http.StatusInternalServerError, "cannot make the image's dm-verity tree: see the server's log"
+	}
+	return t, 0, ""
 }

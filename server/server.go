@@ -24,6 +24,7 @@ import (
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/hashtrees"
+	"github.com/overboot/overboot/server/peers"
 	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/target"
@@ -55,6 +56,7 @@ type Server struct {
 	log   *slog.Logger
 	blobs *blobstore.Store
 	trees *hashtrees.Store // dm-verity trees of images read on demand
+	fetch *peers.Fetcher   // blobs from peers and the origin (config: peers, origin)
 	db    *state.DB
 	disks *disks.Manager
 
@@ -133,6 +135,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		sessions:   &enroll.Sessions{},
 		hashing:    make(chan struct{}, runtime.NumCPU()),
 		nics:       &drivers.Segments{Blobs: blobs, Log: log},
+		fetch:      &peers.Fetcher{Store: blobs, Log: log},
 	}
 	cleanLeftovers(cfg.Data, log)
 	trees, err := hashtrees.Open(filepath.Join(cfg.Data, "hashtrees"))
@@ -239,11 +242,14 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	if old := s.cfg.Load(); old != nil && (old.Listen != cfg.Listen || old.Data != cfg.Data || old.ISCSI != cfg.ISCSI) {
 		return fmt.Errorf("%s: listen, iscsi and data cannot change while the server runs: restart it", cfg.File)
 	}
-	set, err := profiles.New(ctx, cfg, s.blobs, s.db)
-	if err != nil {
-		return err
+	oldSources := s.fetch.Sources()
+	s.fetch.SetSources(cfg.Sources())
+	set, err := profiles.New(ctx, cfg, s.blobs, s.db, s.fetch)
+	if err == nil {
+		err = s.prepareTrees(ctx, cfg, set)
 	}
-	if err := s.prepareTrees(ctx, cfg, set); err != nil {
+	if err != nil {
+		s.fetch.SetSources(oldSources)
 		return err
 	}
 	for _, name := range sortedKeys(cfg.Profiles) {
@@ -260,7 +266,8 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 // demand, so the first machine does not wait for it and a bad image (not
 // what its digest says, not padded to 4 KiB) is an error of the
 // configuration. An image published under the same name later gets its
-// tree at its first boot.
+// tree at its first boot, and so does one that is still to be fetched
+// from a peer.
 func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *profiles.Set) error {
 	var errs []error
 	for _, name := range sortedKeys(cfg.Profiles) {
@@ -268,7 +275,11 @@ func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *prof
 		if !p.LowerMode.OnDemand() {
 			continue
 		}
-		a, err := set.Resolve(ctx, p)
+		a, err := set.Peek(ctx, p)
+		if errors.Is(err, profiles.ErrElsewhere) {
+			s.log.Info("an image of the profile is not here yet: it is fetched from a peer when a machine first needs it", "profile", name, "err", err)
+			continue
+		}
 		if err == nil {
 			_, err = s.trees.Get(ctx, a.Root.Digest, s.blobs.BlobPath(a.Root.Digest), a.Root.Size)
 		}

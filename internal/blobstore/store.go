@@ -171,6 +171,55 @@ func (s *Store) Ingest(r io.Reader) (boot.Digest, int64, error) {
 	return d, n, nil
 }
 
+// DigestError says that content brought in as a blob of one digest (and
+// size) is not: it was not kept.
+type DigestError struct {
+	Want, Got         boot.Digest
+	WantSize, GotSize int64
+}
+
+func (e *DigestError) Error() string {
+	if e.WantSize >= 0 && e.GotSize != e.WantSize {
+		return fmt.Sprintf("%d bytes where %d were expected", e.GotSize, e.WantSize)
+	}
+	return fmt.Sprintf("content of digest %s where %s was expected", e.Got, e.Want)
+}
+
+// IngestAs copies r into the store as the blob want, hashing while it
+// copies, and keeps it only when it is that blob: its SHA-256 is want and,
+// with size >= 0, it has size bytes (at most size+1 bytes are read from r).
+// Anything else is a *DigestError and nothing is kept. Content from
+// elsewhere (another server) is checked once, as it streams.
+func (s *Store) IngestAs(r io.Reader, want boot.Digest, size int64) error {
+	if _, err := boot.ParseDigest(string(want)); err != nil {
+		return err
+	}
+	f, err := s.TempFile("fetch-*")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if size >= 0 {
+		r = io.LimitReader(r, size+1)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: ingest %s: %w", want, err)
+	}
+	got := boot.DigestFromSum(h.Sum(nil))
+	if got != want || (size >= 0 && n != size) {
+		return &DigestError{Want: want, Got: got, WantSize: size, GotSize: n}
+	}
+	return s.place(f.Name(), want)
+}
+
 // place makes the file at tmp the blob for d. An existing blob with the same
 // digest has the same content and is kept.
 func (s *Store) place(tmp string, d boot.Digest) error {

@@ -3,7 +3,9 @@ package blobstore
 import (
 	"crypto/sha256"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -114,4 +116,51 @@ func TestCommitAndConcurrentPublish(t *testing.T) {
 func testDigest() boot.Digest {
 	sum := sha256.Sum256([]byte("absent"))
 	return boot.DigestFromSum(sum[:])
+}
+
+// TestIngestAs: content is kept as a blob only when it hashes to the
+// digest asked for and has the size asked for; otherwise nothing is left
+// in the store, tmp/ included.
+func TestIngestAs(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("hello"))
+	want := boot.DigestFromSum(sum[:])
+	for _, c := range []struct {
+		name, body string
+		size       int64
+	}{
+		{"other content", "HELLO", 5},
+		{"longer", "hello, world", 5},
+		{"longer, size unknown", "hello!", -1},
+		{"shorter", "hell", 5},
+		{"right content, wrong size", "hello", 4},
+	} {
+		err := s.IngestAs(strings.NewReader(c.body), want, c.size)
+		var de *DigestError
+		if !errors.As(err, &de) {
+			t.Errorf("%s: err = %v, want a DigestError", c.name, err)
+		}
+		if _, err := os.Stat(s.BlobPath(want)); err == nil {
+			t.Fatalf("%s: kept", c.name)
+		}
+	}
+	if err := s.IngestAs(strings.NewReader("hello"), want, 5); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(s.BlobPath(want)); err != nil || string(b) != "hello" {
+		t.Errorf("blob: %q %v", b, err)
+	}
+	if err := s.IngestAs(strings.NewReader("hello"), want, -1); err != nil {
+		t.Errorf("again, size unknown: %v", err)
+	}
+	filepath.WalkDir(filepath.Join(s.Dir(), "tmp"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+
+			t.Errorf("left in tmp: %s", p)
+		}
+		return nil
+	})
 }

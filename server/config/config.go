@@ -86,12 +86,25 @@ type Config struct {
 	DHCPv6Lease time.Duration
 	DHCPv6DNS   []netip.Addr
 	URL6        string
+	// Peers are other servers' base URLs, asked in order for a blob this
+	// one lacks; Origin one more asked after them ("" = none).
+	Peers  []string
+	Origin string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
 	UUIDs    map[string]*Machine // [machine UUID] sections, by lowercase SMBIOS UUID
 	Subnets  []*Subnet           // [subnet CIDR] sections, in file order
 	Selects  []*Select           // [select NAME] sections, in file order
+}
+
+// Sources are the base URLs a missing blob is fetched from, in order:
+// Peers, then Origin.
+func (c *Config) Sources() []string {
+	if c.Origin == "" {
+		return c.Peers
+	}
+	return append(slices.Clip(c.Peers), c.Origin)
 }
 
 // Subnet gives the machines of an IP prefix a profile.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/overboot/overboot/boot"
 )
 
@@ -303,5 +304,37 @@ func TestParseUUIDMachineNoIP(t *testing.T) {
 	_, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\ndhcp = br0\ndhcp-range = 192.0.2.50-192.0.2.59\n[machine 4C4C4544-0042-3510-8052-B4C04F4E4E31]\nhostname = n1\nip = 192.0.2.40\n"))
 	if err == nil || !strings.Contains(err.Error(), "d:7: ip: ") || !strings.Contains(err.Error(), "[machine MAC]") {
 		t.Errorf("Parse = %v, want d:7: ip: refused, naming [machine MAC]", err)
+	}
+}
+
+// TestParsePeers: peers and origin are base URLs, in the order written;
+// Sources lists the peers, then the origin; a URL with a query,
+// credentials or another scheme is refused naming the line.
+func TestParsePeers(t *testing.T) {
+	c, err := Parse("d", strings.NewReader("[server]\npeers = http://192.0.2.2:8080/, http://192.0.2.3 https://192.0.2.4/overboot\norigin = http://192.0.2.9/mirror/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http://192.0.2.2:8080", "http://192.0.2.3", "https://192.0.2.4/overboot", "http://192.0.2.9/mirror"}
+	if d := cmp.Diff(want, c.Sources()); d != "" {
+		t.Errorf("sources (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want[:3], c.Peers); d != "" {
+		t.Errorf("peers (-want +got):\n%s", d)
+	}
+	if c, _ := Parse("d", strings.NewReader("[server]\n")); len(c.Sources()) != 0 {
+		t.Errorf("sources without peers: %v", c.Sources())
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"peers = ftp://192.0.2.2", `"ftp://192.0.2.2": want a base URL`},
+		{"peers = http://192.0.2.2 http://user:secret@192.0.2.3", "want a base URL"},
+		{"peers = ,", "empty"},
+		{"origin = http://192.0.2.2/?x=1", "want a base URL"},
+		{"origin = 192.0.2.2", "want a base URL"},
+	} {
+		_, err := Parse("d", strings.NewReader("[server]\n"+tc.line+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "d:2") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", tc.line, err)
+		}
 	}
 }

@@ -39,6 +39,8 @@ var Sections = []Section{
 		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
 		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
+		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest)."},
+		{"origin", "", "One more base URL asked after peers: another server or any HTTP host serving BASE/blobs/sha256/HEX."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
 		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
@@ -267,6 +269,21 @@ func (c *Config) setServer(k, v string) error {
 			return errors.New("empty")
 		}
 		c.Data = v
+	case "peers":
+		for u := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if err := checkBaseURL(u); err != nil {
+				return err
+			}
+			c.Peers = append(c.Peers, strings.TrimSuffix(u, "/"))
+		}
+		if len(c.Peers) == 0 {
+			return errors.New("empty: want base URLs of other overboot servers, e.g. http://192.0.2.2:8080")
+		}
+	case "origin":
+		if err := checkBaseURL(v); err != nil {
+			return err
+		}
+		c.Origin = strings.TrimSuffix(v, "/")
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
@@ -277,6 +294,16 @@ func (c *Config) setServer(k, v string) error {
 		return unknownKey("server")
 	}
 	return err
+}
+
+// checkBaseURL checks a peer's or origin's base URL: http or https, a
+// host, maybe a path, no query and no credentials (they would be logged).
+func checkBaseURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q: want a base URL http[s]://HOST[:PORT][/PATH], with no query or user", v)
+	}
+	return nil
 }
 
 func (p *Profile) set(k, v string) error {

@@ -37,12 +37,26 @@ type Names interface {
 	Image(ctx context.Context, name string) (state.Image, error)
 }
 
+// Remote brings a blob the store lacks from elsewhere (other overboot
+// servers: package server/peers), checked against its digest and size
+// (-1: unknown).
+type Remote interface {
+	// Sourced reports whether there is anywhere to fetch from.
+	Sourced() bool
+	Fetch(ctx context.Context, d boot.Digest, size int64) error
+}
+
+// ErrElsewhere says that a blob is not in the store yet but may be had
+// from a Remote: Resolve fetches it.
+var ErrElsewhere = errors.New("not here yet: fetched from a peer or the origin at first use")
+
 // Set is a configuration's profiles, ready to resolve.
 type Set struct {
-	cfg   *config.Config
-	blobs *blobstore.Store
-	names Names
-	files map[string]Artifact // absolute paths, copied into the blob store at New
+	cfg    *config.Config
+	blobs  *blobstore.Store
+	names  Names
+	remote Remote              // nil: none
+	files  map[string]Artifact // absolute paths, copied into the blob store at New
 
 	templates map[string]*identity.Templates // by profile, for those with files = DIR
 
@@ -52,9 +66,10 @@ type Set struct {
 
 // New checks that every profile resolves now (a reference that does not
 // is an error naming the profile's line) and copies file references into
-// the blob store.
-func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names Names) (*Set, error) {
-	s := &Set{cfg: cfg, blobs: blobs, names: names, files: map[string]Artifact{}, kinds: map[boot.Digest]string{}, templates: map[string]*identity.Templates{}}
+// the blob store. A blob remote can bring (ErrElsewhere) is no error: it
+// is fetched when a machine first needs it. remote may be nil.
+func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names Names, remote Remote) (*Set, error) {
+	s := &Set{cfg: cfg, blobs: blobs, names: names, remote: remote, files: map[string]Artifact{}, kinds: map[boot.Digest]string{}, templates: map[string]*identity.Templates{}}
 	var errs []error
 	for _, name := range sortedNames(cfg.Profiles) {
 		p := cfg.Profiles[name]
@@ -78,12 +93,15 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, names 
 				}
 			}
 		}
-		if _, err := s.Resolve(ctx, p); err != nil {
+		if _, err := s.Peek(ctx, p); err != nil {
 			errList := []error{err}
 			if j, ok := err.(interface{ Unwrap() []error }); ok {
 				errList = j.Unwrap()
 			}
 			for _, e := range errList {
+				if errors.Is(e, ErrElsewhere) {
+					continue
+				}
 				line := p.Line
 				if pe, ok := e.(*refError); ok {
 					if filepath.IsAbs(pe.ref) {
@@ -268,15 +286,26 @@ type refError struct {
 func (e *refError) Error() string { return fmt.Sprintf("%s %s: %v", e.what, e.ref, e.err) }
 func (e *refError) Unwrap() error { return e.err }
 
-// Resolve returns what p's references point to now.
+// Resolve returns what p's references point to now, fetching from the
+// Remote a blob that is not in the store yet (it waits for the transfer).
 func (s *Set) Resolve(ctx context.Context, p *config.Profile) (Artifacts, error) {
+	return s.resolveAll(ctx, p, true)
+}
+
+// Peek is Resolve without fetching: a blob the Remote could bring is an
+// error that Is ErrElsewhere.
+func (s *Set) Peek(ctx context.Context, p *config.Profile) (Artifacts, error) {
+	return s.resolveAll(ctx, p, false)
+}
+
+func (s *Set) resolveAll(ctx context.Context, p *config.Profile, fetch bool) (Artifacts, error) {
 	var a Artifacts
 	var errs []error
 	for _, ref := range []struct {
 		kind, val string
 		dst       *Artifact
 	}{{"kernel", p.Kernel, &a.Kernel}, {"initramfs", p.Initramfs, &a.Initramfs}, {"root", p.Root, &a.Root}} {
-		art, err := s.resolve(ctx, ref.kind, ref.val)
+		art, err := s.resolve(ctx, ref.kind, ref.val, fetch)
 		if err != nil {
 			errs = append(errs, &refError{ref.kind, ref.val, err})
 			continue
@@ -289,7 +318,7 @@ func (s *Set) Resolve(ctx context.Context, p *config.Profile) (Artifacts, error)
 	return a, errors.Join(errs...)
 }
 
-func (s *Set) resolve(ctx context.Context, kind, ref string) (Artifact, error) {
+func (s *Set) resolve(ctx context.Context, kind, ref string, fetch bool) (Artifact, error) {
 	switch {
 	case filepath.IsAbs(ref):
 		a, ok := s.files[ref]
@@ -302,9 +331,9 @@ func (s *Set) resolve(ctx context.Context, kind, ref string) (Artifact, error) {
 		if err != nil {
 			return Artifact{}, err
 		}
-		fi, err := os.Stat(s.blobs.BlobPath(d))
+		fi, err := s.here(ctx, d, -1, fetch)
 		if err != nil {
-			return Artifact{}, fmt.Errorf("blob %s: %w", d, blobstore.ErrNotFound)
+			return Artifact{}, fmt.Errorf("blob %s: %w", d, err)
 		}
 		return Artifact{Digest: d, Size: fi.Size()}, nil
 	}
@@ -324,10 +353,33 @@ func (s *Set) resolve(ctx context.Context, kind, ref string) (Artifact, error) {
 	}
 	// The name's blob must be there: a machine sent to a missing one
 	// fails at its download, far from the cause.
-	if _, err := os.Stat(s.blobs.BlobPath(d)); err != nil {
-		return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w (restore it, or roll the name back: overboot image rollback %s)", ref, im.Version, d, blobstore.ErrNotFound, ref)
+	if _, err := s.here(ctx, d, im.Size, fetch); err != nil {
+		if errors.Is(err, ErrElsewhere) {
+			return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w", ref, im.Version, d, err)
+		}
+		return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w (restore it, or roll the name back: overboot image rollback %s)", ref, im.Version, d, err, ref)
 	}
 	return Artifact{Digest: d, Size: im.Size}, nil
+}
+
+// here finds the blob d in the store; when it is not there and a Remote
+// is sourced, it is ErrElsewhere, or with fetch, fetched (size bytes, -1:
+// unknown). An error that is not the Remote's Is blobstore.ErrNotFound.
+func (s *Set) here(ctx context.Context, d boot.Digest, size int64, fetch bool) (os.FileInfo, error) {
+	fi, err := os.Stat(s.blobs.BlobPath(d))
+	if err == nil {
+		return fi, nil
+	}
+	if s.remote == nil || !s.remote.Sourced() {
+		return nil, blobstore.ErrNotFound
+	}
+	if !fetch {
+		return nil, ErrElsewhere
+	}
+	if err := s.remote.Fetch(ctx, d, size); err != nil {
+		return nil, fmt.Errorf("%w: %w", blobstore.ErrNotFound, err)
+	}
+	return os.Stat(s.blobs.BlobPath(d))
 }
 
 // Kind says what a digest was last resolved as (kernel, initramfs, root),

@@ -2,6 +2,8 @@ package profiles
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/state"
@@ -36,11 +41,11 @@ func TestResolveNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(ctx, cfg, blobs, db); err == nil || !strings.Contains(err.Error(), "t.conf:6: profile bad: kernel root1: image root1 (version 1) is a root, not a kernel") || !strings.Contains(err.Error(), "root nope: no image of that name") {
+	if _, err := New(ctx, cfg, blobs, db, nil); err == nil || !strings.Contains(err.Error(), "t.conf:6: profile bad: kernel root1: image root1 (version 1) is a root, not a kernel") || !strings.Contains(err.Error(), "root nope: no image of that name") {
 		t.Fatalf("bad profile: %v", err)
 	}
 	delete(cfg.Profiles, "bad")
-	set, err := New(ctx, cfg, blobs, db)
+	set, err := New(ctx, cfg, blobs, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +99,7 @@ profile = gpu
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := New(context.Background(), cfg, blobs, nil)
+	set, err := New(context.Background(), cfg, blobs, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +128,78 @@ profile = gpu
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// fakeRemote holds blobs another server would have; Fetch ingests the one
+// asked for, with the size asked for, and counts.
+type fakeRemote struct {
+	blobs   *blobstore.Store
+	content map[boot.Digest]string
+	fetched []boot.Digest
+	sizes   []int64
+}
+
+func (r *fakeRemote) Sourced() bool { return r != nil }
+
+func (r *fakeRemote) Fetch(ctx context.Context, d boot.Digest, size int64) error {
+	r.fetched = append(r.fetched, d)
+	r.sizes = append(r.sizes, size)
+	c, ok := r.content[d]
+	if !ok {
+		return errors.New("no peer has it")
+	}
+	return r.blobs.IngestAs(strings.NewReader(c), d, size)
+}
+
+// TestResolveElsewhere: with a remote, a sha256:HEX reference or a name
+// whose blob is not here does not fail New: Peek says ErrElsewhere and
+// fetches nothing; Resolve fetches it (with the name's size) and finds it;
+// a blob no remote has fails Resolve naming it. Without a remote the same
+// configuration is refused at New.
+func TestResolveElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	blobs, _ := blobstore.Open(filepath.Join(dir, "data"))
+	db, err := state.Open(filepath.Join(dir, "data", state.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	sum := func(s string) boot.Digest { h := sha256.Sum256([]byte(s)); return boot.DigestFromSum(h[:]) }
+	kernel, root, gone := sum("kernel"), sum("hsqs-root"), sum("nowhere")
+	db.PublishImage(ctx, state.Image{Name: "root1", Digest: root.String(), Size: int64(len("hsqs-root")), Kind: "root"})
+	os.WriteFile(filepath.Join(dir, "initrd"), []byte("initrd"), 0o644)
+	text := "[profile default]\nkernel = " + kernel.String() + "\ninitramfs = " + dir + "/initrd\nroot = root1\n[profile other]\nkernel = " + gone.String() + "\ninitramfs = " + dir + "/initrd\nroot = root1\n"
+	cfg, err := config.Parse("t.conf", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, cfg, blobs, db, nil); err == nil || !strings.Contains(err.Error(), "t.conf:2: profile default: kernel "+kernel.String()) || !strings.Contains(err.Error(), "t.conf:4: profile default: root root1") {
+		t.Fatalf("without a remote: %v", err)
+	}
+	rem := &fakeRemote{blobs: blobs, content: map[boot.Digest]string{kernel: "kernel", root: "hsqs-root"}}
+	set, err := New(ctx, cfg, blobs, db, rem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set.Peek(ctx, set.Profile("default")); !errors.Is(err, ErrElsewhere) || len(rem.fetched) != 0 {
+		t.Errorf("Peek: %v, fetched %v", err, rem.fetched)
+	}
+	a, err := set.Resolve(ctx, set.Profile("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Kernel.Digest != kernel || a.Kernel.Size != 6 || a.Root.Digest != root || a.Root.Size != 9 {
+		t.Errorf("resolved %+v", a)
+	}
+	if d := cmp.Diff([]int64{-1, 9}, rem.sizes); d != "" {
+		t.Errorf("sizes asked (-want +got):\n%s", d)
+	}
+	if _, err := set.Peek(ctx, set.Profile("default")); err != nil {
+		t.Errorf("Peek after the fetch: %v", err)
+	}
+	if _, err := set.Resolve(ctx, set.Profile("other")); err == nil || !strings.Contains(err.Error(), "kernel "+gone.String()) || !strings.Contains(err.Error(), "no peer has it") {
+		t.Errorf("a blob nobody has: %v", err)
 	}
 }

@@ -1,0 +1,275 @@
+package nginxtest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/internal/testneed"
+)
+
+// Options says what nginx fronts and how.
+type Options struct {
+	// Upstreams are the servers' host:port, in one upstream block
+	// (round robin, the next one tried on an error or a 502-504).
+	Upstreams []string
+	// Slice, when set (e.g. "1m"), caches Range requests by slices of
+	// that size (nginx's slice module); else a Range is passed to the
+	// upstream and the answer cached under a key that includes it.
+	Slice string
+}
+
+// Config is the nginx configuration for opt, with every path under dir
+// and the server listening on 127.0.0.1:port. asRoot adds "user root;"
+// (the workers otherwise switch to nobody, who cannot write dir).
+func Config(dir string, port int, asRoot bool, opt Options) string {
+	var b strings.Builder
+	if asRoot {
+		b.WriteString("user root root;\n")
+	}
+	fmt.Fprintf(&b, `worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 256; }
+
+http {
+    # One tab-separated line per request; $upstream_cache_status is
+    # MISS, HIT, EXPIRED, ... ("-" for what is not cached).
+    log_format cache '$request_method	$uri	$status	$upstream_cache_status	$http_range	$body_bytes_sent	$upstream_addr';
+    access_log %[1]s/access.log cache;
+
+    client_body_temp_path %[1]s/tmp/client;
+    proxy_temp_path       %[1]s/tmp/proxy;
+    fastcgi_temp_path     %[1]s/tmp/fastcgi;
+    uwsgi_temp_path       %[1]s/tmp/uwsgi;
+    scgi_temp_path        %[1]s/tmp/scgi;
+
+    # The cache: blobs and trees never change under their URL, so
+    # they may stay as long as there is room.
+    proxy_cache_path %[1]s/cache levels=1:2 keys_zone=overboot:10m max_size=10g inactive=30d use_temp_path=off;
+
+    upstream overboot {
+`, dir)
+	for _, u := range opt.Upstreams {
+		fmt.Fprintf(&b, "        server %s;\n", u)
+	}
+	fmt.Fprintf(&b, `        keepalive 16;
+    }
+
+    server {
+        listen 127.0.0.1:%d;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        # Scripts and documents name the host the machine asked.
+        proxy_set_header Host $http_host;
+        proxy_next_upstream error timeout http_502 http_503 http_504;
+
+        # Named by digest: immutable, cached.
+        location ~ ^/(blobs|verity)/sha256/ {
+            proxy_pass http://overboot;
+            proxy_cache overboot;
+            proxy_cache_lock on;
+            proxy_cache_valid 200 206 365d;
+            add_header X-Cache-Status $upstream_cache_status;
+`, port)
+	if opt.Slice != "" {
+		fmt.Fprintf(&b, `            # Sliced: nginx asks for aligned slices and caches each.
+            slice %s;
+            proxy_cache_key $uri$slice_range;
+            proxy_set_header Range $slice_range;
+`, opt.Slice)
+	} else {
+		b.WriteString(`            # Passed: the range goes to the upstream, and its 206 is
+            # cached under a key that includes it.
+            proxy_cache_key $uri$http_range;
+            proxy_set_header Range $http_range;
+            proxy_set_header If-Range $http_if_range;
+`)
+	}
+	b.WriteString(`        }
+
+        # Scripts, documents, reports, the API: never cached.
+        location / {
+            proxy_pass http://overboot;
+            proxy_buffering off;
+        }
+    }
+}
+`)
+	return b.String()
+}
+
+// Nginx is a running nginx.
+type Nginx struct {
+	URL  string // http://127.0.0.1:PORT
+	Dir  string // its prefix: nginx.conf, logs, cache
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// Start starts nginx for opt; it is stopped and its directory removed
+// when t ends.
+func Start(t testing.TB, opt Options) *Nginx {
+	t.Helper()
+	bin := testneed.Tool(t, "nginx")
+	dir, err := os.MkdirTemp("", "nginxtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, d := range []string{"tmp", "cache"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A free port: nginx cannot say which port 0 got. Another process
+	// may take it meanwhile: then nginx fails to bind, and we try again.
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := start(bin, dir, port, opt)
+		if err == nil {
+			t.Cleanup(n.stop)
+			return n
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "Address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(bin, dir string, port int, opt Options) (*Nginx, error) {
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(Config(dir, port, os.Geteuid() == 0, opt)), 0o600); err != nil {
+		return nil, err
+	}
+	// -e: the error log before the configuration is read (else the
+	// compiled-in /var/log/nginx/error.log); daemon off: this process is
+	// the master, stopped by a signal.
+	cmd := exec.Command(bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start nginx: %w", err)
+	}
+	n := &Nginx{URL: "http://127.0.0.1:" + strconv.Itoa(port), Dir: dir, cmd: cmd, done: make(chan error, 1)}
+	go func() { n.done <- cmd.Wait() }()
+	// Ready when it accepts; failed when it exits first.
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case err := <-n.done:
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return nil, fmt.Errorf("nginx exited at start (%v): %s%s", err, out.String(), log)
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return n, nil
+		}
+		if time.Now().After(deadline) {
+			n.stop()
+			return nil, errors.New("nginx did not listen within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends nginx: SIGTERM to the master (a fast shutdown, as nginx -s
+// stop sends), SIGKILL if it has not exited after 10 s.
+func (n *Nginx) stop() {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(10 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+// Entry is one line of the access log.
+type Entry struct {
+	Method, URI string
+	Status      int
+	Cache       string // $upstream_cache_status: MISS, HIT, ...; "-" when not cached
+	Range       string // the client's Range header; "-" for none
+	Bytes       int64  // body bytes sent
+	Upstream    string // the upstream(s) asked; "-" for none
+}
+
+func (e Entry) String() string {
+	return fmt.Sprintf("%s %s %d %s range=%s bytes=%d upstream=%s", e.Method, e.URI, e.Status, e.Cache, e.Range, e.Bytes, e.Upstream)
+}
+
+// WaitLog reads the access log once it has at least lines lines: nginx
+// writes a request's line after the last byte is sent, so a client may
+// have its answer before the line is there. It gives up after 30 s.
+func (n *Nginx) WaitLog(lines int) ([]Entry, error) {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		log, err := n.Log()
+		if err != nil || len(log) >= lines {
+			return log, err
+		}
+		if time.Now().After(deadline) {
+			return log, fmt.Errorf("nginx's access log has %d lines after 30s, want %d", len(log), lines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Log reads the access log as it is now (see WaitLog).
+func (n *Nginx) Log() ([]Entry, error) {
+	f, err := os.Open(filepath.Join(n.Dir, "access.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Entry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Split(sc.Text(), "\t")
+		if len(fs) != 7 {
+			return nil, fmt.Errorf("access log line %q: want 7 tab-separated fields", sc.Text())
+		}
+		status, err1 := strconv.Atoi(fs[2])
+		nb, err2 := strconv.ParseInt(fs[5], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("access log line %q: bad status or size", sc.Text())
+		}
+		out = append(out, Entry{Method: fs[0], URI: fs[1], Status: status, Cache: fs[3], Range: fs[4], Bytes: nb, Upstream: fs[6]})
+	}
+	return out, sc.Err()
+}
+
+// ErrorLog is nginx's error log, for a failing test's message.
+func (n *Nginx) ErrorLog() string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
+	return string(b)
+}

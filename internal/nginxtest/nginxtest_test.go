@@ -1,0 +1,85 @@
+package nginxtest
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestConfigModes: the passed mode sends the client's Range upstream and
+// keys the cache on it; the sliced mode asks for slices and keys on them;
+// both list every upstream and keep every path under the directory.
+func TestConfigModes(t *testing.T) {
+	passed := Config("/T", 8080, false, Options{Upstreams: []string{"127.0.0.1:1", "127.0.0.1:2"}})
+	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m"})
+	for _, c := range []struct {
+		name, conf string
+		has, not   []string
+	}{
+		{"passed", passed, []string{"server 127.0.0.1:1;", "server 127.0.0.1:2;", "proxy_cache_key $uri$http_range;", "proxy_set_header Range $http_range;", "listen 127.0.0.1:8080;"}, []string{"slice ", "user "}},
+		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;"}, []string{"$http_range;"}},
+	} {
+		for _, s := range c.has {
+			if !strings.Contains(c.conf, s) {
+				t.Errorf("%s: no %q", c.name, s)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(c.conf, s) {
+				t.Errorf("%s: has %q", c.name, s)
+			}
+		}
+		for _, line := range strings.Split(c.conf, "\n") {
+			f := strings.Fields(line)
+			if len(f) > 1 && strings.HasSuffix(f[0], "_path") && !strings.HasPrefix(f[1], "/T/") || len(f) > 1 && (f[0] == "pid" || f[0] == "error_log" || f[0] == "access_log") && !strings.HasPrefix(f[1], "/T/") {
+				t.Errorf("%s: outside the directory: %s", c.name, line)
+			}
+		}
+	}
+}
+
+// TestStartStop: nginx starts in front of an upstream, caches what it
+// marks immutable (MISS then HIT in the log), and is gone with its
+// directory when the test ends.
+func TestStartStop(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", `"x"`)
+		io.WriteString(w, "blob "+r.URL.Path)
+	}))
+	defer up.Close()
+	var n *Nginx
+	t.Run("run", func(t *testing.T) {
+		n = Start(t, Options{Upstreams: []string{strings.TrimPrefix(up.URL, "http://")}})
+		for range 2 {
+			r, err := http.Get(n.URL + "/blobs/sha256/00")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			if string(b) != "blob /blobs/sha256/00" {
+				t.Fatalf("%d %q", r.StatusCode, b)
+			}
+		}
+		log, err := n.WaitLog(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(log) != 2 || log[0].Cache != "MISS" || log[1].Cache != "HIT" || log[1].Upstream != "-" {
+			t.Errorf("log: %v", log)
+		}
+	})
+	if n == nil {
+		return
+	}
+	if _, err := os.Stat(n.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", n.Dir, err)
+	}
+	if n.cmd.ProcessState == nil {
+		t.Errorf("nginx (pid %d) was not waited for", n.cmd.Process.Pid)
+	}
+}
