@@ -108,6 +108,10 @@ func (s *Server) beat(ctx context.Context, info state.ServerInfo) {
 			return
 		case <-t.C:
 		}
+		if cfg := s.cfg.Load(); len(cfg.Peers) == 0 {
+			// The servers up come and go: fetch from those up now.
+			s.fetch.SetSources(s.sources(ctx, cfg))
+		}
 		err := s.db.Beat(ctx, info.Name, info.Instance)
 		if errors.Is(err, state.ErrServerTaken) {
 			s.log.Error("another process took this server's name in the store: give one of them another [server] name", "server", info.Name)
@@ -128,4 +132,29 @@ func newInstance() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// sources are where this server fetches a blob it lacks: [server] peers
+// when set, else every other server registered in the store and up
+// (its first URL), then [server] origin.
+func (s *Server) sources(ctx context.Context, cfg *config.Config) []string {
+	if len(cfg.Peers) > 0 {
+		return cfg.Sources()
+	}
+	var urls []string
+	me, _ := ServerName(cfg)
+	ss, err := s.db.Servers(ctx)
+	if err != nil {
+		s.log.Warn("cannot list the other servers to fetch blobs from", "err", err)
+	}
+	now := time.Now()
+	for _, o := range ss {
+		if o.Name != me && o.Up(now) && len(o.URLs) > 0 {
+			urls = append(urls, o.URLs[0])
+		}
+	}
+	if cfg.Origin != "" {
+		urls = append(urls, cfg.Origin)
+	}
+	return urls
 }

@@ -243,7 +243,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("%s: listen, iscsi and data cannot change while the server runs: restart it", cfg.File)
 	}
 	oldSources := s.fetch.Sources()
-	s.fetch.SetSources(cfg.Sources())
+	s.fetch.SetSources(s.sources(ctx, cfg))
 	set, err := profiles.New(ctx, cfg, s.blobs, s.db, s.fetch)
 	if err == nil {
 		err = s.prepareTrees(ctx, cfg, set)

@@ -39,7 +39,7 @@ var Sections = []Section{
 		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
 		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
-		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest)."},
+		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest); default: the other servers registered in the state store and up (overboot server ls)."},
 		{"origin", "", "One more base URL asked after peers: another server or any HTTP host serving BASE/blobs/sha256/HEX."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
