@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/state/pgurl"
 )
 
 // Key is one key of a section: its name, its default (as the file would
@@ -36,6 +37,8 @@ var Sections = []Section{
 	{"server", "[server]", "The server itself: where it listens, its data, the network services it runs.", []Key{
 		{"listen", DefaultListen, "HTTP address (host:port). The default serves this host only: say 0.0.0.0:80 to serve a network."},
 		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
+		{"store", "", "The state store: empty for SQLite in DATA/state.db (one server), or PostgreSQL for several servers sharing one store: postgres://USER@HOST/DB?sslmode=verify-full, or host=/run/postgresql dbname=DB. No password in it."},
+		{"store-password-file", "", "The PostgreSQL role's password: the first line of this file (mode 0600); default the PG environment (PGPASSWORD, PGPASSFILE, ~/.pgpass)."},
 		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
@@ -261,6 +264,18 @@ func (c *Config) setServer(k, v string) error {
 			return errors.New("empty")
 		}
 		c.Data = v
+	case "store":
+		if v != "" {
+			if err := pgurl.Check(v); err != nil {
+				return err
+			}
+		}
+		c.Store = v
+	case "store-password-file":
+		if !path.IsAbs(v) {
+			return fmt.Errorf("%q: want the absolute path of a file (mode 0600) holding the PostgreSQL role's password", v)
+		}
+		c.StorePasswordFile = v
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {

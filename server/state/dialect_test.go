@@ -189,36 +189,16 @@ func TestCheckInvariants(t *testing.T) {
 	})
 }
 
-func TestCheckPostgresAndRedact(t *testing.T) {
-	for _, c := range []struct {
-		conn, redacted string
-		password       bool // refused for its password
-	}{
-		{"postgres://overboot@db.example/overboot?sslmode=verify-full", "postgres://overboot@db.example/overboot?sslmode=verify-full", false},
-		{"postgresql:///overboot?host=/run/postgresql", "postgresql:///overboot?host=%2Frun%2Fpostgresql", false},
-		{"host=/run/postgresql dbname=overboot", "host=/run/postgresql dbname=overboot", false},
-		{"postgres://overboot:s3cret@db.example/overboot", "postgres://overboot:xxxxx@db.example/overboot", true},
-		{"postgres://overboot@db.example/overboot?password=s3cret", "postgres://overboot@db.example/overboot?password=xxxxx", true},
-		{"host=db dbname=overboot password=s3cret", "host=db dbname=overboot password=xxxxx", true},
-		{"host=db password = 's3 cret' dbname=overboot", "host=db password=xxxxx dbname=overboot", true},
-		{"host=db sslpassword=s3cret", "host=db sslpassword=xxxxx", true},
-	} {
-		if got := Redact(c.conn); got != c.redacted {
-			t.Errorf("Redact(%q) = %q, want %q", c.conn, got, c.redacted)
-		}
-		err := CheckPostgres(c.conn)
-		if got := errors.Is(err, ErrPasswordInURL); got != c.password {
-			t.Errorf("CheckPostgres(%q): %v", c.conn, err)
-		}
-		if err != nil && strings.Contains(err.Error(), "s3") {
-			t.Errorf("CheckPostgres(%q) shows the password: %v", c.conn, err)
-		}
-		if !c.password && err != nil {
-			t.Errorf("CheckPostgres(%q): %v", c.conn, err)
-		}
+// TestOpenPostgresRefuses: a connection string with a password, or one
+// pgx cannot read, is refused before any connection, and the password
+// is not shown (package pgurl has the cases).
+func TestOpenPostgresRefuses(t *testing.T) {
+	ctx := context.Background()
+	if _, err := OpenPostgres(ctx, "postgres://u:s3cret@127.0.0.1:1/x", ""); !errors.Is(err, ErrPasswordInURL) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a password in the URL: %v", err)
 	}
-	if _, err := OpenPostgres(context.Background(), "postgres://u:s3cret@127.0.0.1:1/x", ""); !errors.Is(err, ErrPasswordInURL) || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("OpenPostgres with a password in the URL: %v", err)
+	if _, err := OpenPostgres(ctx, "host=/x port=notaport", ""); err == nil || !strings.Contains(err.Error(), "port") {
+		t.Errorf("a bad port: %v", err)
 	}
 }
 

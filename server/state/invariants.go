@@ -33,13 +33,20 @@ func (d *DB) checkInvariants(ctx context.Context) error {
 	}
 	if d.pg != nil {
 		for _, table := range identityTables {
-			var max, next int64
-			// pg_sequence_last_value is NULL before the first nextval.
-			err := d.sql.QueryRowContext(ctx, `SELECT (SELECT COALESCE(MAX(id), 0) FROM `+table+`),
-				COALESCE(pg_sequence_last_value(pg_get_serial_sequence(?, 'id')) + 1, (SELECT seqstart FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence(?, 'id')::regclass))`,
-				table, table).Scan(&max, &next)
+			var max, last int64
+			var seq string
+			var called bool
+			err := d.sql.QueryRowContext(ctx, `SELECT (SELECT COALESCE(MAX(id), 0) FROM `+table+`), pg_get_serial_sequence(?, 'id')`, table).Scan(&max, &seq)
+			if err == nil {
+				// seq is PostgreSQL's own (schema-qualified, quoted) name.
+				err = d.sql.QueryRowContext(ctx, `SELECT last_value, is_called FROM `+seq).Scan(&last, &called)
+			}
 			if err != nil {
 				return fmt.Errorf("state: check: %s's id sequence: %w", table, err)
+			}
+			next := last
+			if called {
+				next++
 			}
 			if next <= max {
 				errs = append(errs, fmt.Errorf("%s: the next id would be %d, and ids up to %d are taken", table, next, max))

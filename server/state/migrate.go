@@ -238,3 +238,16 @@ func (d *DB) migrateSteps(ctx context.Context, tx handle) error {
 	}
 	return nil
 }
+
+// checkVersion refuses a store whose schema is not SchemaVersion, without
+// changing it.
+func (d *DB) checkVersion(ctx context.Context) error {
+	var v int
+	if err := d.sql.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("no overboot schema here (%v): overboot serve makes it at start", err)
+	}
+	if v != SchemaVersion {
+		return fmt.Errorf("schema version %d, and this overboot knows %d: overboot serve of the newer of the two migrates it", v, SchemaVersion)
+	}
+	return nil
+}

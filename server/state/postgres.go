@@ -3,17 +3,15 @@ package state
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/overboot/overboot/server/state/pgurl"
 )
 
 // pgStore is where a PostgreSQL store is.
@@ -27,68 +25,29 @@ type pgStore struct {
 // max_connections is 100: room for several servers and the CLI).
 const maxPGConns = 16
 
-// IsPostgres reports whether a store's location names PostgreSQL: a
-// postgres:// or postgresql:// URL, or a keyword/value connection string
-// ("host=/run/postgresql dbname=overboot").
-func IsPostgres(where string) bool {
-	return strings.HasPrefix(where, "postgres://") || strings.HasPrefix(where, "postgresql://") || strings.Contains(where, "=")
-}
+// IsPostgres reports whether a store's location names PostgreSQL (see
+// package pgurl).
+func IsPostgres(where string) bool { return pgurl.Is(where) }
 
-// passwordKV finds a password in a keyword/value connection string.
-var passwordKV = regexp.MustCompile(`(^|\s)(ssl)?password\s*=`)
+// ErrPasswordInURL: a store's connection string carries a password.
+var ErrPasswordInURL = pgurl.ErrPassword
 
-// ErrPasswordInURL: a store's connection string carries a password,
-// which would then be in a config file, a command line or a log.
-var ErrPasswordInURL = errors.New("the connection string has a password in it")
+// Redact returns a connection string with any password masked.
+func Redact(conn string) string { return pgurl.Redact(conn) }
 
 // CheckPostgres checks a PostgreSQL connection string as a store's
-// location: it parses, and it carries no password (the password comes
-// from a file or the PG environment: PGPASSWORD, PGPASSFILE, ~/.pgpass).
+// location: it carries no password (that comes from a file or the PG
+// environment), and pgx parses it.
 func CheckPostgres(conn string) error {
-	red := Redact(conn)
-	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
-		u, err := url.Parse(conn)
-		if err != nil {
-			return fmt.Errorf("store %s: not a URL: want postgres://USER@HOST/DB?sslmode=...", red)
-		}
-		if _, ok := u.User.Password(); ok {
-			return fmt.Errorf("store %s: %w", red, ErrPasswordInURL)
-		}
-		q := u.Query()
-		if q.Has("password") || q.Has("sslpassword") {
-			return fmt.Errorf("store %s: %w", red, ErrPasswordInURL)
-		}
-	} else if passwordKV.MatchString(conn) {
-		return fmt.Errorf("store %s: %w", red, ErrPasswordInURL)
+	if err := pgurl.Check(conn); err != nil {
+		return fmt.Errorf("store %w", err)
 	}
 	if _, err := pgx.ParseConfig(conn); err != nil {
 		// pgx's message shows the string with any password masked.
-		return fmt.Errorf("store %s: %w", red, err)
+		return fmt.Errorf("store %s: %w", Redact(conn), err)
 	}
 	return nil
 }
-
-// Redact returns a connection string with any password in it replaced
-// by xxxxx: the only form of it that goes into a message or a log.
-func Redact(conn string) string {
-	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
-		u, err := url.Parse(conn)
-		if err != nil {
-			return conn[:strings.Index(conn, "://")+3] + "(a URL that does not parse)"
-		}
-		q := u.Query()
-		for _, k := range []string{"password", "sslpassword"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-		return u.Redacted()
-	}
-	return redactKV.ReplaceAllString(conn, "${1}${2}password=xxxxx")
-}
-
-var redactKV = regexp.MustCompile(`(^|\s)(ssl)?password\s*=\s*('(\\.|[^'])*'|\S*)`)
 
 // ReadPasswordFile reads a store's password from path: its first line.
 // The file must be readable by its owner only (0600 or 0400).
@@ -117,6 +76,17 @@ func ReadPasswordFile(path string) (string, error) {
 // brings its schema up to date. password is the role's, or "" for the
 // PG environment (PGPASSWORD, PGPASSFILE, ~/.pgpass), which pgx reads.
 func OpenPostgres(ctx context.Context, conn, password string) (*DB, error) {
+	return openPG(ctx, conn, password, true)
+}
+
+// OpenPostgresAsIs opens the PostgreSQL store conn names without changing
+// its schema (for commands that only look): a store of another version
+// than SchemaVersion, or none, is refused.
+func OpenPostgresAsIs(ctx context.Context, conn, password string) (*DB, error) {
+	return openPG(ctx, conn, password, false)
+}
+
+func openPG(ctx context.Context, conn, password string, migrate bool) (*DB, error) {
 	if err := CheckPostgres(conn); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -133,7 +103,11 @@ func OpenPostgres(ctx context.Context, conn, password string) (*DB, error) {
 	db.SetMaxIdleConns(maxPGConns)
 	h := handle{q: db, pg: true}
 	d := &DB{sql: h, w: h, wdb: db, dbs: []*sql.DB{db}, pg: &pgStore{conn: conn, password: password, redacted: red}, now: time.Now}
-	if err := d.migrate(ctx); err != nil {
+	do := d.migrate
+	if !migrate {
+		do = d.checkVersion
+	}
+	if err := do(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("state: store %s: %w", red, err)
 	}
