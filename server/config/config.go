@@ -35,14 +35,14 @@ type Config struct {
 	File   string
 	Listen string // host:port
 	Data   string // store directory
+	URL    string // base URL machines reach the server at; "" = from each request's Host
+	ISCSI  string // iSCSI listen address (host:port)
+	Portal string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
 	// Store is the PostgreSQL store's connection string, without a
 	// password ("" = SQLite in Data); StorePasswordFile the file with
 	// its password ("" = the PG environment).
 	Store             string
 	StorePasswordFile string
-	URL               string // base URL machines reach the server at; "" = from each request's Host
-	ISCSI             string // iSCSI listen address (host:port)
-	Portal            string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
 	// ISCSILoginTimeout, ISCSIPerAddress and ISCSIConnections bound what
 	// peers that have not logged in can hold: how long, how many
 	// connections per address, how many in all (0 = the target's
