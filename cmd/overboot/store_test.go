@@ -150,3 +150,32 @@ func TestTokenCreateInPostgres(t *testing.T) {
 		t.Errorf("a SQLite store was made in %s", data)
 	}
 }
+
+// TestPublishAndCheckOnPostgres: with the server's configuration naming
+// a PostgreSQL store, mkimage --store DATA --name publishes the name
+// there (not in DATA/state.db), and serve --check-config resolves it
+// from there.
+func TestPublishAndCheckOnPostgres(t *testing.T) {
+	conn := pgtest.Database(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	k := filepath.Join(dir, "k")
+	os.WriteFile(k, []byte("K"), 0o644)
+	agent := filepath.Join(dir, "agent")
+	os.WriteFile(agent, []byte("#!/bin/sh\n"), 0o755)
+	conf := filepath.Join(dir, "overboot.conf")
+	os.WriteFile(conf, []byte("[server]\ndata = "+data+"\nstore = "+conn+"\n[profile default]\nkernel = "+k+"\ninitramfs = initrd\nroot = "+k+"\n"), 0o644)
+	saved, savedPkg := defaultConfig, packageConfig
+	defer func() { defaultConfig, packageConfig = saved, savedPkg }()
+	defaultConfig, packageConfig = conf, filepath.Join(dir, "absent.conf")
+	if _, err := cli(t, "", "mkimage", "initramfs", "--agent", agent, "--modules=", "--store", data, "--name", "initrd"); err != nil {
+		t.Fatalf("mkimage: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, state.FileName)); err == nil {
+		t.Errorf("mkimage made a SQLite store in %s", data)
+	}
+	out, err := cli(t, "", "serve", "--config", conf, "--check-config")
+	if err != nil || !strings.Contains(out, "  initramfs  initrd: image version 1, sha256:") {
+		t.Errorf("check-config: %v\n%s", err, out)
+	}
+}
