@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/internal/pgtest"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 func crashConf(dir string) string {

@@ -102,11 +102,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, e
 		lock.release()
 		return nil, err
 	}
-	db, err := state.Open(filepath.Join(cfg.Data, state.FileName))
+	db, err := state.OpenStore(ctx, state.Where{Data: cfg.Data, Postgres: cfg.Store, PasswordFile: cfg.StorePasswordFile})
 	if err != nil {
 		lock.release()
 		return nil, err
 	}
+	log.Info("state store open", "store", db.String())
 	s, err := New(ctx, cfg, blobs, db, log)
 	if err != nil {
 		db.Close()

@@ -64,6 +64,12 @@ func newFix(t *testing.T, conf string) *fix {
 // server opens it.
 func newFixPre(t *testing.T, conf string, pre func(data string)) *fix {
 	t.Helper()
+	return newFixServer(t, "", conf, pre)
+}
+
+// newFixServer is newFixPre with server's lines added to [server].
+func newFixServer(t *testing.T, server, conf string, pre func(data string)) *fix {
+	t.Helper()
 	dir := t.TempDir()
 	if pre != nil {
 		pre(filepath.Join(dir, "data"))
@@ -74,7 +80,7 @@ func newFixPre(t *testing.T, conf string, pre func(data string)) *fix {
 			t.Fatal(err)
 		}
 	}
-	text := "[server]\ndata = " + dir + "/data\niscsi-portal = 10.0.2.100:3260\n[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\ncmdline = console=ttyS0\n" + strings.ReplaceAll(conf, "$DIR", dir)
+	text := "[server]\ndata = " + dir + "/data\niscsi-portal = 10.0.2.100:3260\n" + server + "[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\ncmdline = console=ttyS0\n" + strings.ReplaceAll(conf, "$DIR", dir)
 	cfg, err := config.Parse("test.conf", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -484,7 +483,7 @@ is made in the server's data directory itself, without a running server
 	}
 	create.Flags().StringVar(&scope, "scope", string(enroll.ScopeAdmin), "what the token may do: read, operate or admin")
 	create.Flags().StringVar(&outFile, "out", "", "write the token to this new `file` (mode 0600) instead of stdout")
-	create.Flags().StringVar(&data, "data", "", "the server's data `directory` (write access needed): make the token there, without a running server")
+	create.Flags().StringVar(&data, "data", "", "the server's data `directory` (write access needed): make the token in its store, without a running server (DIR/state.db, or the PostgreSQL store of the server's configuration when its data is DIR)")
 	c.AddCommand(create)
 	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list tokens (their IDs, names and scopes; never the secrets)", Args: exactArgs(0, "no arguments")},
 		fixedPath("/tokens"), func(w io.Writer, ts []state.APIToken) {
@@ -581,7 +580,7 @@ func backupCmd(sio stdio) *cobra.Command {
 // newToken makes a token in the data directory, or through the API.
 func newToken(cmd *cobra.Command, f *clientFlags, data, name string, scope enroll.Scope) (string, error) {
 	if data != "" {
-		db, err := state.Open(filepath.Join(data, state.FileName))
+		db, err := localStore(cmd.Context(), data, f.config)
 		if err != nil {
 			return "", err
 		}

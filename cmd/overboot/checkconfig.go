@@ -38,7 +38,7 @@ func checkConfig(ctx context.Context, c *cobra.Command, o serveOptions, w io.Wri
 	if err != nil {
 		return err
 	}
-	names := &nameReader{data: cfg.Data}
+	names := &nameReader{data: cfg.Data, where: storeWhere(cfg)}
 	defer names.close()
 	var errs []error
 	fail := func(line int, format string, args ...any) {
@@ -222,15 +222,33 @@ func resolveRef(ctx context.Context, names *nameReader, data, kind, ref string) 
 }
 
 // nameReader reads published image names from DATA/state.db, read-only
-// (state.Open would create the file and migrate its schema). No store
-// yet: no names.
+// (state.Open would create the file and migrate its schema), or from the
+// PostgreSQL store where says, without changing its schema. No SQLite
+// store yet: no names.
 type nameReader struct {
-	data string
-	db   *sql.DB
-	err  error
+	data  string
+	where state.Where
+	db    *sql.DB
+	pg    *state.DB
+	err   error
 }
 
 func (n *nameReader) image(ctx context.Context, name string) (state.Image, error) {
+	if n.where.Postgres != "" {
+		if n.pg == nil && n.err == nil {
+			pw := ""
+			if n.where.PasswordFile != "" {
+				pw, n.err = state.ReadPasswordFile(n.where.PasswordFile)
+			}
+			if n.err == nil {
+				n.pg, n.err = state.OpenPostgresAsIs(ctx, n.where.Postgres, pw)
+			}
+		}
+		if n.err != nil {
+			return state.Image{}, n.err
+		}
+		return n.pg.Image(ctx, name)
+	}
 	if n.db == nil && n.err == nil {
 		path := filepath.Join(n.data, state.FileName)
 		if _, err := os.Stat(path); err != nil {
@@ -260,6 +278,9 @@ func (n *nameReader) image(ctx context.Context, name string) (state.Image, error
 func (n *nameReader) close() {
 	if n.db != nil {
 		n.db.Close()
+	}
+	if n.pg != nil {
+		n.pg.Close()
 	}
 }
 

@@ -12,6 +12,7 @@
 //	overboot token      admin API tokens
 //	overboot gc         remove blobs nothing refers to
 //	overboot backup     a consistent copy of the state store
+//	overboot store      copy the state store between SQLite and PostgreSQL
 //	overboot completion shell completion scripts
 //	overboot version    the version and the commit it was built from
 //
@@ -104,7 +105,7 @@ with status 2, any other failure with status 1.`,
 	root.SetIn(sio.in)
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
-		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), serverCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio),
+		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), serverCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio), storeCmd(sio),
 		versionCmd(sio), genManCmd(sio),
 	)
 	root.SetHelpCommand(helpCmd())

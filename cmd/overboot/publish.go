@@ -3,22 +3,23 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/state"
 )
 
 // publishLocal publishes a blob built into the data directory dir under
-// name in the state store there (DIR/state.db), the way the server's
-// image publish does: the next boot that asks for the name gets it, with
-// no restart. It opens the store file directly (a running server shares
-// it; SQLite serialises the writers), so it needs write access to dir.
+// name in the server's state store (DIR/state.db, or the PostgreSQL store
+// of the server's configuration when its data directory is dir: see
+// localStore), the way the server's image publish does: the next boot
+// that asks for the name gets it, with no restart. It opens the store
+// directly (a running server shares it: SQLite serialises the writers,
+// PostgreSQL's transactions are serializable), so it needs write access.
 func publishLocal(ctx context.Context, dir, name string, m blobstore.Manifest) (state.Image, error) {
 	if err := blobstore.CheckName(name); err != nil {
 		return state.Image{}, err
 	}
-	db, err := state.Open(filepath.Join(dir, state.FileName))
+	db, err := localStore(ctx, dir, "")
 	if err != nil {
 		return state.Image{}, err
 	}

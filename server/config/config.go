@@ -39,6 +39,11 @@ type Config struct {
 	URL    string // base URL machines reach the server at; "" = from each request's Host
 	ISCSI  string // iSCSI listen address (host:port)
 	Portal string // iSCSI address machines use; "" = the HTTP host with ISCSI's port
+	// Store is the PostgreSQL store's connection string, without a
+	// password ("" = SQLite in Data); StorePasswordFile the file with
+	// its password ("" = the PG environment).
+	Store             string
+	StorePasswordFile string
 	// ISCSILoginTimeout, ISCSIPerAddress and ISCSIConnections bound what
 	// peers that have not logged in can hold: how long, how many
 	// connections per address, how many in all (0 = the target's
@@ -468,6 +473,9 @@ func (c *Config) validate() []error {
 		if len(missing) > 0 {
 			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: missing %s", n, strings.Join(missing, ", "))})
 		}
+	}
+	if c.StorePasswordFile != "" && c.Store == "" {
+		errs = append(errs, &Error{c.File, 0, errors.New("store-password-file without store in [server]: the password is for a PostgreSQL store; SQLite needs none")})
 	}
 	if c.ProxyDHCP != "" && c.URL == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})

@@ -144,6 +144,12 @@ func TestParseErrors(t *testing.T) {
 		{"bad listen", "[server]\nlisten = 8080\n", "f:2: listen: \"8080\": want host:port"},
 		{"comment is not a value", "[server]\nlisten = # nothing\n", "f:2: listen: \"\": want host:port"},
 		{"bad url", "[server]\nurl = ftp://x\n", "f:2: url:"},
+		{"password in store", "[server]\nstore = postgres://ob:s3cret@db/ob\n", "f:2: store: postgres://ob:xxxxx@db/ob: the connection string has a password in it: put it in a file (store-password-file"},
+		{"password in store's query", "[server]\nstore = postgres://ob@db/ob?password=s3cret\n", "f:2: store: postgres://ob@db/ob?password=xxxxx: the connection string has a password"},
+		{"password in store's keywords", "[server]\nstore = host=db password=s3cret\n", "f:2: store: host=db password=xxxxx: the connection string has a password"},
+		{"store not postgres", "[server]\nstore = /var/lib/x.db\n", "f:2: store: \"/var/lib/x.db\": want postgres://"},
+		{"store password file relative", "[server]\nstore = postgres://ob@db/ob\nstore-password-file = pw\n", "f:3: store-password-file: \"pw\": want the absolute path"},
+		{"store password file without store", "[server]\nstore-password-file = /etc/overboot/pg\n", "store-password-file without store"},
 		{"no equals", "[server]\nlisten\n", "f:2: \"listen\": want key = value"},
 		{"bad size", prof + "upper-size = lots\n", "f:5: upper-size:"},
 		{"bad action", prof + "onfail = explode\n", "f:5: onfail:"},
@@ -336,5 +342,24 @@ func TestParsePeers(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "d:2") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v", tc.line, err)
 		}
+	}
+}
+
+// TestParseStore: a PostgreSQL store and its password file are read as
+// given; no store is SQLite in the data directory.
+func TestParseStore(t *testing.T) {
+	c, err := Parse("s", strings.NewReader("[server]\nstore = postgres://overboot@db.example/overboot?sslmode=verify-full\nstore-password-file = /etc/overboot/pg-password\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != "postgres://overboot@db.example/overboot?sslmode=verify-full" || c.StorePasswordFile != "/etc/overboot/pg-password" {
+		t.Errorf("store %q, password file %q", c.Store, c.StorePasswordFile)
+	}
+	c, err = Parse("s", strings.NewReader("[server]\nstore = host=/run/postgresql dbname=overboot\n"))
+	if err != nil || c.Store != "host=/run/postgresql dbname=overboot" {
+		t.Errorf("keyword/value store: %+v %v", c, err)
+	}
+	if c, err := Parse("s", strings.NewReader("[server]\n")); err != nil || c.Store != "" {
+		t.Errorf("no store: %q %v", c.Store, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/state/pgurl"
 )
 
 // Key is one key of a section: its name, its default (as the file would
@@ -37,6 +38,8 @@ var Sections = []Section{
 		{"name", "", "This server's name among the servers sharing the state store (letters, digits, . - _); default: the host's name. Disks live on a named server."},
 		{"listen", DefaultListen, "HTTP address (host:port). The default serves this host only: say 0.0.0.0:80 to serve a network."},
 		{"data", DefaultData, "The data directory: blobs, the state store (state.db), disks, trees. One server at a time (DATA/lock)."},
+		{"store", "", "The state store: empty for SQLite in DATA/state.db (one server), or PostgreSQL for several servers sharing one store: postgres://USER@HOST/DB?sslmode=verify-full, or host=/run/postgresql dbname=DB. No password in it."},
+		{"store-password-file", "", "The PostgreSQL role's password: the first line of this file (mode 0600); default the PG environment (PGPASSWORD, PGPASSFILE, ~/.pgpass)."},
 		{"url", "", "How machines reach the server (http://HOST[:PORT]); default: each request's Host header. Needed by proxy-dhcp and dhcp."},
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
 		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest); default: the other servers registered in the state store and up (overboot server ls)."},
@@ -284,6 +287,18 @@ func (c *Config) setServer(k, v string) error {
 			return err
 		}
 		c.Origin = strings.TrimSuffix(v, "/")
+	case "store":
+		if v != "" {
+			if err := pgurl.Check(v); err != nil {
+				return err
+			}
+		}
+		c.Store = v
+	case "store-password-file":
+		if !path.IsAbs(v) {
+			return fmt.Errorf("%q: want the absolute path of a file (mode 0600) holding the PostgreSQL role's password", v)
+		}
+		c.StorePasswordFile = v
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {

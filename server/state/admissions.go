@@ -113,7 +113,7 @@ func (d *DB) Requests(ctx context.Context, mac string) ([]Request, error) {
 
 // checkQuota refuses a machine that would be one more than q.Machines in
 // profile (admitted or asking). A machine already counted there passes.
-func checkQuota(ctx context.Context, tx *sql.Tx, mac, profile string, q Quota) error {
+func checkQuota(ctx context.Context, tx handle, mac, profile string, q Quota) error {
 	if q.Machines <= 0 {
 		return nil
 	}
@@ -123,7 +123,7 @@ func checkQuota(ctx context.Context, tx *sql.Tx, mac, profile string, q Quota) e
 		return err
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT mac FROM admissions WHERE profile = ? UNION SELECT mac FROM requests WHERE profile = ?)`,
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT mac FROM admissions WHERE profile = ? UNION SELECT mac FROM requests WHERE profile = ?) AS counted`,
 		profile, profile).Scan(&n); err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func (d *DB) Enter(ctx context.Context, m Machine, policy string, q Quota) (Admi
 	}
 	now := d.millis()
 	var out Admission
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		old, err := scanAdmission(tx.QueryRowContext(ctx, `SELECT `+admissionCols+` FROM admissions WHERE mac = ? AND profile = ?`, m.MAC, m.Profile))
 		switch {
 		case err == nil && old.Policy == policy:
@@ -178,7 +178,7 @@ func (d *DB) Enter(ctx context.Context, m Machine, policy string, q Quota) (Admi
 // admission's address (an imported admission's first boot).
 func (d *DB) Refresh(ctx context.Context, m Machine, pin bool) error {
 	now := d.millis()
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		q := `UPDATE admissions SET seen_at = ? WHERE mac = ? AND profile = ?`
 		args := []any{now, m.MAC, m.Profile}
 		if pin {
@@ -202,7 +202,7 @@ func (d *DB) Refresh(ctx context.Context, m Machine, pin bool) error {
 // known machine's row is left as it is.
 func (d *DB) Ask(ctx context.Context, r Request, q Quota) error {
 	now := d.millis()
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		if err := checkQuota(ctx, tx, r.MAC, r.Profile, q); err != nil {
 			return err
 		}
@@ -242,7 +242,7 @@ func (d *DB) Ask(ctx context.Context, r Request, q Quota) error {
 func (d *DB) Approve(ctx context.Context, mac, profile, address string, q Quota) (Admission, error) {
 	now := d.millis()
 	var out Admission
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM requests WHERE mac = ? AND profile = ? AND address = ?`, mac, profile, address).Scan(&n); err != nil {
 			return err
@@ -300,7 +300,7 @@ func (d *DB) ClearSecrets(ctx context.Context, mac string) (int64, error) {
 // stored.
 func (d *DB) SetHostKeys(ctx context.Context, mac, profile, keys string) (string, error) {
 	var out string
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE admissions SET host_keys = CASE WHEN host_keys = '' THEN ? ELSE host_keys END WHERE mac = ? AND profile = ?`, keys, mac, profile); err != nil {
 			return err
 		}
@@ -318,7 +318,8 @@ func (d *DB) SetHostKeys(ctx context.Context, mac, profile, keys string) (string
 // gone: those admissions are dropped). It returns how many it adopted and
 // dropped.
 func (d *DB) AdoptLegacy(ctx context.Context, policyOf func(profile string) string) (adopted, dropped int, err error) {
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(tx handle) error {
+		adopted, dropped = 0, 0 // afresh if PostgreSQL runs it again
 		old, err := queryAll(ctx, tx, scanAdmission, `SELECT `+admissionCols+` FROM admissions WHERE policy = ?`, policyLegacy)
 		if err != nil {
 			return err
@@ -377,7 +378,7 @@ type Pruned struct {
 // ever.
 func (d *DB) Prune(ctx context.Context, f Forget) (Pruned, error) {
 	var p Pruned
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE seen_at < ?`, f.RequestsSeenBefore.UnixMilli())
 		if err != nil {
 			return err

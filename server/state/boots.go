@@ -55,25 +55,22 @@ func (d *DB) StartBoot(ctx context.Context, b Boot, first BootEvent) (Boot, erro
 	now := d.millis()
 	b.Started, b.Updated = fromMillis(now), fromMillis(now)
 	b.Phase, b.Outcome, b.Message = first.Phase, first.Outcome, first.Message
-	err := d.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO boots (mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.MAC, b.Profile, b.User, b.Address, b.Image, now, now, b.Phase, b.Outcome, b.Message)
-		if err != nil {
-			return err
-		}
-		if b.ID, err = res.LastInsertId(); err != nil {
+	err := d.tx(ctx, func(tx handle) error {
+		// RETURNING, not LastInsertId: PostgreSQL's driver has none.
+		if err := tx.QueryRowContext(ctx, `INSERT INTO boots (mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			b.MAC, b.Profile, b.User, b.Address, b.Image, now, now, b.Phase, b.Outcome, b.Message).Scan(&b.ID); err != nil {
 			return err
 		}
 		if err := insertEvent(ctx, tx, b.ID, now, first); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM boots WHERE mac = ? AND id <= (SELECT id FROM boots WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, b.MAC, b.MAC, KeepBoots)
+		_, err := tx.ExecContext(ctx, `DELETE FROM boots WHERE mac = ? AND id <= (SELECT id FROM boots WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, b.MAC, b.MAC, KeepBoots)
 		return err
 	})
 	return b, err
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, bootID, at int64, e BootEvent) error {
+func insertEvent(ctx context.Context, tx handle, bootID, at int64, e BootEvent) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO boot_events (boot_id, at, source, phase, outcome, seconds, bytes, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		bootID, at, e.Source, e.Phase, e.Outcome, e.Seconds, e.Bytes, e.Message)
 	return err
@@ -84,7 +81,7 @@ func insertEvent(ctx context.Context, tx *sql.Tx, bootID, at int64, e BootEvent)
 func (d *DB) AddBootEvent(ctx context.Context, bootID int64, e BootEvent) (Boot, error) {
 	now := d.millis()
 	var b Boot
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		res, err := tx.ExecContext(ctx, `UPDATE boots SET updated_at = ?, phase = ?, outcome = ?, message = ? WHERE id = ?`, now, e.Phase, e.Outcome, e.Message, bootID)
 		if err != nil {
 			return err

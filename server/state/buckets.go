@@ -31,7 +31,7 @@ func Refill(tokens float64, at, now time.Time, every time.Duration, burst int) (
 // A bucket is a row from its first use until PruneBuckets finds it full.
 func (d *DB) TakeToken(ctx context.Context, key string, every time.Duration, burst int) (bool, error) {
 	var ok bool
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		now := d.now()
 		tokens, at := float64(burst), now
 		var ms int64
@@ -56,7 +56,7 @@ func (d *DB) TakeToken(ctx context.Context, key string, every time.Duration, bur
 // and returns how many.
 func (d *DB) PruneBuckets(ctx context.Context) (int64, error) {
 	var n int64
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM rate_buckets WHERE full_at <= ?`, d.millis())
 		if err != nil {
 			return err

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -10,18 +9,13 @@ import (
 // TestTakeTokenShared: a bucket in the store is one bucket for every
 // handle on it (two servers): burst tokens in all, then one per every;
 // a full bucket is pruned.
-func TestTakeTokenShared(t *testing.T) {
-	path := filepath.Join(t.TempDir(), FileName)
-	a, err := Open(path)
+func TestTakeTokenShared(t *testing.T) { eachStore(t, testTakeTokenShared) }
+
+func testTakeTokenShared(t *testing.T, a *DB) {
+	b, err := reopen(t, a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	b, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	now := time.UnixMilli(1_700_000_000_000)
 	clock := func() time.Time { return now }
 	a.SetClock(clock)

@@ -92,7 +92,7 @@ func (d *DB) DiskByID(ctx context.Context, id int64) (Disk, error) {
 // ErrQuota.
 func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int64) string) (Disk, error) {
 	var out Disk
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		var n int
 		var bytes int64
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM disks WHERE profile = ?`, k.Profile).Scan(&n, &bytes); err != nil {
@@ -104,15 +104,12 @@ func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int
 		if q.DiskBytes > 0 && bytes+k.Size > q.DiskBytes {
 			return fmt.Errorf("profile %s: a %d-byte disk would pass its %d bytes of disks (%d used): %w", k.Profile, k.Size, q.DiskBytes, bytes, ErrQuota)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)`,
-			k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Base, DiskCreating, d.millis())
+		var id int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?) RETURNING id`,
+			k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Base, DiskCreating, d.millis()).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
 		}
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
 		if err != nil {
 			return err
 		}
@@ -127,15 +124,16 @@ func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int
 
 // AddDisk records an existing disk file as ready (migration).
 func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
-	res, err := d.w.ExecContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis())
+	var id int64
+	err := d.w.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis()).Scan(&id)
 	if isUnique(err) {
 		return 0, fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // SetDiskSize records what a disk takes now (a copy-on-write layer grows

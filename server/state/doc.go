@@ -1,21 +1,34 @@
-// Package state is the overboot server's embedded store: one SQLite file
-// (modernc.org/sqlite, pure Go, WAL mode) holding machines and their
-// enrolment, users and their password hashes, disks and whose they are,
-// CHAP secrets, single-use boot tokens, admin API tokens, published image
-// names with their history, and boot events.
+// Package state is the overboot server's store, on one of two backends:
+// an embedded SQLite file (modernc.org/sqlite, pure Go, WAL mode; the
+// default, for one server), or a PostgreSQL database (pgx's database/sql
+// driver; for several servers sharing one store). It holds machines and
+// their enrolment, users and their password hashes, disks and whose they
+// are, CHAP secrets, single-use boot tokens, admin API tokens, published
+// image names with their history, boot events and DHCP leases.
 //
-// What it owns: the schema (versioned migrations in migrate.go, applied at
-// Open), the file's permissions (0600, with its -wal and -shm files), and
-// consistency across kill -9 (every change is one transaction; SQLite's WAL
-// makes a commit all or nothing). Disk images and blobs stay files; the
-// store says whose they are (package server/disks keeps the files in step
-// with the rows).
+// What it owns: the schema (versioned migrations in migrate.go, applied
+// at Open; on PostgreSQL under an advisory lock, so servers starting
+// together take turns), the SQLite file's permissions (0600, with its
+// -wal and -shm files), and consistency across kill -9 (every change is
+// one transaction).
 //
-// The SQL is kept portable (no SQLite-only types; times are INTEGER unix
-// milliseconds; one INTEGER PRIMARY KEY per table that needs an id), so the
-// same schema can move to PostgreSQL when several servers share one store.
-// Placeholders are '?', which a PostgreSQL port rewrites.
+// One text per query and per schema step, in SQLite's dialect: '?'
+// placeholders; INTEGER (64-bit), REAL, INTEGER PRIMARY KEY for ids the
+// store assigns (read back with RETURNING); times are INTEGER unix
+// milliseconds. On PostgreSQL the queries are rebound ($1, $2, ...) and
+// the schema steps translated (INTEGER PRIMARY KEY to an identity
+// column, INTEGER to BIGINT, REAL to DOUBLE PRECISION): dialect.go.
 //
-// Several processes may open the same file (the CLI's offline commands and
-// a running server): SQLite serialises writers; busy_timeout waits.
+// Writers: on SQLite one connection writes, so a read-modify-write
+// transaction meets no other writer; several processes on one file (the
+// CLI's offline commands and a running server) meet in busy_timeout. On
+// PostgreSQL several servers write at once: write transactions run at
+// SERIALIZABLE and run again when PostgreSQL aborts one to keep it so
+// (DB.tx). A boot token is therefore spent once across all servers.
+//
+// What it does not do: back up a PostgreSQL store (pg_dump does), or
+// keep a password: a PostgreSQL connection string with one is refused;
+// the password comes from a file (ReadPasswordFile) or the PG
+// environment (PGPASSWORD, PGPASSFILE), and messages show the string
+// through Redact.
 package state

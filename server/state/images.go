@@ -34,7 +34,7 @@ func scanImage(row scanner) (Image, error) {
 // PublishImage makes m the name's next version, atomically: a reader sees
 // the old version or the new one. Version and Published are set here.
 func (d *DB) PublishImage(ctx context.Context, m Image) (Image, error) {
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		// A name keeps its kind: the profiles that name it read it as
 		// one (a root, a kernel, ...), and would fail at every boot.
 		var cur string

@@ -35,7 +35,7 @@ func (d *DB) Lease6(ctx context.Context, duid string, iaid uint32) (Lease6, bool
 // PutLease6 records a lease, replacing the IA's previous one and any
 // other lease of the same address, in one transaction.
 func (d *DB) PutLease6(ctx context.Context, l Lease6) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM leases6 WHERE ip = ? AND NOT (duid = ? AND iaid = ?)`, l.IP, l.DUID, l.IAID); err != nil {
 			return err
 		}

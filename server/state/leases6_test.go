@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,11 +12,10 @@ import (
 // most (putting it for another IA replaces that IA's); the leases are
 // still there when the store is opened again.
 func TestLeases6(t *testing.T) {
-	path := filepath.Join(t.TempDir(), FileName)
-	d, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eachStore(t, testLeases6)
+}
+
+func testLeases6(t *testing.T, d *DB) {
 	ctx := context.Background()
 	exp := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
 	if _, ok, err := d.Lease6(ctx, "0003000152540000000a", 1); ok || err != nil {
@@ -50,11 +48,10 @@ func TestLeases6(t *testing.T) {
 	}
 	d.Close()
 
-	d, err = Open(path)
+	d, err = reopen(t, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
 	l, ok, err := d.Lease6(ctx, "0003000152540000000a", 1)
 	if !ok || err != nil || l != want[1] {
 		t.Errorf("after reopening: %+v, %v, %v; want %+v", l, ok, err, want[1])

@@ -106,7 +106,7 @@ type Quota struct {
 // boot's stays. It returns the machine-id as stored.
 func (d *DB) SetMachineID(ctx context.Context, mac, machineID string) (string, error) {
 	var out string
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE machines SET machine_id = CASE WHEN machine_id = '' THEN ? ELSE machine_id END WHERE mac = ?`, machineID, mac); err != nil {
 			return err
 		}
@@ -133,7 +133,7 @@ func (d *DB) AddMachine(ctx context.Context, m Machine) error {
 // DeleteMachine forgets a machine, its admissions and its requests (its
 // disks are the caller's to remove first: see server/disks).
 func (d *DB) DeleteMachine(ctx context.Context, mac string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM machines WHERE mac = ?`, mac)
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func (d *DB) DeleteMachine(ctx context.Context, mac string) error {
 // upsertMachine records what an admitted request said of its machine:
 // a new machine is added, a known one has its profile, address,
 // hostname, UUID and seen time updated.
-func (d *DB) upsertMachine(ctx context.Context, tx *sql.Tx, m Machine, now int64) error {
+func (d *DB) upsertMachine(ctx context.Context, tx handle, m Machine, now int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO machines (`+machineCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, '')
 		ON CONFLICT (mac) DO UPDATE SET profile = excluded.profile, address = excluded.address, hostname = excluded.hostname, uuid = excluded.uuid, seen_at = excluded.seen_at`,
 		m.MAC, m.Profile, m.Address, m.Hostname, m.UUID, now, now)

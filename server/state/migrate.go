@@ -201,34 +201,78 @@ var migrations = []string{
 // SchemaVersion is the version Open brings a store to.
 var SchemaVersion = len(migrations)
 
+// createVersion makes the table that holds the schema's version.
+const createVersion = `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`
+
+// migrateLock is the key of the PostgreSQL advisory lock under which a
+// server migrates the schema (any number, the same in every overboot).
+const migrateLock = 0x6f766572626f6f74 // "overboot" in ASCII
+
 func (d *DB) migrate(ctx context.Context) error {
-	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	if d.pg != nil {
+		// Servers that start together take turns: the first applies
+		// the steps, the others find them applied. One transaction at
+		// READ COMMITTED, so each statement after the lock sees what
+		// the server before committed (a serializable snapshot would
+		// date from before the lock was granted). PostgreSQL's DDL is
+		// transactional: a failed step leaves nothing behind.
+		return d.runTx(ctx, nil, func(tx handle) error {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(migrateLock)); err != nil {
+				return fmt.Errorf("schema lock: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, pgSchema(createVersion)); err != nil {
+				return fmt.Errorf("schema: %w", err)
+			}
+			return d.migrateSteps(ctx, tx)
+		})
+	}
+	if _, err := d.w.ExecContext(ctx, createVersion); err != nil {
 		return fmt.Errorf("schema: %w", err)
 	}
-	return d.tx(ctx, func(tx *sql.Tx) error {
-		var v int
-		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
-				return err
-			}
-		case err != nil:
-			return fmt.Errorf("schema: %w", err)
+	return d.tx(ctx, func(tx handle) error { return d.migrateSteps(ctx, tx) })
+}
+
+// migrateSteps brings the schema from its version to SchemaVersion.
+func (d *DB) migrateSteps(ctx context.Context, tx handle) error {
+	var v int
+	err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
 		}
-		if v > len(migrations) {
-			return fmt.Errorf("schema version %d is newer than this overboot knows (%d): use the newer overboot", v, len(migrations))
+	case err != nil:
+		return fmt.Errorf("schema: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this overboot knows (%d): use the newer overboot", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		step := migrations[i]
+		if d.pg != nil {
+			step = pgSchema(step)
 		}
-		for i := v; i < len(migrations); i++ {
-			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-				return fmt.Errorf("schema step %d: %w", i+1, err)
-			}
+		if _, err := tx.ExecContext(ctx, step); err != nil {
+			return fmt.Errorf("schema step %d: %w", i+1, err)
 		}
-		if v < len(migrations) {
-			if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
-				return err
-			}
+	}
+	if v < len(migrations) {
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// checkVersion refuses a store whose schema is not SchemaVersion, without
+// changing it.
+func (d *DB) checkVersion(ctx context.Context) error {
+	var v int
+	if err := d.sql.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("no overboot schema here (%v): overboot serve makes it at start", err)
+	}
+	if v != SchemaVersion {
+		return fmt.Errorf("schema version %d, and this overboot knows %d: overboot serve of the newer of the two migrates it", v, SchemaVersion)
+	}
+	return nil
 }

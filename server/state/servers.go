@@ -66,7 +66,7 @@ func (d *DB) Register(ctx context.Context, s ServerInfo) error {
 			return fmt.Errorf("register: URL %q has white space", u)
 		}
 	}
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		now := d.now()
 		cur, err := scanServer(tx.QueryRowContext(ctx, `SELECT `+serverCols+` FROM servers WHERE name = ?`, s.Name))
 		switch {
@@ -90,7 +90,7 @@ func (d *DB) Register(ctx context.Context, s ServerInfo) error {
 // Beat records that the server name, run instance, still lives. It fails
 // with ErrServerTaken when another instance registered the name since.
 func (d *DB) Beat(ctx context.Context, name, instance string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		res, err := tx.ExecContext(ctx, `UPDATE servers SET heartbeat_at = ? WHERE name = ? AND instance = ? AND stopped_at = 0`,
 			d.millis(), name, instance)
 		if err != nil {
@@ -109,7 +109,7 @@ func (d *DB) Beat(ctx context.Context, name, instance string) error {
 // stays (its disks still name it as their home). Another instance's row
 // is left alone.
 func (d *DB) Unregister(ctx context.Context, name, instance string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		_, err := tx.ExecContext(ctx, `UPDATE servers SET stopped_at = ? WHERE name = ? AND instance = ?`, d.millis(), name, instance)
 		return err
 	})
@@ -132,7 +132,7 @@ func (d *DB) Server(ctx context.Context, name string) (ServerInfo, error) {
 // ForgetServer removes a stopped or silent server's row. It refuses while
 // the server is up.
 func (d *DB) ForgetServer(ctx context.Context, name string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		cur, err := scanServer(tx.QueryRowContext(ctx, `SELECT `+serverCols+` FROM servers WHERE name = ?`, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("server %s: %w", name, ErrNotFound)

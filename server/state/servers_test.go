@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-func TestServerRegistry(t *testing.T) {
-	d := open(t)
+func TestServerRegistry(t *testing.T) { eachStore(t, testServerRegistry) }
+
+func testServerRegistry(t *testing.T, d *DB) {
 	ctx := context.Background()
 	now := time.UnixMilli(1_700_000_000_000).UTC()
 	d.SetClock(func() time.Time { return now })

@@ -26,7 +26,7 @@ var ErrWrongAddress = errors.New("token spent from another address")
 
 // PutBootToken stores a token by its hash, dropping expired ones.
 func (d *DB) PutBootToken(ctx context.Context, hash string, t BootToken) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
+	return d.tx(ctx, func(tx handle) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires_at < ?`, d.millis()); err != nil {
 			return err
 		}
@@ -41,7 +41,7 @@ func (d *DB) PutBootToken(ctx context.Context, hash string, t BootToken) error {
 // another address is refused (ErrWrongAddress) and kept.
 func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (BootToken, error) {
 	var t BootToken
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(tx handle) error {
 		var exp int64
 		err := tx.QueryRowContext(ctx, `SELECT purpose, mac, user_name, profile, address, boot_id, expires_at FROM boot_tokens WHERE hash = ?`, hash).
 			Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp)
