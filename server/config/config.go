@@ -85,6 +85,11 @@ type Config struct {
 	DHCPv6Lease time.Duration
 	DHCPv6DNS   []netip.Addr
 	URL6        string
+	// Mirrors are the base URLs of other servers or HTTP caches serving
+	// the same /blobs/sha256/ and /verity/sha256/ paths: boot documents
+	// and scripts list each artifact at this server, then at each mirror,
+	// in this order (at most boot.MaxMirrors).
+	Mirrors []string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -454,6 +459,9 @@ func (c *Config) validate() []error {
 		if len(missing) > 0 {
 			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: missing %s", n, strings.Join(missing, ", "))})
 		}
+	}
+	if c.URL != "" && slices.Contains(c.Mirrors, c.URL) {
+		errs = append(errs, &Error{c.File, 0, fmt.Errorf("mirrors: %s is this server's url: list the others", c.URL)})
 	}
 	if c.ProxyDHCP != "" && c.URL == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})
