@@ -27,17 +27,17 @@ const (
 // HTTP and boots them. Every download is retried; when all attempts fail the
 // script exits non-zero so the firmware falls through to its next boot device.
 type KernelScript struct {
-	Comment    string        // one line shown at the top, e.g. the machine and profile
-	Kernel     string        // kernel URL
-	Initrds    []string      // initrd URLs, in order
+	Comment string   // one line shown at the top, e.g. the machine and profile
+	Kernel  string   // kernel URL
+	Initrds []string // initrd URLs, in order
 	// KernelMirrors and InitrdMirrors (a list per initrd, or none) are
 	// other URLs of the same files: each download falls back to them in
 	// order ("kernel A || kernel B || goto retry").
 	KernelMirrors []string
 	InitrdMirrors [][]string
-	Args       []string      // kernel command-line arguments
-	Attempts   int           // default 3
-	RetryDelay time.Duration // whole seconds; default 3s
+	Args          []string      // kernel command-line arguments
+	Attempts      int           // default 3
+	RetryDelay    time.Duration // whole seconds; default 3s
 	// ForgetLogin clears the password iPXE's login form left in its
 	// settings (the script answers a login).
 	ForgetLogin bool
