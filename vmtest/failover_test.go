@@ -83,6 +83,9 @@ func TestFailoverLazyRoot(t *testing.T) {
 	}
 	moved := false
 	for _, l := range vm.Lines() {
+		if strings.Contains(l.Text, MarkerFailover+" slow") {
+			t.Logf("%s", l)
+		}
 		if strings.Contains(l.Text, "overboot-keeper") && (strings.Contains(l.Text, "image source") || strings.Contains(l.Text, "image server")) {
 			t.Logf("keeper: %s", l)
 			moved = moved || strings.Contains(l.Text, "reading from http://"+GuestServer+":81/")

@@ -42,7 +42,9 @@ systemctl poweroff
 // systemd is up, as it starts reading every file of /usr/share and
 // /usr/lib in batches of 40, then "MARKER done files=N bytes=B errors=E
 // batches=K longest_ms=X median_ms=Y total_ms=Z": X is the longest time
-// one batch took, an upper bound on the longest stall of the root.
+// one batch took, an upper bound on the longest stall of the root; each
+// batch slower than 2 s also prints "MARKER slow batch=I ms=X bytes=B
+// uptime=S" (big files, or a wait for the root's server).
 const MarkerFailover = "OVERBOOT-TEST-FAILOVER"
 
 const failoverTest = `#!/bin/bash
@@ -60,6 +62,7 @@ for ((i = 0; i < n; i += 40)); do
 	last=$now
 	gaps+=($gap)
 	[ $gap -gt $longest ] && longest=$gap
+	[ $gap -gt 2000 ] && echo "` + MarkerFailover + ` slow batch=$((i / 40)) ms=$gap bytes=$b uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
 done
 median=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 total=$(( (10#${last/./} - 10#${start/./}) / 1000 ))
