@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -47,11 +48,59 @@ type Source struct {
 // block, each block checked by dm-verity against Verity's root hash (fill
 // also completes the copy in RAM in the background).
 type HTTPSource struct {
-	URL    string    `json:"url"`
-	Digest Digest    `json:"digest"`
-	Size   int64     `json:"size,omitempty"` // bytes; checked when given, required for lazy and fill
-	Mode   LowerMode `json:"mode,omitempty"` // "" means ram
-	Verity *Verity   `json:"verity,omitempty"`
+	URL string `json:"url"`
+	// Mirrors are other URLs of the same bytes (other servers, HTTP
+	// caches), tried in order after URL when it fails (at most
+	// MaxMirrors; omitted when empty, so agents older than the field read
+	// documents without it). Every source is as trustworthy as URL: the
+	// digest or dm-verity checks what comes from any of them; a source
+	// with another size is refused.
+	Mirrors []string  `json:"mirrors,omitempty"`
+	Digest  Digest    `json:"digest"`
+	Size    int64     `json:"size,omitempty"` // bytes; checked when given, required for lazy and fill
+	Mode    LowerMode `json:"mode,omitempty"` // "" means ram
+	Verity  *Verity   `json:"verity,omitempty"`
+}
+
+// URLs returns URL, then the mirrors, in the order the agent tries them.
+func (h HTTPSource) URLs() []string { return append([]string{h.URL}, h.Mirrors...) }
+
+// HashURLs returns HashURL, then the mirrors, in the order the agent
+// tries them.
+func (v Verity) HashURLs() []string { return append([]string{v.HashURL}, v.HashMirrors...) }
+
+// MaxMirrors bounds the mirrors of one URL: each is a place the agent
+// may wait on before the next, and the static form must fit a kernel
+// command line (2 KiB on x86).
+const MaxMirrors = 7
+
+// CheckMirrors checks the mirrors of primary: at most MaxMirrors, each an
+// http or https URL (CheckURL) with no user information, query or
+// fragment (they are shown on the console and, in the static form, on a
+// command line every user reads: no secrets), none given twice or equal
+// to primary.
+func CheckMirrors(primary string, mirrors []string) error {
+	if len(mirrors) > MaxMirrors {
+		return fmt.Errorf("%d mirrors, at most %d", len(mirrors), MaxMirrors)
+	}
+	var errs []error
+	seen := map[string]bool{primary: true}
+	for _, m := range mirrors {
+		if err := CheckURL(m); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		u, _ := url.Parse(m)
+		if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(m, ",#?@") {
+			errs = append(errs, fmt.Errorf("%q: a mirror is a plain URL: no user information, query or fragment (no secrets), and no comma", m))
+			continue
+		}
+		if seen[m] {
+			errs = append(errs, fmt.Errorf("%q given twice", m))
+		}
+		seen[m] = true
+	}
+	return errors.Join(errs...)
 }
 
 // LowerMode is how the agent reads an HTTP lower.
@@ -87,6 +136,9 @@ func (m LowerMode) OnDemand() bool { return m == LowerLazy || m == LowerFill }
 // read).
 type Verity struct {
 	HashURL string `json:"hash_url"`
+	// HashMirrors are other URLs of the same tree, as HTTPSource.Mirrors
+	// (optional).
+	HashMirrors []string `json:"hash_mirrors,omitempty"`
 	// HashDigest is the tree file's digest, for a copy kept elsewhere;
 	// the agent needs none (optional).
 	HashDigest Digest `json:"hash_digest,omitempty"`
@@ -188,6 +240,9 @@ func (d Document) Validate() error {
 		if err := CheckURL(h.URL); err != nil {
 			bad("lower.http.url", "%v", err)
 		}
+		if err := CheckMirrors(h.URL, h.Mirrors); err != nil {
+			bad("lower.http.mirrors", "%v", err)
+		}
 		if _, err := ParseDigest(string(h.Digest)); err != nil {
 			bad("lower.http.digest", "%v", err)
 		}
@@ -210,6 +265,9 @@ func (d Document) Validate() error {
 		if v := h.Verity; v != nil {
 			if err := CheckURL(v.HashURL); err != nil {
 				bad("lower.http.verity.hash_url", "%v", err)
+			}
+			if err := CheckMirrors(v.HashURL, v.HashMirrors); err != nil {
+				bad("lower.http.verity.hash_mirrors", "%v", err)
 			}
 			if _, err := ParseDigest(string(v.HashDigest)); v.HashDigest != "" && err != nil {
 				bad("lower.http.verity.hash_digest", "%v", err)

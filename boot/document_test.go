@@ -135,6 +135,7 @@ func TestStaticDocument(t *testing.T) {
 func FuzzParseDocument(f *testing.F) {
 	f.Add(`{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"}},"upper":{"tmpfs":{"size":"50%"}}}`)
 	f.Add(`{"version":1,"lower":{"iscsi":{"portal":"h:3260","target":"iqn.2026-11.x:y","initiator":"iqn.2026-11.x:z","chap":{"user":"u","secret":"s"}}},"upper":{"iscsi":{"portal":"h:3260","target":"iqn.2026-11.x:w","initiator":"iqn.2026-11.x:z"}}}`)
+	f.Add(`{"version":1,"lower":{"http":{"url":"http://h/i","mirrors":["http://m/i","https://n:8443/i"],"digest":"` + string(testDigest) + `","size":8192,"mode":"lazy","verity":{"hash_url":"http://h/t","hash_mirrors":["http://m/t"],"hash_size":8192,"root_hash":"` + strings.Repeat("ab", 32) + `"}}},"upper":{"tmpfs":{}}}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := ParseDocument(strings.NewReader(s))
 		if err != nil {

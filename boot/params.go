@@ -65,12 +65,18 @@ type Params struct {
 	// trust anchor); overboot.verity.digest (the tree file's) is optional,
 	// as dm-verity checks each tree block read against the root hash.
 	// Static command lines only.
-	LowerMode    LowerMode
-	VerityURL    string
-	VerityDigest Digest
-	VeritySize   int64
-	VerityRoot   string
-	UpperSize    Size // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
+	LowerMode LowerMode
+	// LowerMirrors (overboot.lower.mirrors, comma-separated) and
+	// VerityMirrors (overboot.verity.mirrors) are other URLs of the same
+	// image and tree, tried in order when the first fails (at most
+	// MaxMirrors each; see HTTPSource.Mirrors). Static command lines only.
+	LowerMirrors  []string
+	VerityMirrors []string
+	VerityURL     string
+	VerityDigest  Digest
+	VeritySize    int64
+	VerityRoot    string
+	UpperSize     Size // overboot.upper.size: tmpfs upper limit (default 50% of RAM)
 	// LowerCache bounds the RAM the keeper caches a lazy image's blocks in
 	// (overboot.lower.cache, bytes; default DefaultLowerCache). Fill mode
 	// keeps the whole image regardless.
@@ -108,10 +114,12 @@ var params = []param{
 	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
+	{"lower.mirrors", func(p *Params, v string) (err error) { p.LowerMirrors, err = parseMirrors(v); return err }, func(p *Params) string { return strings.Join(p.LowerMirrors, ",") }},
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
 	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
 	{"lower.mode", func(p *Params, v string) (err error) { p.LowerMode, err = ParseLowerMode(v); return err }, func(p *Params) string { return string(p.LowerMode) }},
 	{"verity", func(p *Params, v string) error { return setURL(&p.VerityURL, v) }, func(p *Params) string { return p.VerityURL }},
+	{"verity.mirrors", func(p *Params, v string) (err error) { p.VerityMirrors, err = parseMirrors(v); return err }, func(p *Params) string { return strings.Join(p.VerityMirrors, ",") }},
 	{"verity.digest", func(p *Params, v string) (err error) { p.VerityDigest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.VerityDigest) }},
 	{"verity.size", func(p *Params, v string) error { return setPositive64(&p.VeritySize, v) }, func(p *Params) string { return itoa64(p.VeritySize) }},
 	{"verity.root", setVerityRoot, func(p *Params) string { return p.VerityRoot }},
@@ -243,6 +251,20 @@ func (p Params) Validate() error {
 		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, or overboot.root=ibft:N")})
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
+	}
+	if len(p.LowerMirrors) > 0 {
+		if p.Lower == "" {
+			bad("lower.mirrors", "only with overboot.lower: they are other places of the same image")
+		} else if err := CheckMirrors(p.Lower, p.LowerMirrors); err != nil {
+			bad("lower.mirrors", "%v", err)
+		}
+	}
+	if len(p.VerityMirrors) > 0 {
+		if p.VerityURL == "" {
+			bad("verity.mirrors", "only with overboot.verity: they are other places of the same tree")
+		} else if err := CheckMirrors(p.VerityURL, p.VerityMirrors); err != nil {
+			bad("verity.mirrors", "%v", err)
+		}
 	}
 	verity := []struct {
 		key string
@@ -392,11 +414,11 @@ func (p Params) UpperLimit() Size {
 // Document returns the boot document a static command line stands for. It is
 // only meaningful when p.Doc is empty.
 func (p Params) Document() Document {
-	h := &HTTPSource{URL: p.Lower, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
+	h := &HTTPSource{URL: p.Lower, Mirrors: p.LowerMirrors, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
 	if p.VerityURL != "" {
 		// The salt is the tree's own (its superblock, covered by the
 		// tree file's digest).
-		h.Verity = &Verity{HashURL: p.VerityURL, HashDigest: p.VerityDigest, HashSize: p.VeritySize, RootHash: p.VerityRoot}
+		h.Verity = &Verity{HashURL: p.VerityURL, HashMirrors: p.VerityMirrors, HashDigest: p.VerityDigest, HashSize: p.VeritySize, RootHash: p.VerityRoot}
 	}
 	return Document{
 		Version: DocumentVersion,
@@ -476,6 +498,21 @@ func CheckURL(v string) error {
 		return fmt.Errorf("%q %s", v, why)
 	}
 	return nil
+}
+
+// parseMirrors reads a comma-separated list of URLs (CheckMirrors checks
+// them against the primary URL in Validate).
+func parseMirrors(v string) ([]string, error) {
+	ms := strings.Split(v, ",")
+	if len(ms) > MaxMirrors {
+		return nil, fmt.Errorf("%d mirrors, at most %d", len(ms), MaxMirrors)
+	}
+	for _, m := range ms {
+		if err := CheckURL(m); err != nil {
+			return nil, fmt.Errorf("want comma-separated http:// or https:// URLs: %w", err)
+		}
+	}
+	return ms, nil
 }
 
 func setInit(p *Params, v string) error {

@@ -22,6 +22,17 @@ func download(ctx context.Context, s Download, client *http.Client, progress fun
 	if err != nil {
 		return "", err
 	}
+	// Mirrors: a failing server's download goes on from the next, by
+	// Range from where it was (WithMirrors), the digest still checked.
+	client, err = fetch.WithMirrors(client, append([]string{s.URL}, s.Mirrors...), fetch.FailoverOptions{
+		ExpectSize: s.Size,
+		Logf:       func(format string, args ...any) { progress(PhaseLower, fmt.Sprintf(format, args...)) },
+	})
+	if err != nil {
+		f.Close()
+		os.Remove(s.Dest)
+		return "", err
+	}
 	res, err := fetch.Fetch(ctx, s.URL, s.Digest, s.Size, f, fetch.Options{
 		Client:   client,
 		Policy:   fetch.Policy{Attempts: s.Attempts, Stall: s.Stall, Retrying: retrying(PhaseLower, progress)},

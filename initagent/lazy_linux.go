@@ -36,7 +36,7 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 		return "", err
 	}
 	defer kernelEnd.Close()
-	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Size: h.Size, TreeURL: v.HashURL, TreeSize: v.HashSize,
+	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Mirrors: h.Mirrors, Size: h.Size, TreeURL: v.HashURL, TreeMirrors: v.HashMirrors, TreeSize: v.HashSize,
 		Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
 	agentEnd.Close()
 	if err != nil {

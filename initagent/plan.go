@@ -180,7 +180,7 @@ func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 		return []Step{
 			Mkdir{Paths: []string{ImageDir, LowerMount}, PhaseOf: PhaseLower},
 			Mount{Source: "tmpfs", Target: ImageDir, FSType: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=0700", imgSize}, PhaseOf: PhaseLower},
-			Download{URL: h.URL, Digest: h.Digest, Size: h.Size, Dest: ImageFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
+			Download{URL: h.URL, Mirrors: h.Mirrors, Digest: h.Digest, Size: h.Size, Dest: ImageFile, Attempts: p.FetchTries(), Stall: p.FetchStall()},
 			LoopMount{File: ImageFile, Target: LowerMount, FSType: "squashfs"},
 		}, nil
 	case l.ISCSI != nil:

@@ -155,3 +155,41 @@ func TestPlanKeep(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanMirrors: the mirrors of a static command line reach the
+// download (ram) and the keeper (lazy), and the plan shows them in the
+// order they are tried.
+func TestPlanMirrors(t *testing.T) {
+	h := strings.Repeat("c", 64)
+	for _, tc := range []struct{ cmdline, want string }{
+		{"overboot.lower=http://a/img overboot.lower.mirrors=http://b/img,http://c/img overboot.digest=" + string(digest),
+			"fetch http://a/img or http://b/img or http://c/img -> "},
+		{"overboot.lower=http://a/img overboot.lower.mirrors=http://b/img overboot.digest=" + string(digest) +
+			" overboot.size=8192 overboot.lower.mode=lazy overboot.verity=http://a/t overboot.verity.mirrors=http://b/t overboot.verity.size=8192 overboot.verity.root=" + h,
+			"nbd <- keeper <- http://a/img or http://b/img (on demand, 8192 bytes) + tree http://a/t or http://b/t (8192 bytes)"},
+	} {
+		p, err := boot.Parse(tc.cmdline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps, err := Plan(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(FormatPlan(steps), tc.want) {
+			t.Errorf("plan lacks %q:\n%s", tc.want, FormatPlan(steps))
+		}
+		for _, s := range steps {
+			switch s := s.(type) {
+			case Download:
+				if diff := cmp.Diff([]string{"http://b/img", "http://c/img"}, s.Mirrors); diff != "" {
+					t.Errorf("download mirrors (-want +got):\n%s", diff)
+				}
+			case LazyAttach:
+				if diff := cmp.Diff([]string{"http://b/img"}, s.Source.Mirrors); diff != "" {
+					t.Errorf("lazy mirrors (-want +got):\n%s", diff)
+				}
+			}
+		}
+	}
+}

@@ -217,6 +217,7 @@ func (FetchDocument) Phase() Phase { return PhaseDocument }
 // Download fetches the image over HTTP into Dest, verifying it.
 type Download struct {
 	URL      string
+	Mirrors  []string // other URLs of the image, tried in order when URL fails
 	Digest   boot.Digest
 	Size     int64
 	Dest     string
@@ -225,7 +226,7 @@ type Download struct {
 }
 
 func (d Download) String() string {
-	s := fmt.Sprintf("fetch %s -> %s (verify %s", fetch.RedactImageURL(d.URL), d.Dest, d.Digest.Short())
+	s := fmt.Sprintf("fetch %s -> %s (verify %s", sources(d.URL, d.Mirrors), d.Dest, d.Digest.Short())
 	if d.Size > 0 {
 		s += fmt.Sprintf(", %d bytes", d.Size)
 	}
@@ -327,13 +328,23 @@ func (l LazyAttach) String() string {
 		if len(root) > 12 {
 			root = root[:12]
 		}
-		tree = fmt.Sprintf("%s (%d bytes)", fetch.RedactImageURL(v.HashURL), v.HashSize)
+		tree = fmt.Sprintf("%s (%d bytes)", sources(v.HashURL, v.HashMirrors), v.HashSize)
 	}
-	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes) + tree %s; dm-verity root %s -> %s", fetch.RedactImageURL(l.Source.URL), mode, l.Source.Size, tree, root, l.Link)
+	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes) + tree %s; dm-verity root %s -> %s", sources(l.Source.URL, l.Source.Mirrors), mode, l.Source.Size, tree, root, l.Link)
 }
 
 // Phase implements Step.
 func (LazyAttach) Phase() Phase { return PhaseLower }
+
+// sources shows a URL and its mirrors, redacted, in the order they are
+// tried: "A or B or C".
+func sources(url string, mirrors []string) string {
+	s := fetch.RedactImageURL(url)
+	for _, m := range mirrors {
+		s += " or " + fetch.RedactImageURL(m)
+	}
+	return s
+}
 
 // Keep has the keeper (initagent/keeper, "@overboot-keeper", which lives
 // on after switch_root) watch the iSCSI sessions attached at Links, and

@@ -31,7 +31,42 @@ sessions=$(ls /sys/class/iscsi_session 2>/dev/null | tr '\n' ' ')
 upper=$(awk '$2 == "/run/overboot/rw" { print $1 " " $3 }' /proc/mounts)
 keeper=$(grep -las '^@overboot-keeper' /proc/[0-9]*/cmdline | cut -d/ -f3 | tr '\n' ' ')
 echo "` + MarkerSystemd + ` boots=$n pid1=$(cat /proc/1/comm) state=$state sessions=[$sessions] upper=[$upper] keeper=[$keeper]" > /dev/ttyS0
+if grep -qw overboot_test=failover /proc/cmdline; then
+	/usr/local/sbin/overboot-failover-test
+fi
 systemctl poweroff
+`
+
+// MarkerFailover starts the lines of the systemd test root's failover
+// routine (kernel argument overboot_test=failover): "MARKER ready" once
+// systemd is up, as it starts reading every file of /usr/share and
+// /usr/lib in batches of 40, then "MARKER done files=N bytes=B errors=E
+// batches=K longest_ms=X median_ms=Y total_ms=Z": X is the longest time
+// one batch took, an upper bound on the longest stall of the root; each
+// batch slower than 2 s also prints "MARKER slow batch=I ms=X bytes=B
+// uptime=S" (big files, or a wait for the root's server).
+const MarkerFailover = "OVERBOOT-TEST-FAILOVER"
+
+const failoverTest = `#!/bin/bash
+echo "` + MarkerFailover + ` ready" > /dev/ttyS0
+start=$EPOCHREALTIME
+last=$start
+mapfile -t files < <(find /usr/share /usr/lib -type f)
+n=${#files[@]} bytes=0 errors=0 longest=0 gaps=()
+for ((i = 0; i < n; i += 40)); do
+	b=$(cat -- "${files[@]:i:40}" 2>/dev/null | wc -c)
+	[ "${PIPESTATUS[0]}" = 0 ] || errors=$((errors + 1))
+	bytes=$((bytes + b))
+	now=$EPOCHREALTIME
+	gap=$(( (10#${now/./} - 10#${last/./}) / 1000 ))
+	last=$now
+	gaps+=($gap)
+	[ $gap -gt $longest ] && longest=$gap
+	[ $gap -gt 2000 ] && echo "` + MarkerFailover + ` slow batch=$((i / 40)) ms=$gap bytes=$b uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
+done
+median=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+total=$(( (10#${last/./} - 10#${start/./}) / 1000 ))
+echo "` + MarkerFailover + ` done files=$n bytes=$bytes errors=$errors batches=${#gaps[@]} longest_ms=$longest median_ms=$median total_ms=$total" > /dev/ttyS0
 `
 
 const systemdUnit = `[Unit]
@@ -102,6 +137,7 @@ func systemdRoot(ctx context.Context, cacheDir string, log io.Writer) (string, e
 		mode os.FileMode
 	}{
 		{"usr/local/sbin/overboot-test", systemdTest, 0o755},
+		{"usr/local/sbin/overboot-failover-test", failoverTest, 0o755},
 		{"etc/systemd/system/overboot-test.service", systemdUnit, 0o644},
 		// No login prompts on the console: the test owns it.
 		{"etc/systemd/system/serial-getty@ttyS0.service", "", 0},

@@ -43,6 +43,11 @@ type RangeOptions struct {
 	// Stall abandons and retries a request when no byte arrives for this
 	// long (0: 15s): Policy.Stall.
 	Stall time.Duration
+	// Mirrors are other URLs of the same image, tried in order when the
+	// first fails (WithMirrors): a read moves to the next source at once
+	// when one fails, and within SourceStall (or half of Stall, if
+	// shorter) when one stalls; a source of another size is refused.
+	Mirrors []string
 	// Logf receives messages for the console: the server going away and
 	// coming back, the fill completing. They never hold the URL's query or
 	// user information (nil: discard).
@@ -186,6 +191,12 @@ func OpenRange(ctx context.Context, client *http.Client, url string, opts RangeO
 		r.client, r.ownClient = newRangeClient(opt), true
 	} else if idle := idlePerHost(client); idle < opt.Parallel {
 		opt.Logf("image %s: the HTTP client keeps %d idle connections per host, fewer than %d parallel requests: connections will be reopened", where, idle, opt.Parallel)
+	}
+	if len(opt.Mirrors) > 0 {
+		r.where = fmt.Sprintf("%s (+%d mirrors)", where, len(opt.Mirrors))
+		if r.client, err = WithMirrors(r.client, append([]string{url}, opt.Mirrors...), FailoverOptions{ExpectSize: opt.ExpectSize, Stall: min(SourceStall, opt.Stall/2), Logf: opt.Logf}); err != nil {
+			return nil, fmt.Errorf("open %s: %w", where, err)
+		}
 	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	chunk0, err := r.open()

@@ -39,7 +39,7 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 	if img.TreeURL != "" {
 		go func() {
 			var err error
-			d.tree, err = fetch.OpenRange(ctx, nil, img.TreeURL, fetch.RangeOptions{ExpectSize: img.TreeSize, Fill: img.Fill, CacheBytes: treeCacheBytes, Logf: logf})
+			d.tree, err = fetch.OpenRange(ctx, nil, img.TreeURL, fetch.RangeOptions{ExpectSize: img.TreeSize, Mirrors: img.TreeMirrors, Fill: img.Fill, CacheBytes: treeCacheBytes, Logf: logf})
 			if err != nil {
 				err = fmt.Errorf("dm-verity tree of image %s: %w", img.Name, err)
 			}
@@ -49,7 +49,7 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 		treeErr <- nil
 	}
 	var err error
-	d.image, err = fetch.OpenRange(ctx, nil, img.URL, fetch.RangeOptions{ExpectSize: img.Size, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: logf})
+	d.image, err = fetch.OpenRange(ctx, nil, img.URL, fetch.RangeOptions{ExpectSize: img.Size, Mirrors: img.Mirrors, Fill: img.Fill, CacheBytes: img.CacheBytes, Logf: logf})
 	if err != nil {
 		err = fmt.Errorf("image %s: %w", img.Name, err)
 	}

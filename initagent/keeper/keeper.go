@@ -38,8 +38,12 @@ type Config struct {
 
 // Image is a lazily read root.
 type Image struct {
-	URL  string `json:"url"`
-	Size int64  `json:"size"`
+	URL string `json:"url"`
+	// Mirrors and TreeMirrors are other URLs of the image and of its
+	// tree, read from when the first fails (fetch.WithMirrors).
+	Mirrors     []string `json:"mirrors,omitempty"`
+	TreeMirrors []string `json:"tree_mirrors,omitempty"`
+	Size        int64    `json:"size"`
 	// TreeURL and TreeSize are the image's dm-verity tree, superblock
 	// first, which the keeper serves right behind the image on the same
 	// device (from byte Size on), read on demand like the image:

@@ -20,7 +20,11 @@ type Kernel struct {
 	Comment string   // one line: the machine and its profile
 	Kernel  string   // URL
 	Initrds []string // URLs, in order
-	Args    []string // the kernel command line
+	// KernelMirrors and InitrdMirrors (one list per initrd) are other
+	// URLs of the same files, tried in order when the first fails.
+	KernelMirrors []string
+	InitrdMirrors [][]string
+	Args          []string // the kernel command line
 	// ForgetLogin: the answer follows a login, whose password the
 	// firmware must not keep.
 	ForgetLogin bool
@@ -164,6 +168,9 @@ type Artifacts struct {
 	// Driver is the second initrd with the booting NIC's driver, when
 	// the initramfs lacks it (package server/drivers); zero: none.
 	Driver boot.Digest
+	// Mirrors are the base URLs of other servers or caches serving the
+	// same blobs ([server] mirrors), tried in order after this server.
+	Mirrors []string
 }
 
 // BlobPrefix is where the server serves artifacts by digest.
@@ -171,6 +178,15 @@ const BlobPrefix = "/blobs/sha256/"
 
 // BlobURL is where base serves the artifact d.
 func BlobURL(base string, d boot.Digest) string { return base + BlobPrefix + d.Hex() }
+
+// mirrorURLs is path at each of the mirrors' bases, in order; nil for none.
+func mirrorURLs(mirrors []string, path string) []string {
+	var urls []string
+	for _, m := range mirrors {
+		urls = append(urls, m+path)
+	}
+	return urls
+}
 
 // Purpose is the purpose of the single-use token a profile's boot
 // answer carries: its sanboot script, or its boot document.
@@ -201,15 +217,24 @@ func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token strin
 	if err := params.Validate(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
+	// This server first: it has just answered this machine, so it is up
+	// and reachable from it, and the document's URL is its own anyway.
 	k := Kernel{
-		Comment:     comment,
-		Kernel:      BlobURL(base, a.Kernel),
-		Initrds:     []string{BlobURL(base, a.Initramfs)},
-		Args:        append(slices.Clone(p.Cmdline), params.Args()...),
-		ForgetLogin: m.User != "",
+		Comment:       comment,
+		Kernel:        BlobURL(base, a.Kernel),
+		KernelMirrors: mirrorURLs(a.Mirrors, BlobPrefix+a.Kernel.Hex()),
+		Initrds:       []string{BlobURL(base, a.Initramfs)},
+		Args:          append(slices.Clone(p.Cmdline), params.Args()...),
+		ForgetLogin:   m.User != "",
+	}
+	if len(a.Mirrors) > 0 {
+		k.InitrdMirrors = [][]string{mirrorURLs(a.Mirrors, BlobPrefix+a.Initramfs.Hex())}
 	}
 	if a.Driver != "" {
 		k.Initrds = append(k.Initrds, BlobURL(base, a.Driver))
+		if len(a.Mirrors) > 0 {
+			k.InitrdMirrors = append(k.InitrdMirrors, mirrorURLs(a.Mirrors, BlobPrefix+a.Driver.Hex()))
+		}
 	}
 	return k, nil
 }

@@ -90,6 +90,10 @@ func TestScripts(t *testing.T) {
 		{"lazy", func() (answer.Answer, error) {
 			return answer.BootFor(base, m, profile(t, "lazy", "lower-mode = lazy\nlower-cache = 128M\n"), arts, token)
 		}},
+		// Each download falls back to the mirrors in order.
+		{"mirrors", func() (answer.Answer, error) {
+			return answer.BootFor(base, m, profile(t, "lazy", "lower-mode = lazy\n"), answer.Artifacts{Kernel: kernel, Initramfs: initramfs, Driver: driver, Mirrors: mirrors}, token)
+		}},
 		{"fill", func() (answer.Answer, error) {
 			return answer.BootFor(base, m, profile(t, "fill", "lower-mode = fill\n"), arts, token)
 		}},
@@ -143,6 +147,8 @@ func TestDocuments(t *testing.T) {
 	}{
 		{"ram", answer.DocumentFacts{Profile: profile(t, "ram", "upper-size = 50%\n")}},
 		{"lazy", answer.DocumentFacts{Profile: profile(t, "lazy", "lower-mode = lazy\n"), Root: answer.Image{Tree: tree}}},
+		{"lazy-mirrors", answer.DocumentFacts{Profile: profile(t, "lazy", "lower-mode = lazy\n"), Root: answer.Image{Tree: tree}, Mirrors: mirrors}},
+		{"ram-mirrors", answer.DocumentFacts{Profile: profile(t, "ram", ""), Mirrors: mirrors}},
 		{"fill", answer.DocumentFacts{Profile: profile(t, "fill", "lower-mode = fill\ninit = /lib/systemd/systemd\n"), Root: answer.Image{Tree: tree}}},
 		{"iscsi-upper", answer.DocumentFacts{Profile: profile(t, "lab", "upper = iscsi\nenroll = approve\n"), Disk: disk}},
 		{"login-user", answer.DocumentFacts{Profile: profile(t, "classroom", "upper = iscsi\nenroll = login\n"), Disk: disk, Machine: answer.Machine{MAC: m.MAC, User: "alice"}}},
@@ -174,6 +180,9 @@ func TestDocuments(t *testing.T) {
 		})
 	}
 }
+
+// mirrors are two other servers' base URLs ([server] mirrors).
+var mirrors = []string{"http://192.0.2.2", "https://cache.example:8443/overboot"}
 
 // TestBootForRefuses: a profile whose settings make no valid command line
 // is an error naming the profile, not a script.

@@ -38,7 +38,8 @@ type Disk struct {
 // decided or made before (the token spent, the disk attached, the
 // identity made, the report token issued).
 type DocumentFacts struct {
-	Base        string // the server's URL for this machine
+	Base        string   // the server's URL for this machine
+	Mirrors     []string // base URLs of other servers or caches of the same blobs and trees, in order
 	Machine     Machine
 	Profile     *config.Profile
 	Root        Image
@@ -54,9 +55,12 @@ type DocumentFacts struct {
 // it.
 func Document(f DocumentFacts) (boot.Document, error) {
 	p := f.Profile
-	lower := &boot.HTTPSource{URL: BlobURL(f.Base, f.Root.Digest), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
+	// The image and its tree at this server first (it has just answered
+	// the machine), then at each mirror: the same bytes, checked by the
+	// digest or dm-verity wherever they come from.
+	lower := &boot.HTTPSource{URL: BlobURL(f.Base, f.Root.Digest), Mirrors: mirrorURLs(f.Mirrors, BlobPrefix+f.Root.Digest.Hex()), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
 	if t := f.Root.Tree; t != nil {
-		lower.Verity = &boot.Verity{HashURL: f.Base + TreePrefix + f.Root.Digest.Hex(), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
+		lower.Verity = &boot.Verity{HashURL: f.Base + TreePrefix + f.Root.Digest.Hex(), HashMirrors: mirrorURLs(f.Mirrors, TreePrefix+f.Root.Digest.Hex()), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
 	}
 	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
 	if d := f.Disk; d != nil {

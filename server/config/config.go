@@ -95,6 +95,11 @@ type Config struct {
 	// one lacks; Origin one more asked after them ("" = none).
 	Peers  []string
 	Origin string
+	// Mirrors are the base URLs of other servers or HTTP caches serving
+	// the same /blobs/sha256/ and /verity/sha256/ paths: boot documents
+	// and scripts list each artifact at this server, then at each mirror,
+	// in this order (at most boot.MaxMirrors).
+	Mirrors []string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -476,6 +481,9 @@ func (c *Config) validate() []error {
 	}
 	if c.StorePasswordFile != "" && c.Store == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("store-password-file without store in [server]: the password is for a PostgreSQL store; SQLite needs none")})
+	}
+	if c.URL != "" && slices.Contains(c.Mirrors, c.URL) {
+		errs = append(errs, &Error{c.File, 0, fmt.Errorf("mirrors: %s is this server's url: list the others", c.URL)})
 	}
 	if c.ProxyDHCP != "" && c.URL == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})

@@ -363,3 +363,30 @@ func TestParseStore(t *testing.T) {
 		t.Errorf("no store: %q %v", c.Store, err)
 	}
 }
+
+// TestParseMirrors: mirrors are base URLs in the order given, without
+// their trailing slash; anything that is not a plain http(s) URL, a
+// repeat, this server's own url or more than boot.MaxMirrors is refused
+// at its line.
+func TestParseMirrors(t *testing.T) {
+	c, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\nmirrors = http://192.0.2.2:8080/  https://cache.example/overboot\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.Mirrors, " "), "http://192.0.2.2:8080 https://cache.example/overboot"; got != want {
+		t.Errorf("mirrors %q, want %q", got, want)
+	}
+	for _, tc := range []struct{ lines, want string }{
+		{"mirrors = ftp://192.0.2.2", "d:2: mirrors:"},
+		{"mirrors = http://u:secret@192.0.2.2", "no user information"},
+		{"mirrors = http://192.0.2.2/?k=v", "query"},
+		{"mirrors = http://192.0.2.2 http://192.0.2.2/", "given twice"},
+		{"mirrors = http://a http://b http://c http://d http://e http://f http://g http://h", "at most 7"},
+		{"url = http://192.0.2.1\nmirrors = http://192.0.2.1", "this server's url"},
+	} {
+		_, err := Parse("d", strings.NewReader("[server]\n"+tc.lines+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.lines, err, tc.want)
+		}
+	}
+}

@@ -44,6 +44,7 @@ var Sections = []Section{
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
 		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest); default: the other servers registered in the state store and up (overboot server ls)."},
 		{"origin", "", "One more base URL asked after peers: another server or any HTTP host serving BASE/blobs/sha256/HEX."},
+		{"mirrors", "", "Base URLs (http[s]://HOST[:PORT][/PATH], space-separated, at most 7) of other servers or HTTP caches serving the same /blobs/sha256/ and /verity/sha256/ paths. Scripts and documents list every artifact here first, then at each mirror in this order: a machine's kernel, initramfs and root (RAM download or lazy reads) move to the next when one fails."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
 		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
@@ -225,6 +226,8 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want http://[IPv6][:PORT], the address machines reach this server at over IPv6", v)
 		}
 		c.URL6 = strings.TrimSuffix(v, "/")
+	case "mirrors":
+		c.Mirrors, err = parseMirrors(v)
 	case "tftp-root":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want an absolute directory", v)
@@ -540,4 +543,23 @@ func ValidServerName(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseMirrors reads the mirrors key: base URLs separated by whitespace,
+// each a plain http or https URL (no user information, query or
+// fragment: they reach every machine's console), without a trailing
+// slash, none twice.
+func parseMirrors(v string) ([]string, error) {
+	fields := strings.Fields(v)
+	if len(fields) == 0 {
+		return nil, errors.New("empty: want base URLs like http://10.0.0.2 http://cache.example:8080/overboot")
+	}
+	ms := make([]string, len(fields))
+	for i, f := range fields {
+		ms[i] = strings.TrimSuffix(f, "/")
+	}
+	if err := boot.CheckMirrors("", ms); err != nil {
+		return nil, fmt.Errorf("%w: want base URLs like http://10.0.0.2 http://cache.example:8080/overboot", err)
+	}
+	return ms, nil
 }

@@ -52,13 +52,16 @@ exit 1
 func TestKernelScriptRefusesUnsafe(t *testing.T) {
 	base := KernelScript{Kernel: "http://h/k", Initrds: []string{"http://h/i"}}
 	for name, mod := range map[string]func(*KernelScript){
-		"space in arg":       func(k *KernelScript) { k.Args = []string{"a b"} },
-		"expansion in arg":   func(k *KernelScript) { k.Args = []string{"x=${net0/mac}"} },
-		"comment arg":        func(k *KernelScript) { k.Args = []string{"#x"} },
-		"separator arg":      func(k *KernelScript) { k.Args = []string{"||"} },
-		"newline in comment": func(k *KernelScript) { k.Comment = "a\nexit 0" },
-		"no initrd":          func(k *KernelScript) { k.Initrds = nil },
-		"bad kernel url":     func(k *KernelScript) { k.Kernel = "tftp://h/k" },
+		"space in arg":         func(k *KernelScript) { k.Args = []string{"a b"} },
+		"expansion in arg":     func(k *KernelScript) { k.Args = []string{"x=${net0/mac}"} },
+		"comment arg":          func(k *KernelScript) { k.Args = []string{"#x"} },
+		"separator arg":        func(k *KernelScript) { k.Args = []string{"||"} },
+		"newline in comment":   func(k *KernelScript) { k.Comment = "a\nexit 0" },
+		"no initrd":            func(k *KernelScript) { k.Initrds = nil },
+		"bad kernel url":       func(k *KernelScript) { k.Kernel = "tftp://h/k" },
+		"expansion in mirror":  func(k *KernelScript) { k.KernelMirrors = []string{"http://h/${x}"} },
+		"space in mirror":      func(k *KernelScript) { k.InitrdMirrors = [][]string{{"http://h/i j"}} },
+		"mirrors of no initrd": func(k *KernelScript) { k.InitrdMirrors = [][]string{{"http://m/i"}, {"http://m/j"}} },
 	} {
 		k := base
 		mod(&k)

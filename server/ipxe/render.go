@@ -10,7 +10,7 @@ import (
 func Render(a answer.Answer) (string, error) {
 	switch a := a.(type) {
 	case answer.Kernel:
-		return KernelScript{Comment: a.Comment, Kernel: a.Kernel, Initrds: a.Initrds, Args: a.Args, ForgetLogin: a.ForgetLogin}.Render()
+		return KernelScript{Comment: a.Comment, Kernel: a.Kernel, Initrds: a.Initrds, KernelMirrors: a.KernelMirrors, InitrdMirrors: a.InitrdMirrors, Args: a.Args, ForgetLogin: a.ForgetLogin}.Render()
 	case answer.Menu:
 		m := MenuScript{Title: a.Title, LoginURL: a.LoginURL, Default: a.Default, Timeout: a.Timeout}
 		for _, it := range a.Items {

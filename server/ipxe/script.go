@@ -27,12 +27,17 @@ const (
 // HTTP and boots them. Every download is retried; when all attempts fail the
 // script exits non-zero so the firmware falls through to its next boot device.
 type KernelScript struct {
-	Comment    string        // one line shown at the top, e.g. the machine and profile
-	Kernel     string        // kernel URL
-	Initrds    []string      // initrd URLs, in order
-	Args       []string      // kernel command-line arguments
-	Attempts   int           // default 3
-	RetryDelay time.Duration // whole seconds; default 3s
+	Comment string   // one line shown at the top, e.g. the machine and profile
+	Kernel  string   // kernel URL
+	Initrds []string // initrd URLs, in order
+	// KernelMirrors and InitrdMirrors (a list per initrd, or none) are
+	// other URLs of the same files: each download falls back to them in
+	// order ("kernel A || kernel B || goto retry").
+	KernelMirrors []string
+	InitrdMirrors [][]string
+	Args          []string      // kernel command-line arguments
+	Attempts      int           // default 3
+	RetryDelay    time.Duration // whole seconds; default 3s
 	// ForgetLogin clears the password iPXE's login form left in its
 	// settings (the script answers a login).
 	ForgetLogin bool
@@ -50,6 +55,21 @@ func (k KernelScript) Render() (string, error) {
 	for i, u := range k.Initrds {
 		if err := scriptURL(fmt.Sprintf("initrd %d", i), u); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	for _, u := range k.KernelMirrors {
+		if err := scriptURL("kernel mirror", u); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(k.InitrdMirrors) > len(k.Initrds) {
+		errs = append(errs, fmt.Errorf("ipxe script: mirrors for %d initrds, there are %d", len(k.InitrdMirrors), len(k.Initrds)))
+	}
+	for i, ms := range k.InitrdMirrors {
+		for _, u := range ms {
+			if err := scriptURL(fmt.Sprintf("initrd %d mirror", i), u); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for _, a := range k.Args {
@@ -87,14 +107,28 @@ func (k KernelScript) Render() (string, error) {
 	}
 	// initrd=NAME tells an EFI-stub kernel which images are its initrds;
 	// BIOS kernels get every loaded initrd and ignore it.
-	kargs := []string{"kernel", "--name", "overboot-kernel", k.Kernel}
-	for _, n := range names {
-		kargs = append(kargs, "initrd="+n)
+	// iPXE runs the command after "||" only when the one before failed
+	// (src/core/exec.c), so "kernel A || kernel B || goto" tries B only
+	// when A failed, and gives up only when both did.
+	var kcmds []string
+	for _, u := range append([]string{k.Kernel}, k.KernelMirrors...) {
+		kargs := []string{"kernel", "--name", "overboot-kernel", u}
+		for _, n := range names {
+			kargs = append(kargs, "initrd="+n)
+		}
+		kcmds = append(kcmds, strings.Join(append(kargs, k.Args...), " "))
 	}
-	kargs = append(kargs, k.Args...)
-	fmt.Fprintf(&b, "%s || goto overboot-again\n", strings.Join(kargs, " "))
+	fmt.Fprintf(&b, "%s || goto overboot-again\n", strings.Join(kcmds, " || "))
 	for i, u := range k.Initrds {
-		fmt.Fprintf(&b, "initrd --name %s %s || goto overboot-again\n", names[i], u)
+		var icmds []string
+		urls := []string{u}
+		if i < len(k.InitrdMirrors) {
+			urls = append(urls, k.InitrdMirrors[i]...)
+		}
+		for _, u := range urls {
+			icmds = append(icmds, fmt.Sprintf("initrd --name %s %s", names[i], u))
+		}
+		fmt.Fprintf(&b, "%s || goto overboot-again\n", strings.Join(icmds, " || "))
 	}
 	b.WriteString("echo overboot: booting\n")
 	b.WriteString("boot || goto overboot-again\n")
