@@ -69,7 +69,7 @@ func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Pro
 		code, why := s.diskError(t, err)
 		return answer.DocumentFacts{}, code, why
 	}
-	f := answer.DocumentFacts{Base: base, Mirrors: s.cfg.Load().Mirrors, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
+	f := answer.DocumentFacts{Base: base, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
 		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
 	if p.Upper == "iscsi" {
 		portal, err := s.portal(base)

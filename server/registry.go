@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/state"
 )
@@ -75,6 +79,7 @@ func (s *Server) Register(ctx context.Context, a Announcement) (heartbeat func()
 	if err := s.db.Register(ctx, info); err != nil {
 		return nil, err
 	}
+	s.readOthers(ctx, cfg)
 	s.name.Store(&name)
 	s.log.Info("registered in the store", "server", name, "urls", info.URLs, "iscsi_portal", info.Portal)
 	return func() error { s.beat(ctx, info); return nil }, nil
@@ -108,9 +113,12 @@ func (s *Server) beat(ctx context.Context, info state.ServerInfo) {
 			return
 		case <-t.C:
 		}
+		// The servers up come and go: fetch from (and send machines to)
+		// those up now.
 		if cfg := s.cfg.Load(); len(cfg.Peers) == 0 {
-			// The servers up come and go: fetch from those up now.
 			s.fetch.SetSources(s.sources(ctx, cfg))
+		} else if len(cfg.Mirrors) == 0 {
+			s.readOthers(ctx, cfg)
 		}
 		err := s.db.Beat(ctx, info.Name, info.Instance)
 		if errors.Is(err, state.ErrServerTaken) {
@@ -136,25 +144,74 @@ func newInstance() string {
 
 // sources are where this server fetches a blob it lacks: [server] peers
 // when set, else every other server registered in the store and up
-// (its first URL), then [server] origin.
+// (its first URL), then [server] origin. It reads the registry again, and
+// keeps what it read for mirrors.
 func (s *Server) sources(ctx context.Context, cfg *config.Config) []string {
 	if len(cfg.Peers) > 0 {
 		return cfg.Sources()
 	}
-	var urls []string
-	me, _ := ServerName(cfg)
-	ss, err := s.db.Servers(ctx)
-	if err != nil {
-		s.log.Warn("cannot list the other servers to fetch blobs from", "err", err)
-	}
-	now := time.Now()
-	for _, o := range ss {
-		if o.Name != me && o.Up(now) && len(o.URLs) > 0 {
-			urls = append(urls, o.URLs[0])
-		}
-	}
+	urls := slices.Clone(s.readOthers(ctx, cfg))
 	if cfg.Origin != "" {
 		urls = append(urls, cfg.Origin)
 	}
 	return urls
+}
+
+// readOthers reads the first URL of every other server registered in the
+// store and up, and keeps them for mirrors (the last list read stays when
+// the store cannot be read).
+func (s *Server) readOthers(ctx context.Context, cfg *config.Config) []string {
+	me, _ := ServerName(cfg)
+	ss, err := s.db.Servers(ctx)
+	if err != nil {
+		s.log.Warn("cannot list the other servers sharing the store", "err", err)
+		return s.mirrors(&config.Config{})
+	}
+	var urls []string
+	now := time.Now()
+	for _, o := range ss {
+		if o.Name != me && o.Up(now) && len(o.URLs) > 0 && !slices.Contains(urls, o.URLs[0]) && o.URLs[0] != cfg.URL {
+			urls = append(urls, o.URLs[0])
+		}
+	}
+	s.others.Store(&urls)
+	return urls
+}
+
+// mirrors are the other places a machine is told to read what is named by
+// digest from, after this server: [server] mirrors, or else the other
+// servers registered and up when last read (at most boot.MaxMirrors).
+func (s *Server) mirrors(cfg *config.Config) []string {
+	if len(cfg.Mirrors) > 0 {
+		return cfg.Mirrors
+	}
+	p := s.others.Load()
+	if p == nil {
+		return nil
+	}
+	var urls []string
+	for _, u := range *p {
+		if machineReachable(u) {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) > boot.MaxMirrors {
+		urls = urls[:boot.MaxMirrors]
+	}
+	return urls
+}
+
+// machineReachable reports whether a server's registered URL can be given
+// to machines: not a loopback or unspecified address (a server with no
+// url registers the address it listens on, which may be either).
+func machineReachable(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]"))
+	if err != nil {
+		return u.Hostname() != "localhost"
+	}
+	return !ip.IsLoopback() && !ip.IsUnspecified()
 }

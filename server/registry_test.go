@@ -13,6 +13,7 @@ import (
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/state"
 )
 
 // TestPeersFromRegistry: two servers share one store; B names no peers,
@@ -71,5 +72,60 @@ func TestPeersFromRegistry(t *testing.T) {
 	<-beatDone
 	if got := b.sources(context.Background(), cfg); len(got) != 0 {
 		t.Errorf("sources after A stopped: %v", got)
+	}
+}
+
+// TestMirrorsFromRegistry: without [server] mirrors, scripts and
+// documents list each artifact here, then at the other servers
+// registered and up that machines can reach (a server registered at a
+// loopback address is left out); with [server] cache, the cache comes
+// first and this server after it.
+func TestMirrorsFromRegistry(t *testing.T) {
+	for _, tc := range []struct {
+		name, cache, first string
+		rest               []string
+	}{
+		{"registry", "", "http://10.0.2.100", []string{"http://192.0.2.1:8080"}},
+		{"cache", "http://192.0.2.99:3128", "http://192.0.2.99:3128", []string{"http://10.0.2.100", "http://192.0.2.1:8080"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFix(t, "")
+			cfg := *f.s.cfg.Load() // [server] cache, as config.Parse reads it (TestParseMirrors)
+			cfg.Cache = tc.cache
+			f.s.cfg.Store(&cfg)
+			ctx := context.Background()
+			for _, o := range []state.ServerInfo{
+				{Name: "a", Instance: "x", URLs: []string{"http://192.0.2.1:8080"}},
+				{Name: "local", Instance: "y", URLs: []string{"http://127.0.0.1:8080"}},
+			} {
+				if err := f.s.db.Register(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.s.readOthers(ctx, f.s.cfg.Load())
+			script := f.script("52-54-00-00-00-07", "192.0.2.11")
+			k := f.arts().Kernel.Digest.Hex()
+			if !strings.Contains(script, "kernel --name overboot-kernel "+tc.first+BlobPrefix+k) {
+				t.Errorf("the kernel is not read first at %s:\n%s", tc.first, script)
+			}
+			for _, m := range tc.rest {
+				if !strings.Contains(script, m+BlobPrefix+k) {
+					t.Errorf("no fallback to %s:\n%s", m, script)
+				}
+			}
+			if strings.Contains(script, "127.0.0.1") {
+				t.Errorf("a loopback server is offered to machines:\n%s", script)
+			}
+			_, d := f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, script), "192.0.2.11")
+			h := d.Lower.HTTP
+			if h == nil || !strings.HasPrefix(h.URL, tc.first+BlobPrefix) || len(h.Mirrors) != len(tc.rest) {
+				t.Fatalf("document's lower: %+v", h)
+			}
+			for i, m := range tc.rest {
+				if !strings.HasPrefix(h.Mirrors[i], m+BlobPrefix) {
+					t.Errorf("mirror %d: %s, want at %s", i, h.Mirrors[i], m)
+				}
+			}
+		})
 	}
 }

@@ -276,7 +276,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			s.failBoot(ctx, w, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
 		}
-		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.cfg.Load().Mirrors}
+		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache}
 		if seg := s.driverSegment(ctx, q, a.Initramfs.Digest); seg != nil {
 			arts.Driver = seg.Digest
 		}

@@ -80,8 +80,9 @@ type Server struct {
 
 	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
 
-	name   atomic.Pointer[string] // as registered in the store (Register)
-	health storeHealth            // whether the state store answers (storeDown)
+	name   atomic.Pointer[string]   // as registered in the store (Register)
+	others atomic.Pointer[[]string] // the other servers up, their first URL (readOthers)
+	health storeHealth              // whether the state store answers (storeDown)
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state

@@ -171,6 +171,9 @@ type Artifacts struct {
 	// Mirrors are the base URLs of other servers or caches serving the
 	// same blobs ([server] mirrors), tried in order after this server.
 	Mirrors []string
+	// Cache is the base URL of an HTTP cache in front of the servers
+	// ([server] cache), tried before this server; "" = none.
+	Cache string
 }
 
 // BlobPrefix is where the server serves artifacts by digest.
@@ -178,6 +181,17 @@ const BlobPrefix = "/blobs/sha256/"
 
 // BlobURL is where base serves the artifact d.
 func BlobURL(base string, d boot.Digest) string { return base + BlobPrefix + d.Hex() }
+
+// imageBases are where a machine reads what is named by digest, in
+// order: the cache when there is one (it keeps one copy for every
+// server's machines), this server, then the mirrors. It returns the
+// first and the others.
+func imageBases(base, cache string, mirrors []string) (string, []string) {
+	if cache == "" {
+		return base, mirrors
+	}
+	return cache, append([]string{base}, mirrors...)
+}
 
 // mirrorURLs is path at each of the mirrors' bases, in order; nil for none.
 func mirrorURLs(mirrors []string, path string) []string {
@@ -217,23 +231,25 @@ func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token strin
 	if err := params.Validate(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
-	// This server first: it has just answered this machine, so it is up
-	// and reachable from it, and the document's URL is its own anyway.
+	// This server first (after a cache in front of the servers): it has
+	// just answered this machine, so it is up and reachable from it, and
+	// the document's URL is its own anyway.
+	first, others := imageBases(base, a.Cache, a.Mirrors)
 	k := Kernel{
 		Comment:       comment,
-		Kernel:        BlobURL(base, a.Kernel),
-		KernelMirrors: mirrorURLs(a.Mirrors, BlobPrefix+a.Kernel.Hex()),
-		Initrds:       []string{BlobURL(base, a.Initramfs)},
+		Kernel:        BlobURL(first, a.Kernel),
+		KernelMirrors: mirrorURLs(others, BlobPrefix+a.Kernel.Hex()),
+		Initrds:       []string{BlobURL(first, a.Initramfs)},
 		Args:          append(slices.Clone(p.Cmdline), params.Args()...),
 		ForgetLogin:   m.User != "",
 	}
-	if len(a.Mirrors) > 0 {
-		k.InitrdMirrors = [][]string{mirrorURLs(a.Mirrors, BlobPrefix+a.Initramfs.Hex())}
+	if len(others) > 0 {
+		k.InitrdMirrors = [][]string{mirrorURLs(others, BlobPrefix+a.Initramfs.Hex())}
 	}
 	if a.Driver != "" {
-		k.Initrds = append(k.Initrds, BlobURL(base, a.Driver))
-		if len(a.Mirrors) > 0 {
-			k.InitrdMirrors = append(k.InitrdMirrors, mirrorURLs(a.Mirrors, BlobPrefix+a.Driver.Hex()))
+		k.Initrds = append(k.Initrds, BlobURL(first, a.Driver))
+		if len(others) > 0 {
+			k.InitrdMirrors = append(k.InitrdMirrors, mirrorURLs(others, BlobPrefix+a.Driver.Hex()))
 		}
 	}
 	return k, nil

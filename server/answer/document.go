@@ -40,6 +40,7 @@ type Disk struct {
 type DocumentFacts struct {
 	Base        string   // the server's URL for this machine
 	Mirrors     []string // base URLs of other servers or caches of the same blobs and trees, in order
+	Cache       string   // an HTTP cache in front of the servers, read before Base; "" = none
 	Machine     Machine
 	Profile     *config.Profile
 	Root        Image
@@ -55,12 +56,14 @@ type DocumentFacts struct {
 // it.
 func Document(f DocumentFacts) (boot.Document, error) {
 	p := f.Profile
-	// The image and its tree at this server first (it has just answered
-	// the machine), then at each mirror: the same bytes, checked by the
+	// The image and its tree at the cache in front of the servers, if
+	// any, then at this server (it has just answered the machine), then
+	// at each mirror: the same bytes, checked by the
 	// digest or dm-verity wherever they come from.
-	lower := &boot.HTTPSource{URL: BlobURL(f.Base, f.Root.Digest), Mirrors: mirrorURLs(f.Mirrors, BlobPrefix+f.Root.Digest.Hex()), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
+	first, others := imageBases(f.Base, f.Cache, f.Mirrors)
+	lower := &boot.HTTPSource{URL: BlobURL(first, f.Root.Digest), Mirrors: mirrorURLs(others, BlobPrefix+f.Root.Digest.Hex()), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
 	if t := f.Root.Tree; t != nil {
-		lower.Verity = &boot.Verity{HashURL: f.Base + TreePrefix + f.Root.Digest.Hex(), HashMirrors: mirrorURLs(f.Mirrors, TreePrefix+f.Root.Digest.Hex()), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
+		lower.Verity = &boot.Verity{HashURL: first + TreePrefix + f.Root.Digest.Hex(), HashMirrors: mirrorURLs(others, TreePrefix+f.Root.Digest.Hex()), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
 	}
 	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
 	if d := f.Disk; d != nil {

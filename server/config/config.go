@@ -100,6 +100,9 @@ type Config struct {
 	// and scripts list each artifact at this server, then at each mirror,
 	// in this order (at most boot.MaxMirrors).
 	Mirrors []string
+	// Cache is the base URL of an HTTP cache in front of the servers,
+	// listed before this server for what is named by digest ("" = none).
+	Cache string
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -481,6 +484,9 @@ func (c *Config) validate() []error {
 	}
 	if c.StorePasswordFile != "" && c.Store == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("store-password-file without store in [server]: the password is for a PostgreSQL store; SQLite needs none")})
+	}
+	if c.Cache != "" && (c.Cache == c.URL || slices.Contains(c.Mirrors, c.Cache)) {
+		errs = append(errs, &Error{c.File, 0, fmt.Errorf("cache: %s is also this server's url or a mirror: list it once", c.Cache)})
 	}
 	if c.URL != "" && slices.Contains(c.Mirrors, c.URL) {
 		errs = append(errs, &Error{c.File, 0, fmt.Errorf("mirrors: %s is this server's url: list the others", c.URL)})

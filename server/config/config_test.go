@@ -369,9 +369,12 @@ func TestParseStore(t *testing.T) {
 // repeat, this server's own url or more than boot.MaxMirrors is refused
 // at its line.
 func TestParseMirrors(t *testing.T) {
-	c, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\nmirrors = http://192.0.2.2:8080/  https://cache.example/overboot\n"))
+	c, err := Parse("d", strings.NewReader("[server]\nurl = http://192.0.2.1\nmirrors = http://192.0.2.2:8080/  https://cache.example/overboot\ncache = http://192.0.2.9:3128/\n"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Cache != "http://192.0.2.9:3128" {
+		t.Errorf("cache %q", c.Cache)
 	}
 	if got, want := strings.Join(c.Mirrors, " "), "http://192.0.2.2:8080 https://cache.example/overboot"; got != want {
 		t.Errorf("mirrors %q, want %q", got, want)
@@ -383,6 +386,9 @@ func TestParseMirrors(t *testing.T) {
 		{"mirrors = http://192.0.2.2 http://192.0.2.2/", "given twice"},
 		{"mirrors = http://a http://b http://c http://d http://e http://f http://g http://h", "at most 7"},
 		{"url = http://192.0.2.1\nmirrors = http://192.0.2.1", "this server's url"},
+		{"cache = http://192.0.2.1 http://192.0.2.2", "want one base URL"},
+		{"cache = http://u:p@192.0.2.1", "no user information"},
+		{"url = http://192.0.2.1\ncache = http://192.0.2.1", "cache: http://192.0.2.1 is also this server's url"},
 	} {
 		_, err := Parse("d", strings.NewReader("[server]\n"+tc.lines+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

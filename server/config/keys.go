@@ -44,7 +44,8 @@ var Sections = []Section{
 		{"url6", "", "The server over IPv6 in the URLs it hands out (http://[ADDR][:PORT]); default url."},
 		{"peers", "", "Other overboot servers (base URLs http://HOST[:PORT], space- or comma-separated), asked in order for a blob this one lacks (by digest; kept only when the bytes are that digest); default: the other servers registered in the state store and up (overboot server ls)."},
 		{"origin", "", "One more base URL asked after peers: another server or any HTTP host serving BASE/blobs/sha256/HEX."},
-		{"mirrors", "", "Base URLs (http[s]://HOST[:PORT][/PATH], space-separated, at most 7) of other servers or HTTP caches serving the same /blobs/sha256/ and /verity/sha256/ paths. Scripts and documents list every artifact here first, then at each mirror in this order: a machine's kernel, initramfs and root (RAM download or lazy reads) move to the next when one fails."},
+		{"cache", "", "An HTTP cache in front of the servers (nginx proxy_cache; one base URL): machines read kernels, initramfs, images and trees from it first, then from this server and the mirrors. Scripts, documents and reports stay with the servers."},
+		{"mirrors", "", "Base URLs (http[s]://HOST[:PORT][/PATH], space-separated, at most 7) of other servers or HTTP caches serving the same /blobs/sha256/ and /verity/sha256/ paths. Scripts and documents list every artifact here first (after cache), then at each mirror in this order; default: the other servers registered in the state store and up: a machine's kernel, initramfs and root (RAM download or lazy reads) move to the next when one fails."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
 		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
@@ -228,6 +229,15 @@ func (c *Config) setServer(k, v string) error {
 		c.URL6 = strings.TrimSuffix(v, "/")
 	case "mirrors":
 		c.Mirrors, err = parseMirrors(v)
+	case "cache":
+		ms, err := parseMirrors(v)
+		if err != nil {
+			return err
+		}
+		if len(ms) != 1 {
+			return fmt.Errorf("%q: want one base URL, e.g. http://cache.example:8080", v)
+		}
+		c.Cache = ms[0]
 	case "tftp-root":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want an absolute directory", v)
