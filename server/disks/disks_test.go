@@ -21,7 +21,7 @@ func newManager(t *testing.T) (*Manager, *state.DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	m, err := New(db, target.New(nil), filepath.Join(data, "disks"), nil)
+	m, err := New(db, target.New(nil), filepath.Join(data, "disks"), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

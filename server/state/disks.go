@@ -211,16 +211,17 @@ func (d *DB) AdoptDisks(ctx context.Context, home, dir string) (int64, error) {
 var ErrDiskBusy = errors.New("disk not ready to move")
 
 // BeginMove marks disk id, ready at home from, as moving to server to:
-// digest is the SHA-256 (hex) of its file, secretHash that of the secret
-// the copy will carry. From here no server exports or boots it until
-// FinishMove or UndoMove.
-func (d *DB) BeginMove(ctx context.Context, id int64, from, to, digest, secretHash string) error {
-	if from == "" || to == "" || from == to || digest == "" || secretHash == "" {
-		return fmt.Errorf("move disk %d from %q to %q: want two different servers, a digest and a secret", id, from, to)
+// secretHash is the SHA-256 (hex) of the secret the copy will carry.
+// From here no server exports or boots it until FinishMove or UndoMove.
+// Its file's digest comes next (SetMoveDigest), once the home knows no
+// machine writes to it.
+func (d *DB) BeginMove(ctx context.Context, id int64, from, to, secretHash string) error {
+	if from == "" || to == "" || from == to || secretHash == "" {
+		return fmt.Errorf("move disk %d from %q to %q: want two different servers and a secret", id, from, to)
 	}
 	return d.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE disks SET status = ?, move_to = ?, move_digest = ?, move_secret = ? WHERE id = ? AND home = ? AND status = ?`,
-			DiskMoving, to, digest, secretHash, id, from, DiskReady)
+		res, err := tx.ExecContext(ctx, `UPDATE disks SET status = ?, move_to = ?, move_digest = '', move_secret = ? WHERE id = ? AND home = ? AND status = ?`,
+			DiskMoving, to, secretHash, id, from, DiskReady)
 		if err != nil {
 			return err
 		}
@@ -235,6 +236,22 @@ func (d *DB) BeginMove(ctx context.Context, id int64, from, to, digest, secretHa
 		}
 		return fmt.Errorf("disk %d is %s at server %q, not ready at %s: %w", id, k.Status, k.Home, from, ErrDiskBusy)
 	})
+}
+
+// SetMoveDigest records the SHA-256 (hex) of the file of disk id,
+// moving from from to to: the receiving server checks its copy against
+// it. It reports whether the move is still so.
+func (d *DB) SetMoveDigest(ctx context.Context, id int64, from, to, digest string) (bool, error) {
+	if digest == "" {
+		return false, fmt.Errorf("disk %d: an empty digest", id)
+	}
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET move_digest = ? WHERE id = ? AND home = ? AND status = ? AND move_to = ?`,
+		digest, id, from, DiskMoving, to)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // UndoMove puts disk id, moving from home from to server to, back to

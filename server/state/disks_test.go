@@ -48,23 +48,29 @@ func TestDiskMoveStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.BeginMove(ctx, id, "b", "c", "dd", "ss"); !errors.Is(err, ErrDiskBusy) {
+	if err := d.BeginMove(ctx, id, "b", "c", "ss"); !errors.Is(err, ErrDiskBusy) {
 		t.Fatalf("move from a server that is not its home: %v", err)
 	}
-	if err := d.BeginMove(ctx, id, "a", "a", "dd", "ss"); err == nil {
+	if err := d.BeginMove(ctx, id, "a", "a", "ss"); err == nil {
 		t.Fatal("a move to its own home was begun")
 	}
-	if err := d.BeginMove(ctx, 999, "a", "b", "dd", "ss"); !errors.Is(err, ErrNotFound) {
+	if err := d.BeginMove(ctx, 999, "a", "b", "ss"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("move of no disk: %v", err)
 	}
-	if err := d.BeginMove(ctx, id, "a", "b", "dd", "ss"); err != nil {
+	if err := d.BeginMove(ctx, id, "a", "b", "ss"); err != nil {
 		t.Fatal(err)
+	}
+	if ok, err := d.SetMoveDigest(ctx, id, "a", "c", "dd"); ok || err != nil {
+		t.Fatalf("digest of a move to another server: %v %v", ok, err)
+	}
+	if ok, err := d.SetMoveDigest(ctx, id, "a", "b", "dd"); !ok || err != nil {
+		t.Fatalf("digest: %v %v", ok, err)
 	}
 	k, _ := d.DiskByID(ctx, id)
 	if k.Status != DiskMoving || k.MoveTo != "b" || k.MoveDigest != "dd" || !k.MoveSecretIs("ss") || k.MoveSecretIs("s2") {
 		t.Fatalf("moving: %+v", k)
 	}
-	if err := d.BeginMove(ctx, id, "a", "c", "dd", "s2"); !errors.Is(err, ErrDiskBusy) {
+	if err := d.BeginMove(ctx, id, "a", "c", "s2"); !errors.Is(err, ErrDiskBusy) {
 		t.Fatalf("a second move of a moving disk: %v", err)
 	}
 	// The wrong secret or destination finishes nothing.
@@ -77,14 +83,14 @@ func TestDiskMoveStates(t *testing.T) {
 	if ok, err := d.UndoMove(ctx, id, "a", "b"); !ok || err != nil {
 		t.Fatalf("undo: %v %v", ok, err)
 	}
-	if k, _ := d.DiskByID(ctx, id); k.Status != DiskReady || k.Home != "a" || k.MoveTo != "" || k.MoveSecretIs("ss") {
+	if k, _ := d.DiskByID(ctx, id); k.Status != DiskReady || k.Home != "a" || k.MoveTo != "" || k.MoveDigest != "" || k.MoveSecretIs("ss") {
 		t.Fatalf("undone: %+v", k)
 	}
 	// Undone, the old move's secret finishes nothing.
 	if ok, _ := d.FinishMove(ctx, id, "a", "b", "ss", "/b/1"); ok {
 		t.Fatal("an undone move finished")
 	}
-	if err := d.BeginMove(ctx, id, "a", "b", "dd", "s3"); err != nil {
+	if err := d.BeginMove(ctx, id, "a", "b", "s3"); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := d.FinishMove(ctx, id, "a", "b", "s3", "/b/1"); !ok || err != nil {
