@@ -102,6 +102,9 @@ func startPeer(dir string, db *state.DB, name string) (*peer, error) {
 		cancel()
 		<-done
 		s.disks.Close()
+		if info, err := db.Server(context.Background(), name); err == nil {
+			db.Unregister(context.Background(), name, info.Instance)
+		}
 	}
 	return p, nil
 }
