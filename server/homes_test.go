@@ -235,7 +235,7 @@ func TestDiskHomeElsewhere(t *testing.T) {
 	if ks, _ := db.Disks(ctx); len(ks) != 1 {
 		t.Fatalf("disks after the boot at b: %+v", ks)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(b.data, "disks")); len(ents) != 0 {
+	if ents := diskDirs(b); len(ents) != 0 {
 		t.Fatalf("b made a disk directory: %v", ents)
 	}
 	// Another machine, naming the disk's target at a with its own
@@ -309,7 +309,7 @@ func TestDiskHomeElsewhere(t *testing.T) {
 	if ks, _ := db.Disks(ctx); len(ks) != 1 || ks[0].Home != "a" || ks[0].Status != state.DiskReady {
 		t.Errorf("disks after the failed boots: %+v", ks)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(b.data, "disks")); len(ents) != 0 {
+	if ents := diskDirs(b); len(ents) != 0 {
 		t.Errorf("b made a disk directory: %v", ents)
 	}
 	// A machine without a disk yet gets one on the server it boots at.
@@ -435,6 +435,65 @@ func TestDiskMove(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.data, "disks", fmt.Sprint(k.ID))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the old copy on b: %v", err)
 	}
+}
+
+// TestDiskResetElsewhere: a reset through a server that is not the
+// disk's home marks the disk; the home ends its session and removes it
+// at its next sweep, and the next boot makes a new disk.
+func TestDiskResetElsewhere(t *testing.T) {
+	dir, db := sharedStore(t)
+	ps := newPeers(t, dir, db, "a", "b")
+	a, b := ps[0], ps[1]
+	ctx := context.Background()
+	const mac = "52:54:00:00:00:01"
+	code, why, doc := a.boot(t, "52-54-00-00-00-01", "192.0.2.1")
+	if code != 200 {
+		t.Fatalf("boot: %d %s", code, why)
+	}
+	k, _ := db.Disk(ctx, state.OwnerMachine, mac, "default")
+	c, err := iscsiLogin(t, doc.Upper.ISCSI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := b.s.disks.Reset(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac}); err != nil || n != 1 {
+		t.Fatalf("reset at b: %d %v", n, err)
+	}
+	if k2, err := db.DiskByID(ctx, k.ID); err != nil || k2.Status != state.DiskDeleting {
+		t.Fatalf("after the reset at b: %+v %v", k2, err)
+	}
+	if _, err := os.Stat(k.Path); err != nil {
+		t.Fatalf("b touched a's file: %v", err)
+	}
+	if err := a.s.disks.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DiskByID(ctx, k.ID); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("after a's sweep: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(k.Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the disk's directory on a: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the session on the removed disk is still open")
+	}
+	code, why, _ = b.boot(t, "52-54-00-00-00-01", "192.0.2.1")
+	if k3, err := db.Disk(ctx, state.OwnerMachine, mac, "default"); code != 200 || err != nil || k3.Home != "b" || !strings.HasPrefix(k3.Path, b.data+"/") {
+		t.Errorf("the next boot, at b: %d %s, disk %+v %v", code, why, k3, err)
+	}
+}
+
+// diskDirs lists the disk directories in p's data directory.
+func diskDirs(p *peer) []string {
+	ents, _ := os.ReadDir(filepath.Join(p.data, "disks"))
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 func hexSum(s string) string {

@@ -146,6 +146,9 @@ func New(db *state.DB, t *target.Target, dir, home string, log *slog.Logger) (*M
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := claimDir(dir, home); err != nil {
+		return nil, err
+	}
 	m := &Manager{db: db, target: t, dir: dir, home: home, log: log, luns: map[int64]target.Backing{}, owners: map[Owner]*sync.Mutex{},
 		peers: &http.Client{Transport: &http.Transport{Proxy: nil, ResponseHeaderTimeout: 10 * time.Minute}}}
 	t.SetLoginHook(m.onLogin)

@@ -255,3 +255,17 @@ func TestCowSizeCounted(t *testing.T) {
 		t.Errorf("a disk past max-disk-bytes, counting the first layer's log: %v", err)
 	}
 }
+
+// TestRenamedServerRefused: the disks directory remembers its server's
+// name; a server under another name is refused (it would take its own
+// disks for copies of disks living elsewhere), naming both.
+func TestRenamedServerRefused(t *testing.T) {
+	m, db, data := newManager(t)
+	if _, err := New(db, m.Target(), filepath.Join(data, "disks"), "test", nil); err != nil {
+		t.Fatalf("the same name again: %v", err)
+	}
+	_, err := New(db, m.Target(), filepath.Join(data, "disks"), "renamed", nil)
+	if err == nil || !strings.Contains(err.Error(), `server "test"`) || !strings.Contains(err.Error(), `named "renamed"`) {
+		t.Fatalf("another name: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/overboot/overboot/internal/durable"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/target"
 )
@@ -63,6 +64,40 @@ func (m *Manager) elsewhere(ctx context.Context, k state.Disk, creds Credentials
 		k.ExportedTo = initiator
 	}
 	return Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, Creds: creds, Portal: info.Portal}, nil
+}
+
+// ServerFile, in the disks directory, names the server whose disks these
+// are (written at its first start).
+const ServerFile = ".server"
+
+// claimDir records in dir that its disks are home's, or checks that they
+// are. A server renamed (another [server] name, or another host name
+// when it has none) would take the disks of its old name for copies of
+// disks living elsewhere, and Sweep would remove them: it is refused
+// instead, naming both names.
+func claimDir(dir, home string) error {
+	p := filepath.Join(dir, ServerFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		if was := strings.TrimSpace(string(b)); was != home {
+			return fmt.Errorf("disks: %s holds the disks of server %q, and this server is named %q: give it name = %s in [server] (its disks are known by that name in the store)", dir, was, home, was)
+		}
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("disks: %w", err)
+	}
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(home+"\n"), 0o600); err != nil {
+		return fmt.Errorf("disks: %w", err)
+	}
+	if err := durable.Sync(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("disks: %w", err)
+	}
+	return durable.Sync(dir)
 }
 
 // diskID reads the disk's row ID from a target name of ours (TargetIQN).
