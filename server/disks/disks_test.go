@@ -256,7 +256,7 @@ func TestCowSizeCounted(t *testing.T) {
 	}
 }
 
-// TestRenamedServerRefused: the disks directory remembers its server's
+// TestRenamedServerRefused: the data directory remembers its server's
 // name; a server under another name is refused (it would take its own
 // disks for copies of disks living elsewhere), naming both.
 func TestRenamedServerRefused(t *testing.T) {

@@ -66,17 +66,17 @@ func (m *Manager) elsewhere(ctx context.Context, k state.Disk, creds Credentials
 	return Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, Creds: creds, Portal: info.Portal}, nil
 }
 
-// ServerFile, in the disks directory, names the server whose disks these
-// are (written at its first start).
-const ServerFile = ".server"
+// ServerFile, in the data directory (beside the disks directory), names
+// the server whose disks these are (written at its first start).
+const ServerFile = "server-name"
 
-// claimDir records in dir that its disks are home's, or checks that they
-// are. A server renamed (another [server] name, or another host name
+// claimDir records beside dir that its disks are home's, or checks that
+// they are. A server renamed (another [server] name, or another host name
 // when it has none) would take the disks of its old name for copies of
 // disks living elsewhere, and Sweep would remove them: it is refused
 // instead, naming both names.
 func claimDir(dir, home string) error {
-	p := filepath.Join(dir, ServerFile)
+	p := filepath.Join(filepath.Dir(dir), ServerFile)
 	b, err := os.ReadFile(p)
 	switch {
 	case err == nil:
@@ -97,7 +97,7 @@ func claimDir(dir, home string) error {
 	if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("disks: %w", err)
 	}
-	return durable.Sync(dir)
+	return durable.Sync(filepath.Dir(dir))
 }
 
 // diskID reads the disk's row ID from a target name of ours (TargetIQN).
