@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		os.Exit(0)
 	}
+	if dir := os.Getenv(moveChildEnv); dir != "" {
+		moveChild(dir)
+		os.Exit(0)
+	}
 	os.Exit(pgtest.Main(m))
 }
 

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
@@ -67,6 +69,16 @@ func (s *Server) attach(ctx context.Context, t state.BootToken, p *config.Profil
 	return s.disks.Ensure(ctx, sp, creds, disks.InitiatorIQN(t.MAC))
 }
 
+// diskPortal is the iSCSI portal a machine logs in to for ex: its
+// home's, as that server registered it, when the disk lives on another
+// server; else this server's, as the machine reached it at base.
+func (s *Server) diskPortal(ex disks.Export, base string) (string, error) {
+	if ex.Portal != "" {
+		return ex.Portal, nil
+	}
+	return s.portal(base)
+}
+
 // docCHAP is what a machine needs to log in to its disk and to check
 // that the target is its disk's: mutual CHAP both ways.
 func docCHAP(c disks.Credentials) *boot.CHAP {
@@ -83,6 +95,13 @@ func (s *Server) diskError(t state.BootToken, err error) (int, string) {
 	case errors.Is(err, errNotAdmitted):
 		s.log.Warn("disk refused: the machine is no longer admitted", "err", err)
 		return http.StatusForbidden, "this machine is no longer admitted to this profile: reboot it"
+	case errors.Is(err, disks.ErrMoving):
+		s.log.Info("disk refused: it is moving", "owner", owner(t).String(), "err", err)
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.Is(err, disks.ErrHomeDown):
+		s.metrics.Refused("disk_home_down")
+		s.log.Warn("disk refused: its home server is not available", "owner", owner(t).String(), "err", err)
+		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, disks.ErrBaseChanged):
 		s.log.Error("disk", "owner", owner(t).String(), "err", err)
 		if t.User != "" {
@@ -92,4 +111,35 @@ func (s *Server) diskError(t state.BootToken, err error) (int, string) {
 	}
 	s.log.Error("disk", "owner", owner(t).String(), "err", err)
 	return http.StatusInternalServerError, "cannot prepare the disk: see the server's log"
+}
+
+// receiveDisk answers PUT /peer/disks/{id}: a disk's copy from its home,
+// moving it here (disks.Manager.Receive checks the move's secret and the
+// copy's digest).
+func (s *Server) receiveDisk(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		http.Error(w, "disk id: want a positive number", http.StatusBadRequest)
+		return
+	}
+	if r.ContentLength < 0 {
+		http.Error(w, "a disk copy needs its Content-Length", http.StatusLengthRequired)
+		return
+	}
+	rc, err := s.disks.Receive(r.Context(), id, r.Header.Get("Authorization"), r.ContentLength, r.Body)
+	switch {
+	case errors.Is(err, disks.ErrBadCopy):
+		s.log.Warn("disk copy refused", "id", id, "from", remoteIP(r), "err", err)
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	case errors.Is(err, state.ErrNotFound):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		s.log.Error("disk copy", "id", id, "from", remoteIP(r), "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(rc)
 }

@@ -72,14 +72,14 @@ func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Pro
 	f := answer.DocumentFacts{Base: base, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
 		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
 	if p.Upper == "iscsi" {
-		portal, err := s.portal(base)
-		if err != nil {
-			return answer.DocumentFacts{}, http.StatusInternalServerError, err.Error()
-		}
 		ex, err := s.attach(ctx, t, p)
 		if err != nil {
 			code, why := s.diskError(t, err)
 			return answer.DocumentFacts{}, code, why
+		}
+		portal, err := s.diskPortal(ex, base)
+		if err != nil {
+			return answer.DocumentFacts{}, http.StatusInternalServerError, err.Error()
 		}
 		f.Disk = &answer.Disk{Portal: portal, Target: ex.Target, Initiator: ex.Initiator, CHAP: *docCHAP(ex.Creds)}
 	}

@@ -33,16 +33,16 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 		s.fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	portal, err := s.portal(base)
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
-		return
-	}
 	ex, err := s.attach(ctx, t, p)
 	if err != nil {
 		code, why := s.diskError(t, err)
 		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.Failed, Message: why})
 		s.fail(w, code, why)
+		return
+	}
+	portal, err := s.diskPortal(ex, base)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	s.reply(w, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))

@@ -150,10 +150,23 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	}
 	tgt := target.New(log)
 	tgt.SetLimits(target.Limits{LoginTimeout: cfg.ISCSILoginTimeout, PerAddress: cfg.ISCSIPerAddress, Total: cfg.ISCSIConnections})
-	dm, err := disks.New(db, tgt, filepath.Join(cfg.Data, "disks"), log)
+	// The name it will register under (Register) is the home of the
+	// disks it makes, and tells its disks from those of the other
+	// servers sharing the store.
+	home, err := ServerName(cfg)
 	if err != nil {
 		return nil, err
 	}
+	dm, err := disks.New(db, tgt, filepath.Join(cfg.Data, "disks"), home, log)
+	if err != nil {
+		return nil, err
+	}
+	dm.SetBase(func(profile string) string {
+		if p := s.cfg.Load().Profiles[profile]; p != nil {
+			return p.Sanboot
+		}
+		return ""
+	})
 	s.disks = dm
 	if err := dm.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover disks: %w", err)
@@ -317,6 +330,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /login/{token}", s.login)
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
 	mux.HandleFunc("POST /report/{token}", s.report)
+	mux.HandleFunc("PUT "+disks.PeerPath+"{id}", s.receiveDisk)
 	mux.HandleFunc("GET /status", s.statusGate(s.status.Page, true))
 	mux.HandleFunc("GET /status/rows", s.statusGate(s.status.RowsJSON, false))
 	mux.HandleFunc("GET /status/events", s.statusGate(s.status.Events, false))
@@ -359,6 +373,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopJanitor()
 	go s.janitor(jctx)
 	go s.rec.Follow(jctx, s.db, 0)
+	go s.sweeper(jctx)
 	select {
 	case err := <-errc:
 		return err
@@ -391,6 +406,29 @@ func (s *Server) janitor(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// SweepEvery is how often a server does what other servers asked of it
+// through the store (disks.Manager.Sweep): remove its disks another
+// server reset, and copies of disks that moved away.
+const SweepEvery = 15 * time.Second
+
+func (s *Server) sweeper(ctx context.Context) {
+	t := time.NewTicker(SweepEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.disks.Sweep(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			s.log.Error("disks: what other servers asked of this one", "err", err)
+		}
+		failing = err != nil
 	}
 }
 

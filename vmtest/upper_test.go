@@ -194,7 +194,7 @@ func serverMadeDisk(t *testing.T, mac string, size int64) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	m, err := disks.New(db, target.New(nil), filepath.Join(data, "disks"), nil)
+	m, err := disks.New(db, target.New(nil), filepath.Join(data, "disks"), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -379,9 +379,13 @@ func diskCmd(sio stdio) *cobra.Command {
 	f.add(c)
 	c.AddCommand(getCmd(&f, sio, &cobra.Command{Use: "ls", Short: "list disks", Args: exactArgs(0, "no arguments")},
 		fixedPath("/disks"), func(w io.Writer, ks []state.Disk) {
-			table(w, "ID\tOWNER\tPROFILE\tKIND\tSIZE\tSTATUS\tPATH", func(tw *tabwriter.Writer) {
+			table(w, "ID\tOWNER\tPROFILE\tKIND\tSIZE\tHOME\tSTATUS\tPATH", func(tw *tabwriter.Writer) {
 				for _, k := range ks {
-					fmt.Fprintf(tw, "%d\t%s %s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Status, k.Path)
+					status := k.Status
+					if k.Status == state.DiskMoving {
+						status += " to " + k.MoveTo
+					}
+					fmt.Fprintf(tw, "%d\t%s %s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.ID, k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, cmp.Or(k.Home, "-"), status, k.Path)
 				}
 			})
 		}))
@@ -399,6 +403,7 @@ func diskCmd(sio stdio) *cobra.Command {
 			return nil
 		},
 	})
+	c.AddCommand(diskMoveCmd(&f, sio))
 	return c
 }
 

@@ -70,6 +70,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"DELETE /users/{name}", admin, a.userDelete},
 		{"GET /disks", read, a.disks},
 		{"DELETE /disks/{id}", operate, a.diskDelete},
+		{"POST /disks/{id}/move", operate, a.diskMove},
 		{"GET /images", read, a.images},
 		{"GET /images/{name}", read, a.imageHistory},
 		{"POST /images", operate, a.imagePublish},

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
 )
@@ -27,6 +29,46 @@ func (a *API) diskDelete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+// MoveRequest asks for a disk to move to another server.
+type MoveRequest struct {
+	To string `json:"to"` // the server's name (overboot server ls)
+}
+
+// diskMove moves a disk that lives on this server to another (see
+// disks.Manager.Move): the call returns when the disk lives there, or
+// with the disk still here. Sent to another server than the disk's
+// home, it answers 409 naming the home (overboot disk move asks the
+// home itself).
+func (a *API) diskMove(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return errorf(http.StatusBadRequest, "disk id %q: want a positive number (overboot disk ls)", r.PathValue("id"))
+	}
+	var req MoveRequest
+	if err := DecodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	if req.To == "" {
+		return errorf(http.StatusBadRequest, `request body: want {"to": "SERVER"}`)
+	}
+	// Once begun, a move ends (done or called off) even if the client
+	// goes away.
+	err = a.d.Disks.Move(background(r.Context()), id, req.To)
+	switch {
+	case errors.Is(err, disks.ErrSessionOpen), errors.Is(err, disks.ErrMoving), errors.Is(err, state.ErrDiskBusy):
+		return errorf(http.StatusConflict, "%v", err)
+	case errors.Is(err, disks.ErrHomeDown):
+		return errorf(http.StatusServiceUnavailable, "%v", err)
+	case err != nil:
+		return err
+	}
+	k, err := a.d.DB.DiskByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, k)
 }
 
 // BootDetail is one boot with its events.

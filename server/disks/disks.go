@@ -6,13 +6,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/overboot/overboot/internal/durable"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/overboot/overboot/internal/durable"
 
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/target"
@@ -53,6 +57,10 @@ type Export struct {
 	Target    string // target IQN
 	Initiator string // the only initiator allowed
 	Creds     Credentials
+	// Portal is the iSCSI portal (host:port) of the disk's home when
+	// that is another server, which exports it when the machine logs in
+	// there; "" when the disk lives here.
+	Portal string
 }
 
 // InitiatorIQN is the initiator name a machine uses.
@@ -92,7 +100,13 @@ type Manager struct {
 	db     *state.DB
 	target *target.Target
 	dir    string // DATA/disks
+	home   string // this server's name: the home of the disks it makes
 	log    *slog.Logger
+	// base gives a copy-on-write disk's base image from its profile ("" when
+	// the profile no longer sanboots); see SetBase.
+	base atomic.Pointer[func(profile string) string]
+	// peers carries disk copies to other servers (Move).
+	peers *http.Client
 
 	mu   sync.Mutex // guards luns and owners, and serialises exports
 	luns map[int64]target.Backing
@@ -116,10 +130,15 @@ func (m *Manager) lockOwner(o Owner) func() {
 	return l.Unlock
 }
 
-// New returns a manager of the disks under dir.
-func New(db *state.DB, t *target.Target, dir string, log *slog.Logger) (*Manager, error) {
+// New returns a manager of the disks under dir, on the server named home
+// (the home of the disks it makes): it exports them on t, also when a
+// machine that booted through another server logs in (see onLogin).
+func New(db *state.DB, t *target.Target, dir, home string, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if home == "" {
+		return nil, errors.New("disks: the server's name is needed (the home of its disks)")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -127,7 +146,28 @@ func New(db *state.DB, t *target.Target, dir string, log *slog.Logger) (*Manager
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Manager{db: db, target: t, dir: dir, log: log, luns: map[int64]target.Backing{}, owners: map[Owner]*sync.Mutex{}}, nil
+	if err := claimDir(dir, home); err != nil {
+		return nil, err
+	}
+	m := &Manager{db: db, target: t, dir: dir, home: home, log: log, luns: map[int64]target.Backing{}, owners: map[Owner]*sync.Mutex{},
+		peers: &http.Client{Transport: &http.Transport{Proxy: nil, ResponseHeaderTimeout: 10 * time.Minute}}}
+	t.SetLoginHook(m.onLogin)
+	return m, nil
+}
+
+// Home is the name of the server whose disks these are.
+func (m *Manager) Home() string { return m.home }
+
+// SetBase sets how a copy-on-write disk's base image is found from its
+// profile, for exports at a machine's login (the configuration's
+// sanboot; "" when the profile no longer sanboots).
+func (m *Manager) SetBase(base func(profile string) string) { m.base.Store(&base) }
+
+func (m *Manager) baseOf(profile string) string {
+	if b := m.base.Load(); b != nil {
+		return (*b)(profile)
+	}
+	return ""
 }
 
 // Target is the iSCSI target the disks are exported from.
@@ -228,20 +268,42 @@ func (m *Manager) NewUserCredentials(ctx context.Context, user string) (Credenti
 // that already has these credentials and initiator is kept (its session
 // lives on); otherwise the target is replaced, which ends its sessions:
 // one machine at a time per disk.
+//
+// A disk made here has this server as its home. A disk whose home is
+// another server is not exported here: Ensure records the initiator it
+// is for (the home exports it when the machine logs in there, see
+// onLogin) and returns the home's portal in Export.Portal. A home that is
+// down or unknown is an error wrapping ErrHomeDown, a disk on its way to
+// another server one wrapping ErrMoving: never a new empty disk.
 func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initiator string) (Export, error) {
+	// A moving disk's boot fails now, not after its copy (the move
+	// holds the owner's lock).
+	if k, err := m.db.Disk(ctx, sp.Owner.Kind, sp.Owner.Name, sp.Profile); err == nil && k.Status == state.DiskMoving {
+		return Export{}, movingError(k)
+	}
 	defer m.lockOwner(sp.Owner)()
 	k, err := m.db.Disk(ctx, sp.Owner.Kind, sp.Owner.Name, sp.Profile)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		if k, err = m.create(ctx, sp); err != nil {
-			return Export{}, err
+	if errors.Is(err, state.ErrNotFound) {
+		k, err = m.create(ctx, sp)
+		if errors.Is(err, state.ErrExists) {
+			// Another server made it at the same moment: that one is
+			// the disk.
+			k, err = m.db.Disk(ctx, sp.Owner.Kind, sp.Owner.Name, sp.Profile)
 		}
+	}
+	switch {
 	case err != nil:
 		return Export{}, err
+	case k.Status == state.DiskMoving:
+		return Export{}, movingError(k)
 	case k.Status != state.DiskReady:
 		return Export{}, fmt.Errorf("%s's disk %d is %s: try again shortly", sp.Owner, k.ID, k.Status)
 	case k.Kind != sp.Kind:
 		return Export{}, fmt.Errorf("%s's disk %d for profile %s is a %s disk, the profile now wants %s: reset it", sp.Owner, k.ID, sp.Profile, k.Kind, sp.Kind)
+	}
+	if k.Home != m.home {
+		// Its home checks a copy-on-write layer's base when it exports.
+		return m.elsewhere(ctx, k, creds, initiator)
 	}
 	if k.Kind == state.DiskCow {
 		stamp, err := baseStamp(sp.Base)
@@ -255,6 +317,15 @@ func (m *Manager) Ensure(ctx context.Context, sp Spec, creds Credentials, initia
 	ex := Export{Disk: k, Target: TargetIQN(k), Initiator: initiator, Creds: creds}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Still here and ready under m.mu: a move begun meanwhile (it takes
+	// m.mu to withdraw the target) must not find the disk exported again.
+	if cur, err := m.db.DiskByID(ctx, k.ID); err != nil {
+		return Export{}, err
+	} else if cur.Status == state.DiskMoving {
+		return Export{}, movingError(cur)
+	} else if cur.Status != state.DiskReady || cur.Home != m.home {
+		return Export{}, fmt.Errorf("%s's disk %d changed (%s at %s): try again shortly", sp.Owner, k.ID, cur.Status, cur.Home)
+	}
 	if _, open := m.luns[k.ID]; open && m.target.HasTarget(ex.Target, creds.Initiator, initiator) {
 		return ex, nil
 	}
@@ -365,7 +436,7 @@ func (m *Manager) Reexport(ctx context.Context, base func(profile string) string
 	}
 	n := 0
 	for _, k := range ks {
-		if k.Status != state.DiskReady || k.ExportedTo == "" {
+		if k.Status != state.DiskReady || k.ExportedTo == "" || k.Home != m.home {
 			continue
 		}
 		creds, ok := m.Stored(ctx, k)
@@ -407,7 +478,7 @@ func (m *Manager) Reexport(ctx context.Context, base func(profile string) string
 // create makes a new disk: row first (creating), then the file, then the
 // row ready. A failure removes both.
 func (m *Manager) create(ctx context.Context, sp Spec) (state.Disk, error) {
-	k := state.Disk{OwnerKind: sp.Owner.Kind, Owner: sp.Owner.Name, Profile: sp.Profile, Kind: sp.Kind, Size: sp.Size}
+	k := state.Disk{OwnerKind: sp.Owner.Kind, Owner: sp.Owner.Name, Profile: sp.Profile, Kind: sp.Kind, Size: sp.Size, Home: m.home}
 	switch sp.Kind {
 	case state.DiskUpper:
 		if k.Size == 0 {
@@ -553,11 +624,21 @@ func (m *Manager) RemoveDisk(ctx context.Context, id int64) error {
 	return m.remove(ctx, k)
 }
 
-// remove deletes a disk: row marked deleting, files gone, row gone.
+// remove deletes a disk: row marked deleting, files gone, row gone. A
+// disk whose home is another server is only marked deleting here: its
+// home ends its sessions and removes its files and row (Sweep). A moving
+// disk is refused: its move finishes or is undone first.
 func (m *Manager) remove(ctx context.Context, k state.Disk) error {
 	ctx = context.WithoutCancel(ctx)
+	if k.Status == state.DiskMoving {
+		return movingError(k)
+	}
 	if err := m.db.SetDiskStatus(ctx, k.ID, state.DiskDeleting); err != nil {
 		return err
+	}
+	if k.Home != m.home && k.Home != "" {
+		m.log.Info("disk marked for removal by its home server", "owner", k.OwnerKind+" "+k.Owner, "id", k.ID, "home", k.Home)
+		return nil
 	}
 	if err := m.removeFiles(k); err != nil {
 		return err
@@ -583,53 +664,6 @@ func (m *Manager) removeFiles(k state.Disk) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Recover finishes what a crash interrupted: disks still creating are
-// undone (their file may be partial), disks deleting are removed, and
-// directories under DATA/disks that no row names are reported and moved
-// to DATA/disks/orphans (never deleted: a person decides).
-func (m *Manager) Recover(ctx context.Context) error {
-	ks, err := m.db.Disks(ctx)
-	if err != nil {
-		return err
-	}
-	known := map[string]bool{}
-	for _, k := range ks {
-		switch k.Status {
-		case state.DiskCreating, state.DiskDeleting:
-			m.log.Warn("disk: finishing an interrupted change", "id", k.ID, "status", k.Status, "owner", k.OwnerKind+" "+k.Owner)
-			if err := m.removeFiles(k); err != nil {
-				return err
-			}
-			if err := m.db.RemoveDisk(ctx, k.ID); err != nil {
-				return err
-			}
-		default:
-			known[fmt.Sprint(k.ID)] = true
-			if _, err := os.Stat(k.Path); err != nil {
-				m.log.Error("disk: its file is missing", "id", k.ID, "path", k.Path, "err", err)
-			}
-		}
-	}
-	ents, err := os.ReadDir(m.dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.IsDir() || e.Name() == "orphans" || known[e.Name()] {
-			continue
-		}
-		orph := filepath.Join(m.dir, "orphans")
-		if err := os.MkdirAll(orph, 0o700); err != nil {
-			return err
-		}
-		m.log.Warn("disk: a directory no disk row names, moved aside", "dir", e.Name(), "to", orph)
-		if err := os.Rename(filepath.Join(m.dir, e.Name()), filepath.Join(orph, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Close closes every open disk (after the target has stopped).

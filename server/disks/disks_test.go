@@ -21,7 +21,7 @@ func newManager(t *testing.T) (*Manager, *state.DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	m, err := New(db, target.New(nil), filepath.Join(data, "disks"), nil)
+	m, err := New(db, target.New(nil), filepath.Join(data, "disks"), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +253,19 @@ func TestCowSizeCounted(t *testing.T) {
 	sp2 := Spec{Owner: Owner{state.OwnerUser, "bob"}, Profile: "classroom", Kind: state.DiskCow, Base: base, Quota: q}
 	if _, err := m.Ensure(ctx, sp2, chap, "iqn.2026-11.org.overboot:i-2"); !errors.Is(err, state.ErrQuota) {
 		t.Errorf("a disk past max-disk-bytes, counting the first layer's log: %v", err)
+	}
+}
+
+// TestRenamedServerRefused: the data directory remembers its server's
+// name; a server under another name is refused (it would take its own
+// disks for copies of disks living elsewhere), naming both.
+func TestRenamedServerRefused(t *testing.T) {
+	m, db, data := newManager(t)
+	if _, err := New(db, m.Target(), filepath.Join(data, "disks"), "test", nil); err != nil {
+		t.Fatalf("the same name again: %v", err)
+	}
+	_, err := New(db, m.Target(), filepath.Join(data, "disks"), "renamed", nil)
+	if err == nil || !strings.Contains(err.Error(), `server "test"`) || !strings.Contains(err.Error(), `named "renamed"`) {
+		t.Fatalf("another name: %v", err)
 	}
 }

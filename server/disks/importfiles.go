@@ -57,7 +57,7 @@ func (m *Manager) MigrateLegacy(ctx context.Context, legacyDir string, profileOf
 			return n, fmt.Errorf("import %s: %w", dir, err)
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "upper.img")); err == nil {
-			if _, err := m.db.AddDisk(ctx, state.Disk{OwnerKind: state.OwnerMachine, Owner: mac, Profile: profile, Kind: state.DiskUpper, Path: filepath.Join(dir, "upper.img"), Size: fi.Size()}); err != nil {
+			if _, err := m.db.AddDisk(ctx, state.Disk{OwnerKind: state.OwnerMachine, Owner: mac, Profile: profile, Kind: state.DiskUpper, Path: filepath.Join(dir, "upper.img"), Size: fi.Size(), Home: m.home}); err != nil {
 				return n, fmt.Errorf("import %s: %w", dir, err)
 			}
 		}
@@ -67,7 +67,7 @@ func (m *Manager) MigrateLegacy(ctx context.Context, legacyDir string, profileOf
 			if f := strings.Fields(stamp); len(f) >= 3 {
 				fmt.Sscan(f[len(f)-2], &size)
 			}
-			if _, err := m.db.AddDisk(ctx, state.Disk{OwnerKind: state.OwnerMachine, Owner: mac, Profile: profile, Kind: state.DiskCow, Path: filepath.Join(dir, "cow.delta"), Size: size, Base: stamp}); err != nil {
+			if _, err := m.db.AddDisk(ctx, state.Disk{OwnerKind: state.OwnerMachine, Owner: mac, Profile: profile, Kind: state.DiskCow, Path: filepath.Join(dir, "cow.delta"), Size: size, Base: stamp, Home: m.home}); err != nil {
 				return n, fmt.Errorf("import %s: %w", dir, err)
 			}
 		}

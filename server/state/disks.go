@@ -2,9 +2,11 @@ package state
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,12 +24,14 @@ const (
 
 // Disk statuses. A disk is "creating" from the moment its row is written
 // until its file is complete, "deleting" from the moment its removal
-// starts until the row goes: after a crash, server/disks finishes or
+// starts until the row goes, "moving" while its home copies it to
+// another server (MoveTo): after a crash, server/disks finishes or
 // undoes what these say.
 const (
 	DiskCreating = "creating"
 	DiskReady    = "ready"
 	DiskDeleting = "deleting"
+	DiskMoving   = "moving"
 )
 
 // Disk is one private disk and whose it is.
@@ -44,14 +48,25 @@ type Disk struct {
 	Created   time.Time `json:"created,omitzero"`
 	// ExportedTo is the initiator it was last exported to ("" never).
 	ExportedTo string `json:"exported_to,omitempty"`
+	// Home is the server whose data directory holds the disk's file
+	// (Path is a path on that server); "" for a disk of a store from
+	// before servers had names, until its server adopts it (AdoptDisks).
+	Home string `json:"home"`
+	// While the disk is moving: the server it goes to, and the SHA-256
+	// (hex) of its file as the home read it before sending.
+	MoveTo     string `json:"move_to,omitempty"`
+	MoveDigest string `json:"move_digest,omitempty"`
+	// moveSecret is the SHA-256 (hex) of the secret the home sends with
+	// the copy: what the receiving server checks.
+	moveSecret string
 }
 
-const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, exported_to`
+const diskCols = `id, owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, exported_to, home, move_to, move_digest, move_secret`
 
 func scanDisk(row scanner) (Disk, error) {
 	var k Disk
 	var c int64
-	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c, &k.ExportedTo)
+	err := row.Scan(&k.ID, &k.OwnerKind, &k.Owner, &k.Profile, &k.Kind, &k.Path, &k.Size, &k.Base, &k.Status, &c, &k.ExportedTo, &k.Home, &k.MoveTo, &k.MoveDigest, &k.moveSecret)
 	k.Created = fromMillis(c)
 	return k, err
 }
@@ -105,8 +120,8 @@ func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int
 			return fmt.Errorf("profile %s: a %d-byte disk would pass its %d bytes of disks (%d used): %w", k.Profile, k.Size, q.DiskBytes, bytes, ErrQuota)
 		}
 		var id int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?) RETURNING id`,
-			k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Base, DiskCreating, d.millis()).Scan(&id)
+		err := tx.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, home) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?) RETURNING id`,
+			k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Size, k.Base, DiskCreating, d.millis(), k.Home).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
 		}
@@ -122,11 +137,12 @@ func (d *DB) BeginDisk(ctx context.Context, k Disk, q Quota, pathFor func(id int
 	return out, err
 }
 
-// AddDisk records an existing disk file as ready (migration).
+// AddDisk records an existing disk file as ready (migration), at home
+// k.Home.
 func (d *DB) AddDisk(ctx context.Context, k Disk) (int64, error) {
 	var id int64
-	err := d.w.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis()).Scan(&id)
+	err := d.w.QueryRowContext(ctx, `INSERT INTO disks (owner_kind, owner, profile, kind, path, size_bytes, base, status, created_at, home) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		k.OwnerKind, k.Owner, k.Profile, k.Kind, k.Path, k.Size, k.Base, DiskReady, d.millis(), k.Home).Scan(&id)
 	if isUnique(err) {
 		return 0, fmt.Errorf("%s %s's disk for profile %s: %w", k.OwnerKind, k.Owner, k.Profile, ErrExists)
 	}
@@ -171,4 +187,99 @@ func (d *DB) RemoveDisk(ctx context.Context, id int64) error {
 func (d *DB) DiskUsage(ctx context.Context, profile string) (n int, bytes int64, err error) {
 	err = d.sql.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM disks WHERE profile = ?`, profile).Scan(&n, &bytes)
 	return n, bytes, err
+}
+
+// AdoptDisks makes home the home of the disks that have none (a store
+// from before servers had names) whose file is under dir (the server's
+// data directory). It returns how many it adopted.
+func (d *DB) AdoptDisks(ctx context.Context, home, dir string) (int64, error) {
+	if home == "" || dir == "" {
+		return 0, errors.New("adopt disks: a server name and its data directory are needed")
+	}
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET home = ? WHERE home = '' AND substr(path, 1, ?) = ?`, home, len(prefix), prefix)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// ErrDiskBusy is wrapped by the errors of a move that the disk's state
+// does not allow (not ready, not at that home, already moving).
+var ErrDiskBusy = errors.New("disk not ready to move")
+
+// BeginMove marks disk id, ready at home from, as moving to server to:
+// secretHash is the SHA-256 (hex) of the secret the copy will carry.
+// From here no server exports or boots it until FinishMove or UndoMove.
+// Its file's digest comes next (SetMoveDigest), once the home knows no
+// machine writes to it.
+func (d *DB) BeginMove(ctx context.Context, id int64, from, to, secretHash string) error {
+	if from == "" || to == "" || from == to || secretHash == "" {
+		return fmt.Errorf("move disk %d from %q to %q: want two different servers and a secret", id, from, to)
+	}
+	return d.tx(ctx, func(tx handle) error {
+		res, err := tx.ExecContext(ctx, `UPDATE disks SET status = ?, move_to = ?, move_digest = '', move_secret = ? WHERE id = ? AND home = ? AND status = ?`,
+			DiskMoving, to, secretHash, id, from, DiskReady)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		k, err := scanDisk(tx.QueryRowContext(ctx, `SELECT `+diskCols+` FROM disks WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("disk %d: %w", id, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		return fmt.Errorf("disk %d is %s at server %q, not ready at %s: %w", id, k.Status, k.Home, from, ErrDiskBusy)
+	})
+}
+
+// SetMoveDigest records the SHA-256 (hex) of the file of disk id,
+// moving from from to to: the receiving server checks its copy against
+// it. It reports whether the move is still so.
+func (d *DB) SetMoveDigest(ctx context.Context, id int64, from, to, digest string) (bool, error) {
+	if digest == "" {
+		return false, fmt.Errorf("disk %d: an empty digest", id)
+	}
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET move_digest = ? WHERE id = ? AND home = ? AND status = ? AND move_to = ?`,
+		digest, id, from, DiskMoving, to)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// UndoMove puts disk id, moving from home from to server to, back to
+// ready at from. It reports whether it did: false when the move is no
+// longer so (finished, or undone already).
+func (d *DB) UndoMove(ctx context.Context, id int64, from, to string) (bool, error) {
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET status = ?, move_to = '', move_digest = '', move_secret = '' WHERE id = ? AND home = ? AND status = ? AND move_to = ?`,
+		DiskReady, id, from, DiskMoving, to)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// FinishMove switches disk id's home from from to to (its file there at
+// path), ready, if it is still moving so and secretHash is its move's.
+// It reports whether it did.
+func (d *DB) FinishMove(ctx context.Context, id int64, from, to, secretHash, path string) (bool, error) {
+	res, err := d.w.ExecContext(ctx, `UPDATE disks SET home = ?, path = ?, status = ?, move_to = '', move_digest = '', move_secret = '' WHERE id = ? AND home = ? AND status = ? AND move_to = ? AND move_secret = ?`,
+		to, path, DiskReady, id, from, DiskMoving, to, secretHash)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// MoveSecretIs reports whether secretHash is the hash of k's move secret
+// (k as read from the store, moving).
+func (k Disk) MoveSecretIs(secretHash string) bool {
+	return k.Status == DiskMoving && k.moveSecret != "" && subtle.ConstantTimeCompare([]byte(k.moveSecret), []byte(secretHash)) == 1
 }

@@ -196,6 +196,15 @@ var migrations = []string{
 		at      INTEGER NOT NULL,
 		full_at INTEGER NOT NULL
 	);`,
+	// 10: a disk has a home, the server whose data directory holds its
+	// file ('' for those of a store from before: the server whose data
+	// directory holds the file adopts them at start). While it moves to
+	// another server: where to, its file's SHA-256 and the SHA-256 of the
+	// secret the copy carries.
+	`ALTER TABLE disks ADD COLUMN home TEXT NOT NULL DEFAULT '';
+	ALTER TABLE disks ADD COLUMN move_to TEXT NOT NULL DEFAULT '';
+	ALTER TABLE disks ADD COLUMN move_digest TEXT NOT NULL DEFAULT '';
+	ALTER TABLE disks ADD COLUMN move_secret TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.

@@ -272,6 +272,7 @@ func TestMigrateAdmissions(t *testing.T) {
 		for _, q := range []string{
 			`DROP TABLE admissions`, `DROP TABLE requests`, `DROP TABLE machines`,
 			`ALTER TABLE api_tokens DROP COLUMN scope`, `ALTER TABLE users DROP COLUMN target_secret`, `ALTER TABLE disks DROP COLUMN exported_to`,
+			`ALTER TABLE disks DROP COLUMN home`, `ALTER TABLE disks DROP COLUMN move_to`, `ALTER TABLE disks DROP COLUMN move_digest`, `ALTER TABLE disks DROP COLUMN move_secret`,
 			`CREATE TABLE machines (mac TEXT PRIMARY KEY, profile TEXT NOT NULL DEFAULT '', enrolment TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',
 			hostname TEXT NOT NULL DEFAULT '', uuid TEXT NOT NULL DEFAULT '', chap_secret TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
 			seen_at INTEGER NOT NULL, machine_id TEXT NOT NULL DEFAULT '', host_keys TEXT NOT NULL DEFAULT '')`,

@@ -319,6 +319,9 @@ func (c *conn) identify(kvs []KV) error {
 	// exchange as the right one (a decoy challenge: same algorithm, same
 	// length) and fails where a wrong secret fails, at the response, as
 	// an authentication failure (0x0201), whatever the response.
+	if h := c.srv.loginHook.Load(); h != nil {
+		(*h)(tn, name)
+	}
 	switch found, allowed := c.srv.bindTarget(c, tn); {
 	case !found:
 		c.decoy = loginFail(loginAuthFailure, "no target %s", iscsiwire.Trunc(tn))

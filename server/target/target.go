@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -124,6 +125,10 @@ type Target struct {
 	perAddr   map[string]int
 	limits    Limits // as the caller set them: zero fields mean defaults
 	nextTSIH  uint16
+
+	// loginHook, when set, is called at the start of each normal login
+	// (see SetLoginHook).
+	loginHook atomic.Pointer[func(iqn, initiator string)]
 
 	refusals refusalLog // rate-limits the warnings of refused connections
 	// logins rate-limits the lines of failed logins: any peer can fail
@@ -670,6 +675,46 @@ func (s *Target) claim(c *conn) (continued bool, err error) {
 		}
 	}
 	return continued, nil
+}
+
+// SetLoginHook sets hook, called with the target and initiator names of
+// every normal login before the target is looked up, so its caller can
+// export (or withdraw) that target first: a server exports a disk whose
+// machine booted through another server when the machine logs in. It
+// runs before CHAP, for any peer: it must only make the targets match
+// what its caller already decided, never trust the names, and be quick
+// (the login waits; LoginTimeout still bounds it). nil removes it.
+func (s *Target) SetLoginHook(hook func(iqn, initiator string)) {
+	if hook == nil {
+		s.loginHook.Store(nil)
+		return
+	}
+	s.loginHook.Store(&hook)
+}
+
+// RemoveIdle removes the target iqn if no session is logged in to it,
+// ending the logins in flight on it, and reports true; with sessions it
+// changes nothing and returns them. Checked and removed under one lock,
+// so no login slips in between.
+func (s *Target) RemoveIdle(iqn string) ([]Session, bool) {
+	s.mu.Lock()
+	var busy []Session
+	for c := range s.sessions {
+		if c.targetName() == iqn {
+			busy = append(busy, Session{Target: iqn, Initiator: c.initiator, Remote: c.nc.RemoteAddr().String()})
+		}
+	}
+	if len(busy) > 0 {
+		s.mu.Unlock()
+		return busy, false
+	}
+	victims := s.boundLocked(s.targets[iqn])
+	delete(s.targets, iqn)
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.close()
+	}
+	return nil, true
 }
 
 // HasTarget reports whether iqn is exported with exactly these CHAP
