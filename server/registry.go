@@ -10,11 +10,13 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/internal/durable"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/state"
 )
@@ -59,7 +61,11 @@ func (s *Server) Register(ctx context.Context, a Announcement) (heartbeat func()
 	if err != nil {
 		return nil, err
 	}
-	info := state.ServerInfo{Name: name, Instance: newInstance(), Version: a.Version}
+	dir, err := dataDirID(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	info := state.ServerInfo{Name: name, Instance: dir + "." + newInstance(), Version: a.Version}
 	for _, u := range []string{cfg.URL, cfg.URL6} {
 		if u != "" {
 			info.URLs = append(info.URLs, u)
@@ -214,4 +220,36 @@ func machineReachable(base string) bool {
 		return u.Hostname() != "localhost"
 	}
 	return !ip.IsLoopback() && !ip.IsUnspecified()
+}
+
+// DataIDFile, in the data directory, holds a random ID of the directory,
+// made at the first registration: the store knows the server's runs on
+// it as ID.RUN (state.Register lets a new run take over its name at once).
+const DataIDFile = "server-id"
+
+// dataDirID reads (or makes, 0600) the data directory's ID.
+func dataDirID(data string) (string, error) {
+	p := filepath.Join(data, DataIDFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" && !strings.Contains(id, ".") {
+			return id, nil
+		}
+		return "", fmt.Errorf("%s: not a data directory ID: remove it, a new one is made", p)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := newInstance()
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := durable.Sync(tmp); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return "", err
+	}
+	return id, durable.Sync(data)
 }

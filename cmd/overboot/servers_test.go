@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 )
@@ -63,9 +64,24 @@ func TestServerLs(t *testing.T) {
 	if _, err := cli(t, "", "server", "forget", "a/b"); err == nil || !strings.Contains(err.Error(), `server name "a/b"`) {
 		t.Errorf("forget a bad name: %v", err)
 	}
-	// Another process under the same name is refused while alpha beats.
-	if _, err := s.Register(ctx, server.Announcement{}); err == nil || !strings.Contains(err.Error(), "a server of that name is running") {
-		t.Errorf("second registration under a live name: %v", err)
+	// A server on another data directory under the same name is refused
+	// while alpha beats.
+	otherData := t.TempDir()
+	other, err := config.Parse("o.conf", strings.NewReader("[server]\nname = alpha\ndata = "+otherData+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := blobstore.Open(otherData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, err := server.New(context.Background(), other, blobs, s.DB(), nil)
+	if err == nil {
+		if _, err := so.Register(ctx, server.Announcement{}); err == nil || !strings.Contains(err.Error(), "a server of that name is running") {
+			t.Errorf("second registration under a live name: %v", err)
+		}
+	} else {
+		t.Fatal(err)
 	}
 	cancel()
 	if err := <-done; err != nil {

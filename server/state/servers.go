@@ -56,7 +56,11 @@ func scanServer(row scanner) (ServerInfo, error) {
 // Register records s as running now under s.Name and s.Instance. It
 // refuses (ErrServerRunning) while another instance holds the name and its
 // heartbeat is fresh: two processes under one name would be one server to
-// the machines whose disks live there.
+// the machines whose disks live there. An instance of the form DIR.RUN
+// names its data directory (DIR) and its process (RUN): a new process on
+// the same data directory takes the name over at once, as the directory's
+// lock says the one before it is gone (a restart after kill -9 does not
+// wait for its heartbeat to go stale).
 func (d *DB) Register(ctx context.Context, s ServerInfo) error {
 	if s.Name == "" || s.Instance == "" {
 		return errors.New("register: a server needs a name and an instance")
@@ -73,7 +77,7 @@ func (d *DB) Register(ctx context.Context, s ServerInfo) error {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case cur.Instance != s.Instance && cur.Up(now):
+		case cur.Instance != s.Instance && cur.Up(now) && !sameDataDir(cur.Instance, s.Instance):
 			return fmt.Errorf("server %s: %w (heartbeat %s ago): give this one another [server] name, or stop the other",
 				s.Name, ErrServerRunning, now.Sub(cur.Heartbeat).Round(time.Second))
 		}
@@ -145,4 +149,12 @@ func (d *DB) ForgetServer(ctx context.Context, name string) error {
 		_, err = tx.ExecContext(ctx, `DELETE FROM servers WHERE name = ?`, name)
 		return err
 	})
+}
+
+// sameDataDir reports whether two instances (DIR.RUN) are runs on one
+// data directory.
+func sameDataDir(a, b string) bool {
+	da, _, okA := strings.Cut(a, ".")
+	db, _, okB := strings.Cut(b, ".")
+	return okA && okB && da != "" && da == db
 }

@@ -24,6 +24,23 @@ func testServerRegistry(t *testing.T, d *DB) {
 	if err := d.Register(ctx, ServerInfo{Name: "a", Instance: "run2"}); !errors.Is(err, ErrServerRunning) {
 		t.Fatalf("second instance under a live name: %v, want ErrServerRunning", err)
 	}
+	// Runs on one data directory (DIR.RUN): the new one takes over at
+	// once; another directory's is refused.
+	if err := d.Register(ctx, ServerInfo{Name: "c", Instance: "dir1.r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Register(ctx, ServerInfo{Name: "c", Instance: "dir1.r2"}); err != nil {
+		t.Fatalf("a restart on the same data directory: %v", err)
+	}
+	if err := d.Register(ctx, ServerInfo{Name: "c", Instance: "dir2.r1"}); !errors.Is(err, ErrServerRunning) {
+		t.Fatalf("another data directory under a live name: %v", err)
+	}
+	if err := d.Beat(ctx, "c", "dir1.r1"); !errors.Is(err, ErrServerTaken) {
+		t.Fatalf("the killed run's beat: %v", err)
+	}
+	if err := d.ForgetServer(ctx, "c"); err == nil {
+		t.Fatal("forgot a running server")
+	}
 	got, err := d.Server(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +97,7 @@ func testServerRegistry(t *testing.T, d *DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 2 || all[0].Name != "a" || all[1].Name != "b" {
+	if len(all) != 3 || all[0].Name != "a" || all[1].Name != "b" || all[2].Name != "c" {
 		t.Fatalf("servers %+v", all)
 	}
 	if err := d.ForgetServer(ctx, "a"); err != nil {
