@@ -26,8 +26,8 @@ import (
 )
 
 // The dhcp section measures server/dhcp's Proxy (ProxyDHCP) answering
-// (and, in dhcpfull.go, its Full, beside dnsmasq)
-// many PXE clients at once: dhcpClients simulated clients each send one
+// many PXE clients at once (and, in dhcpfull.go, its Full beside
+// dnsmasq): dhcpClients simulated clients each send one
 // request at the same moment, and each must get its answer (matched by
 // transaction ID) within dhcpTimeout. Nothing is sent again: a request
 // without an answer in time is lost, and counted.
