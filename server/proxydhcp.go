@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/overboot/overboot/server/dhcp"
 	"github.com/overboot/overboot/server/state"
@@ -72,45 +73,57 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
+// DHCPLeases keeps the DHCP server's leases (dhcp.Leases) in the state
+// store: how ServeDHCP backs its dhcp.Full.
+func DHCPLeases(db *state.DB) dhcp.Leases { return leaseStore{db} }
+
 // leaseStore keeps the DHCP server's leases in the state store.
-type leaseStore struct{ s *Server }
+type leaseStore struct{ db *state.DB }
 
-func (l leaseStore) Get(mac net.HardwareAddr) (dhcp.Lease, bool, error) {
-	sl, ok, err := l.s.db.Lease(context.Background(), mac.String())
-	if !ok || err != nil {
-		return dhcp.Lease{}, ok, err
-	}
-	return toLease(sl)
-}
-
-func toLease(sl state.Lease) (dhcp.Lease, bool, error) {
+func toLease(sl state.Lease) (dhcp.Lease, error) {
 	mac, err := net.ParseMAC(sl.MAC)
 	if err != nil {
-		return dhcp.Lease{}, false, err
+		return dhcp.Lease{}, fmt.Errorf("lease of %q: %w", sl.MAC, err)
 	}
 	ip, err := netip.ParseAddr(sl.IP)
 	if err != nil {
-		return dhcp.Lease{}, false, err
+		return dhcp.Lease{}, fmt.Errorf("lease of %s: %w", sl.MAC, err)
 	}
-	return dhcp.Lease{MAC: mac, IP: ip, Expires: sl.Expires, Hostname: sl.Hostname}, true, nil
+	return dhcp.Lease{MAC: mac, IP: ip, Expires: sl.Expires, Hostname: sl.Hostname}, nil
 }
 
-func (l leaseStore) Put(d dhcp.Lease) error {
-	return l.s.db.PutLease(context.Background(), state.Lease{MAC: d.MAC.String(), IP: d.IP.String(), Expires: d.Expires, Hostname: d.Hostname})
-}
-
-func (l leaseStore) Delete(mac net.HardwareAddr) error {
-	return l.s.db.DeleteLease(context.Background(), mac.String())
+func (l leaseStore) Write(ws []dhcp.LeaseWrite, now time.Time) ([]dhcp.LeaseConflict, error) {
+	sws := make([]state.LeaseWrite, len(ws))
+	for i, w := range ws {
+		sws[i] = state.LeaseWrite{Delete: w.Delete, Lease: state.Lease{MAC: w.Lease.MAC.String()}}
+		if !w.Delete {
+			sws[i].Lease = state.Lease{MAC: w.Lease.MAC.String(), IP: w.Lease.IP.String(), Expires: w.Lease.Expires, Hostname: w.Lease.Hostname}
+		}
+	}
+	scs, err := l.db.WriteLeases(context.Background(), sws, now)
+	if err != nil {
+		return nil, err
+	}
+	cs := make([]dhcp.LeaseConflict, 0, len(scs))
+	for _, sc := range scs {
+		owner, err := toLease(sc.Owner)
+		if err != nil {
+			// The batch is in; the owner is only unknown to memory.
+			owner = dhcp.Lease{}
+		}
+		cs = append(cs, dhcp.LeaseConflict{Index: sc.Index, Owner: owner})
+	}
+	return cs, nil
 }
 
 func (l leaseStore) All() ([]dhcp.Lease, error) {
-	sls, err := l.s.db.Leases(context.Background())
+	sls, err := l.db.Leases(context.Background())
 	if err != nil {
 		return nil, err
 	}
 	out := make([]dhcp.Lease, 0, len(sls))
 	for _, sl := range sls {
-		d, _, err := toLease(sl)
+		d, err := toLease(sl)
 		if err != nil {
 			return nil, err
 		}
@@ -134,10 +147,11 @@ func (s *Server) ServeDHCP(ctx context.Context, conn net.PacketConn, ip netip.Ad
 	}
 	full, err := dhcp.NewFull(dhcp.FullConfig{Interface: cfg.DHCP, ServerIP: ip, Subnet: subnet.Masked(), Start: cfg.DHCPStart, End: cfg.DHCPEnd,
 		Router: cfg.DHCPRouter, DNS: cfg.DHCPDNS, LeaseTime: cfg.DHCPLease, Reservations: res},
-		leaseStore{s}, dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}, s.log)
+		DHCPLeases(s.db), dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}, s.log)
 	if err != nil {
 		return fmt.Errorf("dhcp: %w", err)
 	}
+	s.dhcp.Store(full.Stats())
 	return full.Serve(ctx, conn)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/dhcp"
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
@@ -71,6 +72,7 @@ type Server struct {
 	nics segments // NIC driver segments for the kernel script (package server/drivers)
 
 	metrics *telemetry.Metrics
+	dhcp    atomic.Pointer[dhcp.QueueStats] // the full DHCP server's drops, once it runs
 	rec     *telemetry.Recorder
 	status  *telemetry.StatusPage
 	api     *api.API
@@ -227,6 +229,17 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 				n += k.Size
 			}
 			return n
+		},
+		DHCPDropped: func(reason string) uint64 {
+			st := s.dhcp.Load()
+			switch {
+			case st == nil:
+				return 0
+			case reason == telemetry.DHCPQueueFull:
+				return st.Full.Load()
+			default:
+				return st.Stale.Load()
+			}
 		},
 	})
 	s.rec = telemetry.NewRecorder(db, s.metrics, log)

@@ -26,7 +26,8 @@ import (
 )
 
 // The dhcp section measures server/dhcp's Proxy (ProxyDHCP) answering
-// many PXE clients at once: dhcpClients simulated clients each send one
+// many PXE clients at once (and, in dhcpfull.go, its Full beside
+// dnsmasq): dhcpClients simulated clients each send one
 // request at the same moment, and each must get its answer (matched by
 // transaction ID) within dhcpTimeout. Nothing is sent again: a request
 // without an answer in time is lost, and counted.
@@ -192,7 +193,10 @@ func runDHCP(ctx context.Context, env *Env) ([]Result, error) {
 			errs = append(errs, fmt.Errorf("%s: %d of %d requests lost, %d wrong answers", p.name, lost, requests, bad))
 		}
 	}
-	return rs, errors.Join(errs...)
+	closePaths(paths)
+	paths = nil
+	frs, err := runFullDHCP(ctx, env)
+	return append(rs, frs...), errors.Join(append(errs, err)...)
 }
 
 func closePaths(ps []dhcpPath) {

@@ -21,7 +21,9 @@
 //   - Full DHCP (Full, RFC 2131) on an isolated network that has no DHCP
 //     server: addresses from a pool or reservations, router and DNS
 //     options, leases kept through the Leases interface (MemLeases in
-//     memory; the server backs it with its store), DECLINE (with our
+//     memory; the server backs it with its store; Full keeps the table
+//     in memory, see table4.go, and writes it in batches, see batch.go:
+//     an OFFER or ACK leaves once its lease is stored), DECLINE (with our
 //     server identifier, from the client the address is leased or
 //     offered to) and RELEASE honoured, and the same boot answer in the
 //     OFFER and ACK of boot clients. Run Proxy.ServeBootServer beside it
@@ -50,8 +52,9 @@
 // The caller opens the sockets: ListenInterface (Linux) binds a broadcast
 // socket to one interface (SO_BINDTODEVICE), ListenInterface6 an IPv6
 // one that has joined ff02::1:2 there; ports 67 and 547 need
-// CAP_NET_BIND_SERVICE. Serve handles packets concurrently and returns
-// when its context ends. Logging is log/slog: packets that are not ours
+// CAP_NET_BIND_SERVICE. Serve reads packets into a bounded queue (the
+// oldest dropped when full, any dropped after a second: see serve.go),
+// handles them concurrently and returns when its context ends. Logging is log/slog: packets that are not ours
 // or malformed at Debug, answers at Info, store and Booter failures at
 // Warn.
 //

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -68,6 +69,10 @@ const (
 // addresses from a pool or reservations, keeps leases in Leases, and adds
 // Booter's answer to the OFFER and ACK of network boot clients. Use
 // NewFull.
+//
+// The leases are in memory (table), loaded from Leases when Full starts:
+// an answer is decided without reading the store, and what it changes
+// is written in batches (see batch.go) before the answer leaves.
 type Full struct {
 	cfg      FullConfig
 	leases   Leases
@@ -76,19 +81,23 @@ type Full struct {
 	now      func() time.Time
 	reserved map[string]netip.Addr // MAC.String() -> IP
 	byIP     map[netip.Addr]string // reserved IP -> MAC.String()
+	batch    *batcher
+	stats    QueueStats
 
 	// maxHolds and maxRelayHolds bound the offers that hold an address
 	// at once, in all and per relay or interface (see holdLimits).
 	maxHolds, maxRelayHolds int
 
 	mu      sync.Mutex              // serialises lease decisions; guards the fields below
+	table   *table                  // the leases
+	writes  []LeaseWrite            // the writes of the decision being made
 	offers  map[string]offer        // MAC.String() -> its offer hold not yet taken
 	buckets map[string]*tokenBucket // relayKey -> the rate of holds for new MACs
 	cursor  netip.Addr              // where spare looks for an address next
 }
 
-// NewFull checks cfg and returns a server for it. booter may be nil (no
-// boot answers, addresses only); log may be nil.
+// NewFull checks cfg, reads the leases and returns a server for them.
+// booter may be nil (no boot answers, addresses only); log may be nil.
 func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*Full, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -117,8 +126,55 @@ func NewFull(cfg FullConfig, leases Leases, booter Booter, log *slog.Logger) (*F
 		f.byIP[r.IP] = r.MAC.String()
 	}
 	f.maxHolds, f.maxRelayHolds = holdLimits(cfg.Start, cfg.End)
+	f.batch = newBatcher(leases, func() time.Time { return f.now() })
+	f.batch.failed = f.reload
+	if err := f.load(); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
+
+// load reads the table from the store. Call with f.mu held, or before
+// Full is in use.
+func (f *Full) load() error {
+	all, err := f.leases.All()
+	if err != nil {
+		return fmt.Errorf("dhcp: read the leases: %w", err)
+	}
+	f.table = newTable(f.cfg.Start, f.cfg.End, func(ip netip.Addr) bool {
+		_, reserved := f.byIP[ip]
+		return reserved || ip == f.cfg.ServerIP || ip == f.cfg.Router
+	}, all)
+	return nil
+}
+
+// reload is what follows a batch the store failed: the table again from
+// the store, no offer outstanding (their holds may not be there), and
+// the decisions queued meanwhile, made from the table as it was, to fail
+// too. A store that cannot be read leaves the table as it was: the next
+// batch will tell.
+func (f *Full) reload() []*pending {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.load(); err != nil {
+		f.log.Warn("dhcp cannot read the leases back after a failed write", "err", err)
+	}
+	clear(f.offers)
+	return f.batch.takeAll()
+}
+
+// QueueStats counts the requests Serve dropped unanswered.
+type QueueStats struct {
+	// Full: a request dropped when the queue was full, to make room for
+	// a newer one.
+	Full atomic.Uint64
+	// Stale: a request that waited longer than maxAge to be handled, its
+	// client having likely sent it again or given up.
+	Stale atomic.Uint64
+}
+
+// Stats are the drop counts of Full's Serve.
+func (f *Full) Stats() *QueueStats { return &f.stats }
 
 func (c FullConfig) check() error {
 	if !c.ServerIP.Is4() {
@@ -188,95 +244,198 @@ func (c FullConfig) check() error {
 // read deadline is then in the past) or conn is closed; it never closes
 // conn.
 func (f *Full) Serve(ctx context.Context, conn net.PacketConn) error {
-	return serve(ctx, conn, f.log, func(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
-		return f.handle(ctx, b, peer)
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		f.batch.run(wctx)
+	}()
+	defer func() {
+		stop()
+		<-written
+	}()
+	return serveQueued(ctx, conn, f.log, &f.stats, func(ctx context.Context, b []byte, peer *net.UDPAddr, send sendFunc) {
+		f.answer(ctx, b, peer, func(reply *dhcpv4.DHCPv4, dst *net.UDPAddr) {
+			send(reply.ToBytes(), dst, []any{"type", reply.MessageType(), "mac", reply.ClientHWAddr})
+		})
 	})
 }
 
-// handle answers one datagram b from peer.
+// Handle answers one datagram b from peer and returns the reply and
+// where it goes, or nil and nil: Serve's work for one datagram, its
+// writes committed before it returns (by this goroutine, with those of
+// others pending), for callers that do their own reading and sending.
+func (f *Full) Handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	type sent struct {
+		reply *dhcpv4.DHCPv4
+		dst   *net.UDPAddr
+	}
+	c := make(chan sent, 1)
+	f.answer(ctx, b, peer, func(reply *dhcpv4.DHCPv4, dst *net.UDPAddr) { c <- sent{reply, dst} })
+	f.batch.flush()
+	select {
+	case s := <-c:
+		return s.reply, s.dst
+	default:
+		return nil, nil
+	}
+}
+
 func (f *Full) handle(ctx context.Context, b []byte, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	return f.Handle(ctx, b, peer)
+}
+
+// answer decides the answer to one datagram b from peer and calls send
+// with it once the writes it depends on are stored (maybe later, from
+// another goroutine), or never when there is none.
+func (f *Full) answer(ctx context.Context, b []byte, peer *net.UDPAddr, send func(*dhcpv4.DHCPv4, *net.UDPAddr)) {
 	req := parsePacket(f.log, b, peer)
 	if req == nil {
-		return nil, nil
+		return
 	}
 	if len(req.ClientHWAddr) == 0 {
 		f.log.Debug("dhcp ignored a packet without a client hardware address", "peer", peer)
-		return nil, nil
+		return
 	}
 	if n := len(req.ClientHWAddr); n != 6 && n != 8 {
 		// Leases are kept by MAC, which a store keeps as text and reads
 		// back with net.ParseMAC: 6 or 8 bytes (20 are declinedMAC's).
 		f.log.Debug("dhcp ignored a client hardware address neither 6 nor 8 bytes long", "peer", peer, "mac", req.ClientHWAddr.String())
-		return nil, nil
+		return
 	}
 	if gi, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() && !f.cfg.Subnet.Contains(gi) {
 		// RFC 2131 section 4.3.1: giaddr names the client's subnet, and
 		// this server has only its own.
 		f.log.Debug("dhcp ignored a packet relayed from another subnet", "mac", req.ClientHWAddr.String(), "giaddr", gi)
-		return nil, nil
+		return
 	}
 	mt := req.MessageType()
+	// The boot answer first, outside the lock: the Booter may take its
+	// time, and the decision and the queueing of its writes are one
+	// step, in order.
+	var boot func(reply *dhcpv4.DHCPv4) Answer
+	switch mt {
+	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
+		boot = f.boot(ctx, req)
+	}
+
+	f.mu.Lock()
+	f.writes = nil
 	reply, err := f.decide(req, mt)
+	writes := f.writes
+	f.writes = nil
 	if err != nil {
+		f.mu.Unlock()
 		f.log.Warn("dhcp not answering", "type", mt, "mac", req.ClientHWAddr.String(), "iface", f.cfg.Interface, "err", err)
-		return nil, nil
+		return
 	}
-	if reply == nil {
-		return nil, nil
+	var a Answer
+	if reply != nil && boot != nil {
+		if t := reply.MessageType(); t == dhcpv4.MessageTypeOffer || t == dhcpv4.MessageTypeAck {
+			a = boot(reply)
+		}
 	}
-	var boot Answer
-	if t := reply.MessageType(); t == dhcpv4.MessageTypeOffer || t == dhcpv4.MessageTypeAck {
-		boot = f.boot(ctx, req, reply)
+	done := func(conflicts []LeaseConflict, err error) {
+		switch {
+		case err != nil:
+			f.log.Warn("dhcp not answering: the leases could not be stored", "type", mt, "mac", req.ClientHWAddr.String(), "iface", f.cfg.Interface, "err", err)
+		case len(conflicts) > 0:
+			f.learn(writes, conflicts)
+		case reply != nil:
+			f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", a.File, "url", a.URL, "message", reply.Message())
+			send(reply, fullReplyAddr(req, reply))
+		}
 	}
-	f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", boot.File, "url", boot.URL, "message", reply.Message())
-	return reply, fullReplyAddr(req, reply)
+	if len(writes) == 0 {
+		f.mu.Unlock()
+		done(nil, nil)
+		return
+	}
+	f.batch.add(&pending{writes: writes, done: done})
+	f.mu.Unlock()
 }
 
-// boot adds Booter's answer to reply when req is a netboot client's, and
-// returns it.
-func (f *Full) boot(ctx context.Context, req, reply *dhcpv4.DHCPv4) Answer {
+// learn takes in what the store said of the puts it refused: their
+// addresses are another MAC's (another server gave them), in memory from
+// now on; the clients get no answer and ask again.
+func (f *Full) learn(writes []LeaseWrite, conflicts []LeaseConflict) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range conflicts {
+		w := writes[c.Index].Lease
+		key := w.MAC.String()
+		if cur, ok := f.table.get(key); ok && cur.IP == w.IP && cur.Expires.Equal(w.Expires) {
+			f.table.remove(key)
+		}
+		if o, ok := f.offers[key]; ok && o.hold.IP == w.IP {
+			delete(f.offers, key)
+		}
+		if c.Owner.IP == w.IP && len(c.Owner.MAC) > 0 {
+			f.table.set(c.Owner)
+		}
+		f.log.Warn("dhcp not answering: the store has the address leased to another client (another server gave it)", "mac", key, "ip", w.IP, "owner", c.Owner.MAC.String(), "until", c.Owner.Expires)
+	}
+}
+
+// put makes l its MAC's lease, in memory now and in the store with the
+// decision's batch. Call with f.mu held.
+func (f *Full) put(l Lease) {
+	f.table.set(l)
+	f.writes = append(f.writes, LeaseWrite{Lease: cloneLease(l)})
+}
+
+// remove forgets mac's lease, in memory now and in the store with the
+// decision's batch. Call with f.mu held.
+func (f *Full) remove(mac net.HardwareAddr) {
+	f.table.remove(mac.String())
+	f.writes = append(f.writes, LeaseWrite{Lease: Lease{MAC: slices.Clone(mac)}, Delete: true})
+}
+
+// boot asks Booter for req's answer when req is a netboot client's, and
+// returns what adds it to a reply (and returns it); nil for none.
+func (f *Full) boot(ctx context.Context, req *dhcpv4.DHCPv4) func(reply *dhcpv4.DHCPv4) Answer {
 	if f.booter == nil {
-		return Answer{}
+		return nil
 	}
 	r, err := parseRequest(req, f.cfg.Interface)
 	if err != nil {
 		f.log.Debug("dhcp no boot answer", "mac", req.ClientHWAddr.String(), "err", err)
-		return Answer{}
+		return nil
 	}
 	a, err := f.booter.Boot(ctx, r)
 	if err != nil {
 		f.log.Warn("dhcp booter failed, address without a boot answer", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
-		return Answer{}
+		return nil
 	}
 	if a.IsZero() {
-		return Answer{}
+		return nil
 	}
 	if err := a.check(r); err != nil {
 		f.log.Warn("dhcp address without a boot answer", "mac", r.MAC.String(), "arch", r.Arch, "err", err)
-		return Answer{}
+		return nil
 	}
-	applyBoot(reply, req, r, a, f.cfg.ServerIP)
-	return a
+	return func(reply *dhcpv4.DHCPv4) Answer {
+		applyBoot(reply, req, r, a, f.cfg.ServerIP)
+		return a
+	}
 }
 
 // decide applies req to the leases and returns the reply, or nil for
-// none (RFC 2131 section 4.3).
+// none (RFC 2131 section 4.3). Call with f.mu held.
 func (f *Full) decide(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	now := f.now()
-	if err := f.expireOffers(now); err != nil {
-		return nil, err
-	}
+	f.expireOffers(now)
 	switch mt {
 	case dhcpv4.MessageTypeDiscover:
 		return f.discover(req, now)
 	case dhcpv4.MessageTypeRequest:
 		return f.request(req, now)
 	case dhcpv4.MessageTypeDecline:
-		return nil, f.decline(req, now)
+		f.decline(req, now)
+		return nil, nil
 	case dhcpv4.MessageTypeRelease:
-		return nil, f.release(req, now)
+		f.release(req, now)
+		return nil, nil
 	case dhcpv4.MessageTypeInform:
 		return f.inform(req), nil
 	}
@@ -294,10 +453,7 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 	mac := req.ClientHWAddr
 	key := mac.String()
 	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	rec, hasRec, err := f.leases.Get(mac)
-	if err != nil {
-		return nil, fmt.Errorf("read lease: %w", err)
-	}
+	rec, hasRec := f.table.get(key)
 	_, reserved := f.reserved[key]
 	o, pending := f.offers[key]
 	relay := f.relayKey(req)
@@ -323,9 +479,7 @@ func (f *Full) discover(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, erro
 	if !pending {
 		o = offer{prev: rec, hadPrev: hasRec}
 	}
-	if err := f.leases.Put(hold); err != nil {
-		return nil, fmt.Errorf("hold offered address %v: %w", ip, err)
-	}
+	f.put(hold)
 	if reserved || bound {
 		// No one else may have the address anyway.
 		delete(f.offers, key)
@@ -345,10 +499,7 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	sid := req.ServerIdentifier()
 	want, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
 	ciaddr, _ := netip.AddrFromSlice(req.ClientIPAddr.To4())
-	rec, hasRec, err := f.leases.Get(mac)
-	if err != nil {
-		return nil, fmt.Errorf("read lease: %w", err)
-	}
+	rec, hasRec := f.table.get(mac.String())
 	var ip netip.Addr
 	switch {
 	case sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()):
@@ -356,9 +507,7 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 		// has one it never took. Anyone can send this with any MAC: a
 		// lease stays (dnsmasq and Kea ignore it too).
 		if o, ok := f.offers[mac.String()]; ok {
-			if err := f.withdraw(o, now); err != nil {
-				return nil, err
-			}
+			f.withdraw(o, now)
 		}
 		f.log.Debug("dhcp client chose another server", "mac", mac.String(), "server", sid)
 		return nil, nil
@@ -399,18 +548,14 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 	if hasRec && rec.IP != ip && (rec.Expires.After(now) || sid == nil || !want.IsValid()) {
 		return f.nak(req, fmt.Sprintf("%v is not the address of %s", ip, mac)), nil
 	}
-	if why, err := f.unavailable(mac, ip, now); err != nil {
-		return nil, err
-	} else if why != "" {
+	if why := f.whyNot(mac, ip, now); why != "" {
 		return f.nak(req, why), nil
 	}
 	host := req.HostName()
 	if host == "" && hasRec {
 		host = rec.Hostname
 	}
-	if err := f.leases.Put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host}); err != nil {
-		return nil, fmt.Errorf("store lease of %v: %w", ip, err)
-	}
+	f.put(Lease{MAC: mac, IP: ip, Expires: now.Add(f.cfg.LeaseTime), Hostname: host})
 	delete(f.offers, mac.String())
 	p := f.withAddress(newReply(req, dhcpv4.MessageTypeAck, f.cfg.ServerIP), ip)
 	p.ClientIPAddr = ip4(req.ClientIPAddr)
@@ -424,57 +569,44 @@ func (f *Full) request(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error
 // or offered to the sender, whose lease or offer has not ended: anyone
 // could otherwise take any address out of use, its holder's renewal
 // refused.
-func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) error {
+func (f *Full) decline(req *dhcpv4.DHCPv4, now time.Time) {
 	mac := req.ClientHWAddr
 	ip, _ := netip.AddrFromSlice(req.RequestedIPAddress().To4())
 	if sid := req.ServerIdentifier(); sid == nil || !sid.Equal(f.cfg.ServerIP.AsSlice()) {
 		f.log.Debug("dhcp ignored a DHCPDECLINE without our server identifier", "mac", mac.String(), "ip", ip, "server", sid)
-		return nil
+		return
 	}
 	if !ip.IsValid() || !f.cfg.Subnet.Contains(ip) {
 		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not ours", "mac", mac.String(), "ip", ip)
-		return nil
+		return
 	}
-	rec, ok, err := f.leases.Get(mac)
-	if err != nil {
-		return fmt.Errorf("read lease: %w", err)
-	}
+	rec, ok := f.table.get(mac.String())
 	if !ok || rec.IP != ip || !rec.Expires.After(now) {
 		f.log.Debug("dhcp ignored a DHCPDECLINE of an address not leased or offered to its sender", "mac", mac.String(), "ip", ip)
-		return nil
+		return
 	}
-	if err := f.leases.Put(Lease{MAC: declinedMAC(ip), IP: ip, Expires: now.Add(declineHold)}); err != nil {
-		return fmt.Errorf("mark %v declined: %w", ip, err)
-	}
-	if err := f.leases.Delete(mac); err != nil {
-		return fmt.Errorf("drop declined lease of %v: %w", ip, err)
-	}
+	// The client's lease goes first: an address is one lease's.
+	f.remove(mac)
+	f.put(Lease{MAC: declinedMAC(ip), IP: ip, Expires: now.Add(declineHold)})
 	delete(f.offers, mac.String())
 	f.log.Warn("dhcp address declined: another host on the link uses it; not offered for a while", "ip", ip, "mac", mac.String(), "for", declineHold)
-	return nil
 }
 
 // release ends a client's lease (RFC 2131 section 4.3.4). The record
 // stays, expired, so the client gets the same address back next time.
-func (f *Full) release(req *dhcpv4.DHCPv4, now time.Time) error {
+func (f *Full) release(req *dhcpv4.DHCPv4, now time.Time) {
 	if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(f.cfg.ServerIP.AsSlice()) {
-		return nil
+		return
 	}
 	mac := req.ClientHWAddr
 	ip, _ := netip.AddrFromSlice(req.ClientIPAddr.To4())
-	rec, ok, err := f.leases.Get(mac)
-	if err != nil {
-		return fmt.Errorf("read lease: %w", err)
-	}
+	rec, ok := f.table.get(mac.String())
 	if !ok || rec.IP != ip {
-		return nil
+		return
 	}
 	rec.Expires = now
-	if err := f.leases.Put(rec); err != nil {
-		return fmt.Errorf("release %v: %w", ip, err)
-	}
+	f.put(rec)
 	delete(f.offers, mac.String())
-	return nil
 }
 
 // inform answers a client with an address of its own (RFC 2131 section
@@ -530,95 +662,50 @@ var ErrPoolExhausted = errors.New("dhcp: no free address in the pool")
 
 // allocate picks mac's address for an offer: its reservation; else its
 // previous address, or the one it asks for (option 50), when free; else,
-// for an offer that holds its address, a pool address no one has had,
-// or else the one whose lease expired longest ago, whose old record it
-// deletes; for one that holds none, spare's.
+// for an offer that holds its address, the pool's lowest address no one
+// has had, or else the one whose lease expired longest ago (its old
+// lease goes when the hold is put); for one that holds none, spare's.
+// Call with f.mu held.
 func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time, hold bool) (netip.Addr, error) {
 	if ip, ok := f.reserved[mac.String()]; ok {
-		why, err := f.unavailable(mac, ip, now)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		if why != "" {
+		if why := f.whyNot(mac, ip, now); why != "" {
 			return netip.Addr{}, fmt.Errorf("reserved address of %s: %s", mac, why)
 		}
 		return ip, nil
 	}
-	all, err := f.leases.All()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("list leases: %w", err)
+	// A decline that has run its time: the address is as good as never
+	// used.
+	for _, m := range f.table.endMarks(now) {
+		f.writes = append(f.writes, LeaseWrite{Lease: m, Delete: true})
 	}
-	held := map[netip.Addr][]Lease{}
-	var own []netip.Addr
-	for _, l := range all {
-		if isDeclinedMAC(l.MAC) && !l.Expires.After(now) {
-			// A decline that has run its time: the address is as
-			// good as never used.
-			if err := f.leases.Delete(l.MAC); err != nil {
-				return netip.Addr{}, fmt.Errorf("forget the decline of %v: %w", l.IP, err)
-			}
-			continue
-		}
-		held[l.IP] = append(held[l.IP], l)
-		if slices.Equal(l.MAC, mac) {
-			own = append(own, l.IP)
-		}
+	var own netip.Addr
+	if rec, ok := f.table.get(mac.String()); ok {
+		own = rec.IP
 	}
-	free := func(ip netip.Addr) bool { return f.whyNot(mac, ip, held[ip], now) == "" }
-	for _, ip := range append(own, want) {
-		if ip.IsValid() && free(ip) {
+	for _, ip := range []netip.Addr{own, want} {
+		if ip.IsValid() && f.whyNot(mac, ip, now) == "" {
 			return ip, nil
 		}
 	}
 	if !hold {
-		return f.spare(held, free)
+		return f.spare(mac, now)
 	}
-	var stale Lease
-	for ip := f.cfg.Start; ip.IsValid() && !f.cfg.End.Less(ip); ip = ip.Next() {
-		if !free(ip) {
-			continue
-		}
-		if len(held[ip]) == 0 {
-			return ip, nil
-		}
-		for _, l := range held[ip] {
-			if !stale.IP.IsValid() || l.Expires.Before(stale.Expires) {
-				stale = l
-			}
-		}
+	if ip, ok := f.table.unused(true); ok {
+		return ip, nil
 	}
-	if !stale.IP.IsValid() {
-		return netip.Addr{}, ErrPoolExhausted
-	}
-	for _, l := range held[stale.IP] {
-		if err := f.leases.Delete(l.MAC); err != nil {
-			return netip.Addr{}, fmt.Errorf("reuse %v, expired lease of %s: %w", l.IP, l.MAC, err)
-		}
+	usable := func(ip netip.Addr) bool { return f.whyNot(mac, ip, now) == "" }
+	if l, ok := f.table.oldest(now, usable); ok {
 		delete(f.offers, l.MAC.String())
+		return l.IP, nil
 	}
-	return stale.IP, nil
+	return netip.Addr{}, ErrPoolExhausted
 }
 
-// unavailable says why mac may not have ip now, "" when it may.
-func (f *Full) unavailable(mac net.HardwareAddr, ip netip.Addr, now time.Time) (string, error) {
-	all, err := f.leases.All()
-	if err != nil {
-		return "", fmt.Errorf("list leases: %w", err)
-	}
-	var held []Lease
-	for _, l := range all {
-		if l.IP == ip {
-			held = append(held, l)
-		}
-	}
-	return f.whyNot(mac, ip, held, now), nil
-}
-
-// whyNot says why mac may not have ip now given the leases held on ip,
-// "" when it may: an address reserved for another MAC, outside the pool
-// (unless reserved for mac), the server's or router's, recently
-// declined, or leased to another MAC until later than now.
-func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, held []Lease, now time.Time) string {
+// whyNot says why mac may not have ip now, "" when it may: an address
+// reserved for another MAC, outside the pool (unless reserved for mac),
+// the server's or router's, recently declined, or leased to another MAC
+// until later than now. Call with f.mu held.
+func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, now time.Time) string {
 	key := mac.String()
 	if owner, ok := f.byIP[ip]; ok && owner != key {
 		return fmt.Sprintf("%v is reserved for %s", ip, owner)
@@ -632,14 +719,13 @@ func (f *Full) whyNot(mac net.HardwareAddr, ip netip.Addr, held []Lease, now tim
 	if ip == f.cfg.ServerIP || ip == f.cfg.Router {
 		return fmt.Sprintf("%v is the server's or the router's", ip)
 	}
-	for _, l := range held {
-		switch {
-		case !l.Expires.After(now) || slices.Equal(l.MAC, mac):
-		case isDeclinedMAC(l.MAC):
-			return fmt.Sprintf("%v was declined: another host uses it (not offered until %s)", ip, l.Expires.UTC().Format(time.RFC3339))
-		default:
-			return fmt.Sprintf("%v is leased to %s until %s", ip, l.MAC, l.Expires.UTC().Format(time.RFC3339))
-		}
+	l, ok := f.table.onIP(ip)
+	switch {
+	case !ok || !l.Expires.After(now) || slices.Equal(l.MAC, mac):
+	case isDeclinedMAC(l.MAC):
+		return fmt.Sprintf("%v was declined: another host uses it (not offered until %s)", ip, l.Expires.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Sprintf("%v is leased to %s until %s", ip, l.MAC, l.Expires.UTC().Format(time.RFC3339))
 	}
 	return ""
 }

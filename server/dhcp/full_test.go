@@ -50,21 +50,40 @@ func testNet() FullConfig {
 type harness struct {
 	t      *testing.T
 	f      *Full
-	leases *MemLeases
+	leases *MemLeases // the store, when it is a MemLeases
+	store  Leases
+	cfg    FullConfig
+	booter Booter
 	now    time.Time
 	log    *logRecorder
 }
 
 func newHarness(t *testing.T, cfg FullConfig, booter Booter) *harness {
 	t.Helper()
-	h := &harness{t: t, leases: &MemLeases{}, now: t0, log: &logRecorder{}}
-	f, err := NewFull(cfg, h.leases, booter, h.log.logger())
+	m := &MemLeases{}
+	h := newHarnessOn(t, cfg, booter, m)
+	h.leases = m
+	return h
+}
+
+// newHarnessOn is a harness whose Full keeps its leases in store.
+func newHarnessOn(t *testing.T, cfg FullConfig, booter Booter, store Leases) *harness {
+	t.Helper()
+	h := &harness{t: t, now: t0, log: &logRecorder{}, cfg: cfg, booter: booter, store: store}
+	h.restart()
+	return h
+}
+
+// restart replaces h's Full by a new one on the same store, as a server
+// restart does: it reads the leases afresh.
+func (h *harness) restart() {
+	h.t.Helper()
+	f, err := NewFull(h.cfg, h.store, h.booter, h.log.logger())
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	f.now = func() time.Time { return h.now }
 	h.f = f
-	return h
 }
 
 // send handles a message of type typ from mac, sent from 0.0.0.0:68, and
@@ -315,6 +334,7 @@ func TestFullReservations(t *testing.T) {
 	}
 	// A reserved client in INIT-REBOOT with no record is known anyway.
 	h.leases.Delete(macR)
+	h.restart()
 	if r := h.send(macR, dhcpv4.MessageTypeRequest, requested("192.0.2.10")); kind(r) != "ACK" {
 		t.Errorf("R rebooting: %s, want an ACK", kind(r))
 	}
@@ -330,8 +350,8 @@ func TestFullReservedAddressTaken(t *testing.T) {
 		t.Fatalf("A got %s", got)
 	}
 	cfg.Reservations = []Reservation{{MAC: macD, IP: addr("192.0.2.100")}}
-	h2 := newHarness(t, cfg, nil)
-	h2.leases, h2.f.leases = h.leases, h.leases
+	h2 := newHarnessOn(t, cfg, nil, h.leases)
+	h2.leases = h.leases
 	if r := h2.send(macD, dhcpv4.MessageTypeDiscover); r != nil {
 		t.Errorf("offered %s while A holds it", r.YourIPAddr)
 	}
@@ -493,31 +513,117 @@ type brokenLeases struct{}
 
 var errBroken = errors.New("disk on fire")
 
-func (brokenLeases) Get(net.HardwareAddr) (Lease, bool, error) { return Lease{}, false, errBroken }
-func (brokenLeases) Put(Lease) error                           { return errBroken }
-func (brokenLeases) Delete(net.HardwareAddr) error             { return errBroken }
-func (brokenLeases) All() ([]Lease, error)                     { return nil, errBroken }
+func (brokenLeases) All() ([]Lease, error) { return nil, errBroken }
+func (brokenLeases) Write([]LeaseWrite, time.Time) ([]LeaseConflict, error) {
+	return nil, errBroken
+}
 
+// failingLeases is a MemLeases whose Write fails while fail is set.
+type failingLeases struct {
+	MemLeases
+	fail   bool
+	writes int // Write calls that succeeded
+}
+
+func (s *failingLeases) Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
+	if s.fail {
+		return nil, errBroken
+	}
+	s.writes++
+	return s.MemLeases.Write(ws, now)
+}
+
+// TestFullBrokenStore: a store that cannot be read stops Full at start;
+// a batch the store fails is answered not at all, leaves the store as it
+// was, and Full, its table reloaded, decides as if the failed requests
+// had never come.
 func TestFullBrokenStore(t *testing.T) {
 	rec := &logRecorder{}
-	f, err := NewFull(testNet(), brokenLeases{}, nil, rec.logger())
-	if err != nil {
-		t.Fatal(err)
+	if _, err := NewFull(testNet(), brokenLeases{}, nil, rec.logger()); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("NewFull on a store that cannot be read: %v, want its error", err)
 	}
-	for _, typ := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline, dhcpv4.MessageTypeRelease} {
-		req := pkt(t, typ, selecting("192.0.2.100"), ciaddr("192.0.2.100"))
-		if r, _ := f.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68}); r != nil {
-			t.Errorf("%s answered %s with a broken store", typ, r.Summary())
+
+	store := &failingLeases{}
+	h := newHarnessOn(t, testNet(), nil, store)
+	if got := h.dora(macA); got != "192.0.2.100" {
+		t.Fatalf("A got %s", got)
+	}
+	before, _ := store.All()
+	store.fail = true
+	for _, c := range []struct {
+		mac  net.HardwareAddr
+		typ  dhcpv4.MessageType
+		mods []dhcpv4.Modifier
+	}{
+		{macB, dhcpv4.MessageTypeDiscover, nil},
+		{macR, dhcpv4.MessageTypeDiscover, nil},
+		{macA, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{ciaddr("192.0.2.100")}},
+		{macA, dhcpv4.MessageTypeRelease, []dhcpv4.Modifier{ciaddr("192.0.2.100"), serverID("192.0.2.1")}},
+		{macC, dhcpv4.MessageTypeDiscover, nil},
+	} {
+		if r := h.send(c.mac, c.typ, c.mods...); r != nil {
+			t.Errorf("%s %s answered %s with a failing store", c.mac, c.typ, r.Summary())
 		}
-		if rec.find(slog.LevelWarn, typ.String(), "disk on fire") == "" {
-			t.Errorf("%s: no Warn naming the store's error; the log:\n%s", typ, rec.all())
+		if rec := h.log.find(slog.LevelWarn, c.typ.String(), "disk on fire"); rec == "" {
+			t.Errorf("%s: no Warn naming the store's error; the log:\n%s", c.typ, h.log.all())
 		}
 	}
-	// Reservations need the store too: is the address leased to another?
-	f2, _ := NewFull(testNet(), brokenLeases{}, nil, rec.logger())
-	req := pkt(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(macR))
-	if r, _ := f2.handle(context.Background(), req.ToBytes(), &net.UDPAddr{IP: net.IPv4zero, Port: 68}); r != nil {
-		t.Errorf("reserved client answered with a broken store: %s", r.Summary())
+	after, _ := store.All()
+	if diff := cmp.Diff(before, after, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("failed batches changed the store (-before +after):\n%s", diff)
+	}
+	// Full's table is the store's again: A still holds its address, and
+	// the next new client gets the next address, not one beyond the
+	// offers that were never sent.
+	store.fail = false
+	if r := h.send(macA, dhcpv4.MessageTypeRequest, ciaddr("192.0.2.100")); kind(r) != "ACK" {
+		t.Errorf("A renewing after the store recovered: %s, want an ACK", kind(r))
+	}
+	if got := h.dora(macC); got != "192.0.2.101" {
+		t.Errorf("C got %s after the store recovered, want 192.0.2.101", got)
+	}
+}
+
+// TestFullBatchFailsTogether: the decisions queued while a batch commits
+// go in the next batch, one Write for them all; when it fails, none is
+// answered, and those queued after it fail too.
+func TestFullBatchFailsTogether(t *testing.T) {
+	store := &failingLeases{}
+	cfg := testNet()
+	cfg.End = addr("192.0.2.199") // room for the offers to hold
+	h := newHarnessOn(t, cfg, nil, store)
+	var sent []string
+	var mu sync.Mutex
+	send := func(r *dhcpv4.DHCPv4, _ *net.UDPAddr) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, r.ClientHWAddr.String()+" "+r.MessageType().String())
+	}
+	peer := &net.UDPAddr{IP: net.IPv4zero, Port: 68}
+	disc := func(mac net.HardwareAddr) []byte {
+		return pkt(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(mac)).ToBytes()
+	}
+	// Queued, not yet written: nothing is sent.
+	h.f.answer(context.Background(), disc(macA), peer, send)
+	h.f.answer(context.Background(), disc(macB), peer, send)
+	if len(sent) != 0 {
+		t.Fatalf("sent before the batch was written: %v", sent)
+	}
+	h.f.batch.flush()
+	if store.writes != 1 || len(sent) != 2 {
+		t.Fatalf("%d writes, sent %v; want one write, then both offers", store.writes, sent)
+	}
+	sent = nil
+	store.fail = true
+	h.f.answer(context.Background(), disc(macC), peer, send)
+	h.f.answer(context.Background(), disc(macD), peer, send)
+	h.f.batch.flush()
+	if len(sent) != 0 {
+		t.Errorf("sent %v from a failed batch", sent)
+	}
+	all, _ := store.All()
+	if len(all) != 2 {
+		t.Errorf("the store has %d leases after the failed batch, want A's and B's holds: %v", len(all), all)
 	}
 }
 
@@ -815,6 +921,7 @@ func TestFullDeclineOfAnother(t *testing.T) {
 		t.Errorf("A renewing: %s, want an ACK", kind(r))
 	}
 	h.leases.Delete(macR)
+	h.restart()
 	if offer := h.send(macR, dhcpv4.MessageTypeDiscover); offer == nil || offer.YourIPAddr.String() != "192.0.2.10" {
 		t.Errorf("R's offer: %v, want its reserved 192.0.2.10", offer)
 	}
@@ -840,15 +947,12 @@ func TestFullDeclineOfAnother(t *testing.T) {
 // that keeps MACs and addresses as text, as the server's store does).
 func TestFullDeclineSurvivesRestart(t *testing.T) {
 	store := &textLeases{}
-	h := newHarness(t, testNet(), nil)
-	h.leases = nil
-	h.f.leases = store
+	h := newHarnessOn(t, testNet(), nil, store)
 	h.dora(macA)
 	h.send(macA, dhcpv4.MessageTypeDecline, requested("192.0.2.100"), serverID("192.0.2.1"))
 
 	// The restart.
-	h2 := newHarness(t, testNet(), nil)
-	h2.f.leases = store
+	h2 := newHarnessOn(t, testNet(), nil, store)
 	h2.now = t0.Add(time.Minute)
 	if got := h2.dora(macB, requested("192.0.2.100")); got != "192.0.2.101" {
 		t.Errorf("B asking for the declined address after a restart got %s, want 192.0.2.101", got)
@@ -908,6 +1012,27 @@ func (s *textLeases) Put(l Lease) error {
 func (s *textLeases) Delete(mac net.HardwareAddr) error {
 	delete(s.m, mac.String())
 	return nil
+}
+
+func (s *textLeases) Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
+	var m MemLeases
+	all, err := s.All()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range all {
+		m.Put(l)
+	}
+	conflicts, err := m.Write(ws, now)
+	if err != nil {
+		return nil, err
+	}
+	s.m = nil
+	all, _ = m.All()
+	for _, l := range all {
+		s.Put(l)
+	}
+	return conflicts, nil
 }
 
 func (s *textLeases) All() ([]Lease, error) {
@@ -979,7 +1104,7 @@ func TestFullOfferFlood(t *testing.T) {
 				if offer == nil {
 					t.Fatalf("real client %s: no offer after %d DISCOVERs of the flood; the log's end:\n%s", mac, i+1, tail(h.log.all(), 5))
 				}
-				if _, held, _ := h.f.leases.Get(mac); held != tc.realHoldsToo {
+				if _, held, _ := h.leases.Get(mac); held != tc.realHoldsToo {
 					t.Errorf("real client %s: offer holds its address: %v, want %v", mac, held, tc.realHoldsToo)
 				}
 				ack := h.send(mac, dhcpv4.MessageTypeRequest, append(tc.real, selecting(offer.YourIPAddr.String()))...)
@@ -1014,8 +1139,7 @@ func tail(s string, n int) string {
 // and no client got an address any more.
 func TestFullOddHardwareAddress(t *testing.T) {
 	store := &textLeases{}
-	h := newHarness(t, testNet(), nil)
-	h.f.leases = store
+	h := newHarnessOn(t, testNet(), nil, store)
 	for _, mac := range []net.HardwareAddr{{1, 2, 3}, {1, 2, 3, 4, 5, 6, 7}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}} {
 		if r := h.send(mac, dhcpv4.MessageTypeDiscover); r != nil {
 			t.Errorf("offer to chaddr %s: %s", mac, r.Summary())

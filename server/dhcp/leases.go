@@ -20,9 +20,12 @@ type Lease struct {
 	Hostname string // option 12, as the client sent it
 }
 
-// Leases keeps Full's leases, one per MAC. The server backs it with its
-// state store; MemLeases is an in-memory one. Full calls it with its own
-// lock held, one call at a time per Full.
+// Leases keeps Full's leases, one per MAC and one per address. The
+// server backs it with its state store; MemLeases is an in-memory one.
+// Full reads All once, when it starts, and keeps the table in memory;
+// from then on it writes its changes in batches (Write), one batch at a
+// time, and sends the answers that depend on a batch only once Write has
+// returned.
 //
 // An address a client declined (RFC 2131 section 4.3.3) is kept out of
 // use by a Lease too, so a restart does not forget it: its MAC is 20
@@ -32,14 +35,31 @@ type Lease struct {
 // 20 bytes (net.ParseMAC reads back their String form); Full ignores
 // clients with a hardware address of another length.
 type Leases interface {
-	// Get returns mac's lease, and false when it has none.
-	Get(mac net.HardwareAddr) (Lease, bool, error)
-	// Put stores l, replacing l.MAC's lease.
-	Put(l Lease) error
-	// Delete removes mac's lease; removing none is no error.
-	Delete(mac net.HardwareAddr) error
 	// All returns every lease, expired ones included, in any order.
 	All() ([]Lease, error)
+	// Write applies ws in order, all of them or none (one transaction),
+	// and returns the puts it refused: the store is the arbiter of an
+	// address, which several servers sharing it may each want to give.
+	// A put of l replaces l.MAC's lease, and removes the lease of another
+	// MAC on l.IP that has expired by now; a put whose address another
+	// MAC holds until after now is refused, not applied, and reported
+	// with that lease (the rest of the batch is applied). An error means
+	// nothing was written.
+	Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, error)
+}
+
+// LeaseWrite is one change in a batch: put Lease, or, with Delete,
+// remove Lease.MAC's lease (removing none is no error).
+type LeaseWrite struct {
+	Lease  Lease
+	Delete bool
+}
+
+// LeaseConflict is a put Leases.Write refused: ws[Index]'s address is
+// Owner's.
+type LeaseConflict struct {
+	Index int
+	Owner Lease
 }
 
 // MemLeases is Leases in memory, safe for concurrent use. Its zero value
@@ -49,7 +69,7 @@ type MemLeases struct {
 	m  map[string]Lease // by MAC.String()
 }
 
-// Get implements Leases.
+// Get returns mac's lease, and false when it has none.
 func (s *MemLeases) Get(mac net.HardwareAddr) (Lease, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,7 +77,7 @@ func (s *MemLeases) Get(mac net.HardwareAddr) (Lease, bool, error) {
 	return cloneLease(l), ok, nil
 }
 
-// Put implements Leases.
+// Put stores l, replacing l.MAC's lease, whatever else is on l.IP.
 func (s *MemLeases) Put(l Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,7 +88,7 @@ func (s *MemLeases) Put(l Lease) error {
 	return nil
 }
 
-// Delete implements Leases.
+// Delete removes mac's lease; removing none is no error.
 func (s *MemLeases) Delete(mac net.HardwareAddr) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -86,6 +106,48 @@ func (s *MemLeases) All() ([]Lease, error) {
 	}
 	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
 	return out, nil
+}
+
+// Write implements Leases.
+func (s *MemLeases) Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]Lease{}
+	}
+	var conflicts []LeaseConflict
+	for i, w := range ws {
+		key := w.Lease.MAC.String()
+		if w.Delete {
+			delete(s.m, key)
+			continue
+		}
+		if owner, ok := applyPut(s.m, w.Lease, now); !ok {
+			conflicts = append(conflicts, LeaseConflict{Index: i, Owner: cloneLease(owner)})
+		}
+	}
+	return conflicts, nil
+}
+
+// applyPut is Write's put of l into m (by MAC.String()): it returns the
+// live lease of another MAC on l.IP and false when it may not.
+func applyPut(m map[string]Lease, l Lease, now time.Time) (Lease, bool) {
+	key := l.MAC.String()
+	var stale []string
+	for k, o := range m {
+		if k == key || o.IP != l.IP {
+			continue
+		}
+		if o.Expires.After(now) {
+			return o, false
+		}
+		stale = append(stale, k)
+	}
+	for _, k := range stale {
+		delete(m, k)
+	}
+	m[key] = cloneLease(l)
+	return Lease{}, true
 }
 
 func cloneLease(l Lease) Lease {

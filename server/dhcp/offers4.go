@@ -2,8 +2,9 @@ package dhcp
 
 import (
 	"encoding/binary"
-	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -114,28 +115,32 @@ func (f *Full) mayHold(relay string, known bool, now time.Time) bool {
 	return b.take(now)
 }
 
+// spareWindow bounds the addresses spare looks at for one offer.
+const spareWindow = 256
+
 // spare picks an address for an offer that holds none: going down the
 // pool from the cursor, wrapping at its start, the first free address
-// never used, or else the first free one; it moves the cursor below it.
-// held and free are allocate's. Call with f.mu held.
-func (f *Full) spare(held map[netip.Addr][]Lease, free func(netip.Addr) bool) (netip.Addr, error) {
+// never used, or else the first free one, within spareWindow addresses;
+// it moves the cursor below it. When those are all taken, the address a
+// held offer would get (without taking it). Call with f.mu held.
+func (f *Full) spare(mac net.HardwareAddr, now time.Time) (netip.Addr, error) {
 	lo, hi := u32(f.cfg.Start), u32(f.cfg.End)
 	at := u32(f.cursor)
 	if at < lo || at > hi {
 		at = hi
 	}
 	var used netip.Addr
-	for range poolSize(f.cfg.Start, f.cfg.End) {
+	for range min(poolSize(f.cfg.Start, f.cfg.End), spareWindow) {
 		ip := fromU32(at)
 		if at == lo {
 			at = hi
 		} else {
 			at--
 		}
-		if !free(ip) {
+		if f.whyNot(mac, ip, now) != "" {
 			continue
 		}
-		if len(held[ip]) == 0 {
+		if _, had := f.table.onIP(ip); !had {
 			f.cursor = fromU32(at)
 			return ip, nil
 		}
@@ -143,15 +148,22 @@ func (f *Full) spare(held map[netip.Addr][]Lease, free func(netip.Addr) bool) (n
 			used = ip
 		}
 	}
-	if !used.IsValid() {
-		return netip.Addr{}, ErrPoolExhausted
+	if used.IsValid() {
+		if u := u32(used); u == lo {
+			f.cursor = f.cfg.End
+		} else {
+			f.cursor = fromU32(u - 1)
+		}
+		return used, nil
 	}
-	if u := u32(used); u == lo {
-		f.cursor = f.cfg.End
-	} else {
-		f.cursor = fromU32(u - 1)
+	f.cursor = fromU32(at)
+	if ip, ok := f.table.unused(false); ok {
+		return ip, nil
 	}
-	return used, nil
+	if l, ok := f.table.oldest(now, func(ip netip.Addr) bool { return f.whyNot(mac, ip, now) == "" }); ok {
+		return l.IP, nil
+	}
+	return netip.Addr{}, ErrPoolExhausted
 }
 
 // tokenBucket is a rate: burst events at once, then rate a second. Its
@@ -198,7 +210,7 @@ func (b *tokenBucket) full(now time.Time) bool {
 // made-up MACs leave nothing behind); another client's stays, expired, as
 // its record. A client that asks late for its lapsed offer gets it all
 // the same when no one took it meanwhile. Call with f.mu held.
-func (f *Full) expireOffers(now time.Time) error {
+func (f *Full) expireOffers(now time.Time) {
 	for key, o := range f.offers {
 		if o.hold.Expires.After(now) {
 			continue
@@ -207,11 +219,8 @@ func (f *Full) expireOffers(now time.Time) error {
 		if o.hadPrev {
 			continue
 		}
-		if err := f.dropHold(o, nil); err != nil {
-			return err
-		}
+		f.dropHold(o, nil)
 	}
-	return nil
 }
 
 // withdraw forgets the offer o, the client having taken another server's,
@@ -219,32 +228,30 @@ func (f *Full) expireOffers(now time.Time) error {
 // record from before when it was on the same address or had ended (a
 // live lease on another address may have been given away meanwhile),
 // else none. Call with f.mu held.
-func (f *Full) withdraw(o offer, now time.Time) error {
+func (f *Full) withdraw(o offer, now time.Time) {
 	delete(f.offers, o.hold.MAC.String())
 	if o.hadPrev && (o.prev.IP == o.hold.IP || !o.prev.Expires.After(now)) {
-		return f.dropHold(o, &o.prev)
+		f.dropHold(o, &o.prev)
+		return
 	}
-	return f.dropHold(o, nil)
+	f.dropHold(o, nil)
 }
 
 // dropHold replaces the hold of offer o in the leases by prev, or removes
-// it when prev is nil, unless the client's record has changed since.
-func (f *Full) dropHold(o offer, prev *Lease) error {
+// it when prev is nil, unless the client's record has changed since. An
+// address prev names that someone else has now stays theirs: the client
+// then has no record. Call with f.mu held.
+func (f *Full) dropHold(o offer, prev *Lease) {
 	mac := o.hold.MAC
-	cur, ok, err := f.leases.Get(mac)
-	if err != nil {
-		return fmt.Errorf("read lease: %w", err)
-	}
+	cur, ok := f.table.get(mac.String())
 	if !ok || cur.IP != o.hold.IP || !cur.Expires.Equal(o.hold.Expires) {
-		return nil
+		return
 	}
 	if prev != nil {
-		err = f.leases.Put(*prev)
-	} else {
-		err = f.leases.Delete(mac)
+		if other, taken := f.table.onIP(prev.IP); !taken || slices.Equal(other.MAC, mac) {
+			f.put(*prev)
+			return
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("drop the offer of %v to %s: %w", o.hold.IP, mac, err)
-	}
-	return nil
+	f.remove(mac)
 }

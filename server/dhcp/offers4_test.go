@@ -127,6 +127,7 @@ func TestFullHoldBounds(t *testing.T) {
 	for i, m := range known {
 		h.leases.Put(Lease{MAC: m, IP: addr(fmt.Sprintf("192.0.2.%d", 100+i)), Expires: t0.Add(-time.Hour)})
 	}
+	h.restart()
 	var holds []bool
 	for i := range newMACBurst + 2 {
 		m := net.HardwareAddr{2, 0, 0, 0, 9, byte(i)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -27,12 +28,82 @@ func (d *DB) Lease(ctx context.Context, mac string) (Lease, bool, error) {
 	return l, err == nil, err
 }
 
-// PutLease records a lease (replacing the machine's previous one).
+// PutLease records a lease (replacing the machine's previous one, and
+// another machine's expired one on the address); it fails with ErrExists
+// when another machine's lease on the address runs on.
 func (d *DB) PutLease(ctx context.Context, l Lease) error {
-	_, err := d.w.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)
-		ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, expires_at = excluded.expires_at, hostname = excluded.hostname`,
-		l.MAC, l.IP, l.Expires.UnixMilli(), l.Hostname)
-	return err
+	conflicts, err := d.WriteLeases(ctx, []LeaseWrite{{Lease: l}}, d.now())
+	if err != nil {
+		return err
+	}
+	if len(conflicts) > 0 {
+		o := conflicts[0].Owner
+		return fmt.Errorf("lease of %s for %s: %w: leased to %s until %s", l.IP, l.MAC, ErrExists, o.MAC, o.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// LeaseWrite is one change in WriteLeases's batch: put Lease, or, with
+// Delete, remove Lease.MAC's lease.
+type LeaseWrite struct {
+	Lease  Lease
+	Delete bool
+}
+
+// LeaseConflict is a put WriteLeases refused: the address of ws[Index]
+// is Owner's.
+type LeaseConflict struct {
+	Index int
+	Owner Lease
+}
+
+// WriteLeases applies ws in order in one transaction: all or nothing.
+// A put replaces its MAC's lease and removes another MAC's lease on the
+// same address that has expired by now; a put whose address another MAC
+// holds past now is refused (not applied, the rest of the batch is) and
+// reported with that lease: the store is the arbiter of an address that
+// several servers may want to give. (Two servers putting one address at
+// the same instant on PostgreSQL: the second's unique-index violation
+// fails its whole batch, which its clients then ask again for.)
+func (d *DB) WriteLeases(ctx context.Context, ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
+	var conflicts []LeaseConflict
+	err := d.tx(ctx, func(tx handle) error {
+		conflicts = conflicts[:0]
+		for i, w := range ws {
+			l := w.Lease
+			if w.Delete {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, l.MAC); err != nil {
+					return fmt.Errorf("delete the lease of %s: %w", l.MAC, err)
+				}
+				continue
+			}
+			var o Lease
+			var exp int64
+			err := tx.QueryRowContext(ctx, `SELECT mac, ip, expires_at, hostname FROM leases WHERE ip = ? AND mac <> ? AND expires_at > ?`,
+				l.IP, l.MAC, now.UnixMilli()).Scan(&o.MAC, &o.IP, &exp, &o.Hostname)
+			switch {
+			case err == nil:
+				o.Expires = fromMillis(exp)
+				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: o})
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("read the lease on %s: %w", l.IP, err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE ip = ? AND mac <> ?`, l.IP, l.MAC); err != nil {
+				return fmt.Errorf("drop the expired lease on %s: %w", l.IP, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)
+				ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, expires_at = excluded.expires_at, hostname = excluded.hostname`,
+				l.MAC, l.IP, l.Expires.UnixMilli(), l.Hostname); err != nil {
+				return fmt.Errorf("put the lease of %s on %s: %w", l.MAC, l.IP, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: leases: %w", err)
+	}
+	return conflicts, nil
 }
 
 // DeleteLease forgets a machine's lease.

@@ -205,6 +205,14 @@ var migrations = []string{
 	ALTER TABLE disks ADD COLUMN move_to TEXT NOT NULL DEFAULT '';
 	ALTER TABLE disks ADD COLUMN move_digest TEXT NOT NULL DEFAULT '';
 	ALTER TABLE disks ADD COLUMN move_secret TEXT NOT NULL DEFAULT '';`,
+	// 11: an address is in one DHCPv4 lease at most: the store is the
+	// arbiter when several servers give addresses from one pool. Of the
+	// leases an older version kept on one address (expired ones beside
+	// the live one), the latest to expire stays (the greater MAC on a
+	// tie).
+	`DELETE FROM leases WHERE EXISTS (SELECT 1 FROM leases o WHERE o.ip = leases.ip
+		AND (o.expires_at > leases.expires_at OR (o.expires_at = leases.expires_at AND o.mac > leases.mac)));
+	CREATE UNIQUE INDEX IF NOT EXISTS leases_by_ip ON leases (ip);`,
 }
 
 // SchemaVersion is the version Open brings a store to.

@@ -18,7 +18,16 @@ type Gauges struct {
 	ISCSIConnections func() int   // open iSCSI connections, logged in or not
 	ISCSISessions    func() int   // logged-in iSCSI sessions
 	DiskBytes        func() int64 // total size of the private disks
+	// DHCPDropped counts the requests the full DHCP server dropped
+	// unanswered, by reason (DHCPQueueFull, DHCPStale).
+	DHCPDropped func(reason string) uint64
 }
+
+// The reasons overboot_dhcp_dropped_total counts.
+const (
+	DHCPQueueFull = "queue_full" // the queue was full: the oldest request went
+	DHCPStale     = "stale"      // the request waited past a second
+)
 
 // Metrics are the server's Prometheus metrics, on a registry of their own
 // (no global state).
@@ -94,6 +103,13 @@ func NewMetrics(g Gauges) *Metrics {
 	if g.DiskBytes != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "overboot_disk_bytes", Help: "Total size of the private disks (sparse: what they may grow to)."},
 			func() float64 { return float64(g.DiskBytes()) }))
+	}
+	if g.DHCPDropped != nil {
+		for _, r := range []string{DHCPQueueFull, DHCPStale} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "overboot_dhcp_dropped_total",
+				Help: "DHCP requests the full DHCP server dropped unanswered: queue_full (the oldest, for a newer), stale (waited past a second).", ConstLabels: prometheus.Labels{"reason": r}},
+				func() float64 { return float64(g.DHCPDropped(r)) }))
+		}
 	}
 	return m
 }
