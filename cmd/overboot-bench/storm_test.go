@@ -135,6 +135,10 @@ func TestStormMachines(t *testing.T) {
 				if !o.Done || o.Attempts != 1 || o.ToDoc <= 0 || o.ToLast < o.ToDoc {
 					t.Errorf("machine %d: done %v after %d attempts (to document %v, to last report %v): %v", i, o.Done, o.Attempts, o.ToDoc, o.ToLast, o.Err)
 				}
+				// One script, one document, the 15 reports of a lazy boot.
+				if got := [nControl]int{len(o.Latency[cScript]), len(o.Latency[cDoc]), len(o.Latency[cReport])}; got != [nControl]int{1, 1, 15} {
+					t.Errorf("machine %d: timed %v script, document and report requests, want 1, 1, 15", i, got)
+				}
 				want := 0
 				if tc.deadCache {
 					want = fetches

@@ -67,8 +67,23 @@ type machineOutcome struct {
 	ToDoc, ToLast time.Duration
 	Failures      []failure
 	Bytes         map[string]int64 // artifact bytes received, by base URL
-	Err           error            // why the last attempt failed, when not Done
+	// Latency holds the time of each answered script, document and
+	// report request (sending to the last byte), by kind.
+	Latency [nControl][]time.Duration
+	Err     error // why the last attempt failed, when not Done
 }
+
+// The control requests, whose answers the store makes.
+const (
+	cScript = iota
+	cDoc
+	cReport
+	nControl
+)
+
+var controlNames = [nControl]string{"GET /ipxe", "GET /doc/TOKEN", "POST /report/TOKEN"}
+
+var controlShort = [nControl]string{"/ipxe", "/doc", "/report"}
 
 // stormProgress counts what all machines have reached, for progress lines
 // and for the moment a server is killed. Safe for concurrent use.
@@ -232,7 +247,7 @@ func (sp *stormSpec) run(ctx context.Context, m stormMachine, start time.Time, p
 // attempt is one whole boot through the server at base.
 func (r *bootRun) attempt(ctx context.Context, base string) error {
 	mac := strings.ReplaceAll(r.m.MAC, ":", "-")
-	script, err := r.get(ctx, base+"/ipxe?mac="+mac, nil, 200)
+	script, err := r.get(ctx, cScript, base+"/ipxe?mac="+mac, nil, 200)
 	if err != nil {
 		return fmt.Errorf("script: %w", err)
 	}
@@ -248,7 +263,7 @@ func (r *bootRun) attempt(ctx context.Context, base string) error {
 			return err
 		}
 	}
-	b, err := r.get(ctx, bs.Doc, nil, 200)
+	b, err := r.get(ctx, cDoc, bs.Doc, nil, 200)
 	if err != nil {
 		return fmt.Errorf("document: %w", err)
 	}
@@ -298,7 +313,7 @@ func (r *bootRun) attempt(ctx context.Context, base string) error {
 // report posts reports in order; any failure ends the attempt.
 func (r *bootRun) report(ctx context.Context, u string, reps [][]byte) error {
 	for _, rep := range reps {
-		if _, err := r.get(ctx, u, rep, http.StatusNoContent); err != nil {
+		if _, err := r.get(ctx, cReport, u, rep, http.StatusNoContent); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 	}
@@ -318,9 +333,9 @@ func (r *bootRun) first(ctx context.Context, what string, urls []string, rg *byt
 	return fmt.Errorf("%s: none of its %d sources answered", what, len(urls))
 }
 
-// get sends a GET (or a POST of body) and returns the answer's body; an
-// answer other than want is a failure.
-func (r *bootRun) get(ctx context.Context, u string, body []byte, want int) ([]byte, error) {
+// get sends a control request of kind, a GET (or a POST of body), and
+// returns the answer's body; an answer other than want is a failure.
+func (r *bootRun) get(ctx context.Context, kind int, u string, body []byte, want int) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.spec.Timeout)
 	defer cancel()
 	method, rd := http.MethodGet, io.Reader(nil)
@@ -334,6 +349,7 @@ func (r *bootRun) get(ctx context.Context, u string, body []byte, want int) ([]b
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	t := time.Now()
 	resp, err := r.c.Do(req)
 	if err == nil {
 		var b []byte
@@ -343,6 +359,7 @@ func (r *bootRun) get(ctx context.Context, u string, body []byte, want int) ([]b
 			err = &statusError{method, redact(req.URL.Path), resp.Status, strings.ReplaceAll(strings.TrimSpace(tail(string(b), 3)), "\n", " | ")}
 		}
 		if err == nil {
+			r.out.Latency[kind] = append(r.out.Latency[kind], time.Since(t))
 			return b, nil
 		}
 	}
