@@ -30,6 +30,11 @@ type Options struct {
 	// Connections is each worker's worker_connections (0: 256). A
 	// proxied request holds two, the client's and the upstream's.
 	Connections int
+	// Backlog is the listening socket's accept queue (0: nginx's
+	// default, 511 on Linux). Many machines connecting at once overflow
+	// a short one: the kernel drops their SYNs and they try again after
+	// 1 s, 3 s, 7 s...
+	Backlog int
 }
 
 // Config is the nginx configuration for opt, with every path under dir
@@ -71,11 +76,15 @@ http {
 	for _, u := range opt.Upstreams {
 		fmt.Fprintf(&b, "        server %s;\n", u)
 	}
+	backlog := ""
+	if opt.Backlog > 0 {
+		backlog = fmt.Sprintf(" backlog=%d", opt.Backlog)
+	}
 	fmt.Fprintf(&b, `        keepalive 16;
     }
 
     server {
-        listen 127.0.0.1:%d;
+        listen 127.0.0.1:%d%s;
 
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -90,7 +99,7 @@ http {
             proxy_cache_lock on;
             proxy_cache_valid 200 206 365d;
             add_header X-Cache-Status $upstream_cache_status;
-`, port)
+`, port, backlog)
 	if opt.Slice != "" {
 		fmt.Fprintf(&b, `            # Sliced: nginx asks for aligned slices and caches each.
             slice %s;

@@ -14,13 +14,13 @@ import (
 // both list every upstream and keep every path under the directory.
 func TestConfigModes(t *testing.T) {
 	passed := Config("/T", 8080, false, Options{Upstreams: []string{"127.0.0.1:1", "127.0.0.1:2"}})
-	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m", Connections: 4096})
+	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m", Connections: 4096, Backlog: 4096})
 	for _, c := range []struct {
 		name, conf string
 		has, not   []string
 	}{
 		{"passed", passed, []string{"server 127.0.0.1:1;", "server 127.0.0.1:2;", "proxy_cache_key $uri$http_range;", "proxy_set_header Range $http_range;", "listen 127.0.0.1:8080;", "worker_connections 256;"}, []string{"slice ", "user "}},
-		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;", "worker_connections 4096;", "worker_rlimit_nofile 8256;"}, []string{"$http_range;"}},
+		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;", "worker_connections 4096;", "worker_rlimit_nofile 8256;", "listen 127.0.0.1:8080 backlog=4096;"}, []string{"$http_range;"}},
 	} {
 		for _, s := range c.has {
 			if !strings.Contains(c.conf, s) {
