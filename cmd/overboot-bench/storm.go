@@ -185,6 +185,7 @@ func runStorm(ctx context.Context, env *Env) ([]Result, error) {
 		stormMachines, stormKernel>>20, stormInitramfs>>20, len(spec.ImageReads), stormImage>>20, (perMachine-stormKernel-stormInitramfs)>>20, len(spec.TreeReads), spec.Attempts)
 	fmt.Fprintf(env.Out, "servers: %s serve, child processes; PostgreSQL: a private cluster (initdb, unix socket, fsync off); nginx: proxy_cache, 1 MiB slices\n", bin)
 
+	fmt.Fprintf(env.Out, "load average before (the machine is shared): %s\n", loadAvg())
 	t0 := time.Now()
 	pg, err := pgtest.Start()
 	if err != nil {
@@ -207,6 +208,7 @@ func runStorm(ctx context.Context, env *Env) ([]Result, error) {
 			continue
 		}
 		printStormFigures(env.Out, f)
+		fmt.Fprintf(env.Out, "  load average after it (the machine is shared): %s\n", loadAvg())
 		figs = append(figs, f)
 	}
 	printStormTable(env.Out, figs)
@@ -446,6 +448,16 @@ func runStormSetup(ctx context.Context, env *Env, bin, tmp string, pg *pgtest.Cl
 		return f, err
 	}
 	return f, nil
+}
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute figures.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // listenOverflows reads the kernel's count of connections dropped at a
