@@ -434,6 +434,13 @@ func runStormSetup(ctx context.Context, env *Env, bin, tmp string, pg *pgtest.Cl
 		c.stop()
 		lines, _ := c.logIssues()
 		f.LogLines = append(f.LogLines, len(lines))
+		for j, l := range lines {
+			if j == 3 {
+				fmt.Fprintf(env.Out, "  ... %d more\n", len(lines)-3)
+				break
+			}
+			fmt.Fprintf(env.Out, "  server %s log: %s\n", c.base, tail(l, 1))
+		}
 	}
 	db, err := state.OpenStore(ctx, state.Where{Data: filepath.Join(dir, "data0"), Postgres: conn})
 	if err != nil {
