@@ -210,7 +210,12 @@ func startServer(ctx context.Context, bin, dir, name, data, profile string) (*ch
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, name+".log")
+	return startServe(ctx, bin, confPath, filepath.Join(dir, name+".log"), "http://127.0.0.1:"+port)
+}
+
+// startServe runs `overboot serve --config confPath` (output to logPath)
+// and waits until it answers GET /boot.ipxe at base.
+func startServe(ctx context.Context, bin, confPath, logPath, base string) (*child, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -221,7 +226,7 @@ func startServer(ctx context.Context, bin, dir, name, data, profile string) (*ch
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{cmd: cmd, base: "http://127.0.0.1:" + port, log: logPath, done: make(chan error, 1)}
+	c := &child{cmd: cmd, base: base, log: logPath, done: make(chan error, 1)}
 	go func() { c.done <- cmd.Wait() }()
 	for i := 0; ; i++ {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/boot.ipxe", nil)

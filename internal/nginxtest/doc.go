@@ -13,6 +13,9 @@
 // the upstream for aligned slices and caches each). The access log has
 // $upstream_cache_status (MISS, HIT, ...) per request: Log reads it.
 //
+// Run and Nginx.Stop do the same outside of a test (a benchmark's), with
+// Options.Connections for many clients at once.
+//
 // It needs nginx: testneed.Tool skips (or fails under OVERBOOT_STRICT=1)
 // without it. Run as root, the workers run as root too, so they can write
 // the test's directory.

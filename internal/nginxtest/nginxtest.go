@@ -27,6 +27,14 @@ type Options struct {
 	// that size (nginx's slice module); else a Range is passed to the
 	// upstream and the answer cached under a key that includes it.
 	Slice string
+	// Connections is each worker's worker_connections (0: 256). A
+	// proxied request holds two, the client's and the upstream's.
+	Connections int
+	// Backlog is the listening socket's accept queue (0: nginx's
+	// default, 511 on Linux). Many machines connecting at once overflow
+	// a short one: the kernel drops their SYNs and they try again after
+	// 1 s, 3 s, 7 s...
+	Backlog int
 }
 
 // Config is the nginx configuration for opt, with every path under dir
@@ -37,15 +45,20 @@ func Config(dir string, port int, asRoot bool, opt Options) string {
 	if asRoot {
 		b.WriteString("user root root;\n")
 	}
+	conns := opt.Connections
+	if conns <= 0 {
+		conns = 256
+	}
 	fmt.Fprintf(&b, `worker_processes 1;
+worker_rlimit_nofile %[2]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log info;
-events { worker_connections 256; }
+events { worker_connections %[3]d; }
 
 http {
     # One tab-separated line per request; $upstream_cache_status is
     # MISS, HIT, EXPIRED, ... ("-" for what is not cached).
-    log_format cache '$request_method	$uri	$status	$upstream_cache_status	$http_range	$body_bytes_sent	$upstream_addr';
+    log_format cache '$request_method	$uri	$status	$upstream_cache_status	$http_range	$body_bytes_sent	$upstream_addr	$upstream_bytes_received';
     access_log %[1]s/access.log cache;
 
     client_body_temp_path %[1]s/tmp/client;
@@ -59,15 +72,19 @@ http {
     proxy_cache_path %[1]s/cache levels=1:2 keys_zone=overboot:10m max_size=10g inactive=30d use_temp_path=off;
 
     upstream overboot {
-`, dir)
+`, dir, 2*conns+64, conns)
 	for _, u := range opt.Upstreams {
 		fmt.Fprintf(&b, "        server %s;\n", u)
+	}
+	backlog := ""
+	if opt.Backlog > 0 {
+		backlog = fmt.Sprintf(" backlog=%d", opt.Backlog)
 	}
 	fmt.Fprintf(&b, `        keepalive 16;
     }
 
     server {
-        listen 127.0.0.1:%d;
+        listen 127.0.0.1:%d%s;
 
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -82,7 +99,7 @@ http {
             proxy_cache_lock on;
             proxy_cache_valid 200 206 365d;
             add_header X-Cache-Status $upstream_cache_status;
-`, port)
+`, port, backlog)
 	if opt.Slice != "" {
 		fmt.Fprintf(&b, `            # Sliced: nginx asks for aligned slices and caches each.
             slice %s;
@@ -122,15 +139,34 @@ type Nginx struct {
 // when t ends.
 func Start(t testing.TB, opt Options) *Nginx {
 	t.Helper()
-	bin := testneed.Tool(t, "nginx")
-	dir, err := os.MkdirTemp("", "nginxtest-")
+	testneed.Tool(t, "nginx")
+	n, err := Run(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// Run starts nginx for opt outside of a test (a benchmark's); the caller
+// ends it with Stop. Its error names what failed, nginx's own output
+// included.
+func Run(opt Options) (*Nginx, error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			return nil, fmt.Errorf("nginx: %w (apt-get install nginx; make deps does)", err)
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	dir, err := os.MkdirTemp("", "nginxtest-")
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range []string{"tmp", "cache"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
+			os.RemoveAll(dir)
+			return nil, err
 		}
 	}
 	// A free port: nginx cannot say which port 0 got. Another process
@@ -139,20 +175,20 @@ func Start(t testing.TB, opt Options) *Nginx {
 	for range 5 {
 		port, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			os.RemoveAll(dir)
+			return nil, err
 		}
 		n, err := start(bin, dir, port, opt)
 		if err == nil {
-			t.Cleanup(n.stop)
-			return n
+			return n, nil
 		}
 		lastErr = err
 		if !strings.Contains(err.Error(), "Address already in use") {
 			break
 		}
 	}
-	t.Fatal(lastErr)
-	return nil
+	os.RemoveAll(dir)
+	return nil, lastErr
 }
 
 func freePort() (int, error) {
@@ -202,6 +238,12 @@ func start(bin, dir string, port int, opt Options) (*Nginx, error) {
 	}
 }
 
+// Stop ends nginx (see stop) and removes its directory.
+func (n *Nginx) Stop() {
+	n.stop()
+	os.RemoveAll(n.Dir)
+}
+
 // stop ends nginx: SIGTERM to the master (a fast shutdown, as nginx -s
 // stop sends), SIGKILL if it has not exited after 10 s.
 func (n *Nginx) stop() {
@@ -222,6 +264,9 @@ type Entry struct {
 	Range       string // the client's Range header; "-" for none
 	Bytes       int64  // body bytes sent
 	Upstream    string // the upstream(s) asked; "-" for none
+	// UpstreamBytes is what nginx received from the upstreams for the
+	// request, headers included (0 for none).
+	UpstreamBytes int64
 }
 
 func (e Entry) String() string {
@@ -255,17 +300,39 @@ func (n *Nginx) Log() ([]Entry, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Split(sc.Text(), "\t")
-		if len(fs) != 7 {
-			return nil, fmt.Errorf("access log line %q: want 7 tab-separated fields", sc.Text())
+		if len(fs) != 8 {
+			return nil, fmt.Errorf("access log line %q: want 8 tab-separated fields", sc.Text())
 		}
 		status, err1 := strconv.Atoi(fs[2])
 		nb, err2 := strconv.ParseInt(fs[5], 10, 64)
-		if err1 != nil || err2 != nil {
+		up, err3 := upstreamBytes(fs[7])
+		if err1 != nil || err2 != nil || err3 != nil {
 			return nil, fmt.Errorf("access log line %q: bad status or size", sc.Text())
 		}
-		out = append(out, Entry{Method: fs[0], URI: fs[1], Status: status, Cache: fs[3], Range: fs[4], Bytes: nb, Upstream: fs[6]})
+		out = append(out, Entry{Method: fs[0], URI: fs[1], Status: status, Cache: fs[3], Range: fs[4], Bytes: nb, Upstream: fs[6], UpstreamBytes: up})
 	}
 	return out, sc.Err()
+}
+
+// upstreamBytes reads $upstream_bytes_received: "-" for no upstream, or
+// one count per upstream asked, separated by ", " (or " : " across an
+// internal redirect).
+func upstreamBytes(v string) (int64, error) {
+	if v == "-" {
+		return 0, nil
+	}
+	var sum int64
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ':' || r == ' ' }) {
+		if f == "-" {
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
 }
 
 // ErrorLog is nginx's error log, for a failing test's message.

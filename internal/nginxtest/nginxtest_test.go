@@ -14,13 +14,13 @@ import (
 // both list every upstream and keep every path under the directory.
 func TestConfigModes(t *testing.T) {
 	passed := Config("/T", 8080, false, Options{Upstreams: []string{"127.0.0.1:1", "127.0.0.1:2"}})
-	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m"})
+	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m", Connections: 4096, Backlog: 4096})
 	for _, c := range []struct {
 		name, conf string
 		has, not   []string
 	}{
-		{"passed", passed, []string{"server 127.0.0.1:1;", "server 127.0.0.1:2;", "proxy_cache_key $uri$http_range;", "proxy_set_header Range $http_range;", "listen 127.0.0.1:8080;"}, []string{"slice ", "user "}},
-		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;"}, []string{"$http_range;"}},
+		{"passed", passed, []string{"server 127.0.0.1:1;", "server 127.0.0.1:2;", "proxy_cache_key $uri$http_range;", "proxy_set_header Range $http_range;", "listen 127.0.0.1:8080;", "worker_connections 256;"}, []string{"slice ", "user "}},
+		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;", "worker_connections 4096;", "worker_rlimit_nofile 8256;", "listen 127.0.0.1:8080 backlog=4096;"}, []string{"$http_range;"}},
 	} {
 		for _, s := range c.has {
 			if !strings.Contains(c.conf, s) {
@@ -72,6 +72,10 @@ func TestStartStop(t *testing.T) {
 		if len(log) != 2 || log[0].Cache != "MISS" || log[1].Cache != "HIT" || log[1].Upstream != "-" {
 			t.Errorf("log: %v", log)
 		}
+		// The MISS came from the upstream: its body and headers.
+		if len(log) == 2 && (log[0].UpstreamBytes <= int64(len("blob /blobs/sha256/00")) || log[1].UpstreamBytes != 0) {
+			t.Errorf("bytes from the upstream: %d for the MISS, %d for the HIT", log[0].UpstreamBytes, log[1].UpstreamBytes)
+		}
 	})
 	if n == nil {
 		return
@@ -81,5 +85,26 @@ func TestStartStop(t *testing.T) {
 	}
 	if n.cmd.ProcessState == nil {
 		t.Errorf("nginx (pid %d) was not waited for", n.cmd.Process.Pid)
+	}
+}
+
+// TestUpstreamBytes: $upstream_bytes_received as nginx writes it, one
+// count per upstream asked.
+func TestUpstreamBytes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"-", 0, false},
+		{"1234", 1234, false},
+		{"0, 1234", 1234, false},
+		{"10, 20 : 30", 60, false},
+		{"x", 0, true},
+	} {
+		got, err := upstreamBytes(c.in)
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("upstreamBytes(%q) = %d, %v; want %d (error %v)", c.in, got, err, c.want, c.bad)
+		}
 	}
 }

@@ -9,6 +9,10 @@
 // (listen_addresses = ”), and runs without fsync. The machine's own
 // cluster, if any, is never touched.
 //
+// Outside of tests (a benchmark), Start starts a cluster of its own and
+// Cluster.CreateDatabase makes databases in it; the caller stops it with
+// Cluster.Stop.
+//
 // Use from a package's tests:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -173,6 +177,38 @@ func running(t testing.TB) *Cluster {
 		t.Fatalf("pgtest: %v", startErr)
 	}
 	return cluster
+}
+
+// ErrMissing is Start's error when the machine lacks what PostgreSQL
+// needs (its programs, the postgres user, runuser).
+var ErrMissing = errors.New("the machine cannot run PostgreSQL")
+
+// Start starts a private cluster of its own, for a program that is not a
+// test (a benchmark): the same cluster as the tests get, in its own
+// temporary directory, apart from the test binary's. The caller stops it
+// with Stop. An error says what failed, or what the machine lacks.
+func Start() (*Cluster, error) {
+	c, missing, err := start()
+	if missing != "" {
+		return nil, fmt.Errorf("pgtest: %w: %s", ErrMissing, missing)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	return c, nil
+}
+
+// CreateDatabase creates the empty database name (letters, digits and
+// '_'), owned by the superuser, and returns its connection string (as
+// Conn). It is dropped with the cluster.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	if name == "" || strings.TrimFunc(name, func(r rune) bool { return r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' }) != "" {
+		return "", fmt.Errorf("pgtest: database name %q: want lowercase letters, digits and '_'", name)
+	}
+	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return c.Conn(name), nil
 }
 
 // start makes and starts a cluster. missing says what the machine lacks.

@@ -2,12 +2,14 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/overboot/overboot/internal/testneed"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -43,5 +45,54 @@ func TestDatabase(t *testing.T) {
 	}
 	if names[0] == names[1] {
 		t.Errorf("two calls gave one database: %s", names[0])
+	}
+}
+
+// TestStart: a cluster started outside of the test API has its own
+// directory and socket, makes databases that answer, refuses a name that
+// is not a plain identifier, and is gone after Stop.
+func TestStart(t *testing.T) {
+	c, err := Start()
+	if errors.Is(err, ErrMissing) {
+		testneed.Missing(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if c != nil {
+			c.Stop()
+		}
+	}()
+	// Apart from the cluster of the test API.
+	if other := Database(t); strings.Contains(other, "host="+c.Dir+" ") {
+		t.Errorf("Start shares the test cluster's directory %s", c.Dir)
+	}
+	ctx := context.Background()
+	conn, err := c.CreateDatabase(ctx, "bench_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	var name string
+	err = db.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name)
+	db.Close()
+	if err != nil || name != "bench_1" {
+		t.Fatalf("connected to %q (%v), want bench_1", name, err)
+	}
+	if _, err := c.CreateDatabase(ctx, "x; DROP DATABASE postgres"); err == nil {
+		t.Error("CreateDatabase took a name that is not an identifier")
+	}
+	dir := c.Dir
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	c = nil
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after Stop (%v)", dir, err)
 	}
 }
