@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -44,8 +45,13 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, "", fi.ModTime(), f)
 	s.metrics.Sent(cw.n)
-	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet {
-		s.rec.Download(r.Context(), remoteIP(r), kind, cw.n)
+	// A boot event per download of a profile's artifact: whole GETs only.
+	// A lazy root reads its image in hundreds of Range requests, which
+	// would each cost a write to the store; a resumed download is counted
+	// by its first request. Recorded after the machine may have closed the
+	// connection: the event outlives the request.
+	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+		s.rec.Download(context.WithoutCancel(r.Context()), remoteIP(r), kind, cw.n)
 	}
 }
 
