@@ -95,11 +95,11 @@ type download struct {
 	stallAfter time.Duration
 
 	h         hash.Hash
-	done      int64  // bytes written to f and hashed
+	done      int64    // bytes written to f and hashed
 	validator string   // ETag or Last-Modified of the last response, for If-Range
 	seen      []string // the validators seen, once one changed
-	ranges    bool   // the server takes Range requests
-	total     int64  // size the server announced, 0 if unknown
+	ranges    bool     // the server takes Range requests
+	total     int64    // size the server announced, 0 if unknown
 	start     time.Time
 	lastProg  time.Time
 	hashing   time.Duration
