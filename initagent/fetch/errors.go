@@ -19,12 +19,17 @@ var (
 	// status retrying cannot fix.
 	ErrUnavailable = errors.New("unavailable")
 
-	// ErrNoRange: the server answers a Range request with the whole body
-	// (a RangeReader's).
+	// ErrProtocol: the server's answers were malformed (Policy.MaxMalformed)
+	// without progress between them: a *ProtocolError.
+	ErrProtocol = errors.New("protocol error")
+
+	// ErrNoRange: the server answers every Range request with the whole
+	// body (a RangeReader's, at OpenRange; later, a 200 is a cache's miss
+	// and retried).
 	ErrNoRange = errors.New("server ignores Range requests")
-	// ErrChanged: the image on the server is not the one OpenRange saw
-	// (another ETag, or another size). Bytes of two versions are never
-	// mixed.
+	// ErrChanged: the image on the server is not the one first seen
+	// (another ETag, Last-Modified or size; a 412 to If-Match or
+	// If-Unmodified-Since). Bytes of two versions are never mixed.
 	ErrChanged = errors.New("image changed on the server")
 	// ErrClosed: the RangeReader was closed.
 	ErrClosed = errors.New("reader closed")

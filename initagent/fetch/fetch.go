@@ -95,10 +95,11 @@ type download struct {
 	stallAfter time.Duration
 
 	h         hash.Hash
-	done      int64  // bytes written to f and hashed
-	validator string // ETag or Last-Modified of the first response, for If-Range
-	ranges    bool   // the server takes Range requests
-	total     int64  // size the server announced, 0 if unknown
+	done      int64    // bytes written to f and hashed
+	validator string   // ETag or Last-Modified of the last response, for If-Range
+	seen      []string // the validators seen, once one changed
+	ranges    bool     // the server takes Range requests
+	total     int64    // size the server announced, 0 if unknown
 	start     time.Time
 	lastProg  time.Time
 	hashing   time.Duration
@@ -139,8 +140,9 @@ func Fetch(ctx context.Context, url string, want boot.Digest, size int64, f *os.
 func (d *download) explain(ctx context.Context, err error) error {
 	var ex *ExhaustedError
 	var se *StatusError
+	var pe *ProtocolError
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.As(err, &pe):
 		return fmt.Errorf("fetch %s: %w", d.where, err)
 	case errors.As(err, &ex):
 		return fmt.Errorf("fetch %s: %w", d.where, unreachable(ex))
@@ -184,15 +186,29 @@ func (d *download) try(ctx context.Context) error {
 		return st.noAnswer(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+		if err := checkEncoding(resp); err != nil {
+			return fmt.Errorf("fetch %s: %w", d.where, err)
+		}
+		if err := d.sameVersion(resp); err != nil {
+			return err
+		}
+	}
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && resuming:
 		cr, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil || cr.First != d.done {
+		if err == nil && cr.First != d.done {
+			err = fmt.Errorf("Content-Range %q for bytes=%d-", cr, d.done)
+		}
+		if err == nil {
+			err = checkLength(resp, cr)
+		}
+		if err != nil {
 			// Not the bytes we asked for: start over.
 			if err := d.reset(); err != nil {
 				return Permanent(err)
 			}
-			return fmt.Errorf("bad Content-Range %q for bytes=%d-", resp.Header.Get("Content-Range"), d.done)
+			return malformed(err)
 		}
 		d.resumes++
 		if cr.Total > 0 {
@@ -211,19 +227,20 @@ func (d *download) try(ctx context.Context) error {
 			d.total = 0
 		}
 		d.ranges = resp.Header.Get("Accept-Ranges") == "bytes"
-		d.validator = resp.Header.Get("ETag")
-		if d.validator == "" || strings.HasPrefix(d.validator, "W/") {
-			// If-Range needs a strong validator; a date is one when
-			// the server sends it (RFC 9110 13.1.5).
-			d.validator = resp.Header.Get("Last-Modified")
+		if d.validator == "" {
+			d.validator = validator(resp)
+		}
+		if len(d.seen) == 0 {
+			d.seen = []string{etagOr(d.validator)}
 		}
 	default:
 		if err := checkStatus(resp); err != nil {
 			return err // Fetch says what it means
 		}
 		// Another 2xx (206 to a request without Range): not the image.
-		return fmt.Errorf("HTTP %s", resp.Status)
+		return malformed(fmt.Errorf("HTTP %s", resp.Status))
 	}
+	st.slowly(d.opt.Policy.slow())
 	if d.size > 0 && d.total > 0 && d.total != d.size {
 		what := "truncated"
 		if d.total > d.size {
@@ -232,6 +249,43 @@ func (d *download) try(ctx context.Context) error {
 		return fmt.Errorf("fetch %s: %w: %s: the server has %d bytes, expected %d: is the image complete on the server, and the size on the command line right?", d.where, ErrSizeMismatch, what, d.total, d.size)
 	}
 	return d.copy(resp.Body, st)
+}
+
+// validator is what If-Range compares: a strong ETag, or else the
+// Last-Modified date (RFC 9110 13.1.5); "" when there is neither.
+func validator(resp *http.Response) string {
+	if v := resp.Header.Get("ETag"); v != "" && !strings.HasPrefix(v, "W/") {
+		return v
+	}
+	return resp.Header.Get("Last-Modified")
+}
+
+// sameVersion compares an answer's validator with the last one seen. A
+// first change starts the download over (the digest says whether the new
+// version is the image named); a second is a permanent ErrChanged: the
+// image keeps changing, or a cache holds parts of two versions and cuts
+// every body where they meet (nginx's slice module does, logging "etag
+// mismatch in slice response"), which retrying would only repeat.
+func (d *download) sameVersion(resp *http.Response) error {
+	v := validator(resp)
+	if d.validator == "" || v == d.validator {
+		return nil
+	}
+	d.seen = append(d.seen, etagOr(v))
+	if len(d.seen) > 2 {
+		return Permanent(fmt.Errorf("fetch %s: %w during the download: %s: was it replaced on the server, or does a cache in between hold parts of two versions? Reboot to start over", d.where, ErrChanged, strings.Join(d.seen, ", then ")))
+	}
+	prev := d.validator
+	d.validator = v
+	if resp.StatusCode == http.StatusPartialContent {
+		// If-Range matched, yet another version answered: ask for the
+		// whole image.
+		if err := d.reset(); err != nil {
+			return Permanent(err)
+		}
+		return fmt.Errorf("%s answered for %s: starting over", etagOr(v), prev)
+	}
+	return nil
 }
 
 // copy appends body to the file and the hash, resetting the stall timer on
@@ -270,7 +324,7 @@ func (d *download) copy(body io.Reader, st *stall) (err error) {
 		buf := <-free
 		n, err := body.Read(buf)
 		if n > 0 {
-			st.progress()
+			st.progress(n)
 			if limit > 0 && d.done+int64(n) > limit {
 				return fmt.Errorf("fetch %s: %w: more than the expected %d bytes", d.where, ErrSizeMismatch, limit)
 			}

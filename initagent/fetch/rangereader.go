@@ -48,6 +48,19 @@ type RangeOptions struct {
 	// when one fails, and within SourceStall (or half of Stall, if
 	// shorter) when one stalls; a source of another size is refused.
 	Mirrors []string
+	// SlowBytes and SlowWindow abandon and retry a request whose body
+	// brings fewer than SlowBytes in a SlowWindow: Policy.SlowBytes and
+	// Policy.SlowWindow, with their defaults.
+	SlowBytes  int64
+	SlowWindow time.Duration
+	// MaxMalformed fails a read with ErrProtocol after this many
+	// malformed answers without progress: Policy.MaxMalformed, with its
+	// default. A 200 at OpenRange counts as one (ErrNoRange), one later
+	// does not: a cache in between answers a miss so.
+	MaxMalformed int
+	// LogEvery is how often a failure that lasts is logged again, with
+	// its latest error (0: 30s).
+	LogEvery time.Duration
 	// Logf receives messages for the console: the server going away and
 	// coming back, the fill completing. They never hold the URL's query or
 	// user information (nil: discard).
@@ -62,6 +75,7 @@ const (
 	defaultParallel  = 4
 	defaultReadAhead = 8
 	rangeStall       = 15 * time.Second
+	rangeLogEvery    = 30 * time.Second
 	// The reader's backoff: 75ms doubling up to 3.75s, spread by Jitter.
 	// Its waits average what they did when it had its own loop (between
 	// half and all of 100ms doubling up to 5s), and are never longer.
@@ -121,6 +135,9 @@ func (o RangeOptions) config() (rangeConfig, error) {
 	if c.Stall <= 0 {
 		c.Stall = rangeStall
 	}
+	if c.LogEvery <= 0 {
+		c.LogEvery = rangeLogEvery
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -139,10 +156,12 @@ type RangeReader struct {
 	cs        int64  // chunk size
 
 	// Learned by OpenRange, then fixed.
-	size    int64
-	nchunks int64
-	etag    string // "" when the server sent none
-	ifMatch bool   // etag is strong: sent as If-Match
+	size         int64
+	nchunks      int64
+	etag         string // "" when the server sent none
+	ifMatch      bool   // etag is strong: sent as If-Match
+	lastModified string // "" when the server sent none
+	ifUnmodified bool   // no strong etag: lastModified is sent as If-Unmodified-Since
 
 	ctx    context.Context // ends on Close or when OpenRange's context ends
 	cancel context.CancelCauseFunc
@@ -210,10 +229,12 @@ func OpenRange(ctx context.Context, client *http.Client, url string, opts RangeO
 		r.fillDone = make(chan struct{})
 		r.fillStart = time.Now()
 	}
-	r.mu.Lock()
-	r.store(0, chunk0)
-	r.mu.Unlock()
-	r.bufs.release(chunk0)
+	if chunk0 != nil {
+		r.mu.Lock()
+		r.store(0, chunk0)
+		r.mu.Unlock()
+		r.bufs.release(chunk0)
+	}
 	context.AfterFunc(r.ctx, func() {
 		r.mu.Lock()
 		r.work.Broadcast()

@@ -10,6 +10,11 @@ type job struct {
 	calls   []*call
 	prio    prio // demand may raise it while queued
 	started bool
+	// The first bytes of chunk first+next (run's next) already received,
+	// from an answer cut short or ending early; only the worker running
+	// the job touches them.
+	part *buffer
+	have int64
 }
 
 type prio int

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -23,6 +24,22 @@ type Policy struct {
 	Backoff    time.Duration // wait before the second attempt, doubling up to MaxBackoff, with jitter (<= 0: DefaultBackoff)
 	MaxBackoff time.Duration // the longest wait, before jitter (<= 0: DefaultMaxBackoff)
 	Stall      time.Duration // an attempt that receives no byte for this long is abandoned (<= 0: DefaultStall)
+	// SlowBytes and SlowWindow are an attempt's minimum rate once its
+	// answer's headers are in: a body that brings fewer than SlowBytes in
+	// a SlowWindow is abandoned and retried, as a stall is, so a server
+	// trickling a byte at a time cannot hold an attempt for ever
+	// (SlowBytes 0: DefaultSlowBytes, negative: no minimum; SlowWindow
+	// <= 0: DefaultSlowWindow).
+	SlowBytes  int64
+	SlowWindow time.Duration
+	// MaxMalformed bounds the malformed answers (an answer that will be
+	// as wrong the next time: a Content-Range for other bytes, a
+	// Content-Length that disagrees with it, a multipart answer to one
+	// range, a refused redirect, oversized headers) without progress
+	// between them: the last one ends the retries with a *ProtocolError,
+	// which matches ErrProtocol (0: DefaultMaxMalformed; negative: no
+	// bound but Attempts and Patience).
+	MaxMalformed int
 	// Sleep waits between attempts; tests replace it (nil: a real timer).
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Retrying, when set, hears of each failed attempt that another will
@@ -41,6 +58,12 @@ const (
 	DefaultBackoff    = time.Second
 	DefaultMaxBackoff = 8 * time.Second
 	DefaultStall      = 30 * time.Second
+	// At least 32 KiB in every 30 s (about 1 KiB/s): a boot storm of a
+	// thousand machines sharing one gigabit link still gets 100 times
+	// that; a byte every 500 ms does not.
+	DefaultSlowBytes    = 32 << 10
+	DefaultSlowWindow   = 30 * time.Second
+	DefaultMaxMalformed = 4
 	// Jitter spreads each wait over ±Jitter of it, so that machines
 	// that lost the server together do not come back together.
 	Jitter = 0.25
@@ -58,6 +81,25 @@ func (p Policy) stall() time.Duration {
 		return DefaultStall
 	}
 	return p.Stall
+}
+
+// slow is the minimum rate: bytes per window, none when bytes <= 0.
+func (p Policy) slow() (int64, time.Duration) {
+	b, w := p.SlowBytes, p.SlowWindow
+	if b == 0 {
+		b = DefaultSlowBytes
+	}
+	if w <= 0 {
+		w = DefaultSlowWindow
+	}
+	return b, w
+}
+
+func (p Policy) maxMalformed() int {
+	if p.MaxMalformed == 0 {
+		return DefaultMaxMalformed
+	}
+	return p.MaxMalformed
 }
 
 // Wait returns the wait before attempt n (2, 3, ...): Backoff, doubled
@@ -80,8 +122,9 @@ func (p Policy) Wait(n int) time.Duration {
 
 // Retry calls try for attempt 1, 2, ... until it returns nil, a permanent
 // error (IsPermanent), or the attempts or the Patience run out (an
-// *ExhaustedError with the last error), or ctx ends (its cause). A
-// permanent error is returned as it is.
+// *ExhaustedError with the last error), MaxMalformed malformed answers
+// come without progress between them (a *ProtocolError), or ctx ends (its
+// cause). A permanent error is returned as it is.
 func (p Policy) Retry(ctx context.Context, try func(ctx context.Context, attempt int) error) error {
 	return p.retry(ctx, func(ctx context.Context, attempt int) (bool, error) {
 		return false, try(ctx, attempt)
@@ -99,11 +142,12 @@ func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt
 	}
 	n := p.attempts()
 	var since time.Time // the first failure since the start or the last progress
+	malformed := 0      // malformed answers since the start or the last progress
 	for attempt := 1; ; attempt++ {
 		progress, err := try(ctx, attempt)
 		if progress || err == nil {
 			p.outage.end()
-			attempt, since = 1, time.Time{}
+			attempt, since, malformed = 1, time.Time{}, 0
 		}
 		switch {
 		case err == nil:
@@ -112,6 +156,13 @@ func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt
 			return context.Cause(ctx)
 		case IsPermanent(err):
 			return err
+		}
+		if isMalformed(err) {
+			malformed++
+			if m := p.maxMalformed(); m > 0 && malformed >= m {
+				p.outage.fail(err)
+				return &ProtocolError{Answers: malformed, Err: err}
+			}
 		}
 		now := time.Now()
 		if since.IsZero() {
@@ -149,9 +200,15 @@ func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt
 type outage struct {
 	began func(err error)          // hears of the beginning, with the failure (nil: nobody)
 	ended func(took time.Duration) // hears of the end (nil: nobody)
+	// still hears again while the outage lasts, at most once every every,
+	// with the latest failure, which may not be the first's (nil or
+	// every <= 0: never).
+	still func(err error, lasted time.Duration)
+	every time.Duration
 
 	mu    sync.Mutex
 	since time.Time // zero between outages
+	told  time.Time // when began or still last heard
 }
 
 // fail notes a failed attempt, and returns when the outage began.
@@ -161,11 +218,16 @@ func (o *outage) fail(err error) time.Time {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.since.IsZero() {
-		o.since = time.Now()
+	now := time.Now()
+	switch {
+	case o.since.IsZero():
+		o.since, o.told = now, now
 		if o.began != nil {
 			o.began(err)
 		}
+	case o.still != nil && o.every > 0 && now.Sub(o.told) >= o.every:
+		o.told = now
+		o.still(err, now.Sub(o.since))
 	}
 	return o.since
 }
@@ -203,6 +265,46 @@ func (e *ExhaustedError) Error() string {
 
 // Unwrap makes an ExhaustedError match ErrUnavailable and its last error.
 func (e *ExhaustedError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// ProtocolError is a fetch that gave up because the server's answers were
+// malformed, the same way or not, MaxMalformed times without progress:
+// retrying for ever would hang the reader. Err, the last one, names what
+// was wrong.
+type ProtocolError struct {
+	Answers int
+	Err     error
+}
+
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("%v: %d malformed answers without progress, the last: %v: is a proxy or cache in between, and does it pass Range requests through?", ErrProtocol, e.Answers, e.Err)
+}
+
+// Unwrap makes a ProtocolError match ErrProtocol and its last error.
+func (e *ProtocolError) Unwrap() []error { return []error{ErrProtocol, e.Err} }
+
+// malformedError marks an answer that will be as wrong the next time.
+type malformedError struct{ err error }
+
+func (e malformedError) Error() string { return e.err.Error() }
+func (e malformedError) Unwrap() error { return e.err }
+
+// malformed marks err as a malformed answer (nil stays nil).
+func malformed(err error) error {
+	if err == nil {
+		return nil
+	}
+	return malformedError{err}
+}
+
+// isMalformed reports whether err is a malformed answer: marked so, a
+// redirect CheckRedirect refused, or headers over MaxResponseHeaderBytes
+// (net/http's error for it has no type to match).
+func isMalformed(err error) bool {
+	var me malformedError
+	var re *RedirectError
+	return errors.As(err, &me) || errors.As(err, &re) ||
+		strings.Contains(err.Error(), "server response headers exceeded")
+}
 
 // unreachable adds to an *ExhaustedError what the user can check.
 func unreachable(err error) error {
