@@ -99,6 +99,13 @@ func (l leaseStore) Write(ws []dhcp.LeaseWrite, now time.Time) ([]dhcp.LeaseConf
 		if !w.Delete {
 			sws[i].Lease = state.Lease{MAC: w.Lease.MAC.String(), IP: w.Lease.IP.String(), Expires: w.Lease.Expires, Hostname: w.Lease.Hostname}
 		}
+		if p := w.Prev; p != nil {
+			// The zero Lease (none) has no address: "" in the store's terms.
+			sws[i].Prev = &state.Lease{MAC: w.Lease.MAC.String(), Expires: p.Expires}
+			if p.IP.IsValid() {
+				sws[i].Prev.IP = p.IP.String()
+			}
+		}
 	}
 	scs, err := l.db.WriteLeases(context.Background(), sws, now)
 	if err != nil {
