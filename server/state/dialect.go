@@ -216,11 +216,9 @@ func isWord(c byte) bool {
 }
 
 // retryable reports a PostgreSQL error after which the whole transaction
-// may succeed when run again: a serialization failure (40001), a
-// deadlock (40P01), or what the transaction itself marked so
-// (errRetryTx: a unique violation where another server's commit came
-// between a read and a write).
+// may succeed when run again: a serialization failure (40001) or a
+// deadlock (40P01).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.Is(err, errRetryTx) || errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }

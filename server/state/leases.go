@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"time"
 )
 
@@ -69,9 +71,6 @@ type LeaseConflict struct {
 	Owner Lease
 }
 
-// errRetryTx marks an error after which tx runs the transaction again.
-var errRetryTx = errors.New("the transaction met another and runs again")
-
 // WriteLeases applies ws in order in one transaction: all or nothing.
 // A put replaces its MAC's lease and removes another MAC's lease on the
 // same address that has expired by now; a put whose address another MAC
@@ -80,60 +79,36 @@ var errRetryTx = errors.New("the transaction met another and runs again")
 // lease was other than it is (see LeaseWrite): the store is the arbiter
 // of an address that several servers may want to give.
 //
-// Two servers putting one address at the same instant on PostgreSQL:
-// the transaction that read the address free before the other's commit
-// is aborted by PostgreSQL (serialization failure 40001; or, when the
-// other transaction was not serializable, the address's unique index,
-// 23505) and runs again (tx), and then reports the conflict.
+// On PostgreSQL several servers write at once, in batches of hundreds of
+// writes. At SERIALIZABLE (tx) two such batches nearly always meet on
+// the same index pages and one is aborted (40001) and run again whole,
+// which at a few hundred clients a second left most of them waiting. So
+// WriteLeases runs at READ COMMITTED and arbitrates row by row: it locks
+// the MAC's lease and the leases on the address (SELECT ... FOR UPDATE)
+// before it decides, and a write that meets another server's insert of
+// the same address or MAC, not yet visible when it read (the unique
+// index's 23505), is undone to a savepoint and decided again, now seeing
+// that row. Two batches that lock the same rows in different orders
+// would deadlock (and PostgreSQL notices only after deadlock_timeout, a
+// second): so a batch first takes, in one order, a transaction advisory
+// lock per MAC and address it writes (lockLeases); a deadlock left (40P01)
+// runs the whole batch again.
 func (d *DB) WriteLeases(ctx context.Context, ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
 	var conflicts []LeaseConflict
-	err := d.tx(ctx, func(tx handle) error {
+	err := d.txAt(ctx, sql.LevelReadCommitted, func(tx handle) error {
 		conflicts = conflicts[:0]
+		if tx.pg {
+			if err := lockLeases(ctx, tx, ws); err != nil {
+				return err
+			}
+		}
 		for i, w := range ws {
-			l := w.Lease
-			if w.Prev != nil {
-				cur, has, err := leaseOf(ctx, tx, l.MAC)
-				if err != nil {
-					return err
-				}
-				changed := has != (w.Prev.IP != "") || has && (cur.IP != w.Prev.IP || cur.Expires.UnixMilli() != w.Prev.Expires.UnixMilli())
-				if changed && has && cur.Expires.After(now) &&
-					(w.Delete || cur.IP != l.IP || l.Expires.UnixMilli() < cur.Expires.UnixMilli()) {
-					conflicts = append(conflicts, LeaseConflict{Index: i, Owner: cur})
-					continue
-				}
+			owner, refused, err := writeLease(ctx, tx, w, now)
+			if err != nil {
+				return err
 			}
-			if w.Delete {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, l.MAC); err != nil {
-					return fmt.Errorf("delete the lease of %s: %w", l.MAC, err)
-				}
-				continue
-			}
-			var o Lease
-			var exp int64
-			err := tx.QueryRowContext(ctx, `SELECT mac, ip, expires_at, hostname FROM leases WHERE ip = ? AND mac <> ? AND expires_at > ?`,
-				l.IP, l.MAC, now.UnixMilli()).Scan(&o.MAC, &o.IP, &exp, &o.Hostname)
-			switch {
-			case err == nil:
-				o.Expires = fromMillis(exp)
-				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: o})
-				continue
-			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("read the lease on %s: %w", l.IP, err)
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE ip = ? AND mac <> ?`, l.IP, l.MAC); err != nil {
-				return fmt.Errorf("drop the expired lease on %s: %w", l.IP, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)
-				ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, expires_at = excluded.expires_at, hostname = excluded.hostname`,
-				l.MAC, l.IP, l.Expires.UnixMilli(), l.Hostname); err != nil {
-				if tx.pg && isUnique(err) {
-					// Another server's insert on the address committed
-					// after this transaction read it free: run again,
-					// and see it.
-					return fmt.Errorf("put the lease of %s on %s: %w: %w", l.MAC, l.IP, errRetryTx, err)
-				}
-				return fmt.Errorf("put the lease of %s on %s: %w", l.MAC, l.IP, err)
+			if refused {
+				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: owner})
 			}
 		}
 		return nil
@@ -144,11 +119,128 @@ func (d *DB) WriteLeases(ctx context.Context, ws []LeaseWrite, now time.Time) ([
 	return conflicts, nil
 }
 
-// leaseOf reads mac's lease inside a transaction.
-func leaseOf(ctx context.Context, tx handle, mac string) (Lease, bool, error) {
+// leaseLockClass is the first key of the advisory locks lockLeases
+// takes (the two-key space, apart from migrateLock's).
+const leaseLockClass = 0x6c656173 // "leas"
+
+// lockLeases takes a transaction advisory lock for each MAC and address
+// ws writes, lowest key first, so that two batches wait for each other
+// in one order instead of deadlocking on row locks.
+func lockLeases(ctx context.Context, tx handle, ws []LeaseWrite) error {
+	keys := make([]int32, 0, 2*len(ws))
+	for _, w := range ws {
+		keys = append(keys, lockKey("mac "+w.Lease.MAC))
+		if !w.Delete {
+			keys = append(keys, lockKey("ip "+w.Lease.IP))
+		}
+		if w.Prev != nil && w.Prev.IP != "" {
+			keys = append(keys, lockKey("ip "+w.Prev.IP))
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(pg_advisory_xact_lock(?, k)) FROM (SELECT unnest(?::int[]) AS k ORDER BY 1) AS ks`,
+		int32(leaseLockClass), keys).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("lock the leases: %w", err)
+	}
+	return nil
+}
+
+// lockKey is s's advisory lock key: FNV-1a, 32 bits (two keys alike only
+// wait for each other).
+func lockKey(s string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return int32(h.Sum32())
+}
+
+// writeLease applies w (see WriteLeases), or refuses it and returns the
+// lease that stands. On PostgreSQL it runs under a savepoint, decided
+// again (a few times at most) when another transaction's insert of the
+// same key committed meanwhile.
+func writeLease(ctx context.Context, tx handle, w LeaseWrite, now time.Time) (Lease, bool, error) {
+	if !tx.pg {
+		return writeLeaseOnce(ctx, tx, w, now)
+	}
+	for attempt := 1; ; attempt++ {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT lease`); err != nil {
+			return Lease{}, false, err
+		}
+		owner, refused, err := writeLeaseOnce(ctx, tx, w, now)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT lease`)
+			return owner, refused, err
+		}
+		if !isUnique(err) || attempt == 5 {
+			return Lease{}, false, err
+		}
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT lease`); err != nil {
+			return Lease{}, false, err
+		}
+	}
+}
+
+func writeLeaseOnce(ctx context.Context, tx handle, w LeaseWrite, now time.Time) (Lease, bool, error) {
+	forUpdate := ""
+	if tx.pg {
+		forUpdate = " FOR UPDATE"
+	}
+	l := w.Lease
+	cur, has, err := leaseOf(ctx, tx, l.MAC, forUpdate)
+	if err != nil {
+		return Lease{}, false, err
+	}
+	if w.Prev != nil {
+		changed := has != (w.Prev.IP != "") || has && (cur.IP != w.Prev.IP || cur.Expires.UnixMilli() != w.Prev.Expires.UnixMilli())
+		if changed && has && cur.Expires.After(now) &&
+			(w.Delete || cur.IP != l.IP || l.Expires.UnixMilli() < cur.Expires.UnixMilli()) {
+			return cur, true, nil
+		}
+	}
+	if w.Delete {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, l.MAC); err != nil {
+			return Lease{}, false, fmt.Errorf("delete the lease of %s: %w", l.MAC, err)
+		}
+		return Lease{}, false, nil
+	}
+	var o Lease
+	var exp int64
+	err = tx.QueryRowContext(ctx, `SELECT mac, ip, expires_at, hostname FROM leases WHERE ip = ? AND mac <> ?`+forUpdate,
+		l.IP, l.MAC).Scan(&o.MAC, &o.IP, &exp, &o.Hostname)
+	switch {
+	case err == nil:
+		o.Expires = fromMillis(exp)
+		if o.Expires.After(now) {
+			return o, true, nil
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, o.MAC); err != nil {
+			return Lease{}, false, fmt.Errorf("drop the expired lease on %s: %w", l.IP, err)
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return Lease{}, false, fmt.Errorf("read the lease on %s: %w", l.IP, err)
+	}
+	// An insert when the MAC had no lease, not an upsert: another
+	// server's insert of the MAC meanwhile then fails it (23505) instead
+	// of being overwritten unseen.
+	if has {
+		_, err = tx.ExecContext(ctx, `UPDATE leases SET ip = ?, expires_at = ?, hostname = ? WHERE mac = ?`, l.IP, l.Expires.UnixMilli(), l.Hostname, l.MAC)
+	} else {
+		_, err = tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)`, l.MAC, l.IP, l.Expires.UnixMilli(), l.Hostname)
+	}
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("put the lease of %s on %s: %w", l.MAC, l.IP, err)
+	}
+	return Lease{}, false, nil
+}
+
+// leaseOf reads mac's lease inside a transaction (and locks it, with
+// forUpdate " FOR UPDATE" on PostgreSQL).
+func leaseOf(ctx context.Context, tx handle, mac, forUpdate string) (Lease, bool, error) {
 	l := Lease{MAC: mac}
 	var exp int64
-	err := tx.QueryRowContext(ctx, `SELECT ip, expires_at, hostname FROM leases WHERE mac = ?`, mac).Scan(&l.IP, &exp, &l.Hostname)
+	err := tx.QueryRowContext(ctx, `SELECT ip, expires_at, hostname FROM leases WHERE mac = ?`+forUpdate, mac).Scan(&l.IP, &exp, &l.Hostname)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Lease{}, false, nil
