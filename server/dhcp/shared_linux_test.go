@@ -88,7 +88,7 @@ func (l *sharedLAN) perfdhcp(t *testing.T, dst string, rate, clients, seconds in
 // (DISCOVER-OFFER, REQUEST-ACK).
 func perfCounts(out, key string) []int {
 	var n []int
-	for _, m := range regexp.MustCompile(regexp.QuoteMeta(key) + `: (\d+)`).FindAllStringSubmatch(out, -1) {
+	for _, m := range regexp.MustCompile(regexp.QuoteMeta(key)+`: (\d+)`).FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.Atoi(m[1])
 		n = append(n, v)
 	}

@@ -76,4 +76,3 @@ func (l leaseStore) All() ([]Lease, error) {
 	}
 	return out, nil
 }
-
