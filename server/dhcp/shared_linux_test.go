@@ -168,3 +168,72 @@ func TestTwoFullsOnePostgres(t *testing.T) {
 	}
 	t.Logf("%d leases in the store, %d live", len(all), len(held))
 }
+
+// TestTwoProxiesOneLAN: two ProxyDHCP servers on one link (beside the
+// site's DHCP server, not here) both answer a PXE client's DISCOVER,
+// each naming itself (server identifier, next server, TFTP server) with
+// the same boot file, and each answers the client's boot server request
+// on port 4011: whichever offer the client takes (PXE firmware takes
+// the first), it boots. Root.
+func TestTwoProxiesOneLAN(t *testing.T) {
+	ips := []string{"192.0.2.1", "192.0.2.3"}
+	lan := newSharedLAN(t, ips...)
+	for i, ip := range ips {
+		p := &Proxy{ServerIP: netip.MustParseAddr(ip), Interface: "eth0", Booter: Policy{BIOSFile: "undionly.kpxe", EFIFile: "ipxe.efi"}}
+		for _, port := range []int{dhcpv4.ServerPort, 4011} {
+			c := in(t, lan.servers[i], func() (*net.UDPConn, error) { return ListenInterface(context.Background(), "eth0", port) })
+			t.Cleanup(func() { c.Close() })
+			if port == 4011 {
+				serveOn(t, c, p.ServeBootServer)
+			} else {
+				serveOn(t, c, p.Serve)
+			}
+		}
+	}
+	// The client: port 68 on the bridge, where the offers are broadcast.
+	client := in(t, lan.cli, func() (*net.UDPConn, error) { return ListenInterface(context.Background(), "br0", dhcpv4.ClientPort) })
+	t.Cleanup(func() { client.Close() })
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0, 2, 1}
+	disc := pkt(t, dhcpv4.MessageTypeDiscover, with(pxe(vcBIOS, ArchBIOS), withXID(42), dhcpv4.WithHwAddr(mac), dhcpv4.WithBroadcast(true))...)
+	if _, err := client.WriteTo(disc.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}); err != nil {
+		t.Fatal(err)
+	}
+	offers := map[string]view{} // by server identifier
+	buf := make([]byte, maxPacket)
+	if err := client.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for len(offers) < len(ips) {
+		n, _, err := client.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("offers from %d of %d proxies (%v): %v", len(offers), len(ips), offers, err)
+		}
+		p, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || p.OpCode != dhcpv4.OpcodeBootReply || p.TransactionID != disc.TransactionID {
+			continue
+		}
+		v := viewOf(t, p)
+		offers[v.ServerID] = v
+	}
+	for _, ip := range ips {
+		v, ok := offers[ip]
+		if !ok {
+			t.Errorf("no offer from %s: %v", ip, offers)
+			continue
+		}
+		if v.Type != "OFFER" || v.YIAddr != "0.0.0.0" || v.SIAddr != ip || v.TFTPServer != ip || v.BootFile != "undionly.kpxe" {
+			t.Errorf("offer from %s: %+v, want an OFFER without an address naming %s with undionly.kpxe", ip, v, ip)
+		}
+	}
+	// Either offer boots: each server's boot server answers.
+	conn := in(t, lan.cli, func() (net.PacketConn, error) { return net.ListenPacket("udp4", "192.0.2.2:0") })
+	t.Cleanup(func() { conn.Close() })
+	for i, ip := range ips {
+		req := pkt(t, dhcpv4.MessageTypeRequest, with(pxe(vcEFI, ArchEFI64), withXID(byte(50+i)), dhcpv4.WithHwAddr(mac),
+			dhcpv4.WithClientIP(net.IPv4(192, 0, 2, 2)), serverID(ip))...)
+		ack := exchange(t, conn, &net.UDPAddr{IP: net.ParseIP(ip), Port: 4011}, req)
+		if v := viewOf(t, ack); v.Type != "ACK" || v.File != "ipxe.efi" || v.ServerID != ip {
+			t.Errorf("boot server %s: %+v, want an ACK of ipxe.efi from %s", ip, v, ip)
+		}
+	}
+}
