@@ -15,6 +15,10 @@
 //
 //	conn := pgtest.Database(t) // "host=/tmp/... port=5432 user=postgres dbname=t3 sslmode=disable"
 //
+// Outside tests (a benchmark), Start makes a cluster of the same kind,
+// with fsync on when asked (Options.Durable), and CreateDatabase a
+// database in it; the caller stops it.
+//
 // The superuser logs in without a password; a role made with Role needs
 // its password (scram-sha-256), for tests of how a password is given.
 //
@@ -164,7 +168,7 @@ func running(t testing.TB) *Cluster {
 	mu.Lock()
 	defer mu.Unlock()
 	if cluster == nil && startErr == nil && missing == "" {
-		cluster, missing, startErr = start()
+		cluster, missing, startErr = start(Options{})
 	}
 	switch {
 	case missing != "":
@@ -175,8 +179,37 @@ func running(t testing.TB) *Cluster {
 	return cluster
 }
 
+// Options are how Start makes a cluster.
+type Options struct {
+	// Durable keeps PostgreSQL's fsync and synchronous commit on (a
+	// benchmark's fair comparison with a store that syncs); tests run
+	// without them.
+	Durable bool
+}
+
+// Start makes and starts a private cluster outside a test (a benchmark's
+// own; Database is the tests' way): a temporary directory, a unix socket
+// in it, the machine's cluster untouched. The caller stops it (Stop).
+// The error says what the machine lacks when it lacks something.
+func Start(opts Options) (*Cluster, error) {
+	c, missing, err := start(opts)
+	if missing != "" {
+		return nil, errors.New(missing)
+	}
+	return c, err
+}
+
+// CreateDatabase creates the empty database name in the cluster and
+// returns its connection string (the superuser, no password).
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return c.Conn(name), nil
+}
+
 // start makes and starts a cluster. missing says what the machine lacks.
-func start() (c *Cluster, missing string, err error) {
+func start(opts Options) (c *Cluster, missing string, err error) {
 	bins, _ := filepath.Glob(binGlob)
 	if len(bins) == 0 {
 		return nil, "needs PostgreSQL's server programs (" + binGlob + "): apt-get install postgresql (make deps does)", nil
@@ -223,16 +256,16 @@ func start() (c *Cluster, missing string, err error) {
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return nil, "", err
 	}
-	opts := strings.Join([]string{
+	settings := []string{
 		"-c listen_addresses=''",
 		"-c unix_socket_directories=" + c.Dir,
 		"-c port=5432",
-		"-c fsync=off",
-		"-c synchronous_commit=off",
-		"-c full_page_writes=off",
 		"-c max_connections=300",
-	}, " ")
-	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", opts, "-w", "-t", "120", "start"); err != nil {
+	}
+	if !opts.Durable {
+		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+	}
+	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", strings.Join(settings, " "), "-w", "-t", "120", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
 		return nil, "", fmt.Errorf("%w\nserver log:\n%s", err, log)
 	}
