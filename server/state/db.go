@@ -158,8 +158,8 @@ func (d *DB) tx(ctx context.Context, fn func(handle) error) error {
 
 // txAt is tx at another isolation level on PostgreSQL (SQLite's one
 // writer needs none): READ COMMITTED for a transaction that takes its
-// row locks itself (SELECT ... FOR UPDATE), where only a deadlock
-// (40P01) runs it again.
+// locks itself (WriteLeases's advisory locks), where only a deadlock
+// (40P01) or what fn marks (errRetryTx) runs it again.
 func (d *DB) txAt(ctx context.Context, iso sql.IsolationLevel, fn func(handle) error) error {
 	if d.pg == nil {
 		return d.runTx(ctx, nil, fn)

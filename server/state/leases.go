@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -79,39 +80,36 @@ type LeaseConflict struct {
 // lease was other than it is (see LeaseWrite): the store is the arbiter
 // of an address that several servers may want to give.
 //
-// On PostgreSQL several servers write at once, in batches of hundreds of
-// writes. At SERIALIZABLE (tx) two such batches nearly always meet on
-// the same index pages and one is aborted (40001) and run again whole,
-// which at a few hundred clients a second left most of them waiting. So
-// WriteLeases runs at READ COMMITTED and arbitrates row by row: it locks
-// the MAC's lease and the leases on the address (SELECT ... FOR UPDATE)
-// before it decides, and a write that meets another server's insert of
-// the same address or MAC, not yet visible when it read (the unique
-// index's 23505), is undone to a savepoint and decided again, now seeing
-// that row. Two batches that lock the same rows in different orders
-// would deadlock (and PostgreSQL notices only after deadlock_timeout, a
-// second): so a batch first takes, in one order, a transaction advisory
-// lock per MAC and address it writes (lockLeases); a deadlock left (40P01)
-// runs the whole batch again.
+// A batch (a DHCP server's, hundreds of writes) costs a few statements
+// whatever its size: it reads the leases of its MACs and addresses in
+// one query, decides every write in order on those (decideLeases), and
+// then deletes the leases it changes and inserts what they became.
+//
+// On PostgreSQL several servers write at once. At SERIALIZABLE two such
+// batches nearly always meet on the same index pages and one is aborted
+// (40001) and run again whole. So WriteLeases runs at READ COMMITTED
+// and first takes a transaction advisory lock per MAC and address it
+// writes (lockLeases), lowest key first: two batches that share a MAC
+// or an address run one after the other, and the second, whose read
+// comes after the first's commit, sees its leases and is refused where
+// they conflict. Every lease write goes through WriteLeases (and takes
+// those locks); a unique violation (23505) from a writer that did not,
+// or a deadlock (40P01), runs the whole batch again.
 func (d *DB) WriteLeases(ctx context.Context, ws []LeaseWrite, now time.Time) ([]LeaseConflict, error) {
 	var conflicts []LeaseConflict
 	err := d.txAt(ctx, sql.LevelReadCommitted, func(tx handle) error {
-		conflicts = conflicts[:0]
 		if tx.pg {
 			if err := lockLeases(ctx, tx, ws); err != nil {
 				return err
 			}
 		}
-		for i, w := range ws {
-			owner, refused, err := writeLease(ctx, tx, w, now)
-			if err != nil {
-				return err
-			}
-			if refused {
-				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: owner})
-			}
+		rows, err := readLeases(ctx, tx, ws)
+		if err != nil {
+			return err
 		}
-		return nil
+		var touched []string
+		conflicts, touched = decideLeases(rows, ws, now)
+		return storeLeases(ctx, tx, rows, touched)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state: leases: %w", err)
@@ -124,8 +122,8 @@ func (d *DB) WriteLeases(ctx context.Context, ws []LeaseWrite, now time.Time) ([
 const leaseLockClass = 0x6c656173 // "leas"
 
 // lockLeases takes a transaction advisory lock for each MAC and address
-// ws writes, lowest key first, so that two batches wait for each other
-// in one order instead of deadlocking on row locks.
+// ws writes (a write's Prev address too), lowest key first, so that two
+// batches wait for each other in one order instead of deadlocking.
 func lockLeases(ctx context.Context, tx handle, ws []LeaseWrite) error {
 	keys := make([]int32, 0, 2*len(ws))
 	for _, w := range ws {
@@ -156,100 +154,162 @@ func lockKey(s string) int32 {
 	return int32(h.Sum32())
 }
 
-// writeLease applies w (see WriteLeases), or refuses it and returns the
-// lease that stands. On PostgreSQL it runs under a savepoint, decided
-// again (a few times at most) when another transaction's insert of the
-// same key committed meanwhile.
-func writeLease(ctx context.Context, tx handle, w LeaseWrite, now time.Time) (Lease, bool, error) {
-	if !tx.pg {
-		return writeLeaseOnce(ctx, tx, w, now)
-	}
-	for attempt := 1; ; attempt++ {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT lease`); err != nil {
-			return Lease{}, false, err
-		}
-		owner, refused, err := writeLeaseOnce(ctx, tx, w, now)
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT lease`)
-			return owner, refused, err
-		}
-		if !isUnique(err) || attempt == 5 {
-			return Lease{}, false, err
-		}
-		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT lease`); err != nil {
-			return Lease{}, false, err
-		}
-	}
+// leaseRows are leases of the store by MAC, and the MAC of the lease on
+// each of their addresses.
+type leaseRows struct {
+	byMAC map[string]Lease
+	byIP  map[string]string
 }
 
-func writeLeaseOnce(ctx context.Context, tx handle, w LeaseWrite, now time.Time) (Lease, bool, error) {
-	forUpdate := ""
+// readLeases reads the leases of the MACs and addresses ws writes.
+func readLeases(ctx context.Context, tx handle, ws []LeaseWrite) (leaseRows, error) {
+	rows := leaseRows{byMAC: map[string]Lease{}, byIP: map[string]string{}}
+	var macs, ips []string
+	for _, w := range ws {
+		macs = append(macs, w.Lease.MAC)
+		if !w.Delete {
+			ips = append(ips, w.Lease.IP)
+		}
+	}
+	slices.Sort(macs)
+	macs = slices.Compact(macs)
+	slices.Sort(ips)
+	ips = slices.Compact(ips)
+	var q string
+	var args []any
 	if tx.pg {
-		forUpdate = " FOR UPDATE"
-	}
-	l := w.Lease
-	cur, has, err := leaseOf(ctx, tx, l.MAC, forUpdate)
-	if err != nil {
-		return Lease{}, false, err
-	}
-	if w.Prev != nil {
-		changed := has != (w.Prev.IP != "") || has && (cur.IP != w.Prev.IP || cur.Expires.UnixMilli() != w.Prev.Expires.UnixMilli())
-		if changed && has && cur.Expires.After(now) &&
-			(w.Delete || cur.IP != l.IP || l.Expires.UnixMilli() < cur.Expires.UnixMilli()) {
-			return cur, true, nil
-		}
-	}
-	if w.Delete {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, l.MAC); err != nil {
-			return Lease{}, false, fmt.Errorf("delete the lease of %s: %w", l.MAC, err)
-		}
-		return Lease{}, false, nil
-	}
-	var o Lease
-	var exp int64
-	err = tx.QueryRowContext(ctx, `SELECT mac, ip, expires_at, hostname FROM leases WHERE ip = ? AND mac <> ?`+forUpdate,
-		l.IP, l.MAC).Scan(&o.MAC, &o.IP, &exp, &o.Hostname)
-	switch {
-	case err == nil:
-		o.Expires = fromMillis(exp)
-		if o.Expires.After(now) {
-			return o, true, nil
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ?`, o.MAC); err != nil {
-			return Lease{}, false, fmt.Errorf("drop the expired lease on %s: %w", l.IP, err)
-		}
-	case !errors.Is(err, sql.ErrNoRows):
-		return Lease{}, false, fmt.Errorf("read the lease on %s: %w", l.IP, err)
-	}
-	// An insert when the MAC had no lease, not an upsert: another
-	// server's insert of the MAC meanwhile then fails it (23505) instead
-	// of being overwritten unseen.
-	if has {
-		_, err = tx.ExecContext(ctx, `UPDATE leases SET ip = ?, expires_at = ?, hostname = ? WHERE mac = ?`, l.IP, l.Expires.UnixMilli(), l.Hostname, l.MAC)
+		q, args = `SELECT mac, ip, expires_at, hostname FROM leases WHERE mac = ANY(?::text[]) OR ip = ANY(?::text[])`, []any{macs, ips}
 	} else {
-		_, err = tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES (?, ?, ?, ?)`, l.MAC, l.IP, l.Expires.UnixMilli(), l.Hostname)
+		q = `SELECT mac, ip, expires_at, hostname FROM leases WHERE mac IN (` + marks(len(macs)) + `) OR ip IN (` + marks(len(ips)) + `)`
+		for _, v := range append(macs, ips...) {
+			args = append(args, v)
+		}
 	}
+	all, err := queryAll(ctx, tx, func(row scanner) (Lease, error) {
+		var l Lease
+		var exp int64
+		err := row.Scan(&l.MAC, &l.IP, &exp, &l.Hostname)
+		l.Expires = fromMillis(exp)
+		return l, err
+	}, q, args...)
 	if err != nil {
-		return Lease{}, false, fmt.Errorf("put the lease of %s on %s: %w", l.MAC, l.IP, err)
+		return rows, fmt.Errorf("read the leases: %w", err)
 	}
-	return Lease{}, false, nil
+	for _, l := range all {
+		rows.byMAC[l.MAC] = l
+		rows.byIP[l.IP] = l.MAC
+	}
+	return rows, nil
 }
 
-// leaseOf reads mac's lease inside a transaction (and locks it, with
-// forUpdate " FOR UPDATE" on PostgreSQL).
-func leaseOf(ctx context.Context, tx handle, mac, forUpdate string) (Lease, bool, error) {
-	l := Lease{MAC: mac}
-	var exp int64
-	err := tx.QueryRowContext(ctx, `SELECT ip, expires_at, hostname FROM leases WHERE mac = ?`+forUpdate, mac).Scan(&l.IP, &exp, &l.Hostname)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return Lease{}, false, nil
-	case err != nil:
-		return Lease{}, false, fmt.Errorf("read the lease of %s: %w", mac, err)
+// marks is n SQL placeholders, "?, ?, ..."; n = 0 gives NULL (IN (NULL)
+// matches nothing).
+func marks(n int) string {
+	if n == 0 {
+		return "NULL"
 	}
-	l.Expires = fromMillis(exp)
-	return l, true, nil
+	return strings.Repeat("?, ", n-1) + "?"
 }
+
+// decideLeases applies ws in order to rows (see WriteLeases and
+// LeaseWrite) and returns the writes refused, and the MACs whose leases
+// changed: their leases in rows now, or none.
+func decideLeases(rows leaseRows, ws []LeaseWrite, now time.Time) ([]LeaseConflict, []string) {
+	var conflicts []LeaseConflict
+	var touched []string
+	drop := func(mac string) {
+		if l, ok := rows.byMAC[mac]; ok {
+			delete(rows.byMAC, mac)
+			if rows.byIP[l.IP] == mac {
+				delete(rows.byIP, l.IP)
+			}
+		}
+		touched = append(touched, mac)
+	}
+	for i, w := range ws {
+		l := w.Lease
+		cur, has := rows.byMAC[l.MAC]
+		if p := w.Prev; p != nil {
+			changed := has != (p.IP != "") || has && (cur.IP != p.IP || cur.Expires.UnixMilli() != p.Expires.UnixMilli())
+			if changed && has && cur.Expires.After(now) &&
+				(w.Delete || cur.IP != l.IP || l.Expires.UnixMilli() < cur.Expires.UnixMilli()) {
+				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: cur})
+				continue
+			}
+		}
+		if w.Delete {
+			drop(l.MAC)
+			continue
+		}
+		if other, ok := rows.byIP[l.IP]; ok && other != l.MAC {
+			o := rows.byMAC[other]
+			if o.Expires.After(now) {
+				conflicts = append(conflicts, LeaseConflict{Index: i, Owner: o})
+				continue
+			}
+			drop(other)
+		}
+		drop(l.MAC)
+		l.Expires = fromMillis(l.Expires.UnixMilli())
+		rows.byMAC[l.MAC] = l
+		rows.byIP[l.IP] = l.MAC
+	}
+	slices.Sort(touched)
+	return conflicts, slices.Compact(touched)
+}
+
+// storeLeases makes the leases of the MACs touched what rows says: the
+// old ones deleted, the new ones inserted.
+func storeLeases(ctx context.Context, tx handle, rows leaseRows, touched []string) error {
+	if len(touched) == 0 {
+		return nil
+	}
+	var macs, ips, hosts []string
+	var exps []int64
+	for _, mac := range touched {
+		if l, ok := rows.byMAC[mac]; ok {
+			macs, ips, exps, hosts = append(macs, mac), append(ips, l.IP), append(exps, l.Expires.UnixMilli()), append(hosts, l.Hostname)
+		}
+	}
+	var err error
+	if tx.pg {
+		if _, err = tx.ExecContext(ctx, `DELETE FROM leases WHERE mac = ANY(?::text[])`, touched); err != nil {
+			return fmt.Errorf("delete the leases changed: %w", err)
+		}
+		if len(macs) > 0 {
+			_, err = tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname)
+				SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[])`, macs, ips, exps, hosts)
+		}
+	} else {
+		args := make([]any, len(touched))
+		for i, m := range touched {
+			args[i] = m
+		}
+		if _, err = tx.ExecContext(ctx, `DELETE FROM leases WHERE mac IN (`+marks(len(touched))+`)`, args...); err != nil {
+			return fmt.Errorf("delete the leases changed: %w", err)
+		}
+		if len(macs) > 0 {
+			args = args[:0]
+			for i := range macs {
+				args = append(args, macs[i], ips[i], exps[i], hosts[i])
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO leases (mac, ip, expires_at, hostname) VALUES `+
+				strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(macs)), ", "), args...)
+		}
+	}
+	if err != nil {
+		if tx.pg && isUnique(err) {
+			// A lease written meanwhile without WriteLeases's locks:
+			// the batch runs again and sees it.
+			return fmt.Errorf("put the leases: %w: %w", errRetryTx, err)
+		}
+		return fmt.Errorf("put the leases: %w", err)
+	}
+	return nil
+}
+
+// errRetryTx marks an error after which txAt runs the transaction again.
+var errRetryTx = errors.New("the transaction met another and runs again")
 
 // DeleteLease forgets a machine's lease.
 func (d *DB) DeleteLease(ctx context.Context, mac string) error {
