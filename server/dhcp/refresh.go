@@ -85,10 +85,3 @@ func (f *Full) merge(all []Lease, now time.Time) {
 		f.log.Info("dhcp learnt the leases another server gave", "leases", n)
 	}
 }
-
-// refreshPending reports whether a refresh is running (tests).
-func (f *Full) refreshPending() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.refreshing
-}
