@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/overboot/overboot/server/dhcp"
 	"github.com/overboot/overboot/server/state"
@@ -74,63 +73,8 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // DHCPLeases keeps the DHCP server's leases (dhcp.Leases) in the state
-// store: how ServeDHCP backs its dhcp.Full.
-func DHCPLeases(db *state.DB) dhcp.Leases { return leaseStore{db} }
-
-// leaseStore keeps the DHCP server's leases in the state store.
-type leaseStore struct{ db *state.DB }
-
-func toLease(sl state.Lease) (dhcp.Lease, error) {
-	mac, err := net.ParseMAC(sl.MAC)
-	if err != nil {
-		return dhcp.Lease{}, fmt.Errorf("lease of %q: %w", sl.MAC, err)
-	}
-	ip, err := netip.ParseAddr(sl.IP)
-	if err != nil {
-		return dhcp.Lease{}, fmt.Errorf("lease of %s: %w", sl.MAC, err)
-	}
-	return dhcp.Lease{MAC: mac, IP: ip, Expires: sl.Expires, Hostname: sl.Hostname}, nil
-}
-
-func (l leaseStore) Write(ws []dhcp.LeaseWrite, now time.Time) ([]dhcp.LeaseConflict, error) {
-	sws := make([]state.LeaseWrite, len(ws))
-	for i, w := range ws {
-		sws[i] = state.LeaseWrite{Delete: w.Delete, Lease: state.Lease{MAC: w.Lease.MAC.String()}}
-		if !w.Delete {
-			sws[i].Lease = state.Lease{MAC: w.Lease.MAC.String(), IP: w.Lease.IP.String(), Expires: w.Lease.Expires, Hostname: w.Lease.Hostname}
-		}
-	}
-	scs, err := l.db.WriteLeases(context.Background(), sws, now)
-	if err != nil {
-		return nil, err
-	}
-	cs := make([]dhcp.LeaseConflict, 0, len(scs))
-	for _, sc := range scs {
-		owner, err := toLease(sc.Owner)
-		if err != nil {
-			// The batch is in; the owner is only unknown to memory.
-			owner = dhcp.Lease{}
-		}
-		cs = append(cs, dhcp.LeaseConflict{Index: sc.Index, Owner: owner})
-	}
-	return cs, nil
-}
-
-func (l leaseStore) All() ([]dhcp.Lease, error) {
-	sls, err := l.db.Leases(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	out := make([]dhcp.Lease, 0, len(sls))
-	for _, sl := range sls {
-		d, err := toLease(sl)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
+// store: how ServeDHCP backs its dhcp.Full (see dhcp.StateLeases).
+func DHCPLeases(db *state.DB) dhcp.Leases { return dhcp.StateLeases(db) }
 
 // ServeDHCP is overboot's own DHCP server, for isolated networks: it gives
 // addresses from dhcp-range on the configured interface (leases kept in

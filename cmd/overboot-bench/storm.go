@@ -187,7 +187,7 @@ func runStorm(ctx context.Context, env *Env) ([]Result, error) {
 
 	fmt.Fprintf(env.Out, "load average before (the machine is shared): %s\n", loadAvg())
 	t0 := time.Now()
-	pg, err := pgtest.Start()
+	pg, err := pgtest.Start(pgtest.Options{Durable: true})
 	if err != nil {
 		return nil, err
 	}

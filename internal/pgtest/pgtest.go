@@ -19,6 +19,10 @@
 //
 //	conn := pgtest.Database(t) // "host=/tmp/... port=5432 user=postgres dbname=t3 sslmode=disable"
 //
+// Outside tests (a benchmark), Start makes a cluster of the same kind,
+// with fsync on when asked (Options.Durable), and CreateDatabase a
+// database in it; the caller stops it.
+//
 // The superuser logs in without a password; a role made with Role needs
 // its password (scram-sha-256), for tests of how a password is given.
 //
@@ -168,7 +172,7 @@ func running(t testing.TB) *Cluster {
 	mu.Lock()
 	defer mu.Unlock()
 	if cluster == nil && startErr == nil && missing == "" {
-		cluster, missing, startErr = start()
+		cluster, missing, startErr = start(Options{})
 	}
 	switch {
 	case missing != "":
@@ -183,12 +187,20 @@ func running(t testing.TB) *Cluster {
 // needs (its programs, the postgres user, runuser).
 var ErrMissing = errors.New("the machine cannot run PostgreSQL")
 
-// Start starts a private cluster of its own, for a program that is not a
-// test (a benchmark): the same cluster as the tests get, in its own
-// temporary directory, apart from the test binary's. The caller stops it
-// with Stop. An error says what failed, or what the machine lacks.
-func Start() (*Cluster, error) {
-	c, missing, err := start()
+// Options are how Start makes a cluster.
+type Options struct {
+	// Durable keeps PostgreSQL's fsync and synchronous commit on (a
+	// benchmark's fair comparison with a store that syncs); tests run
+	// without them.
+	Durable bool
+}
+
+// Start makes and starts a private cluster outside a test (a benchmark's
+// own; Database is the tests' way): a temporary directory, a unix socket
+// in it, the machine's cluster untouched. The caller stops it (Stop). An
+// error says what failed, or what the machine lacks (ErrMissing).
+func Start(opts Options) (*Cluster, error) {
+	c, missing, err := start(opts)
 	if missing != "" {
 		return nil, fmt.Errorf("pgtest: %w: %s", ErrMissing, missing)
 	}
@@ -198,21 +210,22 @@ func Start() (*Cluster, error) {
 	return c, nil
 }
 
-// CreateDatabase creates the empty database name (letters, digits and
-// '_'), owned by the superuser, and returns its connection string (as
-// Conn). It is dropped with the cluster.
+// CreateDatabase creates the empty database name (lowercase letters,
+// digits and '_') in the cluster, owned by
+// the superuser, and returns its connection string (as Conn). It is
+// dropped with the cluster.
 func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
 	if name == "" || strings.TrimFunc(name, func(r rune) bool { return r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' }) != "" {
 		return "", fmt.Errorf("pgtest: database name %q: want lowercase letters, digits and '_'", name)
 	}
-	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
 	return c.Conn(name), nil
 }
 
 // start makes and starts a cluster. missing says what the machine lacks.
-func start() (c *Cluster, missing string, err error) {
+func start(opts Options) (c *Cluster, missing string, err error) {
 	bins, _ := filepath.Glob(binGlob)
 	if len(bins) == 0 {
 		return nil, "needs PostgreSQL's server programs (" + binGlob + "): apt-get install postgresql (make deps does)", nil
@@ -259,16 +272,16 @@ func start() (c *Cluster, missing string, err error) {
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return nil, "", err
 	}
-	opts := strings.Join([]string{
+	settings := []string{
 		"-c listen_addresses=''",
 		"-c unix_socket_directories=" + c.Dir,
 		"-c port=5432",
-		"-c fsync=off",
-		"-c synchronous_commit=off",
-		"-c full_page_writes=off",
 		"-c max_connections=300",
-	}, " ")
-	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", opts, "-w", "-t", "120", "start"); err != nil {
+	}
+	if !opts.Durable {
+		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+	}
+	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", strings.Join(settings, " "), "-w", "-t", "120", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
 		return nil, "", fmt.Errorf("%w\nserver log:\n%s", err, log)
 	}

@@ -52,7 +52,7 @@ func TestDatabase(t *testing.T) {
 // directory and socket, makes databases that answer, refuses a name that
 // is not a plain identifier, and is gone after Stop.
 func TestStart(t *testing.T) {
-	c, err := Start()
+	c, err := Start(Options{})
 	if errors.Is(err, ErrMissing) {
 		testneed.Missing(t, "%v", err)
 	}

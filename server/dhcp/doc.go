@@ -70,6 +70,7 @@
 // closest relay names a link outside the pool's /64 gets no address. It
 // answers no IA_TA or IA_PD, and has no ProxyDHCP mode beside a site's
 // DHCPv6 server. No option overload (RFC 2131 option 52), no failover
-// between servers, no relay-agent specific policy (option 82 is echoed,
-// nothing more).
+// protocol between servers (several Fulls may share one store instead:
+// the store arbitrates each address, see refresh.go), no relay-agent
+// specific policy (option 82 is echoed, nothing more).
 package dhcp

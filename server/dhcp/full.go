@@ -94,6 +94,9 @@ type Full struct {
 	offers  map[string]offer        // MAC.String() -> its offer hold not yet taken
 	buckets map[string]*tokenBucket // relayKey -> the rate of holds for new MACs
 	cursor  netip.Addr              // where spare looks for an address next
+
+	refreshing bool      // a refresh runs (refresh.go)
+	refreshed  time.Time // when the last refresh ended
 }
 
 // NewFull checks cfg, reads the leases and returns a server for them.
@@ -171,6 +174,9 @@ type QueueStats struct {
 	// Stale: a request that waited longer than maxAge to be handled, its
 	// client having likely sent it again or given up.
 	Stale atomic.Uint64
+	// Refreshes: the times Full read the store's leases again after a
+	// write it refused (another server writes beside it: refresh.go).
+	Refreshes atomic.Uint64
 }
 
 // Stats are the drop counts of Full's Serve.
@@ -339,8 +345,8 @@ func (f *Full) answer(ctx context.Context, b []byte, peer *net.UDPAddr, send fun
 		switch {
 		case err != nil:
 			f.log.Warn("dhcp not answering: the leases could not be stored", "type", mt, "mac", req.ClientHWAddr.String(), "iface", f.cfg.Interface, "err", err)
-		case len(conflicts) > 0:
-			f.learn(writes, conflicts)
+		case len(conflicts) > 0 && f.learn(writes, conflicts, req.ClientHWAddr):
+			// The answer rests on a write the store refused.
 		case reply != nil:
 			f.log.Info("dhcp answer", "type", reply.MessageType(), "mac", req.ClientHWAddr.String(), "ip", reply.YourIPAddr, "iface", f.cfg.Interface, "file", a.File, "url", a.URL, "message", reply.Message())
 			send(reply, fullReplyAddr(req, reply))
@@ -355,40 +361,69 @@ func (f *Full) answer(ctx context.Context, b []byte, peer *net.UDPAddr, send fun
 	f.mu.Unlock()
 }
 
-// learn takes in what the store said of the puts it refused: their
-// addresses are another MAC's (another server gave them), in memory from
-// now on; the clients get no answer and ask again.
-func (f *Full) learn(writes []LeaseWrite, conflicts []LeaseConflict) {
+// learn takes in what the store said of the writes it refused: another
+// server gave the address (Owner, another MAC's), or changed the MAC's
+// lease (Owner, the MAC's own); in memory from now on, and the rest of
+// the store's leases soon (refresh). It reports whether a refused write
+// was mac's: the answer to mac rests on it, and is not sent (the client
+// asks again).
+func (f *Full) learn(writes []LeaseWrite, conflicts []LeaseConflict, mac net.HardwareAddr) (refused bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range conflicts {
-		w := writes[c.Index].Lease
-		key := w.MAC.String()
-		if cur, ok := f.table.get(key); ok && cur.IP == w.IP && cur.Expires.Equal(w.Expires) {
+		w := writes[c.Index]
+		key := w.Lease.MAC.String()
+		refused = refused || key == mac.String()
+		// Memory goes back to what the store has, unless a later
+		// decision changed it since.
+		cur, ok := f.table.get(key)
+		if w.Delete && !ok || !w.Delete && ok && cur.IP == w.Lease.IP && cur.Expires.Equal(w.Lease.Expires) {
 			f.table.remove(key)
+			if p := w.Prev; p != nil && p.IP.IsValid() {
+				if _, taken := f.table.onIP(p.IP); !taken {
+					f.table.set(*p)
+				}
+			}
 		}
-		if o, ok := f.offers[key]; ok && o.hold.IP == w.IP {
+		if o, ok := f.offers[key]; ok && o.hold.IP == w.Lease.IP {
 			delete(f.offers, key)
 		}
-		if c.Owner.IP == w.IP && len(c.Owner.MAC) > 0 {
+		if len(c.Owner.MAC) > 0 && c.Owner.IP.IsValid() {
+			if o, ok := f.table.onIP(c.Owner.IP); ok && !slices.Equal(o.MAC, c.Owner.MAC) {
+				delete(f.offers, o.MAC.String())
+			}
 			f.table.set(c.Owner)
 		}
-		f.log.Warn("dhcp not answering: the store has the address leased to another client (another server gave it)", "mac", key, "ip", w.IP, "owner", c.Owner.MAC.String(), "until", c.Owner.Expires)
+		f.log.Info("dhcp write refused: another server has changed the lease (the store keeps theirs)", "mac", key, "ip", w.Lease.IP, "delete", w.Delete, "owner", c.Owner.MAC.String(), "owner_ip", c.Owner.IP, "until", c.Owner.Expires)
 	}
+	f.refreshSoon()
+	return refused
 }
 
 // put makes l its MAC's lease, in memory now and in the store with the
-// decision's batch. Call with f.mu held.
+// decision's batch, if the store's lease of the MAC is still the one in
+// memory (Prev). Call with f.mu held.
 func (f *Full) put(l Lease) {
+	prev := f.prev(l.MAC)
 	f.table.set(l)
-	f.writes = append(f.writes, LeaseWrite{Lease: cloneLease(l)})
+	f.writes = append(f.writes, LeaseWrite{Lease: cloneLease(l), Prev: prev})
 }
 
 // remove forgets mac's lease, in memory now and in the store with the
-// decision's batch. Call with f.mu held.
+// decision's batch, if the store's is still the one in memory. Call with
+// f.mu held.
 func (f *Full) remove(mac net.HardwareAddr) {
+	prev := f.prev(mac)
 	f.table.remove(mac.String())
-	f.writes = append(f.writes, LeaseWrite{Lease: Lease{MAC: slices.Clone(mac)}, Delete: true})
+	f.writes = append(f.writes, LeaseWrite{Lease: Lease{MAC: slices.Clone(mac)}, Delete: true, Prev: prev})
+}
+
+// prev is mac's lease in memory, for a write's Prev: the zero Lease when
+// it has none. Call with f.mu held.
+func (f *Full) prev(mac net.HardwareAddr) *Lease {
+	l, _ := f.table.get(mac.String())
+	l = cloneLease(l)
+	return &l
 }
 
 // boot asks Booter for req's answer when req is a netboot client's, and
@@ -676,7 +711,7 @@ func (f *Full) allocate(mac net.HardwareAddr, want netip.Addr, now time.Time, ho
 	// A decline that has run its time: the address is as good as never
 	// used.
 	for _, m := range f.table.endMarks(now) {
-		f.writes = append(f.writes, LeaseWrite{Lease: m, Delete: true})
+		f.writes = append(f.writes, LeaseWrite{Lease: m, Delete: true, Prev: &m})
 	}
 	var own netip.Addr
 	if rec, ok := f.table.get(mac.String()); ok {

@@ -43,20 +43,32 @@ type Leases interface {
 	// A put of l replaces l.MAC's lease, and removes the lease of another
 	// MAC on l.IP that has expired by now; a put whose address another
 	// MAC holds until after now is refused, not applied, and reported
-	// with that lease (the rest of the batch is applied). An error means
-	// nothing was written.
+	// with that lease (the rest of the batch is applied), and so is a
+	// write whose Prev is not its MAC's lease (see LeaseWrite). An error
+	// means nothing was written.
 	Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, error)
 }
 
 // LeaseWrite is one change in a batch: put Lease, or, with Delete,
 // remove Lease.MAC's lease (removing none is no error).
+//
+// Prev, when set, is what the writer last knew of Lease.MAC's lease
+// (the zero Lease: none), and makes the write conditional: when the
+// MAC's lease in the store is another (address and expiry, to the
+// millisecond) that runs past now, another server sharing the store
+// gave it, and it stands: a delete is refused, and so is a put on
+// another address or one that would end it sooner; a put on the same
+// address that ends later (a renewal) goes in. Full sets Prev on every
+// write; without it a write is unconditional.
 type LeaseWrite struct {
 	Lease  Lease
 	Delete bool
+	Prev   *Lease
 }
 
-// LeaseConflict is a put Leases.Write refused: ws[Index]'s address is
-// Owner's.
+// LeaseConflict is a write Leases.Write refused: ws[Index]'s address is
+// Owner's, another MAC's; or ws[Index].Prev was not its MAC's lease,
+// Owner (the same MAC).
 type LeaseConflict struct {
 	Index int
 	Owner Lease
@@ -118,6 +130,10 @@ func (s *MemLeases) Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, erro
 	var conflicts []LeaseConflict
 	for i, w := range ws {
 		key := w.Lease.MAC.String()
+		if cur, ok := s.m[key]; ok && w.Prev != nil && changedElsewhere(w, cur, now) {
+			conflicts = append(conflicts, LeaseConflict{Index: i, Owner: cloneLease(cur)})
+			continue
+		}
 		if w.Delete {
 			delete(s.m, key)
 			continue
@@ -127,6 +143,15 @@ func (s *MemLeases) Write(ws []LeaseWrite, now time.Time) ([]LeaseConflict, erro
 		}
 	}
 	return conflicts, nil
+}
+
+// changedElsewhere reports whether w, a write with Prev, is refused
+// because its MAC's lease, cur, is not w.Prev, runs past now, and w would
+// delete, move or shorten it (see LeaseWrite).
+func changedElsewhere(w LeaseWrite, cur Lease, now time.Time) bool {
+	same := w.Prev.IP == cur.IP && w.Prev.Expires.UnixMilli() == cur.Expires.UnixMilli()
+	return !same && cur.Expires.After(now) &&
+		(w.Delete || cur.IP != w.Lease.IP || w.Lease.Expires.UnixMilli() < cur.Expires.UnixMilli())
 }
 
 // applyPut is Write's put of l into m (by MAC.String()): it returns the

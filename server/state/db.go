@@ -153,11 +153,19 @@ const maxAttempts = 30
 // set what it hands out afresh each time it runs. (A single statement
 // outside tx is atomic on its own on both backends.)
 func (d *DB) tx(ctx context.Context, fn func(handle) error) error {
+	return d.txAt(ctx, sql.LevelSerializable, fn)
+}
+
+// txAt is tx at another isolation level on PostgreSQL (SQLite's one
+// writer needs none): READ COMMITTED for a transaction that takes its
+// locks itself (WriteLeases's advisory locks), where only a deadlock
+// (40P01) or what fn marks (errRetryTx) runs it again.
+func (d *DB) txAt(ctx context.Context, iso sql.IsolationLevel, fn func(handle) error) error {
 	if d.pg == nil {
 		return d.runTx(ctx, nil, fn)
 	}
 	for attempt := 1; ; attempt++ {
-		err := d.runTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable}, fn)
+		err := d.runTx(ctx, &sql.TxOptions{Isolation: iso}, fn)
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			if err != nil && retryable(err) {
 				err = fmt.Errorf("gave up after %d attempts: %w", attempt, err)

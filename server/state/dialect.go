@@ -216,9 +216,10 @@ func isWord(c byte) bool {
 }
 
 // retryable reports a PostgreSQL error after which the whole transaction
-// may succeed when run again: a serialization failure (40001) or a
-// deadlock (40P01).
+// may succeed when run again: a serialization failure (40001), a
+// deadlock (40P01), or what the transaction marked so (errRetryTx: a
+// unique violation from a row another transaction wrote meanwhile).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.Is(err, errRetryTx) || errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
