@@ -47,16 +47,29 @@ type Fetcher struct {
 
 	once     sync.Once
 	slots    chan struct{}
-	mu       sync.Mutex // guards sources and inflight
+	mu       sync.Mutex // guards sources, inflight and missed
 	sources  []string
 	inflight map[boot.Digest]*call
+	missed   map[boot.Digest]time.Time // no source had it, then
 }
+
+// MissTTL is how long a digest no source had is answered "not found"
+// without asking them again: a stream of made-up digests costs each peer
+// one request per digest at most, and a digest asked again and again one
+// request per MissTTL. At most maxMissed are kept.
+const (
+	MissTTL   = 10 * time.Second
+	maxMissed = 4096
+)
 
 // SetSources sets the base URLs (http://HOST[:PORT][/PATH]) asked, in
 // order, from the next fetch on.
 func (f *Fetcher) SetSources(urls []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if !slices.Equal(f.sources, urls) {
+		clear(f.missed) // a new source may have what the old ones lacked
+	}
 	f.sources = slices.Clone(urls)
 }
 
@@ -96,8 +109,13 @@ func (f *Fetcher) Fetch(ctx context.Context, d boot.Digest, size int64) error {
 	f.once.Do(func() {
 		f.slots = make(chan struct{}, maxFetches)
 		f.inflight = map[boot.Digest]*call{}
+		f.missed = map[boot.Digest]time.Time{}
 	})
 	f.mu.Lock()
+	if at, ok := f.missed[d]; ok && time.Since(at) < MissTTL {
+		f.mu.Unlock()
+		return fmt.Errorf("blob %s: no peer or origin had it %s ago: %w", d, time.Since(at).Round(time.Second), ErrNotFound)
+	}
 	c, ok := f.inflight[d]
 	if !ok {
 		c = &call{done: make(chan struct{})}
@@ -106,6 +124,12 @@ func (f *Fetcher) Fetch(ctx context.Context, d boot.Digest, size int64) error {
 			c.err = f.fetch(d, size)
 			f.mu.Lock()
 			delete(f.inflight, d)
+			if errors.Is(c.err, ErrNotFound) {
+				if len(f.missed) >= maxMissed {
+					clear(f.missed)
+				}
+				f.missed[d] = time.Now()
+			}
 			f.mu.Unlock()
 			close(c.done)
 		}()

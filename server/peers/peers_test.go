@@ -207,3 +207,26 @@ func TestFetchStalled(t *testing.T) {
 		t.Errorf("requests: silent %d, honest %d", silent.requests.Load(), honest.requests.Load())
 	}
 }
+
+// TestFetchMissRemembered: a digest no source had is answered "not found"
+// without asking again for MissTTL (made-up digests cost each peer one
+// request each), unless the sources change.
+func TestFetchMissRemembered(t *testing.T) {
+	s := &source{}
+	f := &Fetcher{Store: newStore(t)}
+	f.SetSources([]string{s.start(t)})
+	d := digestOf([]byte("nobody has it"))
+	for range 3 {
+		if err := f.Fetch(context.Background(), d, -1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	}
+	if n := s.requests.Load(); n != 1 {
+		t.Errorf("the source was asked %d times, want 1", n)
+	}
+	other := &source{body: []byte("nobody has it")}
+	f.SetSources([]string{s.start(t), other.start(t)})
+	if err := f.Fetch(context.Background(), d, -1); err != nil {
+		t.Fatalf("after a new source came: %v", err)
+	}
+}
