@@ -72,7 +72,13 @@ func (s *Server) Register(ctx context.Context, a Announcement) (heartbeat func()
 		}
 	}
 	if len(info.URLs) == 0 && a.HTTP != nil {
-		info.URLs = []string{"http://" + a.HTTP.String()}
+		// The address it listens on, when that is one address: others
+		// cannot reach a wildcard (0.0.0.0, ::).
+		if ap, err := netip.ParseAddrPort(a.HTTP.String()); err == nil && !ap.Addr().IsUnspecified() {
+			info.URLs = []string{"http://" + a.HTTP.String()}
+		} else {
+			s.log.Warn("this server listens on every address and has no url: the other servers cannot fetch blobs from it or send machines to it; set url in [server]", "server", name, "listen", a.HTTP.String())
+		}
 	}
 	if a.ISCSI != nil {
 		info.Portal = cfg.Portal
