@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/overboot/overboot/boot"
-	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/peers"
 )
 
@@ -112,17 +110,7 @@ func newConfFix(t *testing.T, text string) *fix {
 	t.Helper()
 	dir := t.TempDir()
 	text = strings.ReplaceAll(strings.ReplaceAll(text, "$DATA", filepath.Join(dir, "data")), "$DIR", dir)
-	cfg, err := config.Parse("test.conf", strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	s, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &fix{t: t, s: s, h: s.Handler(), dir: dir, logs: logs}
+	return openFix(t, dir, text)
 }
 
 // counted serves h on loopback and counts the requests for blobs and

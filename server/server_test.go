@@ -81,6 +81,14 @@ func newFixServer(t *testing.T, server, conf string, pre func(data string)) *fix
 		}
 	}
 	text := "[server]\ndata = " + dir + "/data\niscsi-portal = 10.0.2.100:3260\n" + server + "[profile default]\nkernel = " + dir + "/kernel\ninitramfs = " + dir + "/initramfs\nroot = " + dir + "/root\ncmdline = console=ttyS0\n" + strings.ReplaceAll(conf, "$DIR", dir)
+	f := openFix(t, dir, text)
+	f.files = files
+	return f
+}
+
+// openFix opens a server for the configuration text, its directory dir.
+func openFix(t *testing.T, dir, text string) *fix {
+	t.Helper()
 	cfg, err := config.Parse("test.conf", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +99,7 @@ func newFixServer(t *testing.T, server, conf string, pre func(data string)) *fix
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &fix{t: t, s: s, h: s.Handler(), dir: dir, files: files, logs: logs}
+	return &fix{t: t, s: s, h: s.Handler(), dir: dir, logs: logs}
 }
 
 // do sends a request from remote (default 192.0.2.10) with Host 10.0.2.100.

@@ -148,11 +148,25 @@ func (s *Store) Commit(path string) (boot.Digest, int64, error) {
 
 // Ingest copies r into the store as a blob, hashing while it copies.
 func (s *Store) Ingest(r io.Reader) (boot.Digest, int64, error) {
-	f, err := s.TempFile("ingest-*")
+	tmp, d, n, err := s.copyHashed("ingest-*", r)
 	if err != nil {
-		return "", 0, fmt.Errorf("store: %w", err)
+		return "", 0, fmt.Errorf("store: ingest: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer os.Remove(tmp)
+	if err := s.place(tmp, d); err != nil {
+		return "", 0, err
+	}
+	return d, n, nil
+}
+
+// copyHashed copies r into a new temporary file of the store (named by
+// pattern), synced, and returns its path, SHA-256 and size. The caller
+// removes the file (place renames it away first when it keeps it).
+func (s *Store) copyHashed(pattern string, r io.Reader) (string, boot.Digest, int64, error) {
+	f, err := s.TempFile(pattern)
+	if err != nil {
+		return "", "", 0, err
+	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), r)
 	if err == nil {
@@ -162,13 +176,10 @@ func (s *Store) Ingest(r io.Reader) (boot.Digest, int64, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("store: ingest: %w", err)
+		os.Remove(f.Name())
+		return "", "", 0, err
 	}
-	d := boot.DigestFromSum(h.Sum(nil))
-	if err := s.place(f.Name(), d); err != nil {
-		return "", 0, err
-	}
-	return d, n, nil
+	return f.Name(), boot.DigestFromSum(h.Sum(nil)), n, nil
 }
 
 // DigestError says that content brought in as a blob of one digest (and
@@ -194,30 +205,18 @@ func (s *Store) IngestAs(r io.Reader, want boot.Digest, size int64) error {
 	if _, err := boot.ParseDigest(string(want)); err != nil {
 		return err
 	}
-	f, err := s.TempFile("fetch-*")
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	defer os.Remove(f.Name())
 	if size >= 0 {
 		r = io.LimitReader(r, size+1)
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), r)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	tmp, got, n, err := s.copyHashed("fetch-*", r)
 	if err != nil {
 		return fmt.Errorf("store: ingest %s: %w", want, err)
 	}
-	got := boot.DigestFromSum(h.Sum(nil))
+	defer os.Remove(tmp)
 	if got != want || (size >= 0 && n != size) {
 		return &DigestError{Want: want, Got: got, WantSize: size, GotSize: n}
 	}
-	return s.place(f.Name(), want)
+	return s.place(tmp, want)
 }
 
 // place makes the file at tmp the blob for d. An existing blob with the same
