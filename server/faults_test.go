@@ -95,9 +95,28 @@ func newFaultSite(t *testing.T, n int) *faultSite {
 			t.Fatal(err)
 		}
 	}
+	lns := make([]net.Listener, n)
+	for i := range lns {
+		if lns[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		site.bases = append(site.bases, "http://"+lns[i].Addr().String())
+	}
 	for i := range n {
 		dir := t.TempDir()
-		text := fmt.Sprintf("[server]\nname = fault%d\ndata = %s/data\nstore = %s\n[profile default]\nkernel = %[4]s/kernel\ninitramfs = %[4]s/initramfs\nroot = %[4]s/root\nlower-mode = lazy\nenroll = open\nmax-machines = unlimited\ncmdline = console=ttyS0\n", i, dir, conn, files)
+		// The others are the mirrors of what is named by digest (the
+		// registry leaves loopback URLs out of what machines are told).
+		var others []string
+		for j, b := range site.bases {
+			if j != i {
+				others = append(others, b)
+			}
+		}
+		mirrors := ""
+		if len(others) > 0 {
+			mirrors = "mirrors = " + strings.Join(others, " ") + "\n"
+		}
+		text := fmt.Sprintf("[server]\nname = fault%d\ndata = %s/data\nstore = %s\n"+mirrors+"[profile default]\nkernel = %[4]s/kernel\ninitramfs = %[4]s/initramfs\nroot = %[4]s/root\nlower-mode = lazy\nenroll = open\nmax-machines = unlimited\ncmdline = console=ttyS0\n", i, dir, conn, files)
 		cfg, err := config.Parse("fault.conf", strings.NewReader(text))
 		if err != nil {
 			t.Fatal(err)
@@ -108,10 +127,7 @@ func newFaultSite(t *testing.T, n int) *faultSite {
 			t.Fatal(err)
 		}
 		s.Drain = time.Nanosecond // a stop is a kill: connections cut
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		ln := lns[i]
 		ctx, cancel := context.WithCancel(context.Background())
 		served := make(chan error, 1)
 		go func() { served <- s.Serve(ctx, ln) }()
@@ -132,7 +148,6 @@ func newFaultSite(t *testing.T, n int) *faultSite {
 			}
 		})
 		site.servers = append(site.servers, s)
-		site.bases = append(site.bases, "http://"+ln.Addr().String())
 		site.stops = append(site.stops, stop)
 	}
 	return site
@@ -155,6 +170,10 @@ type simStats struct {
 	retryAfter atomic.Int64 // 503s with Retry-After
 	docs       atomic.Int64 // documents received
 	imageReads atomic.Int64 // Range reads of the image and the tree answered
+	running    atomic.Int64 // machines that reached their root and read it (Reading)
+	// lostReports are reports whose server was gone (best effort, as
+	// the agent's: the boot goes on).
+	lostReports atomic.Int64
 }
 
 func (st *simStats) violation(format string, args ...any) {
@@ -184,7 +203,9 @@ type simMachine struct {
 	// sawWaitScript: its script request was answered with a script that
 	// says why it waits (StoreWaitMessage).
 	sawWaitScript atomic.Bool
-	kernel        string // its kernel's URL, once its script named it
+	kernel        string       // its kernel's URL, once its script named it
+	done          atomic.Bool  // a boot reached its last report
+	lostReports   atomic.Int64 // reports whose server was gone
 }
 
 func newSimMachine(i, block int, servers []string, st *simStats) *simMachine {
@@ -297,21 +318,34 @@ func (m *simMachine) boot(ctx context.Context, base string) error {
 			return err
 		}
 		code, b, err := m.do(ctx, http.MethodPost, doc.Report, "", r, "report")
-		if err == nil && code != http.StatusNoContent {
-			err = fmt.Errorf("HTTP %d %s", code, b)
-		}
-		if err != nil {
-			return fmt.Errorf("report %s %s: %w", phase, outcome, err)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Best effort, as the agent's: the boot goes on.
+			m.st.lostReports.Add(1)
+			m.lostReports.Add(1)
+			return nil
+		case err != nil:
+			return err
+		case code != http.StatusNoContent:
+			return fmt.Errorf("report %s %s: HTTP %d %s", phase, outcome, code, b)
 		}
 		return nil
 	}
 	read := func() error {
 		for _, r := range []struct {
-			url      string
+			urls     []string
 			off, len int64
-		}{{h.URL, 0, 4096}, {h.URL, h.Size - 8192, 8192}, {h.Verity.HashURL, 0, min(4096, h.Verity.HashSize)}} {
-			code, b, err := m.do(ctx, http.MethodGet, r.url, fmt.Sprintf("bytes=%d-%d", r.off, r.off+r.len-1), nil, "image")
-			if err != nil { // its server is gone
+		}{{h.URLs(), 0, 4096}, {h.URLs(), h.Size - 8192, 8192}, {h.Verity.HashURLs(), 0, min(4096, h.Verity.HashSize)}} {
+			// The first source that answers, as the keeper reads.
+			var code int
+			var b []byte
+			err := errors.New("no source")
+			for _, u := range r.urls {
+				if code, b, err = m.do(ctx, http.MethodGet, u, fmt.Sprintf("bytes=%d-%d", r.off, r.off+r.len-1), nil, "image"); err == nil {
+					break
+				}
+			}
+			if err != nil { // every source is gone
 				return fmt.Errorf("root read: %w: %w", err, errBootAgain)
 			}
 			if code != http.StatusPartialContent || int64(len(b)) != r.len {
@@ -348,6 +382,10 @@ func (m *simMachine) boot(ctx context.Context, base string) error {
 	}
 	if err := report(boot.PhaseSwitchRoot, boot.OutcomeRunning); err != nil {
 		return err
+	}
+	m.done.Store(true)
+	if m.Reading != nil {
+		m.st.running.Add(1)
 	}
 	// Running: the keeper reads the root on demand.
 	for m.Reading != nil {
@@ -434,7 +472,11 @@ func (m *simMachine) sleep(ctx context.Context, d time.Duration) error {
 // checkStore asserts what must hold of the store after the storm: its
 // Check passes; no boot without its first event; every machine's latest
 // boot holds each of its reports once, up to switch_root.
-func (site *faultSite) checkStore(t *testing.T, ms []*simMachine) {
+//
+// A machine whose reports went to a server that died holds only those
+// that reached it: lossy names such machines, whose latest boot is not
+// checked but for its first event.
+func (site *faultSite) checkStore(t *testing.T, ms []*simMachine, lossy map[string]bool) {
 	t.Helper()
 	ctx := context.Background()
 	db := site.servers[0].DB()
@@ -461,6 +503,9 @@ func (site *faultSite) checkStore(t *testing.T, ms []*simMachine) {
 			continue
 		}
 		b := bs[0]
+		if lossy[m.MAC] {
+			continue
+		}
 		if b.Phase != boot.PhaseSwitchRoot || b.Outcome != boot.OutcomeRunning {
 			t.Errorf("%s: its latest boot stands at %s %s, want switch_root running", m.MAC, b.Phase, b.Outcome)
 		}
@@ -577,7 +622,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 		}
 	}
 	t.Logf("wait scripts %d, 503s with Retry-After %d", st.waitScript.Load(), st.retryAfter.Load())
-	site.checkStore(t, append(first, second...))
+	site.checkStore(t, append(first, second...), nil)
 }
 
 // failInserts makes the store refuse new rows of table whose column col
@@ -654,4 +699,116 @@ func TestFaultBootNotRecorded(t *testing.T) {
 	if s := f.script("52-54-00-12-34-56", "192.0.2.10"); !strings.Contains(s, "/doc/") {
 		t.Errorf("once the store records it:\n%s", s)
 	}
+}
+
+// TestFaultPostgresDown: PostgreSQL is down for a while (-fault-outage,
+// a minute by default) under two servers. Machines that run on a lazy
+// root go on reading it (Range reads of the image and its tree: no store
+// needed) and a whole download goes on too; machines that power on
+// during the outage wait, told why on their console, none gets through
+// while the store is down, and all go on to their root once it is back.
+// Nothing is answered 500 or hangs, and the store is whole afterwards.
+func TestFaultPostgresDown(t *testing.T) {
+	outage := *faultOutage
+	site := newFaultSite(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), outage+10*time.Minute)
+	defer cancel()
+	st := &simStats{}
+	reading := make(chan struct{})
+	var running, fresh []*simMachine
+	for i := range 6 {
+		m := newSimMachine(i, 63, []string{site.bases[i%2]}, st)
+		m.Reading = reading
+		running = append(running, m)
+	}
+	for i := range 6 {
+		fresh = append(fresh, newSimMachine(i, 64, []string{site.bases[i%2]}, st))
+	}
+	waitRunning := storm(ctx, running, 0, 1)
+	waitFor(ctx, t, "the running machines on their roots", func() bool { return st.running.Load() == int64(len(running)) })
+	if err := site.pg.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL stopped for %v", outage)
+	downAt, reads0 := time.Now(), st.imageReads.Load()
+	waitFresh := storm(ctx, fresh, 0, 1)
+	// A whole download (the RAM lower's) while the store is down.
+	for _, m := range running[:2] {
+		code, b, err := m.do(ctx, http.MethodGet, m.kernel, "", nil, "artifact")
+		if err != nil || code != http.StatusOK || len(b) != 64<<10 {
+			t.Errorf("%s: a whole download while the store is down: HTTP %d, %d bytes, %v", m.MAC, code, len(b), err)
+		}
+	}
+	time.Sleep(time.Until(downAt.Add(outage)))
+	for _, m := range fresh {
+		if m.done.Load() {
+			t.Errorf("%s powered on during the outage and got through it", m.MAC)
+		}
+	}
+	readsDown := st.imageReads.Load() - reads0
+	if err := site.pg.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL started again; the running machines read their roots %d times meanwhile", readsDown)
+	if readsDown < int64(len(running)) {
+		t.Errorf("the running machines read their roots %d times during the outage", readsDown)
+	}
+	bootsF, errsF := waitFresh()
+	close(reading)
+	bootsR, errsR := waitRunning()
+	st.check(t)
+	for i, m := range append(running, fresh...) {
+		boots, err := append(bootsR, bootsF...)[i], append(errsR, errsF...)[i]
+		if err != nil || boots != 1 {
+			t.Errorf("%s: %d boots: %v", m.MAC, boots, err)
+		}
+	}
+	for _, m := range fresh {
+		if !m.sawWaitScript.Load() {
+			t.Errorf("%s powered on during the outage and its console was never told why it waits", m.MAC)
+		}
+	}
+	site.checkStore(t, append(running, fresh...), nil)
+}
+
+// TestFaultServerKilled: two servers on one store; one is killed
+// (connections cut, no drain) while a storm of machines boots through
+// both. Every machine reaches its last report: those whose server died
+// boot again through the other (as a machine whose DHCP offers two
+// servers does), none is lost, and the store is whole afterwards.
+func TestFaultServerKilled(t *testing.T) {
+	site := newFaultSite(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	st := &simStats{}
+	var ms []*simMachine
+	for i := range 24 {
+		m := newSimMachine(i, 65, []string{site.bases[i%2], site.bases[(i+1)%2]}, st)
+		m.Think = 200 * time.Millisecond
+		ms = append(ms, m)
+	}
+	wait := storm(ctx, ms, time.Second, 3)
+	waitFor(ctx, t, "a fifth of the documents", func() bool { return st.docs.Load() >= int64(len(ms)/5) })
+	site.stops[0]()
+	t.Logf("server 0 killed with %d documents handed out", st.docs.Load())
+	boots, errs := wait()
+	st.check(t)
+	again := 0
+	lossy := map[string]bool{}
+	for i, m := range ms {
+		if errs[i] != nil || !m.done.Load() {
+			t.Errorf("%s: lost after %d boots: %v", m.MAC, boots[i], errs[i])
+		}
+		if m.lostReports.Load() > 0 {
+			lossy[m.MAC] = true
+		}
+		if boots[i] > 1 {
+			again++
+		}
+	}
+	if again == 0 {
+		t.Error("no machine had to boot again: the kill hit nobody")
+	}
+	t.Logf("%d machines booted again through the other server; %d reached their root with reports lost with the server", again, len(lossy))
+	site.checkStore(t, ms, lossy)
 }
