@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"github.com/overboot/overboot/boot"
@@ -18,8 +19,9 @@ import (
 // used or has expired. sleep waits between attempts (nil: a timer).
 func fetchDocument(ctx context.Context, client *http.Client, s FetchDocument, sleep func(context.Context, time.Duration) error, progress func(Phase, string)) (boot.Document, error) {
 	where := fetch.RedactURL(s.URL)
-	pol := fetch.Policy{Attempts: max(s.Attempts, 1), Stall: s.Stall, Sleep: sleep, Retrying: retrying(PhaseDocument, progress)}
-	body, err := fetch.Get(ctx, client, s.URL, "application/json", boot.MaxDocumentSize, pol)
+	pol := fetch.Policy{Attempts: max(s.Attempts, 1), Stall: s.Stall, Sleep: sleep, Retrying: retrying(PhaseDocument, progress),
+		Waiting: storeWaiting(PhaseDocument, s.URL, progress)}
+	body, err := fetch.Get(ctx, fetch.WithRetryAfter(client), s.URL, "application/json", boot.MaxDocumentSize, pol)
 	var ex *fetch.ExhaustedError
 	switch {
 	case err == nil:
@@ -42,4 +44,33 @@ func retrying(p Phase, progress func(Phase, string)) func(int, time.Duration, er
 	return func(attempt int, wait time.Duration, err error) {
 		progress(p, fmt.Sprintf("attempt %d failed (%v); again in %.1fs", attempt, err, wait.Seconds()))
 	}
+}
+
+// StoreWaitEvery is how often the console hears that the agent still
+// waits for a server that answers 503 with Retry-After.
+const StoreWaitEvery = 30 * time.Second
+
+// storeWaiting tells the console, at the first wait and then at most every
+// StoreWaitEvery, that the server at url asks to wait: an overboot server
+// answers 503 with Retry-After while its state store cannot be reached.
+// The waits spend no attempt, up to fetch.DefaultBusy in all.
+func storeWaiting(p Phase, url string, progress func(Phase, string)) func(wait, waited time.Duration, err *fetch.BusyError) {
+	var told time.Duration = -1
+	return func(wait, waited time.Duration, err *fetch.BusyError) {
+		if told >= 0 && waited-told < StoreWaitEvery {
+			return
+		}
+		told = waited
+		progress(p, fmt.Sprintf("the server's state store is unavailable: waiting (server %s, %s; waited %v of at most %v)",
+			serverOf(url), err, waited.Round(time.Second), fetch.DefaultBusy))
+	}
+}
+
+// serverOf names the server of url for the console: scheme and host.
+func serverOf(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "?"
+	}
+	return u.Scheme + "://" + u.Host
 }

@@ -3,6 +3,7 @@ package initagent
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -53,7 +54,9 @@ func (h HTTPReports) Send(ctx context.Context, url string, r boot.PhaseReport) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, ReportTimeout)
 	defer cancel()
-	return fetch.Post(ctx, h.Client, url, "application/json", body)
+	// A 503 with Retry-After comes back as a *fetch.BusyError, which
+	// the reporter waits out (reporter.send).
+	return fetch.Post(ctx, fetch.WithRetryAfter(h.Client), url, "application/json", body)
 }
 
 // reportQueue decides which reports go when. Reports wait until the
@@ -130,6 +133,13 @@ type reporter struct {
 	mu       sync.Mutex // guards the sender's results
 	handled  int
 	firstErr error // the first report that did not go
+	// busy is the server's last answer asking to wait (a 503 with
+	// Retry-After), nil once a report went; busyWaited is the time
+	// the sender has waited on such answers in all.
+	busy       *fetch.BusyError
+	busyWaited time.Duration
+
+	busyTold time.Time // when the console last heard of busy (the boot's goroutine)
 }
 
 type reportJob struct {
@@ -247,6 +257,7 @@ func (r *reporter) event(rep boot.PhaseReport) {
 	}
 	rep.Message = boot.ReportMessage(r.scrub(rep.Message))
 	r.dispatch(r.q.add(rep))
+	r.tellBusy()
 	r.warnSendFailure()
 }
 
@@ -296,9 +307,7 @@ func (r *reporter) run(work <-chan reportJob, url string) {
 			close(j.flushed)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
-		err := r.send.Send(ctx, url, j.report)
-		cancel()
+		err := r.sendOne(url, j.report)
 		r.mu.Lock()
 		r.handled++
 		r.mu.Unlock()
@@ -306,6 +315,56 @@ func (r *reporter) run(work <-chan reportJob, url string) {
 			r.result(err)
 		}
 	}
+}
+
+// sendOne sends one report. A server that asks to wait (a
+// *fetch.BusyError: 503 with Retry-After, which an overboot server
+// answers while its state store is down) is alive: the report is sent
+// again after the wait it asked for, the reports behind it wait too, and
+// the boot does not. The waits of a boot are bounded by fetch.DefaultBusy
+// in all; then, or when the boot's context ends, the report is dropped.
+func (r *reporter) sendOne(url string, rep boot.PhaseReport) error {
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+		err := r.send.Send(ctx, url, rep)
+		cancel()
+		var be *fetch.BusyError
+		r.mu.Lock()
+		if err == nil {
+			r.busy = nil
+		}
+		busy := errors.As(err, &be) && r.busyWaited < fetch.DefaultBusy
+		var wait time.Duration
+		if busy {
+			wait = min(be.Wait, fetch.DefaultBusy-r.busyWaited)
+			r.busy, r.busyWaited = be, r.busyWaited+wait
+		}
+		r.mu.Unlock()
+		if !busy {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// tellBusy says on the console, at most every StoreWaitEvery, that the
+// reports wait for a server that asked to (sendOne).
+func (r *reporter) tellBusy() {
+	r.mu.Lock()
+	be, waited := r.busy, r.busyWaited
+	r.mu.Unlock()
+	if be == nil || (!r.busyTold.IsZero() && time.Since(r.busyTold) < StoreWaitEvery) {
+		return
+	}
+	r.busyTold = time.Now()
+	r.printf("%sthe server's state store is unavailable: waiting (server %s, %s; waited %v of at most %v): the phase reports wait for it, the boot goes on",
+		MarkerPrefix, serverOf(r.q.url), be, waited.Round(time.Second), fetch.DefaultBusy)
 }
 
 func (r *reporter) result(err error) {
@@ -353,6 +412,7 @@ func (r *reporter) flush() {
 		default: // the backlog is full: its reports were counted as failed
 		}
 	}
+	r.tellBusy()
 	r.warnSendFailure()
 	r.mu.Lock()
 	late := r.queued - r.handled

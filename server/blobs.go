@@ -50,7 +50,11 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	// would each cost a write to the store; a resumed download is counted
 	// by its first request. Recorded after the machine may have closed the
 	// connection: the event outlives the request.
-	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+	// The body's last bytes leave first: the machine never waits for the
+	// store, and a download goes on while the store is down, without its
+	// event (nor a log line per download).
+	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet && r.Header.Get("Range") == "" && !s.storeWasDown() {
+		http.NewResponseController(w).Flush()
 		s.rec.Download(context.WithoutCancel(r.Context()), remoteIP(r), kind, cw.n)
 	}
 }

@@ -17,11 +17,17 @@ import (
 // the image's tree) here, the document itself in package server/answer.
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, ok := s.spend(w, r, r.PathValue("token"), enroll.PurposeDoc, false)
+	tok := r.PathValue("token")
+	t, ok := s.spend(w, r, tok, enroll.PurposeDoc, false)
 	if !ok {
 		return
 	}
 	fail := func(code int, why string) {
+		if code >= 500 {
+			// The agent tries again (a 503 while the store is down)
+			// with the same URL: it must find the token there.
+			s.giveBack(tok, t)
+		}
 		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "document", Outcome: telemetry.Failed, Message: why})
 		http.Error(w, why, code)
 	}

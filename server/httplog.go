@@ -15,7 +15,7 @@ import (
 type statusWriter struct {
 	*countingWriter
 	code int
-	// storeDown, when set, is asked before a 500 goes out: while the
+	// storeDown, when set, is asked before a 500 or 503 goes out: while the
 	// state store cannot be reached the answer is 503 with Retry-After,
 	// which says "the same request will work later" to iPXE's bootstrap
 	// (it retries), the agent and HTTP clients.
@@ -27,7 +27,9 @@ type statusWriter struct {
 const RetryAfter = 5
 
 func (s *statusWriter) WriteHeader(code int) {
-	if code == http.StatusInternalServerError && s.code == 0 && s.storeDown != nil && s.storeDown() {
+	// A 503 a handler chose (a report it could not record) gets the
+	// Retry-After too when the store is why.
+	if (code == http.StatusInternalServerError || code == http.StatusServiceUnavailable) && s.code == 0 && s.storeDown != nil && s.storeDown() {
 		code = http.StatusServiceUnavailable
 		s.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
 	}

@@ -93,7 +93,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	u, err := s.db.User(ctx, form.User)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		s.log.Error("login", "err", err)
-		s.fail(w, http.StatusInternalServerError, "the server cannot check logins: see its log")
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot check logins: see its log")
 		return
 	}
 	who := form.User // logged only when it is a user's name: never what was typed

@@ -176,8 +176,13 @@ func (s *Server) readOthers(ctx context.Context, cfg *config.Config) []string {
 	me, _ := ServerName(cfg)
 	ss, err := s.db.Servers(ctx)
 	if err != nil {
+		// The list as last read, whole: mirrors() leaves out what
+		// machines cannot reach, which a server fetching blobs can.
 		s.log.Warn("cannot list the other servers sharing the store", "err", err)
-		return s.mirrors(&config.Config{})
+		if p := s.others.Load(); p != nil {
+			return *p
+		}
+		return nil
 	}
 	var urls []string
 	now := time.Now()

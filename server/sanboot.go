@@ -37,12 +37,12 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 	if err != nil {
 		code, why := s.diskError(t, err)
 		s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.Failed, Message: why})
-		s.fail(w, code, why)
+		s.failScript(w, r, code, why)
 		return
 	}
 	portal, err := s.diskPortal(ex, base)
 	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err.Error())
+		s.failScript(w, r, http.StatusInternalServerError, err.Error())
 		return
 	}
 	s.reply(w, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/overboot/overboot/boot"
@@ -105,7 +106,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 		adm = &a
 	case !errors.Is(err, state.ErrNotFound):
 		s.log.Error("read admission", "mac", q.mac, "err", err)
-		s.fail(w, http.StatusInternalServerError, "the server cannot read its records: see its log")
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot read its records: see its log")
 		return
 	}
 	d := enroll.Decide(p.Policy(), q.mac, adm, q.addr)
@@ -127,7 +128,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 	}
 	if err != nil {
 		s.log.Error("record machine", "mac", q.mac, "err", err)
-		s.fail(w, http.StatusInternalServerError, "the server cannot record this machine: see its log")
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot record this machine: see its log")
 		return
 	}
 	switch d.Step {
@@ -156,12 +157,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 // failBoot answers a refusal or an error of the server as a failed boot
 // that the status page and machine show can tell: the boot is recorded
 // with its message (a machine the server could not serve is not silent).
-func (s *Server) failBoot(ctx context.Context, w http.ResponseWriter, q bootReq, p *config.Profile, code int, why string) {
+func (s *Server) failBoot(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile, code int, why string) {
+	ctx := r.Context()
 	if q.bootID == 0 {
 		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, User: q.user, Address: q.addr}, "script")
 	}
 	s.rec.Event(ctx, q.bootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "script", Outcome: telemetry.Failed, Message: why})
-	s.fail(w, code, why)
+	s.failScript(w, r, code, why)
 }
 
 // again answers a script that shows why, waits and asks for the
@@ -191,10 +193,14 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 	if q.bootID == 0 {
 		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, Address: q.addr}, "menu")
 	}
+	if q.bootID == 0 {
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot record this boot: see its log")
+		return
+	}
 	tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: enroll.PurposeMenu, MAC: q.mac, Profile: p.Name, Address: q.addr, BootID: q.bootID}, enroll.MenuTTL)
 	if err != nil {
 		s.log.Error("issue token", "err", err)
-		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
 	s.reply(w, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok))
@@ -244,6 +250,10 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose stri
 		s.metrics.Refused("wrong_address")
 		s.log.Warn("token refused: spent from another address than the one it was handed to", "purpose", purpose, "err", err)
 		code, why = http.StatusForbidden, "this URL belongs to another machine"
+	case errors.Is(err, state.ErrNotFound) && s.given.has(enroll.HashToken(tok)):
+		// Spent by a try that failed, and not yet back (giveBack).
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		code, why = http.StatusServiceUnavailable, "the server is recovering this URL: retry"
 	case errors.Is(err, state.ErrNotFound):
 		s.metrics.Refused("bad_token")
 		code, why = http.StatusNotFound, "unknown, used or expired URL: reboot the machine for a new one"
@@ -251,7 +261,7 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose stri
 		s.log.Error("spend token", "err", err)
 	}
 	if script {
-		s.fail(w, code, why)
+		s.failScript(w, r, code, why)
 	} else {
 		http.Error(w, why, code)
 	}
@@ -273,7 +283,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		a, err := s.sets.Load().Resolve(ctx, p)
 		if err != nil {
 			s.log.Error("resolve profile", "profile", p.Name, "err", err)
-			s.failBoot(ctx, w, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
+			s.failBoot(w, r, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
 		}
 		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache}
@@ -287,6 +297,12 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	} else {
 		s.rec.Event(ctx, q.bootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "script", Outcome: telemetry.OK, Message: p.Name})
 	}
+	if q.bootID == 0 {
+		// No record of the boot (the store failed): its document and
+		// reports would have nowhere to go. Logged by the recorder.
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot record this boot: see its log")
+		return
+	}
 	// The document (it names the layers, carries the identity and the
 	// disk's secrets) or the sanboot script (the secrets too) is served
 	// once, behind a single-use URL: never the command line, which every
@@ -294,12 +310,12 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: answer.Purpose(p), MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}, enroll.TokenTTL)
 	if err != nil {
 		s.log.Error("issue token", "err", err)
-		s.fail(w, http.StatusInternalServerError, "the server cannot issue a token: see its log")
+		s.failScript(w, r, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
 	a, err := answer.BootFor(base, q.machine(), p, arts, tok)
 	if err != nil {
-		s.failBoot(ctx, w, q, p, http.StatusInternalServerError, err.Error())
+		s.failBoot(w, r, q, p, http.StatusInternalServerError, err.Error())
 		return
 	}
 	s.reply(w, http.StatusOK, a)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -85,6 +86,10 @@ type Server struct {
 	name   atomic.Pointer[string]   // as registered in the store (Register)
 	others atomic.Pointer[[]string] // the other servers up, their first URL (readOthers)
 	health storeHealth              // whether the state store answers (storeDown)
+	given  givebacks                // document tokens being given back (giveBack)
+
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // Open opens the data directory cfg.Data (the blob store and the state
@@ -140,6 +145,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 		hashing:    make(chan struct{}, runtime.NumCPU()),
 		nics:       &drivers.Segments{Blobs: blobs, Log: log},
 		fetch:      &peers.Fetcher{Store: blobs, Log: log},
+		closing:    make(chan struct{}),
 	}
 	cleanLeftovers(cfg.Data, log)
 	trees, err := hashtrees.Open(filepath.Join(cfg.Data, "hashtrees"))
@@ -321,6 +327,7 @@ func (s *Server) prepareTrees(ctx context.Context, cfg *config.Config, set *prof
 // Close closes the state store and the disks (after Serve and ServeISCSI
 // have returned), and releases the data directory.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.disks.Close()
 	err := s.db.Close()
 	s.dataLock.release()

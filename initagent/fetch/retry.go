@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +49,16 @@ type Policy struct {
 	// follow, and the wait before it, so the console says why a fetch
 	// takes long (nil: silent).
 	Retrying func(attempt int, wait time.Duration, err error)
+	// Busy bounds the time spent waiting on answers that ask for it (a
+	// *BusyError: HTTP 503 with Retry-After, see HonorRetryAfter), which
+	// spend no attempt: the server is alive and asks to be asked again
+	// (0: DefaultBusy; negative: such an answer is an ordinary failed
+	// attempt). Once it is spent, they count as failed attempts.
+	Busy time.Duration
+	// Waiting, when set, hears of each wait on a *BusyError: how long
+	// this one is and how long the waits have lasted with it (nil:
+	// silent).
+	Waiting func(wait, waited time.Duration, err *BusyError)
 
 	// outage, when set, is shared with the other loops asking the same
 	// server (a RangeReader's): Patience counts from its beginning.
@@ -64,6 +77,12 @@ const (
 	DefaultSlowBytes    = 32 << 10
 	DefaultSlowWindow   = 30 * time.Second
 	DefaultMaxMalformed = 4
+	// DefaultBusy: an overboot server answers 503 with Retry-After while
+	// its state store (PostgreSQL) is down; a restart of PostgreSQL
+	// takes seconds, an upgrade or a failover minutes.
+	DefaultBusy = 10 * time.Minute
+	// MaxRetryAfter caps one wait a Retry-After asks for.
+	MaxRetryAfter = time.Minute
 	// Jitter spreads each wait over ±Jitter of it, so that machines
 	// that lost the server together do not come back together.
 	Jitter = 0.25
@@ -93,6 +112,13 @@ func (p Policy) slow() (int64, time.Duration) {
 		w = DefaultSlowWindow
 	}
 	return b, w
+}
+
+func (p Policy) busy() time.Duration {
+	if p.Busy == 0 {
+		return DefaultBusy
+	}
+	return p.Busy
 }
 
 func (p Policy) maxMalformed() int {
@@ -143,11 +169,14 @@ func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt
 	n := p.attempts()
 	var since time.Time // the first failure since the start or the last progress
 	malformed := 0      // malformed answers since the start or the last progress
+	// The waits servers asked for (BusyError) since the start or the
+	// last progress, and their bound.
+	busy, waited := p.busy(), time.Duration(0)
 	for attempt := 1; ; attempt++ {
 		progress, err := try(ctx, attempt)
 		if progress || err == nil {
 			p.outage.end()
-			attempt, since, malformed = 1, time.Time{}, 0
+			attempt, since, malformed, waited = 1, time.Time{}, 0, 0
 		}
 		switch {
 		case err == nil:
@@ -156,6 +185,22 @@ func (p Policy) retry(ctx context.Context, try func(ctx context.Context, attempt
 			return context.Cause(ctx)
 		case IsPermanent(err):
 			return err
+		}
+		var be *BusyError
+		if errors.As(err, &be) && busy > 0 && waited < busy {
+			// Asked to wait: no attempt spent, no backoff; a little
+			// longer than asked, so that machines told together do not
+			// come back together.
+			wait := min(be.Wait+time.Duration(float64(be.Wait)*Jitter*rand.Float64()), busy-waited)
+			waited += wait
+			if p.Waiting != nil {
+				p.Waiting(wait, waited, be)
+			}
+			if err := sleep(ctx, wait); err != nil {
+				return err
+			}
+			attempt--
+			continue
 		}
 		if isMalformed(err) {
 			malformed++
@@ -350,4 +395,79 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// BusyError is an answer that asks to be asked again later: HTTP 503
+// with a Retry-After (HonorRetryAfter makes it). The server is alive; an
+// overboot server answers so while its state store cannot be reached.
+// Policy.Retry waits it out without spending an attempt, up to
+// Policy.Busy in all.
+type BusyError struct {
+	Status string        // as the response has it, e.g. "503 Service Unavailable"
+	Wait   time.Duration // what Retry-After asked, at least a second, at most MaxRetryAfter
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("HTTP %s, Retry-After %v", e.Status, e.Wait)
+}
+
+// HonorRetryAfter wraps rt (nil: http.DefaultTransport) so that a 503
+// answer with a Retry-After (seconds, or a date) is returned as a
+// *BusyError instead of a response: Policy.Retry then waits as asked. Any
+// other answer passes unchanged.
+func HonorRetryAfter(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return retryAfter{rt}
+}
+
+type retryAfter struct{ rt http.RoundTripper }
+
+func (r retryAfter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.rt.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		return resp, err
+	}
+	wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if !ok {
+		return resp, nil
+	}
+	// The connection can serve the next try.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	return nil, &BusyError{Status: resp.Status, Wait: wait}
+}
+
+// CloseIdleConnections passes on to the wrapped transport.
+func (r retryAfter) CloseIdleConnections() {
+	if c, ok := r.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// parseRetryAfter reads a Retry-After header (RFC 9110 10.2.3: seconds,
+// or an HTTP date), clamped to [1 s, MaxRetryAfter].
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return 0, false
+	}
+	return min(max(d, time.Second), MaxRetryAfter), true
+}
+
+// WithRetryAfter returns a copy of c (nil: DefaultClient()) whose
+// transport is wrapped by HonorRetryAfter.
+func WithRetryAfter(c *http.Client) *http.Client {
+	cc := *orDefault(c)
+	cc.Transport = HonorRetryAfter(cc.Transport)
+	return &cc
 }

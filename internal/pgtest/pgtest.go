@@ -21,7 +21,9 @@
 //
 // Outside tests (a benchmark), Start makes a cluster of the same kind,
 // with fsync on when asked (Options.Durable), and CreateDatabase a
-// database in it; the caller stops it.
+// database in it; the caller stops it. Halt and Resume stop and start
+// such a cluster again on the same directory (a PostgreSQL restart
+// under running clients, for fault tests).
 //
 // The superuser logs in without a password; a role made with Role needs
 // its password (scram-sha-256), for tests of how a password is given.
@@ -81,6 +83,9 @@ type Cluster struct {
 	bin    string // the directory of initdb, pg_ctl, postgres
 	asUser bool   // run its programs as runAs (we are root)
 	admin  *sql.DB
+	// settings are the server's options (pg_ctl -o), the same at every
+	// start (Resume).
+	settings string
 }
 
 // Main runs the tests of m, then stops the cluster if one was started and
@@ -281,9 +286,9 @@ func start(opts Options) (c *Cluster, missing string, err error) {
 	if !opts.Durable {
 		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 	}
-	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", strings.Join(settings, " "), "-w", "-t", "120", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
-		return nil, "", fmt.Errorf("%w\nserver log:\n%s", err, log)
+	c.settings = strings.Join(settings, " ")
+	if err := c.pgStart(); err != nil {
+		return nil, "", err
 	}
 	cfg, err := pgx.ParseConfig(c.Conn("postgres"))
 	if err != nil {
@@ -314,6 +319,38 @@ func (c *Cluster) run(prog string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.Bytes())
+	}
+	return nil
+}
+
+// pgStart starts the cluster's server on its data directory and waits
+// until it accepts connections.
+func (c *Cluster) pgStart() error {
+	data := filepath.Join(c.Dir, "data")
+	if err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "log"), "-o", c.settings, "-w", "-t", "120", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.Dir, "log"))
+		return fmt.Errorf("%w\nserver log:\n%s", err, log)
+	}
+	return nil
+}
+
+// Halt stops the cluster's server as an administrator's restart does
+// (pg_ctl stop -m fast: open transactions are rolled back, connections
+// are closed, the socket goes away) and keeps its directory: Resume
+// starts the same cluster again, with its databases. Connections that
+// clients hold fail until then, and new ones are refused.
+func (c *Cluster) Halt() error {
+	if err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "-t", "120", "stop"); err != nil {
+		return fmt.Errorf("pgtest: halt the cluster in %s: %w", c.Dir, err)
+	}
+	return nil
+}
+
+// Resume starts a halted cluster again (Halt), on the same directory,
+// socket and settings, and returns once it accepts connections.
+func (c *Cluster) Resume() error {
+	if err := c.pgStart(); err != nil {
+		return fmt.Errorf("pgtest: resume the cluster in %s: %w", c.Dir, err)
 	}
 	return nil
 }
