@@ -60,6 +60,11 @@ type HTTPSource struct {
 	Size    int64     `json:"size,omitempty"` // bytes; checked when given, required for lazy and fill
 	Mode    LowerMode `json:"mode,omitempty"` // "" means ram
 	Verity  *Verity   `json:"verity,omitempty"`
+	// WorkingSet is what earlier boots of the image read in their first
+	// minute (modes lazy and fill): the keeper fetches it into its cache
+	// while the agent sets up. Omitted when the server has none, so
+	// agents older than the field read documents without it.
+	WorkingSet *WorkingSet `json:"working_set,omitempty"`
 }
 
 // URLs returns URL, then the mirrors, in the order the agent tries them.
@@ -282,6 +287,16 @@ func (d Document) Validate() error {
 				bad("lower.http.verity.salt", "want at most 256 bytes in hex")
 			}
 		}
+		if w := h.WorkingSet; w != nil {
+			switch {
+			case !h.Mode.OnDemand() || h.Verity == nil:
+				bad("lower.http.working_set", "only in mode lazy or fill, with verity")
+			default:
+				if err := w.Check(h.Size, h.Verity.HashSize); err != nil {
+					bad("lower.http.working_set", "%v", err)
+				}
+			}
+		}
 	case d.Lower.ISCSI != nil:
 		checkISCSI("lower.iscsi", d.Lower.ISCSI, bad)
 		if d.Lower.ISCSI.Digest != "" {
@@ -441,4 +456,203 @@ func isHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// MaxWorkingSetChunks bounds the chunks of a working set (image and tree
+// together): 2,048 chunks of 256 KiB are 512 MiB, far more than a boot
+// reads in its first minute, and the longest text form (every other
+// chunk) still fits a document.
+const MaxWorkingSetChunks = 2048
+
+// Chunk sizes a working set may be counted in, in bytes.
+const (
+	MinWorkingSetChunk = 4 << 10
+	MaxWorkingSetChunk = 16 << 20
+)
+
+// WorkingSet is what the boots of an image read in their first minute,
+// in chunks of ChunkSize bytes of the image and of its dm-verity tree:
+// the keeper reports it (WorkingSetReport), the server keeps the union
+// of the last boots' per image and hands it to the next boots in
+// HTTPSource.WorkingSet, whose keeper fetches it in a few large requests
+// before the root is needed.
+type WorkingSet struct {
+	ChunkSize int64       `json:"chunk_size"`      // bytes: a power of two, MinWorkingSetChunk..MaxWorkingSetChunk
+	Image     ChunkRanges `json:"image,omitempty"` // chunks of the image
+	Tree      ChunkRanges `json:"tree,omitempty"`  // chunks of its dm-verity tree
+}
+
+// Count is the number of chunks in the set.
+func (w WorkingSet) Count() int64 { return w.Image.Count() + w.Tree.Count() }
+
+// Validate checks the set without the sizes of what it counts chunks of:
+// the chunk size and at most MaxWorkingSetChunks. Errors name the field.
+func (w WorkingSet) Validate() error {
+	var errs []error
+	if w.ChunkSize < MinWorkingSetChunk || w.ChunkSize > MaxWorkingSetChunk || w.ChunkSize&(w.ChunkSize-1) != 0 {
+		errs = append(errs, fmt.Errorf("chunk_size: %d: want a power of two from %d to %d", w.ChunkSize, MinWorkingSetChunk, MaxWorkingSetChunk))
+	}
+	for _, f := range []struct {
+		name string
+		r    ChunkRanges
+	}{{"image", w.Image}, {"tree", w.Tree}} {
+		if err := f.r.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		}
+	}
+	if n := w.Count(); n > MaxWorkingSetChunks {
+		errs = append(errs, fmt.Errorf("%d chunks: at most %d", n, MaxWorkingSetChunks))
+	}
+	return errors.Join(errs...)
+}
+
+// Check is Validate, and every chunk within the image of imageSize bytes
+// or its tree of treeSize bytes.
+func (w WorkingSet) Check(imageSize, treeSize int64) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range []struct {
+		name string
+		r    ChunkRanges
+		size int64
+	}{{"image", w.Image, imageSize}, {"tree", w.Tree, treeSize}} {
+		n := (f.size + w.ChunkSize - 1) / w.ChunkSize
+		if len(f.r) > 0 && f.r[len(f.r)-1].Last >= n {
+			errs = append(errs, fmt.Errorf("%s: chunk %d is past the end: %d bytes are %d chunks of %d", f.name, f.r[len(f.r)-1].Last, f.size, n, w.ChunkSize))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ChunkRange is the chunks First to Last, both included.
+type ChunkRange struct{ First, Last int64 }
+
+// ChunkRanges is a set of chunk indexes as ranges in order, apart (not
+// touching) and not empty; in JSON a string of ranges and single chunks,
+// "0-3,17,40-45": the one text form of each set.
+type ChunkRanges []ChunkRange
+
+// RangesOf makes the ranges of chunks, which are in increasing order
+// (repeats allowed).
+func RangesOf(chunks []int64) ChunkRanges {
+	var out ChunkRanges
+	for _, c := range chunks {
+		if n := len(out); n > 0 && c <= out[n-1].Last+1 {
+			out[n-1].Last = max(out[n-1].Last, c)
+			continue
+		}
+		out = append(out, ChunkRange{c, c})
+	}
+	return out
+}
+
+// Count is the number of chunks.
+func (c ChunkRanges) Count() int64 {
+	var n int64
+	for _, r := range c {
+		n += r.Last - r.First + 1
+	}
+	return n
+}
+
+// Chunks lists the chunks in order.
+func (c ChunkRanges) Chunks() []int64 {
+	var out []int64
+	for _, r := range c {
+		for i := r.First; i <= r.Last; i++ {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Validate checks the ranges are in order, apart, and not empty, with no
+// negative chunk.
+func (c ChunkRanges) Validate() error {
+	for i, r := range c {
+		switch {
+		case r.First < 0:
+			return fmt.Errorf("negative chunk %d", r.First)
+		case r.Last < r.First:
+			return fmt.Errorf("range %d-%d ends before it starts", r.First, r.Last)
+		case i > 0 && r.First <= c[i-1].Last+1:
+			return fmt.Errorf("range %s after %s: want ranges in order, apart", r, c[i-1])
+		}
+	}
+	return nil
+}
+
+func (r ChunkRange) String() string {
+	if r.First == r.Last {
+		return strconv.FormatInt(r.First, 10)
+	}
+	return strconv.FormatInt(r.First, 10) + "-" + strconv.FormatInt(r.Last, 10)
+}
+
+func (c ChunkRanges) String() string {
+	var b strings.Builder
+	for i, r := range c {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r.String())
+	}
+	return b.String()
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c ChunkRanges) MarshalText() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return []byte(c.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler: the one text form,
+// strictly (decimal numbers without signs or leading zeros, ranges in
+// order and apart, no spaces).
+func (c *ChunkRanges) UnmarshalText(b []byte) error {
+	s := string(b)
+	if len(s) > 32<<10 {
+		return fmt.Errorf("chunk ranges of %d bytes: too long", len(s))
+	}
+	var out ChunkRanges
+	if s != "" {
+		for _, part := range strings.Split(s, ",") {
+			a, z, isRange := strings.Cut(part, "-")
+			first, err := parseChunk(a)
+			if err != nil {
+				return fmt.Errorf("%q: %w", part, err)
+			}
+			last := first
+			if isRange {
+				if last, err = parseChunk(z); err != nil {
+					return fmt.Errorf("%q: %w", part, err)
+				}
+				if last == first {
+					return fmt.Errorf("%q: write a single chunk as %d", part, first)
+				}
+			}
+			out = append(out, ChunkRange{first, last})
+		}
+	}
+	if err := out.Validate(); err != nil {
+		return err
+	}
+	*c = out
+	return nil
+}
+
+// parseChunk reads a chunk index: decimal digits, no leading zero.
+func parseChunk(s string) (int64, error) {
+	if s == "" || len(s) > 1 && s[0] == '0' || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, errors.New("want chunk numbers like 0-3,17")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("chunk number out of range")
+	}
+	return n, nil
 }

@@ -240,3 +240,71 @@ func ReportMessage(s string) string {
 	}
 	return s[:cut] + more
 }
+
+// WorkingSetPath is appended to a boot's report URL (Document.Report)
+// for its WorkingSetReport: POST REPORT/working-set, once per boot.
+const WorkingSetPath = "/working-set"
+
+// MaxWorkingSetReportSize bounds a WorkingSetReport's JSON.
+const MaxWorkingSetReportSize = 32 << 10
+
+// WorkingSetReport is what the keeper POSTs, once per boot, to the report
+// URL plus WorkingSetPath (Content-Type application/json): the chunks of
+// the image and of its tree the machine read in the first Seconds after
+// its root was mounted. The server checks the image is the boot's and
+// every chunk within it.
+type WorkingSetReport struct {
+	Image   Digest     `json:"image"`   // the image's digest, as the document gave it
+	Seconds float64    `json:"seconds"` // how long the keeper recorded, from the kernel's first read
+	Set     WorkingSet `json:"working_set"`
+}
+
+// ParseWorkingSetReport decodes and validates one report, strictly:
+// unknown fields, trailing data and anything larger than
+// MaxWorkingSetReportSize are errors. The chunks are checked against the
+// sizes by the caller (WorkingSet.Check), which knows them.
+func ParseWorkingSetReport(r io.Reader) (WorkingSetReport, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxWorkingSetReportSize+1))
+	if err != nil {
+		return WorkingSetReport{}, fmt.Errorf("working set report: read: %w", err)
+	}
+	if len(data) > MaxWorkingSetReportSize {
+		return WorkingSetReport{}, fmt.Errorf("working set report: larger than %d bytes", MaxWorkingSetReportSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var rep WorkingSetReport
+	if err := dec.Decode(&rep); err != nil {
+		return WorkingSetReport{}, fmt.Errorf("working set report: %w", err)
+	}
+	if dec.More() {
+		return WorkingSetReport{}, errors.New("working set report: trailing data after the JSON object")
+	}
+	if err := rep.Validate(); err != nil {
+		return WorkingSetReport{}, err
+	}
+	return rep, nil
+}
+
+// Validate checks each field. Errors name the field.
+func (r WorkingSetReport) Validate() error {
+	var errs []error
+	if _, err := ParseDigest(string(r.Image)); err != nil {
+		errs = append(errs, fmt.Errorf("working set report: image: %w", err))
+	}
+	if math.IsNaN(r.Seconds) || math.IsInf(r.Seconds, 0) || r.Seconds < 0 {
+		errs = append(errs, fmt.Errorf("working set report: seconds: %v: want a finite number of seconds, 0 or more", r.Seconds))
+	}
+	if err := r.Set.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("working set report: working_set: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Marshal encodes a valid report.
+func (r WorkingSetReport) Marshal() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}

@@ -37,7 +37,7 @@ func (e *LinuxExecutor) lazyAttach(s LazyAttach) (string, error) {
 	}
 	defer kernelEnd.Close()
 	k, err := keeper.Start(keeper.Config{Image: &keeper.Image{URL: h.URL, Mirrors: h.Mirrors, Size: h.Size, TreeURL: v.HashURL, TreeMirrors: v.HashMirrors, TreeSize: v.HashSize,
-		Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest)}}, agentEnd)
+		Fill: h.Mode == boot.LowerFill, CacheBytes: s.CacheBytes, Name: string(h.Digest), Report: s.Report, WorkingSet: h.WorkingSet}}, agentEnd)
 	agentEnd.Close()
 	if err != nil {
 		return "", err

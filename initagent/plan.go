@@ -116,7 +116,7 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	lower, err := lowerSteps(p, d.Lower)
+	lower, err := lowerSteps(p, d.Lower, d.Report)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +152,9 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	), nil
 }
 
-// lowerSteps mount the read-only image at LowerMount.
-func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
+// lowerSteps mount the read-only image at LowerMount. report is the
+// boot's report URL, where a lazy root's keeper reports its working set.
+func lowerSteps(p boot.Params, l boot.Source, report string) ([]Step, error) {
 	switch {
 	case l.HTTP != nil && l.HTTP.Mode.OnDemand():
 		h := l.HTTP
@@ -167,7 +168,7 @@ func lowerSteps(p boot.Params, l boot.Source) ([]Step, error) {
 		return []Step{
 			LoadModules{Extra: slices.Clone(boot.ModulesLazyRoot), PhaseOf: PhaseLower},
 			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
-			LazyAttach{Source: *h, Link: LowerDevice, CacheBytes: p.LowerCacheBytes()},
+			LazyAttach{Source: *h, Link: LowerDevice, CacheBytes: p.LowerCacheBytes(), Report: report},
 			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
 		}, nil
 	case l.HTTP != nil:

@@ -315,6 +315,10 @@ type LazyAttach struct {
 	Source     boot.HTTPSource
 	Link       string
 	CacheBytes int64 // the keeper's RAM cache (lazy mode)
+	// Report is the boot's report URL (it carries a token: never
+	// shown): the keeper reports there what the machine read in its
+	// first minute (boot.WorkingSetReport). "": no report.
+	Report string
 }
 
 func (l LazyAttach) String() string {
@@ -329,6 +333,12 @@ func (l LazyAttach) String() string {
 			root = root[:12]
 		}
 		tree = fmt.Sprintf("%s (%d bytes)", sources(v.HashURL, v.HashMirrors), v.HashSize)
+	}
+	if ws := l.Source.WorkingSet; ws != nil {
+		mode += fmt.Sprintf(", prefetching a working set of %d chunks of %d bytes", ws.Count(), ws.ChunkSize)
+	}
+	if l.Report != "" {
+		mode += ", reporting its working set"
 	}
 	return fmt.Sprintf("nbd <- keeper <- %s (%s, %d bytes) + tree %s; dm-verity root %s -> %s", sources(l.Source.URL, l.Source.Mirrors), mode, l.Source.Size, tree, root, l.Link)
 }

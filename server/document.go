@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/enroll"
@@ -106,6 +108,29 @@ func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Pro
 			return answer.DocumentFacts{}, http.StatusInternalServerError, "cannot make the image's dm-verity tree: see the server's log"
 		}
 		f.Root.Tree = &answer.Tree{Hash: tr.Hash, Size: tr.HashSize, RootHash: tr.RootHash, Salt: tr.Salt}
+		f.Root.WorkingSet = s.workingSetOf(ctx, a.Root.Digest, a.Root.Size, tr.HashSize)
 	}
 	return f, 0, ""
+}
+
+// workingSetOf is the union of the working sets the last boots of image
+// reported, for the next boot's keeper to fetch before the root needs
+// it; nil when there is none, or the store cannot say (the boot goes on
+// without: it reads on demand as before).
+func (s *Server) workingSetOf(ctx context.Context, image boot.Digest, size, treeSize int64) *boot.WorkingSet {
+	ws, n, err := s.db.WorkingSet(ctx, image.String())
+	if err != nil {
+		s.log.Warn("working set", "image", image.String(), "err", err)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := ws.Check(size, treeSize); err != nil {
+		// Sets recorded for another size of the same digest cannot be:
+		// a store edited by hand, or a bug.
+		s.log.Warn("working set", "image", image.String(), "err", err)
+		return nil
+	}
+	return &ws
 }

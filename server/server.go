@@ -350,6 +350,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /login/{token}", s.login)
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
 	mux.HandleFunc("POST /report/{token}", s.report)
+	mux.HandleFunc("POST /report/{token}/working-set", s.workingSet) // boot.WorkingSetPath
 	mux.HandleFunc("PUT "+disks.PeerPath+"{id}", s.receiveDisk)
 	mux.HandleFunc("GET /status", s.statusGate(s.status.Page, true))
 	mux.HandleFunc("GET /status/rows", s.statusGate(s.status.RowsJSON, false))

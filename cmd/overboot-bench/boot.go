@@ -41,6 +41,7 @@ while read k v unit; do case $k in MemTotal:) total=$v ;; MemAvailable:) avail=$
 echo "` + markerMem + ` used_kb=$((total - avail))"
 while read dev dir type rest; do [ "$dir" = / ] && echo "` + markerRoot + ` $dev $type"; done < /proc/mounts
 [ -n "$OVERBOOT_BENCH_SEQ" ] && /bin/bash ` + seqScriptPath + `
+[ -n "$OVERBOOT_BENCH_STAY" ] && sleep "$OVERBOOT_BENCH_STAY"
 echo o > /proc/sysrq-trigger
 sleep 30
 `
@@ -84,7 +85,9 @@ const bootRounds = 3
 
 // For working on one contender (development only: the ratios need the
 // anchors, and the goals three rounds): OVERBOOT_BENCH_BOOT_ONLY names the
-// contenders to boot (comma-separated: overboot, lazy, live-boot, ...),
+// contenders to boot (comma-separated: overboot, lazy, live-boot, ...,
+// and wset for the working set's document boots; the anchors are not
+// built when none is named),
 // OVERBOOT_BENCH_BOOT_ROUNDS the rounds.
 func bootOnly() []string {
 	if v := os.Getenv("OVERBOOT_BENCH_BOOT_ONLY"); v != "" {
@@ -409,7 +412,11 @@ func runBoot(ctx context.Context, env *Env) ([]Result, error) {
 	go fsrv.Serve(fln)
 	defer fsrv.Close()
 
-	contenders, errs := anchorContenders(ctx, env, a.Release, fln.Addr().String())
+	var contenders []contender
+	var errs []error
+	if only := bootOnly(); only == nil || slices.ContainsFunc(only, func(n string) bool { return n != "overboot" && n != "lazy" && n != "wset" }) {
+		contenders, errs = anchorContenders(ctx, env, a.Release, fln.Addr().String())
+	}
 	variants := overbootVariants()
 	for _, v := range variants {
 		contenders = append(contenders, contender{Name: v.Name, Initrd: a.Initramfs, Server: ln.Addr().String(), Args: v.Args, Big: true, Huge: v.Huge, Overboot: true})
@@ -457,6 +464,13 @@ func runBoot(ctx context.Context, env *Env) ([]Result, error) {
 		}
 	}
 	rs := bootResults(contenders, variants, images, times, float64(fileSize(a.Initramfs))/1e6)
+	if only := bootOnly(); only == nil || slices.Contains(only, "wset") {
+		ws, err := runWorkingSet(ctx, env, a, small, logs)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		rs = append(rs, ws...)
+	}
 	for _, c := range contenders {
 		if c.Name == "lazy" {
 			seq, err := runSeqReads(ctx, env, a, c, big, logs)

@@ -186,6 +186,7 @@ type RangeReader struct {
 
 	stats struct {
 		fetched, requests, hits, joins, misses, ahead, retries atomic.Int64
+		prefetched, prefetchDropped                            atomic.Int64
 	}
 }
 
@@ -450,6 +451,10 @@ type RangeStats struct {
 	Misses    int64 // chunks read after starting a request
 	ReadAhead int64 // chunks requested ahead of a sequential reader
 	Retries   int64 // failed attempts, retried
+	// Prefetched counts the chunks Prefetch asked for; PrefetchDropped
+	// those of them that came when the cache had no room (and nobody
+	// waited for them).
+	Prefetched, PrefetchDropped int64
 }
 
 // Stats returns the counters.
@@ -467,10 +472,13 @@ func (r *RangeReader) Stats() RangeStats {
 		Misses:    r.stats.misses.Load(),
 		ReadAhead: r.stats.ahead.Load(),
 		Retries:   r.stats.retries.Load(),
+
+		Prefetched:      r.stats.prefetched.Load(),
+		PrefetchDropped: r.stats.prefetchDropped.Load(),
 	}
 }
 
 func (s RangeStats) String() string {
-	return fmt.Sprintf("%s fetched in %d requests (%d retries); chunks: %d hits, %d joined, %d missed, %d read ahead; %s of %s in RAM",
-		mib(s.Fetched), s.Requests, s.Retries, s.Hits, s.Joins, s.Misses, s.ReadAhead, mib(s.Resident), mib(s.Size))
+	return fmt.Sprintf("%s fetched in %d requests (%d retries); chunks: %d hits, %d joined, %d missed, %d read ahead, %d prefetched (%d dropped); %s of %s in RAM",
+		mib(s.Fetched), s.Requests, s.Retries, s.Hits, s.Joins, s.Misses, s.ReadAhead, s.Prefetched, s.PrefetchDropped, mib(s.Resident), mib(s.Size))
 }

@@ -22,6 +22,7 @@ type prio int
 const (
 	demand    prio = iota // a reader waits for it
 	readAhead             // a sequential reader will soon
+	prefetch              // an earlier boot did, early (Prefetch)
 	fill                  // nobody yet
 )
 
@@ -54,10 +55,15 @@ func (r *RangeReader) chunkLen(c int64) int64 {
 func (r *RangeReader) complete(cl *call, c int64, buf *buffer, err error) {
 	r.mu.Lock()
 	delete(r.inflight, c) // no reader joins cl from now on
-	if err == nil {
+	switch {
+	case err == nil && cl.job.prio == prefetch && cl.waiters == 0 && !r.roomFor(buf):
+		// A prefetched chunk nobody waits for never evicts another:
+		// the cache is the budget, and what readers read stays.
+		r.stats.prefetchDropped.Add(1)
+	case err == nil:
 		buf.refs.Add(cl.waiters)
 		r.store(c, buf)
-	} else if r.fillDone != nil && c < r.fillNext && r.fillErr == nil {
+	case r.fillDone != nil && c < r.fillNext && r.fillErr == nil:
 		r.fillNext = c // the fill asks again
 	}
 	r.mu.Unlock()
@@ -141,6 +147,9 @@ func (r *RangeReader) next() *job {
 		return nil
 	}
 	if j := r.dequeue(readAhead); j != nil {
+		return j
+	}
+	if j := r.dequeue(prefetch); j != nil {
 		return j
 	}
 	return r.nextFill()

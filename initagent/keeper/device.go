@@ -18,6 +18,9 @@ import (
 type device struct {
 	image, tree *fetch.RangeReader
 	cacheBytes  int64 // the image reader's cache (prefetch stays within half)
+	// rec records the kernel's reads for the working set report; nil
+	// without a report URL.
+	rec *recorder
 }
 
 // treeCacheBytes bounds the tree's RAM cache in lazy mode: dm-verity keeps
@@ -57,6 +60,9 @@ func openDevice(ctx context.Context, img Image, logf func(string, ...any)) (*dev
 		d.Close()
 		return nil, err
 	}
+	if img.Report != "" {
+		d.rec = newRecorder(d.image.ChunkSize(), img.Size, img.TreeSize, recordWindow)
+	}
 	return d, nil
 }
 
@@ -70,8 +76,11 @@ func (d *device) Size() int64 {
 }
 
 // ReadAt implements nbd.Backend. A read across the end of the image reads
-// from both.
+// from both. The kernel's reads are recorded for the working set.
 func (d *device) ReadAt(p []byte, off int64) (int, error) {
+	if d.rec != nil {
+		d.rec.read(off, int64(len(p)))
+	}
 	split := d.image.Size()
 	n := 0
 	if off < split {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/initagent/fetch"
 	"github.com/overboot/overboot/initagent/initiator"
 	"github.com/overboot/overboot/internal/nbd"
 )
@@ -58,6 +60,13 @@ type Image struct {
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// Name is the image for messages (its digest).
 	Name string `json:"name"`
+	// Report, when set, is the boot's report URL: the keeper reports
+	// there what the kernel read in its first minute (recordWindow).
+	// It carries a token: never logged.
+	Report string `json:"report,omitempty"`
+	// WorkingSet, when set, is what earlier boots of the image read
+	// first: the keeper fetches it while the agent sets up.
+	WorkingSet *boot.WorkingSet `json:"working_set,omitempty"`
 }
 
 // The keeper's inherited files: the control pipe (the Config, then more
@@ -270,7 +279,17 @@ func serveImage(ctx context.Context, log *kmsg, img Image, dev *device, conn net
 			log.printf("image %s is complete in RAM after %.1fs: the server is no longer needed", img.Name, time.Since(t0).Seconds())
 		}()
 	}
-	go dev.prefetch(log.printf)
+	if img.WorkingSet != nil {
+		go dev.prefetchWorkingSet(*img.WorkingSet, img.Fill, log.printf)
+	} else {
+		go dev.prefetch(log.printf)
+	}
+	if dev.rec != nil {
+		post := func(ctx context.Context, url string, body []byte) error {
+			return fetch.Post(ctx, nil, url, "application/json", body)
+		}
+		go reportWorkingSet(ctx, img, dev.rec, post, reportPause, log.printf)
+	}
 	tree := ""
 	if dev.tree != nil {
 		tree = fmt.Sprintf(" and its dm-verity tree (%d bytes)", dev.tree.Size())

@@ -16,6 +16,9 @@ type Image struct {
 	// Tree is its dm-verity tree, for a profile that reads it on demand;
 	// nil otherwise.
 	Tree *Tree
+	// WorkingSet is what earlier boots of it read first, with a Tree;
+	// nil when none reported one.
+	WorkingSet *boot.WorkingSet
 }
 
 // Tree is an image's dm-verity tree, as package server/hashtrees made it.
@@ -64,6 +67,7 @@ func Document(f DocumentFacts) (boot.Document, error) {
 	lower := &boot.HTTPSource{URL: BlobURL(first, f.Root.Digest), Mirrors: mirrorURLs(others, BlobPrefix+f.Root.Digest.Hex()), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
 	if t := f.Root.Tree; t != nil {
 		lower.Verity = &boot.Verity{HashURL: first + TreePrefix + f.Root.Digest.Hex(), HashMirrors: mirrorURLs(others, TreePrefix+f.Root.Digest.Hex()), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
+		lower.WorkingSet = f.Root.WorkingSet
 	}
 	upper := boot.Upper{Tmpfs: &boot.TmpfsUpper{Size: p.UpperSize}}
 	if d := f.Disk; d != nil {

@@ -26,6 +26,7 @@ var Tables = []struct{ Name, Order string }{
 	{"leases6", "duid, iaid"},
 	{"servers", "name"},
 	{"rate_buckets", "key"},
+	{"working_sets", "boot_id"},
 }
 
 // Counts are the rows of each table, by name.

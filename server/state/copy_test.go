@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/overboot/overboot/boot"
 )
 
 // populate puts rows in every table of d, through the store's own
@@ -40,6 +42,7 @@ func populate(t *testing.T, d *DB) Counts {
 		must(d.PutBootToken(ctx, fmt.Sprintf("tok%d", i), BootToken{Purpose: "doc", MAC: mac, Profile: "kiosk", Address: "192.0.2.1", BootID: b.ID, Expires: exp}))
 		must(d.PutLease(ctx, Lease{MAC: mac, IP: fmt.Sprintf("192.0.2.%d", 100+i), Expires: exp, Hostname: "pc"}))
 		must(d.PutLease6(ctx, Lease6{DUID: "0003" + mac, IAID: 0xfffffffe, IP: fmt.Sprintf("2001:db8::%d", i), Expires: exp, MAC: mac}))
+		must(d.AddWorkingSet(ctx, b.ID, "sha256:aa", boot.WorkingSet{ChunkSize: 256 << 10, Image: ranges(fmt.Sprintf("0-3,%d", 9+i)), Tree: ranges("0")}))
 	}
 	must(d.AddUser(ctx, "alice", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"))
 	must(d.SetUserSecret(ctx, "alice", "s", "t"))

@@ -213,6 +213,18 @@ var migrations = []string{
 	`DELETE FROM leases WHERE EXISTS (SELECT 1 FROM leases o WHERE o.ip = leases.ip
 		AND (o.expires_at > leases.expires_at OR (o.expires_at = leases.expires_at AND o.mac > leases.mac)));
 	CREATE UNIQUE INDEX IF NOT EXISTS leases_by_ip ON leases (ip);`,
+	// 12: the boot working sets: the chunks of its root image (and of
+	// the image's dm-verity tree) a boot read in its first minute, as
+	// its keeper reported them (once per boot), the last few per image.
+	`CREATE TABLE IF NOT EXISTS working_sets (
+		boot_id      INTEGER NOT NULL PRIMARY KEY,
+		image        TEXT NOT NULL,
+		chunk_size   INTEGER NOT NULL,
+		image_chunks TEXT NOT NULL,
+		tree_chunks  TEXT NOT NULL,
+		reported_at  INTEGER NOT NULL
+	);
+	CREATE INDEX IF NOT EXISTS working_sets_by_image ON working_sets (image, reported_at);`,
 }
 
 // SchemaVersion is the version Open brings a store to.
