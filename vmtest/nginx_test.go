@@ -37,14 +37,14 @@ type nginxRig struct {
 
 // nginxMachines are the test's machines: the first boots the default
 // profile (systemd up, then power off), the second the reader profile
-// (the failover routine reads every file of /usr/share and /usr/lib
-// once systemd is up).
+// (the failover routine reads every file of /usr/share once systemd is
+// up).
 const (
 	nginxMAC1      = "52:54:00:0f:00:01"
 	nginxMAC2      = "52:54:00:0f:00:02"
 	nginxMACMiss   = "52:54:00:0f:00:03"
 	nginxCmdline   = "console=ttyS0 panic=-1"
-	nginxReaderArg = "overboot_test=failover"
+	nginxReaderArg = "overboot_test=failover overboot_test_read=/usr/share"
 )
 
 func startNginxRig(t *testing.T, a *Artifacts, opt nginxtest.Options) *nginxRig {
@@ -196,8 +196,7 @@ func expectSystemd(t *testing.T, vm *VM, what string) Line {
 // kernel, initramfs, tree and image come through nginx and fill its cache
 // (MISS); the second machine's are HITs, and the servers' counters show
 // they did not send those bytes again. Then, while the second machine's
-// root reads every file of /usr/share and /usr/lib (most never read
-// before), nginx is restarted with its cache deleted (stopped, cache
+// root reads every file of /usr/share (most never read before), nginx is restarted with its cache deleted (stopped, cache
 // directory removed, started on the same port): the reads go on, none
 // fails, and later ones go through the cold nginx again (MISS). The
 // longest stall (the slowest batch of reads, guest-side) is logged as a
