@@ -40,7 +40,8 @@ systemctl poweroff
 // MarkerFailover starts the lines of the systemd test root's failover
 // routine (kernel argument overboot_test=failover): "MARKER ready" once
 // systemd is up, as it starts reading every file of /usr/share and
-// /usr/lib in batches of 40, then "MARKER done files=N bytes=B errors=E
+// /usr/lib (or of the directories of overboot_test_read=DIR,DIR) in
+// batches of 40, then "MARKER done files=N bytes=B errors=E
 // batches=K longest_ms=X median_ms=Y total_ms=Z": X is the longest time
 // one batch took, an upper bound on the longest stall of the root; each
 // batch slower than 2 s also prints "MARKER slow batch=I ms=X bytes=B
@@ -51,7 +52,11 @@ const failoverTest = `#!/bin/bash
 echo "` + MarkerFailover + ` ready" > /dev/ttyS0
 start=$EPOCHREALTIME
 last=$start
-mapfile -t files < <(find /usr/share /usr/lib -type f)
+dirs="/usr/share /usr/lib"
+for a in $(cat /proc/cmdline); do
+	case $a in overboot_test_read=*) dirs=${a#overboot_test_read=} dirs=${dirs//,/ } ;; esac
+done
+mapfile -t files < <(find $dirs -type f)
 n=${#files[@]} bytes=0 errors=0 longest=0 gaps=()
 for ((i = 0; i < n; i += 40)); do
 	b=$(cat -- "${files[@]:i:40}" 2>/dev/null | wc -c)

@@ -27,6 +27,19 @@ type Options struct {
 	// that size (nginx's slice module); else a Range is passed to the
 	// upstream and the answer cached under a key that includes it.
 	Slice string
+	// WholeFirst (with Slice empty) makes nginx answer the first
+	// request for an object, the one that finds it not cached, with the
+	// upstream's whole object and 200, even to a Range request: nginx
+	// never passes a Range on (proxy_set_header Range ""), and it caches
+	// an object only from its second request on (proxy_cache_min_uses
+	// 2), so the first answer is not cached and nginx passes it on as it
+	// came. From the second request on, ranges are served from the
+	// object as it is cached (206: a MISS that fills the cache, then
+	// HITs). This is a cache that cannot answer a range before it holds
+	// the object: what a lazy root must retry (issue 18, 5a). (nginx
+	// answers a cacheable miss by range from the upstream's stream: a
+	// 200 to a Range request needs an answer it does not cache.)
+	WholeFirst bool
 	// Connections is each worker's worker_connections (0: 256). A
 	// proxied request holds two, the client's and the upstream's.
 	Connections int
@@ -100,13 +113,22 @@ http {
             proxy_cache_valid 200 206 365d;
             add_header X-Cache-Status $upstream_cache_status;
 `, port, backlog)
-	if opt.Slice != "" {
+	switch {
+	case opt.WholeFirst:
+		b.WriteString(`            # Whole objects only, cached from their second request on:
+            # the first is answered with the upstream's whole 200.
+            proxy_cache_key $uri;
+            proxy_cache_min_uses 2;
+            proxy_set_header Range "";
+            proxy_set_header If-Range "";
+`)
+	case opt.Slice != "":
 		fmt.Fprintf(&b, `            # Sliced: nginx asks for aligned slices and caches each.
             slice %s;
             proxy_cache_key $uri$slice_range;
             proxy_set_header Range $slice_range;
 `, opt.Slice)
-	} else {
+	default:
 		b.WriteString(`            # Passed: the range goes to the upstream, and its 206 is
             # cached under a key that includes it.
             proxy_cache_key $uri$http_range;
@@ -131,6 +153,9 @@ http {
 type Nginx struct {
 	URL  string // http://127.0.0.1:PORT
 	Dir  string // its prefix: nginx.conf, logs, cache
+	bin  string
+	port int
+	opt  Options
 	cmd  *exec.Cmd
 	done chan error
 }
@@ -152,6 +177,9 @@ func Start(t testing.TB, opt Options) *Nginx {
 // ends it with Stop. Its error names what failed, nginx's own output
 // included.
 func Run(opt Options) (*Nginx, error) {
+	if opt.WholeFirst && opt.Slice != "" {
+		return nil, errors.New("nginxtest: WholeFirst and Slice are two ways to cache ranges: choose one")
+	}
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
@@ -215,7 +243,7 @@ func start(bin, dir string, port int, opt Options) (*Nginx, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start nginx: %w", err)
 	}
-	n := &Nginx{URL: "http://127.0.0.1:" + strconv.Itoa(port), Dir: dir, cmd: cmd, done: make(chan error, 1)}
+	n := &Nginx{URL: "http://127.0.0.1:" + strconv.Itoa(port), Dir: dir, bin: bin, port: port, opt: opt, cmd: cmd, done: make(chan error, 1)}
 	go func() { n.done <- cmd.Wait() }()
 	// Ready when it accepts; failed when it exits first.
 	addr := "127.0.0.1:" + strconv.Itoa(port)
@@ -238,6 +266,32 @@ func start(bin, dir string, port int, opt Options) (*Nginx, error) {
 	}
 }
 
+// Restart stops nginx (see stop) and starts it again on the same port
+// with the same configuration; cold deletes its cache first, as a new
+// cache host or a lost disk would have it. The access log goes on (the
+// lines after the restart follow the earlier ones). Clients see their
+// connections closed, and refused until nginx listens again.
+func (n *Nginx) Restart(cold bool) error {
+	n.stop()
+	if cold {
+		cache := filepath.Join(n.Dir, "cache")
+		if err := os.RemoveAll(cache); err != nil {
+			return err
+		}
+		if err := os.Mkdir(cache, 0o700); err != nil {
+			return err
+		}
+	}
+	// The port is nginx's again at once (nginx listens with
+	// SO_REUSEADDR); another process taking it meanwhile fails here.
+	m, err := start(n.bin, n.Dir, n.port, n.opt)
+	if err != nil {
+		return fmt.Errorf("restart nginx on port %d: %w", n.port, err)
+	}
+	n.cmd, n.done = m.cmd, m.done
+	return nil
+}
+
 // Stop ends nginx (see stop) and removes its directory.
 func (n *Nginx) Stop() {
 	n.stop()
@@ -246,14 +300,17 @@ func (n *Nginx) Stop() {
 
 // stop ends nginx: SIGTERM to the master (a fast shutdown, as nginx -s
 // stop sends), SIGKILL if it has not exited after 10 s.
+// Stopping a stopped nginx does nothing.
 func (n *Nginx) stop() {
 	n.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
 	select {
-	case <-n.done:
+	case err = <-n.done:
 	case <-time.After(10 * time.Second):
 		n.cmd.Process.Kill()
-		<-n.done
+		err = <-n.done
 	}
+	n.done <- err // for the next stop
 }
 
 // Entry is one line of the access log.

@@ -1,12 +1,15 @@
 package nginxtest
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestConfigModes: the passed mode sends the client's Range upstream and
@@ -14,12 +17,14 @@ import (
 // both list every upstream and keep every path under the directory.
 func TestConfigModes(t *testing.T) {
 	passed := Config("/T", 8080, false, Options{Upstreams: []string{"127.0.0.1:1", "127.0.0.1:2"}})
+	whole := Config("/T", 8080, false, Options{Upstreams: []string{"127.0.0.1:1"}, WholeFirst: true})
 	sliced := Config("/T", 8080, true, Options{Upstreams: []string{"127.0.0.1:1"}, Slice: "1m", Connections: 4096, Backlog: 4096})
 	for _, c := range []struct {
 		name, conf string
 		has, not   []string
 	}{
 		{"passed", passed, []string{"server 127.0.0.1:1;", "server 127.0.0.1:2;", "proxy_cache_key $uri$http_range;", "proxy_set_header Range $http_range;", "listen 127.0.0.1:8080;", "worker_connections 256;"}, []string{"slice ", "user "}},
+		{"whole first", whole, []string{"proxy_cache_key $uri;", "proxy_cache_min_uses 2;", `proxy_set_header Range "";`}, []string{"slice ", "$http_range;", "$slice_range"}},
 		{"sliced", sliced, []string{"slice 1m;", "proxy_cache_key $uri$slice_range;", "proxy_set_header Range $slice_range;", "user root root;", "worker_connections 4096;", "worker_rlimit_nofile 8256;", "listen 127.0.0.1:8080 backlog=4096;"}, []string{"$http_range;"}},
 	} {
 		for _, s := range c.has {
@@ -107,4 +112,109 @@ func TestUpstreamBytes(t *testing.T) {
 			t.Errorf("upstreamBytes(%q) = %d, %v; want %d (error %v)", c.in, got, err, c.want, c.bad)
 		}
 	}
+}
+
+// rangeUpstream serves body at every path with Go's ServeContent (Range,
+// Accept-Ranges, a strong ETag), marked immutable as overboot marks
+// blobs, and counts the requests that carried a Range.
+func rangeUpstream(t *testing.T, body string) (*httptest.Server, *atomic.Int64) {
+	var ranged atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" {
+			ranged.Add(1)
+		}
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", `"x"`)
+		http.ServeContent(w, r, "", time.Unix(1e9, 0), strings.NewReader(body))
+	}))
+	t.Cleanup(up.Close)
+	return up, &ranged
+}
+
+// getRange asks url for rng and returns the status and body.
+func getRange(t *testing.T, url, rng string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Range", rng)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.StatusCode, string(b)
+}
+
+// TestWholeFirst: with WholeFirst, the first Range request for an object
+// gets 200 and the whole object (a MISS nginx does not cache), the second
+// 206 and the range (a MISS that fills the cache), the third 206 from the
+// cache (HIT); the upstream never sees a Range.
+func TestWholeFirst(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 4096)
+	up, ranged := rangeUpstream(t, body)
+	n := Start(t, Options{Upstreams: []string{strings.TrimPrefix(up.URL, "http://")}, WholeFirst: true})
+	var got []string
+	for i := range 3 {
+		code, b := getRange(t, n.URL+"/blobs/sha256/00", "bytes=100-199")
+		want, wantBody := http.StatusPartialContent, body[100:200]
+		if i == 0 {
+			want, wantBody = http.StatusOK, body
+		}
+		if code != want || b != wantBody {
+			t.Errorf("request %d: %d with %d bytes, want %d with %d", i+1, code, len(b), want, len(wantBody))
+		}
+	}
+	log, err := n.WaitLog(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range log {
+		got = append(got, fmt.Sprintf("%d %s", e.Status, e.Cache))
+	}
+	if strings.Join(got, ", ") != "200 MISS, 206 MISS, 206 HIT" {
+		t.Errorf("access log: %v, want 200 MISS, 206 MISS, 206 HIT", got)
+	}
+	if ranged.Load() != 0 {
+		t.Errorf("the upstream saw %d Range requests, want none", ranged.Load())
+	}
+}
+
+// TestRestartCold: a cold restart keeps the port and the access log and
+// empties the cache: the object cached before is a MISS again, then a
+// HIT.
+func TestRestartCold(t *testing.T) {
+	up, _ := rangeUpstream(t, "blob")
+	n := Start(t, Options{Upstreams: []string{strings.TrimPrefix(up.URL, "http://")}})
+	url := n.URL
+	get := func() {
+		if code, b := getRange(t, n.URL+"/blobs/sha256/00", "bytes=0-3"); code != http.StatusPartialContent || b != "blob" {
+			t.Fatalf("%d %q", code, b)
+		}
+	}
+	get()
+	get()
+	if err := n.Restart(true); err != nil {
+		t.Fatal(err)
+	}
+	if n.URL != url {
+		t.Errorf("URL %s after the restart, was %s", n.URL, url)
+	}
+	get()
+	get()
+	log, err := n.WaitLog(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range log {
+		got = append(got, e.Cache)
+	}
+	if strings.Join(got, " ") != "MISS HIT MISS HIT" {
+		t.Errorf("cache status %v, want MISS HIT MISS HIT", got)
+	}
+	n.Stop()
+	n.Stop() // a second stop returns at once
 }
