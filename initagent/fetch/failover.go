@@ -112,6 +112,7 @@ type source struct {
 	refused error     // not the same resource: never asked again
 	down    time.Time // failed: asked again only after this
 	fails   int       // failures in a row
+	failed  time.Time // when it last failed
 	lastErr error     // why it last failed
 	heard   bool      // etag and mtime are its own, from its first answer
 	etag    string
@@ -190,6 +191,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 			discard(keepResp)
 			return nil, err
 		}
+		sent := time.Now()
 		resp, err := f.try(req, i)
 		if err != nil && req.Context().Err() != nil {
 			return nil, err // the caller's doing, not the source's
@@ -198,7 +200,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		switch out {
 		case answered:
 			discard(keepResp)
-			f.answered(i, resp)
+			f.answered(i, sent)
 			return resp, nil
 		case failed:
 			f.failed(i, why)
@@ -351,11 +353,16 @@ func setOrDel(h http.Header, key, v string) {
 	}
 }
 
-// answered notes that source i answered: it is the current one now.
-func (f *failover) answered(i int, resp *http.Response) {
+// answered notes that source i answered a request sent at sent: it is
+// the current one now. An answer to a request sent before the source last
+// failed (one in flight when it broke) says nothing of it now.
+func (f *failover) answered(i int, sent time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.srcs[i]
+	if sent.Before(s.failed) {
+		return
+	}
 	s.fails, s.down = 0, time.Time{}
 	if i == f.cur {
 		return
@@ -380,6 +387,7 @@ func (f *failover) failed(i int, err error) {
 	defer f.mu.Unlock()
 	s := f.srcs[i]
 	s.fails++
+	s.failed = time.Now()
 	s.lastErr = err
 	s.down = time.Now().Add(min(f.retry<<min(s.fails-1, 10), sourceRetryMax))
 }
