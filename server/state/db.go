@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,6 +45,8 @@ type DB struct {
 	path string    // SQLite: the file
 	pg   *pgStore  // PostgreSQL: where (nil on SQLite)
 	now  func() time.Time
+
+	tokensPruned atomic.Int64 // when PutBootToken last deleted the expired tokens (ms)
 }
 
 // Open opens (creating, 0600) the SQLite store at path and brings its

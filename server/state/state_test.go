@@ -344,6 +344,14 @@ func TestBootTokens(t *testing.T) {
 		if _, err := d.TakeBootToken(ctx, "h2", "doc", "192.0.2.1"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("expired: %v", err)
 		}
+		// The next issue drops the expired ones (h2).
+		tok.Expires = now.Add(time.Minute)
+		if err := d.PutBootToken(ctx, "h3", tok); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := d.Counts(ctx); err != nil || c["boot_tokens"] != 1 {
+			t.Errorf("tokens kept after the expired were dropped: %d (%v), want 1", c["boot_tokens"], err)
+		}
 	})
 }
 

@@ -24,17 +24,31 @@ type BootToken struct {
 // handed to. The token stays valid for its own machine.
 var ErrWrongAddress = errors.New("token spent from another address")
 
-// PutBootToken stores a token by its hash, dropping expired ones.
+// PutBootToken stores a token by its hash (and now and then drops the
+// expired ones).
+//
+// It is one INSERT, atomic on its own: a storm of machines on several
+// servers issues thousands at once, and a transaction that also deleted
+// the expired ones read the whole table in each, which PostgreSQL's
+// SERIALIZABLE turned into conflicts of every issue with every other (the
+// storm bench's "gave up after 30 attempts"). The expired ones go in a
+// statement of their own, at most every TokenPruneEvery per handle.
 func (d *DB) PutBootToken(ctx context.Context, hash string, t BootToken) error {
-	return d.tx(ctx, func(tx handle) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires_at < ?`, d.millis()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO boot_tokens (hash, purpose, mac, user_name, profile, address, boot_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			hash, t.Purpose, t.MAC, t.User, t.Profile, t.Address, t.BootID, t.Expires.UnixMilli())
+	if _, err := d.w.ExecContext(ctx, `INSERT INTO boot_tokens (hash, purpose, mac, user_name, profile, address, boot_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		hash, t.Purpose, t.MAC, t.User, t.Profile, t.Address, t.BootID, t.Expires.UnixMilli()); err != nil {
 		return err
-	})
+	}
+	now := d.millis()
+	if last := d.tokensPruned.Load(); now-last >= TokenPruneEvery.Milliseconds() && d.tokensPruned.CompareAndSwap(last, now) {
+		// Best effort: an expired token cannot be spent anyway
+		// (TakeBootToken checks), this only keeps the table small.
+		d.w.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires_at < ?`, now)
+	}
+	return nil
 }
+
+// TokenPruneEvery is how often PutBootToken deletes the expired tokens.
+const TokenPruneEvery = 30 * time.Second
 
 // TakeBootToken spends a token: it must exist, be for purpose, not have
 // expired and be spent from address; then it is gone. A token spent from
