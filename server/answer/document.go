@@ -44,12 +44,12 @@ type Disk struct {
 // decided or made before (the token spent, the disk attached, the
 // identity made, the report token issued).
 type DocumentFacts struct {
-	Base        string   // the server's URL for this machine
-	Mirrors     []string // base URLs of other servers or caches of the same blobs and trees, in order
-	Cache       string   // an HTTP cache in front of the servers, read before Base; "" = none
+	Base    string   // the server's URL for this machine
+	Mirrors []string // base URLs of other servers or caches of the same blobs and trees, in order
+	Cache   string   // an HTTP cache in front of the servers, read before Base; "" = none
 	// Secure is the server's HTTPS base URL; "" = none. Reports go
 	// there, and the image too when the profile says lower-tls.
-	Secure string
+	Secure      string
 	Machine     Machine
 	Profile     *config.Profile
 	Root        Image
