@@ -212,4 +212,3 @@ func TestTLSOwnCertificate(t *testing.T) {
 		t.Errorf("got %v, want %q", err, want)
 	}
 }
-
