@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -254,6 +255,19 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 		o := server.DHCPv6Options{Interface: cfg.DHCPv6, URL: cfg.URL6, HardwareAddr: ifi.HardwareAddr,
 			Start: cfg.DHCPv6Start, End: cfg.DHCPv6End, LeaseTime: cfg.DHCPv6Lease, DNS: cfg.DHCPv6DNS}
 		services = append(services, func() error { return srv.ServeDHCPv6(ctx, c547, o) })
+	}
+	if cfg.TLSListen != "" {
+		tln, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls-listen: %w", err)
+		}
+		if ca := srv.TLS().CAPath(); ca != "" {
+			fmt.Fprintf(stdout, "overboot: HTTPS on %s, certificate for %s signed by the site CA %s (overboot tls ca prints it; mkimage initramfs --ca puts it into the initramfs)\n", tln.Addr(), strings.Join(srv.TLS().Names(), " "), ca)
+		} else {
+			fmt.Fprintf(stdout, "overboot: HTTPS on %s, certificate %s\n", tln.Addr(), cfg.TLSCert)
+		}
+		services = append(services, func() error { return srv.ServeTLS(ctx, tln) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))
