@@ -670,20 +670,20 @@ func (c *Config) validateTLS() []error {
 		}
 		at(k, "tls-cert and tls-key go together: the site's own certificate and its key, or neither (the server's site CA)")
 	}
-	if c.TLSListen == c.Listen {
+	if _, port, _ := net.SplitHostPort(c.TLSListen); c.TLSListen == c.Listen && port != "0" {
 		at("tls-listen", "tls-listen %s is also listen: HTTPS needs an address of its own (firmware and boot loaders keep HTTP)", c.TLSListen)
 	}
-	if c.TLSCert == "" && c.URL == "" && c.TLSURL == "" && len(c.TLSNames) == 0 {
+	if c.TLSCert == "" && len(c.CertNames()) == 0 {
 		at("tls-listen", "tls-listen with the site CA needs the names machines reach the server at, for its certificate: set url, tls-url or tls-names")
 	}
 	return errs
 }
 
 // CertNames are what the site CA's server certificate is for: the hosts
-// of tls-url and url, then tls-names, each once.
+// of tls-url, url and url6, then tls-names, each once.
 func (c *Config) CertNames() []string {
 	var names []string
-	for _, u := range []string{c.TLSURL, c.URL} {
+	for _, u := range []string{c.TLSURL, c.URL, c.URL6} {
 		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
 			names = append(names, pu.Hostname())
 		}

@@ -50,7 +50,7 @@ var Sections = []Section{
 		{"tls-url", "", "How machines reach HTTPS (https://HOST[:PORT]); default: url's host (or the request's) with tls-listen's port."},
 		{"tls-cert", "", "The site's own certificate (PEM file, chain after it), with tls-key; default: a certificate signed by the server's site CA (made at first start in DATA/tls; overboot tls ca prints it)."},
 		{"tls-key", "", "The key of tls-cert (PEM file, mode 0600: refused if others can read it)."},
-		{"tls-names", "", "More host names and addresses (space- or comma-separated) the site CA's certificate is for, besides the hosts of url and tls-url."},
+		{"tls-names", "", "More host names and addresses (space- or comma-separated) the site CA's certificate is for, besides the hosts of url, url6 and tls-url."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
 		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
