@@ -68,6 +68,14 @@ answers DHCPv6 (RFC 8415) with addresses from the range and the boot URL
 of RFC 5970: iPXE gets /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi; the agent
 takes its own DHCPv6 lease when its URLs are IPv6.
 
+With tls-listen = ADDR in [server], it also serves HTTPS there: the kernel
+command line points the agent at an https document (refused over HTTP),
+whose report URL (and image, with lower-tls = yes) is https too; what
+firmware and iPXE fetch stays on listen, over HTTP. The certificate is
+tls-cert/tls-key, or one signed by a site CA the server makes in DATA/tls
+(overboot tls ca prints it; mkimage initramfs --ca puts it into the
+initramfs, the agent's only trust).
+
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
 /usr/lib/ipxe from Debian's ipxe package, copied into DATA/tftp at start),
