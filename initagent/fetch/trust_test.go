@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -96,5 +97,48 @@ func TestTrustNoSystemRoots(t *testing.T) {
 	var te *TrustError
 	if !errors.As(err, &te) {
 		t.Errorf("got %v, want a TrustError", err)
+	}
+}
+
+// TestTrustSiteCARangeReader: the lazy root's Range reader, which makes
+// its own client (as the keeper does, with no client given), trusts the
+// site CA TrustSiteCA loaded, and refuses a server of another CA.
+func TestTrustSiteCARangeReader(t *testing.T) {
+	image := bytes.Repeat([]byte("overboot"), 8192)
+	site := &sitetls.Site{Dir: filepath.Join(t.TempDir(), "tls")}
+	cert, err := site.ServerCert([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, image, `"v1"`)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	defer siteTrust.Store(siteTrust.Load())
+	_, other := tlsServer(t, []string{"127.0.0.1"}, time.Now())
+
+	if err := TrustSiteCA(other); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenRange(t.Context(), nil, srv.URL+"/image", RangeOptions{ExpectSize: int64(len(image)), Patience: 5 * time.Second})
+	var te *TrustError
+	if !errors.As(err, &te) {
+		t.Errorf("another CA: %v, want a TrustError", err)
+	}
+
+	if err := TrustSiteCA(filepath.Join(site.Dir, sitetls.CACertFile)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRange(t.Context(), nil, srv.URL+"/image", RangeOptions{ExpectSize: int64(len(image))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make([]byte, 4096)
+	if _, err := r.ReadAt(got, 8192); err != nil || !bytes.Equal(got, image[8192:8192+4096]) {
+		t.Errorf("ReadAt over HTTPS: %v", err)
 	}
 }
