@@ -52,7 +52,11 @@ type tlsBoot struct {
 	forwards  []Forward
 }
 
-func newTLSBoot(t *testing.T, a *Artifacts, withCA bool) *tlsBoot {
+// tlsProfile is the end of the profile's section of newTLSBoot's
+// configuration: the RAM root, the default.
+const tlsProfile = "onfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n"
+
+func newTLSBoot(t *testing.T, a *Artifacts, withCA bool, profile string) *tlsBoot {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "data")
 	// The CA first (overboot tls ca --make), so the initramfs the
@@ -89,10 +93,7 @@ kernel = %s
 initramfs = %s
 root = %s
 lower-tls = yes
-onfail = poweroff
-onfail-delay = 1s
-cmdline = console=ttyS0 panic=-1
-`, GuestServer, GuestServer, ln.Addr(), a.Kernel, b.initramfs, a.Root)
+%s`, GuestServer, GuestServer, ln.Addr(), a.Kernel, b.initramfs, a.Root, profile)
 	b.s = configServer(t, conf, data)
 	httpAddr := serveHTTP(t, b.s.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -111,7 +112,7 @@ cmdline = console=ttyS0 panic=-1
 // listener wrote the image's.
 func TestTLSBoot(t *testing.T) {
 	a := needVM(t)
-	b := newTLSBoot(t, a, true)
+	b := newTLSBoot(t, a, true, tlsProfile)
 	const mac = "52:54:00:0b:7c:01"
 	vm := startVM(t, Options{PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: mac, Forwards: b.forwards})
 	expectPass(t, vm)
@@ -145,7 +146,7 @@ func TestTLSBoot(t *testing.T) {
 // https document: the boot fails at once, saying so.
 func TestTLSBootNoCA(t *testing.T) {
 	a := needVM(t)
-	b := newTLSBoot(t, a, false)
+	b := newTLSBoot(t, a, false, tlsProfile)
 	vm := startVM(t, Options{PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: "52:54:00:0b:7c:02", Forwards: b.forwards})
 	l, err := vm.Expect("overboot: BOOT FAILED", bootTimeout)
 	if err != nil {
@@ -158,4 +159,23 @@ func TestTLSBootNoCA(t *testing.T) {
 		t.Fatalf("the console does not say the initramfs has no site CA: %v", err)
 	}
 	t.Logf("console %s", why)
+}
+
+// TestTLSBootLazy: a lazy root read over HTTPS: the keeper, a process
+// of its own that outlives the agent, trusts the initramfs's site CA too
+// and serves the root's reads (rounds over /pad, past its small cache)
+// from the HTTPS listener.
+func TestTLSBootLazy(t *testing.T) {
+	a := needVM(t)
+	b := newTLSBoot(t, a, true, "lower-mode = lazy\nlower-cache = 4M\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1 OVERBOOT_TEST=lazyread OVERBOOT_TEST_ROUNDS=3\n")
+	vm := startVM(t, Options{PXE: true, TFTPDir: bootstrapTFTP(t), BootFile: "boot.ipxe", MAC: "52:54:00:0b:7c:03", Forwards: b.forwards})
+	expectPass(t, vm)
+	for _, want := range []string{"overboot-keeper: serving image", MarkerLazyRound + " 3"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if n := b.https.written.Load(); n < a.RootSize {
+		t.Errorf("the HTTPS listener wrote %d bytes, less than the image (%d) the rounds read past a 4 MiB cache", n, a.RootSize)
+	}
 }
