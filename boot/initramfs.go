@@ -42,6 +42,10 @@ const (
 	// name per line ('#' starts a comment); their files and dependencies
 	// are in lib/modules/RELEASE/modules.dep.
 	InitramfsModules = "etc/overboot/modules"
+	// InitramfsSiteCA is the site CA certificate (PEM) the agent trusts,
+	// and trusts alone, for https URLs (the document, reports, the image
+	// with lower-tls); an initramfs without it fetches over HTTP only.
+	InitramfsSiteCA = "etc/overboot/site-ca.pem"
 	// InitramfsExtraModulesDir holds one list per driver segment, named
 	// after its drivers (e.g. "8139cp+8139too"): module files in load
 	// order, dependencies first (FormatModuleFiles). The agent loads them

@@ -20,6 +20,12 @@ import (
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tok := r.PathValue("token")
+	if s.cfg.Load().TLSListen != "" && r.TLS == nil {
+		// Its secrets never cross the network in the clear once the
+		// server has HTTPS; the token stays unspent.
+		http.Error(w, "this server hands boot documents over HTTPS only (tls-listen): the URL on the kernel command line is https", http.StatusForbidden)
+		return
+	}
 	t, ok := s.spend(w, r, tok, enroll.PurposeDoc, false)
 	if !ok {
 		return
@@ -77,7 +83,7 @@ func (s *Server) documentFacts(r *http.Request, t state.BootToken, p *config.Pro
 		code, why := s.diskError(t, err)
 		return answer.DocumentFacts{}, code, why
 	}
-	f := answer.DocumentFacts{Base: base, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
+	f := answer.DocumentFacts{Base: base, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Secure: s.secure(base), Machine: answer.Machine{MAC: t.MAC, User: t.User}, Profile: p,
 		Root: answer.Image{Digest: a.Root.Digest, Size: a.Root.Size}}
 	if p.Upper == "iscsi" {
 		ex, err := s.attach(ctx, t, p)

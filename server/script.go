@@ -286,7 +286,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			s.failBoot(w, r, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
 		}
-		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache}
+		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Secure: s.secure(base)}
 		if seg := s.driverSegment(ctx, q, a.Initramfs.Digest); seg != nil {
 			arts.Driver = seg.Digest
 		}

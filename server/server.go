@@ -28,6 +28,7 @@ import (
 	"github.com/overboot/overboot/server/hashtrees"
 	"github.com/overboot/overboot/server/peers"
 	"github.com/overboot/overboot/server/profiles"
+	"github.com/overboot/overboot/server/sitetls"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/target"
 	"github.com/overboot/overboot/server/telemetry"
@@ -82,6 +83,8 @@ type Server struct {
 	Drain time.Duration
 
 	dataLock *dataLock // DATA/lock, from Open to Close (nil from New)
+
+	certs atomic.Pointer[sitetls.Certs] // the HTTPS certificate (tls-listen); nil: no HTTPS
 
 	name   atomic.Pointer[string]   // as registered in the store (Register)
 	others atomic.Pointer[[]string] // the other servers up, their first URL (readOthers)
@@ -273,8 +276,11 @@ func cleanLeftovers(data string, log *slog.Logger) {
 // error the server keeps the configuration it has. Listen addresses and
 // the data directory do not change while running.
 func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
-	if old := s.cfg.Load(); old != nil && (old.Listen != cfg.Listen || old.Data != cfg.Data || old.ISCSI != cfg.ISCSI) {
-		return fmt.Errorf("%s: listen, iscsi and data cannot change while the server runs: restart it", cfg.File)
+	if old := s.cfg.Load(); old != nil && (old.Listen != cfg.Listen || old.Data != cfg.Data || old.ISCSI != cfg.ISCSI || old.TLSListen != cfg.TLSListen) {
+		return fmt.Errorf("%s: listen, tls-listen, iscsi and data cannot change while the server runs: restart it", cfg.File)
+	}
+	if err := s.reloadTLS(cfg); err != nil {
+		return err
 	}
 	oldSources := s.fetch.Sources()
 	s.fetch.SetSources(s.sources(ctx, cfg))
@@ -377,6 +383,16 @@ const DefaultDrain = 30 * time.Second
 // new connections are refused and requests in flight, downloads included,
 // get up to Drain (default DefaultDrain) to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	jctx, stopJanitor := context.WithCancel(ctx)
+	defer stopJanitor()
+	go s.janitor(jctx)
+	go s.rec.Follow(jctx, s.db, 0)
+	go s.sweeper(jctx)
+	return s.serveHTTP(ctx, ln)
+}
+
+// serveHTTP serves the handler on ln until ctx is done, then drains.
+func (s *Server) serveHTTP(ctx context.Context, ln net.Listener) error {
 	drain := s.Drain
 	if drain == 0 {
 		drain = DefaultDrain
@@ -390,11 +406,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	jctx, stopJanitor := context.WithCancel(ctx)
-	defer stopJanitor()
-	go s.janitor(jctx)
-	go s.rec.Follow(jctx, s.db, 0)
-	go s.sweeper(jctx)
 	select {
 	case err := <-errc:
 		return err
@@ -502,6 +513,12 @@ func (s *Server) base(r *http.Request) (string, error) {
 		return cfg.URL, nil
 	}
 	host := r.Host
+	if r.TLS != nil && cfg.TLSListen != "" {
+		// Reached over HTTPS: the HTTP side is at the same host, listen's port.
+		if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
+			host = net.JoinHostPort(sitetls.HostOf(host), port)
+		}
+	}
 	if host == "" || len(host) > 255 || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != "" {
 		return "", fmt.Errorf("request Host %q: set url in [server] of the config", host)
 	}

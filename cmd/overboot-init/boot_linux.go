@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/initagent"
 	"github.com/overboot/overboot/initagent/fetch"
 )
@@ -11,6 +13,11 @@ import (
 // bootMachine runs the agent as PID 1 and never returns.
 func bootMachine() {
 	console := os.Stdout
+	// https URLs (the document, reports, a lower-tls image) are checked
+	// against the initramfs's site CA alone.
+	if err := fetch.TrustSiteCA("/" + boot.InitramfsSiteCA); err != nil {
+		fmt.Fprintf(console, "overboot: %v: https URLs will be refused\n", err)
+	}
 	// One HTTP client for the document, the image and the reports: one
 	// connection to the server serves them all.
 	client := fetch.NewHTTPClient()

@@ -34,6 +34,9 @@ func main() {
 	}
 	if keeper.IsKeeper() {
 		// The agent's child keeping the root alive; it outlives the agent.
+		// Started before switch_root: the initramfs's site CA is still
+		// at hand (a bad one the agent has already reported).
+		_ = fetch.TrustSiteCA("/" + boot.InitramfsSiteCA)
 		if err := keeper.Main(); err != nil {
 			os.Exit(1)
 		}

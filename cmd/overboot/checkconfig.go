@@ -22,6 +22,7 @@ import (
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/identity"
+	"github.com/overboot/overboot/server/sitetls"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -53,6 +54,16 @@ func checkConfig(ctx context.Context, c *cobra.Command, o serveOptions, w io.Wri
 	fmt.Fprintf(w, "listen      http://%s (machines reach it at %s)\n", cfg.Listen, cmp.Or(cfg.URL, "the Host of each request"))
 	if cfg.URL6 != "" {
 		fmt.Fprintf(w, "url6        %s\n", cfg.URL6)
+	}
+	if cfg.TLSListen != "" {
+		if cfg.TLSCert != "" {
+			fmt.Fprintf(w, "https       https://%s, certificate %s\n", cfg.TLSListen, cfg.TLSCert)
+			if _, err := sitetls.LoadFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
+				fail(cfg.LineOf("tls-cert"), "tls-cert: %v", err)
+			}
+		} else {
+			fmt.Fprintf(w, "https       https://%s, certificate of the site CA %s for %s\n", cfg.TLSListen, sitetls.CAPath(cfg.Data), strings.Join(cfg.CertNames(), " "))
+		}
 	}
 	data := cfg.Data
 	switch fi, err := os.Stat(data); {

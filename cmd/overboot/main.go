@@ -105,7 +105,7 @@ with status 2, any other failure with status 1.`,
 	root.SetIn(sio.in)
 	root.AddCommand(
 		serveCmd(sio), mkimageCmd(sio), inspectCmd(sio),
-		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), serverCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio), storeCmd(sio),
+		machineCmd(sio), userCmd(sio), imageCmd(sio), diskCmd(sio), serverCmd(sio), bootCmd(sio), tokenCmd(sio), gcCmd(sio), backupCmd(sio), storeCmd(sio), tlsCmd(sio),
 		versionCmd(sio), genManCmd(sio),
 	)
 	root.SetHelpCommand(helpCmd())

@@ -14,12 +14,13 @@ import (
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage/initramfs"
+	"github.com/overboot/overboot/server/sitetls"
 )
 
 // mkimageInitramfsOptions are mkimage initramfs's flags.
 type mkimageInitramfsOptions struct {
-	agent, release, modDir, mods, add, fwDir, comp, out, dir, name string
-	shell, generic, fw                                             bool
+	agent, release, modDir, mods, add, fwDir, comp, out, dir, name, ca string
+	shell, generic, fw, noCA                                           bool
 }
 
 func mkimageInitramfsCmd(sio stdio) *cobra.Command {
@@ -32,7 +33,14 @@ rescue shell), and the kernel modules the agent loads at boot with everything th
 depend on (modules.dep of the kernel release), as a compressed newc cpio.
 
 Output: -o FILE, or --store DIR --name NAME: the initramfs goes into the
-data directory DIR by its sha256 and NAME is published in DIR's state store.`,
+data directory DIR by its sha256 and NAME is published in DIR's state store.
+
+The site CA: --ca FILE, or with --store DIR the CA the server made in DIR
+(DIR/tls/ca.pem, when it is there; --no-ca leaves it out), goes in at
+/` + initramfs.SiteCAPath + `. The agent trusts that CA, and nothing else (no
+system roots), for https URLs: the document, the reports and, with
+lower-tls, the image, when the server has tls-listen. Rebuild the
+initramfs when the CA changes.`,
 		Args: exactArgs(0, "no arguments (flags only)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMkimageInitramfs(cmd.Context(), cmd, f, sio.out)
@@ -52,6 +60,9 @@ data directory DIR by its sha256 and NAME is published in DIR's state store.`,
 	fs.StringVarP(&f.out, "out", "o", "", "write the initramfs to this `file`")
 	fs.StringVar(&f.dir, "store", "", "store `directory` to add it to (with --name)")
 	fs.StringVar(&f.name, "name", "", "`name` to publish it under in the store")
+	fs.StringVar(&f.ca, "ca", "", "the site CA `file` (PEM) the agent trusts for https (default with --store: DIR/tls/ca.pem when the server made one)")
+	fs.BoolVar(&f.noCA, "no-ca", false, "no site CA, even with --store (the agent then fetches over HTTP only)")
+	c.MarkFlagFilename("ca", "pem", "crt")
 	c.MarkFlagFilename("agent")
 	c.MarkFlagDirname("modules-dir")
 	c.MarkFlagDirname("firmware-dir")
@@ -64,8 +75,11 @@ func runMkimageInitramfs(ctx context.Context, c *cobra.Command, fl mkimageInitra
 	if (fl.out == "") == (fl.dir == "") || (fl.dir != "" && fl.name == "") || (fl.out != "" && fl.name != "") {
 		return usagef(c, "give either -o FILE or --store DIR --name NAME")
 	}
+	if fl.noCA && fl.ca != "" {
+		return usagef(c, "--ca and --no-ca: give one")
+	}
 	var err error
-	o := initramfs.Options{Agent: fl.agent, NoRescueShell: !fl.shell, KernelRelease: fl.release, ModulesDir: fl.modDir, Compression: fl.comp,
+	o := initramfs.Options{Agent: fl.agent, SiteCA: siteCA(fl), NoRescueShell: !fl.shell, KernelRelease: fl.release, ModulesDir: fl.modDir, Compression: fl.comp,
 		Firmware: fl.fw || fl.generic, FirmwareDir: fl.fwDir}
 	o.Modules = splitList(fl.mods)
 	o.Modules = append(o.Modules, splitList(fl.add)...)
@@ -118,6 +132,7 @@ func runMkimageInitramfs(ctx context.Context, c *cobra.Command, fl mkimageInitra
 		fmt.Fprintf(stdout, "%s %s %d bytes (%s; %d bytes uncompressed), %d files, %d module files for %s\n",
 			fl.out, sum.Digest, sum.Compressed, o.Compression, sum.Uncompressed, sum.Files, len(sum.Modules), o.KernelRelease)
 		firmwareNote(stdout, o, sum)
+		caNote(stdout, o)
 		return nil
 	}
 	st, err := blobstore.Open(fl.dir)
@@ -136,7 +151,31 @@ func runMkimageInitramfs(ctx context.Context, c *cobra.Command, fl mkimageInitra
 		return fmt.Errorf("mkimage initramfs: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s version %d: %s %d bytes (%s) for %s\n", im.Name, im.Version, im.Digest, im.Size, im.Compression, im.KernelRelease)
+	caNote(stdout, o)
 	return nil
+}
+
+// siteCA is the site CA file the initramfs gets: --ca, or the store's.
+func siteCA(fl mkimageInitramfsOptions) string {
+	if fl.ca != "" || fl.noCA || fl.dir == "" {
+		return fl.ca
+	}
+	if p := sitetls.CAPath(fl.dir); fileExists(p) {
+		return p
+	}
+	return ""
+}
+
+// caNote says which site CA went in.
+func caNote(w io.Writer, o initramfs.Options) {
+	if o.SiteCA != "" {
+		fmt.Fprintf(w, "site CA: %s (at /%s: the agent trusts it alone for https)\n", o.SiteCA, initramfs.SiteCAPath)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // firmwareNote says which firmware went in and which the modules name

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,6 +67,14 @@ With dhcpv6 = IFACE (and dhcpv6-range, url6 or url) in [server], it
 answers DHCPv6 (RFC 8415) with addresses from the range and the boot URL
 of RFC 5970: iPXE gets /boot.ipxe, UEFI HTTP Boot /boot/ipxe.efi; the agent
 takes its own DHCPv6 lease when its URLs are IPv6.
+
+With tls-listen = ADDR in [server], it also serves HTTPS there: the kernel
+command line points the agent at an https document (refused over HTTP),
+whose report URL (and image, with lower-tls = yes) is https too; what
+firmware and iPXE fetch stays on listen, over HTTP. The certificate is
+tls-cert/tls-key, or one signed by a site CA the server makes in DATA/tls
+(overboot tls ca prints it; mkimage initramfs --ca puts it into the
+initramfs, the agent's only trust).
 
 With tftp = ADDR in [server], it also serves the iPXE binaries over TFTP
 for firmware PXE (undionly.kpxe, ipxe.efi, snponly.efi: tftp-root, default
@@ -254,6 +263,19 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 		o := server.DHCPv6Options{Interface: cfg.DHCPv6, URL: cfg.URL6, HardwareAddr: ifi.HardwareAddr,
 			Start: cfg.DHCPv6Start, End: cfg.DHCPv6End, LeaseTime: cfg.DHCPv6Lease, DNS: cfg.DHCPv6DNS}
 		services = append(services, func() error { return srv.ServeDHCPv6(ctx, c547, o) })
+	}
+	if cfg.TLSListen != "" {
+		tln, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls-listen: %w", err)
+		}
+		if ca := srv.TLS().CAPath(); ca != "" {
+			fmt.Fprintf(stdout, "overboot: HTTPS on %s, certificate for %s signed by the site CA %s (overboot tls ca prints it; mkimage initramfs --ca puts it into the initramfs)\n", tln.Addr(), strings.Join(srv.TLS().Names(), " "), ca)
+		} else {
+			fmt.Fprintf(stdout, "overboot: HTTPS on %s, certificate %s\n", tln.Addr(), cfg.TLSCert)
+		}
+		services = append(services, func() error { return srv.ServeTLS(ctx, tln) })
 	}
 	services = append(services, func() error { return srv.Serve(ctx, ln) })
 	errc := make(chan error, len(services))

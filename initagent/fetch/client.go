@@ -43,9 +43,19 @@ const MaxRedirects = 10
 // as the server stores it), caps response headers at
 // MaxResponseHeaderBytes, and follows redirects as CheckRedirect allows.
 // It has no overall timeout: a download takes as long as it takes while
-// bytes arrive (Policy.Stall, Policy.SlowBytes).
+// bytes arrive (Policy.Stall, Policy.SlowBytes). For https it trusts the
+// site CA given to TrustSiteCA, and nothing else.
 func NewHTTPClient() *http.Client {
-	return &http.Client{
+	t := siteTrust.Load()
+	if t == nil {
+		t = &Trust{File: "none loaded"}
+	}
+	return NewHTTPClientTrusting(t)
+}
+
+// NewHTTPClientTrusting is NewHTTPClient trusting t for https.
+func NewHTTPClientTrusting(t *Trust) *http.Client {
+	c := &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
 			DialContext:            (&net.Dialer{Timeout: DialTimeout, KeepAlive: KeepAlive}).DialContext,
@@ -59,6 +69,10 @@ func NewHTTPClient() *http.Client {
 		},
 		CheckRedirect: CheckRedirect,
 	}
+	tr := c.Transport.(*http.Transport)
+	tr.TLSClientConfig = t.tlsConfig()
+	tr.DialTLSContext = t.dialTLS(tr)
+	return c
 }
 
 // CheckRedirect is the agent's one redirect policy (http.Client's

@@ -371,14 +371,15 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether retrying cannot fix err: an error marked
-// Permanent, an HTTP refusal (a 4xx but 408 and 429: StatusError.Permanent),
+// Permanent, a server certificate not trusted (*TrustError), an HTTP refusal (a 4xx but 408 and 429: StatusError.Permanent),
 // or bytes that are not the image named (ErrDigestMismatch,
 // ErrSizeMismatch).
 func IsPermanent(err error) bool {
 	var pe permanentError
 	var se *StatusError
+	var te *TrustError
 	switch {
-	case errors.As(err, &pe):
+	case errors.As(err, &pe), errors.As(err, &te):
 		return true
 	case errors.As(err, &se):
 		return se.Permanent()

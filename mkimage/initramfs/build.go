@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,7 @@ const (
 	ModulesList = boot.InitramfsModules
 	InitPath    = boot.InitramfsInit
 	ShellPath   = boot.InitramfsShell
+	SiteCAPath  = boot.InitramfsSiteCA
 )
 
 // File is an extra file to add.
@@ -63,7 +66,11 @@ type Options struct {
 	Firmware    bool
 	FirmwareDir string // default DefaultFirmwareDir
 	Files       []File
-	Log         *slog.Logger // nil: discard
+	// SiteCA is a PEM file of CA certificates (the server's site CA,
+	// DATA/tls/ca.pem, or the site's own) put at SiteCAPath: the agent
+	// trusts them alone for https URLs. "" = none.
+	SiteCA string
+	Log    *slog.Logger // nil: discard
 }
 
 // Summary describes a built initramfs.
@@ -138,6 +145,14 @@ func Build(ctx context.Context, w io.Writer, o Options) (Summary, error) {
 		}
 		if err := addFile(tree, f.Src, dst, mode); err != nil {
 			return Summary{}, err
+		}
+	}
+	if o.SiteCA != "" {
+		if err := checkCA(o.SiteCA); err != nil {
+			return Summary{}, err
+		}
+		if err := addFile(tree, o.SiteCA, SiteCAPath, 0o644); err != nil {
+			return Summary{}, fmt.Errorf("site CA: %w", err)
 		}
 	}
 	var sum Summary
@@ -360,4 +375,36 @@ func commit(st *blobstore.Store, tmp string, m blobstore.Manifest) (blobstore.Ma
 		return blobstore.Manifest{}, fmt.Errorf("store: %s changed while being stored (%s, %d bytes)", tmp, d, size)
 	}
 	return m, nil
+}
+
+// checkCA checks that file holds PEM CA certificates and nothing else
+// (a private key put there by mistake would be in every machine's RAM).
+func checkCA(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("site CA: %w", err)
+	}
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return fmt.Errorf("site CA %s: a PEM %s block: want CA certificates only: %w", file, blk.Type, ErrOption)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return fmt.Errorf("site CA %s: %w", file, err)
+		}
+		if !c.IsCA {
+			return fmt.Errorf("site CA %s: %q is not a CA certificate (give the CA that signed the server's certificate): %w", file, c.Subject.CommonName, ErrOption)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("site CA %s: no PEM CERTIFICATE in it: %w", file, ErrOption)
+	}
+	return nil
 }

@@ -174,6 +174,10 @@ type Artifacts struct {
 	// Cache is the base URL of an HTTP cache in front of the servers
 	// ([server] cache), tried before this server; "" = none.
 	Cache string
+	// Secure is the server's HTTPS base URL ([server] tls-listen) the
+	// document is fetched from; "" = none: the document is at base,
+	// over HTTP.
+	Secure string
 }
 
 // BlobPrefix is where the server serves artifacts by digest.
@@ -222,7 +226,13 @@ func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token strin
 	if p.Sanboot != "" {
 		return SanChain{Comment: comment, URL: base + "/san/" + token}, nil
 	}
-	params := boot.Params{Doc: base + "/doc/" + token, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
+	docBase := base
+	if a.Secure != "" {
+		// What firmware and boot loaders fetch stays HTTP (checked by
+		// digest); the document, with its secrets, goes over HTTPS.
+		docBase = a.Secure
+	}
+	params := boot.Params{Doc: docBase + "/doc/" + token, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
 	if p.LowerMode.OnDemand() {
 		// The agent loads them while DHCP runs, before the document
 		// says it needs them.

@@ -21,6 +21,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const base = "http://192.0.2.10"
 
+// secure is the server's HTTPS base URL, with tlsServer's configuration.
+const (
+	secure    = "https://192.0.2.10:8443"
+	tlsServer = "[server]\nurl = http://192.0.2.10\ntls-listen = :8443\n"
+)
+
 var (
 	kernel    = boot.Digest("sha256:" + strings.Repeat("1", 64))
 	initramfs = boot.Digest("sha256:" + strings.Repeat("2", 64))
@@ -97,6 +103,11 @@ func TestScripts(t *testing.T) {
 		{"fill", func() (answer.Answer, error) {
 			return answer.BootFor(base, m, profile(t, "fill", "lower-mode = fill\n"), arts, token)
 		}},
+		// With HTTPS, the document's URL is https; the kernel and the
+		// initramfs stay HTTP (iPXE fetches them, checked by digest).
+		{"tls", func() (answer.Answer, error) {
+			return answer.BootFor(base, m, profile(t, "ram", ""), answer.Artifacts{Kernel: kernel, Initramfs: initramfs, Secure: secure}, token)
+		}},
 		{"iscsi-upper", func() (answer.Answer, error) {
 			return answer.BootFor(base, m, profile(t, "lab", upper), arts, token)
 		}},
@@ -152,6 +163,11 @@ func TestDocuments(t *testing.T) {
 		{"fill", answer.DocumentFacts{Profile: profile(t, "fill", "lower-mode = fill\ninit = /lib/systemd/systemd\n"), Root: answer.Image{Tree: tree}}},
 		{"iscsi-upper", answer.DocumentFacts{Profile: profile(t, "lab", "upper = iscsi\nenroll = approve\n"), Disk: disk}},
 		{"login-user", answer.DocumentFacts{Profile: profile(t, "classroom", "upper = iscsi\nenroll = login\n"), Disk: disk, Machine: answer.Machine{MAC: m.MAC, User: "alice"}}},
+		// Reports over HTTPS, the image over HTTP (digest, dm-verity).
+		{"tls", answer.DocumentFacts{Profile: profile(t, "lazy", "lower-mode = lazy\n"), Root: answer.Image{Tree: tree}, Mirrors: mirrors, Secure: secure}},
+		// lower-tls: the image and its tree over HTTPS too, from this
+		// server and the https mirror only.
+		{"lower-tls", answer.DocumentFacts{Profile: profile(t, "lazy", "lower-mode = lazy\nlower-tls = yes\n", tlsServer), Root: answer.Image{Tree: tree}, Mirrors: mirrors, Cache: "http://192.0.2.9:3128", Secure: secure}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.f

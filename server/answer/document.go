@@ -1,6 +1,9 @@
 package answer
 
 import (
+	"cmp"
+	"strings"
+
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/config"
 )
@@ -41,9 +44,12 @@ type Disk struct {
 // decided or made before (the token spent, the disk attached, the
 // identity made, the report token issued).
 type DocumentFacts struct {
-	Base        string   // the server's URL for this machine
-	Mirrors     []string // base URLs of other servers or caches of the same blobs and trees, in order
-	Cache       string   // an HTTP cache in front of the servers, read before Base; "" = none
+	Base    string   // the server's URL for this machine
+	Mirrors []string // base URLs of other servers or caches of the same blobs and trees, in order
+	Cache   string   // an HTTP cache in front of the servers, read before Base; "" = none
+	// Secure is the server's HTTPS base URL; "" = none. Reports go
+	// there, and the image too when the profile says lower-tls.
+	Secure      string
 	Machine     Machine
 	Profile     *config.Profile
 	Root        Image
@@ -64,6 +70,16 @@ func Document(f DocumentFacts) (boot.Document, error) {
 	// at each mirror: the same bytes, checked by the
 	// digest or dm-verity wherever they come from.
 	first, others := imageBases(f.Base, f.Cache, f.Mirrors)
+	if p.LowerTLS && f.Secure != "" {
+		// The image may hold secrets: this server over HTTPS, then the
+		// mirrors that are HTTPS too; no plain HTTP cache.
+		first, others = f.Secure, nil
+		for _, m := range f.Mirrors {
+			if strings.HasPrefix(m, "https://") {
+				others = append(others, m)
+			}
+		}
+	}
 	lower := &boot.HTTPSource{URL: BlobURL(first, f.Root.Digest), Mirrors: mirrorURLs(others, BlobPrefix+f.Root.Digest.Hex()), Digest: f.Root.Digest, Size: f.Root.Size, Mode: p.LowerMode}
 	if t := f.Root.Tree; t != nil {
 		lower.Verity = &boot.Verity{HashURL: first + TreePrefix + f.Root.Digest.Hex(), HashMirrors: mirrorURLs(others, TreePrefix+f.Root.Digest.Hex()), HashDigest: t.Hash, HashSize: t.Size, RootHash: t.RootHash, Salt: t.Salt}
@@ -78,7 +94,7 @@ func Document(f DocumentFacts) (boot.Document, error) {
 		Lower:    boot.Source{HTTP: lower},
 		Upper:    upper,
 		Init:     p.Init,
-		Report:   f.Base + "/report/" + f.ReportToken,
+		Report:   cmp.Or(f.Secure, f.Base) + "/report/" + f.ReportToken,
 		Identity: f.Identity,
 	}
 	if f.Machine.User != "" {

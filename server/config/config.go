@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -103,6 +104,18 @@ type Config struct {
 	// Cache is the base URL of an HTTP cache in front of the servers,
 	// listed before this server for what is named by digest ("" = none).
 	Cache string
+	// TLSListen is where HTTPS is served ("" = none); TLSURL how machines
+	// reach it ("" = url's host, or the request's, with TLSListen's
+	// port). TLSCert and TLSKey are the site's own certificate and key
+	// (files; the key 0600); without them the server's site CA in
+	// DATA/tls signs one for TLSNames and the hosts of url and tls-url.
+	TLSListen string
+	TLSURL    string
+	TLSCert   string
+	TLSKey    string
+	TLSNames  []string
+	// Lines are the lines [server] keys are set at.
+	Lines map[string]int
 
 	Profiles map[string]*Profile
 	Machines map[string]*Machine // by MAC in canonical form (aa:bb:cc:dd:ee:ff)
@@ -157,6 +170,10 @@ type Profile struct {
 	// again (overboot.iscsi.recovery; 0: the agent's default, 120s).
 	ISCSIRecovery time.Duration
 	Init          string
+	// LowerTLS (lower-tls): the image and its tree come from this
+	// server over HTTPS (the server's tls-listen); HTTP caches and
+	// mirrors are not listed, https mirrors are.
+	LowerTLS      bool
 	OnFail        boot.Action
 	OnFailDelay   time.Duration
 	FetchAttempts int
@@ -319,7 +336,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Lines: map[string]int{}, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
 // Parse reads a configuration; name is used in error messages.
@@ -335,7 +352,7 @@ func Parse(name string, r io.Reader) (*Config, error) {
 		var lines map[string]int
 		switch {
 		case b.kind == "server" && b.arg == "":
-			set = c.setServer
+			set, lines = c.setServer, c.Lines
 		case b.kind == "profile" && b.arg != "":
 			if !validName(b.arg) {
 				fail(b.line, "profile name %q: use letters, digits, '.', '_' and '-'", b.arg)
@@ -482,6 +499,7 @@ func (c *Config) validate() []error {
 			errs = append(errs, &Error{c.File, p.Line, fmt.Errorf("profile %s: missing %s", n, strings.Join(missing, ", "))})
 		}
 	}
+	errs = append(errs, c.validateTLS()...)
 	if c.StorePasswordFile != "" && c.Store == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("store-password-file without store in [server]: the password is for a PostgreSQL store; SQLite needs none")})
 	}
@@ -621,4 +639,60 @@ func parseAddrs(v string, v6 bool) ([]netip.Addr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// LineOf is the line a [server] key is set at (0 when it is not).
+func (c *Config) LineOf(key string) int { return c.Lines[key] }
+
+// validateTLS checks the tls-* keys together.
+func (c *Config) validateTLS() []error {
+	var errs []error
+	at := func(key string, format string, args ...any) {
+		errs = append(errs, &Error{c.File, c.LineOf(key), fmt.Errorf(format, args...)})
+	}
+	if c.TLSListen == "" {
+		for _, k := range []string{"tls-url", "tls-cert", "tls-key", "tls-names"} {
+			if c.LineOf(k) > 0 {
+				at(k, "%s without tls-listen in [server]: set tls-listen = HOST:PORT to serve HTTPS", k)
+			}
+		}
+		for _, n := range slices.Sorted(maps.Keys(c.Profiles)) {
+			if p := c.Profiles[n]; p.LowerTLS {
+				errs = append(errs, &Error{c.File, p.LineOf("lower-tls"), fmt.Errorf("profile %s: lower-tls = yes needs tls-listen in [server]", n)})
+			}
+		}
+		return errs
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		k := "tls-cert"
+		if c.TLSCert == "" {
+			k = "tls-key"
+		}
+		at(k, "tls-cert and tls-key go together: the site's own certificate and its key, or neither (the server's site CA)")
+	}
+	if _, port, _ := net.SplitHostPort(c.TLSListen); c.TLSListen == c.Listen && port != "0" {
+		at("tls-listen", "tls-listen %s is also listen: HTTPS needs an address of its own (firmware and boot loaders keep HTTP)", c.TLSListen)
+	}
+	if c.TLSCert == "" && len(c.CertNames()) == 0 {
+		at("tls-listen", "tls-listen with the site CA needs the names machines reach the server at, for its certificate: set url, tls-url or tls-names")
+	}
+	return errs
+}
+
+// CertNames are what the site CA's server certificate is for: the hosts
+// of tls-url, url and url6, then tls-names, each once.
+func (c *Config) CertNames() []string {
+	var names []string
+	for _, u := range []string{c.TLSURL, c.URL, c.URL6} {
+		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+			names = append(names, pu.Hostname())
+		}
+	}
+	var out []string
+	for _, n := range append(names, c.TLSNames...) {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -396,3 +396,45 @@ func TestParseMirrors(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTLS: the tls-* keys, the names the site CA's certificate is
+// for, and their errors at the key's line.
+func TestParseTLS(t *testing.T) {
+	c, err := Parse("t", strings.NewReader("[server]\nurl = http://boot.example:8080\ntls-listen = 0.0.0.0:8443\ntls-names = 192.0.2.1, boot.example alias.example\n[profile default]\nkernel = k\ninitramfs = i\nroot = r\nlower-tls = yes\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLSListen != "0.0.0.0:8443" || !c.Profiles["default"].LowerTLS {
+		t.Errorf("tls-listen %q, lower-tls %v", c.TLSListen, c.Profiles["default"].LowerTLS)
+	}
+	if got, want := strings.Join(c.CertNames(), " "), "boot.example 192.0.2.1 alias.example"; got != want {
+		t.Errorf("certificate names %q, want %q", got, want)
+	}
+	c, err = Parse("t", strings.NewReader("[server]\ntls-listen = :8443\ntls-url = https://b.example/\ntls-cert = /etc/overboot/tls.pem\ntls-key = /etc/overboot/tls.key\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLSURL != "https://b.example" || c.TLSCert != "/etc/overboot/tls.pem" || c.TLSKey != "/etc/overboot/tls.key" {
+		t.Errorf("%q %q %q", c.TLSURL, c.TLSCert, c.TLSKey)
+	}
+	const prof = "[profile p]\nkernel = k\ninitramfs = i\nroot = r\n"
+	for _, tc := range []struct{ in, want string }{
+		{"[server]\ntls-listen = 8443\n", "t:2: tls-listen: \"8443\": want host:port"},
+		{"[server]\ntls-listen = :8443\ntls-url = http://b.example\n", "t:3: tls-url: \"http://b.example\": want https://"},
+		{"[server]\ntls-listen = :8443\ntls-cert = cert.pem\n", "t:3: tls-cert: \"cert.pem\": want the absolute path"},
+		{"[server]\nurl = http://b\ntls-listen = :8443\ntls-cert = /c.pem\n", "t:4: tls-cert and tls-key go together"},
+		{"[server]\nurl = http://b\ntls-listen = :8443\n\ntls-key = /c.key\n", "t:5: tls-cert and tls-key go together"},
+		{"[server]\ntls-cert = /c.pem\ntls-key = /c.key\n", "t:2: tls-cert without tls-listen"},
+		{"[server]\ntls-names = b.example\n", "t:2: tls-names without tls-listen"},
+		{"[server]\ntls-listen = :8443\ntls-names = bad_name!\n", "t:3: tls-names: \"bad_name!\": want host names or IP addresses"},
+		{"[server]\ntls-listen = :8443\n", "t:2: tls-listen with the site CA needs the names"},
+		{"[server]\nlisten = :80\ntls-listen = :80\ntls-names = b\n", "t:3: tls-listen :80 is also listen"},
+		{"[server]\n" + prof + "lower-tls = yes\n", "t:6: profile p: lower-tls = yes needs tls-listen"},
+		{"[server]\n" + prof + "lower-tls = sure\n", "t:6: lower-tls: \"sure\": want yes or no"},
+	} {
+		_, err := Parse("t", strings.NewReader(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}

@@ -46,6 +46,11 @@ var Sections = []Section{
 		{"origin", "", "One more base URL asked after peers: another server or any HTTP host serving BASE/blobs/sha256/HEX."},
 		{"cache", "", "An HTTP cache in front of the servers (nginx proxy_cache; one base URL): machines read kernels, initramfs, images and trees from it first, then from this server and the mirrors. Scripts, documents and reports stay with the servers."},
 		{"mirrors", "", "Base URLs (http[s]://HOST[:PORT][/PATH], space-separated, at most 7) of other servers or HTTP caches serving the same /blobs/sha256/ and /verity/sha256/ paths. Scripts and documents list every artifact here first (after cache), then at each mirror in this order; default: the other servers registered in the state store and up: a machine's kernel, initramfs and root (RAM download or lazy reads) move to the next when one fails."},
+		{"tls-listen", "", "Serve HTTPS on this address (host:port) too: machines then fetch their document, send their reports and, with lower-tls, read their image over HTTPS. listen stays HTTP for firmware and boot loaders (kernel, initramfs: checked by digest). Default off."},
+		{"tls-url", "", "How machines reach HTTPS (https://HOST[:PORT]); default: url's host (or the request's) with tls-listen's port."},
+		{"tls-cert", "", "The site's own certificate (PEM file, chain after it), with tls-key; default: a certificate signed by the server's site CA (made at first start in DATA/tls; overboot tls ca prints it)."},
+		{"tls-key", "", "The key of tls-cert (PEM file, mode 0600: refused if others can read it)."},
+		{"tls-names", "", "More host names and addresses (space- or comma-separated) the site CA's certificate is for, besides the hosts of url, url6 and tls-url."},
 		{"status", StatusToken, "Who reads /status: token (an admin token of any scope, or a session signed in with one) or public (anyone)."},
 		{"pending-ttl", "24h", "A request for approval not repeated this long is forgotten (1m to 365d)."},
 		{"forget-after", "30d", "An admission that open, open-insecure or login granted is forgotten when its machine has not booted this long and holds no disk of that profile (1h to 3650d, or never)."},
@@ -72,6 +77,7 @@ var Sections = []Section{
 		{"initramfs", "", "The overboot initramfs (overboot mkimage initramfs): a store name, sha256:HEX or a path. Required unless sanboot."},
 		{"root", "", "The root image (a squashfs): a store name, sha256:HEX or a path. Required unless sanboot."},
 		{"lower-mode", "ram", "ram (download whole, check, loop), lazy (read on demand behind dm-verity) or fill (lazy, then fill RAM)."},
+		{"lower-tls", "no", "yes: the image (and its dm-verity tree) is read from this server over HTTPS (tls-listen), checked against the site CA: for images with secrets in them. Mirrors and the cache are then left out unless they are https."},
 		{"lower-cache", "64M", "lazy and fill: the keeper's RAM cache of blocks."},
 		{"upper", "tmpfs", "The writable layer: tmpfs, or iscsi (the machine's or user's private disk, kept)."},
 		{"upper-size", "50%", "tmpfs upper: its size limit (bytes like 2G, or a percentage of RAM)."},
@@ -312,6 +318,37 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want the absolute path of a file (mode 0600) holding the PostgreSQL role's password", v)
 		}
 		c.StorePasswordFile = v
+	case "tls-listen":
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q: want host:port, e.g. 0.0.0.0:443: %v", v, err)
+		}
+		c.TLSListen = v
+	case "tls-url":
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%q: want https://HOST[:PORT], the address machines reach this server's HTTPS at", v)
+		}
+		c.TLSURL = strings.TrimSuffix(v, "/")
+	case "tls-cert", "tls-key":
+		if !path.IsAbs(v) {
+			return fmt.Errorf("%q: want the absolute path of a PEM file", v)
+		}
+		if k == "tls-cert" {
+			c.TLSCert = v
+		} else {
+			c.TLSKey = v
+		}
+	case "tls-names":
+		c.TLSNames = nil
+		for n := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if net.ParseIP(n) == nil && !validHostName(n) {
+				return fmt.Errorf("%q: want host names or IP addresses, e.g. boot.example.org, 192.0.2.10", n)
+			}
+			c.TLSNames = append(c.TLSNames, n)
+		}
+		if len(c.TLSNames) == 0 {
+			return errors.New("empty: want host names or IP addresses")
+		}
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil || (u.Path != "" && u.Path != "/") {
@@ -360,6 +397,8 @@ func (p *Profile) set(k, v string) error {
 		p.LowerMode, err = boot.ParseLowerMode(v)
 	case "lower-cache":
 		p.LowerCache, err = boot.ParseLowerCache(v)
+	case "lower-tls":
+		p.LowerTLS, err = parseYesNo(v)
 	case "iscsi-recovery":
 		p.ISCSIRecovery, err = boot.ParseISCSIRecovery(v)
 	case "init":
@@ -572,4 +611,34 @@ func parseMirrors(v string) ([]string, error) {
 		return nil, fmt.Errorf("%w: want base URLs like http://10.0.0.2 http://cache.example:8080/overboot", err)
 	}
 	return ms, nil
+}
+
+// parseYesNo reads yes or no.
+func parseYesNo(v string) (bool, error) {
+	switch v {
+	case "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: want yes or no", v)
+}
+
+// validHostName reports whether s is a DNS host name: labels of letters,
+// digits and '-', separated by dots.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
