@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	// UEFI HTTP Boot, /boot/FILE, as well as over TFTP): ready whether or
 	// not this server runs TFTP.
 	if cfg.TFTP != "" || cfg.ProxyDHCP != "" || cfg.DHCP != "" || cfg.DHCPv6 != "" {
-		if _, err := prepareTFTP(cfg.TFTPRoot, filepath.Join(cfg.Data, TFTPDir), log); err != nil {
+		if _, err := prepareTFTP(cfg.TFTPRoot, filepath.Join(cfg.Data, TFTPDir), secureBootFiles(cfg), log); err != nil {
 			log.Warn("no iPXE binaries for firmware boot: /boot/FILE and TFTP answer not found", "tftp-root", cfg.TFTPRoot, "err", err)
 		}
 	}
