@@ -25,6 +25,7 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/grub"
 	"github.com/overboot/overboot/server/hashtrees"
 	"github.com/overboot/overboot/server/peers"
 	"github.com/overboot/overboot/server/profiles"
@@ -343,6 +344,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /boot.ipxe", s.bootstrap)
 	mux.HandleFunc("GET /boot/{file}", s.bootFile)
 	mux.HandleFunc("GET /ipxe", s.script)
+	mux.HandleFunc("GET "+grub.Path, grubRequest(s.script))
+	mux.HandleFunc("GET "+grub.ConfigPath, grubRequest(s.grubBootstrap))
+	mux.HandleFunc("GET "+grub.Path+"/entry/{token}/{profile}", grubRequest(s.entry))
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET "+TreePrefix+"{hex}", s.tree)
 	mux.HandleFunc("GET /doc/{token}", s.document)

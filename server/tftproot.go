@@ -14,6 +14,7 @@ import (
 
 	"github.com/overboot/overboot/internal/durable"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/grub"
 	"github.com/overboot/overboot/server/tftp"
 )
 
@@ -70,7 +71,9 @@ func prepareTFTP(src, dst string, extra []tftpFile, log *slog.Logger) (int, erro
 	old, _ := os.ReadDir(dst)
 	for _, e := range old {
 		if !keep[e.Name()] {
-			os.Remove(filepath.Join(dst, e.Name()))
+			// Only this function writes here: a directory is ours too
+			// (grub/, the Secure Boot path's).
+			os.RemoveAll(filepath.Join(dst, e.Name()))
 		}
 	}
 	log.Info("tftp: files ready", "from", src, "files", len(keep))
@@ -143,10 +146,17 @@ func secureBootFiles(cfg *config.Config) []tftpFile {
 	if !cfg.SecureBoot() {
 		return nil
 	}
-	return []tftpFile{
+	files := []tftpFile{
 		{Name: ShimFile, Src: cfg.Shim, Key: "shim"},
 		{Name: GRUBFile, Src: cfg.GRUBNet, Key: "grub-net"},
 	}
+	// GRUB loaded over TFTP reads its prefix's grub.cfg (/grub) from the
+	// same TFTP server: the bootstrap, pointing at url. Without url the
+	// server knows no address to write: GRUB then finds nothing there.
+	if text, err := grub.Bootstrap(cfg.URL); cfg.URL != "" && err == nil {
+		files = append(files, tftpFile{Name: "grub/grub.cfg", Data: []byte(text)})
+	}
+	return files
 }
 
 // notPublicError is openPublic's refusal by mode bits: why not every

@@ -152,6 +152,7 @@ func TestPrepareTFTPSecureBoot(t *testing.T) {
 	cfg := config.Default()
 	cfg.Shim, cfg.GRUBNet = filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubnetx64.efi.signed")
 	cfg.Profiles["sb"] = &config.Profile{Name: "sb", SecureBoot: true}
+	cfg.URL = "http://192.0.2.1:8080"
 	log := slog.New(slog.NewTextHandler(&syncBuffer{}, nil))
 	n, err := prepareTFTP(src, dst, secureBootFiles(cfg), log)
 	if err != nil {
@@ -162,8 +163,12 @@ func TestPrepareTFTPSecureBoot(t *testing.T) {
 			t.Errorf("%s: %q %v, want %q", name, b, err, want)
 		}
 	}
-	if n != 3 {
-		t.Errorf("%d files served, want 3", n)
+	if n != 4 {
+		t.Errorf("%d files served, want 4", n)
+	}
+	// GRUB's prefix is /grub: its grub.cfg asks the server at url.
+	if b, err := os.ReadFile(filepath.Join(dst, "grub", "grub.cfg")); err != nil || !strings.Contains(string(b), "configfile '(http,192.0.2.1:8080)/grub'\"?mac=${net_default_mac}") {
+		t.Errorf("grub/grub.cfg: %s %v", b, err)
 	}
 
 	os.Chmod(cfg.GRUBNet, 0o600)
@@ -179,7 +184,9 @@ func TestPrepareTFTPSecureBoot(t *testing.T) {
 	if _, err := prepareTFTP(src, dst, secureBootFiles(cfg), log); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dst, ShimFile)); err == nil {
-		t.Errorf("no secure-boot profile, and %s is still served", ShimFile)
+	for _, name := range []string{ShimFile, GRUBFile, "grub"} {
+		if _, err := os.Stat(filepath.Join(dst, name)); err == nil {
+			t.Errorf("no secure-boot profile, and %s is still served", name)
+		}
 	}
 }

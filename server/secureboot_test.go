@@ -1,0 +1,137 @@
+package server
+
+import (
+	"bytes"
+	"debug/pe"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/overboot/overboot/server/dhcp"
+)
+
+// fakePE is a minimal PE32+ image (headers only), with a certificate
+// table when signed: what signedPE looks at, nothing more.
+func fakePE(t *testing.T, signed bool) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	dos := make([]byte, 0x40)
+	copy(dos, "MZ")
+	binary.LittleEndian.PutUint32(dos[0x3c:], 0x40)
+	b.Write(dos)
+	b.WriteString("PE\x00\x00")
+	oh := pe.OptionalHeader64{Magic: 0x20b, NumberOfRvaAndSizes: 16, SectionAlignment: 0x1000, FileAlignment: 0x200}
+	if signed {
+		oh.DataDirectory[pe.IMAGE_DIRECTORY_ENTRY_SECURITY] = pe.DataDirectory{VirtualAddress: 0x400, Size: 0x100}
+	}
+	fh := pe.FileHeader{Machine: pe.IMAGE_FILE_MACHINE_AMD64, SizeOfOptionalHeader: uint16(binary.Size(oh))}
+	if err := binary.Write(&b, binary.LittleEndian, fh); err != nil {
+		t.Fatal(err)
+	}
+	if err := binary.Write(&b, binary.LittleEndian, oh); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestSignedPE(t *testing.T) {
+	if err := signedPE(bytes.NewReader(fakePE(t, true))); err != nil {
+		t.Errorf("a signed image: %v", err)
+	}
+	for name, img := range map[string][]byte{"unsigned": fakePE(t, false), "not PE": []byte("KERNEL"), "empty": nil} {
+		if err := signedPE(bytes.NewReader(img)); !errors.Is(err, ErrUnsigned) {
+			t.Errorf("%s: %v, want ErrUnsigned", name, err)
+		}
+	}
+	// Debian's kernel, when this machine has one: signed.
+	if ks, _ := filepath.Glob("/boot/vmlinuz-*"); len(ks) > 0 {
+		f, err := os.Open(ks[0])
+		if err == nil {
+			defer f.Close()
+			if err := signedPE(f); err != nil {
+				t.Errorf("%s: %v", ks[0], err)
+			}
+		}
+	}
+}
+
+// TestSecureBootGRUB: a secure-boot profile's machine gets the shim from
+// DHCP; GRUB's bootstrap asks /grub with GRUB's variables; /grub answers
+// a GRUB config loading the signed kernel and the initramfs over HTTP
+// with the same command line as iPXE's (the document's URL, no secret),
+// and refuses an unsigned kernel, saying why; /ipxe still answers iPXE.
+func TestSecureBootGRUB(t *testing.T) {
+	f := newFixPre(t, `[profile sb]
+kernel = $DIR/signed
+initramfs = $DIR/initramfs
+root = $DIR/root
+cmdline = console=ttyS0
+secure-boot = yes
+[profile unsigned]
+kernel = $DIR/unsigned
+initramfs = $DIR/initramfs
+root = $DIR/root
+secure-boot = yes
+[machine 52:54:00:00:00:5b]
+profile = sb
+[machine 52:54:00:00:00:5c]
+profile = unsigned
+`, func(data string) {
+		for name, signed := range map[string]bool{"signed": true, "unsigned": false} {
+			if err := os.WriteFile(filepath.Join(filepath.Dir(data), name), fakePE(t, signed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	for mac, want := range map[string]bool{"52:54:00:00:00:5b": true, "52:54:00:00:00:5c": true, "52:54:00:00:00:01": false} {
+		hw, _ := net.ParseMAC(mac)
+		if got := f.s.secureBoot(dhcp.Request{MAC: hw, Arch: dhcp.ArchEFI64}); got != want {
+			t.Errorf("secureBoot(%s) = %v, want %v", mac, got, want)
+		}
+	}
+
+	r := f.do(http.MethodGet, "/grub/grub.cfg", "", nil)
+	boot := body(t, r)
+	if r.StatusCode != 200 || !strings.Contains(boot, `configfile '(http,10.0.2.100)/grub'"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`) {
+		t.Errorf("/grub/grub.cfg: %d\n%s", r.StatusCode, boot)
+	}
+
+	// As GRUB fills in the bootstrap's query.
+	r = f.do(http.MethodGet, "/grub?mac=52:54:00:00:00:5b&buildarch=x86_64&platform=efi", "", nil)
+	cfg := body(t, r)
+	if r.StatusCode != 200 || strings.Contains(cfg, "#!ipxe") {
+		t.Fatalf("/grub: %d\n%s", r.StatusCode, cfg)
+	}
+	kernel := find(t, `if linux '\(http,10\.0\.2\.100\)/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, cfg)
+	find(t, `(if initrd '\(http,10\.0\.2\.100\)/blobs/sha256/[0-9a-f]{64}'; then)`, cfg)
+	if got := body(t, f.do(http.MethodGet, "/blobs/sha256/"+kernel, "", nil)); got != string(fakePE(t, true)) {
+		t.Errorf("the config's kernel is not the profile's signed kernel")
+	}
+	for _, secret := range []string{"password", "secret", "chap"} {
+		if strings.Contains(strings.ToLower(cfg), secret) {
+			t.Errorf("%q in the GRUB config:\n%s", secret, cfg)
+		}
+	}
+
+	r = f.do(http.MethodGet, "/grub?mac=52:54:00:00:00:5c&buildarch=x86_64&platform=efi", "", nil)
+	cfg = body(t, r)
+	if !strings.Contains(cfg, "echo 'overboot: profile unsigned: the kernel is not signed: it carries no signature") || !strings.HasSuffix(cfg, "exit\n") || strings.Contains(cfg, "linux ") {
+		t.Errorf("an unsigned kernel on the Secure Boot path: %d\n%s", r.StatusCode, cfg)
+	}
+	if !strings.Contains(f.logs.String(), "an unsigned kernel on the Secure Boot path") {
+		t.Errorf("the refusal was not logged:\n%s", f.logs.String())
+	}
+
+	if s := f.script("52-54-00-00-00-5b", ""); !strings.HasPrefix(s, "#!ipxe\n") {
+		t.Errorf("/ipxe answered GRUB's language:\n%s", s)
+	}
+	// A bad query is a refusal in GRUB's language, not iPXE's.
+	if cfg := body(t, f.do(http.MethodGet, "/grub?mac=zz", "", nil)); !strings.HasPrefix(cfg, "echo 'overboot: query parameter mac") {
+		t.Errorf("a bad query: %s", cfg)
+	}
+}

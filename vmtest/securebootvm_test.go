@@ -1,0 +1,95 @@
+package vmtest
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/overboot/overboot/internal/testneed"
+	"github.com/overboot/overboot/server/config"
+)
+
+// needSecureBoot needs what the Secure Boot path serves and runs:
+// Debian's signed shim and GRUB, OVMF's Secure Boot build and its
+// variable store with Microsoft's keys. It returns a copy of the store
+// for one machine.
+func needSecureBoot(t *testing.T) string {
+	t.Helper()
+	testneed.File(t, config.DefaultShim, "shim-signed")
+	testneed.File(t, config.DefaultGRUBNet, "grub-efi-amd64-signed")
+	testneed.File(t, OVMFCodeSecure, "ovmf")
+	testneed.File(t, OVMFVarsMS, "ovmf")
+	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+	if err := copyFile(OVMFVarsMS, vars, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return vars
+}
+
+// TestLANSecureBoot: a machine with Secure Boot on (OVMF's secboot
+// build, Microsoft's keys, q35 with SMM) PXE-boots a secure-boot
+// profile: overboot's ProxyDHCP hands its firmware Debian's signed shim
+// over TFTP, shim loads Debian's signed GRUB (served as grubx64.efi),
+// GRUB reads /grub/grub.cfg and then its own config from /grub, and
+// loads Debian's signed kernel and the overboot initramfs over HTTP: the
+// kernel says Secure Boot is on and locks itself down, and the root is
+// reached.
+func TestLANSecureBoot(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	vars := needSecureBoot(t)
+	l := proxyLANConf(t, fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\nsecure-boot = yes\n",
+		a.Kernel, a.Initramfs, a.Root))
+	const mac = "52:54:00:5b:00:01"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac, UEFIVars: vars, SecureBoot: true, NoNICROM: true})
+	expectPass(t, vm)
+	for _, want := range []string{"Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	logs := l.logs.String()
+	for _, want := range []string{
+		`msg="proxydhcp answer" type=OFFER mac=` + mac + ` arch=7 userclass="" iface=br0 file=shimx64.efi`,
+		`msg="tftp transfer" file=shimx64.efi`,
+		`msg="tftp transfer" file=grubx64.efi`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("server log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "file=ipxe.efi") || strings.Contains(logs, "userclass=iPXE") {
+		t.Errorf("iPXE ran on the Secure Boot path:\n%s", logs)
+	}
+}
+
+// TestLANSecureBootRefusesIPXE: the same firmware, a profile without
+// secure-boot: ProxyDHCP hands it Debian's iPXE, which is unsigned, and
+// the firmware refuses to start it, saying so on its console; no script
+// is ever asked for.
+func TestLANSecureBootRefusesIPXE(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	vars := needSecureBoot(t)
+	l := proxyLAN(t, a)
+	const mac = "52:54:00:5b:00:02"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac, UEFIVars: vars, SecureBoot: true, NoNICROM: true})
+	line, i, err := vm.ExpectAny(3*time.Minute, "Access Denied", "Security Violation", MarkerPass, "Linux version")
+	if err != nil {
+		t.Fatalf("the firmware said nothing of iPXE: %v", err)
+	}
+	if i > 1 {
+		t.Fatalf("Secure Boot let unsigned iPXE run: %s", line.Text)
+	}
+	t.Logf("firmware: %s", line.Text)
+	vm.Kill()
+	logs := l.logs.String()
+	if !strings.Contains(logs, `msg="tftp transfer" file=ipxe.efi`) {
+		t.Errorf("the firmware did not fetch ipxe.efi:\n%s", logs)
+	}
+	if strings.Contains(logs, "userclass=iPXE") || strings.Contains(logs, "/boot.ipxe") && strings.Contains(logs, "GET") {
+		t.Errorf("iPXE ran under Secure Boot:\n%s", logs)
+	}
+}
