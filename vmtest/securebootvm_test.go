@@ -93,3 +93,30 @@ func TestLANSecureBootRefusesIPXE(t *testing.T) {
 		t.Errorf("iPXE ran under Secure Boot:\n%s", logs)
 	}
 }
+
+// TestLANSecureBootHTTP: the same chain by UEFI HTTP Boot, no TFTP:
+// ProxyDHCP gives the HTTPClient firmware the shim's URL
+// (/boot/shimx64.efi), shim fetches grubx64.efi beside it over HTTP, and
+// GRUB reads /grub/grub.cfg from the same server.
+func TestLANSecureBootHTTP(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	vars := needSecureBoot(t)
+	l := proxyLANConf(t, fmt.Sprintf("[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\nsecure-boot = yes\n",
+		a.Kernel, a.Initramfs, a.Root))
+	const mac = "52:54:00:5b:00:03"
+	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac, UEFIVars: vars, SecureBoot: true, NoNICROM: true, FwCfg: ovmfNoPXE})
+	expectPass(t, vm)
+	for _, want := range []string{"URI: http://192.0.2.1/boot/shimx64.efi", "Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	logs := l.logs.String()
+	if want := `msg="proxydhcp answer" type=OFFER mac=` + mac + ` arch=16 userclass="" iface=br0 file="" url=http://192.0.2.1/boot/shimx64.efi`; !strings.Contains(logs, want) {
+		t.Errorf("server log lacks %s:\n%s", want, logs)
+	}
+	if strings.Contains(logs, `msg="tftp transfer`) || strings.Contains(logs, "userclass=iPXE") {
+		t.Errorf("TFTP or iPXE during a Secure Boot HTTP Boot:\n%s", logs)
+	}
+}
