@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"debug/pe"
 	"encoding/binary"
 	"errors"
@@ -95,6 +96,24 @@ profile = unsigned
 		}
 	}
 
+	cfg := *f.s.cfg.Load() // a copy: the server's own keeps its url
+	cfg.URL = "http://192.0.2.1"
+	pol := f.s.policy(&cfg)
+	for mac, want := range map[string]dhcp.Answer{
+		"52:54:00:00:00:5b": {File: "shimx64.efi"},
+		"52:54:00:00:00:01": {File: "ipxe.efi"},
+	} {
+		hw, _ := net.ParseMAC(mac)
+		got, _ := pol.Boot(context.Background(), dhcp.Request{MAC: hw, Arch: dhcp.ArchEFI64})
+		if got.File != want.File {
+			t.Errorf("PXE %s: %+v, want %s", mac, got, want.File)
+		}
+		got, _ = pol.Boot(context.Background(), dhcp.Request{MAC: hw, Arch: dhcp.ArchEFI64HTTP, VendorClass: "HTTPClient:Arch:00016:UNDI:003001"})
+		if wantURL := "http://192.0.2.1/boot/" + want.File; got.URL != wantURL {
+			t.Errorf("HTTP Boot %s: %+v, want %s", mac, got, wantURL)
+		}
+	}
+
 	r := f.do(http.MethodGet, "/grub/grub.cfg", "", nil)
 	boot := body(t, r)
 	if r.StatusCode != 200 || !strings.Contains(boot, `configfile '(http,10.0.2.100)/grub'"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`) {
@@ -103,25 +122,25 @@ profile = unsigned
 
 	// As GRUB fills in the bootstrap's query.
 	r = f.do(http.MethodGet, "/grub?mac=52:54:00:00:00:5b&buildarch=x86_64&platform=efi", "", nil)
-	cfg := body(t, r)
-	if r.StatusCode != 200 || strings.Contains(cfg, "#!ipxe") {
-		t.Fatalf("/grub: %d\n%s", r.StatusCode, cfg)
+	cfgText := body(t, r)
+	if r.StatusCode != 200 || strings.Contains(cfgText, "#!ipxe") {
+		t.Fatalf("/grub: %d\n%s", r.StatusCode, cfgText)
 	}
-	kernel := find(t, `if linux '\(http,10\.0\.2\.100\)/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, cfg)
-	find(t, `(if initrd '\(http,10\.0\.2\.100\)/blobs/sha256/[0-9a-f]{64}'; then)`, cfg)
+	kernel := find(t, `if linux '\(http,10\.0\.2\.100\)/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, cfgText)
+	find(t, `(if initrd '\(http,10\.0\.2\.100\)/blobs/sha256/[0-9a-f]{64}'; then)`, cfgText)
 	if got := body(t, f.do(http.MethodGet, "/blobs/sha256/"+kernel, "", nil)); got != string(fakePE(t, true)) {
 		t.Errorf("the config's kernel is not the profile's signed kernel")
 	}
 	for _, secret := range []string{"password", "secret", "chap"} {
-		if strings.Contains(strings.ToLower(cfg), secret) {
-			t.Errorf("%q in the GRUB config:\n%s", secret, cfg)
+		if strings.Contains(strings.ToLower(cfgText), secret) {
+			t.Errorf("%q in the GRUB config:\n%s", secret, cfgText)
 		}
 	}
 
 	r = f.do(http.MethodGet, "/grub?mac=52:54:00:00:00:5c&buildarch=x86_64&platform=efi", "", nil)
-	cfg = body(t, r)
-	if !strings.Contains(cfg, "echo 'overboot: profile unsigned: the kernel is not signed: it carries no signature") || !strings.HasSuffix(cfg, "exit\n") || strings.Contains(cfg, "linux ") {
-		t.Errorf("an unsigned kernel on the Secure Boot path: %d\n%s", r.StatusCode, cfg)
+	cfgText = body(t, r)
+	if !strings.Contains(cfgText, "echo 'overboot: profile unsigned: the kernel is not signed: it carries no signature") || !strings.HasSuffix(cfgText, "exit\n") || strings.Contains(cfgText, "linux ") {
+		t.Errorf("an unsigned kernel on the Secure Boot path: %d\n%s", r.StatusCode, cfgText)
 	}
 	if !strings.Contains(f.logs.String(), "an unsigned kernel on the Secure Boot path") {
 		t.Errorf("the refusal was not logged:\n%s", f.logs.String())
