@@ -2,11 +2,13 @@ package grub
 
 import (
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/server/answer"
 )
 
@@ -132,7 +134,40 @@ exit
 				t.Errorf("Render (-want +got):\n%s", diff)
 			}
 			words(t, got) // lexes
+			grubCheck(t, got)
 		})
+	}
+}
+
+// grubCheck runs GRUB's own parser (grub-script-check, package
+// grub-common) on a config: a syntax error fails the test.
+func grubCheck(t *testing.T, cfg string) {
+	t.Helper()
+	tool := testneed.Tool(t, "grub-script-check")
+	cmd := exec.Command(tool)
+	cmd.Stdin = strings.NewReader(cfg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("grub-script-check: %v\n%s\nconfig:\n%s", err, out, cfg)
+	}
+}
+
+// TestGRUBParsesHostile: GRUB's own parser accepts what the renderer
+// writes from hostile messages, arguments and labels (the model lexer
+// of the fuzz tests says each is one literal word).
+func TestGRUBParsesHostile(t *testing.T) {
+	for _, s := range []string{"it's", "x'; reboot; echo '", "a & b | c > d < e", "$(x) ${prefix} `y`", "\\'\\", "{ }", "#x", "\"q\""} {
+		grubCheck(t, Refusal(s))
+		for _, a := range []answer.Answer{
+			answer.Kernel{Comment: s, Kernel: "http://10.0.2.100/k", Initrds: []string{"http://10.0.2.100/i"}, Args: []string{"console=ttyS0", "x=" + strings.ReplaceAll(s, " ", "")}},
+			answer.Menu{Title: s, Items: []answer.MenuItem{{Key: "p-a", Label: s, URL: "http://10.0.2.100/grub/entry/t/a"}}},
+			answer.Wait{Server: "http://10.0.2.100", Message: s, Notice: s},
+		} {
+			out, err := Render(a)
+			if err != nil {
+				continue
+			}
+			grubCheck(t, out)
+		}
 	}
 }
 
