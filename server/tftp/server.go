@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -304,8 +305,10 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 func open(root *os.Root, name string) (*os.File, int64, *Error) {
 	// os.Root refuses "..", absolute paths and symlinks leading out of
 	// the root; checking IsLocal first gives the plain case a plain
-	// answer. A leading "/" is refused, not stripped: tftp-hpa without
-	// --secure would read the host's file of that name.
+	// answer. One leading "/" names the root, as tftp-hpa --secure and
+	// dnsmasq read it: GRUB asks "/grub/grub.cfg" for its prefix /grub.
+	// "/etc/passwd" is then root/etc/passwd, never the host's file.
+	name = strings.TrimPrefix(name, "/")
 	if !filepath.IsLocal(name) {
 		return nil, 0, &Error{Code: ErrAccess, Message: fmt.Sprintf("%q is not a path inside the served directory", name)}
 	}

@@ -310,7 +310,9 @@ func TestRefused(t *testing.T) {
 		message string
 	}{
 		{"../etc/passwd", ErrAccess, `"../etc/passwd" is not a path inside the served directory`},
-		{"/etc/passwd", ErrAccess, `"/etc/passwd" is not a path inside the served directory`},
+		{"/etc/passwd", ErrNotFound, "etc/passwd: file not found"}, // the root's, which has none
+		{"//etc/passwd", ErrAccess, `"/etc/passwd" is not a path inside the served directory`},
+		{"/../etc/passwd", ErrAccess, `"../etc/passwd" is not a path inside the served directory`},
 		{"sub/../../etc/passwd", ErrAccess, `"sub/../../etc/passwd" is not a path inside the served directory`},
 		{"escape", ErrAccess, "escape: cannot be read"},
 		{"escape-rel", ErrAccess, "escape-rel: cannot be read"},
@@ -331,7 +333,7 @@ func TestRefused(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"inside", "sub/file", "sub/../ok"} {
+	for _, name := range []string{"inside", "sub/file", "sub/../ok", "/sub/file", "/ok"} { // "/x" is the root's x, as GRUB asks
 		if got, _ := get(t, &Client{}, ts.addr, name); len(got) == 0 {
 			t.Errorf("%s: empty", name)
 		}
