@@ -1,15 +1,21 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"debug/pe"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/server/answer"
+	"github.com/overboot/overboot/server/grub"
+	"github.com/overboot/overboot/server/tftp"
 )
 
 // The Secure Boot path (docs/network.md): DHCP hands the x86-64 UEFI
@@ -85,3 +91,66 @@ func signedPE(r io.ReaderAt) error {
 	}
 	return nil
 }
+
+// tftpFiles answers what GRUB asks over TFTP beyond DATA/tftp (Debian's
+// signed netboot image has no http module, so it reads everything from
+// the TFTP server it came from): its machine's config (/grub?mac=...,
+// the same answer as over HTTP, the TFTP client's address standing for
+// the HTTP one: tokens are bound to it) and menu entries
+// (/grub/entry/TOKEN/NAME), and blobs by digest (/blobs/sha256/HEX, the
+// kernel and initramfs the config names). Anything else is DATA/tftp's.
+func (s *Server) tftpFiles(ctx context.Context, name string, client netip.Addr) (tftp.File, int64, error) {
+	u, err := url.Parse("/" + strings.TrimPrefix(name, "/"))
+	if err != nil {
+		return nil, 0, tftp.ErrNotMine
+	}
+	switch {
+	case strings.HasPrefix(u.Path, answer.BlobPrefix):
+		d, err := boot.ParseDigest("sha256:" + strings.TrimPrefix(u.Path, answer.BlobPrefix))
+		if err != nil {
+			return nil, 0, &tftp.Error{Code: tftp.ErrNotFound, Message: "bad digest: want /blobs/sha256/<64 lowercase hex digits>"}
+		}
+		f, err := s.blobs.OpenBlob(d)
+		if err != nil {
+			return nil, 0, &tftp.Error{Code: tftp.ErrNotFound, Message: d.String() + ": not here"}
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	case u.Path == grub.Path || strings.HasPrefix(u.Path, grub.Path+"/entry/"):
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, 0, tftp.ErrNotMine
+		}
+		req.RemoteAddr = netip.AddrPortFrom(client, 0).String()
+		w := &memResponse{header: http.Header{}}
+		if rest, ok := strings.CutPrefix(u.Path, grub.Path+"/entry/"); ok {
+			token, profile, _ := strings.Cut(rest, "/")
+			req.SetPathValue("token", token)
+			req.SetPathValue("profile", profile)
+			grubRequest(s.entry)(w, req)
+		} else {
+			grubRequest(s.script)(w, req)
+		}
+		return memFile{bytes.NewReader(w.body.Bytes())}, int64(w.body.Len()), nil
+	}
+	return nil, 0, tftp.ErrNotMine
+}
+
+// memResponse keeps a handler's answer for a TFTP transfer: GRUB shows
+// the text of a refusal as it runs any config, whatever the status.
+type memResponse struct {
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (m *memResponse) Header() http.Header         { return m.header }
+func (m *memResponse) Write(b []byte) (int, error) { return m.body.Write(b) }
+func (m *memResponse) WriteHeader(int)             {}
+
+type memFile struct{ *bytes.Reader }
+
+func (memFile) Close() error { return nil }

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/overboot/overboot/server/dhcp"
+	"github.com/overboot/overboot/server/tftp"
 )
 
 // fakePE is a minimal PE32+ image (headers only), with a certificate
@@ -67,7 +69,7 @@ func TestSignedPE(t *testing.T) {
 // with the same command line as iPXE's (the document's URL, no secret),
 // and refuses an unsigned kernel, saying why; /ipxe still answers iPXE.
 func TestSecureBootGRUB(t *testing.T) {
-	f := newFixPre(t, `[profile sb]
+	f := newFixServer(t, "url = http://10.0.2.100\n", `[profile sb]
 kernel = $DIR/signed
 initramfs = $DIR/initramfs
 root = $DIR/root
@@ -116,7 +118,7 @@ profile = unsigned
 
 	r := f.do(http.MethodGet, "/grub/grub.cfg", "", nil)
 	boot := body(t, r)
-	if r.StatusCode != 200 || !strings.Contains(boot, `configfile '(http,10.0.2.100)/grub'"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`) {
+	if r.StatusCode != 200 || !strings.Contains(boot, `configfile '/grub'"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`) {
 		t.Errorf("/grub/grub.cfg: %d\n%s", r.StatusCode, boot)
 	}
 
@@ -126,8 +128,8 @@ profile = unsigned
 	if r.StatusCode != 200 || strings.Contains(cfgText, "#!ipxe") {
 		t.Fatalf("/grub: %d\n%s", r.StatusCode, cfgText)
 	}
-	kernel := find(t, `if linux '\(http,10\.0\.2\.100\)/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, cfgText)
-	find(t, `(if initrd '\(http,10\.0\.2\.100\)/blobs/sha256/[0-9a-f]{64}'; then)`, cfgText)
+	kernel := find(t, `if linux '/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, cfgText)
+	find(t, `(if initrd '/blobs/sha256/[0-9a-f]{64}'; then)`, cfgText)
 	if got := body(t, f.do(http.MethodGet, "/blobs/sha256/"+kernel, "", nil)); got != string(fakePE(t, true)) {
 		t.Errorf("the config's kernel is not the profile's signed kernel")
 	}
@@ -144,6 +146,28 @@ profile = unsigned
 	}
 	if !strings.Contains(f.logs.String(), "an unsigned kernel on the Secure Boot path") {
 		t.Errorf("the refusal was not logged:\n%s", f.logs.String())
+	}
+
+	// Over TFTP, as GRUB reads it: the same config, the client's address
+	// standing for the HTTP one; the blob it names; DATA/tftp's files
+	// left to the root.
+	tf, n, err := f.s.tftpFiles(context.Background(), "/grub?mac=52:54:00:00:00:5b&buildarch=x86_64&platform=efi", netip.MustParseAddr("192.0.2.10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, n)
+	tf.ReadAt(got, 0)
+	tf.Close()
+	kernel = find(t, `if linux '/blobs/sha256/([0-9a-f]{64})' 'console=ttyS0' 'overboot\.doc=http://10\.0\.2\.100/doc/[0-9a-f]{64}'`, string(got))
+	tf, n, err = f.s.tftpFiles(context.Background(), "/blobs/sha256/"+kernel, netip.MustParseAddr("192.0.2.10"))
+	if err != nil || n != int64(len(fakePE(t, true))) {
+		t.Fatalf("TFTP blob: %d bytes, %v", n, err)
+	}
+	tf.Close()
+	for _, name := range []string{"/grub/grub.cfg", "shimx64.efi", "/blobsx"} {
+		if _, _, err := f.s.tftpFiles(context.Background(), name, netip.MustParseAddr("192.0.2.10")); !errors.Is(err, tftp.ErrNotMine) {
+			t.Errorf("TFTP %s: %v, want the root's", name, err)
+		}
 	}
 
 	if s := f.script("52-54-00-00-00-5b", ""); !strings.HasPrefix(s, "#!ipxe\n") {

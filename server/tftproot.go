@@ -225,6 +225,6 @@ func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn, dial func(lad
 	if _, err := prepareTFTP(cfg.TFTPRoot, dir, secureBootFiles(cfg), s.log); err != nil {
 		return err
 	}
-	srv := &tftp.Server{Root: dir, Log: s.log, DialTransfer: dial}
+	srv := &tftp.Server{Root: dir, Log: s.log, DialTransfer: dial, Files: s.tftpFiles}
 	return srv.Serve(ctx, pc)
 }

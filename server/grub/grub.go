@@ -74,9 +74,12 @@ func text(m string) string {
 	return q
 }
 
-// File is a URL as a GRUB file name: http://HOST[:PORT]/PATH?QUERY is
-// (http,HOST[:PORT])/PATH?QUERY, quoted. GRUB speaks plain HTTP only,
-// to an IPv4 address or a host name.
+// File is a URL of this server as a GRUB file name: its path and query,
+// quoted, read from GRUB's root, the TFTP server GRUB was loaded from.
+// Debian's signed netboot image has tftp but no http module (asked for
+// http.mod, it finds none, and under Secure Boot could load none), so
+// everything GRUB reads comes from that server's TFTP, which answers
+// these names as its HTTP does (the server's TFTP files).
 func File(u string) (string, error) {
 	if err := boot.CheckURL(u); err != nil {
 		return "", err
@@ -85,25 +88,14 @@ func File(u string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if p.Scheme != "http" {
-		return "", fmt.Errorf("%s: GRUB speaks plain http only", u)
-	}
 	if p.User != nil || p.Fragment != "" {
 		return "", fmt.Errorf("%s: no user or fragment in a URL for GRUB", u)
-	}
-	host := p.Hostname()
-	if host == "" || strings.Contains(host, ":") {
-		return "", fmt.Errorf("%s: GRUB takes an IPv4 address or a host name", u)
-	}
-	dev := "http," + host
-	if port := p.Port(); port != "" && port != "80" {
-		dev += ":" + port
 	}
 	path := cmp.Or(p.EscapedPath(), "/")
 	if p.RawQuery != "" {
 		path += "?" + p.RawQuery
 	}
-	return Quote("(" + dev + ")" + path)
+	return Quote(path)
 }
 
 // Bootstrap is the static grub.cfg of the server at base: it asks for
@@ -137,6 +129,7 @@ func queryFile(base string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Over TFTP, as every file GRUB reads (File).
 	return f + `"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`, nil
 }
 
@@ -204,32 +197,8 @@ func kernel(k answer.Kernel) (string, error) {
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
-	// Each mirror that GRUB can read (plain http) is a second try: the
-	// kernel from the first that answers, then the initrds, each set
-	// from one base (the mirrors of every initrd are in the same order).
-	kernels := []string{kf}
-	for _, u := range k.KernelMirrors {
-		if f, err := File(u); err == nil {
-			kernels = append(kernels, f)
-		}
-	}
-	sets := [][]string{initrds}
-	for j := 0; ; j++ {
-		set, more := make([]string, len(initrds)), false
-		for i := range initrds {
-			set[i] = initrds[i]
-			if i < len(k.InitrdMirrors) && j < len(k.InitrdMirrors[i]) {
-				more = true
-				if f, err := File(k.InitrdMirrors[i][j]); err == nil {
-					set[i] = f
-				}
-			}
-		}
-		if !more {
-			break
-		}
-		sets = append(sets, set)
-	}
+	// Mirrors are other servers: GRUB reads only from the TFTP server it
+	// was loaded from, so it has none; the agent has them (the document).
 	argv := ""
 	if len(args) > 0 {
 		argv = " " + strings.Join(args, " ")
@@ -239,29 +208,11 @@ func kernel(k answer.Kernel) (string, error) {
 	b.WriteString(c)
 	fmt.Fprintf(&b, "for overboot_try in %s; do\n", tries(DefaultAttempts))
 	fmt.Fprintf(&b, "\techo %s\n", text("loading kernel and initrd"))
-	b.WriteString("\tset overboot_ok=n\n")
-	for i, kf := range kernels {
-		kw := "elif"
-		if i == 0 {
-			kw = "if"
-		}
-		fmt.Fprintf(&b, "\t%s linux %s%s; then set overboot_ok=y\n", kw, kf, argv)
-	}
-	b.WriteString("\tfi\n")
-	b.WriteString("\tif [ \"$overboot_ok\" = y ]; then\n")
-	b.WriteString("\t\tset overboot_ok=n\n")
-	for i, set := range sets {
-		kw := "elif"
-		if i == 0 {
-			kw = "if"
-		}
-		fmt.Fprintf(&b, "\t\t%s initrd %s; then set overboot_ok=y\n", kw, strings.Join(set, " "))
-	}
+	fmt.Fprintf(&b, "\tif linux %s%s; then\n", kf, argv)
+	fmt.Fprintf(&b, "\t\tif initrd %s; then\n", strings.Join(initrds, " "))
+	fmt.Fprintf(&b, "\t\t\techo %s\n", text("booting"))
+	b.WriteString("\t\t\tboot\n")
 	b.WriteString("\t\tfi\n")
-	b.WriteString("\tfi\n")
-	b.WriteString("\tif [ \"$overboot_ok\" = y ]; then\n")
-	fmt.Fprintf(&b, "\t\techo %s\n", text("booting"))
-	b.WriteString("\t\tboot\n")
 	b.WriteString("\tfi\n")
 	fmt.Fprintf(&b, "\tsleep %d\n", int(DefaultRetryDelay/time.Second))
 	b.WriteString("done\n")

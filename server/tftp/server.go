@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -58,6 +59,11 @@ type Server struct {
 	// A server listening in another network namespace than the one its
 	// goroutines run in (vmtest's LANs) opens them there.
 	DialTransfer func(laddr, raddr *net.UDPAddr) (*net.UDPConn, error)
+	// Files, when set, is asked first for each name (as the client sent
+	// it) and its client's address: the content of a file the caller
+	// makes (the server's GRUB configs, its blobs by digest), or an
+	// *Error to send, or ErrNotMine to serve the name from Root.
+	Files func(ctx context.Context, name string, client netip.Addr) (File, int64, error)
 
 	mu sync.Mutex // guards active, perIP, dropLogged and dropped
 	// active holds the transfers in flight by client address and port
@@ -265,7 +271,7 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(longAgo) })
 	defer stop()
 
-	f, size, rerr := open(root, req.Filename)
+	f, size, rerr := s.openFile(ctx, root, req.Filename, client.Addr())
 	if rerr != nil {
 		conn.Write(rerr.marshal())
 		log.Info("tftp request refused", "code", uint16(rerr.Code), "reason", rerr.Message)
@@ -298,6 +304,38 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 		}
 		log.Warn("tftp transfer failed", "bytes", n, "duration", d, "err", err)
 	}
+}
+
+// File is what Server.Files answers: the content, its size, and a
+// Close run when the transfer ends.
+type File interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// ErrNotMine is Files' answer for a name it does not make: Root serves
+// it.
+var ErrNotMine = errors.New("tftp: not a made file")
+
+// openFile asks Files, then Root.
+func (s *Server) openFile(ctx context.Context, root *os.Root, name string, client netip.Addr) (File, int64, *Error) {
+	if s.Files != nil {
+		f, size, err := s.Files(ctx, name, client)
+		var terr *Error
+		switch {
+		case err == nil:
+			return f, size, nil
+		case errors.As(err, &terr):
+			return nil, 0, terr
+		case !errors.Is(err, ErrNotMine):
+			return nil, 0, &Error{Code: ErrNotFound, Message: fmt.Sprintf("%s: %v", name, err)}
+		}
+	}
+	f, size, rerr := open(root, name)
+	if rerr != nil {
+		return nil, 0, rerr
+	}
+	return f, size, nil
 }
 
 // open opens name under root for reading, or says in an ERROR packet why
