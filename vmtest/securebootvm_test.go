@@ -69,7 +69,9 @@ func TestLANSecureBoot(t *testing.T) {
 		`file=shimx64.efi`,
 		`msg="tftp transfer" file=shimx64.efi`,
 		`msg="tftp transfer" file=grubx64.efi`,
-		`msg="tftp transfer" file=grub/grub.cfg`,
+		`msg="tftp transfer" file=/grub/grub.cfg`,
+		`msg="tftp transfer" file="/grub?mac=` + mac + `&buildarch=x86_64&platform=efi"`,
+		`msg="tftp transfer" file=/blobs/sha256/`,
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("server log lacks %s:\n%s", want, log)
