@@ -116,6 +116,16 @@ profile = unsigned
 		}
 	}
 
+	// Shim over HTTP Boot asks /boot//grubx64.efi, and follows no
+	// redirect.
+	os.MkdirAll(filepath.Join(f.dir, "data", TFTPDir), 0o755)
+	os.WriteFile(filepath.Join(f.dir, "data", TFTPDir, GRUBFile), []byte("signed GRUB"), 0o644)
+	for _, p := range []string{"/boot//grubx64.efi", "/boot/grubx64.efi"} {
+		if r := f.do(http.MethodGet, p, "", nil); r.StatusCode != 200 || body(t, r) != "signed GRUB" {
+			t.Errorf("GET %s: %d", p, r.StatusCode)
+		}
+	}
+
 	r := f.do(http.MethodGet, "/grub/grub.cfg", "", nil)
 	boot := body(t, r)
 	if r.StatusCode != 200 || !strings.Contains(boot, `configfile '/grub'"?mac=${net_default_mac}&buildarch=${grub_cpu}&platform=${grub_platform}"`) {

@@ -371,7 +371,23 @@ func (s *Server) Handler() http.Handler {
 		}
 		http.NotFound(w, r)
 	})
-	return s.logged(mux)
+	return s.logged(shimSlashes(mux))
+}
+
+// shimSlashes serves /boot//FILE as /boot/FILE: shim, loaded by UEFI
+// HTTP Boot from /boot/shimx64.efi, asks its directory + "/grubx64.efi",
+// and follows no redirect (the mux would answer one, 307, to the clean
+// path).
+func shimSlashes(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/boot//"); ok && !strings.Contains(rest, "/") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/boot/" + rest
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // DefaultDrain is how long a shutdown waits for transfers in flight.
