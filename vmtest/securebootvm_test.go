@@ -117,8 +117,14 @@ func TestLANSecureBootRefusesIPXE(t *testing.T) {
 
 // TestLANSecureBootHTTP: the same chain by UEFI HTTP Boot, no TFTP:
 // ProxyDHCP gives the HTTPClient firmware the shim's URL
-// (/boot/shimx64.efi), shim fetches grubx64.efi beside it over HTTP, and
-// GRUB reads /grub/grub.cfg from the same server.
+// (/boot/shimx64.efi), shim fetches grubx64.efi beside it over HTTP
+// (asking /boot//grubx64.efi), and GRUB starts. There it stops today:
+// Debian's grubnetx64.efi.signed has no http module (it asks
+// x86_64-efi/http.mod, and under Secure Boot could load none), so GRUB
+// reads no config over HTTP and waits at its prompt. The test checks
+// the chain that far, then reports that need (a failure under
+// OVERBOOT_STRICT, as any missing need); with a GRUB that speaks HTTP it
+// checks the whole boot.
 func TestLANSecureBootHTTP(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
@@ -127,17 +133,40 @@ func TestLANSecureBootHTTP(t *testing.T) {
 		a.Kernel, a.Initramfs, a.Root))
 	const mac = "52:54:00:5b:00:03"
 	vm := startVM(t, Options{PXE: true, Tap: l.ns.Tap(t), NetNS: l.ns.Name, MAC: mac, UEFIVars: vars, SecureBoot: true, NoNICROM: true, FwCfg: ovmfNoPXE})
-	expectPass(t, vm)
-	for _, want := range []string{"URI: http://192.0.2.1/boot/shimx64.efi", "Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
-		if !vm.Contains(want) {
-			t.Errorf("console lacks %q", want)
-		}
+	// GRUB without a config says this above its prompt (the prompt
+	// itself ends no line).
+	line, i, err := vm.ExpectAny(bootTimeout, MarkerPass, "Minimal BASH-like line editing is supported", MarkerFail, "overboot: BOOT FAILED")
+	if err != nil {
+		t.Fatalf("neither the root nor GRUB's prompt: %v", err)
 	}
 	logs := l.logs.String()
-	if want := `msg="proxydhcp answer" type=OFFER mac=` + mac + ` arch=16 userclass="" iface=br0 file="" url=http://192.0.2.1/boot/shimx64.efi`; !strings.Contains(logs, want) {
-		t.Errorf("server log lacks %s:\n%s", want, logs)
+	for _, want := range []string{
+		`msg="proxydhcp answer" type=OFFER mac=` + mac + ` arch=16 userclass="" iface=br0 file="" url=http://192.0.2.1/boot/shimx64.efi`,
+		`msg=http method=GET path=/boot/shimx64.efi code=200`,
+		`msg=http method=GET path=/boot//grubx64.efi code=200`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("server log lacks %s:\n%s", want, logs)
+		}
+	}
+	if !vm.Contains("URI: http://192.0.2.1/boot/shimx64.efi") || !vm.Contains("Welcome to GRUB!") {
+		t.Errorf("the console shows no HTTP Boot of the shim, or no GRUB")
 	}
 	if strings.Contains(logs, `msg="tftp transfer`) || strings.Contains(logs, "userclass=iPXE") {
 		t.Errorf("TFTP or iPXE during a Secure Boot HTTP Boot:\n%s", logs)
+	}
+	switch i {
+	case 1:
+		if strings.Contains(logs, "path=/grub") {
+			t.Errorf("GRUB asked for its config over HTTP and still stopped:\n%s", logs)
+		}
+		testneed.Missing(t, "the Secure Boot HTTP Boot chain stops in GRUB: shim and Debian's signed GRUB came over HTTP, but grubnetx64.efi.signed has no http module, so GRUB read no config (its command line: %q); use PXE (TFTP) for Secure Boot machines, or a signed GRUB with http", strings.TrimSpace(line.Text))
+	case 2, 3:
+		t.Fatalf("boot did not pass: %s", line.Text)
+	}
+	for _, want := range []string{"Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
 	}
 }
