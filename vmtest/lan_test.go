@@ -300,6 +300,7 @@ func fullDHCPServer(t *testing.T, ns *NetNS, conf, data string) (*server.Server,
 			<-done
 			<-done
 			httpLn.Close()
+			tftpPC.Close() // a restarted server binds port 69 again
 			c67.Close()
 			s.Close()
 		})
