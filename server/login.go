@@ -107,7 +107,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	allowed, err := s.db.TakeToken(ctx, "login:"+form.User, loginUserEvery, loginUserBurst)
 	if err != nil {
 		s.log.Error("login: the user's attempt limit", "err", err)
-		s.fail(w, http.StatusServiceUnavailable, "the server cannot check logins now: try again shortly")
+		s.fail(w, r, http.StatusServiceUnavailable, "the server cannot check logins now: try again shortly")
 		return
 	}
 	if !allowed {
@@ -118,7 +118,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	p := s.sets.Load().Profile(t.Profile)
 	if p == nil || p.Policy() != config.EnrollLogin {
-		s.fail(w, http.StatusConflict, "this profile no longer takes logins: reboot the machine")
+		s.fail(w, r, http.StatusConflict, "this profile no longer takes logins: reboot the machine")
 		return
 	}
 	// Each check holds 64 MiB (argon2id): at most a few run at once, the

@@ -10,14 +10,16 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/dhcp"
+	"github.com/overboot/overboot/server/profiles"
 	"github.com/overboot/overboot/server/state"
 )
 
 // ServeProxyDHCP answers PXE clients on the configured interface with
 // ProxyDHCP (it hands out no addresses: the site's DHCP server does): a
 // BIOS PXE ROM gets undionly.kpxe and a UEFI one ipxe.efi over this
-// server's TFTP, iPXE (by its user class) /boot.ipxe, a UEFI HTTP Boot
+// server's TFTP (the signed shimx64.efi for a secure-boot profile), iPXE (by its user class) /boot.ipxe, a UEFI HTTP Boot
 // client the EFI iPXE over HTTP (/boot/ipxe.efi). conn is port 67 of the
 // interface, boot its port 4011 (the PXE boot server some firmware asks),
 // both opened by the caller (dhcp.ListenInterface); ip is the
@@ -28,7 +30,7 @@ func (s *Server) ServeProxyDHCP(ctx context.Context, conn, boot net.PacketConn, 
 		return errors.New("proxy-dhcp needs url in [server]")
 	}
 	p := &dhcp.Proxy{ServerIP: ip, Interface: cfg.ProxyDHCP, Log: s.log,
-		Booter: dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}}
+		Booter: s.policy(cfg)}
 	errc := make(chan error, 2)
 	go func() { errc <- p.Serve(ctx, conn) }()
 	go func() { errc <- p.ServeBootServer(ctx, boot) }()
@@ -37,6 +39,28 @@ func (s *Server) ServeProxyDHCP(ctx context.Context, conn, boot net.PacketConn, 
 		err = err2
 	}
 	return err
+}
+
+// policy is what ProxyDHCP and DHCP hand firmware (dhcp.Policy): iPXE,
+// or the signed shim to the x86-64 UEFI machines of secure-boot
+// profiles.
+func (s *Server) policy(cfg *config.Config) dhcp.Policy {
+	p := dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}
+	if cfg.SecureBoot() {
+		p.ShimFile, p.ShimURL = ShimFile, cfg.URL+"/boot/"+ShimFile
+		p.SecureBoot = s.secureBoot
+	}
+	return p
+}
+
+// secureBoot reports whether r's machine boots the signed chain: its
+// profile, chosen as for its script from what DHCP knows (the MAC, the
+// firmware: x86-64 UEFI; no address yet, so no [subnet] rule; no UUID,
+// which option 97 orders otherwise than iPXE's ${uuid}), says
+// secure-boot. The profiles in force now decide, after a reload too.
+func (s *Server) secureBoot(r dhcp.Request) bool {
+	p, _, _, err := s.sets.Load().Select(profiles.Who{MAC: r.MAC, Arch: "x86_64", Platform: "efi"})
+	return err == nil && p.SecureBoot
 }
 
 // InterfaceAddr is an interface's first IPv4 address.
@@ -91,7 +115,7 @@ func (s *Server) ServeDHCP(ctx context.Context, conn net.PacketConn, ip netip.Ad
 	}
 	full, err := dhcp.NewFull(dhcp.FullConfig{Interface: cfg.DHCP, ServerIP: ip, Subnet: subnet.Masked(), Start: cfg.DHCPStart, End: cfg.DHCPEnd,
 		Router: cfg.DHCPRouter, DNS: cfg.DHCPDNS, LeaseTime: cfg.DHCPLease, Reservations: res},
-		DHCPLeases(s.db), dhcp.Policy{ScriptURL: cfg.URL + "/boot.ipxe", HTTPBootURL: cfg.URL + "/boot/ipxe.efi"}, s.log)
+		DHCPLeases(s.db), s.policy(cfg), s.log)
 	if err != nil {
 		return fmt.Errorf("dhcp: %w", err)
 	}

@@ -20,7 +20,7 @@ func (s *Server) sanboot(w http.ResponseWriter, r *http.Request) {
 	}
 	p := s.sets.Load().Profile(t.Profile)
 	if p == nil || p.Sanboot == "" {
-		s.fail(w, http.StatusConflict, "the profile of this boot changed: reboot the machine")
+		s.fail(w, r, http.StatusConflict, "the profile of this boot changed: reboot the machine")
 		return
 	}
 	s.sanScript(w, r, t, p)
@@ -30,7 +30,7 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 	ctx := r.Context()
 	base, err := s.base(r)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	ex, err := s.attach(ctx, t, p)
@@ -45,6 +45,6 @@ func (s *Server) sanScript(w http.ResponseWriter, r *http.Request, t state.BootT
 		s.failScript(w, r, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.reply(w, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))
+	s.reply(w, r, http.StatusOK, answer.SanFor(answer.Machine{MAC: t.MAC, User: t.User}, p.Name, portal, ex.Target, ex.Initiator, *docCHAP(ex.Creds)))
 	s.rec.Event(ctx, t.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "sanboot", Outcome: telemetry.OK, Message: "disk " + ex.Target})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/grub"
 	"github.com/overboot/overboot/server/ipxe"
 	"github.com/overboot/overboot/server/pci"
 	"github.com/overboot/overboot/server/profiles"
@@ -27,12 +28,26 @@ import (
 const WaitForApproval = answer.WaitForApproval
 
 // reply writes a (package server/answer) as the firmware's script, with
-// code: iPXE's, today's only firmware language.
-func (s *Server) reply(w http.ResponseWriter, code int, a answer.Answer) {
-	text, err := ipxe.Render(a)
-	if err != nil {
-		s.log.Error("render a script", "err", err)
-		code, text = http.StatusInternalServerError, ipxe.FailScript("the server cannot write this machine's script: see its log")
+// code: iPXE's, or a GRUB config for a request on the Secure Boot path
+// (grubRequest). What GRUB cannot do (a sanboot) is a refusal saying so.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, code int, a answer.Answer) {
+	var text string
+	var err error
+	if isGRUB(r) {
+		text, err = grub.Render(a)
+		if errors.Is(err, grub.ErrNoGRUBForm) {
+			s.log.Warn("no GRUB form for the answer: refused", "err", err)
+			code, text, err = http.StatusOK, grub.Refusal(err.Error()), nil
+		} else if err != nil {
+			s.log.Error("render a GRUB config", "err", err)
+			code, text = http.StatusInternalServerError, grub.Refusal("the server cannot write this machine's config: see its log")
+		}
+	} else {
+		text, err = ipxe.Render(a)
+		if err != nil {
+			s.log.Error("render a script", "err", err)
+			code, text = http.StatusInternalServerError, ipxe.FailScript("the server cannot write this machine's script: see its log")
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -40,17 +55,17 @@ func (s *Server) reply(w http.ResponseWriter, code int, a answer.Answer) {
 	w.Write([]byte(text))
 }
 
-func (s *Server) fail(w http.ResponseWriter, code int, why string) {
-	s.reply(w, code, answer.Refusal{Message: why})
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, why string) {
+	s.reply(w, r, code, answer.Refusal{Message: why})
 }
 
 func (s *Server) bootstrap(w http.ResponseWriter, r *http.Request) {
 	base, err := s.base(r)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.reply(w, http.StatusOK, answer.Bootstrap{Server: base})
+	s.reply(w, r, http.StatusOK, answer.Bootstrap{Server: base})
 }
 
 // script answers /ipxe?mac=...: the machine's profile's enrolment policy
@@ -59,23 +74,23 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	addr := remoteIP(r)
 	if !s.scriptRate.Allow(addr) {
 		s.metrics.Refused("rate_limit")
-		s.fail(w, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
+		s.fail(w, r, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
 		return
 	}
 	c, err := ipxe.ParseQuery(r.URL.Query())
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	if c.MAC == nil {
-		s.fail(w, http.StatusBadRequest, "query parameter mac: missing")
+		s.fail(w, r, http.StatusBadRequest, "query parameter mac: missing")
 		return
 	}
 	ip, _ := netip.ParseAddr(addr)
 	p, cm, why, err := s.sets.Load().Select(profiles.Who{MAC: c.MAC, UUID: c.UUID, Hostname: c.Hostname, Arch: c.BuildArch, Platform: c.Platform, IP: ip})
 	if err != nil {
 		s.log.Warn("no script", "mac", c.MAC.String(), "err", err)
-		s.fail(w, http.StatusNotFound, err.Error())
+		s.fail(w, r, http.StatusNotFound, err.Error())
 		return
 	}
 	s.log.Debug("profile chosen", "mac", c.MAC.String(), "profile", p.Name, "because", why.String())
@@ -123,7 +138,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, q bootReq, p *con
 	if errors.Is(err, state.ErrQuota) {
 		s.metrics.Refused("quota")
 		s.log.Warn("machine refused", "mac", q.mac, "profile", p.Name, "address", q.addr, "err", err)
-		s.fail(w, http.StatusForbidden, err.Error()+": ask the administrator")
+		s.fail(w, r, http.StatusForbidden, err.Error()+": ask the administrator")
 		return
 	}
 	if err != nil {
@@ -171,10 +186,10 @@ func (s *Server) failBoot(w http.ResponseWriter, r *http.Request, q bootReq, p *
 func (s *Server) again(w http.ResponseWriter, r *http.Request, why, notice string, wait time.Duration) {
 	base, err := s.base(r)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.reply(w, http.StatusOK, answer.Wait{Server: base, Message: answer.Text(why), Notice: notice, Wait: wait})
+	s.reply(w, r, http.StatusOK, answer.Wait{Server: base, Message: answer.Text(why), Notice: notice, Wait: wait})
 }
 
 func (q bootReq) machine() answer.Machine {
@@ -187,7 +202,7 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 	ctx := r.Context()
 	base, err := s.base(r)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	if q.bootID == 0 {
@@ -203,7 +218,11 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 		s.failScript(w, r, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
-	s.reply(w, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok))
+	if isGRUB(r) {
+		// Its entries answer GRUB configs too: /grub/entry/TOKEN/NAME.
+		base += grub.Path
+	}
+	s.reply(w, r, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok))
 }
 
 // entry answers a menu's choice of another profile: that profile's own
@@ -218,7 +237,7 @@ func (s *Server) entry(w http.ResponseWriter, r *http.Request) {
 	menu, name := set.Profile(from.Profile), r.PathValue("profile")
 	p := set.Profile(name)
 	if menu == nil || p == nil || !slices.Contains(menu.Menu, name) {
-		s.fail(w, http.StatusNotFound, fmt.Sprintf("profile %s is not an entry of this menu", name))
+		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("profile %s is not an entry of this menu", name))
 		return
 	}
 	s.rec.Event(ctx, from.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: "entry", Outcome: telemetry.OK, Message: name})
@@ -234,7 +253,7 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request, tok, purpose stri
 	if !s.scriptRate.Allow(addr) {
 		s.metrics.Refused("rate_limit")
 		if script {
-			s.fail(w, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
+			s.fail(w, r, http.StatusTooManyRequests, "too many requests from "+addr+": wait a minute and retry")
 		} else {
 			http.Error(w, "too many requests from "+addr+": wait a minute and retry", http.StatusTooManyRequests)
 		}
@@ -274,7 +293,11 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	ctx := r.Context()
 	base, err := s.base(r)
 	if err != nil {
-		s.fail(w, http.StatusBadRequest, err.Error())
+		s.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if isGRUB(r) && p.Sanboot != "" {
+		s.failBoot(w, r, q, p, http.StatusOK, fmt.Sprintf("profile %s: sanboot needs iPXE, which the Secure Boot path does not run", p.Name))
 		return
 	}
 	var arts answer.Artifacts
@@ -285,6 +308,13 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			s.log.Error("resolve profile", "profile", p.Name, "err", err)
 			s.failBoot(w, r, q, p, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", p.Name, err))
 			return
+		}
+		if isGRUB(r) {
+			if err := s.checkSigned(a.Kernel.Digest); err != nil {
+				s.log.Warn("machine refused: an unsigned kernel on the Secure Boot path", "mac", q.mac, "profile", p.Name, "err", err)
+				s.failBoot(w, r, q, p, http.StatusOK, fmt.Sprintf("profile %s: %v", p.Name, err))
+				return
+			}
 		}
 		arts = answer.Artifacts{Kernel: a.Kernel.Digest, Initramfs: a.Initramfs.Digest, Mirrors: s.mirrors(s.cfg.Load()), Cache: s.cfg.Load().Cache, Secure: s.secure(base)}
 		if seg := s.driverSegment(ctx, q, a.Initramfs.Digest); seg != nil {
@@ -318,7 +348,7 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 		s.failBoot(w, r, q, p, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.reply(w, http.StatusOK, a)
+	s.reply(w, r, http.StatusOK, a)
 }
 
 // segments are the NIC driver segments (package server/drivers finds or

@@ -25,6 +25,7 @@ import (
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/enroll"
+	"github.com/overboot/overboot/server/grub"
 	"github.com/overboot/overboot/server/hashtrees"
 	"github.com/overboot/overboot/server/peers"
 	"github.com/overboot/overboot/server/profiles"
@@ -200,7 +201,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	// UEFI HTTP Boot, /boot/FILE, as well as over TFTP): ready whether or
 	// not this server runs TFTP.
 	if cfg.TFTP != "" || cfg.ProxyDHCP != "" || cfg.DHCP != "" || cfg.DHCPv6 != "" {
-		if _, err := prepareTFTP(cfg.TFTPRoot, filepath.Join(cfg.Data, TFTPDir), log); err != nil {
+		if _, err := prepareTFTP(cfg.TFTPRoot, filepath.Join(cfg.Data, TFTPDir), secureBootFiles(cfg), log); err != nil {
 			log.Warn("no iPXE binaries for firmware boot: /boot/FILE and TFTP answer not found", "tftp-root", cfg.TFTPRoot, "err", err)
 		}
 	}
@@ -349,6 +350,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /boot.ipxe", s.bootstrap)
 	mux.HandleFunc("GET /boot/{file}", s.bootFile)
 	mux.HandleFunc("GET /ipxe", s.script)
+	mux.HandleFunc("GET "+grub.Path, grubRequest(s.script))
+	mux.HandleFunc("GET "+grub.ConfigPath, grubRequest(s.grubBootstrap))
+	mux.HandleFunc("GET "+grub.Path+"/entry/{token}/{profile}", grubRequest(s.entry))
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET "+TreePrefix+"{hex}", s.tree)
 	mux.HandleFunc("GET /doc/{token}", s.document)
@@ -373,7 +377,23 @@ func (s *Server) Handler() http.Handler {
 		}
 		http.NotFound(w, r)
 	})
-	return s.logged(mux)
+	return s.logged(shimSlashes(mux))
+}
+
+// shimSlashes serves /boot//FILE as /boot/FILE: shim, loaded by UEFI
+// HTTP Boot from /boot/shimx64.efi, asks its directory + "/grubx64.efi",
+// and follows no redirect (the mux would answer one, 307, to the clean
+// path).
+func shimSlashes(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/boot//"); ok && !strings.Contains(rest, "/") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/boot/" + rest
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // DefaultDrain is how long a shutdown waits for transfers in flight.

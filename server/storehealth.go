@@ -68,11 +68,11 @@ func (s *Server) failScript(w http.ResponseWriter, r *http.Request, code int, wh
 	if code == http.StatusInternalServerError && s.storeDown(r.Context()) {
 		if base, err := s.base(r); err == nil {
 			s.metrics.Refused("store_down")
-			s.reply(w, http.StatusOK, answer.Wait{Server: base, Message: answer.Text(StoreWaitMessage + " (server " + s.label(base) + ")"), Wait: RetryAfter * time.Second})
+			s.reply(w, r, http.StatusOK, answer.Wait{Server: base, Message: answer.Text(StoreWaitMessage + " (server " + s.label(base) + ")"), Wait: RetryAfter * time.Second})
 			return
 		}
 	}
-	s.fail(w, code, why)
+	s.fail(w, r, code, why)
 }
 
 // label names this server for a machine's console: its registered name,

@@ -10,8 +10,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/overboot/overboot/internal/durable"
+	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/grub"
 	"github.com/overboot/overboot/server/tftp"
 )
 
@@ -33,7 +36,11 @@ const TFTPDir = "tftp"
 // the descriptor that is copied from, opened one path component at a time
 // without following symlinks (openPublic), so a path changed after the
 // check fails rather than copying what it now names.
-func prepareTFTP(src, dst string, log *slog.Logger) (int, error) {
+//
+// extra are files served beside them (the Secure Boot path's signed shim
+// and GRUB, its grub.cfg): a missing or non-public Src is an error, as a
+// profile needs it.
+func prepareTFTP(src, dst string, extra []tftpFile, log *slog.Logger) (int, error) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return 0, err
 	}
@@ -55,14 +62,101 @@ func prepareTFTP(src, dst string, log *slog.Logger) (int, error) {
 		}
 		keep[e.Name()] = true
 	}
+	for _, x := range extra {
+		if err := x.put(dst); err != nil {
+			return 0, err
+		}
+		keep[strings.Split(x.Name, "/")[0]] = true
+	}
 	old, _ := os.ReadDir(dst)
 	for _, e := range old {
 		if !keep[e.Name()] {
-			os.Remove(filepath.Join(dst, e.Name()))
+			// Only this function writes here: a directory is ours too
+			// (grub/, the Secure Boot path's).
+			os.RemoveAll(filepath.Join(dst, e.Name()))
 		}
 	}
 	log.Info("tftp: files ready", "from", src, "files", len(keep))
 	return len(keep), durable.Sync(dst)
+}
+
+// tftpFile is a file served beside tftp-root's: Src copied (a path
+// named by the [server] key Key), or else Data written. Name is relative
+// to DATA/tftp, in at most one directory (grub/grub.cfg).
+type tftpFile struct {
+	Name, Src, Key string
+	Data           []byte
+}
+
+// put writes x into dst.
+func (x tftpFile) put(dst string) error {
+	p := filepath.Join(dst, x.Name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if x.Src == "" {
+		return writeFileAtomic(p, x.Data)
+	}
+	real, err := filepath.EvalSymlinks(x.Src)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
+	var in *os.File
+	if err == nil {
+		in, err = openPublic(real)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (a secure-boot profile needs it: install the package, or set %s in [server] to a file every user may read)", x.Key, x.Src, err, x.Key)
+	}
+	defer in.Close()
+	return copyFileAtomic(in, p)
+}
+
+// writeFileAtomic writes data to dst (0644) through a temporary file
+// beside it and a rename.
+func writeFileAtomic(dst string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".copy-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// Secure Boot file names in DATA/tftp: shim loads grubx64.efi from the
+// directory it was loaded from.
+const (
+	ShimFile = "shimx64.efi"
+	GRUBFile = "grubx64.efi"
+)
+
+// secureBootFiles are the files the Secure Boot path serves beside the
+// iPXE binaries, when a profile has secure-boot; none otherwise.
+func secureBootFiles(cfg *config.Config) []tftpFile {
+	if !cfg.SecureBoot() {
+		return nil
+	}
+	files := []tftpFile{
+		{Name: ShimFile, Src: cfg.Shim, Key: "shim"},
+		{Name: GRUBFile, Src: cfg.GRUBNet, Key: "grub-net"},
+	}
+	// GRUB loaded over TFTP reads its prefix's grub.cfg (/grub) from the
+	// same TFTP server: the bootstrap, pointing at url. Without url the
+	// server knows no address to write: GRUB then finds nothing there.
+	if text, err := grub.Bootstrap(cfg.URL); cfg.URL != "" && err == nil {
+		files = append(files, tftpFile{Name: "grub/grub.cfg", Data: []byte(text)})
+	}
+	return files
 }
 
 // notPublicError is openPublic's refusal by mode bits: why not every
@@ -128,9 +222,9 @@ func copyFileAtomic(in *os.File, dst string) error {
 func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn, dial func(laddr, raddr *net.UDPAddr) (*net.UDPConn, error)) error {
 	cfg := s.cfg.Load()
 	dir := filepath.Join(cfg.Data, TFTPDir)
-	if _, err := prepareTFTP(cfg.TFTPRoot, dir, s.log); err != nil {
+	if _, err := prepareTFTP(cfg.TFTPRoot, dir, secureBootFiles(cfg), s.log); err != nil {
 		return err
 	}
-	srv := &tftp.Server{Root: dir, Log: s.log, DialTransfer: dial}
+	srv := &tftp.Server{Root: dir, Log: s.log, DialTransfer: dial, Files: s.tftpFiles}
 	return srv.Serve(ctx, pc)
 }

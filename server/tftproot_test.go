@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/overboot/overboot/internal/testneed"
+	"github.com/overboot/overboot/server/config"
 )
 
 // publicTempDir is a t.TempDir every user may enter. t.TempDir makes its
@@ -90,7 +91,7 @@ func TestPrepareTFTPReadableOnly(t *testing.T) {
 	write(filepath.Join(dst, "secret.efi"), "copied by an older version", 0o644)
 
 	logs := &syncBuffer{}
-	n, err := prepareTFTP(src, dst, slog.New(slog.NewTextHandler(logs, nil)))
+	n, err := prepareTFTP(src, dst, nil, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,5 +132,61 @@ func TestPrepareTFTPReadableOnly(t *testing.T) {
 	}
 	if strings.Contains(out, "qemu") {
 		t.Errorf("a subdirectory was warned about:\n%s", out)
+	}
+}
+
+// TestPrepareTFTPSecureBoot: a secure-boot profile's signed shim and
+// GRUB are copied beside the iPXE binaries under the names shim and the
+// firmware ask for, byte for byte; a missing one, or one not every user
+// may read, is an error naming its [server] key; without a secure-boot
+// profile nothing more is copied.
+func TestPrepareTFTPSecureBoot(t *testing.T) {
+	dir := publicTempDir(t)
+	src, dst := filepath.Join(dir, "ipxe"), filepath.Join(dir, "data", TFTPDir)
+	os.Mkdir(src, 0o755)
+	for p, body := range map[string]string{filepath.Join(src, "ipxe.efi"): "EFI iPXE", filepath.Join(dir, "shimx64.efi.signed"): "signed shim", filepath.Join(dir, "grubnetx64.efi.signed"): "signed GRUB"} {
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := config.Default()
+	cfg.Shim, cfg.GRUBNet = filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubnetx64.efi.signed")
+	cfg.Profiles["sb"] = &config.Profile{Name: "sb", SecureBoot: true}
+	cfg.URL = "http://192.0.2.1:8080"
+	log := slog.New(slog.NewTextHandler(&syncBuffer{}, nil))
+	n, err := prepareTFTP(src, dst, secureBootFiles(cfg), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"ipxe.efi": "EFI iPXE", ShimFile: "signed shim", GRUBFile: "signed GRUB"} {
+		if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", name, b, err, want)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d files served, want 4", n)
+	}
+	// GRUB's prefix is /grub: its grub.cfg asks the server at url.
+	if b, err := os.ReadFile(filepath.Join(dst, "grub", "grub.cfg")); err != nil || !strings.Contains(string(b), "configfile '/grub'\"?mac=${net_default_mac}") {
+		t.Errorf("grub/grub.cfg: %s %v", b, err)
+	}
+
+	os.Chmod(cfg.GRUBNet, 0o600)
+	if _, err := prepareTFTP(src, dst, secureBootFiles(cfg), log); err == nil || !strings.Contains(err.Error(), "grub-net "+cfg.GRUBNet) || !strings.Contains(err.Error(), "not every user may read") {
+		t.Errorf("a private grub-net: %v", err)
+	}
+	cfg.Shim = filepath.Join(dir, "missing.efi")
+	if _, err := prepareTFTP(src, dst, secureBootFiles(cfg), log); err == nil || !strings.Contains(err.Error(), "shim "+cfg.Shim) {
+		t.Errorf("a missing shim: %v", err)
+	}
+
+	delete(cfg.Profiles, "sb")
+	if _, err := prepareTFTP(src, dst, secureBootFiles(cfg), log); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{ShimFile, GRUBFile, "grub"} {
+		if _, err := os.Stat(filepath.Join(dst, name)); err == nil {
+			t.Errorf("no secure-boot profile, and %s is still served", name)
+		}
 	}
 }

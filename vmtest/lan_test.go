@@ -276,8 +276,16 @@ func fullDHCPServer(t *testing.T, ns *NetNS, conf, data string) (*server.Server,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{}, 2)
+	// TFTP too, for firmware PXE (the iPXE binaries, the Secure Boot
+	// path's shim and GRUB): the DHCP answers name this server.
+	tftpPC := ns.ListenPacket(t, ns.Addr+":69")
+	dial := func(l, r *net.UDPAddr) (c *net.UDPConn, err error) {
+		err = ns.Do(func() error { c, err = net.DialUDP("udp", l, r); return err })
+		return c, err
+	}
+	done := make(chan struct{}, 3)
 	go func() { s.Serve(ctx, httpLn); done <- struct{}{} }()
+	go func() { s.ServeTFTP(ctx, tftpPC, dial); done <- struct{}{} }()
 	go func() {
 		if err := s.ServeDHCP(ctx, c67, netip.MustParseAddr(ns.Addr), netip.MustParsePrefix(ns.Addr+"/24")); err != nil {
 			t.Errorf("dhcp: %v", err)
@@ -290,7 +298,9 @@ func fullDHCPServer(t *testing.T, ns *NetNS, conf, data string) (*server.Server,
 			cancel()
 			<-done
 			<-done
+			<-done
 			httpLn.Close()
+			tftpPC.Close() // a restarted server binds port 69 again
 			c67.Close()
 			s.Close()
 		})

@@ -13,6 +13,14 @@ const OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 // OVMFVars is the variable store template a machine copies.
 const OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
+// OVMFCodeSecure is Debian's OVMF built with Secure Boot (and SMM, which
+// guards its variables); OVMFVarsMS the variable store with Microsoft's
+// keys enrolled and Secure Boot on, as a machine from the shop has it.
+const (
+	OVMFCodeSecure = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	OVMFVarsMS     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
+
 // GuestServer is the address the guest uses for the host's services:
 // QEMU user networking forwards its ports to 127.0.0.1 (guestfwd).
 const GuestServer = "10.0.2.100"
@@ -60,6 +68,10 @@ type Options struct {
 	// instead of SeaBIOS, with this copy of OVMF_VARS_4M.fd as its
 	// variable store ("" = BIOS).
 	UEFIVars string
+	// SecureBoot runs OVMFCodeSecure on a q35 machine with SMM (its
+	// variable store writable only from SMM), so UEFIVars should be a
+	// copy of OVMFVarsMS: Secure Boot on, Microsoft's keys.
+	SecureBoot bool
 	// NoNICROM leaves the NIC without its iPXE option ROM: the
 	// firmware's own network stack does PXE (OVMF's PxeBcDxe), so the
 	// firmware fetches a boot file over TFTP as on real hardware.
@@ -178,9 +190,16 @@ func (o Options) Cmdline() ([]string, error) {
 		if strings.Contains(o.UEFIVars, ",") {
 			return nil, fmt.Errorf("qemu: UEFI vars path %q must not contain commas", o.UEFIVars)
 		}
+		code := OVMFCode
+		if o.SecureBoot {
+			code = OVMFCodeSecure
+			args = append(args, "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
 		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+o.UEFIVars)
+	} else if o.SecureBoot {
+		return nil, fmt.Errorf("qemu: SecureBoot needs UEFIVars (a copy of %s)", OVMFVarsMS)
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
 	for _, f := range o.FwCfg {

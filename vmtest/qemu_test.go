@@ -63,6 +63,20 @@ func TestCmdline(t *testing.T) {
 				"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:aa:bb:cc",
 				"-boot", "n"),
 		},
+		{
+			// Secure Boot: the secboot firmware on q35 with SMM, its
+			// variables writable only from SMM.
+			name: "secure boot",
+			o:    Options{PXE: true, Tap: "tap1", NetNS: "ns1", UEFIVars: "/v/OVMF_VARS.fd", SecureBoot: true, NoNICROM: true},
+			want: append(append([]string(nil), common...),
+				"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCodeSecure,
+				"-drive", "if=pflash,format=raw,unit=1,file=/v/OVMF_VARS.fd",
+				"-netdev", "tap,id=n0,ifname=tap1,script=no,downscript=no",
+				"-device", "virtio-net-pci,netdev=n0,romfile=",
+				"-boot", "n"),
+		},
+		{name: "secure boot without vars", o: Options{PXE: true, Tap: "tap1", NetNS: "ns1", SecureBoot: true}, err: "SecureBoot needs UEFIVars"},
 		{name: "tap without namespace", o: Options{PXE: true, Tap: "tap1"}, err: "needs its namespace"},
 		{name: "tap with forwards", o: Options{PXE: true, Tap: "tap1", NetNS: "n", Forwards: []Forward{{80, "127.0.0.1:1"}}, Relay: "/r"}, err: "no forwards"},
 		{

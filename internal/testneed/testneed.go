@@ -71,6 +71,7 @@ var packages = map[string]string{
 	"busybox":              "busybox-static",
 	"chromium":             "chromium",
 	"debootstrap":          "debootstrap",
+	"grub-script-check":    "grub-common",
 	"dnsmasq":              "dnsmasq-base",
 	"ip":                   "iproute2",
 	"iscsi-inq":            "libiscsi-bin",

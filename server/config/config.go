@@ -29,6 +29,12 @@ const (
 	// DefaultTFTPRoot is where Debian's ipxe package puts undionly.kpxe,
 	// ipxe.efi and snponly.efi.
 	DefaultTFTPRoot = "/usr/lib/ipxe"
+	// DefaultShim is Debian's Microsoft-signed shim (package
+	// shim-signed), DefaultGRUBNet Debian's signed GRUB netboot image
+	// (grub-efi-amd64-signed): the Secure Boot path serves them as they
+	// are.
+	DefaultShim    = "/usr/lib/shim/shimx64.efi.signed"
+	DefaultGRUBNet = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 )
 
 // Config is a parsed, validated configuration.
@@ -57,6 +63,12 @@ type Config struct {
 	// DATA/tftp at start: Debian's ipxe.efi is a symlink out of it).
 	TFTP     string
 	TFTPRoot string
+	// Shim and GRUBNet are the signed shim and GRUB netboot image of
+	// the Secure Boot path (shim, grub-net; defaults DefaultShim and
+	// DefaultGRUBNet), copied into DATA/tftp as shimx64.efi and
+	// grubx64.efi when a profile has secure-boot.
+	Shim    string
+	GRUBNet string
 	// ProxyDHCP names the interface overboot answers PXE clients on
 	// (ProxyDHCP: it never hands out addresses; the site's DHCP server
 	// does). "" = none.
@@ -210,6 +222,10 @@ type Profile struct {
 	Menu        []string
 	MenuTimeout time.Duration // default DefaultMenuTimeout; then MenuDefault boots
 	MenuDefault string        // "login" or one of Menu; default the first item
+	// SecureBoot (secure-boot = yes): its x86-64 UEFI machines boot
+	// Debian's signed chain, shim then GRUB then a signed kernel,
+	// instead of iPXE.
+	SecureBoot bool
 }
 
 // Enroll is a profile's enrolment policy.
@@ -336,7 +352,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Lines: map[string]int{}, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Shim: DefaultShim, GRUBNet: DefaultGRUBNet, Lines: map[string]int{}, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
 // Parse reads a configuration; name is used in error messages.
@@ -482,6 +498,9 @@ func (c *Config) validate() []error {
 				menuKey = "menu-timeout"
 			}
 			errs = append(errs, &Error{c.File, p.LineOf(menuKey), fmt.Errorf("profile %s: menu-timeout and menu-default need a menu (menu = ... or enroll = login)", n)})
+		}
+		if p.Sanboot != "" && p.SecureBoot {
+			errs = append(errs, &Error{c.File, p.LineOf("secure-boot"), fmt.Errorf("profile %s: sanboot needs iPXE, which is unsigned: it cannot take the Secure Boot path (secure-boot = yes)", n)})
 		}
 		if p.Sanboot != "" {
 			if extra := p.notForSanboot(); len(extra) > 0 {
@@ -695,4 +714,15 @@ func (c *Config) CertNames() []string {
 		}
 	}
 	return out
+}
+
+// SecureBoot reports whether a profile takes the Secure Boot path, so
+// the server serves the signed shim and GRUB.
+func (c *Config) SecureBoot() bool {
+	for _, p := range c.Profiles {
+		if p.SecureBoot {
+			return true
+		}
+	}
+	return false
 }

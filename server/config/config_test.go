@@ -53,6 +53,23 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+func TestParseSecureBoot(t *testing.T) {
+	c, err := Parse("f", strings.NewReader("[server]\ngrub-net = /srv/grubnetx64.efi.signed\n[profile default]\nkernel = k\ninitramfs = i\nroot = r\n[profile sb]\nkernel = k\ninitramfs = i\nroot = r\nsecure-boot = yes\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Profiles["sb"].SecureBoot || c.Profiles["default"].SecureBoot || !c.SecureBoot() {
+		t.Errorf("secure-boot: sb %v, default %v, config %v", c.Profiles["sb"].SecureBoot, c.Profiles["default"].SecureBoot, c.SecureBoot())
+	}
+	if c.Shim != DefaultShim || c.GRUBNet != "/srv/grubnetx64.efi.signed" {
+		t.Errorf("shim %q, grub-net %q", c.Shim, c.GRUBNet)
+	}
+	c, err = Parse("f", strings.NewReader("[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"))
+	if err != nil || c.SecureBoot() {
+		t.Errorf("no secure-boot profile: SecureBoot() = %v, %v", c.SecureBoot(), err)
+	}
+}
+
 func TestParseSelectors(t *testing.T) {
 	const prof = "[profile default]\nkernel = k\ninitramfs = i\nroot = r\n[profile lab]\nkernel = k\ninitramfs = i\nroot = r\n"
 	c, err := Parse("s.conf", strings.NewReader(prof+`[machine 4C4C4544-0000-1000-8000-000000000001]
@@ -167,6 +184,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad profile name", "[profile a/b]\n", "f:1: profile name"},
 		{"relative sanboot", "[profile p]\nsanboot = disk.img\n", "f:2: sanboot: \"disk.img\": want the absolute path"},
 		{"sanboot with kernel", "[profile p]\nsanboot = /srv/disk.img\nkernel = k\ncmdline = quiet\n", "f:3: profile p: sanboot boots a whole disk; kernel, cmdline do not apply"},
+		{"secure-boot maybe", prof + "secure-boot = maybe\n", "f:5: secure-boot: \"maybe\": want yes or no"},
+		{"secure-boot sanboot", "[profile p]\nsanboot = /srv/disk.img\nenroll = approve\nsecure-boot = yes\n", "f:4: profile p: sanboot needs iPXE, which is unsigned"},
+		{"relative shim", "[server]\nshim = shimx64.efi\n", "f:2: shim: \"shimx64.efi\": want the absolute path"},
 		{"iscsi login timeout", "[server]\niscsi-login-timeout = 0s\n", "f:2: iscsi-login-timeout: \"0s\": want a duration from 1s to 5m"},
 		{"iscsi cap", "[server]\niscsi-max-per-address = none\n", "f:2: iscsi-max-per-address:"},
 		{"private disk open", prof + "upper = iscsi\n", "f:5: profile default: upper = iscsi gives each machine a private disk, and enroll = open would hand it to anyone"},

@@ -61,6 +61,8 @@ var Sections = []Section{
 		{"iscsi-max-connections", "1024", "Connections that have not logged in yet, in all (sessions take no room)."},
 		{"tftp", "", "Serve the iPXE binaries over TFTP on this address (host:port), for firmware PXE; default off."},
 		{"tftp-root", DefaultTFTPRoot, "Where they are (Debian's ipxe package); copied into DATA/tftp at start, only what every local user could read."},
+		{"shim", DefaultShim, "The Secure Boot path: Debian's Microsoft-signed shim (package shim-signed), served as it is (TFTP and /boot/shimx64.efi) to the UEFI machines of secure-boot profiles."},
+		{"grub-net", DefaultGRUBNet, "The Secure Boot path: Debian's signed GRUB netboot image (package grub-efi-amd64-signed), served as it is beside the shim as grubx64.efi, the name shim loads."},
 		{"proxy-dhcp", "", "Answer PXE firmware on this interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving them)."},
 		{"dhcp", "", "Be the DHCP server of an isolated network on this interface (not with proxy-dhcp on the same one)."},
 		{"dhcp-range", "", "The pool (FIRST-LAST IPv4 addresses) of dhcp."},
@@ -97,6 +99,7 @@ var Sections = []Section{
 		{"menu", "", "Other profiles offered as entries of this profile's boot menu (comma-separated); a login profile always has a menu."},
 		{"menu-timeout", "10s", "How long the menu waits before its default (1s to 1h)."},
 		{"menu-default", "", "login or one of menu; default the first item."},
+		{"secure-boot", "no", "yes: its x86-64 UEFI machines boot Debian's signed chain (shim, GRUB, then the kernel; see docs/network.md) instead of iPXE, so Secure Boot may stay on. The kernel must be signed (Debian's linux-image-amd64 is); no sanboot. DHCP decides by [machine], [select] and the default: a [subnet] rule is not seen before the machine has its address."},
 	}},
 	{"machine", "[machine MAC] or [machine UUID]", "One known machine, by its MAC address or its SMBIOS UUID (as iPXE reports it).", []Key{
 		{"profile", "", "Its profile; default: the rules below choose."},
@@ -249,6 +252,15 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want an absolute directory", v)
 		}
 		c.TFTPRoot = v
+	case "shim", "grub-net":
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Errorf("%q: want the absolute path of a signed EFI binary", v)
+		}
+		if k == "shim" {
+			c.Shim = v
+		} else {
+			c.GRUBNet = v
+		}
 	case "iscsi-login-timeout":
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second || d > 5*time.Minute {
@@ -482,6 +494,11 @@ func (p *Profile) set(k, v string) error {
 			return fmt.Errorf("%q: want login or a profile of the menu", v)
 		}
 		p.MenuDefault = v
+	case "secure-boot":
+		if v != "yes" && v != "no" {
+			return fmt.Errorf("%q: want yes or no", v)
+		}
+		p.SecureBoot = v == "yes"
 	case "fetch-attempts":
 		p.FetchAttempts, err = strconv.Atoi(v)
 		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {

@@ -14,6 +14,13 @@ import (
 //	arch 7, 9 (x86-64 UEFI)      -> EFIFile by TFTP
 //	anything else                -> no answer
 //
+// An x86-64 UEFI client that SecureBoot names (its profile says
+// secure-boot) gets Debian's signed shim instead of iPXE, which is
+// unsigned: ShimFile by TFTP, or ShimURL for UEFI HTTP Boot. Shim loads
+// grubx64.efi from the same place (the server serves the signed GRUB
+// netboot image under that name), and GRUB asks the server for its
+// config: iPXE never runs on that path.
+//
 // iPXE is matched first, so a client that the firmware chainloaded into
 // iPXE gets the script next, never iPXE again: no chainload loop. When
 // ScriptURL is empty iPXE gets no answer rather than another iPXE.
@@ -35,7 +42,18 @@ type Policy struct {
 	HTTPBootURL string
 	// ScriptURL is iPXE's script, e.g. "http://192.0.2.1/boot.ipxe".
 	ScriptURL string
+	// SecureBoot reports whether an x86-64 UEFI client boots the signed
+	// chain; nil means none does.
+	SecureBoot func(Request) bool
+	// ShimFile is the signed shim by TFTP; "" means "shimx64.efi".
+	ShimFile string
+	// ShimURL is the signed shim over http(s) for UEFI HTTP Boot; ""
+	// means such Secure Boot clients get no answer.
+	ShimURL string
 }
+
+// secure reports whether r boots the signed chain.
+func (p Policy) secure(r Request) bool { return p.SecureBoot != nil && p.SecureBoot(r) }
 
 // Boot implements Booter. It never fails: what it cannot boot gets the
 // zero Answer.
@@ -44,6 +62,9 @@ func (p Policy) Boot(_ context.Context, r Request) (Answer, error) {
 		return Answer{URL: p.ScriptURL}, nil
 	}
 	if r.IsHTTPClient() {
+		if r.Arch == ArchEFI64HTTP && p.secure(r) {
+			return Answer{URL: p.ShimURL}, nil
+		}
 		if r.Arch == ArchEFI64HTTP {
 			return Answer{URL: p.HTTPBootURL}, nil
 		}
@@ -53,6 +74,9 @@ func (p Policy) Boot(_ context.Context, r Request) (Answer, error) {
 	case ArchBIOS:
 		return Answer{File: cmp.Or(p.BIOSFile, "undionly.kpxe"), TFTPServer: p.TFTPServer}, nil
 	case ArchEFI64, ArchEFIBC:
+		if p.secure(r) {
+			return Answer{File: cmp.Or(p.ShimFile, "shimx64.efi"), TFTPServer: p.TFTPServer}, nil
+		}
 		return Answer{File: cmp.Or(p.EFIFile, "ipxe.efi"), TFTPServer: p.TFTPServer}, nil
 	}
 	return Answer{}, nil

@@ -30,8 +30,9 @@
 //     s accepted (the RFC's 255 would let a vanished client hold a slot
 //     for minutes). RFC 7440 windowsize, granted up to MaxWindowSize (16
 //     by default); a partial window's ACK restarts the window after it.
-//   - Files are confined to Root by os.Root: no "..", no absolute path
-//     (a leading "/" is refused, not stripped), no symlink out of it;
+//   - Files are confined to Root by os.Root: no "..", no symlink out of
+//     it; one leading "/" names Root (as tftp-hpa --secure: GRUB asks
+//     "/grub/grub.cfg"), so "/etc/passwd" is Root/etc/passwd;
 //     only regular files. Mind that Debian's /usr/lib/ipxe/ipxe.efi is a
 //     symlink to /boot/ipxe.efi: serve a directory holding copies.
 //   - Bounds: MaxTransfers in flight (64 by default), MaxPerClient per IP

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,6 +59,11 @@ type Server struct {
 	// A server listening in another network namespace than the one its
 	// goroutines run in (vmtest's LANs) opens them there.
 	DialTransfer func(laddr, raddr *net.UDPAddr) (*net.UDPConn, error)
+	// Files, when set, is asked first for each name (as the client sent
+	// it) and its client's address: the content of a file the caller
+	// makes (the server's GRUB configs, its blobs by digest), or an
+	// *Error to send, or ErrNotMine to serve the name from Root.
+	Files func(ctx context.Context, name string, client netip.Addr) (File, int64, error)
 
 	mu sync.Mutex // guards active, perIP, dropLogged and dropped
 	// active holds the transfers in flight by client address and port
@@ -264,7 +271,7 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(longAgo) })
 	defer stop()
 
-	f, size, rerr := open(root, req.Filename)
+	f, size, rerr := s.openFile(ctx, root, req.Filename, client.Addr())
 	if rerr != nil {
 		conn.Write(rerr.marshal())
 		log.Info("tftp request refused", "code", uint16(rerr.Code), "reason", rerr.Message)
@@ -299,13 +306,47 @@ func (s *Server) serveRRQ(ctx context.Context, root *os.Root, local net.IP, clie
 	}
 }
 
+// File is what Server.Files answers: the content, its size, and a
+// Close run when the transfer ends.
+type File interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// ErrNotMine is Files' answer for a name it does not make: Root serves
+// it.
+var ErrNotMine = errors.New("tftp: not a made file")
+
+// openFile asks Files, then Root.
+func (s *Server) openFile(ctx context.Context, root *os.Root, name string, client netip.Addr) (File, int64, *Error) {
+	if s.Files != nil {
+		f, size, err := s.Files(ctx, name, client)
+		var terr *Error
+		switch {
+		case err == nil:
+			return f, size, nil
+		case errors.As(err, &terr):
+			return nil, 0, terr
+		case !errors.Is(err, ErrNotMine):
+			return nil, 0, &Error{Code: ErrNotFound, Message: fmt.Sprintf("%s: %v", name, err)}
+		}
+	}
+	f, size, rerr := open(root, name)
+	if rerr != nil {
+		return nil, 0, rerr
+	}
+	return f, size, nil
+}
+
 // open opens name under root for reading, or says in an ERROR packet why
 // not. Only regular files are served: a device or FIFO would never end.
 func open(root *os.Root, name string) (*os.File, int64, *Error) {
 	// os.Root refuses "..", absolute paths and symlinks leading out of
 	// the root; checking IsLocal first gives the plain case a plain
-	// answer. A leading "/" is refused, not stripped: tftp-hpa without
-	// --secure would read the host's file of that name.
+	// answer. One leading "/" names the root, as tftp-hpa --secure and
+	// dnsmasq read it: GRUB asks "/grub/grub.cfg" for its prefix /grub.
+	// "/etc/passwd" is then root/etc/passwd, never the host's file.
+	name = strings.TrimPrefix(name, "/")
 	if !filepath.IsLocal(name) {
 		return nil, 0, &Error{Code: ErrAccess, Message: fmt.Sprintf("%q is not a path inside the served directory", name)}
 	}

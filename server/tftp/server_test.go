@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -310,7 +311,9 @@ func TestRefused(t *testing.T) {
 		message string
 	}{
 		{"../etc/passwd", ErrAccess, `"../etc/passwd" is not a path inside the served directory`},
-		{"/etc/passwd", ErrAccess, `"/etc/passwd" is not a path inside the served directory`},
+		{"/etc/passwd", ErrNotFound, "etc/passwd: file not found"}, // the root's, which has none
+		{"//etc/passwd", ErrAccess, `"/etc/passwd" is not a path inside the served directory`},
+		{"/../etc/passwd", ErrAccess, `"../etc/passwd" is not a path inside the served directory`},
 		{"sub/../../etc/passwd", ErrAccess, `"sub/../../etc/passwd" is not a path inside the served directory`},
 		{"escape", ErrAccess, "escape: cannot be read"},
 		{"escape-rel", ErrAccess, "escape-rel: cannot be read"},
@@ -331,7 +334,7 @@ func TestRefused(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"inside", "sub/file", "sub/../ok"} {
+	for _, name := range []string{"inside", "sub/file", "sub/../ok", "/sub/file", "/ok"} { // "/x" is the root's x, as GRUB asks
 		if got, _ := get(t, &Client{}, ts.addr, name); len(got) == 0 {
 			t.Errorf("%s: empty", name)
 		}
@@ -838,5 +841,42 @@ func TestClientChecksOACK(t *testing.T) {
 				t.Errorf("client sent %+v, want ERROR 8 %q", p, tt.want)
 			}
 		})
+	}
+}
+
+type madeFile struct{ *bytes.Reader }
+
+func (madeFile) Close() error { return nil }
+
+// TestFiles: names Files makes are served with the client's address
+// known to it; its *Error goes to the client as it is; ErrNotMine falls
+// back to Root.
+func TestFiles(t *testing.T) {
+	root := writeRoot(t, map[string][]byte{"ok": []byte("from root")})
+	var seen []string
+	ts := startServer(t, &Server{Root: root, Files: func(_ context.Context, name string, client netip.Addr) (File, int64, error) {
+		switch name {
+		case "/grub?mac=52:54:00:00:00:01":
+			seen = append(seen, client.String())
+			b := []byte("made for " + client.String())
+			return madeFile{bytes.NewReader(b)}, int64(len(b)), nil
+		case "/refused":
+			return nil, 0, &Error{Code: ErrAccess, Message: "not for you"}
+		}
+		return nil, 0, ErrNotMine
+	}})
+	if got, _ := get(t, &Client{}, ts.addr, "/grub?mac=52:54:00:00:00:01"); string(got) != "made for 127.0.0.1" {
+		t.Errorf("made file: %q", got)
+	}
+	if got, _ := get(t, &Client{}, ts.addr, "ok"); string(got) != "from root" {
+		t.Errorf("root's file: %q", got)
+	}
+	_, err := (&Client{}).Get(context.Background(), ts.addr, "/refused", new(bytes.Buffer))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != ErrAccess || e.Message != "not for you" {
+		t.Errorf("refused: %v", err)
+	}
+	if len(seen) != 1 {
+		t.Errorf("Files asked %d times for the made file", len(seen))
 	}
 }
