@@ -19,17 +19,8 @@ import (
 // on that boot only.
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, err := s.tokens.Peek(ctx, r.PathValue("token"), enroll.PurposeReport)
-	if err != nil {
-		if errors.Is(err, state.ErrNotFound) {
-			http.Error(w, "unknown or expired report URL", http.StatusNotFound)
-			return
-		}
-		http.Error(w, "cannot read tokens", http.StatusInternalServerError)
-		return
-	}
-	if !s.reportRate.Allow(r.PathValue("token")) {
-		http.Error(w, "too many reports", http.StatusTooManyRequests)
+	t, ok := s.reportToken(w, r)
+	if !ok {
 		return
 	}
 	rep, err := boot.ParsePhaseReport(io.LimitReader(r.Body, boot.MaxPhaseReportSize+1))
@@ -52,17 +43,8 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 // else is a 400 and changes nothing; a second report is a 409.
 func (s *Server) workingSet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, err := s.tokens.Peek(ctx, r.PathValue("token"), enroll.PurposeReport)
-	if err != nil {
-		if errors.Is(err, state.ErrNotFound) {
-			http.Error(w, "unknown or expired report URL", http.StatusNotFound)
-			return
-		}
-		http.Error(w, "cannot read tokens", http.StatusInternalServerError)
-		return
-	}
-	if !s.reportRate.Allow(r.PathValue("token")) {
-		http.Error(w, "too many reports", http.StatusTooManyRequests)
+	t, ok := s.reportToken(w, r)
+	if !ok {
 		return
 	}
 	rep, err := boot.ParseWorkingSetReport(io.LimitReader(r.Body, boot.MaxWorkingSetReportSize+1))
@@ -103,4 +85,23 @@ func (s *Server) workingSet(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug("working set", "boot", t.BootID, "image", b.Image, "chunks", rep.Set.Count(), "seconds", rep.Seconds)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// reportToken reads the report URL's token (not spent: a boot reports
+// many times) and charges its rate limit; on failure it has answered.
+func (s *Server) reportToken(w http.ResponseWriter, r *http.Request) (state.BootToken, bool) {
+	t, err := s.tokens.Peek(r.Context(), r.PathValue("token"), enroll.PurposeReport)
+	if err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			http.Error(w, "unknown or expired report URL", http.StatusNotFound)
+			return t, false
+		}
+		http.Error(w, "cannot read tokens", http.StatusInternalServerError)
+		return t, false
+	}
+	if !s.reportRate.Allow(r.PathValue("token")) {
+		http.Error(w, "too many reports", http.StatusTooManyRequests)
+		return t, false
+	}
+	return t, true
 }
