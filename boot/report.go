@@ -19,6 +19,7 @@ const (
 	PhaseEarly      = "early"       // /proc /sys /dev /run
 	PhaseModules    = "modules"     // kernel modules from the initramfs
 	PhaseNetwork    = "network"     // link and DHCPv4
+	PhaseAttest     = "attest"      // the TPM proves what booted (enroll = tpm)
 	PhaseDocument   = "document"    // boot document from the server
 	PhaseDisk       = "disk"        // a root partition on the firmware's iSCSI disk
 	PhaseLower      = "lower"       // the read-only image
@@ -28,9 +29,10 @@ const (
 )
 
 // Phases lists every phase, in boot order. A boot runs a subsequence:
-// document only with overboot.doc, disk only with overboot.root (which
-// has no lower, upper or overlay).
-var Phases = []string{PhaseEarly, PhaseModules, PhaseNetwork, PhaseDocument, PhaseDisk, PhaseLower, PhaseUpper, PhaseOverlay, PhaseSwitchRoot}
+// attest only with overboot.attest, document only with overboot.doc or
+// overboot.attest, disk only with overboot.root (which has no lower,
+// upper or overlay).
+var Phases = []string{PhaseEarly, PhaseModules, PhaseNetwork, PhaseAttest, PhaseDocument, PhaseDisk, PhaseLower, PhaseUpper, PhaseOverlay, PhaseSwitchRoot}
 
 // Outcomes of a PhaseReport.
 const (
