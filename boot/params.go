@@ -53,7 +53,11 @@ var DefaultUpperSize = Size{Percent: 50}
 // machine post phase reports; a server that hands out a boot document
 // should rather put the report URL there (Document.Report), which wins.
 type Params struct {
-	Doc    string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Doc string // overboot.doc: URL of the boot document (may carry a single-use token)
+	// Attest (overboot.attest) is, instead of Doc, where the machine's TPM
+	// proves what booted before the document comes, sealed to that TPM
+	// (attest.go; a single-use token, nothing secret).
+	Attest string
 	Report string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
 	Root   Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
 	Lower  string // overboot.lower: http(s) URL of the squashfs image
@@ -111,6 +115,7 @@ type param struct {
 // params lists every key in the order Format writes them.
 var params = []param{
 	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
+	{"attest", func(p *Params, v string) error { return setURL(&p.Attest, v) }, func(p *Params) string { return p.Attest }},
 	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
@@ -237,7 +242,7 @@ func (p Params) Validate() error {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"doc", p.Doc != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
+		}{{"doc", p.Doc != ""}, {"attest", p.Attest != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
 			if k.set {
 				bad(k.key, "cannot be combined with overboot.root: the root is a disk partition, no image and no overlay")
 			}
@@ -245,10 +250,14 @@ func (p Params) Validate() error {
 		return errors.Join(errs...)
 	}
 	switch {
+	case p.Doc != "" && p.Attest != "":
+		bad("attest", "cannot be combined with overboot.doc: the attested machine gets its document sealed")
+	case p.Attest != "" && p.Lower != "":
+		bad("lower", "cannot be combined with overboot.attest: the document names the image")
 	case p.Doc != "" && p.Lower != "":
 		bad("lower", "cannot be combined with overboot.doc: the document names the image")
-	case p.Doc == "" && p.Lower == "":
-		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, or overboot.root=ibft:N")})
+	case p.Doc == "" && p.Attest == "" && p.Lower == "":
+		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, overboot.attest=URL, or overboot.root=ibft:N")})
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
 	}
@@ -287,18 +296,30 @@ func (p Params) Validate() error {
 			}
 		}
 	}
-	if p.Doc != "" {
+	if by := p.documentKey(); by != "" {
 		for _, k := range append([]struct {
 			key string
 			set bool
 			opt bool
 		}{{"digest", p.Digest != "", false}, {"size", p.Size != 0, false}, {"upper.size", !p.UpperSize.IsZero(), false}, {"init", p.Init != "", false}, {"lower.mode", p.LowerMode != "", false}}, verity...) {
 			if k.set {
-				bad(k.key, "cannot be combined with overboot.doc: the document decides it")
+				bad(k.key, "cannot be combined with overboot.%s: the document decides it", by)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// documentKey is the key that brings a boot document (doc or attest), or
+// "".
+func (p Params) documentKey() string {
+	switch {
+	case p.Doc != "":
+		return "doc"
+	case p.Attest != "":
+		return "attest"
+	}
+	return ""
 }
 
 // Format writes the parameters as kernel command-line arguments in canonical
@@ -362,10 +383,7 @@ func (p Params) DHCPFamily() int {
 // fetches (the document's, else the image's), or the zero Addr when that
 // host is a name or there is no URL.
 func (p Params) ServerAddr() netip.Addr {
-	raw := p.Doc
-	if raw == "" {
-		raw = p.Lower
-	}
+	raw := cmp.Or(p.Doc, p.Attest, p.Lower)
 	u, err := url.Parse(raw)
 	if err != nil {
 		return netip.Addr{}

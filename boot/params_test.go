@@ -53,6 +53,11 @@ func TestParse(t *testing.T) {
 			want:    Params{Lower: "http://h/i", Digest: testDigest, Report: "http://10.0.2.100/report/tok123"},
 		},
 		{
+			name:    "attested",
+			cmdline: "overboot.attest=http://s/attest/abc overboot.report=http://s/report/r",
+			want:    Params{Attest: "http://s/attest/abc", Report: "http://s/report/r"},
+		},
+		{
 			name:    "document with report",
 			cmdline: "overboot.report=https://s:8443/report/tok?x=1 overboot.doc=http://s/doc/abc",
 			want:    Params{Doc: "http://s/doc/abc", Report: "https://s:8443/report/tok?x=1"},
@@ -127,6 +132,11 @@ func TestParseErrors(t *testing.T) {
 		{"missing everything", "console=ttyS0", "overboot.lower", "missing"},
 		{"doc and lower", "overboot.doc=http://h/d overboot.lower=http://h/i" + d, "overboot.lower", "cannot be combined"},
 		{"doc and init", "overboot.doc=http://h/d overboot.init=/sbin/init", "overboot.init", "cannot be combined"},
+		{"doc and attest", "overboot.doc=http://h/d overboot.attest=http://h/a", "overboot.attest", "cannot be combined"},
+		{"attest and lower", "overboot.attest=http://h/a overboot.lower=http://h/i" + d, "overboot.lower", "cannot be combined with overboot.attest"},
+		{"attest and size", "overboot.attest=http://h/a overboot.size=4096", "overboot.size", "cannot be combined with overboot.attest"},
+		{"attest and root", "overboot.attest=http://h/a overboot.root=ibft:1", "overboot.attest", "cannot be combined with overboot.root"},
+		{"attest not a url", "overboot.attest=h/a", "overboot.attest", "http"},
 		{"relative init", "overboot.lower=http://h/i" + d + " overboot.init=sbin/init", "overboot.init", "absolute"},
 		{"bad onfail", "overboot.lower=http://h/i" + d + " overboot.onfail=panic", "overboot.onfail", "reboot, shell or poweroff"},
 		{"bad size", "overboot.lower=http://h/i" + d + " overboot.upper.size=lots", "overboot.upper.size", "size"},
