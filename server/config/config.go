@@ -226,6 +226,10 @@ type Profile struct {
 	// Debian's signed chain, shim then GRUB then a signed kernel,
 	// instead of iPXE.
 	SecureBoot bool
+	// TPMFirstUse (tpm-first-use = yes): under enroll = tpm, the first
+	// TPM (EK) a machine shows is pinned without an administrator (trust
+	// on first use); default no: each EK waits for approval.
+	TPMFirstUse bool
 }
 
 // Enroll is a profile's enrolment policy.
@@ -246,6 +250,11 @@ const (
 	// EnrollLogin: a boot menu asks for a username and a password; the
 	// user's own disk is attached with a CHAP secret new at every login.
 	EnrollLogin Enroll = "login"
+	// EnrollTPM: the machine proves, with its TPM, what it booted (the
+	// Secure Boot path measures it) before its document, sealed to that
+	// TPM, is handed out; the TPM's EK is approved by an administrator
+	// (or pinned at first use, TPMFirstUse).
+	EnrollTPM Enroll = "tpm"
 )
 
 // Default quotas: every profile that records machines or makes disks is
@@ -498,6 +507,12 @@ func (c *Config) validate() []error {
 				menuKey = "menu-timeout"
 			}
 			errs = append(errs, &Error{c.File, p.LineOf(menuKey), fmt.Errorf("profile %s: menu-timeout and menu-default need a menu (menu = ... or enroll = login)", n)})
+		}
+		if p.Policy() == EnrollTPM && !p.SecureBoot {
+			errs = append(errs, &Error{c.File, p.LineOf("enroll"), fmt.Errorf("profile %s: enroll = tpm needs secure-boot = yes: only the Secure Boot path (shim, GRUB) measures the kernel, initramfs and command line the TPM attests", n)})
+		}
+		if p.TPMFirstUse && p.Policy() != EnrollTPM {
+			errs = append(errs, &Error{c.File, p.LineOf("tpm-first-use"), fmt.Errorf("profile %s: tpm-first-use applies to enroll = tpm only", n)})
 		}
 		if p.Sanboot != "" && p.SecureBoot {
 			errs = append(errs, &Error{c.File, p.LineOf("secure-boot"), fmt.Errorf("profile %s: sanboot needs iPXE, which is unsigned: it cannot take the Secure Boot path (secure-boot = yes)", n)})

@@ -191,7 +191,10 @@ func TestParseErrors(t *testing.T) {
 		{"iscsi cap", "[server]\niscsi-max-per-address = none\n", "f:2: iscsi-max-per-address:"},
 		{"private disk open", prof + "upper = iscsi\n", "f:5: profile default: upper = iscsi gives each machine a private disk, and enroll = open would hand it to anyone"},
 		{"sanboot open", "[profile p]\nsanboot = /srv/disk.img\n", "f:2: profile p: sanboot gives each machine a private disk"},
-		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve or login"},
+		{"bad enroll", prof + "enroll = maybe\n", "f:5: enroll: \"maybe\": want open, open-insecure, approve, login or tpm"},
+		{"tpm without secure boot", prof + "enroll = tpm\n", "f:5: profile default: enroll = tpm needs secure-boot = yes: only the Secure Boot path"},
+		{"tpm-first-use without tpm", prof + "enroll = approve\ntpm-first-use = yes\n", "f:6: profile default: tpm-first-use applies to enroll = tpm only"},
+		{"tpm-first-use maybe", prof + "tpm-first-use = maybe\n", "f:5: tpm-first-use: \"maybe\": want yes or no"},
 		{"bad quota", prof + "max-disks = -1\n", "f:5: max-disks: \"-1\": want a positive count, or unlimited"},
 		{"percent disk bytes", prof + "max-disk-bytes = 50%\n", "f:5: max-disk-bytes:"},
 		{"bad status", "[server]\nstatus = open\n", "f:2: status: \"open\": want token"},
@@ -456,5 +459,18 @@ func TestParseTLS(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+func TestEnrollTPM(t *testing.T) {
+	c, err := Parse("f", strings.NewReader("[profile default]\nkernel = k\ninitramfs = i\nroot = r\nsecure-boot = yes\nenroll = tpm\ntpm-first-use = yes\n[profile b]\nkernel = k\ninitramfs = i\nroot = r\nsecure-boot = yes\nenroll = tpm\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Profiles["default"]; p.Policy() != EnrollTPM || !p.TPMFirstUse {
+		t.Errorf("default: policy %s, first use %v", p.Policy(), p.TPMFirstUse)
+	}
+	if p := c.Profiles["b"]; p.Policy() != EnrollTPM || p.TPMFirstUse {
+		t.Errorf("b: policy %s, first use %v (default no)", p.Policy(), p.TPMFirstUse)
 	}
 }

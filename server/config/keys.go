@@ -91,7 +91,7 @@ var Sections = []Section{
 		{"onfail-delay", "30s", "How long the failure message shows first."},
 		{"fetch-attempts", "6", "Download attempts of the agent (1 to 100)."},
 		{"cmdline", "", "Extra kernel arguments (not overboot.*, which come from the other keys)."},
-		{"enroll", "open", "Who may boot it: open, open-insecure (private disks on a network you trust), approve (an administrator admits each machine) or login (a user's password)."},
+		{"enroll", "open", "Who may boot it: open, open-insecure (private disks on a network you trust), approve (an administrator admits each machine), login (a user's password) or tpm (the machine's TPM proves what it booted before it gets its secrets, sealed to that TPM; needs secure-boot = yes)."},
 		{"max-machines", "1000", "Machines admitted to the profile or asking for it; unlimited says none."},
 		{"max-disks", "1000", "Disks of the profile; unlimited says none."},
 		{"max-disk-bytes", "unlimited", "The sum of its disks' sizes (copy-on-write layers count what they take)."},
@@ -100,6 +100,7 @@ var Sections = []Section{
 		{"menu-timeout", "10s", "How long the menu waits before its default (1s to 1h)."},
 		{"menu-default", "", "login or one of menu; default the first item."},
 		{"secure-boot", "no", "yes: its x86-64 UEFI machines boot Debian's signed chain (shim, GRUB, then the kernel; see docs/network.md) instead of iPXE, so Secure Boot may stay on. The kernel must be signed (Debian's linux-image-amd64 is); no sanboot. DHCP decides by [machine], [select] and the default: a [subnet] rule is not seen before the machine has its address."},
+		{"tpm-first-use", "no", "Under enroll = tpm: yes pins the first TPM (EK) a machine shows, trust on first use; no: an administrator approves each EK (overboot machine approve MAC)."},
 	}},
 	{"machine", "[machine MAC] or [machine UUID]", "One known machine, by its MAC address or its SMBIOS UUID (as iPXE reports it).", []Key{
 		{"profile", "", "Its profile; default: the rules below choose."},
@@ -443,10 +444,10 @@ func (p *Profile) set(k, v string) error {
 		p.Sanboot = v
 	case "enroll":
 		switch e := Enroll(v); e {
-		case EnrollOpen, EnrollOpenInsecure, EnrollApprove, EnrollLogin:
+		case EnrollOpen, EnrollOpenInsecure, EnrollApprove, EnrollLogin, EnrollTPM:
 			p.Enroll = e
 		default:
-			return fmt.Errorf("%q: want open, open-insecure, approve or login", v)
+			return fmt.Errorf("%q: want open, open-insecure, approve, login or tpm", v)
 		}
 	case "max-machines", "max-disks":
 		n, err := strconv.Atoi(v)
@@ -499,6 +500,11 @@ func (p *Profile) set(k, v string) error {
 			return fmt.Errorf("%q: want yes or no", v)
 		}
 		p.SecureBoot = v == "yes"
+	case "tpm-first-use":
+		if v != "yes" && v != "no" {
+			return fmt.Errorf("%q: want yes or no", v)
+		}
+		p.TPMFirstUse = v == "yes"
 	case "fetch-attempts":
 		p.FetchAttempts, err = strconv.Atoi(v)
 		if err == nil && (p.FetchAttempts < 1 || p.FetchAttempts > 100) {
