@@ -27,6 +27,9 @@ var Tables = []struct{ Name, Order string }{
 	{"servers", "name"},
 	{"rate_buckets", "key"},
 	{"working_sets", "boot_id"},
+	{"attest_served", "hash"},
+	{"tpms", "mac"},
+	{"attest_sessions", "hash"},
 }
 
 // Counts are the rows of each table, by name.

@@ -225,6 +225,42 @@ var migrations = []string{
 		reported_at  INTEGER NOT NULL
 	);
 	CREATE INDEX IF NOT EXISTS working_sets_by_image ON working_sets (image, reported_at);`,
+	// 13: TPM-attested machines (enroll = tpm): what the server served
+	// with an attest token (the boot's kernel, initrds and command line),
+	// by the token's hash; a machine's TPM enrolment (its pinned EK, the one
+	// waiting for approval, the firmware PCRs of its first attested boot,
+	// the last other EK refused); and the attestation sessions between a
+	// challenge and its evidence (they hold the credential's secret).
+	`CREATE TABLE IF NOT EXISTS attest_served (
+		hash       TEXT PRIMARY KEY,
+		served     TEXT NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS tpms (
+		mac             TEXT PRIMARY KEY,
+		ek              TEXT NOT NULL DEFAULT '',
+		pending         TEXT NOT NULL DEFAULT '',
+		pending_address TEXT NOT NULL DEFAULT '',
+		baseline        TEXT NOT NULL DEFAULT '',
+		refused         TEXT NOT NULL DEFAULT '',
+		refused_address TEXT NOT NULL DEFAULT '',
+		refusals        INTEGER NOT NULL DEFAULT 0,
+		updated_at      INTEGER NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS attest_sessions (
+		hash       TEXT PRIMARY KEY,
+		mac        TEXT NOT NULL,
+		user_name  TEXT NOT NULL DEFAULT '',
+		profile    TEXT NOT NULL,
+		address    TEXT NOT NULL,
+		boot_id    INTEGER NOT NULL DEFAULT 0,
+		ek         TEXT NOT NULL,
+		ak         TEXT NOT NULL,
+		nonce      TEXT NOT NULL,
+		secret     TEXT NOT NULL,
+		served     TEXT NOT NULL,
+		expires_at INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version Open brings a store to.

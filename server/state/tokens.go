@@ -18,6 +18,10 @@ type BootToken struct {
 	Address string // the client address that fetched the script: only it may spend the token
 	BootID  int64
 	Expires time.Time
+	// Served is, for an attest token (enroll = tpm), what the server
+	// served this boot (JSON of package server/attest's Served), kept
+	// beside the token (attest_served) and gone with it.
+	Served string
 }
 
 // ErrWrongAddress: a token spent from another address than the one it was
@@ -38,11 +42,20 @@ func (d *DB) PutBootToken(ctx context.Context, hash string, t BootToken) error {
 		hash, t.Purpose, t.MAC, t.User, t.Profile, t.Address, t.BootID, t.Expires.UnixMilli()); err != nil {
 		return err
 	}
+	if t.Served != "" {
+		// Written before the token is handed out: a token found without
+		// it is one that had none.
+		if _, err := d.w.ExecContext(ctx, `INSERT INTO attest_served (hash, served, expires_at) VALUES (?, ?, ?)`, hash, t.Served, t.Expires.UnixMilli()); err != nil {
+			d.w.ExecContext(ctx, `DELETE FROM boot_tokens WHERE hash = ?`, hash)
+			return err
+		}
+	}
 	now := d.millis()
 	if last := d.tokensPruned.Load(); now-last >= TokenPruneEvery.Milliseconds() && d.tokensPruned.CompareAndSwap(last, now) {
 		// Best effort: an expired token cannot be spent anyway
 		// (TakeBootToken checks), this only keeps the table small.
 		d.w.ExecContext(ctx, `DELETE FROM boot_tokens WHERE expires_at < ?`, now)
+		d.w.ExecContext(ctx, `DELETE FROM attest_served WHERE expires_at < ?`, now)
 	}
 	return nil
 }
@@ -57,8 +70,8 @@ func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (
 	var t BootToken
 	err := d.tx(ctx, func(tx handle) error {
 		var exp int64
-		err := tx.QueryRowContext(ctx, `SELECT purpose, mac, user_name, profile, address, boot_id, expires_at FROM boot_tokens WHERE hash = ?`, hash).
-			Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp)
+		err := tx.QueryRowContext(ctx, `SELECT t.purpose, t.mac, t.user_name, t.profile, t.address, t.boot_id, t.expires_at, COALESCE(s.served, '') FROM boot_tokens t LEFT JOIN attest_served s ON s.hash = t.hash WHERE t.hash = ?`, hash).
+			Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp, &t.Served)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("token: %w", ErrNotFound)
 		}
@@ -74,6 +87,9 @@ func (d *DB) TakeBootToken(ctx context.Context, hash, purpose, address string) (
 			return fmt.Errorf("token expired: %w", ErrNotFound)
 		case t.Address != address:
 			return fmt.Errorf("%w: handed to %s, spent from %s", ErrWrongAddress, t.Address, address)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM attest_served WHERE hash = ?`, hash); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM boot_tokens WHERE hash = ?`, hash)
 		return err
@@ -152,8 +168,8 @@ func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
 func (d *DB) PeekBootToken(ctx context.Context, hash, purpose string) (BootToken, error) {
 	var t BootToken
 	var exp int64
-	err := d.sql.QueryRowContext(ctx, `SELECT purpose, mac, user_name, profile, address, boot_id, expires_at FROM boot_tokens WHERE hash = ?`, hash).
-		Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp)
+	err := d.sql.QueryRowContext(ctx, `SELECT t.purpose, t.mac, t.user_name, t.profile, t.address, t.boot_id, t.expires_at, COALESCE(s.served, '') FROM boot_tokens t LEFT JOIN attest_served s ON s.hash = t.hash WHERE t.hash = ?`, hash).
+		Scan(&t.Purpose, &t.MAC, &t.User, &t.Profile, &t.Address, &t.BootID, &exp, &t.Served)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && (t.Purpose != purpose || d.millis() > exp)) {
 		return BootToken{}, fmt.Errorf("token: %w", ErrNotFound)
 	}
