@@ -337,7 +337,14 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	// disk's secrets) or the sanboot script (the secrets too) is served
 	// once, behind a single-use URL: never the command line, which every
 	// user of the booted system can read.
-	tok, err := s.tokens.Issue(ctx, state.BootToken{Purpose: answer.Purpose(p), MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}, enroll.TokenTTL)
+	bt := state.BootToken{Purpose: answer.Purpose(p), MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}
+	if bt.Purpose == enroll.PurposeAttest {
+		// The token records what it was served with, its own URL on the
+		// command line included (attestBoot).
+		s.attestBoot(w, r, q, p, base, arts, bt)
+		return
+	}
+	tok, err := s.tokens.Issue(ctx, bt, enroll.TokenTTL)
 	if err != nil {
 		s.log.Error("issue token", "err", err)
 		s.failScript(w, r, http.StatusInternalServerError, "the server cannot issue a token: see its log")

@@ -356,6 +356,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+BlobPrefix+"{hex}", s.blob)
 	mux.HandleFunc("GET "+TreePrefix+"{hex}", s.tree)
 	mux.HandleFunc("GET /doc/{token}", s.document)
+	mux.HandleFunc("POST /attest/{token}", s.attestStart)             // boot.AttestStart
+	mux.HandleFunc("POST /attest/evidence/{token}", s.attestEvidence) // boot.AttestEvidence
 	mux.HandleFunc("GET /san/{token}", s.sanboot)
 	mux.HandleFunc("GET /login/{token}", s.login)
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)

@@ -209,8 +209,12 @@ func mirrorURLs(mirrors []string, path string) []string {
 // Purpose is the purpose of the single-use token a profile's boot
 // answer carries: its sanboot script, or its boot document.
 func Purpose(p *config.Profile) string {
-	if p.Sanboot != "" {
+	switch {
+	case p.Sanboot != "":
 		return "san"
+	case p.Policy() == config.EnrollTPM:
+		// The machine's TPM proves what it booted first (overboot.attest).
+		return "attest"
 	}
 	return "doc"
 }
@@ -232,7 +236,12 @@ func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token strin
 		// digest); the document, with its secrets, goes over HTTPS.
 		docBase = a.Secure
 	}
-	params := boot.Params{Doc: docBase + "/doc/" + token, OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
+	params := boot.Params{OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
+	if Purpose(p) == "attest" {
+		params.Attest = docBase + "/attest/" + token
+	} else {
+		params.Doc = docBase + "/doc/" + token
+	}
 	if p.LowerMode.OnDemand() {
 		// The agent loads them while DHCP runs, before the document
 		// says it needs them.

@@ -16,6 +16,11 @@ const (
 	PurposeSan    = "san"    // GET /san/TOKEN: the sanboot script
 	PurposeMenu   = "menu"   // GET /login/TOKEN?username=&password= or /entry/TOKEN/PROFILE: one choice at a menu
 	PurposeReport = "report" // POST /report/TOKEN: the agent's phase reports (not single use)
+	// PurposeAttest: POST /attest/TOKEN, the start of a TPM attestation
+	// (enroll = tpm); spent when the challenge is made (a machine
+	// waiting for approval POSTs it again). Its evidence URL is a
+	// session of the store (state.AttestSession), single use too.
+	PurposeAttest = "attest"
 )
 
 // TokenTTL is how long a boot token waits for its machine: long enough
@@ -77,6 +82,14 @@ func (t *Tokens) Issue(ctx context.Context, bt state.BootToken, ttl time.Duratio
 		return "", err
 	}
 	return tok, nil
+}
+
+// Put stores tok (from NewToken) for bt, valid for ttl: for a token that
+// must be known before its record is complete (an attest token: the
+// command line that carries it is part of what it records).
+func (t *Tokens) Put(ctx context.Context, tok string, bt state.BootToken, ttl time.Duration) error {
+	bt.Expires = t.now().Add(ttl)
+	return t.Store.PutBootToken(ctx, HashToken(tok), bt)
 }
 
 // Peek reads a token for purpose without spending it (reports).

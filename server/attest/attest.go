@@ -1,0 +1,236 @@
+package attest
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-attestation/attest"
+	"github.com/overboot/overboot/boot"
+)
+
+// Served is what the server served one boot: the digests of the blobs
+// GRUB loads (content-addressed: a blob's digest is the SHA-256 GRUB
+// measures) and the kernel command line as GRUB measures it.
+type Served struct {
+	Kernel  boot.Digest   `json:"kernel"`
+	Initrds []boot.Digest `json:"initrds"`
+	Cmdline string        `json:"cmdline"`
+}
+
+// Baseline is the firmware PCRs (FirmwarePCRs, SHA-256 bank) of a
+// machine's first attested boot since its TPM was approved, by index,
+// in hex.
+type Baseline map[int]string
+
+// FirmwarePCRs are the PCRs that must not change between boots: the
+// firmware (0), option ROMs (2), the boot loaders (4: shim, GRUB, the
+// kernel's Authenticode hash) and the Secure Boot policy (7).
+var FirmwarePCRs = []int{0, 2, 4, 7}
+
+// QuotedPCRs are the SHA-256 PCRs the evidence must quote: the firmware
+// PCRs and GRUB's (8: commands and command line; 9: files).
+var QuotedPCRs = []int{0, 2, 4, 7, 8, 9}
+
+// PCR names for the errors.
+var pcrNames = map[int]string{0: "firmware", 2: "option ROMs", 4: "boot loaders", 7: "Secure Boot policy"}
+
+// The refusals, one per check, in the order Verify makes them.
+var (
+	ErrProof       = errors.New("the proof does not match: the AK is not in the TPM the challenge was made for, or the evidence is replayed")
+	ErrQuote       = errors.New("the quote does not verify")
+	ErrPCRsMissing = errors.New("the quote lacks PCRs it must cover")
+	ErrEventLog    = errors.New("the event log does not replay to the quoted PCRs")
+	ErrSecureBoot  = errors.New("the Secure Boot state cannot be read from the event log")
+	ErrSecureOff   = errors.New("Secure Boot is off")
+	ErrKernel      = errors.New("the kernel GRUB loaded is not the one served")
+	ErrInitrd      = errors.New("an initrd served was not loaded by GRUB")
+	ErrCmdline     = errors.New("the command line was changed")
+	ErrFirmware    = errors.New("changed since enrolment")
+)
+
+// Input is what Verify checks.
+type Input struct {
+	Secret   []byte // the credential's secret (the session's)
+	Nonce    []byte // the challenge's nonce
+	AK       []byte // the AK's TPMT_PUBLIC, as the challenge checked it
+	Evidence boot.AttestEvidence
+	Served   Served
+	Baseline Baseline // nil: none recorded yet (the first boot since approval)
+}
+
+// Verify checks the evidence, in order: the proof of the credential's
+// activation, the quotes' signatures and nonce, the event log replayed
+// against the quoted PCRs, Secure Boot on, what GRUB measured against
+// what was served, the firmware PCRs against the baseline. Its error
+// wraps the Err of the first check that failed. On success it returns
+// this boot's firmware PCRs (the baseline to record when there was none).
+func Verify(in Input) (Baseline, error) {
+	if !boot.CheckAttestProof(in.Secret, in.Nonce, in.Evidence.Proof) {
+		return nil, ErrProof
+	}
+	ak, err := attest.ParseAKPublic(in.AK)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the AK: %v", ErrQuote, err)
+	}
+	var pcrs, pcrs256 []attest.PCR
+	seen := map[[2]int]bool{}
+	for _, p := range in.Evidence.PCRs {
+		h := crypto.SHA256
+		if p.Alg == "sha1" {
+			h = crypto.SHA1
+		}
+		if len(p.Digest) != h.Size() {
+			return nil, fmt.Errorf("%w: PCR %d (%s) of %d bytes", ErrQuote, p.Index, p.Alg, len(p.Digest))
+		}
+		if seen[[2]int{p.Index, int(h)}] {
+			return nil, fmt.Errorf("%w: PCR %d (%s) given twice", ErrQuote, p.Index, p.Alg)
+		}
+		seen[[2]int{p.Index, int(h)}] = true
+		pcrs = append(pcrs, attest.PCR{Index: p.Index, Digest: p.Digest, DigestAlg: h})
+	}
+	quotes := make([]attest.Quote, len(in.Evidence.Quotes))
+	for i, q := range in.Evidence.Quotes {
+		quotes[i] = attest.Quote{Quote: q.Quote, Signature: q.Signature}
+	}
+	if err := ak.VerifyAll(quotes, pcrs, in.Nonce); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrQuote, err)
+	}
+	for _, p := range pcrs {
+		if p.DigestAlg == crypto.SHA256 {
+			pcrs256 = append(pcrs256, p)
+		}
+	}
+	var missing []string
+	for _, i := range QuotedPCRs {
+		if !slices.ContainsFunc(pcrs256, func(p attest.PCR) bool { return p.Index == i }) {
+			missing = append(missing, fmt.Sprint(i))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: sha256 PCRs %s", ErrPCRsMissing, strings.Join(missing, ", "))
+	}
+	el, err := attest.ParseEventLog(in.Evidence.EventLog)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEventLog, err)
+	}
+	events, err := el.Verify(pcrs256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEventLog, err)
+	}
+	sb, err := attest.ParseSecurebootState(events)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecureBoot, err)
+	}
+	if !sb.Enabled {
+		return nil, ErrSecureOff
+	}
+	if err := checkGRUB(events, in.Served); err != nil {
+		return nil, err
+	}
+	now := Baseline{}
+	for _, p := range pcrs256 {
+		if slices.Contains(FirmwarePCRs, p.Index) {
+			now[p.Index] = hex.EncodeToString(p.Digest)
+		}
+	}
+	if in.Baseline != nil {
+		for _, i := range FirmwarePCRs {
+			if in.Baseline[i] != now[i] {
+				return nil, fmt.Errorf("PCR %d (%s) %w", i, pcrNames[i], ErrFirmware)
+			}
+		}
+	}
+	return now, nil
+}
+
+// EV_IPL, the type of GRUB's events.
+const evIPL = 0x0d
+
+const cmdlinePrefix = "kernel_cmdline: "
+
+// checkGRUB checks GRUB's verified events (PCR 8 and 9) against served.
+func checkGRUB(events []attest.Event, served Served) error {
+	files := map[string]bool{}
+	var cmdlines []string
+	for _, e := range events {
+		if uint32(e.Type) != evIPL {
+			continue
+		}
+		switch e.Index {
+		case 9:
+			files[hex.EncodeToString(e.Digest)] = true
+		case 8:
+			rest, ok := bytes.CutPrefix(e.Data, []byte(cmdlinePrefix))
+			if !ok {
+				continue
+			}
+			rest = bytes.TrimSuffix(rest, []byte{0})
+			// The data is the log's word; the digest is the TPM's.
+			if h := sha256.Sum256(rest); !bytes.Equal(h[:], e.Digest) {
+				return fmt.Errorf("%w: the event log's kernel_cmdline %q is not what PCR 8 measured", ErrCmdline, rest)
+			}
+			cmdlines = append(cmdlines, string(rest))
+		}
+	}
+	if !files[served.Kernel.Hex()] {
+		return fmt.Errorf("%w: %s is not among PCR 9's measurements", ErrKernel, served.Kernel)
+	}
+	for _, d := range served.Initrds {
+		if !files[d.Hex()] {
+			return fmt.Errorf("%w: %s is not among PCR 9's measurements", ErrInitrd, d)
+		}
+	}
+	if len(cmdlines) == 0 {
+		return fmt.Errorf("%w: no kernel_cmdline measured in PCR 8", ErrCmdline)
+	}
+	for _, c := range cmdlines {
+		if c != served.Cmdline {
+			return fmt.Errorf("%w: %q, served %q", ErrCmdline, c, served.Cmdline)
+		}
+	}
+	return nil
+}
+
+// GRUBCmdline is the kernel command line GRUB measures for a linux
+// command of argv (the kernel's file name first), as GRUB 2.06's
+// grub_create_loader_cmdline writes it: arguments joined by single
+// spaces, one with a space in double quotes, \ ' and " escaped with a
+// backslash (a \xHH escape is kept as it is).
+func GRUBCmdline(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		space := strings.Contains(a, " ")
+		if space {
+			b.WriteByte('"')
+		}
+		for j := 0; j < len(a); j++ {
+			c := a[j]
+			if c == '\\' && j+3 < len(a) && a[j+1] == 'x' && isHex(a[j+2]) && isHex(a[j+3]) {
+				b.WriteString(a[j : j+4])
+				j += 3
+				continue
+			}
+			if c == '\\' || c == '\'' || c == '"' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+		if space {
+			b.WriteByte('"')
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
