@@ -134,6 +134,10 @@ ones. A MAC address names a machine, it proves nothing: check the address
 			return apiRequest{http.MethodPost, p, ap}, err
 		},
 		func(w io.Writer, _ []string, out api.Approval) {
+			if out.TPM != nil {
+				fmt.Fprintf(w, "%s: TPM EK %s approved; its next boot records its firmware baseline\n", out.MAC, out.TPM.EK)
+				return
+			}
 			fmt.Fprintf(w, "%s: approved for profile %s at %s; its secrets for that profile are new at its next boot\n", out.MAC, out.Profile, out.Address)
 		})
 	approve.Flags().StringVar(&ap.Address, "address", "", "approve the request from this `IP` address")

@@ -144,6 +144,8 @@ type Approval struct {
 	// Rotated: the machine's secrets for the profile were forgotten and
 	// its sessions ended; its next boot gets new ones.
 	Rotated bool `json:"rotated"`
+	// TPM: the approval pinned the TPM (EK) that waited (enroll = tpm).
+	TPM *state.TPM `json:"tpm,omitempty"`
 }
 
 // ErrAmbiguous is the answer to an approval that matches several
@@ -185,6 +187,19 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 		req.Address = ip.String()
 	}
 	ctx := background(r.Context())
+	if req.Address == "" && req.Profile == "" {
+		// enroll = tpm: the machine is its TPM; its EK waits, whatever
+		// the address it asked from.
+		if t, err := a.d.DB.TPMOf(ctx, mac); err == nil && t.Pending != "" {
+			t, err = a.d.DB.ApproveTPM(ctx, mac)
+			if err != nil {
+				return err
+			}
+			a.d.Log.Info("TPM approved", "mac", mac, "ek", t.EK)
+			a.d.Recorder.Changed(mac)
+			return writeJSON(w, http.StatusOK, Approval{Admission: state.Admission{MAC: mac}, TPM: &t})
+		}
+	}
 	all, err := a.d.DB.Requests(ctx, mac)
 	if err != nil {
 		return err
