@@ -28,6 +28,9 @@ type MachineView struct {
 	// not asked to boot yet (only the configuration knows it).
 	Configured  bool `json:"configured,omitempty"`
 	NeverBooted bool `json:"never_booted,omitempty"`
+	// TPM is its TPM enrolment (enroll = tpm): the pinned EK, the one
+	// waiting for approval, the last other EK refused.
+	TPM *state.TPM `json:"tpm,omitempty"`
 }
 
 // MachineDetail is a machine with its admissions, its requests for
@@ -67,6 +70,14 @@ func (a *API) machines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	tpms, err := a.d.DB.TPMs(r.Context())
+	if err != nil {
+		return err
+	}
+	tpmOf := map[string]*state.TPM{}
+	for i := range tpms {
+		tpmOf[tpms[i].MAC] = &tpms[i]
+	}
 	latest := map[string]state.Boot{}
 	for _, b := range bs {
 		latest[b.MAC] = b
@@ -82,7 +93,7 @@ func (a *API) machines(w http.ResponseWriter, r *http.Request) error {
 	out := make([]MachineView, 0, len(ms)+len(configured))
 	seen := map[string]bool{}
 	for _, m := range ms {
-		v := MachineView{Machine: m, Standing: enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC]), Configured: configured[m.MAC] != nil}
+		v := MachineView{Machine: m, Standing: enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC]), Configured: configured[m.MAC] != nil, TPM: tpmOf[m.MAC]}
 		if b, ok := latest[m.MAC]; ok {
 			v.Latest = &b
 		}
