@@ -19,18 +19,20 @@ import (
 	"github.com/overboot/overboot/internal/testneed"
 )
 
-// A site's own kernel signing key, the "own db key" route of
-// docs/secure-boot.md: the site's certificate is added to the firmware's
-// db beside Microsoft's (so Debian's Microsoft-signed shim still runs),
-// the site signs its kernel with sbsign, and shim, which trusts db as
-// well as Debian's CA, lets GRUB boot it. The site key here is OVMF's
-// snakeoil key (package ovmf, /usr/share/ovmf/PkKek-1-snakeoil.*).
+// A site's own kernel signing key (docs/network.md, "Signing your own
+// kernels"). The "own db key" route: the site's certificate is added to
+// the firmware's db beside Microsoft's (so Debian's Microsoft-signed shim
+// still runs), the site signs its kernel with sbsign, and shim, which
+// trusts db as well as Debian's CA, lets GRUB boot it. The MOK route:
+// the certificate in shim's MokList instead, db as shipped. The site key
+// here is OVMF's snakeoil key (package ovmf, /usr/share/ovmf/PkKek-1-snakeoil.*).
 //
 // Debian's OVMF_VARS_4M.snakeoil.fd enrols the snakeoil certificate
-// alone in PK, KEK and db (no Microsoft CA): under it Debian's
-// Microsoft-signed shim cannot run, so the tests start from
-// OVMF_VARS_4M.ms.fd and add the snakeoil certificate to its db
-// (addDBCert), as virt-fw-vars --add-db does (not in Debian 12).
+// alone in PK, KEK and db (no Microsoft CA; TestOwnKeyVars checks it):
+// under it Debian's Microsoft-signed shim cannot run, so the tests start
+// from OVMF_VARS_4M.ms.fd and add the snakeoil certificate to its db
+// (addDBCert), as virt-fw-vars --add-db does (virt-firmware is not in
+// Debian 12), or put it in MokList (putVar).
 
 const (
 	snakeoilKey  = "/usr/share/ovmf/PkKek-1-snakeoil.key" // PKCS#8, encrypted
@@ -128,12 +130,16 @@ const (
 	varAdded     = 0x3f // VAR_ADDED: the live copy
 	varDeleted   = 0xfd // VAR_DELETED, and-ed into State
 	varHeaderLen = 60
-	storeHdrLen  = 28
+	// Attributes of a variable.
+	efiNonVolatile = 0x1
+	efiBootService = 0x2
+	storeHdrLen    = 28
 )
 
 var (
 	authVarStoreGUID = efiGUID("aaf32c78-947b-439a-a180-2e144ec37792")
 	imageSecDBGUID   = efiGUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f") // db, dbx
+	shimLockGUID     = efiGUID("605dab50-e046-4300-abb6-3dd810dd8b23") // MokList
 	certX509GUID     = efiGUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
 	// ownerGUID owns the test's db entry (EFI_SIGNATURE_DATA.SignatureOwner):
 	// any GUID; this one is the test's.
@@ -158,6 +164,7 @@ func efiGUID(s string) [16]byte {
 type efiVar struct {
 	off   int // of its header in the file
 	state byte
+	attrs uint32
 	name  string
 	guid  [16]byte
 	data  []byte
@@ -190,7 +197,7 @@ func efiVars(b []byte) (vars []efiVar, free, storeEnd int, err error) {
 		for i := range u {
 			u[i] = binary.LittleEndian.Uint16(b[p+varHeaderLen+2*i:])
 		}
-		v := efiVar{off: p, state: b[p+2], name: strings.TrimRight(string(utf16.Decode(u)), "\x00"), data: b[p+varHeaderLen+ns : end], end: end}
+		v := efiVar{off: p, state: b[p+2], attrs: binary.LittleEndian.Uint32(b[p+4:]), name: strings.TrimRight(string(utf16.Decode(u)), "\x00"), data: b[p+varHeaderLen+ns : end], end: end}
 		copy(v.guid[:], b[p+44:p+60])
 		vars = append(vars, v)
 		p = align4(end)
@@ -213,35 +220,50 @@ func live(vars []efiVar, name string, guid [16]byte) (efiVar, int) {
 	return found, n
 }
 
-// addDBCert adds the DER certificate der to the db of the OVMF_VARS image
-// b, as the firmware itself would update it: the live db record marked
-// deleted, a new one (same attributes and timestamp, the old signature
-// lists and one EFI_CERT_X509 list more) appended in the free space.
-func addDBCert(b, der []byte, owner [16]byte) ([]byte, error) {
+// certList is an EFI_SIGNATURE_LIST of one X.509 certificate (DER).
+func certList(der []byte, owner [16]byte) []byte {
+	var l bytes.Buffer
+	l.Write(certX509GUID[:])
+	binary.Write(&l, binary.LittleEndian, [3]uint32{uint32(28 + 16 + len(der)), 0, uint32(16 + len(der))})
+	l.Write(owner[:])
+	l.Write(der)
+	return l.Bytes()
+}
+
+// putVar sets variable name/guid in the OVMF_VARS image b, as the
+// firmware itself updates a variable: its live record (if any) marked
+// deleted, a new one appended in the free space, with the old record's
+// attributes and timestamp, or else attrs and no timestamp.
+func putVar(b []byte, name string, guid [16]byte, attrs uint32, data []byte) ([]byte, error) {
 	b = bytes.Clone(b)
 	vars, free, storeEnd, err := efiVars(b)
 	if err != nil {
 		return nil, err
 	}
-	db, n := live(vars, "db", imageSecDBGUID)
-	if n != 1 {
-		return nil, fmt.Errorf("%d live db variables, want 1", n)
+	old, n := live(vars, name, guid)
+	if n > 1 {
+		return nil, fmt.Errorf("%d live %s variables", n, name)
 	}
-	var list bytes.Buffer
-	list.Write(certX509GUID[:])
-	binary.Write(&list, binary.LittleEndian, [3]uint32{uint32(28 + 16 + len(der)), 0, uint32(16 + len(der))})
-	list.Write(owner[:])
-	list.Write(der)
-	data := append(bytes.Clone(db.data), list.Bytes()...)
-
-	nameSize := int(binary.LittleEndian.Uint32(b[db.off+36:]))
-	rec := make([]byte, 0, varHeaderLen+nameSize+len(data))
-	rec = append(rec, b[db.off:db.off+varHeaderLen+nameSize]...)
+	var rec []byte
+	if n == 1 {
+		nameSize := int(binary.LittleEndian.Uint32(b[old.off+36:]))
+		rec = append(rec, b[old.off:old.off+varHeaderLen+nameSize]...)
+	} else {
+		u := utf16.Encode([]rune(name + "\x00"))
+		rec = make([]byte, varHeaderLen, varHeaderLen+2*len(u))
+		binary.LittleEndian.PutUint16(rec, varStartID)
+		binary.LittleEndian.PutUint32(rec[4:], attrs)
+		binary.LittleEndian.PutUint32(rec[36:], uint32(2*len(u)))
+		copy(rec[44:], guid[:])
+		for _, c := range u {
+			rec = binary.LittleEndian.AppendUint16(rec, c)
+		}
+	}
 	rec[2] = varAdded
 	binary.LittleEndian.PutUint32(rec[40:], uint32(len(data)))
 	rec = append(rec, data...)
 	if free+len(rec) > storeEnd {
-		return nil, fmt.Errorf("no room for a db of %d bytes in the variable store", len(data))
+		return nil, fmt.Errorf("no room for %s (%d bytes) in the variable store", name, len(data))
 	}
 	for _, c := range b[free : free+len(rec)] {
 		if c != 0xff {
@@ -249,8 +271,24 @@ func addDBCert(b, der []byte, owner [16]byte) ([]byte, error) {
 		}
 	}
 	copy(b[free:], rec)
-	b[db.off+2] &= varDeleted
+	if n == 1 {
+		b[old.off+2] &= varDeleted
+	}
 	return b, nil
+}
+
+// addDBCert adds the DER certificate der to the db of the OVMF_VARS
+// image b: db's signature lists and one more.
+func addDBCert(b, der []byte, owner [16]byte) ([]byte, error) {
+	vars, _, _, err := efiVars(b)
+	if err != nil {
+		return nil, err
+	}
+	db, n := live(vars, "db", imageSecDBGUID)
+	if n != 1 {
+		return nil, fmt.Errorf("%d live db variables, want 1", n)
+	}
+	return putVar(b, "db", imageSecDBGUID, 0, append(bytes.Clone(db.data), certList(der, owner)...))
 }
 
 // dbCerts returns the X.509 certificates of a db's signature lists.
@@ -284,6 +322,26 @@ func dbCerts(data []byte) ([]*x509.Certificate, error) {
 // (OVMF_VARS_4M.ms.fd), plus the site's certificate (PEM) in db.
 func siteVars(t *testing.T, certPEM string) string {
 	t.Helper()
+	return shippedVarsWith(t, certPEM, "OVMF_VARS.site.fd", func(b, der []byte) ([]byte, error) {
+		return addDBCert(b, der, ownerGUID)
+	})
+}
+
+// mokVars is a machine's variable store as shipped, plus the site's
+// certificate in shim's MokList, as MokManager leaves it after a
+// mokutil --import: a boot-services-only non-volatile variable (shim
+// trusts no MokList a running system could write).
+func mokVars(t *testing.T, certPEM string) string {
+	t.Helper()
+	return shippedVarsWith(t, certPEM, "OVMF_VARS.mok.fd", func(b, der []byte) ([]byte, error) {
+		return putVar(b, "MokList", shimLockGUID, efiNonVolatile|efiBootService, certList(der, ownerGUID))
+	})
+}
+
+// shippedVarsWith writes a copy of OVMFVarsMS changed by add, given the
+// DER of the certificate in certPEM.
+func shippedVarsWith(t *testing.T, certPEM, name string, add func(b, der []byte) ([]byte, error)) string {
+	t.Helper()
 	testneed.File(t, OVMFVarsMS, "ovmf")
 	b, err := os.ReadFile(OVMFVarsMS)
 	if err != nil {
@@ -297,11 +355,11 @@ func siteVars(t *testing.T, certPEM string) string {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		t.Fatalf("%s: no PEM certificate", certPEM)
 	}
-	out, err := addDBCert(b, blk.Bytes, ownerGUID)
+	out, err := add(b, blk.Bytes)
 	if err != nil {
 		t.Fatalf("%s: %v", OVMFVarsMS, err)
 	}
-	vars := filepath.Join(t.TempDir(), "OVMF_VARS.site.fd")
+	vars := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(vars, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -310,8 +368,9 @@ func siteVars(t *testing.T, certPEM string) string {
 
 // TestOwnKeyVars: the site's variable store has one live db, holding
 // Microsoft's two CAs as shipped and the snakeoil certificate, and every
-// other live variable (PK, KEK, dbx, SecureBootEnable, ...) as shipped.
-// And Debian's snakeoil store is what the comment above says: snakeoil
+// other live variable (PK, KEK, dbx, SecureBootEnable, ...) as shipped;
+// the MOK store has db as shipped and a MokList of the snakeoil
+// certificate, boot services only. And Debian's snakeoil store is what the comment above says: snakeoil
 // alone in PK, KEK and db.
 func TestOwnKeyVars(t *testing.T) {
 	t.Parallel()
@@ -358,6 +417,26 @@ func TestOwnKeyVars(t *testing.T) {
 		if w, n := live(sv, v.name, v.guid); n != 1 || !bytes.Equal(w.data, v.data) {
 			t.Errorf("%s: changed (%d live copies)", v.name, n)
 		}
+	}
+
+	// The MOK store: db as shipped, a MokList (boot services only) with
+	// the SnakeOil certificate.
+	mb, err := os.ReadFile(mokVars(t, snakeoilCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, _, _, err := efiVars(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odb, _ := live(ov, "db", imageSecDBGUID)
+	if mdb, n := live(mv, "db", imageSecDBGUID); n != 1 || !bytes.Equal(mdb.data, odb.data) {
+		t.Errorf("MOK store: db changed")
+	}
+	mok, n := live(mv, "MokList", shimLockGUID)
+	certs, err = dbCerts(mok.data)
+	if n != 1 || mok.attrs != efiNonVolatile|efiBootService || err != nil || len(certs) != 1 || !strings.Contains(certs[0].Subject.String(), "O=SnakeOil") {
+		t.Errorf("MokList: %d live, attributes %#x, %v, %d certificates", n, mok.attrs, err, len(certs))
 	}
 
 	const snakeoilVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
@@ -407,6 +486,37 @@ func ownKeyLAN(t *testing.T, a *Artifacts, kernel, vars, mac string) (*VM, *lock
 	return vm, logs, blob
 }
 
+// expectSiteBoot checks a boot of the site-signed kernel blob: the
+// root reached, Secure Boot on and the kernel locked down, GRUB fetched
+// that kernel, and the kernel found the site's certificate where the
+// test put it (source: the "integrity: Loading X.509 certificate:" line
+// before the SnakeOil one, UEFI:db or UEFI:MokListRT).
+func expectSiteBoot(t *testing.T, vm *VM, logs *lockedLog, blob, source string) {
+	t.Helper()
+	expectPass(t, vm)
+	for _, want := range []string{"Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if log := logs.String(); !strings.Contains(log, `msg="tftp transfer" file=`+blob) {
+		t.Errorf("GRUB did not fetch the site-signed kernel %s:\n%s", blob, log)
+	}
+	from := ""
+	for _, l := range vm.Lines() {
+		if _, src, ok := strings.Cut(l.Text, "integrity: Loading X.509 certificate: "); ok {
+			from = strings.TrimSpace(src)
+		}
+		if strings.Contains(l.Text, "integrity: Loaded X.509 cert 'SnakeOil") {
+			if !strings.HasPrefix(from, source) {
+				t.Errorf("the kernel found the site's certificate in %q, want %s", from, source)
+			}
+			return
+		}
+	}
+	t.Errorf("the kernel loaded no SnakeOil certificate from %s", source)
+}
+
 // TestOwnKeyDB: Debian's kernel re-signed with the site's key alone
 // (the snakeoil key; Debian's signature removed) boots through Debian's
 // shim and GRUB to the root with Secure Boot on and the kernel locked
@@ -420,15 +530,24 @@ func TestOwnKeyDB(t *testing.T) {
 	key, cert := st.snakeoil(t)
 	kernel := st.sign(t, a.Kernel, key, cert, "vmlinuz.site")
 	vm, logs, blob := ownKeyLAN(t, a, kernel, siteVars(t, cert), "52:54:00:5b:00:11")
-	expectPass(t, vm)
-	for _, want := range []string{"Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
-		if !vm.Contains(want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
-	if log := logs.String(); !strings.Contains(log, `msg="tftp transfer" file=`+blob) {
-		t.Errorf("GRUB did not fetch the site-signed kernel %s:\n%s", blob, log)
-	}
+	expectSiteBoot(t, vm, logs, blob, "UEFI:db")
+}
+
+// TestOwnKeyMOK: the same site-signed kernel on a machine as shipped
+// (Microsoft's keys, nothing of the site's in db) whose shim MokList
+// holds the site's certificate, as a mokutil --import confirmed in
+// MokManager leaves it: shim trusts it, and the kernel boots to the
+// root with Secure Boot on. The enrolment itself (mokutil, MokManager's
+// screens) is not run here.
+func TestOwnKeyMOK(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	needSecureBoot(t)
+	st := needSigning(t)
+	key, cert := st.snakeoil(t)
+	kernel := st.sign(t, a.Kernel, key, cert, "vmlinuz.site")
+	vm, logs, blob := ownKeyLAN(t, a, kernel, mokVars(t, cert), "52:54:00:5b:00:15")
+	expectSiteBoot(t, vm, logs, blob, "UEFI:MokListRT")
 }
 
 // TestOwnKeyUnenrolled: the same chain, a kernel whose key the machine
