@@ -136,8 +136,9 @@ func writeFileAtomic(dst string, data []byte) error {
 // Secure Boot file names in DATA/tftp: shim loads grubx64.efi from the
 // directory it was loaded from.
 const (
-	ShimFile = "shimx64.efi"
-	GRUBFile = "grubx64.efi"
+	ShimFile       = "shimx64.efi"
+	GRUBFile       = "grubx64.efi"
+	MokManagerFile = "mmx64.efi"
 )
 
 // secureBootFiles are the files the Secure Boot path serves beside the
@@ -149,6 +150,9 @@ func secureBootFiles(cfg *config.Config) []tftpFile {
 	files := []tftpFile{
 		{Name: ShimFile, Src: cfg.Shim, Key: "shim"},
 		{Name: GRUBFile, Src: cfg.GRUBNet, Key: "grub-net"},
+	}
+	if cfg.MokManager != "" {
+		files = append(files, tftpFile{Name: MokManagerFile, Src: cfg.MokManager, Key: "mok-manager"})
 	}
 	// GRUB loaded over TFTP reads its prefix's grub.cfg (/grub) from the
 	// same TFTP server: the bootstrap, pointing at url. Without url the

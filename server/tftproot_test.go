@@ -144,13 +144,13 @@ func TestPrepareTFTPSecureBoot(t *testing.T) {
 	dir := publicTempDir(t)
 	src, dst := filepath.Join(dir, "ipxe"), filepath.Join(dir, "data", TFTPDir)
 	os.Mkdir(src, 0o755)
-	for p, body := range map[string]string{filepath.Join(src, "ipxe.efi"): "EFI iPXE", filepath.Join(dir, "shimx64.efi.signed"): "signed shim", filepath.Join(dir, "grubnetx64.efi.signed"): "signed GRUB"} {
+	for p, body := range map[string]string{filepath.Join(src, "ipxe.efi"): "EFI iPXE", filepath.Join(dir, "shimx64.efi.signed"): "signed shim", filepath.Join(dir, "grubnetx64.efi.signed"): "signed GRUB", filepath.Join(dir, "mmx64.efi.signed"): "signed MokManager"} {
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg := config.Default()
-	cfg.Shim, cfg.GRUBNet = filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubnetx64.efi.signed")
+	cfg.Shim, cfg.GRUBNet, cfg.MokManager = filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubnetx64.efi.signed"), filepath.Join(dir, "mmx64.efi.signed")
 	cfg.Profiles["sb"] = &config.Profile{Name: "sb", SecureBoot: true}
 	cfg.URL = "http://192.0.2.1:8080"
 	log := slog.New(slog.NewTextHandler(&syncBuffer{}, nil))
@@ -158,17 +158,26 @@ func TestPrepareTFTPSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"ipxe.efi": "EFI iPXE", ShimFile: "signed shim", GRUBFile: "signed GRUB"} {
+	for name, want := range map[string]string{"ipxe.efi": "EFI iPXE", ShimFile: "signed shim", GRUBFile: "signed GRUB", MokManagerFile: "signed MokManager"} {
 		if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != want {
 			t.Errorf("%s: %q %v, want %q", name, b, err, want)
 		}
 	}
-	if n != 4 {
-		t.Errorf("%d files served, want 4", n)
+	if n != 5 {
+		t.Errorf("%d files served, want 5", n)
 	}
 	// GRUB's prefix is /grub: its grub.cfg asks the server at url.
 	if b, err := os.ReadFile(filepath.Join(dst, "grub", "grub.cfg")); err != nil || !strings.Contains(string(b), "configfile '/grub'\"?mac=${net_default_mac}") {
 		t.Errorf("grub/grub.cfg: %s %v", b, err)
+	}
+
+	// mok-manager = none: not served.
+	cfg.MokManager = ""
+	if n, err := prepareTFTP(src, dst, secureBootFiles(cfg), log); err != nil || n != 4 {
+		t.Errorf("mok-manager none: %d files, %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, MokManagerFile)); err == nil {
+		t.Error("mok-manager none, and mmx64.efi is still served")
 	}
 
 	os.Chmod(cfg.GRUBNet, 0o600)

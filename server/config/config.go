@@ -35,6 +35,8 @@ const (
 	// are.
 	DefaultShim    = "/usr/lib/shim/shimx64.efi.signed"
 	DefaultGRUBNet = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
+	// DefaultMokManager is shim's signed MokManager (shim-signed).
+	DefaultMokManager = "/usr/lib/shim/mmx64.efi.signed"
 )
 
 // Config is a parsed, validated configuration.
@@ -69,6 +71,10 @@ type Config struct {
 	// grubx64.efi when a profile has secure-boot.
 	Shim    string
 	GRUBNet string
+	// MokManager is shim's MokManager (mok-manager; default
+	// DefaultMokManager, "" for none), copied as mmx64.efi beside them:
+	// shim starts it when a machine owner key waits to be enrolled.
+	MokManager string
 	// ProxyDHCP names the interface overboot answers PXE clients on
 	// (ProxyDHCP: it never hands out addresses; the site's DHCP server
 	// does). "" = none.
@@ -361,7 +367,7 @@ func Load(path string) (*Config, error) {
 
 // Default is the configuration without a file.
 func Default() *Config {
-	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Shim: DefaultShim, GRUBNet: DefaultGRUBNet, Lines: map[string]int{}, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
+	return &Config{File: "(defaults)", Listen: DefaultListen, ISCSI: DefaultISCSI, Data: DefaultData, TFTPRoot: DefaultTFTPRoot, Shim: DefaultShim, GRUBNet: DefaultGRUBNet, MokManager: DefaultMokManager, Lines: map[string]int{}, Profiles: map[string]*Profile{}, Machines: map[string]*Machine{}, UUIDs: map[string]*Machine{}}
 }
 
 // Parse reads a configuration; name is used in error messages.

@@ -61,8 +61,17 @@ func TestParseSecureBoot(t *testing.T) {
 	if !c.Profiles["sb"].SecureBoot || c.Profiles["default"].SecureBoot || !c.SecureBoot() {
 		t.Errorf("secure-boot: sb %v, default %v, config %v", c.Profiles["sb"].SecureBoot, c.Profiles["default"].SecureBoot, c.SecureBoot())
 	}
-	if c.Shim != DefaultShim || c.GRUBNet != "/srv/grubnetx64.efi.signed" {
-		t.Errorf("shim %q, grub-net %q", c.Shim, c.GRUBNet)
+	if c.Shim != DefaultShim || c.GRUBNet != "/srv/grubnetx64.efi.signed" || c.MokManager != DefaultMokManager {
+		t.Errorf("shim %q, grub-net %q, mok-manager %q", c.Shim, c.GRUBNet, c.MokManager)
+	}
+	for v, want := range map[string]string{"none": "", "/srv/mm.efi": "/srv/mm.efi"} {
+		c, err := Parse("f", strings.NewReader("[server]\nmok-manager = "+v+"\n[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"))
+		if err != nil || c.MokManager != want {
+			t.Errorf("mok-manager = %s: %q %v", v, c.MokManager, err)
+		}
+	}
+	if _, err := Parse("f", strings.NewReader("[server]\nmok-manager = mm.efi\n")); err == nil || !strings.Contains(err.Error(), "f:2") {
+		t.Errorf("a relative mok-manager: %v", err)
 	}
 	c, err = Parse("f", strings.NewReader("[profile default]\nkernel = k\ninitramfs = i\nroot = r\n"))
 	if err != nil || c.SecureBoot() {

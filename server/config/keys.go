@@ -63,6 +63,7 @@ var Sections = []Section{
 		{"tftp-root", DefaultTFTPRoot, "Where they are (Debian's ipxe package); copied into DATA/tftp at start, only what every local user could read."},
 		{"shim", DefaultShim, "The Secure Boot path: Debian's Microsoft-signed shim (package shim-signed), served as it is (TFTP and /boot/shimx64.efi) to the UEFI machines of secure-boot profiles."},
 		{"grub-net", DefaultGRUBNet, "The Secure Boot path: Debian's signed GRUB netboot image (package grub-efi-amd64-signed), served as it is beside the shim as grubx64.efi, the name shim loads."},
+		{"mok-manager", DefaultMokManager, "The Secure Boot path: shim's signed MokManager (package shim-signed), served beside the shim as mmx64.efi, which shim starts when a key is waiting to be enrolled (mokutil --import); none: not served."},
 		{"proxy-dhcp", "", "Answer PXE firmware on this interface with ProxyDHCP (no addresses: the site's DHCP server keeps giving them)."},
 		{"dhcp", "", "Be the DHCP server of an isolated network on this interface (not with proxy-dhcp on the same one)."},
 		{"dhcp-range", "", "The pool (FIRST-LAST IPv4 addresses) of dhcp."},
@@ -253,14 +254,21 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want an absolute directory", v)
 		}
 		c.TFTPRoot = v
-	case "shim", "grub-net":
+	case "shim", "grub-net", "mok-manager":
+		if k == "mok-manager" && v == "none" {
+			c.MokManager = ""
+			break
+		}
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q: want the absolute path of a signed EFI binary", v)
 		}
-		if k == "shim" {
+		switch k {
+		case "shim":
 			c.Shim = v
-		} else {
+		case "grub-net":
 			c.GRUBNet = v
+		default:
+			c.MokManager = v
 		}
 	case "iscsi-login-timeout":
 		d, err := time.ParseDuration(v)
