@@ -354,11 +354,15 @@ func pendingWait(v string, now time.Time) time.Duration {
 }
 
 // serverText is a server's text answer as the console may show it: valid
-// UTF-8, printable, on one line, at most maxReasonShown bytes.
+// UTF-8, printable, on one line, at most maxReasonShown bytes, in double
+// quotes (those inside become single ones).
 func serverText(b []byte) string {
 	s := strings.ToValidUTF8(string(b[:min(len(b), 4*maxReasonShown)]), "?")
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
+		switch {
+		case r == '"':
+			return '\''
+		case unicode.IsPrint(r):
 			return r
 		}
 		return ' '
@@ -374,7 +378,7 @@ func serverText(b []byte) string {
 	if s == "" {
 		return "(no reason given)"
 	}
-	return strconv.Quote(s)
+	return `"` + s + `"`
 }
 
 // EKFingerprint names a TPM by its EK (PKIX DER) as the console and the

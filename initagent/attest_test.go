@@ -452,10 +452,41 @@ func TestServerText(t *testing.T) {
 		{"  \n\t", "(no reason given)"},
 		{"refused: EK unknown\n", `"refused: EK unknown"`},
 		{"a\x1b[31mb\x00c\xffd", `"a [31mb c?d"`},
+		{`say "no" \ twice`, `"say 'no' \ twice"`},
 		{"é" + strings.Repeat("é", maxReasonShown), `"` + strings.Repeat("é", maxReasonShown/2) + `..."`},
 	} {
 		if got := serverText([]byte(tc.in)); got != tc.want {
 			t.Errorf("serverText(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
+}
+
+// FuzzAttestChallenge: whatever the server answers, reading it never
+// panics, and a challenge the agent accepts has what it needs: a nonce
+// of the contract's size and an http(s) evidence URL, never https down
+// to http; the server's text shows on one printable line.
+func FuzzAttestChallenge(f *testing.F) {
+	good, _ := json.Marshal(boot.AttestChallenge{Credential: []byte("c"), Secret: []byte("s"), Nonce: make([]byte, boot.AttestNonceSize), Evidence: "/evidence/x"})
+	f.Add(good, "https://s/attest/t")
+	f.Add([]byte(`{"evidence":"http://other/e"}`), "https://s/attest/t")
+	f.Add([]byte("\x1b[2J refused\n"), "http://s/a")
+	f.Fuzz(func(t *testing.T, body []byte, base string) {
+		if s := serverText(body); strings.ContainsAny(s, "\n\r\x1b\x00") || len(s) > maxReasonShown+5 {
+			t.Errorf("serverText(%q) = %q", body, s)
+		}
+		var ch boot.AttestChallenge
+		if decodeAnswer(body, &ch) != nil || checkChallenge(ch) != nil {
+			return
+		}
+		if len(ch.Nonce) != boot.AttestNonceSize {
+			t.Errorf("accepted a nonce of %d bytes", len(ch.Nonce))
+		}
+		u, err := resolveEvidence(base, ch.Evidence)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") || strings.HasPrefix(base, "https:") && strings.HasPrefix(u, "http:") {
+			t.Errorf("evidence URL %q from %q and %q", u, base, ch.Evidence)
+		}
+	})
 }
