@@ -24,8 +24,8 @@ type Result struct {
 	// Note is a short line for the console and the phase report, such as
 	// "eth0 10.0.2.15/24 via 10.0.2.2".
 	Note string
-	// Document is FetchDocument's: fetched, parsed and validated. The
-	// rest of the plan follows from it (Plan).
+	// Document is FetchDocument's or Attest's: fetched (or opened),
+	// parsed and validated. The rest of the plan follows from it (Plan).
 	Document *boot.Document
 }
 
@@ -80,6 +80,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	rep := newReporter(ctx, a.Reports, a.printf)
 	defer rep.close()
 	rep.hideURL(p.Doc)
+	rep.hideURL(p.Attest)
 	rep.hideURL(p.Report)
 	rep.hideImageURL(p.Lower)
 	timings := &phaseTimer{a: a, rep: rep}
@@ -95,7 +96,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 }
 
 func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) error {
-	if p.Doc == "" {
+	if p.Doc == "" && p.Attest == "" {
 		// The destination is known; reports wait for the network.
 		timings.rep.decide(p.ReportURL(p.Document()))
 	}

@@ -40,6 +40,12 @@ func (f *fakeExec) Do(ctx context.Context, s Step) (Result, error) {
 		}
 		doc := f.doc
 		return Result{Document: &doc}, nil
+	case Attest:
+		if f.docErr != nil {
+			return Result{}, f.docErr
+		}
+		doc := f.doc
+		return Result{Note: "EK sha256:ab", Document: &doc}, nil
 	}
 	return Result{}, nil
 }
@@ -194,6 +200,68 @@ func TestBootDocument(t *testing.T) {
 	}
 	if n := strings.Count(console.String(), "phase reports go to http://s/report/...\n"); n != 1 {
 		t.Errorf("the report destination is on the console %d times, want once:\n%s", n, console.String())
+	}
+}
+
+// TestBootAttested: the attest phase brings the document, reported like
+// the other phases; the document phase and what follows are document
+// mode's.
+func TestBootAttested(t *testing.T) {
+	ex := &fakeExec{doc: boot.Document{
+		Version: 1, Machine: "tpm1",
+		Lower:  boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/blob", Digest: digest}},
+		Upper:  boot.Upper{Tmpfs: &boot.TmpfsUpper{}},
+		Report: "http://s/report/doc-report-token",
+	}}
+	var console bytes.Buffer
+	reports := &fakeReports{}
+	a := &Agent{Exec: ex, Console: &console, Uptime: tick(), Reports: reports}
+	if err := a.Boot(context.Background(), "overboot.attest=http://s/attest/secret-token overboot.report=http://s/report/cmdline-token"); err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(ex.steps, "\n")
+	for _, want := range []string{"mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security", "attest with the TPM to http://s/attest/...", "switch_root /newroot /sbin/init"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("steps lack %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "fetch boot document") {
+		t.Errorf("the attested boot fetches a document:\n%s", joined)
+	}
+	for _, secret := range []string{"secret-token", "report-token", "cmdline-token"} {
+		if strings.Contains(console.String(), secret) {
+			t.Errorf("token on the console:\n%s", console.String())
+		}
+	}
+	wantReports := []string{
+		"early running", "early ok",
+		"modules running", "modules ok",
+		"network running", "network ok: eth0 10.0.2.15/24",
+		"attest running", "attest ok: EK sha256:ab",
+		"document running", "document ok: machine tpm1",
+		"lower running", "lower ok",
+		"upper running", "upper ok",
+		"overlay running", "overlay ok",
+		"switch_root running",
+	}
+	if diff := cmp.Diff(wantReports, reports.lines()); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+	if want := slices.Repeat([]string{"http://s/report/doc-report-token"}, len(wantReports)); !slices.Equal(reports.urls, want) {
+		t.Errorf("reports sent to %q, want the document's report URL", reports.urls)
+	}
+
+	// A failed attestation is reported to the command line's report URL.
+	ex = &fakeExec{docErr: ErrNoTPM}
+	reports = &fakeReports{}
+	a = &Agent{Exec: ex, Console: &console, Uptime: tick(), Reports: reports}
+	err := a.Boot(context.Background(), "overboot.attest=http://s/attest/secret-token overboot.report=http://s/report/cmdline-token")
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Phase != PhaseAttest || !errors.Is(err, ErrNoTPM) {
+		t.Fatalf("err = %v, want ErrNoTPM in phase attest", err)
+	}
+	if got := reports.lines(); len(got) == 0 || got[len(got)-1] != "attest failed: "+ErrNoTPM.Error() {
+		t.Errorf("reports end %q", got)
 	}
 }
 

@@ -11,7 +11,10 @@
 // (its list, then the lists of any driver segments the server added as
 // further initrds: segments.go, modules_linux.go), configure the network
 // with DHCPv4 or DHCPv6, fetch the boot document in document mode (a step
-// like the others, whose result plans the rest), download the squashfs
+// like the others, whose result plans the rest) or, for a machine enrolled
+// by its TPM (overboot.attest), have the TPM prove what booted and open
+// the document the server seals to it (the Attest step: the exchange in
+// attest.go, the TPM through go-attestation in tpm_linux.go), download the squashfs
 // image into RAM verifying its SHA-256 or attach and verify an iSCSI LUN,
 // loop-mount the image read-only (or read it on demand through the
 // keeper), mount a tmpfs or iSCSI upper and overlayfs as the new root,
@@ -30,6 +33,7 @@
 // each step to the file of its concern: mount_linux.go, loop_linux.go,
 // modules_linux.go, net_linux.go and net6_linux.go, download_linux.go,
 // iscsi_linux.go (and Keep; the protocol is in initagent/initiator),
+// tpm_linux.go (Attest),
 // lazy_linux.go, verify_linux.go,
 // format_linux.go (ext4 on a blank disk), files_linux.go (the machine's
 // identity), switchroot_linux.go; failure_linux.go applies the failure

@@ -19,6 +19,7 @@ const (
 	PhaseEarly      Phase = boot.PhaseEarly      // /proc /sys /dev /run
 	PhaseModules    Phase = boot.PhaseModules    // kernel modules from the initramfs
 	PhaseNetwork    Phase = boot.PhaseNetwork    // link and DHCPv4
+	PhaseAttest     Phase = boot.PhaseAttest     // the TPM proves what booted (overboot.attest)
 	PhaseDocument   Phase = boot.PhaseDocument   // boot document from the server
 	PhaseDisk       Phase = boot.PhaseDisk       // a root partition on the firmware's iSCSI disk
 	PhaseLower      Phase = boot.PhaseLower      // the read-only image
@@ -47,6 +48,9 @@ const (
 	LowerDevice     = RunDir + "/lower.dev" // symlink to the lower's block device (iSCSI)
 	UpperDevice     = RunDir + "/upper.dev" // symlink to the upper's block device (iSCSI)
 	RootDevice      = RunDir + "/root.dev"  // symlink to the root partition (overboot.root)
+	// SecurityFS is where the kernel shows the firmware's TPM event log
+	// (tpm0/binary_bios_measurements), mounted for overboot.attest.
+	SecurityFS = "/sys/kernel/security"
 )
 
 // Plan returns the steps of the boot the command line p describes, in
@@ -62,14 +66,23 @@ const (
 //   - document mode (overboot.doc=): the FetchDocument step, then what
 //     the document decides. With doc nil the plan ends after FetchDocument;
 //     once that step has run, Plan with its document returns the whole
-//     plan, which begins with the same steps.
+//     plan, which begins with the same steps;
+//   - attested document mode (overboot.attest=): the same with the Attest
+//     step in FetchDocument's place: the TPM proves what booted, and the
+//     document it opens plans the rest.
 //
-// doc is ignored outside document mode. An invalid document is an error.
+// doc is ignored outside the document modes. An invalid document is an
+// error.
 func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 	steps := earlySteps(p)
 	switch {
 	case !p.Root.IsZero():
 		return append(steps, diskSteps(p)...), nil
+	case p.Attest != "":
+		steps = append(steps, Attest{URL: p.Attest, Attempts: p.FetchTries(), Stall: p.FetchStall()})
+		if doc == nil {
+			return steps, nil
+		}
 	case p.Doc == "":
 		d := p.Document()
 		doc = &d
@@ -86,27 +99,36 @@ func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 	return append(steps, root...), nil
 }
 
-// NeedsDocument reports whether a plan stops at its FetchDocument step:
-// the rest depends on the document.
+// NeedsDocument reports whether a plan stops at its FetchDocument or
+// Attest step: the rest depends on the document.
 func NeedsDocument(steps []Step) bool {
 	if len(steps) == 0 {
 		return false
 	}
-	_, ok := steps[len(steps)-1].(FetchDocument)
-	return ok
+	switch steps[len(steps)-1].(type) {
+	case FetchDocument, Attest:
+		return true
+	}
+	return false
 }
 
 // earlySteps run before anything is known of the root.
 func earlySteps(p boot.Params) []Step {
-	return []Step{
+	steps := []Step{
 		Mount{Source: "proc", Target: "/proc", FSType: "proc", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly},
 		Mount{Source: "sysfs", Target: "/sys", FSType: "sysfs", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly},
+	}
+	if p.Attest != "" {
+		// The firmware's TPM event log: TPMEventLog, securityfs.
+		steps = append(steps, Mount{Source: "securityfs", Target: SecurityFS, FSType: "securityfs", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly})
+	}
+	return append(steps,
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=0755"}, PhaseOf: PhaseEarly},
 		Mkdir{Paths: []string{RunDir}, PhaseOf: PhaseEarly},
 		LoadModules{ListFile: ModulesList, Extra: earlyModules(p), Skip: earlySkip(p), SegmentDir: ExtraModulesDir, Background: true},
 		Network{Iface: p.Iface, Family: p.DHCPFamily(), Server: p.ServerAddr(), LinkTimeout: p.LinkWait(), DHCPTimeout: p.DHCPWait(), Attempts: p.DHCPTries()},
-	}
+	)
 }
 
 // rootSteps are what the document (or the static command line) decides:

@@ -48,6 +48,56 @@ func TestPlanDocumentMode(t *testing.T) {
 	}
 }
 
+// TestPlanAttestMode: overboot.attest plans as overboot.doc does, with
+// securityfs mounted early and the Attest step in FetchDocument's place.
+func TestPlanAttestMode(t *testing.T) {
+	p, err := boot.Parse("overboot.attest=http://s/attest/tok-0123456789 overboot.fetch.attempts=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, err := Plan(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !NeedsDocument(early) {
+		t.Fatalf("the early plan does not end with Attest:\n%s", FormatPlan(early))
+	}
+	if got, want := early[len(early)-1], (Attest{URL: "http://s/attest/tok-0123456789", Attempts: 3, Stall: boot.DefaultFetchTimeout}); got != want {
+		t.Errorf("last step %#v, want %#v", got, want)
+	}
+	want := Mount{Source: "securityfs", Target: SecurityFS, FSType: "securityfs", Options: []string{"nosuid", "nodev", "noexec"}, PhaseOf: PhaseEarly}
+	if d := cmp.Diff(Step(want), early[2]); d != "" {
+		t.Errorf("third step (-want +got):\n%s", d)
+	}
+	doc := boot.Document{Version: 1,
+		Lower: boot.Source{HTTP: &boot.HTTPSource{URL: "http://s/blobs/sha256/" + digest.Hex(), Digest: digest}},
+		Upper: boot.Upper{Tmpfs: &boot.TmpfsUpper{}}}
+	full, err := Plan(p, &doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(FormatPlan(early), FormatPlan(full[:len(early)])); d != "" {
+		t.Errorf("the whole plan does not begin with the early plan (-early +whole):\n%s", d)
+	}
+	// What follows the document is document mode's.
+	pd, err := boot.Parse("overboot.doc=http://s/doc/tok-0123456789 overboot.fetch.attempts=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docMode, err := Plan(pd, &doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(FormatPlan(docMode[len(docMode)-(len(full)-len(early)):]), FormatPlan(full[len(early):])); d != "" {
+		t.Errorf("after the document, attested and document mode differ (-doc +attest):\n%s", d)
+	}
+	for _, s := range docMode {
+		if m, ok := s.(Mount); ok && m.FSType == "securityfs" {
+			t.Errorf("document mode mounts securityfs")
+		}
+	}
+}
+
 // TestPlanWhole: a static command line and a disk root are planned at once;
 // a document given to them is ignored.
 func TestPlanWhole(t *testing.T) {

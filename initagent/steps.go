@@ -214,6 +214,23 @@ func (f FetchDocument) String() string { return "fetch boot document " + fetch.R
 // Phase implements Step.
 func (FetchDocument) Phase() Phase { return PhaseDocument }
 
+// Attest has the machine's TPM prove what booted to the server at URL
+// (overboot.attest, boot/attest.go's exchange) and opens the boot
+// document the server seals to that TPM: the document mode's
+// FetchDocument for a machine enrolled by its TPM (attest.go).
+type Attest struct {
+	URL      string
+	Attempts int           // per request, as FetchDocument's
+	Stall    time.Duration // per request
+}
+
+func (a Attest) String() string {
+	return "attest with the TPM to " + fetch.RedactURL(a.URL) + "; open the boot document it seals to this TPM"
+}
+
+// Phase implements Step.
+func (Attest) Phase() Phase { return PhaseAttest }
+
 // Download fetches the image over HTTP into Dest, verifying it.
 type Download struct {
 	URL      string

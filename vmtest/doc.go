@@ -5,7 +5,8 @@
 // kernel and modules from the host's linux-image package, the agent's
 // initramfs, test roots, a Debian image with systemd made once with
 // debootstrap and kept in OVERBOOT_VMTEST_CACHE), network namespaces for
-// the DHCP, TFTP and IPv6 tests, and the tests themselves.
+// the DHCP, TFTP and IPv6 tests, a swtpm per machine that has a TPM
+// (Options.TPMState, tpm.go), and the tests themselves.
 //
 // The tests run only with OVERBOOT_VMTEST=1 (make vmtest sets it), as
 // root, with the Debian packages make deps installs; guests reach only

@@ -96,6 +96,12 @@ type Options struct {
 	// QMP is the path of a unix socket QEMU listens on for QMP (see
 	// DialQMP): send-key and screendump drive and read the VGA screen.
 	QMP string
+	// TPMState gives the machine a TPM 2.0: a swtpm of its own with its
+	// state in this directory (absolute; made if missing), which the
+	// caller keeps across the machine's reboots. Start starts it before
+	// QEMU and stops it after; the machine is a q35 with a tpm-crb
+	// device (tpm.go).
+	TPMState string
 
 	Extra []string // appended verbatim
 }
@@ -200,6 +206,15 @@ func (o Options) Cmdline() ([]string, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+o.UEFIVars)
 	} else if o.SecureBoot {
 		return nil, fmt.Errorf("qemu: SecureBoot needs UEFIVars (a copy of %s)", OVMFVarsMS)
+	}
+	if o.TPMState != "" {
+		if err := checkTPMState(o.TPMState); err != nil {
+			return nil, err
+		}
+		if !o.SecureBoot {
+			args = append(args, "-machine", "q35")
+		}
+		args = append(args, tpmArgs(o.TPMState)...)
 	}
 	args = append(args, "-netdev", netdev, "-device", nic)
 	for _, f := range o.FwCfg {

@@ -36,6 +36,7 @@ type VM struct {
 	err   error
 
 	exited chan struct{}
+	tpm    *swtpmProc // the machine's swtpm (Options.TPMState), stopped once QEMU exited
 }
 
 // Type sends text to the guest's serial console, as typed on it.
@@ -73,9 +74,17 @@ func Start(ctx context.Context, o Options, log io.Writer) (*VM, error) {
 	cmd.Stderr = &stderr
 	vm := &VM{cmd: cmd, log: log, stdin: in, exited: make(chan struct{})}
 	vm.cond = sync.NewCond(&vm.mu)
+	if o.TPMState != "" {
+		if vm.tpm, err = startSwtpm(ctx, o.TPMState, func(l string) { fmt.Fprintln(log, l) }); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(log, "# %s\n", strings.Join(argv, " "))
 	vm.start = time.Now()
 	if err := cmd.Start(); err != nil {
+		if vm.tpm != nil {
+			vm.tpm.stop()
+		}
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	go func() {
@@ -92,6 +101,9 @@ func Start(ctx context.Context, o Options, log io.Writer) (*VM, error) {
 		werr := cmd.Wait()
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			fmt.Fprintf(vm.log, "# qemu stderr: %s\n", s)
+		}
+		if vm.tpm != nil {
+			vm.tpm.stop()
 		}
 		vm.mu.Lock()
 		vm.done = true

@@ -86,7 +86,7 @@ func dryRun(args []string, out io.Writer) error {
 		return fmt.Errorf("kernel command line:\n%v", err)
 	}
 	var doc *boot.Document
-	if p.Doc != "" && *docFile != "" {
+	if (p.Doc != "" || p.Attest != "") && *docFile != "" {
 		f, err := os.Open(*docFile)
 		if err != nil {
 			return err
