@@ -19,7 +19,7 @@ import (
 )
 
 // statusColumns are the status table's headers, in order.
-var statusColumns = []string{"MAC", "Host", "Profile", "Enrolment", "Address", "Pinned", "Phase", "Outcome", "Image", "User", "Disk", "Last error", "Conflict"}
+var statusColumns = []string{"MAC", "Host", "Profile", "Enrolment", "Address", "Pinned", "TPM", "Phase", "Outcome", "Image", "User", "Disk", "Last error", "Conflict"}
 
 // pageState is what the status page shows, read from its DOM.
 type pageState struct {

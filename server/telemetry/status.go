@@ -28,6 +28,7 @@ type View interface {
 	LatestBoots(ctx context.Context) ([]state.Boot, error)
 	ActiveBoots(ctx context.Context, since time.Time, done string) ([]state.Boot, error)
 	Disks(ctx context.Context) ([]state.Disk, error)
+	TPMs(ctx context.Context) ([]state.TPM, error)
 }
 
 // Row is one machine on the status page.
@@ -38,6 +39,9 @@ type Row struct {
 	// Enrolment is its standing in that profile: the policy that admitted
 	// it (open, open-insecure, login, approved) or pending.
 	Enrolment string `json:"enrolment"`
+	// TPM is its TPM enrolment (enroll = tpm): "EK sha256:..." pinned,
+	// or "waits: EK sha256:... from ADDRESS" for an administrator.
+	TPM string `json:"tpm,omitempty"`
 	// Address is where its latest boot came from (a pending machine's:
 	// its latest request's); Pinned the address an approval pinned.
 	Address string `json:"address"`
@@ -83,6 +87,14 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	tpms, err := v.TPMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tpmOf := map[string]state.TPM{}
+	for _, t := range tpms {
+		tpmOf[t.MAC] = t
+	}
 	running, err := v.ActiveBoots(ctx, time.Now().Add(-ConflictWindow), boot.PhaseSwitchRoot)
 	if err != nil {
 		return nil, err
@@ -117,6 +129,12 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 		st := enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC])
 		r := Row{MAC: m.MAC, Hostname: m.Hostname, Profile: m.Profile, Address: m.Address, Enrolment: st.Enrolment, Pinned: st.Pinned}
 		var conflicts []string
+		if t, ok := tpmOf[m.MAC]; ok {
+			r.TPM, conflicts = tpmStanding(t)
+			if t.EK == "" && t.Pending != "" {
+				r.Enrolment = "pending"
+			}
+		}
 		for _, q := range st.Conflicts {
 			conflicts = append(conflicts, fmt.Sprintf("asked for %s from %s (%d times) while approved elsewhere", q.Profile, q.Address, q.Asked))
 		}
@@ -143,6 +161,23 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// tpmStanding says t on the status page: the pinned or waiting EK, and
+// other TPMs refused under this MAC as a conflict.
+func tpmStanding(t state.TPM) (string, []string) {
+	var s []string
+	if t.EK != "" {
+		s = append(s, "EK "+t.EK)
+	}
+	if t.Pending != "" {
+		s = append(s, fmt.Sprintf("waits for approval: EK %s from %s (overboot machine approve %s)", t.Pending, t.PendingAddress, t.MAC))
+	}
+	var conflicts []string
+	if t.Refusals > 0 {
+		conflicts = append(conflicts, fmt.Sprintf("another TPM (EK %s) from %s refused (%d times)", t.Refused, t.RefusedAddress, t.Refusals))
+	}
+	return strings.Join(s, "; "), conflicts
 }
 
 func humanBytes(n int64) string {

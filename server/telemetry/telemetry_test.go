@@ -30,6 +30,20 @@ func TestRowsAndEvents(t *testing.T) {
 	// of machine 3 come from two addresses at once.
 	db.Ask(ctx, state.Request{MAC: "52:54:00:00:00:01", Profile: "lab", Address: "192.0.2.66", Conflict: true}, state.Quota{})
 	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:03", Profile: "kiosk", Address: "192.0.2.3"}, "open", state.Quota{})
+	// Machine 4's TPM waits for approval; machine 5's is pinned, and
+	// another TPM said its MAC.
+	ek4, ek5, ek6 := "sha256:"+strings.Repeat("4", 64), "sha256:"+strings.Repeat("5", 64), "sha256:"+strings.Repeat("6", 64)
+	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:04", Profile: "tpm", Address: "192.0.2.4"}, "tpm", state.Quota{})
+	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:05", Profile: "tpm", Address: "192.0.2.5"}, "tpm", state.Quota{})
+	if err := db.AskTPM(ctx, "52:54:00:00:00:04", ek4, "192.0.2.4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PinTPM(ctx, "52:54:00:00:00:05", ek5); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RefuseTPM(ctx, "52:54:00:00:00:05", ek6, "192.0.2.66"); err != nil {
+		t.Fatal(err)
+	}
 	m := NewMetrics(Gauges{})
 	rec := NewRecorder(db, m, nil)
 	page := &StatusPage{View: db, Rec: rec}
@@ -69,6 +83,10 @@ func TestRowsAndEvents(t *testing.T) {
 		{MAC: "52:54:00:00:00:02", Profile: "lab", Enrolment: "pending", Address: "192.0.2.2"},
 		{MAC: "52:54:00:00:00:03", Profile: "kiosk", Enrolment: "open", Address: "192.0.2.77", Phase: "script", Outcome: "ok", Updated: rows[2].Updated,
 			Conflict: "booting from 192.0.2.3 and 192.0.2.77 at once"},
+		{MAC: "52:54:00:00:00:04", Profile: "tpm", Enrolment: "pending", Address: "192.0.2.4",
+			TPM: "waits for approval: EK " + ek4 + " from 192.0.2.4 (overboot machine approve 52:54:00:00:00:04)"},
+		{MAC: "52:54:00:00:00:05", Profile: "tpm", Enrolment: "tpm", Address: "192.0.2.5", TPM: "EK " + ek5,
+			Conflict: "another TPM (EK " + ek6 + ") from 192.0.2.66 refused (1 times)"},
 	}
 	if d := cmp.Diff(want, rows); d != "" {
 		t.Errorf("rows (-want +got):\n%s", d)
