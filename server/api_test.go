@@ -412,3 +412,43 @@ func TestAPIMachinesConfigured(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIApproveTPM: a TPM is approved by the EK the administrator saw;
+// one put in its place meanwhile is not; --ek with an address is refused;
+// a plain approve of a pinned TPM records its baseline again.
+func TestAPIApproveTPM(t *testing.T) {
+	f := newFix(t, "enroll = approve\n")
+	a := newAdmin(f)
+	ctx := context.Background()
+	const mac = "52:54:00:12:34:57"
+	ekA, ekB := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-57/approve", `{"ek":"`+ekA+`"}`, nil); c != 404 || !strings.Contains(b, "no TPM of it has shown itself") {
+		t.Errorf("approve an unknown TPM: %d %s", c, b)
+	}
+	if err := f.s.db.AskTPM(ctx, mac, ekA, "192.0.2.10"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.db.AskTPM(ctx, mac, ekB, "192.0.2.66"); err != nil { // someone else, meanwhile
+		t.Fatal(err)
+	}
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-57/approve", `{"ek":"`+ekA+`"}`, nil); c != 409 || !strings.Contains(b, ekB+" (from 192.0.2.66)") {
+		t.Errorf("approve the EK seen after another replaced it: %d %s", c, b)
+	}
+	if tp, _ := f.s.db.TPMOf(ctx, mac); tp.EK != "" {
+		t.Fatalf("a refused approval pinned %s", tp.EK)
+	}
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-57/approve", `{"ek":"`+ekA+`","address":"192.0.2.10"}`, nil); c != 400 || !strings.Contains(b, "by its EK alone") {
+		t.Errorf("ek with an address: %d %s", c, b)
+	}
+	var ap api.Approval
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-57/approve", `{"ek":"`+ekB+`"}`, &ap); c != 200 || ap.TPM == nil || ap.TPM.EK != ekB {
+		t.Fatalf("approve the waiting EK by name: %d %s", c, b)
+	}
+	f.s.db.SetTPMBaseline(ctx, mac, ekB, `{"0":"00"}`)
+	if c, b := a.call(http.MethodPost, "/machines/52-54-00-12-34-57/approve", "", &ap); c != 200 || ap.TPM == nil || ap.TPM.EK != ekB {
+		t.Fatalf("approve the pinned TPM again: %d %s", c, b)
+	}
+	if tp, _ := f.s.db.TPMOf(ctx, mac); tp.Baseline != "" {
+		t.Errorf("approving again kept the baseline %q", tp.Baseline)
+	}
+}

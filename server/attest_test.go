@@ -101,7 +101,7 @@ profile = tofu
 			t.Fatalf("pending, try %d: %d %q %q", i, r.StatusCode, r.Header.Get("Retry-After"), msg)
 		}
 	}
-	if tp, err := f.s.db.ApproveTPM(ctx, "52:54:00:00:00:71"); err != nil || tp.EK != ek {
+	if tp, err := f.s.db.ApproveTPM(ctx, "52:54:00:00:00:71", ""); err != nil || tp.EK != ek {
 		t.Fatalf("approve: %+v %v", tp, err)
 	}
 	other, ek2 := attestStartBody(t)

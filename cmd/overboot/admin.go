@@ -119,7 +119,7 @@ func machineCmd(sio stdio) *cobra.Command {
 	var ap api.ApproveRequest
 	approve := apiCmd(&f, sio, &cobra.Command{
 		Use:   "approve MAC",
-		Short: "admit a machine to the profile it asked for, at the address it asked from (enroll = approve)",
+		Short: "admit a machine to the profile it asked for (enroll = approve), or its TPM (enroll = tpm)",
 		Long: `Admit a machine that waits for approval (enroll = approve) to the profile
 it asked for, pinned to the address the request came from: it boots from
 there only. Requests are kept per address and profile; with several, say
@@ -127,7 +127,16 @@ which with --address (and --profile): the command lists them and approves
 none. Approving forgets the machine's secrets for that profile (its CHAP
 secret, its SSH host keys) and ends its sessions: its next boot gets new
 ones. A MAC address names a machine, it proves nothing: check the address
-(overboot machine show MAC lists the requests) before you approve.`,
+(overboot machine show MAC lists the requests) before you approve.
+
+Under enroll = tpm the machine is its TPM: approving pins the endorsement
+key (EK) that waits (the status page and overboot machine ls show it),
+and its next attested boot records its firmware baseline. Compare the
+fingerprint with the machine's own and name it with --ek, so that an EK
+someone else put in its place meanwhile is not the one approved. --ek also
+approves the last EK refused under the MAC (the machine's TPM was
+replaced), or the pinned one again (after a firmware update: only the
+baseline is recorded again).`,
 		Args: exactArgs(1, "a MAC")},
 		func(c *cobra.Command, args []string) (apiRequest, error) {
 			p, err := macPath("/machines/", "/approve")(c, args)
@@ -142,6 +151,7 @@ ones. A MAC address names a machine, it proves nothing: check the address
 		})
 	approve.Flags().StringVar(&ap.Address, "address", "", "approve the request from this `IP` address")
 	approve.Flags().StringVar(&ap.Profile, "profile", "", "approve the request for this `profile`")
+	approve.Flags().StringVar(&ap.EK, "ek", "", "enroll = tpm: approve the TPM with this EK `fingerprint` (sha256:HEX)")
 	c.AddCommand(approve)
 	for _, a := range []struct{ name, short, method, path string }{
 		{"reset", "end the machine's sessions and remove its private disks (next boot starts blank)", http.MethodPost, "/reset"},

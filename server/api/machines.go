@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -147,6 +148,11 @@ func (a *API) machine(w http.ResponseWriter, r *http.Request) error {
 type ApproveRequest struct {
 	Address string `json:"address,omitempty"`
 	Profile string `json:"profile,omitempty"`
+	// EK (enroll = tpm) names the TPM approved by its fingerprint
+	// (sha256:HEX): the one waiting, the last one refused under the MAC
+	// (a replaced TPM), or the pinned one (a firmware update: its
+	// baseline is recorded again).
+	EK string `json:"ek,omitempty"`
 }
 
 // Approval is what approving did.
@@ -157,6 +163,13 @@ type Approval struct {
 	Rotated bool `json:"rotated"`
 	// TPM: the approval pinned the TPM (EK) that waited (enroll = tpm).
 	TPM *state.TPM `json:"tpm,omitempty"`
+}
+
+// requestsOf is mac's requests for approval (none when they cannot be
+// read: the caller goes on to the TPM).
+func (a *API) requestsOf(ctx context.Context, mac string) []state.Request {
+	qs, _ := a.d.DB.Requests(ctx, mac)
+	return qs
 }
 
 // ErrAmbiguous is the answer to an approval that matches several
@@ -198,17 +211,27 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 		req.Address = ip.String()
 	}
 	ctx := background(r.Context())
+	if req.EK != "" && (req.Address != "" || req.Profile != "") {
+		return errorf(http.StatusBadRequest, "ek: a TPM is approved by its EK alone, not with an address or a profile")
+	}
 	if req.Address == "" && req.Profile == "" {
 		// enroll = tpm: the machine is its TPM; its EK waits, whatever
 		// the address it asked from.
-		if t, err := a.d.DB.TPMOf(ctx, mac); err == nil && t.Pending != "" {
-			t, err = a.d.DB.ApproveTPM(ctx, mac)
-			if err != nil {
+		t, err := a.d.DB.TPMOf(ctx, mac)
+		if err == nil && (t.Pending != "" || req.EK != "" || t.EK != "" && len(a.requestsOf(ctx, mac)) == 0) {
+			t, err = a.d.DB.ApproveTPM(ctx, mac, req.EK)
+			switch {
+			case errors.Is(err, state.ErrTPMNotShown):
+				return errorf(http.StatusConflict, "%v", err)
+			case err != nil:
 				return err
 			}
 			a.d.Log.Info("TPM approved", "mac", mac, "ek", t.EK)
 			a.d.Recorder.Changed(mac)
 			return writeJSON(w, http.StatusOK, Approval{Admission: state.Admission{MAC: mac}, TPM: &t})
+		}
+		if req.EK != "" {
+			return errorf(http.StatusNotFound, "machine %s: no TPM of it has shown itself (it does when it boots a profile with enroll = tpm)", mac)
 		}
 	}
 	all, err := a.d.DB.Requests(ctx, mac)

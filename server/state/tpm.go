@@ -110,18 +110,54 @@ func (d *DB) PinTPM(ctx context.Context, mac, ek string) error {
 	})
 }
 
-// ApproveTPM pins the EK waiting for approval as mac's TPM (replacing a
-// pinned one: the administrator has seen it) and clears the firmware
-// baseline, so the next attested boot records a new one.
-func (d *DB) ApproveTPM(ctx context.Context, mac string) (TPM, error) {
+// ErrTPMNotShown: the EK an administrator named is not one this
+// machine showed (neither waiting, nor refused, nor pinned).
+var ErrTPMNotShown = errors.New("that EK is not the one waiting")
+
+// ApproveTPM is an administrator's approval of mac's TPM; it clears the
+// firmware baseline, so the next attested boot records a new one. ek
+// names the EK approved (its fingerprint): the one waiting, the last one
+// refused under this MAC (the machine's TPM was replaced), or the one
+// pinned (the firmware was updated: only the baseline goes); another is
+// ErrTPMNotShown, naming the waiting one. "" approves the EK waiting if
+// there is one, else resets the pinned one's baseline. Naming it guards
+// against a waiting EK replaced by someone else's between the
+// administrator's look and the approval.
+func (d *DB) ApproveTPM(ctx context.Context, mac, ek string) (TPM, error) {
 	var out TPM
 	err := d.tx(ctx, func(tx handle) error {
-		res, err := tx.ExecContext(ctx, `UPDATE tpms SET ek = pending, pending = '', pending_address = '', baseline = '', updated_at = ? WHERE mac = ? AND pending <> ''`, d.millis(), mac)
+		t, err := scanTPM(tx.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM tpms WHERE mac = ?`, mac))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("no TPM of machine %s has shown itself (it does when the machine boots a profile with enroll = tpm): %w", mac, ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		switch {
+		case ek == "" && t.Pending != "":
+			ek = t.Pending
+		case ek == "" && t.EK != "":
+			ek = t.EK
+		case ek == "":
 			return fmt.Errorf("no TPM of machine %s waits for approval: %w", mac, ErrNotFound)
+		case ek != t.Pending && ek != t.Refused && ek != t.EK:
+			waiting := "none waits"
+			if t.Pending != "" {
+				waiting = "the one waiting is " + t.Pending + " (from " + t.PendingAddress + ")"
+			}
+			return fmt.Errorf("machine %s: EK %s: %w: %s", mac, ek, ErrTPMNotShown, waiting)
+		}
+		refused := t.Refused
+		if refused == ek {
+			refused = ""
+		}
+		pending, pendingAddr := t.Pending, t.PendingAddress
+		if pending == ek {
+			pending, pendingAddr = "", ""
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tpms SET ek = ?, pending = ?, pending_address = ?, refused = ?, baseline = '', updated_at = ? WHERE mac = ?`,
+			ek, pending, pendingAddr, refused, d.millis(), mac); err != nil {
+			return err
 		}
 		out, err = scanTPM(tx.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM tpms WHERE mac = ?`, mac))
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ func testTPMEnrolment(t *testing.T, d *DB) {
 	if _, err := d.TPMOf(ctx, mac); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown machine: %v", err)
 	}
-	if _, err := d.ApproveTPM(ctx, mac); !errors.Is(err, ErrNotFound) {
+	if _, err := d.ApproveTPM(ctx, mac, ""); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("approve with nothing pending: %v", err)
 	}
 	if err := d.AskTPM(ctx, mac, "sha256:aa", "192.0.2.1"); err != nil {
@@ -25,7 +26,18 @@ func testTPMEnrolment(t *testing.T, d *DB) {
 	if tp, _ := d.TPMOf(ctx, mac); tp.Pending != "sha256:aa" || tp.PendingAddress != "192.0.2.1" || tp.EK != "" {
 		t.Fatalf("after ask: %+v", tp)
 	}
-	tp, err := d.ApproveTPM(ctx, mac)
+	// Someone else's EK replaced the waiting one: the administrator
+	// named the one seen, and the approval is refused, naming the other.
+	if err := d.AskTPM(ctx, mac, "sha256:ee", "192.0.2.66"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ApproveTPM(ctx, mac, "sha256:aa"); !errors.Is(err, ErrTPMNotShown) || !strings.Contains(err.Error(), "sha256:ee (from 192.0.2.66)") {
+		t.Fatalf("approve a replaced EK: %v", err)
+	}
+	if err := d.AskTPM(ctx, mac, "sha256:aa", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := d.ApproveTPM(ctx, mac, "sha256:aa")
 	if err != nil || tp.EK != "sha256:aa" || tp.Pending != "" {
 		t.Fatalf("approve: %+v %v", tp, err)
 	}
@@ -50,6 +62,18 @@ func testTPMEnrolment(t *testing.T, d *DB) {
 	tp, _ = d.TPMOf(ctx, mac)
 	if tp.EK != "sha256:aa" || tp.Baseline != "B1" || tp.Refused != "sha256:bb" || tp.RefusedAddress != "192.0.2.2" || tp.Refusals != 1 {
 		t.Fatalf("after refusal and baseline: %+v", tp)
+	}
+	// Approve again without naming it (a firmware update): the baseline
+	// goes, the EK stays.
+	if tp, err := d.ApproveTPM(ctx, mac, ""); err != nil || tp.EK != "sha256:aa" || tp.Baseline != "" {
+		t.Fatalf("approve the pinned one again: %+v %v", tp, err)
+	}
+	// The machine's TPM was replaced: the refused EK, named, is pinned.
+	if tp, err := d.ApproveTPM(ctx, mac, "sha256:bb"); err != nil || tp.EK != "sha256:bb" || tp.Refused != "" || tp.Refusals != 1 {
+		t.Fatalf("approve the refused one: %+v %v", tp, err)
+	}
+	if _, err := d.ApproveTPM(ctx, mac, "sha256:zz"); !errors.Is(err, ErrTPMNotShown) || !strings.Contains(err.Error(), "none waits") {
+		t.Errorf("approve an EK never shown: %v", err)
 	}
 	if err := d.PinTPM(ctx, "52:54:00:00:00:02", "sha256:cc"); err != nil {
 		t.Errorf("first use: %v", err)
