@@ -86,6 +86,7 @@ var packages = map[string]string{
 	"nginx":                "nginx",
 	"perfdhcp":             "kea-admin",
 	"qemu-system-x86_64":   "qemu-system-x86",
+	"swtpm":                "swtpm",
 	"systemd-analyze":      "systemd",
 	"tftp":                 "tftp-hpa",
 	"tgtadm":               "tgt",
