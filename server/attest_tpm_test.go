@@ -235,6 +235,13 @@ type attested struct {
 // attest boots the machine (the honest boot changed by edit), starts,
 // activates and quotes, and POSTs the evidence.
 func (r *tpmRig) attest(edit func(*swtpmtest.Boot)) (attested, *http.Response) {
+	r.t.Helper()
+	a := r.begin(edit)
+	return a, r.postEvidence(a.ch.Evidence, a.evidence)
+}
+
+// begin is attest up to the evidence, not POSTed.
+func (r *tpmRig) begin(edit func(*swtpmtest.Boot)) attested {
 	t := r.t
 	t.Helper()
 	sv := r.grub()
@@ -247,7 +254,7 @@ func (r *tpmRig) attest(edit func(*swtpmtest.Boot)) (attested, *http.Response) {
 	a.ch = challengeOf(t, r.postStart(sv.token, ekOf(t, a.tpm), a.ak))
 	a.secret = activate(t, a.tpm, a.ak, a.ch)
 	a.evidence = evidenceOf(t, a.tpm, a.ak, a.ch.Nonce, a.secret)
-	return a, r.postEvidence(a.ch.Evidence, a.evidence)
+	return a
 }
 
 // sealed checks a 200 AttestSealed and opens it with secret.
@@ -409,4 +416,87 @@ func equalBaseline(a, b attest.Baseline) bool {
 		}
 	}
 	return true
+}
+
+// TestAttestTPMRefusals: each attack on an enrolled machine's attested
+// boot is refused with the failed check named, nothing sealed, the
+// refusal logged and among the boot's events, the session gone, and no
+// baseline recorded by a refused boot.
+func TestAttestTPMRefusals(t *testing.T) {
+	edited := func(edit func(*swtpmtest.Boot), why error) func(t *testing.T, r *tpmRig) {
+		return func(t *testing.T, r *tpmRig) {
+			a := r.begin(edit)
+			r.refused(r.postEvidence(a.ch.Evidence, a.evidence), why.Error(), a.ch.Evidence, a.evidence)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, r *tpmRig)
+		// attested: the case has an honest attested boot too (its
+		// baseline stands); else no baseline may be recorded.
+		attested bool
+	}{
+		{"wrong proof", func(t *testing.T, r *tpmRig) {
+			a := r.begin(nil)
+			wrong := evidenceOf(t, a.tpm, a.ak, a.ch.Nonce, bytes.Repeat([]byte{0x5a}, len(a.secret)))
+			r.refused(r.postEvidence(a.ch.Evidence, wrong), attest.ErrProof.Error(), a.ch.Evidence, a.evidence)
+		}, false},
+		{"replayed evidence", func(t *testing.T, r *tpmRig) {
+			first, resp := r.attest(nil)
+			sealed(t, resp, first.secret)
+			a := r.begin(nil)
+			r.refused(r.postEvidence(a.ch.Evidence, first.evidence), attest.ErrProof.Error(), a.ch.Evidence, a.evidence)
+		}, true},
+		{"Secure Boot off", edited(func(b *swtpmtest.Boot) { b.SecureBoot = false }, attest.ErrSecureOff), false},
+		{"changed command line", edited(func(b *swtpmtest.Boot) { b.Cmdline += " init=/bin/sh" }, attest.ErrCmdline), false},
+		{"changed initramfs", edited(func(b *swtpmtest.Boot) { b.Initrds[0].Content = []byte("INITRAMFS with a backdoor") }, attest.ErrInitrd), false},
+		{"changed kernel", edited(func(b *swtpmtest.Boot) { b.Kernel.Content = append(b.Kernel.Content, 0) }, attest.ErrKernel), false},
+		{"firmware changed since the baseline", func(t *testing.T, r *tpmRig) {
+			first, resp := r.attest(nil)
+			sealed(t, resp, first.secret)
+			base := r.baseline()
+			a := r.begin(func(b *swtpmtest.Boot) { b.Firmware = "2" })
+			r.refused(r.postEvidence(a.ch.Evidence, a.evidence), "PCR 0 (firmware) "+attest.ErrFirmware.Error(), a.ch.Evidence, a.evidence)
+			if !equalBaseline(r.baseline(), base) {
+				t.Errorf("the refused boot changed the baseline: %v, was %v", r.baseline(), base)
+			}
+		}, true},
+		{"another TPM claims the MAC", func(t *testing.T, r *tpmRig) {
+			sv := r.grub()
+			other := swtpmtest.New(t).Boot(swtpmtest.Log(sv.boot()))
+			ek2, ak2 := ekOf(t, other), newAK(t, other)
+			for range 2 {
+				r.refusedStart(r.postStart(sv.token, ek2, ak2), "this machine shows "+EKFingerprint(ek2)+": refused")
+			}
+			if tp, err := r.f.s.db.TPMOf(context.Background(), tpmMAC); err != nil || tp.Refused != EKFingerprint(ek2) || tp.Refusals != 2 {
+				t.Errorf("the other TPM's refusals: %+v %v", tp, err)
+			}
+			// The enrolled TPM still attests with that boot's URL.
+			tpm := r.m.Boot(swtpmtest.Log(sv.boot()))
+			ak := newAK(t, tpm)
+			ch := challengeOf(t, r.postStart(sv.token, ekOf(t, tpm), ak))
+			secret := activate(t, tpm, ak, ch)
+			sealed(t, r.postEvidence(ch.Evidence, evidenceOf(t, tpm, ak, ch.Nonce, secret)), secret)
+		}, true},
+		{"AK of another TPM than the EK", func(t *testing.T, r *tpmRig) {
+			sv := r.grub()
+			tpm := r.m.Boot(swtpmtest.Log(sv.boot()))
+			other := swtpmtest.New(t).Boot(swtpmtest.Log(sv.boot()))
+			ak2 := newAK(t, other)
+			ch := challengeOf(t, r.postStart(sv.token, ekOf(t, tpm), ak2))
+			if _, err := ak2.ActivateCredential(other, goattest.EncryptedCredential{Credential: ch.Credential, Secret: ch.Secret}); err == nil {
+				t.Fatal("a TPM activated a credential made for another TPM's EK")
+			}
+			guess := evidenceOf(t, other, ak2, ch.Nonce, bytes.Repeat([]byte{0x5a}, 32))
+			r.refused(r.postEvidence(ch.Evidence, guess), attest.ErrProof.Error(), ch.Evidence, guess)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTPMRig(t)
+			tc.run(t, r)
+			if b := r.baseline(); b != nil && !tc.attested {
+				t.Errorf("a refused boot recorded a baseline: %v", b)
+			}
+		})
+	}
 }
