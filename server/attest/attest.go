@@ -51,6 +51,7 @@ var (
 	ErrKernel      = errors.New("the kernel GRUB loaded is not the one served")
 	ErrInitrd      = errors.New("an initrd served was not loaded by GRUB")
 	ErrCmdline     = errors.New("the command line was changed")
+	ErrUnserved    = errors.New("GRUB loaded a file after the kernel that was not served")
 	ErrFirmware    = errors.New("changed since enrolment")
 )
 
@@ -154,17 +155,32 @@ const evIPL = 0x0d
 
 const cmdlinePrefix = "kernel_cmdline: "
 
-// checkGRUB checks GRUB's verified events (PCR 8 and 9) against served.
+// checkGRUB checks GRUB's verified events (PCR 8 and 9) against served:
+// the kernel and each initrd among the files GRUB read, and, from the
+// served kernel's first reading on, nothing else (an extra initrd, an
+// image chainloaded: what runs would not be what was served; what GRUB
+// read before the kernel, its configs, is overridden by the linux
+// command); every kernel_cmdline the served one. A served file missing
+// is named before an unserved one (a changed initrd is both).
 func checkGRUB(events []attest.Event, served Served) error {
 	files := map[string]bool{}
+	allowed := map[string]bool{served.Kernel.Hex(): true}
+	for _, d := range served.Initrds {
+		allowed[d.Hex()] = true
+	}
 	var cmdlines []string
+	var unserved error
 	for _, e := range events {
 		if uint32(e.Type) != evIPL {
 			continue
 		}
 		switch e.Index {
 		case 9:
-			files[hex.EncodeToString(e.Digest)] = true
+			d := hex.EncodeToString(e.Digest)
+			if files[served.Kernel.Hex()] && !allowed[d] && unserved == nil {
+				unserved = fmt.Errorf("%w: %q (sha256:%s)", ErrUnserved, bytes.TrimSuffix(e.Data, []byte{0}), d)
+			}
+			files[d] = true
 		case 8:
 			rest, ok := bytes.CutPrefix(e.Data, []byte(cmdlinePrefix))
 			if !ok {
@@ -185,6 +201,9 @@ func checkGRUB(events []attest.Event, served Served) error {
 		if !files[d.Hex()] {
 			return fmt.Errorf("%w: %s is not among PCR 9's measurements", ErrInitrd, d)
 		}
+	}
+	if unserved != nil {
+		return unserved
 	}
 	if len(cmdlines) == 0 {
 		return fmt.Errorf("%w: no kernel_cmdline measured in PCR 8", ErrCmdline)

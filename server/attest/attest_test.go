@@ -69,6 +69,12 @@ func TestCheckGRUB(t *testing.T) {
 	if err := checkGRUB(grubEvents(k, [][]byte{i, d}, served.Cmdline), served); err != nil {
 		t.Fatalf("what was served: %v", err)
 	}
+	// What GRUB read before the kernel (its configs) is not what boots.
+	cfg := sha256.Sum256([]byte("grub.cfg"))
+	before := append([]attest.Event{{Index: 9, Type: evIPL, Data: []byte("/grub.cfg\x00"), Digest: cfg[:]}}, grubEvents(k, [][]byte{i, d}, served.Cmdline)...)
+	if err := checkGRUB(before, served); err != nil {
+		t.Errorf("a config read before the kernel: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
 		ev   []attest.Event
@@ -79,6 +85,8 @@ func TestCheckGRUB(t *testing.T) {
 		{"no driver segment", grubEvents(k, [][]byte{i}, served.Cmdline), ErrInitrd},
 		{"changed command line", grubEvents(k, [][]byte{i, d}, served.Cmdline+" init=/bin/sh"), ErrCmdline},
 		{"no command line", slices.Delete(grubEvents(k, [][]byte{i, d}, served.Cmdline), 2, 3), ErrCmdline},
+		{"an extra initrd", grubEvents(k, [][]byte{i, d, []byte("evil")}, served.Cmdline), ErrUnserved},
+		{"another kernel after the served one", append(grubEvents(k, [][]byte{i, d}, served.Cmdline), grubEvents([]byte("kernel2"), nil, served.Cmdline)...), ErrUnserved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := checkGRUB(tc.ev, served); !errors.Is(err, tc.want) {
