@@ -64,7 +64,7 @@ hostname = attested-01
 	if msg := body(t, resp); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("enrolment: %d %q", resp.StatusCode, msg)
 	}
-	if tp, err := f.s.db.ApproveTPM(context.Background(), tpmMAC); err != nil || tp.EK != EKFingerprint(ekOf(t, tpm)) {
+	if tp, err := f.s.db.ApproveTPM(context.Background(), tpmMAC, EKFingerprint(ekOf(t, tpm))); err != nil || tp.EK != EKFingerprint(ekOf(t, tpm)) {
 		t.Fatalf("approve: %+v %v", tp, err)
 	}
 	return r
