@@ -310,15 +310,6 @@ func (s *Server) attestEvidence(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusForbidden, err.Error())
 		return
 	}
-	if baseline == nil {
-		js, _ := json.Marshal(now)
-		if _, err := s.db.SetTPMBaseline(ctx, ses.MAC, ses.EK, string(js)); err != nil {
-			s.log.Error("record TPM baseline", "mac", ses.MAC, "err", err)
-			refuse(http.StatusInternalServerError, "the server cannot record the machine's firmware baseline: see its log")
-			return
-		}
-		s.log.Info("TPM firmware baseline recorded", "mac", ses.MAC, "ek", ses.EK)
-	}
 	p := s.sets.Load().Profile(ses.Profile)
 	if p == nil || p.Policy() != config.EnrollTPM {
 		refuse(http.StatusConflict, "the profile of this boot changed: reboot the machine")
@@ -344,6 +335,16 @@ func (s *Server) attestEvidence(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("seal document", "mac", ses.MAC, "err", err)
 		refuse(http.StatusInternalServerError, "the server cannot seal the document: see its log")
 		return
+	}
+	// The baseline is recorded only by a boot that gets its document.
+	if baseline == nil {
+		js, _ := json.Marshal(now)
+		if _, err := s.db.SetTPMBaseline(ctx, ses.MAC, ses.EK, string(js)); err != nil {
+			s.log.Error("record TPM baseline", "mac", ses.MAC, "err", err)
+			refuse(http.StatusInternalServerError, "the server cannot record the machine's firmware baseline: see its log")
+			return
+		}
+		s.log.Info("TPM firmware baseline recorded", "mac", ses.MAC, "ek", ses.EK)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -401,6 +401,10 @@ func TestAttestTPMGood(t *testing.T) {
 	if doc2.Identity == nil || doc2.Identity.MachineID != doc.Identity.MachineID {
 		t.Errorf("second boot's identity %+v, first %+v", doc2.Identity, doc.Identity)
 	}
+	// The attested machine keeps its SSH host keys from boot to boot.
+	if hostKey(t, doc2) != hostKey(t, doc) {
+		t.Error("the second attested boot got other SSH host keys than the first")
+	}
 	if b2 := r.baseline(); !equalBaseline(b2, base) {
 		t.Errorf("baseline after the second boot %v, was %v", b2, base)
 	}

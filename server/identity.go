@@ -14,7 +14,7 @@ import (
 // identity makes the identity of t's machine for its boot: its host name,
 // its machine-id (kept from its first boot), SSH host keys, and the
 // profile's templates. Stable host keys go only to machines the profile
-// admitted as themselves (approve, or open-insecure said aloud), and
+// admitted as themselves (approve, tpm, or open-insecure said aloud), and
 // belong to that admission: under open and login a MAC proves nothing,
 // so anyone naming it would get the keys; those machines get new keys at
 // every boot instead (no two machines share the image's keys either
@@ -47,7 +47,9 @@ func (s *Server) identity(ctx context.Context, t state.BootToken, p *config.Prof
 			return nil, err
 		}
 	}
-	stable := p.Policy() == config.EnrollApprove || p.Policy() == config.EnrollOpenInsecure
+	// Under tpm the document goes to the attested TPM alone (sealed to
+	// it): the keys are that TPM's, forgotten when another is approved.
+	stable := p.Policy() == config.EnrollApprove || p.Policy() == config.EnrollOpenInsecure || p.Policy() == config.EnrollTPM
 	stored := ""
 	if stable {
 		a, err := s.db.Admission(ctx, t.MAC, p.Name)

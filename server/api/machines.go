@@ -219,12 +219,18 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 		// the address it asked from.
 		t, err := a.d.DB.TPMOf(ctx, mac)
 		if err == nil && (t.Pending != "" || req.EK != "" || t.EK != "" && len(a.requestsOf(ctx, mac)) == 0) {
+			before := t
 			t, err = a.d.DB.ApproveTPM(ctx, mac, req.EK)
 			switch {
 			case errors.Is(err, state.ErrTPMNotShown):
 				return errorf(http.StatusConflict, "%v", err)
 			case err != nil:
 				return err
+			}
+			// Another TPM may be the machine now: its secrets were
+			// forgotten; end what the old ones still hold open.
+			if t.EK != before.EK {
+				a.d.Disks.Drop(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
 			}
 			a.d.Log.Info("TPM approved", "mac", mac, "ek", t.EK)
 			a.d.Recorder.Changed(mac)

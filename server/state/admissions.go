@@ -14,6 +14,10 @@ import (
 // text.
 const PolicyApprove = "approve"
 
+// PolicyTPM is the policy of admissions whose machine is its TPM
+// (enroll = tpm): their secrets go only to an attested boot.
+const PolicyTPM = "tpm"
+
 // policyLegacy marks admissions carried over from a store of an older
 // version until AdoptLegacy gives them their profile's policy.
 const policyLegacy = "legacy"

@@ -159,6 +159,14 @@ func (d *DB) ApproveTPM(ctx context.Context, mac, ek string) (TPM, error) {
 			ek, pending, pendingAddr, refused, d.millis(), mac); err != nil {
 			return err
 		}
+		if ek != t.EK {
+			// Another TPM is the machine now: what the last one could
+			// read (CHAP secrets, SSH host keys) is forgotten; its next
+			// attested boot gets new ones.
+			if _, err := tx.ExecContext(ctx, `UPDATE admissions SET chap_secret = '', target_secret = '', host_keys = '' WHERE mac = ? AND policy = ?`, mac, PolicyTPM); err != nil {
+				return err
+			}
+		}
 		out, err = scanTPM(tx.QueryRowContext(ctx, `SELECT `+tpmCols+` FROM tpms WHERE mac = ?`, mac))
 		return err
 	})

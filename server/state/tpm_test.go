@@ -68,9 +68,19 @@ func testTPMEnrolment(t *testing.T, d *DB) {
 	if tp, err := d.ApproveTPM(ctx, mac, ""); err != nil || tp.EK != "sha256:aa" || tp.Baseline != "" {
 		t.Fatalf("approve the pinned one again: %+v %v", tp, err)
 	}
-	// The machine's TPM was replaced: the refused EK, named, is pinned.
+	// The machine's TPM was replaced: the refused EK, named, is pinned,
+	// and what the last TPM could read is forgotten.
+	if _, err := d.Enter(ctx, Machine{MAC: mac, Profile: "tpm"}, PolicyTPM, Quota{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SetHostKeys(ctx, mac, "tpm", "KEYS"); err != nil {
+		t.Fatal(err)
+	}
 	if tp, err := d.ApproveTPM(ctx, mac, "sha256:bb"); err != nil || tp.EK != "sha256:bb" || tp.Refused != "" || tp.Refusals != 1 {
 		t.Fatalf("approve the refused one: %+v %v", tp, err)
+	}
+	if a, err := d.Admission(ctx, mac, "tpm"); err != nil || a.HostKeys != "" {
+		t.Errorf("another TPM approved, and the host keys stay: %q %v", a.HostKeys, err)
 	}
 	if _, err := d.ApproveTPM(ctx, mac, "sha256:zz"); !errors.Is(err, ErrTPMNotShown) || !strings.Contains(err.Error(), "none waits") {
 		t.Errorf("approve an EK never shown: %v", err)
