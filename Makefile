@@ -16,7 +16,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools 
 	busybox-static cpio e2fsprogs nginx libiscsi-bin tgt zstd \
 	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
 	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin man-db lintian postgresql \
-	shim-signed grub-efi-amd64-signed grub-common sbsigntool openssl \
+	shim-signed grub-efi-amd64-signed grub-common sbsigntool openssl osslsigncode \
 	swtpm swtpm-tools tpm2-tools
 
 .PHONY: help

@@ -84,6 +84,7 @@ var packages = map[string]string{
 	"mksquashfs":           "squashfs-tools",
 	"modprobe":             "kmod",
 	"nginx":                "nginx",
+	"osslsigncode":         "osslsigncode",
 	"perfdhcp":             "kea-admin",
 	"qemu-system-x86_64":   "qemu-system-x86",
 	"swtpm":                "swtpm",
