@@ -44,6 +44,9 @@ var DefaultUpperSize = Size{Percent: 50}
 //     no overboot server needed);
 //   - document: Doc names a boot document on the overboot server, which then
 //     decides the layers; Lower, Digest, Size, UpperSize and Init must be unset;
+//   - login: Login names the server's console login (the agent asks for a
+//     username and password on the console and POSTs them there; the
+//     answer is the user's boot document); otherwise as document mode;
 //   - disk: Root names a partition of the iSCSI disk the firmware booted
 //     from (iPXE's sanboot, described by the iBFT), mounted read-write as
 //     the root with no overlay; Doc, Lower, Digest, Size and UpperSize must
@@ -53,7 +56,12 @@ var DefaultUpperSize = Size{Percent: 50}
 // machine post phase reports; a server that hands out a boot document
 // should rather put the report URL there (Document.Report), which wins.
 type Params struct {
-	Doc    string // overboot.doc: URL of the boot document (may carry a single-use token)
+	Doc string // overboot.doc: URL of the boot document (may carry a single-use token)
+	// Login (overboot.login) is the URL of the server's console login
+	// (with a single-use token): the agent POSTs the username and
+	// password typed on the console there, and gets the boot document.
+	// The URL carries nothing secret: the password comes after.
+	Login  string
 	Report string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
 	Root   Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
 	Lower  string // overboot.lower: http(s) URL of the squashfs image
@@ -111,6 +119,7 @@ type param struct {
 // params lists every key in the order Format writes them.
 var params = []param{
 	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
+	{"login", func(p *Params, v string) error { return setURL(&p.Login, v) }, func(p *Params) string { return p.Login }},
 	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
@@ -237,7 +246,7 @@ func (p Params) Validate() error {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"doc", p.Doc != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
+		}{{"doc", p.Doc != ""}, {"login", p.Login != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
 			if k.set {
 				bad(k.key, "cannot be combined with overboot.root: the root is a disk partition, no image and no overlay")
 			}
@@ -245,10 +254,14 @@ func (p Params) Validate() error {
 		return errors.Join(errs...)
 	}
 	switch {
+	case p.Doc != "" && p.Login != "":
+		bad("login", "cannot be combined with overboot.doc: the login's answer is the document")
 	case p.Doc != "" && p.Lower != "":
 		bad("lower", "cannot be combined with overboot.doc: the document names the image")
-	case p.Doc == "" && p.Lower == "":
-		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, or overboot.root=ibft:N")})
+	case p.Login != "" && p.Lower != "":
+		bad("lower", "cannot be combined with overboot.login: the document the login answers names the image")
+	case p.Doc == "" && p.Login == "" && p.Lower == "":
+		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, overboot.login=URL, or overboot.root=ibft:N")})
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
 	}
@@ -287,18 +300,30 @@ func (p Params) Validate() error {
 			}
 		}
 	}
-	if p.Doc != "" {
+	if mode := p.documentKey(); mode != "" {
 		for _, k := range append([]struct {
 			key string
 			set bool
 			opt bool
 		}{{"digest", p.Digest != "", false}, {"size", p.Size != 0, false}, {"upper.size", !p.UpperSize.IsZero(), false}, {"init", p.Init != "", false}, {"lower.mode", p.LowerMode != "", false}}, verity...) {
 			if k.set {
-				bad(k.key, "cannot be combined with overboot.doc: the document decides it")
+				bad(k.key, "cannot be combined with %s%s: the document decides it", Prefix, mode)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// documentKey is the key of the document mode p is in: "doc" or "login"
+// (both: "doc"), or "" for none.
+func (p Params) documentKey() string {
+	switch {
+	case p.Doc != "":
+		return "doc"
+	case p.Login != "":
+		return "login"
+	}
+	return ""
 }
 
 // Format writes the parameters as kernel command-line arguments in canonical
@@ -359,13 +384,10 @@ func (p Params) DHCPFamily() int {
 }
 
 // ServerAddr returns the IP literal in the host of the first URL the agent
-// fetches (the document's, else the image's), or the zero Addr when that
-// host is a name or there is no URL.
+// fetches (the document's or the login's, else the image's), or the zero
+// Addr when that host is a name or there is no URL.
 func (p Params) ServerAddr() netip.Addr {
-	raw := p.Doc
-	if raw == "" {
-		raw = p.Lower
-	}
+	raw := cmp.Or(p.Doc, p.Login, p.Lower)
 	u, err := url.Parse(raw)
 	if err != nil {
 		return netip.Addr{}
@@ -412,7 +434,7 @@ func (p Params) UpperLimit() Size {
 }
 
 // Document returns the boot document a static command line stands for. It is
-// only meaningful when p.Doc is empty.
+// only meaningful when p.Doc and p.Login are empty.
 func (p Params) Document() Document {
 	h := &HTTPSource{URL: p.Lower, Mirrors: p.LowerMirrors, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
 	if p.VerityURL != "" {
