@@ -358,6 +358,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /doc/{token}", s.document)
 	mux.HandleFunc("GET /san/{token}", s.sanboot)
 	mux.HandleFunc("GET /login/{token}", s.login)
+	mux.HandleFunc("POST /login/{token}", s.consoleLogin)
+	mux.HandleFunc("GET /console-login/{token}", s.consoleLoginEntry)
+	mux.HandleFunc("GET "+grub.Path+"/console-login/{token}", grubRequest(s.consoleLoginEntry))
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
 	mux.HandleFunc("POST /report/{token}", s.report)
 	mux.HandleFunc("POST /report/{token}/working-set", s.workingSet) // boot.WorkingSetPath
