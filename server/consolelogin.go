@@ -60,6 +60,9 @@ func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := r.PathValue("token")
 	form, err := ParseLoginBody(r)
+	if q := r.URL.Query(); err == nil && (len(q) > 1 || len(q) == 1 && !q.Has("profile")) {
+		err = errors.New("console login: the URL's query has only profile=NAME")
+	}
 	if err != nil {
 		// The token stays: the same URL for the next try.
 		s.loginRefusal(w, r, http.StatusBadRequest, err.Error(), tok, 0)
@@ -94,13 +97,18 @@ func (s *Server) loginAgain(w http.ResponseWriter, r *http.Request, t state.Boot
 // loginRefusal writes a boot.ConsoleLoginRefusal whose next URL carries
 // tok ("" none), with Retry-After when wait is set.
 func (s *Server) loginRefusal(w http.ResponseWriter, r *http.Request, code int, why, tok string, wait time.Duration) {
+	ctx := r.Context()
 	ref := boot.ConsoleLoginRefusal{Error: why}
 	if tok != "" {
 		base, err := s.base(r)
 		if err != nil {
 			code, ref.Error = http.StatusBadRequest, err.Error()
 		} else {
-			ref.Login = s.loginBase(base) + answer.LoginPath + tok
+			// The profile's name as the command line's URL has it.
+			ref.Login = answer.ConsoleLoginURL(s.loginBase(base), tok, r.URL.Query().Get("profile"))
+			if t, err := s.tokens.Peek(ctx, tok, enroll.PurposeConsoleLogin); err == nil {
+				ref.Login = answer.ConsoleLoginURL(s.loginBase(base), tok, t.Profile)
+			}
 		}
 	}
 	if wait > 0 {

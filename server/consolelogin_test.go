@@ -40,7 +40,7 @@ func (f *fix) consoleURL(mac, remote string) string {
 	if strings.Contains(s, "overboot.doc=") || strings.Contains(s, "login ||") {
 		f.t.Fatalf("a console login's script names a document or shows iPXE's form:\n%s", s)
 	}
-	return find(f.t, `overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64}) `, s)
+	return find(f.t, `overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64}\?profile=[a-z]+) `, s)
 }
 
 // postLogin POSTs a console login's body (JSON unless ctype says).
@@ -71,7 +71,7 @@ func refusal(t *testing.T, r *http.Response, code int) boot.ConsoleLoginRefusal 
 // loginPath is the path of a refusal's next URL.
 func loginPath(t *testing.T, ref boot.ConsoleLoginRefusal) string {
 	t.Helper()
-	return find(t, `^http://10\.0\.2\.100(/login/[0-9a-f]{64})$`, ref.Login)
+	return find(t, `^http://10\.0\.2\.100(/login/[0-9a-f]{64}\?profile=[a-z]+)$`, ref.Login)
 }
 
 // TestConsoleLogin: the agent's POST to overboot.login's URL. Malformed
@@ -105,17 +105,24 @@ func TestConsoleLogin(t *testing.T) {
 			t.Errorf("%s: next URL %s, want the same (nothing spent)", name, got)
 		}
 	}
+	if !strings.HasSuffix(path, "?profile=default") {
+		t.Errorf("the login URL does not name the profile: %s", path)
+	}
+	ref := refusal(t, f.postLogin(path+"&x=1", addr, "application/json", loginJSON("alice", "correct horse")), http.StatusBadRequest)
+	if !strings.Contains(ref.Error, "only profile=NAME") || loginPath(t, ref) != path {
+		t.Errorf("a query with more: %+v", ref)
+	}
 	// Another address: refused, and the URL stays its machine's.
 	if r := f.postLogin(path, "192.0.2.99", "application/json", loginJSON("alice", "correct horse")); r.StatusCode != http.StatusForbidden {
 		t.Fatalf("from another address: HTTP %d %s", r.StatusCode, body(t, r))
 	}
 	// iPXE's form cannot spend a console login's URL.
-	if s := f.login(path, addr, "alice", "correct horse"); !strings.Contains(s, "unknown, used or expired URL") {
+	if s := f.login(strings.Split(path, "?")[0], addr, "alice", "correct horse"); !strings.Contains(s, "unknown, used or expired URL") {
 		t.Fatalf("a console URL as iPXE's form:\n%s", s)
 	}
 
 	// A wrong password: 401, a new URL; the old one is spent.
-	ref := refusal(t, f.postLogin(path, addr, "application/json", loginJSON("alice", "battery staple")), http.StatusUnauthorized)
+	ref = refusal(t, f.postLogin(path, addr, "application/json", loginJSON("alice", "battery staple")), http.StatusUnauthorized)
 	next := loginPath(t, ref)
 	if next == path || !strings.Contains(ref.Error, "wrong username or password") {
 		t.Fatalf("wrong password: %+v", ref)
@@ -252,7 +259,7 @@ func TestConsoleLoginMenu(t *testing.T) {
 		t.Errorf("the entry from another address:\n%s", s)
 	}
 	s := body(t, f.do(http.MethodGet, entry, "192.0.2.1", nil))
-	path := find(t, `overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64}) `, s)
+	path := find(t, `overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64}\?profile=[a-z]+) `, s)
 	if strings.Contains(s, "overboot.doc=") {
 		t.Errorf("the console login's boot names a document:\n%s", s)
 	}
@@ -304,7 +311,7 @@ profile = sbmenu
 	if err := f.s.db.AddUser(context.Background(), "alice", hash); err != nil {
 		t.Fatal(err)
 	}
-	const loginRE = `if linux '/blobs/sha256/[0-9a-f]{64}' 'console=ttyS0' 'overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64})'; then`
+	const loginRE = `if linux '/blobs/sha256/[0-9a-f]{64}' 'console=ttyS0' 'overboot\.login=http://10\.0\.2\.100(/login/[0-9a-f]{64}\?profile=sb[a-z]*)'; then`
 	cfg := body(t, f.do(http.MethodGet, "/grub?mac=52:54:00:00:00:5b&buildarch=x86_64&platform=efi", "192.0.2.1", nil))
 	path := find(t, loginRE, cfg)
 	if strings.Contains(cfg, "overboot.doc") || strings.Contains(cfg, "no GRUB form") {

@@ -3,6 +3,7 @@ package answer
 import (
 	"cmp"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -261,7 +262,14 @@ func ConsoleLoginFor(base string, m Machine, p *config.Profile, a Artifacts, tok
 	if p.Sanboot != "" {
 		return nil, fmt.Errorf("profile %s: a console login needs the agent, which a sanboot does not run", p.Name)
 	}
-	return kernelFor(base, m, p, a, boot.Params{Login: docBase(base, a) + LoginPath + token})
+	return kernelFor(base, m, p, a, boot.Params{Login: ConsoleLoginURL(docBase(base, a), token, p.Name)})
+}
+
+// ConsoleLoginURL is the console login's URL at base for token: the
+// profile's name in its query, for the agent's prompt to show (the token
+// decides the profile; the server reads nothing else of the query).
+func ConsoleLoginURL(base, token, profile string) string {
+	return base + LoginPath + token + "?" + url.Values{"profile": {profile}}.Encode()
 }
 
 // docBase is where the agent fetches its document (or logs in): what

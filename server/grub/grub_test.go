@@ -379,7 +379,7 @@ func TestRenderLoginProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `	if linux '/blobs/sha256/` + strings.Repeat("1", 64) + `' 'overboot.login=http://10.0.2.100/login/` + tok + `'; then`
+	want := `	if linux '/blobs/sha256/` + strings.Repeat("1", 64) + `' 'overboot.login=http://10.0.2.100/login/` + tok + `?profile=classroom'; then`
 	if !strings.Contains(got, want+"\n") || strings.Contains(got, "overboot.doc") {
 		t.Errorf("the console login's GRUB config lacks\n%s\nor names a document:\n%s", want, got)
 	}
