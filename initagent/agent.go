@@ -80,6 +80,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	rep := newReporter(ctx, a.Reports, a.printf)
 	defer rep.close()
 	rep.hideURL(p.Doc)
+	rep.hideURL(p.Login)
 	rep.hideURL(p.Report)
 	rep.hideImageURL(p.Lower)
 	timings := &phaseTimer{a: a, rep: rep}
@@ -95,7 +96,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 }
 
 func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) error {
-	if p.Doc == "" {
+	if p.Doc == "" && p.Login == "" {
 		// The destination is known; reports wait for the network.
 		timings.rep.decide(p.ReportURL(p.Document()))
 	}

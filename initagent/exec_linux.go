@@ -91,6 +91,12 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 			return Result{}, err
 		}
 		return Result{Document: &doc}, nil
+	case ConsoleLogin:
+		doc, err := e.consoleLogin(ctx, s)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Document: &doc}, nil
 	case Download:
 		return noted(download(ctx, s, e.Client, e.progress))
 	case LoopMount:

@@ -62,7 +62,9 @@ const (
 //   - document mode (overboot.doc=): the FetchDocument step, then what
 //     the document decides. With doc nil the plan ends after FetchDocument;
 //     once that step has run, Plan with its document returns the whole
-//     plan, which begins with the same steps.
+//     plan, which begins with the same steps;
+//   - console login (overboot.login=): the same with the ConsoleLogin
+//     step in FetchDocument's place.
 //
 // doc is ignored outside document mode. An invalid document is an error.
 func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
@@ -70,6 +72,11 @@ func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 	switch {
 	case !p.Root.IsZero():
 		return append(steps, diskSteps(p)...), nil
+	case p.Login != "":
+		steps = append(steps, ConsoleLogin{URL: p.Login, Attempts: p.FetchTries(), Stall: p.FetchStall()})
+		if doc == nil {
+			return steps, nil
+		}
 	case p.Doc == "":
 		d := p.Document()
 		doc = &d
@@ -86,14 +93,17 @@ func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 	return append(steps, root...), nil
 }
 
-// NeedsDocument reports whether a plan stops at its FetchDocument step:
-// the rest depends on the document.
+// NeedsDocument reports whether a plan stops at its FetchDocument (or
+// ConsoleLogin) step: the rest depends on the document.
 func NeedsDocument(steps []Step) bool {
 	if len(steps) == 0 {
 		return false
 	}
-	_, ok := steps[len(steps)-1].(FetchDocument)
-	return ok
+	switch steps[len(steps)-1].(type) {
+	case FetchDocument, ConsoleLogin:
+		return true
+	}
+	return false
 }
 
 // earlySteps run before anything is known of the root.

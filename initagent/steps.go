@@ -214,6 +214,22 @@ func (f FetchDocument) String() string { return "fetch boot document " + fetch.R
 // Phase implements Step.
 func (FetchDocument) Phase() Phase { return PhaseDocument }
 
+// ConsoleLogin asks for a username and a password on the console and
+// POSTs them to URL (overboot.login); the answer is the boot document,
+// as FetchDocument's (consolelogin.go).
+type ConsoleLogin struct {
+	URL      string
+	Attempts int
+	Stall    time.Duration
+}
+
+func (c ConsoleLogin) String() string {
+	return "ask username and password on /dev/console, POST to " + fetch.RedactURL(c.URL) + " for the boot document"
+}
+
+// Phase implements Step: the login gets the document.
+func (ConsoleLogin) Phase() Phase { return PhaseDocument }
+
 // Download fetches the image over HTTP into Dest, verifying it.
 type Download struct {
 	URL      string
