@@ -53,15 +53,34 @@ func (c *console) Ask(prompt string) (string, error) {
 	return readLine(c.f)
 }
 
-// AskSecret reads with echo off (term.ReadPassword clears ECHO in the
-// terminal's termios and restores it after).
+// SecretHint is the line the console shows once echo is off, before the
+// password's prompt: what is typed from then on is not shown.
+const SecretHint = "(echo is off: what you type now is not shown)"
+
+// AskSecret reads a line with echo off: ECHO cleared in the terminal's
+// termios (line editing and the signals stay), then SecretHint and the
+// prompt, so nothing typed after they show is echoed; the settings are
+// put back after.
 func (c *console) AskSecret(prompt string) (string, error) {
-	if _, err := fmt.Fprint(c.f, prompt); err != nil {
+	fd := int(c.f.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return "", fmt.Errorf("read the terminal's settings: %w", err)
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return "", fmt.Errorf("turn the terminal's echo off: %w", err)
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	if _, err := fmt.Fprintf(c.f, "%s\r\n%s", SecretHint, prompt); err != nil {
 		return "", err
 	}
-	b, err := term.ReadPassword(int(c.f.Fd()))
+	line, err := readLine(c.f)
 	fmt.Fprint(c.f, "\r\n") // the Enter that was not echoed
-	return string(b), err
+	return line, err
 }
 
 // maxLine bounds a line typed on the console.
