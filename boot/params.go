@@ -44,6 +44,9 @@ var DefaultUpperSize = Size{Percent: 50}
 //     no overboot server needed);
 //   - document: Doc names a boot document on the overboot server, which then
 //     decides the layers; Lower, Digest, Size, UpperSize and Init must be unset;
+//   - login: Login names the server's console login (the agent asks for a
+//     username and password on the console and POSTs them there; the
+//     answer is the user's boot document); otherwise as document mode;
 //   - disk: Root names a partition of the iSCSI disk the firmware booted
 //     from (iPXE's sanboot, described by the iBFT), mounted read-write as
 //     the root with no overlay; Doc, Lower, Digest, Size and UpperSize must
@@ -58,6 +61,11 @@ type Params struct {
 	// proves what booted before the document comes, sealed to that TPM
 	// (attest.go; a single-use token, nothing secret).
 	Attest string
+	// Login (overboot.login) is the URL of the server's console login
+	// (with a single-use token): the agent POSTs the username and
+	// password typed on the console there, and gets the boot document.
+	// The URL carries nothing secret: the password comes after.
+	Login  string
 	Report string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
 	Root   Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
 	Lower  string // overboot.lower: http(s) URL of the squashfs image
@@ -116,6 +124,7 @@ type param struct {
 var params = []param{
 	{"doc", func(p *Params, v string) error { return setURL(&p.Doc, v) }, func(p *Params) string { return p.Doc }},
 	{"attest", func(p *Params, v string) error { return setURL(&p.Attest, v) }, func(p *Params) string { return p.Attest }},
+	{"login", func(p *Params, v string) error { return setURL(&p.Login, v) }, func(p *Params) string { return p.Login }},
 	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
 	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
@@ -242,22 +251,29 @@ func (p Params) Validate() error {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"doc", p.Doc != ""}, {"attest", p.Attest != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
+		}{{"doc", p.Doc != ""}, {"attest", p.Attest != ""}, {"login", p.Login != ""}, {"lower", p.Lower != ""}, {"digest", p.Digest != ""}, {"size", p.Size != 0}, {"upper.size", !p.UpperSize.IsZero()}} {
 			if k.set {
 				bad(k.key, "cannot be combined with overboot.root: the root is a disk partition, no image and no overlay")
 			}
 		}
 		return errors.Join(errs...)
 	}
+	var srcs []string // the keys that bring a document
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"doc", p.Doc != ""}, {"attest", p.Attest != ""}, {"login", p.Login != ""}} {
+		if k.set {
+			srcs = append(srcs, k.key)
+		}
+	}
 	switch {
-	case p.Doc != "" && p.Attest != "":
-		bad("attest", "cannot be combined with overboot.doc: the attested machine gets its document sealed")
-	case p.Attest != "" && p.Lower != "":
-		bad("lower", "cannot be combined with overboot.attest: the document names the image")
-	case p.Doc != "" && p.Lower != "":
-		bad("lower", "cannot be combined with overboot.doc: the document names the image")
-	case p.Doc == "" && p.Attest == "" && p.Lower == "":
-		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, overboot.attest=URL, or overboot.root=ibft:N")})
+	case len(srcs) > 1:
+		bad(srcs[1], "cannot be combined with overboot.%s: one of overboot.doc, overboot.attest and overboot.login brings the document", srcs[0])
+	case len(srcs) == 1 && p.Lower != "":
+		bad("lower", "cannot be combined with overboot.%s: the document names the image", srcs[0])
+	case len(srcs) == 0 && p.Lower == "":
+		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, overboot.attest=URL, overboot.login=URL, or overboot.root=ibft:N")})
 	case p.Lower != "" && p.Digest == "":
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
 	}
@@ -310,14 +326,16 @@ func (p Params) Validate() error {
 	return errors.Join(errs...)
 }
 
-// documentKey is the key that brings a boot document (doc or attest), or
-// "".
+// documentKey is the key that brings p's boot document (doc, attest or
+// login), or "".
 func (p Params) documentKey() string {
 	switch {
 	case p.Doc != "":
 		return "doc"
 	case p.Attest != "":
 		return "attest"
+	case p.Login != "":
+		return "login"
 	}
 	return ""
 }
@@ -380,10 +398,10 @@ func (p Params) DHCPFamily() int {
 }
 
 // ServerAddr returns the IP literal in the host of the first URL the agent
-// fetches (the document's, else the image's), or the zero Addr when that
-// host is a name or there is no URL.
+// fetches (the document's or the login's, else the image's), or the zero
+// Addr when that host is a name or there is no URL.
 func (p Params) ServerAddr() netip.Addr {
-	raw := cmp.Or(p.Doc, p.Attest, p.Lower)
+	raw := cmp.Or(p.Doc, p.Attest, p.Login, p.Lower)
 	u, err := url.Parse(raw)
 	if err != nil {
 		return netip.Addr{}
@@ -430,7 +448,7 @@ func (p Params) UpperLimit() Size {
 }
 
 // Document returns the boot document a static command line stands for. It is
-// only meaningful when p.Doc is empty.
+// only meaningful when p.Doc and p.Login are empty.
 func (p Params) Document() Document {
 	h := &HTTPSource{URL: p.Lower, Mirrors: p.LowerMirrors, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
 	if p.VerityURL != "" {

@@ -63,6 +63,11 @@ func TestParse(t *testing.T) {
 			want:    Params{Doc: "http://s/doc/abc", Report: "https://s:8443/report/tok?x=1"},
 		},
 		{
+			name:    "console login",
+			cmdline: "console=ttyS0 overboot.login=https://s:8443/login/0123abcd overboot.onfail=poweroff",
+			want:    Params{Login: "https://s:8443/login/0123abcd", OnFail: ActionPoweroff},
+		},
+		{
 			name:    "disk with report",
 			cmdline: "overboot.root=ibft:1 overboot.report=http://s/report/t",
 			want:    Params{Root: Root{Partition: 1}, Report: "http://s/report/t"},
@@ -137,6 +142,15 @@ func TestParseErrors(t *testing.T) {
 		{"attest and size", "overboot.attest=http://h/a overboot.size=4096", "overboot.size", "cannot be combined with overboot.attest"},
 		{"attest and root", "overboot.attest=http://h/a overboot.root=ibft:1", "overboot.attest", "cannot be combined with overboot.root"},
 		{"attest not a url", "overboot.attest=h/a", "overboot.attest", "http"},
+		{"login and doc", "overboot.doc=http://h/d overboot.login=http://h/login/t", "overboot.login", "cannot be combined with overboot.doc"},
+		{"login and lower", "overboot.login=http://h/login/t overboot.lower=http://h/i" + d, "overboot.lower", "cannot be combined with overboot.login"},
+		{"login and init", "overboot.login=http://h/login/t overboot.init=/sbin/init", "overboot.init", "cannot be combined with overboot.login"},
+		{"login and lower mode", "overboot.login=http://h/login/t overboot.lower.mode=lazy", "overboot.lower.mode", "cannot be combined with overboot.login"},
+		{"login and root", "overboot.root=ibft:1 overboot.login=http://h/login/t", "overboot.login", "cannot be combined with overboot.root"},
+		{"login not http", "overboot.login=ftp://h/login/t", "overboot.login", "http"},
+		{"login without host", "overboot.login=http:///login/t", "overboot.login", "no host"},
+		{"login twice", "overboot.login=http://h/login/a overboot.login=http://h/login/b", "overboot.login", "more than once"},
+		{"login empty", "overboot.login=", "overboot.login", "needs a value"},
 		{"relative init", "overboot.lower=http://h/i" + d + " overboot.init=sbin/init", "overboot.init", "absolute"},
 		{"bad onfail", "overboot.lower=http://h/i" + d + " overboot.onfail=panic", "overboot.onfail", "reboot, shell or poweroff"},
 		{"bad size", "overboot.lower=http://h/i" + d + " overboot.upper.size=lots", "overboot.upper.size", "size"},
@@ -279,6 +293,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(`overboot.root=ibft:1 overboot.init=/sbin/init overboot.report=http://h/report/t`)
 	f.Add(`overboot.doc=http://h/doc/a overboot.report="https://h:8443/report/t?k=v"`)
 	f.Add("overboot.lower=http://h/i overboot.digest=" + string(testDigest) + " overboot.report=http://h/r")
+	f.Add(`overboot.login=http://h/login/t overboot.onfail=poweroff`)
 	f.Add(`overboot.doc=http://h/d overboot.dhcp.timeout=1m30s overboot.onfail=shell overboot.onfail.delay=1s`)
 	f.Fuzz(func(t *testing.T, cmdline string) {
 		p, err := Parse(cmdline)
@@ -308,6 +323,7 @@ func TestDHCPFamily(t *testing.T) {
 		{"overboot.doc=http://[2001:db8::1]/d/x", 6},
 		{"overboot.doc=http://[2001:db8::1]:8080/d/x overboot.dhcp=4", 4},
 		{"overboot.doc=http://boot.example/d/x", 4},
+		{"overboot.login=http://[2001:db8::1]/login/x", 6},
 		{"overboot.doc=http://boot.example/d/x overboot.dhcp=6", 6},
 		{"overboot.lower=http://[fe80::1%25eth0]/i overboot.digest=sha256:" + strings.Repeat("a", 64), 6},
 		{"overboot.doc=http://[::ffff:192.0.2.1]/d/x", 4},

@@ -81,6 +81,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 	defer rep.close()
 	rep.hideURL(p.Doc)
 	rep.hideURL(p.Attest)
+	rep.hideURL(p.Login)
 	rep.hideURL(p.Report)
 	rep.hideImageURL(p.Lower)
 	timings := &phaseTimer{a: a, rep: rep}
@@ -96,7 +97,7 @@ func (a *Agent) Boot(ctx context.Context, cmdline string) error {
 }
 
 func (a *Agent) boot(ctx context.Context, p boot.Params, timings *phaseTimer) error {
-	if p.Doc == "" && p.Attest == "" {
+	if p.Doc == "" && p.Attest == "" && p.Login == "" {
 		// The destination is known; reports wait for the network.
 		timings.rep.decide(p.ReportURL(p.Document()))
 	}

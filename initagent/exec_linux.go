@@ -93,6 +93,12 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 		return Result{Document: &doc}, nil
 	case Attest:
 		return e.attest(ctx, s)
+	case ConsoleLogin:
+		doc, err := e.consoleLogin(ctx, s)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Document: &doc}, nil
 	case Download:
 		return noted(download(ctx, s, e.Client, e.progress))
 	case LoopMount:

@@ -70,6 +70,8 @@ const (
 //   - attested document mode (overboot.attest=): the same with the Attest
 //     step in FetchDocument's place: the TPM proves what booted, and the
 //     document it opens plans the rest.
+//   - console login (overboot.login=): the same with the ConsoleLogin
+//     step in FetchDocument's place.
 //
 // doc is ignored outside the document modes. An invalid document is an
 // error.
@@ -80,6 +82,11 @@ func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 		return append(steps, diskSteps(p)...), nil
 	case p.Attest != "":
 		steps = append(steps, Attest{URL: p.Attest, Attempts: p.FetchTries(), Stall: p.FetchStall()})
+		if doc == nil {
+			return steps, nil
+		}
+	case p.Login != "":
+		steps = append(steps, ConsoleLogin{URL: p.Login, Attempts: p.FetchTries(), Stall: p.FetchStall()})
 		if doc == nil {
 			return steps, nil
 		}
@@ -99,14 +106,14 @@ func Plan(p boot.Params, doc *boot.Document) ([]Step, error) {
 	return append(steps, root...), nil
 }
 
-// NeedsDocument reports whether a plan stops at its FetchDocument or
-// Attest step: the rest depends on the document.
+// NeedsDocument reports whether a plan stops at its FetchDocument,
+// Attest or ConsoleLogin step: the rest depends on the document.
 func NeedsDocument(steps []Step) bool {
 	if len(steps) == 0 {
 		return false
 	}
 	switch steps[len(steps)-1].(type) {
-	case FetchDocument, Attest:
+	case FetchDocument, Attest, ConsoleLogin:
 		return true
 	}
 	return false

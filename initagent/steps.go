@@ -231,6 +231,22 @@ func (a Attest) String() string {
 // Phase implements Step.
 func (Attest) Phase() Phase { return PhaseAttest }
 
+// ConsoleLogin asks for a username and a password on the console and
+// POSTs them to URL (overboot.login); the answer is the boot document,
+// as FetchDocument's (consolelogin.go).
+type ConsoleLogin struct {
+	URL      string
+	Attempts int
+	Stall    time.Duration
+}
+
+func (c ConsoleLogin) String() string {
+	return "ask username and password on /dev/console, POST to " + fetch.RedactURL(c.URL) + " for the boot document"
+}
+
+// Phase implements Step: the login gets the document.
+func (ConsoleLogin) Phase() Phase { return PhaseDocument }
+
 // Download fetches the image over HTTP into Dest, verifying it.
 type Download struct {
 	URL      string

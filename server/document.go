@@ -18,18 +18,35 @@ import (
 // handed to: the side effects (the disk, the identity, the report token,
 // the image's tree) here, the document itself in package server/answer.
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	tok := r.PathValue("token")
-	if s.cfg.Load().TLSListen != "" && r.TLS == nil {
-		// Its secrets never cross the network in the clear once the
-		// server has HTTPS; the token stays unspent.
-		http.Error(w, "this server hands boot documents over HTTPS only (tls-listen): the URL on the kernel command line is https", http.StatusForbidden)
+	if !s.overTLS(w, r) {
 		return
 	}
 	t, ok := s.spend(w, r, tok, enroll.PurposeDoc, false)
 	if !ok {
 		return
 	}
+	s.serveDocument(w, r, tok, t)
+}
+
+// overTLS refuses a request that hands secrets (a document, a password)
+// over plain HTTP once the server has HTTPS, before anything is spent.
+func (s *Server) overTLS(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.Load().TLSListen != "" && r.TLS == nil {
+		// Its secrets never cross the network in the clear once the
+		// server has HTTPS; the token stays unspent.
+		http.Error(w, "this server hands boot documents over HTTPS only (tls-listen): the URL on the kernel command line is https", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// serveDocument answers the boot document of t, the spent token tok
+// (a document's, or a console login's that succeeded): on a failure of
+// the server's (5xx), tok is given back, so that the agent's next try
+// with the same URL can work.
+func (s *Server) serveDocument(w http.ResponseWriter, r *http.Request, tok string, t state.BootToken) {
+	ctx := r.Context()
 	fail := func(code int, why string) {
 		if code >= 500 {
 			// The agent tries again (a 503 while the store is down)

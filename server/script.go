@@ -108,6 +108,9 @@ type bootReq struct {
 	bootID                    int64  // a boot already started (at a menu)
 	user                      string // who logged in, for a login's boot
 	nic                       pci.ID // the booting NIC, from the query; zero after a menu
+	// console: the boot of a login profile whose agent asks for the
+	// username and password on the console (answer.ConsoleLoginFor).
+	console bool
 }
 
 // admit applies p's enrolment policy to the request (enroll.Decide),
@@ -197,9 +200,19 @@ func (q bootReq) machine() answer.Machine {
 }
 
 // menu answers a profile's menu: a login item (login profiles) and its
-// entries, each behind one single-use token bound to this address.
+// entries, each behind one single-use token bound to this address. A
+// machine that cannot show iPXE's form (GRUB's, on the Secure Boot path)
+// or whose profile says login = console logs in on the console: its
+// login item boots the kernel that asks there, and without other items
+// there is no menu, only that boot.
 func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *config.Profile) {
 	ctx := r.Context()
+	console := p.Policy() == config.EnrollLogin && (isGRUB(r) || p.ConsoleLogin())
+	if console && len(p.Menu) == 0 {
+		q.console = true
+		s.bootScript(w, r, q, p)
+		return
+	}
 	base, err := s.base(r)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err.Error())
@@ -222,7 +235,7 @@ func (s *Server) menu(w http.ResponseWriter, r *http.Request, q bootReq, p *conf
 		// Its entries answer GRUB configs too: /grub/entry/TOKEN/NAME.
 		base += grub.Path
 	}
-	s.reply(w, r, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok))
+	s.reply(w, r, http.StatusOK, answer.MenuFor(base, q.machine(), p, tok, console))
 }
 
 // entry answers a menu's choice of another profile: that profile's own
@@ -337,20 +350,26 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 	// disk's secrets) or the sanboot script (the secrets too) is served
 	// once, behind a single-use URL: never the command line, which every
 	// user of the booted system can read.
-	bt := state.BootToken{Purpose: answer.Purpose(p), MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}
+	// A console login's URL is single use and bound to this address too;
+	// its answer, after the password, is the document.
+	purpose, ttl, bootFor := answer.Purpose(p), enroll.TokenTTL, answer.BootFor
+	if q.console {
+		purpose, ttl, bootFor = enroll.PurposeConsoleLogin, enroll.ConsoleLoginTTL, answer.ConsoleLoginFor
+	}
+	bt := state.BootToken{Purpose: purpose, MAC: q.mac, User: q.user, Profile: p.Name, Address: q.addr, BootID: q.bootID}
 	if bt.Purpose == enroll.PurposeAttest {
 		// The token records what it was served with, its own URL on the
 		// command line included (attestBoot).
 		s.attestBoot(w, r, q, p, base, arts, bt)
 		return
 	}
-	tok, err := s.tokens.Issue(ctx, bt, enroll.TokenTTL)
+	tok, err := s.tokens.Issue(ctx, bt, ttl)
 	if err != nil {
 		s.log.Error("issue token", "err", err)
 		s.failScript(w, r, http.StatusInternalServerError, "the server cannot issue a token: see its log")
 		return
 	}
-	a, err := answer.BootFor(base, q.machine(), p, arts, tok)
+	a, err := bootFor(base, q.machine(), p, arts, tok)
 	if err != nil {
 		s.failBoot(w, r, q, p, http.StatusInternalServerError, err.Error())
 		return

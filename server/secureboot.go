@@ -97,7 +97,7 @@ func signedPE(r io.ReaderAt) error {
 // the TFTP server it came from): its machine's config (/grub?mac=...,
 // the same answer as over HTTP, the TFTP client's address standing for
 // the HTTP one: tokens are bound to it) and menu entries
-// (/grub/entry/TOKEN/NAME), and blobs by digest (/blobs/sha256/HEX, the
+// (/grub/entry/TOKEN/NAME, /grub/console-login/TOKEN), and blobs by digest (/blobs/sha256/HEX, the
 // kernel and initramfs the config names). Anything else is DATA/tftp's.
 func (s *Server) tftpFiles(ctx context.Context, name string, client netip.Addr) (tftp.File, int64, error) {
 	u, err := url.Parse("/" + strings.TrimPrefix(name, "/"))
@@ -120,7 +120,7 @@ func (s *Server) tftpFiles(ctx context.Context, name string, client netip.Addr) 
 			return nil, 0, err
 		}
 		return f, fi.Size(), nil
-	case u.Path == grub.Path || strings.HasPrefix(u.Path, grub.Path+"/entry/"):
+	case u.Path == grub.Path || strings.HasPrefix(u.Path, grub.Path+"/entry/") || strings.HasPrefix(u.Path, grub.Path+answer.ConsoleLoginPath):
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
 			return nil, 0, tftp.ErrNotMine
@@ -132,6 +132,9 @@ func (s *Server) tftpFiles(ctx context.Context, name string, client netip.Addr) 
 			req.SetPathValue("token", token)
 			req.SetPathValue("profile", profile)
 			grubRequest(s.entry)(w, req)
+		} else if token, ok := strings.CutPrefix(u.Path, grub.Path+answer.ConsoleLoginPath); ok {
+			req.SetPathValue("token", token)
+			grubRequest(s.consoleLoginEntry)(w, req)
 		} else {
 			grubRequest(s.script)(w, req)
 		}

@@ -360,6 +360,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /attest/evidence/{token}", s.attestEvidence) // boot.AttestEvidence
 	mux.HandleFunc("GET /san/{token}", s.sanboot)
 	mux.HandleFunc("GET /login/{token}", s.login)
+	mux.HandleFunc("POST /login/{token}", s.consoleLogin)
+	mux.HandleFunc("GET /console-login/{token}", s.consoleLoginEntry)
+	mux.HandleFunc("GET "+grub.Path+"/console-login/{token}", grubRequest(s.consoleLoginEntry))
 	mux.HandleFunc("GET /entry/{token}/{profile}", s.entry)
 	mux.HandleFunc("POST /report/{token}", s.report)
 	mux.HandleFunc("POST /report/{token}/working-set", s.workingSet) // boot.WorkingSetPath

@@ -1,7 +1,9 @@
 package answer
 
 import (
+	"cmp"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -141,19 +143,28 @@ func MenuKey(name string) string {
 
 // MenuFor is profile p's menu for machine m: a login item when p takes
 // logins, an entry per profile of its menu, each URL behind the menu's
-// single-use token (issued for this machine and address).
-func MenuFor(base string, m Machine, p *config.Profile, token string) Menu {
+// single-use token (issued for this machine and address). With console,
+// the login item is not iPXE's form but an entry like the others, whose
+// answer boots the kernel that asks on the console (ConsoleLoginFor,
+// under ConsoleLoginPath).
+func MenuFor(base string, m Machine, p *config.Profile, token string, console bool) Menu {
 	menu := Menu{Title: Text("overboot: " + Comment(m, p.Name)), Timeout: p.MenuTimeout}
 	if menu.Timeout == 0 {
 		menu.Timeout = config.DefaultMenuTimeout
 	}
-	if p.Policy() == config.EnrollLogin {
-		menu.LoginURL = base + "/login/" + token
+	switch {
+	case p.Policy() != config.EnrollLogin:
+	case console:
+		menu.Items = append(menu.Items, MenuItem{Key: ConsoleLoginKey, Label: "Log in on the console (your own root)", URL: base + ConsoleLoginPath + token})
+	default:
+		menu.LoginURL = base + LoginPath + token
 	}
 	for _, e := range p.Menu {
 		menu.Items = append(menu.Items, MenuItem{Key: MenuKey(e), Label: "Boot " + e, URL: base + "/entry/" + token + "/" + e})
 	}
 	switch d := p.MenuDefault; {
+	case d == "login" && console:
+		menu.Default = ConsoleLoginKey
 	case d == "login":
 		menu.Default = "login"
 	case d != "":
@@ -161,6 +172,18 @@ func MenuFor(base string, m Machine, p *config.Profile, token string) Menu {
 	}
 	return menu
 }
+
+// Where the server answers logins: LoginPath+TOKEN is iPXE's form (GET,
+// a menu token) and the agent's console login (POST, a console-login
+// token, the URL of overboot.login); ConsoleLoginPath+TOKEN is the menu
+// item that boots the kernel asking on the console (GET, a menu token).
+const (
+	LoginPath        = "/login/"
+	ConsoleLoginPath = "/console-login/"
+)
+
+// ConsoleLoginKey is the key of a menu's console login item.
+const ConsoleLoginKey = "console-login"
 
 // Artifacts are the digests a kernel boot downloads.
 type Artifacts struct {
@@ -226,22 +249,46 @@ func Purpose(p *config.Profile) string {
 // is the document's URL. Secrets never go on the command line, which
 // every user of the booted system can read.
 func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token string) (Answer, error) {
-	comment := Comment(m, p.Name)
 	if p.Sanboot != "" {
-		return SanChain{Comment: comment, URL: base + "/san/" + token}, nil
+		return SanChain{Comment: Comment(m, p.Name), URL: base + "/san/" + token}, nil
 	}
-	docBase := base
-	if a.Secure != "" {
-		// What firmware and boot loaders fetch stays HTTP (checked by
-		// digest); the document, with its secrets, goes over HTTPS.
-		docBase = a.Secure
-	}
-	params := boot.Params{OnFail: p.OnFail, FailDelay: p.OnFailDelay, FetchAttempts: p.FetchAttempts, LowerCache: p.LowerCache, ISCSIRecovery: p.ISCSIRecovery}
 	if Purpose(p) == "attest" {
-		params.Attest = docBase + "/attest/" + token
-	} else {
-		params.Doc = docBase + "/doc/" + token
+		return kernelFor(base, m, p, a, boot.Params{Attest: docBase(base, a) + "/attest/" + token})
 	}
+	return kernelFor(base, m, p, a, boot.Params{Doc: docBase(base, a) + "/doc/" + token})
+}
+
+// ConsoleLoginFor is login profile p's boot for a machine whose user
+// logs in on the console (the Secure Boot path, which runs no iPXE, or
+// login = console): the kernel and initramfs as BootFor's, whose command
+// line points the agent at the console login (overboot.login, a token
+// of purpose enroll.PurposeConsoleLogin) instead of a document. Nothing
+// on it is secret: the agent asks for the password, POSTs it there, and
+// the answer is the user's document.
+func ConsoleLoginFor(base string, m Machine, p *config.Profile, a Artifacts, token string) (Answer, error) {
+	if p.Sanboot != "" {
+		return nil, fmt.Errorf("profile %s: a console login needs the agent, which a sanboot does not run", p.Name)
+	}
+	return kernelFor(base, m, p, a, boot.Params{Login: ConsoleLoginURL(docBase(base, a), token, p.Name)})
+}
+
+// ConsoleLoginURL is the console login's URL at base for token: the
+// profile's name in its query, for the agent's prompt to show (the token
+// decides the profile; the server reads nothing else of the query).
+func ConsoleLoginURL(base, token, profile string) string {
+	return base + LoginPath + token + "?" + url.Values{"profile": {profile}}.Encode()
+}
+
+// docBase is where the agent fetches its document (or logs in): what
+// firmware and boot loaders fetch stays HTTP (checked by digest); the
+// document, with its secrets, and the password go over HTTPS when the
+// server has it.
+func docBase(base string, a Artifacts) string { return cmp.Or(a.Secure, base) }
+
+// kernelFor is p's kernel boot whose command line carries params (the
+// document's or the login's URL) and the profile's agent settings.
+func kernelFor(base string, m Machine, p *config.Profile, a Artifacts, params boot.Params) (Answer, error) {
+	params.OnFail, params.FailDelay, params.FetchAttempts, params.LowerCache, params.ISCSIRecovery = p.OnFail, p.OnFailDelay, p.FetchAttempts, p.LowerCache, p.ISCSIRecovery
 	if p.LowerMode.OnDemand() {
 		// The agent loads them while DHCP runs, before the document
 		// says it needs them.
@@ -255,7 +302,7 @@ func BootFor(base string, m Machine, p *config.Profile, a Artifacts, token strin
 	// the document's URL is its own anyway.
 	first, others := imageBases(base, a.Cache, a.Mirrors)
 	k := Kernel{
-		Comment:       comment,
+		Comment:       Comment(m, p.Name),
 		Kernel:        BlobURL(first, a.Kernel),
 		KernelMirrors: mirrorURLs(others, BlobPrefix+a.Kernel.Hex()),
 		Initrds:       []string{BlobURL(first, a.Initramfs)},

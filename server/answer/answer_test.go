@@ -123,7 +123,21 @@ func TestScripts(t *testing.T) {
 		}},
 		{"login-menu", func() (answer.Answer, error) {
 			return answer.MenuFor(base, m, profile(t, "classroom", "enroll = login\nupper = iscsi\nmenu = guest\nmenu-timeout = 15s\nmenu-default = login\n",
-				"[profile guest]\nkernel = k\ninitramfs = i\nroot = r\n"), token), nil
+				"[profile guest]\nkernel = k\ninitramfs = i\nroot = r\n"), token, false), nil
+		}},
+		// The same menu for a machine that logs in on the console: the
+		// login item chains the console login's boot, the default follows.
+		{"console-login-menu", func() (answer.Answer, error) {
+			return answer.MenuFor(base, m, profile(t, "classroom", "enroll = login\nupper = iscsi\nmenu = guest\nmenu-timeout = 15s\nmenu-default = login\n",
+				"[profile guest]\nkernel = k\ninitramfs = i\nroot = r\n"), token, true), nil
+		}},
+		// The console login's boot: overboot.login, no document URL;
+		// over HTTPS when the server has it (the password goes there).
+		{"console-login", func() (answer.Answer, error) {
+			return answer.ConsoleLoginFor(base, m, profile(t, "classroom", "enroll = login\nupper = iscsi\n"), arts, token)
+		}},
+		{"console-login-tls", func() (answer.Answer, error) {
+			return answer.ConsoleLoginFor(base, m, profile(t, "classroom", "enroll = login\nupper = iscsi\n"), answer.Artifacts{Kernel: kernel, Initramfs: initramfs, Secure: secure}, token)
 		}},
 		{"pending", func() (answer.Answer, error) {
 			return answer.Waiting(base, "machine 52:54:00:12:34:56 waits for approval (overboot machine approve 52:54:00:12:34:56 --address 192.0.2.66)"), nil
@@ -206,6 +220,14 @@ func TestBootForRefuses(t *testing.T) {
 	p := profile(t, "ram", "")
 	if _, err := answer.BootFor("http://bad host", answer.Machine{MAC: "52:54:00:12:34:56"}, p, answer.Artifacts{Kernel: kernel, Initramfs: initramfs}, token); err == nil || !strings.Contains(err.Error(), "profile ram") {
 		t.Errorf("a base URL with a space: %v", err)
+	}
+}
+
+// TestConsoleLoginForRefusesSanboot: a sanboot runs no agent to ask.
+func TestConsoleLoginForRefusesSanboot(t *testing.T) {
+	p := profile(t, "win", "sanboot = /srv/base.raw\nenroll = login\n")
+	if _, err := answer.ConsoleLoginFor(base, answer.Machine{MAC: "52:54:00:12:34:56"}, p, answer.Artifacts{}, token); err == nil || !strings.Contains(err.Error(), "profile win") {
+		t.Errorf("a sanboot profile's console login: %v", err)
 	}
 }
 

@@ -228,6 +228,11 @@ type Profile struct {
 	Menu        []string
 	MenuTimeout time.Duration // default DefaultMenuTimeout; then MenuDefault boots
 	MenuDefault string        // "login" or one of Menu; default the first item
+	// Login (login = ipxe | console) says where a login profile asks for
+	// the username and password: iPXE's form at the boot menu (the
+	// default), or the agent on the console (LoginConsole). The Secure
+	// Boot path, which runs no iPXE, always asks on the console.
+	Login string
 	// SecureBoot (secure-boot = yes): its x86-64 UEFI machines boot
 	// Debian's signed chain, shim then GRUB then a signed kernel,
 	// instead of iPXE.
@@ -262,6 +267,19 @@ const (
 	// (or pinned at first use, TPMFirstUse).
 	EnrollTPM Enroll = "tpm"
 )
+
+// Where a login profile asks for the credentials (Profile.Login).
+const (
+	// LoginIPXE: iPXE's login form, at the boot menu (the default).
+	LoginIPXE = "ipxe"
+	// LoginConsole: the profile's kernel boots first, and the agent
+	// asks on the console, then POSTs them to the server.
+	LoginConsole = "console"
+)
+
+// ConsoleLogin reports whether the profile's machines asking through
+// iPXE log in on the console (login = console) rather than in iPXE's form.
+func (p *Profile) ConsoleLogin() bool { return p.Login == LoginConsole }
 
 // Default quotas: every profile that records machines or makes disks is
 // bounded unless its section says unlimited, so made-up MACs cannot grow
@@ -519,6 +537,12 @@ func (c *Config) validate() []error {
 		}
 		if p.TPMFirstUse && p.Policy() != EnrollTPM {
 			errs = append(errs, &Error{c.File, p.LineOf("tpm-first-use"), fmt.Errorf("profile %s: tpm-first-use applies to enroll = tpm only", n)})
+		}
+		if p.Login != "" && p.Policy() != EnrollLogin {
+			errs = append(errs, &Error{c.File, p.LineOf("login"), fmt.Errorf("profile %s: login = %s needs enroll = login", n, p.Login)})
+		}
+		if p.Sanboot != "" && p.ConsoleLogin() {
+			errs = append(errs, &Error{c.File, p.LineOf("login"), fmt.Errorf("profile %s: login = console asks in the agent, which a sanboot does not run: sanboot profiles log in with iPXE's form (login = ipxe)", n)})
 		}
 		if p.Sanboot != "" && p.SecureBoot {
 			errs = append(errs, &Error{c.File, p.LineOf("secure-boot"), fmt.Errorf("profile %s: sanboot needs iPXE, which is unsigned: it cannot take the Secure Boot path (secure-boot = yes)", n)})

@@ -216,6 +216,9 @@ func TestParseErrors(t *testing.T) {
 		{"menu default not an item", prof + "enroll = login\nmenu-default = other\n", "menu-default other is not an item of its menu"},
 		{"menu timeout without menu", prof + "menu-timeout = 5s\n", "need a menu"},
 		{"menu timeout range", prof + "enroll = login\nmenu-timeout = 2h\n", "f:6: menu-timeout: want 1s to 1h"},
+		{"bad login", prof + "enroll = login\nlogin = form\n", "f:6: login: \"form\": want ipxe or console"},
+		{"login without enroll login", prof + "enroll = approve\nlogin = console\n", "f:6: profile default: login = console needs enroll = login"},
+		{"console login sanboot", "[profile p]\nsanboot = /srv/disk.img\nenroll = login\nlogin = console\n", "f:4: profile p: login = console asks in the agent, which a sanboot does not run"},
 		{"long line", "[server]\n" + strings.Repeat("x", 5000) + "\n", "f:2: line longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -481,5 +484,19 @@ func TestEnrollTPM(t *testing.T) {
 	}
 	if p := c.Profiles["b"]; p.Policy() != EnrollTPM || p.TPMFirstUse {
 		t.Errorf("b: policy %s, first use %v (default no)", p.Policy(), p.TPMFirstUse)
+	}
+}
+
+// TestProfileLogin: login = console is read, the default is iPXE's form.
+func TestProfileLogin(t *testing.T) {
+	const prof = "[profile a]\nkernel = k\ninitramfs = i\nroot = r\nenroll = login\nlogin = console\n[profile b]\nkernel = k\ninitramfs = i\nroot = r\nenroll = login\n[profile c]\nkernel = k\ninitramfs = i\nroot = r\nenroll = login\nlogin = ipxe\n"
+	c, err := Parse("f", strings.NewReader(prof))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"a": true, "b": false, "c": false} {
+		if got := c.Profiles[name].ConsoleLogin(); got != want {
+			t.Errorf("profile %s: ConsoleLogin() = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -93,6 +93,7 @@ var Sections = []Section{
 		{"fetch-attempts", "6", "Download attempts of the agent (1 to 100)."},
 		{"cmdline", "", "Extra kernel arguments (not overboot.*, which come from the other keys)."},
 		{"enroll", "open", "Who may boot it: open, open-insecure (private disks on a network you trust), approve (an administrator admits each machine), login (a user's password) or tpm (the machine's TPM proves what it booted before it gets its secrets, sealed to that TPM; needs secure-boot = yes)."},
+		{"login", "ipxe", "enroll = login: where the username and password are asked: ipxe (iPXE's form at the boot menu) or console (the agent asks on the console, echo off, and gets the user's document for them). The Secure Boot path always asks on the console. No console with sanboot."},
 		{"max-machines", "1000", "Machines admitted to the profile or asking for it; unlimited says none."},
 		{"max-disks", "1000", "Disks of the profile; unlimited says none."},
 		{"max-disk-bytes", "unlimited", "The sum of its disks' sizes (copy-on-write layers count what they take)."},
@@ -457,6 +458,11 @@ func (p *Profile) set(k, v string) error {
 		default:
 			return fmt.Errorf("%q: want open, open-insecure, approve, login or tpm", v)
 		}
+	case "login":
+		if v != LoginIPXE && v != LoginConsole {
+			return fmt.Errorf("%q: want ipxe or console", v)
+		}
+		p.Login = v
 	case "max-machines", "max-disks":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

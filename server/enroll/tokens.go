@@ -21,6 +21,10 @@ const (
 	// waiting for approval POSTs it again). Its evidence URL is a
 	// session of the store (state.AttestSession), single use too.
 	PurposeAttest = "attest"
+	// PurposeConsoleLogin: POST /login/TOKEN with the username and
+	// password the agent asked for on the console (overboot.login);
+	// its answer is the user's boot document.
+	PurposeConsoleLogin = "console-login"
 )
 
 // TokenTTL is how long a boot token waits for its machine: long enough
@@ -30,6 +34,11 @@ const TokenTTL = 5 * time.Minute
 
 // MenuTTL is how long a menu's token waits for a choice (a user typing).
 const MenuTTL = 10 * time.Minute
+
+// ConsoleLoginTTL is how long a console login's token waits: the kernel
+// and initramfs load, then someone types (a wrong password gets a new
+// one).
+const ConsoleLoginTTL = 15 * time.Minute
 
 // ReportTTL is how long an agent may report its boot's phases.
 const ReportTTL = time.Hour

@@ -15,7 +15,9 @@
 // quote and an opening quote. Control characters are refused in values
 // and mapped to spaces in messages, so no value can end a line or a
 // command. GRUB has no iSCSI initiator and no login form: a SanChain or
-// San renders as an error, which the server answers as a Refusal.
+// San renders as an error, which the server answers as a Refusal; a
+// login profile gets the console login instead (the kernel boots, its
+// agent asks: answer.ConsoleLoginFor), an entry of a menu like the others.
 //
 // The package is pure: no I/O.
 package grub

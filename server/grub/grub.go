@@ -223,8 +223,10 @@ func kernel(k answer.Kernel) (string, error) {
 }
 
 // menu renders a menu's entries as GRUB menu entries, each loading its
-// URL's config. The login item needs iPXE's form: it is left out here
-// (a menu of nothing else is an error).
+// URL's config. iPXE's login form (LoginURL) has no GRUB form: it is
+// left out here (a menu of nothing else is an error). The server gives
+// GRUB the console login instead: an entry (answer.ConsoleLoginKey)
+// whose config boots the kernel that asks on the console.
 func menu(m answer.Menu) (string, error) {
 	if len(m.Items) == 0 {
 		return "", fmt.Errorf("grub: menu: %w: the login form is iPXE's, and the menu has nothing else", ErrNoGRUBForm)

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/testneed"
 	"github.com/overboot/overboot/server/answer"
+	"github.com/overboot/overboot/server/config"
 )
 
 func TestQuote(t *testing.T) {
@@ -352,4 +354,57 @@ func FuzzMenu(f *testing.F) {
 			t.Fatalf("label %q: entries %+v", label, entries)
 		}
 	})
+}
+
+// TestRenderLoginProfile: a login profile on the Secure Boot path, as the
+// server makes its answers (package answer) and GRUB gets them. GRUB
+// has no form: alone, the login is the kernel whose agent asks on the
+// console (overboot.login, no document token on the command line); in a
+// menu, an entry that loads that boot's config.
+func TestRenderLoginProfile(t *testing.T) {
+	c, err := config.Parse("f", strings.NewReader("[profile classroom]\nkernel = k\ninitramfs = i\nroot = r\nupper = iscsi\nenroll = login\n\n"+
+		"[profile lab]\nkernel = k\ninitramfs = i\nroot = r\nupper = iscsi\nenroll = login\nmenu = guest\nmenu-timeout = 15s\n\n"+
+		"[profile guest]\nkernel = k\ninitramfs = i\nroot = r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tok = "abababababababababababababababababababababababababababababababab"
+	m := answer.Machine{MAC: "52:54:00:12:34:56"}
+	arts := answer.Artifacts{Kernel: boot.Digest("sha256:" + strings.Repeat("1", 64)), Initramfs: boot.Digest("sha256:" + strings.Repeat("2", 64))}
+	k, err := answer.ConsoleLoginFor("http://10.0.2.100", m, c.Profiles["classroom"], arts, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Render(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `	if linux '/blobs/sha256/` + strings.Repeat("1", 64) + `' 'overboot.login=http://10.0.2.100/login/` + tok + `?profile=classroom'; then`
+	if !strings.Contains(got, want+"\n") || strings.Contains(got, "overboot.doc") {
+		t.Errorf("the console login's GRUB config lacks\n%s\nor names a document:\n%s", want, got)
+	}
+	grubCheck(t, got)
+
+	got, err = Render(answer.MenuFor("http://10.0.2.100"+Path, m, c.Profiles["lab"], tok, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMenu := `# overboot menu
+set timeout=15
+set default='console-login'
+echo 'overboot: overboot: 52:54:00:12:34:56, profile lab'
+menuentry 'Log in on the console (your own root)' --id 'console-login' {
+	configfile '/grub/console-login/` + tok + `'
+}
+menuentry 'Boot guest' --id 'p-guest' {
+	configfile '/grub/entry/` + tok + `/guest'
+}
+menuentry 'Exit (next boot device)' --id 'exit' {
+	exit
+}
+`
+	if d := cmp.Diff(wantMenu, got); d != "" {
+		t.Errorf("login menu (-want +got):\n%s", d)
+	}
+	grubCheck(t, got)
 }
