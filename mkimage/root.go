@@ -54,7 +54,8 @@ var levelRange = map[string][2]int{
 
 // RootOptions says what BuildRoot builds from and how.
 type RootOptions struct {
-	Source      string       // a directory, or a tar archive: plain, gzip, zstd, xz or bzip2 (detected by magic bytes)
+	Source      string       // a directory, or a tar archive: plain, gzip, zstd, xz or bzip2 (detected by magic bytes); with Tar, only the name messages give the source
+	Tar         TarSource    // when set, the tar archive to build from, instead of the file Source names
 	Compression string       // gzip, xz, zstd, lz4 or lzo; "" = DefaultCompression
 	Level       int          // compression level; 0 = mksquashfs's default for the compressor (zstd 15, gzip 9, lzo 8)
 	BlockSize   int          // bytes, a power of two from 4 KiB to 1 MiB; 0 = DefaultBlockSize
@@ -62,6 +63,14 @@ type RootOptions struct {
 	NoFixups    bool         // build the tree as it is, without the netboot fix-ups
 	Progress    io.Writer    // human progress lines; nil = silent
 	Log         *slog.Logger // nil = discard
+}
+
+// TarSource is a tar archive produced on demand (a container image's
+// flattened layers: see mkimage/oci). BuildRoot calls WriteTar twice, once
+// to check the archive and find its newest time, once to build; each call
+// writes the same plain (uncompressed) tar to w.
+type TarSource interface {
+	WriteTar(ctx context.Context, w io.Writer) error
 }
 
 // RootResult describes a built image.
@@ -190,9 +199,13 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 	if err != nil {
 		return RootResult{}, ErrNoMksquashfs
 	}
-	fi, err := os.Stat(opt.Source)
-	if err != nil {
-		return RootResult{}, fmt.Errorf("source: %w", err)
+	var fi os.FileInfo
+	if opt.Tar == nil {
+		var err error
+		fi, err = os.Stat(opt.Source)
+		if err != nil {
+			return RootResult{}, fmt.Errorf("source: %w", err)
+		}
 	}
 	absOut, err := filepath.Abs(out)
 	if err != nil {
@@ -202,7 +215,7 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	if fi.IsDir() {
+	if fi != nil && fi.IsDir() {
 		absSrc, err := filepath.Abs(opt.Source)
 		if err != nil {
 			return RootResult{}, fmt.Errorf("source %s: %w", opt.Source, err)
@@ -210,7 +223,7 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 		if strings.HasPrefix(absOut, strings.TrimSuffix(absSrc, "/")+"/") {
 			return RootResult{}, fmt.Errorf("output %s is inside the source %s: %w", out, opt.Source, ErrOption)
 		}
-	} else if !fi.Mode().IsRegular() {
+	} else if fi != nil && !fi.Mode().IsRegular() {
 		return RootResult{}, fmt.Errorf("source %s: a %s: want a directory or a tar archive: %w", opt.Source, fi.Mode().Type(), ErrBadSource)
 	}
 	work, err := os.MkdirTemp(filepath.Dir(absOut), ".mkimage-root-*")
@@ -222,9 +235,12 @@ func BuildRoot(ctx context.Context, out string, opt RootOptions) (RootResult, er
 	img := filepath.Join(work, "image.sqfs")
 
 	var res RootResult
-	if fi.IsDir() {
+	switch {
+	case fi == nil:
+		res, err = b.fromTar(ctx, opt.Source, 0, img)
+	case fi.IsDir():
 		res, err = b.fromDir(ctx, opt.Source, img)
-	} else {
+	default:
 		res, err = b.fromTar(ctx, opt.Source, fi.Size(), img)
 	}
 	if err != nil {
@@ -396,7 +412,7 @@ func (b *build) dirFstab(src string, x *engineExtras) (fixups, notes []string, e
 // read twice: once to check it all before mksquashfs starts and to find its
 // newest time (for SOURCE_DATE_EPOCH), once to build.
 func (b *build) fromTar(ctx context.Context, src string, size int64, img string) (RootResult, error) {
-	scan, comp, err := b.readTar(src, size, "check", nil)
+	scan, comp, err := b.readTar(ctx, src, size, "check", nil)
 	if err != nil {
 		return RootResult{}, err
 	}
@@ -422,7 +438,7 @@ func (b *build) fromTar(ctx context.Context, src string, size int64, img string)
 	feed := func(cancel context.CancelFunc) {
 		defer pw.Close()
 		bw := bufio.NewWriterSize(pw, 1<<20)
-		st, _, werr = b.readTar(src, size, "build", bw)
+		st, _, werr = b.readTar(ctx, src, size, "build", bw)
 		if werr == nil {
 			werr = bw.Flush()
 		}
@@ -445,7 +461,10 @@ func (b *build) fromTar(ctx context.Context, src string, size int64, img string)
 
 // readTar runs rewriteTar over the archive at src, writing to w (nil: check
 // only), and returns what it saw and the archive's compression.
-func (b *build) readTar(src string, size int64, phase string, w io.Writer) (tarStats, string, error) {
+func (b *build) readTar(ctx context.Context, src string, size int64, phase string, w io.Writer) (tarStats, string, error) {
+	if b.opt.Tar != nil {
+		return b.readTarSource(ctx, src, w)
+	}
 	f, err := os.Open(src)
 	if err != nil {
 		return tarStats{}, "", fmt.Errorf("source: %w", err)
@@ -465,6 +484,28 @@ func (b *build) readTar(src string, size int64, phase string, w io.Writer) (tarS
 		err = fmt.Errorf("source %s: %w", src, err)
 	}
 	return st, comp, err
+}
+
+// readTarSource runs rewriteTar over what b.opt.Tar writes, through a pipe.
+func (b *build) readTarSource(ctx context.Context, src string, w io.Writer) (tarStats, string, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := b.opt.Tar.WriteTar(ctx, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	st, err := rewriteTar(pr, w, b.opt.NoFixups)
+	// Stop the writer if rewriteTar stopped early, then wait for it: its
+	// error (a layer's digest, a path escaping the root) names the cause.
+	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
+	if werr := <-done; werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
+		return st, "flattened", fmt.Errorf("source %s: %w", src, werr)
+	}
+	if err != nil && !isPipeError(err) {
+		err = fmt.Errorf("source %s: %w", src, err)
+	}
+	return st, "flattened", err
 }
 
 // tarInput is mksquashfs's standard input: the read end of a pipe, and the

@@ -17,16 +17,18 @@ type Image struct {
 	Kind          string    `json:"kind"` // root, kernel, initramfs, disk
 	Compression   string    `json:"compression,omitempty"`
 	KernelRelease string    `json:"kernel_release,omitempty"`
-	Note          string    `json:"note,omitempty"` // e.g. "rollback to 3"
+	Note          string    `json:"note,omitempty"`          // e.g. "rollback to 3"
+	Source        string    `json:"source,omitempty"`        // what it was imported from, e.g. docker://registry/repo:tag
+	SourceDigest  string    `json:"source_digest,omitempty"` // the image manifest's digest (a docker-archive's image ID) of Source, sha256:HEX
 	Published     time.Time `json:"published,omitzero"`
 }
 
-const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at`
+const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at, source, source_digest`
 
 func scanImage(row scanner) (Image, error) {
 	var m Image
 	var p int64
-	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p)
+	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p, &m.Source, &m.SourceDigest)
 	m.Published = fromMillis(p)
 	return m, err
 }
@@ -51,8 +53,8 @@ func (d *DB) PublishImage(ctx context.Context, m Image) (Image, error) {
 		}
 		m.Version = v + 1
 		m.Published = fromMillis(d.millis())
-		_, err = tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli())
+		_, err = tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli(), m.Source, m.SourceDigest)
 		return err
 	})
 	return m, err

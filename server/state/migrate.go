@@ -261,6 +261,11 @@ var migrations = []string{
 		served     TEXT NOT NULL,
 		expires_at INTEGER NOT NULL
 	);`,
+	// 14: where an image version came from when it was imported (overboot
+	// image import, mkimage root --from): the source reference, and the
+	// digest of the image manifest it resolved to.
+	`ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN source_digest TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.

@@ -273,6 +273,7 @@ func TestMigrateAdmissions(t *testing.T) {
 			`DROP TABLE admissions`, `DROP TABLE requests`, `DROP TABLE machines`,
 			`ALTER TABLE api_tokens DROP COLUMN scope`, `ALTER TABLE users DROP COLUMN target_secret`, `ALTER TABLE disks DROP COLUMN exported_to`,
 			`ALTER TABLE disks DROP COLUMN home`, `ALTER TABLE disks DROP COLUMN move_to`, `ALTER TABLE disks DROP COLUMN move_digest`, `ALTER TABLE disks DROP COLUMN move_secret`,
+			`ALTER TABLE images DROP COLUMN source`, `ALTER TABLE images DROP COLUMN source_digest`,
 			`CREATE TABLE machines (mac TEXT PRIMARY KEY, profile TEXT NOT NULL DEFAULT '', enrolment TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',
 			hostname TEXT NOT NULL DEFAULT '', uuid TEXT NOT NULL DEFAULT '', chap_secret TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
 			seen_at INTEGER NOT NULL, machine_id TEXT NOT NULL DEFAULT '', host_keys TEXT NOT NULL DEFAULT '')`,
@@ -405,6 +406,30 @@ func TestImagesHistory(t *testing.T) {
 		}
 		if _, err := d.Image(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("unknown name: %v", err)
+		}
+	})
+}
+
+func TestImageHistoryKeepsImportSource(t *testing.T) {
+	eachStore(t, func(t *testing.T, d *DB) {
+		ctx := context.Background()
+		want := Image{Name: "web", Digest: "sha256:cc", Size: 1, Kind: "root",
+			Source: "docker://registry.example/web:1", SourceDigest: "sha256:dd"}
+		if _, err := d.PublishImage(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.PublishImage(ctx, Image{Name: "web", Digest: "sha256:ee", Size: 1, Kind: "root"}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := d.ImageHistory(ctx, "web")
+		if err != nil || len(h) != 2 {
+			t.Fatalf("history: %+v %v", h, err)
+		}
+		if h[1].Source != want.Source || h[1].SourceDigest != want.SourceDigest {
+			t.Errorf("imported version: source %q %q, want %q %q", h[1].Source, h[1].SourceDigest, want.Source, want.SourceDigest)
+		}
+		if h[0].Source != "" || h[0].SourceDigest != "" {
+			t.Errorf("a version published from a file has a source: %q %q", h[0].Source, h[0].SourceDigest)
 		}
 	})
 }
