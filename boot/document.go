@@ -40,6 +40,9 @@ type Document struct {
 type Source struct {
 	HTTP  *HTTPSource  `json:"http,omitempty"`
 	ISCSI *ISCSISource `json:"iscsi,omitempty"`
+	// NFS is a lower only: an export mounted read-only (omitted when
+	// unset, so agents older than the field read documents without it).
+	NFS *NFSSource `json:"nfs,omitempty"`
 }
 
 // HTTPSource is an image read over HTTP. In mode ram (the default) it is
@@ -237,9 +240,19 @@ func (d Document) Validate() error {
 	if d.Version != DocumentVersion {
 		bad("version", "is %d, this agent speaks version %d", d.Version, DocumentVersion)
 	}
+	lowers := 0
+	for _, set := range []bool{d.Lower.HTTP != nil, d.Lower.ISCSI != nil, d.Lower.NFS != nil} {
+		if set {
+			lowers++
+		}
+	}
 	switch {
-	case d.Lower.HTTP != nil && d.Lower.ISCSI != nil:
-		bad("lower", "give http or iscsi, not both")
+	case lowers > 1:
+		bad("lower", "give one of http, iscsi and nfs, not more")
+	case d.Lower.NFS != nil:
+		if err := d.Lower.NFS.Validate(); err != nil {
+			bad("lower.nfs", "%v", err)
+		}
 	case d.Lower.HTTP != nil:
 		h := d.Lower.HTTP
 		if err := CheckURL(h.URL); err != nil {
@@ -308,7 +321,7 @@ func (d Document) Validate() error {
 			}
 		}
 	default:
-		bad("lower", "missing: give http or iscsi")
+		bad("lower", "missing: give http, iscsi or nfs")
 	}
 	switch {
 	case d.Upper.Tmpfs != nil && d.Upper.ISCSI != nil:

@@ -71,7 +71,7 @@ func TestParseDocumentErrors(t *testing.T) {
 		{"bad digest", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"md5:00"}},"upper":{"tmpfs":{}}}`, "digest"},
 		{"no digest", `{"version":1,"lower":{"http":{"url":"http://h/i"}},"upper":{"tmpfs":{}}}`, "lower.http.digest"},
 		{"bad size", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"}},"upper":{"tmpfs":{"size":"x"}}}`, "size"},
-		{"both lowers", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"},"iscsi":{}},"upper":{"tmpfs":{}}}`, "not both"},
+		{"both lowers", `{"version":1,"lower":{"http":{"url":"http://h/i","digest":"` + string(testDigest) + `"},"iscsi":{}},"upper":{"tmpfs":{}}}`, "give one of http, iscsi and nfs, not more"},
 		{"bad portal", `{"version":1,"lower":{"iscsi":{"portal":"h","target":"iqn.2026-11.x:y","initiator":"iqn.2026-11.x:z"}},"upper":{"tmpfs":{}}}`, "lower.iscsi.portal"},
 		{"bad iqn", `{"version":1,"lower":{"iscsi":{"portal":"h:3260","target":"Bad Name","initiator":"iqn.2026-11.x:z"}},"upper":{"tmpfs":{}}}`, "lower.iscsi.target"},
 		{"half mutual chap", `{"version":1,"lower":{"iscsi":{"portal":"h:3260","target":"iqn.2026-11.x:y","initiator":"iqn.2026-11.x:z","chap":{"user":"u","secret":"s","target_user":"t"}}},"upper":{"tmpfs":{}}}`, "mutual"},

@@ -70,11 +70,12 @@ var (
 	// for its header and data digests).
 	ModulesISCSI = []string{"iscsi_tcp", "sd_mod", "crc32c_generic"}
 	// ModulesDeferred: in the initramfs for iSCSI lowers, uppers and
-	// roots (ModulesISCSI, ModuleExt4 and ModuleIBFT). The agent's modules
+	// roots (ModulesISCSI, ModuleExt4 and ModuleIBFT), lazy roots and NFS
+	// lowers (ModuleNFSv4, ModuleNFSv3). The agent's modules
 	// phase skips them, since loading ext4 alone costs a noticeable part
 	// of a second under emulation, and the iSCSI steps load what they
 	// need.
-	ModulesDeferred = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft", "nbd", "dm_verity"}
+	ModulesDeferred = []string{"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft", "nbd", "dm_verity", ModuleNFSv4, ModuleNFSv3}
 	// ModulesLazyRoot: an image read on demand (lower mode lazy or fill):
 	// the NBD device the keeper feeds and dm-verity above it (which brings
 	// dm_mod, dm_bufio and reed_solomon). Deferred like the iSCSI ones.
@@ -94,6 +95,14 @@ const (
 	// ModuleIBFT exposes the iSCSI disk the firmware booted from
 	// (overboot.root=ibft:N) in /sys/firmware/ibft.
 	ModuleIBFT = "iscsi_ibft"
+	// ModuleNFSv4 and ModuleNFSv3 are the kernel's NFS client for an NFS
+	// lower (nfs://): NFSv4 (4.1 and 4.2 too) and NFSv3. The nfs module
+	// loads them on demand with request_module, which an initramfs
+	// without modprobe cannot answer, so the agent loads the one it
+	// needs first. modules.dep brings nfs, sunrpc, lockd, grace, netfs,
+	// fscache and dns_resolver (Debian 12's 6.1 kernel). Deferred.
+	ModuleNFSv4 = "nfsv4"
+	ModuleNFSv3 = "nfsv3"
 )
 
 // DefaultInitramfsModules returns what an initramfs loads when its builder

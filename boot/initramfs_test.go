@@ -79,17 +79,17 @@ func TestModuleSets(t *testing.T) {
 	want := []string{
 		"squashfs", "loop", "overlay",
 		"virtio_pci", "virtio_net",
-		"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft", "nbd", "dm_verity",
+		"iscsi_tcp", "sd_mod", "ext4", "crc32c_generic", "iscsi_ibft", "nbd", "dm_verity", "nfsv4", "nfsv3",
 		"e1000", "e1000e", "igb",
 	}
 	if d := cmp.Diff(want, DefaultInitramfsModules()); d != "" {
 		t.Errorf("DefaultInitramfsModules (-want +got):\n%s", d)
 	}
-	deferred := append(append(append(slices.Clone(ModulesISCSI), ModuleExt4), ModuleIBFT), ModulesLazyRoot...)
+	deferred := append(append(append(slices.Clone(ModulesISCSI), ModuleExt4), ModuleIBFT), append(slices.Clone(ModulesLazyRoot), ModuleNFSv4, ModuleNFSv3)...)
 	slices.Sort(deferred)
 	got := slices.Sorted(slices.Values(ModulesDeferred))
 	if d := cmp.Diff(deferred, got); d != "" {
-		t.Errorf("ModulesDeferred is not ModulesISCSI, ext4, iscsi_ibft and ModulesLazyRoot (-want +got):\n%s", d)
+		t.Errorf("ModulesDeferred is not ModulesISCSI, ext4, iscsi_ibft, ModulesLazyRoot and the NFS clients (-want +got):\n%s", d)
 	}
 	all := DefaultInitramfsModules()
 	all[0] = "changed"

@@ -68,9 +68,13 @@ type Params struct {
 	Login  string
 	Report string // overboot.report: URL the agent POSTs phase reports to (may carry a token); the document's report overrides it
 	Root   Root   // overboot.root: ibft:N, partition N of the firmware's iSCSI disk
-	Lower  string // overboot.lower: http(s) URL of the squashfs image
-	Digest Digest // overboot.digest: sha256:HEX of the image; required with Lower
-	Size   int64  // overboot.size: image size in bytes, checked when given
+	Lower  string // overboot.lower: http(s) URL of the squashfs image, or nfs://HOST/EXPORT
+	// LowerNFS (overboot.lower.nfs) are the options of an NFS lower,
+	// comma-separated: vers=3 (default 4; 4.1, 4.2) and the few of
+	// NFSOptionKeys (ParseNFSOptions).
+	LowerNFS string
+	Digest   Digest // overboot.digest: sha256:HEX of the image; required with Lower
+	Size     int64  // overboot.size: image size in bytes, checked when given
 	// LowerMode (overboot.lower.mode: ram, lazy or fill) and the image's
 	// dm-verity tree for lazy and fill: overboot.verity (its URL),
 	// overboot.verity.size and overboot.verity.root (the root hash, the
@@ -127,7 +131,8 @@ var params = []param{
 	{"login", func(p *Params, v string) error { return setURL(&p.Login, v) }, func(p *Params) string { return p.Login }},
 	{"report", func(p *Params, v string) error { return setURL(&p.Report, v) }, func(p *Params) string { return p.Report }},
 	{"root", func(p *Params, v string) (err error) { p.Root, err = ParseRoot(v); return err }, func(p *Params) string { return p.Root.String() }},
-	{"lower", func(p *Params, v string) error { return setURL(&p.Lower, v) }, func(p *Params) string { return p.Lower }},
+	{"lower", setLower, func(p *Params) string { return p.Lower }},
+	{"lower.nfs", setLowerNFS, func(p *Params) string { return p.LowerNFS }},
 	{"lower.mirrors", func(p *Params, v string) (err error) { p.LowerMirrors, err = parseMirrors(v); return err }, func(p *Params) string { return strings.Join(p.LowerMirrors, ",") }},
 	{"digest", func(p *Params, v string) (err error) { p.Digest, err = ParseDigest(v); return err }, func(p *Params) string { return string(p.Digest) }},
 	{"size", func(p *Params, v string) error { return setPositive64(&p.Size, v) }, func(p *Params) string { return itoa64(p.Size) }},
@@ -274,8 +279,24 @@ func (p Params) Validate() error {
 		bad("lower", "cannot be combined with overboot.%s: the document names the image", srcs[0])
 	case len(srcs) == 0 && p.Lower == "":
 		errs = append(errs, &ParamError{Prefix + "lower", errors.New("missing: give overboot.lower=URL with overboot.digest=sha256:HEX, overboot.doc=URL, overboot.attest=URL, overboot.login=URL, or overboot.root=ibft:N")})
-	case p.Lower != "" && p.Digest == "":
+	case p.Lower != "" && p.Digest == "" && !p.lowerIsNFS():
 		bad("digest", "missing: overboot.lower needs overboot.digest=sha256:HEX so the image can be verified")
+	}
+	if p.LowerNFS != "" && !p.lowerIsNFS() {
+		bad("lower.nfs", "only with overboot.lower=nfs://HOST/EXPORT")
+	}
+	if p.lowerIsNFS() {
+		// An NFS tree has no digest, size or tree: what the NFS server
+		// answers is not verified.
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"digest", p.Digest != ""}, {"size", p.Size != 0}, {"lower.mode", p.LowerMode != ""}, {"lower.mirrors", len(p.LowerMirrors) > 0}, {"lower.cache", p.LowerCache != 0}, {"verity", p.VerityURL != ""}, {"verity.mirrors", len(p.VerityMirrors) > 0}, {"verity.digest", p.VerityDigest != ""}, {"verity.size", p.VeritySize != 0}, {"verity.root", p.VerityRoot != ""}} {
+			if k.set {
+				bad(k.key, "cannot be combined with an NFS lower (overboot.lower=nfs://...): an NFS tree is mounted as it is, with no image to check")
+			}
+		}
+		return errors.Join(errs...)
 	}
 	if len(p.LowerMirrors) > 0 {
 		if p.Lower == "" {
@@ -450,6 +471,18 @@ func (p Params) UpperLimit() Size {
 // Document returns the boot document a static command line stands for. It is
 // only meaningful when p.Doc and p.Login are empty.
 func (p Params) Document() Document {
+	if p.lowerIsNFS() {
+		// Valid p: both parse.
+		n, _ := ParseNFSURL(p.Lower)
+		n.Version, n.Options, _ = ParseNFSOptions(p.LowerNFS)
+		return Document{
+			Version: DocumentVersion,
+			Lower:   Source{NFS: &n},
+			Upper:   Upper{Tmpfs: &TmpfsUpper{Size: p.UpperSize}},
+			Init:    p.Init,
+			Report:  p.Report,
+		}
+	}
 	h := &HTTPSource{URL: p.Lower, Mirrors: p.LowerMirrors, Digest: p.Digest, Size: p.Size, Mode: p.LowerMode}
 	if p.VerityURL != "" {
 		// The salt is the tree's own (its superblock, covered by the
@@ -549,6 +582,30 @@ func parseMirrors(v string) ([]string, error) {
 		}
 	}
 	return ms, nil
+}
+
+// lowerIsNFS reports whether overboot.lower is an nfs:// URL.
+func (p Params) lowerIsNFS() bool { return strings.HasPrefix(p.Lower, "nfs://") }
+
+// setLower reads overboot.lower: an http(s) URL of an image, or an NFS
+// export (ParseNFSURL).
+func setLower(p *Params, v string) error {
+	if strings.HasPrefix(v, "nfs://") {
+		if _, err := ParseNFSURL(v); err != nil {
+			return err
+		}
+		p.Lower = v
+		return nil
+	}
+	return setURL(&p.Lower, v)
+}
+
+func setLowerNFS(p *Params, v string) error {
+	if _, _, err := ParseNFSOptions(v); err != nil {
+		return err
+	}
+	p.LowerNFS = v
+	return nil
 }
 
 func setInit(p *Params, v string) error {

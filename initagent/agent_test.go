@@ -71,7 +71,7 @@ func TestBootStatic(t *testing.T) {
 		"mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
 		"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
 		"mkdir -p /run/overboot",
-		"(modprobe -a $(cat /etc/overboot/modules); cat /etc/overboot/modules.d/* | xargs -n1 insmod) & # except iscsi_tcp sd_mod ext4 crc32c_generic iscsi_ibft nbd dm_verity",
+		"(modprobe -a $(cat /etc/overboot/modules); cat /etc/overboot/modules.d/* | xargs -n1 insmod) & # except iscsi_tcp sd_mod ext4 crc32c_generic iscsi_ibft nbd dm_verity nfsv4 nfsv3",
 		"dhcp (first with link) (link wait 10s, 4 attempts of 5s)",
 		"wait # for the modules loading in the background",
 		"mkdir -p /run/overboot/image /run/overboot/lower",

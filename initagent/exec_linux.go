@@ -13,7 +13,7 @@ import (
 // LinuxExecutor performs plan steps with real syscalls. It only makes sense
 // as PID 1 in an initramfs. Do only dispatches: each concern has its file
 // (mount_linux.go, loop_linux.go, modules_linux.go, net_linux.go,
-// tpm_linux.go (Attest), download_linux.go, iscsi_linux.go (and Keep), lazy_linux.go,
+// tpm_linux.go (Attest), download_linux.go, iscsi_linux.go (and Keep), lazy_linux.go, nfs_linux.go,
 // verify_linux.go, format_linux.go, files_linux.go, switchroot_linux.go;
 // failure_linux.go applies the failure policy).
 type LinuxExecutor struct {
@@ -103,6 +103,8 @@ func (e *LinuxExecutor) Do(ctx context.Context, s Step) (Result, error) {
 		return noted(download(ctx, s, e.Client, e.progress))
 	case LoopMount:
 		return noted(loopMount(s))
+	case NFSMount:
+		return noted(nfsMount(ctx, s))
 	case LazyAttach:
 		return noted(e.lazyAttach(s))
 	case ISCSIAttach:

@@ -159,12 +159,12 @@ func rootSteps(p boot.Params, d boot.Document) ([]Step, error) {
 	steps = append(steps,
 		Mkdir{Paths: []string{NewRoot}, PhaseOf: PhaseOverlay},
 		Mount{Source: "overlay", Target: NewRoot, FSType: "overlay",
-			Options: []string{"lowerdir=" + LowerMount, "upperdir=" + UpperDir, "workdir=" + WorkDir}, PhaseOf: PhaseOverlay},
+			Options: overlayOptions(d.Lower), PhaseOf: PhaseOverlay},
 	)
 	if files := IdentityFiles(d.Identity); len(files) > 0 {
 		steps = append(steps, WriteFiles{Root: NewRoot, Files: files})
 	}
-	steps = append(steps, HandOverNetwork{Keep: d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()})
+	steps = append(steps, HandOverNetwork{Keep: d.Lower.NFS != nil || d.Lower.ISCSI != nil || d.Upper.ISCSI != nil || d.Lower.HTTP != nil && d.Lower.HTTP.Mode.OnDemand()})
 	var kept []string
 	if d.Lower.ISCSI != nil {
 		kept = append(kept, LowerDevice)
@@ -225,8 +225,29 @@ func lowerSteps(p boot.Params, l boot.Source, report string) ([]Step, error) {
 			VerifyDevice{Path: LowerDevice, Digest: src.Digest, Size: src.Size},
 			Mount{Source: LowerDevice, Target: LowerMount, FSType: "squashfs", Options: []string{"ro"}, PhaseOf: PhaseLower},
 		}, nil
+	case l.NFS != nil:
+		// No digest: what the NFS server answers is mounted as it is.
+		return []Step{
+			LoadModules{Extra: NFSModules(l.NFS.NFSVersion()), PhaseOf: PhaseLower},
+			Mkdir{Paths: []string{LowerMount}, PhaseOf: PhaseLower},
+			NFSMount{Source: *l.NFS, Target: LowerMount},
+		}, nil
 	}
 	return nil, fmt.Errorf("lower layer: none in the boot document")
+}
+
+// overlayOptions are the overlay's mount options over the lower l. Over
+// an NFS lower, overlayfs's own defaults hold (Debian 12's kernel: no
+// index, no xino, no redirect_dir, no metacopy): a remote lower is
+// accepted as it is, read-only; the options are spelled out so that a
+// kernel built with other defaults does not try to encode NFS file
+// handles into an index, or NFS's 64-bit inode numbers into xino.
+func overlayOptions(l boot.Source) []string {
+	opts := []string{"lowerdir=" + LowerMount, "upperdir=" + UpperDir, "workdir=" + WorkDir}
+	if l.NFS != nil {
+		opts = append(opts, "index=off", "xino=off")
+	}
+	return opts
 }
 
 // upperSteps make UpperDir and WorkDir on a writable layer at RWMount.
