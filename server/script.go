@@ -334,6 +334,9 @@ func (s *Server) bootScript(w http.ResponseWriter, r *http.Request, q bootReq, p
 			arts.Driver = seg.Digest
 		}
 		image = a.Root.Digest.String()
+		if n := p.NFSLower(); n != nil {
+			image = n.URL()
+		}
 	}
 	if q.bootID == 0 {
 		q.bootID = s.rec.Start(ctx, state.Boot{MAC: q.mac, Profile: p.Name, User: q.user, Address: q.addr, Image: image}, "script")

@@ -59,7 +59,8 @@ type DocumentFacts struct {
 }
 
 // Document is the boot document of one boot: the lower (the root image
-// over HTTP, whole or read on demand behind dm-verity), the upper (tmpfs
+// over HTTP, whole or read on demand behind dm-verity, or the profile's
+// NFS export, root = nfs://...), the upper (tmpfs
 // or the private disk, with its CHAP secrets both ways), the machine's
 // identity and where to report. It is validated as the agent will read
 // it.
@@ -90,8 +91,14 @@ func Document(f DocumentFacts) (boot.Document, error) {
 		chap := d.CHAP
 		upper = boot.Upper{ISCSI: &boot.ISCSISource{Portal: d.Portal, Target: d.Target, Initiator: d.Initiator, CHAP: &chap}}
 	}
+	src := boot.Source{HTTP: lower}
+	if n := p.NFSLower(); n != nil {
+		// An NFS export: the machine mounts it as it is; no digest,
+		// nothing the server could check.
+		src = boot.Source{NFS: n}
+	}
 	doc := boot.Document{Version: 1, Machine: f.Machine.MAC,
-		Lower:    boot.Source{HTTP: lower},
+		Lower:    src,
 		Upper:    upper,
 		Init:     p.Init,
 		Report:   cmp.Or(f.Secure, f.Base) + "/report/" + f.ReportToken,

@@ -179,6 +179,12 @@ type Profile struct {
 
 	// Artifacts: a store name, sha256:HEX, or an absolute file path.
 	Kernel, Initramfs, Root string
+	// RootNFS is root = nfs://HOST/EXPORT instead of Root: an NFS export
+	// as the lower, with NFSVersion and NFSOptions from lower-nfs (use
+	// NFSLower, which joins them).
+	RootNFS    *boot.NFSSource
+	NFSVersion string
+	NFSOptions []string
 
 	UpperSize  boot.Size
 	LowerMode  boot.LowerMode // lower-mode: ram (default), lazy or fill
@@ -553,9 +559,10 @@ func (c *Config) validate() []error {
 			}
 			continue
 		}
+		errs = append(errs, c.validateNFS(p)...)
 		var missing []string
 		for _, kv := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
-			if kv[1] == "" {
+			if kv[1] == "" && (kv[0] != "root" || p.RootNFS == nil) {
 				missing = append(missing, kv[0])
 			}
 		}
@@ -623,6 +630,42 @@ func (c *Config) validate() []error {
 	return errs
 }
 
+// NFSLower is the profile's NFS lower (root = nfs://... with lower-nfs's
+// options), or nil.
+func (p *Profile) NFSLower() *boot.NFSSource {
+	if p.RootNFS == nil {
+		return nil
+	}
+	n := *p.RootNFS
+	n.Version, n.Options = p.NFSVersion, slices.Clone(p.NFSOptions)
+	return &n
+}
+
+// validateNFS checks the keys that go with an NFS root, or not.
+func (c *Config) validateNFS(p *Profile) []error {
+	var errs []error
+	if p.RootNFS == nil {
+		if p.NFSVersion != "" || len(p.NFSOptions) > 0 {
+			errs = append(errs, &Error{c.File, p.LineOf("lower-nfs"), fmt.Errorf("profile %s: lower-nfs needs root = nfs://HOST/EXPORT", p.Name)})
+		}
+		return errs
+	}
+	// An NFS tree has no digest and no dm-verity tree: the server cannot
+	// check what an NFS server answers, nor read it on demand.
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"lower-mode", p.LowerMode != ""}, {"lower-cache", p.LowerCache != 0}, {"lower-tls", p.LowerTLS}} {
+		if k.set {
+			errs = append(errs, &Error{c.File, p.LineOf(k.key), fmt.Errorf("profile %s: %s does not apply to root = nfs://...: the NFS tree is mounted as it is, with no image to download, verify or read through dm-verity", p.Name, k.key)})
+		}
+	}
+	if err := p.NFSLower().Validate(); err != nil {
+		errs = append(errs, &Error{c.File, p.LineOf("root"), fmt.Errorf("profile %s: root: %w", p.Name, err)})
+	}
+	return errs
+}
+
 // notForSanboot lists the keys a sanboot profile has set but cannot use.
 func (p *Profile) notForSanboot() []string {
 	var set []string
@@ -630,7 +673,7 @@ func (p *Profile) notForSanboot() []string {
 		key string
 		set bool
 	}{
-		{"kernel", p.Kernel != ""}, {"initramfs", p.Initramfs != ""}, {"root", p.Root != ""},
+		{"kernel", p.Kernel != ""}, {"initramfs", p.Initramfs != ""}, {"root", p.Root != "" || p.RootNFS != nil}, {"lower-nfs", p.NFSVersion != "" || len(p.NFSOptions) > 0},
 		{"upper", p.Upper != ""}, {"lower-mode", p.LowerMode != ""}, {"lower-cache", p.LowerCache != 0}, {"iscsi-recovery", p.ISCSIRecovery != 0}, {"upper-size", !p.UpperSize.IsZero()}, {"upper-disk-size", p.UpperDiskSize != 0},
 		{"init", p.Init != ""}, {"onfail", p.OnFail != ""}, {"onfail-delay", p.OnFailDelay != 0},
 		{"fetch-attempts", p.FetchAttempts != 0}, {"cmdline", len(p.Cmdline) > 0},

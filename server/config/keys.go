@@ -78,7 +78,8 @@ var Sections = []Section{
 	{"profile", "[profile NAME]", "How a machine boots. [profile default] is for machines no other rule names.", []Key{
 		{"kernel", "", "The kernel: a store name, sha256:HEX, or an absolute file path. Required unless sanboot."},
 		{"initramfs", "", "The overboot initramfs (overboot mkimage initramfs): a store name, sha256:HEX or a path. Required unless sanboot."},
-		{"root", "", "The root image (a squashfs): a store name, sha256:HEX or a path. Required unless sanboot."},
+		{"root", "", "The root image (a squashfs): a store name, sha256:HEX or a path; or nfs://HOST/EXPORT, a tree the machines mount read-only with the kernel's NFS client, under the upper as an image (for sites moving from NFS roots: what the NFS server answers is not verified, so no lower-mode, lower-cache or lower-tls). Required unless sanboot."},
+		{"lower-nfs", "vers=4", "root = nfs://...: the NFS options, comma-separated: vers=4, 4.1, 4.2 or 3, and port=, mountport=, proto=tcp, mountproto=tcp, timeo=, retrans=, rsize= (no others: the mount is always read-only; NFSv3 also gets nolock)."},
 		{"lower-mode", "ram", "ram (download whole, check, loop), lazy (read on demand behind dm-verity) or fill (lazy, then fill RAM)."},
 		{"lower-tls", "no", "yes: the image (and its dm-verity tree) is read from this server over HTTPS (tls-listen), checked against the site CA: for images with secrets in them. Mirrors and the cache are then left out unless they are https."},
 		{"lower-cache", "64M", "lazy and fill: the keeper's RAM cache of blocks."},
@@ -396,7 +397,18 @@ func checkBaseURL(v string) error {
 func (p *Profile) set(k, v string) error {
 	var err error
 	switch k {
-	case "kernel", "initramfs", "root":
+	case "root":
+		if strings.HasPrefix(v, "nfs://") {
+			n, err := boot.ParseNFSURL(v)
+			if err != nil {
+				return err
+			}
+			p.Root, p.RootNFS = "", &n
+			return nil
+		}
+		p.RootNFS = nil
+		fallthrough
+	case "kernel", "initramfs":
 		if v == "" {
 			return errors.New("empty: want a store name, sha256:HEX or an absolute file path")
 		}
@@ -419,6 +431,11 @@ func (p *Profile) set(k, v string) error {
 		p.LowerMode, err = boot.ParseLowerMode(v)
 	case "lower-cache":
 		p.LowerCache, err = boot.ParseLowerCache(v)
+	case "lower-nfs":
+		if v == "" {
+			return errors.New("empty: want NFS options like vers=3")
+		}
+		p.NFSVersion, p.NFSOptions, err = boot.ParseNFSOptions(v)
 	case "lower-tls":
 		p.LowerTLS, err = parseYesNo(v)
 	case "iscsi-recovery":

@@ -305,6 +305,9 @@ func (s *Set) resolveAll(ctx context.Context, p *config.Profile, fetch bool) (Ar
 		kind, val string
 		dst       *Artifact
 	}{{"kernel", p.Kernel, &a.Kernel}, {"initramfs", p.Initramfs, &a.Initramfs}, {"root", p.Root, &a.Root}} {
+		if ref.kind == "root" && p.RootNFS != nil {
+			continue // root = nfs://...: no image (a.Root stays zero)
+		}
 		art, err := s.resolve(ctx, ref.kind, ref.val, fetch)
 		if err != nil {
 			errs = append(errs, &refError{ref.kind, ref.val, err})
