@@ -100,6 +100,13 @@ func dial(sock string, done chan error) (net.Conn, error) {
 	return nil, fmt.Errorf("no socket after 30 s: %v", last)
 }
 
+// Dir is the TPM's state directory (another TPM client may start swtpm
+// on it once PowerOff has returned).
+func (m *Machine) Dir() string { return m.dir }
+
+// PowerOff closes the TPM and ends swtpm; its state stays in Dir.
+func (m *Machine) PowerOff() { m.stop() }
+
 // stop closes the TPM and ends swtpm (SIGTERM: it saves its state).
 func (m *Machine) stop() {
 	if m.tpm != nil {

@@ -90,6 +90,8 @@ var packages = map[string]string{
 	"swtpm":                "swtpm",
 	"systemd-analyze":      "systemd",
 	"tftp":                 "tftp-hpa",
+	"tpm2_createek":        "tpm2-tools",
+	"tpm2_readpublic":      "tpm2-tools",
 	"tgtadm":               "tgt",
 	"tgtd":                 "tgt",
 	"unsquashfs":           "squashfs-tools",
