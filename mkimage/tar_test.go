@@ -170,7 +170,7 @@ func TestTarReader(t *testing.T) {
 				t.Fatalf("tarReader: %v", err)
 			}
 			defer closeFn()
-			if _, err := rewriteTar(r, io.Discard, false); err != nil {
+			if _, err := rewriteTar(r, io.Discard, false, nil); err != nil {
 				t.Fatalf("rewriteTar: %v", err)
 			}
 		})
@@ -352,8 +352,8 @@ func TestRewriteTar(t *testing.T) {
 			}
 			in := makeTar(t, format, tc.in...)
 			var out bytes.Buffer
-			st, err := rewriteTar(bytes.NewReader(in), &out, tc.noFixups)
-			check, checkErr := rewriteTar(bytes.NewReader(in), nil, tc.noFixups)
+			st, err := rewriteTar(bytes.NewReader(in), &out, tc.noFixups, nil)
+			check, checkErr := rewriteTar(bytes.NewReader(in), nil, tc.noFixups, nil)
 			if tc.wantErr != "" {
 				if !errors.Is(err, tc.wantIs) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("rewriteTar = %v, want %v containing %q", err, tc.wantIs, tc.wantErr)
@@ -398,7 +398,7 @@ func FuzzRewriteTar(f *testing.F) {
 		// A few header bytes can describe a sparse file of terabytes, which
 		// rewriteTar expands (as GNU tar would on extraction): cap the output.
 		var out bytes.Buffer
-		st, err := rewriteTar(bytes.NewReader(in), &capWriter{w: &out, n: 1 << 20}, false)
+		st, err := rewriteTar(bytes.NewReader(in), &capWriter{w: &out, n: 1 << 20}, false, nil)
 		if err != nil {
 			return
 		}
@@ -422,7 +422,7 @@ func FuzzRewriteTar(f *testing.F) {
 			}
 		}
 		var again bytes.Buffer
-		st2, err := rewriteTar(bytes.NewReader(out.Bytes()), &again, false)
+		st2, err := rewriteTar(bytes.NewReader(out.Bytes()), &again, false, nil)
 		if err != nil {
 			t.Fatalf("second rewrite: %v", err)
 		}
