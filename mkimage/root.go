@@ -1,6 +1,7 @@
 package mkimage
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"errors"
@@ -54,15 +55,20 @@ var levelRange = map[string][2]int{
 
 // RootOptions says what BuildRoot builds from and how.
 type RootOptions struct {
-	Source      string       // a directory, or a tar archive: plain, gzip, zstd, xz or bzip2 (detected by magic bytes); with Tar, only the name messages give the source
-	Tar         TarSource    // when set, the tar archive to build from, instead of the file Source names
-	Compression string       // gzip, xz, zstd, lz4 or lzo; "" = DefaultCompression
-	Level       int          // compression level; 0 = mksquashfs's default for the compressor (zstd 15, gzip 9, lzo 8)
-	BlockSize   int          // bytes, a power of two from 4 KiB to 1 MiB; 0 = DefaultBlockSize
-	Processors  int          // mksquashfs threads; 0 = all processors
-	NoFixups    bool         // build the tree as it is, without the netboot fix-ups
-	Progress    io.Writer    // human progress lines; nil = silent
-	Log         *slog.Logger // nil = discard
+	Source      string    // a directory, or a tar archive: plain, gzip, zstd, xz or bzip2 (detected by magic bytes); with Tar, only the name messages give the source
+	Tar         TarSource // when set, the tar archive to build from, instead of the file Source names
+	Compression string    // gzip, xz, zstd, lz4 or lzo; "" = DefaultCompression
+	Level       int       // compression level; 0 = mksquashfs's default for the compressor (zstd 15, gzip 9, lzo 8)
+	BlockSize   int       // bytes, a power of two from 4 KiB to 1 MiB; 0 = DefaultBlockSize
+	Processors  int       // mksquashfs threads; 0 = all processors
+	NoFixups    bool      // build the tree as it is, without the netboot fix-ups
+	// Capture, when set, gets a copy of the entries it wants as a tar
+	// source (a file or Tar) streams into mksquashfs: the image's own
+	// kernel and modules (package mkimage/imagekernel), without
+	// extracting the rest. A directory source is not streamed: read it.
+	Capture  Capturer
+	Progress io.Writer    // human progress lines; nil = silent
+	Log      *slog.Logger // nil = discard
 }
 
 // TarSource is a tar archive produced on demand (a container image's
@@ -71,6 +77,17 @@ type RootOptions struct {
 // writes the same plain (uncompressed) tar to w.
 type TarSource interface {
 	WriteTar(ctx context.Context, w io.Writer) error
+}
+
+// Capturer receives entries of a tar source as BuildRoot streams them
+// into mksquashfs (once per build, in the archive's order).
+type Capturer interface {
+	// Capture is called with every entry's cleaned name (relative to the
+	// root) and its header after the rewrite (for a hard link, Linkname
+	// is the cleaned target). For a regular file it may return a writer
+	// that receives a copy of the data and is closed after it; nil: not
+	// wanted. An error stops the build.
+	Capture(name string, h *tar.Header) (io.WriteCloser, error)
 }
 
 // RootResult describes a built image.
@@ -479,11 +496,20 @@ func (b *build) readTar(ctx context.Context, src string, size int64, phase strin
 	if comp == "" {
 		comp = "uncompressed"
 	}
-	st, err := rewriteTar(plain, w, b.opt.NoFixups)
+	st, err := rewriteTar(plain, w, b.opt.NoFixups, b.capture(w))
 	if err != nil && !isPipeError(err) {
 		err = fmt.Errorf("source %s: %w", src, err)
 	}
 	return st, comp, err
+}
+
+// capture is the Capturer of the pass that writes to w: only the build
+// pass (the check pass skips file data).
+func (b *build) capture(w io.Writer) Capturer {
+	if w == nil {
+		return nil
+	}
+	return b.opt.Capture
 }
 
 // readTarSource runs rewriteTar over what b.opt.Tar writes, through a pipe.
@@ -495,7 +521,7 @@ func (b *build) readTarSource(ctx context.Context, src string, w io.Writer) (tar
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	st, err := rewriteTar(pr, w, b.opt.NoFixups)
+	st, err := rewriteTar(pr, w, b.opt.NoFixups, b.capture(w))
 	// Stop the writer if rewriteTar stopped early, then wait for it: its
 	// error (a layer's digest, a path escaping the root) names the cause.
 	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))

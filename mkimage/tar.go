@@ -163,8 +163,9 @@ const maxFstab = 1 << 20
 // etc/fstab fixed for netboot unless noFixups, the root entry left out (its
 // mode goes on the command line). Duplicates are refused: tar keeps the last
 // copy of a path, mksquashfs the first. A nil w only checks the archive.
-func rewriteTar(r io.Reader, w io.Writer, noFixups bool) (tarStats, error) {
-	t := &tarRewriter{tr: tar.NewReader(r), noFixups: noFixups, seen: map[string]bool{".": true}, explicit: map[string]byte{}}
+// A non-nil capture gets the entries as they are written (see Capturer).
+func rewriteTar(r io.Reader, w io.Writer, noFixups bool, capture Capturer) (tarStats, error) {
+	t := &tarRewriter{tr: tar.NewReader(r), noFixups: noFixups, seen: map[string]bool{".": true}, explicit: map[string]byte{}, capture: capture}
 	if w != nil {
 		t.tw = tar.NewWriter(w)
 	}
@@ -196,6 +197,7 @@ type tarRewriter struct {
 	noFixups bool
 	seen     map[string]bool // every path in the image
 	explicit map[string]byte // paths with their own entry: their type flag
+	capture  Capturer        // nil: none
 	st       tarStats
 }
 
@@ -284,6 +286,17 @@ func (t *tarRewriter) copyEntry(h *tar.Header) error {
 		if name == fstabPath && !t.noFixups {
 			t.st.Notes = append(t.st.Notes, fmt.Sprintf("%s is a %s in the archive: not fixed", fstabPath, tarTypeName(h.Typeflag)))
 		}
+		if t.capture != nil && t.tw != nil {
+			cw, err := t.capture.Capture(name, h)
+			if err != nil {
+				return fmt.Errorf("tar entry %q: capture: %w", h.Name, err)
+			}
+			if cw != nil {
+				if err := cw.Close(); err != nil {
+					return fmt.Errorf("tar entry %q: capture: %w", h.Name, err)
+				}
+			}
+		}
 		return t.writeHeader(h)
 	}
 	if name == fstabPath && !t.noFixups {
@@ -300,7 +313,24 @@ func (t *tarRewriter) copyFile(h *tar.Header) error {
 	if err := t.writeHeader(h); err != nil {
 		return err
 	}
-	if _, err := io.Copy(t.tw, t.tr); err != nil {
+	var dst io.Writer = t.tw
+	var cw io.WriteCloser
+	if t.capture != nil {
+		var err error
+		if cw, err = t.capture.Capture(h.Name, h); err != nil {
+			return fmt.Errorf("tar entry %q: capture: %w", h.Name, err)
+		}
+		if cw != nil {
+			dst = io.MultiWriter(t.tw, cw)
+		}
+	}
+	_, err := io.Copy(dst, t.tr)
+	if cw != nil {
+		if cerr := cw.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("capture: %w", cerr)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("tar entry %q: %w", h.Name, err)
 	}
 	return nil

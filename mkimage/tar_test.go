@@ -170,7 +170,7 @@ func TestTarReader(t *testing.T) {
 				t.Fatalf("tarReader: %v", err)
 			}
 			defer closeFn()
-			if _, err := rewriteTar(r, io.Discard, false); err != nil {
+			if _, err := rewriteTar(r, io.Discard, false, nil); err != nil {
 				t.Fatalf("rewriteTar: %v", err)
 			}
 		})
@@ -352,8 +352,8 @@ func TestRewriteTar(t *testing.T) {
 			}
 			in := makeTar(t, format, tc.in...)
 			var out bytes.Buffer
-			st, err := rewriteTar(bytes.NewReader(in), &out, tc.noFixups)
-			check, checkErr := rewriteTar(bytes.NewReader(in), nil, tc.noFixups)
+			st, err := rewriteTar(bytes.NewReader(in), &out, tc.noFixups, nil)
+			check, checkErr := rewriteTar(bytes.NewReader(in), nil, tc.noFixups, nil)
 			if tc.wantErr != "" {
 				if !errors.Is(err, tc.wantIs) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("rewriteTar = %v, want %v containing %q", err, tc.wantIs, tc.wantErr)
@@ -398,7 +398,7 @@ func FuzzRewriteTar(f *testing.F) {
 		// A few header bytes can describe a sparse file of terabytes, which
 		// rewriteTar expands (as GNU tar would on extraction): cap the output.
 		var out bytes.Buffer
-		st, err := rewriteTar(bytes.NewReader(in), &capWriter{w: &out, n: 1 << 20}, false)
+		st, err := rewriteTar(bytes.NewReader(in), &capWriter{w: &out, n: 1 << 20}, false, nil)
 		if err != nil {
 			return
 		}
@@ -422,7 +422,7 @@ func FuzzRewriteTar(f *testing.F) {
 			}
 		}
 		var again bytes.Buffer
-		st2, err := rewriteTar(bytes.NewReader(out.Bytes()), &again, false)
+		st2, err := rewriteTar(bytes.NewReader(out.Bytes()), &again, false, nil)
 		if err != nil {
 			t.Fatalf("second rewrite: %v", err)
 		}
@@ -447,4 +447,59 @@ func (c *capWriter) Write(p []byte) (int, error) {
 	}
 	c.n -= len(p)
 	return c.w.Write(p)
+}
+
+// recorder is a Capturer that keeps what it is given.
+type recorder struct {
+	calls []string          // "name type"
+	data  map[string]string // captured regular files
+}
+
+type recordWriter struct {
+	bytes.Buffer
+	done func(string)
+}
+
+func (w *recordWriter) Close() error { w.done(w.String()); return nil }
+
+func (r *recorder) Capture(name string, h *tar.Header) (io.WriteCloser, error) {
+	r.calls = append(r.calls, fmt.Sprintf("%s %c %s", name, h.Typeflag, h.Linkname))
+	if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "boot/") {
+		return nil, nil
+	}
+	return &recordWriter{done: func(s string) { r.data[name] = s }}, nil
+}
+
+// TestRewriteTarCapture: the build pass hands the Capturer every entry
+// with its cleaned name (and a hard link's cleaned target), and a copy of
+// the data it asks for, while the output stays whole; the check pass
+// (no writer) captures nothing.
+func TestRewriteTarCapture(t *testing.T) {
+	in := makeTar(t, tar.FormatPAX,
+		entry{Name: "./", Type: tar.TypeDir, Mode: 0o755},
+		entry{Name: "./boot/", Type: tar.TypeDir, Mode: 0o755},
+		entry{Name: "./boot/vmlinuz-1", Type: tar.TypeReg, Mode: 0o644, Data: "kernel"},
+		entry{Name: "/boot/vmlinuz-2", Link: "./boot/vmlinuz-1", Type: tar.TypeLink, Mode: 0o644},
+		entry{Name: "etc/motd", Type: tar.TypeReg, Mode: 0o644, Data: "hi"},
+	)
+	rec := &recorder{data: map[string]string{}}
+	var out bytes.Buffer
+	if _, err := rewriteTar(bytes.NewReader(in), &out, false, rec); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"boot 5 ", "boot/vmlinuz-1 0 ", "boot/vmlinuz-2 1 boot/vmlinuz-1", "etc/motd 0 "}
+	if d := cmp.Diff(want, rec.calls); d != "" {
+		t.Errorf("calls (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string]string{"boot/vmlinuz-1": "kernel"}, rec.data); d != "" {
+		t.Errorf("captured (-want +got):\n%s", d)
+	}
+	got := readEntries(t, out.Bytes())
+	if len(got) != 4 || got[1].Data != "kernel" || got[3].Data != "hi" {
+		t.Errorf("output changed by the capture: %+v", got)
+	}
+	none := &recorder{data: map[string]string{}}
+	if _, err := rewriteTar(bytes.NewReader(in), nil, false, none); err != nil || len(none.calls) != 0 {
+		t.Errorf("check pass: %v %v", none.calls, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/mkimage"
+	"github.com/overboot/overboot/mkimage/imagekernel"
 	"github.com/overboot/overboot/mkimage/oci"
 	"github.com/overboot/overboot/server/state"
 )
@@ -76,7 +77,9 @@ state store (publishing again moves NAME to the new image atomically; a
 running server gives it to the next machine that boots). It works on the
 server's files directly, without a running server.
 
-` + importRefHelp,
+` + importRefHelp + `
+
+` + kernelHelp,
 		Args: exactArgs(1, "exactly one REF"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.dir == "" || o.name == "" {
@@ -94,21 +97,24 @@ server's files directly, without a running server.
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "no progress lines")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	o.importOptions.addFlags(c)
+	o.kernelOptions.addFlags(c)
 	c.MarkFlagDirname("store")
 	return c
 }
 
 // publishImported publishes m under name like publishLocal, with where it
 // came from in the history.
-func publishImported(ctx context.Context, dir, name string, m blobstore.Manifest, from *oci.Image, by string) (state.Image, error) {
+func publishImported(ctx context.Context, dir, name string, m blobstore.Manifest, from *oci.Image, by string, own *imagekernel.Result) (state.Image, error) {
 	db, err := localStore(ctx, dir, "")
 	if err != nil {
 		return state.Image{}, err
 	}
 	defer db.Close()
-	im, err := db.PublishImage(ctx, state.Image{Name: name, Digest: m.Digest.String(), Size: m.Size, Kind: string(m.Kind),
+	im := state.Image{Name: name, Digest: m.Digest.String(), Size: m.Size, Kind: string(m.Kind),
 		Compression: m.Compression, Note: fmt.Sprintf("overboot %s from %s (%s)", by, from.Ref, from.Digest),
-		Source: from.Ref.String(), SourceDigest: from.Digest})
+		Source: from.Ref.String(), SourceDigest: from.Digest}
+	withOwnKernel(&im, own)
+	im, err = db.PublishImage(ctx, im)
 	if err != nil {
 		return state.Image{}, fmt.Errorf("publish %s: %w", name, err)
 	}

@@ -560,6 +560,12 @@ func (c *Config) validate() []error {
 			continue
 		}
 		errs = append(errs, c.validateNFS(p)...)
+		if p.Kernel == ImageRef && p.Initramfs == "" {
+			p.Initramfs = ImageRef // the initramfs of the image's own modules
+		}
+		if err := p.checkImageRefs(); err != nil {
+			errs = append(errs, &Error{c.File, p.LineOf("kernel"), fmt.Errorf("profile %s: %w", n, err)})
+		}
 		var missing []string
 		for _, kv := range [][2]string{{"kernel", p.Kernel}, {"initramfs", p.Initramfs}, {"root", p.Root}} {
 			if kv[1] == "" && (kv[0] != "root" || p.RootNFS == nil) {
@@ -664,6 +670,33 @@ func (c *Config) validateNFS(p *Profile) []error {
 		errs = append(errs, &Error{c.File, p.LineOf("root"), fmt.Errorf("profile %s: root: %w", p.Name, err)})
 	}
 	return errs
+}
+
+// ImageRef, as a profile's kernel or initramfs, names the root image's
+// own (see mkimage/imagekernel): resolved from the root's name when a
+// machine boots.
+const ImageRef = "image"
+
+// checkImageRefs checks kernel = image and initramfs = image: the root
+// must be a name (a path or a digest carries no kernel), and an image's
+// initramfs goes only with its kernel.
+func (p *Profile) checkImageRefs() error {
+	if p.Kernel != ImageRef && p.Initramfs != ImageRef {
+		return nil
+	}
+	if p.Root == ImageRef {
+		return errors.New("root = image: the root is the image; name it (a store name)")
+	}
+	if p.RootNFS != nil {
+		return errors.New("kernel = image takes the kernel published with a root image: an NFS root has none")
+	}
+	if p.Kernel != ImageRef {
+		return errors.New("initramfs = image goes with kernel = image: the image's initramfs holds the modules of its own kernel")
+	}
+	if p.Root != "" && (strings.HasPrefix(p.Root, "/") || strings.HasPrefix(p.Root, "sha256:")) {
+		return fmt.Errorf("kernel = image takes the kernel published with the root image: root %s must be a store name (overboot image import, mkimage root --store DIR --name NAME)", p.Root)
+	}
+	return nil
 }
 
 // notForSanboot lists the keys a sanboot profile has set but cannot use.

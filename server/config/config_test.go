@@ -178,6 +178,10 @@ func TestParseErrors(t *testing.T) {
 		{"store password file without store", "[server]\nstore-password-file = /etc/overboot/pg\n", "store-password-file without store"},
 		{"no equals", "[server]\nlisten\n", "f:2: \"listen\": want key = value"},
 		{"bad size", prof + "upper-size = lots\n", "f:5: upper-size:"},
+		{"kernel = image with a root path", "[profile default]\nkernel = image\nroot = /srv/root.sqfs\n", "f:2: profile default: kernel = image takes the kernel published with the root image: root /srv/root.sqfs must be a store name"},
+		{"kernel = image with a root digest", "[profile default]\nkernel = image\nroot = sha256:" + strings.Repeat("a", 64) + "\n", "must be a store name"},
+		{"initramfs = image alone", "[profile default]\nkernel = k\ninitramfs = image\nroot = r\n", "f:2: profile default: initramfs = image goes with kernel = image"},
+		{"root = image", "[profile default]\nkernel = image\nroot = image\n", "root = image: the root is the image"},
 		{"bad action", prof + "onfail = explode\n", "f:5: onfail:"},
 		{"bad delay", prof + "onfail-delay = soon\n", "f:5: onfail-delay:"},
 		{"bad attempts", prof + "fetch-attempts = 0\n", "f:5: fetch-attempts: want 1 to 100"},
@@ -498,5 +502,20 @@ func TestProfileLogin(t *testing.T) {
 		if got := c.Profiles[name].ConsoleLogin(); got != want {
 			t.Errorf("profile %s: ConsoleLogin() = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestKernelImage: kernel = image alone brings the image's initramfs; an
+// explicit initramfs stays.
+func TestKernelImage(t *testing.T) {
+	c, err := Parse("f", strings.NewReader("[profile default]\nkernel = image\nroot = node\n[profile mine]\nkernel = image\ninitramfs = custom\nroot = node\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Profiles["default"]; p.Kernel != ImageRef || p.Initramfs != ImageRef {
+		t.Errorf("default: kernel %q initramfs %q", p.Kernel, p.Initramfs)
+	}
+	if p := c.Profiles["mine"]; p.Initramfs != "custom" {
+		t.Errorf("mine: initramfs %q", p.Initramfs)
 	}
 }

@@ -76,8 +76,8 @@ var Sections = []Section{
 		{"dhcpv6-dns", "", "DNS servers (comma-separated IPv6 addresses) dhcpv6 hands out."},
 	}},
 	{"profile", "[profile NAME]", "How a machine boots. [profile default] is for machines no other rule names.", []Key{
-		{"kernel", "", "The kernel: a store name, sha256:HEX, or an absolute file path. Required unless sanboot."},
-		{"initramfs", "", "The overboot initramfs (overboot mkimage initramfs): a store name, sha256:HEX or a path. Required unless sanboot."},
+		{"kernel", "", "The kernel: a store name, sha256:HEX, an absolute file path, or image: the root image's own kernel (built with it from its /boot/vmlinuz-* and /lib/modules/*; root must then be a store name). Required unless sanboot."},
+		{"initramfs", "", "The overboot initramfs (overboot mkimage initramfs): a store name, sha256:HEX, a path, or image: the one built from the root image's own modules (the default with kernel = image). Required unless sanboot."},
 		{"root", "", "The root image (a squashfs): a store name, sha256:HEX or a path; or nfs://HOST/EXPORT, a tree the machines mount read-only with the kernel's NFS client, under the upper as an image (for sites moving from NFS roots: what the NFS server answers is not verified, so no lower-mode, lower-cache or lower-tls). Required unless sanboot."},
 		{"lower-nfs", "vers=4", "root = nfs://...: the NFS options, comma-separated: vers=4, 4.1, 4.2 or 3, and port=, mountport=, proto=tcp, mountproto=tcp, timeo=, retrans=, rsize= (no others: the mount is always read-only; NFSv3 also gets nolock)."},
 		{"lower-mode", "ram", "ram (download whole, check, loop), lazy (read on demand behind dm-verity) or fill (lazy, then fill RAM)."},

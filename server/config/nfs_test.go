@@ -54,3 +54,12 @@ func TestParseNFSRootErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelImageWithNFSRoot: kernel = image needs a root image; an NFS
+// root has no kernel of its own.
+func TestKernelImageWithNFSRoot(t *testing.T) {
+	_, err := Parse("f", strings.NewReader("[profile default]\nkernel = image\nroot = nfs://192.0.2.1/srv/root\n"))
+	if err == nil || !strings.Contains(err.Error(), "an NFS root has none") || !strings.Contains(err.Error(), "f:2") {
+		t.Errorf("kernel = image with an NFS root: %v", err)
+	}
+}

@@ -17,6 +17,12 @@
 //     /lib/modules): install the booted kernel's modules package on the
 //     server (Debian: the same linux-image-* package). Without it a machine
 //     boots with the base alone, and the server logs why.
+//   - A base built for a root image's own kernel (mkimage/imagekernel)
+//     names its modules blob (lib/modules/RELEASE/overboot-image-modules/
+//     sha256:HEX): its segments come from that blob, unpacked once under
+//     DATA/drivers/trees/HEX, and are indexed under RELEASE@HEX16, apart
+//     from the server's own tree of the same release. Firmware still comes
+//     from FirmwareDir.
 //   - Firmware comes from FirmwareDir (default /lib/firmware); files a
 //     driver names that are absent are listed in the segment's record and
 //     logged (many drivers name firmware for chips the machine may not

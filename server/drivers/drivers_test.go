@@ -3,6 +3,7 @@ package drivers
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
 	"github.com/overboot/overboot/internal/testneed"
+	"github.com/overboot/overboot/mkimage/imagekernel"
 	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/server/pci"
 )
@@ -219,5 +221,102 @@ func TestReadBase(t *testing.T) {
 	}
 	if _, err := s.For(context.Background(), boot.DigestFromSum(make([]byte, 32)), pci.ID{Vendor: 1, Device: 1}); err == nil {
 		t.Errorf("a missing base blob gave no error")
+	}
+}
+
+// TestSegmentsFromImageModules: a base initramfs built for an image's own
+// kernel (mkimage/imagekernel) gets its segments from that image's modules
+// blob, not from the server's modules directory (empty here): the
+// release is one the server does not have.
+func TestSegmentsFromImageModules(t *testing.T) {
+	host := realTree(t)
+	const rel = "9.9.9-image"
+	img := t.TempDir()
+	mods := filepath.Join(img, "lib/modules", rel)
+	var dep, alias strings.Builder
+	hostAlias, err := os.ReadFile(filepath.Join(host.Dir, "modules.alias"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := host.LoadOrder([]string{"8139cp", "8139too", "virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(filepath.Join(host.Dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(mods, file)), 0o755)
+		os.WriteFile(filepath.Join(mods, file), b, 0o644)
+		fmt.Fprintf(&dep, "%s:", file)
+		for _, d := range host.Deps(file) {
+			fmt.Fprintf(&dep, " %s", d)
+		}
+		dep.WriteString("\n")
+		name := initramfs.ModuleName(file)
+		for _, l := range strings.Split(string(hostAlias), "\n") {
+			if strings.HasSuffix(l, " "+name) {
+				alias.WriteString(l + "\n")
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(mods, "modules.dep"), []byte(dep.String()), 0o644)
+	os.WriteFile(filepath.Join(mods, "modules.alias"), []byte(alias.String()), 0o644)
+	os.MkdirAll(filepath.Join(img, "boot"), 0o755)
+	kern := make([]byte, 4096)
+	copy(kern[0x202:], "HdrS")
+	os.WriteFile(filepath.Join(img, "boot", "vmlinuz-"+rel), kern, 0o644)
+	agent := filepath.Join(t.TempDir(), "agent")
+	os.WriteFile(agent, []byte("agent"), 0o755)
+
+	st, err := blobstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	k, err := imagekernel.Find(img, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := imagekernel.Build(ctx, st, k, imagekernel.Options{Agent: agent, Modules: []string{"virtio_net"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Segments{Blobs: st, ModulesDir: t.TempDir(), FirmwareDir: t.TempDir()}
+	c, err := s.For(ctx, res.Initramfs.Digest, pci.ID{Vendor: 0x10ec, Device: 0x8139})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Segment == nil || c.Segment.Release != rel || c.Segment.Name != "8139cp+8139too" {
+		t.Fatalf("segment: %+v", c)
+	}
+	want := []string{
+		"lib/modules/" + rel + "/kernel/drivers/net/mii.ko",
+		"lib/modules/" + rel + "/kernel/drivers/net/ethernet/realtek/8139cp.ko",
+		"lib/modules/" + rel + "/kernel/drivers/net/ethernet/realtek/8139too.ko",
+	}
+	if d := cmp.Diff(want, c.Segment.Modules); d != "" {
+		t.Errorf("modules (-want +got):\n%s", d)
+	}
+	if c, err := s.For(ctx, res.Initramfs.Digest, pci.ID{Vendor: 0x1af4, Device: 0x1000}); err != nil || c.Segment != nil {
+		t.Errorf("virtio-net is in the image's initramfs: %+v %v", c, err)
+	}
+	// A new server reads the index, under the image's tree, not the
+	// release alone.
+	s2 := &Segments{Blobs: st, ModulesDir: t.TempDir(), FirmwareDir: s.FirmwareDir}
+	c2, err := s2.For(ctx, res.Initramfs.Digest, pci.ID{Vendor: 0x10ec, Device: 0x8139})
+	if err != nil || c2.Built || c2.Segment.Digest != c.Segment.Digest {
+		t.Errorf("after a restart: %+v %v", c2, err)
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir(), "drivers", rel+"@"+res.Modules.Digest.Hex()[:16], "8139cp+8139too.json")); err != nil {
+		t.Errorf("index: %v", err)
+	}
+	// Without the modules blob, and nothing unpacked, there is no tree.
+	os.RemoveAll(filepath.Join(st.Dir(), "drivers"))
+	st.Remove(res.Modules.Digest)
+	s3 := &Segments{Blobs: st, ModulesDir: t.TempDir(), FirmwareDir: s.FirmwareDir}
+	if _, err := s3.For(ctx, res.Initramfs.Digest, pci.ID{Vendor: 0x10ec, Device: 0x8139}); err == nil || !strings.Contains(err.Error(), "the image's modules") {
+		t.Errorf("modules blob gone: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/mkimage/imagekernel"
 	"github.com/overboot/overboot/mkimage/initramfs"
 	"github.com/overboot/overboot/server/pci"
 )
@@ -62,9 +63,11 @@ type Segments struct {
 
 // base is what a base initramfs ships: its kernel release and modules.
 type base struct {
-	release string
-	modules map[string]bool // names
-	err     error
+	release    string
+	modules    map[string]bool // names
+	own        boot.Digest     // the modules blob an image's own initramfs names (mkimage/imagekernel); "" for others
+	ownRelease string          // the release the marker names
+	err        error
 }
 
 // Seen remembers the NIC a machine booted from (its bootstrap query), for
@@ -124,11 +127,11 @@ func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id pci.ID) (
 	if b.release == "" {
 		return Choice{Why: "the base initramfs ships no kernel modules, so its kernel release is unknown"}, nil
 	}
-	mt, err := s.tree(b.release)
+	mt, err := s.treeOf(ctx, b)
 	if err != nil {
 		return Choice{}, err
 	}
-	drivers, err := s.match(b.release, mt, id)
+	drivers, err := s.match(s.treeKey(mt), mt, id)
 	if err != nil {
 		return Choice{}, err
 	}
@@ -154,8 +157,8 @@ func (s *Segments) For(ctx context.Context, baseDigest boot.Digest, id pci.ID) (
 // match is Match, remembered per release and PCI id: it runs every
 // network driver's alias patterns (about 2 ms), and each machine's script
 // asks again.
-func (s *Segments) match(release string, mt *initramfs.ModuleTree, id pci.ID) ([]string, error) {
-	key := release + "/" + id.String()
+func (s *Segments) match(tree string, mt *initramfs.ModuleTree, id pci.ID) ([]string, error) {
+	key := tree + "/" + id.String()
 	s.mu.Lock()
 	d, ok := s.matches[key]
 	s.mu.Unlock()
@@ -209,6 +212,13 @@ func readBase(st *blobstore.Store, d boot.Digest) *base {
 	b := &base{modules: map[string]bool{}}
 	for _, sg := range segs {
 		for _, e := range sg.Entries {
+			if rel, own, ok := imagekernel.ParseMarker(e.Name); ok {
+				if b.own != "" && b.own != own {
+					return &base{err: fmt.Errorf("base initramfs %s: names two modules blobs (%s, %s)", d.Short(), b.own.Short(), own.Short())}
+				}
+				b.own, b.ownRelease = own, rel
+				continue
+			}
 			rest, ok := strings.CutPrefix(e.Name, "lib/modules/")
 			if !ok {
 				continue
@@ -225,7 +235,96 @@ func readBase(st *blobstore.Store, d boot.Digest) *base {
 			}
 		}
 	}
+	if b.own != "" && b.ownRelease != b.release {
+		return &base{err: fmt.Errorf("base initramfs %s: modules of kernel %s, but it names the modules blob of %s", d.Short(), b.release, b.ownRelease)}
+	}
 	return b
+}
+
+// treeOf is the modules tree segments for b are built from: the image's
+// own (its modules blob, unpacked once under DATA/drivers/trees/HEX), or
+// the server's ModulesDir/RELEASE.
+func (s *Segments) treeOf(ctx context.Context, b *base) (*initramfs.ModuleTree, error) {
+	if b.own == "" {
+		return s.tree(b.release)
+	}
+	key := "own:" + b.own.String()
+	s.mu.Lock()
+	mt, ok := s.trees[key]
+	s.mu.Unlock()
+	if ok {
+		return mt, nil
+	}
+	dir := filepath.Join(s.treesDir(), b.own.Hex())
+	if _, err := os.Stat(filepath.Join(dir, b.release, "modules.dep")); err != nil {
+		if err := s.unpack(ctx, b.own, b.release, dir); err != nil {
+			return nil, fmt.Errorf("driver segments for kernel %s: the image's modules %s: %w", b.release, b.own.Short(), err)
+		}
+	}
+	mt, err := initramfs.OpenModuleTree(dir, b.release)
+	if err != nil {
+		return nil, fmt.Errorf("driver segments for kernel %s: the image's modules: %w", b.release, err)
+	}
+	if _, err := mt.Aliases(); err != nil {
+		return nil, fmt.Errorf("driver segments for kernel %s: %w", b.release, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trees == nil {
+		s.trees = map[string]*initramfs.ModuleTree{}
+	}
+	s.trees[key] = mt
+	return mt, nil
+}
+
+func (s *Segments) treesDir() string { return filepath.Join(s.Blobs.Dir(), "drivers", "trees") }
+
+// unpack unpacks the modules blob d into dir, atomically (a directory
+// beside it, renamed); two servers doing it at once both succeed.
+func (s *Segments) unpack(ctx context.Context, d boot.Digest, release, dir string) error {
+	f, err := s.Blobs.OpenBlob(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	got, err := imagekernel.UnpackModules(bufio.NewReaderSize(f, 1<<20), tmp)
+	if err != nil {
+		return err
+	}
+	if got != release {
+		return fmt.Errorf("it holds kernel %s, not %s", got, release)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, release, "modules.dep")); serr == nil {
+			return nil // unpacked meanwhile
+		}
+		return err
+	}
+	s.log().Info("image modules unpacked for driver segments", "release", release, "modules", d.Short(), "dir", dir)
+	return nil
+}
+
+// treeKey names a modules tree in the segment caches and index: its
+// release, with the modules blob for an image's own tree (an image's
+// kernel may share its release with the server's and differ).
+func (s *Segments) treeKey(mt *initramfs.ModuleTree) string {
+	parent := filepath.Dir(mt.Dir)
+	if filepath.Dir(parent) == s.treesDir() {
+		hex := filepath.Base(parent)
+		return mt.Release + "@" + hex[:min(len(hex), 16)]
+	}
+	return mt.Release
 }
 
 // tree opens a release's modules tree, once.
@@ -256,7 +355,7 @@ func (s *Segments) tree(release string) (*initramfs.ModuleTree, error) {
 // build per key at a time, others wait for it.
 func (s *Segments) segment(ctx context.Context, mt *initramfs.ModuleTree, drivers []string, id pci.ID) (*Segment, bool, error) {
 	name := strings.Join(drivers, "+")
-	key := mt.Release + "/" + name
+	key := s.treeKey(mt) + "/" + name
 	for {
 		s.mu.Lock()
 		if seg, ok := s.segs[key]; ok && s.fresh(mt, seg) {
@@ -316,14 +415,14 @@ func (s *Segments) fresh(mt *initramfs.ModuleTree, seg *Segment) bool {
 	return true
 }
 
-func (s *Segments) indexPath(release, name string) string {
-	return filepath.Join(s.Blobs.Dir(), "drivers", release, name+".json")
+func (s *Segments) indexPath(tree, name string) string {
+	return filepath.Join(s.Blobs.Dir(), "drivers", tree, name+".json")
 }
 
 // load reads the segment's index entry, or builds the segment and writes
 // the entry.
 func (s *Segments) load(ctx context.Context, mt *initramfs.ModuleTree, name string, drivers []string, id pci.ID) (*Segment, bool, error) {
-	if b, err := os.ReadFile(s.indexPath(mt.Release, name)); err == nil {
+	if b, err := os.ReadFile(s.indexPath(s.treeKey(mt), name)); err == nil {
 		var seg Segment
 		if json.Unmarshal(b, &seg) == nil && seg.Name == name && slices.Equal(seg.Drivers, drivers) && s.fresh(mt, &seg) {
 			return &seg, false, nil
@@ -371,7 +470,7 @@ func (s *Segments) build(ctx context.Context, mt *initramfs.ModuleTree, name str
 	seg := &Segment{Release: mt.Release, Name: name, Drivers: drivers, Digest: d, Size: size,
 		Modules: sum.Load, Firmware: sum.Firmware, MissingFirmware: sum.MissingFirmware,
 		BuildSeconds: time.Since(t0).Seconds(), DepSize: fi.Size(), DepMTime: fi.ModTime()}
-	if err := writeIndex(s.indexPath(mt.Release, name), seg); err != nil {
+	if err := writeIndex(s.indexPath(s.treeKey(mt), name), seg); err != nil {
 		// The segment is good; only the next start will build it again.
 		s.log().Warn("driver segment index not written", "segment", name, "err", err)
 	}

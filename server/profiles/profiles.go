@@ -301,6 +301,17 @@ func (s *Set) Peek(ctx context.Context, p *config.Profile) (Artifacts, error) {
 func (s *Set) resolveAll(ctx context.Context, p *config.Profile, fetch bool) (Artifacts, error) {
 	var a Artifacts
 	var errs []error
+	// With kernel = image, the root's name is read once: its kernel,
+	// initramfs and root are then of one version, even while a publish
+	// moves the name.
+	var root *state.Image
+	if p.Kernel == config.ImageRef || p.Initramfs == config.ImageRef {
+		im, err := s.image(ctx, "root", p.Root)
+		if err != nil {
+			return a, &refError{"root", p.Root, err}
+		}
+		root = &im
+	}
 	for _, ref := range []struct {
 		kind, val string
 		dst       *Artifact
@@ -308,7 +319,16 @@ func (s *Set) resolveAll(ctx context.Context, p *config.Profile, fetch bool) (Ar
 		if ref.kind == "root" && p.RootNFS != nil {
 			continue // root = nfs://...: no image (a.Root stays zero)
 		}
-		art, err := s.resolve(ctx, ref.kind, ref.val, fetch)
+		var art Artifact
+		var err error
+		switch {
+		case ref.val == config.ImageRef:
+			art, err = s.own(ctx, ref.kind, root, fetch)
+		case ref.kind == "root" && root != nil:
+			art, err = s.blob(ctx, *root, fetch)
+		default:
+			art, err = s.resolve(ctx, ref.kind, ref.val, fetch)
+		}
 		if err != nil {
 			errs = append(errs, &refError{ref.kind, ref.val, err})
 			continue
@@ -319,6 +339,27 @@ func (s *Set) resolveAll(ctx context.Context, p *config.Profile, fetch bool) (Ar
 		s.mu.Unlock()
 	}
 	return a, errors.Join(errs...)
+}
+
+// own resolves kernel = image or initramfs = image: the blob recorded with
+// the root image's version.
+func (s *Set) own(ctx context.Context, kind string, root *state.Image, fetch bool) (Artifact, error) {
+	ref := root.OwnKernel
+	if kind == "initramfs" {
+		ref = root.OwnInitramfs
+	}
+	if ref == "" {
+		return Artifact{}, fmt.Errorf("image %s (version %d) has no %s of its own: build it from a tree with /boot/vmlinuz-* and /lib/modules/* (overboot image import, mkimage root --store)", root.Name, root.Version, kind)
+	}
+	d, err := boot.ParseDigest(ref)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("image %s (version %d): its %s: %w", root.Name, root.Version, kind, err)
+	}
+	fi, err := s.here(ctx, d, -1, fetch)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("image %s (version %d): its %s, blob %s: %w", root.Name, root.Version, kind, d, err)
+	}
+	return Artifact{Digest: d, Size: fi.Size()}, nil
 }
 
 func (s *Set) resolve(ctx context.Context, kind, ref string, fetch bool) (Artifact, error) {
@@ -340,16 +381,30 @@ func (s *Set) resolve(ctx context.Context, kind, ref string, fetch bool) (Artifa
 		}
 		return Artifact{Digest: d, Size: fi.Size()}, nil
 	}
+	im, err := s.image(ctx, kind, ref)
+	if err != nil {
+		return Artifact{}, err
+	}
+	return s.blob(ctx, im, fetch)
+}
+
+// image reads a name's current version, which must be of kind.
+func (s *Set) image(ctx context.Context, kind, ref string) (state.Image, error) {
 	im, err := s.names.Image(ctx, ref)
 	if err != nil {
 		if errors.Is(err, state.ErrNotFound) {
-			return Artifact{}, fmt.Errorf("no image of that name (publish one: overboot image publish %s FILE, or overboot mkimage ... --name %s)", ref, ref)
+			return state.Image{}, fmt.Errorf("no image of that name (publish one: overboot image publish %s FILE, or overboot mkimage ... --name %s)", ref, ref)
 		}
-		return Artifact{}, err
+		return state.Image{}, err
 	}
 	if im.Kind != kind {
-		return Artifact{}, fmt.Errorf("image %s (version %d) is a %s, not a %s", ref, im.Version, im.Kind, kind)
+		return state.Image{}, fmt.Errorf("image %s (version %d) is a %s, not a %s", ref, im.Version, im.Kind, kind)
 	}
+	return im, nil
+}
+
+// blob finds an image version's blob.
+func (s *Set) blob(ctx context.Context, im state.Image, fetch bool) (Artifact, error) {
 	d, err := boot.ParseDigest(im.Digest)
 	if err != nil {
 		return Artifact{}, err
@@ -358,9 +413,9 @@ func (s *Set) resolve(ctx context.Context, kind, ref string, fetch bool) (Artifa
 	// fails at its download, far from the cause.
 	if _, err := s.here(ctx, d, im.Size, fetch); err != nil {
 		if errors.Is(err, ErrElsewhere) {
-			return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w", ref, im.Version, d, err)
+			return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w", im.Name, im.Version, d, err)
 		}
-		return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w (restore it, or roll the name back: overboot image rollback %s)", ref, im.Version, d, err, ref)
+		return Artifact{}, fmt.Errorf("image %s (version %d): blob %s: %w (restore it, or roll the name back: overboot image rollback %s)", im.Name, im.Version, d, err, im.Name)
 	}
 	return Artifact{Digest: d, Size: im.Size}, nil
 }

@@ -203,3 +203,91 @@ func TestResolveElsewhere(t *testing.T) {
 		t.Errorf("a blob nobody has: %v", err)
 	}
 }
+
+// TestResolveKernelImage: kernel = image resolves to the kernel and
+// initramfs published with the root's current version, all three of one
+// version; a root without a kernel of its own is refused at start, naming
+// the image and what to do.
+func TestResolveKernelImage(t *testing.T) {
+	dir := t.TempDir()
+	blobs, _ := blobstore.Open(filepath.Join(dir, "data"))
+	db, err := state.Open(filepath.Join(dir, "data", state.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	ingest := func(content string) boot.Digest {
+		d, _, err := blobs.Ingest(strings.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	type version struct{ root, kernel, initramfs boot.Digest }
+	publish := func(name, tag string, own bool) version {
+		v := version{root: ingest("hsqs-" + tag)}
+		im := state.Image{Name: name, Digest: v.root.String(), Size: int64(len("hsqs-" + tag)), Kind: "root"}
+		if own {
+			v.kernel, v.initramfs = ingest("kernel-"+tag), ingest("initramfs-"+tag)
+			im.OwnKernel, im.OwnInitramfs, im.OwnModules, im.KernelRelease = v.kernel.String(), v.initramfs.String(), ingest("modules-"+tag).String(), "6.1.0-"+tag
+		}
+		if _, err := db.PublishImage(ctx, im); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v1 := publish("node", "1", true)
+	publish("plain", "p", false)
+	parse := func(text string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse("t.conf", strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+
+	_, err = New(ctx, parse("[profile default]\nkernel = image\nroot = plain\n"), blobs, db, nil)
+	if err == nil || !strings.Contains(err.Error(), "t.conf:2: profile default: kernel image: image plain (version 1) has no kernel of its own: build it from a tree with /boot/vmlinuz-* and /lib/modules/*") {
+		t.Errorf("a root without a kernel: %v", err)
+	}
+
+	os.WriteFile(filepath.Join(dir, "initrd"), []byte("site initrd"), 0o644)
+	set, err := New(ctx, parse("[profile default]\nkernel = image\nroot = node\n[profile mine]\nkernel = image\ninitramfs = "+dir+"/initrd\nroot = node\n"), blobs, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := set.Resolve(ctx, set.Profile("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kernel.Digest != v1.kernel || got.Initramfs.Digest != v1.initramfs || got.Root.Digest != v1.root || got.Kernel.Size != int64(len("kernel-1")) {
+		t.Errorf("version 1: %+v, want %+v", got, v1)
+	}
+	if set.Kind(got.Kernel.Digest) != "kernel" || set.Kind(got.Initramfs.Digest) != "initramfs" {
+		t.Errorf("kinds of the image's own blobs")
+	}
+	mine, err := set.Resolve(ctx, set.Profile("mine"))
+	if err != nil || mine.Kernel.Digest != v1.kernel || mine.Initramfs.Digest == v1.initramfs {
+		t.Errorf("kernel = image with a file initramfs: %+v %v", mine, err)
+	}
+
+	v2 := publish("node", "2", true)
+	got, _ = set.Resolve(ctx, set.Profile("default"))
+	if got.Kernel.Digest != v2.kernel || got.Initramfs.Digest != v2.initramfs || got.Root.Digest != v2.root {
+		t.Errorf("after a publish: %+v, want %+v", got, v2)
+	}
+	publish("node", "3", false)
+	if _, err := set.Resolve(ctx, set.Profile("default")); err == nil || !strings.Contains(err.Error(), "image node (version 3) has no kernel of its own") {
+		t.Errorf("a version without a kernel: %v", err)
+	}
+	// A kernel blob gone: the error names the image and the blob.
+	publish("node", "4", true)
+	cur, _ := db.Image(ctx, "node")
+	k4, _ := boot.ParseDigest(cur.OwnKernel)
+	os.Remove(blobs.BlobPath(k4))
+	if _, err := set.Resolve(ctx, set.Profile("default")); err == nil || !strings.Contains(err.Error(), "image node (version 4): its kernel, blob "+k4.String()) {
+		t.Errorf("missing kernel blob: %v", err)
+	}
+}

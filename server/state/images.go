@@ -10,25 +10,31 @@ import (
 
 // Image is one version of a published name: the blob it points to.
 type Image struct {
-	Name          string    `json:"name"`
-	Version       int       `json:"version"`
-	Digest        string    `json:"digest"` // sha256:HEX
-	Size          int64     `json:"size_bytes"`
-	Kind          string    `json:"kind"` // root, kernel, initramfs, disk
-	Compression   string    `json:"compression,omitempty"`
-	KernelRelease string    `json:"kernel_release,omitempty"`
-	Note          string    `json:"note,omitempty"`          // e.g. "rollback to 3"
-	Source        string    `json:"source,omitempty"`        // what it was imported from, e.g. docker://registry/repo:tag
-	SourceDigest  string    `json:"source_digest,omitempty"` // the image manifest's digest (a docker-archive's image ID) of Source, sha256:HEX
-	Published     time.Time `json:"published,omitzero"`
+	Name          string `json:"name"`
+	Version       int    `json:"version"`
+	Digest        string `json:"digest"` // sha256:HEX
+	Size          int64  `json:"size_bytes"`
+	Kind          string `json:"kind"` // root, kernel, initramfs, disk
+	Compression   string `json:"compression,omitempty"`
+	KernelRelease string `json:"kernel_release,omitempty"`
+	Note          string `json:"note,omitempty"`          // e.g. "rollback to 3"
+	Source        string `json:"source,omitempty"`        // what it was imported from, e.g. docker://registry/repo:tag
+	SourceDigest  string `json:"source_digest,omitempty"` // the image manifest's digest (a docker-archive's image ID) of Source, sha256:HEX
+	// A root's own kernel (mkimage/imagekernel), sha256:HEX each: the
+	// kernel, the initramfs made from its modules, and the modules tree
+	// (a zstd tar, for driver segments). KernelRelease is its release.
+	OwnKernel    string    `json:"own_kernel,omitempty"`
+	OwnInitramfs string    `json:"own_initramfs,omitempty"`
+	OwnModules   string    `json:"own_modules,omitempty"`
+	Published    time.Time `json:"published,omitzero"`
 }
 
-const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at, source, source_digest`
+const imageCols = `name, version, digest, size_bytes, kind, compression, kernel_release, note, published_at, source, source_digest, own_kernel, own_initramfs, own_modules`
 
 func scanImage(row scanner) (Image, error) {
 	var m Image
 	var p int64
-	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p, &m.Source, &m.SourceDigest)
+	err := row.Scan(&m.Name, &m.Version, &m.Digest, &m.Size, &m.Kind, &m.Compression, &m.KernelRelease, &m.Note, &p, &m.Source, &m.SourceDigest, &m.OwnKernel, &m.OwnInitramfs, &m.OwnModules)
 	m.Published = fromMillis(p)
 	return m, err
 }
@@ -53,8 +59,9 @@ func (d *DB) PublishImage(ctx context.Context, m Image) (Image, error) {
 		}
 		m.Version = v + 1
 		m.Published = fromMillis(d.millis())
-		_, err = tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli(), m.Source, m.SourceDigest)
+		_, err = tx.ExecContext(ctx, `INSERT INTO images (`+imageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.Name, m.Version, m.Digest, m.Size, m.Kind, m.Compression, m.KernelRelease, m.Note, m.Published.UnixMilli(), m.Source, m.SourceDigest,
+			m.OwnKernel, m.OwnInitramfs, m.OwnModules)
 		return err
 	})
 	return m, err
@@ -99,7 +106,11 @@ func (d *DB) ImageHistory(ctx context.Context, name string) ([]Image, error) {
 	return out, err
 }
 
-// ImageDigests lists every digest any name's history refers to.
+// ImageDigests lists every digest any name's history refers to: the
+// images, and the kernels, initramfs and modules roots carry.
 func (d *DB) ImageDigests(ctx context.Context) (map[string]bool, error) {
-	return d.stringSet(ctx, `SELECT DISTINCT digest FROM images`)
+	return d.stringSet(ctx, `SELECT digest FROM images
+		UNION SELECT own_kernel FROM images WHERE own_kernel <> ''
+		UNION SELECT own_initramfs FROM images WHERE own_initramfs <> ''
+		UNION SELECT own_modules FROM images WHERE own_modules <> ''`)
 }

@@ -93,6 +93,7 @@ func testMigrateLeasesUnique(t *testing.T, d *DB) {
 		`INSERT INTO leases (mac, ip, expires_at) VALUES ('52:54:00:00:00:04', '192.0.2.101', 1000)`,
 		// Steps after it run again: undo those that cannot.
 		`ALTER TABLE images DROP COLUMN source`, `ALTER TABLE images DROP COLUMN source_digest`,
+		`ALTER TABLE images DROP COLUMN own_kernel`, `ALTER TABLE images DROP COLUMN own_initramfs`, `ALTER TABLE images DROP COLUMN own_modules`,
 		fmt.Sprintf(`UPDATE schema_version SET version = %d`, leasesUniqueStep-1),
 	} {
 		if _, err := d.w.ExecContext(ctx, q); err != nil {

@@ -266,6 +266,13 @@ var migrations = []string{
 	// digest of the image manifest it resolved to.
 	`ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN source_digest TEXT NOT NULL DEFAULT '';`,
+	// 15: a root image's own kernel (overboot mkimage root, image import
+	// from a tree with /boot/vmlinuz-* and /lib/modules/*): the digests of
+	// the kernel, the initramfs made from its modules, and the modules
+	// tree, for profiles with kernel = image.
+	`ALTER TABLE images ADD COLUMN own_kernel TEXT NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN own_initramfs TEXT NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN own_modules TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a store to.

@@ -274,6 +274,7 @@ func TestMigrateAdmissions(t *testing.T) {
 			`ALTER TABLE api_tokens DROP COLUMN scope`, `ALTER TABLE users DROP COLUMN target_secret`, `ALTER TABLE disks DROP COLUMN exported_to`,
 			`ALTER TABLE disks DROP COLUMN home`, `ALTER TABLE disks DROP COLUMN move_to`, `ALTER TABLE disks DROP COLUMN move_digest`, `ALTER TABLE disks DROP COLUMN move_secret`,
 			`ALTER TABLE images DROP COLUMN source`, `ALTER TABLE images DROP COLUMN source_digest`,
+			`ALTER TABLE images DROP COLUMN own_kernel`, `ALTER TABLE images DROP COLUMN own_initramfs`, `ALTER TABLE images DROP COLUMN own_modules`,
 			`CREATE TABLE machines (mac TEXT PRIMARY KEY, profile TEXT NOT NULL DEFAULT '', enrolment TEXT NOT NULL, address TEXT NOT NULL DEFAULT '',
 			hostname TEXT NOT NULL DEFAULT '', uuid TEXT NOT NULL DEFAULT '', chap_secret TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,
 			seen_at INTEGER NOT NULL, machine_id TEXT NOT NULL DEFAULT '', host_keys TEXT NOT NULL DEFAULT '')`,
@@ -550,6 +551,42 @@ func TestLeases(t *testing.T) {
 		d.DeleteLease(ctx, "52:54:00:00:00:01")
 		if _, ok, _ := d.Lease(ctx, "52:54:00:00:00:01"); ok {
 			t.Error("deleted lease kept")
+		}
+	})
+}
+
+// TestImageOwnKernel: a root's own kernel, initramfs and modules are kept
+// with its version, and a collection keeps their blobs while a name's
+// history refers to them.
+func TestImageOwnKernel(t *testing.T) {
+	eachStore(t, func(t *testing.T, d *DB) {
+		ctx := context.Background()
+		want := Image{Name: "node", Digest: "sha256:r1", Size: 1, Kind: "root", KernelRelease: "6.1.0-57-cloud-amd64",
+			OwnKernel: "sha256:k1", OwnInitramfs: "sha256:i1", OwnModules: "sha256:m1"}
+		if _, err := d.PublishImage(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.PublishImage(ctx, Image{Name: "node", Digest: "sha256:r2", Size: 1, Kind: "root"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.ImageVersion(ctx, "node", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.OwnKernel != want.OwnKernel || got.OwnInitramfs != want.OwnInitramfs || got.OwnModules != want.OwnModules || got.KernelRelease != want.KernelRelease {
+			t.Errorf("version 1: %+v", got)
+		}
+		if cur, _ := d.Image(ctx, "node"); cur.OwnKernel != "" {
+			t.Errorf("version 2 has no kernel of its own: %+v", cur)
+		}
+		all, _ := d.ImageDigests(ctx)
+		for _, dg := range []string{"sha256:r1", "sha256:r2", "sha256:k1", "sha256:i1", "sha256:m1"} {
+			if !all[dg] {
+				t.Errorf("digests lack %s: %v", dg, all)
+			}
+		}
+		if all[""] {
+			t.Errorf("an empty digest among those to keep")
 		}
 	})
 }
