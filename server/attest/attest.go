@@ -51,6 +51,7 @@ var (
 	ErrKernel      = errors.New("the kernel GRUB loaded is not the one served")
 	ErrInitrd      = errors.New("an initrd served was not loaded by GRUB")
 	ErrCmdline     = errors.New("the command line was changed")
+	ErrExtraFile   = errors.New("GRUB loaded a file that was not served")
 	ErrFirmware    = errors.New("changed since enrolment")
 )
 
@@ -158,7 +159,12 @@ const cmdlinePrefix = "kernel_cmdline: "
 func checkGRUB(events []attest.Event, served Served) error {
 	files := map[string]bool{}
 	var cmdlines []string
-	for _, e := range events {
+	// The kernel GRUB boots is the file its last linux command read:
+	// the last file before the last kernel_cmdline, which that command
+	// measures after the kernel. Every file after it is an initrd (a
+	// later linux command would measure its own command line).
+	lastCmdline := -1
+	for i, e := range events {
 		if uint32(e.Type) != evIPL {
 			continue
 		}
@@ -176,6 +182,7 @@ func checkGRUB(events []attest.Event, served Served) error {
 				return fmt.Errorf("%w: the event log's kernel_cmdline %q is not what PCR 8 measured", ErrCmdline, rest)
 			}
 			cmdlines = append(cmdlines, string(rest))
+			lastCmdline = i
 		}
 	}
 	if !files[served.Kernel.Hex()] {
@@ -192,6 +199,36 @@ func checkGRUB(events []attest.Event, served Served) error {
 	for _, c := range cmdlines {
 		if c != served.Cmdline {
 			return fmt.Errorf("%w: %q, served %q", ErrCmdline, c, served.Cmdline)
+		}
+	}
+	return checkBooted(events, lastCmdline, served)
+}
+
+// checkBooted checks that what GRUB booted is what was served, not only
+// among what it read: the last file before the last kernel_cmdline
+// (events[last]) is the kernel, and each file after it a served initrd
+// (an extra initrd, another kernel loaded and then the served one
+// again, a config read after the kernel: refused).
+func checkBooted(events []attest.Event, last int, served Served) error {
+	file := func(e attest.Event) bool { return e.Index == 9 && uint32(e.Type) == evIPL }
+	name := func(e attest.Event) string { return strings.TrimRight(string(e.Data), "\x00") }
+	kernel := -1
+	for i := last - 1; i >= 0; i-- {
+		if file(events[i]) {
+			kernel = i
+			break
+		}
+	}
+	if kernel < 0 || hex.EncodeToString(events[kernel].Digest) != served.Kernel.Hex() {
+		got := "no file"
+		if kernel >= 0 {
+			got = fmt.Sprintf("sha256:%x (%q)", events[kernel].Digest, name(events[kernel]))
+		}
+		return fmt.Errorf("%w: GRUB booted %s, served %s", ErrKernel, got, served.Kernel)
+	}
+	for _, e := range events[last+1:] {
+		if file(e) && !slices.ContainsFunc(served.Initrds, func(d boot.Digest) bool { return d.Hex() == hex.EncodeToString(e.Digest) }) {
+			return fmt.Errorf("%w: sha256:%x (%q) after the kernel", ErrExtraFile, e.Digest, name(e))
 		}
 	}
 	return nil
