@@ -261,7 +261,8 @@ func grubEvents(evidence []byte) []string {
 // Through QEMU's user network (its DHCP and TFTP serving the test's
 // files), a second machine (tpm-first-use) is attested once honestly
 // through the very harness the attacks use; then an attacker on the
-// path serves a changed initramfs, then a changed command line; the
+// path serves a changed initramfs, then one more initrd after the
+// served one, then a changed command line; the
 // machine boots with Secure Boot off (by the kernel's EFI stub, so its
 // event log reaches the server); and the honest boot's evidence is
 // replayed to a new challenge. The last line counts the attacks
@@ -482,6 +483,26 @@ func (b *slirpBed) boot(t *testing.T, cfg string, change func(dir string)) *VM {
 		Forwards: []Forward{{GuestPort: 80, HostAddr: b.addr}}})
 }
 
+// evilCPIO is a newc cpio archive of one file, as an attacker would
+// append to an initramfs (or give GRUB as one more).
+func evilCPIO(t *testing.T) []byte {
+	t.Helper()
+	extra := t.TempDir()
+	if err := os.WriteFile(filepath.Join(extra, "evil"), []byte("#!/bin/sh\necho owned\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("cpio", "-o", "-H", "newc", "--quiet")
+	cmd.Dir, cmd.Stdin = extra, strings.NewReader("evil\n")
+	arch, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cpio: %v", err)
+	}
+	return arch
+}
+
+// initrdRE is the initrd line of a GRUB config (package server/grub).
+var initrdRE = regexp.MustCompile(`(?m)^(\s*if initrd .*); then$`)
+
 // linuxRE is the kernel's line of a GRUB config (package server/grub).
 var linuxRE = regexp.MustCompile(`(?m)^(\s*if linux \S+ .*); then$`)
 
@@ -540,16 +561,7 @@ func slirpAttested(t *testing.T, a *Artifacts, attack func(*testing.T, string, f
 			if len(m) < 2 {
 				t.Fatalf("no initrd in the config:\n%s", cfg)
 			}
-			extra := t.TempDir()
-			if err := os.WriteFile(filepath.Join(extra, "evil"), []byte("#!/bin/sh\necho owned\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command("cpio", "-o", "-H", "newc", "--quiet")
-			cmd.Dir, cmd.Stdin = extra, strings.NewReader("evil\n")
-			arch, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("cpio: %v", err)
-			}
+			arch := evilCPIO(t)
 			f, err := os.OpenFile(filepath.Join(dir, "blobs", "sha256", m[1][1]), os.O_APPEND|os.O_WRONLY, 0)
 			if err == nil {
 				_, err = f.Write(arch)
@@ -562,6 +574,20 @@ func slirpAttested(t *testing.T, a *Artifacts, attack func(*testing.T, string, f
 			}
 		})
 		expectRefused(t, s, logs, vm, mac, "an initrd served was not loaded by GRUB", enrolled)
+	})
+	attack(t, "extra-initrd", func(t *testing.T) {
+		defer showEvents(t)
+		// The served initramfs untouched, one more archive after it.
+		cfg := b.grubConfig(t)
+		if !initrdRE.MatchString(cfg) {
+			t.Fatalf("no initrd line in the config:\n%s", cfg)
+		}
+		vm := b.boot(t, initrdRE.ReplaceAllString(cfg, "$1 /evil.cpio; then"), func(dir string) {
+			if err := os.WriteFile(filepath.Join(dir, "evil.cpio"), evilCPIO(t), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		expectRefused(t, s, logs, vm, mac, "GRUB loaded a file that was not served", enrolled)
 	})
 	attack(t, "changed-cmdline", func(t *testing.T) {
 		defer showEvents(t)
