@@ -456,7 +456,7 @@ func TestAttestTPMRefusals(t *testing.T) {
 		{"changed initramfs", edited(func(b *swtpmtest.Boot) { b.Initrds[0].Content = []byte("INITRAMFS with a backdoor") }, attest.ErrInitrd), false},
 		{"an extra initrd", edited(func(b *swtpmtest.Boot) {
 			b.Initrds = append(b.Initrds, swtpmtest.File{Name: "(http)/evil.cpio", Content: []byte("an /init of the attacker's")})
-		}, attest.ErrUnserved), false},
+		}, attest.ErrExtraFile), false},
 		{"changed kernel", edited(func(b *swtpmtest.Boot) { b.Kernel.Content = append(b.Kernel.Content, 0) }, attest.ErrKernel), false},
 		{"firmware changed since the baseline", func(t *testing.T, r *tpmRig) {
 			first, resp := r.attest(nil)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -51,7 +52,7 @@ var (
 	ErrKernel      = errors.New("the kernel GRUB loaded is not the one served")
 	ErrInitrd      = errors.New("an initrd served was not loaded by GRUB")
 	ErrCmdline     = errors.New("the command line was changed")
-	ErrUnserved    = errors.New("GRUB loaded a file after the kernel that was not served")
+	ErrExtraFile   = errors.New("GRUB loaded a file that was not served")
 	ErrFirmware    = errors.New("changed since enrolment")
 )
 
@@ -170,7 +171,12 @@ func checkGRUB(events []attest.Event, served Served) error {
 	}
 	var cmdlines []string
 	var unserved error
-	for _, e := range events {
+	// The kernel GRUB boots is the file its last linux command read:
+	// the last file before the last kernel_cmdline, which that command
+	// measures after the kernel. Every file after it is an initrd (a
+	// later linux command would measure its own command line).
+	lastCmdline := -1
+	for i, e := range events {
 		if uint32(e.Type) != evIPL {
 			continue
 		}
@@ -178,7 +184,7 @@ func checkGRUB(events []attest.Event, served Served) error {
 		case 9:
 			d := hex.EncodeToString(e.Digest)
 			if files[served.Kernel.Hex()] && !allowed[d] && unserved == nil {
-				unserved = fmt.Errorf("%w: %q (sha256:%s)", ErrUnserved, bytes.TrimSuffix(e.Data, []byte{0}), d)
+				unserved = fmt.Errorf("%w: %q (sha256:%s) after the kernel", ErrExtraFile, bytes.TrimSuffix(e.Data, []byte{0}), d)
 			}
 			files[d] = true
 		case 8:
@@ -189,9 +195,10 @@ func checkGRUB(events []attest.Event, served Served) error {
 			rest = bytes.TrimSuffix(rest, []byte{0})
 			// The data is the log's word; the digest is the TPM's.
 			if h := sha256.Sum256(rest); !bytes.Equal(h[:], e.Digest) {
-				return fmt.Errorf("%w: the event log's kernel_cmdline %q is not what PCR 8 measured", ErrCmdline, rest)
+				return fmt.Errorf("%w: the event log's kernel_cmdline %q is not what PCR 8 measured", ErrCmdline, redactTokens(string(rest)))
 			}
 			cmdlines = append(cmdlines, string(rest))
+			lastCmdline = i
 		}
 	}
 	if !files[served.Kernel.Hex()] {
@@ -205,15 +212,64 @@ func checkGRUB(events []attest.Event, served Served) error {
 	if unserved != nil {
 		return unserved
 	}
+	if err := checkCmdlines(cmdlines, served.Cmdline); err != nil {
+		return err
+	}
+	return checkBooted(events, lastCmdline, served)
+}
+
+// checkCmdlines checks that GRUB measured a kernel command line, and
+// only the served one.
+func checkCmdlines(cmdlines []string, served string) error {
 	if len(cmdlines) == 0 {
 		return fmt.Errorf("%w: no kernel_cmdline measured in PCR 8", ErrCmdline)
 	}
 	for _, c := range cmdlines {
-		if c != served.Cmdline {
-			return fmt.Errorf("%w: %q, served %q", ErrCmdline, c, served.Cmdline)
+		if c != served {
+			return fmt.Errorf("%w: %q, served %q", ErrCmdline, redactTokens(c), redactTokens(served))
 		}
 	}
 	return nil
+}
+
+// checkBooted checks that what GRUB booted is what was served, not only
+// among what it read: the last file before the last kernel_cmdline
+// (events[last]) is the kernel, and each file after it a served initrd
+// (an extra initrd, another kernel loaded and then the served one
+// again, a config read after the kernel: refused).
+func checkBooted(events []attest.Event, last int, served Served) error {
+	file := func(e attest.Event) bool { return e.Index == 9 && uint32(e.Type) == evIPL }
+	name := func(e attest.Event) string { return strings.TrimRight(string(e.Data), "\x00") }
+	kernel := -1
+	for i := last - 1; i >= 0; i-- {
+		if file(events[i]) {
+			kernel = i
+			break
+		}
+	}
+	if kernel < 0 || hex.EncodeToString(events[kernel].Digest) != served.Kernel.Hex() {
+		got := "no file"
+		if kernel >= 0 {
+			got = fmt.Sprintf("sha256:%x (%q)", events[kernel].Digest, name(events[kernel]))
+		}
+		return fmt.Errorf("%w: GRUB booted %s, served %s", ErrKernel, got, served.Kernel)
+	}
+	for _, e := range events[last+1:] {
+		if file(e) && !slices.ContainsFunc(served.Initrds, func(d boot.Digest) bool { return d.Hex() == hex.EncodeToString(e.Digest) }) {
+			return fmt.Errorf("%w: sha256:%x (%q) after the kernel", ErrExtraFile, e.Digest, name(e))
+		}
+	}
+	return nil
+}
+
+// tokenInURL is a single-use token at the end of a URL path on a
+// command line (overboot.attest=.../attest/TOKEN and the like).
+var tokenInURL = regexp.MustCompile(`/[0-9a-f]{64}\b`)
+
+// redactTokens hides the tokens of cmdline: a refusal's reason goes to
+// the log and the status page, which show no token, spent or not.
+func redactTokens(cmdline string) string {
+	return tokenInURL.ReplaceAllString(cmdline, "/…")
 }
 
 // GRUBCmdline is the kernel command line GRUB measures for a linux

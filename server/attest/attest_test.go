@@ -85,8 +85,8 @@ func TestCheckGRUB(t *testing.T) {
 		{"no driver segment", grubEvents(k, [][]byte{i}, served.Cmdline), ErrInitrd},
 		{"changed command line", grubEvents(k, [][]byte{i, d}, served.Cmdline+" init=/bin/sh"), ErrCmdline},
 		{"no command line", slices.Delete(grubEvents(k, [][]byte{i, d}, served.Cmdline), 2, 3), ErrCmdline},
-		{"an extra initrd", grubEvents(k, [][]byte{i, d, []byte("evil")}, served.Cmdline), ErrUnserved},
-		{"another kernel after the served one", append(grubEvents(k, [][]byte{i, d}, served.Cmdline), grubEvents([]byte("kernel2"), nil, served.Cmdline)...), ErrUnserved},
+		{"an extra initrd", grubEvents(k, [][]byte{i, d, []byte("evil")}, served.Cmdline), ErrExtraFile},
+		{"another kernel after the served one", append(grubEvents(k, [][]byte{i, d}, served.Cmdline), grubEvents([]byte("kernel2"), nil, served.Cmdline)...), ErrExtraFile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := checkGRUB(tc.ev, served); !errors.Is(err, tc.want) {
