@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
-	"testing"
 )
 
 // A NetNS is a network namespace of the test's own with a bridge in it:
@@ -26,8 +25,16 @@ type NetNS struct {
 
 var nsSeq atomic.Int32
 
+// TB is what the namespace helpers need of their caller: a *testing.T,
+// or the benchmark program's stand-in (cmd/overboot-bench).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // NewNetNS makes a namespace with a bridge at 192.0.2.1/24 and loopback up.
-func NewNetNS(t *testing.T) *NetNS {
+func NewNetNS(t TB) *NetNS {
 	t.Helper()
 	n := &NetNS{Name: fmt.Sprintf("obtest%d-%d", os.Getpid(), nsSeq.Add(1)), Bridge: "br0", Addr: "192.0.2.1"}
 	runCmd(t, "ip", "netns", "add", n.Name)
@@ -45,7 +52,7 @@ func NewNetNS(t *testing.T) *NetNS {
 
 // Tap adds a tap device on the bridge for one QEMU machine and returns
 // its name. QEMU opens it from inside the namespace (Exec).
-func (n *NetNS) Tap(t *testing.T) string {
+func (n *NetNS) Tap(t TB) string {
 	t.Helper()
 	name := fmt.Sprintf("tap%d", n.taps.Add(1))
 	runCmd(t, "ip", "-n", n.Name, "tuntap", "add", "name", name, "mode", "tap")
@@ -68,28 +75,28 @@ func (n *NetNS) Do(fn func() error) error {
 }
 
 // Listen opens a TCP listener inside the namespace.
-func (n *NetNS) Listen(t *testing.T, addr string) net.Listener {
+func (n *NetNS) Listen(t TB, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
 
 // ListenPacket opens a UDP socket inside the namespace.
-func (n *NetNS) ListenPacket(t *testing.T, addr string) net.PacketConn {
+func (n *NetNS) ListenPacket(t TB, addr string) net.PacketConn {
 	t.Helper()
 	var pc net.PacketConn
 	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { pc.Close() })
 	return pc
 }
 
-func runCmd(t *testing.T, name string, args ...string) {
+func runCmd(t TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
@@ -100,7 +107,7 @@ func runCmd(t *testing.T, name string, args ...string) {
 // bridge by a veth pair, with address addr/24 on its end (Bridge names
 // that end). A site's DHCP server runs there, apart from overboot, as it
 // would on a real network (both want UDP port 67).
-func (n *NetNS) Host(t *testing.T, addr string) *NetNS {
+func (n *NetNS) Host(t TB, addr string) *NetNS {
 	t.Helper()
 	seq := nsSeq.Add(1)
 	h := &NetNS{Name: fmt.Sprintf("obtest%d-%d", os.Getpid(), seq), Bridge: "eth0", Addr: addr}
