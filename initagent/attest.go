@@ -92,15 +92,20 @@ type attestExchange struct {
 // for the console (the EK's fingerprint, what was quoted).
 func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) {
 	where := fetch.RedactURL(x.Step.URL)
+	var took attestTimes
+	mark := x.now()
+	lap := func(d *time.Duration) { now := x.now(); *d = now.Sub(mark); mark = now }
 	ek, ekCert, err := x.TPM.EK()
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("read the TPM's endorsement key: %w", err)
 	}
 	fp := EKFingerprint(ek)
+	lap(&took.ek)
 	ak, err := x.TPM.NewAK()
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("make an attestation key in the TPM: %w", err)
 	}
+	lap(&took.ak)
 	start, err := json.Marshal(boot.AttestStart{EK: ek, EKCert: ekCert, AK: ak})
 	if err != nil {
 		return boot.Document{}, "", err
@@ -109,6 +114,7 @@ func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) 
 	if err != nil {
 		return boot.Document{}, "", err
 	}
+	lap(&took.start)
 	evidenceURL, err := resolveEvidence(x.Step.URL, ch.Evidence)
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("attest %s: challenge: %w: %s", where, err, disagree)
@@ -119,6 +125,7 @@ func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) 
 		return boot.Document{}, "", fmt.Errorf("attest %s: activate the server's credential in the TPM: %w: was it made for this TPM's EK (%s)?", where, err, fp)
 	}
 	defer clear(secret)
+	lap(&took.activate)
 	proof, err := boot.AttestProof(secret, ch.Nonce)
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("attest %s: %w", where, err)
@@ -127,6 +134,7 @@ func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) 
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("quote the TPM's PCRs: %w", err)
 	}
+	lap(&took.quote)
 	log, err := x.TPM.EventLog()
 	if err == nil && len(log) == 0 {
 		err = errors.New("empty")
@@ -140,6 +148,7 @@ func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) 
 	}
 
 	ewhere := fetch.RedactURL(evidenceURL)
+	lap(&took.log)
 	ans, err := x.post(ctx, evidenceURL, evidence)
 	if err != nil {
 		return boot.Document{}, "", unanswered("attest evidence "+ewhere, err)
@@ -164,7 +173,21 @@ func (x attestExchange) run(ctx context.Context) (boot.Document, string, error) 
 	if err != nil {
 		return boot.Document{}, "", fmt.Errorf("attest evidence %s: %w", ewhere, err)
 	}
-	return doc, fmt.Sprintf("EK %s, %d PCRs quoted, event log of %d bytes: document opened", fp, len(pcrs), len(log)), nil
+	lap(&took.evidence)
+	return doc, fmt.Sprintf("EK %s, %d PCRs quoted, event log of %d bytes: document opened (%s)", fp, len(pcrs), len(log), took), nil
+}
+
+// attestTimes is where an attestation's time went: the TPM's operations
+// and the server's two answers (each with its round trip), for the
+// console and the figures.
+type attestTimes struct {
+	ek, ak, start, activate, quote, log, evidence time.Duration
+}
+
+func (t attestTimes) String() string {
+	s := func(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+	return "TPM: ek " + s(t.ek) + ", ak " + s(t.ak) + ", activate " + s(t.activate) + ", quote " + s(t.quote) + ", event log " + s(t.log) +
+		"; server: challenge " + s(t.start) + ", evidence and seal " + s(t.evidence)
 }
 
 // disagree ends the errors of answers this agent cannot read.

@@ -147,9 +147,11 @@ func ekOf(t *testing.T, tpm *goattest.TPM) []byte {
 	return der
 }
 
+// newAK makes an AK as the agent does (ECDSA P-256, initagent's
+// machineTPM.NewAK).
 func newAK(t *testing.T, tpm *goattest.TPM) *goattest.AK {
 	t.Helper()
-	ak, err := tpm.NewAK(nil)
+	ak, err := tpm.NewAK(&goattest.AKConfig{Algorithm: goattest.ECDSA})
 	if err != nil {
 		t.Fatal(err)
 	}
