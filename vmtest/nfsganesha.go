@@ -166,6 +166,9 @@ func startGanesha(t *testing.T, ns *NetNS, dir, pseudo string, v3 bool) *Ganesha
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// A process left behind would hold the output pipe: Wait gives up
+	// on it, and the check below names the process.
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
