@@ -17,7 +17,7 @@ APT_PACKAGES := qemu-system-x86 ipxe-qemu ipxe linux-image-amd64 squashfs-tools 
 	syslinux syslinux-common mtools debootstrap chromium tftpd-hpa tftp-hpa \
 	dnsmasq-base iproute2 ovmf cryptsetup-bin kea-admin man-db lintian postgresql \
 	shim-signed grub-efi-amd64-signed grub-common sbsigntool openssl osslsigncode \
-	swtpm swtpm-tools tpm2-tools nfs-ganesha nfs-ganesha-vfs
+	swtpm swtpm-tools tpm2-tools nfs-ganesha nfs-ganesha-vfs rpcbind
 
 .PHONY: help
 help: ## list the targets
