@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 
 	goattest "github.com/google/go-attestation/attest"
 	"github.com/overboot/overboot/boot"
@@ -62,6 +65,9 @@ func (s *Server) attestBoot(w http.ResponseWriter, r *http.Request, q bootReq, p
 		return
 	}
 	served, err := servedOf(k, arts)
+	if err == nil {
+		served.Loaders, served.KernelPE, err = s.loaderHashes(arts.Kernel)
+	}
 	if err != nil {
 		s.failBoot(w, r, q, p, http.StatusInternalServerError, err.Error())
 		return
@@ -93,6 +99,75 @@ func servedOf(k answer.Kernel, arts answer.Artifacts) (attest.Served, error) {
 		sv.Initrds = append(sv.Initrds, arts.Driver)
 	}
 	return sv, nil
+}
+
+// peHashes caches Authenticode hashes (hex): files by path, size and
+// modification time, blobs by digest.
+type peHashes struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (c *peHashes) get(key string, hash func() ([]byte, error)) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h, ok := c.m[key]; ok {
+		return h, nil
+	}
+	b, err := hash()
+	if err != nil {
+		return "", err
+	}
+	if c.m == nil {
+		c.m = map[string]string{}
+	}
+	c.m[key] = hex.EncodeToString(b)
+	return c.m[key], nil
+}
+
+// loaderHashes are the Authenticode hashes of what this server serves a
+// Secure Boot machine: shim and GRUB (DATA/tftp's copies, else the
+// files [server] shim and grub-net name), and the kernel blob k.
+func (s *Server) loaderHashes(k boot.Digest) (loaders []string, kernel string, err error) {
+	cfg := s.cfg.Load()
+	for _, f := range []struct{ name, src, key string }{{ShimFile, cfg.Shim, "shim"}, {GRUBFile, cfg.GRUBNet, "grub-net"}} {
+		p := filepath.Join(cfg.Data, TFTPDir, f.name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			p = f.src
+			if fi, err = os.Stat(p); err != nil {
+				return nil, "", fmt.Errorf("the %s the machine loads: %w (set %s in [server])", f.key, err, f.key)
+			}
+		}
+		h, err := s.pe.get(fmt.Sprintf("file %s %d %d", p, fi.Size(), fi.ModTime().UnixNano()), func() ([]byte, error) {
+			fh, err := os.Open(p)
+			if err != nil {
+				return nil, err
+			}
+			defer fh.Close()
+			return attest.AuthenticodeSHA256(fh, fi.Size())
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("the %s the machine loads (%s): %w", f.key, p, err)
+		}
+		loaders = append(loaders, h)
+	}
+	kernel, err = s.pe.get("blob "+k.String(), func() ([]byte, error) {
+		f, err := s.blobs.OpenBlob(k)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		return attest.AuthenticodeSHA256(f, fi.Size())
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("kernel %s: %w", k, err)
+	}
+	return loaders, kernel, nil
 }
 
 // EKFingerprint is how an EK is named and pinned: sha256:HEX of its

@@ -3,10 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/overboot/overboot/internal/testneed"
+	"github.com/overboot/overboot/server/config"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -78,6 +81,10 @@ type served struct {
 	kernel  swtpmtest.File
 	initrds []swtpmtest.File
 	argv    []string
+	// The Authenticode hashes the firmware measures into PCR 4: the
+	// served shim and GRUB, and the kernel.
+	loaders  [][]byte
+	kernelPE []byte
 }
 
 var (
@@ -113,6 +120,7 @@ func (r *tpmRig) grub() served {
 	}
 	sv := served{config: []byte(cfg), argv: args(linuxRE)}
 	sv.kernel = fetch(sv.argv[0])
+	sv.loaders, sv.kernelPE = loadersPE(r.t), peOf(r.t, sv.kernel.Content)
 	for _, p := range args(initrdRE) {
 		sv.initrds = append(sv.initrds, fetch(p))
 	}
@@ -131,7 +139,34 @@ func (r *tpmRig) grub() served {
 // what was served loaded as it was. (The arguments have no space nor
 // quote: GRUB's command line is them joined by spaces.)
 func (sv served) boot() swtpmtest.Boot {
-	return swtpmtest.Boot{SecureBoot: true, Firmware: "1", Config: sv.config, Kernel: sv.kernel, Initrds: sv.initrds, Cmdline: strings.Join(sv.argv, " ")}
+	return swtpmtest.Boot{SecureBoot: true, Firmware: "1", Config: sv.config, Kernel: sv.kernel, Initrds: sv.initrds, Cmdline: strings.Join(sv.argv, " "),
+		Loaders: sv.loaders, KernelPE: sv.kernelPE}
+}
+
+// peOf is the Authenticode hash of data, a PE image.
+func peOf(t *testing.T, data []byte) []byte {
+	t.Helper()
+	h, err := attest.AuthenticodeSHA256(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// loadersPE are the Authenticode hashes of the shim and GRUB the
+// server serves (its [server] shim and grub-net: Debian's).
+func loadersPE(t *testing.T) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, p := range []string{config.DefaultShim, config.DefaultGRUBNet} {
+		testneed.File(t, p, "shim-signed grub-efi-amd64-signed")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, peOf(t, b))
+	}
+	return out
 }
 
 func ekOf(t *testing.T, tpm *goattest.TPM) []byte {
@@ -460,6 +495,12 @@ func TestAttestTPMRefusals(t *testing.T) {
 			b.Initrds = append(b.Initrds, swtpmtest.File{Name: "(http)/evil.cpio", Content: []byte("an /init of the attacker's")})
 		}, attest.ErrExtraFile), false},
 		{"changed kernel", edited(func(b *swtpmtest.Boot) { b.Kernel.Content = append(b.Kernel.Content, 0) }, attest.ErrKernel), false},
+		// An older GRUB, signed by Debian too (one with a known hole):
+		// Secure Boot lets it run, PCR 4 shows it was not the one served.
+		{"an older signed GRUB", edited(func(b *swtpmtest.Boot) {
+			old := sha256.Sum256([]byte("grubnetx64.efi.signed 2.04, BootHole"))
+			b.Loaders = [][]byte{b.Loaders[0], old[:]}
+		}, attest.ErrLoader), false},
 		{"firmware changed since the baseline", func(t *testing.T, r *tpmRig) {
 			first, resp := r.attest(nil)
 			sealed(t, resp, first.secret)

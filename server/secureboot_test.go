@@ -28,7 +28,7 @@ func fakePE(t *testing.T, signed bool) []byte {
 	binary.LittleEndian.PutUint32(dos[0x3c:], 0x40)
 	b.Write(dos)
 	b.WriteString("PE\x00\x00")
-	oh := pe.OptionalHeader64{Magic: 0x20b, NumberOfRvaAndSizes: 16, SectionAlignment: 0x1000, FileAlignment: 0x200}
+	oh := pe.OptionalHeader64{Magic: 0x20b, NumberOfRvaAndSizes: 16, SectionAlignment: 0x1000, FileAlignment: 0x200, SizeOfHeaders: 0x200}
 	if signed {
 		oh.DataDirectory[pe.IMAGE_DIRECTORY_ENTRY_SECURITY] = pe.DataDirectory{VirtualAddress: 0x400, Size: 0x100}
 	}
@@ -39,7 +39,16 @@ func fakePE(t *testing.T, signed bool) []byte {
 	if err := binary.Write(&b, binary.LittleEndian, oh); err != nil {
 		t.Fatal(err)
 	}
-	return b.Bytes()
+	// The headers, then what stands for the image up to 0x400, then the
+	// certificate table (0x100 bytes) when signed: a file whose
+	// Authenticode hash can be taken.
+	img := make([]byte, 0x400)
+	copy(img, b.Bytes())
+	copy(img[0x200:], "the image's code and data")
+	if signed {
+		img = append(img, make([]byte, 0x100)...)
+	}
+	return img
 }
 
 func TestSignedPE(t *testing.T) {

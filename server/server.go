@@ -55,6 +55,7 @@ var (
 
 // Server serves one configuration from one data directory.
 type Server struct {
+	pe    peHashes // Authenticode hashes of the boot loaders and kernels served (attest.go)
 	cfg   atomic.Pointer[config.Config]
 	sets  atomic.Pointer[profiles.Set]
 	log   *slog.Logger

@@ -3,6 +3,7 @@ package vmtest
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,68 @@ cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
 	ev, _ := srv.DB().BootEvents(ctx, bs[0].ID)
 	if bs[0].User != user || !hasEvent(ev, "server", "login", "failed") || !hasEvent(ev, "server", "login", "ok") || !hasEvent(ev, "server", "document", "ok") || !hasEvent(ev, "agent", "upper", "ok") {
 		t.Errorf("the boot's record: %s", loginBoots(srv.DB(), mac))
+	}
+}
+
+// TestLANSecureBootConsoleLogin: the console login on the Secure Boot
+// path, where GRUB has no login form: a login profile with secure-boot
+// boots Debian's signed chain over overboot's DHCP and TFTP, GRUB loads
+// the kernel with overboot.login on its command line, the agent asks on
+// the serial console (locked down, Secure Boot on), the user's password
+// gets the document, the root is reached as that user's boot.
+func TestLANSecureBootConsoleLogin(t *testing.T) {
+	t.Parallel()
+	a := needVM(t)
+	vars := needSecureBoot(t)
+	ns := NewNetNS(t)
+	const (
+		mac  = "52:54:00:5b:00:19"
+		user = "bob"
+		pw   = "Secure & 4+2; boot"
+	)
+	conf := fmt.Sprintf("[server]\nurl = http://192.0.2.1\ndhcp = br0\ndhcp-range = 192.0.2.50-192.0.2.59\ndhcp-router = 192.0.2.1\n\n[profile default]\nkernel = %s\ninitramfs = %s\nroot = %s\nenroll = login\nsecure-boot = yes\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+		a.Kernel, a.Initramfs, a.Root)
+	s, logs, _ := fullDHCPServer(t, ns, conf, filepath.Join(t.TempDir(), "data"))
+	hash, err := enroll.HashPassword(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.DB().AddUser(ctx, user, hash); err != nil {
+		t.Fatal(err)
+	}
+	vm := startVM(t, Options{PXE: true, Tap: ns.Tap(t), NetNS: ns.Name, MAC: mac, UEFIVars: vars, SecureBoot: true, NoNICROM: true})
+	defer func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+	expectNth(t, vm, "overboot login for default at http://192.0.2.1", 1, bootTimeout)
+	if err := vm.Type(user + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	expectNth(t, vm, initagent.SecretHint, 1, time.Minute)
+	if err := vm.Type(pw + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	expectPass(t, vm)
+	for _, want := range []string{"Secure boot enabled", "Kernel is locked down from EFI Secure Boot"} {
+		if !vm.Contains(want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if vm.Contains(pw) {
+		t.Error("the password appeared on the serial console")
+	}
+	if strings.Contains(logs.String(), "file=ipxe.efi") || strings.Contains(logs.String(), "userclass=iPXE") {
+		t.Error("iPXE ran on the Secure Boot path")
+	}
+	bs, err := s.DB().Boots(ctx, mac, 10)
+	if err != nil || len(bs) != 1 || bs[0].User != user || bs[0].Phase != "switch_root" {
+		t.Fatalf("boots: %+v %v (want one, %s's, at switch_root)", bs, err, user)
+	}
+	ev, _ := s.DB().BootEvents(ctx, bs[0].ID)
+	if !hasEvent(ev, "server", "login", "ok") || !hasEvent(ev, "server", "document", "ok") {
+		t.Errorf("the boot's record: %s", loginBoots(s.DB(), mac))
 	}
 }

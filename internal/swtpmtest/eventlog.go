@@ -60,6 +60,11 @@ type Boot struct {
 	Kernel  File
 	Initrds []File
 	Cmdline string
+	// Loaders are the Authenticode hashes the firmware measures into
+	// PCR 4 for shim and GRUB, KernelPE the kernel's (shim's verifier
+	// measures the kernel it checks); nil: stand-ins.
+	Loaders  [][]byte
+	KernelPE []byte
 }
 
 // File is a file GRUB read: its name (the path it asked for) and content.
@@ -97,21 +102,40 @@ func Log(b Boot) []Event {
 	}
 	ev = append(ev,
 		Data(7, EvEFIVariableAuthorit, variable(efiImageSecurity, "db", signatureData(cert))),
-		Measured(4, EvEFIBootServicesApp, make([]byte, 32), []byte("shimx64.efi")),
+		app(b.loader(0), []byte("shimx64.efi")),
 		Data(7, EvEFIVariableAuthorit, variable(shimLock, "Shim", signatureData(cert))),
-		Measured(4, EvEFIBootServicesApp, make([]byte, 32), []byte("grubnetx64.efi")),
+		app(b.loader(1), []byte("grubnetx64.efi")),
 		Measured(9, EvIPL, cstr("(http)/grub/grub.cfg"), b.Config),
 		grubString("grub_cmd: ", "linux "+b.Cmdline),
 		Measured(9, EvIPL, cstr(b.Kernel.Name), b.Kernel.Content),
 		// shim's verifier measures the kernel it checked (its hash
 		// here, standing for the Authenticode hash).
-		Measured(4, EvEFIBootServicesApp, make([]byte, 32), b.Kernel.Content),
+		app(b.KernelPE, b.Kernel.Content),
 		grubString("kernel_cmdline: ", b.Cmdline),
 	)
 	for _, f := range b.Initrds {
 		ev = append(ev, grubString("grub_cmd: ", "initrd "+f.Name), Measured(9, EvIPL, cstr(f.Name), f.Content))
 	}
 	return ev
+}
+
+// loader is the Authenticode hash of boot loader i (0 shim, 1 GRUB), or
+// nil for a stand-in.
+func (b Boot) loader(i int) []byte {
+	if i < len(b.Loaders) {
+		return b.Loaders[i]
+	}
+	return nil
+}
+
+// app is the firmware's event for an EFI application it starts: its
+// Authenticode hash as the digest, or (nil) the SHA-256 of standIn.
+func app(authenticode, standIn []byte) Event {
+	e := Measured(4, EvEFIBootServicesApp, make([]byte, 32), standIn)
+	if authenticode != nil {
+		copy(e.Digest[:], authenticode)
+	}
+	return e
 }
 
 // grubString is GRUB's event for a command or the command line: the

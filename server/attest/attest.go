@@ -22,6 +22,13 @@ type Served struct {
 	Kernel  boot.Digest   `json:"kernel"`
 	Initrds []boot.Digest `json:"initrds"`
 	Cmdline string        `json:"cmdline"`
+	// Loaders are the Authenticode SHA-256 hashes (hex) of the boot
+	// loaders served, shim then GRUB: what the firmware measures into
+	// PCR 4 when it starts each. KernelPE is the kernel's, which PCR 4
+	// holds too when the kernel is started by LoadImage. Empty (a boot
+	// served by an older server): PCR 4 is not checked by content.
+	Loaders  []string `json:"loaders,omitempty"`
+	KernelPE string   `json:"kernel_pe,omitempty"`
 }
 
 // Baseline is the firmware PCRs (FirmwarePCRs, SHA-256 bank) of a
@@ -30,9 +37,10 @@ type Served struct {
 type Baseline map[int]string
 
 // FirmwarePCRs are the PCRs that must not change between boots: the
-// firmware (0), option ROMs (2), the boot loaders (4: shim, GRUB, the
-// kernel's Authenticode hash) and the Secure Boot policy (7).
-var FirmwarePCRs = []int{0, 2, 4, 7}
+// firmware (0), option ROMs (2) and the Secure Boot policy (7). The boot
+// loaders' PCR (4) is checked against what the server serves instead
+// (checkLoaders), so a shim or GRUB update needs no new baseline.
+var FirmwarePCRs = []int{0, 2, 7}
 
 // QuotedPCRs are the SHA-256 PCRs the evidence must quote: the firmware
 // PCRs and GRUB's (8: commands and command line; 9: files).
@@ -54,6 +62,8 @@ var (
 	ErrCmdline     = errors.New("the command line was changed")
 	ErrExtraFile   = errors.New("GRUB loaded a file that was not served")
 	ErrFirmware    = errors.New("changed since enrolment")
+	ErrLoader      = errors.New("the firmware started an EFI application the server did not serve")
+	ErrLoaderGone  = errors.New("a boot loader the server served is not among PCR 4's measurements")
 )
 
 // Input is what Verify checks.
@@ -132,6 +142,9 @@ func Verify(in Input) (Baseline, error) {
 	if !sb.Enabled {
 		return nil, ErrSecureOff
 	}
+	if err := checkLoaders(events, in.Served); err != nil {
+		return nil, err
+	}
 	if err := checkGRUB(events, in.Served); err != nil {
 		return nil, err
 	}
@@ -151,8 +164,40 @@ func Verify(in Input) (Baseline, error) {
 	return now, nil
 }
 
-// EV_IPL, the type of GRUB's events.
-const evIPL = 0x0d
+// EV_IPL, the type of GRUB's events; EV_EFI_BOOT_SERVICES_APPLICATION,
+// the firmware's measurement of an EFI application it starts.
+const (
+	evIPL        = 0x0d
+	evEFIBootApp = 0x80000003
+)
+
+// checkLoaders checks PCR 4's EFI applications against what the server
+// serves: each one shim, GRUB (or the kernel, when it was started by
+// LoadImage), and shim and GRUB both there. Another application (an
+// older signed GRUB, another boot loader) is refused, however it is
+// signed.
+func checkLoaders(events []attest.Event, served Served) error {
+	if len(served.Loaders) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, e := range events {
+		if e.Index != 4 || uint32(e.Type) != evEFIBootApp {
+			continue
+		}
+		d := hex.EncodeToString(e.Digest)
+		if !slices.Contains(served.Loaders, d) && d != served.KernelPE {
+			return fmt.Errorf("%w: Authenticode sha256:%s", ErrLoader, d)
+		}
+		seen[d] = true
+	}
+	for _, l := range served.Loaders {
+		if !seen[l] {
+			return fmt.Errorf("%w: Authenticode sha256:%s", ErrLoaderGone, l)
+		}
+	}
+	return nil
+}
 
 const cmdlinePrefix = "kernel_cmdline: "
 

@@ -86,3 +86,33 @@ func TestRefusalHidesTokens(t *testing.T) {
 		t.Errorf("refusal %v", err)
 	}
 }
+
+// TestCheckLoaders: PCR 4's EFI applications are the served shim and
+// GRUB (and the kernel, when started by LoadImage); another application,
+// or a served loader missing, is refused; a boot served without loader
+// hashes (an older server) is not checked by content.
+func TestCheckLoaders(t *testing.T) {
+	h := func(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
+	hx := func(s string) string { return fmt.Sprintf("%x", h(s)) }
+	app := func(s string) attest.Event { return attest.Event{Index: 4, Type: evEFIBootApp, Digest: h(s)} }
+	action := attest.Event{Index: 4, Type: 0x80000007, Digest: h("Calling EFI Application from Boot Option")}
+	served := Served{Loaders: []string{hx("shim"), hx("grub")}, KernelPE: hx("kernel")}
+	for _, tc := range []struct {
+		name string
+		ev   []attest.Event
+		want error
+	}{
+		{"shim and GRUB", []attest.Event{action, app("shim"), app("grub")}, nil},
+		{"and the kernel", []attest.Event{action, app("shim"), app("grub"), app("kernel")}, nil},
+		{"an older GRUB", []attest.Event{action, app("shim"), app("old grub")}, ErrLoader},
+		{"another application first", []attest.Event{app("an EFI shell"), app("shim"), app("grub")}, ErrLoader},
+		{"GRUB missing", []attest.Event{action, app("shim")}, ErrLoaderGone},
+	} {
+		if err := checkLoaders(tc.ev, served); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if err := checkLoaders([]attest.Event{app("anything")}, Served{}); err != nil {
+		t.Errorf("no loaders served (an older server's session): %v", err)
+	}
+}
