@@ -243,6 +243,11 @@ func (s *Server) attestStart(w http.ResponseWriter, r *http.Request) {
 			s.metrics.Refused("pending")
 			s.log.Info("TPM waits for approval", "mac", t.MAC, "ek", ek, "address", addr)
 			s.rec.Changed(t.MAC)
+			// The URL stays good while the machine asks again, however
+			// long the administrator takes (the agent waits up to an hour).
+			if err := s.tokens.Extend(ctx, tok, enroll.TokenTTL); err != nil {
+				s.log.Error("extend a waiting machine's attest token", "mac", t.MAC, "err", err)
+			}
 			w.Header().Set("Retry-After", strconv.Itoa(AttestRetryAfter))
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusAccepted)

@@ -48,6 +48,7 @@ type TokenStore interface {
 	PutBootToken(ctx context.Context, hash string, t state.BootToken) error
 	TakeBootToken(ctx context.Context, hash, purpose, address string) (state.BootToken, error)
 	PeekBootToken(ctx context.Context, hash, purpose string) (state.BootToken, error)
+	ExtendBootToken(ctx context.Context, hash string, until time.Time) error
 }
 
 // Tokens issues and spends single-use boot tokens. Only a token's SHA-256
@@ -107,6 +108,12 @@ func (t *Tokens) Peek(ctx context.Context, tok, purpose string) (state.BootToken
 		return state.BootToken{}, state.ErrNotFound
 	}
 	return t.Store.PeekBootToken(ctx, HashToken(tok), purpose)
+}
+
+// Extend keeps an unspent token valid for ttl from now (never shorter):
+// an attest token while its machine waits for an administrator.
+func (t *Tokens) Extend(ctx context.Context, tok string, ttl time.Duration) error {
+	return t.Store.ExtendBootToken(ctx, HashToken(tok), t.now().Add(ttl))
 }
 
 // Spend spends a token for purpose from address. Errors wrap

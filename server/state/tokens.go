@@ -163,6 +163,22 @@ func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
 	return nil
 }
 
+// ExtendBootToken moves an unspent token's expiry (and its served
+// record's) to until, if that is later.
+func (d *DB) ExtendBootToken(ctx context.Context, hash string, until time.Time) error {
+	return d.tx(ctx, func(tx handle) error {
+		for _, q := range []string{
+			`UPDATE boot_tokens SET expires_at = ? WHERE hash = ? AND expires_at < ?`,
+			`UPDATE attest_served SET expires_at = ? WHERE hash = ? AND expires_at < ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, until.UnixMilli(), hash, until.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // PeekBootToken reads a token without spending it: for tokens used many
 // times within their life (an agent's phase reports).
 func (d *DB) PeekBootToken(ctx context.Context, hash, purpose string) (BootToken, error) {

@@ -126,3 +126,35 @@ func testAttestSessions(t *testing.T, d *DB) {
 		t.Errorf("expired: %v", err)
 	}
 }
+
+func TestExtendBootToken(t *testing.T) { eachStore(t, testExtendBootToken) }
+
+// testExtendBootToken: a token's expiry (and its served record's) moves
+// later, never earlier; a spent token stays spent.
+func testExtendBootToken(t *testing.T, d *DB) {
+	ctx := context.Background()
+	soon := time.Now().Add(time.Minute).Truncate(time.Millisecond)
+	if err := d.PutBootToken(ctx, "h", BootToken{Purpose: "attest", MAC: "m", Profile: "p", Address: "192.0.2.1", Expires: soon, Served: `{"k":1}`}); err != nil {
+		t.Fatal(err)
+	}
+	later := soon.Add(time.Hour)
+	if err := d.ExtendBootToken(ctx, "h", later); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := d.PeekBootToken(ctx, "h", "attest"); err != nil || !tok.Expires.Equal(later) || tok.Served != `{"k":1}` {
+		t.Fatalf("extended: %+v %v, want expiry %v", tok, err, later)
+	}
+	if err := d.ExtendBootToken(ctx, "h", soon); err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := d.PeekBootToken(ctx, "h", "attest"); !tok.Expires.Equal(later) {
+		t.Errorf("an earlier expiry shortened the token: %v", tok.Expires)
+	}
+	if _, err := d.TakeBootToken(ctx, "h", "attest", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	d.ExtendBootToken(ctx, "h", later.Add(time.Hour))
+	if _, err := d.TakeBootToken(ctx, "h", "attest", "192.0.2.1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a spent token extended and spent again: %v", err)
+	}
+}
