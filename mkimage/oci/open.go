@@ -96,6 +96,9 @@ func Open(ctx context.Context, ref Ref, o Options) (*Image, error) {
 		return nil, fmt.Errorf("%s: layers: %w", ref, err)
 	}
 	f := &Flattener{Epoch: o.Epoch, Limits: o.Limits}
+	if o.WorkDir != "" {
+		f.Cache = filepath.Join(o.WorkDir, "layers")
+	}
 	var sizes []int64
 	if ref.Transport != DockerArchive {
 		// docker save does not record compressed sizes: only the bytes read
