@@ -17,10 +17,9 @@ import (
 	"github.com/overboot/overboot/internal/testneed"
 )
 
-// ociLayout writes a one-layer linux/amd64 image (an etc/fstab with a root
-// entry, and a file) as an OCI layout tagged v1, and returns its manifest
-// digest.
-func ociLayout(t *testing.T, dir string) string {
+// testImage is a one-layer linux/amd64 image: an etc/fstab with a root
+// entry, and a file.
+func testImage(t *testing.T) v1.Image {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -41,6 +40,14 @@ func ociLayout(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// ociLayout writes testImage as an OCI layout tagged v1, and returns its
+// manifest digest.
+func ociLayout(t *testing.T, dir string) string {
+	t.Helper()
+	img := testImage(t)
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -192,7 +193,7 @@ func openRemote(ctx context.Context, ref Ref, want v1.Platform, o Options) (v1.I
 	}
 	desc, err := remote.Get(r, opts...)
 	if err != nil {
-		return nil, v1.Hash{}, err
+		return nil, v1.Hash{}, authError(ctx, r, kc, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
@@ -203,6 +204,25 @@ func openRemote(ctx context.Context, ref Ref, want v1.Platform, o Options) (v1.I
 	}
 	img, err := desc.Image()
 	return img, desc.Digest, err
+}
+
+// authError says, for a registry's 401 or 403, whether the keychain had
+// credentials for it (refused) or none (missing); other errors are
+// returned as they are. The credentials themselves are never in it.
+func authError(ctx context.Context, r name.Reference, kc authn.Keychain, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
+		return err
+	}
+	reg := r.Context().RegistryStr()
+	a, kerr := authn.Resolve(ctx, kc, r.Context())
+	switch {
+	case kerr != nil:
+		return fmt.Errorf("registry %s wants credentials, and reading them failed (%v): %w", reg, kerr, err)
+	case a == authn.Anonymous:
+		return fmt.Errorf("registry %s wants credentials, and docker's config.json ($DOCKER_CONFIG, or ~/.docker) has none for it (docker login %s): %w", reg, reg, err)
+	}
+	return fmt.Errorf("registry %s refused the credentials for it from docker's config.json ($DOCKER_CONFIG, or ~/.docker): %w", reg, err)
 }
 
 // openLayout opens the image tagged tag (its only image when tag is "")
