@@ -333,6 +333,12 @@ func (s *Server) attestEvidence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown, used or expired URL: reboot the machine for a new one", http.StatusNotFound)
 		return
 	}
+	// Validate before acting: a malformed body spends nothing.
+	ev, err := boot.ParseAttestEvidence(http.MaxBytesReader(w, r.Body, boot.MaxAttestSize+1))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	ses, err := s.db.TakeAttestSession(ctx, enroll.HashToken(tok), addr)
 	switch {
 	case errors.Is(err, state.ErrWrongAddress):
@@ -354,11 +360,6 @@ func (s *Server) attestEvidence(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("attestation refused", "mac", ses.MAC, "address", addr, "reason", why)
 		s.rec.Event(ctx, ses.BootID, state.BootEvent{Source: telemetry.SourceServer, Phase: boot.PhaseAttest, Outcome: telemetry.Failed, Message: why})
 		http.Error(w, why, code)
-	}
-	ev, err := boot.ParseAttestEvidence(http.MaxBytesReader(w, r.Body, boot.MaxAttestSize+1))
-	if err != nil {
-		refuse(http.StatusBadRequest, err.Error())
-		return
 	}
 	var served attest.Served
 	if err := json.Unmarshal([]byte(ses.Served), &served); err != nil {

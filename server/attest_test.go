@@ -128,7 +128,7 @@ profile = tofu
 	if _, err := f.s.db.TPMOf(ctx, "52:54:00:00:00:71"); err != nil {
 		t.Fatal(err)
 	}
-	if r := f.do(http.MethodPost, "/attest/evidence/"+strings.Repeat("ab", 32), "", strings.NewReader("{}")); r.StatusCode != http.StatusNotFound {
+	if r := f.do(http.MethodPost, "/attest/evidence/"+strings.Repeat("ab", 32), "", strings.NewReader(`{"proof":"AQ==","quotes":[{"quote":"AQ==","signature":"AQ=="}],"pcrs":[{"index":0,"alg":"sha256","digest":"AQ=="}],"event_log":"AQ=="}`)); r.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown evidence URL: %d", r.StatusCode)
 	}
 }

@@ -550,3 +550,19 @@ func TestAttestTPMRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestAttestMalformedEvidenceSpendsNothing: a malformed evidence body
+// (truncated, unknown field, no event log) is refused with 400 and
+// spends nothing: the machine's honest evidence to the same URL still
+// gets its sealed document.
+func TestAttestMalformedEvidenceSpendsNothing(t *testing.T) {
+	r := newTPMRig(t)
+	a := r.begin(nil)
+	for _, junk := range []string{`{"proof":`, `{"proof":"AQ==","mac":"x"}`, `{"proof":"AQ==","quotes":[{}],"pcrs":[{"index":0,"alg":"sha256"}]}`} {
+		resp := r.postEvidence(a.ch.Evidence, []byte(junk))
+		if b := body(t, resp); resp.StatusCode != http.StatusBadRequest || strings.Contains(b, "sealed") {
+			t.Errorf("malformed evidence %.30s: %d %q", junk, resp.StatusCode, b)
+		}
+	}
+	sealed(t, r.postEvidence(a.ch.Evidence, a.evidence), a.secret)
+}
