@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -125,31 +126,41 @@ func (a *API) imageRollback(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	ctx := r.Context()
-	cur, err := a.d.DB.Image(ctx, name)
-	if err != nil {
-		return err
-	}
-	to := req.Version
-	if to == 0 {
-		to = cur.Version - 1
-	}
-	if to < 1 || to >= cur.Version {
-		return errorf(http.StatusBadRequest, "image %s: no version %d to roll back to (current is %d)", name, to, cur.Version)
-	}
-	old, err := a.d.DB.ImageVersion(ctx, name, to)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(a.d.Blobs.BlobPath(boot.Digest(old.Digest))); err != nil {
-		return errorf(http.StatusConflict, "image %s version %d: its blob %s is gone from the store", name, to, old.Digest)
-	}
-	old.Note = "rollback to " + strconv.Itoa(to)
-	im, err := a.d.DB.PublishImage(background(ctx), old)
+	im, err := a.Rollback(background(r.Context()), name, req.Version)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, im)
+}
+
+// Rollback points the image name at an earlier version's blob again, as
+// a new version (version 0: the one before the current). The blob must
+// still be in the store.
+func (a *API) Rollback(ctx context.Context, name string, version int) (state.Image, error) {
+	cur, err := a.d.DB.Image(ctx, name)
+	if err != nil {
+		return state.Image{}, err
+	}
+	to := version
+	if to == 0 {
+		to = cur.Version - 1
+	}
+	if to < 1 || to >= cur.Version {
+		return state.Image{}, errorf(http.StatusBadRequest, "image %s: no version %d to roll back to (current is %d)", name, to, cur.Version)
+	}
+	old, err := a.d.DB.ImageVersion(ctx, name, to)
+	if err != nil {
+		return state.Image{}, err
+	}
+	if _, err := os.Stat(a.d.Blobs.BlobPath(boot.Digest(old.Digest))); err != nil {
+		return state.Image{}, errorf(http.StatusConflict, "image %s version %d: its blob %s is gone from the store", name, to, old.Digest)
+	}
+	old.Note = "rollback to " + strconv.Itoa(to)
+	im, err := a.d.DB.PublishImage(ctx, old)
+	if err == nil {
+		a.d.Log.Info("image rolled back", "image", name, "to", to, "version", im.Version)
+	}
+	return im, err
 }
 
 // blobUpload stores the request body as a blob (hashed as it streams).

@@ -203,16 +203,27 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	ap, err := a.Approve(background(r.Context()), mac, req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ap)
+}
+
+// Approve admits the machine mac (as boot.ParseMAC writes it) as req
+// says: its waiting TPM (enroll = tpm), or the one request for approval
+// that matches req. Nothing changes when req matches none or several
+// (*ErrAmbiguous). The console calls it too.
+func (a *API) Approve(ctx context.Context, mac string, req ApproveRequest) (Approval, error) {
 	if req.Address != "" {
 		ip, err := netip.ParseAddr(req.Address)
 		if err != nil {
-			return errorf(http.StatusBadRequest, "address %q: not an IP address", req.Address)
+			return Approval{}, errorf(http.StatusBadRequest, "address %q: not an IP address", req.Address)
 		}
 		req.Address = ip.String()
 	}
-	ctx := background(r.Context())
 	if req.EK != "" && (req.Address != "" || req.Profile != "") {
-		return errorf(http.StatusBadRequest, "ek: a TPM is approved by its EK alone, not with an address or a profile")
+		return Approval{}, errorf(http.StatusBadRequest, "ek: a TPM is approved by its EK alone, not with an address or a profile")
 	}
 	if req.Address == "" && req.Profile == "" {
 		// enroll = tpm: the machine is its TPM; its EK waits, whatever
@@ -223,9 +234,9 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 			t, err = a.d.DB.ApproveTPM(ctx, mac, req.EK)
 			switch {
 			case errors.Is(err, state.ErrTPMNotShown):
-				return errorf(http.StatusConflict, "%v", err)
+				return Approval{}, errorf(http.StatusConflict, "%v", err)
 			case err != nil:
-				return err
+				return Approval{}, err
 			}
 			// Another TPM may be the machine now: its secrets were
 			// forgotten; end what the old ones still hold open.
@@ -234,15 +245,15 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 			}
 			a.d.Log.Info("TPM approved", "mac", mac, "ek", t.EK)
 			a.d.Recorder.Changed(mac)
-			return writeJSON(w, http.StatusOK, Approval{Admission: state.Admission{MAC: mac}, TPM: &t})
+			return Approval{Admission: state.Admission{MAC: mac}, TPM: &t}, nil
 		}
 		if req.EK != "" {
-			return errorf(http.StatusNotFound, "machine %s: no TPM of it has shown itself (it does when it boots a profile with enroll = tpm)", mac)
+			return Approval{}, errorf(http.StatusNotFound, "machine %s: no TPM of it has shown itself (it does when it boots a profile with enroll = tpm)", mac)
 		}
 	}
 	all, err := a.d.DB.Requests(ctx, mac)
 	if err != nil {
-		return err
+		return Approval{}, err
 	}
 	var match []state.Request
 	for _, q := range all {
@@ -253,34 +264,34 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case len(match) == 0 && len(all) == 0:
 		if _, err := a.d.DB.Machine(ctx, mac); err != nil {
-			return errorf(http.StatusNotFound, "machine %s: not found (it is recorded when it first asks to boot)", mac)
+			return Approval{}, errorf(http.StatusNotFound, "machine %s: not found (it is recorded when it first asks to boot)", mac)
 		}
-		return errorf(http.StatusNotFound, "machine %s has no request for approval: it is recorded when it asks to boot a profile with enroll = approve", mac)
+		return Approval{}, errorf(http.StatusNotFound, "machine %s has no request for approval: it is recorded when it asks to boot a profile with enroll = approve", mac)
 	case len(match) == 0:
-		return errorf(http.StatusNotFound, "machine %s has no request matching that; %v", mac, (&ErrAmbiguous{all}).Error())
+		return Approval{}, errorf(http.StatusNotFound, "machine %s has no request matching that; %v", mac, (&ErrAmbiguous{all}).Error())
 	case len(match) > 1:
-		return &Error{Code: http.StatusConflict, Msg: (&ErrAmbiguous{match}).Error()}
+		return Approval{}, &Error{Code: http.StatusConflict, Msg: (&ErrAmbiguous{match}).Error()}
 	}
 	q := match[0]
 	p := a.d.Profiles().Profile(q.Profile)
 	if p == nil {
-		return errorf(http.StatusConflict, "profile %s of that request is no longer in the configuration", q.Profile)
+		return Approval{}, errorf(http.StatusConflict, "profile %s of that request is no longer in the configuration", q.Profile)
 	}
 	if p.Policy() != config.EnrollApprove {
-		return errorf(http.StatusConflict, "profile %s no longer says enroll = approve (it is %s)", q.Profile, p.Policy())
+		return Approval{}, errorf(http.StatusConflict, "profile %s no longer says enroll = approve (it is %s)", q.Profile, p.Policy())
 	}
 	adm, err := a.d.DB.Approve(ctx, mac, q.Profile, q.Address, enroll.Quota(p))
 	if err != nil {
 		if errors.Is(err, state.ErrQuota) {
-			return errorf(http.StatusForbidden, "%v: raise max-machines or delete a machine", err)
+			return Approval{}, errorf(http.StatusForbidden, "%v: raise max-machines or delete a machine", err)
 		}
-		return err
+		return Approval{}, err
 	}
 	// The secrets were forgotten; end what the old ones still hold open.
 	a.d.Disks.Drop(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
 	a.d.Log.Info("machine approved", "mac", mac, "profile", q.Profile, "address", q.Address)
 	a.d.Recorder.Changed(mac)
-	return writeJSON(w, http.StatusOK, Approval{Admission: adm, Rotated: true})
+	return Approval{Admission: adm, Rotated: true}, nil
 }
 
 // machineReset ends the machine's sessions and removes its disks: its
@@ -296,15 +307,25 @@ func (a *API) rotate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx := background(r.Context())
-	if _, err := a.d.DB.Machine(ctx, mac); err != nil {
-		return err
-	}
-	n, err := a.d.Disks.RotateMachine(ctx, mac)
+	n, err := a.RotateMachine(background(r.Context()), mac)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"mac": mac, "rotated": n})
+}
+
+// RotateMachine gives the machine mac new CHAP secrets and ends its
+// sessions; it returns how many secrets changed.
+func (a *API) RotateMachine(ctx context.Context, mac string) (int64, error) {
+	if _, err := a.d.DB.Machine(ctx, mac); err != nil {
+		return 0, err
+	}
+	n, err := a.d.Disks.RotateMachine(ctx, mac)
+	if err == nil {
+		a.d.Log.Info("machine secrets rotated", "mac", mac, "rotated", n)
+		a.d.Recorder.Changed(mac)
+	}
+	return n, err
 }
 
 // machineDelete removes the machine's disks, then the machine.
@@ -317,20 +338,46 @@ func (a *API) dropMachine(w http.ResponseWriter, r *http.Request, forget bool) e
 	if err != nil {
 		return err
 	}
-	ctx := background(r.Context())
-	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	drop := a.ResetMachine
+	if forget {
+		drop = a.DeleteMachine
+	}
+	n, err := drop(background(r.Context()), mac)
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"mac": mac, "disks_removed": n}
 	if forget {
-		if err := a.d.DB.DeleteMachine(ctx, mac); err != nil {
-			return err
-		}
 		out["deleted"] = true
 	}
-	a.d.Recorder.Changed(mac)
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// ResetMachine ends the machine's sessions and removes its disks: its
+// next boot starts blank, or from the base image. It returns how many
+// disks went.
+func (a *API) ResetMachine(ctx context.Context, mac string) (int, error) {
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	if err != nil {
+		return 0, err
+	}
+	a.d.Log.Info("machine reset", "mac", mac, "disks_removed", n)
+	a.d.Recorder.Changed(mac)
+	return n, nil
+}
+
+// DeleteMachine removes the machine's disks, then the machine.
+func (a *API) DeleteMachine(ctx context.Context, mac string) (int, error) {
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerMachine, Name: mac})
+	if err != nil {
+		return 0, err
+	}
+	if err := a.d.DB.DeleteMachine(ctx, mac); err != nil {
+		return n, err
+	}
+	a.d.Log.Info("machine deleted", "mac", mac, "disks_removed", n)
+	a.d.Recorder.Changed(mac)
+	return n, nil
 }
 
 // Explanation says which profile a machine gets and why.

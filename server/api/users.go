@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/overboot/overboot/server/disks"
@@ -84,14 +85,24 @@ func (a *API) userPassword(w http.ResponseWriter, r *http.Request) error {
 	if req.Name != "" && req.Name != name {
 		return errorf(http.StatusBadRequest, "name %q in the body differs from the path's %q", req.Name, name)
 	}
-	hash, err := enroll.HashPassword(req.Password)
-	if err != nil {
-		return errorf(http.StatusBadRequest, "user %s: %v", name, err)
-	}
-	if err := a.d.DB.SetPassword(background(r.Context()), name, hash); err != nil {
+	if err := a.SetPassword(background(r.Context()), name, req.Password); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"name": name, "password_changed": true})
+}
+
+// SetPassword gives the user name a new password (checked as
+// enroll.HashPassword does: too short a password is refused).
+func (a *API) SetPassword(ctx context.Context, name, password string) error {
+	hash, err := enroll.HashPassword(password)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "user %s: %v", name, err)
+	}
+	if err := a.d.DB.SetPassword(ctx, name, hash); err != nil {
+		return err
+	}
+	a.d.Log.Info("user password changed", "user", name)
+	return nil
 }
 
 // userReset ends the user's sessions and removes their disks.
@@ -106,17 +117,41 @@ func (a *API) dropUser(w http.ResponseWriter, r *http.Request, forget bool) erro
 	if err != nil {
 		return err
 	}
-	ctx := background(r.Context())
-	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
+	drop := a.ResetUser
+	if forget {
+		drop = a.DeleteUser
+	}
+	n, err := drop(background(r.Context()), name)
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"name": name, "disks_removed": n}
 	if forget {
-		if err := a.d.DB.DeleteUser(ctx, name); err != nil {
-			return err
-		}
 		out["deleted"] = true
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// ResetUser ends the user's sessions and removes their disks; it returns
+// how many went.
+func (a *API) ResetUser(ctx context.Context, name string) (int, error) {
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
+	if err == nil {
+		a.d.Log.Info("user reset", "user", name, "disks_removed", n)
+	}
+	return n, err
+}
+
+// DeleteUser removes the user's disks (ending their sessions), then the
+// user.
+func (a *API) DeleteUser(ctx context.Context, name string) (int, error) {
+	n, err := a.dropDisks(ctx, disks.Owner{Kind: state.OwnerUser, Name: name})
+	if err != nil {
+		return 0, err
+	}
+	if err := a.d.DB.DeleteUser(ctx, name); err != nil {
+		return n, err
+	}
+	a.d.Log.Info("user deleted", "user", name, "disks_removed", n)
+	return n, nil
 }
