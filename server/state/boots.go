@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/overboot/overboot/boot"
 )
 
 // Boot is one boot of one machine: it starts when the machine asks for its
@@ -36,8 +38,9 @@ type BootEvent struct {
 	Message string    `json:"message,omitempty"`
 }
 
-// KeepBoots is how many boots per machine the store keeps.
-const KeepBoots = 50
+// KeepBoots is how many boots per machine the store keeps: the console
+// shows a machine's last 100.
+const KeepBoots = 100
 
 const bootCols = `id, mac, profile, user_name, address, image, started_at, updated_at, phase, outcome, message`
 
@@ -145,15 +148,81 @@ func (d *DB) BootsUpdatedSince(ctx context.Context, since time.Time, limit int) 
 	return d.queryBoots(ctx, `SELECT `+bootCols+` FROM boots WHERE updated_at >= ? ORDER BY updated_at, id LIMIT ?`, since.UnixMilli(), limit)
 }
 
+const eventCols = `at, source, phase, outcome, seconds, bytes, message`
+
+func scanEvent(row scanner, more ...any) (BootEvent, error) {
+	var e BootEvent
+	var at int64
+	err := row.Scan(append(more, &at, &e.Source, &e.Phase, &e.Outcome, &e.Seconds, &e.Bytes, &e.Message)...)
+	e.At = fromMillis(at)
+	return e, err
+}
+
 // BootEvents lists a boot's events in order.
 func (d *DB) BootEvents(ctx context.Context, bootID int64) ([]BootEvent, error) {
-	return queryAll(ctx, d.sql, func(row scanner) (BootEvent, error) {
-		var e BootEvent
-		var at int64
-		err := row.Scan(&at, &e.Source, &e.Phase, &e.Outcome, &e.Seconds, &e.Bytes, &e.Message)
-		e.At = fromMillis(at)
-		return e, err
-	}, `SELECT at, source, phase, outcome, seconds, bytes, message FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)
+	return queryAll(ctx, d.sql, func(row scanner) (BootEvent, error) { return scanEvent(row) },
+		`SELECT `+eventCols+` FROM boot_events WHERE boot_id = ? ORDER BY id`, bootID)
+}
+
+// MachineBootEvents returns the events of a machine's latest limit boots,
+// by boot ID, each boot's in order: a machine page's waterfalls in one
+// query.
+func (d *DB) MachineBootEvents(ctx context.Context, mac string, limit int) (map[int64][]BootEvent, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("boot events of %s: limit %d: want 1 or more", mac, limit)
+	}
+	type event struct {
+		boot int64
+		e    BootEvent
+	}
+	evs, err := queryAll(ctx, d.sql, func(row scanner) (event, error) {
+		var ev event
+		var err error
+		ev.e, err = scanEvent(row, &ev.boot)
+		return ev, err
+	}, `SELECT boot_id, `+eventCols+` FROM boot_events WHERE boot_id IN (SELECT id FROM boots WHERE mac = ? ORDER BY id DESC LIMIT ?) ORDER BY boot_id, id`, mac, limit)
+	if err != nil {
+		return nil, fmt.Errorf("boot events of %s: %w", mac, err)
+	}
+	out := map[int64][]BootEvent{}
+	for _, ev := range evs {
+		out[ev.boot] = append(out[ev.boot], ev.e)
+	}
+	return out, nil
+}
+
+// RootTime is when a boot reached its root: the agent's switch_root.
+type RootTime struct {
+	BootID  int64
+	MAC     string
+	Profile string
+	Image   string // digest of the root it was given
+	Started time.Time
+	Root    time.Time // the boot's first switch_root event
+}
+
+// RootTimes lists the boots started at or after since that reached the
+// agent's switch_root (its last phase, which reports "running" only: then
+// it hands over to the image's init), newest first, at most limit: the console's time
+// to root.
+func (d *DB) RootTimes(ctx context.Context, since time.Time, limit int) ([]RootTime, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("root times: limit %d: want 1 or more", limit)
+	}
+	rts, err := queryAll(ctx, d.sql, func(row scanner) (RootTime, error) {
+		var rt RootTime
+		var s, r int64
+		err := row.Scan(&rt.BootID, &rt.MAC, &rt.Profile, &rt.Image, &s, &r)
+		rt.Started, rt.Root = fromMillis(s), fromMillis(r)
+		return rt, err
+	}, `SELECT b.id, b.mac, b.profile, b.image, b.started_at, MIN(e.at) FROM boots b JOIN boot_events e ON e.boot_id = b.id
+		WHERE b.started_at >= ? AND e.phase = ? AND e.source = 'agent'
+		GROUP BY b.id, b.mac, b.profile, b.image, b.started_at
+		ORDER BY b.started_at DESC, b.id DESC LIMIT ?`, since.UnixMilli(), boot.PhaseSwitchRoot, limit)
+	if err != nil {
+		return nil, fmt.Errorf("root times: %w", err)
+	}
+	return rts, nil
 }
 
 // BootImages lists the root digests of boots updated since since: the

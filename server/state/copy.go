@@ -19,6 +19,7 @@ var Tables = []struct{ Name, Order string }{
 	{"disks", "id"},
 	{"boot_tokens", "hash"},
 	{"api_tokens", "id"},
+	{"console_sessions", "hash"},
 	{"images", "name, version"},
 	{"boots", "id"},
 	{"boot_events", "id"},

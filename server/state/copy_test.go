@@ -51,6 +51,7 @@ func populate(t *testing.T, d *DB) Counts {
 	_, err = d.AddDisk(ctx, Disk{OwnerKind: OwnerMachine, Owner: "52:54:00:00:00:00", Profile: "kiosk", Kind: DiskCow, Path: "/d/cow", Size: 1, Base: "/base 1 2"})
 	must(err)
 	must(d.AddAPIToken(ctx, APIToken{ID: "0123456789abcdef", Name: "ops", Scope: "operate", Hash: "h"}))
+	must(d.PutConsoleSession(ctx, ConsoleSession{Hash: "sess", TokenID: "0123456789abcdef", Expires: exp}, 10))
 	must(d.PutBootToken(ctx, "attest0", BootToken{Purpose: "attest", MAC: "52:54:00:00:00:00", Profile: "tpm", Address: "192.0.2.1", Expires: exp, Served: `{"kernel":"sha256:aa"}`}))
 	must(d.AskTPM(ctx, "52:54:00:00:00:00", "sha256:ee", "192.0.2.1"))
 	must(d.PutAttestSession(ctx, "sess0", AttestSession{MAC: "52:54:00:00:00:00", Profile: "tpm", Address: "192.0.2.1", EK: "sha256:ee", AK: []byte{1}, Nonce: []byte{2}, Secret: []byte{3}, Served: "{}", Expires: exp}))

@@ -273,6 +273,21 @@ var migrations = []string{
 	`ALTER TABLE images ADD COLUMN own_kernel TEXT NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN own_initramfs TEXT NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN own_modules TEXT NOT NULL DEFAULT '';`,
+	// 16: the operator console's sessions, by the hash of their cookie,
+	// each with the admin token it was signed in with (gone with it), so
+	// every server sharing the store knows them and they outlive a
+	// restart; and boots by their start, for the console's boots of the
+	// last hour (their switch_root events are found by
+	// boot_events_by_boot).
+	`CREATE TABLE IF NOT EXISTS console_sessions (
+		hash       TEXT PRIMARY KEY,
+		token_id   TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		seen_at    INTEGER NOT NULL
+	);
+	CREATE INDEX IF NOT EXISTS console_sessions_by_token ON console_sessions (token_id);
+	CREATE INDEX IF NOT EXISTS boots_by_start ON boots (started_at);`,
 }
 
 // SchemaVersion is the version Open brings a store to.

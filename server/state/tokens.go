@@ -151,16 +151,20 @@ func scanAPIToken(row scanner) (APIToken, error) {
 	return t, err
 }
 
-// DeleteAPIToken revokes an admin token.
+// DeleteAPIToken revokes an admin token, and signs out the console
+// sessions signed in with it.
 func (d *DB) DeleteAPIToken(ctx context.Context, id string) error {
-	res, err := d.w.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
-	if err != nil {
+	return d.tx(ctx, func(tx handle) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %s: %w", id, ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM console_sessions WHERE token_id = ?`, id)
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("token %s: %w", id, ErrNotFound)
-	}
-	return nil
+	})
 }
 
 // ExtendBootToken moves an unspent token's expiry (and its served
