@@ -21,6 +21,7 @@ import (
 	"github.com/overboot/overboot/server/answer"
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/config"
+	"github.com/overboot/overboot/server/console"
 	"github.com/overboot/overboot/server/dhcp"
 	"github.com/overboot/overboot/server/disks"
 	"github.com/overboot/overboot/server/drivers"
@@ -80,6 +81,7 @@ type Server struct {
 	rec     *telemetry.Recorder
 	status  *telemetry.StatusPage
 	api     *api.API
+	console *console.Console
 
 	// Drain bounds a graceful shutdown (0 = DefaultDrain).
 	Drain time.Duration
@@ -256,6 +258,7 @@ func New(ctx context.Context, cfg *config.Config, blobs *blobstore.Store, db *st
 	s.rec = telemetry.NewRecorder(db, s.metrics, log)
 	s.status = &telemetry.StatusPage{View: db, Rec: s.rec, Log: log, SignedIn: s.signedIn}
 	s.api = api.New(api.Deps{DB: db, Disks: dm, Blobs: blobs, Recorder: s.rec, Profiles: s.sets.Load, Log: log})
+	s.console = console.New(console.Deps{DB: db, Actions: s.api, Status: s.status, SignInRate: s.signInRate, RemoteIP: remoteIP, Log: log})
 	return s, nil
 }
 
@@ -375,6 +378,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /status/signout", s.signOut)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.api.Register(mux)
+	s.console.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

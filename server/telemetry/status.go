@@ -53,6 +53,10 @@ type Row struct {
 	Disk    string `json:"disk,omitempty"` // e.g. "upper 4.0 GiB"
 	Error   string `json:"error,omitempty"`
 	Updated string `json:"updated,omitempty"`
+	// ImageDigest is Image whole; UpdatedAt is Updated as a time (both
+	// for the console, not the status page's JSON).
+	ImageDigest string    `json:"-"`
+	UpdatedAt   time.Time `json:"-"`
 	// Conflict says what does not add up: requests naming an approved
 	// machine from another address, or boots of one MAC from two
 	// addresses at once (two machines, or one and someone saying its
@@ -145,6 +149,7 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 		if b, ok := byMAC[m.MAC]; ok {
 			r.Address = b.Address
 			r.Phase, r.Outcome, r.User, r.Updated = b.Phase, b.Outcome, b.User, b.Updated.Format(time.RFC3339)
+			r.ImageDigest, r.UpdatedAt = b.Image, b.Updated
 			if len(b.Image) > 19 {
 				r.Image = b.Image[:19]
 			}
@@ -244,11 +249,11 @@ const DefaultMaxStreams = 64
 // MinRebuild, and only after something changed.
 const MinRebuild = time.Second
 
-// snapshot returns the table, built again only when something changed
+// Snapshot returns the table, built again only when something changed
 // since the last build (the recorder counts changes), and then no sooner
 // than MinRebuild after it: a request that comes earlier waits for the
 // build, so the table is never older than the request.
-func (p *StatusPage) snapshot(ctx context.Context) ([]Row, error) {
+func (p *StatusPage) Snapshot(ctx context.Context) ([]Row, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := p.Rec.Version()
@@ -273,7 +278,7 @@ func (p *StatusPage) snapshot(ctx context.Context) ([]Row, error) {
 
 // Page serves the HTML page.
 func (p *StatusPage) Page(w http.ResponseWriter, r *http.Request) {
-	rows, err := p.snapshot(r.Context())
+	rows, err := p.Snapshot(r.Context())
 	if err != nil {
 		p.log().Error("status page", "err", err)
 		http.Error(w, "cannot read the state store", http.StatusInternalServerError)
@@ -294,7 +299,7 @@ func (p *StatusPage) Page(w http.ResponseWriter, r *http.Request) {
 
 // RowsJSON serves the table as JSON.
 func (p *StatusPage) RowsJSON(w http.ResponseWriter, r *http.Request) {
-	rows, err := p.snapshot(r.Context())
+	rows, err := p.Snapshot(r.Context())
 	if err != nil {
 		http.Error(w, `{"error":"cannot read the state store"}`, http.StatusInternalServerError)
 		return

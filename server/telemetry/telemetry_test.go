@@ -112,7 +112,7 @@ func TestStatusSnapshot(t *testing.T) {
 	rec := NewRecorder(db, nil, nil)
 	page := &StatusPage{View: counting, Rec: rec}
 	for range 20 {
-		if _, err := page.snapshot(ctx); err != nil {
+		if _, err := page.Snapshot(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestStatusSnapshot(t *testing.T) {
 	}
 	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:09", Profile: "kiosk"}, "open", state.Quota{})
 	rec.Changed("52:54:00:00:00:09")
-	rows, _ := page.snapshot(ctx)
+	rows, _ := page.Snapshot(ctx)
 	if counting.n != 2 || len(rows) != 1 {
 		t.Errorf("after a change: %d builds, %d rows", counting.n, len(rows))
 	}
