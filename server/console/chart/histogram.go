@@ -129,7 +129,7 @@ func Histogram(w io.Writer, series []Series, o HistogramOptions) error {
 	s.open(W, H, o.Title)
 	for _, e := range legend {
 		s.swatch(e.x+4, e.y-4, e.col)
-		s.label(e.x+11, e.y, "", "", e.label)
+		s.label(e.x+11, e.y, e.label)
 	}
 
 	ystep := max(1, niceStep(float64(top), 5))
@@ -145,15 +145,18 @@ func Histogram(w io.Writer, series []Series, o HistogramOptions) error {
 		s.num(W - hgRight)
 	}
 	s.raw(`"/>`)
+	s.raw(`<g fill="` + colMuted + `" text-anchor="end">`)
 	for c := 0.0; c <= ymax; c += ystep {
-		s.label(hgLeft-4, plotBottom-c*ky+4, "end", colMuted, seconds(c))
+		s.label(hgLeft-4, plotBottom-c*ky+4, seconds(c))
 	}
+	s.raw(`</g><g fill="` + colMuted + `" text-anchor="middle">`)
 
 	binPx := plotW / float64(bins)
 	every := int(math.Ceil(40 / binPx)) // a seconds label every this many edges
 	for i := 0; i <= bins; i += every {
-		s.label(hgLeft+float64(i)*binPx, plotBottom+14, "middle", colMuted, seconds((k0+float64(i))*bw)+" s")
+		s.label(hgLeft+float64(i)*binPx, plotBottom+14, seconds((k0+float64(i))*bw)+" s")
 	}
+	s.raw("</g>")
 
 	gap := 0.0
 	if binPx > 3 {

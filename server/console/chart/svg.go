@@ -48,17 +48,11 @@ func (s *svg) open(width, height float64, title string) {
 	}
 }
 
-// label writes a <text> at x, y; anchor is "", "middle" or "end".
-func (s *svg) label(x, y float64, anchor, fill, t string) {
+// label writes a <text> at x, y; its anchor and colour are its group's.
+func (s *svg) label(x, y float64, t string) {
 	s.raw("<text")
 	s.attr("x", x)
 	s.attr("y", y)
-	if anchor != "" {
-		s.raw(` text-anchor="` + anchor + `"`)
-	}
-	if fill != "" {
-		s.raw(` fill="` + fill + `"`)
-	}
 	s.raw(">")
 	s.text(t)
 	s.raw("</text>")
@@ -83,7 +77,9 @@ func (s *svg) flush(w io.Writer) error {
 func empty(w io.Writer, width int, title, msg string) error {
 	var s svg
 	s.open(float64(width), 30, title)
-	s.label(float64(width)/2, 19, "middle", "#666", msg)
+	s.raw(`<g text-anchor="middle" fill="` + colMuted + `">`)
+	s.label(float64(width)/2, 19, msg)
+	s.raw("</g>")
 	s.raw("</svg>")
 	return s.flush(w)
 }

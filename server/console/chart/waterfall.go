@@ -83,7 +83,7 @@ func Waterfall(w io.Writer, steps []Step, o WaterfallOptions) error {
 
 	var s svg
 	s.open(W, H, o.Title)
-	s.label(4, 14, "", "", "total "+fmt.Sprintf("%.2f s", total))
+	s.label(4, 14, "total "+fmt.Sprintf("%.2f s", total))
 	legend := []struct{ name, col string }{{"server", colServer}, {"agent", colAgent}}
 	var failed, running bool
 	for _, st := range steps {
@@ -99,7 +99,7 @@ func Waterfall(w io.Writer, steps []Step, o WaterfallOptions) error {
 	x := W - wfRight - 60*float64(len(legend))
 	for _, l := range legend {
 		s.swatch(x+4, 10, l.col)
-		s.label(x+11, 14, "", "", l.name)
+		s.label(x+11, 14, l.name)
 		x += 60
 	}
 
@@ -115,18 +115,29 @@ func Waterfall(w io.Writer, steps []Step, o WaterfallOptions) error {
 		s.num(H - 2)
 	}
 	s.raw(`"/>`)
+	s.raw(`<g text-anchor="middle" fill="` + colMuted + `">`)
 	for i := 0; i <= n; i++ {
-		s.label(wfLabel+float64(i)*step*k, wfTop-6, "middle", colMuted, seconds(float64(i)*step)+" s")
+		s.label(wfLabel+float64(i)*step*k, wfTop-6, seconds(float64(i)*step)+" s")
+	}
+	s.raw("</g>")
+
+	// Names, grouped by lane: one colour attribute for each group.
+	for _, lane := range []struct{ name, col string }{{LaneServer, colServerTx}, {LaneAgent, colAgentTx}} {
+		s.raw(`<g text-anchor="end" fill="` + lane.col + `">`)
+		for i, st := range steps {
+			if (st.Lane == LaneAgent) == (lane.name == LaneAgent) {
+				s.label(wfLabel-6, wfTop+float64(i)*wfRow+12, clip(st.Name, 20))
+			}
+		}
+		s.raw("</g>")
 	}
 
 	for i, st := range steps {
 		y := wfTop + float64(i)*wfRow
-		tx, bar := colServerTx, colServer
+		bar := colServer
 		if st.Lane == LaneAgent {
-			tx, bar = colAgentTx, colAgent
+			bar = colAgent
 		}
-		s.label(wfLabel-6, y+12, "end", tx, clip(st.Name, 20))
-
 		x, bw, by, bh := wfLabel+st.Start*k, (st.End-st.Start)*k, y+(wfRow-wfBar)/2, wfBar
 		if st.Instant() {
 			x, bw, by, bh = x-wfMarker/2, wfMarker, y+1, wfRow-2
