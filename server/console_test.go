@@ -270,19 +270,19 @@ func TestConsoleResetRotateDelete(t *testing.T) {
 	if _, err := os.Stat(ks[0].Path); err != nil {
 		t.Fatal("a refused reset removed the disk")
 	}
-	if resp, b := o.post("/console/machines/"+mac+"/reset"); resp.StatusCode != 200 || !strings.Contains(b, "Reset "+mac) {
+	if resp, b := o.post("/console/machines/" + mac + "/reset"); resp.StatusCode != 200 || !strings.Contains(b, "Reset "+mac) {
 		t.Fatalf("reset: %d %s", resp.StatusCode, b)
 	}
 	if _, err := os.Stat(ks[0].Path); !os.IsNotExist(err) {
 		t.Error("reset kept the disk file")
 	}
-	if resp, b := o.post("/console/machines/"+mac+"/rotate"); resp.StatusCode != 200 || !strings.Contains(b, "Rotated") {
+	if resp, b := o.post("/console/machines/" + mac + "/rotate"); resp.StatusCode != 200 || !strings.Contains(b, "Rotated") {
 		t.Errorf("rotate: %d %s", resp.StatusCode, b)
 	}
 	if resp, _ := o.post("/console/machines/" + mac + "/explode"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown action: %d", resp.StatusCode)
 	}
-	if resp, b := o.post("/console/machines/"+mac+"/delete"); resp.StatusCode != 200 || !strings.Contains(b, "Deleted") {
+	if resp, b := o.post("/console/machines/" + mac + "/delete"); resp.StatusCode != 200 || !strings.Contains(b, "Deleted") {
 		t.Errorf("delete: %d %s", resp.StatusCode, b)
 	}
 	if _, err := f.s.db.Machine(ctx, mac); err == nil {
