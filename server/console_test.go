@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/telemetry"
@@ -326,5 +327,93 @@ func TestConsoleEscapes(t *testing.T) {
 	_, b := o.get("/console/machines/" + mac)
 	if !strings.Contains(b, `id="failure"`) || !strings.Contains(b, "<svg") {
 		t.Errorf("the failed boot: no failure or waterfall: %s", b)
+	}
+}
+
+// TestConsoleRollback: the image's page lists its versions with the
+// machines on each; a rollback goes through its confirmation page and
+// points the name at the old blob, as the API's does.
+func TestConsoleRollback(t *testing.T) {
+	f := newFixPre(t, "[profile named]\nkernel = $DIR/kernel\ninitramfs = $DIR/initramfs\nroot = demo\n[machine 52:54:00:00:00:07]\nprofile = named\n", func(data string) {
+		publishFile(t, data, "demo", "root", "hsqs-version-1")
+	})
+	a := newAdmin(f)
+	rootOf := func() string {
+		_, doc := f.doc(find(t, `overboot\.doc=http://10\.0\.2\.100(/doc/[0-9a-f]{64})`, f.script("52-54-00-00-00-07", "192.0.2.7")), "192.0.2.7")
+		return doc.Lower.HTTP.Digest.String()
+	}
+	v1 := rootOf()
+	var blob api.BlobView
+	a.call(http.MethodPost, "/blobs", squashfsBlob("version 2"), &blob)
+	if c, b := a.call(http.MethodPost, "/images", `{"name":"demo","digest":"`+blob.Digest+`"}`, nil); c != 201 {
+		t.Fatalf("publish: %d %s", c, b)
+	}
+	rootOf()
+	o := newOperator(f)
+	o.signIn(enroll.ScopeOperate)
+	resp, b := o.get("/console/images/demo")
+	if resp.StatusCode != 200 || !strings.Contains(b, `id="rollback-1"`) || strings.Contains(b, `id="rollback-2"`) {
+		t.Fatalf("image page: %d %s", resp.StatusCode, b)
+	}
+	// The machine booted version 2 last: the page counts it there.
+	if !regexp.MustCompile(`data-version="2" class="sel">.*?<a href="/console/machines\?image=sha256%3A[0-9a-f]+">1</a>`).MatchString(b) {
+		t.Errorf("version 2 does not count the machine on it: %s", b)
+	}
+	if resp, b := o.get("/console/images/demo/rollback?version=1"); resp.StatusCode != 200 || !strings.Contains(b, "as version 3") {
+		t.Errorf("confirm: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := o.get("/console/images/demo/rollback?version=2"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, "no version 2 to roll back to") {
+		t.Errorf("confirm the current version: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := o.post("/console/images/demo/rollback", "version", "x"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, `version &#34;x&#34;`) {
+		t.Errorf("a bad version: %d %s", resp.StatusCode, b)
+	}
+	if got := rootOf(); got != blob.Digest {
+		t.Fatal("a refused rollback moved the name")
+	}
+	if resp, b := o.post("/console/images/demo/rollback", "version", "1"); resp.StatusCode != 200 || !strings.Contains(b, "demo is now version 3") {
+		t.Fatalf("rollback: %d %s", resp.StatusCode, b)
+	}
+	if got := rootOf(); got != v1 {
+		t.Errorf("after the rollback the next boot got %s, want %s", got, v1)
+	}
+}
+
+// TestConsoleUsers: setting a password needs an admin token; the two
+// fields must agree; a short password is refused with why.
+func TestConsoleUsers(t *testing.T) {
+	f := loginFix(t, "")
+	ctx := context.Background()
+	before, _ := f.s.db.User(ctx, "alice")
+	op := newOperator(f)
+	op.signIn(enroll.ScopeOperate)
+	if _, b := op.get("/console/users"); !strings.Contains(b, "alice") || strings.Contains(b, "Set password") {
+		t.Errorf("users page, as an operator: %s", b)
+	}
+	op.get("/console/users/alice/password")
+	if resp, b := op.post("/console/users/alice/password", "password", "a new long password", "again", "a new long password"); resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "scope admin") {
+		t.Errorf("an operator setting a password: %d %s", resp.StatusCode, b)
+	}
+	ad := newOperator(f)
+	ad.signIn(enroll.ScopeAdmin)
+	ad.get("/console/users/alice/password")
+	if resp, b := ad.post("/console/users/alice/password", "password", "a new long password", "again", "another long password"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, "differ") {
+		t.Errorf("passwords that differ: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := ad.post("/console/users/alice/password", "password", "x", "again", "x"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, "alice") {
+		t.Errorf("a short password: %d %s", resp.StatusCode, b)
+	}
+	if u, _ := f.s.db.User(ctx, "alice"); u.PasswordHash != before.PasswordHash {
+		t.Fatal("a refused form changed the password")
+	}
+	if resp, b := ad.post("/console/users/alice/password", "password", "a new long password", "again", "a new long password"); resp.StatusCode != 200 || strings.Contains(b, "a new long password") {
+		t.Fatalf("set the password: %d %s", resp.StatusCode, b)
+	}
+	u, _ := f.s.db.User(ctx, "alice")
+	if ok, _ := enroll.CheckPassword(u.PasswordHash, "a new long password"); !ok {
+		t.Error("the new password does not check")
+	}
+	if resp, _ := ad.get("/console/users/bob/password"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("no such user: %d", resp.StatusCode)
 	}
 }

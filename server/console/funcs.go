@@ -14,8 +14,10 @@ var funcs = template.FuncMap{
 	"ago":     ago,
 	"seconds": func(s float64) string { return fmt.Sprintf("%.2f s", s) },
 	"short":   shortDigest,
-	"query":   func(kv ...string) string { return urlValues(kv...) },
-	"path":    url.PathEscape,
+	// query is a query string for an href after its "?": encoded here,
+	// so the template must not encode it again.
+	"query": func(kv ...string) template.URL { return template.URL(urlValues(kv...)) },
+	"path":  url.PathEscape,
 }
 
 func humanBytes(n int64) string {
