@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
@@ -43,7 +44,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	s.metrics.Downloading(1)
 	defer s.metrics.Downloading(-1)
 	cw := &countingWriter{ResponseWriter: w}
+	start := time.Now()
 	http.ServeContent(cw, r, "", fi.ModTime(), f)
+	took := time.Since(start)
 	s.metrics.Sent(cw.n)
 	// A boot event per download of a profile's artifact: whole GETs only.
 	// A lazy root reads its image in hundreds of Range requests, which
@@ -55,7 +58,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	// event (nor a log line per download).
 	if kind := s.sets.Load().Kind(d); kind != "" && r.Method == http.MethodGet && r.Header.Get("Range") == "" && !s.storeWasDown() {
 		http.NewResponseController(w).Flush()
-		s.rec.Download(context.WithoutCancel(r.Context()), remoteIP(r), kind, cw.n)
+		s.rec.Download(context.WithoutCancel(r.Context()), remoteIP(r), kind, cw.n, took.Seconds())
 	}
 }
 

@@ -3,7 +3,8 @@
 // default, for one server), or a PostgreSQL database (pgx's database/sql
 // driver; for several servers sharing one store). It holds machines and
 // their enrolment, users and their password hashes, disks and whose they
-// are, CHAP secrets, single-use boot tokens, admin API tokens, published
+// are, CHAP secrets, single-use boot tokens, admin API tokens and the
+// operator console's sessions signed in with them, published
 // image names with their history, boot events and DHCP leases.
 //
 // What it owns: the schema (versioned migrations in migrate.go, applied

@@ -85,14 +85,14 @@ func (r *Recorder) Event(ctx context.Context, id int64, e state.BootEvent) error
 	return nil
 }
 
-// Download attributes a finished artifact download to the latest boot of
-// the address it went to (a machine booted with a static command line
-// has none).
-func (r *Recorder) Download(ctx context.Context, addr, kind string, n int64) {
+// Download attributes a finished artifact download of n bytes, which
+// took seconds, to the latest boot of the address it went to (a machine
+// booted with a static command line has none).
+func (r *Recorder) Download(ctx context.Context, addr, kind string, n int64, seconds float64) {
 	r.mu.Lock()
 	id := r.byAddr[addr]
 	r.mu.Unlock()
-	r.Event(ctx, id, state.BootEvent{Source: SourceServer, Phase: kind, Outcome: OK, Bytes: n}) // logged there
+	r.Event(ctx, id, state.BootEvent{Source: SourceServer, Phase: kind, Outcome: OK, Bytes: n, Seconds: seconds}) // logged there
 }
 
 // Changed tells the status page that a machine's row changed (approval,
