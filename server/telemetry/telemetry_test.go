@@ -79,9 +79,10 @@ func TestRowsAndEvents(t *testing.T) {
 	}
 	want := []Row{
 		{MAC: "52:54:00:00:00:01", Hostname: "pc1", Profile: "lab", Enrolment: "approved", Address: "192.0.2.1", Pinned: "192.0.2.1", Phase: "lower", Outcome: "failed", Image: "sha256:0123456789ab", Error: "digest mismatch", Updated: rows[0].Updated,
+			ImageDigest: "sha256:0123456789abcdef0123", UpdatedAt: rows[0].UpdatedAt,
 			Conflict: "asked for lab from 192.0.2.66 (1 times) while approved elsewhere"},
 		{MAC: "52:54:00:00:00:02", Profile: "lab", Enrolment: "pending", Address: "192.0.2.2"},
-		{MAC: "52:54:00:00:00:03", Profile: "kiosk", Enrolment: "open", Address: "192.0.2.77", Phase: "script", Outcome: "ok", Updated: rows[2].Updated,
+		{MAC: "52:54:00:00:00:03", Profile: "kiosk", Enrolment: "open", Address: "192.0.2.77", Phase: "script", Outcome: "ok", Updated: rows[2].Updated, UpdatedAt: rows[2].UpdatedAt,
 			Conflict: "booting from 192.0.2.3 and 192.0.2.77 at once"},
 		{MAC: "52:54:00:00:00:04", Profile: "tpm", Enrolment: "pending", Address: "192.0.2.4",
 			TPM: "waits for approval: EK " + ek4 + " from 192.0.2.4 (overboot machine approve 52:54:00:00:00:04)"},
