@@ -238,6 +238,10 @@ type bootRow struct {
 	ImageLabel string
 	ToRoot     float64 // seconds from its first event to switch_root; 0 when it did not get there
 	Selected   bool
+	// Strip is its agent's phases in one row, on the time axis all the
+	// page's boots share.
+	Strip template.HTML
+	steps []chart.Step
 }
 
 // address is one address a machine came from, and how.
@@ -333,12 +337,23 @@ func (c *Console) machineData(ctx context.Context, mac string, want int64) (mach
 	if err != nil {
 		return d, err
 	}
+	axis := 0.0
 	for i, b := range boots {
-		row := bootRow{Boot: b, ImageLabel: labels.of(b.Image), ToRoot: toRoot(events[b.ID])}
+		row := bootRow{Boot: b, ImageLabel: labels.of(b.Image), ToRoot: toRoot(events[b.ID]), steps: chart.Steps(events[b.ID])}
 		if want == b.ID || want == 0 && i == 0 {
 			row.Selected = true
 		}
+		for _, st := range row.steps {
+			axis = max(axis, st.End)
+		}
 		d.Boots = append(d.Boots, row)
+	}
+	for i := range d.Boots {
+		if d.Boots[i].Strip, err = svg(func(b *bytes.Buffer) error {
+			return chart.Strip(b, d.Boots[i].steps, chart.StripOptions{Axis: axis})
+		}); err != nil {
+			return d, err
+		}
 	}
 	for i := range d.Boots {
 		if d.Boots[i].Selected {
@@ -349,7 +364,7 @@ func (c *Console) machineData(ctx context.Context, mac string, want int64) (mach
 		return d, &inputError{"boot " + strconv.FormatInt(want, 10) + " is not one of this machine's last " + strconv.Itoa(len(boots))}
 	}
 	if d.Boot != nil {
-		d.Steps = chart.Steps(events[d.Boot.ID])
+		d.Steps = d.Boot.steps
 		for i := range d.Steps {
 			if d.Steps[i].Outcome == telemetry.Failed {
 				d.Failed = &d.Steps[i]
