@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/overboot/overboot/internal/pgtest"
 	"github.com/overboot/overboot/server/api"
 	"github.com/overboot/overboot/server/enroll"
 	"github.com/overboot/overboot/server/state"
@@ -415,5 +416,39 @@ func TestConsoleUsers(t *testing.T) {
 	}
 	if resp, _ := ad.get("/console/users/bob/password"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("no such user: %d", resp.StatusCode)
+	}
+}
+
+// TestConsoleSessionAcrossServers: two servers on one PostgreSQL store.
+// A session opened at A is good at B (behind a balancer a browser meets
+// either); signing out at B ends it at A too; a machine asking A is
+// approved from B's console.
+func TestConsoleSessionAcrossServers(t *testing.T) {
+	conn := pgtest.Database(t)
+	store := "store = " + conn + "\n"
+	a := newFixServer(t, store, "enroll = approve\n", nil)
+	b := newFixServer(t, store, "enroll = approve\n", nil)
+	a.script("52-54-00-12-34-56", "192.0.2.10")
+	oa := newOperator(a)
+	oa.signIn(enroll.ScopeOperate)
+	ob := newOperator(b)
+	ob.cookies = oa.cookies
+	resp, body := ob.get("/console/pending")
+	if resp.StatusCode != 200 || !strings.Contains(body, "52:54:00:12:34:56") {
+		t.Fatalf("A's session at B: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := ob.post("/console/machines/52:54:00:12:34:56/approve", "address", "192.0.2.10", "profile", "default"); resp.StatusCode != 200 {
+		t.Fatalf("approve at B: %d %s", resp.StatusCode, body)
+	}
+	if s := a.script("52-54-00-12-34-56", "192.0.2.10"); strings.Contains(s, "waits for approval") {
+		t.Errorf("approved at B, still waiting at A:\n%s", s)
+	}
+	stolen := oa.cookies["overboot_console"]
+	if resp, _ := ob.post("/console/signout"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out at B: %d", resp.StatusCode)
+	}
+	oa.cookies["overboot_console"] = stolen
+	if resp, _ := oa.get("/console"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("signed out at B, still in at A: %d", resp.StatusCode)
 	}
 }
