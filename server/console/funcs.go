@@ -14,7 +14,7 @@ var funcs = template.FuncMap{
 	"ago":     ago,
 	"seconds": func(s float64) string { return fmt.Sprintf("%.2f s", s) },
 	"short":   shortDigest,
-	"query":   func(kv ...string) string { return urlValues(kv...) },
+	"query":   func(kv ...string) template.URL { return template.URL(urlValues(kv...)) }, // a query part: its = and & stay
 	"path":    url.PathEscape,
 }
 
