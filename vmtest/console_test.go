@@ -359,6 +359,20 @@ cmdline = console=ttyS0 panic=-1 OVERBOOT_TEST_UPPER=iscsi
 	waitJS(t, list, "the machine in the list tab", time.Minute, fmt.Sprintf(`document.querySelector(%q) !== null`, "#machines "+row))
 	waitJS(t, list, "the list tab not to have reloaded", time.Second, marked(listMarker))
 	escapedHere(t, list, "the machine list (rebuilt live)", fmt.Sprintf(`tr[data-mac=%q] td.host`, evilMAC), fmt.Sprintf(`tr[data-mac=%q] td.err`, evilMAC))
+	// Its page offers "Approve PROFILE at ADDRESS", a link whose query
+	// names both.
+	if _, err := run(list, time.Minute, chromedp.Navigate(base+"/console/machines/"+mac)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, list, "the machine's page in the list tab", 30*time.Second, atPage("/console/machines/"+mac, "#actions"))
+	approveLink, err := run(list, 10*time.Second, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#actions a"), a => a.textContent + " -> " + a.href)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLink := fmt.Sprintf("Approve default at %s -> %s/console/machines/%s/approve?address=%s&profile=default", addr, base, mac, addr)
+	if !slices.Contains(approveLink, wantLink) {
+		t.Errorf("the machine page's actions: %q, want %q", approveLink, wantLink)
+	}
 	closeTab()
 
 	// Approve through its confirmation page, which names the address.
