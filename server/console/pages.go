@@ -370,7 +370,7 @@ func (c *Console) machineData(ctx context.Context, mac string, want int64) (mach
 				d.Failed = &d.Steps[i]
 			}
 		}
-		if d.Waterfall, err = svg(func(b *bytes.Buffer) error { return chart.Waterfall(b, d.Steps, chart.WaterfallOptions{}) }); err != nil {
+		if d.Waterfall, err = svg(func(b *bytes.Buffer) error { return chart.Waterfall(b, d.Steps, chart.WaterfallOptions{Width: 1000}) }); err != nil {
 			return d, err
 		}
 	}

@@ -122,8 +122,8 @@ func render(t *testing.T, steps []Step, o WaterfallOptions) []byte {
 
 func TestWaterfall(t *testing.T) {
 	steps := fullBootSteps()
-	steps[8].Outcome, steps[8].Message = OutcomeFailed, "mount: permission denied"
-	steps[9].Outcome = OutcomeRunning
+	steps[9].Outcome, steps[9].Message = OutcomeFailed, "mount: permission denied"
+	steps[10].Outcome = OutcomeRunning
 	out := render(t, steps, WaterfallOptions{Title: "boot 7 of n1"})
 	title, elems := parse(t, out)
 	if title != "boot 7 of n1" {
@@ -136,8 +136,8 @@ func TestWaterfall(t *testing.T) {
 	}
 	// Bars lie on one axis: x = x0 + k*Start, width = k*(End-Start), an
 	// instant a marker centred on its time. Take x0 and k from two bars.
-	a, b := bars[1], bars[8] // kernel 0.2–1.7, lower 6.6–9.1
-	k := (b.num(t, "x") - a.num(t, "x")) / (steps[8].Start - steps[1].Start)
+	a, b := bars[1], bars[9] // kernel 0.2–1.7, lower 6.6–9.1
+	k := (b.num(t, "x") - a.num(t, "x")) / (steps[9].Start - steps[1].Start)
 	x0 := a.num(t, "x") - k*steps[1].Start
 	if k <= 0 {
 		t.Fatalf("scale %v pixels per second", k)
@@ -171,18 +171,18 @@ func TestWaterfall(t *testing.T) {
 	for _, c := range []struct {
 		i    int
 		fill string
-	}{{1, colServer}, {3, colAgent}, {8, colFailed}, {9, colRunning}} {
+	}{{1, colServer}, {4, colAgent}, {9, colFailed}, {10, colRunning}} {
 		if got := bars[c.i].attr["fill"]; got != c.fill {
 			t.Errorf("step %d (%s, %s): fill %q, want %q", c.i, steps[c.i].Name, steps[c.i].Outcome, got, c.fill)
 		}
 	}
-	if bars[9].attr["stroke-dasharray"] == "" || bars[8].attr["stroke-dasharray"] != "" {
-		t.Errorf("only the running bar is dashed: %v, %v", bars[9].attr, bars[8].attr)
+	if bars[10].attr["stroke-dasharray"] == "" || bars[9].attr["stroke-dasharray"] != "" {
+		t.Errorf("only the running bar is dashed: %v, %v", bars[10].attr, bars[9].attr)
 	}
 	for i, want := range map[int]string{
 		1: "kernel (server, ok): 1.50 s, 0.20–1.70 s, 12.0 MiB",
 		0: "script (server, ok): at 0.00 s\nlab",
-		9: "root (server, running): 2.00 s, 7.00–9.00 s, 300.0 MiB",
+		10: "root (server, running): 2.00 s, 7.00–9.00 s, 300.0 MiB",
 	} {
 		if bars[i].title != want {
 			t.Errorf("step %d: title %q, want %q", i, bars[i].title, want)

@@ -2,6 +2,7 @@ package chart
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -21,6 +22,10 @@ const (
 	OutcomeFailed  = boot.OutcomeFailed
 	OutcomeRunning = boot.OutcomeRunning
 )
+
+// KernelBoot names the inferred step between the initramfs download and
+// the agent's first phase: the kernel's own boot.
+const KernelBoot = "kernel boot"
 
 // NotReported is the Message of an agent phase whose end was never
 // reported but which ended because the agent went on to a later phase.
@@ -75,7 +80,8 @@ func Steps(events []state.BootEvent) []Step {
 
 	type stepAt struct {
 		Step
-		seq int // event order, for a stable sort
+		seq     int     // event order, for a stable sort
+		seconds float64 // the agent's own measure of a phase, 0 unknown
 	}
 	var out []stepAt
 	open := -1 // index in out of the agent phase started and not yet ended
@@ -94,7 +100,7 @@ func Steps(events []state.BootEvent) []Step {
 	for i, e := range evs {
 		at := since(e.At)
 		if e.Source != LaneAgent {
-			out = append(out, stepAt{Step{Lane: LaneServer, Name: e.Phase, Start: startOf(at, e.Seconds), End: at, Outcome: outcome(e.Outcome), Bytes: e.Bytes, Message: e.Message}, i})
+			out = append(out, stepAt{Step{Lane: LaneServer, Name: e.Phase, Start: startOf(at, e.Seconds), End: at, Outcome: outcome(e.Outcome), Bytes: e.Bytes, Message: e.Message}, i, 0})
 			continue
 		}
 		if open >= 0 && out[open].Name == e.Phase {
@@ -102,7 +108,7 @@ func Steps(events []state.BootEvent) []Step {
 				continue // a repeated start
 			}
 			s := &out[open]
-			s.End, s.Outcome, s.Bytes = max(s.Start, at), outcome(e.Outcome), e.Bytes
+			s.End, s.Outcome, s.Bytes, s.seconds = max(s.Start, at), outcome(e.Outcome), e.Bytes, e.Seconds
 			if e.Message != "" {
 				s.Message = e.Message
 			}
@@ -118,7 +124,11 @@ func Steps(events []state.BootEvent) []Step {
 		if e.Outcome == OutcomeRunning {
 			open = len(out)
 		}
-		out = append(out, stepAt{s, i})
+		sec := 0.0
+		if e.Outcome != OutcomeRunning {
+			sec = e.Seconds
+		}
+		out = append(out, stepAt{s, i, sec})
 	}
 	if open >= 0 {
 		s := &out[open]
@@ -126,6 +136,38 @@ func Steps(events []state.BootEvent) []Step {
 			s.Outcome = OutcomeOK
 		} else {
 			s.End = max(s.Start, since(last))
+		}
+	}
+	// The agent's reports leave one after the other from a queue, and
+	// those of the phases before its network is up wait for it: a
+	// report's time at the server is when it arrived, not when its phase
+	// ran. The phases ran one after the other, each for the Seconds the
+	// agent measured, up to its last report (nothing queued behind it,
+	// so the most nearly on time): they are laid back from there.
+	cursor := math.Inf(1)
+	firstAgent := -1
+	for i := len(out) - 1; i >= 0; i-- {
+		s := &out[i]
+		if s.Lane != LaneAgent {
+			continue
+		}
+		d := s.End - s.Start
+		if s.seconds > 0 && !math.IsInf(s.seconds, 0) {
+			d = s.seconds
+		}
+		s.End = min(s.End, cursor)
+		s.Start = max(0, s.End-d)
+		cursor, firstAgent = s.Start, i
+	}
+	// Between the initramfs the server sent and the agent's first phase
+	// the kernel booted: shown, and said to be inferred.
+	if firstAgent >= 0 {
+		for i := firstAgent - 1; i >= 0; i-- {
+			if out[i].Lane == LaneServer && out[i].Name == "initramfs" && out[i].End < out[firstAgent].Start {
+				out = append(out, stepAt{Step: Step{Lane: LaneAgent, Name: KernelBoot, Start: out[i].End, End: out[firstAgent].Start, Outcome: OutcomeOK,
+					Message: "inferred: from the end of the initramfs download to the agent's first phase"}, seq: out[firstAgent].seq})
+				break
+			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b stepAt) int {

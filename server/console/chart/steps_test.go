@@ -59,9 +59,11 @@ func fullBootSteps() []Step {
 		{Lane: "server", Name: "script", Start: 0, End: 0, Outcome: "ok", Message: "lab"},
 		{Lane: "server", Name: "kernel", Start: 0.2, End: 1.7, Outcome: "ok", Bytes: 12 * MiB},
 		{Lane: "server", Name: "initramfs", Start: 1.8, End: 3, Outcome: "ok", Bytes: 30 * MiB},
-		{Lane: "agent", Name: "early", Start: 4, End: 4.5, Outcome: "ok"},
+		// Inferred, and each phase as long as the agent measured it.
+		{Lane: "agent", Name: KernelBoot, Start: 3, End: 4.02, Outcome: "ok", Message: "inferred: from the end of the initramfs download to the agent's first phase"},
+		{Lane: "agent", Name: "early", Start: 4.02, End: 4.5, Outcome: "ok"},
 		{Lane: "agent", Name: "modules", Start: 4.5, End: 5, Outcome: "ok", Message: "virtio_net"},
-		{Lane: "agent", Name: "network", Start: 5, End: 6.25, Outcome: "ok", Message: "eth0 10.0.0.5/24"},
+		{Lane: "agent", Name: "network", Start: 5.05, End: 6.25, Outcome: "ok", Message: "eth0 10.0.0.5/24"},
 		{Lane: "agent", Name: "document", Start: 6.3, End: 6.6, Outcome: "ok"},
 		{Lane: "server", Name: "document", Start: 6.5, End: 6.5, Outcome: "ok", Message: "profile lab, host n1"},
 		{Lane: "agent", Name: "lower", Start: 6.6, End: 9.1, Outcome: "ok", Message: "nfs 10.0.0.1:/srv/images/x"},
@@ -88,7 +90,7 @@ func TestSteps(t *testing.T) {
 			append(slices.Clone(full[:13]),
 				srv(7000, "root", "ok", 0.3, 2*MiB, ""),
 				agent(8000, "lower", "failed", 1.4, `mount 10.0.0.1:/srv/images/x: permission denied`)),
-			append(slices.Clone(fullBootSteps()[:8]),
+			append(slices.Clone(fullBootSteps()[:9]),
 				Step{Lane: "agent", Name: "lower", Start: 6.6, End: 8, Outcome: "failed", Message: "mount 10.0.0.1:/srv/images/x: permission denied"},
 				Step{Lane: "server", Name: "root", Start: 6.7, End: 7, Outcome: "ok", Bytes: 2 * MiB}),
 		},
@@ -151,7 +153,7 @@ func TestSteps(t *testing.T) {
 			// event, the root's download that ended meanwhile.
 			"still running",
 			append(slices.Clone(full[:13]), srv(8000, "root", "ok", 1, 64*MiB, "")),
-			append(slices.Clone(fullBootSteps()[:8]),
+			append(slices.Clone(fullBootSteps()[:9]),
 				Step{Lane: "agent", Name: "lower", Start: 6.6, End: 8, Outcome: "running"},
 				Step{Lane: "server", Name: "root", Start: 7, End: 8, Outcome: "ok", Bytes: 64 * MiB}),
 		},
@@ -159,8 +161,35 @@ func TestSteps(t *testing.T) {
 			// The latest event is a start: running, no length yet.
 			"just started a phase",
 			full[:6],
-			append(slices.Clone(fullBootSteps()[:4]),
+			append(slices.Clone(fullBootSteps()[:5]),
 				Step{Lane: "agent", Name: "modules", Start: 4.5, End: 4.5, Outcome: "running"}),
+		},
+		{
+			// The reports of the phases before the network wait for it
+			// and arrive together: each phase is laid back from the
+			// next as long as the agent measured it.
+			"reports queued until the network",
+			[]state.BootEvent{
+				srv(0, "script", "ok", 0, 0, ""),
+				srv(3000, "initramfs", "ok", 1, 30*MiB, ""),
+				agent(6300, "early", "running", 0, ""),
+				agent(6300, "early", "ok", 0.5, ""),
+				agent(6300, "modules", "running", 0, ""),
+				agent(6300, "modules", "ok", 0.5, ""),
+				agent(6300, "network", "running", 0, ""),
+				agent(6300, "network", "ok", 1.2, ""),
+				agent(6400, "document", "running", 0, ""),
+				agent(6700, "document", "ok", 0.3, ""),
+			},
+			[]Step{
+				{Lane: "server", Name: "script", Outcome: "ok"},
+				{Lane: "server", Name: "initramfs", Start: 2, End: 3, Outcome: "ok", Bytes: 30 * MiB},
+				{Lane: "agent", Name: KernelBoot, Start: 3, End: 4.1, Outcome: "ok", Message: "inferred: from the end of the initramfs download to the agent's first phase"},
+				{Lane: "agent", Name: "early", Start: 4.1, End: 4.6, Outcome: "ok"},
+				{Lane: "agent", Name: "modules", Start: 4.6, End: 5.1, Outcome: "ok"},
+				{Lane: "agent", Name: "network", Start: 5.1, End: 6.3, Outcome: "ok"},
+				{Lane: "agent", Name: "document", Start: 6.4, End: 6.7, Outcome: "ok"},
+			},
 		},
 		{
 			// A report sent twice counts once.
