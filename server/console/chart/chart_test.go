@@ -180,8 +180,8 @@ func TestWaterfall(t *testing.T) {
 		t.Errorf("only the running bar is dashed: %v, %v", bars[10].attr, bars[9].attr)
 	}
 	for i, want := range map[int]string{
-		1: "kernel (server, ok): 1.50 s, 0.20–1.70 s, 12.0 MiB",
-		0: "script (server, ok): at 0.00 s\nlab",
+		1:  "kernel (server, ok): 1.50 s, 0.20–1.70 s, 12.0 MiB",
+		0:  "script (server, ok): at 0.00 s\nlab",
 		10: "root (server, running): 2.00 s, 7.00–9.00 s, 300.0 MiB",
 	} {
 		if bars[i].title != want {
