@@ -36,7 +36,7 @@ const (
 // Geometry of a waterfall, in pixels.
 const (
 	wfLabel  = 124.0 // left column of step names
-	wfRight  = 14.0  // room for the last tick's label
+	wfRight  = 24.0  // room for the last tick's label ("120 s" centred)
 	wfTop    = 36.0  // first row
 	wfRow    = 16.0
 	wfBar    = 10.0
