@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/overboot/overboot/boot"
+	"github.com/overboot/overboot/internal/pgtest"
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/enroll"
@@ -69,6 +70,7 @@ type consolePage struct {
 // consoleFigures are a run's figures.
 type consoleFigures struct {
 	Spec                consoleSpec
+	Store               string        // "SQLite" or "PostgreSQL"
 	Rows                int           // machines, boots and boot events in the store
 	Boots, Events       int           //
 	Txs                 int           // store transactions the set-up took
@@ -105,13 +107,34 @@ func runConsole(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(env.Out, "load average before (the machine is shared): %s\n", loadAvg())
-	f, err := measureConsole(ctx, dir, consoleSpecDefault(), env.Out)
+	fmt.Fprintln(env.Out, "-- SQLite")
+	f, err := measureConsole(ctx, filepath.Join(dir, "sqlite"), "", consoleSpecDefault(), env.Out)
 	if err != nil {
 		return nil, err
 	}
 	printConsoleTable(env.Out, f)
-	fmt.Fprintf(env.Out, "load average after (the machine is shared): %s\n", loadAvg())
-	return consoleResults(f), nil
+	fmt.Fprintf(env.Out, "load average after it (the machine is shared): %s\n", loadAvg())
+	rs := consoleResults(f)
+
+	// The same on PostgreSQL: a private cluster (internal/pgtest, fsync
+	// off: the set-up's writes are not what is measured).
+	fmt.Fprintln(env.Out, "-- PostgreSQL")
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		fmt.Fprintf(env.Out, "no PostgreSQL run: %v\n", err)
+		return rs, nil
+	}
+	defer pg.Stop()
+	conn, err := pg.CreateDatabase(ctx, fmt.Sprintf("console_%d", time.Now().UnixNano()%1e6))
+	if err != nil {
+		return rs, err
+	}
+	if f, err = measureConsole(ctx, filepath.Join(dir, "postgres"), conn, consoleSpecDefault(), env.Out); err != nil {
+		return rs, fmt.Errorf("postgres: %w", err)
+	}
+	printConsoleTable(env.Out, f)
+	fmt.Fprintf(env.Out, "load average after it (the machine is shared): %s\n", loadAvg())
+	return append(rs, consoleResults(f)...), nil
 }
 
 // consoleImages are the digests the machines' boots got.
@@ -192,8 +215,8 @@ func consoleAddr(i int) string { return ctlAddr(60, i).String() }
 // at its simulated time (the store's clock), through the store's own
 // methods, one transaction each (it has no bulk path): machine 0 gets
 // spec.BigBoots boots of 15 events, half an hour apart.
-func fillConsoleStore(ctx context.Context, data string, spec consoleSpec) (boots, events, txs int, err error) {
-	db, err := state.OpenStore(ctx, state.Where{Data: data})
+func fillConsoleStore(ctx context.Context, where state.Where, spec consoleSpec) (boots, events, txs int, err error) {
+	db, err := state.OpenStore(ctx, where)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -370,10 +393,13 @@ func upMachine(spec consoleSpec, k int) int {
 	return -1
 }
 
-// measureConsole fills a store in dir, opens a server on it and takes
-// the figures.
-func measureConsole(ctx context.Context, dir string, spec consoleSpec, out io.Writer) (consoleFigures, error) {
-	f := consoleFigures{Spec: spec}
+// measureConsole fills a store (SQLite in dir, or the PostgreSQL
+// database conn names), opens a server on it and takes the figures.
+func measureConsole(ctx context.Context, dir, conn string, spec consoleSpec, out io.Writer) (consoleFigures, error) {
+	f := consoleFigures{Spec: spec, Store: "SQLite"}
+	if conn != "" {
+		f.Store = "PostgreSQL"
+	}
 	if spec.Machines < 50 || spec.BigBoots < 1 || spec.Requests < 1 || spec.Streams < 1 || spec.Events < 1 {
 		return f, fmt.Errorf("console: %+v: want at least 50 machines and one of everything else", spec)
 	}
@@ -381,20 +407,27 @@ func measureConsole(ctx context.Context, dir string, spec consoleSpec, out io.Wr
 	if upMachine(spec, max(spec.Requests, 2*spec.Events+2)) < 0 {
 		return f, fmt.Errorf("console: %d requests and %d events for %d machines: want fewer", spec.Requests, spec.Events, spec.Machines)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return f, err
+	}
 	if err := writeStormFiles(dir, 64<<10, 64<<10, 64<<10); err != nil {
 		return f, err
 	}
 	data := filepath.Join(dir, "data")
 	t0 := time.Now()
 	var err error
-	if f.Boots, f.Events, f.Txs, err = fillConsoleStore(ctx, data, spec); err != nil {
+	if f.Boots, f.Events, f.Txs, err = fillConsoleStore(ctx, state.Where{Data: data, Postgres: conn}, spec); err != nil {
 		return f, fmt.Errorf("filling the store: %w", err)
 	}
 	f.Setup = time.Since(t0)
-	fmt.Fprintf(out, "store: %d machines, %d boots, %d boot events, in %d transactions (AddMachine/Enter, Ask, StartBoot, AddBootEvent: no bulk path) in %.1fs (%.0f µs each), SQLite in %s\n",
-		spec.Machines, f.Boots, f.Events, f.Txs, f.Setup.Seconds(), float64(f.Setup.Microseconds())/float64(max(f.Txs, 1)), dir)
+	fmt.Fprintf(out, "store: %d machines, %d boots, %d boot events, in %d transactions (AddMachine/Enter, Ask, StartBoot, AddBootEvent: no bulk path) in %.1fs (%.0f µs each), %s\n",
+		spec.Machines, f.Boots, f.Events, f.Txs, f.Setup.Seconds(), float64(f.Setup.Microseconds())/float64(max(f.Txs, 1)), f.Store)
 
-	cfg, err := config.Parse("console-bench.conf", strings.NewReader("[server]\nname = console-bench\ndata = "+data+"\n\n"+stormProfile(dir)))
+	conf := "[server]\nname = console-bench\ndata = " + data + "\n"
+	if conn != "" {
+		conf += "store = " + conn + "\n"
+	}
+	cfg, err := config.Parse("console-bench.conf", strings.NewReader(conf+"\n"+stormProfile(dir)))
 	if err != nil {
 		return f, err
 	}
@@ -671,7 +704,7 @@ func msOf(ds []time.Duration, p float64) float64 {
 // printConsoleTable prints the figures as the table in
 // docs/benchmarks.md.
 func printConsoleTable(w io.Writer, f consoleFigures) {
-	fmt.Fprintf(w, "| page (%d machines) | median | p90 | of the 100 ms goal | body |\n| --- | --- | --- | --- | --- |\n", f.Spec.Machines)
+	fmt.Fprintf(w, "| page (%d machines, %s) | median | p90 | of the 100 ms goal | body |\n| --- | --- | --- | --- | --- |\n", f.Spec.Machines, f.Store)
 	for _, p := range f.Pages {
 		fmt.Fprintf(w, "| %s `%s` | %.1f ms | %.1f ms | %.2fx | %.1f KiB |\n", p.Name, p.Path, msOf(p.Times, 50), msOf(p.Times, 90), msOf(p.Times, 50)/ms(consoleGoal), float64(p.Bytes)/1024)
 	}
@@ -690,6 +723,11 @@ func printConsoleTable(w io.Writer, f consoleFigures) {
 func consoleResults(f consoleFigures) []Result {
 	var rs []Result
 	goal := ms(consoleGoal)
+	pre := ""
+	if f.Store == "PostgreSQL" {
+		pre = "pg "
+	}
+
 	for _, p := range f.Pages {
 		rs = append(rs, Result{Section: "console", Metric: p.Name + ", ms", Ours: msOf(p.Times, 50), Ref: goal, RefName: "goal 100ms", Better: "lower", Goal: "< 1x", Note: fmt.Sprintf("median of %d; p90 %.1f", len(p.Times), msOf(p.Times, 90))})
 	}
@@ -708,6 +746,9 @@ func consoleResults(f consoleFigures) []Result {
 	}
 	if len(f.Burst) > 0 {
 		rs = append(rs, Result{Section: "console", Metric: fmt.Sprintf("%d list pages at once after a change, ms", f.Spec.Streams), Ours: msOf(f.Burst, 50), RefName: "-", Better: "lower", Goal: "report", Note: "wall, median"})
+	}
+	for i := range rs {
+		rs[i].Metric = pre + rs[i].Metric
 	}
 	return rs
 }

@@ -18,7 +18,7 @@ import (
 func TestConsoleMeasure(t *testing.T) {
 	dir := t.TempDir()
 	spec := consoleSpec{Machines: 50, BigBoots: 3, Requests: 2, Streams: 3, Events: 2}
-	f, err := measureConsole(context.Background(), dir, spec, &bytes.Buffer{})
+	f, err := measureConsole(context.Background(), dir, "", spec, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
