@@ -3,22 +3,34 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/overboot/overboot/internal/pgtest"
 	"github.com/overboot/overboot/server/state"
 	"github.com/overboot/overboot/server/telemetry"
 )
 
-// TestConsoleMeasure runs the console section at a tiny scale: the store
-// holds the fleet it says, every page was served (the checks inside
-// measureConsole: status 200, the page's own content), every event
-// reached every stream, and the table names every page.
-func TestConsoleMeasure(t *testing.T) {
+// TestMain stops the private PostgreSQL cluster a test started.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// TestConsoleMeasure runs the console section at a tiny scale on SQLite:
+// the store holds the fleet it says, every page was served (the checks
+// inside measureConsole: status 200, the page's own content), every
+// event reached every stream, and the table names every page.
+func TestConsoleMeasure(t *testing.T) { testConsoleMeasure(t, "") }
+
+// TestConsoleMeasurePostgres is TestConsoleMeasure on PostgreSQL (a
+// private cluster: skipped where the machine cannot run one, failed
+// under OVERBOOT_STRICT=1).
+func TestConsoleMeasurePostgres(t *testing.T) { testConsoleMeasure(t, pgtest.Database(t)) }
+
+func testConsoleMeasure(t *testing.T, conn string) {
 	dir := t.TempDir()
 	spec := consoleSpec{Machines: 50, BigBoots: 3, Requests: 2, Streams: 3, Events: 2}
-	f, err := measureConsole(context.Background(), dir, "", spec, &bytes.Buffer{})
+	f, err := measureConsole(context.Background(), dir, conn, spec, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +78,7 @@ func TestConsoleMeasure(t *testing.T) {
 
 	// What the store holds.
 	ctx := context.Background()
-	db, err := state.OpenStore(ctx, state.Where{Data: filepath.Join(dir, "data")})
+	db, err := state.OpenStore(ctx, state.Where{Data: filepath.Join(dir, "data"), Postgres: conn})
 	if err != nil {
 		t.Fatal(err)
 	}
