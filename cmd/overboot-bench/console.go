@@ -403,8 +403,9 @@ func measureConsole(ctx context.Context, dir, conn string, spec consoleSpec, out
 	if spec.Machines < 50 || spec.BigBoots < 1 || spec.Requests < 1 || spec.Streams < 1 || spec.Events < 1 {
 		return f, fmt.Errorf("console: %+v: want at least 50 machines and one of everything else", spec)
 	}
-	// Every change is a different machine that is up.
-	if upMachine(spec, max(spec.Requests, 2*spec.Events+2)) < 0 {
+	// Each change is a boot of a machine that is up, a different one for
+	// each timed change, search and event (the bursts reuse the first).
+	if upMachine(spec, 2*spec.Requests+1+spec.Events) < 0 {
 		return f, fmt.Errorf("console: %d requests and %d events for %d machines: want fewer", spec.Requests, spec.Events, spec.Machines)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -445,7 +446,7 @@ func measureConsole(ctx context.Context, dir, conn string, spec consoleSpec, out
 	// 1. The machine list, and the other pages, from the cached table.
 	last := (spec.Machines + 49) / 50
 	failedFirst := consoleMAC(7) // the failed machine first by MAC
-	search := upMachine(spec, spec.Events+1)
+	search := upMachine(spec, 2*spec.Requests)
 	pages := []struct{ key, name, path, want string }{
 		{"overview", "overview", "/console", "Overview"},
 		{"list", "machines, cached table", "/console/machines", consoleMAC(1)},
@@ -463,25 +464,31 @@ func measureConsole(ctx context.Context, dir, conn string, spec consoleSpec, out
 		f.Pages = append(f.Pages, p)
 	}
 
-	// 1b. The list just after a change: the table is built again from
-	// the store. Each change comes more than MinRebuild after the last
+	// 1b. The list, and the machine page, just after a change: the
+	// table is built again from the store (the machine page reads it
+	// too). Each change comes more than MinRebuild after the last
 	// build, so the request times the build, not the wait a request
-	// sooner than that has (up to MinRebuild).
-	changed := consolePage{Key: "changed", Name: "machines, first after a change", Path: "/console/machines"}
-	for k := range spec.Requests {
-		if err := sleepCtx(ctx, telemetry.MinRebuild+50*time.Millisecond); err != nil {
-			return f, err
+	// sooner than that has (up to MinRebuild). The change is another
+	// machine's boot, so that machine 0 keeps its boots as timed above.
+	for i, pg := range []consolePage{
+		{Key: "changed", Name: "machines, first after a change", Path: "/console/machines"},
+		{Key: "machine-changed", Name: fmt.Sprintf("machine page, %d boots, after a change", spec.BigBoots), Path: "/console/machines/" + consoleMAC(0)},
+	} {
+		for k := range spec.Requests {
+			if err := sleepCtx(ctx, telemetry.MinRebuild+50*time.Millisecond); err != nil {
+				return f, err
+			}
+			if err := bootEvent(h, upMachine(spec, i*spec.Requests+k)); err != nil {
+				return f, err
+			}
+			body, d, err := b.get(pg.Path)
+			if err != nil {
+				return f, err
+			}
+			pg.Times, pg.Bytes = append(pg.Times, d), len(body)
 		}
-		if err := bootEvent(h, upMachine(spec, k)); err != nil {
-			return f, err
-		}
-		body, d, err := b.get(changed.Path)
-		if err != nil {
-			return f, err
-		}
-		changed.Times, changed.Bytes = append(changed.Times, d), len(body)
+		f.Pages = append(f.Pages, pg)
 	}
-	f.Pages = append(f.Pages, changed)
 
 	// 4. The event stream: browsers following it over loopback.
 	ts := httptest.NewServer(h)
@@ -621,7 +628,7 @@ func consoleStreams(ctx context.Context, addr string, b *consoleBrowser, spec co
 	f.GoroutinesPerStream = float64(g1-g0-spec.Streams) / n
 
 	for k := range spec.Events {
-		i := upMachine(spec, spec.Events+2+k)
+		i := upMachine(spec, 2*spec.Requests+1+k)
 		mac := consoleMAC(i)
 		t0 := time.Now()
 		if err := bootEvent(b.h, i); err != nil {

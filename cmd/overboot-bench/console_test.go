@@ -53,7 +53,7 @@ func testConsoleMeasure(t *testing.T, conn string) {
 			}
 		}
 	}
-	for _, k := range []string{"overview", "list", "search", "failed", "sorted", "machine", "pending", "changed"} {
+	for _, k := range []string{"overview", "list", "search", "failed", "sorted", "machine", "pending", "changed", "machine-changed"} {
 		if !keys[k] {
 			t.Errorf("no figure for page %s", k)
 		}
