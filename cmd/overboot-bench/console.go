@@ -77,6 +77,7 @@ type consoleFigures struct {
 	Setup               time.Duration // filling the store
 	Pages               []consolePage
 	HeapPerStream       float64 // bytes per open event stream (both ends, this process)
+	StackPerStream      float64 // goroutine stack bytes per open event stream (both ends)
 	GoroutinesPerStream float64 // of the server's, per open stream
 	FanOut              []time.Duration
 	Spread              []time.Duration // first client to last, per event
@@ -581,20 +582,21 @@ func (c *sseClient) sawAt(mac string) (time.Time, bool, error) {
 	return t, ok, c.err
 }
 
-// heap is the live heap after a collection, and the goroutines.
-func heapNow() (uint64, int) {
+// heapNow is the live heap after a collection, the goroutines' stacks
+// and their number.
+func heapNow() (heap, stacks uint64, goroutines int) {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, runtime.NumGoroutine()
+	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
 }
 
 // consoleStreams opens spec.Streams event streams, takes their cost in
 // memory, times spec.Events boot events reaching all of them, then times
 // the burst of list pages they ask for after one change.
 func consoleStreams(ctx context.Context, addr string, b *consoleBrowser, spec consoleSpec, f *consoleFigures) error {
-	h0, g0 := heapNow()
+	h0, s0, g0 := heapNow()
 	clients := make([]*sseClient, spec.Streams)
 	var wg sync.WaitGroup
 	defer func() {
@@ -620,9 +622,10 @@ func consoleStreams(ctx context.Context, addr string, b *consoleBrowser, spec co
 			c.read(readers[i])
 		}()
 	}
-	h1, g1 := heapNow()
+	h1, s1, g1 := heapNow()
 	n := float64(spec.Streams)
 	f.HeapPerStream = (float64(h1) - float64(h0)) / n
+	f.StackPerStream = (float64(s1) - float64(s0)) / n
 	// Each stream has one reading goroutine of this client's: the rest
 	// are the server's.
 	f.GoroutinesPerStream = float64(g1-g0-spec.Streams) / n
@@ -715,8 +718,8 @@ func printConsoleTable(w io.Writer, f consoleFigures) {
 	for _, p := range f.Pages {
 		fmt.Fprintf(w, "| %s `%s` | %.1f ms | %.1f ms | %.2fx | %.1f KiB |\n", p.Name, p.Path, msOf(p.Times, 50), msOf(p.Times, 90), msOf(p.Times, 50)/ms(consoleGoal), float64(p.Bytes)/1024)
 	}
-	fmt.Fprintf(w, "event streams: %d open: %.1f KiB of heap and %.1f server goroutines each (both ends in this process: the client's part is a socket, 4.5 KiB of buffers and one goroutine, not counted in the goroutines)\n",
-		f.Spec.Streams, f.HeapPerStream/1024, f.GoroutinesPerStream)
+	fmt.Fprintf(w, "event streams: %d open: %.1f KiB of heap, %.1f KiB of goroutine stacks and %.1f server goroutines each (both ends in this process: the client's part is a socket, 4.5 KiB of buffers and one goroutine, not counted in the goroutines)\n",
+		f.Spec.Streams, f.HeapPerStream/1024, f.StackPerStream/1024, f.GoroutinesPerStream)
 	fmt.Fprintf(w, "one boot event to all %d streams: median %.2f ms, p90 %.2f ms from the machine's request (recording the boot included) to the last stream reading it; first to last stream median %.2f ms\n",
 		f.Spec.Streams, msOf(f.FanOut, 50), msOf(f.FanOut, 90), msOf(f.Spread, 50))
 	a, bb := f.page("list"), f.page("changed")
@@ -745,6 +748,7 @@ func consoleResults(f consoleFigures) []Result {
 	}
 	rs = append(rs,
 		Result{Section: "console", Metric: "event stream: heap per browser, KiB", Ours: f.HeapPerStream / 1024, RefName: "-", Better: "lower", Goal: "report", Note: fmt.Sprintf("%d streams, both ends", f.Spec.Streams)},
+		Result{Section: "console", Metric: "event stream: stacks per browser, KiB", Ours: f.StackPerStream / 1024, RefName: "-", Better: "lower", Goal: "report", Note: "both ends"},
 		Result{Section: "console", Metric: "event stream: server goroutines per browser", Ours: f.GoroutinesPerStream, RefName: "-", Better: "lower", Goal: "report"},
 		Result{Section: "console", Metric: fmt.Sprintf("one event to %d browsers, ms", f.Spec.Streams), Ours: msOf(f.FanOut, 50), RefName: "-", Better: "lower", Goal: "report", Note: fmt.Sprintf("median; p90 %.2f", msOf(f.FanOut, 90))},
 	)
