@@ -31,8 +31,9 @@ import (
 
 // The console section: the operator's console (server/console) served by
 // the real server handler in this process (server.Open, Handler) over a
-// SQLite store holding 10,000 machines, each with a boot of 12 events,
-// and one machine with 100 boots of 15 events. A browser signed in with
+// store holding 10,000 machines, each with a boot of 12 events, and one
+// machine with 100 boots of 15 events: SQLite, then PostgreSQL (a
+// private cluster, internal/pgtest) when the machine can run one. A browser signed in with
 // a read token asks for the pages through the handler (httptest
 // recorders: the server's time, no network); 50 browsers follow the
 // event stream over loopback (httptest.Server). Nothing is asserted on
