@@ -14,7 +14,7 @@ import (
 )
 
 func sections() []Section {
-	return []Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection(), dhcpSection(), driversSection(), stormSection(), secbootSection(), imageSection()}
+	return []Section{mkimageSection(), httpSection(), bootSection(), iscsiSection(), controlSection(), tftpSection(), dhcpSection(), driversSection(), stormSection(), secbootSection(), imageSection(), consoleSection()}
 }
 
 func main() {
