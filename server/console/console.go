@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/overboot/overboot/server/api"
@@ -44,6 +45,13 @@ type Deps struct {
 type Console struct {
 	d     Deps
 	pages map[string]*template.Template
+
+	roots struct { // the overview's times to root, see rootTimes
+		sync.Mutex
+		times   []state.RootTime
+		at      time.Time
+		version uint64
+	}
 }
 
 //go:embed templates

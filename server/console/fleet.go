@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -142,11 +143,23 @@ type Listing struct {
 	Pages    int
 }
 
-// List filters, sorts and pages machines (which it sorts in place).
+// List filters, sorts and pages ms (left as they are). It sorts
+// pointers by keys made once per machine: 10,000 machines take
+// milliseconds.
 func List(ms []Machine, f Filter) Listing {
-	var out []Machine
 	q := strings.ToLower(f.Query)
-	for _, m := range ms {
+	var qmac string
+	if mac, err := boot.ParseMAC(q); err == nil {
+		qmac = mac.String()
+	}
+	type entry struct {
+		m   *Machine
+		key string
+	}
+	col, desc := strings.CutPrefix(f.Sort, "-")
+	out := make([]entry, 0, len(ms))
+	for i := range ms {
+		m := &ms[i]
 		if f.State != "" && m.State != f.State ||
 			f.Profile != "" && m.Profile != f.Profile ||
 			f.Phase != "" && m.Phase != f.Phase ||
@@ -154,31 +167,13 @@ func List(ms []Machine, f Filter) Listing {
 			f.Image != "" && m.ImageLabel != f.Image && !(len(f.Image) >= 12 && strings.HasPrefix(m.ImageDigest, f.Image)) {
 			continue
 		}
-		if q != "" && !matches(m, q) {
+		if q != "" && !matches(m, q, qmac) {
 			continue
 		}
-		out = append(out, m)
+		out = append(out, entry{m, sortKey(m, col)})
 	}
-	col, desc := strings.CutPrefix(f.Sort, "-")
-	key := func(m Machine) string {
-		switch col {
-		case "host":
-			return m.Hostname
-		case "profile":
-			return m.Profile
-		case "state":
-			return m.State
-		case "image":
-			return m.ImageLabel
-		case "user":
-			return m.User
-		case "updated":
-			return m.UpdatedAt.UTC().Format(time.RFC3339Nano)
-		}
-		return m.MAC
-	}
-	slices.SortStableFunc(out, func(a, b Machine) int {
-		c := cmp.Or(strings.Compare(key(a), key(b)), strings.Compare(a.MAC, b.MAC))
+	slices.SortStableFunc(out, func(a, b entry) int {
+		c := cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.m.MAC, b.m.MAC))
 		if desc {
 			return -c
 		}
@@ -188,20 +183,72 @@ func List(ms []Machine, f Filter) Listing {
 	l.Pages = max(1, (len(out)+PageSize-1)/PageSize)
 	l.Page = min(l.Page, l.Pages)
 	from := (l.Page - 1) * PageSize
-	l.Machines = out[from:min(from+PageSize, len(out))]
+	for _, e := range out[from:min(from+PageSize, len(out))] {
+		l.Machines = append(l.Machines, *e.m)
+	}
 	return l
 }
 
-// matches reports whether q (lower case) is in any of m's names.
-func matches(m Machine, q string) bool {
+// sortKey is m's key for sorting by col.
+func sortKey(m *Machine, col string) string {
+	switch col {
+	case "host":
+		return m.Hostname
+	case "profile":
+		return m.Profile
+	case "state":
+		return m.State
+	case "image":
+		return m.ImageLabel
+	case "user":
+		return m.User
+	case "updated":
+		// Fixed width, so that strings sort as times do.
+		return fmt.Sprintf("%020d", m.UpdatedAt.UnixNano())
+	}
+	return m.MAC
+}
+
+// matches reports whether q (lower case) is in any of m's names, or
+// qmac (q read as a MAC address typed with dashes or without
+// separators; "" when it is none) is its MAC.
+func matches(m *Machine, q, qmac string) bool {
+	if qmac != "" && qmac == m.MAC {
+		return true
+	}
 	for _, s := range []string{m.MAC, m.Hostname, m.User, m.Profile, m.ImageLabel, m.Address} {
-		if strings.Contains(strings.ToLower(s), q) {
+		if containsFold(s, q) {
 			return true
 		}
 	}
-	// A MAC typed with dashes or without separators.
-	if mac, err := boot.ParseMAC(q); err == nil && mac.String() == m.MAC {
-		return true
+	return false
+}
+
+// containsFold reports whether s holds q (lower case), ignoring case,
+// without making a lower-case copy of s when it is ASCII.
+func containsFold(s, q string) bool {
+	if len(q) > len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return strings.Contains(strings.ToLower(s), q)
+		}
+	}
+	for i := 0; i+len(q) <= len(s); i++ {
+		j := 0
+		for ; j < len(q); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != q[j] {
+				break
+			}
+		}
+		if j == len(q) {
+			return true
+		}
 	}
 	return false
 }

@@ -126,8 +126,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, err)
 		return
 	}
-	now := c.d.Now()
-	rts, err := c.d.DB.RootTimes(ctx, now.Add(-HistogramWindow), 100000)
+	rts, err := c.rootTimes(ctx)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -157,6 +156,28 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		d.Failures = d.Failures[:20]
 	}
 	c.render(w, r, http.StatusOK, "overview", s, d)
+}
+
+// rootTimes are the times to root of the boots in HistogramWindow: read
+// again when a boot changed and a second went by since the last read, or
+// after 30 s whatever happened (boots leave the window). However many
+// overviews are open, the store is asked at most once a second.
+func (c *Console) rootTimes(ctx context.Context) ([]state.RootTime, error) {
+	c.roots.Lock()
+	defer c.roots.Unlock()
+	now, v := c.d.Now(), c.d.Status.Rec.Version()
+	if age := now.Sub(c.roots.at); c.roots.times != nil && (age < time.Second || v == c.roots.version && age < 30*time.Second) {
+		return c.roots.times, nil
+	}
+	rts, err := c.d.DB.RootTimes(ctx, now.Add(-HistogramWindow), 100000)
+	if err != nil {
+		return nil, err
+	}
+	if rts == nil {
+		rts = []state.RootTime{}
+	}
+	c.roots.times, c.roots.at, c.roots.version = rts, now, v
+	return rts, nil
 }
 
 // quantile of sorted values (nearest rank).

@@ -118,16 +118,44 @@ type update struct {
 	Boot *state.Boot `json:"boot,omitempty"`
 }
 
-// hub fans updates out to the status page's open streams.
+// hub fans updates out to the status page's open streams, and keeps the
+// MACs changed since the status table last took them (takeDirty).
 type hub struct {
-	mu   sync.Mutex // guards subs
+	mu   sync.Mutex // guards subs, dirty, overflow
 	subs map[chan []byte]struct{}
+	// dirty are the machines changed since the last takeDirty; past
+	// MaxDirty of them, overflow: the table is built whole.
+	dirty    map[string]struct{}
+	overflow bool
 	// version counts updates sent: the status page's table is built
 	// again only when it moved.
 	version atomic.Uint64
 }
 
-func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
+func newHub() *hub {
+	return &hub{subs: map[chan []byte]struct{}{}, dirty: map[string]struct{}{}}
+}
+
+// MaxDirty is how many changed machines the status table brings up to
+// date row by row; more, and it is built again whole.
+const MaxDirty = 256
+
+// takeDirty returns the machines changed since the last call, or all
+// when there were more than MaxDirty (or a change named none), and
+// forgets them.
+func (h *hub) takeDirty() (macs []string, all bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	all = h.overflow
+	if !all {
+		for m := range h.dirty {
+			macs = append(macs, m)
+		}
+	}
+	clear(h.dirty)
+	h.overflow = false
+	return macs, all
+}
 
 func (h *hub) subscribe() chan []byte {
 	c := make(chan []byte, 64)
@@ -146,13 +174,20 @@ func (h *hub) unsubscribe(c chan []byte) {
 // send never blocks: a stream too slow to keep up misses updates (the
 // page also fetches its whole table every 30 s; see status.html).
 func (h *hub) send(u update) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Marked before the version moves: a table that sees the new
+	// version finds the machine among the changed.
+	if u.MAC == "" || len(h.dirty) >= MaxDirty {
+		h.overflow = true
+	} else {
+		h.dirty[u.MAC] = struct{}{}
+	}
 	h.version.Add(1)
 	b, err := json.Marshal(u)
 	if err != nil {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	for c := range h.subs {
 		select {
 		case c <- b:

@@ -5,6 +5,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -29,6 +30,11 @@ type View interface {
 	ActiveBoots(ctx context.Context, since time.Time, done string) ([]state.Boot, error)
 	Disks(ctx context.Context) ([]state.Disk, error)
 	TPMs(ctx context.Context) ([]state.TPM, error)
+	// One machine's, for a table brought up to date row by row.
+	Machine(ctx context.Context, mac string) (state.Machine, error)
+	Boots(ctx context.Context, mac string, limit int) ([]state.Boot, error)
+	DisksOf(ctx context.Context, ownerKind, owner string) ([]state.Disk, error)
+	TPMOf(ctx context.Context, mac string) (state.TPM, error)
 }
 
 // Row is one machine on the status page.
@@ -123,49 +129,129 @@ func Rows(ctx context.Context, v View) ([]Row, error) {
 	}
 	disk := map[string]string{}
 	for _, k := range ks {
-		disk[k.OwnerKind+" "+k.Owner+" "+k.Profile] = fmt.Sprintf("%s %s", k.Kind, humanBytes(k.Size))
+		disk[diskKey(k.OwnerKind, k.Owner, k.Profile)] = fmt.Sprintf("%s %s", k.Kind, humanBytes(k.Size))
 	}
 	rows := make([]Row, 0, len(ms))
 	for _, m := range ms {
-		if m.Profile == "" && len(reqsOf[m.MAC]) > 0 {
-			m.Profile = reqsOf[m.MAC][0].Profile // asked, never admitted
+		var b *state.Boot
+		if x, ok := byMAC[m.MAC]; ok {
+			b = &x
 		}
-		st := enroll.StandingOf(m, admsOf[m.MAC], reqsOf[m.MAC])
-		r := Row{MAC: m.MAC, Hostname: m.Hostname, Profile: m.Profile, Address: m.Address, Enrolment: st.Enrolment, Pinned: st.Pinned}
-		var conflicts []string
-		if t, ok := tpmOf[m.MAC]; ok {
-			r.TPM, conflicts = tpmStanding(t)
-			if t.EK == "" && t.Pending != "" {
-				r.Enrolment = "pending"
-			}
+		var t *state.TPM
+		if x, ok := tpmOf[m.MAC]; ok {
+			t = &x
 		}
-		for _, q := range st.Conflicts {
-			conflicts = append(conflicts, fmt.Sprintf("asked for %s from %s (%d times) while approved elsewhere", q.Profile, q.Address, q.Asked))
-		}
-		if from := runFrom[m.MAC]; len(from) > 1 {
-			conflicts = append(conflicts, "booting from "+strings.Join(from, " and ")+" at once")
-		}
-		r.Conflict = strings.Join(conflicts, "; ")
-		if b, ok := byMAC[m.MAC]; ok {
-			r.Address = b.Address
-			r.Phase, r.Outcome, r.User, r.Updated = b.Phase, b.Outcome, b.User, b.Updated.Format(time.RFC3339)
-			r.ImageDigest, r.UpdatedAt = b.Image, b.Updated
-			if len(b.Image) > 19 {
-				r.Image = b.Image[:19]
-			}
-			if b.Outcome == Failed {
-				r.Error = b.Message
-			}
-			if b.User != "" {
-				r.Disk = disk[state.OwnerUser+" "+b.User+" "+b.Profile]
-			}
-		}
-		if r.Disk == "" {
-			r.Disk = disk[state.OwnerMachine+" "+m.MAC+" "+m.Profile]
-		}
-		rows = append(rows, r)
+		rows = append(rows, rowOf(m, b, admsOf[m.MAC], reqsOf[m.MAC], t, disk, runFrom[m.MAC]))
 	}
 	return rows, nil
+}
+
+// diskKey finds a disk in rowOf's map: "machine MAC PROFILE" or
+// "user NAME PROFILE".
+func diskKey(kind, owner, profile string) string { return kind + " " + owner + " " + profile }
+
+// rowOf is one machine's row: its latest boot b (nil: none), its
+// admissions, requests and TPM (nil: none), the disks by diskKey, and the
+// addresses its unfinished recent boots come from.
+func rowOf(m state.Machine, b *state.Boot, adms []state.Admission, reqs []state.Request, t *state.TPM, disk map[string]string, runFrom []string) Row {
+	if m.Profile == "" && len(reqs) > 0 {
+		m.Profile = reqs[0].Profile // asked, never admitted
+	}
+	st := enroll.StandingOf(m, adms, reqs)
+	r := Row{MAC: m.MAC, Hostname: m.Hostname, Profile: m.Profile, Address: m.Address, Enrolment: st.Enrolment, Pinned: st.Pinned}
+	var conflicts []string
+	if t != nil {
+		r.TPM, conflicts = tpmStanding(*t)
+		if t.EK == "" && t.Pending != "" {
+			r.Enrolment = "pending"
+		}
+	}
+	for _, q := range st.Conflicts {
+		conflicts = append(conflicts, fmt.Sprintf("asked for %s from %s (%d times) while approved elsewhere", q.Profile, q.Address, q.Asked))
+	}
+	if len(runFrom) > 1 {
+		conflicts = append(conflicts, "booting from "+strings.Join(runFrom, " and ")+" at once")
+	}
+	r.Conflict = strings.Join(conflicts, "; ")
+	if b != nil {
+		r.Address = b.Address
+		r.Phase, r.Outcome, r.User, r.Updated = b.Phase, b.Outcome, b.User, b.Updated.Format(time.RFC3339)
+		r.ImageDigest, r.UpdatedAt = b.Image, b.Updated
+		if len(b.Image) > 19 {
+			r.Image = b.Image[:19]
+		}
+		if b.Outcome == Failed {
+			r.Error = b.Message
+		}
+		if b.User != "" {
+			r.Disk = disk[diskKey(state.OwnerUser, b.User, b.Profile)]
+		}
+	}
+	if r.Disk == "" {
+		r.Disk = disk[diskKey(state.OwnerMachine, m.MAC, m.Profile)]
+	}
+	return r
+}
+
+// RowOf reads one machine's row from v; ok is false when the store no
+// longer has the machine.
+func RowOf(ctx context.Context, v View, mac string) (r Row, ok bool, err error) {
+	m, err := v.Machine(ctx, mac)
+	if errors.Is(err, state.ErrNotFound) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, err
+	}
+	adms, err := v.Admissions(ctx, mac)
+	if err != nil {
+		return Row{}, false, err
+	}
+	reqs, err := v.Requests(ctx, mac)
+	if err != nil {
+		return Row{}, false, err
+	}
+	var t *state.TPM
+	switch x, err := v.TPMOf(ctx, mac); {
+	case err == nil:
+		t = &x
+	case !errors.Is(err, state.ErrNotFound):
+		return Row{}, false, err
+	}
+	// Its unfinished recent boots: two at once from two addresses are a
+	// conflict (Rows reads them with ActiveBoots).
+	bs, err := v.Boots(ctx, mac, 10)
+	if err != nil {
+		return Row{}, false, err
+	}
+	var b *state.Boot
+	if len(bs) > 0 {
+		b = &bs[0]
+	}
+	since := time.Now().Add(-ConflictWindow)
+	var runFrom []string
+	for i := len(bs) - 1; i >= 0; i-- {
+		x := bs[i]
+		if x.Outcome != Failed && x.Phase != boot.PhaseSwitchRoot && !x.Updated.Before(since) && !slices.Contains(runFrom, x.Address) {
+			runFrom = append(runFrom, x.Address)
+		}
+	}
+	disk := map[string]string{}
+	ks, err := v.DisksOf(ctx, state.OwnerMachine, mac)
+	if err != nil {
+		return Row{}, false, err
+	}
+	if b != nil && b.User != "" {
+		us, err := v.DisksOf(ctx, state.OwnerUser, b.User)
+		if err != nil {
+			return Row{}, false, err
+		}
+		ks = append(ks, us...)
+	}
+	for _, k := range ks {
+		disk[diskKey(k.OwnerKind, k.Owner, k.Profile)] = fmt.Sprintf("%s %s", k.Kind, humanBytes(k.Size))
+	}
+	return rowOf(m, b, adms, reqs, t, disk, runFrom), true, nil
 }
 
 // tpmStanding says t on the status page: the pinned or waiting EK, and
@@ -249,10 +335,12 @@ const DefaultMaxStreams = 64
 // MinRebuild, and only after something changed.
 const MinRebuild = time.Second
 
-// Snapshot returns the table, built again only when something changed
-// since the last build (the recorder counts changes), and then no sooner
-// than MinRebuild after it: a request that comes earlier waits for the
-// build, so the table is never older than the request.
+// Snapshot returns the table, brought up to date when something changed
+// since the last call (the recorder counts changes and names the
+// machines): the changed machines' rows are read again, or, past
+// MaxDirty of them, the whole table is built again, no sooner than
+// MinRebuild after the last whole build (a request that comes earlier
+// waits for it). The table is never older than the request.
 func (p *StatusPage) Snapshot(ctx context.Context) ([]Row, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -260,19 +348,55 @@ func (p *StatusPage) Snapshot(ctx context.Context) ([]Row, error) {
 	if p.haveRows && v == p.version {
 		return p.rows, nil
 	}
+	macs, all := p.Rec.hub.takeDirty()
+	if p.haveRows && !all {
+		rows, err := p.update(ctx, macs)
+		if err != nil {
+			p.haveRows = false // built whole at the next call
+			return nil, err
+		}
+		p.rows, p.version = rows, v
+		return rows, nil
+	}
 	if wait := MinRebuild - time.Since(p.built); p.haveRows && wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
+			p.haveRows = false
 			return nil, ctx.Err()
 		}
 		v = p.Rec.Version()
+		p.Rec.hub.takeDirty() // the whole table reads them too
 	}
 	rows, err := Rows(ctx, p.View)
 	if err != nil {
+		p.haveRows = false
 		return nil, err
 	}
 	p.rows, p.built, p.version, p.haveRows = rows, time.Now(), v, true
+	return rows, nil
+}
+
+// update returns the table with the rows of macs read again: a new
+// machine's inserted in MAC order, a removed one's gone. The table it
+// was is left as it was (callers may still hold it).
+func (p *StatusPage) update(ctx context.Context, macs []string) ([]Row, error) {
+	rows := slices.Clone(p.rows)
+	for _, mac := range macs {
+		r, ok, err := RowOf(ctx, p.View, mac)
+		if err != nil {
+			return nil, err
+		}
+		i, found := slices.BinarySearchFunc(rows, mac, func(r Row, mac string) int { return strings.Compare(r.MAC, mac) })
+		switch {
+		case ok && found:
+			rows[i] = r
+		case ok:
+			rows = slices.Insert(rows, i, r)
+		case found:
+			rows = slices.Delete(rows, i, i+1)
+		}
+	}
 	return rows, nil
 }
 

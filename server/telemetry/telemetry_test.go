@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/overboot/overboot/server/state"
 )
@@ -99,9 +101,10 @@ func TestRowsAndEvents(t *testing.T) {
 	}
 }
 
-// TestStatusSnapshot: the table is built again only after a change, and
-// then no more than once per MinRebuild however many ask; a change is
-// never missed.
+// TestStatusSnapshot: the table is read again only after a change: the
+// changed machines' rows alone when they are few, the whole table past
+// MaxDirty of them; a change is never missed; the rows brought up to
+// date one by one are the rows a whole build makes.
 func TestStatusSnapshot(t *testing.T) {
 	db, err := state.Open(filepath.Join(t.TempDir(), state.FileName))
 	if err != nil {
@@ -120,11 +123,46 @@ func TestStatusSnapshot(t *testing.T) {
 	if counting.n != 1 {
 		t.Errorf("20 reads without a change built the table %d times", counting.n)
 	}
+	same := func(what string) []Row {
+		t.Helper()
+		rows, err := page.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := Rows(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(whole, rows, cmpopts.EquateEmpty()); d != "" {
+			t.Errorf("%s: the table brought up to date differs from a whole build (-whole +got):\n%s", what, d)
+		}
+		return rows
+	}
 	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:09", Profile: "kiosk"}, "open", state.Quota{})
 	rec.Changed("52:54:00:00:00:09")
-	rows, _ := page.Snapshot(ctx)
-	if counting.n != 2 || len(rows) != 1 {
-		t.Errorf("after a change: %d builds, %d rows", counting.n, len(rows))
+	if rows := same("a new machine"); counting.n != 1 || len(rows) != 1 {
+		t.Errorf("after a change: %d whole builds, %d rows", counting.n, len(rows))
+	}
+	db.Enter(ctx, state.Machine{MAC: "52:54:00:00:00:01", Profile: "kiosk"}, "open", state.Quota{})
+	id := rec.Start(ctx, state.Boot{MAC: "52:54:00:00:00:01", Profile: "kiosk", Address: "192.0.2.1", Image: "sha256:0123456789abcdef0123"}, "script")
+	rec.Event(ctx, id, state.BootEvent{Source: SourceAgent, Phase: "lower", Outcome: Failed, Message: "digest mismatch"})
+	rec.Start(ctx, state.Boot{MAC: "52:54:00:00:00:09", Profile: "kiosk", Address: "192.0.2.9"}, "script")
+	rec.Start(ctx, state.Boot{MAC: "52:54:00:00:00:09", Profile: "kiosk", Address: "192.0.2.99"}, "script")
+	if rows := same("boots, a failure, a conflict"); counting.n != 1 || len(rows) != 2 || rows[0].Error != "digest mismatch" || rows[1].Conflict == "" {
+		t.Errorf("after boots: %d whole builds, %+v", counting.n, rows)
+	}
+	db.DeleteMachine(ctx, "52:54:00:00:00:09")
+	rec.Changed("52:54:00:00:00:09")
+	if rows := same("a machine deleted"); len(rows) != 1 {
+		t.Errorf("after a delete: %+v", rows)
+	}
+	// Past MaxDirty changed machines: one whole build.
+	for i := range MaxDirty + 1 {
+		rec.Changed(fmt.Sprintf("52:54:00:01:%02x:%02x", i/256, i%256))
+	}
+	same("many changes")
+	if counting.n != 2 {
+		t.Errorf("after %d changes: %d whole builds, want 2", MaxDirty+1, counting.n)
 	}
 }
 

@@ -50,25 +50,32 @@ func Strip(w io.Writer, steps []Step, o StripOptions) error {
 	x := func(t float64) float64 { return min(t, axis) / axis * W }
 	var s svg
 	s.open(W, stripHeight, "")
-	for _, st := range steps {
-		if st.Lane != LaneAgent || st.Instant() {
-			continue
+	// One group per colour, so that a bar is only its place and title.
+	for _, g := range []struct{ outcome, fill string }{{OutcomeOK, colAgent}, {OutcomeFailed, colFailed}, {OutcomeRunning, colRunning}} {
+		opened := false
+		for _, st := range steps {
+			o := st.Outcome
+			if o != OutcomeFailed && o != OutcomeRunning {
+				o = OutcomeOK
+			}
+			if st.Lane != LaneAgent || st.Instant() || o != g.outcome {
+				continue
+			}
+			if !opened {
+				s.raw(`<g fill="` + g.fill + `">`)
+				opened = true
+			}
+			s.raw("<rect")
+			s.attr("x", x(st.Start))
+			s.raw(` y="1"`)
+			s.attr("width", max(x(st.End)-x(st.Start)-.5, 1))
+			s.raw(` height="10"><title>`)
+			s.text(fmt.Sprintf("%s %.2f s", st.Name, st.End-st.Start))
+			s.raw("</title></rect>")
 		}
-		fill := colAgent
-		switch st.Outcome {
-		case OutcomeFailed:
-			fill = colFailed
-		case OutcomeRunning:
-			fill = colRunning
+		if opened {
+			s.raw("</g>")
 		}
-		s.raw("<rect")
-		s.attr("x", x(st.Start))
-		s.attr("y", 1)
-		s.attr("width", max(x(st.End)-x(st.Start), 1))
-		s.attr("height", stripHeight-2)
-		s.raw(` fill="` + fill + `" stroke="#fff" stroke-width=".5"><title>`)
-		s.text(fmt.Sprintf("%s %.2f s", st.Name, st.End-st.Start))
-		s.raw("</title></rect>")
 	}
 	s.raw("</svg>")
 	return s.flush(w)
