@@ -225,40 +225,31 @@ func (c *Console) machineAction(w http.ResponseWriter, r *http.Request, s *sessi
 			done = fmt.Sprintf("Approved %s for profile %s at %s; its secrets were forgotten and its sessions ended.", mac, ap.Profile, ap.Address)
 		}
 		back = append(back, link{Prefix + "/pending", "Next pending approval"})
-	case "reset":
+	default:
+		// reset, rotate, delete: the form carries its CSRF token only.
 		if err := noFields(r.PostForm); err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
-		n, err := c.d.Actions.ResetMachine(ctx, mac)
+		var n int
+		var err error
+		switch act {
+		case "reset":
+			n, err = c.d.Actions.ResetMachine(ctx, mac)
+			done = fmt.Sprintf("Reset %s: %s removed.", mac, plural(n, "disk"))
+		case "rotate":
+			var k int64
+			k, err = c.d.Actions.RotateMachine(ctx, mac)
+			done = fmt.Sprintf("Rotated the secrets of %s (%s).", mac, plural(int(k), "secret"))
+		case "delete":
+			n, err = c.d.Actions.DeleteMachine(ctx, mac)
+			done = fmt.Sprintf("Deleted %s and %s.", mac, plural(n, "disk"))
+			back = []link{{Prefix + "/machines", "Machines"}}
+		}
 		if err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
-		done = fmt.Sprintf("Reset %s: %s removed.", mac, plural(n, "disk"))
-	case "rotate":
-		if err := noFields(r.PostForm); err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-		n, err := c.d.Actions.RotateMachine(ctx, mac)
-		if err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-		done = fmt.Sprintf("Rotated the secrets of %s (%s).", mac, plural(int(n), "secret"))
-	case "delete":
-		if err := noFields(r.PostForm); err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-		n, err := c.d.Actions.DeleteMachine(ctx, mac)
-		if err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-		done = fmt.Sprintf("Deleted %s and %s.", mac, plural(n, "disk"))
-		back = []link{{Prefix + "/machines", "Machines"}}
 	}
 	c.d.Log.Info("console: "+act, "mac", mac, "token", s.token.Name)
 	c.render(w, r, http.StatusOK, "message", s, message{Heading: "Done", Text: done, Links: back})

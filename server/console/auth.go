@@ -138,9 +138,8 @@ func (c *Console) ttl() time.Duration {
 }
 
 // signIn answers POST /console/signin: fields csrf and token. A valid
-// admin token opens a session and goes to the overview (or the page the
-// form was asked from); anything else shows the form again with why.
-// Tries are limited per address.
+// admin token opens a session and goes to the overview; anything else
+// shows the form again with why. Tries are limited per address.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	addr := c.d.RemoteIP(r)
 	if !sameOrigin(r) {
