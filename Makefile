@@ -93,7 +93,8 @@ unit: $(TESTSUMMARY) ## tiers 1 and 2: go test ./... (tier 2 needs root: loop, s
 .PHONY: vmtest
 vmtest: deps $(TESTSUMMARY) ## tier 3: boot QEMU machines (TCG) from the server and check the root; kernel checks (nbd, dm-verity) in QEMU
 	@mkdir -p $(TESTRESULTS) && rm -f $(TESTRESULTS)/vmtest.tsv
-	OVERBOOT_STRICT=1 OVERBOOT_VMTEST=1 OVERBOOT_VMTEST_CACHE=$(CURDIR)/build/cache $(GO) test -count=1 -timeout 45m -json ./vmtest/ ./internal/nbd/ ./internal/verity/ \
+	@mkdir -p $(BUILD)/test-artifacts
+	OVERBOOT_STRICT=1 OVERBOOT_VMTEST=1 OVERBOOT_VMTEST_CACHE=$(CURDIR)/build/cache $(GO) test -count=1 -timeout 45m -json -artifacts -outputdir $(BUILD)/test-artifacts ./vmtest/ ./internal/nbd/ ./internal/verity/ \
 		| $(TESTSUMMARY) -v -tier vmtest -record $(TESTRESULTS)/vmtest.tsv
 
 .PHONY: test
