@@ -21,8 +21,8 @@ const StripWidth = 240
 const stripHeight = 12
 
 // Strip draws one boot as a single row: the agent's phases side by side
-// (failed red, still running amber), each titled with its name and
-// duration, on a time axis of o.Axis seconds. It is small (a machine's
+// (failed red, still running amber; those under a pixel left out), each
+// titled with its name and duration, on a time axis of o.Axis seconds. It is small (a machine's
 // page draws 100): the server's steps and the messages are the
 // waterfall's. A list of boots drawn as strips with one
 // Axis compares them at a glance; Waterfall shows one in full.
@@ -49,7 +49,15 @@ func Strip(w io.Writer, steps []Step, o StripOptions) error {
 	W := float64(width)
 	x := func(t float64) float64 { return min(t, axis) / axis * W }
 	var s svg
-	s.open(W, stripHeight, "")
+	// No text, no title: the bare element.
+	s.raw(`<svg xmlns="http://www.w3.org/2000/svg"`)
+	s.attr("width", W)
+	s.attr("height", stripHeight)
+	s.raw(` viewBox="0 0 `)
+	s.num(W)
+	s.raw(" ")
+	s.num(stripHeight)
+	s.raw(`">`)
 	// One group per colour, so that a bar is only its place and title.
 	for _, g := range []struct{ outcome, fill string }{{OutcomeOK, colAgent}, {OutcomeFailed, colFailed}, {OutcomeRunning, colRunning}} {
 		opened := false
@@ -58,7 +66,9 @@ func Strip(w io.Writer, steps []Step, o StripOptions) error {
 			if o != OutcomeFailed && o != OutcomeRunning {
 				o = OutcomeOK
 			}
-			if st.Lane != LaneAgent || st.Instant() || o != g.outcome {
+			// Phases under a pixel wide are left out: they would not
+			// show, and a page draws a hundred strips.
+			if st.Lane != LaneAgent || x(st.End)-x(st.Start) < 1 || o != g.outcome {
 				continue
 			}
 			if !opened {
@@ -68,7 +78,7 @@ func Strip(w io.Writer, steps []Step, o StripOptions) error {
 			s.raw("<rect")
 			s.attr("x", x(st.Start))
 			s.raw(` y="1"`)
-			s.attr("width", max(x(st.End)-x(st.Start)-.5, 1))
+			s.attr("width", max(x(st.End)-x(st.Start)-.5, .5))
 			s.raw(` height="10"><title>`)
 			s.text(fmt.Sprintf("%s %.2f s", st.Name, st.End-st.Start))
 			s.raw("</title></rect>")

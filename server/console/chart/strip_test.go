@@ -10,6 +10,7 @@ func TestStrip(t *testing.T) {
 	steps := []Step{
 		{Lane: LaneServer, Name: "script", Outcome: OutcomeOK},
 		{Lane: LaneServer, Name: "kernel", Start: 0.5, End: 2, Outcome: OutcomeOK, Bytes: 8 << 20},
+		{Lane: LaneAgent, Name: "early", Start: 2.99, End: 3, Outcome: OutcomeOK}, // 0.2 px: left out
 		{Lane: LaneAgent, Name: "network", Start: 3, End: 4, Outcome: OutcomeOK},
 		{Lane: LaneAgent, Name: "lower", Start: 4, End: 6, Outcome: OutcomeFailed, Message: `<script>alert(1)</script>`},
 	}
