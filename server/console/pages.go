@@ -18,7 +18,7 @@ import (
 )
 
 // HistogramWindow is how far back the overview's histogram of times to
-// root looks.
+// root looks (its heading says "the last hour").
 const HistogramWindow = time.Hour
 
 // MaxBootsShown is how many boots a machine's page lists: all the store
@@ -116,7 +116,6 @@ type overviewData struct {
 	Times     []imageTimes
 	Failures  []Failure
 	Servers   []serverRow
-	Window    time.Duration
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
@@ -136,7 +135,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		l := cmp.Or(labels.of(t.Image), "no image")
 		byImage[l] = append(byImage[l], t.Root.Sub(t.Started).Seconds())
 	}
-	d := overviewData{Total: len(ms), Counts: Counts(ms), States: States, Failures: Failures(ms), Window: HistogramWindow}
+	d := overviewData{Total: len(ms), Counts: Counts(ms), States: States, Failures: Failures(ms)}
 	var series []chart.Series
 	for _, l := range sortedKeys(byImage) {
 		v := slices.Clone(byImage[l])
