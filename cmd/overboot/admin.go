@@ -373,7 +373,7 @@ func imageCmd(sio stdio) *cobra.Command {
 			fmt.Fprintf(w, "%s version %d: %s (%s)\n", im.Name, im.Version, im.Digest, im.Note)
 		})
 	rb.Flags().IntVar(&to, "to", 0, "the `version` to go back to")
-	c.AddCommand(rb, imageImportCmd(sio))
+	c.AddCommand(rb, imageImportCmd(sio, &f))
 	// The commands that take a name complete it from the server.
 	completeSubcommands(c, &f, imageNames, "ls")
 	return c

@@ -13,6 +13,7 @@ import (
 	"github.com/overboot/overboot/mkimage"
 	"github.com/overboot/overboot/mkimage/imagekernel"
 	"github.com/overboot/overboot/mkimage/oci"
+	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -66,31 +67,41 @@ func (o importOptions) options(c *cobra.Command, work string) (oci.Options, erro
 	return opt, nil
 }
 
-func imageImportCmd(sio stdio) *cobra.Command {
+func imageImportCmd(sio stdio, f *clientFlags) *cobra.Command {
 	o := mkimageRootOptions{comp: mkimage.DefaultCompression}
 	c := &cobra.Command{
-		Use:   "import REF --name NAME --store DIR",
+		Use:   "import REF --name NAME [--store DIR]",
 		Short: "import a container image as a root image and publish it under NAME",
 		Long: `Builds a squashfs root image from a container image, as mkimage root --from
 does, adds it to the data directory DIR and publishes it under NAME in DIR's
 state store (publishing again moves NAME to the new image atomically; a
 running server gives it to the next machine that boots). It works on the
-server's files directly, without a running server.
+server's files directly, without a running server. Without --store, DIR is
+the data directory of the server's configuration (--config FILE, default
+` + defaultConfig + ` when it exists), and so is its store (PostgreSQL when
+the configuration says so).
 
 ` + importRefHelp + `
 
 ` + kernelHelp,
 		Args: exactArgs(1, "exactly one REF"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.dir == "" || o.name == "" {
-				return usagef(cmd, "give --store DIR and --name NAME")
+			if o.name == "" {
+				return usagef(cmd, "give --name NAME")
 			}
-			o.from = args[0]
+			if o.dir == "" {
+				dir, err := configData(f.config)
+				if err != nil {
+					return usagef(cmd, "%v", err)
+				}
+				o.dir = dir
+			}
+			o.from, o.conf = args[0], f.config
 			return runMkimageRoot(cmd.Context(), cmd, args[0], o, sio.out, sio.errOut)
 		},
 	}
 	fs := c.Flags()
-	fs.StringVar(&o.dir, "store", "", "the server's data `directory` to add the image to")
+	fs.StringVar(&o.dir, "store", "", "the server's data `directory` to add the image to (default: the configuration's data)")
 	fs.StringVar(&o.name, "name", "", "`name` to publish the image under")
 	fs.StringVar(&o.comp, "comp", mkimage.DefaultCompression, "compressor: gzip, xz, zstd, lz4 or lzo")
 	fs.BoolVar(&o.noFixups, "no-fixups", false, "build the tree as it is: keep root and swap entries in /etc/fstab")
@@ -102,10 +113,32 @@ server's files directly, without a running server.
 	return c
 }
 
+// configData is the data directory of the server's configuration file
+// path (default defaultConfig, else packageConfig, when one exists).
+func configData(path string) (string, error) {
+	for _, p := range []string{defaultConfig, packageConfig} {
+		if path != "" {
+			break
+		}
+		if _, err := os.Stat(p); err == nil {
+			path = p
+		}
+	}
+	if path == "" {
+		return "", fmt.Errorf("give --store DIR: no --config FILE, and neither %s nor %s exists to say the server's data directory", defaultConfig, packageConfig)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return "", fmt.Errorf("the server's data directory: %w (or give --store DIR)", err)
+	}
+	return cfg.Data, nil
+}
+
 // publishImported publishes m under name like publishLocal, with where it
-// came from in the history.
-func publishImported(ctx context.Context, dir, name string, m blobstore.Manifest, from *oci.Image, by string, own *imagekernel.Result) (state.Image, error) {
-	db, err := localStore(ctx, dir, "")
+// came from in the history, in dir's store (conf: the configuration that
+// may say it is PostgreSQL; "" the default one).
+func publishImported(ctx context.Context, dir, conf, name string, m blobstore.Manifest, from *oci.Image, by string, own *imagekernel.Result) (state.Image, error) {
+	db, err := localStore(ctx, dir, conf)
 	if err != nil {
 		return state.Image{}, err
 	}

@@ -121,3 +121,35 @@ func TestImageImportHistoryShowsSource(t *testing.T) {
 		return nil
 	})
 }
+
+// TestImageImportStoreFromConfig: without --store, image import adds the
+// image to the data directory the server's configuration names; without
+// a configuration it says to give --store, and publishes nothing.
+func TestImageImportStoreFromConfig(t *testing.T) {
+	testneed.Tool(t, "mksquashfs")
+	_, data, _ := testServer(t)
+	adminToken(t, data)
+	lay := filepath.Join(t.TempDir(), "layout")
+	ociLayout(t, lay)
+	ref := "oci:" + lay + ":v1"
+	old := defaultConfig
+	defaultConfig = filepath.Join(t.TempDir(), "none.conf")
+	t.Cleanup(func() { defaultConfig = old })
+	if _, err := os.Stat(packageConfig); err == nil {
+		t.Skipf("%s exists on this machine: the test would read it", packageConfig)
+	}
+	if _, err := cli(t, "", "image", "import", ref, "--name", "web", "-q"); err == nil || !strings.Contains(err.Error(), "give --store DIR") {
+		t.Errorf("no --store, no configuration: %v", err)
+	}
+	conf := filepath.Join(t.TempDir(), "overboot.conf")
+	if err := os.WriteFile(conf, []byte("[server]\ndata = "+data+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "", "image", "import", ref, "--name", "web", "--config", conf, "-q")
+	if err != nil || !strings.Contains(out, "web version 1: sha256:") {
+		t.Fatalf("image import --config: %q %v", out, err)
+	}
+	if out, err := cli(t, "", "image", "history", "web"); err != nil || !strings.Contains(out, "from "+ref) {
+		t.Errorf("the running server does not see the import: %q %v", out, err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 // mkimageRootOptions are mkimage root's flags.
 type mkimageRootOptions struct {
 	out, dir, name, comp  string
+	conf                  string // the server's configuration, for its store (image import --config)
 	level, block, procs   int
 	noFixups, quiet, json bool
 	importOptions
@@ -210,7 +211,7 @@ func runMkimageRoot(ctx context.Context, c *cobra.Command, source string, o mkim
 		}
 		var im state.Image
 		if from != nil {
-			im, err = publishImported(ctx, o.dir, o.name, m, from, cmdPath(c), own)
+			im, err = publishImported(ctx, o.dir, o.conf, o.name, m, from, cmdPath(c), own)
 		} else {
 			im, err = publishRoot(ctx, o.dir, o.name, m, own)
 		}
