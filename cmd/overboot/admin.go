@@ -546,6 +546,9 @@ func gcCmd(sio stdio) *cobra.Command {
 				fmt.Fprintf(w, "%s %s\n", verb, d)
 			}
 			fmt.Fprintf(w, "%s %d blobs (%d bytes), kept %d\n", verb, len(res.Removed), res.Freed, res.Kept)
+			for _, d := range res.TreesRemoved {
+				fmt.Fprintf(w, "%s the modules tree of %s (driver segments)\n", verb, d)
+			}
 		})
 	f.add(c)
 	c.Flags().StringVar(&grace, "grace", "24h", "keep blobs younger than this, and blobs of boots seen within it")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/overboot/overboot/boot"
 	"github.com/overboot/overboot/internal/blobstore"
+	"github.com/overboot/overboot/server/drivers"
 	"github.com/overboot/overboot/server/state"
 )
 
@@ -188,6 +189,9 @@ type GCResult struct {
 	Removed []string `json:"removed"`
 	Freed   int64    `json:"freed_bytes"`
 	Kept    int      `json:"kept"`
+	// TreesRemoved are the modules trees unpacked for driver segments
+	// (DATA/drivers/trees) whose modules blob is gone, by that blob.
+	TreesRemoved []string `json:"trees_removed,omitempty"`
 }
 
 // gc removes blobs that no name's history, no profile and no boot within
@@ -236,6 +240,11 @@ func (a *API) gc(w http.ResponseWriter, r *http.Request) error {
 		}
 		res.Removed = append(res.Removed, b.Digest.String())
 		res.Freed += b.Size
+	}
+	// A dry run's removals have not happened: the trees they would
+	// orphan are not listed.
+	if res.TreesRemoved, err = drivers.OrphanTrees(a.d.Blobs, req.DryRun); err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, res)
 }
