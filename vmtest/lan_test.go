@@ -354,7 +354,11 @@ func TestLANFullDHCP(t *testing.T) {
 
 // TestLANServeCommand: `overboot serve` itself, run inside the LAN's
 // namespace from a config file, opens its DHCP (full mode), TFTP and HTTP
-// sockets on the bridge, and a machine PXE-boots from it alone.
+// sockets on the bridge and answers IPv6 router solicitations there
+// (quiet-ra), and a UEFI machine PXE-boots from it alone: the firmware's
+// PXE, ipxe.efi over TFTP, iPXE's script over HTTP. (Without an
+// advertisement on the LAN, UEFI iPXE waits about 15 s for IPv6 before its
+// script; the answer's time is not asserted, only that it was sent.)
 func TestLANServeCommand(t *testing.T) {
 	t.Parallel()
 	a := needVM(t)
@@ -364,7 +368,7 @@ func TestLANServeCommand(t *testing.T) {
 	ns := NewNetNS(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "overboot.conf")
-	text := fmt.Sprintf("[server]\nlisten = %[1]s:80\nurl = http://%[1]s\ndata = %[2]s\ntftp = %[1]s:69\ndhcp = %[3]s\ndhcp-range = 192.0.2.70-192.0.2.79\ndhcp-router = %[1]s\n\n[profile default]\nkernel = %[4]s\ninitramfs = %[5]s\nroot = %[6]s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
+	text := fmt.Sprintf("[server]\nlisten = %[1]s:80\nurl = http://%[1]s\ndata = %[2]s\ntftp = %[1]s:69\ndhcp = %[3]s\ndhcp-range = 192.0.2.70-192.0.2.79\ndhcp-router = %[1]s\nquiet-ra = %[3]s\n\n[profile default]\nkernel = %[4]s\ninitramfs = %[5]s\nroot = %[6]s\nonfail = poweroff\nonfail-delay = 1s\ncmdline = console=ttyS0 panic=-1\n",
 		ns.Addr, filepath.Join(dir, "data"), ns.Bridge, a.Kernel, a.Initramfs, a.Root)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -397,10 +401,19 @@ func TestLANServeCommand(t *testing.T) {
 			t.Fatalf("overboot serve did not start:\n%s", out.String())
 		}
 	}
+	if !strings.Contains(out.String(), "overboot: quiet IPv6 router advertisements on "+ns.Bridge) {
+		t.Errorf("serve does not say it answers router solicitations:\n%s", out.String())
+	}
+	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+	if err := copyFile(OVMFVars, vars, 0o644); err != nil {
+		t.Fatalf("OVMF (package ovmf): %v", err)
+	}
 	const mac = "52:54:00:0c:00:0a"
-	vm := startVM(t, Options{PXE: true, Tap: ns.Tap(t), NetNS: ns.Name, MAC: mac})
+	vm := startVM(t, Options{PXE: true, Tap: ns.Tap(t), NetNS: ns.Name, MAC: mac, UEFIVars: vars, NoNICROM: true})
 	expectPass(t, vm)
-	if !strings.Contains(out.String(), `msg="dhcp answer" type=ACK mac=`+mac) {
-		t.Errorf("serve's log shows no DHCP ACK to the machine:\n%s", out.String())
+	for _, want := range []string{`msg="dhcp answer" type=ACK mac=` + mac, `msg="quiet router advertisement" iface=` + ns.Bridge + ` solicited_by=fe80::`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("serve's log lacks %s:\n%s", want, out.String())
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/overboot/overboot/server"
 	"github.com/overboot/overboot/server/config"
 	"github.com/overboot/overboot/server/dhcp"
+	"github.com/overboot/overboot/server/ra"
 )
 
 // serveOptions are serve's flags.
@@ -248,6 +249,15 @@ func runServe(ctx context.Context, c *cobra.Command, o serveOptions, stdout, std
 		defer c67.Close()
 		fmt.Fprintf(stdout, "overboot: DHCP on %s (%s), addresses %s-%s\n", cfg.DHCP, pfx, cfg.DHCPStart, cfg.DHCPEnd)
 		services = append(services, func() error { return srv.ServeDHCP(ctx, c67, pfx.Addr(), pfx) })
+	}
+	if cfg.QuietRA != "" {
+		rc, err := ra.Listen(ctx, cfg.QuietRA)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		fmt.Fprintf(stdout, "overboot: quiet IPv6 router advertisements on %s (not a router, nothing to configure)\n", cfg.QuietRA)
+		services = append(services, func() error { return ra.Serve(ctx, rc, log) })
 	}
 	if cfg.DHCPv6 != "" {
 		ifi, err := net.InterfaceByName(cfg.DHCPv6)

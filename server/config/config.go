@@ -79,6 +79,10 @@ type Config struct {
 	// (ProxyDHCP: it never hands out addresses; the site's DHCP server
 	// does). "" = none.
 	ProxyDHCP string
+	// QuietRA names the interface overboot answers IPv6 router
+	// solicitations on with an advertisement that configures nothing
+	// (package server/ra); "" none.
+	QuietRA string
 	// DHCP names the interface overboot's own DHCP server gives
 	// addresses on, for isolated networks (one or the other per
 	// interface); its pool, router, DNS and lease time.
@@ -588,6 +592,9 @@ func (c *Config) validate() []error {
 	}
 	if c.ProxyDHCP != "" && c.URL == "" {
 		errs = append(errs, &Error{c.File, 0, errors.New("proxy-dhcp needs url in [server]: the address iPXE is sent to")})
+	}
+	if c.QuietRA != "" && c.QuietRA == c.DHCPv6 {
+		errs = append(errs, &Error{c.File, 0, fmt.Errorf("quiet-ra and dhcpv6 on the same interface %s: dhcpv6 needs the network's router advertisements with the M flag, and quiet-ra's say there is no DHCPv6", c.QuietRA)})
 	}
 	switch {
 	case c.DHCP != "" && c.DHCP == c.ProxyDHCP:

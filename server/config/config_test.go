@@ -305,6 +305,13 @@ func TestParseDHCP(t *testing.T) {
 	}
 }
 
+func TestParseQuietRA(t *testing.T) {
+	c, err := Parse("d", strings.NewReader("[server]\nquiet-ra = br0\n"))
+	if err != nil || c.QuietRA != "br0" {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
 func TestParseDHCPv6(t *testing.T) {
 	c, err := Parse("d", strings.NewReader("[server]\nurl6 = http://[2001:db8::1]\ndhcpv6 = br0\ndhcpv6-range = 2001:db8::100-2001:db8::1ff\ndhcpv6-lease = 2h\ndhcpv6-dns = 2001:db8::1\n"))
 	if err != nil {
@@ -318,6 +325,8 @@ func TestParseDHCPv6(t *testing.T) {
 		{"[server]\ndhcpv6-range = 2001:db8::1-2001:db8::2\n", "need dhcpv6 = IFACE"},
 		{"[server]\ndhcpv6-range = 192.0.2.1-192.0.2.2\n", "d:2: dhcpv6-range:"},
 		{"[server]\nurl6 = http://192.0.2.1\n", "d:2: url6:"},
+		{"[server]\nurl6 = http://[2001:db8::1]\ndhcpv6 = br0\ndhcpv6-range = 2001:db8::100-2001:db8::1ff\nquiet-ra = br0\n", "quiet-ra and dhcpv6 on the same interface br0"},
+		{"[server]\nquiet-ra = eth 0\n", "d:2: quiet-ra:"},
 	} {
 		if _, err := Parse("d", strings.NewReader(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)

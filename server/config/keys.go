@@ -74,6 +74,7 @@ var Sections = []Section{
 		{"dhcpv6-range", "", "The pool (FIRST-LAST IPv6 addresses, one /64) of dhcpv6."},
 		{"dhcpv6-lease", "1h", "Lease time of dhcpv6 (1m to 720h)."},
 		{"dhcpv6-dns", "", "DNS servers (comma-separated IPv6 addresses) dhcpv6 hands out."},
+		{"quiet-ra", "", "Answer IPv6 router solicitations on this interface with an advertisement that configures nothing (not a router, no prefix, no DHCPv6): on a LAN without IPv6 routers UEFI iPXE waits about 15 s for one before its script. Not where a router advertises, nor with dhcpv6 on the same interface."},
 	}},
 	{"profile", "[profile NAME]", "How a machine boots. [profile default] is for machines no other rule names.", []Key{
 		{"kernel", "", "The kernel: a store name, sha256:HEX, an absolute file path, or image: the root image's own kernel (built with it from its /boot/vmlinuz-* and /lib/modules/*; root must then be a store name). Required unless sanboot."},
@@ -194,6 +195,11 @@ func (c *Config) setServer(k, v string) error {
 			return fmt.Errorf("%q: want a network interface name, e.g. eth0", v)
 		}
 		c.ProxyDHCP = v
+	case "quiet-ra":
+		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
+			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
+		}
+		c.QuietRA = v
 	case "dhcp":
 		if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t") {
 			return fmt.Errorf("%q: want a network interface name, e.g. eth1", v)
