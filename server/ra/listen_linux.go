@@ -52,6 +52,9 @@ func Listen(ctx context.Context, iface string) (*Conn, error) {
 		return errors.Join(err, serr)
 	}}
 	pc, err := lc.ListenPacket(ctx, "ip6:ipv6-icmp", "::")
+	if errors.Is(err, syscall.EPERM) {
+		return nil, fmt.Errorf("quiet-ra on %s: %w: a raw ICMPv6 socket needs CAP_NET_RAW (under systemd: AmbientCapabilities= and CapabilityBoundingSet= with CAP_NET_RAW, see docs/network.md)", iface, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("quiet-ra on %s: %w", iface, err)
 	}
