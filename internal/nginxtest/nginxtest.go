@@ -239,7 +239,11 @@ func start(bin, dir string, port int, opt Options) (*Nginx, error) {
 	cmd := exec.Command(bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a stop that has to kill kills the workers
+	// too (killed alone, the master leaves them holding the output pipe,
+	// and Wait would wait for them). WaitDelay bounds that wait anyway.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start nginx: %w", err)
 	}
@@ -299,15 +303,15 @@ func (n *Nginx) Stop() {
 }
 
 // stop ends nginx: SIGTERM to the master (a fast shutdown, as nginx -s
-// stop sends), SIGKILL if it has not exited after 10 s.
-// Stopping a stopped nginx does nothing.
+// stop sends), SIGKILL to its whole process group (master and workers)
+// if it has not exited after 10 s. Stopping a stopped nginx does nothing.
 func (n *Nginx) stop() {
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	var err error
 	select {
 	case err = <-n.done:
 	case <-time.After(10 * time.Second):
-		n.cmd.Process.Kill()
+		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		err = <-n.done
 	}
 	n.done <- err // for the next stop
