@@ -132,12 +132,10 @@ func TestImageImportStoreFromConfig(t *testing.T) {
 	lay := filepath.Join(t.TempDir(), "layout")
 	ociLayout(t, lay)
 	ref := "oci:" + lay + ":v1"
-	old := defaultConfig
-	defaultConfig = filepath.Join(t.TempDir(), "none.conf")
-	t.Cleanup(func() { defaultConfig = old })
-	if _, err := os.Stat(packageConfig); err == nil {
-		t.Skipf("%s exists on this machine: the test would read it", packageConfig)
-	}
+	// Neither default configuration exists, whatever this machine has.
+	oldDefault, oldPackage := defaultConfig, packageConfig
+	defaultConfig, packageConfig = filepath.Join(t.TempDir(), "none.conf"), filepath.Join(t.TempDir(), "none-either.conf")
+	t.Cleanup(func() { defaultConfig, packageConfig = oldDefault, oldPackage })
 	if _, err := cli(t, "", "image", "import", ref, "--name", "web", "-q"); err == nil || !strings.Contains(err.Error(), "give --store DIR") {
 		t.Errorf("no --store, no configuration: %v", err)
 	}

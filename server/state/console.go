@@ -17,7 +17,7 @@ type ConsoleSession struct {
 	TokenID string
 	Created time.Time // zero: now
 	Expires time.Time
-	Seen    time.Time // zero: Created
+	Seen    time.Time // zero: Created (written at sign-in only)
 }
 
 // PutConsoleSession stores a new session. It first deletes the expired
@@ -77,20 +77,6 @@ func (d *DB) ConsoleSession(ctx context.Context, hash string) (ConsoleSession, e
 	}
 	s.Created, s.Expires, s.Seen = fromMillis(c), fromMillis(e), fromMillis(seen)
 	return s, nil
-}
-
-// TouchConsoleSession records that a live session was seen now; one
-// absent or expired is ErrNotFound.
-func (d *DB) TouchConsoleSession(ctx context.Context, hash string) error {
-	now := d.millis()
-	res, err := d.w.ExecContext(ctx, `UPDATE console_sessions SET seen_at = ? WHERE hash = ? AND expires_at > ?`, now, hash, now)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("console session: %w", ErrNotFound)
-	}
-	return nil
 }
 
 // DeleteConsoleSession deletes a session (sign-out); one absent is no
